@@ -1,0 +1,432 @@
+//! The command line: `run`, `plugins` and `parse`. This is the edge, so
+//! errors are `anyhow` with context, and stdout carries only data.
+
+use crate::bus::{JsonlSink, ResultSink};
+use crate::config::{LogFormat, Settings};
+use crate::crawl::Engine;
+use crate::fetch::{Fetched, Fetcher};
+use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher};
+use crate::request::CrawlRequest;
+use crate::scheduler::{EmbeddedDedup, EmbeddedFrontier, Frontier};
+use crate::stats::{process_usage, Stats};
+use crate::throttle::EmbeddedThrottle;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "spinneret", version, about = "A distributed on-demand crawler with WebAssembly plugins")]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct Global {
+    /// TOML settings file (see ARCHITECTURE.md for every key).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory of .wasm plugins, watched for changes.
+    #[arg(long, global = true)]
+    pub plugins: Option<PathBuf>,
+    /// Fetch loopback, private and link-local addresses.
+    #[arg(long, global = true)]
+    pub allow_private: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Crawl: embedded by default, no Redis or Kafka needed.
+    Run(RunArgs),
+    /// List the plugins in the plugins directory: name, kind, WIT version, hash.
+    Plugins(PluginsArgs),
+    /// Run a spider on one recorded response and print what it yields.
+    Parse(ParseArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Spider: a name in the plugins directory, or a path to a .wasm file.
+    #[arg(long)]
+    pub spider: String,
+    /// Seed URL (repeatable).
+    #[arg(long)]
+    pub seed: Vec<String>,
+    /// A crawl request as JSON (contract §2.1; repeatable).
+    #[arg(long)]
+    pub request: Vec<String>,
+    /// A file of crawl requests, one JSON object per line.
+    #[arg(long)]
+    pub requests: Option<PathBuf>,
+    /// Depth for --seed crawls; also raises crawl.maxdepth_limit for this run.
+    #[arg(long)]
+    pub maxdepth: Option<u32>,
+    /// Write results here instead of stdout (JSON lines).
+    #[arg(long, short)]
+    pub output: Option<PathBuf>,
+    /// Keep running as a worker after the crawl is done.
+    #[arg(long)]
+    pub serve: bool,
+    /// Downloader middleware by plugin name, in order (repeatable).
+    #[arg(long)]
+    pub middleware: Vec<String>,
+    /// Item pipeline by plugin name, in order (repeatable).
+    #[arg(long)]
+    pub pipeline: Vec<String>,
+    /// Requests in flight at once.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+}
+
+#[derive(Args, Debug)]
+pub struct PluginsArgs {
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ParseArgs {
+    /// Spider: a name in the plugins directory, or a path to a .wasm file.
+    #[arg(long)]
+    pub spider: String,
+    /// Recorded response (JSON: url, status, headers, body, depth, request).
+    #[arg(long)]
+    pub response: PathBuf,
+}
+
+pub async fn main(cli: Cli) -> Result<i32> {
+    let mut settings = Settings::load(cli.global.config.as_deref())?;
+    if let Some(dir) = &cli.global.plugins {
+        settings.plugins.dir = dir.clone();
+    }
+    if cli.global.allow_private {
+        settings.crawl.allow_private = true;
+    }
+    if let Some(f) = cli.global.log_format {
+        settings.log.format = match f {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    match cli.command {
+        Command::Run(args) => run(settings, args).await,
+        Command::Plugins(args) => plugins(settings, args),
+        Command::Parse(args) => parse(settings, args).await,
+    }
+}
+
+fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry>> {
+    let runtime = Runtime::new(&settings.plugins, stats).context("starting the WebAssembly runtime")?;
+    let registry = Registry::new(runtime);
+    for (path, r) in registry.load_dir(&settings.plugins.dir) {
+        if let Err(e) = r {
+            tracing::warn!(file = %path.display(), "skipping plugin: {e}");
+        }
+    }
+    Ok(registry)
+}
+
+/// Resolve `--spider`: a path loads that file, a name must be loaded already.
+fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result<String> {
+    let path = Path::new(spider);
+    let name = if path.is_file() {
+        let (p, _) = registry.load_file(path)?;
+        p.name.to_string()
+    } else {
+        spider.trim_end_matches(".wasm").to_string()
+    };
+    match registry.get(&name) {
+        Some(p) => {
+            p.expect_kind(Kind::Spider)?;
+            Ok(name)
+        }
+        None => {
+            let known: Vec<String> =
+                registry.list().iter().filter(|p| p.kind == Kind::Spider).map(|p| p.name.to_string()).collect();
+            bail!(
+                "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
+                settings.plugins.dir.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        }
+    }
+}
+
+async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
+    if let Some(d) = args.maxdepth {
+        settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
+    }
+    if let Some(c) = args.concurrency {
+        settings.crawl.concurrency = c;
+    }
+    settings.plugins.middlewares.extend(args.middleware.iter().cloned());
+    settings.plugins.pipelines.extend(args.pipeline.iter().cloned());
+    settings.validate()?;
+    crate::telemetry::init(&settings.log);
+
+    let stats = Arc::new(Stats::default());
+    let registry = start_registry(&settings, stats.clone())?;
+    let spider = spider_name(&registry, &settings, &args.spider)?;
+    for (names, kind) in [(&settings.plugins.middlewares, Kind::Middleware), (&settings.plugins.pipelines, Kind::Pipeline)] {
+        for name in names {
+            let p = registry.get(name).with_context(|| {
+                format!("no {kind} plugin `{name}` in {}", settings.plugins.dir.display())
+            })?;
+            p.expect_kind(kind)?;
+        }
+    }
+    let _watcher = if settings.plugins.watch {
+        Some(Watcher::start(
+            registry.clone(),
+            settings.plugins.dir.clone(),
+            Duration::from_millis(settings.plugins.watch_interval_ms),
+        )?)
+    } else {
+        None
+    };
+
+    let requests = collect_requests(&settings, &args, &spider)?;
+    if requests.is_empty() && !args.serve {
+        bail!("nothing to crawl: give --seed URL, --request JSON or --requests FILE (or --serve)");
+    }
+    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
+    for r in &requests {
+        let url = url::Url::parse(&r.url).with_context(|| format!("bad seed URL {}", r.url))?;
+        fetcher.policy().check_url(&url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+
+    let sink: Arc<dyn ResultSink> = match &args.output {
+        Some(path) => Arc::new(JsonlSink::new(Box::new(
+            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+        ))),
+        None => Arc::new(JsonlSink::stdout()),
+    };
+    let settings = Arc::new(settings);
+    let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
+    let frontier: Arc<dyn Frontier> = Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
+    let cap = settings.crawl.global_page_per_domain_limit;
+    let dedup = Arc::new(EmbeddedDedup::new(
+        Duration::from_secs(settings.crawl.dupe_idle_ttl),
+        (cap > 0).then_some(cap),
+    ));
+    let engine = Engine::new(frontier.clone(), dedup, sink, fetcher, registry.clone(), settings.clone(), stats.clone());
+    for r in requests {
+        tracing::info!(url = %r.url, spider = %r.spiderid, maxdepth = r.maxdepth, crawlid = %r.crawlid, "crawl submitted");
+        engine.submit(r).await?;
+    }
+
+    let stop = Arc::new(tokio::sync::Notify::new());
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("interrupted: finishing requests in flight");
+            on_signal.notify_waiters();
+        }
+    });
+    let progress = std::io::stderr().is_terminal().then(|| {
+        let (stats, frontier) = (stats.clone(), frontier.clone());
+        tokio::spawn(async move { progress_line(stats, frontier).await })
+    });
+    engine.run(!args.serve, stop).await;
+    if let Some(p) = progress {
+        p.abort();
+        eprint!("\r\x1b[K");
+    }
+    summary(&stats);
+    Ok(0)
+}
+
+fn collect_requests(settings: &Settings, args: &RunArgs, spider: &str) -> Result<Vec<CrawlRequest>> {
+    let limit = settings.crawl.maxdepth_limit;
+    let started = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, seed) in args.seed.iter().enumerate() {
+        let v = json!({
+            "url": seed, "appid": "cli", "crawlid": format!("run-{started}-{i}"),
+            "spiderid": spider, "maxdepth": args.maxdepth.unwrap_or(0),
+        });
+        match CrawlRequest::from_value(v, limit) {
+            Ok(r) => out.push(r),
+            Err(e) => errors.push(format!("--seed {seed}: {e}")),
+        }
+    }
+    let mut lines: Vec<(String, String)> =
+        args.request.iter().enumerate().map(|(i, r)| (format!("--request #{}", i + 1), r.clone())).collect();
+    if let Some(path) = &args.requests {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        lines.extend(
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim().is_empty())
+                .map(|(n, l)| (format!("{}:{}", path.display(), n + 1), l.to_string())),
+        );
+    }
+    for (origin, text) in lines {
+        let parsed = serde_json::from_str::<Value>(&text)
+            .map_err(|e| format!("not JSON: {e}"))
+            .and_then(|mut v| {
+                if let Some(obj) = v.as_object_mut() {
+                    obj.entry("spiderid").or_insert_with(|| spider.into());
+                }
+                CrawlRequest::from_value(v, limit).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(r) => out.push(r),
+            Err(e) => errors.push(format!("{origin}: {e}")),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("rejected {} request(s), nothing was crawled:\n  {}", errors.len(), errors.join("\n  "));
+    }
+    Ok(out)
+}
+
+async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
+    let mut last = 0u64;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pages = stats.pages.load(std::sync::atomic::Ordering::Relaxed);
+        let c = frontier.counts().await.unwrap_or_default();
+        eprint!(
+            "\r\x1b[K{pages} pages  {}/s  queued {}  in flight {}  errors {}",
+            pages - last,
+            c.queued,
+            c.in_flight,
+            stats.errors.load(std::sync::atomic::Ordering::Relaxed)
+        );
+        last = pages;
+    }
+}
+
+fn summary(stats: &Stats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let secs = stats.elapsed().as_secs_f64();
+    let pages = stats.pages.load(Relaxed);
+    let usage = process_usage();
+    let statuses: Vec<String> = stats.by_status().iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    tracing::info!(
+        pages,
+        seconds = format!("{secs:.2}"),
+        pages_per_sec = format!("{:.0}", pages as f64 / secs.max(1e-9)),
+        cpu_ms_per_page = format!("{:.3}", usage.cpu.as_secs_f64() * 1000.0 / pages.max(1) as f64),
+        peak_rss_mb = usage.peak_rss_bytes / (1 << 20),
+        statuses = statuses.join(", "),
+        errors = stats.errors.load(Relaxed),
+        retries = stats.retries.load(Relaxed),
+        robots_denied = stats.robots_denied.load(Relaxed),
+        "crawl done"
+    );
+}
+
+fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
+    crate::telemetry::init(&settings.log);
+    let runtime = Runtime::new(&settings.plugins, Arc::new(Stats::default()))?;
+    let registry = Registry::new(runtime);
+    let loaded = registry.load_dir(&settings.plugins.dir);
+    let mut out = std::io::stdout().lock();
+    if !args.json {
+        writeln!(out, "{:<20} {:<22} {:<8} {:<14} STATUS", "NAME", "KIND", "WIT", "HASH")?;
+    }
+    let mut failed = 0;
+    for (path, r) in loaded {
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match r {
+            Ok(p) if args.json => writeln!(
+                out,
+                "{}",
+                json!({"name": *p.name, "kind": p.kind.world(), "wit": p.version, "hash": p.hash, "file": path.display().to_string()})
+            )?,
+            Ok(p) => writeln!(out, "{:<20} {:<22} {:<8} {:<14} ok", p.name, p.kind.world(), p.version, p.short_hash())?,
+            Err(e) => {
+                failed += 1;
+                if args.json {
+                    writeln!(out, "{}", json!({"name": name, "file": path.display().to_string(), "error": e.to_string()}))?;
+                } else {
+                    writeln!(out, "{name:<20} {:<22} {:<8} {:<14} rejected: {e}", "-", "-", "-")?;
+                }
+            }
+        }
+    }
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// `spinneret parse`: one recorded response through a spider, for golden
+/// tests and for debugging a spider without crawling.
+async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
+    crate::telemetry::init(&settings.log);
+    let registry = start_registry(&settings, Arc::new(Stats::default()))?;
+    let name = spider_name(&registry, &settings, &args.spider)?;
+    let spider = registry.get(&name).context("spider vanished")?;
+    let text = std::fs::read_to_string(&args.response)
+        .with_context(|| format!("cannot read {}", args.response.display()))?;
+    let rec: Value = serde_json::from_str(&text).context("the recorded response is not JSON")?;
+    let page = recorded_page(&rec, &name, settings.crawl.maxdepth_limit)?;
+    let outputs = tokio::task::spawn_blocking(move || spider.parse(page)).await??;
+    let (mut items, mut requests) = (Vec::new(), Vec::new());
+    for o in outputs {
+        match o {
+            Output::Item(i) => items.push(json!({
+                "links": i.links.iter().map(|(u, t)| json!({"url": u, "text": t})).collect::<Vec<_>>(),
+                "fields": i.fields.into_iter().collect::<serde_json::Map<_, _>>(),
+            })),
+            Output::Request(r) => requests.push(json!({
+                "url": r.url, "priority": r.priority, "spiderid": r.spiderid, "method": r.method,
+                "meta": r.meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>(),
+                "dont_filter": r.dont_filter,
+            })),
+        }
+    }
+    let out = serde_json::to_string_pretty(&json!({"items": items, "requests": requests}))?;
+    writeln!(std::io::stdout().lock(), "{out}")?;
+    Ok(0)
+}
+
+/// A [`Page`] from a recorded response: `{url, status, headers, body,
+/// depth, request: {crawl request fields}, meta: {name: json}}`.
+fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
+    let url = rec["url"].as_str().context("recorded response needs `url`")?;
+    let mut request = rec.get("request").cloned().unwrap_or_else(|| json!({}));
+    let obj = request.as_object_mut().context("`request` must be an object")?;
+    obj.entry("url").or_insert_with(|| url.into());
+    obj.entry("appid").or_insert_with(|| "golden".into());
+    obj.entry("crawlid").or_insert_with(|| "golden".into());
+    obj.entry("spiderid").or_insert_with(|| spider.into());
+    let mut job = CrawlRequest::from_value(request, limit)?.into_seed();
+    job.url = url.to_string();
+    job.depth = rec["depth"].as_u64().unwrap_or(0) as u32;
+    if let Some(meta) = rec.get("meta").and_then(Value::as_object) {
+        job.meta = meta.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+    }
+    let headers = rec
+        .get("headers")
+        .and_then(Value::as_object)
+        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .unwrap_or_default();
+    let fetched = Fetched {
+        status: rec["status"].as_u64().unwrap_or(200) as u16,
+        reason: String::new(),
+        response_url: rec["response_url"].as_str().unwrap_or(url).to_string(),
+        request_headers: Vec::new(),
+        headers,
+        body: rec["body"].as_str().unwrap_or_default().as_bytes().to_vec().into(),
+        elapsed: Duration::ZERO,
+    };
+    Ok(Page { job: Arc::new(job), fetched: Arc::new(fetched) })
+}

@@ -1,0 +1,432 @@
+//! Configuration in three steps: raw serde structs (unknown keys rejected),
+//! layered as defaults < TOML file < `SPINNERET_<TABLE>__<KEY>` env < CLI
+//! flags, then validated into [`Settings`]. Every timeout and limit lives
+//! here; ARCHITECTURE.md has the table.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Every setting, with the contract's names (§6) and our additions.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub kafka: Kafka,
+    pub redis: Redis,
+    pub throttle: Throttle,
+    pub crawl: Crawl,
+    pub stats: Stats,
+    pub rest: Rest,
+    pub log: Log,
+    pub plugins: Plugins,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Kafka {
+    pub brokers: String,
+    pub topic_prefix: String,
+    pub incoming_topic: String,
+    pub group: String,
+    pub appid_topics: bool,
+    pub base64_body: bool,
+    pub max_message_bytes: usize,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            brokers: "127.0.0.1:9092".into(),
+            topic_prefix: "demo".into(),
+            incoming_topic: "demo.incoming".into(),
+            group: "demo-group".into(),
+            appid_topics: false,
+            base64_body: false,
+            max_message_bytes: 1_048_576,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Redis {
+    /// Empty = embedded (in-process) stores.
+    pub url: String,
+    pub namespace: String,
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis { url: String::new(), namespace: "spinneret".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Throttle {
+    pub hits: u32,
+    pub window: f64,
+    pub moderated: bool,
+    pub split_by_spider: bool,
+    pub split_by_egress: bool,
+    pub egress_id: String,
+}
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Throttle {
+            hits: 10,
+            window: 60.0,
+            moderated: true,
+            split_by_spider: true,
+            split_by_egress: false,
+            egress_id: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Crawl {
+    pub retries: u32,
+    /// Seconds for the whole fetch, body included.
+    pub download_timeout: f64,
+    /// Seconds to establish a connection.
+    pub connect_timeout: f64,
+    pub maxdepth_limit: u32,
+    pub dupe_idle_ttl: u64,
+    pub global_page_per_domain_limit: u32,
+    pub obey_robots: bool,
+    pub allow_private: bool,
+    pub max_body_bytes: usize,
+    pub max_redirects: usize,
+    /// Requests in flight per process.
+    pub concurrency: usize,
+    pub user_agent: String,
+    /// Seconds a host's robots.txt stays cached.
+    pub robots_ttl: u64,
+}
+
+impl Default for Crawl {
+    fn default() -> Self {
+        Crawl {
+            retries: 3,
+            download_timeout: 10.0,
+            connect_timeout: 5.0,
+            maxdepth_limit: 3,
+            dupe_idle_ttl: 600,
+            global_page_per_domain_limit: 0,
+            obey_robots: true,
+            allow_private: false,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_redirects: 10,
+            concurrency: 64,
+            user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
+            robots_ttl: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stats {
+    pub heartbeat_ttl: u64,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats { heartbeat_ttl: 120 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Rest {
+    pub port: u16,
+    pub feed_wait: f64,
+    pub token: String,
+}
+
+impl Default for Rest {
+    fn default() -> Self {
+        Rest { port: 5343, feed_wait: 5.0, token: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log { format: LogFormat::Text, level: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Plugins {
+    /// Directory of `.wasm` plugins, watched for changes.
+    pub dir: PathBuf,
+    /// Compiled-code cache; empty = `$XDG_CACHE_HOME/spinneret` or `~/.cache/spinneret`.
+    pub cache_dir: PathBuf,
+    pub watch: bool,
+    pub watch_interval_ms: u64,
+    /// Downloader middlewares, in order, by plugin name.
+    pub middlewares: Vec<String>,
+    /// Item pipelines, in order, by plugin name.
+    pub pipelines: Vec<String>,
+    /// Seed for the `random` host import; 0 = from the OS.
+    pub random_seed: u64,
+    /// Limits for every plugin...
+    pub limits: Limits,
+    /// ...and per plugin name, overriding them.
+    pub overrides: BTreeMap<String, LimitOverrides>,
+}
+
+impl Default for Plugins {
+    fn default() -> Self {
+        Plugins {
+            dir: PathBuf::from("plugins"),
+            cache_dir: PathBuf::new(),
+            watch: true,
+            watch_interval_ms: 250,
+            middlewares: Vec::new(),
+            pipelines: Vec::new(),
+            random_seed: 0,
+            limits: Limits::default(),
+            overrides: BTreeMap::new(),
+        }
+    }
+}
+
+/// Per-plugin resource limits.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory cap; growth past it fails inside the guest.
+    pub memory_mb: u64,
+    /// Wall time of one call (epoch interruption).
+    pub call_timeout_ms: u64,
+    /// Fuel per call; 0 = unmetered.
+    pub fuel: u64,
+    /// Recycle an instance after this many calls.
+    pub recycle_calls: u64,
+    /// Recycle an instance once its memory passes this.
+    pub recycle_memory_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { memory_mb: 128, call_timeout_ms: 2000, fuel: 0, recycle_calls: 10_000, recycle_memory_mb: 96 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    pub memory_mb: Option<u64>,
+    pub call_timeout_ms: Option<u64>,
+    pub fuel: Option<u64>,
+    pub recycle_calls: Option<u64>,
+    pub recycle_memory_mb: Option<u64>,
+}
+
+impl Plugins {
+    /// The limits of plugin `name`: the defaults with its overrides applied.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        let mut l = self.limits;
+        if let Some(o) = self.overrides.get(name) {
+            l.memory_mb = o.memory_mb.unwrap_or(l.memory_mb);
+            l.call_timeout_ms = o.call_timeout_ms.unwrap_or(l.call_timeout_ms);
+            l.fuel = o.fuel.unwrap_or(l.fuel);
+            l.recycle_calls = o.recycle_calls.unwrap_or(l.recycle_calls);
+            l.recycle_memory_mb = o.recycle_memory_mb.unwrap_or(l.recycle_memory_mb);
+        }
+        l
+    }
+
+    pub fn fuel_enabled(&self) -> bool {
+        self.limits.fuel > 0 || self.overrides.values().any(|o| o.fuel.unwrap_or(0) > 0)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        if !self.cache_dir.as_os_str().is_empty() {
+            return self.cache_dir.clone();
+        }
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+            .unwrap_or_else(std::env::temp_dir);
+        base.join("spinneret")
+    }
+}
+
+const ENV_PREFIX: &str = "SPINNERET_";
+
+impl Settings {
+    /// Load defaults < `file` < environment. CLI flags are applied by the
+    /// caller on the result, then [`Settings::validate`] runs.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut tree = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        for (var, value) in env {
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
+            let Some((table, key)) = rest.split_once("__") else { continue };
+            let path: Vec<String> = std::iter::once(table)
+                .chain(key.split("__"))
+                .map(|p| p.to_ascii_lowercase())
+                .collect();
+            set_path(&mut tree, &path, env_value(&value))
+                .map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+        }
+        let settings: Settings = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
+            ConfigError::Invalid(format!("{} (check the config file and SPINNERET_* variables)", e.message()))
+        })?;
+        Ok(settings)
+    }
+
+    /// Check ranges and combinations; messages say what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.throttle.hits == 0 {
+            return bad("throttle.hits must be at least 1".into());
+        }
+        if !(self.throttle.window > 0.0 && self.throttle.window.is_finite()) {
+            return bad(format!("throttle.window must be a positive number of seconds, got {}", self.throttle.window));
+        }
+        if self.crawl.download_timeout <= 0.0 || self.crawl.connect_timeout <= 0.0 {
+            return bad("crawl.download_timeout and crawl.connect_timeout must be positive seconds".into());
+        }
+        if self.crawl.concurrency == 0 {
+            return bad("crawl.concurrency must be at least 1".into());
+        }
+        if self.crawl.max_body_bytes == 0 {
+            return bad("crawl.max_body_bytes must be at least 1".into());
+        }
+        if self.throttle.split_by_egress && self.throttle.egress_id.is_empty() {
+            return bad("throttle.split_by_egress is on but throttle.egress_id is empty: name this process's egress identity".into());
+        }
+        for (name, l) in std::iter::once(("(default)", self.plugins.limits))
+            .chain(self.plugins.overrides.keys().map(|n| (n.as_str(), self.plugins.limits_for(n))))
+        {
+            if l.memory_mb == 0 || l.call_timeout_ms == 0 || l.recycle_calls == 0 {
+                return bad(format!(
+                    "plugins limits for {name}: memory_mb, call_timeout_ms and recycle_calls must be at least 1"
+                ));
+            }
+        }
+        if self.plugins.watch_interval_ms == 0 {
+            return bad("plugins.watch_interval_ms must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// An env value as TOML when it parses as a scalar or array, else a string.
+fn env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
+}
+
+fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, tables) = path.split_last().ok_or("empty key")?;
+    let mut cur = tree;
+    for name in tables {
+        let entry = cur.entry(name.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry.as_table_mut().ok_or_else(|| format!("`{name}` is not a table"))?;
+    }
+    cur.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(s.throttle.hits, 10);
+        assert_eq!(s.throttle.window, 60.0);
+        assert_eq!(s.crawl.maxdepth_limit, 3);
+        assert_eq!(s.kafka.topic_prefix, "demo");
+        assert!(s.crawl.obey_robots && !s.crawl.allow_private);
+        s.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+        writeln!(f, "[throttle]\nhits = 3\nwindow = 1.5").expect("write");
+        let s = Settings::load_from(Some(f.path()), env(&[("SPINNERET_THROTTLE__HITS", "5")])).expect("loads");
+        assert_eq!(s.throttle.hits, 5);
+        assert_eq!(s.throttle.window, 1.5);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Settings::load_from(None, env(&[("SPINNERET_THROTTLE__HTIS", "5")])).expect_err("rejected");
+        assert!(err.to_string().contains("htis"), "{err}");
+    }
+
+    #[test]
+    fn nested_plugin_overrides_from_env() {
+        let s = Settings::load_from(None, env(&[("SPINNERET_PLUGINS__OVERRIDES__LINK__MEMORY_MB", "7")]))
+            .expect("loads");
+        assert_eq!(s.plugins.limits_for("link").memory_mb, 7);
+        assert_eq!(s.plugins.limits_for("other").memory_mb, 128);
+    }
+
+    #[test]
+    fn validation_explains() {
+        let mut s = Settings::default();
+        s.throttle.hits = 0;
+        assert!(s.validate().expect_err("invalid").to_string().contains("throttle.hits"));
+    }
+}

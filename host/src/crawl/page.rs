@@ -1,0 +1,241 @@
+//! One request's path: expiry and robots checks, downloader middlewares,
+//! fetch with retries, the spider, children to the scheduler, item
+//! pipelines, the sink, and only then the lease ack.
+
+use super::{result, Engine};
+use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Outgoing};
+use crate::links;
+use crate::plugins::{CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderItem, SpiderRequest};
+use crate::request::Job;
+use crate::scheduler::{Lease, StoreError};
+use serde_json::{Map, Value};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+enum Fetch {
+    Got(Fetched),
+    Failed(FetchError),
+}
+
+impl Engine {
+    pub(super) async fn process(&self, lease: Lease) -> Result<(), StoreError> {
+        let Lease { id, job } = lease;
+        if job.crawl.expired(result::now_unix()) {
+            self.stats.expired.fetch_add(1, Relaxed);
+            return self.frontier.ack(id).await;
+        }
+        let Ok(url) = url::Url::parse(&job.url) else {
+            return self.finish(id, &job, None, None, Some(format!("invalid URL {}", job.url))).await;
+        };
+        if let Some(robots) = &self.robots {
+            if !robots.allowed(&url).await {
+                tracing::debug!(url = %job.url, "disallowed by robots.txt");
+                self.stats.robots_denied.fetch_add(1, Relaxed);
+                return self.frontier.ack(id).await;
+            }
+        }
+
+        let (mut target, mut method, mut headers) = (job.url.clone(), job.method.clone(), self.request_headers(&job));
+        for name in &self.settings.plugins.middlewares {
+            let Some(mw) = self.plugin(name, Kind::Middleware) else { continue };
+            let (u, m, h) = (target.clone(), method.clone(), headers.clone());
+            match blocking(move || mw.process_request(u, m, h)).await {
+                Ok(RequestAction::Proceed { url, method: m, headers: h }) => {
+                    (target, method, headers) = (url, m, h);
+                }
+                Ok(RequestAction::Drop(reason)) => {
+                    tracing::debug!(url = %job.url, middleware = %name, %reason, "request dropped");
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                    return self.frontier.ack(id).await;
+                }
+                Err(e) => tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged"),
+            }
+        }
+
+        let out = Outgoing { url: &target, method: &method, headers: &headers, body: job.body.as_deref() };
+        let fetched = match self.fetcher.fetch(&out).await {
+            Ok(f) => Fetch::Got(f),
+            Err(e) => Fetch::Failed(e),
+        };
+        let retry_reason = match &fetched {
+            Fetch::Got(f) if retryable_status(f.status) => Some(format!("HTTP {}", f.status)),
+            Fetch::Failed(e) if e.retryable() => Some(e.to_string()),
+            _ => None,
+        };
+        if let Some(reason) = retry_reason {
+            if job.retries < self.settings.crawl.retries {
+                return self.retry(id, &job, &reason).await;
+            }
+        }
+        let fetched = match fetched {
+            Fetch::Got(f) => f,
+            Fetch::Failed(e) => {
+                let status = match e {
+                    FetchError::TooLarge { status, .. } => status,
+                    _ => 0,
+                };
+                let mut r = result::build(&job, None, None, Some(e.to_string()), self.settings.kafka.base64_body);
+                r.insert("status_code".into(), status.into());
+                return self.deliver(id, r).await;
+            }
+        };
+        let page = Page { job: Arc::new(job.clone()), fetched: Arc::new(fetched) };
+
+        for name in &self.settings.plugins.middlewares {
+            let Some(mw) = self.plugin(name, Kind::Middleware) else { continue };
+            let p = page.clone();
+            match blocking(move || mw.process_response(p)).await {
+                Ok(ResponseAction::Proceed) => {}
+                Ok(ResponseAction::Retry(reason)) if job.retries < self.settings.crawl.retries => {
+                    return self.retry(id, &job, &format!("middleware {name}: {reason}")).await;
+                }
+                Ok(ResponseAction::Retry(_)) => {}
+                Ok(ResponseAction::Drop(reason)) => {
+                    tracing::debug!(url = %job.url, middleware = %name, %reason, "response dropped");
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                    return self.frontier.ack(id).await;
+                }
+                Err(e) => tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged"),
+            }
+        }
+
+        let outputs = match self.plugin(&job.spiderid, Kind::Spider) {
+            Some(spider) => {
+                let p = page.clone();
+                blocking(move || spider.parse(p)).await
+            }
+            None => Err(CallError::Guest {
+                plugin: job.spiderid.clone(),
+                reason: format!("no spider named `{}` is loaded", job.spiderid),
+            }),
+        };
+        let outputs = match outputs {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(url = %job.url, error = %e, "spider failed on this page; the crawl goes on");
+                return self.finish(id, &job, Some(&page.fetched), None, Some(e.to_string())).await;
+            }
+        };
+        let mut children = Vec::new();
+        let mut items = Vec::new();
+        for o in outputs {
+            match o {
+                Output::Request(r) => children.extend(self.child(&job, &page.fetched.response_url, r)),
+                Output::Item(i) => items.push(i),
+            }
+        }
+        if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
+            self.enqueue_children(children).await?;
+        }
+        for item in &items {
+            let r = result::build(&job, Some(&page.fetched), Some(item), None, self.settings.kafka.base64_body);
+            if let Some(r) = self.pipelines(r).await {
+                self.publish(&r).await;
+            }
+        }
+        self.frontier.ack(id).await
+    }
+
+    /// Headers every fetch of this job carries: the crawl's user agent and
+    /// cookie, then the request's own.
+    fn request_headers(&self, job: &Job) -> Vec<(String, String)> {
+        let mut h = Vec::with_capacity(job.headers.len() + 2);
+        h.push((
+            "User-Agent".to_string(),
+            job.crawl.useragent.clone().unwrap_or_else(|| self.settings.crawl.user_agent.clone()),
+        ));
+        if let Some(c) = &job.crawl.cookie {
+            h.push(("Cookie".to_string(), c.clone()));
+        }
+        h.extend(job.headers.iter().cloned());
+        h
+    }
+
+    fn plugin(&self, name: &str, kind: Kind) -> Option<Arc<crate::plugins::Plugin>> {
+        self.registry.get(name).filter(|p| p.kind == kind)
+    }
+
+    /// A spider's request as a queued child: resolved, canonical, one level
+    /// deeper, ten priority points lower unless the spider says otherwise.
+    fn child(&self, parent: &Job, base: &str, r: SpiderRequest) -> Option<Job> {
+        let base = url::Url::parse(base).ok()?;
+        let url = links::resolve(&base, &r.url)?;
+        Some(Job {
+            crawl: parent.crawl.clone(),
+            url: url.into(),
+            spiderid: r.spiderid.unwrap_or_else(|| parent.spiderid.clone()),
+            priority: r.priority.unwrap_or(parent.priority - 10),
+            depth: parent.depth + 1,
+            method: r.method.map(|m| m.to_ascii_uppercase()).unwrap_or_else(|| "GET".into()),
+            headers: r.headers,
+            body: r.body,
+            meta: r.meta,
+            retries: 0,
+            dont_filter: r.dont_filter,
+        })
+    }
+
+    async fn retry(&self, id: u64, job: &Job, reason: &str) -> Result<(), StoreError> {
+        self.stats.retries.fetch_add(1, Relaxed);
+        tracing::debug!(url = %job.url, attempt = job.retries + 1, %reason, "retrying");
+        let mut again = job.clone();
+        again.retries += 1;
+        again.priority -= 10;
+        self.frontier.retry(id, again).await?;
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Publish a result without spider output (errors), then ack.
+    async fn finish(
+        &self,
+        id: u64,
+        job: &Job,
+        fetched: Option<&Fetched>,
+        item: Option<&SpiderItem>,
+        error: Option<String>,
+    ) -> Result<(), StoreError> {
+        let r = result::build(job, fetched, item, error, self.settings.kafka.base64_body);
+        self.deliver(id, r).await
+    }
+
+    async fn deliver(&self, id: u64, r: Map<String, Value>) -> Result<(), StoreError> {
+        if let Some(r) = self.pipelines(r).await {
+            self.publish(&r).await;
+        }
+        self.frontier.ack(id).await
+    }
+
+    async fn publish(&self, r: &Map<String, Value>) {
+        let status = r.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16;
+        self.stats.page(status, r.contains_key("error"));
+        if let Err(e) = self.sink.publish(r).await {
+            tracing::error!(error = %error_chain(&e), "could not deliver a result");
+        }
+    }
+
+    /// Run the item pipelines; `None` if one dropped the result.
+    async fn pipelines(&self, mut r: Map<String, Value>) -> Option<Map<String, Value>> {
+        for name in &self.settings.plugins.pipelines {
+            let Some(p) = self.plugin(name, Kind::Pipeline) else { continue };
+            let fields = Arc::new(r.clone());
+            match blocking(move || p.process_item(fields)).await {
+                Ok(ItemAction::Keep(fields)) => r.extend(fields),
+                Ok(ItemAction::Drop(reason)) => {
+                    tracing::debug!(pipeline = %name, %reason, "result dropped");
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                    return None;
+                }
+                Err(e) => tracing::warn!(error = %e, "pipeline failed; result goes on unchanged"),
+            }
+        }
+        Some(r)
+    }
+}
+
+/// Run a plugin call on the blocking pool; a panic there is a failed call.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, CallError> + Send + 'static) -> Result<R, CallError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(CallError::Trap { plugin: "host".into(), reason: format!("plugin call panicked: {e}") })
+    })
+}

@@ -1,0 +1,235 @@
+//! The fetcher: one reqwest client (rustls, gzip/br/deflate) with connect and
+//! total timeouts, a redirect limit, a body cap, and the address policy
+//! applied after DNS and on every redirect hop.
+
+mod policy;
+mod robots;
+
+pub use policy::AddressPolicy;
+pub use robots::{Robots, RobotsCache};
+
+use crate::config::Crawl as CrawlSettings;
+use bytes::{Bytes, BytesMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use url::Url;
+
+#[derive(Debug, Error, Clone)]
+pub enum FetchError {
+    /// The address policy refused the target; never retried.
+    #[error("{0}")]
+    Refused(String),
+    #[error("invalid URL {0}")]
+    InvalidUrl(String),
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("network error: {0}")]
+    Network(String),
+    #[error("too many redirects (limit {0})")]
+    TooManyRedirects(usize),
+    #[error("body larger than crawl.max_body_bytes ({limit} bytes)")]
+    TooLarge { limit: usize, status: u16 },
+}
+
+impl FetchError {
+    /// Network trouble is worth another try; policy and size are not.
+    pub fn retryable(&self) -> bool {
+        matches!(self, FetchError::Timeout(_) | FetchError::Network(_))
+    }
+}
+
+/// HTTP statuses the contract retries (§3).
+pub fn retryable_status(code: u16) -> bool {
+    matches!(code, 500 | 502 | 503 | 504 | 522 | 524 | 408)
+}
+
+/// What goes out.
+pub struct Outgoing<'a> {
+    pub url: &'a str,
+    pub method: &'a str,
+    pub headers: &'a [(String, String)],
+    pub body: Option<&'a [u8]>,
+}
+
+/// What came back.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub status: u16,
+    pub reason: String,
+    pub response_url: String,
+    pub request_headers: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    pub elapsed: Duration,
+}
+
+impl Fetched {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Clone)]
+pub struct Fetcher {
+    client: reqwest::Client,
+    policy: AddressPolicy,
+    max_body: usize,
+    timeout: Duration,
+    max_redirects: usize,
+}
+
+impl Fetcher {
+    pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
+        let policy = AddressPolicy::new(settings.allow_private);
+        let timeout = Duration::from_secs_f64(settings.download_timeout);
+        let max_redirects = settings.max_redirects;
+        let redirect_policy = policy.clone();
+        let client = reqwest::Client::builder()
+            .user_agent(settings.user_agent.clone())
+            .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(64)
+            .dns_resolver(Arc::new(policy.resolver()))
+            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
+                if attempt.previous().len() > max_redirects {
+                    attempt.error(FetchError::TooManyRedirects(max_redirects))
+                } else if let Err(e) = redirect_policy.check_literal(attempt.url()) {
+                    attempt.error(e)
+                } else {
+                    attempt.follow()
+                }
+            }))
+            .build()?;
+        Ok(Fetcher { client, policy, max_body: settings.max_body_bytes, timeout, max_redirects })
+    }
+
+    pub fn policy(&self) -> &AddressPolicy {
+        &self.policy
+    }
+
+    pub async fn fetch(&self, out: &Outgoing<'_>) -> Result<Fetched, FetchError> {
+        let started = Instant::now();
+        let url = Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?;
+        self.policy.check_literal(&url)?;
+        let method = reqwest::Method::from_bytes(out.method.as_bytes())
+            .map_err(|_| FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method)))?;
+        let mut req = self.client.request(method, url);
+        for (k, v) in out.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        if let Some(b) = out.body {
+            req = req.body(b.to_vec());
+        }
+        let mut resp = req.send().await.map_err(|e| self.classify(e))?;
+        let status = resp.status();
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let response_url = resp.url().to_string();
+        if resp.content_length().is_some_and(|n| n as usize > self.max_body) {
+            return Err(FetchError::TooLarge { limit: self.max_body, status: status.as_u16() });
+        }
+        let mut body = BytesMut::with_capacity(resp.content_length().unwrap_or(16 * 1024) as usize);
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
+            if body.len() + chunk.len() > self.max_body {
+                return Err(FetchError::TooLarge { limit: self.max_body, status: status.as_u16() });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Fetched {
+            status: status.as_u16(),
+            reason: status.canonical_reason().unwrap_or("").to_string(),
+            response_url,
+            request_headers: out.headers.to_vec(),
+            headers,
+            body: body.freeze(),
+            elapsed: started.elapsed(),
+        })
+    }
+
+    fn classify(&self, e: reqwest::Error) -> FetchError {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(err) = source {
+            if let Some(f) = err.downcast_ref::<FetchError>() {
+                return f.clone();
+            }
+            source = err.source();
+        }
+        if e.is_timeout() {
+            FetchError::Timeout(self.timeout)
+        } else if e.is_redirect() {
+            FetchError::TooManyRedirects(self.max_redirects)
+        } else {
+            FetchError::Network(error_chain(&e))
+        }
+    }
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+/// The body's character set: Content-Type, then `<meta charset>`, then UTF-8.
+pub fn encoding_of(content_type: Option<&str>, body: &[u8]) -> &'static encoding_rs::Encoding {
+    let from_label = |s: &str| {
+        let lower = s.to_ascii_lowercase();
+        let at = lower.find("charset=")?;
+        let label: String = lower[at + 8..]
+            .trim_start_matches(['"', '\''])
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect();
+        encoding_rs::Encoding::for_label(label.as_bytes())
+    };
+    if let Some(e) = content_type.and_then(from_label) {
+        return e;
+    }
+    let head = String::from_utf8_lossy(&body[..body.len().min(1024)]);
+    if let Some(e) = head.to_ascii_lowercase().find("<meta").and_then(|_| {
+        let lower = head.to_ascii_lowercase();
+        let at = lower.find("charset")?;
+        let rest = lower[at + 7..].trim_start_matches(['=', ' ', '"', '\'']);
+        let label: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
+        encoding_rs::Encoding::for_label(label.as_bytes())
+    }) {
+        return e;
+    }
+    encoding_rs::UTF_8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_classes_follow_the_contract() {
+        for code in [500, 502, 503, 504, 522, 524, 408] {
+            assert!(retryable_status(code));
+        }
+        assert!(!retryable_status(404) && !retryable_status(200));
+        assert!(FetchError::Network("reset".into()).retryable());
+        assert!(!FetchError::Refused("no".into()).retryable());
+    }
+
+    #[test]
+    fn finds_the_charset() {
+        assert_eq!(encoding_of(Some("text/html; charset=ISO-8859-1"), b""), encoding_rs::WINDOWS_1252);
+        assert_eq!(encoding_of(None, b"<meta charset=\"shift_jis\">"), encoding_rs::SHIFT_JIS);
+        assert_eq!(encoding_of(Some("text/html"), b"<p>"), encoding_rs::UTF_8);
+    }
+}

@@ -1,0 +1,33 @@
+//! Spinneret: a distributed on-demand crawler whose spiders, middlewares and
+//! pipelines are WebAssembly components.
+//!
+//! A request's path through the modules:
+//!
+//! - [`request`]: a client's crawl request, validated against the contract,
+//!   becomes a [`request::Job`] (the seed of a crawl).
+//! - [`scheduler`]: the frontier (per-domain priority queues, ready-domain
+//!   index, leases) and the dedup store (seen fingerprints, page caps). Each
+//!   is a trait with an embedded twin.
+//! - [`throttle`]: per-domain politeness, consulted on every pop.
+//! - [`crawl`]: workers lease a job, then run it through robots, downloader
+//!   middlewares, [`fetch`], the spider, pipelines and the [`bus`] sink, and
+//!   ack the lease only after the result is delivered.
+//! - [`fetch`]: HTTP (reqwest, rustls), the address policy, robots.txt.
+//! - [`links`]: native link extraction offered to spiders as a host import.
+//! - [`plugins`]: the wasmtime runtime: world detection, limits, instance
+//!   pools, hot swap.
+//! - [`config`], [`stats`], [`telemetry`]: settings, counters and logs.
+//! - [`cli`]: the `spinneret` command.
+
+pub mod bus;
+pub mod cli;
+pub mod config;
+pub mod crawl;
+pub mod fetch;
+pub mod links;
+pub mod plugins;
+pub mod request;
+pub mod scheduler;
+pub mod stats;
+pub mod telemetry;
+pub mod throttle;

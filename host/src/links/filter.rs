@@ -1,0 +1,132 @@
+//! The crawl's link rules (contract §2.1): allowed domains, allow/deny
+//! regexes (deny beats allow) and denied extensions.
+
+use regex::RegexSet;
+use std::collections::HashSet;
+use url::Url;
+
+/// Scrapy's `IGNORED_EXTENSIONS`: used when a crawl names none.
+pub const DEFAULT_DENY_EXTENSIONS: &[&str] = &[
+    "7z", "7zip", "bz2", "rar", "tar", "tar.gz", "xz", "zip", "mng", "pct", "bmp", "gif", "jpg",
+    "jpeg", "png", "pst", "psp", "tif", "tiff", "ai", "drw", "dxf", "eps", "ps", "svg", "cdr",
+    "ico", "webp", "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "3gp", "asf",
+    "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4a", "m4v", "flv", "webm",
+    "xls", "xlsm", "xlsx", "xltm", "xltx", "potm", "potx", "ppt", "pptm", "pptx", "pps", "doc",
+    "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp", "css", "pdf", "exe",
+    "bin", "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi",
+    "msp", "py",
+];
+
+/// Compiled link rules of one crawl.
+#[derive(Debug, Clone)]
+pub struct LinkFilters {
+    allowed_domains: Vec<String>,
+    allow: Option<RegexSet>,
+    deny: Option<RegexSet>,
+    deny_extensions: HashSet<String>,
+}
+
+impl Default for LinkFilters {
+    fn default() -> Self {
+        LinkFilters {
+            allowed_domains: Vec::new(),
+            allow: None,
+            deny: None,
+            deny_extensions: DEFAULT_DENY_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+}
+
+impl LinkFilters {
+    /// Build from the request's fields; `None` means "no rule" (or, for
+    /// extensions, the default list).
+    pub fn new(
+        allowed_domains: Option<&[String]>,
+        allow_regex: Option<&[String]>,
+        deny_regex: Option<&[String]>,
+        deny_extensions: Option<&[String]>,
+    ) -> Result<Self, regex::Error> {
+        let set = |r: Option<&[String]>| -> Result<Option<RegexSet>, regex::Error> {
+            r.filter(|r| !r.is_empty()).map(RegexSet::new).transpose()
+        };
+        Ok(LinkFilters {
+            allowed_domains: allowed_domains
+                .unwrap_or_default()
+                .iter()
+                .map(|d| d.trim_start_matches('.').to_ascii_lowercase())
+                .collect(),
+            allow: set(allow_regex)?,
+            deny: set(deny_regex)?,
+            deny_extensions: match deny_extensions {
+                Some(list) => list.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+                None => Self::default().deny_extensions,
+            },
+        })
+    }
+
+    pub fn allows(&self, url: &Url) -> bool {
+        if !self.allowed_domains.is_empty() {
+            let host = url.host_str().unwrap_or_default();
+            let ok = self.allowed_domains.iter().any(|d| {
+                host == d || (host.ends_with(d.as_str()) && host[..host.len() - d.len()].ends_with('.'))
+            });
+            if !ok {
+                return false;
+            }
+        }
+        if let Some(ext) = extension(url.path()) {
+            if self.deny_extensions.contains(&ext) {
+                return false;
+            }
+        }
+        let s = url.as_str();
+        if self.deny.as_ref().is_some_and(|d| d.is_match(s)) {
+            return false;
+        }
+        self.allow.as_ref().is_none_or(|a| a.is_match(s))
+    }
+}
+
+/// The lowercased extension of the path's last segment, without the dot.
+fn extension(path: &str) -> Option<String> {
+    let last = path.rsplit('/').next()?;
+    let dot = last.rfind('.')?;
+    (dot > 0).then(|| last[dot + 1..].to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).expect("valid")
+    }
+
+    #[test]
+    fn default_denies_binary_extensions() {
+        let f = LinkFilters::default();
+        assert!(!f.allows(&url("http://a.com/x/pic.JPG")));
+        assert!(!f.allows(&url("http://a.com/doc.pdf")));
+        assert!(f.allows(&url("http://a.com/page.html")));
+        assert!(f.allows(&url("http://a.com/dir.v2/")));
+    }
+
+    #[test]
+    fn allowed_domains_include_subdomains_only() {
+        let d = vec!["bbc.co.uk".to_string()];
+        let f = LinkFilters::new(Some(&d), None, None, None).expect("valid");
+        assert!(f.allows(&url("http://news.bbc.co.uk/")));
+        assert!(f.allows(&url("http://bbc.co.uk/")));
+        assert!(!f.allows(&url("http://notbbc.co.uk/")));
+    }
+
+    #[test]
+    fn deny_beats_allow() {
+        let allow = vec!["/p/".to_string()];
+        let deny = vec!["/p/secret".to_string()];
+        let f = LinkFilters::new(None, Some(&allow), Some(&deny), None).expect("valid");
+        assert!(f.allows(&url("http://a.com/p/1")));
+        assert!(!f.allows(&url("http://a.com/p/secret")));
+        assert!(!f.allows(&url("http://a.com/q/1")));
+    }
+}

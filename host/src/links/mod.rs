@@ -1,0 +1,121 @@
+//! Native link extraction: a streaming scan of `<a>`/`<area>` hrefs (no DOM),
+//! resolution against the base URL, canonicalization and the crawl's filters.
+//!
+//! Spiders call this through the `response.links` host import, so no guest
+//! bundles an HTML parser and every language gets the same links.
+
+mod filter;
+mod scan;
+
+pub use filter::{LinkFilters, DEFAULT_DENY_EXTENSIONS};
+pub use scan::{scan, RawLink};
+
+use std::collections::HashSet;
+use url::Url;
+
+/// A link as the crawl follows it: absolute, canonical, filtered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub url: String,
+    pub text: String,
+}
+
+/// Extract the page's links, resolved against `page_url` (or `<base href>`),
+/// canonicalized, deduplicated within the page, and kept only if `filters`
+/// allow them.
+pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters) -> Vec<Link> {
+    let raw = scan(html);
+    let base = raw
+        .base
+        .as_deref()
+        .and_then(|b| page_url.join(b).ok())
+        .unwrap_or_else(|| page_url.clone());
+    let mut seen = HashSet::with_capacity(raw.links.len());
+    let mut out = Vec::with_capacity(raw.links.len());
+    for link in raw.links {
+        let Some(url) = resolve(&base, &link.href) else { continue };
+        if !filters.allows(&url) {
+            continue;
+        }
+        let url = String::from(url);
+        if seen.insert(url.clone()) {
+            out.push(Link { url, text: link.text });
+        }
+    }
+    out
+}
+
+/// Resolve `href` against `base` and canonicalize; `None` for anything that
+/// is not an http(s) URL.
+pub fn resolve(base: &Url, href: &str) -> Option<Url> {
+    let href = href.trim();
+    if href.is_empty() || href.starts_with('#') {
+        return None;
+    }
+    let url = base.join(href).ok()?;
+    canonical(url)
+}
+
+/// The canonical form used for dedup and output: http(s) only, no fragment,
+/// query arguments sorted (as Scrapy's `canonicalize_url`), host lowercased
+/// and default port dropped (the `url` crate does those two on parse).
+pub fn canonical(mut url: Url) -> Option<Url> {
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return None;
+    }
+    url.set_fragment(None);
+    if let Some(query) = url.query() {
+        if query.is_empty() {
+            url.set_query(None);
+        } else if query.contains('&') {
+            let mut parts: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+            parts.sort_unstable();
+            let sorted = parts.join("&");
+            url.set_query(Some(&sorted));
+        }
+    }
+    Some(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Url {
+        Url::parse("http://Example.com:80/dir/page.html").expect("valid")
+    }
+
+    #[test]
+    fn resolves_relative_absolute_and_drops_fragments() {
+        let html = br##"<p><a href="a.html#x">A</a> <A HREF='/b.html'>B</A>
+            <a href=http://other.org/c?z=1&a=2>C</a><area href="d.html">"##;
+        let links = extract(html, &base(), &LinkFilters::default());
+        let urls: Vec<_> = links.iter().map(|l| l.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://example.com/dir/a.html",
+                "http://example.com/b.html",
+                "http://other.org/c?a=2&z=1",
+                "http://example.com/dir/d.html",
+            ]
+        );
+        assert_eq!(links[0].text, "A");
+    }
+
+    #[test]
+    fn skips_non_http_and_duplicates() {
+        let html = br##"<a href="mailto:x@y">m</a><a href="javascript:void(0)">j</a>
+            <a href="#top">t</a><a href="x.html">1</a><a href="x.html#b">2</a>"##;
+        let links = extract(html, &base(), &LinkFilters::default());
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].url, "http://example.com/dir/x.html");
+    }
+
+    #[test]
+    fn honours_base_href() {
+        let html = br#"<head><base href="http://cdn.example.net/root/"></head><a href="y.html">y</a>"#;
+        let links = extract(html, &base(), &LinkFilters::default());
+        assert_eq!(links[0].url, "http://cdn.example.net/root/y.html");
+    }
+}

@@ -1,0 +1,221 @@
+//! A streaming scan for `<a>`, `<area>` and `<base>` tags. It skips comments,
+//! `<script>` and `<style>` bodies, and never builds a tree: one pass over
+//! the bytes with `memchr`, which keeps a 20 KB page in the tens of µs.
+
+use memchr::{memchr, memmem};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawLink {
+    pub href: String,
+    pub text: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub base: Option<String>,
+    pub links: Vec<RawLink>,
+}
+
+pub fn scan(html: &[u8]) -> Scan {
+    let mut out = Scan::default();
+    let mut pos = 0;
+    while let Some(off) = memchr(b'<', &html[pos..]) {
+        let start = pos + off + 1;
+        let rest = &html[start..];
+        if rest.starts_with(b"!--") {
+            pos = match memmem::find(&rest[3..], b"-->") {
+                Some(end) => start + 3 + end + 3,
+                None => break,
+            };
+            continue;
+        }
+        let name_len = rest.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+        let name = &rest[..name_len];
+        let tag_end = match memchr(b'>', rest) {
+            Some(e) => start + e,
+            None => break,
+        };
+        let attrs = &html[start + name_len..tag_end];
+        pos = tag_end + 1;
+        if name.eq_ignore_ascii_case(b"a") || name.eq_ignore_ascii_case(b"area") {
+            let Some(href) = attr(attrs, b"href") else { continue };
+            let text = if name.len() == 1 { link_text(html, &mut pos) } else { String::new() };
+            out.links.push(RawLink { href, text });
+        } else if name.eq_ignore_ascii_case(b"base") {
+            if out.base.is_none() {
+                out.base = attr(attrs, b"href");
+            }
+        } else if name.eq_ignore_ascii_case(b"script") || name.eq_ignore_ascii_case(b"style") {
+            let close: &[u8] = if name.len() == 6 { b"</script" } else { b"</style" };
+            pos = find_ci(html, pos, close).unwrap_or(html.len());
+        }
+    }
+    out
+}
+
+/// Text of an `<a>` up to its `</a>`, tags stripped, whitespace collapsed,
+/// common entities decoded. Advances `pos` past the text.
+fn link_text(html: &[u8], pos: &mut usize) -> String {
+    let end = find_ci(html, *pos, b"</a").unwrap_or(html.len());
+    let inner = &html[*pos..end];
+    *pos = end;
+    let mut text = Vec::with_capacity(inner.len().min(64));
+    let mut in_tag = false;
+    let mut space = false;
+    for &b in inner {
+        match b {
+            b'<' => in_tag = true,
+            b'>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            b' ' | b'\n' | b'\t' | b'\r' => space = !text.is_empty(),
+            _ => {
+                if space {
+                    text.push(b' ');
+                    space = false;
+                }
+                text.push(b);
+            }
+        }
+    }
+    decode_entities(&String::from_utf8_lossy(&text))
+}
+
+/// The value of attribute `name` in a tag's attribute text.
+fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
+    let mut i = 0;
+    while i < attrs.len() {
+        while i < attrs.len() && (attrs[i].is_ascii_whitespace() || attrs[i] == b'/') {
+            i += 1;
+        }
+        let key_start = i;
+        while i < attrs.len() && !matches!(attrs[i], b'=' | b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/') {
+            i += 1;
+        }
+        let key = &attrs[key_start..i];
+        while i < attrs.len() && attrs[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= attrs.len() || attrs[i] != b'=' {
+            if key.is_empty() {
+                i += 1;
+            }
+            continue;
+        }
+        i += 1;
+        while i < attrs.len() && attrs[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let value = match attrs.get(i) {
+            Some(&q @ (b'"' | b'\'')) => {
+                let end = memchr(q, &attrs[i + 1..]).map_or(attrs.len(), |e| i + 1 + e);
+                let v = &attrs[i + 1..end];
+                i = end + 1;
+                v
+            }
+            _ => {
+                let s = i;
+                while i < attrs.len() && !attrs[i].is_ascii_whitespace() {
+                    i += 1;
+                }
+                &attrs[s..i]
+            }
+        };
+        if key.eq_ignore_ascii_case(name) {
+            let value = String::from_utf8_lossy(value);
+            return Some(if value.contains('&') { decode_entities(&value) } else { value.into_owned() });
+        }
+    }
+    None
+}
+
+/// Case-insensitive search for an ASCII needle from `from`.
+fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let first = needle[0];
+    let mut pos = from;
+    while let Some(off) = memchr(first, &hay[pos..]) {
+        let at = pos + off;
+        if hay.len() - at >= needle.len() && hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+            return Some(at);
+        }
+        pos = at + 1;
+    }
+    None
+}
+
+fn decode_entities(s: &str) -> String {
+    if !s.contains('&') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        rest = &rest[amp..];
+        let semi = rest[..rest.len().min(10)].find(';');
+        let decoded = semi.and_then(|end| {
+            let ent = &rest[1..end];
+            let ch = match ent {
+                "amp" => Some('&'),
+                "lt" => Some('<'),
+                "gt" => Some('>'),
+                "quot" => Some('"'),
+                "apos" => Some('\''),
+                "nbsp" => Some(' '),
+                _ => ent
+                    .strip_prefix("#x")
+                    .or_else(|| ent.strip_prefix("#X"))
+                    .and_then(|h| u32::from_str_radix(h, 16).ok())
+                    .or_else(|| ent.strip_prefix('#').and_then(|d| d.parse().ok()))
+                    .and_then(char::from_u32),
+            };
+            ch.map(|c| (c, end + 1))
+        });
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_hrefs_in_every_quoting_style() {
+        let s = scan(br#"<a href="x">1</a><a class=k href='y'>2</a><a href=z data-x="1">3</a>"#);
+        let hrefs: Vec<_> = s.links.iter().map(|l| l.href.as_str()).collect();
+        assert_eq!(hrefs, ["x", "y", "z"]);
+    }
+
+    #[test]
+    fn skips_comments_scripts_and_styles() {
+        let html = br#"<!-- <a href="c">c</a> --><script>var s = '<a href="s">';</script>
+            <style>a[href="t"]{}</style><a href="ok">ok</a>"#;
+        let s = scan(html);
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(s.links[0].href, "ok");
+    }
+
+    #[test]
+    fn text_strips_tags_collapses_space_and_decodes() {
+        let s = scan(b"<a href=\"/q?a=1&amp;b=2\">  Fish <b>&amp;</b>\n chips </a>");
+        assert_eq!(s.links[0].href, "/q?a=1&b=2");
+        assert_eq!(s.links[0].text, "Fish & chips");
+    }
+
+    #[test]
+    fn ignores_tags_that_only_start_with_a() {
+        let s = scan(br#"<abbr href="no">x</abbr><aside><a href="yes">y</a></aside>"#);
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(s.links[0].href, "yes");
+    }
+}

@@ -1,0 +1,37 @@
+//! Host bindings for every world of `wit/` (the one `bindgen!` site). The
+//! three worlds share the `types` and `host` interfaces, generated once.
+
+pub mod spider {
+    wasmtime::component::bindgen!({
+        world: "spider",
+        path: "../wit",
+        with: {
+            "spinneret:plugin/types.response": crate::plugins::host_api::ResponseRes,
+            "spinneret:plugin/types.crawl-result": crate::plugins::host_api::CrawlResultRes,
+        },
+    });
+}
+
+pub mod middleware {
+    wasmtime::component::bindgen!({
+        world: "downloader-middleware",
+        path: "../wit",
+        with: {
+            "spinneret:plugin/types": super::spider::spinneret::plugin::types,
+            "spinneret:plugin/host": super::spider::spinneret::plugin::host,
+        },
+    });
+}
+
+pub mod pipeline {
+    wasmtime::component::bindgen!({
+        world: "item-pipeline",
+        path: "../wit",
+        with: {
+            "spinneret:plugin/types": super::spider::spinneret::plugin::types,
+            "spinneret:plugin/host": super::spider::spinneret::plugin::host,
+        },
+    });
+}
+
+pub use spider::spinneret::plugin::{host, types};

@@ -1,0 +1,91 @@
+//! The wasmtime engine and linker, shared by every plugin.
+//!
+//! Compiled code is cached on disk by content hash (wasmtime's cache), so a
+//! restart or a re-load of a known component skips Cranelift. A ticker
+//! thread advances the epoch every [`TICK`]; a call's wall-time limit is a
+//! number of ticks.
+
+use super::bindings::spider::Spider;
+use super::host_api::StoreState;
+use crate::config::Plugins as Settings;
+use crate::stats::Stats;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Config, Engine};
+
+/// Epoch granularity: call timeouts are rounded up to this.
+pub const TICK: Duration = Duration::from_millis(10);
+
+/// Engine, linker and settings: cheap to clone, shared by all plugins.
+#[derive(Clone)]
+pub struct Runtime {
+    pub(super) engine: Engine,
+    pub(super) linker: Arc<Linker<StoreState>>,
+    pub(super) settings: Arc<Settings>,
+    pub(super) stats: Arc<Stats>,
+}
+
+impl Runtime {
+    pub fn new(settings: &Settings, stats: Arc<Stats>) -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.consume_fuel(settings.fuel_enabled());
+        config.parallel_compilation(true);
+        let cache_dir = settings.cache_dir().join("wasmtime");
+        match CacheConfig::new().with_directory(&cache_dir).clone() {
+            cfg => match Cache::new(cfg) {
+                Ok(cache) => {
+                    config.cache(Some(cache));
+                }
+                Err(e) => tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled"),
+            },
+        }
+        let engine = Engine::new(&config)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })?;
+
+        let mut linker = Linker::<StoreState>::new(&engine);
+        add_wasi_subset(&mut linker)?;
+        Spider::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
+        Ok(Runtime { engine, linker: Arc::new(linker), settings: Arc::new(settings.clone()), stats })
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+}
+
+/// The WASI a guest's standard library needs, and nothing more: cli (empty
+/// args and env; stdout and stderr go to the host log), io, clocks, random.
+/// No filesystem and no sockets are linked: capability by omission.
+fn add_wasi_subset(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
+    use wasmtime_wasi::{cli::{WasiCli, WasiCliView}, clocks::{WasiClocks, WasiClocksView}, random::WasiRandom};
+    clocks::wall_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
+    random::random::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
+    random::insecure::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
+    random::insecure_seed::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
+    cli::exit::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::environment::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::stdin::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::stdout::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::stderr::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_input::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_output::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stdin::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stdout::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    cli::terminal_stderr::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
+    sync::io::poll::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
+    sync::io::streams::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
+    Ok(())
+}

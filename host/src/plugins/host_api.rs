@@ -1,0 +1,305 @@
+//! What guests import: the `host` interface and the `response` and
+//! `crawl-result` resources, which keep page data on the host side.
+
+use super::bindings::{host, types};
+use crate::fetch::Fetched;
+use crate::links::{self, LinkFilters};
+use crate::request::Job;
+use crate::stats::Stats;
+use serde_json::{Map, Value};
+use std::sync::{Arc, OnceLock};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+/// A fetched page and the request that asked for it, as a spider or
+/// middleware sees it.
+#[derive(Clone)]
+pub struct Page {
+    pub job: Arc<Job>,
+    pub fetched: Arc<Fetched>,
+}
+
+impl Page {
+    /// The page's links with the crawl's filters, computed once per page.
+    fn links(&self, cache: &OnceLock<Vec<links::Link>>) -> Vec<types::Link> {
+        cache
+            .get_or_init(|| {
+                let base = url::Url::parse(&self.fetched.response_url)
+                    .or_else(|_| url::Url::parse(&self.job.url));
+                match base {
+                    Ok(base) => links::extract(&self.fetched.body, &base, self.job.crawl.filters()),
+                    Err(_) => Vec::new(),
+                }
+            })
+            .iter()
+            .map(|l| types::Link { url: l.url.clone(), text: l.text.clone() })
+            .collect()
+    }
+
+    /// A meta value: the parent's meta first, then the crawl's own fields.
+    fn meta(&self, name: &str) -> Option<String> {
+        if let Some((_, v)) = self.job.meta.iter().rev().find(|(k, _)| k == name) {
+            return Some(v.clone());
+        }
+        let c = &self.job.crawl;
+        let v = match name {
+            "appid" => Value::from(c.appid.as_str()),
+            "crawlid" => Value::from(c.crawlid.as_str()),
+            "spiderid" => Value::from(self.job.spiderid.as_str()),
+            "attrs" => c.attrs.clone().unwrap_or(Value::Null),
+            "maxdepth" => Value::from(c.maxdepth),
+            "depth" | "curdepth" => Value::from(self.job.depth),
+            "priority" => Value::from(self.job.priority),
+            "retries" => Value::from(self.job.retries),
+            "useragent" => c.useragent.clone().map(Value::from)?,
+            "cookie" => c.cookie.clone().map(Value::from)?,
+            "expires" => Value::from(c.expires),
+            _ => return None,
+        };
+        Some(v.to_string())
+    }
+}
+
+/// The `response` resource's host side.
+pub struct ResponseRes {
+    page: Page,
+    links: OnceLock<Vec<links::Link>>,
+}
+
+impl ResponseRes {
+    pub fn new(page: Page) -> Self {
+        ResponseRes { page, links: OnceLock::new() }
+    }
+}
+
+/// A crawl result's fields as an item pipeline sees them.
+pub type ResultFields = Map<String, Value>;
+
+/// The `crawl-result` resource's host side.
+pub struct CrawlResultRes {
+    pub fields: Arc<ResultFields>,
+}
+
+/// Memory accounting and cap for one store.
+pub struct MemoryCap {
+    pub max_bytes: usize,
+    pub current: usize,
+    pub denied: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.denied = true;
+            return Ok(false);
+        }
+        self.current = desired;
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Everything one plugin instance's store holds.
+pub struct StoreState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) memory: MemoryCap,
+    pub(super) plugin: Arc<str>,
+    pub(super) rng: u64,
+    pub(super) stats: Arc<Stats>,
+}
+
+impl StoreState {
+    pub fn new(plugin: Arc<str>, max_memory: usize, seed: u64, stats: Arc<Stats>) -> Self {
+        let name = plugin.clone();
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput { plugin: name.clone() })
+            .stderr(GuestOutput { plugin: name })
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            memory: MemoryCap { max_bytes: max_memory, current: 0, denied: false },
+            plugin,
+            rng: seed | 1,
+            stats,
+        }
+    }
+
+    pub(super) fn random(&mut self) -> &mut wasmtime_wasi::random::WasiRandomCtx {
+        self.wasi.random()
+    }
+
+    pub(super) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// A guest's stdout/stderr: each line becomes a log event.
+#[derive(Clone)]
+struct GuestOutput {
+    plugin: Arc<str>,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
+    fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
+        Box::new(GuestLines { plugin: self.plugin.clone() })
+    }
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(tokio::io::sink())
+    }
+}
+
+struct GuestLines {
+    plugin: Arc<str>,
+}
+
+#[wasmtime_wasi::async_trait]
+impl wasmtime_wasi::p2::Pollable for GuestLines {
+    async fn ready(&mut self) {}
+}
+
+impl wasmtime_wasi::p2::OutputStream for GuestLines {
+    fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(plugin = %self.plugin, "{line}");
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> wasmtime_wasi::p2::StreamResult<()> {
+        Ok(())
+    }
+    fn check_write(&mut self) -> wasmtime_wasi::p2::StreamResult<usize> {
+        Ok(64 * 1024)
+    }
+}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let p = &*self.plugin;
+        match level {
+            host::Level::Trace => tracing::trace!(plugin = p, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin = p, "{message}"),
+            host::Level::Info => tracing::info!(plugin = p, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin = p, "{message}"),
+            host::Level::Error => tracing::error!(plugin = p, "{message}"),
+        }
+    }
+
+    fn count(&mut self, name: String, delta: i64) {
+        self.stats.plugin_counter(&self.plugin, &name, delta);
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: fast, and reproducible under `plugins.random_seed`.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn extract_links(&mut self, html: String, base: String) -> Vec<types::Link> {
+        let Ok(base) = url::Url::parse(&base) else { return Vec::new() };
+        let none = LinkFilters::new(None, None, None, Some(&[])).unwrap_or_default();
+        links::extract(html.as_bytes(), &base, &none)
+            .into_iter()
+            .map(|l| types::Link { url: l.url, text: l.text })
+            .collect()
+    }
+}
+
+impl types::Host for StoreState {}
+
+impl types::HostResponse for StoreState {
+    fn url(&mut self, r: Resource<ResponseRes>) -> String {
+        self.with_page(&r, |p| p.page.job.url.clone())
+    }
+    fn response_url(&mut self, r: Resource<ResponseRes>) -> String {
+        self.with_page(&r, |p| p.page.fetched.response_url.clone())
+    }
+    fn status(&mut self, r: Resource<ResponseRes>) -> u16 {
+        self.with_page(&r, |p| p.page.fetched.status)
+    }
+    fn header(&mut self, r: Resource<ResponseRes>, name: String) -> Option<String> {
+        self.with_page(&r, |p| p.page.fetched.header(&name).map(str::to_string))
+    }
+    fn headers(&mut self, r: Resource<ResponseRes>) -> Vec<(String, String)> {
+        self.with_page(&r, |p| p.page.fetched.headers.clone())
+    }
+    fn body(&mut self, r: Resource<ResponseRes>) -> Vec<u8> {
+        self.with_page(&r, |p| p.page.fetched.body.to_vec())
+    }
+    fn text(&mut self, r: Resource<ResponseRes>) -> String {
+        self.with_page(&r, |p| {
+            let f = &p.page.fetched;
+            let enc = crate::fetch::encoding_of(f.header("content-type"), &f.body);
+            enc.decode(&f.body).0.into_owned()
+        })
+    }
+    fn depth(&mut self, r: Resource<ResponseRes>) -> u32 {
+        self.with_page(&r, |p| p.page.job.depth)
+    }
+    fn maxdepth(&mut self, r: Resource<ResponseRes>) -> u32 {
+        self.with_page(&r, |p| p.page.job.crawl.maxdepth)
+    }
+    fn meta(&mut self, r: Resource<ResponseRes>, name: String) -> Option<String> {
+        self.with_page(&r, |p| p.page.meta(&name))
+    }
+    fn links(&mut self, r: Resource<ResponseRes>) -> Vec<types::Link> {
+        self.with_page(&r, |p| p.page.links(&p.links))
+    }
+    fn drop(&mut self, r: Resource<ResponseRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl types::HostCrawlResult for StoreState {
+    fn url(&mut self, r: Resource<CrawlResultRes>) -> String {
+        self.with_result(&r, |f| f.get("url").and_then(Value::as_str).unwrap_or_default().to_string())
+    }
+    fn status(&mut self, r: Resource<CrawlResultRes>) -> u16 {
+        self.with_result(&r, |f| f.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16)
+    }
+    fn field(&mut self, r: Resource<CrawlResultRes>, name: String) -> Option<String> {
+        self.with_result(&r, |f| f.get(&name).map(Value::to_string))
+    }
+    fn drop(&mut self, r: Resource<CrawlResultRes>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+impl StoreState {
+    /// Resources are only ever handed out by the host for the duration of a
+    /// call, so a missing one is a host bug; answer with an empty default.
+    fn with_page<R: Default>(&mut self, r: &Resource<ResponseRes>, f: impl FnOnce(&ResponseRes) -> R) -> R {
+        self.table.get(r).map(f).unwrap_or_default()
+    }
+
+    fn with_result<R: Default>(&mut self, r: &Resource<CrawlResultRes>, f: impl FnOnce(&ResultFields) -> R) -> R {
+        self.table.get(r).map(|res| f(&res.fields)).unwrap_or_default()
+    }
+}

@@ -1,0 +1,317 @@
+//! Calling plugins: pooled instances, per-call limits (wall time by epoch,
+//! optional fuel, a memory cap), and recycling after a trap, after
+//! `recycle_calls` calls, or once memory passes `recycle_memory_mb`.
+//!
+//! Calls block: the crawl loop runs them on tokio's blocking pool.
+
+use super::bindings::{middleware, pipeline, spider, types};
+use super::engine::TICK;
+use super::host_api::{CrawlResultRes, Page, ResponseRes, ResultFields, StoreState};
+use super::loader::{Plugin, Pre};
+use serde_json::Value;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use thiserror::Error;
+use wasmtime::{Store, Trap};
+
+/// Instances kept warm per plugin; more callers than this instantiate anew.
+const POOL_MAX: usize = 64;
+
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CallError {
+    #[error("plugin `{plugin}` ran past its {ms} ms time limit and was stopped")]
+    Timeout { plugin: String, ms: u64 },
+    #[error("plugin `{plugin}` exceeded its {mb} MiB memory limit and was stopped")]
+    Memory { plugin: String, mb: u64 },
+    #[error("plugin `{plugin}` ran out of fuel and was stopped")]
+    Fuel { plugin: String },
+    #[error("plugin `{plugin}` trapped: {reason}")]
+    Trap { plugin: String, reason: String },
+    #[error("plugin `{plugin}` failed: {reason}")]
+    Guest { plugin: String, reason: String },
+    #[error("plugin `{plugin}` returned bad output: {reason}")]
+    BadOutput { plugin: String, reason: String },
+    #[error("plugin `{plugin}` could not be instantiated: {reason}")]
+    Instantiate { plugin: String, reason: String },
+    #[error("plugin `{plugin}` is a {kind} plugin and cannot do that")]
+    WrongKind { plugin: String, kind: String },
+}
+
+/// What a spider yields.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Request(SpiderRequest),
+    Item(SpiderItem),
+}
+
+#[derive(Debug, Clone)]
+pub struct SpiderRequest {
+    pub url: String,
+    pub priority: Option<i32>,
+    pub spiderid: Option<String>,
+    pub method: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub meta: Vec<(String, String)>,
+    pub dont_filter: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SpiderItem {
+    pub links: Vec<(String, String)>,
+    pub fields: Vec<(String, Value)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum RequestAction {
+    Proceed { url: String, method: String, headers: Vec<(String, String)> },
+    Drop(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResponseAction {
+    Proceed,
+    Retry(String),
+    Drop(String),
+}
+
+#[derive(Debug, Clone)]
+pub enum ItemAction {
+    Keep(Vec<(String, Value)>),
+    Drop(String),
+}
+
+pub(super) struct Instance {
+    store: Store<StoreState>,
+    bound: Bound,
+    calls: u64,
+}
+
+enum Bound {
+    Spider(spider::Spider),
+    Middleware(middleware::DownloaderMiddleware),
+    Pipeline(pipeline::ItemPipeline),
+}
+
+impl Plugin {
+    fn instantiate(&self) -> Result<Instance, CallError> {
+        let n = self.instances.fetch_add(1, Ordering::Relaxed);
+        let settings = &self.runtime.settings;
+        let seed = match settings.random_seed {
+            0 => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+                ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            s => s,
+        };
+        let max_memory = (self.limits.memory_mb as usize) << 20;
+        let state = StoreState::new(self.name.clone(), max_memory, seed, self.runtime.stats.clone());
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(self.ticks());
+        if settings.fuel_enabled() {
+            let _ = store.set_fuel(self.fuel());
+        }
+        let err = |e: wasmtime::Error| CallError::Instantiate { plugin: self.name.to_string(), reason: format!("{e:#}") };
+        let bound = match &self.pre {
+            Pre::Spider(p) => Bound::Spider(p.instantiate(&mut store).map_err(err)?),
+            Pre::Middleware(p) => Bound::Middleware(p.instantiate(&mut store).map_err(err)?),
+            Pre::Pipeline(p) => Bound::Pipeline(p.instantiate(&mut store).map_err(err)?),
+        };
+        self.runtime.stats.plugin_instantiated(&self.name);
+        Ok(Instance { store, bound, calls: 0 })
+    }
+
+    fn ticks(&self) -> u64 {
+        self.limits.call_timeout_ms.div_ceil(TICK.as_millis() as u64).max(1)
+    }
+
+    fn fuel(&self) -> u64 {
+        if self.limits.fuel == 0 { u64::MAX } else { self.limits.fuel }
+    }
+
+    /// Run `f` on a pooled instance with this plugin's limits. A failed call
+    /// drops the instance, so the next call starts from a fresh one.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<StoreState>, &Bound) -> Result<R, CallError>,
+    ) -> Result<R, CallError> {
+        let pooled = self.pool.lock().pop();
+        let mut inst = match pooled {
+            Some(i) => i,
+            None => self.instantiate()?,
+        };
+        inst.store.set_epoch_deadline(self.ticks());
+        if self.runtime.settings.fuel_enabled() {
+            let _ = inst.store.set_fuel(self.fuel());
+        }
+        inst.store.data_mut().memory.denied = false;
+        let started = std::time::Instant::now();
+        let result = f(&mut inst.store, &inst.bound);
+        self.runtime.stats.plugin_call(&self.name, started.elapsed(), result.is_ok());
+        match result {
+            Ok(r) => {
+                inst.calls += 1;
+                let mem = inst.store.data().memory.current as u64;
+                if inst.calls >= self.limits.recycle_calls || mem > self.limits.recycle_memory_mb << 20 {
+                    self.runtime.stats.plugin_recycled(&self.name);
+                    tracing::debug!(plugin = %self.name, calls = inst.calls, memory = mem, "recycling instance");
+                } else {
+                    let mut pool = self.pool.lock();
+                    if pool.len() < POOL_MAX {
+                        pool.push(inst);
+                    }
+                }
+                Ok(r)
+            }
+            Err(e) => {
+                self.runtime.stats.plugin_recycled(&self.name);
+                Err(e)
+            }
+        }
+    }
+
+    fn trap(&self, store: &Store<StoreState>, e: wasmtime::Error) -> CallError {
+        let plugin = self.name.to_string();
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => CallError::Timeout { plugin, ms: self.limits.call_timeout_ms },
+            Some(Trap::OutOfFuel) => CallError::Fuel { plugin },
+            _ if store.data().memory.denied => CallError::Memory { plugin, mb: self.limits.memory_mb },
+            _ => CallError::Trap { plugin, reason: first_line(&format!("{e:#}")) },
+        }
+    }
+
+    fn wrong_kind(&self) -> CallError {
+        CallError::WrongKind { plugin: self.name.to_string(), kind: self.kind.to_string() }
+    }
+
+    /// Spider: parse a page.
+    pub fn parse(&self, page: Page) -> Result<Vec<Output>, CallError> {
+        self.call(|store, bound| {
+            let Bound::Spider(s) = bound else { return Err(self.wrong_kind()) };
+            let res = store.data_mut().table.push(ResponseRes::new(page)).map_err(|e| self.host_err(e))?;
+            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
+            let out = s.spinneret_plugin_parser().call_parse(&mut *store, borrowed);
+            let _ = store.data_mut().table.delete(res);
+            match out {
+                Ok(Ok(outputs)) => outputs.into_iter().map(|o| self.convert_output(o)).collect(),
+                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Err(e) => Err(self.trap(store, e)),
+            }
+        })
+    }
+
+    /// Middleware: see a request before it is fetched.
+    pub fn process_request(
+        &self,
+        url: String,
+        method: String,
+        headers: Vec<(String, String)>,
+    ) -> Result<RequestAction, CallError> {
+        use middleware::exports::spinneret::plugin::middleware::RequestAction as W;
+        self.call(|store, bound| {
+            let Bound::Middleware(m) = bound else { return Err(self.wrong_kind()) };
+            let head = types::RequestHead { url, method, headers };
+            match m.spinneret_plugin_middleware().call_process_request(&mut *store, &head) {
+                Ok(Ok(W::Proceed(h))) => Ok(RequestAction::Proceed { url: h.url, method: h.method, headers: h.headers }),
+                Ok(Ok(W::Drop(reason))) => Ok(RequestAction::Drop(reason)),
+                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Err(e) => Err(self.trap(store, e)),
+            }
+        })
+    }
+
+    /// Middleware: see a response before the spider does.
+    pub fn process_response(&self, page: Page) -> Result<ResponseAction, CallError> {
+        use middleware::exports::spinneret::plugin::middleware::ResponseAction as W;
+        self.call(|store, bound| {
+            let Bound::Middleware(m) = bound else { return Err(self.wrong_kind()) };
+            let res = store.data_mut().table.push(ResponseRes::new(page)).map_err(|e| self.host_err(e))?;
+            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
+            let out = m.spinneret_plugin_middleware().call_process_response(&mut *store, borrowed);
+            let _ = store.data_mut().table.delete(res);
+            match out {
+                Ok(Ok(W::Proceed)) => Ok(ResponseAction::Proceed),
+                Ok(Ok(W::Retry(r))) => Ok(ResponseAction::Retry(r)),
+                Ok(Ok(W::Drop(r))) => Ok(ResponseAction::Drop(r)),
+                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Err(e) => Err(self.trap(store, e)),
+            }
+        })
+    }
+
+    /// Pipeline: see a crawl result before it is published.
+    pub fn process_item(&self, fields: Arc<ResultFields>) -> Result<ItemAction, CallError> {
+        use pipeline::exports::spinneret::plugin::pipeline::ItemAction as W;
+        self.call(|store, bound| {
+            let Bound::Pipeline(p) = bound else { return Err(self.wrong_kind()) };
+            let res = store.data_mut().table.push(CrawlResultRes { fields }).map_err(|e| self.host_err(e))?;
+            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
+            let out = p.spinneret_plugin_pipeline().call_process_item(&mut *store, borrowed);
+            let _ = store.data_mut().table.delete(res);
+            match out {
+                Ok(Ok(W::Keep(fields))) => fields
+                    .into_iter()
+                    .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
+                    .collect::<Result<_, _>>()
+                    .map(ItemAction::Keep),
+                Ok(Ok(W::Drop(r))) => Ok(ItemAction::Drop(r)),
+                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Err(e) => Err(self.trap(store, e)),
+            }
+        })
+    }
+
+    fn host_err(&self, e: impl std::fmt::Display) -> CallError {
+        CallError::Trap { plugin: self.name.to_string(), reason: format!("host resource table: {e}") }
+    }
+
+    fn json(&self, name: &str, text: &str) -> Result<Value, CallError> {
+        serde_json::from_str(text).map_err(|e| CallError::BadOutput {
+            plugin: self.name.to_string(),
+            reason: format!("`{name}` is not JSON ({e}): {}", first_line(text)),
+        })
+    }
+
+    fn convert_output(&self, o: types::Output) -> Result<Output, CallError> {
+        Ok(match o {
+            types::Output::Request(r) => {
+                for f in &r.meta {
+                    self.json(&f.name, &f.value)?;
+                }
+                Output::Request(SpiderRequest {
+                    url: r.url,
+                    priority: r.priority,
+                    spiderid: r.spiderid,
+                    method: r.method,
+                    headers: r.headers,
+                    body: r.body,
+                    meta: r.meta.into_iter().map(|f| (f.name, f.value)).collect(),
+                    dont_filter: r.dont_filter,
+                })
+            }
+            types::Output::Item(i) => Output::Item(SpiderItem {
+                links: i.links.into_iter().map(|l| (l.url, l.text)).collect(),
+                fields: i
+                    .fields
+                    .into_iter()
+                    .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
+                    .collect::<Result<_, _>>()?,
+            }),
+        })
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.len() > 300 {
+        let mut end = 300;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}…", &line[..end])
+    } else {
+        line.to_string()
+    }
+}

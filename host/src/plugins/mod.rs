@@ -1,0 +1,21 @@
+//! The plugin runtime: WebAssembly components run sandboxed by wasmtime.
+//!
+//! - `bindings`: the one `bindgen!` site (one module per WIT world).
+//! - `engine`: the wasmtime engine (compile cache, epoch ticker) and linker.
+//! - `host_api`: what guests import: log, count, random, links, resources.
+//! - `loader`: bytes -> validated [`Plugin`] (world and version checked).
+//! - `instance`: pooled instances, per-call limits, recycling.
+//! - `registry`: plugins by name, swapped atomically; the directory watcher.
+
+mod bindings;
+mod engine;
+mod host_api;
+mod instance;
+mod loader;
+mod registry;
+
+pub use engine::Runtime;
+pub use host_api::{Page, ResultFields};
+pub use instance::{CallError, ItemAction, Output, RequestAction, ResponseAction, SpiderItem, SpiderRequest};
+pub use loader::{Kind, LoadError, Plugin, SUPPORTED_VERSION};
+pub use registry::{Registry, Watcher};

@@ -1,0 +1,306 @@
+//! In-process frontier and dedup store: the default, needing nothing else.
+
+use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::request::{CrawlKey, Job};
+use crate::scheduler::domain;
+use crate::throttle::{Admission, ThrottleStore};
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+type QueueKey = (String, String); // (spider, registered domain)
+
+/// Higher priority first; among equals, first come first served.
+struct Queued {
+    priority: i32,
+    seq: u64,
+    job: Job,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<QueueKey, BinaryHeap<Queued>>,
+    /// Non-empty queues not known to be throttled, round-robin.
+    ready: VecDeque<QueueKey>,
+    /// Throttled queues and when to look at them again.
+    delayed: BinaryHeap<Reverse<(Instant, QueueKey)>>,
+    /// Queues present in `ready` or `delayed` (never both).
+    indexed: HashSet<QueueKey>,
+    leases: HashMap<u64, Job>,
+    seq: u64,
+    queued: u64,
+}
+
+pub struct EmbeddedFrontier {
+    state: Mutex<State>,
+    throttle: Arc<dyn ThrottleStore>,
+    settings: crate::config::Throttle,
+}
+
+impl EmbeddedFrontier {
+    pub fn new(throttle: Arc<dyn ThrottleStore>, settings: crate::config::Throttle) -> Self {
+        EmbeddedFrontier { state: Mutex::new(State::default()), throttle, settings }
+    }
+
+    fn enqueue(st: &mut State, job: Job) {
+        let key = (job.spiderid.clone(), domain::of_url(&job.url));
+        st.seq += 1;
+        st.queued += 1;
+        let q = Queued { priority: job.priority, seq: st.seq, job };
+        st.queues.entry(key.clone()).or_default().push(q);
+        if st.indexed.insert(key.clone()) {
+            st.ready.push_back(key);
+        }
+    }
+
+    /// Move delayed queues whose time has come back to `ready`.
+    fn promote(st: &mut State, now: Instant) {
+        while let Some(Reverse((at, _))) = st.delayed.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, key))) = st.delayed.pop() {
+                st.ready.push_back(key);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Frontier for EmbeddedFrontier {
+    async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        for job in jobs {
+            Self::enqueue(&mut st, job);
+        }
+        Ok(())
+    }
+
+    async fn pop(&self) -> Result<Pop, StoreError> {
+        // Each ready queue is looked at once per pop at most.
+        let budget = self.state.lock().ready.len() + 1;
+        for _ in 0..budget {
+            let key = {
+                let mut st = self.state.lock();
+                Self::promote(&mut st, Instant::now());
+                match st.ready.pop_front() {
+                    Some(k) => k,
+                    None => break,
+                }
+            };
+            let tkey = domain::throttle_key(&self.settings, &key.0, &key.1);
+            let admission = self.throttle.acquire(&tkey).await?;
+            let mut st = self.state.lock();
+            match admission {
+                Admission::Wait(d) => {
+                    st.delayed.push(Reverse((Instant::now() + d, key)));
+                }
+                Admission::Go => {
+                    let Some(q) = st.queues.get_mut(&key) else {
+                        st.indexed.remove(&key);
+                        continue;
+                    };
+                    let Some(item) = q.pop() else {
+                        st.queues.remove(&key);
+                        st.indexed.remove(&key);
+                        continue;
+                    };
+                    if q.is_empty() {
+                        st.queues.remove(&key);
+                        st.indexed.remove(&key);
+                    } else {
+                        st.ready.push_back(key);
+                    }
+                    st.queued -= 1;
+                    st.seq += 1;
+                    let id = st.seq;
+                    st.leases.insert(id, item.job.clone());
+                    return Ok(Pop::Leased(Lease { id, job: item.job }));
+                }
+            }
+        }
+        let st = self.state.lock();
+        if st.queued == 0 {
+            return Ok(Pop::Idle);
+        }
+        let now = Instant::now();
+        let wait = st
+            .delayed
+            .peek()
+            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(1));
+        Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
+    }
+
+    async fn ack(&self, lease_id: u64) -> Result<(), StoreError> {
+        self.state.lock().leases.remove(&lease_id);
+        Ok(())
+    }
+
+    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        st.leases.remove(&lease_id);
+        Self::enqueue(&mut st, retry);
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let st = self.state.lock();
+        Ok(Counts { queued: st.queued, in_flight: st.leases.len() as u64 })
+    }
+}
+
+struct Seen {
+    fingerprints: HashSet<u128>,
+    per_domain: HashMap<String, u32>,
+    touched: Instant,
+}
+
+/// Seen fingerprints and page counts per crawl. A crawl's state is dropped
+/// once no admission has touched it for `idle_ttl`.
+pub struct EmbeddedDedup {
+    crawls: Mutex<HashMap<CrawlKey, Seen>>,
+    idle_ttl: Duration,
+    global_domain_cap: Option<u32>,
+    global_counts: Mutex<HashMap<String, u32>>,
+}
+
+impl EmbeddedDedup {
+    pub fn new(idle_ttl: Duration, global_domain_cap: Option<u32>) -> Self {
+        EmbeddedDedup {
+            crawls: Mutex::new(HashMap::new()),
+            idle_ttl,
+            global_domain_cap,
+            global_counts: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl DedupStore for EmbeddedDedup {
+    async fn admit(&self, crawl: &CrawlKey, candidates: &[Candidate]) -> Result<Vec<bool>, StoreError> {
+        let now = Instant::now();
+        let mut crawls = self.crawls.lock();
+        crawls.retain(|_, s| now.duration_since(s.touched) < self.idle_ttl);
+        let seen = crawls.entry(crawl.clone()).or_insert_with(|| Seen {
+            fingerprints: HashSet::new(),
+            per_domain: HashMap::new(),
+            touched: now,
+        });
+        seen.touched = now;
+        let mut global = self.global_counts.lock();
+        let out = candidates
+            .iter()
+            .map(|c| {
+                if !c.force && seen.fingerprints.contains(&c.fingerprint) {
+                    return false;
+                }
+                let count = seen.per_domain.get(&c.domain).copied().unwrap_or(0);
+                if c.domain_cap.is_some_and(|cap| count >= cap) {
+                    return false;
+                }
+                let gcount = global.get(&c.domain).copied().unwrap_or(0);
+                if self.global_domain_cap.is_some_and(|cap| gcount >= cap) {
+                    return false;
+                }
+                seen.fingerprints.insert(c.fingerprint);
+                *seen.per_domain.entry(c.domain.clone()).or_default() += 1;
+                if self.global_domain_cap.is_some() {
+                    *global.entry(c.domain.clone()).or_default() += 1;
+                }
+                true
+            })
+            .collect();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::CrawlRequest;
+    use crate::throttle::EmbeddedThrottle;
+
+    fn job(url: &str, priority: i64) -> Job {
+        let json = format!(r#"{{"url":"{url}","appid":"app","crawlid":"c","priority":{priority}}}"#);
+        CrawlRequest::parse(&json, 3).expect("valid").into_seed()
+    }
+
+    fn frontier(hits: u32, window: f64) -> EmbeddedFrontier {
+        let settings = crate::config::Throttle { hits, window, moderated: false, ..Default::default() };
+        EmbeddedFrontier::new(Arc::new(EmbeddedThrottle::new(settings.clone())), settings)
+    }
+
+    async fn pop_url(f: &EmbeddedFrontier) -> String {
+        match f.pop().await.expect("pop") {
+            Pop::Leased(l) => l.job.url,
+            other => panic!("expected a lease, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn priority_then_arrival_order() {
+        let f = frontier(100, 1.0);
+        f.push(vec![job("a.com/1", 5), job("a.com/2", 9), job("a.com/3", 5)]).await.expect("push");
+        assert_eq!(pop_url(&f).await, "http://a.com/2");
+        assert_eq!(pop_url(&f).await, "http://a.com/1");
+        assert_eq!(pop_url(&f).await, "http://a.com/3");
+        assert!(matches!(f.pop().await.expect("pop"), Pop::Idle));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttled_domains_wait_while_others_go() {
+        let f = frontier(1, 10.0);
+        f.push(vec![job("a.com/1", 1), job("a.com/2", 1), job("b.com/1", 1)]).await.expect("push");
+        let first = pop_url(&f).await;
+        let second = pop_url(&f).await;
+        assert_ne!(domain::of_url(&first), domain::of_url(&second));
+        match f.pop().await.expect("pop") {
+            Pop::Wait(d) => assert!(d <= Duration::from_secs(10) && d > Duration::from_secs(9)),
+            other => panic!("expected wait, got {other:?}"),
+        }
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(pop_url(&f).await, "http://a.com/2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leases_count_until_acked() {
+        let f = frontier(100, 1.0);
+        f.push(vec![job("a.com/1", 1)]).await.expect("push");
+        let Pop::Leased(lease) = f.pop().await.expect("pop") else { panic!("no lease") };
+        assert_eq!(f.counts().await.expect("counts"), Counts { queued: 0, in_flight: 1 });
+        f.retry(lease.id, lease.job.clone()).await.expect("retry");
+        assert_eq!(f.counts().await.expect("counts"), Counts { queued: 1, in_flight: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dedup_and_domain_caps() {
+        let d = EmbeddedDedup::new(Duration::from_secs(600), None);
+        let key = CrawlKey { appid: "app".into(), crawlid: "c".into() };
+        let c = |fp: u128| Candidate { fingerprint: fp, domain: "a.com".into(), domain_cap: Some(2), force: false };
+        assert_eq!(d.admit(&key, &[c(1), c(1), c(2), c(3)]).await.expect("admit"), [true, false, true, false]);
+        let other = CrawlKey { appid: "app2".into(), crawlid: "c".into() };
+        assert_eq!(d.admit(&other, &[c(1)]).await.expect("admit"), [true]);
+    }
+}

@@ -1,0 +1,82 @@
+//! The scheduler: which request is crawled next, and which are crawled at
+//! all. Two stores, each a trait with an embedded (in-process) twin:
+//!
+//! - [`Frontier`]: per (spider, registered domain) priority queues, an index
+//!   of ready domains, the throttle check on pop, and leases.
+//! - [`DedupStore`]: per-crawl seen fingerprints plus page caps, decided for
+//!   all the links of one page in one call.
+//!
+//! The crawl loop only ever talks to these traits.
+
+pub mod domain;
+mod embedded;
+
+pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
+
+use crate::request::{CrawlKey, Job};
+use async_trait::async_trait;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The backing service is down or answered garbage; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A request taken from the frontier. It stays leased until acked.
+#[derive(Debug)]
+pub struct Lease {
+    pub id: u64,
+    pub job: Job,
+}
+
+/// What a pop found.
+#[derive(Debug)]
+pub enum Pop {
+    Leased(Lease),
+    /// Work is queued but every domain is throttled: try again after this.
+    Wait(Duration),
+    /// Nothing queued.
+    Idle,
+}
+
+/// Queue and lease counts, for progress and "is the crawl done".
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub queued: u64,
+    pub in_flight: u64,
+}
+
+#[async_trait]
+pub trait Frontier: Send + Sync {
+    /// Queue requests already admitted by the [`DedupStore`].
+    async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
+    /// Lease the best request of a domain the throttle lets through now.
+    async fn pop(&self) -> Result<Pop, StoreError>;
+    /// The leased request is finished (its result delivered, or dropped).
+    async fn ack(&self, lease_id: u64) -> Result<(), StoreError>;
+    /// Finish the lease and queue `retry` in its place, as one step.
+    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError>;
+    async fn counts(&self) -> Result<Counts, StoreError>;
+}
+
+/// One link considered for the frontier.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub fingerprint: u128,
+    /// Registered domain, for the page caps.
+    pub domain: String,
+    /// The crawl's `domain_max_pages`.
+    pub domain_cap: Option<u32>,
+    /// Bypass the seen check (seeds, `dont_filter`); still marked seen.
+    pub force: bool,
+}
+
+#[async_trait]
+pub trait DedupStore: Send + Sync {
+    /// For each candidate, in order: `true` if it is admitted (new to the
+    /// crawl and within its caps). Admitted ones are marked seen and counted.
+    async fn admit(&self, crawl: &CrawlKey, candidates: &[Candidate]) -> Result<Vec<bool>, StoreError>;
+}

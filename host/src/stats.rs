@@ -1,0 +1,128 @@
+//! Counters, from typed events in one place: pages by status, errors,
+//! retries, plugin calls and reloads. The progress line and the run summary
+//! read them; the metrics endpoint will too.
+
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PluginCalls {
+    pub calls: u64,
+    pub failures: u64,
+    pub total: Duration,
+    pub instances: u64,
+    pub recycled: u64,
+}
+
+pub struct Stats {
+    started: Instant,
+    pub pages: AtomicU64,
+    pub errors: AtomicU64,
+    pub retries: AtomicU64,
+    pub robots_denied: AtomicU64,
+    pub dropped: AtomicU64,
+    pub expired: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    by_status: Mutex<BTreeMap<u16, u64>>,
+    plugins: Mutex<HashMap<String, PluginCalls>>,
+    counters: Mutex<BTreeMap<(String, String), i64>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            started: Instant::now(),
+            pages: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            robots_denied: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            expired: AtomicU64::new(0),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            by_status: Mutex::new(BTreeMap::new()),
+            plugins: Mutex::new(HashMap::new()),
+            counters: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Stats {
+    pub fn page(&self, status: u16, error: bool) {
+        self.pages.fetch_add(1, Relaxed);
+        if error {
+            self.errors.fetch_add(1, Relaxed);
+        }
+        *self.by_status.lock().entry(status).or_default() += 1;
+    }
+
+    pub fn by_status(&self) -> BTreeMap<u16, u64> {
+        self.by_status.lock().clone()
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn plugin_call(&self, plugin: &str, took: Duration, ok: bool) {
+        let mut p = self.plugins.lock();
+        let e = p.entry(plugin.to_string()).or_default();
+        e.calls += 1;
+        e.total += took;
+        if !ok {
+            e.failures += 1;
+        }
+    }
+
+    pub fn plugin_instantiated(&self, plugin: &str) {
+        self.plugins.lock().entry(plugin.to_string()).or_default().instances += 1;
+    }
+
+    pub fn plugin_recycled(&self, plugin: &str) {
+        self.plugins.lock().entry(plugin.to_string()).or_default().recycled += 1;
+    }
+
+    pub fn plugin_calls(&self) -> HashMap<String, PluginCalls> {
+        self.plugins.lock().clone()
+    }
+
+    pub fn plugin_counter(&self, plugin: &str, name: &str, delta: i64) {
+        *self.counters.lock().entry((plugin.to_string(), name.to_string())).or_default() += delta;
+    }
+
+    pub fn plugin_reloaded(&self, ok: bool) {
+        if ok { &self.reloads_ok } else { &self.reloads_failed }.fetch_add(1, Relaxed);
+    }
+}
+
+/// CPU time and peak memory of this process, from /proc (Linux).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub cpu: Duration,
+    pub peak_rss_bytes: u64,
+}
+
+pub fn process_usage() -> Usage {
+    // /proc/self/stat fields 14 and 15 are utime and stime in clock ticks
+    // (USER_HZ, 100 on Linux).
+    let cpu = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let after = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = after.split_whitespace().collect();
+            let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+            Some(Duration::from_millis(ticks * 10))
+        })
+        .unwrap_or_default();
+    let peak_rss_bytes = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+        })
+        .unwrap_or(0);
+    Usage { cpu, peak_rss_bytes }
+}

@@ -1,0 +1,100 @@
+//! Per-domain politeness: at most `hits` fetches per `window` seconds per
+//! throttle key, optionally moderated (spaced `window/hits` apart).
+
+use crate::config::Throttle as Settings;
+use crate::scheduler::StoreError;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Go,
+    Wait(Duration),
+}
+
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Take one fetch slot for `key` now, or say how long until one frees.
+    async fn acquire(&self, key: &str) -> Result<Admission, StoreError>;
+}
+
+/// Sliding-window log per key, in process.
+pub struct EmbeddedThrottle {
+    settings: Settings,
+    hits: Mutex<HashMap<String, VecDeque<Instant>>>,
+}
+
+impl EmbeddedThrottle {
+    pub fn new(settings: Settings) -> Self {
+        EmbeddedThrottle { settings, hits: Mutex::new(HashMap::new()) }
+    }
+
+    fn decide(&self, log: &mut VecDeque<Instant>, now: Instant) -> Admission {
+        let window = Duration::from_secs_f64(self.settings.window);
+        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            log.pop_front();
+        }
+        if log.len() >= self.settings.hits as usize {
+            let oldest = log.front().copied().unwrap_or(now);
+            return Admission::Wait((oldest + window).saturating_duration_since(now));
+        }
+        if self.settings.moderated {
+            let gap = window / self.settings.hits;
+            if let Some(last) = log.back() {
+                let next = *last + gap;
+                if next > now {
+                    return Admission::Wait(next - now);
+                }
+            }
+        }
+        log.push_back(now);
+        Admission::Go
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for EmbeddedThrottle {
+    async fn acquire(&self, key: &str) -> Result<Admission, StoreError> {
+        let now = Instant::now();
+        let mut hits = self.hits.lock();
+        if let Some(log) = hits.get_mut(key) {
+            return Ok(self.decide(log, now));
+        }
+        let mut log = VecDeque::new();
+        let a = self.decide(&mut log, now);
+        hits.insert(key.to_string(), log);
+        Ok(a)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttle(hits: u32, window: f64, moderated: bool) -> EmbeddedThrottle {
+        EmbeddedThrottle::new(Settings { hits, window, moderated, ..Default::default() })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_hits_per_window() {
+        let t = throttle(2, 2.0, false);
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Wait(Duration::from_secs(2)));
+        assert_eq!(t.acquire("b").await.expect("ok"), Admission::Go);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn moderated_spaces_fetches() {
+        let t = throttle(4, 2.0, true);
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Wait(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+    }
+}

@@ -1,0 +1,204 @@
+//! Spinneret's guest SDK: one trait per plugin kind and an export macro.
+//!
+//! ```ignore
+//! use spinneret_sdk::spider::{Response, Output, Spider};
+//! struct Mine;
+//! impl Spider for Mine {
+//!     fn parse(response: &Response) -> Result<Vec<Output>, String> {
+//!         Ok(vec![Output::Item(spinneret_sdk::spider::page())])
+//!     }
+//! }
+//! spinneret_sdk::export_spider!(Mine);
+//! ```
+//!
+//! Each plugin kind is a cargo feature (`spider`, `middleware`, `pipeline`),
+//! so a guest embeds the one world it implements and nothing else.
+
+/// Helpers shared by every world's copy of the `types` interface.
+macro_rules! helpers {
+    () => {
+        pub use self::spinneret::plugin::host::{self, Level};
+        pub use self::spinneret::plugin::types::{Field, Item, Link, Request};
+
+        impl Request {
+            /// A GET of `url` with the contract's defaults (parent's priority
+            /// minus 10, same spider, crawl's headers).
+            pub fn get(url: impl Into<String>) -> Self {
+                Request {
+                    url: url.into(),
+                    priority: None,
+                    spiderid: None,
+                    method: None,
+                    headers: Vec::new(),
+                    body: None,
+                    meta: Vec::new(),
+                    dont_filter: false,
+                }
+            }
+
+            /// Attach a meta value (JSON text) that the child's response returns.
+            pub fn with_meta(mut self, name: &str, json: impl Into<String>) -> Self {
+                self.meta.push(Field { name: name.to_string(), value: json.into() });
+                self
+            }
+        }
+
+        impl Item {
+            /// The page's own crawl result, with the links it followed.
+            pub fn page(links: Vec<Link>) -> Self {
+                Item { links, fields: Vec::new() }
+            }
+
+            /// Add or replace a field of the result (value is JSON text).
+            pub fn with_field(mut self, name: &str, json: impl Into<String>) -> Self {
+                self.fields.push(Field { name: name.to_string(), value: json.into() });
+                self
+            }
+        }
+
+        /// Log through the host, tagged with this plugin's name.
+        pub fn log(level: Level, message: &str) {
+            host::log(level, message)
+        }
+    };
+}
+
+/// Spiders: parse a response into items and requests.
+#[cfg(feature = "spider")]
+pub mod spider {
+    wit_bindgen::generate!({
+        world: "spider",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_spider_world",
+        default_bindings_module: "spinneret_sdk::spider",
+    });
+    helpers!();
+    pub use self::spinneret::plugin::types::{Output, Response};
+
+    /// A spider, like a Scrapy spider's `parse` callback.
+    pub trait Spider {
+        fn parse(response: &Response) -> Result<Vec<Output>, String>;
+    }
+
+    /// The link spider's rule: the page as an item, plus a request for every
+    /// link the crawl's filters allow while `depth < maxdepth`.
+    pub fn follow_all(response: &Response) -> Vec<Output> {
+        if response.depth() >= response.maxdepth() {
+            return vec![Output::Item(Item::page(Vec::new()))];
+        }
+        let links = response.links();
+        let mut out = Vec::with_capacity(links.len() + 1);
+        out.extend(links.iter().map(|l| Output::Request(Request::get(l.url.clone()))));
+        out.push(Output::Item(Item::page(links)));
+        out
+    }
+}
+
+/// Export a type implementing [`spider::Spider`] as this component's spider.
+#[cfg(feature = "spider")]
+#[macro_export]
+macro_rules! export_spider {
+    ($ty:ty) => {
+        struct __SpinneretSpider;
+        impl $crate::spider::exports::spinneret::plugin::parser::Guest for __SpinneretSpider {
+            fn parse(
+                response: &$crate::spider::Response,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::spider::Output>, ::std::string::String>
+            {
+                <$ty as $crate::spider::Spider>::parse(response)
+            }
+        }
+        $crate::spider::export_spider_world!(__SpinneretSpider with_types_in $crate::spider);
+    };
+}
+
+/// Downloader middlewares: see requests before the fetch, responses after.
+#[cfg(feature = "middleware")]
+pub mod middleware {
+    wit_bindgen::generate!({
+        world: "downloader-middleware",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_middleware_world",
+        default_bindings_module: "spinneret_sdk::middleware",
+    });
+    helpers!();
+    pub use self::exports::spinneret::plugin::middleware::{RequestAction, ResponseAction};
+    pub use self::spinneret::plugin::types::{RequestHead, Response};
+
+    /// A downloader middleware. Both hooks default to passing things through.
+    pub trait Middleware {
+        fn process_request(request: RequestHead) -> Result<RequestAction, String> {
+            Ok(RequestAction::Proceed(request))
+        }
+        fn process_response(_response: &Response) -> Result<ResponseAction, String> {
+            Ok(ResponseAction::Proceed)
+        }
+    }
+}
+
+/// Export a type implementing [`middleware::Middleware`].
+#[cfg(feature = "middleware")]
+#[macro_export]
+macro_rules! export_middleware {
+    ($ty:ty) => {
+        struct __SpinneretMiddleware;
+        impl $crate::middleware::exports::spinneret::plugin::middleware::Guest
+            for __SpinneretMiddleware
+        {
+            fn process_request(
+                request: $crate::middleware::RequestHead,
+            ) -> ::core::result::Result<$crate::middleware::RequestAction, ::std::string::String>
+            {
+                <$ty as $crate::middleware::Middleware>::process_request(request)
+            }
+            fn process_response(
+                response: &$crate::middleware::Response,
+            ) -> ::core::result::Result<$crate::middleware::ResponseAction, ::std::string::String>
+            {
+                <$ty as $crate::middleware::Middleware>::process_response(response)
+            }
+        }
+        $crate::middleware::export_middleware_world!(
+            __SpinneretMiddleware with_types_in $crate::middleware
+        );
+    };
+}
+
+/// Item pipelines: see every crawl result before it is published.
+#[cfg(feature = "pipeline")]
+pub mod pipeline {
+    wit_bindgen::generate!({
+        world: "item-pipeline",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_pipeline_world",
+        default_bindings_module: "spinneret_sdk::pipeline",
+    });
+    helpers!();
+    pub use self::exports::spinneret::plugin::pipeline::ItemAction;
+    pub use self::spinneret::plugin::types::CrawlResult;
+
+    /// An item pipeline stage.
+    pub trait Pipeline {
+        fn process_item(item: &CrawlResult) -> Result<ItemAction, String>;
+    }
+}
+
+/// Export a type implementing [`pipeline::Pipeline`].
+#[cfg(feature = "pipeline")]
+#[macro_export]
+macro_rules! export_pipeline {
+    ($ty:ty) => {
+        struct __SpinneretPipeline;
+        impl $crate::pipeline::exports::spinneret::plugin::pipeline::Guest for __SpinneretPipeline {
+            fn process_item(
+                item: &$crate::pipeline::CrawlResult,
+            ) -> ::core::result::Result<$crate::pipeline::ItemAction, ::std::string::String> {
+                <$ty as $crate::pipeline::Pipeline>::process_item(item)
+            }
+        }
+        $crate::pipeline::export_pipeline_world!(__SpinneretPipeline with_types_in $crate::pipeline);
+    };
+}
