@@ -1,1 +1,121 @@
+//! A deterministic local web site for tests, the demo and the benchmarks.
+//!
+//! `pages` pages spread over `hosts` loopback hosts (127.0.0.1, 127.0.0.2,
+//! ...), each page 15-25 KB of HTML. Page `i` lives on host `i % hosts` at
+//! `/p/{i}.html`. Pages link within and across hosts, with relative and
+//! absolute links, fragments, duplicates, 404s (`/missing/`), redirects
+//! (`/r/{j}` -> `/p/{j}.html`), assets that a crawl must filter (`.jpg`,
+//! `.pdf`), `mailto:`/`javascript:` links, and paths robots.txt disallows
+//! (`/private/`). Every page is reachable from page 0.
+//!
+//! [`Site::expected`] gives the exact set of URLs a crawl to depth `d` must
+//! return, computed from the same link graph the pages are rendered from.
 
+mod graph;
+mod server;
+
+pub use graph::{Graph, Target};
+pub use server::Hit;
+
+use bytes::Bytes;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Copy)]
+pub struct SiteSpec {
+    pub pages: usize,
+    pub hosts: usize,
+    pub seed: u64,
+}
+
+impl Default for SiteSpec {
+    fn default() -> Self {
+        SiteSpec { pages: 300, hosts: 3, seed: 7 }
+    }
+}
+
+/// A running site. Dropping it stops the servers.
+pub struct Site {
+    pub spec: SiteSpec,
+    graph: Arc<Graph>,
+    addrs: Vec<SocketAddr>,
+    log: Arc<server::Log>,
+    _servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Site {
+    /// Bind one listener per host on 127.0.0.{k+1} (free ports), render the
+    /// pages and start serving.
+    pub async fn start(spec: SiteSpec) -> std::io::Result<Site> {
+        let mut listeners = Vec::new();
+        for k in 0..spec.hosts {
+            let ip = std::net::Ipv4Addr::new(127, 0, 0, (k + 1) as u8);
+            listeners.push(tokio::net::TcpListener::bind((ip, 0)).await?);
+        }
+        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+        let graph = Arc::new(Graph::new(spec));
+        let pages: Arc<Vec<Bytes>> = Arc::new((0..spec.pages).map(|i| graph.render(i, &addrs)).collect());
+        let log = Arc::new(server::Log::default());
+        let servers = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(k, l)| tokio::spawn(server::serve(l, k, spec.hosts, pages.clone(), log.clone())))
+            .collect();
+        Ok(Site { spec, graph, addrs, log, _servers: servers })
+    }
+
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// Canonical URL of page `i`.
+    pub fn url(&self, i: usize) -> String {
+        Target::Page(i).url(&self.addrs, self.spec.hosts)
+    }
+
+    pub fn seed_url(&self) -> String {
+        self.url(0)
+    }
+
+    /// The URLs a crawl from page `seed` must return results for with the
+    /// link spider at `maxdepth` (`None`: unlimited), robots.txt obeyed.
+    ///
+    /// Exact for maxdepth 0, 1, 2 and unlimited whatever the crawl order: a
+    /// page's depth is fixed by the time its links are followed (see
+    /// ARCHITECTURE.md, "Depth and dedup").
+    pub fn expected(&self, seed: usize, maxdepth: Option<u32>) -> BTreeSet<String> {
+        let hosts = self.spec.hosts;
+        let mut seen: HashSet<Target> = HashSet::new();
+        let mut queue = VecDeque::new();
+        seen.insert(Target::Page(seed));
+        queue.push_back((Target::Page(seed), 0u32));
+        while let Some((t, depth)) = queue.pop_front() {
+            if maxdepth.is_some_and(|m| depth >= m) {
+                continue;
+            }
+            let page = match t {
+                Target::Page(j) | Target::Redirect(j) => j,
+                _ => continue,
+            };
+            for link in self.graph.followable(page) {
+                if seen.insert(link) {
+                    queue.push_back((link, depth + 1));
+                }
+            }
+        }
+        seen.into_iter()
+            .filter(|t| !matches!(t, Target::Private(_)))
+            .map(|t| t.url(&self.addrs, hosts))
+            .collect()
+    }
+
+    /// Every request the site has served, in order.
+    pub fn hits(&self) -> Vec<Hit> {
+        self.log.hits()
+    }
+
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+}

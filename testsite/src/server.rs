@@ -1,0 +1,94 @@
+//! HTTP/1.1 serving of the pre-rendered pages, with a request log.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response, StatusCode};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One request the site served.
+#[derive(Debug, Clone)]
+pub struct Hit {
+    pub at: Instant,
+    /// Host index (0-based; host k is 127.0.0.{k+1}).
+    pub host: usize,
+    pub path: String,
+    /// Request headers, lowercased names.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+pub struct Log {
+    hits: Mutex<Vec<Hit>>,
+}
+
+impl Log {
+    pub fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+    fn push(&self, hit: Hit) {
+        if let Ok(mut h) = self.hits.lock() {
+            h.push(hit);
+        }
+    }
+}
+
+pub async fn serve(listener: tokio::net::TcpListener, host: usize, hosts: usize, pages: Arc<Vec<Bytes>>, log: Arc<Log>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { continue };
+        let (pages, log) = (pages.clone(), log.clone());
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = respond(&req, host, hosts, &pages, &log);
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+        });
+    }
+}
+
+fn respond(req: &Request<hyper::body::Incoming>, host: usize, hosts: usize, pages: &[Bytes], log: &Log) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    log.push(Hit {
+        at: Instant::now(),
+        host,
+        path: path.clone(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+    });
+    let page_on_this_host = |j: usize| j < pages.len() && j % hosts == host;
+    if path == "/robots.txt" {
+        return text(StatusCode::OK, "text/plain", "User-agent: *\nDisallow: /private/\n");
+    }
+    if let Some(j) = path.strip_prefix("/p/").and_then(|r| r.strip_suffix(".html")).and_then(|n| n.parse().ok()) {
+        if page_on_this_host(j) {
+            return Response::builder()
+                .header("content-type", "text/html; charset=utf-8")
+                .body(Full::new(pages[j].clone()))
+                .unwrap_or_default();
+        }
+    }
+    if let Some(j) = path.strip_prefix("/r/").and_then(|n| n.parse::<usize>().ok()) {
+        if page_on_this_host(j) {
+            return Response::builder()
+                .status(StatusCode::MOVED_PERMANENTLY)
+                .header("location", format!("/p/{j}.html"))
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default();
+        }
+    }
+    text(StatusCode::NOT_FOUND, "text/html", "<html><body><h1>Not found</h1></body></html>")
+}
+
+fn text(status: StatusCode, ctype: &str, body: &'static str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", ctype)
+        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .unwrap_or_default()
+}
