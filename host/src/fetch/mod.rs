@@ -184,32 +184,31 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The body's character set: Content-Type, then `<meta charset>`, then UTF-8.
+/// The body's character set: Content-Type, then `<meta charset>` in the
+/// first KiB, then UTF-8.
 pub fn encoding_of(content_type: Option<&str>, body: &[u8]) -> &'static encoding_rs::Encoding {
-    let from_label = |s: &str| {
-        let lower = s.to_ascii_lowercase();
-        let at = lower.find("charset=")?;
-        let label: String = lower[at + 8..]
-            .trim_start_matches(['"', '\''])
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-            .collect();
-        encoding_rs::Encoding::for_label(label.as_bytes())
-    };
-    if let Some(e) = content_type.and_then(from_label) {
+    if let Some(e) = content_type.and_then(|ct| charset_after(ct, "charset=")) {
         return e;
     }
     let head = String::from_utf8_lossy(&body[..body.len().min(1024)]);
-    if let Some(e) = head.to_ascii_lowercase().find("<meta").and_then(|_| {
-        let lower = head.to_ascii_lowercase();
-        let at = lower.find("charset")?;
-        let rest = lower[at + 7..].trim_start_matches(['=', ' ', '"', '\'']);
-        let label: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect();
-        encoding_rs::Encoding::for_label(label.as_bytes())
-    }) {
-        return e;
+    if head.to_ascii_lowercase().contains("<meta") {
+        if let Some(e) = charset_after(&head, "charset") {
+            return e;
+        }
     }
     encoding_rs::UTF_8
+}
+
+/// The encoding named right after `marker` (case-insensitive) in `text`.
+fn charset_after(text: &str, marker: &str) -> Option<&'static encoding_rs::Encoding> {
+    let lower = text.to_ascii_lowercase();
+    let at = lower.find(marker)? + marker.len();
+    let label: String = lower[at..]
+        .trim_start_matches(['=', ' ', '"', '\''])
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+        .collect();
+    encoding_rs::Encoding::for_label(label.as_bytes())
 }
 
 #[cfg(test)]

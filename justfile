@@ -1,0 +1,56 @@
+# Spinneret's tasks. `just --list` shows them; each is a thin wrapper.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+target := env("CARGO_TARGET_DIR", justfile_directory() / "target")
+guests := "link wandering stamp-headers page-title fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2"
+
+# List the recipes.
+default:
+    @just --list
+
+# Build every guest into plugins/*.wasm (spiders, example plugins) and tests/fixtures/ (negative fixtures).
+guests:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export CARGO_TARGET_DIR={{target}}
+    cd spiders
+    mkdir -p ../tests/fixtures/wasm
+    # One build per guest: each embeds exactly its own world.
+    for g in {{guests}}; do
+      cargo build --quiet --release --target wasm32-wasip2 -p "$g"
+    done
+    out={{target}}/wasm32-wasip2/release
+    for g in link wandering stamp-headers page-title; do
+      cp "$out/${g//-/_}.wasm" ../plugins/$g.wasm
+    done
+    for g in tagged trap spin hog link-v2; do
+      cp "$out/fixture_${g//-/_}.wasm" ../tests/fixtures/wasm/$g.wasm
+    done
+    cp "$out/fixture-wrong-world.wasm" ../tests/fixtures/wasm/wrong-world.wasm
+    echo "guests: $(ls ../plugins/*.wasm | wc -l) plugins, $(ls ../tests/fixtures/wasm/*.wasm | wc -l) fixtures" >&2
+
+# Build the host binaries (release).
+build:
+    cargo build --release --bins
+
+# Crawl the local test site with the link spider at depth 2 and print a summary.
+demo: guests build
+    {{target}}/release/spinneret-demo
+
+# Run the whole test suite: unit tests, then black-box integration tests.
+test: guests build
+    cargo test --release --workspace
+
+# Formatting and lints for the host and the guests.
+lint:
+    cargo fmt --all --check
+    cargo clippy --release --all-targets --workspace -- -D warnings
+    cd spiders && cargo fmt --all --check && cargo clippy --release --target wasm32-wasip2 --workspace -- -D warnings
+
+# Benchmarks: crawl throughput, CPU and memory on a 20,000-page site; link extraction.
+bench: guests build
+    {{target}}/release/spinneret-bench
+
+# Everything CI runs.
+ci: lint test

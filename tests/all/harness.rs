@@ -1,0 +1,180 @@
+//! Test harness: the real `spinneret` binary in a scratch directory with its
+//! own config and plugins, against a local [`Site`]. Nothing is shared
+//! between tests, so they run in parallel.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+pub use spinneret_testsite::{Site, SiteSpec};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The `spinneret` binary: `SPINNERET_BIN`, or next to this test binary's
+/// `deps/` folder (target/<profile>/spinneret).
+pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("SPINNERET_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let bin = exe.parent().and_then(Path::parent).expect("target/<profile>").join("spinneret");
+    assert!(bin.exists(), "{} is missing: run `just build` (or `just test`)", bin.display());
+    bin
+}
+
+/// A built guest: `plugins/NAME.wasm` or `tests/fixtures/wasm/NAME.wasm`.
+pub fn wasm(name: &str) -> PathBuf {
+    let in_plugins = repo().join("plugins").join(format!("{name}.wasm"));
+    if in_plugins.exists() {
+        return in_plugins;
+    }
+    let fixture = repo().join("tests/fixtures/wasm").join(format!("{name}.wasm"));
+    assert!(fixture.exists(), "{} is missing: run `just guests`", fixture.display());
+    fixture
+}
+
+/// Settings every test starts from: a fast throttle, loopback allowed, a
+/// quick watcher. Tests append their own TOML.
+pub const BASE_CONFIG: &str = r#"
+[throttle]
+hits = 1000
+window = 1
+moderated = false
+
+[crawl]
+allow_private = true
+download_timeout = 5
+
+[plugins]
+watch_interval_ms = 50
+"#;
+
+/// A scratch directory with `config.toml` and `plugins/`.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    /// `plugins` are (file name in plugins/, guest to copy there).
+    pub fn new(plugins: &[(&str, &str)], extra_config: &str) -> Result<Scratch> {
+        let dir = tempfile::tempdir()?;
+        std::fs::create_dir(dir.path().join("plugins"))?;
+        for (as_name, guest) in plugins {
+            std::fs::copy(wasm(guest), dir.path().join("plugins").join(format!("{as_name}.wasm")))?;
+        }
+        // Later tables with the same name would be a TOML error, so extra
+        // keys for a base table go into the same table.
+        let config = merge_toml(BASE_CONFIG, extra_config)?;
+        std::fs::write(dir.path().join("config.toml"), config)?;
+        Ok(Scratch { dir })
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    /// A `spinneret` command with this scratch's config and plugins.
+    pub fn command(&self, sub: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(binary());
+        cmd.arg(sub)
+            .arg("--config")
+            .arg(self.path("config.toml"))
+            .arg("--plugins")
+            .arg(self.path("plugins"))
+            .env("XDG_CACHE_HOME", repo().join("target/test-cache"))
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run to the end; results from `--output`.
+    pub async fn run(&self, args: &[&str]) -> Result<Run> {
+        let out_file = self.path(&format!("out-{}.jsonl", unique()));
+        let output = self
+            .command("run")
+            .args(args)
+            .arg("--output")
+            .arg(&out_file)
+            .output()
+            .await
+            .context("spawning spinneret")?;
+        let results = read_results(&out_file)?;
+        Ok(Run {
+            code: output.status.code(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            results,
+        })
+    }
+}
+
+fn merge_toml(base: &str, extra: &str) -> Result<String> {
+    let mut a: toml::Table = base.parse()?;
+    let b: toml::Table = extra.parse()?;
+    for (k, v) in b {
+        match (a.get_mut(&k), v) {
+            (Some(toml::Value::Table(t)), toml::Value::Table(u)) => t.extend(u),
+            (_, v) => {
+                a.insert(k, v);
+            }
+        }
+    }
+    Ok(toml::to_string(&a)?)
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed).to_string()
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub results: Vec<Value>,
+}
+
+impl Run {
+    pub fn ok(self) -> Result<Run> {
+        if self.code != Some(0) {
+            bail!("spinneret exited with {:?}:\n{}", self.code, self.stderr);
+        }
+        Ok(self)
+    }
+
+    pub fn urls(&self) -> Vec<String> {
+        self.results.iter().map(|r| r["url"].as_str().unwrap_or_default().to_string()).collect()
+    }
+}
+
+/// Every JSON line of a results file written so far.
+pub fn read_results(path: &Path) -> Result<Vec<Value>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    text.lines()
+        .filter(|l| l.ends_with('}'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad result line: {l}")))
+        .collect()
+}
+
+/// Poll `check` until it returns `Some`, or fail after `deadline`.
+pub async fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if start.elapsed() > deadline {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
