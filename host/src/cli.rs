@@ -19,7 +19,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser, Debug)]
-#[command(name = "spinneret", version, about = "A distributed on-demand crawler with WebAssembly plugins")]
+#[command(
+    name = "spinneret",
+    version,
+    about = "A distributed on-demand crawler with WebAssembly plugins"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -132,7 +136,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
 }
 
 fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry>> {
-    let runtime = Runtime::new(&settings.plugins, stats).context("starting the WebAssembly runtime")?;
+    let runtime =
+        Runtime::new(&settings.plugins, stats).context("starting the WebAssembly runtime")?;
     let registry = Registry::new(runtime);
     for (path, r) in registry.load_dir(&settings.plugins.dir) {
         if let Err(e) = r {
@@ -157,8 +162,12 @@ fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result
             Ok(name)
         }
         None => {
-            let known: Vec<String> =
-                registry.list().iter().filter(|p| p.kind == Kind::Spider).map(|p| p.name.to_string()).collect();
+            let known: Vec<String> = registry
+                .list()
+                .iter()
+                .filter(|p| p.kind == Kind::Spider)
+                .map(|p| p.name.to_string())
+                .collect();
             bail!(
                 "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
                 settings.plugins.dir.display(),
@@ -175,18 +184,30 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     if let Some(c) = args.concurrency {
         settings.crawl.concurrency = c;
     }
-    settings.plugins.middlewares.extend(args.middleware.iter().cloned());
-    settings.plugins.pipelines.extend(args.pipeline.iter().cloned());
+    settings
+        .plugins
+        .middlewares
+        .extend(args.middleware.iter().cloned());
+    settings
+        .plugins
+        .pipelines
+        .extend(args.pipeline.iter().cloned());
     settings.validate()?;
     crate::telemetry::init(&settings.log);
 
     let stats = Arc::new(Stats::default());
     let registry = start_registry(&settings, stats.clone())?;
     let spider = spider_name(&registry, &settings, &args.spider)?;
-    for (names, kind) in [(&settings.plugins.middlewares, Kind::Middleware), (&settings.plugins.pipelines, Kind::Pipeline)] {
+    for (names, kind) in [
+        (&settings.plugins.middlewares, Kind::Middleware),
+        (&settings.plugins.pipelines, Kind::Pipeline),
+    ] {
         for name in names {
             let p = registry.get(name).with_context(|| {
-                format!("no {kind} plugin `{name}` in {}", settings.plugins.dir.display())
+                format!(
+                    "no {kind} plugin `{name}` in {}",
+                    settings.plugins.dir.display()
+                )
             })?;
             p.expect_kind(kind)?;
         }
@@ -208,24 +229,38 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
     for r in &requests {
         let url = url::Url::parse(&r.url).with_context(|| format!("bad seed URL {}", r.url))?;
-        fetcher.policy().check_url(&url).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        fetcher
+            .policy()
+            .check_url(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
 
     let sink: Arc<dyn ResultSink> = match &args.output {
         Some(path) => Arc::new(JsonlSink::new(Box::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         ))),
         None => Arc::new(JsonlSink::stdout()),
     };
     let settings = Arc::new(settings);
     let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-    let frontier: Arc<dyn Frontier> = Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
+    let frontier: Arc<dyn Frontier> =
+        Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
     let cap = settings.crawl.global_page_per_domain_limit;
     let dedup = Arc::new(EmbeddedDedup::new(
         Duration::from_secs(settings.crawl.dupe_idle_ttl),
         (cap > 0).then_some(cap),
     ));
-    let engine = Engine::new(frontier.clone(), dedup, sink, fetcher, registry.clone(), settings.clone(), stats.clone());
+    let engine = Engine::new(
+        frontier.clone(),
+        dedup,
+        sink,
+        fetcher,
+        registry.clone(),
+        settings.clone(),
+        stats.clone(),
+    );
     for r in requests {
         tracing::info!(url = %r.url, spider = %r.spiderid, maxdepth = r.maxdepth, crawlid = %r.crawlid, "crawl submitted");
         engine.submit(r).await?;
@@ -252,7 +287,11 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     Ok(0)
 }
 
-fn collect_requests(settings: &Settings, args: &RunArgs, spider: &str) -> Result<Vec<CrawlRequest>> {
+fn collect_requests(
+    settings: &Settings,
+    args: &RunArgs,
+    spider: &str,
+) -> Result<Vec<CrawlRequest>> {
     let limit = settings.crawl.maxdepth_limit;
     let started = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut out = Vec::new();
@@ -267,10 +306,15 @@ fn collect_requests(settings: &Settings, args: &RunArgs, spider: &str) -> Result
             Err(e) => errors.push(format!("--seed {seed}: {e}")),
         }
     }
-    let mut lines: Vec<(String, String)> =
-        args.request.iter().enumerate().map(|(i, r)| (format!("--request #{}", i + 1), r.clone())).collect();
+    let mut lines: Vec<(String, String)> = args
+        .request
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("--request #{}", i + 1), r.clone()))
+        .collect();
     if let Some(path) = &args.requests {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         lines.extend(
             text.lines()
                 .enumerate()
@@ -293,7 +337,11 @@ fn collect_requests(settings: &Settings, args: &RunArgs, spider: &str) -> Result
         }
     }
     if !errors.is_empty() {
-        bail!("rejected {} request(s), nothing was crawled:\n  {}", errors.len(), errors.join("\n  "));
+        bail!(
+            "rejected {} request(s), nothing was crawled:\n  {}",
+            errors.len(),
+            errors.join("\n  ")
+        );
     }
     Ok(out)
 }
@@ -320,12 +368,19 @@ fn summary(stats: &Stats) {
     let secs = stats.elapsed().as_secs_f64();
     let pages = stats.pages.load(Relaxed);
     let usage = process_usage();
-    let statuses: Vec<String> = stats.by_status().iter().map(|(s, n)| format!("{s}: {n}")).collect();
+    let statuses: Vec<String> = stats
+        .by_status()
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect();
     tracing::info!(
         pages,
         seconds = format!("{secs:.2}"),
         pages_per_sec = format!("{:.0}", pages as f64 / secs.max(1e-9)),
-        cpu_ms_per_page = format!("{:.3}", usage.cpu.as_secs_f64() * 1000.0 / pages.max(1) as f64),
+        cpu_ms_per_page = format!(
+            "{:.3}",
+            usage.cpu.as_secs_f64() * 1000.0 / pages.max(1) as f64
+        ),
         peak_rss_mb = usage.peak_rss_bytes / (1 << 20),
         statuses = statuses.join(", "),
         errors = stats.errors.load(Relaxed),
@@ -342,24 +397,46 @@ fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
     let loaded = registry.load_dir(&settings.plugins.dir);
     let mut out = std::io::stdout().lock();
     if !args.json {
-        writeln!(out, "{:<20} {:<22} {:<8} {:<14} STATUS", "NAME", "KIND", "WIT", "HASH")?;
+        writeln!(
+            out,
+            "{:<20} {:<22} {:<8} {:<14} STATUS",
+            "NAME", "KIND", "WIT", "HASH"
+        )?;
     }
     let mut failed = 0;
     for (path, r) in loaded {
-        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         match r {
             Ok(p) if args.json => writeln!(
                 out,
                 "{}",
                 json!({"name": *p.name, "kind": p.kind.world(), "wit": p.version, "hash": p.hash, "file": path.display().to_string()})
             )?,
-            Ok(p) => writeln!(out, "{:<20} {:<22} {:<8} {:<14} ok", p.name, p.kind.world(), p.version, p.short_hash())?,
+            Ok(p) => writeln!(
+                out,
+                "{:<20} {:<22} {:<8} {:<14} ok",
+                p.name,
+                p.kind.world(),
+                p.version,
+                p.short_hash()
+            )?,
             Err(e) => {
                 failed += 1;
                 if args.json {
-                    writeln!(out, "{}", json!({"name": name, "file": path.display().to_string(), "error": e.to_string()}))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"name": name, "file": path.display().to_string(), "error": e.to_string()})
+                    )?;
                 } else {
-                    writeln!(out, "{name:<20} {:<22} {:<8} {:<14} rejected: {e}", "-", "-", "-")?;
+                    writeln!(
+                        out,
+                        "{name:<20} {:<22} {:<8} {:<14} rejected: {e}",
+                        "-", "-", "-"
+                    )?;
                 }
             }
         }
@@ -401,9 +478,13 @@ async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
 /// A [`Page`] from a recorded response: `{url, status, headers, body,
 /// depth, request: {crawl request fields}, meta: {name: json}}`.
 fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
-    let url = rec["url"].as_str().context("recorded response needs `url`")?;
+    let url = rec["url"]
+        .as_str()
+        .context("recorded response needs `url`")?;
     let mut request = rec.get("request").cloned().unwrap_or_else(|| json!({}));
-    let obj = request.as_object_mut().context("`request` must be an object")?;
+    let obj = request
+        .as_object_mut()
+        .context("`request` must be an object")?;
     obj.entry("url").or_insert_with(|| url.into());
     obj.entry("appid").or_insert_with(|| "golden".into());
     obj.entry("crawlid").or_insert_with(|| "golden".into());
@@ -412,12 +493,19 @@ fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
     job.url = url.to_string();
     job.depth = rec["depth"].as_u64().unwrap_or(0) as u32;
     if let Some(meta) = rec.get("meta").and_then(Value::as_object) {
-        job.meta = meta.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        job.meta = meta
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
     }
     let headers = rec
         .get("headers")
         .and_then(Value::as_object)
-        .map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                .collect()
+        })
         .unwrap_or_default();
     let fetched = Fetched {
         status: rec["status"].as_u64().unwrap_or(200) as u16,
@@ -425,8 +513,16 @@ fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
         response_url: rec["response_url"].as_str().unwrap_or(url).to_string(),
         request_headers: Vec::new(),
         headers,
-        body: rec["body"].as_str().unwrap_or_default().as_bytes().to_vec().into(),
+        body: rec["body"]
+            .as_str()
+            .unwrap_or_default()
+            .as_bytes()
+            .to_vec()
+            .into(),
         elapsed: Duration::ZERO,
     };
-    Ok(Page { job: Arc::new(job), fetched: Arc::new(fetched) })
+    Ok(Page {
+        job: Arc::new(job),
+        fetched: Arc::new(fetched),
+    })
 }

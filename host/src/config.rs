@@ -11,7 +11,10 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     File { path: PathBuf, message: String },
     #[error("environment variable {var}: {message}")]
@@ -70,7 +73,10 @@ pub struct Redis {
 
 impl Default for Redis {
     fn default() -> Self {
-        Redis { url: String::new(), namespace: "spinneret".into() }
+        Redis {
+            url: String::new(),
+            namespace: "spinneret".into(),
+        }
     }
 }
 
@@ -162,7 +168,11 @@ pub struct Rest {
 
 impl Default for Rest {
     fn default() -> Self {
-        Rest { port: 5343, feed_wait: 5.0, token: String::new() }
+        Rest {
+            port: 5343,
+            feed_wait: 5.0,
+            token: String::new(),
+        }
     }
 }
 
@@ -175,7 +185,10 @@ pub struct Log {
 
 impl Default for Log {
     fn default() -> Self {
-        Log { format: LogFormat::Text, level: "info".into() }
+        Log {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
     }
 }
 
@@ -241,7 +254,13 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { memory_mb: 128, call_timeout_ms: 2000, fuel: 0, recycle_calls: 10_000, recycle_memory_mb: 96 }
+        Limits {
+            memory_mb: 128,
+            call_timeout_ms: 2000,
+            fuel: 0,
+            recycle_calls: 10_000,
+            recycle_memory_mb: 96,
+        }
     }
 }
 
@@ -300,26 +319,42 @@ impl Settings {
     ) -> Result<Settings, ConfigError> {
         let mut tree = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.into(), source })?;
-                text.parse::<toml::Table>()
-                    .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.into(),
+                    source,
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::File {
+                    path: path.into(),
+                    message: e.to_string(),
+                })?
             }
             None => toml::Table::new(),
         };
         for (var, value) in env {
-            let Some(rest) = var.strip_prefix(ENV_PREFIX) else { continue };
-            let Some((table, key)) = rest.split_once("__") else { continue };
+            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let Some((table, key)) = rest.split_once("__") else {
+                continue;
+            };
             let path: Vec<String> = std::iter::once(table)
                 .chain(key.split("__"))
                 .map(|p| p.to_ascii_lowercase())
                 .collect();
-            set_path(&mut tree, &path, env_value(&value))
-                .map_err(|message| ConfigError::Env { var: var.clone(), message })?;
+            set_path(&mut tree, &path, env_value(&value)).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
         }
-        let settings: Settings = toml::Value::Table(tree).try_into().map_err(|e: toml::de::Error| {
-            ConfigError::Invalid(format!("{} (check the config file and SPINNERET_* variables)", e.message()))
-        })?;
+        let settings: Settings =
+            toml::Value::Table(tree)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError::Invalid(format!(
+                        "{} (check the config file and SPINNERET_* variables)",
+                        e.message()
+                    ))
+                })?;
         Ok(settings)
     }
 
@@ -330,10 +365,15 @@ impl Settings {
             return bad("throttle.hits must be at least 1".into());
         }
         if !(self.throttle.window > 0.0 && self.throttle.window.is_finite()) {
-            return bad(format!("throttle.window must be a positive number of seconds, got {}", self.throttle.window));
+            return bad(format!(
+                "throttle.window must be a positive number of seconds, got {}",
+                self.throttle.window
+            ));
         }
         if self.crawl.download_timeout <= 0.0 || self.crawl.connect_timeout <= 0.0 {
-            return bad("crawl.download_timeout and crawl.connect_timeout must be positive seconds".into());
+            return bad(
+                "crawl.download_timeout and crawl.connect_timeout must be positive seconds".into(),
+            );
         }
         if self.crawl.concurrency == 0 {
             return bad("crawl.concurrency must be at least 1".into());
@@ -344,9 +384,12 @@ impl Settings {
         if self.throttle.split_by_egress && self.throttle.egress_id.is_empty() {
             return bad("throttle.split_by_egress is on but throttle.egress_id is empty: name this process's egress identity".into());
         }
-        for (name, l) in std::iter::once(("(default)", self.plugins.limits))
-            .chain(self.plugins.overrides.keys().map(|n| (n.as_str(), self.plugins.limits_for(n))))
-        {
+        for (name, l) in std::iter::once(("(default)", self.plugins.limits)).chain(
+            self.plugins
+                .overrides
+                .keys()
+                .map(|n| (n.as_str(), self.plugins.limits_for(n))),
+        ) {
             if l.memory_mb == 0 || l.call_timeout_ms == 0 || l.recycle_calls == 0 {
                 return bad(format!(
                     "plugins limits for {name}: memory_mb, call_timeout_ms and recycle_calls must be at least 1"
@@ -373,8 +416,12 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
     let (last, tables) = path.split_last().ok_or("empty key")?;
     let mut cur = tree;
     for name in tables {
-        let entry = cur.entry(name.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry.as_table_mut().ok_or_else(|| format!("`{name}` is not a table"))?;
+        let entry = cur
+            .entry(name.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("`{name}` is not a table"))?;
     }
     cur.insert(last.clone(), value);
     Ok(())
@@ -386,7 +433,10 @@ mod tests {
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -404,21 +454,26 @@ mod tests {
     fn env_overrides_file() {
         let mut f = tempfile::NamedTempFile::new().expect("tempfile");
         writeln!(f, "[throttle]\nhits = 3\nwindow = 1.5").expect("write");
-        let s = Settings::load_from(Some(f.path()), env(&[("SPINNERET_THROTTLE__HITS", "5")])).expect("loads");
+        let s = Settings::load_from(Some(f.path()), env(&[("SPINNERET_THROTTLE__HITS", "5")]))
+            .expect("loads");
         assert_eq!(s.throttle.hits, 5);
         assert_eq!(s.throttle.window, 1.5);
     }
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = Settings::load_from(None, env(&[("SPINNERET_THROTTLE__HTIS", "5")])).expect_err("rejected");
+        let err = Settings::load_from(None, env(&[("SPINNERET_THROTTLE__HTIS", "5")]))
+            .expect_err("rejected");
         assert!(err.to_string().contains("htis"), "{err}");
     }
 
     #[test]
     fn nested_plugin_overrides_from_env() {
-        let s = Settings::load_from(None, env(&[("SPINNERET_PLUGINS__OVERRIDES__LINK__MEMORY_MB", "7")]))
-            .expect("loads");
+        let s = Settings::load_from(
+            None,
+            env(&[("SPINNERET_PLUGINS__OVERRIDES__LINK__MEMORY_MB", "7")]),
+        )
+        .expect("loads");
         assert_eq!(s.plugins.limits_for("link").memory_mb, 7);
         assert_eq!(s.plugins.limits_for("other").memory_mb, 128);
     }
@@ -427,6 +482,10 @@ mod tests {
     fn validation_explains() {
         let mut s = Settings::default();
         s.throttle.hits = 0;
-        assert!(s.validate().expect_err("invalid").to_string().contains("throttle.hits"));
+        assert!(s
+            .validate()
+            .expect_err("invalid")
+            .to_string()
+            .contains("throttle.hits"));
     }
 }

@@ -66,16 +66,21 @@ impl CrawlRequest {
     /// Parse and validate one request. `maxdepth_limit` is the setting
     /// `crawl.maxdepth_limit`.
     pub fn parse(text: &str, maxdepth_limit: u32) -> Result<Self, RequestError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| RequestError::NotJson(e.to_string()))?;
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| RequestError::NotJson(e.to_string()))?;
         Self::from_value(value, maxdepth_limit)
     }
 
     pub fn from_value(value: Value, maxdepth_limit: u32) -> Result<Self, RequestError> {
         let Value::Object(obj) = &value else {
-            return Err(RequestError::Schema("a crawl request must be a JSON object".into()));
+            return Err(RequestError::Schema(
+                "a crawl request must be a JSON object".into(),
+            ));
         };
         if let Some((k, _)) = obj.iter().find(|(_, v)| v.is_null()) {
-            return Err(RequestError::Schema(format!("`{k}` is null: leave an optional field out instead")));
+            return Err(RequestError::Schema(format!(
+                "`{k}` is null: leave an optional field out instead"
+            )));
         }
         let mut req: CrawlRequest =
             serde_json::from_value(value).map_err(|e| RequestError::Schema(e.to_string()))?;
@@ -90,7 +95,11 @@ impl CrawlRequest {
             return bad("`url` is empty".into());
         }
         // The reference retries a URL without a scheme as http://.
-        self.url = if url.contains("://") { url.to_string() } else { format!("http://{url}") };
+        self.url = if url.contains("://") {
+            url.to_string()
+        } else {
+            format!("http://{url}")
+        };
         if url::Url::parse(&self.url).is_err() {
             return bad(format!("`url` {:?} is not a valid URL", self.url));
         }
@@ -101,7 +110,10 @@ impl CrawlRequest {
             return bad(format!("`priority` {} is outside 1..100", self.priority));
         }
         if self.maxdepth > maxdepth_limit {
-            return bad(format!("`maxdepth` {} is above the limit {maxdepth_limit}", self.maxdepth));
+            return bad(format!(
+                "`maxdepth` {} is above the limit {maxdepth_limit}",
+                self.maxdepth
+            ));
         }
         if self.domain_max_pages.is_some_and(|n| n > 2000) {
             return bad("`domain_max_pages` is outside 0..2000".into());
@@ -133,7 +145,8 @@ impl CrawlRequest {
                 return bad(format!("`method` {m:?} is not an HTTP method"));
             }
         }
-        self.filters().map_err(|e| RequestError::Schema(format!("bad regex: {e}")))?;
+        self.filters()
+            .map_err(|e| RequestError::Schema(format!("bad regex: {e}")))?;
         Ok(())
     }
 
@@ -163,7 +176,8 @@ impl CrawlRequest {
             attrs: self.attrs.map(Value::Object),
             filters: OnceLock::new(),
         };
-        let mut headers: Vec<(String, String)> = self.headers.unwrap_or_default().into_iter().collect();
+        let mut headers: Vec<(String, String)> =
+            self.headers.unwrap_or_default().into_iter().collect();
         headers.sort();
         Job {
             crawl: Arc::new(spec),
@@ -171,7 +185,10 @@ impl CrawlRequest {
             spiderid: self.spiderid,
             priority: self.priority as i32,
             depth: 0,
-            method: self.method.map(|m| m.to_ascii_uppercase()).unwrap_or_else(|| "GET".into()),
+            method: self
+                .method
+                .map(|m| m.to_ascii_uppercase())
+                .unwrap_or_else(|| "GET".into()),
             headers,
             body: self.body.map(String::into_bytes),
             meta: Vec::new(),
@@ -184,7 +201,9 @@ impl CrawlRequest {
 fn check_len(name: &str, v: &str, min: usize, max: usize) -> Result<(), RequestError> {
     let n = v.chars().count();
     if n < min || n > max {
-        return Err(RequestError::Schema(format!("`{name}` must be {min}-{max} characters, got {n}")));
+        return Err(RequestError::Schema(format!(
+            "`{name}` must be {min}-{max} characters, got {n}"
+        )));
     }
     Ok(())
 }
@@ -211,7 +230,10 @@ pub struct CrawlSpec {
 impl CrawlSpec {
     /// Dedup, caps and stop are scoped by appid + crawlid (contract §3).
     pub fn key(&self) -> CrawlKey {
-        CrawlKey { appid: self.appid.clone(), crawlid: self.crawlid.clone() }
+        CrawlKey {
+            appid: self.appid.clone(),
+            crawlid: self.crawlid.clone(),
+        }
     }
 
     /// The crawl's compiled link rules (validated at submission).
@@ -282,20 +304,44 @@ mod tests {
     fn fills_defaults_and_prefixes_scheme() {
         let r = parse(r#"{"url":"example.com","appid":"app","crawlid":"c1"}"#).expect("valid");
         assert_eq!(r.url, "http://example.com");
-        assert_eq!((r.spiderid.as_str(), r.priority, r.maxdepth, r.expires), ("link", 1, 0, 0));
+        assert_eq!(
+            (r.spiderid.as_str(), r.priority, r.maxdepth, r.expires),
+            ("link", 1, 0, 0)
+        );
     }
 
     #[test]
     fn rejects_what_the_contract_rejects() {
         let cases = [
             (r#"{"url":"a.com","appid":"ap","crawlid":"c"}"#, "appid"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","priority":101}"#, "priority"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","maxdepth":4}"#, "maxdepth"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","extra":1}"#, "extra"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","useragent":null}"#, "null"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","allow_regex":["x","x"]}"#, "twice"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","deny_regex":["("]}"#, "regex"),
-            (r#"{"url":"a.com","appid":"app","crawlid":"c","domain_max_pages":2001}"#, "domain_max_pages"),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","priority":101}"#,
+                "priority",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","maxdepth":4}"#,
+                "maxdepth",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","extra":1}"#,
+                "extra",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","useragent":null}"#,
+                "null",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","allow_regex":["x","x"]}"#,
+                "twice",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","deny_regex":["("]}"#,
+                "regex",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","domain_max_pages":2001}"#,
+                "domain_max_pages",
+            ),
         ];
         for (json, needle) in cases {
             let err = parse(json).expect_err(json).to_string();
@@ -305,7 +351,9 @@ mod tests {
 
     #[test]
     fn fingerprint_depends_on_method_url_and_body() {
-        let j = parse(r#"{"url":"a.com/x","appid":"app","crawlid":"c"}"#).expect("valid").into_seed();
+        let j = parse(r#"{"url":"a.com/x","appid":"app","crawlid":"c"}"#)
+            .expect("valid")
+            .into_seed();
         let mut k = j.clone();
         assert_eq!(j.fingerprint(), k.fingerprint());
         k.method = "POST".into();

@@ -78,11 +78,19 @@ impl Stats {
     }
 
     pub fn plugin_instantiated(&self, plugin: &str) {
-        self.plugins.lock().entry(plugin.to_string()).or_default().instances += 1;
+        self.plugins
+            .lock()
+            .entry(plugin.to_string())
+            .or_default()
+            .instances += 1;
     }
 
     pub fn plugin_recycled(&self, plugin: &str) {
-        self.plugins.lock().entry(plugin.to_string()).or_default().recycled += 1;
+        self.plugins
+            .lock()
+            .entry(plugin.to_string())
+            .or_default()
+            .recycled += 1;
     }
 
     pub fn plugin_calls(&self) -> HashMap<String, PluginCalls> {
@@ -90,11 +98,20 @@ impl Stats {
     }
 
     pub fn plugin_counter(&self, plugin: &str, name: &str, delta: i64) {
-        *self.counters.lock().entry((plugin.to_string(), name.to_string())).or_default() += delta;
+        *self
+            .counters
+            .lock()
+            .entry((plugin.to_string(), name.to_string()))
+            .or_default() += delta;
     }
 
     pub fn plugin_reloaded(&self, ok: bool) {
-        if ok { &self.reloads_ok } else { &self.reloads_failed }.fetch_add(1, Relaxed);
+        if ok {
+            &self.reloads_ok
+        } else {
+            &self.reloads_failed
+        }
+        .fetch_add(1, Relaxed);
     }
 }
 
@@ -121,8 +138,15 @@ pub fn process_usage() -> Usage {
         .ok()
         .and_then(|s| {
             let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kb| kb * 1024)
+            line.split_whitespace()
+                .nth(1)?
+                .parse::<u64>()
+                .ok()
+                .map(|kb| kb * 1024)
         })
         .unwrap_or(0);
-    Usage { cpu, peak_rss_bytes }
+    Usage {
+        cpu,
+        peak_rss_bytes,
+    }
 }

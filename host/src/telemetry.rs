@@ -6,9 +6,14 @@ use tracing_subscriber::EnvFilter;
 
 pub fn init(log: &Log) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(format!("{},wasmtime=warn,cranelift=warn,hyper=warn,reqwest=warn", log.level))
+        EnvFilter::new(format!(
+            "{},wasmtime=warn,cranelift=warn,hyper=warn,reqwest=warn",
+            log.level
+        ))
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_target(false).compact().try_init(),

@@ -29,12 +29,18 @@ pub struct EmbeddedThrottle {
 
 impl EmbeddedThrottle {
     pub fn new(settings: Settings) -> Self {
-        EmbeddedThrottle { settings, hits: Mutex::new(HashMap::new()) }
+        EmbeddedThrottle {
+            settings,
+            hits: Mutex::new(HashMap::new()),
+        }
     }
 
     fn decide(&self, log: &mut VecDeque<Instant>, now: Instant) -> Admission {
         let window = Duration::from_secs_f64(self.settings.window);
-        while log.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        while log
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
             log.pop_front();
         }
         if log.len() >= self.settings.hits as usize {
@@ -75,7 +81,12 @@ mod tests {
     use super::*;
 
     fn throttle(hits: u32, window: f64, moderated: bool) -> EmbeddedThrottle {
-        EmbeddedThrottle::new(Settings { hits, window, moderated, ..Default::default() })
+        EmbeddedThrottle::new(Settings {
+            hits,
+            window,
+            moderated,
+            ..Default::default()
+        })
     }
 
     #[tokio::test(start_paused = true)]
@@ -83,7 +94,10 @@ mod tests {
         let t = throttle(2, 2.0, false);
         assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
         assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Wait(Duration::from_secs(2)));
+        assert_eq!(
+            t.acquire("a").await.expect("ok"),
+            Admission::Wait(Duration::from_secs(2))
+        );
         assert_eq!(t.acquire("b").await.expect("ok"), Admission::Go);
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
@@ -93,7 +107,10 @@ mod tests {
     async fn moderated_spaces_fetches() {
         let t = throttle(4, 2.0, true);
         assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Wait(Duration::from_millis(500)));
+        assert_eq!(
+            t.acquire("a").await.expect("ok"),
+            Admission::Wait(Duration::from_millis(500))
+        );
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
     }

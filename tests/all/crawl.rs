@@ -7,14 +7,27 @@ use std::collections::{BTreeSet, HashMap};
 
 async fn crawl_depth(site: &Site, depth: u32) -> Result<()> {
     let s = Scratch::new(&[("link", "link")], "")?;
-    let run = s.run(&["--spider", "link", "--seed", &site.seed_url(), "--maxdepth", &depth.to_string()]).await?.ok()?;
+    let run = s
+        .run(&[
+            "--spider",
+            "link",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            &depth.to_string(),
+        ])
+        .await?
+        .ok()?;
     let urls = run.urls();
     let got: BTreeSet<String> = urls.iter().cloned().collect();
     assert_eq!(got.len(), urls.len(), "duplicate results at depth {depth}");
     let expected = site.expected(0, Some(depth));
     let missing: Vec<_> = expected.difference(&got).collect();
     let extra: Vec<_> = got.difference(&expected).collect();
-    assert!(missing.is_empty() && extra.is_empty(), "depth {depth}: missing {missing:?}, extra {extra:?}");
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "depth {depth}: missing {missing:?}, extra {extra:?}"
+    );
     Ok(())
 }
 
@@ -33,8 +46,16 @@ async fn depth_1_returns_exactly_the_expected_set() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn depth_2_returns_exactly_the_expected_set() -> Result<()> {
-    let site = Site::start(SiteSpec { pages: 400, hosts: 4, seed: 11 }).await?;
-    assert!(site.expected(0, Some(2)).len() > 100, "the site should make depth 2 interesting");
+    let site = Site::start(SiteSpec {
+        pages: 400,
+        hosts: 4,
+        seed: 11,
+    })
+    .await?;
+    assert!(
+        site.expected(0, Some(2)).len() > 100,
+        "the site should make depth 2 interesting"
+    );
     crawl_depth(&site, 2).await
 }
 
@@ -46,14 +67,34 @@ async fn results_carry_the_contract_fields() -> Result<()> {
         "url": site.seed_url(), "appid": "testapp", "crawlid": "fields", "maxdepth": 1,
         "attrs": {"job": 42}, "useragent": "fieldtest/1.0", "cookie": "k=v; k2=v2",
     });
-    let run = s.run(&["--spider", "link", "--request", &request.to_string()]).await?.ok()?;
-    let by_url: HashMap<String, &Value> =
-        run.results.iter().map(|r| (r["url"].as_str().unwrap_or_default().to_string(), r)).collect();
+    let run = s
+        .run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()?;
+    let by_url: HashMap<String, &Value> = run
+        .results
+        .iter()
+        .map(|r| (r["url"].as_str().unwrap_or_default().to_string(), r))
+        .collect();
 
     let seed = by_url[&site.seed_url()];
     for key in [
-        "appid", "crawlid", "url", "response_url", "status_code", "status_msg", "request_headers",
-        "response_headers", "body", "encoding", "links", "attrs", "timestamp", "spiderid", "depth", "fetch_ms",
+        "appid",
+        "crawlid",
+        "url",
+        "response_url",
+        "status_code",
+        "status_msg",
+        "request_headers",
+        "response_headers",
+        "body",
+        "encoding",
+        "links",
+        "attrs",
+        "timestamp",
+        "spiderid",
+        "depth",
+        "fetch_ms",
     ] {
         assert!(seed.get(key).is_some(), "result lacks `{key}`: {seed}");
     }
@@ -61,32 +102,66 @@ async fn results_carry_the_contract_fields() -> Result<()> {
     assert_eq!(seed["status_code"], 200);
     assert_eq!(seed["status_msg"], "OK");
     assert_eq!(seed["attrs"], serde_json::json!({"job": 42}));
-    assert_eq!(seed["request_headers"]["User-Agent"], serde_json::json!(["fieldtest/1.0"]));
-    assert_eq!(seed["request_headers"]["Cookie"], serde_json::json!(["k=v; k2=v2"]));
-    assert!(seed["body"].as_str().is_some_and(|b| b.contains("<h1>Page 0</h1>")));
-    assert!(seed["response_headers"]["Content-Type"][0].as_str().is_some_and(|c| c.starts_with("text/html")));
+    assert_eq!(
+        seed["request_headers"]["User-Agent"],
+        serde_json::json!(["fieldtest/1.0"])
+    );
+    assert_eq!(
+        seed["request_headers"]["Cookie"],
+        serde_json::json!(["k=v; k2=v2"])
+    );
+    assert!(seed["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("<h1>Page 0</h1>")));
+    assert!(seed["response_headers"]["Content-Type"][0]
+        .as_str()
+        .is_some_and(|c| c.starts_with("text/html")));
     let links = seed["links"].as_array().expect("links array");
-    assert!(!links.is_empty() && links.iter().all(|l| l["url"].is_string() && l["text"].is_string()));
-    assert!(links.iter().all(|l| !l["url"].as_str().unwrap_or_default().ends_with(".jpg")));
+    assert!(
+        !links.is_empty()
+            && links
+                .iter()
+                .all(|l| l["url"].is_string() && l["text"].is_string())
+    );
+    assert!(links
+        .iter()
+        .all(|l| !l["url"].as_str().unwrap_or_default().ends_with(".jpg")));
 
     // Depth-1 pages are at maxdepth: fetched, but no links followed.
     let child = by_url[&site.url(1)];
     assert_eq!(child["depth"], 1);
     assert_eq!(child["links"], serde_json::json!([]));
-    assert_eq!(child["request_headers"]["User-Agent"], serde_json::json!(["fieldtest/1.0"]));
+    assert_eq!(
+        child["request_headers"]["User-Agent"],
+        serde_json::json!(["fieldtest/1.0"])
+    );
 
-    let missing = run.results.iter().find(|r| r["url"].as_str().is_some_and(|u| u.contains("/missing/")));
+    let missing = run
+        .results
+        .iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.contains("/missing/")));
     if let Some(m) = missing {
         assert_eq!(m["status_code"], 404);
         assert_eq!(m["status_msg"], "Not Found");
     }
-    let redirect = run.results.iter().find(|r| r["url"].as_str().is_some_and(|u| u.contains("/r/")));
+    let redirect = run
+        .results
+        .iter()
+        .find(|r| r["url"].as_str().is_some_and(|u| u.contains("/r/")));
     if let Some(r) = redirect {
-        assert!(r["response_url"].as_str().is_some_and(|u| u.contains("/p/")), "{r}");
+        assert!(
+            r["response_url"]
+                .as_str()
+                .is_some_and(|u| u.contains("/p/")),
+            "{r}"
+        );
     }
     // robots.txt disallows /private/: never fetched.
     assert!(site.hits().iter().all(|h| !h.path.starts_with("/private/")));
-    assert!(site.hits().iter().all(|h| !h.path.ends_with(".jpg") && !h.path.ends_with(".pdf")));
+    assert!(site
+        .hits()
+        .iter()
+        .all(|h| !h.path.ends_with(".jpg") && !h.path.ends_with(".pdf")));
     Ok(())
 }
 
@@ -94,16 +169,27 @@ async fn results_carry_the_contract_fields() -> Result<()> {
 async fn wandering_spider_follows_one_link_per_page() -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     let s = Scratch::new(&[("wandering", "wandering")], "")?;
-    let run = s.run(&["--spider", "wandering", "--seed", &site.seed_url()]).await?.ok()?;
+    let run = s
+        .run(&["--spider", "wandering", "--seed", &site.seed_url()])
+        .await?
+        .ok()?;
     assert!(!run.results.is_empty());
     let mut by_step: Vec<&Value> = run.results.iter().collect();
     by_step.sort_by_key(|r| r["attrs"]["step"].as_u64());
     for (i, r) in by_step.iter().enumerate() {
-        assert_eq!(r["attrs"]["step"].as_u64(), Some(i as u64), "steps must be 0, 1, 2, ...: {r}");
+        assert_eq!(
+            r["attrs"]["step"].as_u64(),
+            Some(i as u64),
+            "steps must be 0, 1, 2, ...: {r}"
+        );
         assert!(r["links"].as_array().is_some_and(|l| l.len() <= 1));
         if i > 0 {
             let parent_links = by_step[i - 1]["links"].as_array().expect("links");
-            assert_eq!(parent_links.first().map(|l| &l["url"]), Some(&r["url"]), "step {i} is not the link its parent followed");
+            assert_eq!(
+                parent_links.first().map(|l| &l["url"]),
+                Some(&r["url"]),
+                "step {i} is not the link its parent followed"
+            );
         }
     }
     Ok(())
@@ -113,29 +199,58 @@ async fn wandering_spider_follows_one_link_per_page() -> Result<()> {
 async fn loopback_seed_is_refused_without_allow_private() -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     let s = Scratch::new(&[("link", "link")], "[crawl]\nallow_private = false\n")?;
-    for seed in [site.seed_url(), format!("http://localhost:{}/p/0.html", site.addrs()[0].port())] {
+    for seed in [
+        site.seed_url(),
+        format!("http://localhost:{}/p/0.html", site.addrs()[0].port()),
+    ] {
         let run = s.run(&["--spider", "link", "--seed", &seed]).await?;
         assert_eq!(run.code, Some(2), "{}", run.stderr);
         assert!(run.stderr.contains("loopback"), "{}", run.stderr);
         assert!(run.stderr.contains("--allow-private"), "{}", run.stderr);
         assert!(run.results.is_empty());
     }
-    assert!(site.hits().is_empty(), "a refused crawl must not touch the site");
+    assert!(
+        site.hits().is_empty(),
+        "a refused crawl must not touch the site"
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn middleware_and_pipeline_worlds_run() -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
-    let plugins = [("link", "link"), ("stamp-headers", "stamp-headers"), ("page-title", "page-title")];
+    let plugins = [
+        ("link", "link"),
+        ("stamp-headers", "stamp-headers"),
+        ("page-title", "page-title"),
+    ];
     let s = Scratch::new(&plugins, "")?;
-    let args = ["--spider", "link", "--seed", &site.seed_url(), "--middleware", "stamp-headers", "--pipeline", "page-title"];
+    let args = [
+        "--spider",
+        "link",
+        "--seed",
+        &site.seed_url(),
+        "--middleware",
+        "stamp-headers",
+        "--pipeline",
+        "page-title",
+    ];
     let run = s.run(&args).await?.ok()?;
     let r = &run.results[0];
-    assert_eq!(r["request_headers"]["X-Crawled-By"], serde_json::json!(["spinneret"]));
+    assert_eq!(
+        r["request_headers"]["X-Crawled-By"],
+        serde_json::json!(["spinneret"])
+    );
     assert_eq!(r["title"], "Page 0");
-    let hit = site.hits().into_iter().find(|h| h.path == "/p/0.html").expect("seed fetched");
-    assert!(hit.headers.iter().any(|(k, v)| k == "x-crawled-by" && v == "spinneret"));
+    let hit = site
+        .hits()
+        .into_iter()
+        .find(|h| h.path == "/p/0.html")
+        .expect("seed fetched");
+    assert!(hit
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-crawled-by" && v == "spinneret"));
     Ok(())
 }
 
@@ -143,16 +258,24 @@ async fn middleware_and_pipeline_worlds_run() -> Result<()> {
 async fn invalid_requests_are_refused_with_reasons() -> Result<()> {
     let s = Scratch::new(&[("link", "link")], "")?;
     let bad = r#"{"url":"http://a.test/","appid":"x","crawlid":"c"}"#;
-    let run = s.run(&["--spider", "link", "--request", bad, "--request", "{nope"]).await?;
+    let run = s
+        .run(&["--spider", "link", "--request", bad, "--request", "{nope"])
+        .await?;
     assert_eq!(run.code, Some(2));
-    assert!(run.stderr.contains("appid") && run.stderr.contains("not JSON"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("appid") && run.stderr.contains("not JSON"),
+        "{}",
+        run.stderr
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_config_keys_are_named() -> Result<()> {
     let s = Scratch::new(&[("link", "link")], "[throttle]\nhitz = 3\n")?;
-    let run = s.run(&["--spider", "link", "--seed", "http://a.test/"]).await?;
+    let run = s
+        .run(&["--spider", "link", "--seed", "http://a.test/"])
+        .await?;
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("hitz"), "{}", run.stderr);
     Ok(())

@@ -12,7 +12,10 @@ pub use spinneret_testsite::{Site, SiteSpec};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The `spinneret` binary: `SPINNERET_BIN`, or next to this test binary's
@@ -22,8 +25,16 @@ pub fn binary() -> PathBuf {
         return p.into();
     }
     let exe = std::env::current_exe().expect("current exe");
-    let bin = exe.parent().and_then(Path::parent).expect("target/<profile>").join("spinneret");
-    assert!(bin.exists(), "{} is missing: run `just build` (or `just test`)", bin.display());
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("spinneret");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `just build` (or `just test`)",
+        bin.display()
+    );
     bin
 }
 
@@ -33,8 +44,14 @@ pub fn wasm(name: &str) -> PathBuf {
     if in_plugins.exists() {
         return in_plugins;
     }
-    let fixture = repo().join("tests/fixtures/wasm").join(format!("{name}.wasm"));
-    assert!(fixture.exists(), "{} is missing: run `just guests`", fixture.display());
+    let fixture = repo()
+        .join("tests/fixtures/wasm")
+        .join(format!("{name}.wasm"));
+    assert!(
+        fixture.exists(),
+        "{} is missing: run `just guests`",
+        fixture.display()
+    );
     fixture
 }
 
@@ -65,7 +82,10 @@ impl Scratch {
         let dir = tempfile::tempdir()?;
         std::fs::create_dir(dir.path().join("plugins"))?;
         for (as_name, guest) in plugins {
-            std::fs::copy(wasm(guest), dir.path().join("plugins").join(format!("{as_name}.wasm")))?;
+            std::fs::copy(
+                wasm(guest),
+                dir.path().join("plugins").join(format!("{as_name}.wasm")),
+            )?;
         }
         // Later tables with the same name would be a TOML error, so extra
         // keys for a base table go into the same table.
@@ -148,7 +168,10 @@ impl Run {
     }
 
     pub fn urls(&self) -> Vec<String> {
-        self.results.iter().map(|r| r["url"].as_str().unwrap_or_default().to_string()).collect()
+        self.results
+            .iter()
+            .map(|r| r["url"].as_str().unwrap_or_default().to_string())
+            .collect()
     }
 }
 
@@ -166,7 +189,11 @@ pub fn read_results(path: &Path) -> Result<Vec<Value>> {
 }
 
 /// Poll `check` until it returns `Some`, or fail after `deadline`.
-pub async fn eventually<T>(deadline: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+pub async fn eventually<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
     let start = Instant::now();
     loop {
         if let Some(v) = check() {

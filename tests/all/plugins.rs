@@ -12,19 +12,42 @@ use std::time::Duration;
 async fn crawl_survives(fixture: &str, config: &str, error_says: &str) -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     let s = Scratch::new(&[("fixture", fixture)], config)?;
-    let run = s.run(&["--spider", "fixture", "--seed", &site.seed_url(), "--maxdepth", "1"]).await?.ok()?;
+    let run = s
+        .run(&[
+            "--spider",
+            "fixture",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "1",
+        ])
+        .await?
+        .ok()?;
     let expected = site.expected(0, Some(1));
     let got: BTreeSet<String> = run.urls().into_iter().collect();
     assert_eq!(got, expected, "every page of the crawl must have a result");
     assert_eq!(run.results.len(), expected.len(), "one result per page");
-    let bad: Vec<_> = run.results.iter().filter(|r| r["url"].as_str().is_some_and(|u| u.ends_with("3.html"))).collect();
-    assert!(!bad.is_empty(), "the site must include pages the fixture misbehaves on");
+    let bad: Vec<_> = run
+        .results
+        .iter()
+        .filter(|r| r["url"].as_str().is_some_and(|u| u.ends_with("3.html")))
+        .collect();
+    assert!(
+        !bad.is_empty(),
+        "the site must include pages the fixture misbehaves on"
+    );
     for r in &bad {
         let err = r["error"].as_str().unwrap_or_default();
-        assert!(err.contains(error_says), "expected an error saying {error_says:?}, got {r}");
+        assert!(
+            err.contains(error_says),
+            "expected an error saying {error_says:?}, got {r}"
+        );
         assert_eq!(r["status_code"], 200, "the page itself was fetched");
     }
-    let good = run.results.iter().filter(|r| !r["url"].as_str().is_some_and(|u| u.ends_with("3.html")));
+    let good = run
+        .results
+        .iter()
+        .filter(|r| !r["url"].as_str().is_some_and(|u| u.ends_with("3.html")));
     for r in good {
         assert!(r.get("error").is_none(), "{r}");
     }
@@ -38,50 +61,105 @@ async fn trapping_guest_costs_only_its_pages() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn looping_guest_is_stopped_at_its_time_limit() -> Result<()> {
-    crawl_survives("spin", "[plugins.limits]\ncall_timeout_ms = 200\n", "time limit").await
+    crawl_survives(
+        "spin",
+        "[plugins.limits]\ncall_timeout_ms = 200\n",
+        "time limit",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn memory_hog_is_stopped_at_its_memory_limit() -> Result<()> {
-    crawl_survives("hog", "[plugins.limits]\nmemory_mb = 48\nrecycle_memory_mb = 40\n", "memory limit").await
+    crawl_survives(
+        "hog",
+        "[plugins.limits]\nmemory_mb = 48\nrecycle_memory_mb = 40\n",
+        "memory limit",
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_world_is_rejected_at_load_with_a_reason() -> Result<()> {
     let s = Scratch::new(&[("cli-tool", "wrong-world")], "")?;
-    let run = s.run(&["--spider", "cli-tool", "--seed", "http://a.test/"]).await?;
+    let run = s
+        .run(&["--spider", "cli-tool", "--seed", "http://a.test/"])
+        .await?;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
     assert!(run.stderr.contains("another world"), "{}", run.stderr);
-    assert!(run.stderr.contains("wasi:cli/run"), "names what it targets: {}", run.stderr);
-    assert!(run.stderr.contains("spinneret:plugin"), "names what we support: {}", run.stderr);
+    assert!(
+        run.stderr.contains("wasi:cli/run"),
+        "names what it targets: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("spinneret:plugin"),
+        "names what we support: {}",
+        run.stderr
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unsupported_wit_version_is_rejected_at_load() -> Result<()> {
     let s = Scratch::new(&[("future", "link-v2")], "")?;
-    let run = s.run(&["--spider", "future", "--seed", "http://a.test/"]).await?;
+    let run = s
+        .run(&["--spider", "future", "--seed", "http://a.test/"])
+        .await?;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("spinneret:plugin@0.2.0"), "{}", run.stderr);
-    assert!(run.stderr.contains("supports spinneret:plugin@0.1.0"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("spinneret:plugin@0.2.0"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("supports spinneret:plugin@0.1.0"),
+        "{}",
+        run.stderr
+    );
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_command_lists_what_is_loaded() -> Result<()> {
-    let s = Scratch::new(&[("link", "link"), ("stamp-headers", "stamp-headers"), ("broken", "wrong-world")], "")?;
+    let s = Scratch::new(
+        &[
+            ("link", "link"),
+            ("stamp-headers", "stamp-headers"),
+            ("broken", "wrong-world"),
+        ],
+        "",
+    )?;
     let out = s.command("plugins").arg("--json").output().await?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let rows: Vec<serde_json::Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let link = rows.iter().find(|r| r["name"] == "link").expect("link listed");
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let link = rows
+        .iter()
+        .find(|r| r["name"] == "link")
+        .expect("link listed");
     assert_eq!(link["kind"], "spider");
     assert_eq!(link["wit"], "0.1.0");
     assert_eq!(link["hash"].as_str().map(str::len), Some(64));
-    let mw = rows.iter().find(|r| r["name"] == "stamp-headers").expect("middleware listed");
+    let mw = rows
+        .iter()
+        .find(|r| r["name"] == "stamp-headers")
+        .expect("middleware listed");
     assert_eq!(mw["kind"], "downloader-middleware");
-    let broken = rows.iter().find(|r| r["name"] == "broken").expect("broken listed");
-    assert!(broken["error"].as_str().is_some_and(|e| e.contains("another world")));
-    assert_eq!(out.status.code(), Some(1), "a rejected plugin makes the listing fail");
+    let broken = rows
+        .iter()
+        .find(|r| r["name"] == "broken")
+        .expect("broken listed");
+    assert!(broken["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("another world")));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rejected plugin makes the listing fail"
+    );
     Ok(())
 }
 
@@ -90,7 +168,12 @@ async fn plugins_command_lists_what_is_loaded() -> Result<()> {
 /// the new version.
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
-    let site = Site::start(SiteSpec { pages: 400, hosts: 4, seed: 3 }).await?;
+    let site = Site::start(SiteSpec {
+        pages: 400,
+        hosts: 4,
+        seed: 3,
+    })
+    .await?;
     let expected = site.expected(0, Some(2));
     // ~40 pages/s: slow enough to swap in the middle, fast enough to finish.
     let s = Scratch::new(&[("hot", "link")], "[throttle]\nhits = 10\nwindow = 1\n")?;
@@ -98,41 +181,70 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
     let err = s.path("err.log");
     let mut child = s
         .command("run")
-        .args(["--spider", "hot", "--seed", &site.seed_url(), "--maxdepth", "2", "--concurrency", "4"])
+        .args([
+            "--spider",
+            "hot",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "2",
+            "--concurrency",
+            "4",
+        ])
         .arg("--output")
         .arg(&out)
         .stderr(std::fs::File::create(&err)?)
         .spawn()?;
     let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
-    eventually(Duration::from_secs(30), "first results", || (read_results(&out).ok()?.len() >= 20).then_some(())).await?;
+    eventually(Duration::from_secs(30), "first results", || {
+        (read_results(&out).ok()?.len() >= 20).then_some(())
+    })
+    .await?;
 
     // A half-written file: rejected, old version keeps serving.
     let target = s.path("plugins/hot.wasm");
     let good = std::fs::read(crate::harness::wasm("tagged"))?;
     std::fs::write(&target, &good[..good.len() / 2])?;
-    eventually(Duration::from_secs(20), "the rejection", || stderr().contains("rejected plugin update").then_some(())).await?;
+    eventually(Duration::from_secs(20), "the rejection", || {
+        stderr().contains("rejected plugin update").then_some(())
+    })
+    .await?;
     let before_swap = read_results(&out)?.len();
-    assert!(before_swap < expected.len(), "the crawl ended before the swap; slow the throttle");
+    assert!(
+        before_swap < expected.len(),
+        "the crawl ended before the swap; slow the throttle"
+    );
 
     // The real update, written atomically.
     let tmp = s.path("plugins/hot.wasm.tmp");
     std::fs::write(&tmp, &good)?;
     std::fs::rename(&tmp, &target)?;
-    eventually(Duration::from_secs(20), "the swap", || stderr().contains("plugin swapped in").then_some(())).await?;
+    eventually(Duration::from_secs(20), "the swap", || {
+        stderr().contains("plugin swapped in").then_some(())
+    })
+    .await?;
     let at_swap = read_results(&out)?.len();
 
     let status = tokio::time::timeout(Duration::from_secs(120), child.wait()).await??;
     assert!(status.success(), "{}", stderr());
     let results = read_results(&out)?;
-    let urls: Vec<String> = results.iter().map(|r| r["url"].as_str().unwrap_or_default().to_string()).collect();
+    let urls: Vec<String> = results
+        .iter()
+        .map(|r| r["url"].as_str().unwrap_or_default().to_string())
+        .collect();
     let got: BTreeSet<String> = urls.iter().cloned().collect();
     assert_eq!(urls.len(), got.len(), "no duplicates");
     assert_eq!(got, expected, "no request lost across the swaps");
     // Old results before the swap; after it, beyond the calls that were in
     // flight (at most the concurrency), every page is parsed by v2.
-    assert!(results[..before_swap].iter().all(|r| r.get("spider_version").is_none()));
+    assert!(results[..before_swap]
+        .iter()
+        .all(|r| r.get("spider_version").is_none()));
     let later = &results[(at_swap + 4).min(results.len())..];
     assert!(!later.is_empty(), "the swap came too late to observe");
-    assert!(later.iter().all(|r| r["spider_version"] == 2), "a page after the swap was parsed by the old version");
+    assert!(
+        later.iter().all(|r| r["spider_version"] == 2),
+        "a page after the swap was parsed by the old version"
+    );
     Ok(())
 }

@@ -22,9 +22,11 @@ impl Target {
     /// The host page `j`'s target lives on.
     fn host(self, hosts: usize) -> usize {
         match self {
-            Target::Page(j) | Target::Redirect(j) | Target::Missing(j) | Target::Private(j) | Target::Asset(j) => {
-                j % hosts
-            }
+            Target::Page(j)
+            | Target::Redirect(j)
+            | Target::Missing(j)
+            | Target::Private(j)
+            | Target::Asset(j) => j % hosts,
         }
     }
 
@@ -70,9 +72,36 @@ impl Rng {
 const FANOUT: usize = 4;
 const RANDOM_LINKS: usize = 16;
 const WORDS: &[&str] = &[
-    "spinneret", "silk", "thread", "web", "crawler", "orb", "weaver", "frame", "radial", "spiral",
-    "anchor", "bridge", "dew", "morning", "garden", "hedge", "lantern", "meadow", "harbour", "signal",
-    "quiet", "amber", "copper", "river", "stone", "window", "ledger", "margin", "compass", "north",
+    "spinneret",
+    "silk",
+    "thread",
+    "web",
+    "crawler",
+    "orb",
+    "weaver",
+    "frame",
+    "radial",
+    "spiral",
+    "anchor",
+    "bridge",
+    "dew",
+    "morning",
+    "garden",
+    "hedge",
+    "lantern",
+    "meadow",
+    "harbour",
+    "signal",
+    "quiet",
+    "amber",
+    "copper",
+    "river",
+    "stone",
+    "window",
+    "ledger",
+    "margin",
+    "compass",
+    "north",
 ];
 
 pub struct Graph {
@@ -115,7 +144,10 @@ impl Graph {
 
     /// Page `i`'s links that a crawl follows (assets excluded), in order.
     pub fn followable(&self, i: usize) -> impl Iterator<Item = Target> + '_ {
-        self.links[i].iter().copied().filter(|t| !matches!(t, Target::Asset(_)))
+        self.links[i]
+            .iter()
+            .copied()
+            .filter(|t| !matches!(t, Target::Asset(_)))
     }
 
     /// Render page `i` with links written in varied but equivalent forms.
@@ -148,9 +180,13 @@ impl Graph {
             let frag = if rng.chance(20) { "#section" } else { "" };
             if n == 0 {
                 // One image-map link per page: <area> counts as a link too.
-                html.push_str(&format!("<map name=\"m{i}\"><area shape=\"rect\" href=\"{href}{frag}\"></map>\n"));
+                html.push_str(&format!(
+                    "<map name=\"m{i}\"><area shape=\"rect\" href=\"{href}{frag}\"></map>\n"
+                ));
             } else {
-                html.push_str(&format!("<a href=\"{href}{frag}\" class=\"l\">Link <b>{n}</b> of page {i}</a>\n"));
+                html.push_str(&format!(
+                    "<a href=\"{href}{frag}\" class=\"l\">Link <b>{n}</b> of page {i}</a>\n"
+                ));
             }
             if rng.chance(10) {
                 html.push_str(&format!("<a href='{href}'>again</a>\n"));

@@ -31,7 +31,11 @@ pub struct SiteSpec {
 
 impl Default for SiteSpec {
     fn default() -> Self {
-        SiteSpec { pages: 300, hosts: 3, seed: 7 }
+        SiteSpec {
+            pages: 300,
+            hosts: 3,
+            seed: 7,
+        }
     }
 }
 
@@ -53,16 +57,26 @@ impl Site {
             let ip = std::net::Ipv4Addr::new(127, 0, 0, (k + 1) as u8);
             listeners.push(tokio::net::TcpListener::bind((ip, 0)).await?);
         }
-        let addrs: Vec<SocketAddr> = listeners.iter().map(|l| l.local_addr()).collect::<Result<_, _>>()?;
+        let addrs: Vec<SocketAddr> = listeners
+            .iter()
+            .map(|l| l.local_addr())
+            .collect::<Result<_, _>>()?;
         let graph = Arc::new(Graph::new(spec));
-        let pages: Arc<Vec<Bytes>> = Arc::new((0..spec.pages).map(|i| graph.render(i, &addrs)).collect());
+        let pages: Arc<Vec<Bytes>> =
+            Arc::new((0..spec.pages).map(|i| graph.render(i, &addrs)).collect());
         let log = Arc::new(server::Log::default());
         let servers = listeners
             .into_iter()
             .enumerate()
             .map(|(k, l)| tokio::spawn(server::serve(l, k, spec.hosts, pages.clone(), log.clone())))
             .collect();
-        Ok(Site { spec, graph, addrs, log, _servers: servers })
+        Ok(Site {
+            spec,
+            graph,
+            addrs,
+            log,
+            _servers: servers,
+        })
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {

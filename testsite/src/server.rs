@@ -34,9 +34,17 @@ impl Log {
     }
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, host: usize, hosts: usize, pages: Arc<Vec<Bytes>>, log: Arc<Log>) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    host: usize,
+    hosts: usize,
+    pages: Arc<Vec<Bytes>>,
+    log: Arc<Log>,
+) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let (pages, log) = (pages.clone(), log.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -44,12 +52,20 @@ pub async fn serve(listener: tokio::net::TcpListener, host: usize, hosts: usize,
                 async move { Ok::<_, Infallible>(resp) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
         });
     }
 }
 
-fn respond(req: &Request<hyper::body::Incoming>, host: usize, hosts: usize, pages: &[Bytes], log: &Log) -> Response<Full<Bytes>> {
+fn respond(
+    req: &Request<hyper::body::Incoming>,
+    host: usize,
+    hosts: usize,
+    pages: &[Bytes],
+    log: &Log,
+) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     log.push(Hit {
         at: Instant::now(),
@@ -58,14 +74,27 @@ fn respond(req: &Request<hyper::body::Incoming>, host: usize, hosts: usize, page
         headers: req
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect(),
     });
     let page_on_this_host = |j: usize| j < pages.len() && j % hosts == host;
     if path == "/robots.txt" {
-        return text(StatusCode::OK, "text/plain", "User-agent: *\nDisallow: /private/\n");
+        return text(
+            StatusCode::OK,
+            "text/plain",
+            "User-agent: *\nDisallow: /private/\n",
+        );
     }
-    if let Some(j) = path.strip_prefix("/p/").and_then(|r| r.strip_suffix(".html")).and_then(|n| n.parse().ok()) {
+    if let Some(j) = path
+        .strip_prefix("/p/")
+        .and_then(|r| r.strip_suffix(".html"))
+        .and_then(|n| n.parse().ok())
+    {
         if page_on_this_host(j) {
             return Response::builder()
                 .header("content-type", "text/html; charset=utf-8")
@@ -73,7 +102,10 @@ fn respond(req: &Request<hyper::body::Incoming>, host: usize, hosts: usize, page
                 .unwrap_or_default();
         }
     }
-    if let Some(j) = path.strip_prefix("/r/").and_then(|n| n.parse::<usize>().ok()) {
+    if let Some(j) = path
+        .strip_prefix("/r/")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
         if page_on_this_host(j) {
             return Response::builder()
                 .status(StatusCode::MOVED_PERMANENTLY)
@@ -82,7 +114,11 @@ fn respond(req: &Request<hyper::body::Incoming>, host: usize, hosts: usize, page
                 .unwrap_or_default();
         }
     }
-    text(StatusCode::NOT_FOUND, "text/html", "<html><body><h1>Not found</h1></body></html>")
+    text(
+        StatusCode::NOT_FOUND,
+        "text/html",
+        "<html><body><h1>Not found</h1></body></html>",
+    )
 }
 
 fn text(status: StatusCode, ctype: &str, body: &'static str) -> Response<Full<Bytes>> {

@@ -33,7 +33,9 @@ pub struct JsonlSink {
 
 impl JsonlSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        JsonlSink { out: Mutex::new(BufWriter::with_capacity(256 * 1024, out)) }
+        JsonlSink {
+            out: Mutex::new(BufWriter::with_capacity(256 * 1024, out)),
+        }
     }
 
     pub fn stdout() -> Self {

@@ -43,7 +43,11 @@ impl Engine {
         stats: Arc<Stats>,
     ) -> Arc<Engine> {
         let robots = settings.crawl.obey_robots.then(|| {
-            RobotsCache::new(fetcher.clone(), &settings.crawl.user_agent, Duration::from_secs(settings.crawl.robots_ttl))
+            RobotsCache::new(
+                fetcher.clone(),
+                &settings.crawl.user_agent,
+                Duration::from_secs(settings.crawl.robots_ttl),
+            )
         });
         Arc::new(Engine {
             frontier,
@@ -77,7 +81,9 @@ impl Engine {
 
     /// Queue children after dedup and caps, in one call to each store.
     async fn enqueue_children(&self, children: Vec<Job>) -> Result<usize, StoreError> {
-        let Some(first) = children.first() else { return Ok(0) };
+        let Some(first) = children.first() else {
+            return Ok(0);
+        };
         let key = first.crawl.key();
         let cap = first.crawl.domain_max_pages;
         let cands: Vec<Candidate> = children
@@ -90,7 +96,11 @@ impl Engine {
             })
             .collect();
         let admitted = self.dedup.admit(&key, &cands).await?;
-        let jobs: Vec<Job> = children.into_iter().zip(admitted).filter_map(|(j, ok)| ok.then_some(j)).collect();
+        let jobs: Vec<Job> = children
+            .into_iter()
+            .zip(admitted)
+            .filter_map(|(j, ok)| ok.then_some(j))
+            .collect();
         let n = jobs.len();
         if n > 0 {
             self.frontier.push(jobs).await?;

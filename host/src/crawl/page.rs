@@ -5,12 +5,15 @@
 use super::{result, Engine};
 use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Outgoing};
 use crate::links;
-use crate::plugins::{CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderItem, SpiderRequest};
+use crate::plugins::{
+    CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderItem,
+    SpiderRequest,
+};
 use crate::request::Job;
 use crate::scheduler::{Lease, StoreError};
 use serde_json::{Map, Value};
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 enum Fetch {
     Got(Fetched),
@@ -25,7 +28,15 @@ impl Engine {
             return self.frontier.ack(id).await;
         }
         let Ok(url) = url::Url::parse(&job.url) else {
-            return self.finish(id, &job, None, None, Some(format!("invalid URL {}", job.url))).await;
+            return self
+                .finish(
+                    id,
+                    &job,
+                    None,
+                    None,
+                    Some(format!("invalid URL {}", job.url)),
+                )
+                .await;
         };
         if let Some(robots) = &self.robots {
             if !robots.allowed(&url).await {
@@ -35,12 +46,22 @@ impl Engine {
             }
         }
 
-        let (mut target, mut method, mut headers) = (job.url.clone(), job.method.clone(), self.request_headers(&job));
+        let (mut target, mut method, mut headers) = (
+            job.url.clone(),
+            job.method.clone(),
+            self.request_headers(&job),
+        );
         for name in &self.settings.plugins.middlewares {
-            let Some(mw) = self.plugin(name, Kind::Middleware) else { continue };
+            let Some(mw) = self.plugin(name, Kind::Middleware) else {
+                continue;
+            };
             let (u, m, h) = (target.clone(), method.clone(), headers.clone());
             match blocking(move || mw.process_request(u, m, h)).await {
-                Ok(RequestAction::Proceed { url, method: m, headers: h }) => {
+                Ok(RequestAction::Proceed {
+                    url,
+                    method: m,
+                    headers: h,
+                }) => {
                     (target, method, headers) = (url, m, h);
                 }
                 Ok(RequestAction::Drop(reason)) => {
@@ -48,11 +69,18 @@ impl Engine {
                     self.stats.dropped.fetch_add(1, Relaxed);
                     return self.frontier.ack(id).await;
                 }
-                Err(e) => tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged"),
+                Err(e) => {
+                    tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged")
+                }
             }
         }
 
-        let out = Outgoing { url: &target, method: &method, headers: &headers, body: job.body.as_deref() };
+        let out = Outgoing {
+            url: &target,
+            method: &method,
+            headers: &headers,
+            body: job.body.as_deref(),
+        };
         let fetched = match self.fetcher.fetch(&out).await {
             Ok(f) => Fetch::Got(f),
             Err(e) => Fetch::Failed(e),
@@ -74,20 +102,33 @@ impl Engine {
                     FetchError::TooLarge { status, .. } => status,
                     _ => 0,
                 };
-                let mut r = result::build(&job, None, None, Some(e.to_string()), self.settings.kafka.base64_body);
+                let mut r = result::build(
+                    &job,
+                    None,
+                    None,
+                    Some(e.to_string()),
+                    self.settings.kafka.base64_body,
+                );
                 r.insert("status_code".into(), status.into());
                 return self.deliver(id, r).await;
             }
         };
-        let page = Page { job: Arc::new(job.clone()), fetched: Arc::new(fetched) };
+        let page = Page {
+            job: Arc::new(job.clone()),
+            fetched: Arc::new(fetched),
+        };
 
         for name in &self.settings.plugins.middlewares {
-            let Some(mw) = self.plugin(name, Kind::Middleware) else { continue };
+            let Some(mw) = self.plugin(name, Kind::Middleware) else {
+                continue;
+            };
             let p = page.clone();
             match blocking(move || mw.process_response(p)).await {
                 Ok(ResponseAction::Proceed) => {}
                 Ok(ResponseAction::Retry(reason)) if job.retries < self.settings.crawl.retries => {
-                    return self.retry(id, &job, &format!("middleware {name}: {reason}")).await;
+                    return self
+                        .retry(id, &job, &format!("middleware {name}: {reason}"))
+                        .await;
                 }
                 Ok(ResponseAction::Retry(_)) => {}
                 Ok(ResponseAction::Drop(reason)) => {
@@ -95,7 +136,9 @@ impl Engine {
                     self.stats.dropped.fetch_add(1, Relaxed);
                     return self.frontier.ack(id).await;
                 }
-                Err(e) => tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged"),
+                Err(e) => {
+                    tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged")
+                }
             }
         }
 
@@ -113,14 +156,18 @@ impl Engine {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(url = %job.url, error = %e, "spider failed on this page; the crawl goes on");
-                return self.finish(id, &job, Some(&page.fetched), None, Some(e.to_string())).await;
+                return self
+                    .finish(id, &job, Some(&page.fetched), None, Some(e.to_string()))
+                    .await;
             }
         };
         let mut children = Vec::new();
         let mut items = Vec::new();
         for o in outputs {
             match o {
-                Output::Request(r) => children.extend(self.child(&job, &page.fetched.response_url, r)),
+                Output::Request(r) => {
+                    children.extend(self.child(&job, &page.fetched.response_url, r))
+                }
                 Output::Item(i) => items.push(i),
             }
         }
@@ -128,7 +175,13 @@ impl Engine {
             self.enqueue_children(children).await?;
         }
         for item in &items {
-            let r = result::build(&job, Some(&page.fetched), Some(item), None, self.settings.kafka.base64_body);
+            let r = result::build(
+                &job,
+                Some(&page.fetched),
+                Some(item),
+                None,
+                self.settings.kafka.base64_body,
+            );
             if let Some(r) = self.pipelines(r).await {
                 self.publish(&r).await;
             }
@@ -142,7 +195,10 @@ impl Engine {
         let mut h = Vec::with_capacity(job.headers.len() + 2);
         h.push((
             "User-Agent".to_string(),
-            job.crawl.useragent.clone().unwrap_or_else(|| self.settings.crawl.user_agent.clone()),
+            job.crawl
+                .useragent
+                .clone()
+                .unwrap_or_else(|| self.settings.crawl.user_agent.clone()),
         ));
         if let Some(c) = &job.crawl.cookie {
             h.push(("Cookie".to_string(), c.clone()));
@@ -166,7 +222,10 @@ impl Engine {
             spiderid: r.spiderid.unwrap_or_else(|| parent.spiderid.clone()),
             priority: r.priority.unwrap_or(parent.priority - 10),
             depth: parent.depth + 1,
-            method: r.method.map(|m| m.to_ascii_uppercase()).unwrap_or_else(|| "GET".into()),
+            method: r
+                .method
+                .map(|m| m.to_ascii_uppercase())
+                .unwrap_or_else(|| "GET".into()),
             headers: r.headers,
             body: r.body,
             meta: r.meta,
@@ -217,7 +276,9 @@ impl Engine {
     /// Run the item pipelines; `None` if one dropped the result.
     async fn pipelines(&self, mut r: Map<String, Value>) -> Option<Map<String, Value>> {
         for name in &self.settings.plugins.pipelines {
-            let Some(p) = self.plugin(name, Kind::Pipeline) else { continue };
+            let Some(p) = self.plugin(name, Kind::Pipeline) else {
+                continue;
+            };
             let fields = Arc::new(r.clone());
             match blocking(move || p.process_item(fields)).await {
                 Ok(ItemAction::Keep(fields)) => r.extend(fields),
@@ -234,8 +295,13 @@ impl Engine {
 }
 
 /// Run a plugin call on the blocking pool; a panic there is a failed call.
-async fn blocking<R: Send + 'static>(f: impl FnOnce() -> Result<R, CallError> + Send + 'static) -> Result<R, CallError> {
+async fn blocking<R: Send + 'static>(
+    f: impl FnOnce() -> Result<R, CallError> + Send + 'static,
+) -> Result<R, CallError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(CallError::Trap { plugin: "host".into(), reason: format!("plugin call panicked: {e}") })
+        Err(CallError::Trap {
+            plugin: "host".into(),
+            reason: format!("plugin call panicked: {e}"),
+        })
     })
 }

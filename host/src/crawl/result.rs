@@ -39,7 +39,10 @@ pub fn build(
             };
             m.insert("body".into(), body.into());
             m.insert("encoding".into(), enc.name().to_ascii_lowercase().into());
-            m.insert("fetch_ms".into(), (f.elapsed.as_secs_f64() * 1000.0).round().into());
+            m.insert(
+                "fetch_ms".into(),
+                (f.elapsed.as_secs_f64() * 1000.0).round().into(),
+            );
         }
         None => {
             m.insert("response_url".into(), job.url.clone().into());
@@ -52,7 +55,12 @@ pub fn build(
         }
     }
     let links = item
-        .map(|i| i.links.iter().map(|(url, text)| json!({"url": url, "text": text})).collect())
+        .map(|i| {
+            i.links
+                .iter()
+                .map(|(url, text)| json!({"url": url, "text": text}))
+                .collect()
+        })
         .unwrap_or_default();
     m.insert("links".into(), Value::Array(links));
     if let Some(item) = item {
@@ -70,7 +78,9 @@ pub fn build(
 fn headers(list: &[(String, String)]) -> Value {
     let mut m: Map<String, Value> = Map::new();
     for (k, v) in list {
-        let entry = m.entry(title_case(k)).or_insert_with(|| Value::Array(Vec::new()));
+        let entry = m
+            .entry(title_case(k))
+            .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(a) = entry {
             a.push(v.clone().into());
         }
@@ -82,7 +92,11 @@ fn title_case(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut upper = true;
     for c in name.chars() {
-        out.push(if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() });
+        out.push(if upper {
+            c.to_ascii_uppercase()
+        } else {
+            c.to_ascii_lowercase()
+        });
         upper = c == '-';
     }
     out
@@ -104,7 +118,10 @@ mod tests {
 
     #[test]
     fn headers_group_values_under_title_case_names() {
-        let h = headers(&[("set-cookie".into(), "a=1".into()), ("Set-Cookie".into(), "b=2".into())]);
+        let h = headers(&[
+            ("set-cookie".into(), "a=1".into()),
+            ("Set-Cookie".into(), "b=2".into()),
+        ]);
         assert_eq!(h, json!({"Set-Cookie": ["a=1", "b=2"]}));
     }
 }

@@ -66,7 +66,10 @@ pub struct Fetched {
 
 impl Fetched {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -102,7 +105,13 @@ impl Fetcher {
                 }
             }))
             .build()?;
-        Ok(Fetcher { client, policy, max_body: settings.max_body_bytes, timeout, max_redirects })
+        Ok(Fetcher {
+            client,
+            policy,
+            max_body: settings.max_body_bytes,
+            timeout,
+            max_redirects,
+        })
     }
 
     pub fn policy(&self) -> &AddressPolicy {
@@ -113,8 +122,9 @@ impl Fetcher {
         let started = Instant::now();
         let url = Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?;
         self.policy.check_literal(&url)?;
-        let method = reqwest::Method::from_bytes(out.method.as_bytes())
-            .map_err(|_| FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method)))?;
+        let method = reqwest::Method::from_bytes(out.method.as_bytes()).map_err(|_| {
+            FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method))
+        })?;
         let mut req = self.client.request(method, url);
         for (k, v) in out.headers {
             req = req.header(k.as_str(), v.as_str());
@@ -127,16 +137,30 @@ impl Fetcher {
         let headers = resp
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let response_url = resp.url().to_string();
-        if resp.content_length().is_some_and(|n| n as usize > self.max_body) {
-            return Err(FetchError::TooLarge { limit: self.max_body, status: status.as_u16() });
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > self.max_body)
+        {
+            return Err(FetchError::TooLarge {
+                limit: self.max_body,
+                status: status.as_u16(),
+            });
         }
         let mut body = BytesMut::with_capacity(resp.content_length().unwrap_or(16 * 1024) as usize);
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
             if body.len() + chunk.len() > self.max_body {
-                return Err(FetchError::TooLarge { limit: self.max_body, status: status.as_u16() });
+                return Err(FetchError::TooLarge {
+                    limit: self.max_body,
+                    status: status.as_u16(),
+                });
             }
             body.extend_from_slice(&chunk);
         }
@@ -227,8 +251,14 @@ mod tests {
 
     #[test]
     fn finds_the_charset() {
-        assert_eq!(encoding_of(Some("text/html; charset=ISO-8859-1"), b""), encoding_rs::WINDOWS_1252);
-        assert_eq!(encoding_of(None, b"<meta charset=\"shift_jis\">"), encoding_rs::SHIFT_JIS);
+        assert_eq!(
+            encoding_of(Some("text/html; charset=ISO-8859-1"), b""),
+            encoding_rs::WINDOWS_1252
+        );
+        assert_eq!(
+            encoding_of(None, b"<meta charset=\"shift_jis\">"),
+            encoding_rs::SHIFT_JIS
+        );
         assert_eq!(encoding_of(Some("text/html"), b"<p>"), encoding_rs::UTF_8);
     }
 }

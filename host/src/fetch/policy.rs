@@ -26,7 +26,8 @@ impl AddressPolicy {
             Some(Host::Ipv6(ip)) => IpAddr::V6(ip),
             _ => return Ok(()),
         };
-        self.check_ip(ip).map_err(|kind| FetchError::Refused(format!("refusing {url}: {ip} is {kind}; {HINT}")))
+        self.check_ip(ip)
+            .map_err(|kind| FetchError::Refused(format!("refusing {url}: {ip} is {kind}; {HINT}")))
     }
 
     /// Refuse a URL whose host is, or resolves to, a non-public address.
@@ -53,19 +54,27 @@ impl AddressPolicy {
             .await
             .map_err(|e| FetchError::Network(format!("cannot resolve {name}: {e}")))?
             .collect();
-        let allowed: Vec<SocketAddr> = addrs.iter().copied().filter(|a| self.check_ip(a.ip()).is_ok()).collect();
+        let allowed: Vec<SocketAddr> = addrs
+            .iter()
+            .copied()
+            .filter(|a| self.check_ip(a.ip()).is_ok())
+            .collect();
         if allowed.is_empty() {
             let (ip, kind) = addrs
                 .first()
                 .and_then(|a| classify(a.ip()).map(|k| (a.ip(), k)))
                 .unwrap_or((IpAddr::V4(Ipv4Addr::UNSPECIFIED), "not public"));
-            return Err(FetchError::Refused(format!("refusing {name}: it resolves to {ip}, which is {kind}; {HINT}")));
+            return Err(FetchError::Refused(format!(
+                "refusing {name}: it resolves to {ip}, which is {kind}; {HINT}"
+            )));
         }
         Ok(allowed)
     }
 
     pub fn resolver(&self) -> PolicyResolver {
-        PolicyResolver { policy: self.clone() }
+        PolicyResolver {
+            policy: self.clone(),
+        }
     }
 }
 
@@ -78,7 +87,10 @@ impl reqwest::dns::Resolve for PolicyResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let addrs = policy.resolve(name.as_str()).await.map_err(|e| Box::new(e) as Box<_>)?;
+            let addrs = policy
+                .resolve(name.as_str())
+                .await
+                .map_err(|e| Box::new(e) as Box<_>)?;
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }
@@ -135,11 +147,28 @@ mod tests {
 
     #[test]
     fn refuses_non_public_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "100.64.0.1"] {
-            assert!(classify(ip.parse().expect("ip")).is_some(), "{ip} should be refused");
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "100.64.0.1",
+        ] {
+            assert!(
+                classify(ip.parse().expect("ip")).is_some(),
+                "{ip} should be refused"
+            );
         }
         for ip in ["93.184.216.34", "2606:2800:220:1::1", "8.8.8.8"] {
-            assert!(classify(ip.parse().expect("ip")).is_none(), "{ip} should be allowed");
+            assert!(
+                classify(ip.parse().expect("ip")).is_none(),
+                "{ip} should be allowed"
+            );
         }
     }
 
@@ -148,7 +177,10 @@ mod tests {
         let p = AddressPolicy::new(false);
         let url = Url::parse("http://127.0.0.1:8080/").expect("url");
         let msg = p.check_literal(&url).expect_err("refused").to_string();
-        assert!(msg.contains("loopback") && msg.contains("--allow-private"), "{msg}");
+        assert!(
+            msg.contains("loopback") && msg.contains("--allow-private"),
+            "{msg}"
+        );
         assert!(AddressPolicy::new(true).check_literal(&url).is_ok());
     }
 

@@ -29,7 +29,9 @@ impl Robots {
         let (mut group_star, mut group_mine, mut in_agents) = (false, false, false);
         for line in text.lines() {
             let line = line.split('#').next().unwrap_or("").trim();
-            let Some((key, value)) = line.split_once(':') else { continue };
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
             let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
             match key.as_str() {
                 "user-agent" => {
@@ -62,7 +64,9 @@ impl Robots {
                 _ => in_agents = false,
             }
         }
-        Robots { rules: if found_specific { specific } else { star } }
+        Robots {
+            rules: if found_specific { specific } else { star },
+        }
     }
 
     pub fn allowed(&self, url: &Url) -> bool {
@@ -121,8 +125,18 @@ pub struct RobotsCache {
 
 impl RobotsCache {
     pub fn new(fetcher: Fetcher, user_agent: &str, ttl: Duration) -> Self {
-        let agent = user_agent.split('/').next().unwrap_or(user_agent).trim().to_string();
-        RobotsCache { fetcher, agent, ttl, slots: Mutex::new(HashMap::new()) }
+        let agent = user_agent
+            .split('/')
+            .next()
+            .unwrap_or(user_agent)
+            .trim()
+            .to_string();
+        RobotsCache {
+            fetcher,
+            agent,
+            ttl,
+            slots: Mutex::new(HashMap::new()),
+        }
     }
 
     pub async fn allowed(&self, url: &Url) -> bool {
@@ -142,7 +156,12 @@ impl RobotsCache {
         let (_, robots) = slot
             .get_or_init(|| async {
                 let robots_url = format!("{origin}/robots.txt");
-                let out = Outgoing { url: &robots_url, method: "GET", headers: &[], body: None };
+                let out = Outgoing {
+                    url: &robots_url,
+                    method: "GET",
+                    headers: &[],
+                    body: None,
+                };
                 let robots = match self.fetcher.fetch(&out).await {
                     Ok(f) if (200..300).contains(&f.status) => {
                         Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent)
@@ -166,7 +185,10 @@ mod tests {
 
     #[test]
     fn star_group_and_longest_match() {
-        let r = Robots::parse("User-agent: *\nDisallow: /private/\nAllow: /private/ok\n", "spinneret");
+        let r = Robots::parse(
+            "User-agent: *\nDisallow: /private/\nAllow: /private/ok\n",
+            "spinneret",
+        );
         assert!(!r.allowed(&url("/private/x.html")));
         assert!(r.allowed(&url("/private/ok.html")));
         assert!(r.allowed(&url("/p/1.html")));

@@ -12,9 +12,8 @@ pub const DEFAULT_DENY_EXTENSIONS: &[&str] = &[
     "ico", "webp", "mp3", "wma", "ogg", "wav", "ra", "aac", "mid", "au", "aiff", "3gp", "asf",
     "asx", "avi", "mov", "mp4", "mpg", "qt", "rm", "swf", "wmv", "m4a", "m4v", "flv", "webm",
     "xls", "xlsm", "xlsx", "xltm", "xltx", "potm", "potx", "ppt", "pptm", "pptx", "pps", "doc",
-    "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp", "css", "pdf", "exe",
-    "bin", "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi",
-    "msp", "py",
+    "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp", "css", "pdf", "exe", "bin",
+    "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi", "msp", "py",
 ];
 
 /// Compiled link rules of one crawl.
@@ -32,7 +31,10 @@ impl Default for LinkFilters {
             allowed_domains: Vec::new(),
             allow: None,
             deny: None,
-            deny_extensions: DEFAULT_DENY_EXTENSIONS.iter().map(|e| e.to_string()).collect(),
+            deny_extensions: DEFAULT_DENY_EXTENSIONS
+                .iter()
+                .map(|e| e.to_string())
+                .collect(),
         }
     }
 }
@@ -58,7 +60,10 @@ impl LinkFilters {
             allow: set(allow_regex)?,
             deny: set(deny_regex)?,
             deny_extensions: match deny_extensions {
-                Some(list) => list.iter().map(|e| e.trim_start_matches('.').to_ascii_lowercase()).collect(),
+                Some(list) => list
+                    .iter()
+                    .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                    .collect(),
                 None => Self::default().deny_extensions,
             },
         })
@@ -68,7 +73,8 @@ impl LinkFilters {
         if !self.allowed_domains.is_empty() {
             let host = url.host_str().unwrap_or_default();
             let ok = self.allowed_domains.iter().any(|d| {
-                host == d || (host.ends_with(d.as_str()) && host[..host.len() - d.len()].ends_with('.'))
+                host == d
+                    || (host.ends_with(d.as_str()) && host[..host.len() - d.len()].ends_with('.'))
             });
             if !ok {
                 return false;

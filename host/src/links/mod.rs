@@ -33,13 +33,18 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters) -> Vec<Link> 
     let mut seen = HashSet::with_capacity(raw.links.len());
     let mut out = Vec::with_capacity(raw.links.len());
     for link in raw.links {
-        let Some(url) = resolve(&base, &link.href) else { continue };
+        let Some(url) = resolve(&base, &link.href) else {
+            continue;
+        };
         if !filters.allows(&url) {
             continue;
         }
         let url = String::from(url);
         if seen.insert(url.clone()) {
-            out.push(Link { url, text: link.text });
+            out.push(Link {
+                url,
+                text: link.text,
+            });
         }
     }
     out
@@ -114,7 +119,8 @@ mod tests {
 
     #[test]
     fn honours_base_href() {
-        let html = br#"<head><base href="http://cdn.example.net/root/"></head><a href="y.html">y</a>"#;
+        let html =
+            br#"<head><base href="http://cdn.example.net/root/"></head><a href="y.html">y</a>"#;
         let links = extract(html, &base(), &LinkFilters::default());
         assert_eq!(links[0].url, "http://cdn.example.net/root/y.html");
     }

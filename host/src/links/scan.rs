@@ -29,7 +29,10 @@ pub fn scan(html: &[u8]) -> Scan {
             };
             continue;
         }
-        let name_len = rest.iter().take_while(|b| b.is_ascii_alphanumeric()).count();
+        let name_len = rest
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
         let name = &rest[..name_len];
         let tag_end = match memchr(b'>', rest) {
             Some(e) => start + e,
@@ -38,15 +41,25 @@ pub fn scan(html: &[u8]) -> Scan {
         let attrs = &html[start + name_len..tag_end];
         pos = tag_end + 1;
         if name.eq_ignore_ascii_case(b"a") || name.eq_ignore_ascii_case(b"area") {
-            let Some(href) = attr(attrs, b"href") else { continue };
-            let text = if name.len() == 1 { link_text(html, &mut pos) } else { String::new() };
+            let Some(href) = attr(attrs, b"href") else {
+                continue;
+            };
+            let text = if name.len() == 1 {
+                link_text(html, &mut pos)
+            } else {
+                String::new()
+            };
             out.links.push(RawLink { href, text });
         } else if name.eq_ignore_ascii_case(b"base") {
             if out.base.is_none() {
                 out.base = attr(attrs, b"href");
             }
         } else if name.eq_ignore_ascii_case(b"script") || name.eq_ignore_ascii_case(b"style") {
-            let close: &[u8] = if name.len() == 6 { b"</script" } else { b"</style" };
+            let close: &[u8] = if name.len() == 6 {
+                b"</script"
+            } else {
+                b"</style"
+            };
             pos = find_ci(html, pos, close).unwrap_or(html.len());
         }
     }
@@ -88,7 +101,9 @@ fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
             i += 1;
         }
         let key_start = i;
-        while i < attrs.len() && !matches!(attrs[i], b'=' | b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/') {
+        while i < attrs.len()
+            && !matches!(attrs[i], b'=' | b'>' | b' ' | b'\t' | b'\n' | b'\r' | b'/')
+        {
             i += 1;
         }
         let key = &attrs[key_start..i];
@@ -122,7 +137,11 @@ fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
         };
         if key.eq_ignore_ascii_case(name) {
             let value = String::from_utf8_lossy(value);
-            return Some(if value.contains('&') { decode_entities(&value) } else { value.into_owned() });
+            return Some(if value.contains('&') {
+                decode_entities(&value)
+            } else {
+                value.into_owned()
+            });
         }
     }
     None
@@ -134,7 +153,8 @@ fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let mut pos = from;
     while let Some(off) = memchr(first, &hay[pos..]) {
         let at = pos + off;
-        if hay.len() - at >= needle.len() && hay[at..at + needle.len()].eq_ignore_ascii_case(needle) {
+        if hay.len() - at >= needle.len() && hay[at..at + needle.len()].eq_ignore_ascii_case(needle)
+        {
             return Some(at);
         }
         pos = at + 1;

@@ -34,28 +34,35 @@ impl Runtime {
         config.consume_fuel(settings.fuel_enabled());
         config.parallel_compilation(true);
         let cache_dir = settings.cache_dir().join("wasmtime");
-        match CacheConfig::new().with_directory(&cache_dir).clone() {
-            cfg => match Cache::new(cfg) {
-                Ok(cache) => {
-                    config.cache(Some(cache));
-                }
-                Err(e) => tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled"),
-            },
+        let mut cache_config = CacheConfig::new();
+        cache_config.with_directory(&cache_dir);
+        match Cache::new(cache_config) {
+            Ok(cache) => {
+                config.cache(Some(cache));
+            }
+            Err(e) => tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled"),
         }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
-        std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-            while let Some(engine) = ticker.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(TICK);
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = ticker.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })?;
 
         let mut linker = Linker::<StoreState>::new(&engine);
         add_wasi_subset(&mut linker)?;
         Spider::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
-        Ok(Runtime { engine, linker: Arc::new(linker), settings: Arc::new(settings.clone()), stats })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            settings: Arc::new(settings.clone()),
+            stats,
+        })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -68,7 +75,11 @@ impl Runtime {
 /// No filesystem and no sockets are linked: capability by omission.
 fn add_wasi_subset(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
     use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
-    use wasmtime_wasi::{cli::{WasiCli, WasiCliView}, clocks::{WasiClocks, WasiClocksView}, random::WasiRandom};
+    use wasmtime_wasi::{
+        cli::{WasiCli, WasiCliView},
+        clocks::{WasiClocks, WasiClocksView},
+        random::WasiRandom,
+    };
     clocks::wall_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
     clocks::monotonic_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
     random::random::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
@@ -84,7 +95,9 @@ fn add_wasi_subset(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
     cli::terminal_stdin::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
     cli::terminal_stdout::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
     cli::terminal_stderr::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<StoreState, HasSelf<_>>(l, |t| {
+        t.table()
+    })?;
     sync::io::poll::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
     sync::io::streams::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
     Ok(())

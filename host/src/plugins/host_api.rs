@@ -33,7 +33,10 @@ impl Page {
                 }
             })
             .iter()
-            .map(|l| types::Link { url: l.url.clone(), text: l.text.clone() })
+            .map(|l| types::Link {
+                url: l.url.clone(),
+                text: l.text.clone(),
+            })
             .collect()
     }
 
@@ -69,7 +72,10 @@ pub struct ResponseRes {
 
 impl ResponseRes {
     pub fn new(page: Page) -> Self {
-        ResponseRes { page, links: OnceLock::new() }
+        ResponseRes {
+            page,
+            links: OnceLock::new(),
+        }
     }
 }
 
@@ -89,7 +95,12 @@ pub struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.denied = true;
             return Ok(false);
@@ -98,7 +109,12 @@ impl ResourceLimiter for MemoryCap {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 1_000_000)
     }
 }
@@ -117,7 +133,9 @@ impl StoreState {
     pub fn new(plugin: Arc<str>, max_memory: usize, seed: u64, stats: Arc<Stats>) -> Self {
         let name = plugin.clone();
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput { plugin: name.clone() })
+            .stdout(GuestOutput {
+                plugin: name.clone(),
+            })
             .stderr(GuestOutput { plugin: name })
             .allow_tcp(false)
             .allow_udp(false)
@@ -126,7 +144,11 @@ impl StoreState {
         StoreState {
             wasi,
             table: ResourceTable::new(),
-            memory: MemoryCap { max_bytes: max_memory, current: 0, denied: false },
+            memory: MemoryCap {
+                max_bytes: max_memory,
+                current: 0,
+                denied: false,
+            },
             plugin,
             rng: seed | 1,
             stats,
@@ -144,7 +166,10 @@ impl StoreState {
 
 impl WasiView for StoreState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -162,7 +187,9 @@ impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
 
 impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
-        Box::new(GuestLines { plugin: self.plugin.clone() })
+        Box::new(GuestLines {
+            plugin: self.plugin.clone(),
+        })
     }
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(tokio::io::sink())
@@ -221,11 +248,16 @@ impl host::Host for StoreState {
     }
 
     fn extract_links(&mut self, html: String, base: String) -> Vec<types::Link> {
-        let Ok(base) = url::Url::parse(&base) else { return Vec::new() };
+        let Ok(base) = url::Url::parse(&base) else {
+            return Vec::new();
+        };
         let none = LinkFilters::new(None, None, None, Some(&[])).unwrap_or_default();
         links::extract(html.as_bytes(), &base, &none)
             .into_iter()
-            .map(|l| types::Link { url: l.url, text: l.text })
+            .map(|l| types::Link {
+                url: l.url,
+                text: l.text,
+            })
             .collect()
     }
 }
@@ -278,10 +310,17 @@ impl types::HostResponse for StoreState {
 
 impl types::HostCrawlResult for StoreState {
     fn url(&mut self, r: Resource<CrawlResultRes>) -> String {
-        self.with_result(&r, |f| f.get("url").and_then(Value::as_str).unwrap_or_default().to_string())
+        self.with_result(&r, |f| {
+            f.get("url")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        })
     }
     fn status(&mut self, r: Resource<CrawlResultRes>) -> u16 {
-        self.with_result(&r, |f| f.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16)
+        self.with_result(&r, |f| {
+            f.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16
+        })
     }
     fn field(&mut self, r: Resource<CrawlResultRes>, name: String) -> Option<String> {
         self.with_result(&r, |f| f.get(&name).map(Value::to_string))
@@ -295,11 +334,22 @@ impl types::HostCrawlResult for StoreState {
 impl StoreState {
     /// Resources are only ever handed out by the host for the duration of a
     /// call, so a missing one is a host bug; answer with an empty default.
-    fn with_page<R: Default>(&mut self, r: &Resource<ResponseRes>, f: impl FnOnce(&ResponseRes) -> R) -> R {
+    fn with_page<R: Default>(
+        &mut self,
+        r: &Resource<ResponseRes>,
+        f: impl FnOnce(&ResponseRes) -> R,
+    ) -> R {
         self.table.get(r).map(f).unwrap_or_default()
     }
 
-    fn with_result<R: Default>(&mut self, r: &Resource<CrawlResultRes>, f: impl FnOnce(&ResultFields) -> R) -> R {
-        self.table.get(r).map(|res| f(&res.fields)).unwrap_or_default()
+    fn with_result<R: Default>(
+        &mut self,
+        r: &Resource<CrawlResultRes>,
+        f: impl FnOnce(&ResultFields) -> R,
+    ) -> R {
+        self.table
+            .get(r)
+            .map(|res| f(&res.fields))
+            .unwrap_or_default()
     }
 }

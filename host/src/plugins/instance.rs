@@ -64,7 +64,11 @@ pub struct SpiderItem {
 
 #[derive(Debug, Clone)]
 pub enum RequestAction {
-    Proceed { url: String, method: String, headers: Vec<(String, String)> },
+    Proceed {
+        url: String,
+        method: String,
+        headers: Vec<(String, String)>,
+    },
     Drop(String),
 }
 
@@ -98,37 +102,58 @@ impl Plugin {
         let n = self.instances.fetch_add(1, Ordering::Relaxed);
         let settings = &self.runtime.settings;
         let seed = match settings.random_seed {
-            0 => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-                ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            0 => {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            }
             s => s,
         };
         let max_memory = (self.limits.memory_mb as usize) << 20;
-        let state = StoreState::new(self.name.clone(), max_memory, seed, self.runtime.stats.clone());
+        let state = StoreState::new(
+            self.name.clone(),
+            max_memory,
+            seed,
+            self.runtime.stats.clone(),
+        );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.memory);
         store.set_epoch_deadline(self.ticks());
         if settings.fuel_enabled() {
             let _ = store.set_fuel(self.fuel());
         }
-        let err = |e: wasmtime::Error| CallError::Instantiate { plugin: self.name.to_string(), reason: format!("{e:#}") };
+        let err = |e: wasmtime::Error| CallError::Instantiate {
+            plugin: self.name.to_string(),
+            reason: format!("{e:#}"),
+        };
         let bound = match &self.pre {
             Pre::Spider(p) => Bound::Spider(p.instantiate(&mut store).map_err(err)?),
             Pre::Middleware(p) => Bound::Middleware(p.instantiate(&mut store).map_err(err)?),
             Pre::Pipeline(p) => Bound::Pipeline(p.instantiate(&mut store).map_err(err)?),
         };
         self.runtime.stats.plugin_instantiated(&self.name);
-        Ok(Instance { store, bound, calls: 0 })
+        Ok(Instance {
+            store,
+            bound,
+            calls: 0,
+        })
     }
 
     fn ticks(&self) -> u64 {
-        self.limits.call_timeout_ms.div_ceil(TICK.as_millis() as u64).max(1)
+        self.limits
+            .call_timeout_ms
+            .div_ceil(TICK.as_millis() as u64)
+            .max(1)
     }
 
     fn fuel(&self) -> u64 {
-        if self.limits.fuel == 0 { u64::MAX } else { self.limits.fuel }
+        if self.limits.fuel == 0 {
+            u64::MAX
+        } else {
+            self.limits.fuel
+        }
     }
 
     /// Run `f` on a pooled instance with this plugin's limits. A failed call
@@ -149,12 +174,16 @@ impl Plugin {
         inst.store.data_mut().memory.denied = false;
         let started = std::time::Instant::now();
         let result = f(&mut inst.store, &inst.bound);
-        self.runtime.stats.plugin_call(&self.name, started.elapsed(), result.is_ok());
+        self.runtime
+            .stats
+            .plugin_call(&self.name, started.elapsed(), result.is_ok());
         match result {
             Ok(r) => {
                 inst.calls += 1;
                 let mem = inst.store.data().memory.current as u64;
-                if inst.calls >= self.limits.recycle_calls || mem > self.limits.recycle_memory_mb << 20 {
+                if inst.calls >= self.limits.recycle_calls
+                    || mem > self.limits.recycle_memory_mb << 20
+                {
                     self.runtime.stats.plugin_recycled(&self.name);
                     tracing::debug!(plugin = %self.name, calls = inst.calls, memory = mem, "recycling instance");
                 } else {
@@ -175,28 +204,54 @@ impl Plugin {
     fn trap(&self, store: &Store<StoreState>, e: wasmtime::Error) -> CallError {
         let plugin = self.name.to_string();
         match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => CallError::Timeout { plugin, ms: self.limits.call_timeout_ms },
+            Some(Trap::Interrupt) => CallError::Timeout {
+                plugin,
+                ms: self.limits.call_timeout_ms,
+            },
             Some(Trap::OutOfFuel) => CallError::Fuel { plugin },
-            _ if store.data().memory.denied => CallError::Memory { plugin, mb: self.limits.memory_mb },
-            _ => CallError::Trap { plugin, reason: first_line(&format!("{e:#}")) },
+            _ if store.data().memory.denied => CallError::Memory {
+                plugin,
+                mb: self.limits.memory_mb,
+            },
+            _ => CallError::Trap {
+                plugin,
+                reason: first_line(&format!("{e:#}")),
+            },
         }
     }
 
     fn wrong_kind(&self) -> CallError {
-        CallError::WrongKind { plugin: self.name.to_string(), kind: self.kind.to_string() }
+        CallError::WrongKind {
+            plugin: self.name.to_string(),
+            kind: self.kind.to_string(),
+        }
     }
 
     /// Spider: parse a page.
     pub fn parse(&self, page: Page) -> Result<Vec<Output>, CallError> {
         self.call(|store, bound| {
-            let Bound::Spider(s) = bound else { return Err(self.wrong_kind()) };
-            let res = store.data_mut().table.push(ResponseRes::new(page)).map_err(|e| self.host_err(e))?;
+            let Bound::Spider(s) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let res = store
+                .data_mut()
+                .table
+                .push(ResponseRes::new(page))
+                .map_err(|e| self.host_err(e))?;
             let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = s.spinneret_plugin_parser().call_parse(&mut *store, borrowed);
+            let out = s
+                .spinneret_plugin_parser()
+                .call_parse(&mut *store, borrowed);
             let _ = store.data_mut().table.delete(res);
             match out {
-                Ok(Ok(outputs)) => outputs.into_iter().map(|o| self.convert_output(o)).collect(),
-                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Ok(Ok(outputs)) => outputs
+                    .into_iter()
+                    .map(|o| self.convert_output(o))
+                    .collect(),
+                Ok(Err(reason)) => Err(CallError::Guest {
+                    plugin: self.name.to_string(),
+                    reason,
+                }),
                 Err(e) => Err(self.trap(store, e)),
             }
         })
@@ -211,12 +266,28 @@ impl Plugin {
     ) -> Result<RequestAction, CallError> {
         use middleware::exports::spinneret::plugin::middleware::RequestAction as W;
         self.call(|store, bound| {
-            let Bound::Middleware(m) = bound else { return Err(self.wrong_kind()) };
-            let head = types::RequestHead { url, method, headers };
-            match m.spinneret_plugin_middleware().call_process_request(&mut *store, &head) {
-                Ok(Ok(W::Proceed(h))) => Ok(RequestAction::Proceed { url: h.url, method: h.method, headers: h.headers }),
+            let Bound::Middleware(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let head = types::RequestHead {
+                url,
+                method,
+                headers,
+            };
+            match m
+                .spinneret_plugin_middleware()
+                .call_process_request(&mut *store, &head)
+            {
+                Ok(Ok(W::Proceed(h))) => Ok(RequestAction::Proceed {
+                    url: h.url,
+                    method: h.method,
+                    headers: h.headers,
+                }),
                 Ok(Ok(W::Drop(reason))) => Ok(RequestAction::Drop(reason)),
-                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Ok(Err(reason)) => Err(CallError::Guest {
+                    plugin: self.name.to_string(),
+                    reason,
+                }),
                 Err(e) => Err(self.trap(store, e)),
             }
         })
@@ -226,16 +297,27 @@ impl Plugin {
     pub fn process_response(&self, page: Page) -> Result<ResponseAction, CallError> {
         use middleware::exports::spinneret::plugin::middleware::ResponseAction as W;
         self.call(|store, bound| {
-            let Bound::Middleware(m) = bound else { return Err(self.wrong_kind()) };
-            let res = store.data_mut().table.push(ResponseRes::new(page)).map_err(|e| self.host_err(e))?;
+            let Bound::Middleware(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let res = store
+                .data_mut()
+                .table
+                .push(ResponseRes::new(page))
+                .map_err(|e| self.host_err(e))?;
             let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = m.spinneret_plugin_middleware().call_process_response(&mut *store, borrowed);
+            let out = m
+                .spinneret_plugin_middleware()
+                .call_process_response(&mut *store, borrowed);
             let _ = store.data_mut().table.delete(res);
             match out {
                 Ok(Ok(W::Proceed)) => Ok(ResponseAction::Proceed),
                 Ok(Ok(W::Retry(r))) => Ok(ResponseAction::Retry(r)),
                 Ok(Ok(W::Drop(r))) => Ok(ResponseAction::Drop(r)),
-                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Ok(Err(reason)) => Err(CallError::Guest {
+                    plugin: self.name.to_string(),
+                    reason,
+                }),
                 Err(e) => Err(self.trap(store, e)),
             }
         })
@@ -245,10 +327,18 @@ impl Plugin {
     pub fn process_item(&self, fields: Arc<ResultFields>) -> Result<ItemAction, CallError> {
         use pipeline::exports::spinneret::plugin::pipeline::ItemAction as W;
         self.call(|store, bound| {
-            let Bound::Pipeline(p) = bound else { return Err(self.wrong_kind()) };
-            let res = store.data_mut().table.push(CrawlResultRes { fields }).map_err(|e| self.host_err(e))?;
+            let Bound::Pipeline(p) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let res = store
+                .data_mut()
+                .table
+                .push(CrawlResultRes { fields })
+                .map_err(|e| self.host_err(e))?;
             let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = p.spinneret_plugin_pipeline().call_process_item(&mut *store, borrowed);
+            let out = p
+                .spinneret_plugin_pipeline()
+                .call_process_item(&mut *store, borrowed);
             let _ = store.data_mut().table.delete(res);
             match out {
                 Ok(Ok(W::Keep(fields))) => fields
@@ -257,14 +347,20 @@ impl Plugin {
                     .collect::<Result<_, _>>()
                     .map(ItemAction::Keep),
                 Ok(Ok(W::Drop(r))) => Ok(ItemAction::Drop(r)),
-                Ok(Err(reason)) => Err(CallError::Guest { plugin: self.name.to_string(), reason }),
+                Ok(Err(reason)) => Err(CallError::Guest {
+                    plugin: self.name.to_string(),
+                    reason,
+                }),
                 Err(e) => Err(self.trap(store, e)),
             }
         })
     }
 
     fn host_err(&self, e: impl std::fmt::Display) -> CallError {
-        CallError::Trap { plugin: self.name.to_string(), reason: format!("host resource table: {e}") }
+        CallError::Trap {
+            plugin: self.name.to_string(),
+            reason: format!("host resource table: {e}"),
+        }
     }
 
     fn json(&self, name: &str, text: &str) -> Result<Value, CallError> {

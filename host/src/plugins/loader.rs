@@ -3,7 +3,9 @@
 //! anything this host does not support with a message that says so, and
 //! pre-link it so instantiation on the hot path is cheap.
 
-use super::bindings::{middleware::DownloaderMiddlewarePre, pipeline::ItemPipelinePre, spider::SpiderPre};
+use super::bindings::{
+    middleware::DownloaderMiddlewarePre, pipeline::ItemPipelinePre, spider::SpiderPre,
+};
 use super::engine::Runtime;
 use super::instance::Instance;
 use crate::config::Limits;
@@ -58,7 +60,10 @@ impl fmt::Display for Kind {
 #[derive(Debug, Error)]
 pub enum LoadError {
     #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("plugin `{name}` is not a valid WebAssembly component: {reason}")]
     Invalid { name: String, reason: String },
     #[error(
@@ -73,7 +78,11 @@ pub enum LoadError {
     )]
     WrongWorld { name: String, exports: String },
     #[error("plugin `{name}` is a {found} plugin, not a {wanted}")]
-    WrongKind { name: String, found: Kind, wanted: Kind },
+    WrongKind {
+        name: String,
+        found: Kind,
+        wanted: Kind,
+    },
     #[error("plugin `{name}` cannot be linked (plugins get no filesystem or network): {reason}")]
     Link { name: String, reason: String },
 }
@@ -101,7 +110,11 @@ pub struct Plugin {
 
 impl fmt::Debug for Plugin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Plugin").field("name", &self.name).field("kind", &self.kind).field("hash", &self.hash).finish()
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("hash", &self.hash)
+            .finish()
     }
 }
 
@@ -114,15 +127,25 @@ impl Plugin {
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let hash = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
-        let component = Component::new(&runtime.engine, bytes)
-            .map_err(|e| LoadError::Invalid { name: name.into(), reason: format!("{e:#}") })?;
+        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        })?;
         let compile_time = started.elapsed();
         let (kind, version) = detect(name, &component, runtime)?;
-        let link_err = |e: wasmtime::Error| LoadError::Link { name: name.into(), reason: format!("{e:#}") };
-        let instance_pre = runtime.linker.instantiate_pre(&component).map_err(link_err)?;
+        let link_err = |e: wasmtime::Error| LoadError::Link {
+            name: name.into(),
+            reason: format!("{e:#}"),
+        };
+        let instance_pre = runtime
+            .linker
+            .instantiate_pre(&component)
+            .map_err(link_err)?;
         let pre = match kind {
             Kind::Spider => Pre::Spider(SpiderPre::new(instance_pre).map_err(link_err)?),
-            Kind::Middleware => Pre::Middleware(DownloaderMiddlewarePre::new(instance_pre).map_err(link_err)?),
+            Kind::Middleware => {
+                Pre::Middleware(DownloaderMiddlewarePre::new(instance_pre).map_err(link_err)?)
+            }
             Kind::Pipeline => Pre::Pipeline(ItemPipelinePre::new(instance_pre).map_err(link_err)?),
         };
         Ok(Plugin {
@@ -143,19 +166,37 @@ impl Plugin {
         if self.kind == wanted {
             Ok(())
         } else {
-            Err(LoadError::WrongKind { name: self.name.to_string(), found: self.kind, wanted })
+            Err(LoadError::WrongKind {
+                name: self.name.to_string(),
+                found: self.kind,
+                wanted,
+            })
         }
     }
 }
 
 /// Which plugin world and WIT version the component's exports say it targets.
-fn detect(name: &str, component: &Component, runtime: &Runtime) -> Result<(Kind, String), LoadError> {
-    let exports: Vec<String> =
-        component.component_type().exports(&runtime.engine).map(|(n, _)| n.to_string()).collect();
+fn detect(
+    name: &str,
+    component: &Component,
+    runtime: &Runtime,
+) -> Result<(Kind, String), LoadError> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(&runtime.engine)
+        .map(|(n, _)| n.to_string())
+        .collect();
     for export in &exports {
-        let Some(rest) = export.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else { continue };
+        let Some(rest) = export
+            .strip_prefix(PACKAGE)
+            .and_then(|r| r.strip_prefix('/'))
+        else {
+            continue;
+        };
         let (iface, version) = rest.split_once('@').unwrap_or((rest, "unversioned"));
-        let Some(kind) = Kind::ALL.into_iter().find(|k| k.interface() == iface) else { continue };
+        let Some(kind) = Kind::ALL.into_iter().find(|k| k.interface() == iface) else {
+            continue;
+        };
         if version != SUPPORTED_VERSION {
             return Err(LoadError::UnsupportedVersion {
                 name: name.into(),
@@ -166,6 +207,10 @@ fn detect(name: &str, component: &Component, runtime: &Runtime) -> Result<(Kind,
     }
     Err(LoadError::WrongWorld {
         name: name.into(),
-        exports: if exports.is_empty() { "nothing".into() } else { exports.join(", ") },
+        exports: if exports.is_empty() {
+            "nothing".into()
+        } else {
+            exports.join(", ")
+        },
     })
 }

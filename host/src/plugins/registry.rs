@@ -22,7 +22,10 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(runtime: Runtime) -> Arc<Registry> {
-        Arc::new(Registry { runtime, plugins: RwLock::new(HashMap::new()) })
+        Arc::new(Registry {
+            runtime,
+            plugins: RwLock::new(HashMap::new()),
+        })
     }
 
     pub fn runtime(&self) -> &Runtime {
@@ -43,14 +46,20 @@ impl Registry {
     /// Swap `plugin` in under its name; returns the version it replaced.
     pub fn insert(&self, plugin: Plugin) -> (Arc<Plugin>, Option<Arc<Plugin>>) {
         let plugin = Arc::new(plugin);
-        let old = self.plugins.write().insert(plugin.name.to_string(), plugin.clone());
+        let old = self
+            .plugins
+            .write()
+            .insert(plugin.name.to_string(), plugin.clone());
         (plugin, old)
     }
 
     /// Load one file under its file stem as name.
     pub fn load_file(&self, path: &Path) -> Result<(Arc<Plugin>, Option<Arc<Plugin>>), LoadError> {
         let name = plugin_name(path);
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.display().to_string(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         let plugin = Plugin::load(&self.runtime, &name, &bytes)?;
         Ok(self.insert(plugin))
     }
@@ -69,7 +78,9 @@ impl Registry {
 
 /// A plugin's name: its file stem (`plugins/link.wasm` -> `link`).
 pub fn plugin_name(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn wasm_files(dir: &Path) -> Vec<PathBuf> {
@@ -92,7 +103,10 @@ struct Stamp {
 
 fn stamp(path: &Path) -> Option<Stamp> {
     let m = std::fs::metadata(path).ok()?;
-    Some(Stamp { len: m.len(), modified: m.modified().ok() })
+    Some(Stamp {
+        len: m.len(),
+        modified: m.modified().ok(),
+    })
 }
 
 /// Polls a directory and hot-swaps changed plugins. Stops when dropped.
@@ -107,40 +121,50 @@ impl Drop for Watcher {
 }
 
 impl Watcher {
-    pub fn start(registry: Arc<Registry>, dir: PathBuf, interval: Duration) -> std::io::Result<Watcher> {
+    pub fn start(
+        registry: Arc<Registry>,
+        dir: PathBuf,
+        interval: Duration,
+    ) -> std::io::Result<Watcher> {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
-        let mut seen: HashMap<PathBuf, Stamp> =
-            wasm_files(&dir).into_iter().filter_map(|p| stamp(&p).map(|s| (p, s))).collect();
+        let mut seen: HashMap<PathBuf, Stamp> = wasm_files(&dir)
+            .into_iter()
+            .filter_map(|p| stamp(&p).map(|s| (p, s)))
+            .collect();
         // A changed file must look the same for one more tick before we read
         // it, so a copy in progress is not compiled half-written.
         let mut pending: HashMap<PathBuf, Stamp> = HashMap::new();
         let mut rejected: HashMap<PathBuf, String> = HashMap::new();
-        std::thread::Builder::new().name("plugin-watcher".into()).spawn(move || {
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(interval);
-                for path in wasm_files(&dir) {
-                    let Some(now) = stamp(&path) else { continue };
-                    if seen.get(&path) == Some(&now) {
-                        continue;
+        std::thread::Builder::new()
+            .name("plugin-watcher".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(interval);
+                    for path in wasm_files(&dir) {
+                        let Some(now) = stamp(&path) else { continue };
+                        if seen.get(&path) == Some(&now) {
+                            continue;
+                        }
+                        if pending.get(&path) != Some(&now) {
+                            pending.insert(path.clone(), now);
+                            continue;
+                        }
+                        pending.remove(&path);
+                        seen.insert(path.clone(), now);
+                        reload(&registry, &path, &mut rejected);
                     }
-                    if pending.get(&path) != Some(&now) {
-                        pending.insert(path.clone(), now);
-                        continue;
-                    }
-                    pending.remove(&path);
-                    seen.insert(path.clone(), now);
-                    reload(&registry, &path, &mut rejected);
                 }
-            }
-        })?;
+            })?;
         Ok(Watcher { stop })
     }
 }
 
 fn reload(registry: &Registry, path: &Path, rejected: &mut HashMap<PathBuf, String>) {
     let name = plugin_name(path);
-    let Ok(bytes) = std::fs::read(path) else { return };
+    let Ok(bytes) = std::fs::read(path) else {
+        return;
+    };
     let hash = {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(&bytes))

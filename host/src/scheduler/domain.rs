@@ -14,7 +14,10 @@ pub fn registered(host: &str) -> String {
 
 /// The registered domain of a URL's host, or "" for a URL without one.
 pub fn of_url(url: &str) -> String {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(registered)).unwrap_or_default()
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(registered))
+        .unwrap_or_default()
 }
 
 /// The throttle bucket a fetch of `domain` by `spider` counts against.

@@ -34,7 +34,9 @@ impl PartialOrd for Queued {
 }
 impl Ord for Queued {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.priority.cmp(&other.priority).then(other.seq.cmp(&self.seq))
+        self.priority
+            .cmp(&other.priority)
+            .then(other.seq.cmp(&self.seq))
     }
 }
 
@@ -60,14 +62,22 @@ pub struct EmbeddedFrontier {
 
 impl EmbeddedFrontier {
     pub fn new(throttle: Arc<dyn ThrottleStore>, settings: crate::config::Throttle) -> Self {
-        EmbeddedFrontier { state: Mutex::new(State::default()), throttle, settings }
+        EmbeddedFrontier {
+            state: Mutex::new(State::default()),
+            throttle,
+            settings,
+        }
     }
 
     fn enqueue(st: &mut State, job: Job) {
         let key = (job.spiderid.clone(), domain::of_url(&job.url));
         st.seq += 1;
         st.queued += 1;
-        let q = Queued { priority: job.priority, seq: st.seq, job };
+        let q = Queued {
+            priority: job.priority,
+            seq: st.seq,
+            job,
+        };
         st.queues.entry(key.clone()).or_default().push(q);
         if st.indexed.insert(key.clone()) {
             st.ready.push_back(key);
@@ -167,7 +177,10 @@ impl Frontier for EmbeddedFrontier {
 
     async fn counts(&self) -> Result<Counts, StoreError> {
         let st = self.state.lock();
-        Ok(Counts { queued: st.queued, in_flight: st.leases.len() as u64 })
+        Ok(Counts {
+            queued: st.queued,
+            in_flight: st.leases.len() as u64,
+        })
     }
 }
 
@@ -199,7 +212,11 @@ impl EmbeddedDedup {
 
 #[async_trait]
 impl DedupStore for EmbeddedDedup {
-    async fn admit(&self, crawl: &CrawlKey, candidates: &[Candidate]) -> Result<Vec<bool>, StoreError> {
+    async fn admit(
+        &self,
+        crawl: &CrawlKey,
+        candidates: &[Candidate],
+    ) -> Result<Vec<bool>, StoreError> {
         let now = Instant::now();
         let mut crawls = self.crawls.lock();
         crawls.retain(|_, s| now.duration_since(s.touched) < self.idle_ttl);
@@ -243,12 +260,18 @@ mod tests {
     use crate::throttle::EmbeddedThrottle;
 
     fn job(url: &str, priority: i64) -> Job {
-        let json = format!(r#"{{"url":"{url}","appid":"app","crawlid":"c","priority":{priority}}}"#);
+        let json =
+            format!(r#"{{"url":"{url}","appid":"app","crawlid":"c","priority":{priority}}}"#);
         CrawlRequest::parse(&json, 3).expect("valid").into_seed()
     }
 
     fn frontier(hits: u32, window: f64) -> EmbeddedFrontier {
-        let settings = crate::config::Throttle { hits, window, moderated: false, ..Default::default() };
+        let settings = crate::config::Throttle {
+            hits,
+            window,
+            moderated: false,
+            ..Default::default()
+        };
         EmbeddedFrontier::new(Arc::new(EmbeddedThrottle::new(settings.clone())), settings)
     }
 
@@ -262,7 +285,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn priority_then_arrival_order() {
         let f = frontier(100, 1.0);
-        f.push(vec![job("a.com/1", 5), job("a.com/2", 9), job("a.com/3", 5)]).await.expect("push");
+        f.push(vec![
+            job("a.com/1", 5),
+            job("a.com/2", 9),
+            job("a.com/3", 5),
+        ])
+        .await
+        .expect("push");
         assert_eq!(pop_url(&f).await, "http://a.com/2");
         assert_eq!(pop_url(&f).await, "http://a.com/1");
         assert_eq!(pop_url(&f).await, "http://a.com/3");
@@ -272,7 +301,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn throttled_domains_wait_while_others_go() {
         let f = frontier(1, 10.0);
-        f.push(vec![job("a.com/1", 1), job("a.com/2", 1), job("b.com/1", 1)]).await.expect("push");
+        f.push(vec![
+            job("a.com/1", 1),
+            job("a.com/2", 1),
+            job("b.com/1", 1),
+        ])
+        .await
+        .expect("push");
         let first = pop_url(&f).await;
         let second = pop_url(&f).await;
         assert_ne!(domain::of_url(&first), domain::of_url(&second));
@@ -288,19 +323,49 @@ mod tests {
     async fn leases_count_until_acked() {
         let f = frontier(100, 1.0);
         f.push(vec![job("a.com/1", 1)]).await.expect("push");
-        let Pop::Leased(lease) = f.pop().await.expect("pop") else { panic!("no lease") };
-        assert_eq!(f.counts().await.expect("counts"), Counts { queued: 0, in_flight: 1 });
+        let Pop::Leased(lease) = f.pop().await.expect("pop") else {
+            panic!("no lease")
+        };
+        assert_eq!(
+            f.counts().await.expect("counts"),
+            Counts {
+                queued: 0,
+                in_flight: 1
+            }
+        );
         f.retry(lease.id, lease.job.clone()).await.expect("retry");
-        assert_eq!(f.counts().await.expect("counts"), Counts { queued: 1, in_flight: 0 });
+        assert_eq!(
+            f.counts().await.expect("counts"),
+            Counts {
+                queued: 1,
+                in_flight: 0
+            }
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn dedup_and_domain_caps() {
         let d = EmbeddedDedup::new(Duration::from_secs(600), None);
-        let key = CrawlKey { appid: "app".into(), crawlid: "c".into() };
-        let c = |fp: u128| Candidate { fingerprint: fp, domain: "a.com".into(), domain_cap: Some(2), force: false };
-        assert_eq!(d.admit(&key, &[c(1), c(1), c(2), c(3)]).await.expect("admit"), [true, false, true, false]);
-        let other = CrawlKey { appid: "app2".into(), crawlid: "c".into() };
+        let key = CrawlKey {
+            appid: "app".into(),
+            crawlid: "c".into(),
+        };
+        let c = |fp: u128| Candidate {
+            fingerprint: fp,
+            domain: "a.com".into(),
+            domain_cap: Some(2),
+            force: false,
+        };
+        assert_eq!(
+            d.admit(&key, &[c(1), c(1), c(2), c(3)])
+                .await
+                .expect("admit"),
+            [true, false, true, false]
+        );
+        let other = CrawlKey {
+            appid: "app2".into(),
+            crawlid: "c".into(),
+        };
         assert_eq!(d.admit(&other, &[c(1)]).await.expect("admit"), [true]);
     }
 }

@@ -78,5 +78,9 @@ pub struct Candidate {
 pub trait DedupStore: Send + Sync {
     /// For each candidate, in order: `true` if it is admitted (new to the
     /// crawl and within its caps). Admitted ones are marked seen and counted.
-    async fn admit(&self, crawl: &CrawlKey, candidates: &[Candidate]) -> Result<Vec<bool>, StoreError>;
+    async fn admit(
+        &self,
+        crawl: &CrawlKey,
+        candidates: &[Candidate],
+    ) -> Result<Vec<bool>, StoreError>;
 }

@@ -38,7 +38,10 @@ macro_rules! helpers {
 
             /// Attach a meta value (JSON text) that the child's response returns.
             pub fn with_meta(mut self, name: &str, json: impl Into<String>) -> Self {
-                self.meta.push(Field { name: name.to_string(), value: json.into() });
+                self.meta.push(Field {
+                    name: name.to_string(),
+                    value: json.into(),
+                });
                 self
             }
         }
@@ -46,12 +49,18 @@ macro_rules! helpers {
         impl Item {
             /// The page's own crawl result, with the links it followed.
             pub fn page(links: Vec<Link>) -> Self {
-                Item { links, fields: Vec::new() }
+                Item {
+                    links,
+                    fields: Vec::new(),
+                }
             }
 
             /// Add or replace a field of the result (value is JSON text).
             pub fn with_field(mut self, name: &str, json: impl Into<String>) -> Self {
-                self.fields.push(Field { name: name.to_string(), value: json.into() });
+                self.fields.push(Field {
+                    name: name.to_string(),
+                    value: json.into(),
+                });
                 self
             }
         }
@@ -89,7 +98,11 @@ pub mod spider {
         }
         let links = response.links();
         let mut out = Vec::with_capacity(links.len() + 1);
-        out.extend(links.iter().map(|l| Output::Request(Request::get(l.url.clone()))));
+        out.extend(
+            links
+                .iter()
+                .map(|l| Output::Request(Request::get(l.url.clone()))),
+        );
         out.push(Output::Item(Item::page(links)));
         out
     }

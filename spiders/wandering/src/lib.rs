@@ -6,7 +6,10 @@ struct Wandering;
 
 impl Spider for Wandering {
     fn parse(response: &Response) -> Result<Vec<Output>, String> {
-        let step: u64 = response.meta("step").and_then(|s| s.parse().ok()).unwrap_or(0);
+        let step: u64 = response
+            .meta("step")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let attrs = with_step(response.meta("attrs").as_deref(), step);
         let links = response.links();
         let mut out = Vec::with_capacity(2);
@@ -19,7 +22,9 @@ impl Spider for Wandering {
             ));
             followed.push(link);
         }
-        out.push(Output::Item(Item::page(followed).with_field("attrs", attrs)));
+        out.push(Output::Item(
+            Item::page(followed).with_field("attrs", attrs),
+        ));
         Ok(out)
     }
 }

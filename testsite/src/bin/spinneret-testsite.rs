@@ -22,9 +22,18 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let site = Site::start(SiteSpec { pages: args.pages, hosts: args.hosts, seed: args.seed }).await?;
+    let site = Site::start(SiteSpec {
+        pages: args.pages,
+        hosts: args.hosts,
+        seed: args.seed,
+    })
+    .await?;
     if let Some(e) = &args.expect {
-        let depth = if e[0] == "all" { None } else { Some(e[0].parse()?) };
+        let depth = if e[0] == "all" {
+            None
+        } else {
+            Some(e[0].parse()?)
+        };
         let urls: Vec<String> = site.expected(0, depth).into_iter().collect();
         std::fs::write(&e[1], urls.join("\n") + "\n")?;
     }

@@ -15,7 +15,10 @@ impl Pipeline for PageTitle {
         // `body` arrives as a JSON string; the title keeps its escapes, so
         // re-quoting it yields valid JSON.
         let value = format!("\"{}\"", title.trim());
-        Ok(ItemAction::Keep(vec![Field { name: "title".into(), value }]))
+        Ok(ItemAction::Keep(vec![Field {
+            name: "title".into(),
+            value,
+        }]))
     }
 }
 

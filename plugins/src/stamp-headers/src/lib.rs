@@ -6,7 +6,9 @@ struct StampHeaders;
 
 impl Middleware for StampHeaders {
     fn process_request(mut request: RequestHead) -> Result<RequestAction, String> {
-        request.headers.push(("X-Crawled-By".into(), "spinneret".into()));
+        request
+            .headers
+            .push(("X-Crawled-By".into(), "spinneret".into()));
         Ok(RequestAction::Proceed(request))
     }
 
