@@ -112,6 +112,8 @@ pub struct Crawl {
     pub download_timeout: f64,
     /// Seconds to establish a connection.
     pub connect_timeout: f64,
+    /// Seconds without a byte from the server before a fetch fails.
+    pub read_timeout: f64,
     pub maxdepth_limit: u32,
     pub dupe_idle_ttl: u64,
     pub global_page_per_domain_limit: u32,
@@ -132,6 +134,7 @@ impl Default for Crawl {
             retries: 3,
             download_timeout: 10.0,
             connect_timeout: 5.0,
+            read_timeout: 5.0,
             maxdepth_limit: 3,
             dupe_idle_ttl: 600,
             global_page_per_domain_limit: 0,

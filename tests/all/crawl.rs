@@ -280,3 +280,71 @@ async fn unknown_config_keys_are_named() -> Result<()> {
     assert!(run.stderr.contains("hitz"), "{}", run.stderr);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_file_starts_every_crawl_in_it() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let lines = [
+        serde_json::json!({"url": site.url(1), "appid": "app", "crawlid": "one"}),
+        serde_json::json!({"url": site.url(2), "appid": "app", "crawlid": "two", "priority": 90}),
+    ];
+    let file = s.path("requests.jsonl");
+    std::fs::write(
+        &file,
+        lines
+            .iter()
+            .map(|l| l.to_string() + "\n")
+            .collect::<String>(),
+    )?;
+    let run = s
+        .run(&[
+            "--spider",
+            "link",
+            "--requests",
+            file.to_str().unwrap_or_default(),
+        ])
+        .await?
+        .ok()?;
+    let mut got: Vec<(String, String)> = run
+        .results
+        .iter()
+        .map(|r| {
+            (
+                r["crawlid"].as_str().unwrap_or_default().into(),
+                r["url"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("one".to_string(), site.url(1)),
+            ("two".to_string(), site.url(2))
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn domain_max_pages_caps_results_per_domain() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let request = serde_json::json!({"url": site.seed_url(), "appid": "app", "crawlid": "capped", "maxdepth": 2, "domain_max_pages": 5});
+    let run = s
+        .run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()?;
+    let mut per_host: HashMap<String, usize> = HashMap::new();
+    for r in &run.results {
+        let host = url::Url::parse(r["url"].as_str().unwrap_or_default())?
+            .host_str()
+            .unwrap_or_default()
+            .to_string();
+        *per_host.entry(host).or_default() += 1;
+    }
+    assert_eq!(per_host.len(), site.spec.hosts, "{per_host:?}");
+    assert!(per_host.values().all(|n| *n <= 5), "{per_host:?}");
+    Ok(())
+}

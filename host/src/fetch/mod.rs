@@ -91,6 +91,7 @@ impl Fetcher {
         let client = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
+            .read_timeout(Duration::from_secs_f64(settings.read_timeout))
             .timeout(timeout)
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)

@@ -40,7 +40,9 @@ impl Runtime {
             Ok(cache) => {
                 config.cache(Some(cache));
             }
-            Err(e) => tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled"),
+            Err(e) => {
+                tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled")
+            }
         }
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();

@@ -9,23 +9,48 @@ use std::time::Instant;
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let site = Site::start(SiteSpec { pages: 300, hosts: 3, seed: 7 }).await?;
+    let site = Site::start(SiteSpec {
+        pages: 300,
+        hosts: 3,
+        seed: 7,
+    })
+    .await?;
     let exe = std::env::current_exe()?;
     let spinneret = exe.with_file_name("spinneret");
     let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = tempfile_dir()?;
     let config = dir.join("demo.toml");
     // Polite but quick: 50 fetches/s per domain instead of the default 10/min.
-    std::fs::write(&config, "[throttle]\nhits = 50\nwindow = 1\nmoderated = true\n")?;
+    std::fs::write(
+        &config,
+        "[throttle]\nhits = 50\nwindow = 1\nmoderated = true\n",
+    )?;
     let out = dir.join("results.jsonl");
 
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "site: {} pages on {} loopback hosts, seed {}", site.spec.pages, site.spec.hosts, site.seed_url())?;
-    writeln!(stdout, "crawl: link spider, depth 2, throttle 50 fetches/s per domain (moderated)\n")?;
+    writeln!(
+        stdout,
+        "site: {} pages on {} loopback hosts, seed {}",
+        site.spec.pages,
+        site.spec.hosts,
+        site.seed_url()
+    )?;
+    writeln!(
+        stdout,
+        "crawl: link spider, depth 2, throttle 50 fetches/s per domain (moderated)\n"
+    )?;
     drop(stdout);
     let started = Instant::now();
     let status = tokio::process::Command::new(&spinneret)
-        .args(["run", "--spider", "link", "--maxdepth", "2", "--allow-private", "--seed"])
+        .args([
+            "run",
+            "--spider",
+            "link",
+            "--maxdepth",
+            "2",
+            "--allow-private",
+            "--seed",
+        ])
         .arg(site.seed_url())
         .arg("--config")
         .arg(&config)
@@ -42,20 +67,40 @@ async fn main() -> Result<()> {
     }
 
     let text = std::fs::read_to_string(&out)?;
-    let results: Vec<serde_json::Value> = text.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let results: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
     let mut statuses: BTreeMap<i64, usize> = BTreeMap::new();
     for r in &results {
-        *statuses.entry(r["status_code"].as_i64().unwrap_or(0)).or_default() += 1;
+        *statuses
+            .entry(r["status_code"].as_i64().unwrap_or(0))
+            .or_default() += 1;
     }
-    let got: std::collections::BTreeSet<String> =
-        results.iter().filter_map(|r| r["url"].as_str().map(str::to_string)).collect();
+    let got: std::collections::BTreeSet<String> = results
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_string))
+        .collect();
     let expected = site.expected(0, Some(2));
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "\npages:     {}", results.len())?;
     let s: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     writeln!(stdout, "statuses:  {}", s.join(", "))?;
-    writeln!(stdout, "pages/s:   {:.0} (throttled)", results.len() as f64 / secs)?;
-    writeln!(stdout, "expected:  {} URLs, {}", expected.len(), if got == expected { "all crawled, none extra" } else { "MISMATCH" })?;
+    writeln!(
+        stdout,
+        "pages/s:   {:.0} (throttled)",
+        results.len() as f64 / secs
+    )?;
+    writeln!(
+        stdout,
+        "expected:  {} URLs, {}",
+        expected.len(),
+        if got == expected {
+            "all crawled, none extra"
+        } else {
+            "MISMATCH"
+        }
+    )?;
     writeln!(stdout, "results:   {}", out.display())?;
     if got != expected {
         bail!("the crawl did not return the expected URL set");
