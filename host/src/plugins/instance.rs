@@ -12,6 +12,7 @@ use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use thiserror::Error;
+use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 
 /// Instances kept warm per plugin; more callers than this instantiate anew.
@@ -233,27 +234,13 @@ impl Plugin {
             let Bound::Spider(s) = bound else {
                 return Err(self.wrong_kind());
             };
-            let res = store
-                .data_mut()
-                .table
-                .push(ResponseRes::new(page))
-                .map_err(|e| self.host_err(e))?;
-            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = s
-                .spinneret_plugin_parser()
-                .call_parse(&mut *store, borrowed);
-            let _ = store.data_mut().table.delete(res);
-            match out {
-                Ok(Ok(outputs)) => outputs
-                    .into_iter()
-                    .map(|o| self.convert_output(o))
-                    .collect(),
-                Ok(Err(reason)) => Err(CallError::Guest {
-                    plugin: self.name.to_string(),
-                    reason,
-                }),
-                Err(e) => Err(self.trap(store, e)),
-            }
+            let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
+                s.spinneret_plugin_parser().call_parse(store, r)
+            })?;
+            self.outcome(store, out)?
+                .into_iter()
+                .map(|o| self.convert_output(o))
+                .collect()
         })
     }
 
@@ -274,22 +261,17 @@ impl Plugin {
                 method,
                 headers,
             };
-            match m
+            let out = m
                 .spinneret_plugin_middleware()
-                .call_process_request(&mut *store, &head)
-            {
-                Ok(Ok(W::Proceed(h))) => Ok(RequestAction::Proceed {
+                .call_process_request(&mut *store, &head);
+            Ok(match self.outcome(store, out)? {
+                W::Proceed(h) => RequestAction::Proceed {
                     url: h.url,
                     method: h.method,
                     headers: h.headers,
-                }),
-                Ok(Ok(W::Drop(reason))) => Ok(RequestAction::Drop(reason)),
-                Ok(Err(reason)) => Err(CallError::Guest {
-                    plugin: self.name.to_string(),
-                    reason,
-                }),
-                Err(e) => Err(self.trap(store, e)),
-            }
+                },
+                W::Drop(reason) => RequestAction::Drop(reason),
+            })
         })
     }
 
@@ -300,26 +282,15 @@ impl Plugin {
             let Bound::Middleware(m) = bound else {
                 return Err(self.wrong_kind());
             };
-            let res = store
-                .data_mut()
-                .table
-                .push(ResponseRes::new(page))
-                .map_err(|e| self.host_err(e))?;
-            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = m
-                .spinneret_plugin_middleware()
-                .call_process_response(&mut *store, borrowed);
-            let _ = store.data_mut().table.delete(res);
-            match out {
-                Ok(Ok(W::Proceed)) => Ok(ResponseAction::Proceed),
-                Ok(Ok(W::Retry(r))) => Ok(ResponseAction::Retry(r)),
-                Ok(Ok(W::Drop(r))) => Ok(ResponseAction::Drop(r)),
-                Ok(Err(reason)) => Err(CallError::Guest {
-                    plugin: self.name.to_string(),
-                    reason,
-                }),
-                Err(e) => Err(self.trap(store, e)),
-            }
+            let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
+                m.spinneret_plugin_middleware()
+                    .call_process_response(store, r)
+            })?;
+            Ok(match self.outcome(store, out)? {
+                W::Proceed => ResponseAction::Proceed,
+                W::Retry(r) => ResponseAction::Retry(r),
+                W::Drop(r) => ResponseAction::Drop(r),
+            })
         })
     }
 
@@ -330,30 +301,52 @@ impl Plugin {
             let Bound::Pipeline(p) = bound else {
                 return Err(self.wrong_kind());
             };
-            let res = store
-                .data_mut()
-                .table
-                .push(CrawlResultRes { fields })
-                .map_err(|e| self.host_err(e))?;
-            let borrowed = wasmtime::component::Resource::new_borrow(res.rep());
-            let out = p
-                .spinneret_plugin_pipeline()
-                .call_process_item(&mut *store, borrowed);
-            let _ = store.data_mut().table.delete(res);
-            match out {
-                Ok(Ok(W::Keep(fields))) => fields
-                    .into_iter()
-                    .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
-                    .collect::<Result<_, _>>()
-                    .map(ItemAction::Keep),
-                Ok(Ok(W::Drop(r))) => Ok(ItemAction::Drop(r)),
-                Ok(Err(reason)) => Err(CallError::Guest {
-                    plugin: self.name.to_string(),
-                    reason,
-                }),
-                Err(e) => Err(self.trap(store, e)),
-            }
+            let out = self.with_resource(store, CrawlResultRes { fields }, |store, r| {
+                p.spinneret_plugin_pipeline().call_process_item(store, r)
+            })?;
+            Ok(match self.outcome(store, out)? {
+                W::Keep(fields) => ItemAction::Keep(
+                    fields
+                        .into_iter()
+                        .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
+                        .collect::<Result<_, _>>()?,
+                ),
+                W::Drop(r) => ItemAction::Drop(r),
+            })
         })
+    }
+
+    /// Lend `value` to the guest as a borrowed resource for one call.
+    fn with_resource<V: Send + 'static, R>(
+        &self,
+        store: &mut Store<StoreState>,
+        value: V,
+        call: impl FnOnce(&mut Store<StoreState>, Resource<V>) -> R,
+    ) -> Result<R, CallError> {
+        let owned = store
+            .data_mut()
+            .table
+            .push(value)
+            .map_err(|e| self.host_err(e))?;
+        let out = call(store, Resource::new_borrow(owned.rep()));
+        let _ = store.data_mut().table.delete(owned);
+        Ok(out)
+    }
+
+    /// A guest call's outcome: its `err` and traps become [`CallError`]s.
+    fn outcome<T>(
+        &self,
+        store: &Store<StoreState>,
+        out: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, CallError> {
+        match out {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(reason)) => Err(CallError::Guest {
+                plugin: self.name.to_string(),
+                reason,
+            }),
+            Err(e) => Err(self.trap(store, e)),
+        }
     }
 
     fn host_err(&self, e: impl std::fmt::Display) -> CallError {
