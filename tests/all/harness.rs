@@ -106,7 +106,10 @@ impl Scratch {
             .arg(self.path("config.toml"))
             .arg("--plugins")
             .arg(self.path("plugins"))
-            .env("XDG_CACHE_HOME", std::env::temp_dir().join("spinneret-test-cache"))
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("spinneret-test-cache"),
+            )
             .env_remove("RUST_LOG")
             .kill_on_drop(true)
             .stdin(Stdio::null());

@@ -194,7 +194,7 @@ impl Graph {
         }
         html.push_str("<a href=\"mailto:webmaster@example.com\">mail</a> <a href=\"javascript:void(0)\">js</a>\n</nav>\n");
         html.push_str("<script>var tpl = '<a href=\"/script-only.html\">x</a>';</script>\n");
-        let target = 15_000 + rng.below(10_000);
+        let target = 15_500 + rng.below(9_000);
         while html.len() < target {
             html.push_str("<p>");
             for _ in 0..(40 + rng.below(40)) {
@@ -205,5 +205,100 @@ impl Graph {
         }
         html.push_str("</body></html>\n");
         Bytes::from(html)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(n: usize) -> Vec<SocketAddr> {
+        (0..n)
+            .map(|k| SocketAddr::from(([127, 0, 0, (k + 1) as u8], 8000 + k as u16)))
+            .collect()
+    }
+
+    #[test]
+    fn pages_are_15_to_25_kb_and_deterministic() {
+        let spec = SiteSpec {
+            pages: 200,
+            hosts: 3,
+            seed: 9,
+        };
+        let (g, h) = (Graph::new(spec), Graph::new(spec));
+        let a = addrs(3);
+        for i in 0..200 {
+            let page = g.render(i, &a);
+            assert!(
+                (15 * 1024..=25 * 1024).contains(&page.len()),
+                "page {i} is {} bytes",
+                page.len()
+            );
+            assert_eq!(
+                page,
+                h.render(i, &a),
+                "page {i} differs between two renders"
+            );
+        }
+    }
+
+    #[test]
+    fn every_page_is_reachable_from_page_0() {
+        let g = Graph::new(SiteSpec {
+            pages: 500,
+            hosts: 4,
+            seed: 1,
+        });
+        let mut seen = vec![false; 500];
+        let mut stack = vec![0];
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            stack.extend(g.followable(i).filter_map(|t| match t {
+                Target::Page(j) | Target::Redirect(j) => Some(j),
+                _ => None,
+            }));
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn the_site_has_every_kind_of_link() {
+        let g = Graph::new(SiteSpec {
+            pages: 100,
+            hosts: 3,
+            seed: 5,
+        });
+        let all: Vec<Target> = (0..100).flat_map(|i| g.links[i].clone()).collect();
+        for kind in [
+            Target::Redirect(0),
+            Target::Missing(0),
+            Target::Private(0),
+            Target::Asset(0),
+        ] {
+            assert!(
+                all.iter()
+                    .any(|t| std::mem::discriminant(t) == std::mem::discriminant(&kind)),
+                "{kind:?}"
+            );
+        }
+        let html = String::from_utf8_lossy(&g.render(1, &addrs(3))).into_owned();
+        for needle in [
+            "href=\"http://",
+            "href=\"/",
+            "href=\"..",
+            "#section",
+            ".jpg",
+            ".pdf",
+            "mailto:",
+            "<area",
+        ] {
+            assert!(
+                (0..20).any(|i| String::from_utf8_lossy(&g.render(i, &addrs(3))).contains(needle)),
+                "{needle}"
+            );
+        }
+        assert!(html.contains("<title>Page 1</title>"));
     }
 }
