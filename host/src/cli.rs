@@ -373,6 +373,9 @@ fn summary(stats: &Stats) {
         .iter()
         .map(|(s, n)| format!("{s}: {n}"))
         .collect();
+    let plugins = stats.plugin_calls();
+    let plugin_calls: u64 = plugins.values().map(|p| p.calls).sum();
+    let plugin_instances: u64 = plugins.values().map(|p| p.instances).sum();
     tracing::info!(
         pages,
         seconds = format!("{secs:.2}"),
@@ -386,6 +389,8 @@ fn summary(stats: &Stats) {
         errors = stats.errors.load(Relaxed),
         retries = stats.retries.load(Relaxed),
         robots_denied = stats.robots_denied.load(Relaxed),
+        plugin_calls,
+        plugin_instances,
         "crawl done"
     );
 }

@@ -248,3 +248,39 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_recycled_after_n_calls() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "[plugins.limits]\nrecycle_calls = 3\n")?;
+    let run = s
+        .run(&[
+            "--spider",
+            "link",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "1",
+            "--log-format",
+            "json",
+            "--concurrency",
+            "1",
+        ])
+        .await?
+        .ok()?;
+    let done: serde_json::Value = run
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "crawl done")
+        .expect("a summary line");
+    let calls = done["plugin_calls"].as_u64().unwrap_or(0);
+    let instances = done["plugin_instances"].as_u64().unwrap_or(0);
+    assert_eq!(calls as usize, run.results.len(), "one parse per page");
+    // One worker: without recycling there would be a single instance.
+    assert!(
+        calls > 6 && instances >= calls / 3,
+        "{instances} instances for {calls} calls: no recycling after 3 calls"
+    );
+    Ok(())
+}
