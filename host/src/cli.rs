@@ -7,7 +7,7 @@ use crate::crawl::Engine;
 use crate::fetch::{Fetched, Fetcher};
 use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher};
 use crate::request::CrawlRequest;
-use crate::scheduler::{EmbeddedDedup, EmbeddedFrontier, Frontier};
+use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
 use crate::stats::{process_usage, Stats};
 use crate::throttle::EmbeddedThrottle;
 use anyhow::{bail, Context, Result};
@@ -45,6 +45,9 @@ pub struct Global {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum)]
     pub log_format: Option<LogFormatArg>,
+    /// Cluster mode: share the frontier, dedup and throttle through Redis.
+    #[arg(long, global = true, value_name = "URL")]
+    pub redis: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -61,13 +64,22 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Run a spider on one recorded response and print what it yields.
     Parse(ParseArgs),
+    /// Queue crawl requests in the cluster (needs --redis) and exit.
+    Submit(SubmitArgs),
 }
 
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Spider: a name in the plugins directory, or a path to a .wasm file.
-    #[arg(long)]
+pub struct SubmitArgs {
+    /// Spider name for requests that do not name one.
+    #[arg(long, default_value = "link")]
     pub spider: String,
+    #[command(flatten)]
+    pub requests: RequestArgs,
+}
+
+/// Where crawl requests come from.
+#[derive(Args, Debug, Default)]
+pub struct RequestArgs {
     /// Seed URL (repeatable).
     #[arg(long)]
     pub seed: Vec<String>,
@@ -80,6 +92,15 @@ pub struct RunArgs {
     /// Depth for --seed crawls; also raises crawl.maxdepth_limit for this run.
     #[arg(long)]
     pub maxdepth: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Spider: a name in the plugins directory, or a path to a .wasm file.
+    #[arg(long)]
+    pub spider: String,
+    #[command(flatten)]
+    pub requests: RequestArgs,
     /// Write results here instead of stdout (JSON lines).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
@@ -122,6 +143,9 @@ pub async fn main(cli: Cli) -> Result<i32> {
     if cli.global.allow_private {
         settings.crawl.allow_private = true;
     }
+    if let Some(url) = &cli.global.redis {
+        settings.redis.url = url.clone();
+    }
     if let Some(f) = cli.global.log_format {
         settings.log.format = match f {
             LogFormatArg::Text => LogFormat::Text,
@@ -132,6 +156,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Run(args) => run(settings, args).await,
         Command::Plugins(args) => plugins(settings, args),
         Command::Parse(args) => parse(settings, args).await,
+        Command::Submit(args) => submit(settings, args).await,
     }
 }
 
@@ -178,7 +203,7 @@ fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result
 }
 
 async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
-    if let Some(d) = args.maxdepth {
+    if let Some(d) = args.requests.maxdepth {
         settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
     }
     if let Some(c) = args.concurrency {
@@ -222,19 +247,12 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         None
     };
 
-    let requests = collect_requests(&settings, &args, &spider)?;
+    let requests = collect_requests(&settings, &args.requests, &spider)?;
     if requests.is_empty() && !args.serve {
         bail!("nothing to crawl: give --seed URL, --request JSON or --requests FILE (or --serve)");
     }
     let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
-    for r in &requests {
-        let url = url::Url::parse(&r.url).with_context(|| format!("bad seed URL {}", r.url))?;
-        fetcher
-            .policy()
-            .check_url(&url)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+    check_seeds(&fetcher, &requests).await?;
 
     let sink: Arc<dyn ResultSink> = match &args.output {
         Some(path) => Arc::new(JsonlSink::new(Box::new(
@@ -244,14 +262,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         None => Arc::new(JsonlSink::stdout()),
     };
     let settings = Arc::new(settings);
-    let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-    let frontier: Arc<dyn Frontier> =
-        Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
-    let cap = settings.crawl.global_page_per_domain_limit;
-    let dedup = Arc::new(EmbeddedDedup::new(
-        Duration::from_secs(settings.crawl.dupe_idle_ttl),
-        (cap > 0).then_some(cap),
-    ));
+    let (frontier, dedup) = stores(&settings).await?;
     let engine = Engine::new(
         frontier.clone(),
         dedup,
@@ -287,9 +298,61 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     Ok(0)
 }
 
+/// The frontier and dedup store: Redis when `redis.url` is set, else in process.
+async fn stores(settings: &Settings) -> Result<(Arc<dyn Frontier>, Arc<dyn DedupStore>)> {
+    if settings.redis.url.is_empty() {
+        let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
+        let frontier = Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
+        let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
+            settings.crawl.dupe_idle_ttl,
+        )));
+        return Ok((frontier, dedup));
+    }
+    let store = RedisStore::connect(settings).await?;
+    tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
+    Ok((store.clone(), store))
+}
+
+/// Refuse seeds the address policy refuses, before anything is queued.
+async fn check_seeds(fetcher: &Fetcher, requests: &[CrawlRequest]) -> Result<()> {
+    for r in requests {
+        let url = url::Url::parse(&r.url).with_context(|| format!("bad seed URL {}", r.url))?;
+        fetcher
+            .policy()
+            .check_url(&url)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// `spinneret submit`: validate, queue in the cluster, exit.
+async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
+    if let Some(d) = args.requests.maxdepth {
+        settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
+    }
+    settings.validate()?;
+    crate::telemetry::init(&settings.log);
+    if settings.redis.url.is_empty() {
+        bail!("submit queues requests in a cluster: give --redis URL (or set redis.url)");
+    }
+    let requests = collect_requests(&settings, &args.requests, &args.spider)?;
+    if requests.is_empty() {
+        bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
+    }
+    check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
+    let (frontier, dedup) = stores(&settings).await?;
+    for r in requests {
+        let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
+        crate::crawl::submit(&*frontier, &*dedup, r).await?;
+        tracing::info!(%url, %crawlid, "queued");
+    }
+    Ok(0)
+}
+
 fn collect_requests(
     settings: &Settings,
-    args: &RunArgs,
+    args: &RequestArgs,
     spider: &str,
 ) -> Result<Vec<CrawlRequest>> {
     let limit = settings.crawl.maxdepth_limit;

@@ -126,6 +126,9 @@ pub struct Crawl {
     pub user_agent: String,
     /// Seconds a host's robots.txt stays cached.
     pub robots_ttl: u64,
+    /// Seconds a worker may hold a request before another worker takes it
+    /// over (cluster mode). Longer than a fetch plus a parse.
+    pub lease_ttl: f64,
 }
 
 impl Default for Crawl {
@@ -145,6 +148,7 @@ impl Default for Crawl {
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
+            lease_ttl: 60.0,
         }
     }
 }
@@ -377,6 +381,12 @@ impl Settings {
             return bad(
                 "crawl.download_timeout and crawl.connect_timeout must be positive seconds".into(),
             );
+        }
+        if self.crawl.lease_ttl < self.crawl.download_timeout || !self.crawl.lease_ttl.is_finite() {
+            return bad(format!(
+                "crawl.lease_ttl ({}) must be at least crawl.download_timeout ({}), or requests would be taken over mid-fetch",
+                self.crawl.lease_ttl, self.crawl.download_timeout
+            ));
         }
         if self.crawl.concurrency == 0 {
             return bad("crawl.concurrency must be at least 1".into());

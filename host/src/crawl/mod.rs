@@ -17,6 +17,28 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Queue a crawl's seed. The seed always goes in (and counts as seen),
+/// like the reference's direct enqueue.
+pub async fn submit(
+    frontier: &dyn Frontier,
+    dedup: &dyn DedupStore,
+    request: CrawlRequest,
+) -> Result<(), StoreError> {
+    let job = request.into_seed();
+    let cand = Candidate {
+        fingerprint: job.fingerprint(),
+        domain: domain::of_url(&job.url),
+        domain_cap: None,
+        global_cap: None,
+        force: true,
+    };
+    dedup.admit(&job.crawl.key(), &[cand]).await?;
+    frontier.push(vec![job]).await
+}
+
+/// How often a process checks the store for work queued by others.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
 /// Everything a worker needs; shared by all workers of a process.
 pub struct Engine {
     pub frontier: Arc<dyn Frontier>,
@@ -63,18 +85,9 @@ impl Engine {
         })
     }
 
-    /// Queue a crawl's seed. The seed always goes in (and counts as seen),
-    /// like the reference's direct enqueue.
+    /// Queue a crawl's seed (see [`submit`]).
     pub async fn submit(&self, request: CrawlRequest) -> Result<(), StoreError> {
-        let job = request.into_seed();
-        let cand = Candidate {
-            fingerprint: job.fingerprint(),
-            domain: domain::of_url(&job.url),
-            domain_cap: None,
-            force: true,
-        };
-        self.dedup.admit(&job.crawl.key(), &[cand]).await?;
-        self.frontier.push(vec![job]).await?;
+        submit(&*self.frontier, &*self.dedup, request).await?;
         self.wake.notify_waiters();
         Ok(())
     }
@@ -86,12 +99,15 @@ impl Engine {
         };
         let key = first.crawl.key();
         let cap = first.crawl.domain_max_pages;
+        let global = self.settings.crawl.global_page_per_domain_limit;
+        let global_cap = (global > 0).then_some(global);
         let cands: Vec<Candidate> = children
             .iter()
             .map(|j| Candidate {
                 fingerprint: j.fingerprint(),
                 domain: domain::of_url(&j.url),
                 domain_cap: cap,
+                global_cap,
                 force: j.dont_filter,
             })
             .collect();
@@ -113,6 +129,32 @@ impl Engine {
     /// queued or in flight; otherwise run until `stop` is notified.
     pub async fn run(self: &Arc<Self>, until_done: bool, stop: Arc<Notify>) {
         let mut tasks = tokio::task::JoinSet::new();
+        // Upkeep (lease reclaim) every second, and one poller per process
+        // that wakes idle workers when another process queued work, so
+        // idle workers do not each poll the store.
+        let upkeep = {
+            let me = self.clone();
+            tokio::spawn(async move {
+                let mut tick = 0u32;
+                loop {
+                    tokio::time::sleep(IDLE_POLL).await;
+                    tick += 1;
+                    if tick % 5 == 0 {
+                        if let Err(e) = me.frontier.maintain().await {
+                            tracing::warn!(error = %e, "store upkeep failed; retrying");
+                        }
+                    }
+                    match me.frontier.counts().await {
+                        Ok(c) if c.queued > 0 => me.wake.notify_waiters(),
+                        Ok(c) if until_done && c.in_flight == 0 => {
+                            me.done.store(true, Ordering::SeqCst);
+                            me.wake.notify_waiters();
+                        }
+                        _ => {}
+                    }
+                }
+            })
+        };
         for _ in 0..self.settings.crawl.concurrency {
             let me = self.clone();
             tasks.spawn(async move { me.worker(until_done).await });
@@ -125,6 +167,7 @@ impl Engine {
                 while tasks.join_next().await.is_some() {}
             }
         }
+        upkeep.abort();
         if let Err(e) = self.sink.flush().await {
             tracing::error!(error = %e, "flushing results failed");
         }
@@ -154,7 +197,7 @@ impl Engine {
                         self.wake.notify_waiters();
                         return;
                     }
-                    Duration::from_secs(1)
+                    Duration::from_secs(5)
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "frontier unavailable, retrying");

@@ -163,7 +163,7 @@ impl Frontier for EmbeddedFrontier {
         Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
     }
 
-    async fn ack(&self, lease_id: u64) -> Result<(), StoreError> {
+    async fn ack(&self, lease_id: u64, _crawled: bool) -> Result<(), StoreError> {
         self.state.lock().leases.remove(&lease_id);
         Ok(())
     }
@@ -195,16 +195,14 @@ struct Seen {
 pub struct EmbeddedDedup {
     crawls: Mutex<HashMap<CrawlKey, Seen>>,
     idle_ttl: Duration,
-    global_domain_cap: Option<u32>,
     global_counts: Mutex<HashMap<String, u32>>,
 }
 
 impl EmbeddedDedup {
-    pub fn new(idle_ttl: Duration, global_domain_cap: Option<u32>) -> Self {
+    pub fn new(idle_ttl: Duration) -> Self {
         EmbeddedDedup {
             crawls: Mutex::new(HashMap::new()),
             idle_ttl,
-            global_domain_cap,
             global_counts: Mutex::new(HashMap::new()),
         }
     }
@@ -238,12 +236,12 @@ impl DedupStore for EmbeddedDedup {
                     return false;
                 }
                 let gcount = global.get(&c.domain).copied().unwrap_or(0);
-                if self.global_domain_cap.is_some_and(|cap| gcount >= cap) {
+                if c.global_cap.is_some_and(|cap| gcount >= cap) {
                     return false;
                 }
                 seen.fingerprints.insert(c.fingerprint);
                 *seen.per_domain.entry(c.domain.clone()).or_default() += 1;
-                if self.global_domain_cap.is_some() {
+                if c.global_cap.is_some() {
                     *global.entry(c.domain.clone()).or_default() += 1;
                 }
                 true
@@ -345,7 +343,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn dedup_and_domain_caps() {
-        let d = EmbeddedDedup::new(Duration::from_secs(600), None);
+        let d = EmbeddedDedup::new(Duration::from_secs(600));
         let key = CrawlKey {
             appid: "app".into(),
             crawlid: "c".into(),
@@ -354,6 +352,7 @@ mod tests {
             fingerprint: fp,
             domain: "a.com".into(),
             domain_cap: Some(2),
+            global_cap: None,
             force: false,
         };
         assert_eq!(

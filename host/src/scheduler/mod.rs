@@ -10,7 +10,9 @@
 
 pub mod domain;
 mod embedded;
+pub mod redis;
 
+pub use self::redis::RedisStore;
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
 
 use crate::request::{CrawlKey, Job};
@@ -55,11 +57,16 @@ pub trait Frontier: Send + Sync {
     async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
     /// Lease the best request of a domain the throttle lets through now.
     async fn pop(&self) -> Result<Pop, StoreError>;
-    /// The leased request is finished (its result delivered, or dropped).
-    async fn ack(&self, lease_id: u64) -> Result<(), StoreError>;
+    /// The leased request is finished: `crawled` if its result was
+    /// delivered, false if it was dropped (robots, expiry, a plugin).
+    async fn ack(&self, lease_id: u64, crawled: bool) -> Result<(), StoreError>;
     /// Finish the lease and queue `retry` in its place, as one step.
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError>;
     async fn counts(&self) -> Result<Counts, StoreError>;
+    /// Periodic upkeep (reclaiming expired leases); every worker calls it.
+    async fn maintain(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// One link considered for the frontier.
@@ -70,6 +77,8 @@ pub struct Candidate {
     pub domain: String,
     /// The crawl's `domain_max_pages`.
     pub domain_cap: Option<u32>,
+    /// `crawl.global_page_per_domain_limit`, across crawls.
+    pub global_cap: Option<u32>,
     /// Bypass the seen check (seeds, `dont_filter`); still marked seen.
     pub force: bool,
 }

@@ -1,0 +1,394 @@
+//! Redis-backed frontier and dedup store: what lets any number of workers
+//! share one crawl. Every operation is one Lua script, so one round trip:
+//! push, pop (with the throttle and blacklist decision), ack, retry, admit
+//! (dedup and caps for a whole page), and the periodic reclaim of expired
+//! leases. Key layout: ARCHITECTURE.md, "Redis keys".
+
+use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::config::Settings;
+use crate::request::{CrawlKey, CrawlSpec, Job};
+use crate::scheduler::domain;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use redis::Script;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const COMMON: &str = include_str!("common.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{COMMON}\n{body}"))
+}
+
+struct Scripts {
+    push: Script,
+    pop: Script,
+    ack: Script,
+    retry: Script,
+    reclaim: Script,
+    admit: Script,
+}
+
+/// A queued request as stored in Redis: the crawl's spec is stored once,
+/// not in every request.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireJob {
+    u: String,
+    s: String,
+    p: i32,
+    d: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    m: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    h: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    b: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    meta: Vec<(String, String)>,
+    #[serde(default)]
+    r: u32,
+    #[serde(default)]
+    f: bool,
+}
+
+impl WireJob {
+    fn of(job: &Job) -> WireJob {
+        WireJob {
+            u: job.url.clone(),
+            s: job.spiderid.clone(),
+            p: job.priority,
+            d: job.depth,
+            m: (job.method != "GET").then(|| job.method.clone()),
+            h: job.headers.clone(),
+            b: job.body.clone(),
+            meta: job.meta.clone(),
+            r: job.retries,
+            f: job.dont_filter,
+        }
+    }
+
+    fn into_job(self, crawl: Arc<CrawlSpec>) -> Job {
+        Job {
+            crawl,
+            url: self.u,
+            spiderid: self.s,
+            priority: self.p,
+            depth: self.d,
+            method: self.m.unwrap_or_else(|| "GET".into()),
+            headers: self.h,
+            body: self.b,
+            meta: self.meta,
+            retries: self.r,
+            dont_filter: self.f,
+        }
+    }
+}
+
+/// The short, key-safe id of a crawl (appid + crawlid).
+pub fn crawl_ref(key: &CrawlKey) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(key.appid.as_bytes());
+    h.update(b"\0");
+    h.update(key.crawlid.as_bytes());
+    format!("{:016x}", h.digest())
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+pub struct RedisStore {
+    con: ConnectionManager,
+    ns: String,
+    scripts: Scripts,
+    throttle: crate::config::Throttle,
+    lease_ms: u64,
+    idle_ttl_ms: u64,
+    specs: Mutex<HashMap<String, Arc<CrawlSpec>>>,
+    stored_specs: Mutex<HashSet<String>>,
+}
+
+impl RedisStore {
+    /// Connect (retrying with backoff until Redis answers).
+    pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, StoreError> {
+        let client = redis::Client::open(settings.redis.url.as_str()).map_err(|e| {
+            StoreError::Unavailable(format!("bad redis.url {:?}: {e}", settings.redis.url))
+        })?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_secs(2));
+        let mut backoff = Duration::from_millis(200);
+        let con = loop {
+            match client
+                .get_connection_manager_with_config(config.clone())
+                .await
+            {
+                Ok(c) => break c,
+                Err(e) => {
+                    tracing::warn!(url = %settings.redis.url, error = %e, retry_in = ?backoff, "Redis unreachable, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        Ok(Arc::new(RedisStore {
+            con,
+            ns: format!("{{{}}}", settings.redis.namespace),
+            scripts: Scripts {
+                push: script(include_str!("push.lua")),
+                pop: script(include_str!("pop.lua")),
+                ack: script(include_str!("ack.lua")),
+                retry: script(include_str!("retry.lua")),
+                reclaim: script(include_str!("reclaim.lua")),
+                admit: script(include_str!("admit.lua")),
+            },
+            throttle: settings.throttle.clone(),
+            lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
+            idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
+            specs: Mutex::new(HashMap::new()),
+            stored_specs: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.ns
+    }
+
+    pub fn connection(&self) -> ConnectionManager {
+        self.con.clone()
+    }
+
+    /// The crawl's spec: cached, else read from Redis.
+    async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
+        if let Some(s) = self.specs.lock().get(cref) {
+            return Ok(Some(s.clone()));
+        }
+        let mut con = self.con.clone();
+        let json: Option<String> = redis::cmd("GET")
+            .arg(format!("{}:spec:{cref}", self.ns))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let Some(json) = json else { return Ok(None) };
+        let spec: CrawlSpec = serde_json::from_str(&json)
+            .map_err(|e| StoreError::Unavailable(format!("corrupt crawl spec {cref}: {e}")))?;
+        let spec = Arc::new(spec);
+        self.specs.lock().insert(cref.to_string(), spec.clone());
+        Ok(Some(spec))
+    }
+
+    /// Spec JSON for the first push of a crawl by this process, else "".
+    fn spec_arg(&self, cref: &str, spec: &Arc<CrawlSpec>) -> String {
+        if self.stored_specs.lock().insert(cref.to_string()) {
+            self.specs.lock().insert(cref.to_string(), spec.clone());
+            serde_json::to_string(&**spec).unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+
+    fn queue_key(job: &Job) -> String {
+        format!("{}|{}", job.spiderid, domain::of_url(&job.url))
+    }
+
+    fn throttle_prefix(&self) -> String {
+        if self.throttle.split_by_egress {
+            format!("{}|", self.throttle.egress_id)
+        } else {
+            String::new()
+        }
+    }
+}
+
+#[async_trait]
+impl Frontier for RedisStore {
+    async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        // One script call per crawl (a page's children share one).
+        let mut by_crawl: HashMap<String, Vec<Job>> = HashMap::new();
+        for j in jobs {
+            by_crawl
+                .entry(crawl_ref(&j.crawl.key()))
+                .or_default()
+                .push(j);
+        }
+        for (cref, jobs) in by_crawl {
+            let mut inv = self.scripts.push.prepare_invoke();
+            inv.key(format!("{}:ready", self.ns))
+                .arg(&self.ns)
+                .arg(&cref)
+                .arg(self.spec_arg(&cref, &jobs[0].crawl));
+            for j in &jobs {
+                let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
+                inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
+            }
+            let mut con = self.con.clone();
+            let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn pop(&self) -> Result<Pop, StoreError> {
+        loop {
+            let mut con = self.con.clone();
+            let out: Vec<String> = self
+                .scripts
+                .pop
+                .key(format!("{}:ready", self.ns))
+                .arg(&self.ns)
+                .arg(self.throttle.hits)
+                .arg((self.throttle.window * 1000.0) as u64)
+                .arg(if self.throttle.moderated { "1" } else { "0" })
+                .arg(self.throttle_prefix())
+                .arg(if self.throttle.split_by_spider {
+                    "1"
+                } else {
+                    "0"
+                })
+                .arg(self.lease_ms)
+                .invoke_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            match out.as_slice() {
+                [lease, cref, payload] if !lease.is_empty() => {
+                    let id: u64 = lease.parse().unwrap_or(0);
+                    let wire: WireJob = match serde_json::from_str(payload) {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::error!(error = %e, "dropping a corrupt queued request");
+                            self.ack(id, false).await?;
+                            continue;
+                        }
+                    };
+                    let Some(spec) = self.spec(cref).await? else {
+                        tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
+                        self.ack(id, false).await?;
+                        continue;
+                    };
+                    return Ok(Pop::Leased(Lease {
+                        id,
+                        job: wire.into_job(spec),
+                    }));
+                }
+                [_, wait] if wait == "-1" => return Ok(Pop::Idle),
+                [_, wait] => {
+                    return Ok(Pop::Wait(Duration::from_millis(
+                        wait.parse().unwrap_or(100),
+                    )))
+                }
+                other => {
+                    return Err(StoreError::Unavailable(format!(
+                        "unexpected pop reply {other:?}"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn ack(&self, lease_id: u64, crawled: bool) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let found: i64 = self
+            .scripts
+            .ack
+            .key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(lease_id)
+            .arg(if crawled { "1" } else { "0" })
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if found == 0 {
+            tracing::debug!(
+                lease_id,
+                "lease had expired and was reclaimed; another worker may crawl it again"
+            );
+        }
+        Ok(())
+    }
+
+    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&WireJob::of(&retry)).unwrap_or_default();
+        let mut con = self.con.clone();
+        let _: i64 = self
+            .scripts
+            .retry
+            .key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(lease_id)
+            .arg(Self::queue_key(&retry))
+            .arg(retry.priority)
+            .arg(payload)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn counts(&self) -> Result<Counts, StoreError> {
+        let mut con = self.con.clone();
+        let (q, f): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+            .arg(format!("{}:counts", self.ns))
+            .arg("q")
+            .arg("f")
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(Counts {
+            queued: q.unwrap_or(0).max(0) as u64,
+            in_flight: f.unwrap_or(0).max(0) as u64,
+        })
+    }
+
+    async fn maintain(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let reclaimed: i64 = self
+            .scripts
+            .reclaim
+            .key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(self.idle_ttl_ms)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if reclaimed > 0 {
+            tracing::info!(reclaimed, "expired leases put back in their queues");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DedupStore for RedisStore {
+    async fn admit(
+        &self,
+        crawl: &CrawlKey,
+        candidates: &[Candidate],
+    ) -> Result<Vec<bool>, StoreError> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cap = |c: Option<u32>| c.map(|n| n.to_string()).unwrap_or_default();
+        let mut inv = self.scripts.admit.prepare_invoke();
+        inv.key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(crawl_ref(crawl))
+            .arg(cap(candidates[0].domain_cap))
+            .arg(cap(candidates[0].global_cap));
+        for c in candidates {
+            // 8 bytes of the 16-byte fingerprint, as a signed integer so
+            // Redis keeps the sets as compact intsets.
+            let fp64 = (c.fingerprint >> 64) as u64;
+            inv.arg((fp64 as i64).to_string())
+                .arg(format!("{fp64:016x}"))
+                .arg(&c.domain)
+                .arg(if c.force { "1" } else { "0" });
+        }
+        let mut con = self.con.clone();
+        let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        Ok(out.into_iter().map(|v| v == 1).collect())
+    }
+}

@@ -1,0 +1,66 @@
+-- Lease the best request of a domain the throttle lets through, in one
+-- round trip. ARGV: ns, hits, window_ms, moderated, throttle prefix,
+-- split_by_spider, lease_ms.
+-- Returns {lease, cref, payload} or {'', wait_ms} ('-1' = nothing queued).
+local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
+local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
+local lease_ms = tonumber(ARGV[7])
+local ready = ns .. ':ready'
+local now = now_ms()
+for _ = 1, 32 do
+  local c = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
+  if #c == 0 then break end
+  local qk = c[1]
+  local sep = string.find(qk, '|', 1, true)
+  local spider, domain = string.sub(qk, 1, sep - 1), string.sub(qk, sep + 1)
+  local q = ns .. ':q:' .. qk
+  if redis.call('ZCARD', q) == 0 then
+    redis.call('ZREM', ready, qk)
+  elseif redis.call('SISMEMBER', ns .. ':blacklist', domain) == 1 then
+    -- Blacklisted: not fetched, queue kept; look again in a second.
+    redis.call('ZADD', ready, now + 1000, qk)
+  else
+    local hits, window = hits0, window0
+    local cfg = redis.call('HGET', ns .. ':domcfg', domain)
+    if cfg then
+      local h, w, s = string.match(cfg, '^(%d+),([%d%.]+),([%d%.]+)$')
+      if h then
+        window = tonumber(w) * 1000
+        hits = math.max(1, math.floor(tonumber(h) * tonumber(s)))
+      end
+    end
+    local tkey = ns .. ':t:' .. tprefix .. (split and (spider .. '|') or '') .. domain
+    redis.call('ZREMRANGEBYSCORE', tkey, '-inf', now - window)
+    local n = redis.call('ZCARD', tkey)
+    local wait = 0
+    if n >= hits then
+      local oldest = redis.call('ZRANGE', tkey, 0, 0, 'WITHSCORES')
+      wait = tonumber(oldest[2]) + window - now
+    elseif moderated and n > 0 then
+      local last = redis.call('ZRANGE', tkey, -1, -1, 'WITHSCORES')
+      wait = tonumber(last[2]) + window / hits - now
+    end
+    if wait > 0 then
+      redis.call('ZADD', ready, now + math.ceil(wait), qk)
+    else
+      local item = redis.call('ZPOPMIN', q)
+      local member, score = item[1], item[2]
+      local colon = string.find(member, ':', 1, true)
+      local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+      local payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
+      if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
+      if payload then
+        local lease = redis.call('INCR', ns .. ':seq')
+        redis.call('ZADD', tkey, now, now .. ':' .. lease)
+        redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
+        redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
+        redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
+        counters(cref, -1, 1, 0)
+        return {tostring(lease), cref, payload}
+      end
+    end
+  end
+end
+local nxt = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+if #nxt == 0 then return {'', '-1'} end
+return {'', tostring(math.max(1, tonumber(nxt[2]) - now))}
