@@ -208,3 +208,83 @@ pub async fn eventually<T>(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A private `redis-server` on a free loopback port, without persistence
+/// (an explicit `restart` saves and reloads, like an operator's restart).
+pub struct RedisServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Result<RedisServer> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut server = RedisServer {
+            port,
+            dir: tempfile::tempdir()?,
+            child: None,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting redis-server (run scripts/setup)")?;
+        self.child = Some(child);
+        let port = self.port;
+        eventually(Duration::from_secs(10), "redis-server to answer", || {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .ok()?
+                .get_connection()
+                .ok()?;
+            redis::cmd("PING").query::<String>(&mut c).ok()
+        })
+        .await?;
+        Ok(())
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn connection(&self) -> Result<redis::Connection> {
+        Ok(redis::Client::open(self.url())?.get_connection()?)
+    }
+
+    /// Save, stop and start again on the same port with the saved data.
+    pub async fn restart(&mut self) -> Result<()> {
+        let mut c = self.connection()?;
+        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query(&mut c);
+        if let Some(mut child) = self.child.take() {
+            child.wait()?;
+        }
+        self.spawn().await
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

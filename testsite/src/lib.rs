@@ -52,6 +52,12 @@ impl Site {
     /// Bind one listener per host on 127.0.0.{k+1} (free ports), render the
     /// pages and start serving.
     pub async fn start(spec: SiteSpec) -> std::io::Result<Site> {
+        Self::start_slow(spec, std::time::Duration::ZERO).await
+    }
+
+    /// Like [`Site::start`], with every page taking `delay` to serve (a slow
+    /// server keeps a crawler's requests in flight).
+    pub async fn start_slow(spec: SiteSpec, delay: std::time::Duration) -> std::io::Result<Site> {
         let mut listeners = Vec::new();
         for k in 0..spec.hosts {
             let ip = std::net::Ipv4Addr::new(127, 0, 0, (k + 1) as u8);
@@ -68,7 +74,16 @@ impl Site {
         let servers = listeners
             .into_iter()
             .enumerate()
-            .map(|(k, l)| tokio::spawn(server::serve(l, k, spec.hosts, pages.clone(), log.clone())))
+            .map(|(k, l)| {
+                tokio::spawn(server::serve(
+                    l,
+                    k,
+                    spec.hosts,
+                    delay,
+                    pages.clone(),
+                    log.clone(),
+                ))
+            })
             .collect();
         Ok(Site {
             spec,

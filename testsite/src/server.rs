@@ -38,6 +38,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     host: usize,
     hosts: usize,
+    delay: std::time::Duration,
     pages: Arc<Vec<Bytes>>,
     log: Arc<Log>,
 ) {
@@ -49,7 +50,17 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let resp = respond(&req, host, hosts, &pages, &log);
-                async move { Ok::<_, Infallible>(resp) }
+                let slow = if req.uri().path() == "/robots.txt" {
+                    std::time::Duration::ZERO
+                } else {
+                    delay
+                };
+                async move {
+                    if !slow.is_zero() {
+                        tokio::time::sleep(slow).await;
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
