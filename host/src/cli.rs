@@ -7,6 +7,7 @@ use crate::crawl::Engine;
 use crate::fetch::{Fetched, Fetcher};
 use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher};
 use crate::request::CrawlRequest;
+use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
 use crate::stats::{process_usage, Stats};
 use crate::throttle::EmbeddedThrottle;
@@ -66,6 +67,48 @@ pub enum Command {
     Parse(ParseArgs),
     /// Queue crawl requests in the cluster (needs --redis) and exit.
     Submit(SubmitArgs),
+    /// Info on a crawl, or on every crawl of an app (needs --redis).
+    Info(CrawlArgs),
+    /// Stop a crawl: purge its queue, refuse its children (needs --redis).
+    Stop(CrawlArgs),
+    /// Change a domain's throttle or blacklist it, live (needs --redis).
+    Domain(DomainArgs),
+    /// Cluster stats: spider, machine, queue or crawler (needs --redis).
+    Stats(StatsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CrawlArgs {
+    #[arg(long)]
+    pub appid: String,
+    /// Without it, `info` covers every crawl of the app.
+    #[arg(long)]
+    pub crawlid: Option<String>,
+    #[arg(long, default_value = "link")]
+    pub spiderid: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DomainArgs {
+    /// update, remove, blacklist or unblacklist
+    #[arg(value_parser = ["update", "remove", "blacklist", "unblacklist"])]
+    pub action: String,
+    pub domain: String,
+    /// Fetches per window (update).
+    #[arg(long, default_value_t = 0)]
+    pub hits: u32,
+    /// Window in seconds (update).
+    #[arg(long, default_value_t = 0.0)]
+    pub window: f64,
+    /// Scale of `hits`, 0.0-1.0 (update).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    #[arg(long = "type", default_value = "crawler", value_parser = ["spider", "machine", "queue", "crawler"])]
+    pub kind: String,
 }
 
 #[derive(Args, Debug)]
@@ -157,6 +200,33 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Plugins(args) => plugins(settings, args),
         Command::Parse(args) => parse(settings, args).await,
         Command::Submit(args) => submit(settings, args).await,
+        Command::Info(args) => control(settings, |s| async move {
+            Ok(match &args.crawlid {
+                Some(c) => s.info_crawl(&args.appid, c, &args.spiderid).await?,
+                None => s.info_app(&args.appid, &args.spiderid).await?,
+            })
+        })
+        .await,
+        Command::Stop(args) => control(settings, |s| async move {
+            let crawlid = args.crawlid.context("stop needs --crawlid")?;
+            let purged = s.stop(&args.appid, &crawlid).await?;
+            Ok(json!({"action": "stop", "appid": args.appid, "spiderid": args.spiderid, "crawlid": crawlid, "total_purged": purged}))
+        })
+        .await,
+        Command::Domain(args) => control(settings, |s| async move {
+            let action = match args.action.as_str() {
+                "update" if args.hits == 0 || args.window <= 0.0 => bail!("domain update needs --hits and --window above 0"),
+                "update" if !(0.0..=1.0).contains(&args.scale) => bail!("--scale must be within 0.0-1.0"),
+                "update" => DomainAction::Update { hits: args.hits, window: args.window, scale: args.scale },
+                "remove" => DomainAction::Remove,
+                "blacklist" => DomainAction::Blacklist,
+                _ => DomainAction::Unblacklist,
+            };
+            s.domain(&args.domain, &action).await?;
+            Ok(json!({"action": args.action, "domain": args.domain}))
+        })
+        .await,
+        Command::Stats(args) => control(settings, |s| async move { Ok(s.stats(&args.kind).await?) }).await,
     }
 }
 
@@ -262,7 +332,13 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         None => Arc::new(JsonlSink::stdout()),
     };
     let settings = Arc::new(settings);
-    let (frontier, dedup) = stores(&settings).await?;
+    let spiders = registry
+        .list()
+        .iter()
+        .filter(|p| p.kind == Kind::Spider)
+        .map(|p| p.name.to_string())
+        .collect();
+    let (frontier, dedup) = stores(&settings, spiders).await?;
     let engine = Engine::new(
         frontier.clone(),
         dedup,
@@ -299,7 +375,10 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
 }
 
 /// The frontier and dedup store: Redis when `redis.url` is set, else in process.
-async fn stores(settings: &Settings) -> Result<(Arc<dyn Frontier>, Arc<dyn DedupStore>)> {
+async fn stores(
+    settings: &Settings,
+    spiders: Vec<String>,
+) -> Result<(Arc<dyn Frontier>, Arc<dyn DedupStore>)> {
     if settings.redis.url.is_empty() {
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
         let frontier = Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
@@ -309,6 +388,7 @@ async fn stores(settings: &Settings) -> Result<(Arc<dyn Frontier>, Arc<dyn Dedup
         return Ok((frontier, dedup));
     }
     let store = RedisStore::connect(settings).await?;
+    store.set_spiders(spiders);
     tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
     Ok((store.clone(), store))
 }
@@ -326,6 +406,23 @@ async fn check_seeds(fetcher: &Fetcher, requests: &[CrawlRequest]) -> Result<()>
     Ok(())
 }
 
+/// Run one control operation against the cluster and print its JSON reply.
+async fn control<F, Fut>(settings: Settings, op: F) -> Result<i32>
+where
+    F: FnOnce(Arc<RedisStore>) -> Fut,
+    Fut: std::future::Future<Output = Result<Value>>,
+{
+    settings.validate()?;
+    crate::telemetry::init(&settings.log);
+    if settings.redis.url.is_empty() {
+        bail!("control operations act on a cluster: give --redis URL (or set redis.url)");
+    }
+    let store = RedisStore::connect(&settings).await?;
+    let reply = op(store).await?;
+    writeln!(std::io::stdout().lock(), "{reply}")?;
+    Ok(0)
+}
+
 /// `spinneret submit`: validate, queue in the cluster, exit.
 async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
     if let Some(d) = args.requests.maxdepth {
@@ -341,7 +438,7 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
     check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
-    let (frontier, dedup) = stores(&settings).await?;
+    let (frontier, dedup) = stores(&settings, Vec::new()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         crate::crawl::submit(&*frontier, &*dedup, r).await?;

@@ -63,6 +63,40 @@ impl Cluster {
         Ok(())
     }
 
+    /// Run a control command (`info`, `stop`, `domain`, `stats`); its JSON reply.
+    async fn control(&self, args: &[&str]) -> Result<Value> {
+        let out = self
+            .scratch
+            .command(args[0])
+            .args(["--redis", &self.redis_url])
+            .args(&args[1..])
+            .output()
+            .await?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let info = self
+                .control(&["info", "--appid", appid, "--crawlid", crawlid])
+                .await?;
+            if info["done"] == true {
+                return Ok(info);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "crawl {crawlid} not done: {info}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Every result any worker has written so far.
     fn results(&self) -> Vec<Value> {
         self.workers
@@ -286,5 +320,216 @@ async fn redis_restart_mid_crawl_completes() -> Result<()> {
         .await?;
     let unique: BTreeSet<String> = urls(&results).into_iter().collect();
     assert_eq!(unique, expected);
+    Ok(())
+}
+
+fn request(site: &Site, crawlid: &str, maxdepth: u32, extra: Value) -> String {
+    let mut r = serde_json::json!({"url": site.seed_url(), "appid": "ops", "crawlid": crawlid, "maxdepth": maxdepth});
+    if let (Some(r), Value::Object(extra)) = (r.as_object_mut(), extra) {
+        r.extend(extra);
+    }
+    r.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_domain_config_changes_running_workers() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 300,
+        hosts: 3,
+        seed: 25,
+    })
+    .await?;
+    let expected = site.expected(0, Some(2));
+    let mut cluster = Cluster::new(&redis, "[throttle]\nhits = 20\nwindow = 1\n")?;
+    for _ in 0..2 {
+        cluster.start_worker()?;
+    }
+    cluster
+        .submit(&["--request", &request(&site, "live", 2, Value::Null)])
+        .await?;
+    eventually(Duration::from_secs(30), "the crawl to be under way", || {
+        (cluster.results().len() >= 15).then_some(())
+    })
+    .await?;
+
+    let (slow, banned) = (
+        site.addrs()[1].ip().to_string(),
+        site.addrs()[2].ip().to_string(),
+    );
+    cluster
+        .control(&["domain", "update", &slow, "--hits", "1", "--window", "1"])
+        .await?;
+    cluster.control(&["domain", "blacklist", &banned]).await?;
+    let changed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let observed_until = Instant::now();
+    let settle = changed + Duration::from_secs(1); // "takes effect within 1 s"
+    let hits: Vec<_> = site
+        .hits()
+        .into_iter()
+        .filter(|h| h.at > settle && h.at < observed_until && h.path != "/robots.txt")
+        .collect();
+    assert!(
+        hits.iter().all(|h| h.host != 2),
+        "a blacklisted domain was fetched after the change"
+    );
+    let slow_times: Vec<Instant> = hits.iter().filter(|h| h.host == 1).map(|h| h.at).collect();
+    assert!(
+        slow_times.len() >= 2,
+        "the slowed domain should still be fetched"
+    );
+    for w in slow_times.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(750),
+            "1 hit/s not applied: gap {:?}",
+            w[1] - w[0]
+        );
+    }
+    // The blacklisted domain's queue was kept: lifting both finishes the crawl.
+    cluster.control(&["domain", "remove", &slow]).await?;
+    cluster.control(&["domain", "unblacklist", &banned]).await?;
+    let results = cluster
+        .until_all_of(&expected, Duration::from_secs(90))
+        .await?;
+    assert_eq!(
+        urls(&results).into_iter().collect::<BTreeSet<_>>(),
+        expected
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_purges_the_crawl_and_refuses_its_children() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 300,
+        hosts: 3,
+        seed: 26,
+    })
+    .await?;
+    let expected = site.expected(0, Some(2));
+    let mut cluster = Cluster::new(&redis, "[throttle]\nhits = 4\nwindow = 1\n")?;
+    cluster.start_worker()?;
+    cluster
+        .submit(&["--request", &request(&site, "stopme", 2, Value::Null)])
+        .await?;
+    eventually(Duration::from_secs(30), "some results", || {
+        (cluster.results().len() >= 5).then_some(())
+    })
+    .await?;
+    let reply = cluster
+        .control(&["stop", "--appid", "ops", "--crawlid", "stopme"])
+        .await?;
+    assert_eq!(reply["action"], "stop");
+    assert!(reply["total_purged"].as_u64().unwrap_or(0) > 0, "{reply}");
+    let info = cluster.until_done("ops", "stopme").await?;
+    assert_eq!(info["total_pending"], 0);
+    let after_stop = cluster.results().len();
+    assert!(
+        after_stop < expected.len(),
+        "the stop came too late to purge anything"
+    );
+
+    // Same crawl again: its seed is crawled, none of its children.
+    cluster
+        .submit(&["--request", &request(&site, "stopme", 2, Value::Null)])
+        .await?;
+    eventually(Duration::from_secs(30), "the seed again", || {
+        (cluster.results().len() > after_stop).then_some(())
+    })
+    .await?;
+    cluster.until_done("ops", "stopme").await?;
+    assert_eq!(
+        cluster.results().len(),
+        after_stop + 1,
+        "a stopped crawl's children must be refused"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expire_ends_a_crawl_at_its_time() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 300,
+        hosts: 3,
+        seed: 27,
+    })
+    .await?;
+    let mut cluster = Cluster::new(&redis, "[throttle]\nhits = 4\nwindow = 1\n")?;
+    cluster.start_worker()?;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 3;
+    cluster
+        .submit(&[
+            "--request",
+            &request(&site, "brief", 2, serde_json::json!({"expires": expires})),
+        ])
+        .await?;
+    let log = cluster.scratch.path("worker-0.log");
+    eventually(Duration::from_secs(20), "the expiry", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("crawl expired")
+            .then_some(())
+    })
+    .await?;
+    let info = cluster.until_done("ops", "brief").await?;
+    assert_eq!(info["total_pending"], 0);
+    let n = cluster.results().len();
+    assert!(n > 0 && n < site.expected(0, Some(2)).len(), "{n} results");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn info_and_stats_describe_the_cluster() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 300,
+        hosts: 3,
+        seed: 28,
+    })
+    .await?;
+    let expected = site.expected(0, Some(1));
+    let mut cluster = Cluster::new(&redis, "")?;
+    cluster.start_worker()?;
+    cluster
+        .submit(&["--request", &request(&site, "counted", 1, Value::Null)])
+        .await?;
+    cluster
+        .until_all_of(&expected, Duration::from_secs(60))
+        .await?;
+    let info = cluster.until_done("ops", "counted").await?;
+    assert_eq!(
+        info["crawled"].as_u64(),
+        Some(expected.len() as u64),
+        "{info}"
+    );
+    assert_eq!(info["in_flight"], 0);
+
+    let results = cluster.results();
+    let ok = results.iter().filter(|r| r["status_code"] == 200).count() as u64;
+    let spiders = &cluster.control(&["stats", "--type", "spider"]).await?["spiders"];
+    assert_eq!(
+        spiders["link"]["200"]["lifetime"].as_u64(),
+        Some(ok),
+        "{spiders}"
+    );
+    assert_eq!(
+        spiders["link"]["200"]["900"].as_u64(),
+        Some(ok),
+        "{spiders}"
+    );
+    assert_eq!(spiders["link"]["count"], 1);
+    let machines = &cluster.control(&["stats", "--type", "machine"]).await?["machines"];
+    assert_eq!(machines["count"], 1, "{machines}");
+    let queues = &cluster.control(&["stats", "--type", "queue"]).await?["queues"];
+    assert_eq!(queues["total_backlog"], 0, "{queues}");
+    let app = cluster.control(&["info", "--appid", "ops"]).await?;
+    assert_eq!(app["total_crawlids"], 1, "{app}");
+    assert!(app["crawlids"]["counted"].is_object(), "{app}");
     Ok(())
 }

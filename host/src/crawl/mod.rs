@@ -132,6 +132,10 @@ impl Engine {
         // Upkeep (lease reclaim) every second, and one poller per process
         // that wakes idle workers when another process queued work, so
         // idle workers do not each poll the store.
+        // Announce this worker (heartbeat) and reclaim before working.
+        if let Err(e) = self.frontier.maintain().await {
+            tracing::warn!(error = %e, "store upkeep failed; retrying");
+        }
         let upkeep = {
             let me = self.clone();
             tokio::spawn(async move {

@@ -25,7 +25,7 @@ impl Engine {
         let Lease { id, job } = lease;
         if job.crawl.expired(result::now_unix()) {
             self.stats.expired.fetch_add(1, Relaxed);
-            return self.frontier.ack(id, false).await;
+            return self.frontier.ack(id, None).await;
         }
         let Ok(url) = url::Url::parse(&job.url) else {
             return self
@@ -42,7 +42,7 @@ impl Engine {
             if !robots.allowed(&url).await {
                 tracing::debug!(url = %job.url, "disallowed by robots.txt");
                 self.stats.robots_denied.fetch_add(1, Relaxed);
-                return self.frontier.ack(id, false).await;
+                return self.frontier.ack(id, None).await;
             }
         }
 
@@ -67,7 +67,7 @@ impl Engine {
                 Ok(RequestAction::Drop(reason)) => {
                     tracing::debug!(url = %job.url, middleware = %name, %reason, "request dropped");
                     self.stats.dropped.fetch_add(1, Relaxed);
-                    return self.frontier.ack(id, false).await;
+                    return self.frontier.ack(id, None).await;
                 }
                 Err(e) => {
                     tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged")
@@ -134,7 +134,7 @@ impl Engine {
                 Ok(ResponseAction::Drop(reason)) => {
                     tracing::debug!(url = %job.url, middleware = %name, %reason, "response dropped");
                     self.stats.dropped.fetch_add(1, Relaxed);
-                    return self.frontier.ack(id, false).await;
+                    return self.frontier.ack(id, None).await;
                 }
                 Err(e) => {
                     tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged")
@@ -186,7 +186,8 @@ impl Engine {
                 self.publish(&r).await;
             }
         }
-        self.frontier.ack(id, !items.is_empty()).await
+        let status = (!items.is_empty()).then_some(page.fetched.status);
+        self.frontier.ack(id, status).await
     }
 
     /// Headers every fetch of this job carries: the crawl's user agent and
@@ -259,14 +260,14 @@ impl Engine {
     }
 
     async fn deliver(&self, id: u64, r: Map<String, Value>) -> Result<(), StoreError> {
-        let delivered = match self.pipelines(r).await {
+        let status = match self.pipelines(r).await {
             Some(r) => {
                 self.publish(&r).await;
-                true
+                Some(r.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16)
             }
-            None => false,
+            None => None,
         };
-        self.frontier.ack(id, delivered).await
+        self.frontier.ack(id, status).await
     }
 
     async fn publish(&self, r: &Map<String, Value>) {

@@ -163,7 +163,7 @@ impl Frontier for EmbeddedFrontier {
         Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
     }
 
-    async fn ack(&self, lease_id: u64, _crawled: bool) -> Result<(), StoreError> {
+    async fn ack(&self, lease_id: u64, _status: Option<u16>) -> Result<(), StoreError> {
         self.state.lock().leases.remove(&lease_id);
         Ok(())
     }

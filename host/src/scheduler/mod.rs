@@ -57,9 +57,10 @@ pub trait Frontier: Send + Sync {
     async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
     /// Lease the best request of a domain the throttle lets through now.
     async fn pop(&self) -> Result<Pop, StoreError>;
-    /// The leased request is finished: `crawled` if its result was
-    /// delivered, false if it was dropped (robots, expiry, a plugin).
-    async fn ack(&self, lease_id: u64, crawled: bool) -> Result<(), StoreError>;
+    /// The leased request is finished: `status` is the status code of the
+    /// result it delivered, `None` if it was dropped (robots, expiry, a
+    /// plugin). Stats count it here.
+    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError>;
     /// Finish the lease and queue `retry` in its place, as one step.
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError>;
     async fn counts(&self) -> Result<Counts, StoreError>;

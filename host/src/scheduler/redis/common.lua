@@ -12,6 +12,45 @@ local function counters(cref, dq, df, dd)
   if df ~= 0 then redis.call('HINCRBY', cc, 'f', df); redis.call('HINCRBY', ns .. ':counts', 'f', df) end
   if dd ~= 0 then redis.call('HINCRBY', cc, 'd', dd) end
 end
+-- Status counters in time buckets: per minute (kept 12 h), per hour (kept
+-- 8 days) and for life, so windows from 15 min to a week sum few fields
+-- and memory stays bounded.
+local function count_status(key, now)
+  local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
+  redis.call('HINCRBY', key, 'm' .. minute, 1)
+  redis.call('HINCRBY', key, 'h' .. hour, 1)
+  redis.call('HINCRBY', key, 'life', 1)
+  redis.call('SADD', ns .. ':stkeys', key)
+end
+-- Finish the lease `lease`; returns its queue key, score, member, cref and
+-- job id, or nil if it is gone (expired and reclaimed).
+local function release(lease)
+  local data = redis.call('HGET', ns .. ':leased', lease)
+  if not data then return nil end
+  local qk, score, member = string.match(data, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  local colon = string.find(member, ':', 1, true)
+  local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+  redis.call('HDEL', ns .. ':leased', lease)
+  redis.call('ZREM', ns .. ':leases', lease)
+  redis.call('SREM', ns .. ':cf:' .. cref, id)
+  return qk, score, member, cref, id
+end
+-- Remove every queued (not in-flight) request of a crawl: O(crawl size).
+local function purge(cref)
+  local jobs = redis.call('HGETALL', ns .. ':cj:' .. cref)
+  local n = 0
+  for i = 1, #jobs, 2 do
+    local id, payload = jobs[i], jobs[i + 1]
+    if redis.call('SISMEMBER', ns .. ':cf:' .. cref, id) == 0 then
+      local job = cjson.decode(payload)
+      redis.call('ZREM', ns .. ':q:' .. job.s .. '|' .. job.dm, cref .. ':' .. id)
+      redis.call('HDEL', ns .. ':cj:' .. cref, id)
+      n = n + 1
+    end
+  end
+  counters(cref, -n, 0, 0)
+  return n
+end
 -- Queue a job: payload under the crawl, a short member in the shared queue.
 local function enqueue(cref, qk, priority, payload, now)
   local id = redis.call('INCR', ns .. ':seq')

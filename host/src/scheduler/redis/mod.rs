@@ -17,6 +17,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod control;
+pub use control::{DomainAction, Expired};
+
 const COMMON: &str = include_str!("common.lua");
 
 fn script(body: &str) -> Script {
@@ -24,6 +27,9 @@ fn script(body: &str) -> Script {
 }
 
 struct Scripts {
+    stop: Script,
+    expire: Script,
+    info: Script,
     push: Script,
     pop: Script,
     ack: Script,
@@ -52,6 +58,9 @@ struct WireJob {
     r: u32,
     #[serde(default)]
     f: bool,
+    /// Registered domain (for per-crawl info and purges).
+    #[serde(default)]
+    dm: String,
 }
 
 impl WireJob {
@@ -67,6 +76,7 @@ impl WireJob {
             meta: job.meta.clone(),
             r: job.retries,
             f: job.dont_filter,
+            dm: domain::of_url(&job.url),
         }
     }
 
@@ -109,6 +119,13 @@ pub struct RedisStore {
     idle_ttl_ms: u64,
     specs: Mutex<HashMap<String, Arc<CrawlSpec>>>,
     stored_specs: Mutex<HashSet<String>>,
+    /// This process in stats and heartbeats: `host:pid`.
+    machine: String,
+    host: String,
+    heartbeat_ttl_ms: u64,
+    /// Spiders this worker runs (for the `spider` stats).
+    spiders: Mutex<Vec<String>>,
+    last_trim: Mutex<Option<std::time::Instant>>,
 }
 
 impl RedisStore {
@@ -136,10 +153,16 @@ impl RedisStore {
                 }
             }
         };
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(RedisStore {
             con,
             ns: format!("{{{}}}", settings.redis.namespace),
             scripts: Scripts {
+                stop: script(include_str!("stop.lua")),
+                expire: script(include_str!("expire.lua")),
+                info: script(include_str!("info.lua")),
                 push: script(include_str!("push.lua")),
                 pop: script(include_str!("pop.lua")),
                 ack: script(include_str!("ack.lua")),
@@ -152,6 +175,11 @@ impl RedisStore {
             idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
             specs: Mutex::new(HashMap::new()),
             stored_specs: Mutex::new(HashSet::new()),
+            machine: format!("{host}:{}", std::process::id()),
+            host,
+            heartbeat_ttl_ms: settings.stats.heartbeat_ttl * 1000,
+            spiders: Mutex::new(Vec::new()),
+            last_trim: Mutex::new(None),
         }))
     }
 
@@ -218,10 +246,13 @@ impl Frontier for RedisStore {
         }
         for (cref, jobs) in by_crawl {
             let mut inv = self.scripts.push.prepare_invoke();
+            let spec = &jobs[0].crawl;
             inv.key(format!("{}:ready", self.ns))
                 .arg(&self.ns)
                 .arg(&cref)
-                .arg(self.spec_arg(&cref, &jobs[0].crawl));
+                .arg(self.spec_arg(&cref, spec))
+                .arg(&spec.appid)
+                .arg(spec.expires);
             for j in &jobs {
                 let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
                 inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
@@ -260,13 +291,13 @@ impl Frontier for RedisStore {
                         Ok(w) => w,
                         Err(e) => {
                             tracing::error!(error = %e, "dropping a corrupt queued request");
-                            self.ack(id, false).await?;
+                            self.ack(id, None).await?;
                             continue;
                         }
                     };
                     let Some(spec) = self.spec(cref).await? else {
                         tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
-                        self.ack(id, false).await?;
+                        self.ack(id, None).await?;
                         continue;
                     };
                     return Ok(Pop::Leased(Lease {
@@ -289,7 +320,7 @@ impl Frontier for RedisStore {
         }
     }
 
-    async fn ack(&self, lease_id: u64, crawled: bool) -> Result<(), StoreError> {
+    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
         let mut con = self.con.clone();
         let found: i64 = self
             .scripts
@@ -297,7 +328,8 @@ impl Frontier for RedisStore {
             .key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(lease_id)
-            .arg(if crawled { "1" } else { "0" })
+            .arg(status.map(|s| s.to_string()).unwrap_or_default())
+            .arg(&self.machine)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -344,6 +376,7 @@ impl Frontier for RedisStore {
     }
 
     async fn maintain(&self) -> Result<(), StoreError> {
+        self.upkeep().await?;
         let mut con = self.con.clone();
         let reclaimed: i64 = self
             .scripts

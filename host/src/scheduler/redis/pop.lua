@@ -56,6 +56,7 @@ for _ = 1, 32 do
         redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)
+        redis.call('SADD', ns .. ':cf:' .. cref, id)
         return {tostring(lease), cref, payload}
       end
     end

@@ -3,23 +3,24 @@
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, 500)
 for _, lease in ipairs(expired) do
-  local data = redis.call('HGET', ns .. ':leased', lease)
-  if data then
-    local qk, score, member = string.match(data, '^([^\n]*)\n([^\n]*)\n(.*)$')
-    local cref = string.sub(member, 1, string.find(member, ':', 1, true) - 1)
+  local qk, score, member, cref = release(lease)
+  if qk then
     redis.call('ZADD', ns .. ':q:' .. qk, score, member)
     redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
     counters(cref, 1, -1, 0)
   end
-  redis.call('HDEL', ns .. ':leased', lease)
-  redis.call('ZREM', ns .. ':leases', lease)
 end
 local idle = redis.call('ZRANGEBYSCORE', ns .. ':crawls', '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 20)
 for _, cref in ipairs(idle) do
   local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'q', 'f')
   if (tonumber(cc[1]) or 0) <= 0 and (tonumber(cc[2]) or 0) <= 0 then
     for _, k in ipairs(redis.call('SMEMBERS', ns .. ':sb:' .. cref)) do redis.call('DEL', k) end
-    redis.call('DEL', ns .. ':sb:' .. cref, ns .. ':cap:' .. cref, ns .. ':cj:' .. cref, ns .. ':cq:' .. cref)
+    redis.call('DEL', ns .. ':sb:' .. cref, ns .. ':cap:' .. cref, ns .. ':cj:' .. cref, ns .. ':cq:' .. cref,
+      ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref)
+    local app = redis.call('HGET', ns .. ':crawlapp', cref)
+    if app then redis.call('SREM', ns .. ':app:' .. app, cref) end
+    redis.call('HDEL', ns .. ':crawlapp', cref)
+    redis.call('ZREM', ns .. ':expires', cref)
     redis.call('ZREM', ns .. ':crawls', cref)
   else
     redis.call('ZADD', ns .. ':crawls', now, cref)

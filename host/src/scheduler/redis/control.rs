@@ -1,0 +1,519 @@
+//! Control operations and stats on the Redis store: the library the Kafka
+//! control plane calls. Every crawl-level operation costs O(size of that
+//! crawl) thanks to per-crawl indexes, never O(whole backlog).
+
+use super::{crawl_ref, unavailable, RedisStore};
+use crate::request::CrawlKey;
+use crate::scheduler::{domain, StoreError};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// A live change to a domain's politeness (contract §2.4).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainAction {
+    /// `hits` fetches per `window` seconds, scaled by `scale` (0-1).
+    Update {
+        hits: u32,
+        window: f64,
+        scale: f64,
+    },
+    /// Back to the default throttle.
+    Remove,
+    /// Not fetched at all; its queue is kept.
+    Blacklist,
+    Unblacklist,
+}
+
+/// A crawl ended by its `expires` time, reported exactly once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expired {
+    pub appid: String,
+    pub crawlid: String,
+    pub purged: u64,
+}
+
+/// Stats windows (contract §4.2), in seconds.
+const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
+
+impl RedisStore {
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.ns)
+    }
+
+    /// Name the spiders this worker runs, for the `spider` stats.
+    pub fn set_spiders(&self, names: Vec<String>) {
+        *self.spiders.lock() = names;
+    }
+
+    /// Info on one crawl: queued per domain, in flight, crawled, done.
+    pub async fn info_crawl(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        spiderid: &str,
+    ) -> Result<Value, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let cref = crawl_ref(&key);
+        let (queued, in_flight, crawled, domains) = self.crawl_counts(&cref).await?;
+        let mut reply = json!({
+            "appid": appid, "spiderid": spiderid, "crawlid": crawlid,
+            "total_pending": queued, "total_domains": domains.len(), "domains": domains,
+            "in_flight": in_flight, "crawled": crawled, "done": queued == 0 && in_flight == 0,
+            "server_time": unix_now(),
+        });
+        if let Some(spec) = self.spec(&cref).await? {
+            if spec.expires > 0 {
+                reply["expires"] = spec.expires.into();
+            }
+        }
+        Ok(reply)
+    }
+
+    /// Info on every crawl of an app.
+    pub async fn info_app(&self, appid: &str, spiderid: &str) -> Result<Value, StoreError> {
+        let mut con = self.con.clone();
+        let crefs: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key(&format!("app:{appid}")))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut crawlids = Map::new();
+        let (mut total_pending, mut all_domains) = (0u64, BTreeSet::new());
+        for cref in crefs {
+            let Some(spec) = self.spec(&cref).await? else {
+                continue;
+            };
+            let (queued, _, _, domains) = self.crawl_counts(&cref).await?;
+            total_pending += queued;
+            all_domains.extend(domains.keys().cloned());
+            let mut c =
+                json!({"total": queued, "distinct_domains": domains.len(), "domains": domains});
+            if spec.expires > 0 {
+                c["expires"] = spec.expires.into();
+            }
+            crawlids.insert(spec.crawlid.clone(), c);
+        }
+        Ok(json!({
+            "appid": appid, "spiderid": spiderid, "total_pending": total_pending,
+            "total_domains": all_domains.len(), "total_crawlids": crawlids.len(), "crawlids": crawlids,
+            "server_time": unix_now(),
+        }))
+    }
+
+    async fn crawl_counts(
+        &self,
+        cref: &str,
+    ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
+        let mut con = self.con.clone();
+        let out: Vec<redis::Value> = self
+            .scripts
+            .info
+            .key(self.key("ready"))
+            .arg(&self.ns)
+            .arg(cref)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(i) => *i,
+            _ => 0,
+        };
+        let n = |i: usize| out.get(i).map(int).unwrap_or(0).max(0) as u64;
+        let mut domains = Map::new();
+        for chunk in out.get(3..).unwrap_or_default().chunks(4) {
+            if let [redis::Value::BulkString(d), total, high, low] = chunk {
+                domains.insert(
+                    String::from_utf8_lossy(d).into_owned(),
+                    json!({"total": int(total), "high_priority": int(high), "low_priority": int(low)}),
+                );
+            }
+        }
+        Ok((n(0), n(1), n(2), domains))
+    }
+
+    /// Stop a crawl: purge its queue, refuse its future children. Requests
+    /// in flight may still produce results. Returns how many were purged.
+    pub async fn stop(&self, appid: &str, crawlid: &str) -> Result<u64, StoreError> {
+        let cref = crawl_ref(&CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        });
+        let mut con = self.con.clone();
+        let purged: i64 = self
+            .scripts
+            .stop
+            .key(self.key("ready"))
+            .arg(&self.ns)
+            .arg(&cref)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(purged.max(0) as u64)
+    }
+
+    /// Stop every crawl whose `expires` has passed. Each is returned to
+    /// exactly one caller across the cluster.
+    pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
+        let mut con = self.con.clone();
+        let out: Vec<String> = self
+            .scripts
+            .expire
+            .key(self.key("ready"))
+            .arg(&self.ns)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut expired = Vec::new();
+        for pair in out.chunks(2) {
+            let [cref, purged] = pair else { continue };
+            if let Some(spec) = self.spec(cref).await? {
+                expired.push(Expired {
+                    appid: spec.appid.clone(),
+                    crawlid: spec.crawlid.clone(),
+                    purged: purged.parse().unwrap_or(0),
+                });
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Change a domain's limits or blacklist it. Running workers see it on
+    /// their next pop: the throttle is decided inside Redis.
+    pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
+        let d = domain::registered(domain_name);
+        let mut con = self.con.clone();
+        let cmd = match action {
+            DomainAction::Update {
+                hits,
+                window,
+                scale,
+            } => {
+                let mut c = redis::cmd("HSET");
+                c.arg(self.key("domcfg"))
+                    .arg(&d)
+                    .arg(format!("{hits},{window},{scale}"));
+                c
+            }
+            DomainAction::Remove => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(self.key("domcfg")).arg(&d);
+                c
+            }
+            DomainAction::Blacklist => {
+                let mut c = redis::cmd("SADD");
+                c.arg(self.key("blacklist")).arg(&d);
+                c
+            }
+            DomainAction::Unblacklist => {
+                let mut c = redis::cmd("SREM");
+                c.arg(self.key("blacklist")).arg(&d);
+                c
+            }
+        };
+        let _: i64 = cmd.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Stats by type: `spider`, `machine`, `queue`, `crawler` (all three).
+    pub async fn stats(&self, kind: &str) -> Result<Value, StoreError> {
+        Ok(match kind {
+            "spider" => json!({"spiders": self.spider_stats().await?}),
+            "machine" => json!({"machines": self.machine_stats().await?}),
+            "queue" => json!({"queues": self.queue_stats().await?}),
+            _ => json!({
+                "spiders": self.spider_stats().await?,
+                "machines": self.machine_stats().await?,
+                "queue": self.queue_stats().await?,
+            }),
+        })
+    }
+
+    /// Live workers: id -> (host, spiders).
+    async fn live_workers(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+        let mut con = self.con.clone();
+        let info: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("hbinfo"))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(info
+            .into_iter()
+            .filter_map(|(id, json)| {
+                let v: Value = serde_json::from_str(&json).ok()?;
+                let host = v["host"].as_str()?.to_string();
+                let spiders = v["spiders"]
+                    .as_array()?
+                    .iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect();
+                Some((id, host, spiders))
+            })
+            .collect())
+    }
+
+    /// Status counters by (name, status) for `st:<kind>:` keys.
+    async fn status_windows(
+        &self,
+        kind: char,
+    ) -> Result<BTreeMap<(String, String), Value>, StoreError> {
+        let mut con = self.con.clone();
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key("stkeys"))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let prefix = self.key(&format!("st:{kind}:"));
+        let mut out = BTreeMap::new();
+        let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
+        for key in keys {
+            let Some(rest) = key.strip_prefix(&prefix) else {
+                continue;
+            };
+            let Some((name, status)) = rest.rsplit_once(':') else {
+                continue;
+            };
+            let fields: HashMap<String, i64> = redis::cmd("HGETALL")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let sum = |res: char, from: i64| -> i64 {
+                fields
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        let t: i64 = k.strip_prefix(res)?.parse().ok()?;
+                        (t > from).then_some(*v)
+                    })
+                    .sum()
+            };
+            let mut w = Map::new();
+            for secs in WINDOWS {
+                let n = if secs <= 43200 {
+                    sum('m', minute - (secs / 60) as i64)
+                } else {
+                    sum('h', hour - (secs / 3600) as i64)
+                };
+                w.insert(secs.to_string(), n.into());
+            }
+            w.insert(
+                "lifetime".into(),
+                fields.get("life").copied().unwrap_or(0).into(),
+            );
+            out.insert((name.to_string(), status.to_string()), Value::Object(w));
+        }
+        Ok(out)
+    }
+
+    async fn spider_stats(&self) -> Result<Value, StoreError> {
+        let workers = self.live_workers().await?;
+        let mut spiders = Map::new();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for (_, _, names) in &workers {
+            for n in names {
+                *counts.entry(n.clone()).or_default() += 1;
+            }
+        }
+        spiders.insert("unique_spider_count".into(), counts.len().into());
+        spiders.insert(
+            "total_spider_count".into(),
+            counts.values().sum::<u64>().into(),
+        );
+        for (name, count) in &counts {
+            spiders.insert(name.clone(), json!({"count": count}));
+        }
+        for ((name, status), w) in self.status_windows('s').await? {
+            let entry = spiders.entry(name).or_insert_with(|| json!({"count": 0}));
+            entry[status] = w;
+        }
+        Ok(Value::Object(spiders))
+    }
+
+    async fn machine_stats(&self) -> Result<Value, StoreError> {
+        let hosts: BTreeSet<String> = self
+            .live_workers()
+            .await?
+            .into_iter()
+            .map(|(_, h, _)| h)
+            .collect();
+        let mut machines = Map::new();
+        machines.insert("count".into(), hosts.len().into());
+        // Counters are per worker (host:pid); the contract reports per host.
+        let mut by_host: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
+        for ((machine, status), w) in self.status_windows('m').await? {
+            let host = machine
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or(machine);
+            let slot = by_host.entry(host).or_default();
+            match slot.get_mut(&status) {
+                Some(acc) => add_windows(acc, &w),
+                None => {
+                    slot.insert(status, w);
+                }
+            }
+        }
+        for (host, statuses) in by_host {
+            machines.insert(host, Value::Object(statuses.into_iter().collect()));
+        }
+        Ok(Value::Object(machines))
+    }
+
+    async fn queue_stats(&self) -> Result<Value, StoreError> {
+        let mut con = self.con.clone();
+        let qks: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.key("ready"))
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for qk in &qks {
+            pipe.cmd("ZCARD").arg(self.key(&format!("q:{qk}")));
+        }
+        let sizes: Vec<u64> = if qks.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut con).await.map_err(unavailable)?
+        };
+        let mut by_spider: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+        for (qk, n) in qks.iter().zip(sizes) {
+            if let Some((spider, d)) = qk.split_once('|') {
+                if n > 0 {
+                    by_spider
+                        .entry(spider.to_string())
+                        .or_default()
+                        .push((d.to_string(), n));
+                }
+            }
+        }
+        let mut queues = Map::new();
+        let mut total = 0;
+        for (spider, mut domains) in by_spider {
+            domains.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let backlog: u64 = domains.iter().map(|d| d.1).sum();
+            total += backlog;
+            queues.insert(
+                format!("queue_{spider}"),
+                json!({
+                    "spider_backlog": backlog,
+                    "num_domains": domains.len(),
+                    "domains": domains.iter().map(|(d, n)| json!({"domain": d, "backlog": n})).collect::<Vec<_>>(),
+                }),
+            );
+        }
+        queues.insert("total_backlog".into(), total.into());
+        Ok(Value::Object(queues))
+    }
+
+    /// Heartbeat, expiry and stats trimming; every worker runs it each second.
+    pub(super) async fn upkeep(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let now = unix_now_ms();
+        let info = json!({"host": self.host, "spiders": *self.spiders.lock()}).to_string();
+        let stale: Vec<String> = redis::pipe()
+            .cmd("ZADD")
+            .arg(self.key("hb"))
+            .arg(now)
+            .arg(&self.machine)
+            .ignore()
+            .cmd("HSET")
+            .arg(self.key("hbinfo"))
+            .arg(&self.machine)
+            .arg(info)
+            .ignore()
+            .cmd("ZRANGEBYSCORE")
+            .arg(self.key("hb"))
+            .arg("-inf")
+            .arg(now - self.heartbeat_ttl_ms as i64)
+            .query_async::<(Vec<String>,)>(&mut con)
+            .await
+            .map_err(unavailable)?
+            .0;
+        if !stale.is_empty() {
+            let _: () = redis::pipe()
+                .cmd("ZREM")
+                .arg(self.key("hb"))
+                .arg(&stale)
+                .ignore()
+                .cmd("HDEL")
+                .arg(self.key("hbinfo"))
+                .arg(&stale)
+                .ignore()
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+        }
+        for e in self.expire_due().await? {
+            tracing::info!(appid = %e.appid, crawlid = %e.crawlid, purged = e.purged, "crawl expired");
+        }
+        let due = self
+            .last_trim
+            .lock()
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+        if due {
+            *self.last_trim.lock() = Some(Instant::now());
+            self.trim_stats().await?;
+        }
+        Ok(())
+    }
+
+    /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
+    async fn trim_stats(&self) -> Result<(), StoreError> {
+        let mut con = self.con.clone();
+        let keys: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.key("stkeys"))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
+        for key in keys {
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let old: Vec<&String> = fields
+                .iter()
+                .filter(|f| {
+                    let (res, t) = f.split_at(1);
+                    let t: i64 = t.parse().unwrap_or(i64::MAX);
+                    (res == "m" && t <= minute - 720) || (res == "h" && t <= hour - 192)
+                })
+                .collect();
+            if !old.is_empty() {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(old)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn add_windows(acc: &mut Value, w: &Value) {
+    if let (Value::Object(a), Value::Object(b)) = (acc, w) {
+        for (k, v) in b {
+            let sum = a.get(k).and_then(Value::as_i64).unwrap_or(0) + v.as_i64().unwrap_or(0);
+            a.insert(k.clone(), sum.into());
+        }
+    }
+}
+
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
