@@ -338,7 +338,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         .filter(|p| p.kind == Kind::Spider)
         .map(|p| p.name.to_string())
         .collect();
-    let (frontier, dedup) = stores(&settings, spiders).await?;
+    let (frontier, dedup) = stores(&settings, spiders, stats.clone()).await?;
     let engine = Engine::new(
         frontier.clone(),
         dedup,
@@ -378,6 +378,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
 async fn stores(
     settings: &Settings,
     spiders: Vec<String>,
+    stats: Arc<Stats>,
 ) -> Result<(Arc<dyn Frontier>, Arc<dyn DedupStore>)> {
     if settings.redis.url.is_empty() {
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
@@ -387,7 +388,7 @@ async fn stores(
         )));
         return Ok((frontier, dedup));
     }
-    let store = RedisStore::connect(settings).await?;
+    let store = RedisStore::connect(settings, stats).await?;
     store.set_spiders(spiders);
     tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
     Ok((store.clone(), store))
@@ -417,7 +418,7 @@ where
     if settings.redis.url.is_empty() {
         bail!("control operations act on a cluster: give --redis URL (or set redis.url)");
     }
-    let store = RedisStore::connect(&settings).await?;
+    let store = RedisStore::connect(&settings, Arc::default()).await?;
     let reply = op(store).await?;
     writeln!(std::io::stdout().lock(), "{reply}")?;
     Ok(0)
@@ -438,7 +439,7 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
     check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
-    let (frontier, dedup) = stores(&settings, Vec::new()).await?;
+    let (frontier, dedup) = stores(&settings, Vec::new(), Arc::default()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         crate::crawl::submit(&*frontier, &*dedup, r).await?;
@@ -551,6 +552,7 @@ fn summary(stats: &Stats) {
         robots_denied = stats.robots_denied.load(Relaxed),
         plugin_calls,
         plugin_instances,
+        store_round_trips = stats.store_round_trips.load(Relaxed),
         "crawl done"
     );
 }

@@ -26,6 +26,8 @@ pub struct Stats {
     pub expired: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Requests sent to the cluster store (a pipeline counts once).
+    pub store_round_trips: AtomicU64,
     by_status: Mutex<BTreeMap<u16, u64>>,
     plugins: Mutex<HashMap<String, PluginCalls>>,
     counters: Mutex<BTreeMap<(String, String), i64>>,
@@ -43,6 +45,7 @@ impl Default for Stats {
             expired: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
+            store_round_trips: AtomicU64::new(0),
             by_status: Mutex::new(BTreeMap::new()),
             plugins: Mutex::new(HashMap::new()),
             counters: Mutex::new(BTreeMap::new()),

@@ -75,7 +75,7 @@ impl RedisStore {
 
     /// Info on every crawl of an app.
     pub async fn info_app(&self, appid: &str, spiderid: &str) -> Result<Value, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let crefs: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.key(&format!("app:{appid}")))
             .query_async(&mut con)
@@ -108,7 +108,7 @@ impl RedisStore {
         &self,
         cref: &str,
     ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let out: Vec<redis::Value> = self
             .scripts
             .info
@@ -142,7 +142,7 @@ impl RedisStore {
             appid: appid.into(),
             crawlid: crawlid.into(),
         });
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let purged: i64 = self
             .scripts
             .stop
@@ -158,7 +158,7 @@ impl RedisStore {
     /// Stop every crawl whose `expires` has passed. Each is returned to
     /// exactly one caller across the cluster.
     pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let out: Vec<String> = self
             .scripts
             .expire
@@ -185,7 +185,7 @@ impl RedisStore {
     /// their next pop: the throttle is decided inside Redis.
     pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
         let d = domain::registered(domain_name);
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let cmd = match action {
             DomainAction::Update {
                 hits,
@@ -234,7 +234,7 @@ impl RedisStore {
 
     /// Live workers: id -> (host, spiders).
     async fn live_workers(&self) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let info: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key("hbinfo"))
             .query_async(&mut con)
@@ -260,7 +260,7 @@ impl RedisStore {
         &self,
         kind: char,
     ) -> Result<BTreeMap<(String, String), Value>, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let keys: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.key("stkeys"))
             .query_async(&mut con)
@@ -363,7 +363,7 @@ impl RedisStore {
     }
 
     async fn queue_stats(&self) -> Result<Value, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let qks: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.key("ready"))
             .arg(0)
@@ -412,7 +412,7 @@ impl RedisStore {
 
     /// Heartbeat, expiry and stats trimming; every worker runs it each second.
     pub(super) async fn upkeep(&self) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let now = unix_now_ms();
         let info = json!({"host": self.host, "spiders": *self.spiders.lock()}).to_string();
         let stale: Vec<String> = redis::pipe()
@@ -464,7 +464,7 @@ impl RedisStore {
 
     /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
     async fn trim_stats(&self) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let keys: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.key("stkeys"))
             .query_async(&mut con)

@@ -8,6 +8,7 @@ use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::config::Settings;
 use crate::request::{CrawlKey, CrawlSpec, Job};
 use crate::scheduler::domain;
+use crate::stats::Stats;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
@@ -112,6 +113,7 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 pub struct RedisStore {
     con: ConnectionManager,
+    stats: Arc<Stats>,
     ns: String,
     scripts: Scripts,
     throttle: crate::config::Throttle,
@@ -130,7 +132,10 @@ pub struct RedisStore {
 
 impl RedisStore {
     /// Connect (retrying with backoff until Redis answers).
-    pub async fn connect(settings: &Settings) -> Result<Arc<RedisStore>, StoreError> {
+    pub async fn connect(
+        settings: &Settings,
+        stats: Arc<Stats>,
+    ) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(settings.redis.url.as_str()).map_err(|e| {
             StoreError::Unavailable(format!("bad redis.url {:?}: {e}", settings.redis.url))
         })?;
@@ -158,6 +163,7 @@ impl RedisStore {
             .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(RedisStore {
             con,
+            stats,
             ns: format!("{{{}}}", settings.redis.namespace),
             scripts: Scripts {
                 stop: script(include_str!("stop.lua")),
@@ -187,7 +193,11 @@ impl RedisStore {
         &self.ns
     }
 
-    pub fn connection(&self) -> ConnectionManager {
+    /// A handle for one request (one round trip, counted).
+    fn con(&self) -> ConnectionManager {
+        self.stats
+            .store_round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.con.clone()
     }
 
@@ -196,7 +206,7 @@ impl RedisStore {
         if let Some(s) = self.specs.lock().get(cref) {
             return Ok(Some(s.clone()));
         }
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let json: Option<String> = redis::cmd("GET")
             .arg(format!("{}:spec:{cref}", self.ns))
             .query_async(&mut con)
@@ -257,7 +267,7 @@ impl Frontier for RedisStore {
                 let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
                 inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
             }
-            let mut con = self.con.clone();
+            let mut con = self.con();
             let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         }
         Ok(())
@@ -265,7 +275,7 @@ impl Frontier for RedisStore {
 
     async fn pop(&self) -> Result<Pop, StoreError> {
         loop {
-            let mut con = self.con.clone();
+            let mut con = self.con();
             let out: Vec<String> = self
                 .scripts
                 .pop
@@ -321,7 +331,7 @@ impl Frontier for RedisStore {
     }
 
     async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let found: i64 = self
             .scripts
             .ack
@@ -344,7 +354,7 @@ impl Frontier for RedisStore {
 
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
         let payload = serde_json::to_string(&WireJob::of(&retry)).unwrap_or_default();
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let _: i64 = self
             .scripts
             .retry
@@ -361,7 +371,7 @@ impl Frontier for RedisStore {
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let (q, f): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
             .arg(format!("{}:counts", self.ns))
             .arg("q")
@@ -377,7 +387,7 @@ impl Frontier for RedisStore {
 
     async fn maintain(&self) -> Result<(), StoreError> {
         self.upkeep().await?;
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let reclaimed: i64 = self
             .scripts
             .reclaim
@@ -420,7 +430,7 @@ impl DedupStore for RedisStore {
                 .arg(&c.domain)
                 .arg(if c.force { "1" } else { "0" });
         }
-        let mut con = self.con.clone();
+        let mut con = self.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         Ok(out.into_iter().map(|v| v == 1).collect())
     }

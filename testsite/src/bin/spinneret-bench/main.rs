@@ -1,0 +1,390 @@
+//! `just bench`: figures, never assertions.
+//!
+//! 1. Host link extraction on the site's 15-25 KB pages (µs per page).
+//! 2. Plugin compile time, cold and from the cache.
+//! 3. An embedded crawl of a 20,000-page site at unlimited depth with the
+//!    `link` spider: pages/s, CPU ms per page, peak RSS (the crawler's own
+//!    /proc accounting, read from its JSON summary line).
+//! 4. The same crawl in cluster mode on Redis with 1 and 2 workers: also
+//!    round trips per page and Redis memory per crawled URL.
+//! 5. info and stop on one crawl with 1,000,000 requests queued.
+
+mod redis;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use spinneret_testsite::{Site, SiteSpec};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 20_000)]
+    pages: usize,
+    #[arg(long, default_value_t = 8)]
+    hosts: usize,
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let spinneret = std::env::current_exe()?.with_file_name("spinneret");
+    let work = std::env::temp_dir().join(format!("spinneret-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+
+    let spec = SiteSpec {
+        pages: args.pages,
+        hosts: args.hosts,
+        seed: 7,
+    };
+    let site = Site::start(spec).await?;
+    report("link extraction", &link_extraction(&site))?;
+    report(
+        "plugin compile (link.wasm)",
+        &compile_times(&spinneret, &repo, &work).await?,
+    )?;
+    report(
+        "embedded crawl",
+        &crawl(&site, &spinneret, &repo, &work, args.concurrency).await?,
+    )?;
+    match redis::Redis::start(&work)? {
+        None => report(
+            "cluster mode",
+            &["skipped: redis-server is not installed (run scripts/setup)".into()],
+        )?,
+        Some(r) => {
+            for workers in [1, 2] {
+                let title = format!("cluster crawl on Redis, {workers} worker(s)");
+                let lines = cluster_crawl(
+                    &site,
+                    &spinneret,
+                    &repo,
+                    &work,
+                    &r,
+                    workers,
+                    args.concurrency,
+                )
+                .await?;
+                report(&title, &lines)?;
+                r.flush()?;
+            }
+            report(
+                "control operations, 1,000,000 queued in 100 crawls",
+                &control_at_scale(&r).await?,
+            )?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+fn report(title: &str, lines: &[String]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "\n== {title}")?;
+    for l in lines {
+        writeln!(out, "  {l}")?;
+    }
+    Ok(())
+}
+
+fn link_extraction(site: &Site) -> Vec<String> {
+    let n = site.spec.pages.min(2000);
+    let pages: Vec<bytes::Bytes> = (0..n)
+        .map(|i| site.graph().render(i, site.addrs()))
+        .collect();
+    let urls: Vec<url::Url> = (0..n)
+        .filter_map(|i| url::Url::parse(&site.url(i)).ok())
+        .collect();
+    let filters = spinneret::links::LinkFilters::default();
+    let mut links = 0;
+    for (p, u) in pages.iter().zip(&urls) {
+        links += spinneret::links::extract(p, u, &filters).len();
+    }
+    let rounds = 5;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for (p, u) in pages.iter().zip(&urls) {
+            std::hint::black_box(spinneret::links::extract(p, u, &filters));
+        }
+    }
+    let per_page = started.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;
+    let avg_kb = pages.iter().map(|p| p.len()).sum::<usize>() as f64 / n as f64 / 1024.0;
+    vec![
+        format!(
+            "pages:            {n} ({avg_kb:.1} KB average, {:.1} links kept per page)",
+            links as f64 / n as f64
+        ),
+        format!("per page:         {per_page:.1} µs (target <= 30 µs)"),
+    ]
+}
+
+async fn compile_times(spinneret: &Path, repo: &Path, work: &Path) -> Result<Vec<String>> {
+    let cache = work.join("compile-cache");
+    let plugins = work.join("compile-plugins");
+    std::fs::create_dir_all(&plugins)?;
+    std::fs::copy(repo.join("plugins/link.wasm"), plugins.join("link.wasm"))?;
+    let mut times = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(spinneret)
+            .args(["plugins", "--plugins"])
+            .arg(&plugins)
+            .env("XDG_CACHE_HOME", &cache)
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!(
+                "spinneret plugins failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        times.push(started.elapsed());
+    }
+    Ok(vec![
+        format!(
+            "cold (empty cache):  {:.0} ms for the whole `spinneret plugins` run",
+            ms(times[0])
+        ),
+        format!("cached:              {:.0} ms", ms(times[1])),
+    ])
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn crawl(
+    site: &Site,
+    spinneret: &Path,
+    repo: &Path,
+    work: &Path,
+    concurrency: usize,
+) -> Result<Vec<String>> {
+    let expected = site.expected(0, None).len();
+    let config = work.join("bench.toml");
+    std::fs::write(
+        &config,
+        "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n",
+    )?;
+    let err: PathBuf = work.join("crawl.log");
+    let started = Instant::now();
+    let status = tokio::process::Command::new(spinneret)
+        .args([
+            "run",
+            "--spider",
+            "link",
+            "--maxdepth",
+            "1000",
+            "--allow-private",
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--concurrency",
+            &concurrency.to_string(),
+            "--seed",
+            &site.seed_url(),
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--plugins")
+        .arg(repo.join("plugins"))
+        .args(["--output", "/dev/null"])
+        .stderr(std::fs::File::create(&err)?)
+        .status()
+        .await?;
+    let wall = started.elapsed();
+    if !status.success() {
+        bail!(
+            "crawl failed: {}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        );
+    }
+    let log = std::fs::read_to_string(&err)?;
+    let done: serde_json::Value = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "crawl done")
+        .context("no `crawl done` summary in the crawler's log")?;
+    let pages = done["pages"].as_u64().unwrap_or(0);
+    let field = |k: &str| done[k].as_str().unwrap_or("?").to_string();
+    Ok(vec![
+        format!(
+            "site:             {} pages on {} hosts, ~20 KB each; {} reachable",
+            site.spec.pages, site.spec.hosts, expected
+        ),
+        format!(
+            "pages crawled:    {pages} in {:.2} s (concurrency {concurrency})",
+            wall.as_secs_f64()
+        ),
+        format!(
+            "pages/s:          {:.0} (target >= 5000; Scrapy ~120)",
+            pages as f64 / wall.as_secs_f64()
+        ),
+        format!(
+            "CPU per page:     {} ms (target <= 0.25; Scrapy ~6.4)",
+            field("cpu_ms_per_page")
+        ),
+        format!("peak RSS:         {} MiB", done["peak_rss_mb"]),
+        format!("statuses:         {}", field("statuses")),
+    ])
+}
+
+/// The `crawl done` summary line of a worker's JSON log.
+fn summary_of(log: &Path) -> Result<serde_json::Value> {
+    std::fs::read_to_string(log)?
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "crawl done")
+        .with_context(|| format!("no `crawl done` summary in {}", log.display()))
+}
+
+async fn cluster_crawl(
+    site: &Site,
+    spinneret: &Path,
+    repo: &Path,
+    work: &Path,
+    redis: &redis::Redis,
+    workers: usize,
+    concurrency: usize,
+) -> Result<Vec<String>> {
+    let expected = site.expected(0, None).len();
+    let config = work.join("bench.toml");
+    let (scripts0, mem0) = (redis.script_calls()?, redis.used_memory()?);
+    let command = |log: &Path| -> Result<tokio::process::Command> {
+        let mut c = tokio::process::Command::new(spinneret);
+        c.args([
+            "run",
+            "--spider",
+            "link",
+            "--allow-private",
+            "--log-format",
+            "json",
+            "--redis",
+            &redis.url(),
+        ])
+        .args(["--concurrency", &concurrency.to_string()])
+        .arg("--config")
+        .arg(&config)
+        .arg("--plugins")
+        .arg(repo.join("plugins"))
+        .args(["--output", "/dev/null"])
+        .stderr(std::fs::File::create(log)?);
+        Ok(c)
+    };
+    // Helpers serve; the first worker brings the seed and returns when the
+    // cluster has nothing queued or in flight.
+    let mut helpers = Vec::new();
+    for i in 1..workers {
+        let log = work.join(format!("cluster-{workers}-{i}.log"));
+        helpers.push((command(&log)?.arg("--serve").spawn()?, log));
+    }
+    let main_log = work.join(format!("cluster-{workers}-0.log"));
+    let started = Instant::now();
+    let status = command(&main_log)?
+        .args(["--maxdepth", "1000", "--seed", &site.seed_url()])
+        .status()
+        .await?;
+    let wall = started.elapsed();
+    if !status.success() {
+        bail!(
+            "cluster crawl failed: {}",
+            std::fs::read_to_string(&main_log).unwrap_or_default()
+        );
+    }
+    let mem = redis.used_memory()?.saturating_sub(mem0);
+    let scripts = redis.script_calls()? - scripts0;
+    let (seen_bytes, seen) = redis.seen_sets("spinneret")?;
+    let mut summaries = vec![summary_of(&main_log)?];
+    for (mut child, log) in helpers {
+        if let Some(pid) = child.id() {
+            std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()?;
+        }
+        child.wait().await?;
+        summaries.push(summary_of(&log)?);
+    }
+    let pages: u64 = summaries
+        .iter()
+        .map(|s| s["pages"].as_u64().unwrap_or(0))
+        .sum();
+    let cpu_ms: f64 = summaries
+        .iter()
+        .map(|s| {
+            s["cpu_ms_per_page"]
+                .as_str()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                * s["pages"].as_f64().unwrap_or(0.0)
+        })
+        .sum();
+    let trips: u64 = summaries
+        .iter()
+        .map(|s| s["store_round_trips"].as_u64().unwrap_or(0))
+        .sum();
+    let per = |x: f64| x / pages.max(1) as f64;
+    Ok(vec![
+        format!("pages crawled:    {pages} of {expected} in {:.2} s", wall.as_secs_f64()),
+        format!("pages/s:          {:.0} (target >= 3000 with one worker; scrapy-redis ~90)", pages as f64 / wall.as_secs_f64()),
+        format!("CPU per page:     {:.3} ms (all workers)", per(cpu_ms)),
+        format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts as f64)),
+        format!(
+            "seen URLs:        {seen} in {seen_bytes} bytes: {:.1} bytes of Redis per seen URL (target <= 24)",
+            seen_bytes as f64 / seen.max(1) as f64
+        ),
+        format!("Redis growth:     {:.1} bytes per page in all (seen sets, live throttle windows, counters, stats)", per(mem as f64)),
+    ])
+}
+
+/// info and stop on one crawl while 1,000,000 requests of 100 crawls are queued.
+async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
+    use spinneret::request::CrawlRequest;
+    let mut settings = spinneret::config::Settings::default();
+    settings.redis.url = redis.url();
+    settings.redis.namespace = "scale".into();
+    let store = spinneret::scheduler::RedisStore::connect(&settings, Default::default()).await?;
+    use spinneret::scheduler::Frontier;
+    let mem0 = redis.used_memory()?;
+    let started = Instant::now();
+    for c in 0..100 {
+        let seed = format!(r#"{{"url":"http://d0.bench.test/","appid":"bench","crawlid":"c{c}"}}"#);
+        let template = CrawlRequest::parse(&seed, 3)?.into_seed();
+        for batch in 0..5 {
+            let jobs = (0..2000)
+                .map(|i| {
+                    let n = batch * 2000 + i;
+                    let mut j = template.clone();
+                    j.url = format!("http://bench{}.test/p/{n}.html", n % 1000);
+                    j.priority = (n % 7) as i32;
+                    j
+                })
+                .collect();
+            store.push(jobs).await?;
+        }
+    }
+    let fill = started.elapsed();
+    let mem = redis.used_memory()?.saturating_sub(mem0);
+    let t = Instant::now();
+    let info = store.info_crawl("bench", "c42", "link").await?;
+    let info_ms = ms(t.elapsed());
+    let t = Instant::now();
+    let purged = store.stop("bench", "c42").await?;
+    let stop_ms = ms(t.elapsed());
+    Ok(vec![
+        format!(
+            "queued:           1,000,000 in {:.1} s ({:.0} bytes of Redis each)",
+            fill.as_secs_f64(),
+            mem as f64 / 1e6
+        ),
+        format!(
+            "info one crawl:   {info_ms:.1} ms ({} pending over {} domains; target <= 100 ms)",
+            info["total_pending"], info["total_domains"]
+        ),
+        format!("stop one crawl:   {stop_ms:.1} ms ({purged} purged; target <= 100 ms)"),
+    ])
+}

@@ -1,0 +1,132 @@
+//! A throwaway `redis-server` for the cluster benchmarks, and the figures
+//! read from it (INFO commandstats, used_memory).
+
+use anyhow::{Context, Result};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    _dir: std::path::PathBuf,
+}
+
+impl Redis {
+    /// `None` when redis-server is not installed (`scripts/setup` installs it).
+    pub fn start(work: &std::path::Path) -> Result<Option<Redis>> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let dir = work.join("redis");
+        std::fs::create_dir_all(&dir)?;
+        let child = match Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(_) => return Ok(None),
+        };
+        let redis = Redis {
+            port,
+            child,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while redis.query(&["PING"]).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(Some(redis))
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn query(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "redis-cli failed");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Script invocations (EVALSHA and EVAL): one round trip each.
+    pub fn script_calls(&self) -> Result<u64> {
+        let info = self.query(&["INFO", "commandstats"])?;
+        Ok(info
+            .lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .filter_map(|l| {
+                l.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum())
+    }
+
+    pub fn used_memory(&self) -> Result<u64> {
+        let info = self.query(&["INFO", "memory"])?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("used_memory:")?.trim().parse().ok())
+            .context("no used_memory in INFO")
+    }
+
+    /// Bytes and members of the seen-URL sets (`{ns}:s:*`), from MEMORY
+    /// USAGE and SCARD of every bucket.
+    pub fn seen_sets(&self, namespace: &str) -> Result<(u64, u64)> {
+        let keys = self.query(&["--scan", "--pattern", &format!("{{{namespace}}}:s:*")])?;
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        let mut script = String::new();
+        for k in &keys {
+            script.push_str(&format!("MEMORY USAGE \"{k}\" SAMPLES 0\nSCARD \"{k}\"\n"));
+        }
+        let mut child = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .context("redis-cli stdin")?
+            .write_all(script.as_bytes())?;
+        let out = String::from_utf8_lossy(&child.wait_with_output()?.stdout).into_owned();
+        let nums: Vec<u64> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let bytes = nums.iter().step_by(2).sum();
+        let members = nums.iter().skip(1).step_by(2).sum();
+        Ok((bytes, members))
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.query(&["FLUSHALL"])?;
+        Ok(())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
