@@ -360,7 +360,7 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
                     let n = batch * 2000 + i;
                     let mut j = template.clone();
                     j.url = format!("http://bench{}.test/p/{n}.html", n % 1000);
-                    j.priority = (n % 7) as i32;
+                    j.priority = n % 7;
                     j
                 })
                 .collect();
