@@ -11,6 +11,7 @@ use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
 use crate::stats::{process_usage, Stats};
 use crate::throttle::EmbeddedThrottle;
+use crate::throttle::ThrottleStore;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -321,8 +322,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     if requests.is_empty() && !args.serve {
         bail!("nothing to crawl: give --seed URL, --request JSON or --requests FILE (or --serve)");
     }
-    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
-    check_seeds(&fetcher, &requests).await?;
+    check_seeds(&Fetcher::new(&settings.crawl, None)?, &requests).await?;
 
     let sink: Arc<dyn ResultSink> = match &args.output {
         Some(path) => Arc::new(JsonlSink::new(Box::new(
@@ -338,7 +338,9 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         .filter(|p| p.kind == Kind::Spider)
         .map(|p| p.name.to_string())
         .collect();
-    let (frontier, dedup) = stores(&settings, spiders, stats.clone()).await?;
+    let (frontier, dedup, throttle) = stores(&settings, spiders, stats.clone()).await?;
+    let fetcher =
+        Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
     let engine = Engine::new(
         frontier.clone(),
         dedup,
@@ -375,23 +377,26 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
 }
 
 /// The frontier and dedup store: Redis when `redis.url` is set, else in process.
-async fn stores(
-    settings: &Settings,
-    spiders: Vec<String>,
-    stats: Arc<Stats>,
-) -> Result<(Arc<dyn Frontier>, Arc<dyn DedupStore>)> {
+/// The throttle the frontier consults, also handed to the fetcher.
+type Stores = (
+    Arc<dyn Frontier>,
+    Arc<dyn DedupStore>,
+    Arc<dyn ThrottleStore>,
+);
+
+async fn stores(settings: &Settings, spiders: Vec<String>, stats: Arc<Stats>) -> Result<Stores> {
     if settings.redis.url.is_empty() {
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-        let frontier = Arc::new(EmbeddedFrontier::new(throttle, settings.throttle.clone()));
+        let frontier = Arc::new(EmbeddedFrontier::new(throttle.clone()));
         let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,
         )));
-        return Ok((frontier, dedup));
+        return Ok((frontier, dedup, throttle));
     }
     let store = RedisStore::connect(settings, stats).await?;
     store.set_spiders(spiders);
     tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
-    Ok((store.clone(), store))
+    Ok((store.clone(), store.clone(), store))
 }
 
 /// Refuse seeds the address policy refuses, before anything is queued.
@@ -438,8 +443,8 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
     if requests.is_empty() {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
-    check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
-    let (frontier, dedup) = stores(&settings, Vec::new(), Arc::default()).await?;
+    check_seeds(&Fetcher::new(&settings.crawl, None)?, &requests).await?;
+    let (frontier, dedup, _) = stores(&settings, Vec::new(), Arc::default()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         crate::crawl::submit(&*frontier, &*dedup, r).await?;

@@ -17,8 +17,28 @@ pub enum Admission {
 
 #[async_trait]
 pub trait ThrottleStore: Send + Sync {
-    /// Take one fetch slot for `key` now, or say how long until one frees.
-    async fn acquire(&self, key: &str) -> Result<Admission, StoreError>;
+    /// Take one slot for `spider` to fetch from registered `domain` now, or
+    /// say how long until one frees. The bucket follows the settings
+    /// (split by spider, by egress identity).
+    async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError>;
+    /// Give back the latest slot of (`spider`, `domain`): it was taken for a
+    /// request that was not fetched after all (robots.txt refused it).
+    async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError>;
+}
+
+/// Wait for a slot: how every fetch outside a pop (redirect hops,
+/// robots.txt) stays within the politeness limits.
+pub async fn wait_for_slot(
+    throttle: &dyn ThrottleStore,
+    spider: &str,
+    domain: &str,
+) -> Result<(), StoreError> {
+    loop {
+        match throttle.acquire(spider, domain).await? {
+            Admission::Go => return Ok(()),
+            Admission::Wait(d) => tokio::time::sleep(d).await,
+        }
+    }
 }
 
 /// Sliding-window log per key, in process.
@@ -63,7 +83,9 @@ impl EmbeddedThrottle {
 
 #[async_trait]
 impl ThrottleStore for EmbeddedThrottle {
-    async fn acquire(&self, key: &str) -> Result<Admission, StoreError> {
+    async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
+        let key = crate::scheduler::domain::throttle_key(&self.settings, spider, domain);
+        let key = key.as_str();
         let now = Instant::now();
         let mut hits = self.hits.lock();
         if let Some(log) = hits.get_mut(key) {
@@ -73,6 +95,14 @@ impl ThrottleStore for EmbeddedThrottle {
         let a = self.decide(&mut log, now);
         hits.insert(key.to_string(), log);
         Ok(a)
+    }
+
+    async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError> {
+        let key = crate::scheduler::domain::throttle_key(&self.settings, spider, domain);
+        if let Some(log) = self.hits.lock().get_mut(&key) {
+            log.pop_back();
+        }
+        Ok(())
     }
 }
 
@@ -92,26 +122,26 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn at_most_hits_per_window() {
         let t = throttle(2, 2.0, false);
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
         assert_eq!(
-            t.acquire("a").await.expect("ok"),
+            t.acquire("s", "a").await.expect("ok"),
             Admission::Wait(Duration::from_secs(2))
         );
-        assert_eq!(t.acquire("b").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "b").await.expect("ok"), Admission::Go);
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
     }
 
     #[tokio::test(start_paused = true)]
     async fn moderated_spaces_fetches() {
         let t = throttle(4, 2.0, true);
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
         assert_eq!(
-            t.acquire("a").await.expect("ok"),
+            t.acquire("s", "a").await.expect("ok"),
             Admission::Wait(Duration::from_millis(500))
         );
         tokio::time::advance(Duration::from_millis(500)).await;
-        assert_eq!(t.acquire("a").await.expect("ok"), Admission::Go);
+        assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
     }
 }

@@ -348,3 +348,45 @@ async fn domain_max_pages_caps_results_per_domain() -> Result<()> {
     assert!(per_host.values().all(|n| *n <= 5), "{per_host:?}");
     Ok(())
 }
+
+/// Regression: a redirect hop used to be a second, unthrottled request to
+/// the same domain. Every request the site sees must fit the throttle.
+#[tokio::test(flavor = "multi_thread")]
+async fn regression_redirect_hops_are_throttled() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "[throttle]\nhits = 2\nwindow = 1\n")?;
+    // Redirects on host 0 (page numbers that are multiples of the host count).
+    let origin = site.addrs()[0];
+    let seeds: Vec<String> = (0..4)
+        .map(|k| format!("http://{origin}/r/{}", 3 * (k + 1)))
+        .collect();
+    let mut args = vec!["--spider", "link"];
+    for seed in &seeds {
+        args.extend(["--seed", seed.as_str()]);
+    }
+    let run = s.run(&args).await?.ok()?;
+    assert_eq!(run.results.len(), 4);
+    assert!(run.results.iter().all(|r| r["response_url"]
+        .as_str()
+        .is_some_and(|u| u.contains("/p/"))));
+    let mut times: Vec<_> = site
+        .hits()
+        .into_iter()
+        .filter(|h| h.host == 0)
+        .map(|h| h.at)
+        .collect();
+    times.sort();
+    assert_eq!(
+        times.len(),
+        9,
+        "robots.txt, then a redirect and its target per seed"
+    );
+    for w in times.windows(3) {
+        assert!(
+            w[2] - w[0] >= std::time::Duration::from_millis(750),
+            "3 requests within {:?}",
+            w[2] - w[0]
+        );
+    }
+    Ok(())
+}

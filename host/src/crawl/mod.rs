@@ -93,7 +93,15 @@ impl Engine {
     }
 
     /// Queue children after dedup and caps, in one call to each store.
-    async fn enqueue_children(&self, children: Vec<Job>) -> Result<usize, StoreError> {
+    async fn enqueue_children(&self, mut children: Vec<Job>) -> Result<usize, StoreError> {
+        // Links robots.txt already forbids are not queued: they would only
+        // spend a throttle slot to be refused at fetch time.
+        if let Some(robots) = &self.robots {
+            let before = children.len();
+            children.retain(|j| url::Url::parse(&j.url).ok().and_then(|u| robots.known(&u)) != Some(false));
+            let denied = (before - children.len()) as u64;
+            self.stats.robots_denied.fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
+        }
         let Some(first) = children.first() else {
             return Ok(0);
         };

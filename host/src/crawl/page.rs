@@ -38,12 +38,20 @@ impl Engine {
                 )
                 .await;
         };
+        // The pop took this request's throttle slot; if robots.txt had to
+        // be fetched first, that slot is stale and the fetch takes a new one.
+        let mut slot_taken = true;
         if let Some(robots) = &self.robots {
-            if !robots.allowed(&url).await {
+            let verdict = robots.allowed(&url, &job.spiderid).await;
+            if !verdict.allowed {
                 tracing::debug!(url = %job.url, "disallowed by robots.txt");
                 self.stats.robots_denied.fetch_add(1, Relaxed);
+                if !verdict.waited {
+                    self.fetcher.refund_slot(&job.spiderid, &url).await;
+                }
                 return self.frontier.ack(id, None).await;
             }
+            slot_taken = !verdict.waited;
         }
 
         let (mut target, mut method, mut headers) = (
@@ -80,6 +88,8 @@ impl Engine {
             method: &method,
             headers: &headers,
             body: job.body.as_deref(),
+            spider: &job.spiderid,
+            slot_taken,
         };
         let fetched = match self.fetcher.fetch(&out).await {
             Ok(f) => Fetch::Got(f),

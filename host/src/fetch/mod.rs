@@ -9,6 +9,7 @@ pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
+use crate::throttle::{wait_for_slot, ThrottleStore};
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +51,10 @@ pub struct Outgoing<'a> {
     pub method: &'a str,
     pub headers: &'a [(String, String)],
     pub body: Option<&'a [u8]>,
+    /// Whose politeness budget the fetch spends (throttle key).
+    pub spider: &'a str,
+    /// The first request's throttle slot was taken already (by the pop).
+    pub slot_taken: bool,
 }
 
 /// What came back.
@@ -80,14 +85,18 @@ pub struct Fetcher {
     max_body: usize,
     timeout: Duration,
     max_redirects: usize,
+    throttle: Option<Arc<dyn ThrottleStore>>,
 }
 
 impl Fetcher {
-    pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
+    /// `throttle` governs every request beyond a popped one: redirect hops
+    /// and robots.txt. `None` only for address checks that fetch nothing.
+    pub fn new(
+        settings: &CrawlSettings,
+        throttle: Option<Arc<dyn ThrottleStore>>,
+    ) -> Result<Self, reqwest::Error> {
         let policy = AddressPolicy::new(settings.allow_private);
         let timeout = Duration::from_secs_f64(settings.download_timeout);
-        let max_redirects = settings.max_redirects;
-        let redirect_policy = policy.clone();
         let client = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
@@ -96,22 +105,16 @@ impl Fetcher {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
             .dns_resolver(Arc::new(policy.resolver()))
-            .redirect(reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() > max_redirects {
-                    attempt.error(FetchError::TooManyRedirects(max_redirects))
-                } else if let Err(e) = redirect_policy.check_literal(attempt.url()) {
-                    attempt.error(e)
-                } else {
-                    attempt.follow()
-                }
-            }))
+            // Redirects are followed below, one throttled and checked hop at a time.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Fetcher {
             client,
             policy,
             max_body: settings.max_body_bytes,
             timeout,
-            max_redirects,
+            max_redirects: settings.max_redirects,
+            throttle,
         })
     }
 
@@ -121,19 +124,88 @@ impl Fetcher {
 
     pub async fn fetch(&self, out: &Outgoing<'_>) -> Result<Fetched, FetchError> {
         let started = Instant::now();
-        let url = Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?;
-        self.policy.check_literal(&url)?;
-        let method = reqwest::Method::from_bytes(out.method.as_bytes()).map_err(|_| {
+        let mut url =
+            Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?;
+        let mut method = reqwest::Method::from_bytes(out.method.as_bytes()).map_err(|_| {
             FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method))
         })?;
-        let mut req = self.client.request(method, url);
-        for (k, v) in out.headers {
-            req = req.header(k.as_str(), v.as_str());
+        let mut headers = out.headers.to_vec();
+        let mut body = out.body.map(<[u8]>::to_vec);
+        let mut slot_taken = out.slot_taken;
+        for _hop in 0..=self.max_redirects {
+            self.policy.check_literal(&url)?;
+            if !slot_taken {
+                self.take_slot(out.spider, &url).await?;
+            }
+            slot_taken = false;
+            let mut req = self.client.request(method.clone(), url.clone());
+            for (k, v) in &headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some(b) = &body {
+                req = req.body(b.clone());
+            }
+            let resp = req.send().await.map_err(|e| self.classify(e))?;
+            let status = resp.status();
+            let location = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok());
+            if let (true, Some(next)) = (
+                status.is_redirection(),
+                location.and_then(|l| url.join(l).ok()),
+            ) {
+                if !matches!(next.scheme(), "http" | "https") {
+                    return Err(FetchError::InvalidUrl(format!("redirect to {next}")));
+                }
+                // Browsers' rules: 303 (and 301/302 after a POST) become a GET.
+                if status == 303
+                    || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST)
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                // Credentials do not follow a redirect to another host.
+                if next.host_str() != url.host_str() {
+                    headers.retain(|(k, _)| {
+                        !k.eq_ignore_ascii_case("cookie")
+                            && !k.eq_ignore_ascii_case("authorization")
+                    });
+                }
+                url = next;
+                continue;
+            }
+            return self.read(resp, out, started).await;
         }
-        if let Some(b) = out.body {
-            req = req.body(b.to_vec());
+        Err(FetchError::TooManyRedirects(self.max_redirects))
+    }
+
+    /// Give back the slot a pop took for `url`, which will not be fetched.
+    pub async fn refund_slot(&self, spider: &str, url: &Url) {
+        let Some(throttle) = &self.throttle else { return };
+        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
+        if let Err(e) = throttle.refund(spider, &domain).await {
+            tracing::debug!(error = %e, "could not refund a throttle slot");
         }
-        let mut resp = req.send().await.map_err(|e| self.classify(e))?;
+    }
+
+    /// Wait for a throttle slot for this hop's domain.
+    async fn take_slot(&self, spider: &str, url: &Url) -> Result<(), FetchError> {
+        let Some(throttle) = &self.throttle else {
+            return Ok(());
+        };
+        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
+        wait_for_slot(&**throttle, spider, &domain)
+            .await
+            .map_err(|e| FetchError::Network(format!("throttle unavailable: {e}")))
+    }
+
+    async fn read(
+        &self,
+        mut resp: reqwest::Response,
+        out: &Outgoing<'_>,
+        started: Instant,
+    ) -> Result<Fetched, FetchError> {
         let status = resp.status();
         let headers = resp
             .headers()
@@ -186,8 +258,6 @@ impl Fetcher {
         }
         if e.is_timeout() {
             FetchError::Timeout(self.timeout)
-        } else if e.is_redirect() {
-            FetchError::TooManyRedirects(self.max_redirects)
         } else {
             FetchError::Network(error_chain(&e))
         }

@@ -139,7 +139,19 @@ impl RobotsCache {
         }
     }
 
-    pub async fn allowed(&self, url: &Url) -> bool {
+    /// The answer for `url` if its origin's robots.txt is already known;
+    /// never fetches.
+    pub fn known(&self, url: &Url) -> Option<bool> {
+        let origin = url.origin().ascii_serialization();
+        let slots = self.slots.lock();
+        let (at, robots) = slots.get(&origin)?.get()?;
+        (at.elapsed() < self.ttl).then(|| robots.allowed(url))
+    }
+
+    /// May `url` be fetched? The robots.txt fetch spends `spider`'s throttle.
+    /// `waited` says whether this call had to wait for robots.txt to arrive:
+    /// a throttle slot taken before that wait is stale.
+    pub async fn allowed(&self, url: &Url, spider: &str) -> Verdict {
         let origin = url.origin().ascii_serialization();
         let slot = {
             let mut slots = self.slots.lock();
@@ -153,26 +165,27 @@ impl RobotsCache {
                 _ => slot,
             }
         };
+        let waited = slot.get().is_none();
         let (_, robots) = slot
             .get_or_init(|| async {
                 let robots_url = format!("{origin}/robots.txt");
-                let out = Outgoing {
-                    url: &robots_url,
-                    method: "GET",
-                    headers: &[],
-                    body: None,
-                };
+                let out = Outgoing { url: &robots_url, method: "GET", headers: &[], body: None, spider, slot_taken: false };
                 let robots = match self.fetcher.fetch(&out).await {
-                    Ok(f) if (200..300).contains(&f.status) => {
-                        Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent)
-                    }
+                    Ok(f) if (200..300).contains(&f.status) => Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent),
                     _ => Robots::default(),
                 };
                 (Instant::now(), Arc::new(robots))
             })
             .await;
-        robots.allowed(url)
+        Verdict { allowed: robots.allowed(url), waited }
     }
+}
+
+/// The robots.txt answer for one URL.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub allowed: bool,
+    pub waited: bool,
 }
 
 #[cfg(test)]

@@ -57,15 +57,13 @@ struct State {
 pub struct EmbeddedFrontier {
     state: Mutex<State>,
     throttle: Arc<dyn ThrottleStore>,
-    settings: crate::config::Throttle,
 }
 
 impl EmbeddedFrontier {
-    pub fn new(throttle: Arc<dyn ThrottleStore>, settings: crate::config::Throttle) -> Self {
+    pub fn new(throttle: Arc<dyn ThrottleStore>) -> Self {
         EmbeddedFrontier {
             state: Mutex::new(State::default()),
             throttle,
-            settings,
         }
     }
 
@@ -119,8 +117,7 @@ impl Frontier for EmbeddedFrontier {
                     None => break,
                 }
             };
-            let tkey = domain::throttle_key(&self.settings, &key.0, &key.1);
-            let admission = self.throttle.acquire(&tkey).await?;
+            let admission = self.throttle.acquire(&key.0, &key.1).await?;
             let mut st = self.state.lock();
             match admission {
                 Admission::Wait(d) => {
@@ -270,7 +267,7 @@ mod tests {
             moderated: false,
             ..Default::default()
         };
-        EmbeddedFrontier::new(Arc::new(EmbeddedThrottle::new(settings.clone())), settings)
+        EmbeddedFrontier::new(Arc::new(EmbeddedThrottle::new(settings)))
     }
 
     async fn pop_url(f: &EmbeddedFrontier) -> String {

@@ -51,6 +51,34 @@ local function purge(cref)
   counters(cref, -n, 0, 0)
   return n
 end
+-- The throttle: may `spider` fetch from `domain` now? Returns 0 and
+-- records the fetch if so, else the milliseconds to wait. Domain config
+-- (`domcfg`: "hits,window,scale") overrides the defaults live.
+local function throttle(spider, domain, now, hits, window, moderated, tprefix, split)
+  local cfg = redis.call('HGET', ns .. ':domcfg', domain)
+  if cfg then
+    local h, w, s = string.match(cfg, '^(%d+),([%d%.]+),([%d%.]+)$')
+    if h then
+      window = tonumber(w) * 1000
+      hits = math.max(1, math.floor(tonumber(h) * tonumber(s)))
+    end
+  end
+  local tkey = ns .. ':t:' .. tprefix .. (split and (spider .. '|') or '') .. domain
+  redis.call('ZREMRANGEBYSCORE', tkey, '-inf', now - window)
+  local n = redis.call('ZCARD', tkey)
+  local wait = 0
+  if n >= hits then
+    local oldest = redis.call('ZRANGE', tkey, 0, 0, 'WITHSCORES')
+    wait = tonumber(oldest[2]) + window - now
+  elseif moderated and n > 0 then
+    local last = redis.call('ZRANGE', tkey, -1, -1, 'WITHSCORES')
+    wait = tonumber(last[2]) + window / hits - now
+  end
+  if wait > 0 then return math.ceil(wait) end
+  redis.call('ZADD', tkey, now, now .. ':' .. redis.call('INCR', ns .. ':seq'))
+  redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
+  return 0
+end
 -- Queue a job: payload under the crawl, a short member in the shared queue.
 local function enqueue(cref, qk, priority, payload, now)
   local id = redis.call('INCR', ns .. ':seq')

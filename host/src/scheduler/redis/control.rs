@@ -260,12 +260,8 @@ impl RedisStore {
         &self,
         kind: char,
     ) -> Result<BTreeMap<(String, String), Value>, StoreError> {
+        let keys = self.stat_keys().await?;
         let mut con = self.con();
-        let keys: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.key("stkeys"))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
         let prefix = self.key(&format!("st:{kind}:"));
         let mut out = BTreeMap::new();
         let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
@@ -462,14 +458,20 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
-    async fn trim_stats(&self) -> Result<(), StoreError> {
+    /// Every status-counter key.
+    async fn stat_keys(&self) -> Result<Vec<String>, StoreError> {
         let mut con = self.con();
-        let keys: Vec<String> = redis::cmd("SMEMBERS")
+        redis::cmd("SMEMBERS")
             .arg(self.key("stkeys"))
             .query_async(&mut con)
             .await
-            .map_err(unavailable)?;
+            .map_err(unavailable)
+    }
+
+    /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
+    async fn trim_stats(&self) -> Result<(), StoreError> {
+        let keys = self.stat_keys().await?;
+        let mut con = self.con();
         let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
         for key in keys {
             let fields: Vec<String> = redis::cmd("HKEYS")

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::request::{CrawlKey, CrawlSpec, Job};
 use crate::scheduler::domain;
 use crate::stats::Stats;
+use crate::throttle::{Admission, ThrottleStore};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
@@ -33,6 +34,7 @@ struct Scripts {
     info: Script,
     push: Script,
     pop: Script,
+    throttle: Script,
     ack: Script,
     retry: Script,
     reclaim: Script,
@@ -171,6 +173,7 @@ impl RedisStore {
                 info: script(include_str!("info.lua")),
                 push: script(include_str!("push.lua")),
                 pop: script(include_str!("pop.lua")),
+                throttle: script(include_str!("throttle.lua")),
                 ack: script(include_str!("ack.lua")),
                 retry: script(include_str!("retry.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
@@ -400,6 +403,44 @@ impl Frontier for RedisStore {
         if reclaimed > 0 {
             tracing::info!(reclaimed, "expired leases put back in their queues");
         }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for RedisStore {
+    async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
+        let mut con = self.con();
+        let wait: u64 = self
+            .scripts
+            .throttle
+            .key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(self.throttle.hits)
+            .arg((self.throttle.window * 1000.0) as u64)
+            .arg(if self.throttle.moderated { "1" } else { "0" })
+            .arg(self.throttle_prefix())
+            .arg(if self.throttle.split_by_spider {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(spider)
+            .arg(domain)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(if wait == 0 {
+            Admission::Go
+        } else {
+            Admission::Wait(Duration::from_millis(wait))
+        })
+    }
+    async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError> {
+        let split = if self.throttle.split_by_spider { format!("{spider}|") } else { String::new() };
+        let key = format!("{}:t:{}{split}{domain}", self.ns, self.throttle_prefix());
+        let mut con = self.con();
+        let _: Vec<String> = redis::cmd("ZPOPMAX").arg(key).query_async(&mut con).await.map_err(unavailable)?;
         Ok(())
     }
 }

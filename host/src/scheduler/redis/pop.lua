@@ -20,28 +20,9 @@ for _ = 1, 32 do
     -- Blacklisted: not fetched, queue kept; look again in a second.
     redis.call('ZADD', ready, now + 1000, qk)
   else
-    local hits, window = hits0, window0
-    local cfg = redis.call('HGET', ns .. ':domcfg', domain)
-    if cfg then
-      local h, w, s = string.match(cfg, '^(%d+),([%d%.]+),([%d%.]+)$')
-      if h then
-        window = tonumber(w) * 1000
-        hits = math.max(1, math.floor(tonumber(h) * tonumber(s)))
-      end
-    end
-    local tkey = ns .. ':t:' .. tprefix .. (split and (spider .. '|') or '') .. domain
-    redis.call('ZREMRANGEBYSCORE', tkey, '-inf', now - window)
-    local n = redis.call('ZCARD', tkey)
-    local wait = 0
-    if n >= hits then
-      local oldest = redis.call('ZRANGE', tkey, 0, 0, 'WITHSCORES')
-      wait = tonumber(oldest[2]) + window - now
-    elseif moderated and n > 0 then
-      local last = redis.call('ZRANGE', tkey, -1, -1, 'WITHSCORES')
-      wait = tonumber(last[2]) + window / hits - now
-    end
+    local wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split)
     if wait > 0 then
-      redis.call('ZADD', ready, now + math.ceil(wait), qk)
+      redis.call('ZADD', ready, now + wait, qk)
     else
       local item = redis.call('ZPOPMIN', q)
       local member, score = item[1], item[2]
@@ -51,8 +32,6 @@ for _ = 1, 32 do
       if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
       if payload then
         local lease = redis.call('INCR', ns .. ':seq')
-        redis.call('ZADD', tkey, now, now .. ':' .. lease)
-        redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
         redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)
