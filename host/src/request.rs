@@ -194,6 +194,8 @@ impl CrawlRequest {
             meta: Vec::new(),
             retries: 0,
             dont_filter: false,
+            redirected_from: None,
+            redirects: 0,
         }
     }
 }
@@ -275,6 +277,13 @@ pub struct Job {
     pub meta: Vec<(String, String)>,
     pub retries: u32,
     pub dont_filter: bool,
+    /// Set on a redirect hop: the URL the client (or spider) asked for,
+    /// which the result reports as `url`.
+    #[serde(default)]
+    pub redirected_from: Option<String>,
+    /// Redirect hops so far.
+    #[serde(default)]
+    pub redirects: u32,
 }
 
 impl Job {

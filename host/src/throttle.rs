@@ -26,21 +26,6 @@ pub trait ThrottleStore: Send + Sync {
     async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError>;
 }
 
-/// Wait for a slot: how every fetch outside a pop (redirect hops,
-/// robots.txt) stays within the politeness limits.
-pub async fn wait_for_slot(
-    throttle: &dyn ThrottleStore,
-    spider: &str,
-    domain: &str,
-) -> Result<(), StoreError> {
-    loop {
-        match throttle.acquire(spider, domain).await? {
-            Admission::Go => return Ok(()),
-            Admission::Wait(d) => tokio::time::sleep(d).await,
-        }
-    }
-}
-
 /// Sliding-window log per key, in process.
 pub struct EmbeddedThrottle {
     settings: Settings,

@@ -207,14 +207,15 @@ async fn three_workers_share_one_crawl() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_worker_loses_nothing() -> Result<()> {
     let redis = RedisServer::start().await?;
-    // 300 ms per page: the victim always holds leases when it dies.
+    // 1 s per page: each worker holds about a dozen leases at any moment,
+    // so the victim dies holding some.
     let site = Site::start_slow(
         SiteSpec {
             pages: 300,
             hosts: 3,
             seed: 22,
         },
-        Duration::from_millis(300),
+        Duration::from_millis(1000),
     )
     .await?;
     let expected = site.expected(0, Some(2));
@@ -222,9 +223,9 @@ async fn killed_worker_loses_nothing() -> Result<()> {
         &redis,
         "[throttle]\nhits = 12\nwindow = 1\n[crawl]\nlease_ttl = 3\ndownload_timeout = 2\n",
     )?;
-    for _ in 0..3 {
-        cluster.start_worker()?;
-    }
+    // The victim works alone first, so it certainly holds leases (pages
+    // take 1 s) when the survivors arrive and it is killed.
+    cluster.start_worker()?;
     cluster
         .submit(&["--seed", &site.seed_url(), "--maxdepth", "2"])
         .await?;
@@ -232,6 +233,8 @@ async fn killed_worker_loses_nothing() -> Result<()> {
         (cluster.per_worker()[0] >= 10).then_some(())
     })
     .await?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
     cluster.workers[0].0.start_kill()?; // SIGKILL: no chance to hand anything back
     cluster.workers[0].0.wait().await?;
     let results = cluster
@@ -244,20 +247,33 @@ async fn killed_worker_loses_nothing() -> Result<()> {
     );
     // The victim may have written results it never acked: those leases
     // expire after lease_ttl and must be reclaimed by a survivor.
-    eventually(
+    let survivor_logs = || -> String {
+        (1..3)
+            .map(|i| {
+                std::fs::read_to_string(cluster.scratch.path(&format!("worker-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let reclaimed = eventually(
         Duration::from_secs(20),
         "a survivor to reclaim the victim's leases",
         || {
-            (1..3)
-                .map(|i| {
-                    std::fs::read_to_string(cluster.scratch.path(&format!("worker-{i}.log")))
-                        .unwrap_or_default()
-                })
-                .any(|log| log.contains("expired leases put back"))
+            survivor_logs()
+                .contains("expired leases put back")
                 .then_some(())
         },
     )
-    .await?;
+    .await;
+    if let Err(e) = reclaimed {
+        let notable: Vec<String> = survivor_logs()
+            .lines()
+            .filter(|l| !l.contains(" INFO "))
+            .take(20)
+            .map(str::to_string)
+            .collect();
+        anyhow::bail!("{e}; survivors logged: {notable:#?}");
+    }
     Ok(())
 }
 
@@ -287,7 +303,10 @@ async fn throttle_holds_across_workers() -> Result<()> {
     // robots.txt is fetched outside the throttle (once per origin).
     let mut by_host: HashMap<usize, Vec<(Instant, String)>> = HashMap::new();
     for hit in site.hits().into_iter().filter(|h| h.path != "/robots.txt") {
-        by_host.entry(hit.host).or_default().push((hit.at, hit.path));
+        by_host
+            .entry(hit.host)
+            .or_default()
+            .push((hit.at, hit.path));
     }
     // The throttle decides in Redis; arrival at the site adds scheduling
     // jitter (more on a loaded 2-core CI machine). A broken throttle shows
@@ -295,10 +314,17 @@ async fn throttle_holds_across_workers() -> Result<()> {
     let span = Duration::from_millis(2000 - 250);
     for (host, mut hits) in by_host {
         hits.sort();
-        assert!(hits.len() >= 3, "host {host} should have been fetched several times");
+        assert!(
+            hits.len() >= 3,
+            "host {host} should have been fetched several times"
+        );
         for w in hits.windows(3) {
             let paths: Vec<&str> = w.iter().map(|h| h.1.as_str()).collect();
-            assert!(w[2].0 - w[0].0 >= span, "host {host}: 3 fetches within {:?}: {paths:?}", w[2].0 - w[0].0);
+            assert!(
+                w[2].0 - w[0].0 >= span,
+                "host {host}: 3 fetches within {:?}: {paths:?}",
+                w[2].0 - w[0].0
+            );
         }
     }
     Ok(())
@@ -383,9 +409,20 @@ async fn live_domain_config_changes_running_workers() -> Result<()> {
         .hits()
         .iter()
         .filter(|h| h.host == 1)
-        .map(|h| format!("{} {:?}", h.path, h.at.checked_duration_since(changed).map(|d| d.as_millis() as i64).unwrap_or_else(|| -((changed - h.at).as_millis() as i64))))
+        .map(|h| {
+            format!(
+                "{} {:?}",
+                h.path,
+                h.at.checked_duration_since(changed)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or_else(|| -((changed - h.at).as_millis() as i64))
+            )
+        })
         .collect();
-    assert!(slow_times.len() >= 3, "the slowed domain should still be fetched: {all_slow:?}");
+    assert!(
+        slow_times.len() >= 3,
+        "the slowed domain should still be fetched: {all_slow:?}"
+    );
     for w in slow_times.windows(2) {
         assert!(
             w[1] - w[0] >= Duration::from_millis(750),

@@ -32,8 +32,11 @@ pub async fn submit(
         global_cap: None,
         force: true,
     };
-    dedup.admit(&job.crawl.key(), &[cand]).await?;
-    frontier.push(vec![job]).await
+    let key = job.crawl.key();
+    dedup
+        .admit_and_push(frontier, &key, &[cand], vec![job])
+        .await?;
+    Ok(())
 }
 
 /// How often a process checks the store for work queued by others.
@@ -98,9 +101,13 @@ impl Engine {
         // spend a throttle slot to be refused at fetch time.
         if let Some(robots) = &self.robots {
             let before = children.len();
-            children.retain(|j| url::Url::parse(&j.url).ok().and_then(|u| robots.known(&u)) != Some(false));
+            children.retain(|j| {
+                url::Url::parse(&j.url).ok().and_then(|u| robots.known(&u)) != Some(false)
+            });
             let denied = (before - children.len()) as u64;
-            self.stats.robots_denied.fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
+            self.stats
+                .robots_denied
+                .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
         }
         let Some(first) = children.first() else {
             return Ok(0);
@@ -119,15 +126,11 @@ impl Engine {
                 force: j.dont_filter,
             })
             .collect();
-        let admitted = self.dedup.admit(&key, &cands).await?;
-        let jobs: Vec<Job> = children
-            .into_iter()
-            .zip(admitted)
-            .filter_map(|(j, ok)| ok.then_some(j))
-            .collect();
-        let n = jobs.len();
+        let n = self
+            .dedup
+            .admit_and_push(&*self.frontier, &key, &cands, children)
+            .await?;
         if n > 0 {
-            self.frontier.push(jobs).await?;
             self.wake.notify_waiters();
         }
         Ok(n)

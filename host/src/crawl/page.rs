@@ -3,7 +3,7 @@
 //! pipelines, the sink, and only then the lease ack.
 
 use super::{result, Engine};
-use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Outgoing};
+use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Hop, Outgoing};
 use crate::links;
 use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderItem,
@@ -38,20 +38,14 @@ impl Engine {
                 )
                 .await;
         };
-        // The pop took this request's throttle slot; if robots.txt had to
-        // be fetched first, that slot is stale and the fetch takes a new one.
-        let mut slot_taken = true;
         if let Some(robots) = &self.robots {
-            let verdict = robots.allowed(&url, &job.spiderid).await;
-            if !verdict.allowed {
+            if !robots.allowed(&url).await {
                 tracing::debug!(url = %job.url, "disallowed by robots.txt");
                 self.stats.robots_denied.fetch_add(1, Relaxed);
-                if !verdict.waited {
-                    self.fetcher.refund_slot(&job.spiderid, &url).await;
-                }
+                // The pop took a throttle slot for a request never sent.
+                self.fetcher.refund_slot(&job.spiderid, &url).await;
                 return self.frontier.ack(id, None).await;
             }
-            slot_taken = !verdict.waited;
         }
 
         let (mut target, mut method, mut headers) = (
@@ -88,8 +82,7 @@ impl Engine {
             method: &method,
             headers: &headers,
             body: job.body.as_deref(),
-            spider: &job.spiderid,
-            slot_taken,
+            follow_redirects: false,
         };
         let fetched = match self.fetcher.fetch(&out).await {
             Ok(f) => Fetch::Got(f),
@@ -106,6 +99,9 @@ impl Engine {
             }
         }
         let fetched = match fetched {
+            Fetch::Got(f) if f.location.is_some() => {
+                return self.redirect(id, &job, &target, &method, &headers, f).await
+            }
             Fetch::Got(f) => f,
             Fetch::Failed(e) => {
                 let status = match e {
@@ -242,7 +238,73 @@ impl Engine {
             meta: r.meta,
             retries: 0,
             dont_filter: r.dont_filter,
+            redirected_from: None,
+            redirects: 0,
         })
+    }
+
+    /// A redirect: the next hop is queued in this request's place, so it
+    /// waits for its own throttle slot like any request. Its result reports
+    /// the URL first asked for.
+    async fn redirect(
+        &self,
+        id: u64,
+        job: &Job,
+        target: &str,
+        method: &str,
+        headers: &[(String, String)],
+        f: Fetched,
+    ) -> Result<(), StoreError> {
+        let next = f.location.as_deref().and_then(|l| url::Url::parse(l).ok());
+        let current = url::Url::parse(target).ok();
+        let hop = match (next, current) {
+            (Some(next), Some(url)) if (job.redirects as usize) < self.fetcher.max_redirects() => {
+                let method =
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
+                let hop = Hop {
+                    url,
+                    method,
+                    headers: headers.to_vec(),
+                    body: job.body.clone(),
+                };
+                hop.redirect(f.status, next)
+            }
+            _ => Err(FetchError::TooManyRedirects(self.fetcher.max_redirects())),
+        };
+        match hop {
+            Ok(hop) => {
+                let mut next = job.clone();
+                next.redirected_from = Some(
+                    job.redirected_from
+                        .clone()
+                        .unwrap_or_else(|| job.url.clone()),
+                );
+                next.redirects += 1;
+                next.url = hop.url.into();
+                next.method = hop.method.to_string();
+                // The crawl's own headers (user agent, cookie) are added again per hop.
+                next.headers = hop
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| !is_crawl_header(k))
+                    .collect();
+                next.body = hop.body;
+                next.dont_filter = true;
+                self.frontier.retry(id, next).await?;
+                self.wake.notify_waiters();
+                Ok(())
+            }
+            Err(e) => {
+                let r = result::build(
+                    job,
+                    Some(&f),
+                    None,
+                    Some(e.to_string()),
+                    self.settings.kafka.base64_body,
+                );
+                self.deliver(id, r).await
+            }
+        }
     }
 
     async fn retry(&self, id: u64, job: &Job, reason: &str) -> Result<(), StoreError> {
@@ -307,6 +369,11 @@ impl Engine {
         }
         Some(r)
     }
+}
+
+/// Headers the host adds to every fetch from the crawl's settings.
+fn is_crawl_header(name: &str) -> bool {
+    name.eq_ignore_ascii_case("user-agent") || name.eq_ignore_ascii_case("cookie")
 }
 
 /// Run a plugin call on the blocking pool; a panic there is a failed call.

@@ -19,7 +19,11 @@ pub fn build(
     m.insert("appid".into(), c.appid.clone().into());
     m.insert("crawlid".into(), c.crawlid.clone().into());
     m.insert("spiderid".into(), job.spiderid.clone().into());
-    m.insert("url".into(), job.url.clone().into());
+    // A redirect hop reports the URL that was asked for.
+    m.insert(
+        "url".into(),
+        job.redirected_from.as_deref().unwrap_or(&job.url).into(),
+    );
     m.insert("depth".into(), job.depth.into());
     m.insert("attrs".into(), c.attrs.clone().unwrap_or(Value::Null));
     m.insert("timestamp".into(), now_iso8601().into());

@@ -9,7 +9,7 @@ pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
-use crate::throttle::{wait_for_slot, ThrottleStore};
+use crate::throttle::ThrottleStore;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,10 +51,10 @@ pub struct Outgoing<'a> {
     pub method: &'a str,
     pub headers: &'a [(String, String)],
     pub body: Option<&'a [u8]>,
-    /// Whose politeness budget the fetch spends (throttle key).
-    pub spider: &'a str,
-    /// The first request's throttle slot was taken already (by the pop).
-    pub slot_taken: bool,
+    /// Follow redirects here (robots.txt). Crawl requests do not: a
+    /// redirect comes back with its `location`, and the crawl queues the
+    /// next hop as a request of its own, throttled like any other.
+    pub follow_redirects: bool,
 }
 
 /// What came back.
@@ -67,6 +67,8 @@ pub struct Fetched {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub elapsed: Duration,
+    /// For a redirect that was not followed: where it points, absolute.
+    pub location: Option<String>,
 }
 
 impl Fetched {
@@ -89,8 +91,8 @@ pub struct Fetcher {
 }
 
 impl Fetcher {
-    /// `throttle` governs every request beyond a popped one: redirect hops
-    /// and robots.txt. `None` only for address checks that fetch nothing.
+    /// `throttle` is where slots taken for requests that are then not
+    /// fetched (robots.txt refused them) are given back.
     pub fn new(
         settings: &CrawlSettings,
         throttle: Option<Arc<dyn ThrottleStore>>,
@@ -105,7 +107,7 @@ impl Fetcher {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
             .dns_resolver(Arc::new(policy.resolver()))
-            // Redirects are followed below, one throttled and checked hop at a time.
+            // Redirects are followed below, each hop checked by the policy.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;
         Ok(Fetcher {
@@ -122,82 +124,60 @@ impl Fetcher {
         &self.policy
     }
 
+    pub fn max_redirects(&self) -> usize {
+        self.max_redirects
+    }
+
     pub async fn fetch(&self, out: &Outgoing<'_>) -> Result<Fetched, FetchError> {
         let started = Instant::now();
-        let mut url =
-            Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?;
-        let mut method = reqwest::Method::from_bytes(out.method.as_bytes()).map_err(|_| {
-            FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method))
-        })?;
-        let mut headers = out.headers.to_vec();
-        let mut body = out.body.map(<[u8]>::to_vec);
-        let mut slot_taken = out.slot_taken;
-        for _hop in 0..=self.max_redirects {
-            self.policy.check_literal(&url)?;
-            if !slot_taken {
-                self.take_slot(out.spider, &url).await?;
-            }
-            slot_taken = false;
-            let mut req = self.client.request(method.clone(), url.clone());
-            for (k, v) in &headers {
+        let mut hop = Hop {
+            url: Url::parse(out.url).map_err(|_| FetchError::InvalidUrl(out.url.to_string()))?,
+            method: reqwest::Method::from_bytes(out.method.as_bytes()).map_err(|_| {
+                FetchError::InvalidUrl(format!("{} (bad method {})", out.url, out.method))
+            })?,
+            headers: out.headers.to_vec(),
+            body: out.body.map(<[u8]>::to_vec),
+        };
+        for _ in 0..=self.max_redirects {
+            self.policy.check_literal(&hop.url)?;
+            let mut req = self.client.request(hop.method.clone(), hop.url.clone());
+            for (k, v) in &hop.headers {
                 req = req.header(k.as_str(), v.as_str());
             }
-            if let Some(b) = &body {
+            if let Some(b) = &hop.body {
                 req = req.body(b.clone());
             }
             let resp = req.send().await.map_err(|e| self.classify(e))?;
-            let status = resp.status();
+            let status = resp.status().as_u16();
             let location = resp
                 .headers()
                 .get(reqwest::header::LOCATION)
                 .and_then(|l| l.to_str().ok());
-            if let (true, Some(next)) = (
-                status.is_redirection(),
-                location.and_then(|l| url.join(l).ok()),
-            ) {
-                if !matches!(next.scheme(), "http" | "https") {
-                    return Err(FetchError::InvalidUrl(format!("redirect to {next}")));
+            let next = resp
+                .status()
+                .is_redirection()
+                .then(|| location.and_then(|l| hop.url.join(l).ok()))
+                .flatten();
+            match next {
+                Some(next) if out.follow_redirects => hop = hop.redirect(status, next)?,
+                _ => {
+                    let location = next.map(String::from);
+                    return self.read(resp, out, started, location).await;
                 }
-                // Browsers' rules: 303 (and 301/302 after a POST) become a GET.
-                if status == 303
-                    || (matches!(status.as_u16(), 301 | 302) && method == reqwest::Method::POST)
-                {
-                    method = reqwest::Method::GET;
-                    body = None;
-                }
-                // Credentials do not follow a redirect to another host.
-                if next.host_str() != url.host_str() {
-                    headers.retain(|(k, _)| {
-                        !k.eq_ignore_ascii_case("cookie")
-                            && !k.eq_ignore_ascii_case("authorization")
-                    });
-                }
-                url = next;
-                continue;
             }
-            return self.read(resp, out, started).await;
         }
         Err(FetchError::TooManyRedirects(self.max_redirects))
     }
 
     /// Give back the slot a pop took for `url`, which will not be fetched.
     pub async fn refund_slot(&self, spider: &str, url: &Url) {
-        let Some(throttle) = &self.throttle else { return };
+        let Some(throttle) = &self.throttle else {
+            return;
+        };
         let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
         if let Err(e) = throttle.refund(spider, &domain).await {
             tracing::debug!(error = %e, "could not refund a throttle slot");
         }
-    }
-
-    /// Wait for a throttle slot for this hop's domain.
-    async fn take_slot(&self, spider: &str, url: &Url) -> Result<(), FetchError> {
-        let Some(throttle) = &self.throttle else {
-            return Ok(());
-        };
-        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
-        wait_for_slot(&**throttle, spider, &domain)
-            .await
-            .map_err(|e| FetchError::Network(format!("throttle unavailable: {e}")))
     }
 
     async fn read(
@@ -205,6 +185,7 @@ impl Fetcher {
         mut resp: reqwest::Response,
         out: &Outgoing<'_>,
         started: Instant,
+        location: Option<String>,
     ) -> Result<Fetched, FetchError> {
         let status = resp.status();
         let headers = resp
@@ -245,6 +226,7 @@ impl Fetcher {
             headers,
             body: body.freeze(),
             elapsed: started.elapsed(),
+            location,
         })
     }
 
@@ -261,6 +243,36 @@ impl Fetcher {
         } else {
             FetchError::Network(error_chain(&e))
         }
+    }
+}
+
+/// One request of a redirect chain.
+pub struct Hop {
+    pub url: Url,
+    pub method: reqwest::Method,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Hop {
+    /// The request that follows a `status` redirect to `next`, as browsers
+    /// do it: 303 (and 301/302 after a POST) become a GET without body, and
+    /// credentials do not follow a redirect to another host.
+    pub fn redirect(mut self, status: u16, next: Url) -> Result<Hop, FetchError> {
+        if !matches!(next.scheme(), "http" | "https") {
+            return Err(FetchError::InvalidUrl(format!("redirect to {next}")));
+        }
+        if status == 303 || (matches!(status, 301 | 302) && self.method == reqwest::Method::POST) {
+            self.method = reqwest::Method::GET;
+            self.body = None;
+        }
+        if next.host_str() != self.url.host_str() {
+            self.headers.retain(|(k, _)| {
+                !k.eq_ignore_ascii_case("cookie") && !k.eq_ignore_ascii_case("authorization")
+            });
+        }
+        self.url = next;
+        Ok(self)
     }
 }
 

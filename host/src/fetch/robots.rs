@@ -148,10 +148,8 @@ impl RobotsCache {
         (at.elapsed() < self.ttl).then(|| robots.allowed(url))
     }
 
-    /// May `url` be fetched? The robots.txt fetch spends `spider`'s throttle.
-    /// `waited` says whether this call had to wait for robots.txt to arrive:
-    /// a throttle slot taken before that wait is stale.
-    pub async fn allowed(&self, url: &Url, spider: &str) -> Verdict {
+    /// May `url` be fetched? Fetches the origin's robots.txt once.
+    pub async fn allowed(&self, url: &Url) -> bool {
         let origin = url.origin().ascii_serialization();
         let slot = {
             let mut slots = self.slots.lock();
@@ -165,27 +163,27 @@ impl RobotsCache {
                 _ => slot,
             }
         };
-        let waited = slot.get().is_none();
         let (_, robots) = slot
             .get_or_init(|| async {
                 let robots_url = format!("{origin}/robots.txt");
-                let out = Outgoing { url: &robots_url, method: "GET", headers: &[], body: None, spider, slot_taken: false };
+                let out = Outgoing {
+                    url: &robots_url,
+                    method: "GET",
+                    headers: &[],
+                    body: None,
+                    follow_redirects: true,
+                };
                 let robots = match self.fetcher.fetch(&out).await {
-                    Ok(f) if (200..300).contains(&f.status) => Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent),
+                    Ok(f) if (200..300).contains(&f.status) => {
+                        Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent)
+                    }
                     _ => Robots::default(),
                 };
                 (Instant::now(), Arc::new(robots))
             })
             .await;
-        Verdict { allowed: robots.allowed(url), waited }
+        robots.allowed(url)
     }
-}
-
-/// The robots.txt answer for one URL.
-#[derive(Debug, Clone, Copy)]
-pub struct Verdict {
-    pub allowed: bool,
-    pub waited: bool,
 }
 
 #[cfg(test)]

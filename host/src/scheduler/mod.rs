@@ -93,4 +93,28 @@ pub trait DedupStore: Send + Sync {
         crawl: &CrawlKey,
         candidates: &[Candidate],
     ) -> Result<Vec<bool>, StoreError>;
+
+    /// Admit `jobs` (described by `candidates`, in the same order) and queue
+    /// the admitted ones. A store shared between processes does both in one
+    /// atomic step: a worker dying in between must not leave links marked
+    /// seen but never queued. Returns how many were queued.
+    async fn admit_and_push(
+        &self,
+        frontier: &dyn Frontier,
+        crawl: &CrawlKey,
+        candidates: &[Candidate],
+        jobs: Vec<Job>,
+    ) -> Result<usize, StoreError> {
+        let admitted = self.admit(crawl, candidates).await?;
+        let jobs: Vec<Job> = jobs
+            .into_iter()
+            .zip(admitted)
+            .filter_map(|(j, ok)| ok.then_some(j))
+            .collect();
+        let n = jobs.len();
+        if n > 0 {
+            frontier.push(jobs).await?;
+        }
+        Ok(n)
+    }
 }

@@ -79,6 +79,48 @@ local function throttle(spider, domain, now, hits, window, moderated, tprefix, s
   redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
   return 0
 end
+-- First sight of a crawl by a process: its spec, app index and expiry.
+local function register_crawl(cref, spec, appid, expires)
+  if spec == '' then return end
+  redis.call('SET', ns .. ':spec:' .. cref, spec)
+  redis.call('SADD', ns .. ':app:' .. appid, cref)
+  redis.call('HSET', ns .. ':crawlapp', cref, appid)
+  if tonumber(expires) > 0 then redis.call('ZADD', ns .. ':expires', expires, cref) end
+end
+-- Seen fingerprints (signed 64-bit integers, so Redis stores them as
+-- intsets: 8 bytes each) live in a trie of small sets: level L holds 16^L
+-- buckets named by the fingerprint's first L hex digits. A bucket takes
+-- members until it has SEEN_CAP; then its fingerprints' path goes on one
+-- level down. A lookup walks the path until a bucket that is not full.
+-- Returns true if seen; otherwise marks it seen (when mark) and returns false.
+local SEEN_CAP = 500
+local function seen(cref, fp, hex, mark)
+  local prefix = ns .. ':s:' .. cref .. ':'
+  for level = 1, 16 do
+    local key = prefix .. string.sub(hex, 1, level)
+    if redis.call('SISMEMBER', key, fp) == 1 then return true end
+    local n = redis.call('SCARD', key)
+    if n < SEEN_CAP then
+      if mark then
+        redis.call('SADD', key, fp)
+        if n == 0 then redis.call('SADD', ns .. ':sb:' .. cref, key) end
+      end
+      return false
+    end
+  end
+  return false
+end
+-- Dedup and caps for one link: admitted links are marked seen and counted.
+local function admit_one(cref, fp, hex, domain, force, dcap, gcap, stopped)
+  if stopped and not force then return false end
+  if not force and seen(cref, fp, hex, false) then return false end
+  if dcap and (tonumber(redis.call('HGET', ns .. ':cap:' .. cref, domain)) or 0) >= dcap then return false end
+  if gcap and (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false end
+  seen(cref, fp, hex, true)
+  redis.call('HINCRBY', ns .. ':cap:' .. cref, domain, 1)
+  if gcap then redis.call('HINCRBY', ns .. ':gcap', domain, 1) end
+  return true
+end
 -- Queue a job: payload under the crawl, a short member in the shared queue.
 local function enqueue(cref, qk, priority, payload, now)
   local id = redis.call('INCR', ns .. ':seq')

@@ -39,6 +39,7 @@ struct Scripts {
     retry: Script,
     reclaim: Script,
     admit: Script,
+    admit_push: Script,
 }
 
 /// A queued request as stored in Redis: the crawl's spec is stored once,
@@ -64,6 +65,10 @@ struct WireJob {
     /// Registered domain (for per-crawl info and purges).
     #[serde(default)]
     dm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rf: Option<String>,
+    #[serde(default)]
+    rc: u32,
 }
 
 impl WireJob {
@@ -80,6 +85,8 @@ impl WireJob {
             r: job.retries,
             f: job.dont_filter,
             dm: domain::of_url(&job.url),
+            rf: job.redirected_from.clone(),
+            rc: job.redirects,
         }
     }
 
@@ -96,8 +103,22 @@ impl WireJob {
             meta: self.meta,
             retries: self.r,
             dont_filter: self.f,
+            redirected_from: self.rf,
+            redirects: self.rc,
         }
     }
+}
+
+/// A cap for a script: the number, or "" for none.
+fn cap_arg(cap: Option<u32>) -> String {
+    cap.map(|n| n.to_string()).unwrap_or_default()
+}
+
+/// 8 bytes of the 16-byte fingerprint, as a signed integer (so Redis keeps
+/// the seen sets as compact intsets) and as hex (its path in the trie).
+fn fingerprint_args(fingerprint: u128) -> (String, String) {
+    let fp64 = (fingerprint >> 64) as u64;
+    ((fp64 as i64).to_string(), format!("{fp64:016x}"))
 }
 
 /// The short, key-safe id of a crawl (appid + crawlid).
@@ -178,6 +199,7 @@ impl RedisStore {
                 retry: script(include_str!("retry.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
                 admit: script(include_str!("admit.lua")),
+                admit_push: script(include_str!("admit_push.lua")),
             },
             throttle: settings.throttle.clone(),
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
@@ -437,10 +459,18 @@ impl ThrottleStore for RedisStore {
         })
     }
     async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError> {
-        let split = if self.throttle.split_by_spider { format!("{spider}|") } else { String::new() };
+        let split = if self.throttle.split_by_spider {
+            format!("{spider}|")
+        } else {
+            String::new()
+        };
         let key = format!("{}:t:{}{split}{domain}", self.ns, self.throttle_prefix());
         let mut con = self.con();
-        let _: Vec<String> = redis::cmd("ZPOPMAX").arg(key).query_async(&mut con).await.map_err(unavailable)?;
+        let _: Vec<String> = redis::cmd("ZPOPMAX")
+            .arg(key)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }
@@ -455,24 +485,56 @@ impl DedupStore for RedisStore {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let cap = |c: Option<u32>| c.map(|n| n.to_string()).unwrap_or_default();
         let mut inv = self.scripts.admit.prepare_invoke();
         inv.key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(crawl_ref(crawl))
-            .arg(cap(candidates[0].domain_cap))
-            .arg(cap(candidates[0].global_cap));
+            .arg(cap_arg(candidates[0].domain_cap))
+            .arg(cap_arg(candidates[0].global_cap));
         for c in candidates {
-            // 8 bytes of the 16-byte fingerprint, as a signed integer so
-            // Redis keeps the sets as compact intsets.
-            let fp64 = (c.fingerprint >> 64) as u64;
-            inv.arg((fp64 as i64).to_string())
-                .arg(format!("{fp64:016x}"))
+            let (fp, hex) = fingerprint_args(c.fingerprint);
+            inv.arg(fp)
+                .arg(hex)
                 .arg(&c.domain)
                 .arg(if c.force { "1" } else { "0" });
         }
         let mut con = self.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         Ok(out.into_iter().map(|v| v == 1).collect())
+    }
+
+    async fn admit_and_push(
+        &self,
+        _frontier: &dyn Frontier,
+        crawl: &CrawlKey,
+        candidates: &[Candidate],
+        jobs: Vec<Job>,
+    ) -> Result<usize, StoreError> {
+        let Some(first) = jobs.first() else {
+            return Ok(0);
+        };
+        let cref = crawl_ref(crawl);
+        let spec = &first.crawl;
+        let mut inv = self.scripts.admit_push.prepare_invoke();
+        inv.key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(&cref)
+            .arg(cap_arg(candidates[0].domain_cap))
+            .arg(cap_arg(candidates[0].global_cap))
+            .arg(self.spec_arg(&cref, spec))
+            .arg(&spec.appid)
+            .arg(spec.expires);
+        for (c, j) in candidates.iter().zip(&jobs) {
+            let (fp, hex) = fingerprint_args(c.fingerprint);
+            let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
+            inv.arg(fp)
+                .arg(hex)
+                .arg(&c.domain)
+                .arg(if c.force { "1" } else { "0" });
+            inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
+        }
+        let mut con = self.con();
+        let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        Ok(n.max(0) as usize)
     }
 }
