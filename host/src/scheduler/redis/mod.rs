@@ -259,6 +259,24 @@ impl RedisStore {
         format!("{}|{}", job.spiderid, domain::of_url(&job.url))
     }
 
+    /// A call of `script` whose arguments start with the namespace and the
+    /// throttle settings: hits, window in ms, moderated, key prefix, split.
+    fn with_throttle<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
+        let mut inv = script.prepare_invoke();
+        inv.key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(self.throttle.hits)
+            .arg((self.throttle.window * 1000.0) as u64)
+            .arg(if self.throttle.moderated { "1" } else { "0" })
+            .arg(self.throttle_prefix())
+            .arg(if self.throttle.split_by_spider {
+                "1"
+            } else {
+                "0"
+            });
+        inv
+    }
+
     fn throttle_prefix(&self) -> String {
         if self.throttle.split_by_egress {
             format!("{}|", self.throttle.egress_id)
@@ -301,20 +319,8 @@ impl Frontier for RedisStore {
     async fn pop(&self) -> Result<Pop, StoreError> {
         loop {
             let mut con = self.con();
-            let out: Vec<String> = self
-                .scripts
-                .pop
-                .key(format!("{}:ready", self.ns))
-                .arg(&self.ns)
-                .arg(self.throttle.hits)
-                .arg((self.throttle.window * 1000.0) as u64)
-                .arg(if self.throttle.moderated { "1" } else { "0" })
-                .arg(self.throttle_prefix())
-                .arg(if self.throttle.split_by_spider {
-                    "1"
-                } else {
-                    "0"
-                })
+            let mut inv = self.with_throttle(&self.scripts.pop);
+            let out: Vec<String> = inv
                 .arg(self.lease_ms)
                 .invoke_async(&mut con)
                 .await
@@ -433,20 +439,8 @@ impl Frontier for RedisStore {
 impl ThrottleStore for RedisStore {
     async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
         let mut con = self.con();
-        let wait: u64 = self
-            .scripts
-            .throttle
-            .key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(self.throttle.hits)
-            .arg((self.throttle.window * 1000.0) as u64)
-            .arg(if self.throttle.moderated { "1" } else { "0" })
-            .arg(self.throttle_prefix())
-            .arg(if self.throttle.split_by_spider {
-                "1"
-            } else {
-                "0"
-            })
+        let mut inv = self.with_throttle(&self.scripts.throttle);
+        let wait: u64 = inv
             .arg(spider)
             .arg(domain)
             .invoke_async(&mut con)
