@@ -16,6 +16,7 @@
 //! - [`links`]: native link extraction offered to spiders as a host import.
 //! - [`plugins`]: the wasmtime runtime: world detection, limits, instance
 //!   pools, hot swap.
+//! - [`monitor`]: the inbound request kinds of the contract, validated.
 //! - [`config`], [`stats`], [`telemetry`]: settings, counters and logs.
 //! - [`cli`]: the `spinneret` command.
 
@@ -25,6 +26,7 @@ pub mod config;
 pub mod crawl;
 pub mod fetch;
 pub mod links;
+pub mod monitor;
 pub mod plugins;
 pub mod request;
 pub mod scheduler;
