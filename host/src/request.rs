@@ -201,11 +201,14 @@ impl CrawlRequest {
 }
 
 fn check_len(name: &str, v: &str, min: usize, max: usize) -> Result<(), RequestError> {
+    check_length(name, v, min, max).map_err(RequestError::Schema)
+}
+
+/// The contract's length rule: `name` must be `min..=max` characters.
+pub(crate) fn check_length(name: &str, v: &str, min: usize, max: usize) -> Result<(), String> {
     let n = v.chars().count();
     if n < min || n > max {
-        return Err(RequestError::Schema(format!(
-            "`{name}` must be {min}-{max} characters, got {n}"
-        )));
+        return Err(format!("`{name}` must be {min}-{max} characters, got {n}"));
     }
     Ok(())
 }

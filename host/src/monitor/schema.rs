@@ -4,7 +4,7 @@
 //! are filled in. A rejection carries the reason that goes to the
 //! dead-letter topic.
 
-use crate::request::CrawlRequest;
+use crate::request::{check_length as length, CrawlRequest};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -146,14 +146,6 @@ pub fn classify(text: &str, maxdepth_limit: u32) -> Result<Inbound, Rejection> {
 
 fn typed<T: for<'de> Deserialize<'de>>(value: &Value) -> Result<T, String> {
     serde_json::from_value(value.clone()).map_err(|e| e.to_string())
-}
-
-fn length(name: &str, v: &str, min: usize, max: usize) -> Result<(), String> {
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(format!("`{name}` must be {min}-{max} characters, got {n}"));
-    }
-    Ok(())
 }
 
 fn action(value: &Value) -> Result<ActionRequest, String> {
