@@ -72,7 +72,8 @@ struct WireJob {
 }
 
 impl WireJob {
-    fn of(job: &Job) -> WireJob {
+    /// `domain` is the job's registered domain, computed once by the caller.
+    fn of(job: &Job, domain: &str) -> WireJob {
         WireJob {
             u: job.url.clone(),
             s: job.spiderid.clone(),
@@ -84,7 +85,7 @@ impl WireJob {
             meta: job.meta.clone(),
             r: job.retries,
             f: job.dont_filter,
-            dm: domain::of_url(&job.url),
+            dm: domain.to_string(),
             rf: job.redirected_from.clone(),
             rc: job.redirects,
         }
@@ -255,8 +256,8 @@ impl RedisStore {
         }
     }
 
-    fn queue_key(job: &Job) -> String {
-        format!("{}|{}", job.spiderid, domain::of_url(&job.url))
+    fn queue_key(job: &Job, domain: &str) -> String {
+        format!("{}|{domain}", job.spiderid)
     }
 
     /// A call of `script` whose arguments start with the namespace and the
@@ -307,8 +308,9 @@ impl Frontier for RedisStore {
                 .arg(&spec.appid)
                 .arg(spec.expires);
             for j in &jobs {
-                let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
-                inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
+                let d = domain::of_url(&j.url);
+                let payload = serde_json::to_string(&WireJob::of(j, &d)).unwrap_or_default();
+                inv.arg(Self::queue_key(j, &d)).arg(j.priority).arg(payload);
             }
             let mut con = self.con();
             let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
@@ -384,7 +386,8 @@ impl Frontier for RedisStore {
     }
 
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
-        let payload = serde_json::to_string(&WireJob::of(&retry)).unwrap_or_default();
+        let d = domain::of_url(&retry.url);
+        let payload = serde_json::to_string(&WireJob::of(&retry, &d)).unwrap_or_default();
         let mut con = self.con();
         let _: i64 = self
             .scripts
@@ -392,7 +395,7 @@ impl Frontier for RedisStore {
             .key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(lease_id)
-            .arg(Self::queue_key(&retry))
+            .arg(Self::queue_key(&retry, &d))
             .arg(retry.priority)
             .arg(payload)
             .invoke_async(&mut con)
@@ -520,12 +523,15 @@ impl DedupStore for RedisStore {
             .arg(spec.expires);
         for (c, j) in candidates.iter().zip(&jobs) {
             let (fp, hex) = fingerprint_args(c.fingerprint);
-            let payload = serde_json::to_string(&WireJob::of(j)).unwrap_or_default();
+            // The candidate already carries the registered domain.
+            let payload = serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
             inv.arg(fp)
                 .arg(hex)
                 .arg(&c.domain)
                 .arg(if c.force { "1" } else { "0" });
-            inv.arg(Self::queue_key(j)).arg(j.priority).arg(payload);
+            inv.arg(Self::queue_key(j, &c.domain))
+                .arg(j.priority)
+                .arg(payload);
         }
         let mut con = self.con();
         let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
