@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 target := env("CARGO_TARGET_DIR", justfile_directory() / "target")
-guests := "link wandering stamp-headers page-title fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2"
+guests := "link wandering stamp-headers page-title seed-list fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2"
 
 # List the recipes.
 default:
@@ -21,7 +21,7 @@ guests:
       cargo build --quiet --release --target wasm32-wasip2 -p "$g"
     done
     out={{target}}/wasm32-wasip2/release
-    for g in link wandering stamp-headers page-title; do
+    for g in link wandering stamp-headers page-title seed-list; do
       cp "$out/${g//-/_}.wasm" ../plugins/$g.wasm
     done
     for g in tagged trap spin hog link-v2; do

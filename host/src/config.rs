@@ -47,6 +47,13 @@ pub struct Kafka {
     pub appid_topics: bool,
     pub base64_body: bool,
     pub max_message_bytes: usize,
+    /// Partitions of the topics Spinneret creates (the incoming topic caps
+    /// how many ingest monitors share the work).
+    pub partitions: i32,
+    /// Replication factor of the topics Spinneret creates.
+    pub replication: i32,
+    /// Messages the ingest monitor validates and enqueues per batch.
+    pub batch: usize,
 }
 
 impl Default for Kafka {
@@ -59,6 +66,9 @@ impl Default for Kafka {
             appid_topics: false,
             base64_body: false,
             max_message_bytes: 1_048_576,
+            partitions: 4,
+            replication: 1,
+            batch: 2000,
         }
     }
 }
@@ -406,6 +416,32 @@ impl Settings {
             if l.memory_mb == 0 || l.call_timeout_ms == 0 || l.recycle_calls == 0 {
                 return bad(format!(
                     "plugins limits for {name}: memory_mb, call_timeout_ms and recycle_calls must be at least 1"
+                ));
+            }
+        }
+        if self.kafka.brokers.trim().is_empty() {
+            return bad("kafka.brokers is empty: give host:port[,host:port] (or --kafka)".into());
+        }
+        if self.kafka.partitions < 1 || self.kafka.replication < 1 || self.kafka.batch == 0 {
+            return bad("kafka.partitions, kafka.replication and kafka.batch must be at least 1".into());
+        }
+        if self.kafka.max_message_bytes < 1024 {
+            return bad(format!(
+                "kafka.max_message_bytes ({}) must be at least 1024",
+                self.kafka.max_message_bytes
+            ));
+        }
+        for (key, topic) in [
+            ("kafka.topic_prefix", &self.kafka.topic_prefix),
+            ("kafka.incoming_topic", &self.kafka.incoming_topic),
+        ] {
+            if topic.is_empty()
+                || !topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return bad(format!(
+                    "{key} {topic:?} is not a Kafka topic name: use letters, digits, '.', '_' and '-'"
                 ));
             }
         }

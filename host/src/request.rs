@@ -174,6 +174,7 @@ impl CrawlRequest {
             useragent: self.useragent,
             cookie: self.cookie,
             attrs: self.attrs.map(Value::Object),
+            spiderid: self.spiderid.clone(),
             filters: OnceLock::new(),
         };
         let mut headers: Vec<(String, String)> =
@@ -228,6 +229,9 @@ pub struct CrawlSpec {
     pub useragent: Option<String>,
     pub cookie: Option<String>,
     pub attrs: Option<Value>,
+    /// The seed's spider (named in info, stop and expired replies).
+    #[serde(default)]
+    pub spiderid: String,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
 }

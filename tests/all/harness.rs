@@ -288,3 +288,206 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// Where `scripts/setup` puts the tools it builds (the broker, the Python
+/// Kafka client).
+pub fn tools() -> PathBuf {
+    std::env::var_os("SPINNERET_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/spinneret/tools")
+        })
+}
+
+/// A private nisshi broker (Kafka protocol, in-memory storage) on a free
+/// loopback port. A restart loses its topics, like a broker that lost its
+/// disk; the harness creates them again.
+pub struct Broker {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    topics: Vec<(String, i32)>,
+}
+
+impl Broker {
+    pub async fn start() -> Result<Broker> {
+        let port = free_port()?;
+        let mut b = Broker {
+            port,
+            child: None,
+            topics: Vec::new(),
+        };
+        b.spawn().await?;
+        Ok(b)
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        let bin = tools().join("bin/nisshi");
+        anyhow::ensure!(bin.exists(), "{} is missing: run scripts/setup", bin.display());
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = std::process::Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "0s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting nisshi")?;
+        self.child = Some(child);
+        let addr = format!("127.0.0.1:{}", self.port);
+        eventually(Duration::from_secs(20), "the broker to listen", || {
+            std::net::TcpStream::connect(&addr).ok()
+        })
+        .await?;
+        let topics = std::mem::take(&mut self.topics);
+        for (t, p) in &topics {
+            self.create_topic(t, *p).await?;
+        }
+        Ok(())
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Create a topic (kept across restarts).
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<()> {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = self.client().create()?;
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let start = Instant::now();
+        loop {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+            match admin.create_topics([&topic], &opts).await {
+                Ok(r) => {
+                    match r.into_iter().next() {
+                        Some(Ok(_)) | None => {}
+                        Some(Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists))) => {}
+                        Some(Err((t, code))) => bail!("creating topic {t}: {code}"),
+                    }
+                    break;
+                }
+                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => bail!("creating topic {name}: {e}"),
+            }
+        }
+        self.topics.push((name.to_string(), partitions));
+        Ok(())
+    }
+
+    pub fn client(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers())
+            .set("log_level", "0");
+        c
+    }
+
+    /// Produce messages (key, value) and wait for every acknowledgement.
+    pub async fn produce(&self, topic: &str, messages: &[(String, String)]) -> Result<()> {
+        use rdkafka::producer::{FutureProducer, FutureRecord};
+        let p: FutureProducer = self.client().set("acks", "all").create()?;
+        for (k, v) in messages {
+            p.send(FutureRecord::to(topic).key(k).payload(v), Duration::from_secs(10))
+                .await
+                .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// Read `topic` from the beginning in the background.
+    pub fn collect(&self, topic: &str) -> Result<Collector> {
+        use rdkafka::consumer::{Consumer, StreamConsumer};
+        use rdkafka::Message;
+        let consumer: StreamConsumer = self
+            .client()
+            .set("group.id", format!("test-{}", unique_id()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "20")
+            .set("topic.metadata.refresh.interval.ms", "500")
+            .create()?;
+        consumer.subscribe(&[topic])?;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                if let Ok(m) = consumer.recv().await {
+                    let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+                    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+                    if let Ok(mut s) = into.lock() {
+                        s.push(Received { key, value: v });
+                    }
+                }
+            }
+        });
+        Ok(Collector { seen, task })
+    }
+
+    /// Kill and start again on the same port; topics are created again.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.spawn().await
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub key: Option<String>,
+    pub value: Value,
+}
+
+/// Messages of one topic, read in the background.
+pub struct Collector {
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    pub fn all(&self) -> Vec<Received> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn values(&self) -> Vec<Value> {
+        self.all().into_iter().map(|r| r.value).collect()
+    }
+
+    /// Wait until `pick` finds what it looks for among the values.
+    pub async fn wait<T>(
+        &self,
+        deadline: Duration,
+        what: &str,
+        mut pick: impl FnMut(&[Value]) -> Option<T>,
+    ) -> Result<T> {
+        eventually(deadline, what, || pick(&self.values())).await
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Unique within this test process and across concurrent test processes.
+pub fn unique_id() -> String {
+    format!("{}-{}", std::process::id(), unique())
+}

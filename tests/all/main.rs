@@ -5,4 +5,5 @@ mod cluster;
 mod crawl;
 mod golden;
 mod harness;
+mod kafka;
 mod plugins;

@@ -1,6 +1,8 @@
 //! Where crawl results go: the [`ResultSink`] trait. The embedded sink
-//! writes JSON lines to stdout or a file; the Kafka sink slots in behind the
-//! same trait.
+//! writes JSON lines to stdout or a file; [`kafka::KafkaSink`] publishes
+//! them to the broker behind the same trait.
+
+pub mod kafka;
 
 use async_trait::async_trait;
 use parking_lot::Mutex;

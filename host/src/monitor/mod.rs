@@ -1,5 +1,41 @@
 //! The monitors (contract §2): what arrives on the incoming topic is told
-//! apart and validated here; the Kafka ingest and the control plane build
-//! on it.
+//! apart and validated ([`schema`]), queued or handed on by the ingest
+//! monitor ([`ingest`], `spinneret kafka-monitor`), and answered by the
+//! control plane ([`control`], `spinneret redis-monitor`).
 
+pub mod control;
+pub mod ingest;
 pub mod schema;
+
+use schema::{ActionRequest, DomainConfigRequest, StatsRequest};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// An entry of the control stream: what the ingest monitor (or the expiry
+/// check, or a monitor plugin) hands to the control plane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlRequest {
+    Action(ActionRequest),
+    Stats(StatsRequest),
+    DomainConfig(DomainConfigRequest),
+    /// A crawl passed its `expires` (written by the expiry script).
+    Expired { cref: String, purged: u64 },
+    /// A reply a monitor plugin built, sent as is.
+    Reply(Map<String, Value>),
+}
+
+impl ControlRequest {
+    /// The name its handling is counted under in the monitors' stats.
+    pub fn stat_name(&self) -> &'static str {
+        match self {
+            ControlRequest::Action(a) => match a.action {
+                schema::ActionKind::Info => "info",
+                schema::ActionKind::Stop => "stop",
+            },
+            ControlRequest::Stats(_) => "stats",
+            ControlRequest::DomainConfig(_) => "domain-config",
+            ControlRequest::Expired { .. } => "expire",
+            ControlRequest::Reply(_) => "plugin-reply",
+        }
+    }
+}

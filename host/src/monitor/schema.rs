@@ -115,33 +115,38 @@ pub fn classify(text: &str, maxdepth_limit: u32) -> Result<Inbound, Rejection> {
             "`{k}` is null: leave an optional field out instead"
         )));
     }
-    let crawl = CrawlRequest::from_value(value.clone(), maxdepth_limit).map_err(|e| e.to_string());
-    let action = action(&value);
-    let stats = stats(&value);
-    let domain = domain_config(&value);
-    match (crawl, action, stats, domain) {
-        (Ok(c), ..) => Ok(Inbound::Crawl(Box::new(c))),
-        (_, Ok(a), ..) => Ok(Inbound::Action(a)),
-        (_, _, Ok(s), _) => Ok(Inbound::Stats(s)),
-        (_, _, _, Ok(d)) => Ok(Inbound::DomainConfig(d)),
-        (Err(c), Err(a), Err(s), Err(d)) => {
-            // Report the schema the message most looks like.
-            let (kind, reason) = if obj.contains_key("url") {
-                ("crawl", c)
-            } else if obj.contains_key("domain") {
-                ("domain-config", d)
-            } else if obj.contains_key("stats") {
-                ("stats", s)
-            } else if obj.contains_key("action") {
-                ("action", a)
-            } else {
-                return Err(Rejection(
-                    "matches no request kind (crawl, action, stats, domain-config)".into(),
-                ));
-            };
-            Err(Rejection(format!("invalid {kind} request: {reason}")))
-        }
-    }
+    // Tried in the contract's order; the first kind that fits wins.
+    let crawl = match CrawlRequest::from_value(value.clone(), maxdepth_limit) {
+        Ok(c) => return Ok(Inbound::Crawl(Box::new(c))),
+        Err(e) => e.to_string(),
+    };
+    let action = match action(&value) {
+        Ok(a) => return Ok(Inbound::Action(a)),
+        Err(e) => e,
+    };
+    let stats = match stats(&value) {
+        Ok(s) => return Ok(Inbound::Stats(s)),
+        Err(e) => e,
+    };
+    let domain = match domain_config(&value) {
+        Ok(d) => return Ok(Inbound::DomainConfig(d)),
+        Err(e) => e,
+    };
+    // Report the schema the message most looks like.
+    let (kind, reason) = if obj.contains_key("url") {
+        ("crawl", crawl)
+    } else if obj.contains_key("domain") {
+        ("domain-config", domain)
+    } else if obj.contains_key("stats") {
+        ("stats", stats)
+    } else if obj.contains_key("action") {
+        ("action", action)
+    } else {
+        return Err(Rejection(
+            "matches no request kind (crawl, action, stats, domain-config)".into(),
+        ));
+    };
+    Err(Rejection(format!("invalid {kind} request: {reason}")))
 }
 
 fn typed<T: for<'de> Deserialize<'de>>(value: &Value) -> Result<T, String> {

@@ -1,5 +1,5 @@
 //! Host bindings for every world of `wit/` (the one `bindgen!` site). The
-//! three worlds share the `types` and `host` interfaces, generated once.
+//! worlds share the `types` and `host` interfaces, generated once.
 
 pub mod spider {
     wasmtime::component::bindgen!({
@@ -26,6 +26,17 @@ pub mod middleware {
 pub mod pipeline {
     wasmtime::component::bindgen!({
         world: "item-pipeline",
+        path: "../wit",
+        with: {
+            "spinneret:plugin/types": super::spider::spinneret::plugin::types,
+            "spinneret:plugin/host": super::spider::spinneret::plugin::host,
+        },
+    });
+}
+
+pub mod monitor {
+    wasmtime::component::bindgen!({
+        world: "monitor-plugin",
         path: "../wit",
         with: {
             "spinneret:plugin/types": super::spider::spinneret::plugin::types,

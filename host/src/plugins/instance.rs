@@ -4,7 +4,7 @@
 //!
 //! Calls block: the crawl loop runs them on tokio's blocking pool.
 
-use super::bindings::{middleware, pipeline, spider, types};
+use super::bindings::{middleware, monitor, pipeline, spider, types};
 use super::engine::TICK;
 use super::host_api::{CrawlResultRes, Page, ResponseRes, ResultFields, StoreState};
 use super::loader::{Plugin, Pre};
@@ -80,6 +80,13 @@ pub enum ResponseAction {
     Drop(String),
 }
 
+/// What a monitor plugin makes of a message (JSON texts).
+#[derive(Debug, Clone)]
+pub enum MonitorAction {
+    Crawl(String),
+    Reply(String),
+}
+
 #[derive(Debug, Clone)]
 pub enum ItemAction {
     Keep(Vec<(String, Value)>),
@@ -96,6 +103,7 @@ enum Bound {
     Spider(spider::Spider),
     Middleware(middleware::DownloaderMiddleware),
     Pipeline(pipeline::ItemPipeline),
+    Monitor(monitor::MonitorPlugin),
 }
 
 impl Plugin {
@@ -133,6 +141,7 @@ impl Plugin {
             Pre::Spider(p) => Bound::Spider(p.instantiate(&mut store).map_err(err)?),
             Pre::Middleware(p) => Bound::Middleware(p.instantiate(&mut store).map_err(err)?),
             Pre::Pipeline(p) => Bound::Pipeline(p.instantiate(&mut store).map_err(err)?),
+            Pre::Monitor(p) => Bound::Monitor(p.instantiate(&mut store).map_err(err)?),
         };
         self.runtime.stats.plugin_instantiated(&self.name);
         Ok(Instance {
@@ -313,6 +322,41 @@ impl Plugin {
                 ),
                 W::Drop(r) => ItemAction::Drop(r),
             })
+        })
+    }
+
+    /// Monitor plugin: its schema (required, optional field names).
+    pub fn describe(&self) -> Result<(Vec<String>, Vec<String>), CallError> {
+        self.call(|store, bound| {
+            let Bound::Monitor(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let s = m
+                .spinneret_plugin_monitor()
+                .call_describe(&mut *store)
+                .map_err(|e| self.trap(store, e))?;
+            Ok((s.required, s.optional))
+        })
+    }
+
+    /// Monitor plugin: handle one message of its kind.
+    pub fn handle(&self, request: &String) -> Result<Vec<MonitorAction>, CallError> {
+        use monitor::exports::spinneret::plugin::monitor::Action as W;
+        self.call(|store, bound| {
+            let Bound::Monitor(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let out = m
+                .spinneret_plugin_monitor()
+                .call_handle(&mut *store, request);
+            Ok(self
+                .outcome(store, out)?
+                .into_iter()
+                .map(|a| match a {
+                    W::Crawl(j) => MonitorAction::Crawl(j),
+                    W::Reply(j) => MonitorAction::Reply(j),
+                })
+                .collect())
         })
     }
 

@@ -4,7 +4,8 @@
 //! pre-link it so instantiation on the hot path is cheap.
 
 use super::bindings::{
-    middleware::DownloaderMiddlewarePre, pipeline::ItemPipelinePre, spider::SpiderPre,
+    middleware::DownloaderMiddlewarePre, monitor::MonitorPluginPre, pipeline::ItemPipelinePre,
+    spider::SpiderPre,
 };
 use super::engine::Runtime;
 use super::instance::Instance;
@@ -27,6 +28,7 @@ pub enum Kind {
     Spider,
     Middleware,
     Pipeline,
+    Monitor,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             Kind::Spider => "parser",
             Kind::Middleware => "middleware",
             Kind::Pipeline => "pipeline",
+            Kind::Monitor => "monitor",
         }
     }
 
@@ -45,10 +48,11 @@ impl Kind {
             Kind::Spider => "spider",
             Kind::Middleware => "downloader-middleware",
             Kind::Pipeline => "item-pipeline",
+            Kind::Monitor => "monitor-plugin",
         }
     }
 
-    const ALL: [Kind; 3] = [Kind::Spider, Kind::Middleware, Kind::Pipeline];
+    const ALL: [Kind; 4] = [Kind::Spider, Kind::Middleware, Kind::Pipeline, Kind::Monitor];
 }
 
 impl fmt::Display for Kind {
@@ -68,13 +72,13 @@ pub enum LoadError {
     Invalid { name: String, reason: String },
     #[error(
         "plugin `{name}` targets {found}, but this host supports {PACKAGE}@{SUPPORTED_VERSION} \
-         (worlds spider, downloader-middleware, item-pipeline): rebuild it against wit/ of this release"
+         (worlds spider, downloader-middleware, item-pipeline, monitor-plugin): rebuild it against wit/ of this release"
     )]
     UnsupportedVersion { name: String, found: String },
     #[error(
         "plugin `{name}` is built for another world: it exports [{exports}], but a plugin must \
-         export one of {PACKAGE}/parser, /middleware or /pipeline @{SUPPORTED_VERSION} \
-         (worlds spider, downloader-middleware, item-pipeline)"
+         export one of {PACKAGE}/parser, /middleware, /pipeline or /monitor @{SUPPORTED_VERSION} \
+         (worlds spider, downloader-middleware, item-pipeline, monitor-plugin)"
     )]
     WrongWorld { name: String, exports: String },
     #[error("plugin `{name}` is a {found} plugin, not a {wanted}")]
@@ -91,6 +95,7 @@ pub(super) enum Pre {
     Spider(SpiderPre<super::host_api::StoreState>),
     Middleware(DownloaderMiddlewarePre<super::host_api::StoreState>),
     Pipeline(ItemPipelinePre<super::host_api::StoreState>),
+    Monitor(MonitorPluginPre<super::host_api::StoreState>),
 }
 
 /// A loaded, validated component, with its pool of ready instances.
@@ -147,6 +152,7 @@ impl Plugin {
                 Pre::Middleware(DownloaderMiddlewarePre::new(instance_pre).map_err(link_err)?)
             }
             Kind::Pipeline => Pre::Pipeline(ItemPipelinePre::new(instance_pre).map_err(link_err)?),
+            Kind::Monitor => Pre::Monitor(MonitorPluginPre::new(instance_pre).map_err(link_err)?),
         };
         Ok(Plugin {
             name: name.into(),

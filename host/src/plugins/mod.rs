@@ -12,12 +12,13 @@ mod engine;
 mod host_api;
 mod instance;
 mod loader;
+pub mod monitor;
 mod registry;
 
 pub use engine::Runtime;
 pub use host_api::{Page, ResultFields};
 pub use instance::{
-    CallError, ItemAction, Output, RequestAction, ResponseAction, SpiderItem, SpiderRequest,
+    CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem, SpiderRequest,
 };
 pub use loader::{Kind, LoadError, Plugin, SUPPORTED_VERSION};
 pub use registry::{Registry, Watcher};

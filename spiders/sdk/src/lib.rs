@@ -11,7 +11,8 @@
 //! spinneret_sdk::export_spider!(Mine);
 //! ```
 //!
-//! Each plugin kind is a cargo feature (`spider`, `middleware`, `pipeline`),
+//! Each plugin kind is a cargo feature (`spider`, `middleware`, `pipeline`,
+//! `monitor`),
 //! so a guest embeds the one world it implements and nothing else.
 
 /// Helpers shared by every world's copy of the `types` interface.
@@ -213,5 +214,47 @@ macro_rules! export_pipeline {
             }
         }
         $crate::pipeline::export_pipeline_world!(__SpinneretPipeline with_types_in $crate::pipeline);
+    };
+}
+
+/// Monitor plugins: a request kind of your own on the incoming topic.
+#[cfg(feature = "monitor")]
+pub mod monitor {
+    wit_bindgen::generate!({
+        world: "monitor-plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        export_macro_name: "export_monitor_world",
+        default_bindings_module: "spinneret_sdk::monitor",
+    });
+    helpers!();
+    pub use self::exports::spinneret::plugin::monitor::{Action, Schema};
+
+    /// A request kind: its fields, and what a message of it becomes.
+    pub trait Monitor {
+        fn describe() -> Schema;
+        /// `request` is the message, a JSON object.
+        fn handle(request: String) -> Result<Vec<Action>, String>;
+    }
+}
+
+/// Export a type implementing [`monitor::Monitor`].
+#[cfg(feature = "monitor")]
+#[macro_export]
+macro_rules! export_monitor {
+    ($ty:ty) => {
+        struct __SpinneretMonitor;
+        impl $crate::monitor::exports::spinneret::plugin::monitor::Guest for __SpinneretMonitor {
+            fn describe() -> $crate::monitor::Schema {
+                <$ty as $crate::monitor::Monitor>::describe()
+            }
+            fn handle(
+                request: ::std::string::String,
+            ) -> ::core::result::Result<::std::vec::Vec<$crate::monitor::Action>, ::std::string::String>
+            {
+                <$ty as $crate::monitor::Monitor>::handle(request)
+            }
+        }
+        $crate::monitor::export_monitor_world!(__SpinneretMonitor with_types_in $crate::monitor);
     };
 }

@@ -15,11 +15,12 @@ end
 -- Status counters in time buckets: per minute (kept 12 h), per hour (kept
 -- 8 days) and for life, so windows from 15 min to a week sum few fields
 -- and memory stays bounded.
-local function count_status(key, now)
+local function count_status(key, now, n)
+  n = n or 1
   local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
-  redis.call('HINCRBY', key, 'm' .. minute, 1)
-  redis.call('HINCRBY', key, 'h' .. hour, 1)
-  redis.call('HINCRBY', key, 'life', 1)
+  redis.call('HINCRBY', key, 'm' .. minute, n)
+  redis.call('HINCRBY', key, 'h' .. hour, n)
+  redis.call('HINCRBY', key, 'life', n)
   redis.call('SADD', ns .. ':stkeys', key)
 end
 -- Finish the lease `lease`; returns its queue key, score, member, cref and

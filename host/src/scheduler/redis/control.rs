@@ -37,7 +37,7 @@ pub struct Expired {
 const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
 
 impl RedisStore {
-    fn key(&self, suffix: &str) -> String {
+    pub(super) fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.ns)
     }
 
@@ -256,7 +256,7 @@ impl RedisStore {
     }
 
     /// Status counters by (name, status) for `st:<kind>:` keys.
-    async fn status_windows(
+    pub(super) async fn status_windows(
         &self,
         kind: char,
     ) -> Result<BTreeMap<(String, String), Value>, StoreError> {
@@ -444,6 +444,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
         }
+        // The `expired` replies go out through the control stream.
         for e in self.expire_due().await? {
             tracing::info!(appid = %e.appid, crawlid = %e.crawlid, purged = e.purged, "crawl expired");
         }
@@ -500,6 +501,16 @@ impl RedisStore {
     }
 }
 
+/// Windows with nothing counted yet.
+pub(super) fn empty_windows() -> Value {
+    let mut w: Map<String, Value> = WINDOWS
+        .iter()
+        .map(|s| (s.to_string(), Value::from(0)))
+        .collect();
+    w.insert("lifetime".into(), 0.into());
+    Value::Object(w)
+}
+
 fn add_windows(acc: &mut Value, w: &Value) {
     if let (Value::Object(a), Value::Object(b)) = (acc, w) {
         for (k, v) in b {
@@ -516,6 +527,6 @@ fn unix_now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     unix_now_ms() / 1000
 }

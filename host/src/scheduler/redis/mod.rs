@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod control;
+mod ingest;
 pub use control::{DomainAction, Expired};
+pub use ingest::{IngestEntry, Ingested};
 
 const COMMON: &str = include_str!("common.lua");
 
@@ -40,6 +42,7 @@ struct Scripts {
     reclaim: Script,
     admit: Script,
     admit_push: Script,
+    ingest: Script,
 }
 
 /// A queued request as stored in Redis: the crawl's spec is stored once,
@@ -137,6 +140,9 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 pub struct RedisStore {
     con: ConnectionManager,
+    client: redis::Client,
+    /// For blocking reads (the control stream), apart from `con`.
+    blocking: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     stats: Arc<Stats>,
     ns: String,
     scripts: Scripts,
@@ -187,6 +193,8 @@ impl RedisStore {
             .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(RedisStore {
             con,
+            client,
+            blocking: tokio::sync::Mutex::new(None),
             stats,
             ns: format!("{{{}}}", settings.redis.namespace),
             scripts: Scripts {
@@ -201,6 +209,7 @@ impl RedisStore {
                 reclaim: script(include_str!("reclaim.lua")),
                 admit: script(include_str!("admit.lua")),
                 admit_push: script(include_str!("admit_push.lua")),
+                ingest: script(include_str!("ingest.lua")),
             },
             throttle: settings.throttle.clone(),
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
@@ -219,6 +228,11 @@ impl RedisStore {
         &self.ns
     }
 
+    /// This process in heartbeats and stats: `host:pid`.
+    pub fn machine(&self) -> &str {
+        &self.machine
+    }
+
     /// A handle for one request (one round trip, counted).
     fn con(&self) -> ConnectionManager {
         self.stats
@@ -228,7 +242,7 @@ impl RedisStore {
     }
 
     /// The crawl's spec: cached, else read from Redis.
-    async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
+    pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
         if let Some(s) = self.specs.lock().get(cref) {
             return Ok(Some(s.clone()));
         }

@@ -1,5 +1,8 @@
-//! The command line: `run`, `plugins` and `parse`. This is the edge, so
-//! errors are `anyhow` with context, and stdout carries only data.
+//! The command line. This is the edge, so errors are `anyhow` with
+//! context, and stdout carries only data. The Kafka roles and tools live in
+//! `cluster.rs`.
+
+mod cluster;
 
 use crate::bus::{JsonlSink, ResultSink};
 use crate::config::{LogFormat, Settings};
@@ -50,6 +53,9 @@ pub struct Global {
     /// Cluster mode: share the frontier, dedup and throttle through Redis.
     #[arg(long, global = true, value_name = "URL")]
     pub redis: Option<String>,
+    /// Kafka bootstrap brokers (kafka.brokers), e.g. 127.0.0.1:9092.
+    #[arg(long, global = true, value_name = "BROKERS")]
+    pub kafka: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -76,6 +82,18 @@ pub enum Command {
     Domain(DomainArgs),
     /// Cluster stats: spider, machine, queue or crawler (needs --redis).
     Stats(StatsArgs),
+    /// Ingest monitor: validate the incoming topic, queue crawls, dead-letter the rest.
+    KafkaMonitor,
+    /// Control plane: answer info, stop, stats and domain-config requests on Kafka.
+    RedisMonitor,
+    /// Crawl worker of a cluster: results go to Kafka.
+    Worker(cluster::WorkerArgs),
+    /// Ingest, control plane and workers in one process (one machine).
+    Up(cluster::WorkerArgs),
+    /// Send requests to the incoming topic; waits for the broker's ack.
+    Feed(cluster::FeedArgs),
+    /// Print a topic's messages (like the reference's kafkadump).
+    Dump(cluster::DumpArgs),
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +208,9 @@ pub async fn main(cli: Cli) -> Result<i32> {
     if let Some(url) = &cli.global.redis {
         settings.redis.url = url.clone();
     }
+    if let Some(brokers) = &cli.global.kafka {
+        settings.kafka.brokers = brokers.clone();
+    }
     if let Some(f) = cli.global.log_format {
         settings.log.format = match f {
             LogFormatArg::Text => LogFormat::Text,
@@ -228,7 +249,24 @@ pub async fn main(cli: Cli) -> Result<i32> {
         })
         .await,
         Command::Stats(args) => control(settings, |s| async move { Ok(s.stats(&args.kind).await?) }).await,
+        Command::KafkaMonitor => cluster::kafka_monitor(checked(settings)?).await,
+        Command::RedisMonitor => cluster::redis_monitor(checked(settings)?).await,
+        Command::Worker(args) => cluster::worker(logged(settings), args).await,
+        Command::Up(args) => cluster::up(logged(settings), args).await,
+        Command::Feed(args) => cluster::feed(checked(settings)?, args).await,
+        Command::Dump(args) => cluster::dump(checked(settings)?, args).await,
     }
+}
+
+/// Settings validated, logging started.
+fn checked(settings: Settings) -> Result<Settings> {
+    settings.validate()?;
+    Ok(logged(settings))
+}
+
+fn logged(settings: Settings) -> Settings {
+    crate::telemetry::init(&settings.log);
+    settings
 }
 
 fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry>> {
@@ -378,7 +416,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
 
 /// The frontier and dedup store: Redis when `redis.url` is set, else in process.
 /// The throttle the frontier consults, also handed to the fetcher.
-type Stores = (
+pub(crate) type Stores = (
     Arc<dyn Frontier>,
     Arc<dyn DedupStore>,
     Arc<dyn ThrottleStore>,

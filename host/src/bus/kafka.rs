@@ -1,0 +1,354 @@
+//! The Kafka side of the cluster: one idempotent producer (`acks=all`) per
+//! process for results, replies and dead letters, topic creation, and the
+//! consumer settings the monitors and `dump` share. Sends retry until the
+//! broker acknowledges them, so a broker outage delays work but loses none.
+
+use super::{ResultSink, SinkError};
+use crate::config;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use rdkafka::ClientConfig;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BusError {
+    #[error("cannot start a Kafka client for {brokers}: {source}")]
+    Client { brokers: String, source: KafkaError },
+    #[error("cannot create Kafka topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
+    #[error("message of {size} bytes for {topic} is over the broker's limit")]
+    TooLarge { topic: String, size: usize },
+}
+
+/// Client settings every Kafka client of ours starts from.
+pub fn client_config(cfg: &config::Kafka) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("client.id", "spinneret")
+        // Reconnect quickly after a broker restart, but do not hammer it.
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "2000")
+        .set("topic.metadata.refresh.interval.ms", "5000")
+        .set("log_level", "3");
+    c
+}
+
+/// A Kafka topic name from arbitrary text (an appid): invalid characters
+/// become `_`.
+pub fn topic_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub struct KafkaBus {
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    pub cfg: config::Kafka,
+    /// Topics known to exist (created or found), so each is created once.
+    known: Mutex<HashSet<String>>,
+}
+
+impl KafkaBus {
+    pub fn connect(cfg: &config::Kafka) -> Result<Arc<KafkaBus>, BusError> {
+        let err = |source| BusError::Client {
+            brokers: cfg.brokers.clone(),
+            source,
+        };
+        let producer: FutureProducer = client_config(cfg)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "2")
+            // Give up on one attempt after 30 s; `send` then tries again.
+            .set("message.timeout.ms", "30000")
+            .set(
+                "message.max.bytes",
+                (cfg.max_message_bytes + 64 * 1024).max(1_000_000).to_string(),
+            )
+            .create()
+            .map_err(err)?;
+        let admin = client_config(cfg).create().map_err(err)?;
+        Ok(Arc::new(KafkaBus {
+            producer,
+            admin,
+            cfg: cfg.clone(),
+            known: Mutex::new(HashSet::new()),
+        }))
+    }
+
+    /// `<prefix>.<suffix>`.
+    pub fn topic(&self, suffix: &str) -> String {
+        format!("{}.{suffix}", self.cfg.topic_prefix)
+    }
+
+    /// The topics every role uses, created if missing.
+    pub fn standard_topics(&self) -> Vec<String> {
+        vec![
+            self.cfg.incoming_topic.clone(),
+            self.topic("crawled_firehose"),
+            self.topic("outbound_firehose"),
+            self.topic("errors"),
+        ]
+    }
+
+    /// Create the topics that do not exist yet (with `kafka.partitions`),
+    /// retrying while the broker is unreachable.
+    pub async fn ensure_topics(&self, names: &[String]) -> Result<(), BusError> {
+        let missing: Vec<&String> = {
+            let known = self.known.lock();
+            names.iter().filter(|n| !known.contains(*n)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let new: Vec<NewTopic> = missing
+            .iter()
+            .map(|n| {
+                NewTopic::new(
+                    n,
+                    self.cfg.partitions,
+                    TopicReplication::Fixed(self.cfg.replication),
+                )
+            })
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.admin.create_topics(&new, &opts).await {
+                Ok(results) => {
+                    for r in results {
+                        match r {
+                            Ok(name) => {
+                                self.known.lock().insert(name);
+                            }
+                            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                                self.known.lock().insert(name);
+                            }
+                            Err((topic, code)) => {
+                                return Err(BusError::Topic {
+                                    topic,
+                                    reason: code.to_string(),
+                                })
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(brokers = %self.cfg.brokers, error = %e, retry_in = ?backoff, "Kafka unreachable while creating topics, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Forget that topics exist (after the broker lost them), so the next
+    /// send creates them again.
+    fn forget(&self, topic: &str) {
+        self.known.lock().remove(topic);
+    }
+
+    /// Send one message and wait for the broker's acknowledgement. Retries
+    /// (with a log line) until it is acknowledged; only a message the broker
+    /// can never take (too large) is an error.
+    pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), BusError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let record = FutureRecord::to(topic).key(key).payload(payload);
+            match self.producer.send(record, Timeout::Never).await {
+                Ok(_) => return Ok(()),
+                Err((KafkaError::MessageProduction(code), _))
+                    if matches!(
+                        code,
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                            | RDKafkaErrorCode::InvalidMessageSize
+                    ) =>
+                {
+                    return Err(BusError::TooLarge {
+                        topic: topic.into(),
+                        size: payload.len(),
+                    })
+                }
+                Err((e, _)) => {
+                    if matches!(
+                        e,
+                        KafkaError::MessageProduction(
+                            RDKafkaErrorCode::UnknownTopicOrPartition
+                                | RDKafkaErrorCode::UnknownTopic
+                        )
+                    ) {
+                        self.forget(topic);
+                        self.ensure_topics(&[topic.to_string()]).await?;
+                    }
+                    tracing::warn!(%topic, error = %e, retry_in = ?backoff, "Kafka did not acknowledge a message, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Send a JSON object (keys sorted) to the firehose topic `suffix` and,
+    /// with `appid_topics`, to its per-app twin.
+    async fn send_fanned(
+        &self,
+        suffix: &str,
+        key: &str,
+        appid: Option<&str>,
+        payload: &[u8],
+    ) -> Result<(), BusError> {
+        let firehose = self.topic(&format!("{suffix}_firehose"));
+        match appid.filter(|_| self.cfg.appid_topics) {
+            Some(app) => {
+                let per_app = self.topic(&format!("{suffix}_{}", topic_safe(app)));
+                self.ensure_topics(std::slice::from_ref(&per_app)).await?;
+                let (a, b) = tokio::join!(
+                    self.send(&firehose, key, payload),
+                    self.send(&per_app, key, payload)
+                );
+                a.and(b)
+            }
+            None => self.send(&firehose, key, payload).await,
+        }
+    }
+
+    /// A control-plane reply on `outbound_firehose` (and `outbound_<appid>`),
+    /// keyed by its uuid.
+    pub async fn reply(&self, reply: &Map<String, Value>) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(reply).unwrap_or_default();
+        let key = reply.get("uuid").and_then(Value::as_str).unwrap_or("");
+        let appid = reply.get("appid").and_then(Value::as_str);
+        self.send_fanned("outbound", key, appid, &payload).await
+    }
+
+    /// A rejected input on `<prefix>.errors` (contract §2.5).
+    pub async fn dead_letter(&self, letter: &Value) -> Result<(), BusError> {
+        let payload = serde_json::to_vec(letter).unwrap_or_default();
+        self.send(&self.topic("errors"), "", &payload).await
+    }
+
+    /// Produce raw text to the incoming topic (`spinneret feed`).
+    pub async fn feed(&self, text: &str) -> Result<(), BusError> {
+        self.send(&self.cfg.incoming_topic, "", text.as_bytes())
+            .await
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+            tracing::warn!(error = %e, "Kafka producer flush failed");
+        }
+    }
+}
+
+/// Crawl results on `crawled_firehose` (and `crawled_<appid>`), keyed by
+/// crawlid. A result too large for `kafka.max_message_bytes` is sent
+/// without its body and with an `error`, never dropped.
+pub struct KafkaSink {
+    bus: Arc<KafkaBus>,
+}
+
+impl KafkaSink {
+    pub fn new(bus: Arc<KafkaBus>) -> KafkaSink {
+        KafkaSink { bus }
+    }
+}
+
+/// The result to send: as is if it fits, else without its body (and
+/// without headers and links if that is still too large), with an `error`.
+pub fn fit_result(result: &Map<String, Value>, limit: usize) -> Vec<u8> {
+    let full = serde_json::to_vec(result).unwrap_or_default();
+    if full.len() <= limit {
+        return full;
+    }
+    let mut slim = result.clone();
+    slim.insert("body".into(), "".into());
+    slim.insert(
+        "error".into(),
+        format!(
+            "result of {} bytes exceeds kafka.max_message_bytes ({limit}); body dropped",
+            full.len()
+        )
+        .into(),
+    );
+    let out = serde_json::to_vec(&slim).unwrap_or_default();
+    if out.len() <= limit {
+        return out;
+    }
+    for k in ["response_headers", "request_headers"] {
+        slim.insert(k.into(), Value::Object(Map::new()));
+    }
+    slim.insert("links".into(), Value::Array(Vec::new()));
+    slim.insert("attrs".into(), Value::Null);
+    slim.insert(
+        "error".into(),
+        format!(
+            "result of {} bytes exceeds kafka.max_message_bytes ({limit}); body, headers, links and attrs dropped",
+            full.len()
+        )
+        .into(),
+    );
+    serde_json::to_vec(&slim).unwrap_or_default()
+}
+
+#[async_trait]
+impl ResultSink for KafkaSink {
+    async fn publish(&self, result: &Map<String, Value>) -> Result<(), SinkError> {
+        let payload = fit_result(result, self.bus.cfg.max_message_bytes);
+        let key = result.get("crawlid").and_then(Value::as_str).unwrap_or("");
+        let appid = result.get("appid").and_then(Value::as_str);
+        self.bus
+            .send_fanned("crawled", key, appid, &payload)
+            .await
+            .map_err(|e| SinkError::Io(std::io::Error::other(e.to_string())))
+    }
+
+    async fn flush(&self) -> Result<(), SinkError> {
+        self.bus.flush();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_oversized_result_keeps_its_fields_and_says_why() {
+        let Value::Object(r) = json!({"url": "http://a/", "body": "x".repeat(5000), "crawlid": "c"})
+        else {
+            unreachable!()
+        };
+        let out: Value = serde_json::from_slice(&fit_result(&r, 2048)).expect("json");
+        assert_eq!(out["body"], "");
+        assert_eq!(out["url"], "http://a/");
+        assert!(out["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exceeds kafka.max_message_bytes (2048)")));
+        let small: Value = serde_json::from_slice(&fit_result(&r, 1 << 20)).expect("json");
+        assert!(small.get("error").is_none());
+    }
+
+    #[test]
+    fn appids_become_topic_names() {
+        assert_eq!(topic_safe("my app/1"), "my_app_1");
+        assert_eq!(topic_safe("ok.app-1_x"), "ok.app-1_x");
+    }
+}

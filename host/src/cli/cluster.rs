@@ -1,0 +1,340 @@
+//! The Kafka-facing commands: the roles (`kafka-monitor`, `redis-monitor`,
+//! `worker`, and `up` for all of them in one process) and the tools
+//! (`feed`, `dump`).
+
+use super::{start_registry, Stores};
+use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
+use crate::config::Settings;
+use crate::crawl::Engine;
+use crate::fetch::Fetcher;
+use crate::monitor::control::ControlPlane;
+use crate::monitor::ingest::IngestMonitor;
+use crate::plugins::monitor::MonitorPlugins;
+use crate::plugins::{Kind, Registry, Watcher};
+use crate::scheduler::RedisStore;
+use crate::stats::Stats;
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use clap::Args;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use serde_json::Value;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+#[derive(Args, Debug, Default)]
+pub struct WorkerArgs {
+    /// Requests in flight at once (crawl.concurrency).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Also answer control requests (info, stop, stats, domain-config).
+    #[arg(long)]
+    pub control_plane: bool,
+    /// Downloader middleware by plugin name, in order (repeatable).
+    #[arg(long)]
+    pub middleware: Vec<String>,
+    /// Item pipeline by plugin name, in order (repeatable).
+    #[arg(long)]
+    pub pipeline: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct FeedArgs {
+    /// Requests as JSON (one or more); `-` reads one per line from stdin.
+    #[arg(required = true)]
+    pub json: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Topic to print (e.g. demo.crawled_firehose).
+    #[arg(short, long)]
+    pub topic: String,
+    /// Start at the oldest message instead of new ones only.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Leave out `body` (crawl results are mostly body).
+    #[arg(long)]
+    pub no_body: bool,
+    /// Indent the JSON.
+    #[arg(long)]
+    pub pretty: bool,
+    /// Decode a base64 `body` (kafka.base64_body) back to text.
+    #[arg(long)]
+    pub decode_base64: bool,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// Ctrl-C (or SIGTERM) notifies the returned `Notify`.
+fn stop_on_signal() -> Arc<Notify> {
+    let stop = Arc::new(Notify::new());
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("stopping: finishing work in flight");
+        on_signal.notify_waiters();
+    });
+    stop
+}
+
+/// Redis and Kafka, both required by the cluster roles.
+async fn connect(settings: &Settings, stats: Arc<Stats>) -> Result<(Arc<RedisStore>, Arc<KafkaBus>)> {
+    if settings.redis.url.is_empty() {
+        bail!("this role works on a cluster: give --redis URL (or set redis.url)");
+    }
+    let bus = KafkaBus::connect(&settings.kafka)?;
+    bus.ensure_topics(&bus.standard_topics()).await?;
+    let store = RedisStore::connect(settings, stats).await?;
+    tracing::info!(kafka = %settings.kafka.brokers, redis = %settings.redis.url, "connected");
+    Ok((store, bus))
+}
+
+fn watch(settings: &Settings, registry: &Arc<Registry>) -> Result<Option<Watcher>> {
+    Ok(if settings.plugins.watch {
+        Some(Watcher::start(
+            registry.clone(),
+            settings.plugins.dir.clone(),
+            Duration::from_millis(settings.plugins.watch_interval_ms),
+        )?)
+    } else {
+        None
+    })
+}
+
+/// `spinneret kafka-monitor`: the ingest role alone.
+pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
+    let settings = Arc::new(settings);
+    let stats = Arc::new(Stats::default());
+    let (store, bus) = connect(&settings, stats.clone()).await?;
+    let registry = start_registry(&settings, stats)?;
+    let _watcher = watch(&settings, &registry)?;
+    let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
+    let stop = stop_on_signal();
+    IngestMonitor::new(store, bus.clone(), settings, plugins)
+        .run(stop)
+        .await?;
+    bus.flush();
+    Ok(0)
+}
+
+/// `spinneret redis-monitor`: the control plane alone.
+pub async fn redis_monitor(settings: Settings) -> Result<i32> {
+    let (store, bus) = connect(&settings, Arc::default()).await?;
+    let stop = stop_on_signal();
+    ControlPlane::new(store, bus.clone()).run(stop).await;
+    bus.flush();
+    Ok(0)
+}
+
+/// Workers of one process: crawl whatever the cluster has queued, results
+/// to Kafka.
+async fn engine(
+    settings: &Arc<Settings>,
+    stats: &Arc<Stats>,
+    registry: &Arc<Registry>,
+    store: &Arc<RedisStore>,
+    bus: &Arc<KafkaBus>,
+) -> Result<Arc<Engine>> {
+    let spiders: Vec<String> = registry
+        .list()
+        .iter()
+        .filter(|p| p.kind == Kind::Spider)
+        .map(|p| p.name.to_string())
+        .collect();
+    if spiders.is_empty() {
+        bail!(
+            "no spiders in {}: build them with `just guests`",
+            settings.plugins.dir.display()
+        );
+    }
+    store.set_spiders(spiders.clone());
+    let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
+    let fetcher =
+        Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
+    tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
+    Ok(Engine::new(
+        frontier,
+        dedup,
+        Arc::new(KafkaSink::new(bus.clone())),
+        fetcher,
+        registry.clone(),
+        settings.clone(),
+        stats.clone(),
+    ))
+}
+
+fn apply(settings: &mut Settings, args: &WorkerArgs) -> Result<()> {
+    if let Some(c) = args.concurrency {
+        settings.crawl.concurrency = c;
+    }
+    settings
+        .plugins
+        .middlewares
+        .extend(args.middleware.iter().cloned());
+    settings
+        .plugins
+        .pipelines
+        .extend(args.pipeline.iter().cloned());
+    settings.validate()?;
+    Ok(())
+}
+
+/// `spinneret worker`: crawl for the cluster; with `--control-plane` also
+/// answer control requests.
+pub async fn worker(mut settings: Settings, args: WorkerArgs) -> Result<i32> {
+    apply(&mut settings, &args)?;
+    roles(settings, false, true, args.control_plane).await
+}
+
+/// `spinneret up`: ingest, control plane and workers in one process.
+pub async fn up(mut settings: Settings, args: WorkerArgs) -> Result<i32> {
+    apply(&mut settings, &args)?;
+    roles(settings, true, true, true).await
+}
+
+async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> Result<i32> {
+    let settings = Arc::new(settings);
+    let stats = Arc::new(Stats::default());
+    let (store, bus) = connect(&settings, stats.clone()).await?;
+    let registry = start_registry(&settings, stats.clone())?;
+    let _watcher = watch(&settings, &registry)?;
+    let stop = stop_on_signal();
+    let mut tasks = tokio::task::JoinSet::new();
+    if ingest {
+        let plugins = MonitorPlugins::new(registry.clone(), settings.crawl.maxdepth_limit);
+        let m = IngestMonitor::new(store.clone(), bus.clone(), settings.clone(), plugins);
+        let stop = stop.clone();
+        tasks.spawn(async move { m.run(stop).await });
+    }
+    if control {
+        let cp = ControlPlane::new(store.clone(), bus.clone());
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            cp.run(stop).await;
+            Ok(())
+        });
+    }
+    if crawl {
+        let engine = engine(&settings, &stats, &registry, &store, &bus).await?;
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            engine.run(false, stop).await;
+            Ok(())
+        });
+    }
+    let mut code = 0;
+    while let Some(r) = tasks.join_next().await {
+        if let Ok(Err(e)) = r {
+            tracing::error!(error = %format!("{e:#}"), "a role stopped");
+            code = 1;
+            stop.notify_waiters();
+        }
+    }
+    bus.flush();
+    Ok(code)
+}
+
+/// `spinneret feed`: produce requests to the incoming topic and wait for
+/// the broker's acknowledgement of each.
+pub async fn feed(settings: Settings, args: FeedArgs) -> Result<i32> {
+    let bus = KafkaBus::connect(&settings.kafka)?;
+    bus.ensure_topics(std::slice::from_ref(&settings.kafka.incoming_topic))
+        .await?;
+    let mut texts = Vec::new();
+    for a in args.json {
+        if a == "-" {
+            for line in std::io::stdin().lines() {
+                let line = line?;
+                if !line.trim().is_empty() {
+                    texts.push(line);
+                }
+            }
+        } else {
+            texts.push(a);
+        }
+    }
+    for (i, t) in texts.iter().enumerate() {
+        serde_json::from_str::<Value>(t)
+            .with_context(|| format!("request #{} is not JSON, nothing was sent", i + 1))?;
+    }
+    for t in &texts {
+        tokio::time::timeout(Duration::from_secs(60), bus.feed(t))
+            .await
+            .context("the broker did not acknowledge within 60 s")??;
+    }
+    tracing::info!(n = texts.len(), topic = %settings.kafka.incoming_topic, "fed");
+    Ok(0)
+}
+
+/// `spinneret dump`: print a topic's messages, one JSON per line.
+pub async fn dump(settings: Settings, args: DumpArgs) -> Result<i32> {
+    let group = format!("spinneret-dump-{}", std::process::id());
+    let consumer: StreamConsumer = client_config(&settings.kafka)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .set(
+            "auto.offset.reset",
+            if args.from_beginning {
+                "earliest"
+            } else {
+                "latest"
+            },
+        )
+        .set("fetch.wait.max.ms", "100")
+        .create()?;
+    consumer.subscribe(&[args.topic.as_str()])?;
+    let stop = stop_on_signal();
+    let stopped = stop.notified();
+    tokio::pin!(stopped);
+    stopped.as_mut().enable();
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    while args.count.is_none_or(|n| seen < n) {
+        let m = tokio::select! {
+            m = consumer.recv() => m,
+            _ = &mut stopped => break,
+        };
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "Kafka consumer error, retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        seen += 1;
+        let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+        let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
+            writeln!(out, "{text}")?;
+            continue;
+        };
+        if let Some(obj) = v.as_object_mut() {
+            if args.no_body {
+                obj.remove("body");
+            } else if args.decode_base64 {
+                if let Some(Value::String(b)) = obj.get("body") {
+                    if let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b) {
+                        obj.insert("body".into(), String::from_utf8_lossy(&raw).into());
+                    }
+                }
+            }
+        }
+        let line = if args.pretty {
+            serde_json::to_string_pretty(&v)?
+        } else {
+            serde_json::to_string(&v)?
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+    }
+    Ok(0)
+}

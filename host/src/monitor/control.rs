@@ -1,0 +1,233 @@
+//! The control plane (`spinneret redis-monitor`, or inside a worker or
+//! `up`): reads the control stream, answers info, stop, stats and
+//! domain-config requests and reports expired crawls on
+//! `outbound_firehose`. The stream's consumer group gives each entry to one
+//! control plane; an entry is forgotten only after the broker acknowledged
+//! its reply, and a silent control plane's entries are taken over. So
+//! every request gets its reply, and two requests get two.
+
+use super::schema::{ActionKind, DomainConfigKind, StatsKind};
+use super::ControlRequest;
+use crate::bus::kafka::{BusError, KafkaBus};
+use crate::scheduler::redis::DomainAction;
+use crate::scheduler::{RedisStore, StoreError};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub struct ControlPlane {
+    store: Arc<RedisStore>,
+    bus: Arc<KafkaBus>,
+    /// This reader's name in the stream's consumer group.
+    consumer: String,
+}
+
+impl ControlPlane {
+    pub fn new(store: Arc<RedisStore>, bus: Arc<KafkaBus>) -> ControlPlane {
+        let consumer = format!("{}:{:08x}", store.machine(), rand_u32());
+        ControlPlane {
+            store,
+            bus,
+            consumer,
+        }
+    }
+
+    /// Answer control requests until `stop` is notified.
+    pub async fn run(&self, stop: Arc<Notify>) {
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        let mut backoff = Duration::from_millis(200);
+        let mut last_upkeep: Option<Instant> = None;
+        tracing::info!(consumer = %self.consumer, "control plane started");
+        loop {
+            if last_upkeep.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_upkeep = Some(Instant::now());
+                if let Err(e) = self.upkeep().await {
+                    tracing::warn!(error = %e, "control plane upkeep failed; retrying");
+                }
+            }
+            let read = tokio::select! {
+                r = self.store.control_read(&self.consumer, 64, Duration::from_secs(1)) => r,
+                _ = &mut stopped => return,
+            };
+            match read {
+                Ok(entries) => {
+                    backoff = Duration::from_millis(200);
+                    for (id, body) in entries {
+                        if let Err(e) = self.answer(&id, &body).await {
+                            tracing::warn!(error = %e, "control request not finished; it will be retried");
+                        }
+                    }
+                }
+                Err(e) => {
+                    self.store.reset_blocking().await;
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the control plane, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn upkeep(&self) -> Result<(), StoreError> {
+        self.store.heartbeat("redis-monitor").await?;
+        // Expired crawls land on the control stream; this only makes them
+        // due even when no worker runs.
+        self.store.expire_due().await?;
+        Ok(())
+    }
+
+    /// Handle one stream entry: reply, then forget it.
+    async fn answer(&self, id: &str, body: &str) -> Result<(), StoreError> {
+        let request: ControlRequest = match serde_json::from_str(body) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, %body, "dropping an unreadable control request");
+                self.store.control_done(&[id.to_string()]).await?;
+                return Ok(());
+            }
+        };
+        let name = request.stat_name();
+        if let Some(reply) = self.reply_to(request).await? {
+            match self.bus.reply(&reply).await {
+                Ok(()) => {}
+                Err(e @ BusError::TooLarge { .. }) => {
+                    tracing::error!(error = %e, "reply too large for the broker; dropped")
+                }
+                Err(e) => return Err(StoreError::Unavailable(e.to_string())),
+            }
+        }
+        self.store.control_done(&[id.to_string()]).await?;
+        self.store.count_handled('r', name, 1).await?;
+        Ok(())
+    }
+
+    /// The reply (contract §4.2); `None` when there is none to send (an
+    /// expired crawl whose state is gone).
+    async fn reply_to(
+        &self,
+        request: ControlRequest,
+    ) -> Result<Option<Map<String, Value>>, StoreError> {
+        let now = crate::crawl::result::now_unix();
+        let reply = match request {
+            ControlRequest::Action(a) => match (a.action, &a.crawlid) {
+                (ActionKind::Info, Some(c)) => {
+                    let mut r = self.store.info_crawl(&a.appid, c, &a.spiderid).await?;
+                    r["uuid"] = a.uuid.into();
+                    r
+                }
+                (ActionKind::Info, None) => {
+                    let mut r = self.store.info_app(&a.appid, &a.spiderid).await?;
+                    r["uuid"] = a.uuid.into();
+                    r
+                }
+                (ActionKind::Stop, Some(c)) => {
+                    let purged = self.store.stop(&a.appid, c).await?;
+                    json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
+                           "crawlid": c, "total_purged": purged, "server_time": now})
+                }
+                (ActionKind::Stop, None) => {
+                    json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
+                           "total_purged": 0, "server_time": now,
+                           "error": "stop needs a `crawlid`: a whole app is never stopped at once"})
+                }
+            },
+            ControlRequest::Stats(s) => {
+                let mut r = self.stats(s.stats).await?;
+                r.insert("uuid".into(), s.uuid.into());
+                r.insert("appid".into(), s.appid.into());
+                r.insert("server_time".into(), now.into());
+                Value::Object(r)
+            }
+            ControlRequest::DomainConfig(d) => {
+                let action = match d.action {
+                    DomainConfigKind::DomainUpdate => DomainAction::Update {
+                        hits: d.hits,
+                        window: d.window as f64,
+                        scale: d.scale,
+                    },
+                    DomainConfigKind::DomainRemove => DomainAction::Remove,
+                    DomainConfigKind::BlacklistUpdate => DomainAction::Blacklist,
+                    DomainConfigKind::BlacklistRemove => DomainAction::Unblacklist,
+                };
+                let name = serde_json::to_value(d.action).unwrap_or_default();
+                let mut r = json!({"action": name, "domain": d.domain, "appid": d.appid,
+                                   "uuid": d.uuid, "server_time": now});
+                if let Err(e) = self.store.domain(&d.domain, &action).await {
+                    r["error"] = format!("the change could not be stored: {e}").into();
+                }
+                r
+            }
+            ControlRequest::Expired { cref, purged } => {
+                let Some(spec) = self.store.spec(&cref).await? else {
+                    tracing::warn!(crawl = %cref, "expired crawl has no stored state; no reply");
+                    return Ok(None);
+                };
+                json!({"action": "expired", "appid": spec.appid, "crawlid": spec.crawlid,
+                       "spiderid": spec.spiderid, "total_expired": purged, "server_time": now})
+            }
+            ControlRequest::Reply(r) => Value::Object(r),
+        };
+        Ok(match reply {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+    }
+
+    /// A stats reply's body by type (contract §4.2).
+    async fn stats(&self, kind: StatsKind) -> Result<Map<String, Value>, StoreError> {
+        let name = serde_json::to_value(kind).unwrap_or_default();
+        let mut out = Map::new();
+        let section = |v: Value| match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        match kind {
+            StatsKind::KafkaMonitor => {
+                out = section(self.store.monitor_stats('k', "kafka-monitor").await?)
+            }
+            StatsKind::RedisMonitor => {
+                out = section(self.store.monitor_stats('r', "redis-monitor").await?)
+            }
+            StatsKind::Rest => {
+                out.insert("nodes".into(), self.store.nodes("rest").await?);
+            }
+            StatsKind::Spider => out = section(self.store.stats("spider").await?),
+            StatsKind::Machine => out = section(self.store.stats("machine").await?),
+            StatsKind::Queue => out = section(self.store.stats("queue").await?),
+            StatsKind::Crawler => out = section(self.store.stats("crawler").await?),
+            StatsKind::All => {
+                out.insert(
+                    "kafka-monitor".into(),
+                    self.store.monitor_stats('k', "kafka-monitor").await?,
+                );
+                out.insert(
+                    "redis-monitor".into(),
+                    self.store.monitor_stats('r', "redis-monitor").await?,
+                );
+                out.insert("crawler".into(), self.store.stats("crawler").await?);
+                out.insert(
+                    "rest".into(),
+                    json!({"nodes": self.store.nodes("rest").await?}),
+                );
+            }
+        }
+        out.insert("stats".into(), name);
+        Ok(out)
+    }
+}
+
+/// A random u32 for reader names (no extra crate for one number).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}

@@ -1,0 +1,255 @@
+//! The ingest monitor (`spinneret kafka-monitor`): consumes the incoming
+//! topic in a consumer group, validates every message, queues crawls, hands
+//! the other kinds to the control plane, and dead-letters the rest.
+//!
+//! No loss, no double handling: a batch is handled in one atomic Redis step
+//! per partition that also advances the partition's watermark, and offsets
+//! are committed only after that step (and after the dead letters were
+//! acknowledged). A message delivered again (after a crash or a rebalance)
+//! is at or below the watermark and skipped.
+
+use super::schema::{classify, dead_letter, Inbound, Origin, Rejection};
+use super::ControlRequest;
+use crate::bus::kafka::{client_config, KafkaBus};
+use crate::config::Settings;
+use crate::plugins::monitor::MonitorPlugins;
+use crate::scheduler::redis::{IngestEntry, Ingested};
+use crate::scheduler::RedisStore;
+use futures::FutureExt;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+pub struct IngestMonitor {
+    store: Arc<RedisStore>,
+    bus: Arc<KafkaBus>,
+    settings: Arc<Settings>,
+    plugins: MonitorPlugins,
+}
+
+/// Logs the group's partition assignments (operators, and tests, read it).
+struct GroupLog;
+
+impl rdkafka::ClientContext for GroupLog {}
+
+impl ConsumerContext for GroupLog {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let parts = |l: &rdkafka::TopicPartitionList| -> Vec<i32> {
+            l.elements().iter().map(|e| e.partition()).collect()
+        };
+        match rebalance {
+            Rebalance::Assign(l) => tracing::info!(partitions = ?parts(l), "partitions assigned"),
+            Rebalance::Revoke(l) => tracing::info!(partitions = ?parts(l), "partitions revoked"),
+            Rebalance::Error(e) => tracing::warn!(error = %e, "consumer group rebalance failed"),
+        }
+    }
+}
+
+/// How one message was classified.
+struct Handled {
+    partition: i32,
+    entry: IngestEntry,
+}
+
+impl IngestMonitor {
+    pub fn new(
+        store: Arc<RedisStore>,
+        bus: Arc<KafkaBus>,
+        settings: Arc<Settings>,
+        plugins: MonitorPlugins,
+    ) -> IngestMonitor {
+        IngestMonitor {
+            store,
+            bus,
+            settings,
+            plugins,
+        }
+    }
+
+    fn consumer(&self) -> anyhow::Result<StreamConsumer<GroupLog>> {
+        let k = &self.settings.kafka;
+        let consumer: StreamConsumer<GroupLog> = client_config(k)
+            .set("group.id", &k.group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            // Offsets are stored by hand, after a batch is durably handled.
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("fetch.wait.max.ms", "50")
+            .create_with_context(GroupLog)?;
+        consumer.subscribe(&[k.incoming_topic.as_str()])?;
+        Ok(consumer)
+    }
+
+    /// Consume until `stop` is notified.
+    pub async fn run(&self, stop: Arc<Notify>) -> anyhow::Result<()> {
+        self.bus.ensure_topics(&self.bus.standard_topics()).await?;
+        let consumer = self.consumer()?;
+        tracing::info!(topic = %self.settings.kafka.incoming_topic, group = %self.settings.kafka.group, "ingest monitor consuming");
+        let stopped = stop.notified();
+        tokio::pin!(stopped);
+        stopped.as_mut().enable();
+        let mut backoff = Duration::from_millis(200);
+        let mut last_beat: Option<Instant> = None;
+        let batch_max = self.settings.kafka.batch;
+        loop {
+            if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                last_beat = Some(Instant::now());
+                if let Err(e) = self.store.heartbeat("kafka-monitor").await {
+                    tracing::warn!(error = %e, "heartbeat failed; retrying");
+                }
+            }
+            let first = tokio::select! {
+                m = consumer.recv() => m.map(|m| m.detach()),
+                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = &mut stopped => break,
+            };
+            let first = match first {
+                Ok(m) => {
+                    backoff = Duration::from_millis(200);
+                    m
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Kafka consumer error, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            // Take whatever else is already fetched, up to a batch.
+            let mut batch = vec![first];
+            while batch.len() < batch_max {
+                match consumer.recv().now_or_never() {
+                    Some(Ok(m)) => batch.push(m.detach()),
+                    _ => break,
+                }
+            }
+            let last = self.handle(&batch).await;
+            for (partition, offset) in last {
+                // Stores offset + 1: the next message to read.
+                if let Err(e) =
+                    consumer.store_offset(&self.settings.kafka.incoming_topic, partition, offset)
+                {
+                    tracing::debug!(partition, error = %e, "offset not stored (partition moved to another monitor); the watermark covers it");
+                }
+            }
+        }
+        if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
+            tracing::debug!(error = %e, "final offset commit skipped");
+        }
+        Ok(())
+    }
+
+    /// Classify, dead-letter and store a batch; returns the last offset
+    /// handled per partition. Retries the store until it answers: a batch
+    /// is never half done.
+    async fn handle(&self, batch: &[OwnedMessage]) -> BTreeMap<i32, i64> {
+        let limit = self.settings.crawl.maxdepth_limit;
+        let mut handled = Vec::with_capacity(batch.len());
+        let mut letters = Vec::new();
+        for m in batch {
+            let text = m.payload().map(String::from_utf8_lossy).unwrap_or_default();
+            let outcome = match std::str::from_utf8(m.payload().unwrap_or_default()) {
+                Ok(t) => classify(t, limit),
+                Err(e) => Err(Rejection(format!("not UTF-8: {e}"))),
+            };
+            let (name, what) = match outcome {
+                Ok(Inbound::Crawl(r)) => ("crawl".to_string(), Ingested::Seed(Box::new(r.into_seed()))),
+                Ok(Inbound::Action(a)) => ("action".into(), control(ControlRequest::Action(a))),
+                Ok(Inbound::Stats(s)) => ("stats".into(), control(ControlRequest::Stats(s))),
+                Ok(Inbound::DomainConfig(d)) => {
+                    ("domain-config".into(), control(ControlRequest::DomainConfig(d)))
+                }
+                Err(rejection) => match self.plugins.handle(&text).await {
+                    Some(Ok((plugin, outputs))) => {
+                        // A plugin's outputs share their message's offset,
+                        // so the watermark takes or skips them together.
+                        for what in outputs {
+                            handled.push(Handled {
+                                partition: m.partition(),
+                                entry: IngestEntry {
+                                    offset: m.offset(),
+                                    name: plugin.clone(),
+                                    what,
+                                },
+                            });
+                        }
+                        continue;
+                    }
+                    Some(Err(plugin_rejection)) => {
+                        letters.push(self.letter(m, &plugin_rejection, &text));
+                        ("fail".into(), Ingested::Fail)
+                    }
+                    None => {
+                        letters.push(self.letter(m, &rejection, &text));
+                        ("fail".into(), Ingested::Fail)
+                    }
+                },
+            };
+            handled.push(Handled {
+                partition: m.partition(),
+                entry: IngestEntry {
+                    offset: m.offset(),
+                    name,
+                    what,
+                },
+            });
+        }
+        // Dead letters first: once the batch is stored, its offsets may be
+        // committed.
+        for r in futures::future::join_all(letters.iter().map(|l| self.bus.dead_letter(l))).await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "dead letter refused by the broker");
+            }
+        }
+        for l in &letters {
+            tracing::info!(reason = %l["error"].as_str().unwrap_or_default(), offset = %l["offset"], "request rejected");
+        }
+        let mut by_partition: BTreeMap<i32, Vec<IngestEntry>> = BTreeMap::new();
+        for h in handled {
+            by_partition.entry(h.partition).or_default().push(h.entry);
+        }
+        let mut last = BTreeMap::new();
+        let topic = &self.settings.kafka.incoming_topic;
+        for (partition, entries) in by_partition {
+            let id = format!("{topic}:{partition}");
+            let mut backoff = Duration::from_millis(200);
+            loop {
+                match self.store.ingest(&id, 'k', &entries).await {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the ingest monitor, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            if let Some(e) = entries.iter().map(|e| e.offset).max() {
+                last.insert(partition, e);
+            }
+        }
+        last
+    }
+
+    fn letter(&self, m: &OwnedMessage, rejection: &Rejection, text: &str) -> serde_json::Value {
+        dead_letter(
+            rejection,
+            text,
+            &Origin {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+            },
+            crate::crawl::result::now_unix(),
+        )
+    }
+}
+
+fn control(request: ControlRequest) -> Ingested {
+    Ingested::Control(serde_json::to_string(&request).unwrap_or_default())
+}

@@ -1,0 +1,370 @@
+//! The monitors' side of the Redis store: batched, idempotent ingest of one
+//! incoming partition, the control stream the control plane reads (each
+//! entry handed to exactly one reader), and per-role heartbeats and
+//! counters for the `kafka-monitor` / `redis-monitor` / `rest` stats.
+
+use super::{crawl_ref, fingerprint_args, unavailable, RedisStore, WireJob};
+use crate::request::Job;
+use crate::scheduler::{domain, StoreError};
+use redis::Value as RV;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What one incoming message became.
+#[derive(Debug)]
+pub enum Ingested {
+    /// A crawl's seed, to queue.
+    Seed(Box<Job>),
+    /// A request for the control plane (JSON of a `monitor::ControlRequest`).
+    Control(String),
+    /// Rejected (already dead-lettered); only counted.
+    Fail,
+}
+
+#[derive(Debug)]
+pub struct IngestEntry {
+    pub offset: i64,
+    /// Stats name: `crawl`, `action`, `stats`, `domain-config`, a monitor
+    /// plugin's name, or `fail`.
+    pub name: String,
+    pub what: Ingested,
+}
+
+/// The control plane's consumer group on the control stream.
+const GROUP: &str = "control";
+/// An entry read by a control plane that then went silent this long is
+/// taken over by another.
+const CLAIM_IDLE_MS: u64 = 30_000;
+
+impl RedisStore {
+    /// Handle a batch of one partition's messages (in offset order) in one
+    /// atomic step; messages at or below the partition's watermark were
+    /// handled before and are skipped. Returns how many were new.
+    pub async fn ingest(
+        &self,
+        partition_id: &str,
+        stat_kind: char,
+        entries: &[IngestEntry],
+    ) -> Result<usize, StoreError> {
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = self.scripts.ingest.prepare_invoke();
+        inv.key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(partition_id)
+            .arg(stat_kind.to_string());
+        for e in entries {
+            inv.arg(e.offset).arg(&e.name);
+            match &e.what {
+                Ingested::Seed(job) => {
+                    let cref = crawl_ref(&job.crawl.key());
+                    let d = domain::of_url(&job.url);
+                    let (fp, hex) = fingerprint_args(job.fingerprint());
+                    let spec = serde_json::to_string(&*job.crawl).unwrap_or_default();
+                    let payload = serde_json::to_string(&WireJob::of(job, &d)).unwrap_or_default();
+                    inv.arg("seed")
+                        .arg(&cref)
+                        .arg(spec)
+                        .arg(&job.crawl.appid)
+                        .arg(job.crawl.expires)
+                        .arg(fp)
+                        .arg(hex)
+                        .arg(&d)
+                        .arg(Self::queue_key(job, &d))
+                        .arg(job.priority)
+                        .arg(payload);
+                }
+                Ingested::Control(json) => {
+                    inv.arg("ctl");
+                    for _ in 0..9 {
+                        inv.arg("");
+                    }
+                    inv.arg(json);
+                }
+                Ingested::Fail => {
+                    inv.arg("fail");
+                    for _ in 0..10 {
+                        inv.arg("");
+                    }
+                }
+            }
+        }
+        let mut con = self.con();
+        let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        Ok(n.max(0) as usize)
+    }
+
+    /// Put a request on the control stream directly (monitor plugins' and
+    /// tests' way in; the ingest monitor batches through [`Self::ingest`]).
+    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
+        let mut con = self.con();
+        let _: String = redis::cmd("XADD")
+            .arg(self.key("control"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(100_000)
+            .arg("*")
+            .arg("m")
+            .arg(json)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Next control requests for `consumer`: first entries another control
+    /// plane read and never finished, else new ones (waiting up to `block`).
+    /// Returns (entry id, JSON).
+    pub async fn control_read(
+        &self,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let stream = self.key("control");
+        let mut con = self.con();
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut con)
+            .await;
+        if let Err(e) = created {
+            if e.code() != Some("BUSYGROUP") {
+                return Err(unavailable(e));
+            }
+        }
+        let claimed: RV = redis::cmd("XAUTOCLAIM")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(CLAIM_IDLE_MS)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let stale = match &claimed {
+            RV::Array(parts) => parts.get(1).map(stream_entries).unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        if !stale.is_empty() {
+            tracing::info!(
+                n = stale.len(),
+                "taking over control requests a silent control plane left"
+            );
+            return Ok(stale);
+        }
+        // A blocking read gets its own connection: on the shared one it
+        // would hold up every other command.
+        let mut blocking = self.blocking_connection().await?;
+        let reply: RV = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("BLOCK")
+            .arg(block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(">")
+            .query_async(&mut blocking)
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        if let RV::Array(streams) = reply {
+            for s in streams {
+                if let RV::Array(kv) = s {
+                    if let Some(entries) = kv.get(1) {
+                        out.extend(stream_entries(entries));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The control requests were answered: forget them.
+    pub async fn control_done(&self, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let stream = self.key("control");
+        let mut con = self.con();
+        let _: () = redis::pipe()
+            .cmd("XACK")
+            .arg(&stream)
+            .arg(GROUP)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(&stream)
+            .arg(ids)
+            .ignore()
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn blocking_connection(
+        &self,
+    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let mut slot = self.blocking.lock().await;
+        if let Some(c) = slot.as_ref() {
+            return Ok(c.clone());
+        }
+        let cfg = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(30)));
+        let c = self
+            .client
+            .get_multiplexed_async_connection_with_config(&cfg)
+            .await
+            .map_err(unavailable)?;
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Drop the blocking connection after an error, so the next read
+    /// reconnects.
+    pub async fn reset_blocking(&self) {
+        *self.blocking.lock().await = None;
+    }
+
+    /// Count `n` handled requests under `name` for a monitor's stats
+    /// (`stat_kind` 'k' ingest, 'r' control plane), plus the total.
+    pub async fn count_handled(
+        &self,
+        stat_kind: char,
+        name: &str,
+        n: u64,
+    ) -> Result<(), StoreError> {
+        let now = super::control::unix_now();
+        let (minute, hour) = (now / 60, now / 3600);
+        let mut pipe = redis::pipe();
+        for key in [name, "total"] {
+            let key = self.key(&format!("st:{stat_kind}:{key}:n"));
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg(format!("m{minute}"))
+                .arg(n)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&key)
+                .arg(format!("h{hour}"))
+                .arg(n)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&key)
+                .arg("life")
+                .arg(n)
+                .ignore()
+                .cmd("SADD")
+                .arg(self.key("stkeys"))
+                .arg(&key)
+                .ignore();
+        }
+        let mut con = self.con();
+        let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Announce this process in `role` (kafka-monitor, redis-monitor, rest)
+    /// and drop silent nodes of that role.
+    pub async fn heartbeat(&self, role: &str) -> Result<(), StoreError> {
+        let key = self.key(&format!("hb:{role}"));
+        let now = super::control::unix_now() * 1000;
+        let mut con = self.con();
+        let _: () = redis::pipe()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(&self.machine)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(now - self.heartbeat_ttl_ms as i64)
+            .ignore()
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Live nodes of `role`: `{host: [ids]}`.
+    pub async fn nodes(&self, role: &str) -> Result<Value, StoreError> {
+        let now = super::control::unix_now() * 1000;
+        let mut con = self.con();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.key(&format!("hb:{role}")))
+            .arg(now - self.heartbeat_ttl_ms as i64)
+            .arg("+inf")
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for id in ids {
+            let host = id.rsplit_once(':').map(|(h, _)| h).unwrap_or(&id);
+            by_host.entry(host.to_string()).or_default().push(id.clone());
+        }
+        Ok(json!(by_host))
+    }
+
+    /// Stats of a monitor role (contract §4.2): `total`, `fail`, `plugins`
+    /// (windows per request kind) and `nodes`.
+    pub async fn monitor_stats(&self, stat_kind: char, role: &str) -> Result<Value, StoreError> {
+        let mut out = Map::new();
+        let mut plugins = Map::new();
+        for ((name, _), w) in self.status_windows(stat_kind).await? {
+            match name.as_str() {
+                "total" | "fail" => {
+                    out.insert(name, w);
+                }
+                _ => {
+                    plugins.insert(name, w);
+                }
+            }
+        }
+        for k in ["total", "fail"] {
+            out.entry(k).or_insert_with(super::control::empty_windows);
+        }
+        out.insert("plugins".into(), Value::Object(plugins));
+        out.insert("nodes".into(), self.nodes(role).await?);
+        Ok(Value::Object(out))
+    }
+}
+
+/// `[[id, [field, value, ...]], ...]` -> (id, value of field `m`).
+fn stream_entries(v: &RV) -> Vec<(String, String)> {
+    let text = |v: &RV| match v {
+        RV::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        RV::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    };
+    let RV::Array(entries) = v else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter_map(|e| {
+            let RV::Array(parts) = e else { return None };
+            let id = text(parts.first()?)?;
+            let RV::Array(fields) = parts.get(1)? else {
+                return None;
+            };
+            let body = fields
+                .chunks(2)
+                .find(|kv| kv.first().and_then(text).as_deref() == Some("m"))
+                .and_then(|kv| kv.get(1).and_then(text))?;
+            Some((id, body))
+        })
+        .collect()
+}
