@@ -423,7 +423,9 @@ impl Settings {
             return bad("kafka.brokers is empty: give host:port[,host:port] (or --kafka)".into());
         }
         if self.kafka.partitions < 1 || self.kafka.replication < 1 || self.kafka.batch == 0 {
-            return bad("kafka.partitions, kafka.replication and kafka.batch must be at least 1".into());
+            return bad(
+                "kafka.partitions, kafka.replication and kafka.batch must be at least 1".into(),
+            );
         }
         if self.kafka.max_message_bytes < 1024 {
             return bad(format!(

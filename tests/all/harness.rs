@@ -295,7 +295,8 @@ pub fn tools() -> PathBuf {
     std::env::var_os("SPINNERET_TOOLS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/spinneret/tools")
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/spinneret/tools")
         })
 }
 
@@ -322,11 +323,26 @@ impl Broker {
 
     async fn spawn(&mut self) -> Result<()> {
         let bin = tools().join("bin/nisshi");
-        anyhow::ensure!(bin.exists(), "{} is missing: run scripts/setup", bin.display());
+        anyhow::ensure!(
+            bin.exists(),
+            "{} is missing: run scripts/setup",
+            bin.display()
+        );
         let url = format!("tcp://127.0.0.1:{}", self.port);
         let child = std::process::Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://nisshi/", "--group-initial-rebalance-delay", "0s"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "memory://nisshi/",
+                "--group-initial-rebalance-delay",
+                "0s",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -388,9 +404,12 @@ impl Broker {
         use rdkafka::producer::{FutureProducer, FutureRecord};
         let p: FutureProducer = self.client().set("acks", "all").create()?;
         for (k, v) in messages {
-            p.send(FutureRecord::to(topic).key(k).payload(v), Duration::from_secs(10))
-                .await
-                .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
+            p.send(
+                FutureRecord::to(topic).key(k).payload(v),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| anyhow::anyhow!("produce to {topic}: {e}"))?;
         }
         Ok(())
     }
@@ -413,7 +432,8 @@ impl Broker {
         let task = tokio::spawn(async move {
             loop {
                 if let Ok(m) = consumer.recv().await {
-                    let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
+                    let text =
+                        String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
                     let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
                     let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
                     if let Ok(mut s) = into.lock() {
@@ -484,7 +504,9 @@ impl Drop for Collector {
 }
 
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Unique within this test process and across concurrent test processes.

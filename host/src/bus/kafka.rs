@@ -57,7 +57,9 @@ pub fn topic_safe(s: &str) -> String {
 }
 
 pub struct KafkaBus {
-    producer: FutureProducer,
+    /// Rebuilt after a failed send: an idempotent producer can stay wedged
+    /// after a broker restart that forgot its producer id.
+    producer: parking_lot::RwLock<(FutureProducer, std::time::Instant)>,
     admin: AdminClient<DefaultClientContext>,
     pub cfg: config::Kafka,
     /// Topics known to exist (created or found), so each is created once.
@@ -70,26 +72,46 @@ impl KafkaBus {
             brokers: cfg.brokers.clone(),
             source,
         };
-        let producer: FutureProducer = client_config(cfg)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "zstd")
-            .set("linger.ms", "2")
-            // Give up on one attempt after 30 s; `send` then tries again.
-            .set("message.timeout.ms", "30000")
-            .set(
-                "message.max.bytes",
-                (cfg.max_message_bytes + 64 * 1024).max(1_000_000).to_string(),
-            )
-            .create()
-            .map_err(err)?;
+        let producer = Self::producer(cfg).map_err(err)?;
         let admin = client_config(cfg).create().map_err(err)?;
         Ok(Arc::new(KafkaBus {
-            producer,
+            producer: parking_lot::RwLock::new((producer, std::time::Instant::now())),
             admin,
             cfg: cfg.clone(),
             known: Mutex::new(HashSet::new()),
         }))
+    }
+
+    fn producer(cfg: &config::Kafka) -> Result<FutureProducer, KafkaError> {
+        client_config(cfg)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("compression.type", "zstd")
+            .set("linger.ms", "2")
+            // Give up on one attempt after 10 s; `send` then tries again.
+            .set("message.timeout.ms", "10000")
+            .set(
+                "message.max.bytes",
+                (cfg.max_message_bytes + 64 * 1024)
+                    .max(1_000_000)
+                    .to_string(),
+            )
+            .create()
+    }
+
+    /// Start a fresh producer (at most every 5 s), for after a failed send.
+    fn renew_producer(&self) {
+        let mut p = self.producer.write();
+        if p.1.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        match Self::producer(&self.cfg) {
+            Ok(fresh) => {
+                tracing::info!("Kafka producer restarted after a failed send");
+                *p = (fresh, std::time::Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot restart the Kafka producer"),
+        }
     }
 
     /// `<prefix>.<suffix>`.
@@ -172,15 +194,16 @@ impl KafkaBus {
         let mut backoff = Duration::from_millis(100);
         loop {
             let record = FutureRecord::to(topic).key(key).payload(payload);
-            match self.producer.send(record, Timeout::Never).await {
+            let producer = self.producer.read().0.clone();
+            match producer.send(record, Timeout::Never).await {
                 Ok(_) => return Ok(()),
-                Err((KafkaError::MessageProduction(code), _))
-                    if matches!(
-                        code,
+                Err((
+                    KafkaError::MessageProduction(
                         RDKafkaErrorCode::MessageSizeTooLarge
-                            | RDKafkaErrorCode::InvalidMessageSize
-                    ) =>
-                {
+                        | RDKafkaErrorCode::InvalidMessageSize,
+                    ),
+                    _,
+                )) => {
                     return Err(BusError::TooLarge {
                         topic: topic.into(),
                         size: payload.len(),
@@ -198,6 +221,7 @@ impl KafkaBus {
                         self.ensure_topics(&[topic.to_string()]).await?;
                     }
                     tracing::warn!(%topic, error = %e, retry_in = ?backoff, "Kafka did not acknowledge a message, retrying");
+                    self.renew_producer();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
@@ -251,7 +275,8 @@ impl KafkaBus {
     }
 
     pub fn flush(&self) {
-        if let Err(e) = self.producer.flush(Timeout::After(Duration::from_secs(10))) {
+        let producer = self.producer.read().0.clone();
+        if let Err(e) = producer.flush(Timeout::After(Duration::from_secs(10))) {
             tracing::warn!(error = %e, "Kafka producer flush failed");
         }
     }
@@ -332,7 +357,8 @@ mod tests {
 
     #[test]
     fn an_oversized_result_keeps_its_fields_and_says_why() {
-        let Value::Object(r) = json!({"url": "http://a/", "body": "x".repeat(5000), "crawlid": "c"})
+        let Value::Object(r) =
+            json!({"url": "http://a/", "body": "x".repeat(5000), "crawlid": "c"})
         else {
             unreachable!()
         };

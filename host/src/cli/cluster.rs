@@ -87,7 +87,10 @@ fn stop_on_signal() -> Arc<Notify> {
 }
 
 /// Redis and Kafka, both required by the cluster roles.
-async fn connect(settings: &Settings, stats: Arc<Stats>) -> Result<(Arc<RedisStore>, Arc<KafkaBus>)> {
+async fn connect(
+    settings: &Settings,
+    stats: Arc<Stats>,
+) -> Result<(Arc<RedisStore>, Arc<KafkaBus>)> {
     if settings.redis.url.is_empty() {
         bail!("this role works on a cluster: give --redis URL (or set redis.url)");
     }

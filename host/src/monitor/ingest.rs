@@ -3,10 +3,12 @@
 //! the other kinds to the control plane, and dead-letters the rest.
 //!
 //! No loss, no double handling: a batch is handled in one atomic Redis step
-//! per partition that also advances the partition's watermark, and offsets
-//! are committed only after that step (and after the dead letters were
-//! acknowledged). A message delivered again (after a crash or a rebalance)
-//! is at or below the watermark and skipped.
+//! per partition that also advances the partition's watermark (highest
+//! offset and message timestamp handled), and offsets are committed only
+//! after that step (and after the dead letters were acknowledged). A
+//! message delivered again (after a crash or a rebalance) is at or below
+//! the watermark and skipped; a topic that starts over has newer messages,
+//! which are not.
 
 use super::schema::{classify, dead_letter, Inbound, Origin, Rejection};
 use super::ControlRequest;
@@ -159,12 +161,15 @@ impl IngestMonitor {
                 Err(e) => Err(Rejection(format!("not UTF-8: {e}"))),
             };
             let (name, what) = match outcome {
-                Ok(Inbound::Crawl(r)) => ("crawl".to_string(), Ingested::Seed(Box::new(r.into_seed()))),
+                Ok(Inbound::Crawl(r)) => {
+                    ("crawl".to_string(), Ingested::Seed(Box::new(r.into_seed())))
+                }
                 Ok(Inbound::Action(a)) => ("action".into(), control(ControlRequest::Action(a))),
                 Ok(Inbound::Stats(s)) => ("stats".into(), control(ControlRequest::Stats(s))),
-                Ok(Inbound::DomainConfig(d)) => {
-                    ("domain-config".into(), control(ControlRequest::DomainConfig(d)))
-                }
+                Ok(Inbound::DomainConfig(d)) => (
+                    "domain-config".into(),
+                    control(ControlRequest::DomainConfig(d)),
+                ),
                 Err(rejection) => match self.plugins.handle(&text).await {
                     Some(Ok((plugin, outputs))) => {
                         // A plugin's outputs share their message's offset,
@@ -174,6 +179,7 @@ impl IngestMonitor {
                                 partition: m.partition(),
                                 entry: IngestEntry {
                                     offset: m.offset(),
+                                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
                                     name: plugin.clone(),
                                     what,
                                 },
@@ -195,6 +201,7 @@ impl IngestMonitor {
                 partition: m.partition(),
                 entry: IngestEntry {
                     offset: m.offset(),
+                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
                     name,
                     what,
                 },
@@ -221,7 +228,16 @@ impl IngestMonitor {
             let mut backoff = Duration::from_millis(200);
             loop {
                 match self.store.ingest(&id, 'k', &entries).await {
-                    Ok(_) => break,
+                    Ok(new) => {
+                        if new < entries.len() {
+                            tracing::info!(
+                                partition,
+                                skipped = entries.len() - new,
+                                "skipped messages handled before (redelivered)"
+                            );
+                        }
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the ingest monitor, retrying");
                         tokio::time::sleep(backoff).await;

@@ -19,7 +19,10 @@ pub enum ControlRequest {
     Stats(StatsRequest),
     DomainConfig(DomainConfigRequest),
     /// A crawl passed its `expires` (written by the expiry script).
-    Expired { cref: String, purged: u64 },
+    Expired {
+        cref: String,
+        purged: u64,
+    },
     /// A reply a monitor plugin built, sent as is.
     Reply(Map<String, Value>),
 }

@@ -52,7 +52,12 @@ impl Kind {
         }
     }
 
-    const ALL: [Kind; 4] = [Kind::Spider, Kind::Middleware, Kind::Pipeline, Kind::Monitor];
+    const ALL: [Kind; 4] = [
+        Kind::Spider,
+        Kind::Middleware,
+        Kind::Pipeline,
+        Kind::Monitor,
+    ];
 }
 
 impl fmt::Display for Kind {

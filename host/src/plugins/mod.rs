@@ -18,7 +18,8 @@ mod registry;
 pub use engine::Runtime;
 pub use host_api::{Page, ResultFields};
 pub use instance::{
-    CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem, SpiderRequest,
+    CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
+    SpiderRequest,
 };
 pub use loader::{Kind, LoadError, Plugin, SUPPORTED_VERSION};
 pub use registry::{Registry, Watcher};

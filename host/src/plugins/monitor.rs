@@ -36,10 +36,7 @@ impl MonitorPlugins {
 
     /// `None` if no plugin takes the message; else the plugin's name and
     /// what to ingest, or why its plugin refused it.
-    pub async fn handle(
-        &self,
-        text: &str,
-    ) -> Option<Result<(String, Vec<Ingested>), Rejection>> {
+    pub async fn handle(&self, text: &str) -> Option<Result<(String, Vec<Ingested>), Rejection>> {
         let registry = self.registry.as_ref()?;
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
             return None;
@@ -103,7 +100,8 @@ impl MonitorPlugins {
             .into_iter()
             .map(|a| match a {
                 MonitorAction::Crawl(json) => {
-                    let v: Value = serde_json::from_str(&json).map_err(|e| bad("crawl request", &e))?;
+                    let v: Value =
+                        serde_json::from_str(&json).map_err(|e| bad("crawl request", &e))?;
                     let r = CrawlRequest::from_value(v, self.maxdepth_limit)
                         .map_err(|e| bad("crawl request", &e))?;
                     Ok(Ingested::Seed(Box::new(r.into_seed())))

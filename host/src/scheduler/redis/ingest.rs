@@ -25,6 +25,8 @@ pub enum Ingested {
 #[derive(Debug)]
 pub struct IngestEntry {
     pub offset: i64,
+    /// The message's timestamp (ms), -1 if it has none.
+    pub timestamp: i64,
     /// Stats name: `crawl`, `action`, `stats`, `domain-config`, a monitor
     /// plugin's name, or `fail`.
     pub name: String,
@@ -56,7 +58,12 @@ impl RedisStore {
             .arg(partition_id)
             .arg(stat_kind.to_string());
         for e in entries {
-            inv.arg(e.offset).arg(&e.name);
+            let kind = match &e.what {
+                Ingested::Seed(_) => "seed",
+                Ingested::Control(_) => "ctl",
+                Ingested::Fail => "fail",
+            };
+            inv.arg(e.offset).arg(e.timestamp).arg(kind).arg(&e.name);
             match &e.what {
                 Ingested::Seed(job) => {
                     let cref = crawl_ref(&job.crawl.key());
@@ -64,8 +71,7 @@ impl RedisStore {
                     let (fp, hex) = fingerprint_args(job.fingerprint());
                     let spec = serde_json::to_string(&*job.crawl).unwrap_or_default();
                     let payload = serde_json::to_string(&WireJob::of(job, &d)).unwrap_or_default();
-                    inv.arg("seed")
-                        .arg(&cref)
+                    inv.arg(&cref)
                         .arg(spec)
                         .arg(&job.crawl.appid)
                         .arg(job.crawl.expires)
@@ -77,14 +83,12 @@ impl RedisStore {
                         .arg(payload);
                 }
                 Ingested::Control(json) => {
-                    inv.arg("ctl");
                     for _ in 0..9 {
                         inv.arg("");
                     }
                     inv.arg(json);
                 }
                 Ingested::Fail => {
-                    inv.arg("fail");
                     for _ in 0..10 {
                         inv.arg("");
                     }
@@ -213,9 +217,7 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn blocking_connection(
-        &self,
-    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+    async fn blocking_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
         let mut slot = self.blocking.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
@@ -313,7 +315,10 @@ impl RedisStore {
         let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for id in ids {
             let host = id.rsplit_once(':').map(|(h, _)| h).unwrap_or(&id);
-            by_host.entry(host.to_string()).or_default().push(id.clone());
+            by_host
+                .entry(host.to_string())
+                .or_default()
+                .push(id.clone());
         }
         Ok(json!(by_host))
     }

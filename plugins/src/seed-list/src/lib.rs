@@ -31,7 +31,10 @@ impl Monitor for SeedList {
             return Err("no urls: give at least one".into());
         }
         if urls.len() > MAX_URLS {
-            return Err(format!("{} urls: at most {MAX_URLS} per message", urls.len()));
+            return Err(format!(
+                "{} urls: at most {MAX_URLS} per message",
+                urls.len()
+            ));
         }
         let mut actions = Vec::with_capacity(urls.len() + 1);
         for u in urls {
