@@ -54,6 +54,9 @@ pub struct Kafka {
     pub replication: i32,
     /// Messages the ingest monitor validates and enqueues per batch.
     pub batch: usize,
+    /// How often the ingest monitor commits the offsets it has handled
+    /// (ms). Longer means more redelivery after a crash, never loss.
+    pub commit_interval_ms: u64,
 }
 
 impl Default for Kafka {
@@ -69,6 +72,7 @@ impl Default for Kafka {
             partitions: 4,
             replication: 1,
             batch: 2000,
+            commit_interval_ms: 1000,
         }
     }
 }

@@ -214,20 +214,29 @@ pub(crate) fn check_length(name: &str, v: &str, min: usize, max: usize) -> Resul
     Ok(())
 }
 
-/// What every request of one crawl shares.
+/// What every request of one crawl shares. Stored once per crawl in
+/// Redis, so absent options are left out of its JSON.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct CrawlSpec {
     pub appid: String,
     pub crawlid: String,
     pub maxdepth: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain_max_pages: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_domains: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_regex: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_regex: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deny_extensions: Option<Vec<String>>,
     pub expires: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub useragent: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cookie: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attrs: Option<Value>,
     /// The seed's spider (named in info, stop and expired replies).
     #[serde(default)]

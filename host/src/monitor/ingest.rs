@@ -50,6 +50,9 @@ impl ConsumerContext for GroupLog {
     }
 }
 
+/// A classified batch: entries by partition, in offset order.
+type Prepared = BTreeMap<i32, Vec<IngestEntry>>;
+
 /// How one message was classified.
 struct Handled {
     partition: i32,
@@ -76,7 +79,7 @@ impl IngestMonitor {
         let consumer: StreamConsumer<GroupLog> = client_config(k)
             .set("group.id", &k.group)
             .set("enable.auto.commit", "true")
-            .set("auto.commit.interval.ms", "1000")
+            .set("auto.commit.interval.ms", k.commit_interval_ms.to_string())
             // Offsets are stored by hand, after a batch is durably handled.
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
@@ -96,61 +99,76 @@ impl IngestMonitor {
         let stopped = stop.notified();
         tokio::pin!(stopped);
         stopped.as_mut().enable();
-        let mut backoff = Duration::from_millis(200);
-        let mut last_beat: Option<Instant> = None;
-        let batch_max = self.settings.kafka.batch;
-        loop {
-            if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                last_beat = Some(Instant::now());
-                if let Err(e) = self.store.heartbeat("kafka-monitor").await {
-                    tracing::warn!(error = %e, "heartbeat failed; retrying");
+        // The reader classifies batch N+1 while the writer stores batch N:
+        // Redis works while we parse. One writer keeps batches in order.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(2);
+        let reader = async {
+            let mut backoff = Duration::from_millis(200);
+            let mut last_beat: Option<Instant> = None;
+            let batch_max = self.settings.kafka.batch;
+            loop {
+                if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    last_beat = Some(Instant::now());
+                    if let Err(e) = self.store.heartbeat("kafka-monitor").await {
+                        tracing::warn!(error = %e, "heartbeat failed; retrying");
+                    }
+                }
+                let first = tokio::select! {
+                    m = consumer.recv() => m.map(|m| m.detach()),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = &mut stopped => break,
+                };
+                let first = match first {
+                    Ok(m) => {
+                        backoff = Duration::from_millis(200);
+                        m
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, retry_in = ?backoff, "Kafka consumer error, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                };
+                // Take whatever else is already fetched, up to a batch.
+                let mut batch = vec![first];
+                while batch.len() < batch_max {
+                    match consumer.recv().now_or_never() {
+                        Some(Ok(m)) => batch.push(m.detach()),
+                        _ => break,
+                    }
+                }
+                let prepared = self.prepare(&batch).await;
+                if tx.send(prepared).await.is_err() {
+                    break;
                 }
             }
-            let first = tokio::select! {
-                m = consumer.recv() => m.map(|m| m.detach()),
-                _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                _ = &mut stopped => break,
-            };
-            let first = match first {
-                Ok(m) => {
-                    backoff = Duration::from_millis(200);
-                    m
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Kafka consumer error, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            // Take whatever else is already fetched, up to a batch.
-            let mut batch = vec![first];
-            while batch.len() < batch_max {
-                match consumer.recv().now_or_never() {
-                    Some(Ok(m)) => batch.push(m.detach()),
-                    _ => break,
+            drop(tx);
+        };
+        let writer = async {
+            while let Some(prepared) = rx.recv().await {
+                for (partition, offset) in self.store_batch(prepared).await {
+                    // Stores offset + 1: the next message to read.
+                    if let Err(e) = consumer.store_offset(
+                        &self.settings.kafka.incoming_topic,
+                        partition,
+                        offset,
+                    ) {
+                        tracing::debug!(partition, error = %e, "offset not stored (partition moved to another monitor); the watermark covers it");
+                    }
                 }
             }
-            let last = self.handle(&batch).await;
-            for (partition, offset) in last {
-                // Stores offset + 1: the next message to read.
-                if let Err(e) =
-                    consumer.store_offset(&self.settings.kafka.incoming_topic, partition, offset)
-                {
-                    tracing::debug!(partition, error = %e, "offset not stored (partition moved to another monitor); the watermark covers it");
-                }
-            }
-        }
+        };
+        tokio::join!(reader, writer);
         if let Err(e) = consumer.commit_consumer_state(rdkafka::consumer::CommitMode::Sync) {
             tracing::debug!(error = %e, "final offset commit skipped");
         }
         Ok(())
     }
 
-    /// Classify, dead-letter and store a batch; returns the last offset
-    /// handled per partition. Retries the store until it answers: a batch
-    /// is never half done.
-    async fn handle(&self, batch: &[OwnedMessage]) -> BTreeMap<i32, i64> {
+    /// Classify a batch and dead-letter its rejects (acknowledged by the
+    /// broker before the batch is stored, so before its offsets are).
+    async fn prepare(&self, batch: &[OwnedMessage]) -> Prepared {
         let limit = self.settings.crawl.maxdepth_limit;
         let mut handled = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
@@ -217,10 +235,17 @@ impl IngestMonitor {
         for l in &letters {
             tracing::info!(reason = %l["error"].as_str().unwrap_or_default(), offset = %l["offset"], "request rejected");
         }
-        let mut by_partition: BTreeMap<i32, Vec<IngestEntry>> = BTreeMap::new();
+        let mut by_partition: Prepared = BTreeMap::new();
         for h in handled {
             by_partition.entry(h.partition).or_default().push(h.entry);
         }
+        by_partition
+    }
+
+    /// Store a classified batch, one atomic step per partition; returns the
+    /// last offset handled per partition. Retries the store until it
+    /// answers: a batch is never half done.
+    async fn store_batch(&self, by_partition: Prepared) -> BTreeMap<i32, i64> {
         let mut last = BTreeMap::new();
         let topic = &self.settings.kafka.incoming_topic;
         for (partition, entries) in by_partition {

@@ -104,21 +104,34 @@ local function seen(cref, fp, hex, mark)
     if n < SEEN_CAP then
       if mark then
         redis.call('SADD', key, fp)
-        if n == 0 then redis.call('SADD', ns .. ':sb:' .. cref, key) end
+        -- The crawl's counters hash lists its buckets, for the janitor.
+        if n == 0 then redis.call('HSET', ns .. ':cc:' .. cref, 'b:' .. string.sub(hex, 1, level), 1) end
       end
       return false
     end
   end
   return false
 end
+-- A seed queued by the ingest monitor is recorded as its crawl's `seed`
+-- field rather than in the trie (one key fewer per new crawl); read once
+-- per crawl per script.
+local seed_fps = {}
+local function is_seed(cref, fp)
+  local s = seed_fps[cref]
+  if s == nil then
+    s = redis.call('HGET', ns .. ':cc:' .. cref, 'seed') or false
+    seed_fps[cref] = s
+  end
+  return s == fp
+end
 -- Dedup and caps for one link: admitted links are marked seen and counted.
 local function admit_one(cref, fp, hex, domain, force, dcap, gcap, stopped)
   if stopped and not force then return false end
-  if not force and seen(cref, fp, hex, false) then return false end
-  if dcap and (tonumber(redis.call('HGET', ns .. ':cap:' .. cref, domain)) or 0) >= dcap then return false end
+  if not force and (is_seed(cref, fp) or seen(cref, fp, hex, false)) then return false end
+  if dcap and (tonumber(redis.call('HGET', ns .. ':cc:' .. cref, 'c:' .. domain)) or 0) >= dcap then return false end
   if gcap and (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false end
   seen(cref, fp, hex, true)
-  redis.call('HINCRBY', ns .. ':cap:' .. cref, domain, 1)
+  redis.call('HINCRBY', ns .. ':cc:' .. cref, 'c:' .. domain, 1)
   if gcap then redis.call('HINCRBY', ns .. ':gcap', domain, 1) end
   return true
 end
@@ -129,5 +142,4 @@ local function enqueue(cref, qk, priority, payload, now)
   -- Higher priority first, then first come first served.
   redis.call('ZADD', ns .. ':q:' .. qk, -priority * 8589934592 + id, cref .. ':' .. id)
   redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
-  redis.call('SADD', ns .. ':cq:' .. cref, qk)
 end

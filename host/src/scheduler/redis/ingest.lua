@@ -5,6 +5,8 @@
 -- the highest message timestamp handled: a message at or below both was
 -- handled before. A topic that starts over (recreated, or a broker that
 -- lost it) reuses offsets, but its messages are newer, so they still count.
+-- Writes shared by the batch (ids, ready domains, crawl and app indexes,
+-- totals) are made once per batch, not once per seed.
 -- ARGV: ns, watermark name, stats kind, then groups of 14: offset, ts, kind
 -- (seed|ctl|fail), stat name, cref, spec, appid, expires, fingerprint, hex,
 -- domain, qk, priority, payload (the control JSON for ctl).
@@ -15,28 +17,69 @@ local mark = redis.call('HMGET', wmkey, 'o', 't')
 local wm, wmts = tonumber(mark[1] or '-1'), tonumber(mark[2] or '-1')
 local now = now_ms()
 local new, top, topts = 0, wm, wmts
-local by_name = {}
+local by_name, seeds = {}, {}
 for i = 4, #ARGV, 14 do
   local offset, ts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if offset > wm or ts > wmts then
     new = new + 1
     if offset > top then top = offset end
     if ts > topts then topts = ts end
-    local g = i + 1 -- the group past its timestamp
-    local kind, name = ARGV[g + 1], ARGV[g + 2]
+    local kind, name = ARGV[i + 2], ARGV[i + 3]
     if kind == 'seed' then
-      local cref = ARGV[g + 3]
-      register_crawl(cref, ARGV[g + 4], ARGV[g + 5], ARGV[g + 6])
-      admit_one(cref, ARGV[g + 7], ARGV[g + 8], ARGV[g + 9], true, nil, nil, false)
-      enqueue(cref, ARGV[g + 10], tonumber(ARGV[g + 11]), ARGV[g + 12], now)
-      counters(cref, 1, 0, 0)
-      redis.call('ZADD', ns .. ':crawls', now, cref)
+      seeds[#seeds + 1] = i + 4
     elseif kind == 'ctl' then
-      redis.call('XADD', ns .. ':control', 'MAXLEN', '~', 100000, '*', 'm', ARGV[g + 12])
+      redis.call('XADD', ns .. ':control', 'MAXLEN', '~', 100000, '*', 'm', ARGV[i + 13])
     end
     by_name[name] = (by_name[name] or 0) + 1
   end
 end
+
+-- Variadic writes in chunks (Lua's unpack has a stack limit).
+local function variadic(cmd, key, prefix, items)
+  for c = 1, #items, 2000 do
+    local args = {cmd, key}
+    for _, p in ipairs(prefix) do args[#args + 1] = p end
+    for j = c, math.min(c + 1999, #items) do args[#args + 1] = items[j] end
+    redis.call(unpack(args))
+  end
+end
+
+if #seeds > 0 then
+  local id = redis.call('INCRBY', ns .. ':seq', #seeds) - #seeds
+  local crawls, ready, apps, crawlapp = {}, {}, {}, {}
+  for _, g in ipairs(seeds) do
+    -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
+    local cref, appid, qk = ARGV[g], ARGV[g + 2], ARGV[g + 7]
+    local fresh = redis.call('SET', ns .. ':spec:' .. cref, ARGV[g + 1], 'GET') == false
+    if fresh then
+      apps[appid] = apps[appid] or {}
+      table.insert(apps[appid], cref)
+      crawlapp[#crawlapp + 1] = cref
+      crawlapp[#crawlapp + 1] = appid
+      if tonumber(ARGV[g + 3]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 3], cref) end
+      -- A new crawl's state is empty: its counters start here, and its
+      -- seed counts as seen through the `seed` field (see is_seed).
+      redis.call('HSET', ns .. ':cc:' .. cref, 'q', 1, 'c:' .. ARGV[g + 6], 1, 'seed', ARGV[g + 4])
+    else
+      admit_one(cref, ARGV[g + 4], ARGV[g + 5], ARGV[g + 6], true, nil, nil, false)
+      redis.call('HINCRBY', ns .. ':cc:' .. cref, 'q', 1)
+    end
+    id = id + 1
+    redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 9])
+    redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 8]) * 8589934592 + id, cref .. ':' .. id)
+    ready[qk] = true
+    crawls[#crawls + 1] = now
+    crawls[#crawls + 1] = cref
+  end
+  redis.call('HINCRBY', ns .. ':counts', 'q', #seeds)
+  local qks = {}
+  for qk in pairs(ready) do qks[#qks + 1] = now; qks[#qks + 1] = qk end
+  variadic('ZADD', ns .. ':ready', {'NX'}, qks)
+  variadic('ZADD', ns .. ':crawls', {}, crawls)
+  for appid, crefs in pairs(apps) do variadic('SADD', ns .. ':app:' .. appid, {}, crefs) end
+  if #crawlapp > 0 then variadic('HSET', ns .. ':crawlapp', {}, crawlapp) end
+end
+
 if new > 0 then
   by_name['total'] = new
   for name, n in pairs(by_name) do

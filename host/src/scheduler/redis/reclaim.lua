@@ -14,9 +14,10 @@ local idle = redis.call('ZRANGEBYSCORE', ns .. ':crawls', '-inf', now - tonumber
 for _, cref in ipairs(idle) do
   local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'q', 'f')
   if (tonumber(cc[1]) or 0) <= 0 and (tonumber(cc[2]) or 0) <= 0 then
-    for _, k in ipairs(redis.call('SMEMBERS', ns .. ':sb:' .. cref)) do redis.call('DEL', k) end
-    redis.call('DEL', ns .. ':sb:' .. cref, ns .. ':cap:' .. cref, ns .. ':cj:' .. cref, ns .. ':cq:' .. cref,
-      ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref)
+    for _, f in ipairs(redis.call('HKEYS', ns .. ':cc:' .. cref)) do
+      if string.sub(f, 1, 2) == 'b:' then redis.call('DEL', ns .. ':s:' .. cref .. ':' .. string.sub(f, 3)) end
+    end
+    redis.call('DEL', ns .. ':cj:' .. cref, ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref)
     local app = redis.call('HGET', ns .. ':crawlapp', cref)
     if app then redis.call('SREM', ns .. ':app:' .. app, cref) end
     redis.call('HDEL', ns .. ':crawlapp', cref)

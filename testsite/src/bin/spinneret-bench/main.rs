@@ -8,7 +8,10 @@
 //! 4. The same crawl in cluster mode on Redis with 1 and 2 workers: also
 //!    round trips per page and Redis memory per crawled URL.
 //! 5. info and stop on one crawl with 1,000,000 requests queued.
+//! 6. Kafka: ingest throughput (crawl requests validated and enqueued per
+//!    second) and a Kafka-fed crawl of the whole site, end to end.
 
+mod kafka;
 mod redis;
 
 use anyhow::{bail, Context, Result};
@@ -26,6 +29,9 @@ struct Args {
     hosts: usize,
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Run only the Kafka benchmarks (they need Redis and the broker).
+    #[arg(long)]
+    kafka_only: bool,
 }
 
 #[tokio::main]
@@ -42,22 +48,24 @@ async fn main() -> Result<()> {
         seed: 7,
     };
     let site = Site::start(spec).await?;
-    report("link extraction", &link_extraction(&site))?;
-    report(
-        "plugin compile (link.wasm)",
-        &compile_times(&spinneret, &repo, &work).await?,
-    )?;
-    report(
-        "embedded crawl",
-        &crawl(&site, &spinneret, &repo, &work, args.concurrency).await?,
-    )?;
+    if !args.kafka_only {
+        report("link extraction", &link_extraction(&site))?;
+        report(
+            "plugin compile (link.wasm)",
+            &compile_times(&spinneret, &repo, &work).await?,
+        )?;
+        report(
+            "embedded crawl",
+            &crawl(&site, &spinneret, &repo, &work, args.concurrency).await?,
+        )?;
+    }
     match redis::Redis::start(&work)? {
         None => report(
             "cluster mode",
             &["skipped: redis-server is not installed (run scripts/setup)".into()],
         )?,
         Some(r) => {
-            for workers in [1, 2] {
+            for workers in [1, 2].into_iter().filter(|_| !args.kafka_only) {
                 let title = format!("cluster crawl on Redis, {workers} worker(s)");
                 let lines = cluster_crawl(
                     &site,
@@ -72,10 +80,31 @@ async fn main() -> Result<()> {
                 report(&title, &lines)?;
                 r.flush()?;
             }
-            report(
-                "control operations, 1,000,000 queued in 100 crawls",
-                &control_at_scale(&r).await?,
-            )?;
+            if !args.kafka_only {
+                report(
+                    "control operations, 1,000,000 queued in 100 crawls",
+                    &control_at_scale(&r).await?,
+                )?;
+                r.flush()?;
+            }
+            match kafka::Broker::start().await? {
+                None => report(
+                    "Kafka",
+                    &["skipped: the nisshi broker is not built (run scripts/setup)".into()],
+                )?,
+                Some(b) => {
+                    report(
+                        "Kafka ingest (kafka-monitor)",
+                        &kafka::ingest(&spinneret, &repo, &work, &r, &b, 200_000).await?,
+                    )?;
+                    r.flush()?;
+                    report(
+                        "Kafka-fed cluster crawl (spinneret up)",
+                        &kafka::crawl(&site, &spinneret, &repo, &work, &r, &b, args.concurrency)
+                            .await?,
+                    )?;
+                }
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&work);

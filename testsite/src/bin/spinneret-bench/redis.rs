@@ -58,7 +58,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
-    fn query(&self, args: &[&str]) -> Result<String> {
+    pub fn query(&self, args: &[&str]) -> Result<String> {
         let out = Command::new("redis-cli")
             .args(["-p", &self.port.to_string()])
             .args(args)
@@ -80,6 +80,19 @@ impl Redis {
                     .next()?
                     .parse::<u64>()
                     .ok()
+            })
+            .sum())
+    }
+
+    /// CPU seconds the server has used (user + system).
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        let info = self.query(&["INFO", "cpu"])?;
+        Ok(info
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                matches!(k, "used_cpu_sys" | "used_cpu_user")
+                    .then(|| v.trim().parse::<f64>().ok())?
             })
             .sum())
     }

@@ -1,0 +1,283 @@
+//! Kafka benchmarks on a throwaway nisshi broker: ingest throughput (crawl
+//! requests validated and enqueued per second) and a Kafka-fed cluster
+//! crawl, end to end (feed to the last result read back).
+
+use crate::redis::Redis;
+use anyhow::{Context, Result};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use spinneret_testsite::Site;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Broker {
+    port: u16,
+    child: Child,
+}
+
+impl Broker {
+    /// `None` when the broker is not built (`scripts/setup` builds it).
+    pub async fn start() -> Result<Option<Broker>> {
+        let home = std::env::var_os("HOME").unwrap_or_default();
+        let tools = std::env::var_os("SPINNERET_TOOLS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(home).join(".cache/spinneret/tools"));
+        let bin = tools.join("bin/nisshi");
+        if !bin.exists() {
+            return Ok(None);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://nisshi/"])
+            .args(["--group-initial-rebalance-delay", "0s"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "nisshi did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Some(Broker { port, child }))
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn client(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers())
+            .set("log_level", "0");
+        c
+    }
+
+    async fn create_topics(&self, names: &[&str], partitions: i32) -> Result<()> {
+        let admin: AdminClient<_> = self.client().create()?;
+        let topics: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(1)))
+            .collect();
+        admin
+            .create_topics(&topics, &AdminOptions::new())
+            .await
+            .context("creating topics")?;
+        Ok(())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(work: &Path, name: &str, broker: &Broker, redis: &Redis, ns: &str) -> Result<PathBuf> {
+    let path = work.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "[kafka]\nbrokers = \"{}\"\npartitions = 4\n[redis]\nurl = \"{}\"\nnamespace = \"{ns}\"\n\
+             [throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\
+             [crawl]\nmaxdepth_limit = 1000\nallow_private = true\n",
+            broker.brokers(),
+            redis.url()
+        ),
+    )?;
+    Ok(path)
+}
+
+fn role(spinneret: &Path, repo: &Path, config: &Path, args: &[&str], log: &Path) -> Result<Child> {
+    Ok(Command::new(spinneret)
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .arg("--plugins")
+        .arg(repo.join("plugins"))
+        .args(["--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?)
+}
+
+/// User + system CPU of a process so far, from /proc.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
+    // utime and stime are fields 14 and 15; `after` starts at field 3.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
+
+fn stop(mut child: Child) -> Result<()> {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    child.wait()?;
+    Ok(())
+}
+
+/// `n` distinct crawl requests through one ingest monitor.
+pub async fn ingest(
+    spinneret: &Path,
+    repo: &Path,
+    work: &Path,
+    redis: &Redis,
+    broker: &Broker,
+    n: usize,
+) -> Result<Vec<String>> {
+    broker
+        .create_topics(
+            &[
+                "demo.incoming",
+                "demo.errors",
+                "demo.outbound_firehose",
+                "demo.crawled_firehose",
+            ],
+            4,
+        )
+        .await?;
+    let producer: FutureProducer = broker
+        .client()
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let produced = Instant::now();
+    let mut pending = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = format!(
+            r#"{{"url":"http://site{}.example/page/{i}","appid":"bench","crawlid":"c{i}","maxdepth":1,"priority":{}}}"#,
+            i % 5000,
+            1 + i % 100
+        );
+        let key = i.to_string();
+        pending.push(
+            producer
+                .send_result(FutureRecord::to("demo.incoming").key(&key).payload(&body))
+                .map_err(|(e, _)| e)?,
+        );
+    }
+    for p in pending {
+        p.await?.map_err(|(e, _)| e)?;
+    }
+    let produce_s = produced.elapsed().as_secs_f64();
+
+    let config = config(work, "ingest.toml", broker, redis, "bench-ingest")?;
+    let log = work.join("ingest.log");
+    let redis_cpu0 = redis.cpu_seconds()?;
+    let started = Instant::now();
+    let monitor = role(spinneret, repo, &config, &["kafka-monitor"], &log)?;
+    let mut first: Option<Instant> = None;
+    loop {
+        let done: u64 = redis
+            .query(&["ZCARD", "{bench-ingest}:crawls"])?
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if done > 0 && first.is_none() {
+            first = Some(Instant::now());
+        }
+        if done as usize >= n {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "ingest stalled at {done} of {n}: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        // Each poll spawns redis-cli: keep it rare enough not to steal CPU.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let steady = first.map(|f| f.elapsed().as_secs_f64()).unwrap_or(wall);
+    let monitor_cpu = cpu_seconds(monitor.id());
+    let redis_cpu = redis.cpu_seconds()? - redis_cpu0;
+    stop(monitor)?;
+    Ok(vec![
+        format!("CPU:              monitor {monitor_cpu:.2} s, Redis {redis_cpu:.2} s ({:.1} + {:.1} µs per request)", monitor_cpu * 1e6 / n as f64, redis_cpu * 1e6 / n as f64),
+        format!("requests:         {n} distinct crawl requests, 4 partitions (produced in {produce_s:.2} s)"),
+        format!("validated+queued: all in {wall:.2} s from the monitor's start ({:.0}/s, joining the group included)", n as f64 / wall),
+        format!("throughput:       {:.0} requests/s from the first queued to the last (target >= 50,000)", n as f64 / steady),
+    ])
+}
+
+/// The whole site crawled by `spinneret up`, fed one seed on Kafka; timed
+/// from the feed to the last expected result read from crawled_firehose.
+pub async fn crawl(
+    site: &Site,
+    spinneret: &Path,
+    repo: &Path,
+    work: &Path,
+    redis: &Redis,
+    broker: &Broker,
+    concurrency: usize,
+) -> Result<Vec<String>> {
+    let expected = site.expected(0, None).len();
+    let config = config(work, "kafka-crawl.toml", broker, redis, "bench-kafka")?;
+    let log = work.join("up.log");
+    let up = role(
+        spinneret,
+        repo,
+        &config,
+        &["up", "--concurrency", &concurrency.to_string()],
+        &log,
+    )?;
+    let consumer: StreamConsumer = broker
+        .client()
+        .set("group.id", "bench-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "20")
+        .create()?;
+    consumer.subscribe(&["demo.crawled_firehose"])?;
+    let seed = format!(
+        r#"{{"url":"{}","appid":"bench","crawlid":"kafka-crawl","maxdepth":1000}}"#,
+        site.seed_url()
+    );
+    let started = Instant::now();
+    let fed = Command::new(spinneret)
+        .args(["feed", &seed, "--config"])
+        .arg(&config)
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(fed.success(), "feed failed");
+    let mut seen = 0usize;
+    let mut bytes = 0usize;
+    while seen < expected {
+        let m = tokio::time::timeout(Duration::from_secs(120), consumer.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "no result for 120 s at {seen} of {expected}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })??;
+        use rdkafka::Message;
+        bytes += m.payload().map(<[u8]>::len).unwrap_or(0);
+        seen += 1;
+    }
+    let wall = started.elapsed().as_secs_f64();
+    stop(up)?;
+    Ok(vec![
+        format!(
+            "results read:     {seen} of {expected} in {wall:.2} s ({:.0} MB of JSON)",
+            bytes as f64 / 1e6
+        ),
+        format!(
+            "pages/s:          {:.0} end to end (feed -> crawl -> crawled_firehose -> reader)",
+            seen as f64 / wall
+        ),
+    ])
+}
