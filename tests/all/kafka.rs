@@ -602,3 +602,118 @@ async fn an_independent_python_client_sees_the_contract() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_app_topics_and_base64_bodies_read_back_with_dump() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 10,
+        hosts: 1,
+        seed: 3,
+    })
+    .await?;
+    let mut bus = Bus::start("appid_topics = true\nbase64_body = true", "", 1).await?;
+    for t in ["demo.crawled_testapp", "demo.outbound_testapp"] {
+        bus.broker.create_topic(t, 1).await?;
+    }
+    bus.role("up", &["--workers", "2"])?;
+    let per_app = bus.broker.collect("demo.crawled_testapp")?;
+    let replies = bus.broker.collect("demo.outbound_testapp")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "b64", 0)])
+        .await?;
+    let raw = per_app
+        .wait(
+            Duration::from_secs(60),
+            "the result on the per-app topic",
+            |v| v.first().cloned(),
+        )
+        .await
+        .with_context(|| bus.logs())?;
+    let body = raw["body"].as_str().unwrap_or_default();
+    ensure!(
+        !body.contains('<'),
+        "body is not base64: {}",
+        &body[..body.len().min(80)]
+    );
+    let dumped = bus
+        .cli(&[
+            "dump",
+            "-t",
+            "demo.crawled_firehose",
+            "--from-beginning",
+            "--count",
+            "1",
+            "--decode-base64",
+        ])
+        .await?;
+    let dumped: Value = serde_json::from_str(dumped.trim())?;
+    ensure!(
+        dumped["body"].as_str().is_some_and(|b| b.contains("<html")),
+        "dump did not decode the body"
+    );
+    let no_body = bus
+        .cli(&[
+            "dump",
+            "-t",
+            "demo.crawled_firehose",
+            "--from-beginning",
+            "--count",
+            "1",
+            "--no-body",
+        ])
+        .await?;
+    ensure!(
+        serde_json::from_str::<Value>(no_body.trim())?
+            .get("body")
+            .is_none(),
+        "--no-body kept the body"
+    );
+    bus.cli(&[
+        "feed",
+        r#"{"uuid":"app-q","appid":"testapp","stats":"queue"}"#,
+    ])
+    .await?;
+    replies
+        .wait(
+            Duration::from_secs(30),
+            "the reply on the per-app topic",
+            |v| v.iter().find(|r| r["uuid"] == "app-q").cloned(),
+        )
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_over_the_size_limit_arrives_with_an_error() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 10,
+        hosts: 1,
+        seed: 3,
+    })
+    .await?;
+    // Test pages are 15-25 KiB: none fits in 4 KiB.
+    let mut bus = Bus::start("max_message_bytes = 4096", "", 1).await?;
+    bus.role("up", &[])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "big", 0)])
+        .await?;
+    let r = results
+        .wait(
+            Duration::from_secs(60),
+            "the oversized page's result",
+            |v| v.first().cloned(),
+        )
+        .await
+        .with_context(|| bus.logs())?;
+    ensure!(
+        r["body"] == "" && r["url"] == site.url(0).as_str(),
+        "result {r}"
+    );
+    ensure!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("exceeds kafka.max_message_bytes (4096)")),
+        "result {r}"
+    );
+    ensure!(r["status_code"] == 200, "the page itself was fine: {r}");
+    Ok(())
+}

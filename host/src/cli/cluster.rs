@@ -26,8 +26,8 @@ use tokio::sync::Notify;
 
 #[derive(Args, Debug, Default)]
 pub struct WorkerArgs {
-    /// Requests in flight at once (crawl.concurrency).
-    #[arg(long)]
+    /// Crawl workers (requests in flight at once: crawl.concurrency).
+    #[arg(long, visible_alias = "workers")]
     pub concurrency: Option<usize>,
     /// Also answer control requests (info, stop, stats, domain-config).
     #[arg(long)]
