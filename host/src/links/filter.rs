@@ -3,6 +3,7 @@
 
 use regex::RegexSet;
 use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use url::Url;
 
 /// Scrapy's `IGNORED_EXTENSIONS`: used when a crawl names none.
@@ -22,8 +23,19 @@ pub struct LinkFilters {
     allowed_domains: Vec<String>,
     allow: Option<RegexSet>,
     deny: Option<RegexSet>,
-    deny_extensions: HashSet<String>,
+    deny_extensions: Arc<HashSet<String>>,
 }
+
+/// The default list as a set, built once: validating a request builds
+/// filters, and the ingest monitor validates tens of thousands a second.
+static DEFAULT_DENY: LazyLock<Arc<HashSet<String>>> = LazyLock::new(|| {
+    Arc::new(
+        DEFAULT_DENY_EXTENSIONS
+            .iter()
+            .map(|e| e.to_string())
+            .collect(),
+    )
+});
 
 impl Default for LinkFilters {
     fn default() -> Self {
@@ -31,10 +43,7 @@ impl Default for LinkFilters {
             allowed_domains: Vec::new(),
             allow: None,
             deny: None,
-            deny_extensions: DEFAULT_DENY_EXTENSIONS
-                .iter()
-                .map(|e| e.to_string())
-                .collect(),
+            deny_extensions: DEFAULT_DENY.clone(),
         }
     }
 }
@@ -60,11 +69,12 @@ impl LinkFilters {
             allow: set(allow_regex)?,
             deny: set(deny_regex)?,
             deny_extensions: match deny_extensions {
-                Some(list) => list
-                    .iter()
-                    .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
-                    .collect(),
-                None => Self::default().deny_extensions,
+                Some(list) => Arc::new(
+                    list.iter()
+                        .map(|e| e.trim_start_matches('.').to_ascii_lowercase())
+                        .collect(),
+                ),
+                None => DEFAULT_DENY.clone(),
             },
         })
     }

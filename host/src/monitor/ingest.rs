@@ -246,35 +246,50 @@ impl IngestMonitor {
     /// last offset handled per partition. Retries the store until it
     /// answers: a batch is never half done.
     async fn store_batch(&self, by_partition: Prepared) -> BTreeMap<i32, i64> {
-        let mut last = BTreeMap::new();
-        let topic = &self.settings.kafka.incoming_topic;
-        for (partition, entries) in by_partition {
-            let id = format!("{topic}:{partition}");
-            let mut backoff = Duration::from_millis(200);
-            loop {
-                match self.store.ingest(&id, 'k', &entries).await {
-                    Ok(new) => {
-                        if new < entries.len() {
-                            tracing::info!(
-                                partition,
-                                skipped = entries.len() - new,
-                                "skipped messages handled before (redelivered)"
-                            );
-                        }
-                        break;
+        // Partitions are independent: their scripts go out together, so
+        // Redis never waits for us between them.
+        let steps = by_partition
+            .into_iter()
+            .map(|(partition, entries)| self.store_partition(partition, entries));
+        futures::future::join_all(steps)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    /// One partition's part of a batch; its last offset.
+    async fn store_partition(
+        &self,
+        partition: i32,
+        entries: Vec<IngestEntry>,
+    ) -> Option<(i32, i64)> {
+        let id = format!("{}:{partition}", self.settings.kafka.incoming_topic);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.store.ingest(&id, 'k', &entries).await {
+                Ok(new) => {
+                    if new < entries.len() {
+                        tracing::info!(
+                            partition,
+                            skipped = entries.len() - new,
+                            "skipped messages handled before (redelivered)"
+                        );
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the ingest monitor, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
-                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the ingest monitor, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
-            if let Some(e) = entries.iter().map(|e| e.offset).max() {
-                last.insert(partition, e);
-            }
         }
-        last
+        entries
+            .iter()
+            .map(|e| e.offset)
+            .max()
+            .map(|o| (partition, o))
     }
 
     fn letter(&self, m: &OwnedMessage, rejection: &Rejection, text: &str) -> serde_json::Value {

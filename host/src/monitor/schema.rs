@@ -115,6 +115,13 @@ pub fn classify(text: &str, maxdepth_limit: u32) -> Result<Inbound, Rejection> {
             "`{k}` is null: leave an optional field out instead"
         )));
     }
+    // A `url` field fits no other kind (they deny unknown fields), so a
+    // request with one is a crawl request or nothing: no copy needed.
+    if obj.contains_key("url") {
+        return CrawlRequest::from_value(value, maxdepth_limit)
+            .map(|c| Inbound::Crawl(Box::new(c)))
+            .map_err(|e| Rejection(format!("invalid crawl request: {e}")));
+    }
     // Tried in the contract's order; the first kind that fits wins.
     let crawl = match CrawlRequest::from_value(value.clone(), maxdepth_limit) {
         Ok(c) => return Ok(Inbound::Crawl(Box::new(c))),

@@ -85,7 +85,6 @@ local function register_crawl(cref, spec, appid, expires)
   if spec == '' then return end
   redis.call('SET', ns .. ':spec:' .. cref, spec)
   redis.call('SADD', ns .. ':app:' .. appid, cref)
-  redis.call('HSET', ns .. ':crawlapp', cref, appid)
   if tonumber(expires) > 0 then redis.call('ZADD', ns .. ':expires', expires, cref) end
 end
 -- Seen fingerprints (signed 64-bit integers, so Redis stores them as

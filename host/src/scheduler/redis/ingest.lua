@@ -46,16 +46,17 @@ end
 
 if #seeds > 0 then
   local id = redis.call('INCRBY', ns .. ':seq', #seeds) - #seeds
-  local crawls, ready, apps, crawlapp = {}, {}, {}, {}
+  local crawls, ready, apps = {}, {}, {}
   for _, g in ipairs(seeds) do
     -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
     local cref, appid, qk = ARGV[g], ARGV[g + 2], ARGV[g + 7]
-    local fresh = redis.call('SET', ns .. ':spec:' .. cref, ARGV[g + 1], 'GET') == false
+    local speckey = ns .. ':spec:' .. cref
+    local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
+    -- A crawl seen before takes the request's spec too, as a push would.
+    if not fresh then redis.call('SET', speckey, ARGV[g + 1]) end
     if fresh then
       apps[appid] = apps[appid] or {}
       table.insert(apps[appid], cref)
-      crawlapp[#crawlapp + 1] = cref
-      crawlapp[#crawlapp + 1] = appid
       if tonumber(ARGV[g + 3]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 3], cref) end
       -- A new crawl's state is empty: its counters start here, and its
       -- seed counts as seen through the `seed` field (see is_seed).
@@ -77,7 +78,6 @@ if #seeds > 0 then
   variadic('ZADD', ns .. ':ready', {'NX'}, qks)
   variadic('ZADD', ns .. ':crawls', {}, crawls)
   for appid, crefs in pairs(apps) do variadic('SADD', ns .. ':app:' .. appid, {}, crefs) end
-  if #crawlapp > 0 then variadic('HSET', ns .. ':crawlapp', {}, crawlapp) end
 end
 
 if new > 0 then

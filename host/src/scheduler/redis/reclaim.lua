@@ -17,10 +17,14 @@ for _, cref in ipairs(idle) do
     for _, f in ipairs(redis.call('HKEYS', ns .. ':cc:' .. cref)) do
       if string.sub(f, 1, 2) == 'b:' then redis.call('DEL', ns .. ':s:' .. cref .. ':' .. string.sub(f, 3)) end
     end
+    -- The spec names the crawl's app (read here, on a rare path, rather
+    -- than indexed on the hot one).
+    local spec = redis.call('GET', ns .. ':spec:' .. cref)
+    if spec then
+      local ok, s = pcall(cjson.decode, spec)
+      if ok and s.appid then redis.call('SREM', ns .. ':app:' .. s.appid, cref) end
+    end
     redis.call('DEL', ns .. ':cj:' .. cref, ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref)
-    local app = redis.call('HGET', ns .. ':crawlapp', cref)
-    if app then redis.call('SREM', ns .. ':app:' .. app, cref) end
-    redis.call('HDEL', ns .. ':crawlapp', cref)
     redis.call('ZREM', ns .. ':expires', cref)
     redis.call('ZREM', ns .. ':crawls', cref)
   else
