@@ -185,6 +185,8 @@ pub struct Rest {
     pub port: u16,
     pub feed_wait: f64,
     pub token: String,
+    /// Seconds a reply waits for `/poll` before it is dropped.
+    pub poll_ttl: u64,
 }
 
 impl Default for Rest {
@@ -193,6 +195,7 @@ impl Default for Rest {
             port: 5343,
             feed_wait: 5.0,
             token: String::new(),
+            poll_ttl: 600,
         }
     }
 }
@@ -450,6 +453,13 @@ impl Settings {
                     "{key} {topic:?} is not a Kafka topic name: use letters, digits, '.', '_' and '-'"
                 ));
             }
+        }
+        if !(self.rest.feed_wait >= 0.0 && self.rest.feed_wait.is_finite())
+            || self.rest.poll_ttl == 0
+        {
+            return bad(
+                "rest.feed_wait must be 0 or more seconds and rest.poll_ttl at least 1".into(),
+            );
         }
         if self.plugins.watch_interval_ms == 0 {
             return bad("plugins.watch_interval_ms must be at least 1".into());

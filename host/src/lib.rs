@@ -17,6 +17,7 @@
 //! - [`plugins`]: the wasmtime runtime: world detection, limits, instance
 //!   pools, hot swap.
 //! - [`monitor`]: the inbound request kinds of the contract, validated.
+//! - [`rest`]: the REST gateway (contract §5).
 //! - [`config`], [`stats`], [`telemetry`]: settings, counters and logs.
 //! - [`cli`]: the `spinneret` command.
 
@@ -29,6 +30,7 @@ pub mod links;
 pub mod monitor;
 pub mod plugins;
 pub mod request;
+pub mod rest;
 pub mod scheduler;
 pub mod stats;
 pub mod telemetry;

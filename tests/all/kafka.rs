@@ -11,16 +11,16 @@ use std::time::Duration;
 use tokio::process::Child;
 
 /// One Redis, one broker, a scratch config naming both, and role processes.
-struct Bus {
-    redis: RedisServer,
-    broker: Broker,
-    scratch: Scratch,
-    roles: Vec<(Child, PathBuf)>,
+pub(crate) struct Bus {
+    pub redis: RedisServer,
+    pub broker: Broker,
+    pub scratch: Scratch,
+    pub roles: Vec<(Child, PathBuf)>,
 }
 
 impl Bus {
     /// `kafka_keys` go into the `[kafka]` table; `extra_config` after it.
-    async fn start(kafka_keys: &str, extra_config: &str, partitions: i32) -> Result<Bus> {
+    pub async fn start(kafka_keys: &str, extra_config: &str, partitions: i32) -> Result<Bus> {
         let redis = RedisServer::start().await?;
         let mut broker = Broker::start().await?;
         for t in [
@@ -46,7 +46,12 @@ impl Bus {
     }
 
     /// Start `spinneret <role> args...`, logging to a file.
-    fn role(&mut self, role: &str, args: &[&str]) -> Result<()> {
+    pub fn role(&mut self, role: &str, args: &[&str]) -> Result<()> {
+        self.role_env(role, args, &[])
+    }
+
+    /// A role with extra environment (`SPINNERET_*` settings).
+    pub fn role_env(&mut self, role: &str, args: &[&str], env: &[(&str, &str)]) -> Result<()> {
         let log = self
             .scratch
             .path(&format!("{role}-{}.log", self.roles.len()));
@@ -54,6 +59,7 @@ impl Bus {
             .scratch
             .command(role)
             .args(args)
+            .envs(env.iter().copied())
             .stderr(std::fs::File::create(&log)?)
             .stdout(std::process::Stdio::null())
             .spawn()?;
@@ -61,7 +67,7 @@ impl Bus {
         Ok(())
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         self.roles
             .iter()
             .map(|(_, p)| std::fs::read_to_string(p).unwrap_or_default())
@@ -79,7 +85,7 @@ impl Bus {
     }
 
     /// `spinneret <args>` to the end; its stdout.
-    async fn cli(&self, args: &[&str]) -> Result<String> {
+    pub async fn cli(&self, args: &[&str]) -> Result<String> {
         let out = self
             .scratch
             .command(args[0])
@@ -104,7 +110,7 @@ impl Bus {
     }
 }
 
-fn crawl_request(url: &str, crawlid: &str, maxdepth: u32) -> String {
+pub(crate) fn crawl_request(url: &str, crawlid: &str, maxdepth: u32) -> String {
     json!({"url": url, "appid": "testapp", "crawlid": crawlid, "maxdepth": maxdepth}).to_string()
 }
 

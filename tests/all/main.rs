@@ -7,3 +7,4 @@ mod golden;
 mod harness;
 mod kafka;
 mod plugins;
+mod rest;

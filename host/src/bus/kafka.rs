@@ -27,6 +27,8 @@ pub enum BusError {
     Topic { topic: String, reason: String },
     #[error("message of {size} bytes for {topic} is over the broker's limit")]
     TooLarge { topic: String, size: usize },
+    #[error("Kafka did not acknowledge within {0:?}")]
+    Timeout(Duration),
 }
 
 /// Client settings every Kafka client of ours starts from.
@@ -266,6 +268,33 @@ impl KafkaBus {
     pub async fn dead_letter(&self, letter: &Value) -> Result<(), BusError> {
         let payload = serde_json::to_vec(letter).unwrap_or_default();
         self.send(&self.topic("errors"), "", &payload).await
+    }
+
+    /// [`Self::send`], giving up after `limit` (the REST gateway answers
+    /// its client instead of waiting for the broker forever).
+    pub async fn send_within(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        limit: Duration,
+    ) -> Result<(), BusError> {
+        tokio::time::timeout(limit, self.send(topic, key, payload))
+            .await
+            .map_err(|_| BusError::Timeout(limit))?
+    }
+
+    /// Does a broker answer a metadata request within a second?
+    pub async fn connected(&self) -> bool {
+        let producer = self.producer.read().0.clone();
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, Duration::from_secs(1))
+                .is_ok()
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Produce raw text to the incoming topic (`spinneret feed`).

@@ -69,6 +69,25 @@ pub struct DumpArgs {
     pub count: Option<u64>,
 }
 
+#[derive(Args, Debug)]
+pub struct RestArgs {
+    /// Port to listen on (rest.port, default 5343).
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// `spinneret rest`: the REST gateway.
+pub async fn rest(mut settings: Settings, args: RestArgs) -> Result<i32> {
+    if let Some(p) = args.port {
+        settings.rest.port = p;
+    }
+    let (store, bus) = connect(&settings, Arc::default()).await?;
+    let settings = Arc::new(settings);
+    let gateway = crate::rest::Gateway::start(settings.clone(), bus, store).await?;
+    crate::rest::serve(gateway, settings.rest.port, stop_on_signal()).await?;
+    Ok(0)
+}
+
 /// Ctrl-C (or SIGTERM) notifies the returned `Notify`.
 fn stop_on_signal() -> Arc<Notify> {
     let stop = Arc::new(Notify::new());

@@ -94,6 +94,8 @@ pub enum Command {
     Feed(cluster::FeedArgs),
     /// Print a topic's messages (like the reference's kafkadump).
     Dump(cluster::DumpArgs),
+    /// REST gateway: /feed, /poll, health, OpenAPI and metrics (rest.port).
+    Rest(cluster::RestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -255,6 +257,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Up(args) => cluster::up(logged(settings), args).await,
         Command::Feed(args) => cluster::feed(checked(settings)?, args).await,
         Command::Dump(args) => cluster::dump(checked(settings)?, args).await,
+        Command::Rest(args) => cluster::rest(checked(settings)?, args).await,
     }
 }
 

@@ -21,6 +21,7 @@ use std::time::Duration;
 
 mod control;
 mod ingest;
+mod replies;
 pub use control::{DomainAction, Expired};
 pub use ingest::{IngestEntry, Ingested};
 

@@ -1,0 +1,412 @@
+//! The REST gateway (`spinneret rest`, contract §5): health, `/feed` (with
+//! a wait for the reply by uuid), `/poll`, the OpenAPI document and
+//! `/metrics`. Replies are read from `outbound_firehose` by a consumer of
+//! this gateway's own; a `/feed` waiting for one gets it through a oneshot
+//! channel, and a reply nobody waits for is kept in Redis for `/poll`.
+
+use crate::bus::kafka::{client_config, KafkaBus};
+use crate::config::Settings;
+use crate::monitor::schema::classify;
+use crate::scheduler::RedisStore;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use parking_lot::Mutex;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::{Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{oneshot, Notify};
+
+/// The contract's error messages (clients match on them).
+const NOT_JSON: &str = "The payload must be valid JSON.";
+const INVALID: &str = "JSON did not validate against schema.";
+const NO_ROUTE: &str = "The desired endpoint does not exist";
+const NO_POLL: &str = "Could not find matching poll_id";
+const NO_KAFKA: &str = "Unable to connect to Kafka";
+const NO_REDIS: &str = "Unable to connect to Redis";
+const UNEXPECTED: &str = "An error occurred while processing your request.";
+
+/// The OpenAPI document of the routes below (checked against them by a test).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub struct Gateway {
+    bus: Arc<KafkaBus>,
+    store: Arc<RedisStore>,
+    settings: Arc<Settings>,
+    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    started: Instant,
+    my_id: String,
+    kafka_up: AtomicBool,
+    redis_up: AtomicBool,
+    /// Requests answered, by route and status code (for /metrics).
+    served: Mutex<HashMap<(&'static str, u16), u64>>,
+    replies_read: AtomicU64,
+}
+
+/// The envelope of every response but `GET /`.
+fn envelope(status: StatusCode, data: Value, error: Option<(&str, Option<String>)>) -> Response {
+    let error = match error {
+        None => Value::Null,
+        Some((message, None)) => json!({"message": message}),
+        Some((message, Some(cause))) => json!({"message": message, "cause": cause}),
+    };
+    let ok = error.is_null();
+    let body =
+        json!({"status": if ok { "SUCCESS" } else { "FAILURE" }, "data": data, "error": error});
+    (status, Json(body)).into_response()
+}
+
+fn fail(status: StatusCode, message: &str, cause: Option<String>) -> Response {
+    envelope(status, Value::Null, Some((message, cause)))
+}
+
+impl Gateway {
+    pub async fn start(
+        settings: Arc<Settings>,
+        bus: Arc<KafkaBus>,
+        store: Arc<RedisStore>,
+    ) -> anyhow::Result<Arc<Gateway>> {
+        let gw = Arc::new(Gateway {
+            bus,
+            store,
+            my_id: format!("{}:rest", std::process::id()),
+            settings,
+            waiters: Mutex::new(HashMap::new()),
+            started: Instant::now(),
+            kafka_up: AtomicBool::new(false),
+            redis_up: AtomicBool::new(false),
+            served: Mutex::new(HashMap::new()),
+            replies_read: AtomicU64::new(0),
+        });
+        let consumer = gw.reply_consumer().await?;
+        let me = gw.clone();
+        tokio::spawn(async move { me.read_replies(consumer).await });
+        let me = gw.clone();
+        tokio::spawn(async move { me.watch_health().await });
+        Ok(gw)
+    }
+
+    /// A consumer of `outbound_firehose` from its end, on every partition,
+    /// with no group (each gateway sees every reply, with no rebalance).
+    async fn reply_consumer(&self) -> anyhow::Result<StreamConsumer> {
+        let topic = self.bus.topic("outbound_firehose");
+        self.bus.ensure_topics(std::slice::from_ref(&topic)).await?;
+        let consumer: StreamConsumer = client_config(&self.settings.kafka)
+            .set("group.id", format!("spinneret-rest-{}", self.my_id))
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "20")
+            .create()?;
+        let parts = {
+            let c = &consumer;
+            let t = topic.clone();
+            tokio::task::block_in_place(|| c.fetch_metadata(Some(&t), Duration::from_secs(10)))?
+                .topics()
+                .first()
+                .map(|t| t.partitions().len())
+                .unwrap_or(0)
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..parts as i32 {
+            tpl.add_partition_offset(&topic, p, Offset::End)?;
+        }
+        consumer.assign(&tpl)?;
+        Ok(consumer)
+    }
+
+    async fn read_replies(self: Arc<Self>, consumer: StreamConsumer) {
+        loop {
+            let m = match consumer.recv().await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading replies failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let Ok(reply) = serde_json::from_slice::<Value>(m.payload().unwrap_or_default()) else {
+                continue;
+            };
+            let Some(uuid) = reply
+                .get("uuid")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                continue;
+            };
+            self.replies_read.fetch_add(1, Ordering::Relaxed);
+            let waiter = self.waiters.lock().remove(&uuid);
+            let unclaimed = match waiter {
+                Some(tx) => tx.send(reply).err(),
+                None => Some(reply),
+            };
+            if let Some(reply) = unclaimed {
+                let ttl = self.settings.rest.poll_ttl;
+                if let Err(e) = self.store.reply_put(&uuid, &reply.to_string(), ttl).await {
+                    tracing::warn!(%uuid, error = %e, "cannot keep a reply for /poll");
+                }
+            }
+        }
+    }
+
+    async fn watch_health(self: Arc<Self>) {
+        loop {
+            let (k, r) = tokio::join!(self.bus.connected(), self.store.ping());
+            self.kafka_up.store(k, Ordering::Relaxed);
+            self.redis_up.store(r, Ordering::Relaxed);
+            if let Err(e) = self.store.heartbeat("rest").await {
+                tracing::debug!(error = %e, "rest heartbeat failed");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/", get(health))
+            .route("/feed", post(feed))
+            .route("/poll", post(poll))
+            .route("/openapi.json", get(openapi))
+            .route("/metrics", get(metrics))
+            .fallback(no_route)
+            .method_not_allowed_fallback(no_route)
+            .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
+            .with_state(self.clone())
+    }
+
+    fn count(&self, route: &'static str, status: StatusCode) {
+        *self
+            .served
+            .lock()
+            .entry((route, status.as_u16()))
+            .or_default() += 1;
+    }
+
+    /// Prometheus text for the gateway.
+    fn render_metrics(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP spinneret_rest_requests_total Requests answered by route and status.\n",
+        );
+        out.push_str("# TYPE spinneret_rest_requests_total counter\n");
+        let mut served: Vec<_> = self.served.lock().iter().map(|(k, v)| (*k, *v)).collect();
+        served.sort();
+        for ((route, code), n) in served {
+            out.push_str(&format!(
+                "spinneret_rest_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}\n"
+            ));
+        }
+        out.push_str(
+            "# HELP spinneret_rest_replies_read_total Replies read from outbound_firehose.\n",
+        );
+        out.push_str("# TYPE spinneret_rest_replies_read_total counter\n");
+        out.push_str(&format!(
+            "spinneret_rest_replies_read_total {}\n",
+            self.replies_read.load(Ordering::Relaxed)
+        ));
+        out.push_str("# HELP spinneret_rest_waiting Feeds waiting for their reply.\n");
+        out.push_str("# TYPE spinneret_rest_waiting gauge\n");
+        out.push_str(&format!(
+            "spinneret_rest_waiting {}\n",
+            self.waiters.lock().len()
+        ));
+        for (name, up) in [("kafka", &self.kafka_up), ("redis", &self.redis_up)] {
+            out.push_str(&format!(
+                "# HELP spinneret_rest_{name}_connected 1 when {name} answers.\n# TYPE spinneret_rest_{name}_connected gauge\nspinneret_rest_{name}_connected {}\n",
+                u8::from(up.load(Ordering::Relaxed))
+            ));
+        }
+        out
+    }
+}
+
+/// Bearer-token check (when `rest.token` is set); health and metrics stay
+/// open for load balancers and scrapers.
+async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
+    let token = &gw.settings.rest.token;
+    let open = matches!(req.uri().path(), "/" | "/metrics");
+    if !token.is_empty() && !open {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return fail(
+                StatusCode::UNAUTHORIZED,
+                "A valid bearer token is required.",
+                None,
+            );
+        }
+    }
+    next.run(req).await
+}
+
+async fn health(State(gw): State<Arc<Gateway>>) -> Response {
+    let (k, r) = (
+        gw.kafka_up.load(Ordering::Relaxed),
+        gw.redis_up.load(Ordering::Relaxed),
+    );
+    let node_health = match (k, r) {
+        (true, true) => "GREEN",
+        (false, false) => "RED",
+        _ => "YELLOW",
+    };
+    gw.count("/", StatusCode::OK);
+    Json(json!({
+        "kafka_connected": k, "redis_connected": r,
+        "uptime_sec": gw.started.elapsed().as_secs(), "my_id": gw.my_id,
+        "node_health": node_health,
+    }))
+    .into_response()
+}
+
+/// The body as JSON, if it was sent as JSON.
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Value), Response> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let text = std::str::from_utf8(body).ok().filter(|_| is_json);
+    match text.and_then(|t| {
+        serde_json::from_str::<Value>(t)
+            .ok()
+            .map(|v| (t.to_string(), v))
+    }) {
+        Some(ok) => Ok(ok),
+        None => Err(fail(StatusCode::BAD_REQUEST, NOT_JSON, None)),
+    }
+}
+
+async fn feed(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = feed_inner(&gw, &headers, &body).await;
+    gw.count("/feed", r.status());
+    r
+}
+
+async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let (text, value) = match json_body(headers, body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(reason) = classify(&text, gw.settings.crawl.maxdepth_limit) {
+        return fail(StatusCode::BAD_REQUEST, INVALID, Some(reason.0));
+    }
+    let uuid = value
+        .get("uuid")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    // Wait before sending, so a quick reply cannot slip past.
+    let rx = uuid.as_ref().map(|u| {
+        let (tx, rx) = oneshot::channel();
+        gw.waiters.lock().insert(u.clone(), tx);
+        rx
+    });
+    let limit = Duration::from_secs(5);
+    let topic = &gw.settings.kafka.incoming_topic;
+    if let Err(e) = gw.bus.send_within(topic, "", text.as_bytes(), limit).await {
+        if let Some(u) = &uuid {
+            gw.waiters.lock().remove(u);
+        }
+        return fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            NO_KAFKA,
+            Some(e.to_string()),
+        );
+    }
+    let (Some(uuid), Some(rx)) = (uuid, rx) else {
+        return envelope(StatusCode::OK, Value::Null, None);
+    };
+    let wait = Duration::from_secs_f64(gw.settings.rest.feed_wait);
+    match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(reply)) => envelope(StatusCode::OK, reply, None),
+        _ => {
+            // From now on a reply goes to Redis for /poll.
+            gw.waiters.lock().remove(&uuid);
+            envelope(StatusCode::OK, json!({"poll_id": uuid}), None)
+        }
+    }
+}
+
+async fn poll(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = poll_inner(&gw, &headers, &body).await;
+    gw.count("/poll", r.status());
+    r
+}
+
+async fn poll_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Response {
+    let (_, value) = match json_body(headers, body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let id = match value.as_object() {
+        Some(o) if o.len() == 1 => o.get("poll_id").and_then(Value::as_str),
+        _ => None,
+    };
+    let Some(id) = id.filter(|i| (1..=40).contains(&i.chars().count())) else {
+        return fail(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some(
+                "a poll request is {\"poll_id\": \"<uuid of the fed request, 1-40 chars>\"}".into(),
+            ),
+        );
+    };
+    match gw.store.reply_take(id).await {
+        Ok(Some(text)) => match serde_json::from_str::<Value>(&text) {
+            Ok(reply) => envelope(StatusCode::OK, reply, None),
+            Err(_) => fail(StatusCode::INTERNAL_SERVER_ERROR, UNEXPECTED, None),
+        },
+        Ok(None) => fail(StatusCode::NOT_FOUND, NO_POLL, None),
+        Err(e) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            NO_REDIS,
+            Some(e.to_string()),
+        ),
+    }
+}
+
+async fn openapi(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.count("/openapi.json", StatusCode::OK);
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.count("/metrics", StatusCode::OK);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        gw.render_metrics(),
+    )
+        .into_response()
+}
+
+async fn no_route(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.count("(none)", StatusCode::NOT_FOUND);
+    fail(StatusCode::NOT_FOUND, NO_ROUTE, None)
+}
+
+/// Serve until `stop` is notified.
+pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Arc<Notify>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on port {port} (rest.port): {e}"))?;
+    tracing::info!(port, "REST gateway listening");
+    axum::serve(listener, gw.router())
+        .with_graceful_shutdown(async move { stop.notified().await })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,356 @@
+//! The REST gateway against a real broker and a real Redis: every endpoint
+//! and every error case of contract §5, feed-and-wait, feed-then-poll,
+//! bearer tokens and the OpenAPI document.
+
+use crate::harness::free_port;
+use crate::kafka::{crawl_request, Bus};
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+struct Gateway {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Gateway {
+    /// Start `spinneret rest` in `bus` with extra settings; wait until it
+    /// answers and says GREEN.
+    async fn start(bus: &mut Bus, env: &[(&str, &str)]) -> Result<Gateway> {
+        let port = free_port()?;
+        bus.role_env("rest", &["--port", &port.to_string()], env)?;
+        let gw = Gateway {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        let mut last = Value::Null;
+        for _ in 0..600 {
+            if let Ok((200, h)) = gw.get("/").await {
+                if h["node_health"] == "GREEN" {
+                    return Ok(gw);
+                }
+                last = h;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("gateway never GREEN ({last}):\n{}", bus.logs())
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let r = self.http.get(format!("{}{path}", self.base)).send().await?;
+        let code = r.status().as_u16();
+        let text = r.text().await?;
+        Ok((
+            code,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &str,
+        content_type: &str,
+        token: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await?;
+        let code = r.status().as_u16();
+        Ok((code, r.json().await.context("response is not JSON")?))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        self.post(path, &body.to_string(), "application/json", None)
+            .await
+    }
+}
+
+/// A FAILURE envelope with exactly this message.
+fn failure(r: &(u16, Value), code: u16, message: &str) -> Result<()> {
+    let (c, v) = r;
+    ensure!(
+        *c == code
+            && v["status"] == "FAILURE"
+            && v["error"]["message"] == message
+            && v["data"].is_null(),
+        "expected {code} {message:?}, got {c} {v}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_and_error_case_of_the_gateway() -> Result<()> {
+    let mut bus = Bus::start("", "", 2).await?;
+    bus.role("up", &["--workers", "4"])?;
+    let gw = Gateway::start(&mut bus, &[]).await?;
+
+    // Health, no envelope.
+    let (code, h) = gw.get("/").await?;
+    ensure!(
+        code == 200 && h["kafka_connected"] == true && h["redis_connected"] == true,
+        "{h}"
+    );
+    ensure!(h["uptime_sec"].is_u64() && h["my_id"].is_string(), "{h}");
+
+    // Feed and wait: the stats reply comes back as data.
+    let r = gw
+        .post_json(
+            "/feed",
+            &json!({"uuid": "rest-q", "appid": "restapp", "stats": "queue"}),
+        )
+        .await?;
+    ensure!(
+        r.0 == 200 && r.1["status"] == "SUCCESS" && r.1["error"].is_null(),
+        "{r:?}"
+    );
+    ensure!(
+        r.1["data"]["uuid"] == "rest-q" && r.1["data"]["stats"] == "queue",
+        "{r:?}"
+    );
+    ensure!(r.1["data"]["queues"]["total_backlog"].is_u64(), "{r:?}");
+
+    // Feed without uuid: sent, data null.
+    let r = gw
+        .post_json(
+            "/feed",
+            &serde_json::from_str(&crawl_request("http://rest.example/", "rest-c", 0))?,
+        )
+        .await?;
+    ensure!(
+        r.0 == 200 && r.1["status"] == "SUCCESS" && r.1["data"].is_null(),
+        "{r:?}"
+    );
+
+    // Bad input.
+    failure(
+        &gw.post("/feed", "{not json", "application/json", None)
+            .await?,
+        400,
+        "The payload must be valid JSON.",
+    )?;
+    failure(
+        &gw.post(
+            "/feed",
+            r#"{"uuid":"x","appid":"restapp"}"#,
+            "text/plain",
+            None,
+        )
+        .await?,
+        400,
+        "The payload must be valid JSON.",
+    )?;
+    let r = gw
+        .post_json(
+            "/feed",
+            &json!({"uuid": "x", "appid": "restapp", "stats": "everything"}),
+        )
+        .await?;
+    failure(&r, 400, "JSON did not validate against schema.")?;
+    ensure!(
+        r.1["error"]["cause"]
+            .as_str()
+            .is_some_and(|c| c.contains("everything")),
+        "{r:?}"
+    );
+
+    // Unknown routes and methods.
+    failure(
+        &gw.get("/nope").await?,
+        404,
+        "The desired endpoint does not exist",
+    )?;
+    failure(
+        &gw.get("/feed").await?,
+        404,
+        "The desired endpoint does not exist",
+    )?;
+
+    // Poll: unknown id, bad body.
+    failure(
+        &gw.post_json("/poll", &json!({"poll_id": "never-fed"}))
+            .await?,
+        404,
+        "Could not find matching poll_id",
+    )?;
+    failure(
+        &gw.post_json("/poll", &json!({"id": "x"})).await?,
+        400,
+        "JSON did not validate against schema.",
+    )?;
+    failure(
+        &gw.post("/poll", "nope", "application/json", None).await?,
+        400,
+        "The payload must be valid JSON.",
+    )?;
+
+    // Metrics count what was served.
+    let (code, m) = gw.get("/metrics").await?;
+    let m = m.as_str().unwrap_or_default().to_string();
+    ensure!(
+        code == 200 && m.contains("spinneret_rest_requests_total{route=\"/feed\",code=\"400\"} 3"),
+        "{m}"
+    );
+
+    // Outages: Kafka down -> feed 500, health YELLOW; Redis down too -> poll 500, RED.
+    bus.broker.kill();
+    let r = gw
+        .post_json(
+            "/feed",
+            &json!({"uuid": "down", "appid": "restapp", "stats": "queue"}),
+        )
+        .await?;
+    failure(&r, 500, "Unable to connect to Kafka")?;
+    let mut health = Value::Null;
+    for _ in 0..300 {
+        health = gw.get("/").await?.1;
+        if health["node_health"] == "YELLOW" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(
+        health["node_health"] == "YELLOW" && health["kafka_connected"] == false,
+        "{health}"
+    );
+    // Redis goes away too (replaced by a server the gateway does not know).
+    drop(std::mem::replace(
+        &mut bus.redis,
+        crate::harness::RedisServer::start().await?,
+    ));
+    let r = gw.post_json("/poll", &json!({"poll_id": "any"})).await?;
+    failure(&r, 500, "Unable to connect to Redis")?;
+    let mut health = Value::Null;
+    for _ in 0..400 {
+        health = gw.get("/").await?.1;
+        if health["node_health"] == "RED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ensure!(health["node_health"] == "RED", "{health}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_feed_that_times_out_is_polled_once() -> Result<()> {
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("up", &[])?;
+    // No waiting at all: every feed with a uuid returns a poll_id.
+    let gw = Gateway::start(&mut bus, &[("SPINNERET_REST__FEED_WAIT", "0")]).await?;
+    let r = gw
+        .post_json(
+            "/feed",
+            &json!({"uuid": "later", "appid": "restapp", "stats": "spider"}),
+        )
+        .await?;
+    ensure!(
+        r.0 == 200 && r.1["data"] == json!({"poll_id": "later"}),
+        "{r:?}"
+    );
+    let mut reply = None;
+    for _ in 0..600 {
+        let r = gw.post_json("/poll", &json!({"poll_id": "later"})).await?;
+        if r.0 == 200 {
+            reply = Some(r.1);
+            break;
+        }
+        failure(&r, 404, "Could not find matching poll_id")?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reply = reply.with_context(|| format!("the reply never reached /poll:\n{}", bus.logs()))?;
+    ensure!(
+        reply["data"]["uuid"] == "later" && reply["data"]["stats"] == "spider",
+        "{reply}"
+    );
+    // Once.
+    failure(
+        &gw.post_json("/poll", &json!({"poll_id": "later"})).await?,
+        404,
+        "Could not find matching poll_id",
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_guards_the_gateway_and_openapi_matches_the_routes() -> Result<()> {
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("redis-monitor", &[])?;
+    bus.role("kafka-monitor", &[])?;
+    let gw = Gateway::start(&mut bus, &[("SPINNERET_REST__TOKEN", "s3cret")]).await?;
+    let body = json!({"uuid": "tok", "appid": "restapp", "stats": "queue"}).to_string();
+    failure(
+        &gw.post("/feed", &body, "application/json", None).await?,
+        401,
+        "A valid bearer token is required.",
+    )?;
+    failure(
+        &gw.post("/feed", &body, "application/json", Some("wrong"))
+            .await?,
+        401,
+        "A valid bearer token is required.",
+    )?;
+    let r = gw
+        .post("/feed", &body, "application/json", Some("s3cret"))
+        .await?;
+    ensure!(r.0 == 200 && r.1["data"]["uuid"] == "tok", "{r:?}");
+    // Health stays open for load balancers.
+    ensure!(gw.get("/").await?.0 == 200);
+
+    // Every documented operation exists (answers something but the
+    // unknown-route 404), and the routes that exist are documented.
+    let doc: Value = gw
+        .http
+        .get(format!("{}/openapi.json", gw.base))
+        .bearer_auth("s3cret")
+        .send()
+        .await?
+        .json()
+        .await?;
+    ensure!(
+        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+        "{doc}"
+    );
+    let paths = doc["paths"].as_object().context("no paths")?;
+    let mut documented = Vec::new();
+    for (path, ops) in paths {
+        for method in ops.as_object().context("path item")?.keys() {
+            documented.push(format!("{method} {path}"));
+            let req = match method.as_str() {
+                "get" => gw.http.get(format!("{}{path}", gw.base)),
+                "post" => gw
+                    .http
+                    .post(format!("{}{path}", gw.base))
+                    .header("content-type", "application/json")
+                    .body("{}"),
+                other => anyhow::bail!("unexpected method {other}"),
+            };
+            let r = req.bearer_auth("s3cret").send().await?;
+            let code = r.status().as_u16();
+            let text = r.text().await?;
+            ensure!(
+                !(code == 404 && text.contains("The desired endpoint does not exist")),
+                "documented {method} {path} is not served"
+            );
+        }
+    }
+    documented.sort();
+    ensure!(
+        documented
+            == [
+                "get /",
+                "get /metrics",
+                "get /openapi.json",
+                "post /feed",
+                "post /poll"
+            ],
+        "documented operations {documented:?} differ from the served ones"
+    );
+    Ok(())
+}
