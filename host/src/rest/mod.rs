@@ -268,7 +268,7 @@ async fn health(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// The body as JSON, if it was sent as JSON.
-fn json_body(headers: &HeaderMap, body: &[u8]) -> Result<(String, Value), Response> {
+fn json_body(headers: &HeaderMap, body: &[u8]) -> Option<(String, Value)> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -295,9 +295,8 @@ async fn feed(
 }
 
 async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Response {
-    let (text, value) = match json_body(headers, body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let Some((text, value)) = json_body(headers, body) else {
+        return fail(StatusCode::BAD_REQUEST, NOT_JSON, None);
     };
     if let Err(reason) = classify(&text, gw.settings.crawl.maxdepth_limit) {
         return fail(StatusCode::BAD_REQUEST, INVALID, Some(reason.0));
@@ -349,9 +348,8 @@ async fn poll(
 }
 
 async fn poll_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Response {
-    let (_, value) = match json_body(headers, body) {
-        Ok(v) => v,
-        Err(r) => return r,
+    let Some((_, value)) = json_body(headers, body) else {
+        return fail(StatusCode::BAD_REQUEST, NOT_JSON, None);
     };
     let id = match value.as_object() {
         Some(o) if o.len() == 1 => o.get("poll_id").and_then(Value::as_str),
