@@ -171,11 +171,16 @@ impl Default for Crawl {
 #[serde(deny_unknown_fields, default)]
 pub struct Stats {
     pub heartbeat_ttl: u64,
+    /// Port of `/metrics` for workers and monitors; 0 = none.
+    pub metrics_port: u16,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Stats { heartbeat_ttl: 120 }
+        Stats {
+            heartbeat_ttl: 120,
+            metrics_port: 0,
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub mod config;
 pub mod crawl;
 pub mod fetch;
 pub mod links;
+pub mod metrics;
 pub mod monitor;
 pub mod plugins;
 pub mod request;

@@ -1,6 +1,6 @@
 //! Counters, from typed events in one place: pages by status, errors,
-//! retries, plugin calls and reloads. The progress line and the run summary
-//! read them; the metrics endpoint will too.
+//! retries, plugin calls and reloads, latencies, rejections. The progress
+//! line, the run summary and `/metrics` read them.
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +31,9 @@ pub struct Stats {
     by_status: Mutex<BTreeMap<u16, u64>>,
     plugins: Mutex<HashMap<String, PluginCalls>>,
     counters: Mutex<BTreeMap<(String, String), i64>>,
+    pub fetch_latency: crate::metrics::Histogram,
+    plugin_latency: Mutex<HashMap<String, std::sync::Arc<crate::metrics::Histogram>>>,
+    rejected: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Stats {
@@ -49,6 +52,9 @@ impl Default for Stats {
             by_status: Mutex::new(BTreeMap::new()),
             plugins: Mutex::new(HashMap::new()),
             counters: Mutex::new(BTreeMap::new()),
+            fetch_latency: Default::default(),
+            plugin_latency: Mutex::new(HashMap::new()),
+            rejected: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -71,6 +77,13 @@ impl Stats {
     }
 
     pub fn plugin_call(&self, plugin: &str, took: Duration, ok: bool) {
+        let h = self
+            .plugin_latency
+            .lock()
+            .entry(plugin.to_string())
+            .or_default()
+            .clone();
+        h.observe(took.as_secs_f64());
         let mut p = self.plugins.lock();
         let e = p.entry(plugin.to_string()).or_default();
         e.calls += 1;
@@ -106,6 +119,26 @@ impl Stats {
             .lock()
             .entry((plugin.to_string(), name.to_string()))
             .or_default() += delta;
+    }
+
+    pub fn plugin_latencies(&self) -> Vec<(String, std::sync::Arc<crate::metrics::Histogram>)> {
+        let mut v: Vec<_> = self
+            .plugin_latency
+            .lock()
+            .iter()
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// An inbound request was rejected; `reason` is its class (bounded).
+    pub fn rejected(&self, reason: &str) {
+        *self.rejected.lock().entry(reason.to_string()).or_default() += 1;
+    }
+
+    pub fn rejections(&self) -> BTreeMap<String, u64> {
+        self.rejected.lock().clone()
     }
 
     pub fn plugin_reloaded(&self, ok: bool) {

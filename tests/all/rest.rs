@@ -354,3 +354,59 @@ async fn a_token_guards_the_gateway_and_openapi_matches_the_routes() -> Result<(
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_exposes_prometheus_metrics() -> Result<()> {
+    let site = crate::harness::Site::start(crate::harness::SiteSpec {
+        pages: 20,
+        hosts: 1,
+        seed: 9,
+    })
+    .await?;
+    let mut bus = Bus::start("", "", 1).await?;
+    let port = free_port()?.to_string();
+    bus.role_env("up", &[], &[("SPINNERET_STATS__METRICS_PORT", &port)])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "metrics", 1)])
+        .await?;
+    bus.broker
+        .produce("demo.incoming", &[("k".into(), "{not json".into())])
+        .await?;
+    results
+        .wait(Duration::from_secs(60), "some results", |v| {
+            (v.len() >= 3).then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut text = String::new();
+    for _ in 0..400 {
+        text = match http.get(&url).send().await {
+            Ok(r) => r.text().await?,
+            Err(_) => String::new(),
+        };
+        if text.contains("spinneret_rejected_total{reason=\"not_json\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for needle in [
+        "spinneret_pages_total{status=\"200\"}",
+        "spinneret_fetch_seconds_count ",
+        "spinneret_plugin_call_seconds_bucket{plugin=\"link\",le=\"+Inf\"}",
+        "spinneret_rejected_total{reason=\"not_json\"} 1",
+        "spinneret_plugin_reloads_total{result=\"ok\"}",
+        "spinneret_queue_depth",
+        "spinneret_leases_in_flight ",
+    ] {
+        ensure!(text.contains(needle), "no {needle} in:\n{text}");
+    }
+    let fetched: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spinneret_fetch_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    ensure!(fetched >= 3, "fetch histogram counted {fetched}");
+    Ok(())
+}

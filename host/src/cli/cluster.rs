@@ -137,20 +137,36 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     let settings = Arc::new(settings);
     let stats = Arc::new(Stats::default());
     let (store, bus) = connect(&settings, stats.clone()).await?;
-    let registry = start_registry(&settings, stats)?;
+    let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
     let stop = stop_on_signal();
-    IngestMonitor::new(store, bus.clone(), settings, plugins)
+    metrics(&settings, &stats, &store);
+    IngestMonitor::new(store, bus.clone(), settings, plugins, stats)
         .run(stop)
         .await?;
     bus.flush();
     Ok(0)
 }
 
+/// `/metrics` on `stats.metrics_port`, when set.
+fn metrics(settings: &Settings, stats: &Arc<Stats>, store: &Arc<RedisStore>) {
+    let port = settings.stats.metrics_port;
+    if port > 0 {
+        let (stats, store) = (stats.clone(), store.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::metrics::serve(port, stats, Some(store)).await {
+                tracing::error!(error = %format!("{e:#}"), "metrics endpoint failed");
+            }
+        });
+    }
+}
+
 /// `spinneret redis-monitor`: the control plane alone.
 pub async fn redis_monitor(settings: Settings) -> Result<i32> {
-    let (store, bus) = connect(&settings, Arc::default()).await?;
+    let stats = Arc::new(Stats::default());
+    let (store, bus) = connect(&settings, stats.clone()).await?;
+    metrics(&settings, &stats, &store);
     let stop = stop_on_signal();
     ControlPlane::new(store, bus.clone()).run(stop).await;
     bus.flush();
@@ -230,10 +246,17 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
     let stop = stop_on_signal();
+    metrics(&settings, &stats, &store);
     let mut tasks = tokio::task::JoinSet::new();
     if ingest {
         let plugins = MonitorPlugins::new(registry.clone(), settings.crawl.maxdepth_limit);
-        let m = IngestMonitor::new(store.clone(), bus.clone(), settings.clone(), plugins);
+        let m = IngestMonitor::new(
+            store.clone(),
+            bus.clone(),
+            settings.clone(),
+            plugins,
+            stats.clone(),
+        );
         let stop = stop.clone();
         tasks.spawn(async move { m.run(stop).await });
     }

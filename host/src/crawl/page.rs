@@ -345,6 +345,11 @@ impl Engine {
     async fn publish(&self, r: &Map<String, Value>) {
         let status = r.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16;
         self.stats.page(status, r.contains_key("error"));
+        if status > 0 {
+            if let Some(ms) = r.get("fetch_ms").and_then(Value::as_f64) {
+                self.stats.fetch_latency.observe(ms / 1000.0);
+            }
+        }
         if let Err(e) = self.sink.publish(r).await {
             tracing::error!(error = %error_chain(&e), "could not deliver a result");
         }

@@ -27,6 +27,7 @@ use tokio::sync::Notify;
 
 pub struct IngestMonitor {
     store: Arc<RedisStore>,
+    stats: Arc<crate::stats::Stats>,
     bus: Arc<KafkaBus>,
     settings: Arc<Settings>,
     plugins: MonitorPlugins,
@@ -65,9 +66,11 @@ impl IngestMonitor {
         bus: Arc<KafkaBus>,
         settings: Arc<Settings>,
         plugins: MonitorPlugins,
+        stats: Arc<crate::stats::Stats>,
     ) -> IngestMonitor {
         IngestMonitor {
             store,
+            stats,
             bus,
             settings,
             plugins,
@@ -293,6 +296,7 @@ impl IngestMonitor {
     }
 
     fn letter(&self, m: &OwnedMessage, rejection: &Rejection, text: &str) -> serde_json::Value {
+        self.stats.rejected(rejection.class());
         dead_letter(
             rejection,
             text,

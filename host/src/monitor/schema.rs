@@ -96,6 +96,35 @@ pub enum DomainConfigKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection(pub String);
 
+impl Rejection {
+    /// A short, bounded name for the reason (a metrics label).
+    pub fn class(&self) -> &'static str {
+        let r = self.0.as_str();
+        let starts = |p: &str| r.starts_with(p);
+        if starts("not JSON") {
+            "not_json"
+        } else if starts("not UTF-8") {
+            "not_utf8"
+        } else if starts("a request must be a JSON object") {
+            "not_object"
+        } else if r.contains("` is null") {
+            "explicit_null"
+        } else if starts("matches no request kind") {
+            "no_kind"
+        } else if starts("invalid crawl request") {
+            "invalid_crawl"
+        } else if starts("invalid action request") {
+            "invalid_action"
+        } else if starts("invalid stats request") {
+            "invalid_stats"
+        } else if starts("invalid domain-config request") {
+            "invalid_domain_config"
+        } else {
+            "plugin"
+        }
+    }
+}
+
 impl std::fmt::Display for Rejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
