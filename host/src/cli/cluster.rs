@@ -195,6 +195,23 @@ async fn engine(
         );
     }
     store.set_spiders(spiders.clone());
+    // The heartbeat carries the loaded plugins; hot swaps show within 5 s.
+    {
+        let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
+        tokio::spawn(async move {
+            while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
+                store.set_plugins(
+                    registry
+                        .list()
+                        .iter()
+                        .map(|p| serde_json::json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
+                        .collect(),
+                );
+                drop((store, registry));
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+    }
     let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
     let fetcher =
         Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;

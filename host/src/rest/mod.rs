@@ -48,6 +48,8 @@ pub struct Gateway {
     /// Requests answered, by route and status code (for /metrics).
     served: Mutex<HashMap<(&'static str, u16), u64>>,
     replies_read: AtomicU64,
+    /// Pages crawled by the cluster, sampled each second for a rate.
+    pages: Mutex<std::collections::VecDeque<(Instant, i64)>>,
 }
 
 /// The envelope of every response but `GET /`.
@@ -84,6 +86,7 @@ impl Gateway {
             redis_up: AtomicBool::new(false),
             served: Mutex::new(HashMap::new()),
             replies_read: AtomicU64::new(0),
+            pages: Mutex::new(std::collections::VecDeque::new()),
         });
         let consumer = gw.reply_consumer().await?;
         let me = gw.clone();
@@ -163,6 +166,13 @@ impl Gateway {
             if let Err(e) = self.store.heartbeat("rest").await {
                 tracing::debug!(error = %e, "rest heartbeat failed");
             }
+            if let Ok(n) = self.store.pages_total().await {
+                let mut p = self.pages.lock();
+                p.push_back((Instant::now(), n));
+                while p.len() > 6 {
+                    p.pop_front();
+                }
+            }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -174,6 +184,8 @@ impl Gateway {
             .route("/poll", post(poll))
             .route("/openapi.json", get(openapi))
             .route("/metrics", get(metrics))
+            .route("/ui", get(ui))
+            .route("/api/status", get(status))
             .fallback(no_route)
             .method_not_allowed_fallback(no_route)
             .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
@@ -236,8 +248,16 @@ async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Resp
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string)
+            // A browser opening the status page passes it as ?token=.
+            .or_else(|| {
+                req.uri().query().and_then(|q| {
+                    q.split('&')
+                        .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
+                })
+            });
+        if given.as_deref() != Some(token.as_str()) {
             return fail(
                 StatusCode::UNAUTHORIZED,
                 "A valid bearer token is required.",
@@ -387,6 +407,39 @@ async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         gw.render_metrics(),
     )
         .into_response()
+}
+
+/// The status page: static HTML that polls `/api/status`.
+async fn ui(State(gw): State<Arc<Gateway>>) -> Response {
+    gw.count("/ui", StatusCode::OK);
+    axum::response::Html(include_str!("ui.html")).into_response()
+}
+
+/// What the status page shows, in one JSON document (no envelope).
+async fn status(State(gw): State<Arc<Gateway>>) -> Response {
+    let r = match gw.store.status(50).await {
+        Ok(mut s) => {
+            let rate = {
+                let p = gw.pages.lock();
+                match (p.front(), p.back()) {
+                    (Some(a), Some(b)) if b.0 > a.0 => {
+                        (b.1 - a.1) as f64 / (b.0 - a.0).as_secs_f64()
+                    }
+                    _ => 0.0,
+                }
+            };
+            s["pages_per_sec"] = json!((rate * 10.0).round() / 10.0);
+            s["server_time"] = json!(crate::crawl::result::now_unix());
+            Json(s).into_response()
+        }
+        Err(e) => fail(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            NO_REDIS,
+            Some(e.to_string()),
+        ),
+    };
+    gw.count("/api/status", r.status());
+    r
 }
 
 async fn no_route(State(gw): State<Arc<Gateway>>) -> Response {

@@ -46,6 +46,98 @@ impl RedisStore {
         *self.spiders.lock() = names;
     }
 
+    /// The plugins this worker has loaded (name, kind, version, hash), shown
+    /// on the status page.
+    pub fn set_plugins(&self, plugins: Vec<Value>) {
+        *self.plugins.lock() = plugins;
+    }
+
+    /// Pages crawled by the whole cluster, ever (sum of the spiders'
+    /// lifetime status counters).
+    pub async fn pages_total(&self) -> Result<i64, StoreError> {
+        let keys = self.stat_keys().await?;
+        let prefix = self.key("st:s:");
+        let spider_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
+        if spider_keys.is_empty() {
+            return Ok(0);
+        }
+        let mut pipe = redis::pipe();
+        for k in &spider_keys {
+            pipe.cmd("HGET").arg(*k).arg("life");
+        }
+        let mut con = self.con();
+        let lives: Vec<Option<i64>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(lives.into_iter().flatten().sum())
+    }
+
+    /// For the status page: the most recently active crawls with their
+    /// counts, live workers with heartbeat age and plugins, and the total
+    /// of pages crawled (for a rate).
+    pub async fn status(&self, crawls: usize) -> Result<Value, StoreError> {
+        let mut con = self.con();
+        let crefs: Vec<String> = redis::cmd("ZREVRANGE")
+            .arg(self.key("crawls"))
+            .arg(0)
+            .arg(crawls.saturating_sub(1))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for cref in &crefs {
+            pipe.cmd("HMGET")
+                .arg(self.key(&format!("cc:{cref}")))
+                .arg("q")
+                .arg("f")
+                .arg("d");
+        }
+        let counts: Vec<(Option<i64>, Option<i64>, Option<i64>)> = if crefs.is_empty() {
+            Vec::new()
+        } else {
+            pipe.query_async(&mut con).await.map_err(unavailable)?
+        };
+        let mut list = Vec::new();
+        for (cref, (q, f, d)) in crefs.iter().zip(counts) {
+            let Some(spec) = self.spec(cref).await? else {
+                continue;
+            };
+            let (q, f, d) = (q.unwrap_or(0).max(0), f.unwrap_or(0).max(0), d.unwrap_or(0));
+            list.push(
+                json!({"appid": spec.appid, "crawlid": spec.crawlid, "spiderid": spec.spiderid,
+                             "queued": q, "in_flight": f, "crawled": d, "done": q == 0 && f == 0}),
+            );
+        }
+        let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(self.key("hb"))
+            .arg(0)
+            .arg(-1)
+            .arg("WITHSCORES")
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let info: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.key("hbinfo"))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        let now = unix_now_ms();
+        let workers: Vec<Value> = beats
+            .into_iter()
+            .map(|(id, at)| {
+                let i: Value = info
+                    .get(&id)
+                    .and_then(|j| serde_json::from_str(j).ok())
+                    .unwrap_or_default();
+                json!({"id": id, "heartbeat_age_ms": (now - at).max(0),
+                       "spiders": i["spiders"], "plugins": i["plugins"]})
+            })
+            .collect();
+        let pages = self.pages_total().await?;
+        Ok(
+            json!({"crawls": list, "workers": workers, "pages_total": pages,
+                  "queues": self.queue_stats().await?}),
+        )
+    }
+
     /// Info on one crawl: queued per domain, in flight, crawled, done.
     pub async fn info_crawl(
         &self,
@@ -410,7 +502,8 @@ impl RedisStore {
     pub(super) async fn upkeep(&self) -> Result<(), StoreError> {
         let mut con = self.con();
         let now = unix_now_ms();
-        let info = json!({"host": self.host, "spiders": *self.spiders.lock()}).to_string();
+        let info = json!({"host": self.host, "spiders": *self.spiders.lock(), "plugins": *self.plugins.lock()})
+            .to_string();
         let stale: Vec<String> = redis::pipe()
             .cmd("ZADD")
             .arg(self.key("hb"))

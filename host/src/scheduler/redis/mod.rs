@@ -158,6 +158,8 @@ pub struct RedisStore {
     heartbeat_ttl_ms: u64,
     /// Spiders this worker runs (for the `spider` stats).
     spiders: Mutex<Vec<String>>,
+    /// Plugins this worker has loaded (for the status page).
+    plugins: Mutex<Vec<serde_json::Value>>,
     last_trim: Mutex<Option<std::time::Instant>>,
 }
 
@@ -221,6 +223,7 @@ impl RedisStore {
             host,
             heartbeat_ttl_ms: settings.stats.heartbeat_ttl * 1000,
             spiders: Mutex::new(Vec::new()),
+            plugins: Mutex::new(Vec::new()),
             last_trim: Mutex::new(None),
         }))
     }
