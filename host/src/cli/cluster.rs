@@ -2,7 +2,7 @@
 //! `worker`, and `up` for all of them in one process) and the tools
 //! (`feed`, `dump`).
 
-use super::{start_registry, Stores};
+use super::{start_registry, Stores, WorkerOpts};
 use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
 use crate::config::Settings;
 use crate::crawl::Engine;
@@ -26,18 +26,11 @@ use tokio::sync::Notify;
 
 #[derive(Args, Debug, Default)]
 pub struct WorkerArgs {
-    /// Crawl workers (requests in flight at once: crawl.concurrency).
-    #[arg(long, visible_alias = "workers")]
-    pub concurrency: Option<usize>,
+    #[command(flatten)]
+    pub opts: WorkerOpts,
     /// Also answer control requests (info, stop, stats, domain-config).
     #[arg(long)]
     pub control_plane: bool,
-    /// Downloader middleware by plugin name, in order (repeatable).
-    #[arg(long)]
-    pub middleware: Vec<String>,
-    /// Item pipeline by plugin name, in order (repeatable).
-    #[arg(long)]
-    pub pipeline: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -228,17 +221,7 @@ async fn engine(
 }
 
 fn apply(settings: &mut Settings, args: &WorkerArgs) -> Result<()> {
-    if let Some(c) = args.concurrency {
-        settings.crawl.concurrency = c;
-    }
-    settings
-        .plugins
-        .middlewares
-        .extend(args.middleware.iter().cloned());
-    settings
-        .plugins
-        .pipelines
-        .extend(args.pipeline.iter().cloned());
+    args.opts.apply(settings);
     settings.validate()?;
     Ok(())
 }
@@ -251,8 +234,9 @@ pub async fn worker(mut settings: Settings, args: WorkerArgs) -> Result<i32> {
 }
 
 /// `spinneret up`: ingest, control plane and workers in one process.
-pub async fn up(mut settings: Settings, args: WorkerArgs) -> Result<i32> {
-    apply(&mut settings, &args)?;
+pub async fn up(mut settings: Settings, opts: WorkerOpts) -> Result<i32> {
+    opts.apply(&mut settings);
+    settings.validate()?;
     roles(settings, true, true, true).await
 }
 

@@ -89,7 +89,7 @@ pub enum Command {
     /// Crawl worker of a cluster: results go to Kafka.
     Worker(cluster::WorkerArgs),
     /// Ingest, control plane and workers in one process (one machine).
-    Up(cluster::WorkerArgs),
+    Up(WorkerOpts),
     /// Send requests to the incoming topic; waits for the broker's ack.
     Feed(cluster::FeedArgs),
     /// Print a topic's messages (like the reference's kafkadump).
@@ -171,15 +171,40 @@ pub struct RunArgs {
     /// Keep running as a worker after the crawl is done.
     #[arg(long)]
     pub serve: bool,
+    #[command(flatten)]
+    pub worker: WorkerOpts,
+}
+
+/// What a crawling process runs: `run`, `worker` and `up` share these.
+#[derive(Args, Debug, Default)]
+pub struct WorkerOpts {
     /// Downloader middleware by plugin name, in order (repeatable).
     #[arg(long)]
     pub middleware: Vec<String>,
     /// Item pipeline by plugin name, in order (repeatable).
     #[arg(long)]
     pub pipeline: Vec<String>,
-    /// Requests in flight at once.
-    #[arg(long)]
+    /// Requests in flight at once (crawl.concurrency); in one process these
+    /// are its workers.
+    #[arg(long, visible_alias = "workers")]
     pub concurrency: Option<usize>,
+}
+
+impl WorkerOpts {
+    /// Layer the flags over the settings.
+    pub fn apply(&self, settings: &mut Settings) {
+        if let Some(c) = self.concurrency {
+            settings.crawl.concurrency = c;
+        }
+        settings
+            .plugins
+            .middlewares
+            .extend(self.middleware.iter().cloned());
+        settings
+            .plugins
+            .pipelines
+            .extend(self.pipeline.iter().cloned());
+    }
 }
 
 #[derive(Args, Debug)]
@@ -318,17 +343,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     if let Some(d) = args.requests.maxdepth {
         settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
     }
-    if let Some(c) = args.concurrency {
-        settings.crawl.concurrency = c;
-    }
-    settings
-        .plugins
-        .middlewares
-        .extend(args.middleware.iter().cloned());
-    settings
-        .plugins
-        .pipelines
-        .extend(args.pipeline.iter().cloned());
+    args.worker.apply(&mut settings);
     settings.validate()?;
     crate::telemetry::init(&settings.log);
 
