@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 target := env("CARGO_TARGET_DIR", justfile_directory() / "target")
-guests := "link wandering stamp-headers page-title seed-list fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2"
+guests := "link wandering stamp-headers page-title seed-list fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2 fixture-snoop"
 
 # List the recipes.
 default:
@@ -24,7 +24,7 @@ guests:
     for g in link wandering stamp-headers page-title seed-list; do
       cp "$out/${g//-/_}.wasm" ../plugins/$g.wasm
     done
-    for g in tagged trap spin hog link-v2; do
+    for g in tagged trap spin hog link-v2 snoop; do
       cp "$out/fixture_${g//-/_}.wasm" ../tests/fixtures/wasm/$g.wasm
     done
     cp "$out/fixture-wrong-world.wasm" ../tests/fixtures/wasm/wrong-world.wasm

@@ -80,6 +80,29 @@ async fn memory_hog_is_stopped_at_its_memory_limit() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_can_neither_read_files_nor_open_sockets() -> Result<()> {
+    // WASI is linked whole (runtimes like CPython import it) but grants
+    // nothing: the fixture tries each door and reports what happened.
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("snoop", "snoop")], "")?;
+    let run = s
+        .run(&["--spider", "snoop", "--seed", &site.seed_url()])
+        .await?
+        .ok()?;
+    let [r] = run.results.as_slice() else {
+        anyhow::bail!("expected one result, got {}", run.results.len());
+    };
+    for door in ["file", "dir", "env", "tcp", "udp"] {
+        let said = r[door].as_str().unwrap_or_default();
+        assert!(
+            said.starts_with("refused"),
+            "the guest's {door} attempt was not refused: {said:?}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn wrong_world_is_rejected_at_load_with_a_reason() -> Result<()> {
     let s = Scratch::new(&[("cli-tool", "wrong-world")], "")?;
     let run = s

@@ -57,7 +57,7 @@ impl Runtime {
             })?;
 
         let mut linker = Linker::<StoreState>::new(&engine);
-        add_wasi_subset(&mut linker)?;
+        add_wasi(&mut linker)?;
         Spider::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)?;
         Ok(Runtime {
             engine,
@@ -72,35 +72,11 @@ impl Runtime {
     }
 }
 
-/// The WASI a guest's standard library needs, and nothing more: cli (empty
-/// args and env; stdout and stderr go to the host log), io, clocks, random.
-/// No filesystem and no sockets are linked: capability by omission.
-fn add_wasi_subset(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
-    use wasmtime_wasi::{
-        cli::{WasiCli, WasiCliView},
-        clocks::{WasiClocks, WasiClocksView},
-        random::WasiRandom,
-    };
-    clocks::wall_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<StoreState, WasiClocks>(l, StoreState::clocks)?;
-    random::random::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
-    random::insecure::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
-    random::insecure_seed::add_to_linker::<StoreState, WasiRandom>(l, |t| t.random())?;
-    cli::exit::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::environment::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::stdin::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::stdout::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::stderr::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::terminal_input::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::terminal_output::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::terminal_stdin::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::terminal_stdout::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    cli::terminal_stderr::add_to_linker::<StoreState, WasiCli>(l, StoreState::cli)?;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<StoreState, HasSelf<_>>(l, |t| {
-        t.table()
-    })?;
-    sync::io::poll::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
-    sync::io::streams::add_to_linker::<StoreState, HasSelf<_>>(l, |t| t.table())?;
-    Ok(())
+/// All of WASI 0.2, with nothing granted (ADR 0002): guests' runtimes
+/// (CPython, SpiderMonkey, Rust's std) import filesystem and sockets, so the
+/// interfaces are linked, but the context has no preopened directory, no
+/// environment, no arguments, and TCP, UDP and name lookup are refused.
+/// stdout and stderr go to the host log.
+fn add_wasi(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(l).map_err(|e| anyhow::anyhow!("{e:#}"))
 }

@@ -154,14 +154,6 @@ impl StoreState {
             stats,
         }
     }
-
-    pub(super) fn random(&mut self) -> &mut wasmtime_wasi::random::WasiRandomCtx {
-        self.wasi.random()
-    }
-
-    pub(super) fn table(&mut self) -> &mut ResourceTable {
-        &mut self.table
-    }
 }
 
 impl WasiView for StoreState {

@@ -92,7 +92,7 @@ pub enum LoadError {
         found: Kind,
         wanted: Kind,
     },
-    #[error("plugin `{name}` cannot be linked (plugins get no filesystem or network): {reason}")]
+    #[error("plugin `{name}` imports something this host does not offer (plugins get WASI 0.2 with nothing granted, and the spinneret:plugin host interface): {reason}")]
     Link { name: String, reason: String },
 }
 
