@@ -28,6 +28,18 @@ guests:
       cp "$out/fixture_${g//-/_}.wasm" ../tests/fixtures/wasm/$g.wasm
     done
     cp "$out/fixture-wrong-world.wasm" ../tests/fixtures/wasm/wrong-world.wasm
+    # Python spiders (componentize-py, ~5 s each): rebuilt only when their
+    # sources, the SDK or the WIT changed. They land among the fixtures
+    # until plugins compile in the background (issue 5).
+    cpy="${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/py/bin/componentize-py"
+    for dir in python/*/; do
+      name=$(basename "$dir")
+      [ "$name" = sdk ] && continue
+      wasm=../tests/fixtures/wasm/py-$name.wasm
+      if [ ! -f "$wasm" ] || [ -n "$(find "$dir" python/sdk ../wit -newer "$wasm" -type f -not -path '*/__pycache__/*' | head -1)" ]; then
+        "$cpy" -d ../wit -w spider componentize -p python/sdk -p "$dir" app -o "$wasm" >/dev/null
+      fi
+    done
     echo "guests: $(ls ../plugins/*.wasm | wc -l) plugins, $(ls ../tests/fixtures/wasm/*.wasm | wc -l) fixtures" >&2
 
 # Build the host binaries (release).

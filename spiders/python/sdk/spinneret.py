@@ -1,0 +1,85 @@
+"""Write Spinneret spiders in Python, like Scrapy spiders.
+
+A spider is a class with ``parse(self, response)`` that yields (or returns)
+``Request`` and ``Item`` objects::
+
+    from spinneret import Spider, Request, Item, export
+
+    class Headlines(Spider):
+        def parse(self, response):
+            links = response.links()
+            for link in links[:5]:
+                yield Request(link.url)
+            yield Item(links=links, fields={"kind": "headline"})
+
+    Parser = export(Headlines)
+
+``response`` is the host's page: ``url()``, ``response_url()``, ``status()``,
+``header(name)``, ``headers()``, ``body()``, ``text()``, ``depth()``,
+``maxdepth()``, ``meta(name)`` and ``links()`` (extracted natively by the
+host with the crawl's filters). Build with ``just guests``.
+"""
+
+import json
+
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import types
+
+
+class Request:
+    """A request to crawl next. ``priority=None`` is the parent's minus 10."""
+
+    def __init__(self, url, priority=None, spiderid=None, method=None, headers=(),
+                 body=None, meta=None, dont_filter=False):
+        self.url, self.priority, self.spiderid, self.method = url, priority, spiderid, method
+        self.headers, self.body, self.meta, self.dont_filter = list(headers), body, meta or {}, dont_filter
+
+    def _wit(self):
+        return types.Output_Request(types.Request(
+            url=self.url, priority=self.priority, spiderid=self.spiderid, method=self.method,
+            headers=[(k, v) for k, v in self.headers], body=self.body,
+            meta=[types.Field(name=k, value=json.dumps(v)) for k, v in self.meta.items()],
+            dont_filter=self.dont_filter))
+
+
+class Item:
+    """The page's result: the links it followed, and fields added to it."""
+
+    def __init__(self, links=(), fields=None):
+        self.links, self.fields = list(links), fields or {}
+
+    def _wit(self):
+        return types.Output_Item(types.Item(
+            links=self.links,
+            fields=[types.Field(name=k, value=json.dumps(v)) for k, v in self.fields.items()]))
+
+
+class Spider:
+    """Override ``parse``."""
+
+    def parse(self, response):
+        raise NotImplementedError
+
+
+def follow_all(response):
+    """The link spider's rule: a request per link while depth < maxdepth."""
+    if response.depth() >= response.maxdepth():
+        return [Item()]
+    links = response.links()
+    return [Request(link.url) for link in links] + [Item(links=links)]
+
+
+def export(spider_class):
+    """The component's `parser` export for ``spider_class``."""
+    spider = spider_class()
+
+    class Parser(exports.Parser):
+        def parse(self, response):
+            try:
+                out = spider.parse(response) or []
+                return [o._wit() for o in out]
+            except Exception as e:  # the page gets a result with this error
+                raise Err(f"{type(e).__name__}: {e}")
+
+    return Parser
