@@ -167,13 +167,29 @@ async fn results_carry_the_contract_fields() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wandering_spider_follows_one_link_per_page() -> Result<()> {
+    wanders("wandering").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_wandering_spider_makes_valid_chains() -> Result<()> {
+    wanders("py-wandering").await
+}
+
+/// A wandering spider's chain: steps 0, 1, 2, ... each one the link its
+/// parent followed.
+async fn wanders(spider: &str) -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
-    let s = Scratch::new(&[("wandering", "wandering")], "")?;
+    let s = Scratch::new(&[(spider, spider)], "")?;
     let run = s
-        .run(&["--spider", "wandering", "--seed", &site.seed_url()])
+        .run(&["--spider", spider, "--seed", &site.seed_url()])
         .await?
         .ok()?;
     assert!(!run.results.is_empty());
+    assert!(
+        run.results.iter().all(|r| r.get("error").is_none()),
+        "{spider} failed on a page: {:?}",
+        run.results
+    );
     let mut by_step: Vec<&Value> = run.results.iter().collect();
     by_step.sort_by_key(|r| r["attrs"]["step"].as_u64());
     for (i, r) in by_step.iter().enumerate() {
