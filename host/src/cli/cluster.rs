@@ -2,7 +2,7 @@
 //! `worker`, and `up` for all of them in one process) and the tools
 //! (`feed`, `dump`).
 
-use super::{start_registry, Stores, WorkerOpts};
+use super::{start_registry, watch, Stores, WorkerOpts};
 use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
 use crate::config::Settings;
 use crate::crawl::Engine;
@@ -10,7 +10,7 @@ use crate::fetch::Fetcher;
 use crate::monitor::control::ControlPlane;
 use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
-use crate::plugins::{Kind, Registry, Watcher};
+use crate::plugins::{Kind, Registry};
 use crate::scheduler::RedisStore;
 use crate::stats::Stats;
 use anyhow::{bail, Context, Result};
@@ -111,18 +111,6 @@ async fn connect(
     let store = RedisStore::connect(settings, stats).await?;
     tracing::info!(kafka = %settings.kafka.brokers, redis = %settings.redis.url, "connected");
     Ok((store, bus))
-}
-
-fn watch(settings: &Settings, registry: &Arc<Registry>) -> Result<Option<Watcher>> {
-    Ok(if settings.plugins.watch {
-        Some(Watcher::start(
-            registry.clone(),
-            settings.plugins.dir.clone(),
-            Duration::from_millis(settings.plugins.watch_interval_ms),
-        )?)
-    } else {
-        None
-    })
 }
 
 /// `spinneret kafka-monitor`: the ingest role alone.

@@ -309,6 +309,19 @@ fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry
     Ok(registry)
 }
 
+/// The plugins directory watcher (hot swap), when `plugins.watch` is on.
+fn watch(settings: &Settings, registry: &Arc<Registry>) -> Result<Option<Watcher>> {
+    Ok(if settings.plugins.watch {
+        Some(Watcher::start(
+            registry.clone(),
+            settings.plugins.dir.clone(),
+            Duration::from_millis(settings.plugins.watch_interval_ms),
+        )?)
+    } else {
+        None
+    })
+}
+
 /// Resolve `--spider`: a path loads that file, a name must be loaded already.
 fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result<String> {
     let path = Path::new(spider);
@@ -364,15 +377,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
             p.expect_kind(kind)?;
         }
     }
-    let _watcher = if settings.plugins.watch {
-        Some(Watcher::start(
-            registry.clone(),
-            settings.plugins.dir.clone(),
-            Duration::from_millis(settings.plugins.watch_interval_ms),
-        )?)
-    } else {
-        None
-    };
+    let _watcher = watch(&settings, &registry)?;
 
     let requests = collect_requests(&settings, &args.requests, &spider)?;
     if requests.is_empty() && !args.serve {
