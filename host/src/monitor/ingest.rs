@@ -176,10 +176,14 @@ impl IngestMonitor {
         let mut handled = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
         for m in batch {
-            let text = m.payload().map(String::from_utf8_lossy).unwrap_or_default();
-            let outcome = match std::str::from_utf8(m.payload().unwrap_or_default()) {
-                Ok(t) => classify(t, limit),
-                Err(e) => Err(Rejection(format!("not UTF-8: {e}"))),
+            // Validated once: the text is borrowed unless it is not UTF-8.
+            let payload = m.payload().unwrap_or_default();
+            let (text, outcome) = match std::str::from_utf8(payload) {
+                Ok(t) => (std::borrow::Cow::Borrowed(t), classify(t, limit)),
+                Err(e) => (
+                    String::from_utf8_lossy(payload),
+                    Err(Rejection(format!("not UTF-8: {e}"))),
+                ),
             };
             let (name, what) = match outcome {
                 Ok(Inbound::Crawl(r)) => {
