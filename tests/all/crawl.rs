@@ -6,11 +6,17 @@ use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 async fn crawl_depth(site: &Site, depth: u32) -> Result<()> {
-    let s = Scratch::new(&[("link", "link")], "")?;
+    crawl_depth_with(site, "link", depth).await
+}
+
+/// `spider` crawls the site to `depth`: exactly the oracle's URL set, one
+/// result per page, none failed.
+async fn crawl_depth_with(site: &Site, spider: &str, depth: u32) -> Result<()> {
+    let s = Scratch::new(&[(spider, spider)], "")?;
     let run = s
         .run(&[
             "--spider",
-            "link",
+            spider,
             "--seed",
             &site.seed_url(),
             "--maxdepth",
@@ -20,15 +26,30 @@ async fn crawl_depth(site: &Site, depth: u32) -> Result<()> {
         .ok()?;
     let urls = run.urls();
     let got: BTreeSet<String> = urls.iter().cloned().collect();
-    assert_eq!(got.len(), urls.len(), "duplicate results at depth {depth}");
+    assert_eq!(
+        got.len(),
+        urls.len(),
+        "{spider}: duplicate results at depth {depth}"
+    );
     let expected = site.expected(0, Some(depth));
     let missing: Vec<_> = expected.difference(&got).collect();
     let extra: Vec<_> = got.difference(&expected).collect();
     assert!(
         missing.is_empty() && extra.is_empty(),
-        "depth {depth}: missing {missing:?}, extra {extra:?}"
+        "{spider} at depth {depth}: missing {missing:?}, extra {extra:?}"
+    );
+    assert!(
+        run.results.iter().all(|r| r.get("error").is_none()),
+        "{spider}: a page failed"
     );
     Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_python_link_spider_crawls_the_same_pages_as_the_rust_one() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    crawl_depth_with(&site, "link", 2).await?;
+    crawl_depth_with(&site, "py-link", 2).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -307,35 +307,3 @@ async fn instances_are_recycled_after_n_calls() -> Result<()> {
     );
     Ok(())
 }
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_python_link_spider_crawls_the_same_pages_as_the_rust_one() -> Result<()> {
-    let site = Site::start(SiteSpec::default()).await?;
-    let s = Scratch::new(&[("link", "link"), ("py-link", "py-link")], "")?;
-    let expected = site.expected(0, Some(2));
-    for spider in ["link", "py-link"] {
-        let run = s
-            .run(&[
-                "--spider",
-                spider,
-                "--seed",
-                &site.seed_url(),
-                "--maxdepth",
-                "2",
-            ])
-            .await?
-            .ok()?;
-        let got: BTreeSet<String> = run.urls().into_iter().collect();
-        assert_eq!(got, expected, "{spider} crawled another set of pages");
-        assert_eq!(
-            run.results.len(),
-            expected.len(),
-            "{spider}: one result per page"
-        );
-        assert!(
-            run.results.iter().all(|r| r.get("error").is_none()),
-            "{spider}: a page failed"
-        );
-    }
-    Ok(())
-}
