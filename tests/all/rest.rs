@@ -235,6 +235,11 @@ async fn every_endpoint_and_error_case_of_the_gateway() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     ensure!(health["node_health"] == "RED", "{health}");
+    failure(
+        &gw.get("/api/status").await?,
+        500,
+        "Unable to connect to Redis",
+    )?;
     Ok(())
 }
 
@@ -275,6 +280,18 @@ async fn a_feed_that_times_out_is_polled_once() -> Result<()> {
         404,
         "Could not find matching poll_id",
     )?;
+    // Anything unexpected (here a stored reply that is not JSON) is a 500
+    // with the contract's catch-all message.
+    let mut c = bus.redis.connection()?;
+    let _: () = redis::cmd("SET")
+        .arg("{spinneret}:reply:broken")
+        .arg("not json")
+        .query(&mut c)?;
+    failure(
+        &gw.post_json("/poll", &json!({"poll_id": "broken"})).await?,
+        500,
+        "An error occurred while processing your request.",
+    )?;
     Ok(())
 }
 
@@ -302,6 +319,17 @@ async fn a_token_guards_the_gateway_and_openapi_matches_the_routes() -> Result<(
     ensure!(r.0 == 200 && r.1["data"]["uuid"] == "tok", "{r:?}");
     // Health stays open for load balancers.
     ensure!(gw.get("/").await?.0 == 200);
+    // The status page takes the token from its URL (a browser sends no header).
+    failure(
+        &gw.get("/ui").await?,
+        401,
+        "A valid bearer token is required.",
+    )?;
+    let (code, page) = gw.get("/ui?token=s3cret").await?;
+    ensure!(
+        code == 200 && page.as_str().is_some_and(|p| p.contains("Spinneret")),
+        "status page with ?token= gave {code}"
+    );
 
     // Every documented operation exists (answers something but the
     // unknown-route 404), and the routes that exist are documented.
