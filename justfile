@@ -40,6 +40,20 @@ guests:
         "$cpy" -d ../wit -w spider componentize -p python/sdk -p "$dir" app -o "$wasm" >/dev/null
       fi
     done
+    # JavaScript spiders (componentize-js, ~9 s each), the same way. Each
+    # gets a generated entry module that turns its `parse` into the
+    # `parser` export; componentize-js reads files under the current directory only.
+    cjs="${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/js/node_modules/.bin/componentize-js"
+    mkdir -p js/.build
+    for dir in js/*/; do
+      name=$(basename "$dir")
+      [ "$name" = sdk ] && continue
+      wasm=../tests/fixtures/wasm/js-$name.wasm
+      if [ ! -f "$wasm" ] || [ -n "$(find "$dir" js/sdk ../wit -newer "$wasm" -type f | head -1)" ]; then
+        printf "import { parse } from '../%s/app.js';\nimport { parser as wrap } from '../sdk/spinneret.js';\nexport const parser = wrap(parse);\n" "$name" > js/.build/$name.js
+        (cd .. && "$cjs" spiders/js/.build/$name.js -w wit -n spider -d http fetch-event -o tests/fixtures/wasm/js-$name.wasm >/dev/null)
+      fi
+    done
     echo "guests: $(ls ../plugins/*.wasm | wc -l) plugins, $(ls ../tests/fixtures/wasm/*.wasm | wc -l) fixtures" >&2
 
 # Build the host binaries (release).

@@ -53,6 +53,12 @@ async fn the_python_link_spider_crawls_the_same_pages_as_the_rust_one() -> Resul
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_js_link_spider_crawls_the_same_pages_as_the_rust_one() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    crawl_depth_with(&site, "js-link", 2).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn depth_0_returns_only_the_seed() -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     assert_eq!(site.expected(0, Some(0)).len(), 1);
@@ -194,6 +200,11 @@ async fn wandering_spider_follows_one_link_per_page() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_python_wandering_spider_makes_valid_chains() -> Result<()> {
     wanders("py-wandering").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_js_wandering_spider_makes_valid_chains() -> Result<()> {
+    wanders("js-wandering").await
 }
 
 /// A wandering spider's chain: steps 0, 1, 2, ... each one the link its

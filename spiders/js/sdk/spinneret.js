@@ -1,0 +1,68 @@
+// Write Spinneret spiders in JavaScript.
+//
+// A spider is a module that exports `parse(response)`, returning (or
+// yielding, from a generator) requests and items:
+//
+//     import { request, item } from '../sdk/spinneret.js';
+//
+//     export function* parse(response) {
+//       const links = response.links();
+//       for (const link of links.slice(0, 5)) yield request(link.url);
+//       yield item({ links, fields: { kind: 'headline' } });
+//     }
+//
+// `response` is the host's page: url(), responseUrl(), status(),
+// header(name), headers(), body(), text(), depth(), maxdepth(), meta(name)
+// and links() (extracted natively by the host with the crawl's filters).
+// Host services: `import { log, count, random } from 'spinneret:plugin/host@0.1.0'`.
+// `just guests` builds every spider in spiders/js/ (componentize-js).
+
+/** A request to crawl next. `priority` unset = the parent's minus 10. */
+export function request(url, opts = {}) {
+  return {
+    tag: 'request',
+    val: {
+      url,
+      priority: opts.priority,
+      spiderid: opts.spiderid,
+      method: opts.method,
+      headers: Object.entries(opts.headers ?? {}),
+      body: opts.body,
+      meta: fields(opts.meta),
+      dontFilter: opts.dontFilter ?? false,
+    },
+  };
+}
+
+/** The page's result: the links it followed, and fields added to it. */
+export function item({ links = [], fields: extra } = {}) {
+  return { tag: 'item', val: { links, fields: fields(extra) } };
+}
+
+/** The link spider's rule: a request per link while depth < maxdepth. */
+export function followAll(response) {
+  if (response.depth() >= response.maxdepth()) return [item()];
+  const links = response.links();
+  return [...links.map((l) => request(l.url)), item({ links })];
+}
+
+/** The component's `parser` export for a module's `parse`. A thrown error
+ *  fails that page (reported with the message); the crawl goes on. */
+export function parser(parse) {
+  return {
+    parse(response) {
+      try {
+        return Array.from(parse(response) ?? []);
+      } catch (e) {
+        throw `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
+      }
+    },
+  };
+}
+
+function fields(obj) {
+  return Object.entries(obj ?? {}).map(([name, value]) => ({
+    name,
+    value: JSON.stringify(value),
+  }));
+}
