@@ -3,7 +3,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 target := env("CARGO_TARGET_DIR", justfile_directory() / "target")
-guests := "link wandering stamp-headers page-title seed-list fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2 fixture-snoop"
+guests := "link wandering stamp-headers page-title seed-list fixture-tagged fixture-trap fixture-spin fixture-hog fixture-wrong-world fixture-link-v2 fixture-snoop fixture-leak"
 
 # List the recipes.
 default:
@@ -24,35 +24,41 @@ guests:
     for g in link wandering stamp-headers page-title seed-list; do
       cp "$out/${g//-/_}.wasm" ../plugins/$g.wasm
     done
-    for g in tagged trap spin hog link-v2 snoop; do
+    for g in tagged trap spin hog link-v2 snoop leak; do
       cp "$out/fixture_${g//-/_}.wasm" ../tests/fixtures/wasm/$g.wasm
     done
     cp "$out/fixture-wrong-world.wasm" ../tests/fixtures/wasm/wrong-world.wasm
     # Python spiders (componentize-py, ~5 s each): rebuilt only when their
-    # sources, the SDK or the WIT changed. They land among the fixtures
-    # until plugins compile in the background (issue 5).
+    # sources, the SDK or the WIT changed.
     cpy="${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/py/bin/componentize-py"
     for dir in python/*/; do
       name=$(basename "$dir")
       [ "$name" = sdk ] && continue
-      wasm=../tests/fixtures/wasm/py-$name.wasm
+      wasm=../plugins/py-$name.wasm
       if [ ! -f "$wasm" ] || [ -n "$(find "$dir" python/sdk ../wit -newer "$wasm" -type f -not -path '*/__pycache__/*' | head -1)" ]; then
         "$cpy" -d ../wit -w spider componentize -p python/sdk -p "$dir" app -o "$wasm" >/dev/null
       fi
     done
     # JavaScript spiders (componentize-js, ~9 s each), the same way. Each
     # gets a generated entry module that turns its `parse` into the
-    # `parser` export; componentize-js reads files under the current directory only.
+    # `parser` export; componentize-js reads files under the current
+    # directory only, so it runs from the repository root.
     cjs="${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/js/node_modules/.bin/componentize-js"
     mkdir -p js/.build
+    js() { # source dir under spiders/, output under the repository root
+      local dir=$1 out=$2 entry=js/.build/${1//\//-}.js
+      if [ ! -f "../$out" ] || [ -n "$(find "$dir" js/sdk ../wit -newer "../$out" -type f | head -1)" ]; then
+        printf "import { parse } from '../../%s/app.js';\nimport { parser as wrap } from '../sdk/spinneret.js';\nexport const parser = wrap(parse);\n" "$dir" > "$entry"
+        (cd .. && "$cjs" "spiders/$entry" -w wit -n spider -d http fetch-event -o "$out" >/dev/null)
+      fi
+    }
     for dir in js/*/; do
       name=$(basename "$dir")
-      [ "$name" = sdk ] && continue
-      wasm=../tests/fixtures/wasm/js-$name.wasm
-      if [ ! -f "$wasm" ] || [ -n "$(find "$dir" js/sdk ../wit -newer "$wasm" -type f | head -1)" ]; then
-        printf "import { parse } from '../%s/app.js';\nimport { parser as wrap } from '../sdk/spinneret.js';\nexport const parser = wrap(parse);\n" "$name" > js/.build/$name.js
-        (cd .. && "$cjs" spiders/js/.build/$name.js -w wit -n spider -d http fetch-event -o tests/fixtures/wasm/js-$name.wasm >/dev/null)
-      fi
+      case "$name" in sdk|fixtures) continue ;; esac
+      js "js/$name" "plugins/js-$name.wasm"
+    done
+    for dir in js/fixtures/*/; do
+      js "js/fixtures/$(basename "$dir")" "tests/fixtures/wasm/js-$(basename "$dir").wasm"
     done
     echo "guests: $(ls ../plugins/*.wasm | wc -l) plugins, $(ls ../tests/fixtures/wasm/*.wasm | wc -l) fixtures" >&2
 

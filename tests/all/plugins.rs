@@ -191,6 +191,21 @@ async fn plugins_command_lists_what_is_loaded() -> Result<()> {
 /// the new version.
 #[tokio::test(flavor = "multi_thread")]
 async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
+    swap_mid_crawl("link", "tagged", 10).await
+}
+
+/// The same across languages: a Python spider replaced by a JavaScript one
+/// of the same name. The JS component is 12 MB; it compiles in the
+/// background (or comes from the cache) while Python keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_spider_is_swapped_for_a_javascript_one_mid_crawl() -> Result<()> {
+    swap_mid_crawl("py-link", "js-tagged", 3).await
+}
+
+/// Crawl the site with `from` as spider `hot`, throttled to about
+/// `hits_per_host` pages per second per host, then write a broken file and
+/// then `to` (which tags its items `"spider_version": 2`) over it.
+async fn swap_mid_crawl(from: &str, to: &str, hits_per_host: u32) -> Result<()> {
     let site = Site::start(SiteSpec {
         pages: 400,
         hosts: 4,
@@ -198,8 +213,11 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
     })
     .await?;
     let expected = site.expected(0, Some(2));
-    // ~40 pages/s: slow enough to swap in the middle, fast enough to finish.
-    let s = Scratch::new(&[("hot", "link")], "[throttle]\nhits = 10\nwindow = 1\n")?;
+    // Slow enough to swap in the middle, fast enough to finish.
+    let s = Scratch::new(
+        &[("hot", from)],
+        &format!("[throttle]\nhits = {hits_per_host}\nwindow = 1\n"),
+    )?;
     let out = s.path("out.jsonl");
     let err = s.path("err.log");
     let mut child = s
@@ -226,7 +244,7 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
 
     // A half-written file: rejected, old version keeps serving.
     let target = s.path("plugins/hot.wasm");
-    let good = std::fs::read(crate::harness::wasm("tagged"))?;
+    let good = std::fs::read(crate::harness::wasm(to))?;
     std::fs::write(&target, &good[..good.len() / 2])?;
     eventually(Duration::from_secs(20), "the rejection", || {
         stderr().contains("rejected plugin update").then_some(())
@@ -242,13 +260,13 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
     let tmp = s.path("plugins/hot.wasm.tmp");
     std::fs::write(&tmp, &good)?;
     std::fs::rename(&tmp, &target)?;
-    eventually(Duration::from_secs(20), "the swap", || {
+    eventually(Duration::from_secs(60), "the swap", || {
         stderr().contains("plugin swapped in").then_some(())
     })
     .await?;
     let at_swap = read_results(&out)?.len();
 
-    let status = tokio::time::timeout(Duration::from_secs(120), child.wait()).await??;
+    let status = tokio::time::timeout(Duration::from_secs(180), child.wait()).await??;
     assert!(status.success(), "{}", stderr());
     let results = read_results(&out)?;
     let urls: Vec<String> = results
@@ -272,31 +290,45 @@ async fn hot_swap_mid_crawl_loses_nothing() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn instances_are_recycled_after_n_calls() -> Result<()> {
-    let site = Site::start(SiteSpec::default()).await?;
-    let s = Scratch::new(&[("link", "link")], "[plugins.limits]\nrecycle_calls = 3\n")?;
-    let run = s
-        .run(&[
-            "--spider",
-            "link",
-            "--seed",
-            &site.seed_url(),
-            "--maxdepth",
-            "1",
-            "--log-format",
-            "json",
-            "--concurrency",
-            "1",
-        ])
-        .await?
-        .ok()?;
-    let done: serde_json::Value = run
-        .stderr
+/// The `crawl done` summary line of a run with `--log-format json`.
+fn summary(run: &crate::harness::Run) -> serde_json::Value {
+    run.stderr
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["message"] == "crawl done")
-        .expect("a summary line");
+        .expect("a summary line")
+}
+
+/// A depth-1 crawl with one worker slot (so one instance serves in turn),
+/// with extra settings.
+async fn one_slot_crawl(
+    site: &Site,
+    spider: &str,
+    config: &str,
+    depth: u32,
+) -> Result<crate::harness::Run> {
+    let s = Scratch::new(&[(spider, spider)], config)?;
+    s.run(&[
+        "--spider",
+        spider,
+        "--seed",
+        &site.seed_url(),
+        "--maxdepth",
+        &depth.to_string(),
+        "--log-format",
+        "json",
+        "--concurrency",
+        "1",
+    ])
+    .await?
+    .ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_are_recycled_after_n_calls() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let run = one_slot_crawl(&site, "link", "[plugins.limits]\nrecycle_calls = 3\n", 1).await?;
+    let done = summary(&run);
     let calls = done["plugin_calls"].as_u64().unwrap_or(0);
     let instances = done["plugin_instances"].as_u64().unwrap_or(0);
     assert_eq!(calls as usize, run.results.len(), "one parse per page");
@@ -304,6 +336,65 @@ async fn instances_are_recycled_after_n_calls() -> Result<()> {
     assert!(
         calls > 6 && instances >= calls / 3,
         "{instances} instances for {calls} calls: no recycling after 3 calls"
+    );
+    Ok(())
+}
+
+/// The `leak` fixture keeps 1 MiB per page. With a 24 MiB memory limit and
+/// recycling switched off, an instance runs out and pages fail; recycling
+/// at 12 MiB contains the leak and every page parses.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leaky_guest_is_recycled_by_memory_and_the_crawl_completes() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let expected = site.expected(0, Some(2));
+    assert!(
+        expected.len() > 40,
+        "the crawl must outlast one instance's memory"
+    );
+    let limits = "[plugins.limits]\nmemory_mb = 24\nrecycle_calls = 1000000\n";
+
+    let unchecked = one_slot_crawl(
+        &site,
+        "leak",
+        &format!("{limits}recycle_memory_mb = 24\n"),
+        2,
+    )
+    .await?;
+    let failed = unchecked
+        .results
+        .iter()
+        .filter(|r| {
+            r["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("memory limit"))
+        })
+        .count();
+    assert!(
+        failed > 0,
+        "without recycling the leak should exhaust an instance"
+    );
+
+    let run = one_slot_crawl(
+        &site,
+        "leak",
+        &format!("{limits}recycle_memory_mb = 12\n"),
+        2,
+    )
+    .await?;
+    let got: BTreeSet<String> = run.urls().into_iter().collect();
+    assert_eq!(got, expected, "the crawl completes");
+    let errors: Vec<_> = run
+        .results
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(errors.is_empty(), "no page may fail: {errors:?}");
+    let done = summary(&run);
+    let calls = done["plugin_calls"].as_u64().unwrap_or(0);
+    let instances = done["plugin_instances"].as_u64().unwrap_or(0);
+    assert!(
+        instances >= 2 && instances >= calls / 12,
+        "{instances} instances for {calls} calls: the leaky instance was not recycled by memory"
     );
     Ok(())
 }

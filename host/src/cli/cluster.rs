@@ -120,6 +120,7 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     let (store, bus) = connect(&settings, stats.clone()).await?;
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
+    settled(registry.clone()).await;
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
     let stop = stop_on_signal();
     metrics(&settings, &stats, &store);
@@ -128,6 +129,13 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
         .await?;
     bus.flush();
     Ok(0)
+}
+
+/// Wait for the plugins found at start to load. Monitor plugins add request
+/// kinds, so ingest starts after them: a message of a plugin's kind is never
+/// dead-lettered for arriving while the plugin compiles.
+async fn settled(registry: Arc<Registry>) {
+    let _ = tokio::task::spawn_blocking(move || registry.settle(super::COMPILE_WAIT)).await;
 }
 
 /// `/metrics` on `stats.metrics_port`, when set.
@@ -163,40 +171,51 @@ async fn engine(
     store: &Arc<RedisStore>,
     bus: &Arc<KafkaBus>,
 ) -> Result<Arc<Engine>> {
-    let spiders: Vec<String> = registry
-        .list()
-        .iter()
-        .filter(|p| p.kind == Kind::Spider)
-        .map(|p| p.name.to_string())
-        .collect();
-    if spiders.is_empty() {
+    super::require_chain(registry, settings)?;
+    // Spiders load in the background: a page whose spider is on its first
+    // compile waits for it; the heartbeat names spiders as they arrive.
+    let spiders = |registry: &Registry| -> Vec<String> {
+        registry
+            .list()
+            .iter()
+            .filter(|p| p.kind == Kind::Spider)
+            .map(|p| p.name.to_string())
+            .collect()
+    };
+    if spiders(registry).is_empty() && !registry.pending_any() {
         bail!(
             "no spiders in {}: build them with `just guests`",
             settings.plugins.dir.display()
         );
     }
-    store.set_spiders(spiders.clone());
-    // The heartbeat carries the loaded plugins; hot swaps show within 5 s.
+    // The heartbeat carries the spiders and plugins: refreshed on each load
+    // or swap, so they show at the next heartbeat (each second).
     {
         let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
         tokio::spawn(async move {
+            let mut seen = None;
             while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
-                store.set_plugins(
-                    registry
-                        .list()
-                        .iter()
-                        .map(|p| serde_json::json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
-                        .collect(),
-                );
+                let generation = registry.generation();
+                if seen != Some(generation) {
+                    seen = Some(generation);
+                    store.set_spiders(spiders(&registry));
+                    store.set_plugins(
+                        registry
+                            .list()
+                            .iter()
+                            .map(|p| serde_json::json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
+                            .collect(),
+                    );
+                }
                 drop((store, registry));
-                tokio::time::sleep(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         });
     }
     let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
     let fetcher =
         Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
-    tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
+    tracing::info!(spiders = %spiders(registry).join(","), concurrency = settings.crawl.concurrency, "worker ready");
     Ok(Engine::new(
         frontier,
         dedup,
@@ -247,7 +266,11 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
             stats.clone(),
         );
         let stop = stop.clone();
-        tasks.spawn(async move { m.run(stop).await });
+        let registry = registry.clone();
+        tasks.spawn(async move {
+            settled(registry).await;
+            m.run(stop).await
+        });
     }
     if control {
         let cp = ControlPlane::new(store.clone(), bus.clone());

@@ -297,16 +297,58 @@ fn logged(settings: Settings) -> Settings {
     settings
 }
 
+/// The registry, with every plugin in the directory queued for the
+/// background compiler.
 fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry>> {
     let runtime =
         Runtime::new(&settings.plugins, stats).context("starting the WebAssembly runtime")?;
     let registry = Registry::new(runtime);
-    for (path, r) in registry.load_dir(&settings.plugins.dir) {
-        if let Err(e) = r {
-            tracing::warn!(file = %path.display(), "skipping plugin: {e}");
+    registry.load_dir_in_background(&settings.plugins.dir);
+    Ok(registry)
+}
+
+/// How long a start waits for a plugin it needs to compile: a cold compile
+/// of a Python component is about 5 s of CPU.
+const COMPILE_WAIT: Duration = Duration::from_secs(300);
+
+/// Wait for a plugin this run needs by name, and check its kind.
+fn require(registry: &Registry, settings: &Settings, name: &str, kind: Kind) -> Result<()> {
+    if !registry.load_queued_now(name) && registry.pending(name) {
+        tracing::info!(plugin = %name, "waiting for the plugin to compile (a first compile takes seconds; then it is cached)");
+    }
+    match registry.wait_for(name, COMPILE_WAIT) {
+        Some(p) => Ok(p.expect_kind(kind)?),
+        None if kind == Kind::Spider => {
+            let known: Vec<String> = registry
+                .list()
+                .iter()
+                .filter(|p| p.kind == Kind::Spider)
+                .map(|p| p.name.to_string())
+                .collect();
+            bail!(
+                "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
+                settings.plugins.dir.display(),
+                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            )
+        }
+        None => bail!(
+            "no {kind} plugin `{name}` in {}",
+            settings.plugins.dir.display()
+        ),
+    }
+}
+
+/// The middlewares and pipelines the settings name, loaded and of the right kind.
+fn require_chain(registry: &Registry, settings: &Settings) -> Result<()> {
+    for (names, kind) in [
+        (&settings.plugins.middlewares, Kind::Middleware),
+        (&settings.plugins.pipelines, Kind::Pipeline),
+    ] {
+        for name in names {
+            require(registry, settings, name, kind)?;
         }
     }
-    Ok(registry)
+    Ok(())
 }
 
 /// The plugins directory watcher (hot swap), when `plugins.watch` is on.
@@ -322,7 +364,8 @@ fn watch(settings: &Settings, registry: &Arc<Registry>) -> Result<Option<Watcher
     })
 }
 
-/// Resolve `--spider`: a path loads that file, a name must be loaded already.
+/// Resolve `--spider`: a path loads that file, a name waits for the
+/// plugins directory's version.
 fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result<String> {
     let path = Path::new(spider);
     let name = if path.is_file() {
@@ -331,25 +374,8 @@ fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result
     } else {
         spider.trim_end_matches(".wasm").to_string()
     };
-    match registry.get(&name) {
-        Some(p) => {
-            p.expect_kind(Kind::Spider)?;
-            Ok(name)
-        }
-        None => {
-            let known: Vec<String> = registry
-                .list()
-                .iter()
-                .filter(|p| p.kind == Kind::Spider)
-                .map(|p| p.name.to_string())
-                .collect();
-            bail!(
-                "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
-                settings.plugins.dir.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            )
-        }
-    }
+    require(registry, settings, &name, Kind::Spider)?;
+    Ok(name)
 }
 
 async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
@@ -363,20 +389,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     let stats = Arc::new(Stats::default());
     let registry = start_registry(&settings, stats.clone())?;
     let spider = spider_name(&registry, &settings, &args.spider)?;
-    for (names, kind) in [
-        (&settings.plugins.middlewares, Kind::Middleware),
-        (&settings.plugins.pipelines, Kind::Pipeline),
-    ] {
-        for name in names {
-            let p = registry.get(name).with_context(|| {
-                format!(
-                    "no {kind} plugin `{name}` in {}",
-                    settings.plugins.dir.display()
-                )
-            })?;
-            p.expect_kind(kind)?;
-        }
-    }
+    require_chain(&registry, &settings)?;
     let _watcher = watch(&settings, &registry)?;
 
     let requests = collect_requests(&settings, &args.requests, &spider)?;

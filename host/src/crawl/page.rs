@@ -14,6 +14,7 @@ use crate::scheduler::{Lease, StoreError};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 enum Fetch {
     Got(Fetched),
@@ -148,7 +149,7 @@ impl Engine {
             }
         }
 
-        let outputs = match self.plugin(&job.spiderid, Kind::Spider) {
+        let outputs = match self.spider(&job.spiderid).await {
             Some(spider) => {
                 let p = page.clone();
                 blocking(move || spider.parse(p)).await
@@ -216,6 +217,24 @@ impl Engine {
 
     fn plugin(&self, name: &str, kind: Kind) -> Option<Arc<crate::plugins::Plugin>> {
         self.registry.get(name).filter(|p| p.kind == kind)
+    }
+
+    /// The spider `name`; if it is on its first compile (a new spider, or a
+    /// worker just started), wait for it. A loaded spider never waits: a
+    /// new version compiles while the old one serves.
+    async fn spider(&self, name: &str) -> Option<Arc<crate::plugins::Plugin>> {
+        if let Some(p) = self.plugin(name, Kind::Spider) {
+            return Some(p);
+        }
+        if !self.registry.pending(name) {
+            return None;
+        }
+        let (registry, name) = (self.registry.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || registry.wait_for(&name, COMPILE_WAIT))
+            .await
+            .ok()
+            .flatten()
+            .filter(|p| p.kind == Kind::Spider)
     }
 
     /// A spider's request as a queued child: resolved, canonical, one level
@@ -382,6 +401,9 @@ fn is_crawl_header(name: &str) -> bool {
 }
 
 /// Run a plugin call on the blocking pool; a panic there is a failed call.
+/// The longest a page waits for its spider's first compile.
+const COMPILE_WAIT: Duration = Duration::from_secs(300);
+
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, CallError> + Send + 'static,
 ) -> Result<R, CallError> {

@@ -1,18 +1,19 @@
 //! The wasmtime engine and linker, shared by every plugin.
 //!
-//! Compiled code is cached on disk by content hash (wasmtime's cache), so a
+//! Compiled code is cached on disk by content hash ([`CodeCache`]), so a
 //! restart or a re-load of a known component skips Cranelift. A ticker
 //! thread advances the epoch every [`TICK`]; a call's wall-time limit is a
 //! number of ticks.
 
 use super::bindings::spider::Spider;
+use super::cache::CodeCache;
 use super::host_api::StoreState;
 use crate::config::Plugins as Settings;
 use crate::stats::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Config, Engine};
+use wasmtime::{Config, Engine};
 
 /// Epoch granularity: call timeouts are rounded up to this.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -22,6 +23,7 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub struct Runtime {
     pub(super) engine: Engine,
     pub(super) linker: Arc<Linker<StoreState>>,
+    pub(super) cache: CodeCache,
     pub(super) settings: Arc<Settings>,
     pub(super) stats: Arc<Stats>,
 }
@@ -33,17 +35,7 @@ impl Runtime {
         config.epoch_interruption(true);
         config.consume_fuel(settings.fuel_enabled());
         config.parallel_compilation(true);
-        let cache_dir = settings.cache_dir().join("wasmtime");
-        let mut cache_config = CacheConfig::new();
-        cache_config.with_directory(&cache_dir);
-        match Cache::new(cache_config) {
-            Ok(cache) => {
-                config.cache(Some(cache));
-            }
-            Err(e) => {
-                tracing::warn!(dir = %cache_dir.display(), error = %e, "compile cache disabled")
-            }
-        }
+        let cache = CodeCache::attach(&mut config, settings.cache_dir().join("wasmtime"));
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -62,6 +54,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            cache,
             settings: Arc::new(settings.clone()),
             stats,
         })

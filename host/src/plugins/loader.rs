@@ -7,6 +7,7 @@ use super::bindings::{
     middleware::DownloaderMiddlewarePre, monitor::MonitorPluginPre, pipeline::ItemPipelinePre,
     spider::SpiderPre,
 };
+use super::cache::Origin;
 use super::engine::Runtime;
 use super::instance::Instance;
 use crate::config::Limits;
@@ -110,7 +111,9 @@ pub struct Plugin {
     pub version: String,
     /// sha256 of the component bytes, hex.
     pub hash: String,
+    /// Time to compile, or to map from the cache.
     pub compile_time: Duration,
+    pub origin: Origin,
     pub(super) pre: Pre,
     pub(super) pool: Mutex<Vec<Instance>>,
     pub(super) limits: Limits,
@@ -137,10 +140,14 @@ impl Plugin {
     pub fn load(runtime: &Runtime, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let hash = hex::encode(Sha256::digest(bytes));
         let started = Instant::now();
-        let component = Component::new(&runtime.engine, bytes).map_err(|e| LoadError::Invalid {
-            name: name.into(),
-            reason: format!("{e:#}"),
-        })?;
+        let (component, origin) =
+            runtime
+                .cache
+                .load(&runtime.engine, bytes)
+                .map_err(|e| LoadError::Invalid {
+                    name: name.into(),
+                    reason: format!("{e:#}"),
+                })?;
         let compile_time = started.elapsed();
         let (kind, version) = detect(name, &component, runtime)?;
         let link_err = |e: wasmtime::Error| LoadError::Link {
@@ -165,6 +172,7 @@ impl Plugin {
             version,
             hash,
             compile_time,
+            origin,
             pre,
             pool: Mutex::new(Vec::new()),
             limits: runtime.settings.limits_for(name),

@@ -1,13 +1,15 @@
 //! The plugin runtime: WebAssembly components run sandboxed by wasmtime.
 //!
 //! - `bindings`: the one `bindgen!` site (one module per WIT world).
-//! - `engine`: the wasmtime engine (compile cache, epoch ticker) and linker.
+//! - `cache`: compiled components on disk, by content hash.
+//! - `engine`: the wasmtime engine (epoch ticker) and linker.
 //! - `host_api`: what guests import: log, count, random, links, resources.
 //! - `loader`: bytes -> validated [`Plugin`] (world and version checked).
 //! - `instance`: pooled instances, per-call limits, recycling.
 //! - `registry`: plugins by name, swapped atomically; the directory watcher.
 
 mod bindings;
+mod cache;
 mod engine;
 mod host_api;
 mod instance;
@@ -15,6 +17,7 @@ mod loader;
 pub mod monitor;
 mod registry;
 
+pub use cache::Origin;
 pub use engine::Runtime;
 pub use host_api::{Page, ResultFields};
 pub use instance::{

@@ -2,22 +2,41 @@
 //! call in flight finishes on the version it started with while the
 //! registry already points at the new one.
 //!
-//! The [`Watcher`] polls the plugins directory: a new or changed `.wasm` is
-//! compiled and validated off the hot path, then swapped in atomically. A
-//! broken file (partial write, not a component, wrong world) gets one log
-//! line and the old version keeps serving.
+//! Loads run on one background thread, the compiler, fed by a queue: at
+//! start every file in the plugins directory is queued, and the [`Watcher`]
+//! queues each new or changed `.wasm`. A component is compiled (or mapped
+//! from the cache) and validated there, never on the request path, then
+//! swapped in atomically. A broken file (partial write, not a component,
+//! wrong world) gets one log line and the old version keeps serving.
 
 use super::engine::Runtime;
 use super::loader::{LoadError, Plugin};
-use parking_lot::RwLock;
-use std::collections::HashMap;
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant, SystemTime};
 
 pub struct Registry {
     runtime: Runtime,
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
+    /// Bumped on every insert, so watchers of the set can poll cheaply.
+    generation: std::sync::atomic::AtomicU64,
+    queue: Mutex<Queue>,
+    /// Signalled after each background load, whatever its outcome.
+    loaded: Condvar,
+}
+
+/// Files waiting for the background compiler.
+#[derive(Default)]
+struct Queue {
+    waiting: VecDeque<PathBuf>,
+    /// The plugin being compiled now.
+    busy: Option<String>,
+    /// The compiler thread is alive.
+    running: bool,
+    /// The hash of each file last refused, so it is not tried again unchanged.
+    rejected: HashMap<PathBuf, String>,
 }
 
 impl Registry {
@@ -25,6 +44,9 @@ impl Registry {
         Arc::new(Registry {
             runtime,
             plugins: RwLock::new(HashMap::new()),
+            generation: Default::default(),
+            queue: Mutex::new(Queue::default()),
+            loaded: Condvar::new(),
         })
     }
 
@@ -50,10 +72,17 @@ impl Registry {
             .plugins
             .write()
             .insert(plugin.name.to_string(), plugin.clone());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
         (plugin, old)
     }
 
-    /// Load one file under its file stem as name.
+    /// Changes whenever a plugin is loaded or swapped.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Load one file under its file stem as name, now, on this thread.
     pub fn load_file(&self, path: &Path) -> Result<(Arc<Plugin>, Option<Arc<Plugin>>), LoadError> {
         let name = plugin_name(path);
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
@@ -64,7 +93,7 @@ impl Registry {
         Ok(self.insert(plugin))
     }
 
-    /// Load every `.wasm` in `dir`. Failures are returned, not fatal.
+    /// Load every `.wasm` in `dir` now. Failures are returned, not fatal.
     pub fn load_dir(&self, dir: &Path) -> Vec<(PathBuf, Result<Arc<Plugin>, LoadError>)> {
         wasm_files(dir)
             .into_iter()
@@ -73,6 +102,128 @@ impl Registry {
                 (path, r)
             })
             .collect()
+    }
+
+    /// Queue every `.wasm` in `dir` for the background compiler; returns
+    /// how many were queued. Loads from the cache take milliseconds; a new
+    /// component takes seconds and never holds up anything but its own
+    /// first use (see [`Registry::wait_for`]).
+    pub fn load_dir_in_background(self: &Arc<Self>, dir: &Path) -> usize {
+        let files = wasm_files(dir);
+        for path in &files {
+            self.submit(path.clone());
+        }
+        files.len()
+    }
+
+    /// Queue `path` for the background compiler. The version it replaces
+    /// serves until the new one is ready.
+    pub fn submit(self: &Arc<Self>, path: PathBuf) {
+        let mut q = self.queue.lock();
+        if !q.waiting.contains(&path) {
+            q.waiting.push_back(path);
+        }
+        if !q.running {
+            q.running = true;
+            let registry = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("plugin-compiler".into())
+                .spawn(move || compile_queued(registry));
+            if let Err(e) = spawned {
+                q.running = false;
+                tracing::error!(error = %e, "cannot start the plugin compiler thread");
+            }
+        }
+    }
+
+    /// Whether `name` is queued or compiling.
+    pub fn pending(&self, name: &str) -> bool {
+        let q = self.queue.lock();
+        q.busy.as_deref() == Some(name) || q.waiting.iter().any(|p| plugin_name(p) == name)
+    }
+
+    /// Load `name` now on this thread if it is queued and not started: a
+    /// start that needs one small spider does not wait behind the
+    /// compiler's other work. Returns whether it was queued.
+    pub fn load_queued_now(&self, name: &str) -> bool {
+        let path = {
+            let mut q = self.queue.lock();
+            let Some(i) = q.waiting.iter().position(|p| plugin_name(p) == name) else {
+                return false;
+            };
+            q.waiting.remove(i)
+        };
+        if let Some(path) = path {
+            load_one(self, &path);
+            self.loaded.notify_all();
+        }
+        true
+    }
+
+    /// Whether any load is queued or running.
+    pub fn pending_any(&self) -> bool {
+        let q = self.queue.lock();
+        q.busy.is_some() || !q.waiting.is_empty()
+    }
+
+    /// `name` once its queued load is done (moved to the front of the
+    /// queue), or at once when nothing is queued for it. `None` if it did
+    /// not load by `timeout` or failed to load.
+    pub fn wait_for(&self, name: &str, timeout: Duration) -> Option<Arc<Plugin>> {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.queue.lock();
+        loop {
+            if let Some(i) = q.waiting.iter().position(|p| plugin_name(p) == name) {
+                if i > 0 {
+                    let path = q.waiting.remove(i).expect("index in range");
+                    q.waiting.push_front(path);
+                }
+            } else if q.busy.as_deref() != Some(name) {
+                break;
+            }
+            if self.loaded.wait_until(&mut q, deadline).timed_out() {
+                break;
+            }
+        }
+        drop(q);
+        self.get(name)
+    }
+}
+
+impl Registry {
+    /// Wait until the queue is empty (every queued load done), or `timeout`.
+    pub fn settle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut q = self.queue.lock();
+        while !q.waiting.is_empty() || q.busy.is_some() {
+            if self.loaded.wait_until(&mut q, deadline).timed_out() {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The compiler thread: drain the queue, one component at a time (wasmtime
+/// compiles each one's functions in parallel), then exit.
+fn compile_queued(registry: Weak<Registry>) {
+    loop {
+        let Some(registry) = registry.upgrade() else {
+            return;
+        };
+        let path = {
+            let mut q = registry.queue.lock();
+            let Some(path) = q.waiting.pop_front() else {
+                q.running = false;
+                q.busy = None;
+                return;
+            };
+            q.busy = Some(plugin_name(&path));
+            path
+        };
+        load_one(&registry, &path);
+        registry.queue.lock().busy = None;
+        registry.loaded.notify_all();
     }
 }
 
@@ -135,7 +286,6 @@ impl Watcher {
         // A changed file must look the same for one more tick before we read
         // it, so a copy in progress is not compiled half-written.
         let mut pending: HashMap<PathBuf, Stamp> = HashMap::new();
-        let mut rejected: HashMap<PathBuf, String> = HashMap::new();
         std::thread::Builder::new()
             .name("plugin-watcher".into())
             .spawn(move || {
@@ -152,7 +302,7 @@ impl Watcher {
                         }
                         pending.remove(&path);
                         seen.insert(path.clone(), now);
-                        reload(&registry, &path, &mut rejected);
+                        registry.submit(path);
                     }
                 }
             })?;
@@ -160,7 +310,8 @@ impl Watcher {
     }
 }
 
-fn reload(registry: &Registry, path: &Path, rejected: &mut HashMap<PathBuf, String>) {
+/// Compile `path` and swap it in; on failure whatever served keeps serving.
+fn load_one(registry: &Registry, path: &Path) {
     let name = plugin_name(path);
     let Ok(bytes) = std::fs::read(path) else {
         return;
@@ -169,34 +320,43 @@ fn reload(registry: &Registry, path: &Path, rejected: &mut HashMap<PathBuf, Stri
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(&bytes))
     };
-    if registry.get(&name).is_some_and(|p| p.hash == hash) || rejected.get(path) == Some(&hash) {
+    let refused = registry.queue.lock().rejected.get(path) == Some(&hash);
+    if refused || registry.get(&name).is_some_and(|p| p.hash == hash) {
         return;
     }
     let serving = registry.get(&name).map(|p| p.short_hash().to_string());
     match Plugin::load(registry.runtime(), &name, &bytes) {
         Ok(plugin) => {
-            rejected.remove(path);
+            registry.queue.lock().rejected.remove(path);
             let (new, old) = registry.insert(plugin);
-            registry.runtime().stats.plugin_reloaded(true);
-            tracing::info!(
-                plugin = %new.name,
-                kind = %new.kind,
-                version = %new.version,
-                hash = new.short_hash(),
-                replaced = old.as_ref().map(|o| o.short_hash()).unwrap_or("none"),
-                compile_ms = new.compile_time.as_millis() as u64,
-                "plugin swapped in"
-            );
+            let ms = new.compile_time.as_millis() as u64;
+            let (kind, version, hash) = (&new.kind, &new.version, new.short_hash());
+            let from = new.origin.as_str();
+            match old {
+                Some(old) => {
+                    registry.runtime().stats.plugin_reloaded(true);
+                    let replaced = old.short_hash();
+                    tracing::info!(plugin = %name, %kind, %version, hash, replaced, load_ms = ms, from, "plugin swapped in");
+                }
+                None => {
+                    tracing::info!(plugin = %name, %kind, %version, hash, load_ms = ms, from, "plugin loaded")
+                }
+            }
         }
         Err(e) => {
-            registry.runtime().stats.plugin_reloaded(false);
-            tracing::warn!(
-                plugin = %name,
-                file = %path.display(),
-                serving = serving.as_deref().unwrap_or("nothing"),
-                "rejected plugin update, previous version keeps serving: {e}"
-            );
-            rejected.insert(path.to_path_buf(), hash);
+            let file = path.display();
+            match serving {
+                Some(serving) => {
+                    registry.runtime().stats.plugin_reloaded(false);
+                    tracing::warn!(plugin = %name, %file, %serving, "rejected plugin update, previous version keeps serving: {e}");
+                }
+                None => tracing::warn!(plugin = %name, %file, "skipping plugin: {e}"),
+            }
+            registry
+                .queue
+                .lock()
+                .rejected
+                .insert(path.to_path_buf(), hash);
         }
     }
 }
