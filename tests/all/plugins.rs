@@ -186,6 +186,34 @@ async fn plugins_command_lists_what_is_loaded() -> Result<()> {
     Ok(())
 }
 
+/// A restart maps known components from the compile cache instead of
+/// compiling them: the first listing compiles the Python and JavaScript
+/// spiders into an empty cache, the second (a new process) reads them back.
+/// (How long each takes is `just bench`'s business, not a test's.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_loads_known_components_from_the_cache() -> Result<()> {
+    let cache = tempfile::tempdir()?;
+    let s = Scratch::new(
+        &[("py-link", "py-link"), ("js-link", "js-link")],
+        &format!("[plugins]\ncache_dir = {:?}\n", cache.path()),
+    )?;
+    let from = |out: std::process::Output| -> Result<Vec<(String, String)>> {
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut rows = Vec::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let r: serde_json::Value = serde_json::from_str(line)?;
+            rows.push((r["name"].to_string(), r["from"].to_string()));
+        }
+        Ok(rows)
+    };
+    let cold = from(s.command("plugins").arg("--json").output().await?)?;
+    assert_eq!(cold.len(), 2);
+    assert!(cold.iter().all(|(_, f)| f == "\"compiled\""), "{cold:?}");
+    let warm = from(s.command("plugins").arg("--json").output().await?)?;
+    assert!(warm.iter().all(|(_, f)| f == "\"cache\""), "{warm:?}");
+    Ok(())
+}
+
 /// Mid-crawl: a broken update is refused while the old version serves; a
 /// good update is swapped in; no request is lost; later pages are parsed by
 /// the new version.

@@ -645,8 +645,8 @@ fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
     if !args.json {
         writeln!(
             out,
-            "{:<20} {:<22} {:<8} {:<14} STATUS",
-            "NAME", "KIND", "WIT", "HASH"
+            "{:<20} {:<22} {:<8} {:<14} {:<18} STATUS",
+            "NAME", "KIND", "WIT", "HASH", "LOAD"
         )?;
     }
     let mut failed = 0;
@@ -659,15 +659,17 @@ fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
             Ok(p) if args.json => writeln!(
                 out,
                 "{}",
-                json!({"name": *p.name, "kind": p.kind.world(), "wit": p.version, "hash": p.hash, "file": path.display().to_string()})
+                json!({"name": *p.name, "kind": p.kind.world(), "wit": p.version, "hash": p.hash, "file": path.display().to_string(),
+                       "load_ms": p.compile_time.as_secs_f64() * 1000.0, "from": p.origin.as_str()})
             )?,
             Ok(p) => writeln!(
                 out,
-                "{:<20} {:<22} {:<8} {:<14} ok",
+                "{:<20} {:<22} {:<8} {:<14} {:<18} ok",
                 p.name,
                 p.kind.world(),
                 p.version,
-                p.short_hash()
+                p.short_hash(),
+                format!("{} ms {}", p.compile_time.as_millis(), p.origin.as_str())
             )?,
             Err(e) => {
                 failed += 1;
@@ -680,8 +682,8 @@ fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
                 } else {
                     writeln!(
                         out,
-                        "{name:<20} {:<22} {:<8} {:<14} rejected: {e}",
-                        "-", "-", "-"
+                        "{name:<20} {:<22} {:<8} {:<14} {:<18} rejected: {e}",
+                        "-", "-", "-", "-"
                     )?;
                 }
             }
