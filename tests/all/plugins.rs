@@ -198,7 +198,11 @@ async fn a_restart_loads_known_components_from_the_cache() -> Result<()> {
         &format!("[plugins]\ncache_dir = {:?}\n", cache.path()),
     )?;
     let from = |out: std::process::Output| -> Result<Vec<(String, String)>> {
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut rows = Vec::new();
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             let r: serde_json::Value = serde_json::from_str(line)?;

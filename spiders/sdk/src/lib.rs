@@ -15,6 +15,25 @@
 //! `monitor`),
 //! so a guest embeds the one world it implements and nothing else.
 
+/// `s` as a JSON string literal, for item fields and meta values.
+pub fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Helpers shared by every world's copy of the `types` interface.
 macro_rules! helpers {
     () => {
