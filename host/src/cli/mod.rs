@@ -616,6 +616,7 @@ fn summary(stats: &Stats) {
     let plugins = stats.plugin_calls();
     let plugin_calls: u64 = plugins.values().map(|p| p.calls).sum();
     let plugin_instances: u64 = plugins.values().map(|p| p.instances).sum();
+    let plugin_time: Duration = plugins.values().map(|p| p.total).sum();
     tracing::info!(
         pages,
         seconds = format!("{secs:.2}"),
@@ -630,6 +631,10 @@ fn summary(stats: &Stats) {
         retries = stats.retries.load(Relaxed),
         robots_denied = stats.robots_denied.load(Relaxed),
         plugin_calls,
+        plugin_us_per_call = format!(
+            "{:.1}",
+            plugin_time.as_secs_f64() * 1e6 / plugin_calls.max(1) as f64
+        ),
         plugin_instances,
         store_round_trips = stats.store_round_trips.load(Relaxed),
         "crawl done"

@@ -99,13 +99,19 @@ fn config(work: &Path, name: &str, broker: &Broker, redis: &Redis, ns: &str) -> 
     Ok(path)
 }
 
-fn role(spinneret: &Path, repo: &Path, config: &Path, args: &[&str], log: &Path) -> Result<Child> {
+fn role(
+    spinneret: &Path,
+    plugins: &Path,
+    config: &Path,
+    args: &[&str],
+    log: &Path,
+) -> Result<Child> {
     Ok(Command::new(spinneret)
         .args(args)
         .arg("--config")
         .arg(config)
         .arg("--plugins")
-        .arg(repo.join("plugins"))
+        .arg(plugins)
         .args(["--log-format", "json"])
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(log)?)
@@ -132,7 +138,7 @@ fn stop(mut child: Child) -> Result<()> {
 /// `n` distinct crawl requests through one ingest monitor.
 pub async fn ingest(
     spinneret: &Path,
-    repo: &Path,
+    plugins: &Path,
     work: &Path,
     redis: &Redis,
     broker: &Broker,
@@ -179,7 +185,7 @@ pub async fn ingest(
     let log = work.join("ingest.log");
     let redis_cpu0 = redis.cpu_seconds()?;
     let started = Instant::now();
-    let monitor = role(spinneret, repo, &config, &["kafka-monitor"], &log)?;
+    let monitor = role(spinneret, plugins, &config, &["kafka-monitor"], &log)?;
     let mut first: Option<Instant> = None;
     let mut con = ::redis::Client::open(redis.url())?.get_connection()?;
     loop {
@@ -217,7 +223,7 @@ pub async fn ingest(
 pub async fn crawl(
     site: &Site,
     spinneret: &Path,
-    repo: &Path,
+    plugins: &Path,
     work: &Path,
     redis: &Redis,
     broker: &Broker,
@@ -228,7 +234,7 @@ pub async fn crawl(
     let log = work.join("up.log");
     let up = role(
         spinneret,
-        repo,
+        plugins,
         &config,
         &["up", "--concurrency", &concurrency.to_string()],
         &log,

@@ -1,10 +1,11 @@
 //! `just bench`: figures, never assertions.
 //!
 //! 1. Host link extraction on the site's 15-25 KB pages (µs per page).
-//! 2. Plugin compile time, cold and from the cache.
-//! 3. An embedded crawl of a 20,000-page site at unlimited depth with the
+//! 2. An embedded crawl of a 20,000-page site at unlimited depth with the
 //!    `link` spider: pages/s, CPU ms per page, peak RSS (the crawler's own
 //!    /proc accounting, read from its JSON summary line).
+//! 3. The `link` spider in Rust, Python and JavaScript: parse cost per page,
+//!    compile time cold and from the cache, and the same crawl.
 //! 4. The same crawl in cluster mode on Redis with 1 and 2 workers: also
 //!    round trips per page and Redis memory per crawled URL.
 //! 5. info and stop on one crawl with 1,000,000 requests queued.
@@ -32,6 +33,9 @@ struct Args {
     /// Run only the Kafka benchmarks (they need Redis and the broker).
     #[arg(long)]
     kafka_only: bool,
+    /// Run only the embedded crawls, per spider language.
+    #[arg(long)]
+    languages_only: bool,
 }
 
 #[tokio::main]
@@ -48,16 +52,34 @@ async fn main() -> Result<()> {
         seed: 7,
     };
     let site = Site::start(spec).await?;
+    // Every crawl but the per-language ones loads the Rust `link` spider
+    // alone, so no other plugin compiles in the background meanwhile.
+    let plugins = only(&repo, &work, "link")?;
     if !args.kafka_only {
-        report("link extraction", &link_extraction(&site))?;
+        if !args.languages_only {
+            report("link extraction", &link_extraction(&site))?;
+        }
+        let rust = crawl(
+            &site,
+            &spinneret,
+            &plugins,
+            &work,
+            "link",
+            (args.concurrency, Scope::Whole),
+            None,
+        )
+        .await?;
+        if !args.languages_only {
+            report("embedded crawl", &rust.lines(&site, args.concurrency))?;
+        }
         report(
-            "plugin compile (link.wasm)",
-            &compile_times(&spinneret, &repo, &work).await?,
+            "spiders by language (link in Rust, Python, JavaScript)",
+            &languages(&site, &spinneret, &repo, &work, args.concurrency, rust).await?,
         )?;
-        report(
-            "embedded crawl",
-            &crawl(&site, &spinneret, &repo, &work, args.concurrency).await?,
-        )?;
+    }
+    if args.languages_only {
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
     }
     match redis::Redis::start(&work)? {
         None => report(
@@ -70,7 +92,7 @@ async fn main() -> Result<()> {
                 let lines = cluster_crawl(
                     &site,
                     &spinneret,
-                    &repo,
+                    &plugins,
                     &work,
                     &r,
                     workers,
@@ -95,12 +117,12 @@ async fn main() -> Result<()> {
                 Some(b) => {
                     report(
                         "Kafka ingest (kafka-monitor)",
-                        &kafka::ingest(&spinneret, &repo, &work, &r, &b, 200_000).await?,
+                        &kafka::ingest(&spinneret, &plugins, &work, &r, &b, 200_000).await?,
                     )?;
                     r.flush()?;
                     report(
                         "Kafka-fed cluster crawl (spinneret up)",
-                        &kafka::crawl(&site, &spinneret, &repo, &work, &r, &b, args.concurrency)
+                        &kafka::crawl(&site, &spinneret, &plugins, &work, &r, &b, args.concurrency)
                             .await?,
                     )?;
                 }
@@ -151,81 +173,126 @@ fn link_extraction(site: &Site) -> Vec<String> {
     ]
 }
 
-async fn compile_times(spinneret: &Path, repo: &Path, work: &Path) -> Result<Vec<String>> {
-    let cache = work.join("compile-cache");
-    let plugins = work.join("compile-plugins");
-    std::fs::create_dir_all(&plugins)?;
-    std::fs::copy(repo.join("plugins/link.wasm"), plugins.join("link.wasm"))?;
-    let mut times = Vec::new();
-    for _ in 0..2 {
-        let started = Instant::now();
-        let out = tokio::process::Command::new(spinneret)
-            .args(["plugins", "--plugins"])
-            .arg(&plugins)
-            .env("XDG_CACHE_HOME", &cache)
-            .output()
-            .await?;
-        if !out.status.success() {
-            bail!(
-                "spinneret plugins failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        times.push(started.elapsed());
-    }
-    Ok(vec![
-        format!(
-            "cold (empty cache):  {:.0} ms for the whole `spinneret plugins` run",
-            ms(times[0])
-        ),
-        format!("cached:              {:.0} ms", ms(times[1])),
-    ])
+/// A plugins directory holding only `plugins/NAME.wasm`.
+fn only(repo: &Path, work: &Path, name: &str) -> Result<PathBuf> {
+    let dir = work.join(format!("plugins-{name}"));
+    std::fs::create_dir_all(&dir)?;
+    let wasm = format!("{name}.wasm");
+    std::fs::copy(repo.join("plugins").join(&wasm), dir.join(&wasm))
+        .with_context(|| format!("plugins/{wasm} is missing: run `just guests`"))?;
+    Ok(dir)
 }
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// How much of the site a crawl covers.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// Every reachable page.
+    Whole,
+    /// The first 100 pages admitted per host, all with their links followed.
+    Sample,
+}
+
+impl Scope {
+    fn args(self, site: &Site) -> Vec<String> {
+        match self {
+            Scope::Whole => vec![
+                "--maxdepth".into(),
+                "1000".into(),
+                "--seed".into(),
+                site.seed_url(),
+            ],
+            Scope::Sample => vec![
+                "--request".into(),
+                serde_json::json!({
+                    "url": site.seed_url(), "appid": "bench", "crawlid": "sample",
+                    "maxdepth": 1000, "domain_max_pages": 100,
+                })
+                .to_string(),
+            ],
+        }
+    }
+}
+
+/// What an embedded crawl's summary line says.
+struct Crawl {
+    pages: u64,
+    wall: Duration,
+    cpu_ms_per_page: f64,
+    peak_rss_mb: u64,
+    parse_us: f64,
+    statuses: String,
+}
+
+impl Crawl {
+    fn per_second(&self) -> f64 {
+        self.pages as f64 / self.wall.as_secs_f64()
+    }
+
+    fn lines(&self, site: &Site, concurrency: usize) -> Vec<String> {
+        vec![
+            format!(
+                "site:             {} pages on {} hosts, ~20 KB each; {} reachable",
+                site.spec.pages,
+                site.spec.hosts,
+                site.expected(0, None).len()
+            ),
+            format!(
+                "pages crawled:    {} in {:.2} s (concurrency {concurrency})",
+                self.pages,
+                self.wall.as_secs_f64()
+            ),
+            format!(
+                "pages/s:          {:.0} (target >= 5000; Scrapy ~120)",
+                self.per_second()
+            ),
+            format!(
+                "CPU per page:     {:.3} ms (target <= 0.25; Scrapy ~6.4)",
+                self.cpu_ms_per_page
+            ),
+            format!("peak RSS:         {} MiB", self.peak_rss_mb),
+            format!("statuses:         {}", self.statuses),
+        ]
+    }
+}
+
+/// The whole site crawled by `spinneret run --spider NAME`, with the
+/// plugins in `plugins` (and the compile cache in `cache`, when given).
 async fn crawl(
     site: &Site,
     spinneret: &Path,
-    repo: &Path,
+    plugins: &Path,
     work: &Path,
-    concurrency: usize,
-) -> Result<Vec<String>> {
-    let expected = site.expected(0, None).len();
+    spider: &str,
+    (concurrency, scope): (usize, Scope),
+    cache: Option<&Path>,
+) -> Result<Crawl> {
     let config = work.join("bench.toml");
     std::fs::write(
         &config,
-        "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n",
+        "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\n[crawl]\nmaxdepth_limit = 1000\n",
     )?;
-    let err: PathBuf = work.join("crawl.log");
-    let started = Instant::now();
-    let status = tokio::process::Command::new(spinneret)
-        .args([
-            "run",
-            "--spider",
-            "link",
-            "--maxdepth",
-            "1000",
-            "--allow-private",
-            "--log-format",
-            "json",
-        ])
-        .args([
-            "--concurrency",
-            &concurrency.to_string(),
-            "--seed",
-            &site.seed_url(),
-        ])
+    let err: PathBuf = work.join(format!("crawl-{spider}-{concurrency}.log"));
+    let mut command = tokio::process::Command::new(spinneret);
+    command
+        .args(["run", "--spider", spider])
+        .args(scope.args(site))
+        .args(["--allow-private", "--log-format", "json"])
+        .args(["--concurrency", &concurrency.to_string()])
         .arg("--config")
         .arg(&config)
         .arg("--plugins")
-        .arg(repo.join("plugins"))
+        .arg(plugins)
         .args(["--output", "/dev/null"])
-        .stderr(std::fs::File::create(&err)?)
-        .status()
-        .await?;
+        .stderr(std::fs::File::create(&err)?);
+    if let Some(cache) = cache {
+        command.env("XDG_CACHE_HOME", cache);
+    }
+    let started = Instant::now();
+    let status = command.status().await?;
     let wall = started.elapsed();
     if !status.success() {
         bail!(
@@ -233,34 +300,133 @@ async fn crawl(
             std::fs::read_to_string(&err).unwrap_or_default()
         );
     }
-    let log = std::fs::read_to_string(&err)?;
-    let done: serde_json::Value = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "crawl done")
-        .context("no `crawl done` summary in the crawler's log")?;
-    let pages = done["pages"].as_u64().unwrap_or(0);
-    let field = |k: &str| done[k].as_str().unwrap_or("?").to_string();
-    Ok(vec![
-        format!(
-            "site:             {} pages on {} hosts, ~20 KB each; {} reachable",
-            site.spec.pages, site.spec.hosts, expected
-        ),
-        format!(
-            "pages crawled:    {pages} in {:.2} s (concurrency {concurrency})",
-            wall.as_secs_f64()
-        ),
-        format!(
-            "pages/s:          {:.0} (target >= 5000; Scrapy ~120)",
-            pages as f64 / wall.as_secs_f64()
-        ),
-        format!(
-            "CPU per page:     {} ms (target <= 0.25; Scrapy ~6.4)",
-            field("cpu_ms_per_page")
-        ),
-        format!("peak RSS:         {} MiB", done["peak_rss_mb"]),
-        format!("statuses:         {}", field("statuses")),
-    ])
+    let done = summary_of(&err)?;
+    let number = |k: &str| {
+        done[k]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    Ok(Crawl {
+        pages: done["pages"].as_u64().unwrap_or(0),
+        wall,
+        cpu_ms_per_page: number("cpu_ms_per_page"),
+        peak_rss_mb: done["peak_rss_mb"].as_u64().unwrap_or(0),
+        parse_us: number("plugin_us_per_call"),
+        statuses: done["statuses"].as_str().unwrap_or("?").to_string(),
+    })
+}
+
+/// `spinneret plugins` on a directory holding one spider, into an empty
+/// compile cache and then again (a restart): the load time each reports,
+/// and the wall time of each whole run.
+async fn compile_times(
+    spinneret: &Path,
+    plugins: &Path,
+    cache: &Path,
+) -> Result<[(f64, Duration); 2]> {
+    let _ = std::fs::remove_dir_all(cache);
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let started = Instant::now();
+        let out = tokio::process::Command::new(spinneret)
+            .args(["plugins", "--json", "--plugins"])
+            .arg(plugins)
+            .env("XDG_CACHE_HOME", cache)
+            .output()
+            .await?;
+        let wall = started.elapsed();
+        if !out.status.success() {
+            bail!(
+                "spinneret plugins failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let row: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        runs.push((row["load_ms"].as_f64().unwrap_or(f64::NAN), wall));
+    }
+    Ok([runs[0], runs[1]])
+}
+
+/// The `link` spider in each language: parse cost, compile cost and the
+/// crawl of the whole site. `rust` is the embedded crawl already run.
+async fn languages(
+    site: &Site,
+    spinneret: &Path,
+    repo: &Path,
+    work: &Path,
+    concurrency: usize,
+    rust: Crawl,
+) -> Result<Vec<String>> {
+    let mut lines = vec![format!(
+        "{:<11} {:>11} {:>13} {:>20} {:>8} {:>12} {:>9}",
+        "language",
+        "parse µs/pg",
+        "compile cold",
+        "cached (restart)",
+        "pages/s",
+        "CPU ms/page",
+        "peak RSS"
+    )];
+    let mut sizes = Vec::new();
+    for (language, spider) in [
+        ("Rust", "link"),
+        ("Python", "py-link"),
+        ("JavaScript", "js-link"),
+    ] {
+        let plugins = only(repo, work, spider)?;
+        let cache = work.join(format!("cache-{spider}"));
+        let [cold, cached] = compile_times(spinneret, &plugins, &cache).await?;
+        // Parse cost from one slot, so no call waits for a core: the mean
+        // of ~800 calls on warm instances, each page's links followed.
+        let serial = crawl(
+            site,
+            spinneret,
+            &plugins,
+            work,
+            spider,
+            (1, Scope::Sample),
+            Some(&cache),
+        )
+        .await?;
+        let own = match spider {
+            "link" => None,
+            _ => Some(
+                crawl(
+                    site,
+                    spinneret,
+                    &plugins,
+                    work,
+                    spider,
+                    (concurrency, Scope::Whole),
+                    Some(&cache),
+                )
+                .await?,
+            ),
+        };
+        let c = own.as_ref().unwrap_or(&rust);
+        lines.push(format!(
+            "{language:<11} {:>11.1} {:>10.0} ms {:>8.0} ms ({:>4.0} ms) {:>8.0} {:>12.3} {:>5} MiB",
+            serial.parse_us,
+            cold.0,
+            cached.0,
+            ms(cached.1),
+            c.per_second(),
+            c.cpu_ms_per_page,
+            c.peak_rss_mb,
+        ));
+        let bytes = std::fs::metadata(plugins.join(format!("{spider}.wasm")))?.len();
+        sizes.push(format!("{spider} {:.0} KB", bytes as f64 / 1024.0));
+    }
+    lines.push("parse: mean time of one `parse` call on one slot, with the host's link".into());
+    lines.push("  extraction (100 pages per host, every page's links followed).".into());
+    lines.push(
+        "compile: load time the host reports; in brackets the whole `spinneret plugins`".into(),
+    );
+    lines.push("  process on a restart (target <= 200 ms). Crawl: the whole site as above.".into());
+    lines.push(format!("components: {}", sizes.join(", ")));
+    Ok(lines)
 }
 
 /// The `crawl done` summary line of a worker's JSON log.
@@ -275,7 +441,7 @@ fn summary_of(log: &Path) -> Result<serde_json::Value> {
 async fn cluster_crawl(
     site: &Site,
     spinneret: &Path,
-    repo: &Path,
+    plugins: &Path,
     work: &Path,
     redis: &redis::Redis,
     workers: usize,
@@ -300,7 +466,7 @@ async fn cluster_crawl(
         .arg("--config")
         .arg(&config)
         .arg("--plugins")
-        .arg(repo.join("plugins"))
+        .arg(plugins)
         .args(["--output", "/dev/null"])
         .stderr(std::fs::File::create(log)?);
         Ok(c)
