@@ -8,9 +8,9 @@ target := env("CARGO_TARGET_DIR", justfile_directory() / "target")
 default:
     @just --list
 
-# Build every guest (Rust, Python, JavaScript) into plugins/*.wasm, test fixtures into tests/fixtures/wasm/.
-guests:
-    CARGO_TARGET_DIR={{target}} scripts/guests
+# Build every guest (Rust, Python, JavaScript) into plugins/*.wasm, test fixtures into tests/fixtures/wasm/; or only the plugins named.
+guests *names:
+    CARGO_TARGET_DIR={{target}} scripts/guests {{names}}
 
 # Create a working spider from a template: `just new-spider NAME --lang rust|python|js`.
 new-spider name *args:

@@ -18,10 +18,18 @@ struct Cluster {
 
 impl Cluster {
     fn new(redis: &RedisServer, extra_config: &str) -> Result<Cluster> {
+        Cluster::with_plugins(redis, &[("link", "link")], extra_config)
+    }
+
+    fn with_plugins(
+        redis: &RedisServer,
+        plugins: &[(&str, &str)],
+        extra_config: &str,
+    ) -> Result<Cluster> {
         let ns = format!("t{}", std::process::id() as u64 * 1000 + rand_suffix());
         let config = format!("[redis]\nnamespace = \"{ns}\"\n{extra_config}");
         Ok(Cluster {
-            scratch: Scratch::new(&[("link", "link")], &config)?,
+            scratch: Scratch::new(plugins, &config)?,
             redis_url: redis.url(),
             workers: Vec::new(),
         })
@@ -163,6 +171,50 @@ fn urls(results: &[Value]) -> Vec<String> {
         .iter()
         .filter_map(|r| r["url"].as_str().map(str::to_string))
         .collect()
+}
+
+/// A worker starts crawling before its plugins finish compiling: here the
+/// Python spider compiles cold (an empty cache) in the background while the
+/// worker already pops its pages. Those pages wait for the first compile
+/// instead of failing with "no spider loaded".
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_of_a_spider_on_its_first_compile_wait_for_it() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(spec(120, 5)).await?;
+    let cache = tempfile::tempdir()?;
+    let mut cluster = Cluster::with_plugins(
+        &redis,
+        &[("link", "link"), ("py-link", "py-link")],
+        &format!("[plugins]\ncache_dir = {:?}\n", cache.path()),
+    )?;
+    cluster.start_worker()?;
+    cluster
+        .submit(&[
+            "--spider",
+            "py-link",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "1",
+        ])
+        .await?;
+    let expected = site.expected(0, Some(1));
+    let results = cluster
+        .until_all_of(&expected, Duration::from_secs(120))
+        .await?;
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| r.get("error").is_some())
+        .collect();
+    assert!(failed.is_empty(), "pages failed: {failed:?}");
+    let log = std::fs::read_to_string(cluster.scratch.path("worker-0.log"))?;
+    assert!(
+        log.lines().any(|l| l.contains("plugin loaded")
+            && l.contains("py-link")
+            && l.contains("compiled")),
+        "py-link should have compiled in the background:\n{log}"
+    );
+    Ok(())
 }
 
 async fn workers_share_a_crawl(n: usize) -> Result<()> {

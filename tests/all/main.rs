@@ -8,3 +8,4 @@ mod harness;
 mod kafka;
 mod plugins;
 mod rest;
+mod templates;
