@@ -13,17 +13,7 @@ async fn crawl_depth(site: &Site, depth: u32) -> Result<()> {
 /// result per page, none failed.
 async fn crawl_depth_with(site: &Site, spider: &str, depth: u32) -> Result<()> {
     let s = Scratch::new(&[(spider, spider)], "")?;
-    let run = s
-        .run(&[
-            "--spider",
-            spider,
-            "--seed",
-            &site.seed_url(),
-            "--maxdepth",
-            &depth.to_string(),
-        ])
-        .await?
-        .ok()?;
+    let run = s.crawl(spider, site, depth, &[]).await?;
     let urls = run.urls();
     let got: BTreeSet<String> = urls.iter().cloned().collect();
     assert_eq!(

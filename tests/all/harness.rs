@@ -117,6 +117,21 @@ impl Scratch {
     }
 
     /// Run to the end; results from `--output`.
+    /// `spinneret run` of `spider` from the site's seed to `depth`, with
+    /// `extra` arguments; it must exit 0.
+    pub async fn crawl(
+        &self,
+        spider: &str,
+        site: &Site,
+        depth: u32,
+        extra: &[&str],
+    ) -> Result<Run> {
+        let (seed, depth) = (site.seed_url(), depth.to_string());
+        let mut args = vec!["--spider", spider, "--seed", &seed, "--maxdepth", &depth];
+        args.extend_from_slice(extra);
+        self.run(&args).await?.ok()
+    }
+
     pub async fn run(&self, args: &[&str]) -> Result<Run> {
         let out_file = self.path(&format!("out-{}.jsonl", unique()));
         let output = self

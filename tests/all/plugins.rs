@@ -12,17 +12,7 @@ use std::time::Duration;
 async fn crawl_survives(fixture: &str, config: &str, error_says: &str) -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     let s = Scratch::new(&[("fixture", fixture)], config)?;
-    let run = s
-        .run(&[
-            "--spider",
-            "fixture",
-            "--seed",
-            &site.seed_url(),
-            "--maxdepth",
-            "1",
-        ])
-        .await?
-        .ok()?;
+    let run = s.crawl("fixture", &site, 1, &[]).await?;
     let expected = site.expected(0, Some(1));
     let got: BTreeSet<String> = run.urls().into_iter().collect();
     assert_eq!(got, expected, "every page of the crawl must have a result");
@@ -331,7 +321,7 @@ fn summary(run: &crate::harness::Run) -> serde_json::Value {
         .expect("a summary line")
 }
 
-/// A depth-1 crawl with one worker slot (so one instance serves in turn),
+/// A crawl with one worker slot (so one instance serves in turn),
 /// with extra settings.
 async fn one_slot_crawl(
     site: &Site,
@@ -340,20 +330,13 @@ async fn one_slot_crawl(
     depth: u32,
 ) -> Result<crate::harness::Run> {
     let s = Scratch::new(&[(spider, spider)], config)?;
-    s.run(&[
-        "--spider",
+    s.crawl(
         spider,
-        "--seed",
-        &site.seed_url(),
-        "--maxdepth",
-        &depth.to_string(),
-        "--log-format",
-        "json",
-        "--concurrency",
-        "1",
-    ])
-    .await?
-    .ok()
+        site,
+        depth,
+        &["--log-format", "json", "--concurrency", "1"],
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -84,16 +84,8 @@ async fn new_spider_templates_build_and_crawl_in_every_language() -> Result<()> 
         let wasm = copy.path().join(format!("plugins/t-{lang}.wasm"));
         let s = Scratch::new(&[], "")?;
         let run = s
-            .run(&[
-                "--spider",
-                wasm.to_str().unwrap_or_default(),
-                "--seed",
-                &site.seed_url(),
-                "--maxdepth",
-                "1",
-            ])
-            .await?
-            .ok()?;
+            .crawl(wasm.to_str().unwrap_or_default(), &site, 1, &[])
+            .await?;
         let got: BTreeSet<String> = run.urls().into_iter().collect();
         assert_eq!(got, expected, "t-{lang}: the crawl's pages");
         let seed = run

@@ -10,7 +10,7 @@ use crate::fetch::Fetcher;
 use crate::monitor::control::ControlPlane;
 use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
-use crate::plugins::{Kind, Registry};
+use crate::plugins::Registry;
 use crate::scheduler::RedisStore;
 use crate::stats::Stats;
 use anyhow::{bail, Context, Result};
@@ -172,50 +172,27 @@ async fn engine(
     bus: &Arc<KafkaBus>,
 ) -> Result<Arc<Engine>> {
     super::require_chain(registry, settings)?;
-    // Spiders load in the background: a page whose spider is on its first
-    // compile waits for it; the heartbeat names spiders as they arrive.
-    let spiders = |registry: &Registry| -> Vec<String> {
-        registry
-            .list()
-            .iter()
-            .filter(|p| p.kind == Kind::Spider)
-            .map(|p| p.name.to_string())
-            .collect()
-    };
-    if spiders(registry).is_empty() && !registry.pending_any() {
+    // The worker starts once the plugins found at start are loaded (from
+    // the cache, milliseconds), so its first heartbeat names its spiders.
+    // Files added later compile in the background while it crawls.
+    if registry.pending_any() {
+        tracing::info!("loading plugins (a first compile takes seconds; then it is cached)");
+        let r = registry.clone();
+        tokio::task::spawn_blocking(move || r.settle(super::COMPILE_WAIT)).await?;
+    }
+    let spiders = super::spider_names(registry);
+    if spiders.is_empty() {
         bail!(
             "no spiders in {}: build them with `just guests`",
             settings.plugins.dir.display()
         );
     }
-    // The heartbeat carries the spiders and plugins: refreshed on each load
-    // or swap, so they show at the next heartbeat (each second).
-    {
-        let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
-        tokio::spawn(async move {
-            let mut seen = None;
-            while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
-                let generation = registry.generation();
-                if seen != Some(generation) {
-                    seen = Some(generation);
-                    store.set_spiders(spiders(&registry));
-                    store.set_plugins(
-                        registry
-                            .list()
-                            .iter()
-                            .map(|p| serde_json::json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
-                            .collect(),
-                    );
-                }
-                drop((store, registry));
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-    }
+    store.set_spiders(spiders.clone());
+    super::publish_plugins(store, registry);
     let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
     let fetcher =
         Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
-    tracing::info!(spiders = %spiders(registry).join(","), concurrency = settings.crawl.concurrency, "worker ready");
+    tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
     Ok(Engine::new(
         frontier,
         dedup,
@@ -256,6 +233,16 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     let stop = stop_on_signal();
     metrics(&settings, &stats, &store);
     let mut tasks = tokio::task::JoinSet::new();
+    // The crawl role first: its heartbeat then names its spiders from the
+    // first one on, whoever writes it (the control plane writes it too).
+    if crawl {
+        let engine = engine(&settings, &stats, &registry, &store, &bus).await?;
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            engine.run(false, stop).await;
+            Ok(())
+        });
+    }
     if ingest {
         let plugins = MonitorPlugins::new(registry.clone(), settings.crawl.maxdepth_limit);
         let m = IngestMonitor::new(
@@ -277,14 +264,6 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
         let stop = stop.clone();
         tasks.spawn(async move {
             cp.run(stop).await;
-            Ok(())
-        });
-    }
-    if crawl {
-        let engine = engine(&settings, &stats, &registry, &store, &bus).await?;
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            engine.run(false, stop).await;
             Ok(())
         });
     }

@@ -406,13 +406,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         None => Arc::new(JsonlSink::stdout()),
     };
     let settings = Arc::new(settings);
-    let spiders = registry
-        .list()
-        .iter()
-        .filter(|p| p.kind == Kind::Spider)
-        .map(|p| p.name.to_string())
-        .collect();
-    let (frontier, dedup, throttle) = stores(&settings, spiders, stats.clone()).await?;
+    let (frontier, dedup, throttle) = stores(&settings, Some(&registry), stats.clone()).await?;
     let fetcher =
         Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
     let engine = Engine::new(
@@ -458,7 +452,11 @@ pub(crate) type Stores = (
     Arc<dyn ThrottleStore>,
 );
 
-async fn stores(settings: &Settings, spiders: Vec<String>, stats: Arc<Stats>) -> Result<Stores> {
+async fn stores(
+    settings: &Settings,
+    registry: Option<&Arc<Registry>>,
+    stats: Arc<Stats>,
+) -> Result<Stores> {
     if settings.redis.url.is_empty() {
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
         let frontier = Arc::new(EmbeddedFrontier::new(throttle.clone()));
@@ -468,9 +466,48 @@ async fn stores(settings: &Settings, spiders: Vec<String>, stats: Arc<Stats>) ->
         return Ok((frontier, dedup, throttle));
     }
     let store = RedisStore::connect(settings, stats).await?;
-    store.set_spiders(spiders);
+    if let Some(registry) = registry {
+        store.set_spiders(spider_names(registry));
+        publish_plugins(&store, registry);
+    }
     tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
     Ok((store.clone(), store.clone(), store))
+}
+
+/// The loaded spiders' names.
+fn spider_names(registry: &Registry) -> Vec<String> {
+    registry
+        .list()
+        .iter()
+        .filter(|p| p.kind == Kind::Spider)
+        .map(|p| p.name.to_string())
+        .collect()
+}
+
+/// Keep the spiders and plugins in this worker's heartbeat current: checked
+/// every 200 ms, written with the next heartbeat (each second), so loads
+/// and hot swaps show in stats and on the status page.
+fn publish_plugins(store: &Arc<RedisStore>, registry: &Arc<Registry>) {
+    let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
+    tokio::spawn(async move {
+        let mut seen = None;
+        while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
+            let generation = registry.generation();
+            if seen != Some(generation) {
+                seen = Some(generation);
+                store.set_spiders(spider_names(&registry));
+                store.set_plugins(
+                    registry
+                        .list()
+                        .iter()
+                        .map(|p| json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
+                        .collect(),
+                );
+            }
+            drop((store, registry));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
 }
 
 /// Refuse seeds the address policy refuses, before anything is queued.
@@ -518,7 +555,7 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
     check_seeds(&Fetcher::new(&settings.crawl, None)?, &requests).await?;
-    let (frontier, dedup, _) = stores(&settings, Vec::new(), Arc::default()).await?;
+    let (frontier, dedup, _) = stores(&settings, None, Arc::default()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         crate::crawl::submit(&*frontier, &*dedup, r).await?;

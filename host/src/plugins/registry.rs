@@ -31,8 +31,9 @@ pub struct Registry {
 #[derive(Default)]
 struct Queue {
     waiting: VecDeque<PathBuf>,
-    /// The plugin being compiled now.
-    busy: Option<String>,
+    /// The plugins being compiled now (by the compiler thread, or by a
+    /// caller of `load_queued_now`).
+    busy: Vec<String>,
     /// The compiler thread is alive.
     running: bool,
     /// The hash of each file last refused, so it is not tried again unchanged.
@@ -139,7 +140,7 @@ impl Registry {
     /// Whether `name` is queued or compiling.
     pub fn pending(&self, name: &str) -> bool {
         let q = self.queue.lock();
-        q.busy.as_deref() == Some(name) || q.waiting.iter().any(|p| plugin_name(p) == name)
+        q.busy.iter().any(|b| b == name) || q.waiting.iter().any(|p| plugin_name(p) == name)
     }
 
     /// Load `name` now on this thread if it is queued and not started: a
@@ -151,19 +152,32 @@ impl Registry {
             let Some(i) = q.waiting.iter().position(|p| plugin_name(p) == name) else {
                 return false;
             };
+            q.busy.push(name.to_string());
             q.waiting.remove(i)
         };
         if let Some(path) = path {
-            load_one(self, &path);
-            self.loaded.notify_all();
+            self.load_marked_busy(&path);
         }
         true
+    }
+
+    /// Load `path`, whose name the caller put in `busy`, then clear it and
+    /// wake the waiters.
+    fn load_marked_busy(&self, path: &Path) {
+        load_one(self, path);
+        let name = plugin_name(path);
+        let mut q = self.queue.lock();
+        if let Some(i) = q.busy.iter().position(|b| *b == name) {
+            q.busy.swap_remove(i);
+        }
+        drop(q);
+        self.loaded.notify_all();
     }
 
     /// Whether any load is queued or running.
     pub fn pending_any(&self) -> bool {
         let q = self.queue.lock();
-        q.busy.is_some() || !q.waiting.is_empty()
+        !q.busy.is_empty() || !q.waiting.is_empty()
     }
 
     /// `name` once its queued load is done (moved to the front of the
@@ -178,7 +192,7 @@ impl Registry {
                     let path = q.waiting.remove(i).expect("index in range");
                     q.waiting.push_front(path);
                 }
-            } else if q.busy.as_deref() != Some(name) {
+            } else if !q.busy.iter().any(|b| b == name) {
                 break;
             }
             if self.loaded.wait_until(&mut q, deadline).timed_out() {
@@ -195,7 +209,7 @@ impl Registry {
     pub fn settle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut q = self.queue.lock();
-        while !q.waiting.is_empty() || q.busy.is_some() {
+        while !q.waiting.is_empty() || !q.busy.is_empty() {
             if self.loaded.wait_until(&mut q, deadline).timed_out() {
                 return false;
             }
@@ -215,15 +229,12 @@ fn compile_queued(registry: Weak<Registry>) {
             let mut q = registry.queue.lock();
             let Some(path) = q.waiting.pop_front() else {
                 q.running = false;
-                q.busy = None;
                 return;
             };
-            q.busy = Some(plugin_name(&path));
+            q.busy.push(plugin_name(&path));
             path
         };
-        load_one(&registry, &path);
-        registry.queue.lock().busy = None;
-        registry.loaded.notify_all();
+        registry.load_marked_busy(&path);
     }
 }
 
