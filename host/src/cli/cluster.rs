@@ -131,11 +131,17 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     Ok(0)
 }
 
-/// Wait for the plugins found at start to load. Monitor plugins add request
-/// kinds, so ingest starts after them: a message of a plugin's kind is never
-/// dead-lettered for arriving while the plugin compiles.
+/// Wait for the plugins found at start to load (from the cache, a few
+/// milliseconds). Monitor plugins add request kinds, so ingest starts after
+/// them: a message of a plugin's kind is never dead-lettered for arriving
+/// while the plugin compiles.
 async fn settled(registry: Arc<Registry>) {
-    let _ = tokio::task::spawn_blocking(move || registry.settle(super::COMPILE_WAIT)).await;
+    if registry.pending_any() {
+        tracing::info!("loading plugins (a first compile takes seconds; then it is cached)");
+        let _ =
+            tokio::task::spawn_blocking(move || registry.settle(crate::plugins::FIRST_LOAD_WAIT))
+                .await;
+    }
 }
 
 /// `/metrics` on `stats.metrics_port`, when set.
@@ -175,11 +181,7 @@ async fn engine(
     // The worker starts once the plugins found at start are loaded (from
     // the cache, milliseconds), so its first heartbeat names its spiders.
     // Files added later compile in the background while it crawls.
-    if registry.pending_any() {
-        tracing::info!("loading plugins (a first compile takes seconds; then it is cached)");
-        let r = registry.clone();
-        tokio::task::spawn_blocking(move || r.settle(super::COMPILE_WAIT)).await?;
-    }
+    settled(registry.clone()).await;
     let spiders = super::spider_names(registry);
     if spiders.is_empty() {
         bail!(

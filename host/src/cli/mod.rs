@@ -8,7 +8,7 @@ use crate::bus::{JsonlSink, ResultSink};
 use crate::config::{LogFormat, Settings};
 use crate::crawl::Engine;
 use crate::fetch::{Fetched, Fetcher};
-use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher};
+use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher, FIRST_LOAD_WAIT};
 use crate::request::CrawlRequest;
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
@@ -307,34 +307,30 @@ fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry
     Ok(registry)
 }
 
-/// How long a start waits for a plugin it needs to compile: a cold compile
-/// of a Python component is about 5 s of CPU.
-const COMPILE_WAIT: Duration = Duration::from_secs(300);
-
 /// Wait for a plugin this run needs by name, and check its kind.
 fn require(registry: &Registry, settings: &Settings, name: &str, kind: Kind) -> Result<()> {
     if !registry.load_queued_now(name) && registry.pending(name) {
         tracing::info!(plugin = %name, "waiting for the plugin to compile (a first compile takes seconds; then it is cached)");
     }
-    match registry.wait_for(name, COMPILE_WAIT) {
+    match registry.wait_for(name, FIRST_LOAD_WAIT) {
         Some(p) => Ok(p.expect_kind(kind)?),
-        None if kind == Kind::Spider => {
-            let known: Vec<String> = registry
-                .list()
-                .iter()
-                .filter(|p| p.kind == Kind::Spider)
-                .map(|p| p.name.to_string())
-                .collect();
+        None => {
+            if let Some(e) = registry.load_error(name) {
+                bail!("{kind} `{name}` did not load: {e}");
+            }
+            if kind != Kind::Spider {
+                bail!(
+                    "no {kind} plugin `{name}` in {}",
+                    settings.plugins.dir.display()
+                );
+            }
+            let known = spider_names(registry);
             bail!(
                 "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
                 settings.plugins.dir.display(),
                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
             )
         }
-        None => bail!(
-            "no {kind} plugin `{name}` in {}",
-            settings.plugins.dir.display()
-        ),
     }
 }
 

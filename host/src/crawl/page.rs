@@ -14,7 +14,6 @@ use crate::scheduler::{Lease, StoreError};
 use serde_json::{Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
 
 enum Fetch {
     Got(Fetched),
@@ -230,11 +229,13 @@ impl Engine {
             return None;
         }
         let (registry, name) = (self.registry.clone(), name.to_string());
-        tokio::task::spawn_blocking(move || registry.wait_for(&name, COMPILE_WAIT))
-            .await
-            .ok()
-            .flatten()
-            .filter(|p| p.kind == Kind::Spider)
+        tokio::task::spawn_blocking(move || {
+            registry.wait_for(&name, crate::plugins::FIRST_LOAD_WAIT)
+        })
+        .await
+        .ok()
+        .flatten()
+        .filter(|p| p.kind == Kind::Spider)
     }
 
     /// A spider's request as a queued child: resolved, canonical, one level
@@ -401,9 +402,6 @@ fn is_crawl_header(name: &str) -> bool {
 }
 
 /// Run a plugin call on the blocking pool; a panic there is a failed call.
-/// The longest a page waits for its spider's first compile.
-const COMPILE_WAIT: Duration = Duration::from_secs(300);
-
 async fn blocking<R: Send + 'static>(
     f: impl FnOnce() -> Result<R, CallError> + Send + 'static,
 ) -> Result<R, CallError> {

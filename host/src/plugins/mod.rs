@@ -25,4 +25,4 @@ pub use instance::{
     SpiderRequest,
 };
 pub use loader::{Kind, LoadError, Plugin, SUPPORTED_VERSION};
-pub use registry::{Registry, Watcher};
+pub use registry::{Registry, Watcher, FIRST_LOAD_WAIT};

@@ -17,6 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+/// The longest anything waits for a plugin's first load: a cold compile of
+/// a Python or JavaScript component is about 5 s on two idle cores, more
+/// on a busy machine.
+pub const FIRST_LOAD_WAIT: Duration = Duration::from_secs(300);
+
 pub struct Registry {
     runtime: Runtime,
     plugins: RwLock<HashMap<String, Arc<Plugin>>>,
@@ -36,8 +41,9 @@ struct Queue {
     busy: Vec<String>,
     /// The compiler thread is alive.
     running: bool,
-    /// The hash of each file last refused, so it is not tried again unchanged.
-    rejected: HashMap<PathBuf, String>,
+    /// The hash of each file last refused, so it is not tried again
+    /// unchanged, and why it was refused.
+    rejected: HashMap<PathBuf, (String, String)>,
 }
 
 impl Registry {
@@ -172,6 +178,15 @@ impl Registry {
         }
         drop(q);
         self.loaded.notify_all();
+    }
+
+    /// Why the last load of `name` failed, if its current file was refused.
+    pub fn load_error(&self, name: &str) -> Option<String> {
+        let q = self.queue.lock();
+        q.rejected
+            .iter()
+            .find(|(path, _)| plugin_name(path) == name)
+            .map(|(_, (_, e))| e.clone())
     }
 
     /// Whether any load is queued or running.
@@ -331,7 +346,12 @@ fn load_one(registry: &Registry, path: &Path) {
         use sha2::{Digest, Sha256};
         hex::encode(Sha256::digest(&bytes))
     };
-    let refused = registry.queue.lock().rejected.get(path) == Some(&hash);
+    let refused = registry
+        .queue
+        .lock()
+        .rejected
+        .get(path)
+        .is_some_and(|(h, _)| *h == hash);
     if refused || registry.get(&name).is_some_and(|p| p.hash == hash) {
         return;
     }
@@ -367,7 +387,7 @@ fn load_one(registry: &Registry, path: &Path) {
                 .queue
                 .lock()
                 .rejected
-                .insert(path.to_path_buf(), hash);
+                .insert(path.to_path_buf(), (hash, e.to_string()));
         }
     }
 }
