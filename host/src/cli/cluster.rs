@@ -2,7 +2,8 @@
 //! `worker`, and `up` for all of them in one process) and the tools
 //! (`feed`, `dump`).
 
-use super::{start_registry, watch, Stores, WorkerOpts};
+use super::plugins::{publish_plugins, require_chain, spider_names, start_registry, watch};
+use super::{Stores, WorkerOpts};
 use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
 use crate::config::Settings;
 use crate::crawl::Engine;
@@ -177,12 +178,12 @@ async fn engine(
     store: &Arc<RedisStore>,
     bus: &Arc<KafkaBus>,
 ) -> Result<Arc<Engine>> {
-    super::require_chain(registry, settings)?;
+    require_chain(registry, settings)?;
     // The worker starts once the plugins found at start are loaded (from
     // the cache, milliseconds), so its first heartbeat names its spiders.
     // Files added later compile in the background while it crawls.
     settled(registry.clone()).await;
-    let spiders = super::spider_names(registry);
+    let spiders = spider_names(registry);
     if spiders.is_empty() {
         bail!(
             "no spiders in {}: build them with `just guests`",
@@ -190,7 +191,7 @@ async fn engine(
         );
     }
     store.set_spiders(spiders.clone());
-    super::publish_plugins(store, registry);
+    publish_plugins(store, registry);
     let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
     let fetcher =
         Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;

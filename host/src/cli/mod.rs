@@ -3,12 +3,15 @@
 //! `cluster.rs`.
 
 mod cluster;
+mod plugins;
+
+use plugins::{publish_plugins, require_chain, spider_name, spider_names, start_registry, watch};
 
 use crate::bus::{JsonlSink, ResultSink};
 use crate::config::{LogFormat, Settings};
 use crate::crawl::Engine;
-use crate::fetch::{Fetched, Fetcher};
-use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher, FIRST_LOAD_WAIT};
+use crate::fetch::Fetcher;
+use crate::plugins::Registry;
 use crate::request::CrawlRequest;
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
@@ -19,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -246,8 +249,8 @@ pub async fn main(cli: Cli) -> Result<i32> {
     }
     match cli.command {
         Command::Run(args) => run(settings, args).await,
-        Command::Plugins(args) => plugins(settings, args),
-        Command::Parse(args) => parse(settings, args).await,
+        Command::Plugins(args) => plugins::plugins(settings, args),
+        Command::Parse(args) => plugins::parse(settings, args).await,
         Command::Submit(args) => submit(settings, args).await,
         Command::Info(args) => control(settings, |s| async move {
             Ok(match &args.crawlid {
@@ -295,83 +298,6 @@ fn checked(settings: Settings) -> Result<Settings> {
 fn logged(settings: Settings) -> Settings {
     crate::telemetry::init(&settings.log);
     settings
-}
-
-/// The registry, with every plugin in the directory queued for the
-/// background compiler.
-fn start_registry(settings: &Settings, stats: Arc<Stats>) -> Result<Arc<Registry>> {
-    let runtime =
-        Runtime::new(&settings.plugins, stats).context("starting the WebAssembly runtime")?;
-    let registry = Registry::new(runtime);
-    registry.load_dir_in_background(&settings.plugins.dir);
-    Ok(registry)
-}
-
-/// Wait for a plugin this run needs by name, and check its kind.
-fn require(registry: &Registry, settings: &Settings, name: &str, kind: Kind) -> Result<()> {
-    if !registry.load_queued_now(name) && registry.pending(name) {
-        tracing::info!(plugin = %name, "waiting for the plugin to compile (a first compile takes seconds; then it is cached)");
-    }
-    match registry.wait_for(name, FIRST_LOAD_WAIT) {
-        Some(p) => Ok(p.expect_kind(kind)?),
-        None => {
-            if let Some(e) = registry.load_error(name) {
-                bail!("{kind} `{name}` did not load: {e}");
-            }
-            if kind != Kind::Spider {
-                bail!(
-                    "no {kind} plugin `{name}` in {}",
-                    settings.plugins.dir.display()
-                );
-            }
-            let known = spider_names(registry);
-            bail!(
-                "no spider `{name}` in {} (spiders there: {}); build them with `just guests` or pass a path to a .wasm file",
-                settings.plugins.dir.display(),
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-            )
-        }
-    }
-}
-
-/// The middlewares and pipelines the settings name, loaded and of the right kind.
-fn require_chain(registry: &Registry, settings: &Settings) -> Result<()> {
-    for (names, kind) in [
-        (&settings.plugins.middlewares, Kind::Middleware),
-        (&settings.plugins.pipelines, Kind::Pipeline),
-    ] {
-        for name in names {
-            require(registry, settings, name, kind)?;
-        }
-    }
-    Ok(())
-}
-
-/// The plugins directory watcher (hot swap), when `plugins.watch` is on.
-fn watch(settings: &Settings, registry: &Arc<Registry>) -> Result<Option<Watcher>> {
-    Ok(if settings.plugins.watch {
-        Some(Watcher::start(
-            registry.clone(),
-            settings.plugins.dir.clone(),
-            Duration::from_millis(settings.plugins.watch_interval_ms),
-        )?)
-    } else {
-        None
-    })
-}
-
-/// Resolve `--spider`: a path loads that file, a name waits for the
-/// plugins directory's version.
-fn spider_name(registry: &Registry, settings: &Settings, spider: &str) -> Result<String> {
-    let path = Path::new(spider);
-    let name = if path.is_file() {
-        let (p, _) = registry.load_file(path)?;
-        p.name.to_string()
-    } else {
-        spider.trim_end_matches(".wasm").to_string()
-    };
-    require(registry, settings, &name, Kind::Spider)?;
-    Ok(name)
 }
 
 async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
@@ -468,42 +394,6 @@ async fn stores(
     }
     tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
     Ok((store.clone(), store.clone(), store))
-}
-
-/// The loaded spiders' names.
-fn spider_names(registry: &Registry) -> Vec<String> {
-    registry
-        .list()
-        .iter()
-        .filter(|p| p.kind == Kind::Spider)
-        .map(|p| p.name.to_string())
-        .collect()
-}
-
-/// Keep the spiders and plugins in this worker's heartbeat current: checked
-/// every 200 ms, written with the next heartbeat (each second), so loads
-/// and hot swaps show in stats and on the status page.
-fn publish_plugins(store: &Arc<RedisStore>, registry: &Arc<Registry>) {
-    let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
-    tokio::spawn(async move {
-        let mut seen = None;
-        while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
-            let generation = registry.generation();
-            if seen != Some(generation) {
-                seen = Some(generation);
-                store.set_spiders(spider_names(&registry));
-                store.set_plugins(
-                    registry
-                        .list()
-                        .iter()
-                        .map(|p| json!({"name": *p.name, "kind": p.kind.world(), "version": p.version, "hash": p.short_hash()}))
-                        .collect(),
-                );
-            }
-            drop((store, registry));
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
 }
 
 /// Refuse seeds the address policy refuses, before anything is queued.
@@ -672,144 +562,4 @@ fn summary(stats: &Stats) {
         store_round_trips = stats.store_round_trips.load(Relaxed),
         "crawl done"
     );
-}
-
-fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
-    crate::telemetry::init(&settings.log);
-    let runtime = Runtime::new(&settings.plugins, Arc::new(Stats::default()))?;
-    let registry = Registry::new(runtime);
-    let loaded = registry.load_dir(&settings.plugins.dir);
-    let mut out = std::io::stdout().lock();
-    if !args.json {
-        writeln!(
-            out,
-            "{:<20} {:<22} {:<8} {:<14} {:<18} STATUS",
-            "NAME", "KIND", "WIT", "HASH", "LOAD"
-        )?;
-    }
-    let mut failed = 0;
-    for (path, r) in loaded {
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        match r {
-            Ok(p) if args.json => writeln!(
-                out,
-                "{}",
-                json!({"name": *p.name, "kind": p.kind.world(), "wit": p.version, "hash": p.hash, "file": path.display().to_string(),
-                       "load_ms": p.compile_time.as_secs_f64() * 1000.0, "from": p.origin.as_str()})
-            )?,
-            Ok(p) => writeln!(
-                out,
-                "{:<20} {:<22} {:<8} {:<14} {:<18} ok",
-                p.name,
-                p.kind.world(),
-                p.version,
-                p.short_hash(),
-                format!("{} ms {}", p.compile_time.as_millis(), p.origin.as_str())
-            )?,
-            Err(e) => {
-                failed += 1;
-                if args.json {
-                    writeln!(
-                        out,
-                        "{}",
-                        json!({"name": name, "file": path.display().to_string(), "error": e.to_string()})
-                    )?;
-                } else {
-                    writeln!(
-                        out,
-                        "{name:<20} {:<22} {:<8} {:<14} {:<18} rejected: {e}",
-                        "-", "-", "-", "-"
-                    )?;
-                }
-            }
-        }
-    }
-    Ok(if failed > 0 { 1 } else { 0 })
-}
-
-/// `spinneret parse`: one recorded response through a spider, for golden
-/// tests and for debugging a spider without crawling.
-async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
-    crate::telemetry::init(&settings.log);
-    let registry = start_registry(&settings, Arc::new(Stats::default()))?;
-    let name = spider_name(&registry, &settings, &args.spider)?;
-    let spider = registry.get(&name).context("spider vanished")?;
-    let text = std::fs::read_to_string(&args.response)
-        .with_context(|| format!("cannot read {}", args.response.display()))?;
-    let rec: Value = serde_json::from_str(&text).context("the recorded response is not JSON")?;
-    let page = recorded_page(&rec, &name, settings.crawl.maxdepth_limit)?;
-    let outputs = tokio::task::spawn_blocking(move || spider.parse(page)).await??;
-    let (mut items, mut requests) = (Vec::new(), Vec::new());
-    for o in outputs {
-        match o {
-            Output::Item(i) => items.push(json!({
-                "links": i.links.iter().map(|(u, t)| json!({"url": u, "text": t})).collect::<Vec<_>>(),
-                "fields": i.fields.into_iter().collect::<serde_json::Map<_, _>>(),
-            })),
-            Output::Request(r) => requests.push(json!({
-                "url": r.url, "priority": r.priority, "spiderid": r.spiderid, "method": r.method,
-                "meta": r.meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>(),
-                "dont_filter": r.dont_filter,
-            })),
-        }
-    }
-    let out = serde_json::to_string_pretty(&json!({"items": items, "requests": requests}))?;
-    writeln!(std::io::stdout().lock(), "{out}")?;
-    Ok(0)
-}
-
-/// A [`Page`] from a recorded response: `{url, status, headers, body,
-/// depth, request: {crawl request fields}, meta: {name: json}}`.
-fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
-    let url = rec["url"]
-        .as_str()
-        .context("recorded response needs `url`")?;
-    let mut request = rec.get("request").cloned().unwrap_or_else(|| json!({}));
-    let obj = request
-        .as_object_mut()
-        .context("`request` must be an object")?;
-    obj.entry("url").or_insert_with(|| url.into());
-    obj.entry("appid").or_insert_with(|| "golden".into());
-    obj.entry("crawlid").or_insert_with(|| "golden".into());
-    obj.entry("spiderid").or_insert_with(|| spider.into());
-    let mut job = CrawlRequest::from_value(request, limit)?.into_seed();
-    job.url = url.to_string();
-    job.depth = rec["depth"].as_u64().unwrap_or(0) as u32;
-    if let Some(meta) = rec.get("meta").and_then(Value::as_object) {
-        job.meta = meta
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect();
-    }
-    let headers = rec
-        .get("headers")
-        .and_then(Value::as_object)
-        .map(|h| {
-            h.iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-                .collect()
-        })
-        .unwrap_or_default();
-    let fetched = Fetched {
-        status: rec["status"].as_u64().unwrap_or(200) as u16,
-        reason: String::new(),
-        response_url: rec["response_url"].as_str().unwrap_or(url).to_string(),
-        request_headers: Vec::new(),
-        headers,
-        body: rec["body"]
-            .as_str()
-            .unwrap_or_default()
-            .as_bytes()
-            .to_vec()
-            .into(),
-        elapsed: Duration::ZERO,
-        location: None,
-    };
-    Ok(Page {
-        job: Arc::new(job),
-        fetched: Arc::new(fetched),
-    })
 }
