@@ -6,6 +6,7 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -35,6 +36,7 @@ pub struct Settings {
     pub rest: Rest,
     pub log: Log,
     pub plugins: Plugins,
+    pub process: Process,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -141,8 +143,12 @@ pub struct Crawl {
     /// Seconds a host's robots.txt stays cached.
     pub robots_ttl: u64,
     /// Seconds a worker may hold a request before another worker takes it
-    /// over (cluster mode). Longer than a fetch plus a parse.
+    /// over (cluster mode). A live worker renews the leases it holds every
+    /// third of this, so only a dead worker's requests are taken over.
     pub lease_ttl: f64,
+    /// Seconds a result whose output keeps failing with a passing error
+    /// (a full disk) is retried before it is reported undeliverable.
+    pub delivery_timeout: f64,
 }
 
 impl Default for Crawl {
@@ -163,6 +169,7 @@ impl Default for Crawl {
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
             lease_ttl: 60.0,
+            delivery_timeout: 60.0,
         }
     }
 }
@@ -218,6 +225,29 @@ impl Default for Log {
             format: LogFormat::Text,
             level: "info".into(),
         }
+    }
+}
+
+/// How every role starts and stops.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Process {
+    /// Seconds a stop (SIGTERM, Ctrl-C) may take: requests in flight finish
+    /// or go back to the queue, results are flushed, then the process exits.
+    pub shutdown_grace: f64,
+}
+
+impl Default for Process {
+    fn default() -> Self {
+        Process {
+            shutdown_grace: 10.0,
+        }
+    }
+}
+
+impl Process {
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.shutdown_grace)
     }
 }
 
@@ -408,6 +438,18 @@ impl Settings {
             return bad(format!(
                 "crawl.lease_ttl ({}) must be at least crawl.download_timeout ({}), or requests would be taken over mid-fetch",
                 self.crawl.lease_ttl, self.crawl.download_timeout
+            ));
+        }
+        if !(self.process.shutdown_grace >= 1.0 && self.process.shutdown_grace.is_finite()) {
+            return bad(format!(
+                "process.shutdown_grace must be at least 1 second, got {}",
+                self.process.shutdown_grace
+            ));
+        }
+        if !(self.crawl.delivery_timeout >= 0.0 && self.crawl.delivery_timeout.is_finite()) {
+            return bad(format!(
+                "crawl.delivery_timeout must be a number of seconds, got {}",
+                self.crawl.delivery_timeout
             ));
         }
         if self.crawl.concurrency == 0 {

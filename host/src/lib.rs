@@ -21,6 +21,7 @@
 //! - [`config`], [`stats`], [`telemetry`]: settings, counters and logs.
 //! - [`cli`]: the `spinneret` command.
 
+pub mod backoff;
 pub mod bus;
 pub mod cli;
 pub mod config;
@@ -33,6 +34,7 @@ pub mod plugins;
 pub mod request;
 pub mod rest;
 pub mod scheduler;
+pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod throttle;

@@ -24,6 +24,10 @@ pub struct Stats {
     pub robots_denied: AtomicU64,
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
+    /// Results that could never be delivered (reported as dead letters).
+    pub undelivered: AtomicU64,
+    /// Leases given back unfinished (a stop, a store error).
+    pub released: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Requests sent to the cluster store (a pipeline counts once).
@@ -46,6 +50,8 @@ impl Default for Stats {
             robots_denied: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             expired: AtomicU64::new(0),
+            undelivered: AtomicU64::new(0),
+            released: AtomicU64::new(0),
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             store_round_trips: AtomicU64::new(0),

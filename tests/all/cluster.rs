@@ -1,9 +1,11 @@
 //! Cluster mode: several real worker processes sharing one crawl through a
 //! real `redis-server`.
 
-use crate::harness::{eventually, read_results, RedisServer, Scratch, Site, SiteSpec};
+use crate::harness::{
+    eventually, read_results, Delays, RedisServer, Scratch, Site, SiteSpec, COMPILE_WAIT,
+};
 use anyhow::Result;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -199,9 +201,7 @@ async fn pages_of_a_spider_on_its_first_compile_wait_for_it() -> Result<()> {
         ])
         .await?;
     let expected = site.expected(0, Some(1));
-    let results = cluster
-        .until_all_of(&expected, Duration::from_secs(120))
-        .await?;
+    let results = cluster.until_all_of(&expected, COMPILE_WAIT).await?;
     let failed: Vec<_> = results
         .iter()
         .filter(|r| r.get("error").is_some())
@@ -578,5 +578,142 @@ async fn info_and_stats_describe_the_cluster() -> Result<()> {
     let app = cluster.control(&["info", "--appid", "ops"]).await?;
     assert_eq!(app["total_crawlids"], 1, "{app}");
     assert!(app["crawlids"]["counted"].is_object(), "{app}");
+    Ok(())
+}
+
+/// SIGTERM to a worker mid-crawl: it takes no new work, gives back the
+/// requests it holds once most of its grace is gone, and exits 0 within
+/// `process.shutdown_grace`. Another worker crawls those requests at once,
+/// not after `lease_ttl` (two minutes here), and the stopped worker's
+/// output holds only whole results.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminated_worker_hands_back_its_requests_at_once() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    // Pages take 2.5 s: longer than the 1.5 s the stop gives them to end.
+    let site = Site::start_slow(spec(120, 23), Duration::from_millis(2500)).await?;
+    let expected = site.expected(0, Some(1));
+    let mut cluster = Cluster::new(
+        &redis,
+        "[crawl]\nlease_ttl = 120\n[process]\nshutdown_grace = 3\n",
+    )?;
+    cluster.start_worker()?;
+    cluster
+        .submit(&["--seed", &site.seed_url(), "--maxdepth", "1"])
+        .await?;
+    // Once the seed is written its children are leased, each in flight
+    // for 2.5 s.
+    eventually(Duration::from_secs(30), "the seed's result", || {
+        (cluster.per_worker()[0] >= 1).then_some(())
+    })
+    .await?;
+    cluster.start_worker()?;
+    let pid = cluster.workers[0].0.id().expect("running").to_string();
+    let signalled = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()?;
+    assert!(sent.success());
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), cluster.workers[0].0.wait()).await??;
+    let took = signalled.elapsed();
+    let log = std::fs::read_to_string(cluster.scratch.path("worker-0.log"))?;
+    assert!(status.success(), "exit {status:?}:\n{log}");
+    assert!(took < Duration::from_secs(3), "took {took:?}:\n{log}");
+    assert!(
+        log.contains("giving requests in flight back"),
+        "the stop released leases:\n{log}"
+    );
+    let results = cluster
+        .until_all_of(&expected, Duration::from_secs(60))
+        .await?;
+    let unique: BTreeSet<String> = urls(&results).into_iter().collect();
+    assert_eq!(unique, expected);
+    // Every line the stopped worker wrote is a whole result.
+    let text = std::fs::read_to_string(&cluster.workers[0].1)?;
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).map_err(|e| {
+            anyhow::anyhow!("torn line in the stopped worker's output: {e}: {line}")
+        })?;
+    }
+    Ok(())
+}
+
+/// A live worker renews the leases it holds: a request whose robots.txt
+/// takes 5 s (two slow hops) with `lease_ttl` at 3 s is not taken over by
+/// the other worker, so the page is fetched exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_busy_past_its_lease_is_fetched_once() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start_with(
+        spec(30, 24),
+        Delays {
+            page: Duration::ZERO,
+            robots: Duration::from_millis(2500),
+        },
+    )
+    .await?;
+    let mut cluster = Cluster::new(
+        &redis,
+        "[crawl]\nlease_ttl = 3\ndownload_timeout = 3\nobey_robots = true\n",
+    )?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    let seed = site.seed_url();
+    let request = json!({"url": seed, "appid": "lease", "crawlid": "slow-robots", "maxdepth": 0});
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    cluster.until_done("lease", "slow-robots").await?;
+    let path = url::Url::parse(&seed)?.path().to_string();
+    let fetches = site.hits().iter().filter(|h| h.path == path).count();
+    let robots = site
+        .hits()
+        .iter()
+        .filter(|h| h.path == "/robots.txt")
+        .count();
+    assert!(robots >= 2, "robots.txt took its two slow hops ({robots})");
+    assert_eq!(fetches, 1, "the page was fetched {fetches} times");
+    assert_eq!(cluster.results().len(), 1);
+    Ok(())
+}
+
+/// A crawl submitted again with new attrs: the worker's cached spec is
+/// replaced, so the resubmitted seed and the crawl's remaining pages carry
+/// the new attrs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_resubmitted_crawl_takes_its_new_attrs_on_the_same_worker() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start(spec(120, 25)).await?;
+    // Two pages per second per host: the crawl is still queued when the
+    // second submission arrives.
+    let mut cluster = Cluster::new(&redis, "[throttle]\nhits = 2\nwindow = 1\n")?;
+    cluster.start_worker()?;
+    let seed = site.seed_url();
+    let submit = |v: u32| {
+        json!({"url": seed, "appid": "attrs", "crawlid": "again", "maxdepth": 1, "attrs": {"v": v}})
+            .to_string()
+    };
+    cluster.submit(&["--request", &submit(1)]).await?;
+    eventually(Duration::from_secs(30), "the first results", || {
+        (cluster.per_worker()[0] >= 2).then_some(())
+    })
+    .await?;
+    cluster.submit(&["--request", &submit(2)]).await?;
+    cluster.until_done("attrs", "again").await?;
+    let results = cluster.results();
+    let second_seed = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r["url"] == seed.as_str())
+        .nth(1)
+        .map(|(i, _)| i)
+        .expect("the seed is crawled again when resubmitted");
+    let after: Vec<&Value> = results[second_seed..].iter().collect();
+    assert!(
+        after.len() >= 3,
+        "pages left after the resubmission: {}",
+        after.len()
+    );
+    for r in after {
+        assert_eq!(r["attrs"], json!({"v": 2}), "{}", r["url"]);
+    }
     Ok(())
 }

@@ -425,3 +425,44 @@ async fn regression_redirect_hops_are_throttled() -> Result<()> {
     }
     Ok(())
 }
+
+/// Results that cannot be written (every write to /dev/full fails with "no
+/// space left") are never acked as if delivered: each is retried for
+/// `crawl.delivery_timeout`, then reported on stderr with its reason, and
+/// the run fails, its summary counting them.
+#[tokio::test(flavor = "multi_thread")]
+async fn results_that_cannot_be_written_fail_the_run_and_are_each_reported() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "[crawl]\ndelivery_timeout = 1\n")?;
+    let out = s
+        .command("run")
+        .args(["--spider", "link", "--seed", &site.seed_url()])
+        .args(["--maxdepth", "1", "--output", "/dev/full"])
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = site.expected(0, Some(1));
+    let reported: Vec<Value> = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v.get("undelivered").is_some())
+        .collect();
+    let urls: BTreeSet<String> = reported
+        .iter()
+        .filter_map(|v| v["result"]["url"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(urls, expected, "every page reported once: {stderr}");
+    assert_eq!(reported.len(), expected.len());
+    assert!(
+        reported.iter().all(|v| v["undelivered"]
+            .as_str()
+            .is_some_and(|r| r.contains("No space left on device"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("undelivered={}", expected.len())),
+        "the summary counts them: {stderr}"
+    );
+    Ok(())
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-pub use spinneret_testsite::{Site, SiteSpec};
+pub use spinneret_testsite::{Delays, Site, SiteSpec};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -54,6 +54,20 @@ pub fn wasm(name: &str) -> PathBuf {
     );
     fixture
 }
+
+/// The compile cache the tests' processes share: `SPINNERET_TEST_CACHE`,
+/// else a folder in the temp dir. `just test` compiles every guest into it
+/// before the tests start, so no test waits on a cold compile while the
+/// others load both cores.
+pub fn test_cache() -> PathBuf {
+    std::env::var_os("SPINNERET_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("spinneret-test-cache"))
+}
+
+/// Longest a test waits on a component's compile: Python and JavaScript
+/// take seconds warm, and minutes cold on 2 busy cores.
+pub const COMPILE_WAIT: Duration = Duration::from_secs(240);
 
 /// Settings every test starts from: a fast throttle, loopback allowed, a
 /// quick watcher. Tests append their own TOML.
@@ -106,10 +120,7 @@ impl Scratch {
             .arg(self.path("config.toml"))
             .arg("--plugins")
             .arg(self.path("plugins"))
-            .env(
-                "XDG_CACHE_HOME",
-                std::env::temp_dir().join("spinneret-test-cache"),
-            )
+            .env("XDG_CACHE_HOME", test_cache())
             .env_remove("RUST_LOG")
             .kill_on_drop(true)
             .stdin(Stdio::null());

@@ -723,3 +723,126 @@ async fn a_result_over_the_size_limit_arrives_with_an_error() -> Result<()> {
     ensure!(r["status_code"] == 200, "the page itself was fine: {r}");
     Ok(())
 }
+
+/// Poll `info` until the crawl reports `done`.
+async fn until_done(bus: &Bus, appid: &str, crawlid: &str) -> Result<Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = bus
+            .cli(&["info", "--appid", appid, "--crawlid", crawlid])
+            .await?;
+        let info: Value = serde_json::from_str(&out)?;
+        if info["done"] == true {
+            return Ok(info);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "crawl {crawlid} not done: {info}\n{}",
+            bus.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A result over `max_message_bytes` even without its body, headers and
+/// links (its 6 KB URL alone is over 4 KiB) is a dead letter on
+/// `demo.errors` that names it and says why; the lease is acked, so the
+/// crawl still reaches `done`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_that_never_fits_is_dead_lettered_and_the_crawl_finishes() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 10,
+        hosts: 1,
+        seed: 3,
+    })
+    .await?;
+    let mut bus = Bus::start("max_message_bytes = 4096", "", 1).await?;
+    bus.role("up", &[])?;
+    let errors = bus.broker.collect("demo.errors")?;
+    let url = format!("{}?q={}", site.url(0), "x".repeat(6000));
+    bus.cli(&["feed", &crawl_request(&url, "huge", 0)]).await?;
+    let letter = errors
+        .wait(Duration::from_secs(60), "the dead letter", |v| {
+            v.first().cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    ensure!(
+        letter["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("even without its body")),
+        "{letter}"
+    );
+    let r = &letter["result"];
+    ensure!(
+        r["crawlid"] == "huge" && r["appid"] == "testapp" && r["status_code"] == 200,
+        "{letter}"
+    );
+    ensure!(
+        r["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with(&site.url(0)) && u.len() < 2100),
+        "the URL, cut short: {letter}"
+    );
+    until_done(&bus, "testapp", "huge").await?;
+    Ok(())
+}
+
+/// With `appid_topics`, an app whose per-app topic cannot be created (its
+/// name would be over Kafka's 249 characters) still gets its results on
+/// the firehose; each per-app copy is a dead letter with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_topic_that_cannot_exist_does_not_cost_the_firehose_copy() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 10,
+        hosts: 1,
+        seed: 4,
+    })
+    .await?;
+    let prefix = "p".repeat(210);
+    let mut bus = Bus::start(
+        &format!("appid_topics = true\ntopic_prefix = \"{prefix}\""),
+        "",
+        1,
+    )
+    .await?;
+    let (firehose, errors) = (
+        format!("{prefix}.crawled_firehose"),
+        format!("{prefix}.errors"),
+    );
+    bus.broker.create_topic(&firehose, 1).await?;
+    bus.broker.create_topic(&errors, 1).await?;
+    bus.role("up", &[])?;
+    let results = bus.broker.collect(&firehose)?;
+    let letters = bus.broker.collect(&errors)?;
+    let appid = "a".repeat(40);
+    let request =
+        json!({"url": site.url(0), "appid": appid, "crawlid": "long", "maxdepth": 0}).to_string();
+    bus.cli(&["feed", &request]).await?;
+    let r = results
+        .wait(Duration::from_secs(60), "the firehose copy", |v| {
+            v.first().cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    ensure!(
+        r["url"] == site.url(0).as_str() && r["appid"] == appid.as_str(),
+        "{r}"
+    );
+    let letter = letters
+        .wait(
+            Duration::from_secs(60),
+            "the per-app copy's dead letter",
+            |v| v.first().cloned(),
+        )
+        .await
+        .with_context(|| bus.logs())?;
+    ensure!(
+        letter["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("per-app copy not delivered")),
+        "{letter}"
+    );
+    until_done(&bus, &appid, "long").await?;
+    Ok(())
+}

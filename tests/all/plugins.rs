@@ -1,7 +1,7 @@
 //! The plugin runtime seen from outside: misbehaving guests, wrong worlds,
 //! hot swap, and the `plugins` listing.
 
-use crate::harness::{eventually, read_results, Scratch, Site, SiteSpec};
+use crate::harness::{eventually, read_results, Scratch, Site, SiteSpec, COMPILE_WAIT};
 use anyhow::Result;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -259,7 +259,7 @@ async fn swap_mid_crawl(from: &str, to: &str, hits_per_host: u32) -> Result<()> 
         .stderr(std::fs::File::create(&err)?)
         .spawn()?;
     let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
-    eventually(Duration::from_secs(30), "first results", || {
+    eventually(COMPILE_WAIT, "first results", || {
         (read_results(&out).ok()?.len() >= 20).then_some(())
     })
     .await?;
@@ -282,13 +282,13 @@ async fn swap_mid_crawl(from: &str, to: &str, hits_per_host: u32) -> Result<()> 
     let tmp = s.path("plugins/hot.wasm.tmp");
     std::fs::write(&tmp, &good)?;
     std::fs::rename(&tmp, &target)?;
-    eventually(Duration::from_secs(60), "the swap", || {
+    eventually(COMPILE_WAIT, "the swap", || {
         stderr().contains("plugin swapped in").then_some(())
     })
     .await?;
     let at_swap = read_results(&out)?.len();
 
-    let status = tokio::time::timeout(Duration::from_secs(180), child.wait()).await??;
+    let status = tokio::time::timeout(COMPILE_WAIT, child.wait()).await??;
     assert!(status.success(), "{}", stderr());
     let results = read_results(&out)?;
     let urls: Vec<String> = results

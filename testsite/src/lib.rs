@@ -39,6 +39,13 @@ impl Default for SiteSpec {
     }
 }
 
+/// How long the site takes to answer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Delays {
+    pub page: std::time::Duration,
+    pub robots: std::time::Duration,
+}
+
 /// A running site. Dropping it stops the servers.
 pub struct Site {
     pub spec: SiteSpec,
@@ -58,6 +65,20 @@ impl Site {
     /// Like [`Site::start`], with every page taking `delay` to serve (a slow
     /// server keeps a crawler's requests in flight).
     pub async fn start_slow(spec: SiteSpec, delay: std::time::Duration) -> std::io::Result<Site> {
+        Self::start_with(
+            spec,
+            Delays {
+                page: delay,
+                robots: std::time::Duration::ZERO,
+            },
+        )
+        .await
+    }
+
+    /// Like [`Site::start`], with pages and robots.txt as slow as `delays`
+    /// say. A slow robots.txt is also one redirect hop long, so fetching it
+    /// takes twice `delays.robots`.
+    pub async fn start_with(spec: SiteSpec, delays: Delays) -> std::io::Result<Site> {
         let mut listeners = Vec::new();
         for k in 0..spec.hosts {
             let ip = std::net::Ipv4Addr::new(127, 0, 0, (k + 1) as u8);
@@ -79,7 +100,7 @@ impl Site {
                     l,
                     k,
                     spec.hosts,
-                    delay,
+                    delays,
                     pages.clone(),
                     log.clone(),
                 ))

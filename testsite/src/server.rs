@@ -38,7 +38,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     host: usize,
     hosts: usize,
-    delay: std::time::Duration,
+    delays: crate::Delays,
     pages: Arc<Vec<Bytes>>,
     log: Arc<Log>,
 ) {
@@ -49,12 +49,18 @@ pub async fn serve(
         let (pages, log) = (pages.clone(), log.clone());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let resp = respond(&req, host, hosts, &pages, &log);
-                let slow = if req.uri().path() == "/robots.txt" {
-                    std::time::Duration::ZERO
+                let robots = req.uri().path() == "/robots.txt";
+                let resp = if robots && !delays.robots.is_zero() && req.uri().query().is_none() {
+                    log.push(hit(&req, host));
+                    Response::builder()
+                        .status(StatusCode::MOVED_PERMANENTLY)
+                        .header("location", "/robots.txt?hop=2")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap_or_default()
                 } else {
-                    delay
+                    respond(&req, host, hosts, &pages, &log)
                 };
+                let slow = if robots { delays.robots } else { delays.page };
                 async move {
                     if !slow.is_zero() {
                         tokio::time::sleep(slow).await;
@@ -78,21 +84,7 @@ fn respond(
     log: &Log,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    log.push(Hit {
-        at: Instant::now(),
-        host,
-        path: path.clone(),
-        headers: req
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-    });
+    log.push(hit(req, host));
     let page_on_this_host = |j: usize| j < pages.len() && j % hosts == host;
     if path == "/robots.txt" {
         return text(
@@ -130,6 +122,24 @@ fn respond(
         "text/html",
         "<html><body><h1>Not found</h1></body></html>",
     )
+}
+
+fn hit(req: &Request<hyper::body::Incoming>, host: usize) -> Hit {
+    Hit {
+        at: Instant::now(),
+        host,
+        path: req.uri().path().to_string(),
+        headers: req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    }
 }
 
 fn text(status: StatusCode, ctype: &str, body: &'static str) -> Response<Full<Bytes>> {

@@ -4,7 +4,9 @@
 //! broker acknowledges them, so a broker outage delays work but loses none.
 
 use super::{ResultSink, SinkError};
+use crate::backoff::Backoff;
 use crate::config;
+use crate::crawl::result::CrawlResult;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -152,7 +154,7 @@ impl KafkaBus {
             })
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match self.admin.create_topics(&new, &opts).await {
                 Ok(results) => {
@@ -175,9 +177,9 @@ impl KafkaBus {
                     return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(brokers = %self.cfg.brokers, error = %e, retry_in = ?backoff, "Kafka unreachable while creating topics, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next_delay();
+                    tracing::warn!(brokers = %self.cfg.brokers, error = %e, retry_in = ?wait, "Kafka unreachable while creating topics, retrying");
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -193,7 +195,7 @@ impl KafkaBus {
     /// (with a log line) until it is acknowledged; only a message the broker
     /// can never take (too large) is an error.
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), BusError> {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::standard();
         loop {
             let record = FutureRecord::to(topic).key(key).payload(payload);
             let producer = self.producer.read().0.clone();
@@ -222,46 +224,58 @@ impl KafkaBus {
                         self.forget(topic);
                         self.ensure_topics(&[topic.to_string()]).await?;
                     }
-                    tracing::warn!(%topic, error = %e, retry_in = ?backoff, "Kafka did not acknowledge a message, retrying");
+                    let wait = backoff.next_delay();
+                    tracing::warn!(%topic, error = %e, retry_in = ?wait, "Kafka did not acknowledge a message, retrying");
                     self.renew_producer();
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
     }
 
     /// Send a JSON object (keys sorted) to the firehose topic `suffix` and,
-    /// with `appid_topics`, to its per-app twin.
+    /// with `appid_topics`, to its per-app twin. The firehose copy is what
+    /// the contract guarantees, so its outcome is the result; a per-app copy
+    /// that cannot be sent (its topic cannot be created) comes back as the
+    /// topic and why, for the caller to dead-letter.
     async fn send_fanned(
         &self,
         suffix: &str,
         key: &str,
         appid: Option<&str>,
         payload: &[u8],
-    ) -> Result<(), BusError> {
+    ) -> (Result<(), BusError>, Option<(String, BusError)>) {
         let firehose = self.topic(&format!("{suffix}_firehose"));
-        match appid.filter(|_| self.cfg.appid_topics) {
-            Some(app) => {
-                let per_app = self.topic(&format!("{suffix}_{}", topic_safe(app)));
-                self.ensure_topics(std::slice::from_ref(&per_app)).await?;
-                let (a, b) = tokio::join!(
-                    self.send(&firehose, key, payload),
-                    self.send(&per_app, key, payload)
-                );
-                a.and(b)
-            }
-            None => self.send(&firehose, key, payload).await,
-        }
+        let per_app = async {
+            let app = appid.filter(|_| self.cfg.appid_topics)?;
+            let topic = self.topic(&format!("{suffix}_{}", topic_safe(app)));
+            let sent = async {
+                self.ensure_topics(std::slice::from_ref(&topic)).await?;
+                self.send(&topic, key, payload).await
+            };
+            sent.await.err().map(|e| (topic, e))
+        };
+        tokio::join!(self.send(&firehose, key, payload), per_app)
     }
 
     /// A control-plane reply on `outbound_firehose` (and `outbound_<appid>`),
-    /// keyed by its uuid.
+    /// keyed by its uuid. One too large for the topic is replaced by an
+    /// error reply.
     pub async fn reply(&self, reply: &Map<String, Value>) -> Result<(), BusError> {
-        let payload = serde_json::to_vec(reply).unwrap_or_default();
+        let payload = fit_reply(reply, self.cfg.max_message_bytes);
         let key = reply.get("uuid").and_then(Value::as_str).unwrap_or("");
         let appid = reply.get("appid").and_then(Value::as_str);
-        self.send_fanned("outbound", key, appid, &payload).await
+        let (sent, per_app) = self.send_fanned("outbound", key, appid, &payload).await;
+        if let Some((topic, e)) = per_app {
+            let letter = serde_json::json!({
+                "error": format!("per-app copy not delivered to {topic}: {e}"),
+                "payload": String::from_utf8_lossy(&payload),
+                "topic": topic,
+                "server_time": crate::crawl::result::now_unix(),
+            });
+            self.dead_letter(&letter).await?;
+        }
+        sent
     }
 
     /// A rejected input on `<prefix>.errors` (contract §2.5).
@@ -313,23 +327,27 @@ impl KafkaBus {
 
 /// Crawl results on `crawled_firehose` (and `crawled_<appid>`), keyed by
 /// crawlid. A result too large for `kafka.max_message_bytes` is sent
-/// without its body and with an `error`, never dropped.
+/// without its body and with an `error`; one too large even so, or a
+/// per-app copy whose topic cannot exist, is a dead letter on
+/// `<prefix>.errors`: never silently dropped.
 pub struct KafkaSink {
     bus: Arc<KafkaBus>,
+    base64_body: bool,
 }
 
 impl KafkaSink {
-    pub fn new(bus: Arc<KafkaBus>) -> KafkaSink {
-        KafkaSink { bus }
+    pub fn new(bus: Arc<KafkaBus>, base64_body: bool) -> KafkaSink {
+        KafkaSink { bus, base64_body }
     }
 }
 
 /// The result to send: as is if it fits, else without its body (and
-/// without headers and links if that is still too large), with an `error`.
-pub fn fit_result(result: &Map<String, Value>, limit: usize) -> Vec<u8> {
+/// without headers and links if that is still too large), with an `error`;
+/// `Err` with the reason if even that is over `limit`.
+pub fn fit_result(result: &Map<String, Value>, limit: usize) -> Result<Vec<u8>, String> {
     let full = serde_json::to_vec(result).unwrap_or_default();
     if full.len() <= limit {
-        return full;
+        return Ok(full);
     }
     let mut slim = result.clone();
     slim.insert("body".into(), "".into());
@@ -343,7 +361,7 @@ pub fn fit_result(result: &Map<String, Value>, limit: usize) -> Vec<u8> {
     );
     let out = serde_json::to_vec(&slim).unwrap_or_default();
     if out.len() <= limit {
-        return out;
+        return Ok(out);
     }
     for k in ["response_headers", "request_headers"] {
         slim.insert(k.into(), Value::Object(Map::new()));
@@ -358,19 +376,79 @@ pub fn fit_result(result: &Map<String, Value>, limit: usize) -> Vec<u8> {
         )
         .into(),
     );
-    serde_json::to_vec(&slim).unwrap_or_default()
+    let out = serde_json::to_vec(&slim).unwrap_or_default();
+    if out.len() <= limit {
+        return Ok(out);
+    }
+    Err(format!(
+        "result of {} bytes exceeds kafka.max_message_bytes ({limit}) even without its body, headers, links and attrs",
+        full.len()
+    ))
+}
+
+/// A reply that fits the topic, else an error reply in its place that
+/// still answers the request (same uuid, appid and kind).
+pub fn fit_reply(reply: &Map<String, Value>, limit: usize) -> Vec<u8> {
+    let full = serde_json::to_vec(reply).unwrap_or_default();
+    if full.len() <= limit {
+        return full;
+    }
+    let mut short: Map<String, Value> = [
+        "uuid",
+        "appid",
+        "action",
+        "stats",
+        "spiderid",
+        "crawlid",
+        "domain",
+        "server_time",
+    ]
+    .iter()
+    .filter_map(|k| reply.get(*k).map(|v| (k.to_string(), v.clone())))
+    .collect();
+    short.insert(
+        "error".into(),
+        format!(
+            "reply of {} bytes exceeds kafka.max_message_bytes ({limit}); ask for a narrower scope",
+            full.len()
+        )
+        .into(),
+    );
+    serde_json::to_vec(&short).unwrap_or_default()
+}
+
+fn undeliverable(e: BusError) -> SinkError {
+    SinkError::Undeliverable(e.to_string())
 }
 
 #[async_trait]
 impl ResultSink for KafkaSink {
-    async fn publish(&self, result: &Map<String, Value>) -> Result<(), SinkError> {
-        let payload = fit_result(result, self.bus.cfg.max_message_bytes);
-        let key = result.get("crawlid").and_then(Value::as_str).unwrap_or("");
-        let appid = result.get("appid").and_then(Value::as_str);
-        self.bus
-            .send_fanned("crawled", key, appid, &payload)
-            .await
-            .map_err(|e| SinkError::Io(std::io::Error::other(e.to_string())))
+    async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
+        let json = result.to_json(self.base64_body);
+        let payload =
+            fit_result(&json, self.bus.cfg.max_message_bytes).map_err(SinkError::Undeliverable)?;
+        let (sent, per_app) = self
+            .bus
+            .send_fanned("crawled", &result.crawlid, Some(&result.appid), &payload)
+            .await;
+        if let Some((topic, e)) = per_app {
+            self.undeliverable(
+                result,
+                &format!("per-app copy not delivered to {topic}: {e}"),
+            )
+            .await?;
+        }
+        sent.map_err(undeliverable)
+    }
+
+    async fn undeliverable(&self, result: &CrawlResult, reason: &str) -> Result<(), SinkError> {
+        let letter = serde_json::json!({
+            "error": reason,
+            "result": result.summary(),
+            "topic": self.bus.topic("crawled_firehose"),
+            "server_time": crate::crawl::result::now_unix(),
+        });
+        self.bus.dead_letter(&letter).await.map_err(undeliverable)
     }
 
     async fn flush(&self) -> Result<(), SinkError> {
@@ -391,14 +469,35 @@ mod tests {
         else {
             unreachable!()
         };
-        let out: Value = serde_json::from_slice(&fit_result(&r, 2048)).expect("json");
+        let out: Value =
+            serde_json::from_slice(&fit_result(&r, 2048).expect("fits slimmed")).expect("json");
         assert_eq!(out["body"], "");
         assert_eq!(out["url"], "http://a/");
         assert!(out["error"]
             .as_str()
             .is_some_and(|e| e.contains("exceeds kafka.max_message_bytes (2048)")));
-        let small: Value = serde_json::from_slice(&fit_result(&r, 1 << 20)).expect("json");
+        let small: Value =
+            serde_json::from_slice(&fit_result(&r, 1 << 20).expect("fits")).expect("json");
         assert!(small.get("error").is_none());
+        let Value::Object(huge) = json!({"url": "x".repeat(5000), "crawlid": "c"}) else {
+            unreachable!()
+        };
+        let e = fit_result(&huge, 2048).expect_err("a 5 KB URL never fits 2 KB");
+        assert!(e.contains("even without its body"), "{e}");
+    }
+
+    #[test]
+    fn an_oversized_reply_becomes_an_error_reply() {
+        let Value::Object(r) =
+            json!({"uuid": "u1", "appid": "app", "stats": "queue", "queues": "x".repeat(5000)})
+        else {
+            unreachable!()
+        };
+        let out: Value = serde_json::from_slice(&fit_reply(&r, 2048)).expect("json");
+        assert_eq!(out["uuid"], "u1");
+        assert_eq!(out["stats"], "queue");
+        assert!(out.get("queues").is_none());
+        assert!(out["error"].as_str().is_some_and(|e| e.contains("exceeds")));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::plugins::Registry;
 use crate::scheduler::RedisStore;
+use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -23,7 +24,6 @@ use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 #[derive(Args, Debug, Default)]
 pub struct WorkerArgs {
@@ -78,28 +78,15 @@ pub async fn rest(mut settings: Settings, args: RestArgs) -> Result<i32> {
     let (store, bus) = connect(&settings, Arc::default()).await?;
     let settings = Arc::new(settings);
     let gateway = crate::rest::Gateway::start(settings.clone(), bus, store).await?;
-    crate::rest::serve(gateway, settings.rest.port, stop_on_signal()).await?;
+    crate::rest::serve(gateway, settings.rest.port, stop_on_signal(&settings)).await?;
     Ok(0)
 }
 
-/// Ctrl-C (or SIGTERM) notifies the returned `Notify`.
-fn stop_on_signal() -> Arc<Notify> {
-    let stop = Arc::new(Notify::new());
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        tracing::info!("stopping: finishing work in flight");
-        on_signal.notify_waiters();
-    });
-    stop
+/// A stop on SIGTERM or Ctrl-C, the same for every role.
+fn stop_on_signal(settings: &Settings) -> Shutdown {
+    Shutdown::on_signal(settings.process.grace())
 }
 
-/// Redis and Kafka, both required by the cluster roles.
 async fn connect(
     settings: &Settings,
     stats: Arc<Stats>,
@@ -123,7 +110,7 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     let _watcher = watch(&settings, &registry)?;
     settled(registry.clone()).await;
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
-    let stop = stop_on_signal();
+    let stop = stop_on_signal(&settings);
     metrics(&settings, &stats, &store);
     IngestMonitor::new(store, bus.clone(), settings, plugins, stats)
         .run(stop)
@@ -163,7 +150,7 @@ pub async fn redis_monitor(settings: Settings) -> Result<i32> {
     let stats = Arc::new(Stats::default());
     let (store, bus) = connect(&settings, stats.clone()).await?;
     metrics(&settings, &stats, &store);
-    let stop = stop_on_signal();
+    let stop = stop_on_signal(&settings);
     ControlPlane::new(store, bus.clone()).run(stop).await;
     bus.flush();
     Ok(0)
@@ -193,14 +180,14 @@ async fn engine(
     store.set_spiders(spiders.clone());
     publish_plugins(store, registry);
     let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
-    let fetcher =
-        Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
+    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
     tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
     Ok(Engine::new(
         frontier,
         dedup,
-        Arc::new(KafkaSink::new(bus.clone())),
+        Arc::new(KafkaSink::new(bus.clone(), settings.kafka.base64_body)),
         fetcher,
+        throttle,
         registry.clone(),
         settings.clone(),
         stats.clone(),
@@ -233,7 +220,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     let (store, bus) = connect(&settings, stats.clone()).await?;
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
-    let stop = stop_on_signal();
+    let stop = stop_on_signal(&settings);
     metrics(&settings, &stats, &store);
     let mut tasks = tokio::task::JoinSet::new();
     // The crawl role first: its heartbeat then names its spiders from the
@@ -275,7 +262,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
         if let Ok(Err(e)) = r {
             tracing::error!(error = %format!("{e:#}"), "a role stopped");
             code = 1;
-            stop.notify_waiters();
+            stop.trigger();
         }
     }
     bus.flush();
@@ -331,16 +318,13 @@ pub async fn dump(settings: Settings, args: DumpArgs) -> Result<i32> {
         .set("fetch.wait.max.ms", "100")
         .create()?;
     consumer.subscribe(&[args.topic.as_str()])?;
-    let stop = stop_on_signal();
-    let stopped = stop.notified();
-    tokio::pin!(stopped);
-    stopped.as_mut().enable();
+    let stop = stop_on_signal(&settings);
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
     while args.count.is_none_or(|n| seen < n) {
         let m = tokio::select! {
             m = consumer.recv() => m,
-            _ = &mut stopped => break,
+            _ = stop.wait() => break,
         };
         let m = match m {
             Ok(m) => m,

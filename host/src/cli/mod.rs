@@ -15,6 +15,7 @@ use crate::plugins::Registry;
 use crate::request::CrawlRequest;
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
+use crate::shutdown::Shutdown;
 use crate::stats::{process_usage, Stats};
 use crate::throttle::EmbeddedThrottle;
 use crate::throttle::ThrottleStore;
@@ -318,24 +319,28 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     if requests.is_empty() && !args.serve {
         bail!("nothing to crawl: give --seed URL, --request JSON or --requests FILE (or --serve)");
     }
-    check_seeds(&Fetcher::new(&settings.crawl, None)?, &requests).await?;
+    check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
 
+    let base64 = settings.kafka.base64_body;
     let sink: Arc<dyn ResultSink> = match &args.output {
-        Some(path) => Arc::new(JsonlSink::new(Box::new(
-            std::fs::File::create(path)
-                .with_context(|| format!("cannot create {}", path.display()))?,
-        ))),
-        None => Arc::new(JsonlSink::stdout()),
+        Some(path) => Arc::new(JsonlSink::new(
+            Box::new(
+                std::fs::File::create(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?,
+            ),
+            base64,
+        )),
+        None => Arc::new(JsonlSink::stdout(base64)),
     };
     let settings = Arc::new(settings);
     let (frontier, dedup, throttle) = stores(&settings, Some(&registry), stats.clone()).await?;
-    let fetcher =
-        Fetcher::new(&settings.crawl, Some(throttle)).context("building the HTTP client")?;
+    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
     let engine = Engine::new(
         frontier.clone(),
         dedup,
         sink,
         fetcher,
+        throttle,
         registry.clone(),
         settings.clone(),
         stats.clone(),
@@ -345,14 +350,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         engine.submit(r).await?;
     }
 
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::info!("interrupted: finishing requests in flight");
-            on_signal.notify_waiters();
-        }
-    });
+    let stop = Shutdown::on_signal(settings.process.grace());
     let progress = std::io::stderr().is_terminal().then(|| {
         let (stats, frontier) = (stats.clone(), frontier.clone());
         tokio::spawn(async move { progress_line(stats, frontier).await })
@@ -362,8 +360,12 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    summary(&stats);
-    Ok(0)
+    let left = frontier.counts().await.unwrap_or_default();
+    summary(&stats, left);
+    // A result that was not delivered is a failed run, whatever else went
+    // well: a script must not take a partial output for a whole one.
+    let undelivered = stats.undelivered.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(if undelivered > 0 { 1 } else { 0 })
 }
 
 /// The frontier and dedup store: Redis when `redis.url` is set, else in process.
@@ -440,7 +442,7 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
     if requests.is_empty() {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
-    check_seeds(&Fetcher::new(&settings.crawl, None)?, &requests).await?;
+    check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
     let (frontier, dedup, _) = stores(&settings, None, Arc::default()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
@@ -526,7 +528,7 @@ async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
     }
 }
 
-fn summary(stats: &Stats) {
+fn summary(stats: &Stats, left: crate::scheduler::Counts) {
     use std::sync::atomic::Ordering::Relaxed;
     let secs = stats.elapsed().as_secs_f64();
     let pages = stats.pages.load(Relaxed);
@@ -560,6 +562,22 @@ fn summary(stats: &Stats) {
         ),
         plugin_instances,
         store_round_trips = stats.store_round_trips.load(Relaxed),
+        undelivered = stats.undelivered.load(Relaxed),
+        released = stats.released.load(Relaxed),
         "crawl done"
     );
+    let undelivered = stats.undelivered.load(Relaxed);
+    if undelivered > 0 {
+        tracing::error!(
+            undelivered,
+            "{undelivered} result(s) could not be delivered; each is on stderr with its reason"
+        );
+    }
+    if left.queued + left.in_flight > 0 {
+        tracing::warn!(
+            queued = left.queued,
+            in_flight = left.in_flight,
+            "stopped before the crawl was done: these requests were not crawled"
+        );
+    }
 }

@@ -271,7 +271,7 @@ fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
             .to_vec()
             .into(),
         elapsed: Duration::ZERO,
-        location: None,
+        redirect: None,
     };
     Ok(Page {
         job: Arc::new(job),

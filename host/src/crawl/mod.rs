@@ -4,14 +4,21 @@
 
 mod page;
 pub mod result;
+#[cfg(test)]
+mod tests;
 
+use crate::backoff::Backoff;
 use crate::bus::ResultSink;
 use crate::config::Settings;
 use crate::fetch::{Fetcher, RobotsCache};
 use crate::plugins::Registry;
 use crate::request::{CrawlRequest, Job};
-use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Pop, StoreError};
+use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::throttle::ThrottleStore;
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,12 +55,20 @@ pub struct Engine {
     pub dedup: Arc<dyn DedupStore>,
     pub sink: Arc<dyn ResultSink>,
     pub fetcher: Fetcher,
+    /// Where throttle slots taken for requests never sent are given back.
+    pub throttle: Arc<dyn ThrottleStore>,
     pub robots: Option<RobotsCache>,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     wake: Notify,
     done: AtomicBool,
+    /// Stop taking work (a signal, or `run` finished).
+    stop: Shutdown,
+    /// The stop's grace is running out: give back what is still in flight.
+    cancel: Shutdown,
+    /// Leases this process holds, renewed while it works on them.
+    held: Mutex<HashSet<u64>>,
 }
 
 impl Engine {
@@ -63,6 +78,7 @@ impl Engine {
         dedup: Arc<dyn DedupStore>,
         sink: Arc<dyn ResultSink>,
         fetcher: Fetcher,
+        throttle: Arc<dyn ThrottleStore>,
         registry: Arc<Registry>,
         settings: Arc<Settings>,
         stats: Arc<Stats>,
@@ -79,12 +95,16 @@ impl Engine {
             dedup,
             sink,
             fetcher,
+            throttle,
             robots,
             registry,
             settings,
             stats,
             wake: Notify::new(),
             done: AtomicBool::new(false),
+            stop: Shutdown::new(),
+            cancel: Shutdown::new(),
+            held: Mutex::new(HashSet::new()),
         })
     }
 
@@ -107,7 +127,7 @@ impl Engine {
             let denied = (before - children.len()) as u64;
             self.stats
                 .robots_denied
-                .fetch_add(denied, std::sync::atomic::Ordering::Relaxed);
+                .fetch_add(denied, Ordering::Relaxed);
         }
         let Some(first) = children.first() else {
             return Ok(0);
@@ -137,59 +157,83 @@ impl Engine {
     }
 
     /// Run `concurrency` workers. With `until_done`, return once nothing is
-    /// queued or in flight; otherwise run until `stop` is notified.
-    pub async fn run(self: &Arc<Self>, until_done: bool, stop: Arc<Notify>) {
-        let mut tasks = tokio::task::JoinSet::new();
-        // Upkeep (lease reclaim) every second, and one poller per process
-        // that wakes idle workers when another process queued work, so
-        // idle workers do not each poll the store.
+    /// queued or in flight; otherwise run until `stop`. On `stop`, workers
+    /// take no new request; those in flight have most of
+    /// `process.shutdown_grace` to finish, then their leases go back to
+    /// the queue at once. Results are flushed before this returns.
+    pub async fn run(self: &Arc<Self>, until_done: bool, stop: Shutdown) {
         // Announce this worker (heartbeat) and reclaim before working.
         if let Err(e) = self.frontier.maintain().await {
             tracing::warn!(error = %e, "store upkeep failed; retrying");
         }
-        let upkeep = {
-            let me = self.clone();
-            tokio::spawn(async move {
-                let mut tick = 0u32;
-                loop {
-                    tokio::time::sleep(IDLE_POLL).await;
-                    tick += 1;
-                    if tick % 5 == 0 {
-                        if let Err(e) = me.frontier.maintain().await {
-                            tracing::warn!(error = %e, "store upkeep failed; retrying");
-                        }
-                    }
-                    match me.frontier.counts().await {
-                        Ok(c) if c.queued > 0 => me.wake.notify_waiters(),
-                        Ok(c) if until_done && c.in_flight == 0 => {
-                            me.done.store(true, Ordering::SeqCst);
-                            me.wake.notify_waiters();
-                        }
-                        _ => {}
-                    }
-                }
-            })
-        };
+        let upkeep = tokio::spawn(self.clone().upkeep(until_done));
+        let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..self.settings.crawl.concurrency {
             let me = self.clone();
             tasks.spawn(async move { me.worker(until_done).await });
         }
+        let all_done = async { while tasks.join_next().await.is_some() {} };
+        tokio::pin!(all_done);
         tokio::select! {
-            _ = async { while tasks.join_next().await.is_some() {} } => {}
-            _ = stop.notified() => {
+            _ = &mut all_done => {}
+            _ = stop.wait() => {
+                self.stop.trigger();
                 self.done.store(true, Ordering::SeqCst);
                 self.wake.notify_waiters();
-                while tasks.join_next().await.is_some() {}
+                // Keep a margin of the grace to release, flush and exit.
+                let grace = self.settings.process.grace();
+                let finish = grace.saturating_sub(Duration::from_secs(2).min(grace / 2));
+                if tokio::time::timeout(finish, &mut all_done).await.is_err() {
+                    tracing::info!(in_flight = self.held.lock().len(), "grace running out: giving requests in flight back to the queue");
+                    self.cancel.trigger();
+                    all_done.await;
+                }
             }
         }
+        // Renewals stop only now: a request still being settled above is
+        // never left with a lapsing lease.
         upkeep.abort();
         if let Err(e) = self.sink.flush().await {
             tracing::error!(error = %e, "flushing results failed");
         }
     }
 
+    /// Store upkeep (heartbeat, lease reclaim) every second, lease renewal
+    /// every third of `lease_ttl`, and one poll per process that wakes idle
+    /// workers when another process queued work, so idle workers do not
+    /// each poll the store.
+    async fn upkeep(self: Arc<Self>, until_done: bool) {
+        let renew_every = Duration::from_secs_f64(self.settings.crawl.lease_ttl / 3.0);
+        let mut renewed = tokio::time::Instant::now();
+        let mut tick = 0u32;
+        loop {
+            tokio::time::sleep(IDLE_POLL).await;
+            tick += 1;
+            if renewed.elapsed() >= renew_every {
+                renewed = tokio::time::Instant::now();
+                let ids: Vec<u64> = self.held.lock().iter().copied().collect();
+                if let Err(e) = self.frontier.renew(&ids).await {
+                    tracing::warn!(error = %e, leases = ids.len(), "could not renew leases; retrying");
+                }
+            }
+            if tick % 5 == 0 {
+                if let Err(e) = self.frontier.maintain().await {
+                    tracing::warn!(error = %e, "store upkeep failed; retrying");
+                }
+            }
+            match self.frontier.counts().await {
+                Ok(c) if c.queued > 0 => self.wake.notify_waiters(),
+                Ok(c) if until_done && c.in_flight == 0 => {
+                    self.done.store(true, Ordering::SeqCst);
+                    self.wake.notify_waiters();
+                }
+                _ => {}
+            }
+        }
+    }
+
     async fn worker(self: Arc<Self>, until_done: bool) {
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -199,10 +243,8 @@ impl Engine {
             }
             let wait = match self.frontier.pop().await {
                 Ok(Pop::Leased(lease)) => {
-                    backoff = Duration::from_millis(100);
-                    if let Err(e) = self.process(lease).await {
-                        tracing::warn!(error = %e, "store error while processing a request; it stays leased and will be retried");
-                    }
+                    backoff.reset();
+                    self.handle(lease).await;
                     continue;
                 }
                 Ok(Pop::Wait(d)) => d,
@@ -215,16 +257,48 @@ impl Engine {
                     Duration::from_secs(5)
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "frontier unavailable, retrying");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    backoff
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?wait, "frontier unavailable, retrying");
+                    wait
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = &mut notified => {}
+                _ = self.stop.wait() => {}
             }
         }
+    }
+
+    /// One leased request, from its stages to its settled lease. The lease
+    /// is renewed all along; if the stop's grace runs out first, it goes
+    /// back to the queue.
+    async fn handle(&self, lease: Lease) {
+        let id = lease.id;
+        self.held.lock().insert(id);
+        let work = async {
+            let outcome = self.process(&lease.job).await?;
+            self.settle(lease, outcome).await
+        };
+        let released = tokio::select! {
+            r = work => match r {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "store error while handling a request; giving it back");
+                    true
+                }
+            },
+            _ = self.cancel.wait() => true,
+        };
+        if released {
+            self.stats.released.fetch_add(1, Ordering::Relaxed);
+            if let Err(e) = self.frontier.release(id).await {
+                // Not renewed from here on, the lease runs out and another
+                // worker crawls the request: late, but not lost.
+                tracing::warn!(error = %e, "could not give a lease back; it will expire after crawl.lease_ttl");
+            }
+        }
+        self.held.lock().remove(&id);
     }
 
     async fn is_drained(&self) -> bool {

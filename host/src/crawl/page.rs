@@ -1,129 +1,220 @@
-//! One request's path: expiry and robots checks, downloader middlewares,
-//! fetch with retries, the spider, children to the scheduler, item
-//! pipelines, the sink, and only then the lease ack.
+//! One request's path, as stages that each end the request with one
+//! [`Outcome`] or hand it on: checks (expiry, URL, robots), request
+//! middlewares, the fetch (with its retry and redirect decisions),
+//! response middlewares, the spider (children go to the scheduler). The
+//! stages only decide; [`Engine::settle`] is the one place that acts: it
+//! runs the item pipelines, delivers results, and only then acks, requeues
+//! or releases the lease.
 
+use super::result::CrawlResult;
 use super::{result, Engine};
-use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Hop, Outgoing};
+use crate::backoff::Backoff;
+use crate::fetch::{error_chain, retryable_status, FetchError, Hop, Outgoing};
 use crate::links;
 use crate::plugins::{
-    CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderItem,
-    SpiderRequest,
+    CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
 use crate::request::Job;
 use crate::scheduler::{Lease, StoreError};
-use serde_json::{Map, Value};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-enum Fetch {
-    Got(Fetched),
-    Failed(FetchError),
+/// What became of one request.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Results to deliver (after the pipelines); then the lease is acked.
+    /// Empty: the page was handled and gave no item.
+    Deliver(Vec<CrawlResult>),
+    /// Queue the request again in the lease's place after `after`
+    /// (network trouble, a retryable status, a middleware's wish).
+    Retry { job: Box<Job>, after: Duration },
+    /// The next hop of a redirect, queued in the lease's place so it waits
+    /// for its own throttle slot.
+    Redirect(Box<Job>),
+    /// Nothing to deliver, on purpose: the lease is acked.
+    Drop(Dropped),
+}
+
+/// Why a request ended without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dropped {
+    Expired,
+    Robots,
+    Middleware,
+}
+
+/// How delivering one result went.
+enum Delivery {
+    Done,
+    /// It can never be delivered: why.
+    Never(String),
+    /// It could not be delivered yet and the process is stopping: the lease
+    /// goes back so another worker crawls it.
+    Later,
+}
+
+/// A stage's verdict: go on with `T`, or the request ends with an outcome.
+type Stage<T> = Result<T, Outcome>;
+
+/// The request as it goes out, after the request middlewares.
+struct Request {
+    url: String,
+    method: String,
+    headers: Vec<(String, String)>,
 }
 
 impl Engine {
-    pub(super) async fn process(&self, lease: Lease) -> Result<(), StoreError> {
-        let Lease { id, job } = lease;
+    /// Run the request's stages to their outcome. A store error (queuing
+    /// children) leaves the outcome undecided: the caller gives the lease
+    /// back.
+    pub(crate) async fn process(&self, job: &Job) -> Result<Outcome, StoreError> {
+        match self.fetch_stages(job).await {
+            Ok(page) => self.parse(job, page).await,
+            Err(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Everything up to a page for the spider.
+    async fn fetch_stages(&self, job: &Job) -> Stage<Page> {
+        self.admit(job).await?;
+        let req = self.request_middlewares(job).await?;
+        let page = self.fetch(job, &req).await?;
+        self.response_middlewares(job, &page).await?;
+        Ok(page)
+    }
+
+    /// Expiry, a parseable URL, robots.txt.
+    async fn admit(&self, job: &Job) -> Stage<()> {
         if job.crawl.expired(result::now_unix()) {
-            self.stats.expired.fetch_add(1, Relaxed);
-            return self.frontier.ack(id, None).await;
+            return Err(Outcome::Drop(Dropped::Expired));
         }
         let Ok(url) = url::Url::parse(&job.url) else {
-            return self
-                .finish(
-                    id,
-                    &job,
-                    None,
-                    None,
-                    Some(format!("invalid URL {}", job.url)),
-                )
-                .await;
+            let error = format!("invalid URL {}", job.url);
+            return Err(Outcome::Deliver(vec![CrawlResult::new(
+                job,
+                None,
+                None,
+                Some(error),
+            )]));
         };
         if let Some(robots) = &self.robots {
             if !robots.allowed(&url).await {
                 tracing::debug!(url = %job.url, "disallowed by robots.txt");
-                self.stats.robots_denied.fetch_add(1, Relaxed);
-                // The pop took a throttle slot for a request never sent.
-                self.fetcher.refund_slot(&job.spiderid, &url).await;
-                return self.frontier.ack(id, None).await;
+                self.refund_slot(&job.spiderid, &url).await;
+                return Err(Outcome::Drop(Dropped::Robots));
             }
         }
+        Ok(())
+    }
 
-        let (mut target, mut method, mut headers) = (
-            job.url.clone(),
-            job.method.clone(),
-            self.request_headers(&job),
-        );
+    /// The pop took a throttle slot for a request that is never sent.
+    async fn refund_slot(&self, spider: &str, url: &url::Url) {
+        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
+        if let Err(e) = self.throttle.refund(spider, &domain).await {
+            // At worst the domain waits one slot longer than it had to.
+            tracing::debug!(error = %e, "could not refund a throttle slot");
+        }
+    }
+
+    async fn request_middlewares(&self, job: &Job) -> Stage<Request> {
+        let mut req = Request {
+            url: job.url.clone(),
+            method: job.method.clone(),
+            headers: self.request_headers(job),
+        };
         for name in &self.settings.plugins.middlewares {
             let Some(mw) = self.plugin(name, Kind::Middleware) else {
                 continue;
             };
-            let (u, m, h) = (target.clone(), method.clone(), headers.clone());
+            let (u, m, h) = (req.url.clone(), req.method.clone(), req.headers.clone());
             match blocking(move || mw.process_request(u, m, h)).await {
                 Ok(RequestAction::Proceed {
                     url,
-                    method: m,
-                    headers: h,
+                    method,
+                    headers,
                 }) => {
-                    (target, method, headers) = (url, m, h);
+                    req = Request {
+                        url,
+                        method,
+                        headers,
+                    }
                 }
                 Ok(RequestAction::Drop(reason)) => {
                     tracing::debug!(url = %job.url, middleware = %name, %reason, "request dropped");
-                    self.stats.dropped.fetch_add(1, Relaxed);
-                    return self.frontier.ack(id, None).await;
+                    return Err(Outcome::Drop(Dropped::Middleware));
                 }
+                // A failing middleware is reported and skipped: the request
+                // goes on as it was, so nothing is lost.
                 Err(e) => {
                     tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged")
                 }
             }
         }
+        Ok(req)
+    }
 
+    /// The fetch, and what its answer means: a retry, a redirect hop, an
+    /// error result, or a page for the spider.
+    async fn fetch(&self, job: &Job, req: &Request) -> Stage<Page> {
         let out = Outgoing {
-            url: &target,
-            method: &method,
-            headers: &headers,
+            url: &req.url,
+            method: &req.method,
+            headers: &req.headers,
             body: job.body.as_deref(),
             follow_redirects: false,
+            redirects: job.redirects as usize,
         };
-        let fetched = match self.fetcher.fetch(&out).await {
-            Ok(f) => Fetch::Got(f),
-            Err(e) => Fetch::Failed(e),
-        };
+        let fetched = self.fetcher.fetch(&out).await;
         let retry_reason = match &fetched {
-            Fetch::Got(f) if retryable_status(f.status) => Some(format!("HTTP {}", f.status)),
-            Fetch::Failed(e) if e.retryable() => Some(e.to_string()),
+            Ok(f) if retryable_status(f.status) => Some(format!("HTTP {}", f.status)),
+            Err(e) if e.retryable() => Some(e.to_string()),
             _ => None,
         };
         if let Some(reason) = retry_reason {
             if job.retries < self.settings.crawl.retries {
-                return self.retry(id, &job, &reason).await;
+                return Err(self.retry(job, &reason));
             }
         }
-        let fetched = match fetched {
-            Fetch::Got(f) if f.location.is_some() => {
-                return self.redirect(id, &job, &target, &method, &headers, f).await
-            }
-            Fetch::Got(f) => f,
-            Fetch::Failed(e) => {
-                let status = match e {
-                    FetchError::TooLarge { status, .. } => status,
-                    _ => 0,
-                };
-                let mut r = result::build(
-                    &job,
-                    None,
-                    None,
-                    Some(e.to_string()),
-                    self.settings.kafka.base64_body,
-                );
-                r.insert("status_code".into(), status.into());
-                return self.deliver(id, r).await;
+        let mut fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                let mut r = CrawlResult::new(job, None, None, Some(e.to_string()));
+                if let FetchError::TooLarge { status, .. } = e {
+                    r.status_override = Some(status);
+                }
+                return Err(Outcome::Deliver(vec![r]));
             }
         };
-        let page = Page {
-            job: Arc::new(job.clone()),
-            fetched: Arc::new(fetched),
-        };
+        match fetched.redirect.take() {
+            Some(Ok(hop)) => Err(Outcome::Redirect(Box::new(next_hop(job, hop)))),
+            Some(Err(e)) => Err(Outcome::Deliver(vec![CrawlResult::new(
+                job,
+                Some(Arc::new(fetched)),
+                None,
+                Some(e.to_string()),
+            )])),
+            None => Ok(Page {
+                job: Arc::new(job.clone()),
+                fetched: Arc::new(fetched),
+            }),
+        }
+    }
 
+    fn retry(&self, job: &Job, reason: &str) -> Outcome {
+        tracing::debug!(url = %job.url, attempt = job.retries + 1, %reason, "retrying");
+        let mut again = job.clone();
+        again.retries += 1;
+        again.priority -= 10;
+        // Backoff between retries comes with the politeness work (issue
+        // 16); until then a retry waits for its domain's throttle only.
+        Outcome::Retry {
+            job: Box::new(again),
+            after: Duration::ZERO,
+        }
+    }
+
+    async fn response_middlewares(&self, job: &Job, page: &Page) -> Stage<()> {
         for name in &self.settings.plugins.middlewares {
             let Some(mw) = self.plugin(name, Kind::Middleware) else {
                 continue;
@@ -132,22 +223,24 @@ impl Engine {
             match blocking(move || mw.process_response(p)).await {
                 Ok(ResponseAction::Proceed) => {}
                 Ok(ResponseAction::Retry(reason)) if job.retries < self.settings.crawl.retries => {
-                    return self
-                        .retry(id, &job, &format!("middleware {name}: {reason}"))
-                        .await;
+                    return Err(self.retry(job, &format!("middleware {name}: {reason}")));
                 }
                 Ok(ResponseAction::Retry(_)) => {}
                 Ok(ResponseAction::Drop(reason)) => {
                     tracing::debug!(url = %job.url, middleware = %name, %reason, "response dropped");
-                    self.stats.dropped.fetch_add(1, Relaxed);
-                    return self.frontier.ack(id, None).await;
+                    return Err(Outcome::Drop(Dropped::Middleware));
                 }
                 Err(e) => {
                     tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged")
                 }
             }
         }
+        Ok(())
+    }
 
+    /// The spider: its requests are queued here (a store error is the
+    /// caller's), its items become results.
+    async fn parse(&self, job: &Job, page: Page) -> Result<Outcome, StoreError> {
         let outputs = match self.spider(&job.spiderid).await {
             Some(spider) => {
                 let p = page.clone();
@@ -162,38 +255,157 @@ impl Engine {
             Ok(o) => o,
             Err(e) => {
                 tracing::warn!(url = %job.url, error = %e, "spider failed on this page; the crawl goes on");
-                return self
-                    .finish(id, &job, Some(&page.fetched), None, Some(e.to_string()))
-                    .await;
+                return Ok(Outcome::Deliver(vec![CrawlResult::new(
+                    job,
+                    Some(page.fetched),
+                    None,
+                    Some(e.to_string()),
+                )]));
             }
         };
         let mut children = Vec::new();
-        let mut items = Vec::new();
+        let mut results = Vec::new();
         for o in outputs {
             match o {
                 Output::Request(r) => {
-                    children.extend(self.child(&job, &page.fetched.response_url, r))
+                    children.extend(self.child(job, &page.fetched.response_url, r))
                 }
-                Output::Item(i) => items.push(i),
+                Output::Item(i) => results.push(CrawlResult::new(
+                    job,
+                    Some(page.fetched.clone()),
+                    Some(&i),
+                    None,
+                )),
             }
         }
         if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
             self.enqueue_children(children).await?;
         }
-        for item in &items {
-            let r = result::build(
-                &job,
-                Some(&page.fetched),
-                Some(item),
-                None,
-                self.settings.kafka.base64_body,
-            );
-            if let Some(r) = self.pipelines(r).await {
-                self.publish(&r).await;
+        Ok(Outcome::Deliver(results))
+    }
+
+    /// Act on an outcome: the only place a lease is acked, requeued or
+    /// released. Results are acked only once delivered, or reported as
+    /// undeliverable with the reason.
+    pub(crate) async fn settle(&self, lease: Lease, outcome: Outcome) -> Result<(), StoreError> {
+        let id = lease.id;
+        match outcome {
+            Outcome::Deliver(results) => {
+                let mut status = None;
+                for r in results {
+                    let Some(r) = self.pipelines(r).await else {
+                        self.stats.dropped.fetch_add(1, Relaxed);
+                        continue;
+                    };
+                    match self.deliver(&r).await {
+                        Delivery::Done => {
+                            self.count_page(&r);
+                            status.get_or_insert(r.status());
+                        }
+                        Delivery::Never(reason) => self.undeliverable(&r, &reason).await,
+                        Delivery::Later => {
+                            self.stats.released.fetch_add(1, Relaxed);
+                            return self.frontier.release(id).await;
+                        }
+                    }
+                }
+                self.frontier.ack(id, status).await
+            }
+            Outcome::Retry { job, after } => {
+                self.stats.retries.fetch_add(1, Relaxed);
+                if !after.is_zero() {
+                    tokio::select! {
+                        _ = tokio::time::sleep(after) => {}
+                        _ = self.stop.wait() => {}
+                    }
+                }
+                self.frontier.retry(id, *job).await?;
+                self.wake.notify_waiters();
+                Ok(())
+            }
+            Outcome::Redirect(job) => {
+                self.frontier.retry(id, *job).await?;
+                self.wake.notify_waiters();
+                Ok(())
+            }
+            Outcome::Drop(why) => {
+                let counter = match why {
+                    Dropped::Expired => &self.stats.expired,
+                    Dropped::Robots => &self.stats.robots_denied,
+                    Dropped::Middleware => &self.stats.dropped,
+                };
+                counter.fetch_add(1, Relaxed);
+                self.frontier.ack(id, None).await
             }
         }
-        let status = (!items.is_empty()).then_some(page.fetched.status);
-        self.frontier.ack(id, status).await
+    }
+
+    /// Hand one result to the sink; a passing failure (a full disk) is
+    /// retried with backoff, the lease renewed meanwhile, for at most
+    /// `crawl.delivery_timeout`.
+    async fn deliver(&self, r: &CrawlResult) -> Delivery {
+        let limit = Duration::from_secs_f64(self.settings.crawl.delivery_timeout);
+        let started = Instant::now();
+        let mut backoff = Backoff::standard();
+        loop {
+            let e = match self.sink.publish(r).await {
+                Ok(()) => return Delivery::Done,
+                Err(e) if !e.retryable() => return Delivery::Never(e.to_string()),
+                Err(e) => e,
+            };
+            if started.elapsed() >= limit {
+                return Delivery::Never(format!(
+                    "{e} (still failing after crawl.delivery_timeout, {limit:?})"
+                ));
+            }
+            if self.stop.is_triggered() {
+                return Delivery::Later;
+            }
+            tracing::warn!(url = %r.url, error = %e, "result not delivered yet; retrying");
+            tokio::select! {
+                _ = backoff.wait() => {}
+                _ = self.stop.wait() => {}
+            }
+        }
+    }
+
+    /// A result that can never be delivered: reported where an operator
+    /// sees it (the sink's dead letters), counted, and the lease acked,
+    /// since crawling the page again would come to the same.
+    async fn undeliverable(&self, r: &CrawlResult, reason: &str) {
+        self.stats.undelivered.fetch_add(1, Relaxed);
+        tracing::error!(url = %r.url, crawlid = %r.crawlid, %reason, "result cannot be delivered; reported as a dead letter");
+        if let Err(e) = self.sink.undeliverable(r, reason).await {
+            // The log line above is then the only trace: say so loudly.
+            tracing::error!(url = %r.url, summary = %r.summary(), error = %error_chain(&e), "dead letter not delivered either");
+        }
+    }
+
+    fn count_page(&self, r: &CrawlResult) {
+        self.stats.page(r.status(), r.error.is_some());
+        if let Some(f) = &r.fetched {
+            self.stats.fetch_latency.observe(f.elapsed.as_secs_f64());
+        }
+        tracing::debug!(crawlid = %r.crawlid, url = %r.url, status_code = r.status(), spiderid = %r.spiderid, "crawled");
+    }
+
+    /// Run the item pipelines; `None` if one dropped the result.
+    async fn pipelines(&self, mut r: CrawlResult) -> Option<CrawlResult> {
+        for name in &self.settings.plugins.pipelines {
+            let Some(p) = self.plugin(name, Kind::Pipeline) else {
+                continue;
+            };
+            let fields = Arc::new(r.to_json(self.settings.kafka.base64_body));
+            match blocking(move || p.process_item(fields)).await {
+                Ok(ItemAction::Keep(fields)) => r.fields.extend(fields),
+                Ok(ItemAction::Drop(reason)) => {
+                    tracing::debug!(pipeline = %name, %reason, "result dropped");
+                    return None;
+                }
+                Err(e) => tracing::warn!(error = %e, "pipeline failed; result goes on unchanged"),
+            }
+        }
+        Some(r)
     }
 
     /// Headers every fetch of this job carries: the crawl's user agent and
@@ -262,138 +474,29 @@ impl Engine {
             redirects: 0,
         })
     }
+}
 
-    /// A redirect: the next hop is queued in this request's place, so it
-    /// waits for its own throttle slot like any request. Its result reports
-    /// the URL first asked for.
-    async fn redirect(
-        &self,
-        id: u64,
-        job: &Job,
-        target: &str,
-        method: &str,
-        headers: &[(String, String)],
-        f: Fetched,
-    ) -> Result<(), StoreError> {
-        let next = f.location.as_deref().and_then(|l| url::Url::parse(l).ok());
-        let current = url::Url::parse(target).ok();
-        let hop = match (next, current) {
-            (Some(next), Some(url)) if (job.redirects as usize) < self.fetcher.max_redirects() => {
-                let method =
-                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::GET);
-                let hop = Hop {
-                    url,
-                    method,
-                    headers: headers.to_vec(),
-                    body: job.body.clone(),
-                };
-                hop.redirect(f.status, next)
-            }
-            _ => Err(FetchError::TooManyRedirects(self.fetcher.max_redirects())),
-        };
-        match hop {
-            Ok(hop) => {
-                let mut next = job.clone();
-                next.redirected_from = Some(
-                    job.redirected_from
-                        .clone()
-                        .unwrap_or_else(|| job.url.clone()),
-                );
-                next.redirects += 1;
-                next.url = hop.url.into();
-                next.method = hop.method.to_string();
-                // The crawl's own headers (user agent, cookie) are added again per hop.
-                next.headers = hop
-                    .headers
-                    .into_iter()
-                    .filter(|(k, _)| !is_crawl_header(k))
-                    .collect();
-                next.body = hop.body;
-                next.dont_filter = true;
-                self.frontier.retry(id, next).await?;
-                self.wake.notify_waiters();
-                Ok(())
-            }
-            Err(e) => {
-                let r = result::build(
-                    job,
-                    Some(&f),
-                    None,
-                    Some(e.to_string()),
-                    self.settings.kafka.base64_body,
-                );
-                self.deliver(id, r).await
-            }
-        }
-    }
-
-    async fn retry(&self, id: u64, job: &Job, reason: &str) -> Result<(), StoreError> {
-        self.stats.retries.fetch_add(1, Relaxed);
-        tracing::debug!(url = %job.url, attempt = job.retries + 1, %reason, "retrying");
-        let mut again = job.clone();
-        again.retries += 1;
-        again.priority -= 10;
-        self.frontier.retry(id, again).await?;
-        self.wake.notify_waiters();
-        Ok(())
-    }
-
-    /// Publish a result without spider output (errors), then ack.
-    async fn finish(
-        &self,
-        id: u64,
-        job: &Job,
-        fetched: Option<&Fetched>,
-        item: Option<&SpiderItem>,
-        error: Option<String>,
-    ) -> Result<(), StoreError> {
-        let r = result::build(job, fetched, item, error, self.settings.kafka.base64_body);
-        self.deliver(id, r).await
-    }
-
-    async fn deliver(&self, id: u64, r: Map<String, Value>) -> Result<(), StoreError> {
-        let status = match self.pipelines(r).await {
-            Some(r) => {
-                self.publish(&r).await;
-                Some(r.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16)
-            }
-            None => None,
-        };
-        self.frontier.ack(id, status).await
-    }
-
-    async fn publish(&self, r: &Map<String, Value>) {
-        let status = r.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16;
-        self.stats.page(status, r.contains_key("error"));
-        if status > 0 {
-            if let Some(ms) = r.get("fetch_ms").and_then(Value::as_f64) {
-                self.stats.fetch_latency.observe(ms / 1000.0);
-            }
-        }
-        if let Err(e) = self.sink.publish(r).await {
-            tracing::error!(error = %error_chain(&e), "could not deliver a result");
-        }
-    }
-
-    /// Run the item pipelines; `None` if one dropped the result.
-    async fn pipelines(&self, mut r: Map<String, Value>) -> Option<Map<String, Value>> {
-        for name in &self.settings.plugins.pipelines {
-            let Some(p) = self.plugin(name, Kind::Pipeline) else {
-                continue;
-            };
-            let fields = Arc::new(r.clone());
-            match blocking(move || p.process_item(fields)).await {
-                Ok(ItemAction::Keep(fields)) => r.extend(fields),
-                Ok(ItemAction::Drop(reason)) => {
-                    tracing::debug!(pipeline = %name, %reason, "result dropped");
-                    self.stats.dropped.fetch_add(1, Relaxed);
-                    return None;
-                }
-                Err(e) => tracing::warn!(error = %e, "pipeline failed; result goes on unchanged"),
-            }
-        }
-        Some(r)
-    }
+/// The job for a redirect's next hop (made by the fetcher): it reports the
+/// URL first asked for, and the crawl's own headers (user agent, cookie)
+/// are added again when it is fetched.
+fn next_hop(job: &Job, hop: Hop) -> Job {
+    let mut next = job.clone();
+    next.redirected_from = Some(
+        job.redirected_from
+            .clone()
+            .unwrap_or_else(|| job.url.clone()),
+    );
+    next.redirects += 1;
+    next.url = hop.url.into();
+    next.method = hop.method.to_string();
+    next.headers = hop
+        .headers
+        .into_iter()
+        .filter(|(k, _)| !is_crawl_header(k))
+        .collect();
+    next.body = hop.body;
+    next.dont_filter = true;
+    next
 }
 
 /// Headers the host adds to every fetch from the crawl's settings.

@@ -5,77 +5,143 @@ use crate::plugins::SpiderItem;
 use crate::request::Job;
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
-/// Build a page's result. `fetched` is `None` when the fetch itself failed.
-pub fn build(
-    job: &Job,
-    fetched: Option<&Fetched>,
-    item: Option<&SpiderItem>,
-    error: Option<String>,
-    base64_body: bool,
-) -> Map<String, Value> {
-    let c = &job.crawl;
-    let mut m = Map::new();
-    m.insert("appid".into(), c.appid.clone().into());
-    m.insert("crawlid".into(), c.crawlid.clone().into());
-    m.insert("spiderid".into(), job.spiderid.clone().into());
-    // A redirect hop reports the URL that was asked for.
-    m.insert(
-        "url".into(),
-        job.redirected_from.as_deref().unwrap_or(&job.url).into(),
-    );
-    m.insert("depth".into(), job.depth.into());
-    m.insert("attrs".into(), c.attrs.clone().unwrap_or(Value::Null));
-    m.insert("timestamp".into(), now_iso8601().into());
-    m.insert("request_headers".into(), headers(&job.headers));
-    match fetched {
-        Some(f) => {
-            m.insert("response_url".into(), f.response_url.clone().into());
-            m.insert("status_code".into(), f.status.into());
-            m.insert("status_msg".into(), f.reason.clone().into());
-            m.insert("request_headers".into(), headers(&f.request_headers));
-            m.insert("response_headers".into(), headers(&f.headers));
-            let enc = encoding_of(f.header("content-type"), &f.body);
-            let body = if base64_body {
-                base64::engine::general_purpose::STANDARD.encode(&f.body)
-            } else {
-                enc.decode(&f.body).0.into_owned()
-            };
-            m.insert("body".into(), body.into());
-            m.insert("encoding".into(), enc.name().to_ascii_lowercase().into());
-            m.insert(
-                "fetch_ms".into(),
-                (f.elapsed.as_secs_f64() * 1000.0).round().into(),
-            );
-        }
-        None => {
-            m.insert("response_url".into(), job.url.clone().into());
-            m.insert("status_code".into(), 0.into());
-            m.insert("status_msg".into(), "".into());
-            m.insert("response_headers".into(), json!({}));
-            m.insert("body".into(), "".into());
-            m.insert("encoding".into(), Value::Null);
-            m.insert("fetch_ms".into(), 0.into());
+/// A page's result as the crawl produced it; the sink turns it into the
+/// contract's JSON ([`CrawlResult::to_json`]).
+#[derive(Debug, Clone)]
+pub struct CrawlResult {
+    pub appid: String,
+    pub crawlid: String,
+    pub spiderid: String,
+    /// The URL first asked for (a redirect hop reports its chain's start).
+    pub url: String,
+    pub depth: u32,
+    pub attrs: Option<Value>,
+    pub timestamp: String,
+    /// What came back; `None` when the fetch itself failed.
+    pub fetched: Option<Arc<Fetched>>,
+    /// Headers sent, when nothing came back.
+    pub request_headers: Vec<(String, String)>,
+    pub links: Vec<(String, String)>,
+    /// Fields a spider or pipeline added (they win over the fields above).
+    pub fields: Map<String, Value>,
+    pub error: Option<String>,
+    /// Status code set without a response (a body over the size limit).
+    pub status_override: Option<u16>,
+}
+
+impl CrawlResult {
+    /// The result of `job`, with what was fetched and the spider's item.
+    pub fn new(
+        job: &Job,
+        fetched: Option<Arc<Fetched>>,
+        item: Option<&SpiderItem>,
+        error: Option<String>,
+    ) -> CrawlResult {
+        let c = &job.crawl;
+        CrawlResult {
+            appid: c.appid.clone(),
+            crawlid: c.crawlid.clone(),
+            spiderid: job.spiderid.clone(),
+            url: job.redirected_from.as_deref().unwrap_or(&job.url).into(),
+            depth: job.depth,
+            attrs: c.attrs.clone(),
+            timestamp: now_iso8601(),
+            fetched,
+            request_headers: job.headers.clone(),
+            links: item.map(|i| i.links.clone()).unwrap_or_default(),
+            fields: item
+                .map(|i| i.fields.iter().cloned().collect())
+                .unwrap_or_default(),
+            error,
+            status_override: None,
         }
     }
-    let links = item
-        .map(|i| {
-            i.links
-                .iter()
-                .map(|(url, text)| json!({"url": url, "text": text}))
-                .collect()
-        })
-        .unwrap_or_default();
-    m.insert("links".into(), Value::Array(links));
-    if let Some(item) = item {
-        for (k, v) in &item.fields {
+
+    /// The status code clients see: the response's, else 0.
+    pub fn status(&self) -> u16 {
+        self.status_override
+            .or(self.fetched.as_ref().map(|f| f.status))
+            .unwrap_or(0)
+    }
+
+    /// The contract's crawl result (§4.1); keys sort on output.
+    pub fn to_json(&self, base64_body: bool) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("appid".into(), self.appid.clone().into());
+        m.insert("crawlid".into(), self.crawlid.clone().into());
+        m.insert("spiderid".into(), self.spiderid.clone().into());
+        m.insert("url".into(), self.url.clone().into());
+        m.insert("depth".into(), self.depth.into());
+        m.insert("attrs".into(), self.attrs.clone().unwrap_or(Value::Null));
+        m.insert("timestamp".into(), self.timestamp.clone().into());
+        m.insert("status_code".into(), self.status().into());
+        match &self.fetched {
+            Some(f) => {
+                m.insert("response_url".into(), f.response_url.clone().into());
+                m.insert("status_msg".into(), f.reason.clone().into());
+                m.insert("request_headers".into(), headers(&f.request_headers));
+                m.insert("response_headers".into(), headers(&f.headers));
+                let enc = encoding_of(f.header("content-type"), &f.body);
+                let body = if base64_body {
+                    base64::engine::general_purpose::STANDARD.encode(&f.body)
+                } else {
+                    enc.decode(&f.body).0.into_owned()
+                };
+                m.insert("body".into(), body.into());
+                m.insert("encoding".into(), enc.name().to_ascii_lowercase().into());
+                m.insert(
+                    "fetch_ms".into(),
+                    (f.elapsed.as_secs_f64() * 1000.0).round().into(),
+                );
+            }
+            None => {
+                m.insert("response_url".into(), self.url.clone().into());
+                m.insert("status_msg".into(), "".into());
+                m.insert("request_headers".into(), headers(&self.request_headers));
+                m.insert("response_headers".into(), json!({}));
+                m.insert("body".into(), "".into());
+                m.insert("encoding".into(), Value::Null);
+                m.insert("fetch_ms".into(), 0.into());
+            }
+        }
+        let links = self
+            .links
+            .iter()
+            .map(|(url, text)| json!({"url": url, "text": text}))
+            .collect();
+        m.insert("links".into(), Value::Array(links));
+        for (k, v) in &self.fields {
             m.insert(k.clone(), v.clone());
         }
+        if let Some(e) = &self.error {
+            m.insert("error".into(), e.clone().into());
+        }
+        m
     }
-    if let Some(e) = error {
-        m.insert("error".into(), e.into());
+
+    /// What identifies the result when it cannot be delivered whole (dead
+    /// letters): never the body, the URL cut to 2 KiB.
+    pub fn summary(&self) -> Value {
+        let mut url = self.url.clone();
+        if url.len() > 2048 {
+            let mut cut = 2048;
+            while !url.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            url.truncate(cut);
+            url.push_str("...");
+        }
+        json!({
+            "appid": self.appid,
+            "crawlid": self.crawlid,
+            "spiderid": self.spiderid,
+            "url": url,
+            "depth": self.depth,
+            "status_code": self.status(),
+        })
     }
-    m
 }
 
 /// Header name -> list of values, names in canonical Title-Case.

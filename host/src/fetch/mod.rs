@@ -9,7 +9,6 @@ pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
-use crate::throttle::ThrottleStore;
 use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,9 +51,12 @@ pub struct Outgoing<'a> {
     pub headers: &'a [(String, String)],
     pub body: Option<&'a [u8]>,
     /// Follow redirects here (robots.txt). Crawl requests do not: a
-    /// redirect comes back with its `location`, and the crawl queues the
-    /// next hop as a request of its own, throttled like any other.
+    /// redirect comes back with the next hop's request (see
+    /// [`Fetched::redirect`]), and the crawl queues it as a request of its
+    /// own, throttled like any other.
     pub follow_redirects: bool,
+    /// Redirect hops already taken to get here (the limit spans them all).
+    pub redirects: usize,
 }
 
 /// What came back.
@@ -67,8 +69,10 @@ pub struct Fetched {
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
     pub elapsed: Duration,
-    /// For a redirect that was not followed: where it points, absolute.
-    pub location: Option<String>,
+    /// For a redirect that was not followed: the next hop's request, made
+    /// by the browser rules of [`Hop::redirect`], or why there is none
+    /// (the redirect limit, a scheme we do not fetch).
+    pub redirect: Option<Result<Hop, FetchError>>,
 }
 
 impl Fetched {
@@ -87,16 +91,10 @@ pub struct Fetcher {
     max_body: usize,
     timeout: Duration,
     max_redirects: usize,
-    throttle: Option<Arc<dyn ThrottleStore>>,
 }
 
 impl Fetcher {
-    /// `throttle` is where slots taken for requests that are then not
-    /// fetched (robots.txt refused them) are given back.
-    pub fn new(
-        settings: &CrawlSettings,
-        throttle: Option<Arc<dyn ThrottleStore>>,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
         let policy = AddressPolicy::new(settings.allow_private);
         let timeout = Duration::from_secs_f64(settings.download_timeout);
         let client = reqwest::Client::builder()
@@ -116,16 +114,11 @@ impl Fetcher {
             max_body: settings.max_body_bytes,
             timeout,
             max_redirects: settings.max_redirects,
-            throttle,
         })
     }
 
     pub fn policy(&self) -> &AddressPolicy {
         &self.policy
-    }
-
-    pub fn max_redirects(&self) -> usize {
-        self.max_redirects
     }
 
     pub async fn fetch(&self, out: &Outgoing<'_>) -> Result<Fetched, FetchError> {
@@ -138,7 +131,7 @@ impl Fetcher {
             headers: out.headers.to_vec(),
             body: out.body.map(<[u8]>::to_vec),
         };
-        for _ in 0..=self.max_redirects {
+        for taken in out.redirects..=self.max_redirects {
             self.policy.check_literal(&hop.url)?;
             let mut req = self.client.request(hop.method.clone(), hop.url.clone());
             for (k, v) in &hop.headers {
@@ -160,24 +153,18 @@ impl Fetcher {
                 .flatten();
             match next {
                 Some(next) if out.follow_redirects => hop = hop.redirect(status, next)?,
-                _ => {
-                    let location = next.map(String::from);
-                    return self.read(resp, out, started, location).await;
+                Some(next) => {
+                    let redirect = if taken < self.max_redirects {
+                        hop.redirect(status, next)
+                    } else {
+                        Err(FetchError::TooManyRedirects(self.max_redirects))
+                    };
+                    return self.read(resp, out, started, Some(redirect)).await;
                 }
+                None => return self.read(resp, out, started, None).await,
             }
         }
         Err(FetchError::TooManyRedirects(self.max_redirects))
-    }
-
-    /// Give back the slot a pop took for `url`, which will not be fetched.
-    pub async fn refund_slot(&self, spider: &str, url: &Url) {
-        let Some(throttle) = &self.throttle else {
-            return;
-        };
-        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
-        if let Err(e) = throttle.refund(spider, &domain).await {
-            tracing::debug!(error = %e, "could not refund a throttle slot");
-        }
     }
 
     async fn read(
@@ -185,7 +172,7 @@ impl Fetcher {
         mut resp: reqwest::Response,
         out: &Outgoing<'_>,
         started: Instant,
-        location: Option<String>,
+        redirect: Option<Result<Hop, FetchError>>,
     ) -> Result<Fetched, FetchError> {
         let status = resp.status();
         let headers = resp
@@ -226,7 +213,7 @@ impl Fetcher {
             headers,
             body: body.freeze(),
             elapsed: started.elapsed(),
-            location,
+            redirect,
         })
     }
 
@@ -247,6 +234,7 @@ impl Fetcher {
 }
 
 /// One request of a redirect chain.
+#[derive(Debug, Clone)]
 pub struct Hop {
     pub url: Url,
     pub method: reqwest::Method,

@@ -172,6 +172,7 @@ impl RobotsCache {
                     headers: &[],
                     body: None,
                     follow_redirects: true,
+                    redirects: 0,
                 };
                 let robots = match self.fetcher.fetch(&out).await {
                     Ok(f) if (200..300).contains(&f.status) => {

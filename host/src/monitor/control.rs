@@ -8,13 +8,14 @@
 
 use super::schema::{ActionKind, DomainConfigKind, StatsKind};
 use super::ControlRequest;
+use crate::backoff::Backoff;
 use crate::bus::kafka::{BusError, KafkaBus};
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{RedisStore, StoreError};
+use crate::shutdown::Shutdown;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 pub struct ControlPlane {
     store: Arc<RedisStore>,
@@ -33,12 +34,10 @@ impl ControlPlane {
         }
     }
 
-    /// Answer control requests until `stop` is notified.
-    pub async fn run(&self, stop: Arc<Notify>) {
-        let stopped = stop.notified();
-        tokio::pin!(stopped);
-        stopped.as_mut().enable();
-        let mut backoff = Duration::from_millis(200);
+    /// Answer control requests until `stop`. A request being answered is
+    /// finished first (it is acked only after its reply is sent).
+    pub async fn run(&self, stop: Shutdown) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let mut last_upkeep: Option<Instant> = None;
         tracing::info!(consumer = %self.consumer, "control plane started");
         loop {
@@ -50,11 +49,11 @@ impl ControlPlane {
             }
             let read = tokio::select! {
                 r = self.store.control_read(&self.consumer, 64, Duration::from_secs(1)) => r,
-                _ = &mut stopped => return,
+                _ = stop.wait() => return,
             };
             match read {
                 Ok(entries) => {
-                    backoff = Duration::from_millis(200);
+                    backoff.reset();
                     for (id, body) in entries {
                         if let Err(e) = self.answer(&id, &body).await {
                             tracing::warn!(error = %e, "control request not finished; it will be retried");
@@ -63,9 +62,12 @@ impl ControlPlane {
                 }
                 Err(e) => {
                     self.store.reset_blocking().await;
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the control plane, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?wait, "Redis unavailable to the control plane, retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.wait() => return,
+                    }
                 }
             }
         }

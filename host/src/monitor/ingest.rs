@@ -12,18 +12,19 @@
 
 use super::schema::{classify, dead_letter, Inbound, Origin, Rejection};
 use super::ControlRequest;
+use crate::backoff::Backoff;
 use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::scheduler::redis::{IngestEntry, Ingested};
 use crate::scheduler::RedisStore;
+use crate::shutdown::Shutdown;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
 
 pub struct IngestMonitor {
     store: Arc<RedisStore>,
@@ -94,19 +95,17 @@ impl IngestMonitor {
         Ok(consumer)
     }
 
-    /// Consume until `stop` is notified.
-    pub async fn run(&self, stop: Arc<Notify>) -> anyhow::Result<()> {
+    /// Consume until `stop`; batches already read are stored and their
+    /// offsets committed first.
+    pub async fn run(&self, stop: Shutdown) -> anyhow::Result<()> {
         self.bus.ensure_topics(&self.bus.standard_topics()).await?;
         let consumer = self.consumer()?;
         tracing::info!(topic = %self.settings.kafka.incoming_topic, group = %self.settings.kafka.group, "ingest monitor consuming");
-        let stopped = stop.notified();
-        tokio::pin!(stopped);
-        stopped.as_mut().enable();
         // The reader classifies batch N+1 while the writer stores batch N:
         // Redis works while we parse. One writer keeps batches in order.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(2);
         let reader = async {
-            let mut backoff = Duration::from_millis(200);
+            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
             let mut last_beat: Option<Instant> = None;
             let batch_max = self.settings.kafka.batch;
             loop {
@@ -119,17 +118,17 @@ impl IngestMonitor {
                 let first = tokio::select! {
                     m = consumer.recv() => m.map(|m| m.detach()),
                     _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                    _ = &mut stopped => break,
+                    _ = stop.wait() => break,
                 };
                 let first = match first {
                     Ok(m) => {
-                        backoff = Duration::from_millis(200);
+                        backoff.reset();
                         m
                     }
                     Err(e) => {
-                        tracing::warn!(error = %e, retry_in = ?backoff, "Kafka consumer error, retrying");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        let wait = backoff.next_delay();
+                        tracing::warn!(error = %e, retry_in = ?wait, "Kafka consumer error, retrying");
+                        tokio::time::sleep(wait).await;
                         continue;
                     }
                 };
@@ -272,7 +271,7 @@ impl IngestMonitor {
         entries: Vec<IngestEntry>,
     ) -> Option<(i32, i64)> {
         let id = format!("{}:{partition}", self.settings.kafka.incoming_topic);
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         loop {
             match self.store.ingest(&id, 'k', &entries).await {
                 Ok(new) => {
@@ -286,9 +285,9 @@ impl IngestMonitor {
                     break;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Redis unavailable to the ingest monitor, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?wait, "Redis unavailable to the ingest monitor, retrying");
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

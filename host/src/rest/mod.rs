@@ -8,6 +8,7 @@ use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::monitor::schema::classify;
 use crate::scheduler::RedisStore;
+use crate::shutdown::Shutdown;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 
 /// The contract's error messages (clients match on them).
 const NOT_JSON: &str = "The payload must be valid JSON.";
@@ -448,13 +449,13 @@ async fn no_route(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// Serve until `stop` is notified.
-pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Arc<Notify>) -> anyhow::Result<()> {
+pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on port {port} (rest.port): {e}"))?;
     tracing::info!(port, "REST gateway listening");
     axum::serve(listener, gw.router())
-        .with_graceful_shutdown(async move { stop.notified().await })
+        .with_graceful_shutdown(async move { stop.wait().await })
         .await?;
     Ok(())
 }

@@ -172,6 +172,14 @@ impl Frontier for EmbeddedFrontier {
         Ok(())
     }
 
+    async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        if let Some(job) = st.leases.remove(&lease_id) {
+            Self::enqueue(&mut st, job);
+        }
+        Ok(())
+    }
+
     async fn counts(&self) -> Result<Counts, StoreError> {
         let st = self.state.lock();
         Ok(Counts {

@@ -63,6 +63,15 @@ pub trait Frontier: Send + Sync {
     async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError>;
     /// Finish the lease and queue `retry` in its place, as one step.
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError>;
+    /// Give a lease back now: its request is queued again as it was, for
+    /// any worker (a clean stop, a result that cannot be delivered yet).
+    async fn release(&self, lease_id: u64) -> Result<(), StoreError>;
+    /// Push these leases' deadlines to `lease_ttl` from now: the worker
+    /// holding them is alive and still busy. Leases already gone are
+    /// skipped. Stores whose leases cannot expire need not do anything.
+    async fn renew(&self, _lease_ids: &[u64]) -> Result<(), StoreError> {
+        Ok(())
+    }
     async fn counts(&self) -> Result<Counts, StoreError>;
     /// Periodic upkeep (reclaiming expired leases); every worker calls it.
     async fn maintain(&self) -> Result<(), StoreError> {

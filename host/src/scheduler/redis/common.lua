@@ -36,6 +36,15 @@ local function release(lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
   return qk, score, member, cref, id
 end
+-- Put lease `lease` back in its queue, ready at `now`; false if it is gone.
+local function requeue(lease, now)
+  local qk, score, member, cref = release(lease)
+  if not qk then return false end
+  redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+  redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
+  counters(cref, 1, -1, 0)
+  return true
+end
 -- Remove every queued (not in-flight) request of a crawl: O(crawl size).
 local function purge(cref)
   local jobs = redis.call('HGETALL', ns .. ':cj:' .. cref)
@@ -80,10 +89,12 @@ local function throttle(spider, domain, now, hits, window, moderated, tprefix, s
   redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
   return 0
 end
--- First sight of a crawl by a process: its spec, app index and expiry.
+-- A crawl's seed: its spec (a new version, so workers that cached the old
+-- one read it again), app index and expiry.
 local function register_crawl(cref, spec, appid, expires)
   if spec == '' then return end
   redis.call('SET', ns .. ':spec:' .. cref, spec)
+  redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
   redis.call('SADD', ns .. ':app:' .. appid, cref)
   if tonumber(expires) > 0 then redis.call('ZADD', ns .. ':expires', expires, cref) end
 end

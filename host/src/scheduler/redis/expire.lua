@@ -12,7 +12,7 @@ for _, cref in ipairs(due) do
   local n = purge(cref)
   out[#out + 1] = cref
   out[#out + 1] = n
-  redis.call('XADD', ns .. ':control', 'MAXLEN', '~', 100000, '*', 'm',
+  redis.call('XADD', ns .. ':control', '*', 'm',
     cjson.encode({Expired = {cref = cref, purged = n}}))
 end
 return out

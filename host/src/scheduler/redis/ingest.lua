@@ -28,7 +28,7 @@ for i = 4, #ARGV, 14 do
     if kind == 'seed' then
       seeds[#seeds + 1] = i + 4
     elseif kind == 'ctl' then
-      redis.call('XADD', ns .. ':control', 'MAXLEN', '~', 100000, '*', 'm', ARGV[i + 13])
+      redis.call('XADD', ns .. ':control', '*', 'm', ARGV[i + 13])
     end
     by_name[name] = (by_name[name] or 0) + 1
   end
@@ -54,6 +54,8 @@ if #seeds > 0 then
     local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
     -- A crawl seen before takes the request's spec too, as a push would.
     if not fresh then redis.call('SET', speckey, ARGV[g + 1]) end
+    -- A new spec version: workers that cached the old one read it again.
+    redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
     if fresh then
       apps[appid] = apps[appid] or {}
       table.insert(apps[appid], cref)

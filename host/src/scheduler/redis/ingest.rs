@@ -102,13 +102,12 @@ impl RedisStore {
 
     /// Put a request on the control stream directly (monitor plugins' and
     /// tests' way in; the ingest monitor batches through [`Self::ingest`]).
+    /// The stream is never trimmed by length: an entry leaves it only once
+    /// answered ([`Self::control_done`]), so no request goes unanswered.
     pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
         let mut con = self.con();
         let _: String = redis::cmd("XADD")
             .arg(self.key("control"))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(100_000)
             .arg("*")
             .arg("m")
             .arg(json)

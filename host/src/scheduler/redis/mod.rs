@@ -5,6 +5,7 @@
 //! leases. Key layout: ARCHITECTURE.md, "Redis keys".
 
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::request::{CrawlKey, CrawlSpec, Job};
 use crate::scheduler::domain;
@@ -15,7 +16,7 @@ use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,9 @@ pub use control::{DomainAction, Expired};
 pub use ingest::{IngestEntry, Ingested};
 
 const COMMON: &str = include_str!("common.lua");
+
+/// Crawl specs a worker keeps in memory.
+const SPEC_CACHE: usize = 10_000;
 
 fn script(body: &str) -> Script {
     Script::new(&format!("{COMMON}\n{body}"))
@@ -41,6 +45,8 @@ struct Scripts {
     ack: Script,
     retry: Script,
     reclaim: Script,
+    release: Script,
+    renew: Script,
     admit: Script,
     admit_push: Script,
     ingest: Script,
@@ -150,8 +156,10 @@ pub struct RedisStore {
     throttle: crate::config::Throttle,
     lease_ms: u64,
     idle_ttl_ms: u64,
-    specs: Mutex<HashMap<String, Arc<CrawlSpec>>>,
-    stored_specs: Mutex<HashSet<String>>,
+    /// Crawl specs by cref, with the version they were read at; a pop
+    /// names the current version, so a resubmitted crawl's new spec (attrs,
+    /// cookie, expiry) is read again. At most SPEC_CACHE entries.
+    specs: Mutex<HashMap<String, (String, Arc<CrawlSpec>)>>,
     /// This process in stats and heartbeats: `host:pid`.
     machine: String,
     host: String,
@@ -177,7 +185,7 @@ impl RedisStore {
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
         let con = loop {
             match client
                 .get_connection_manager_with_config(config.clone())
@@ -185,9 +193,9 @@ impl RedisStore {
             {
                 Ok(c) => break c,
                 Err(e) => {
-                    tracing::warn!(url = %settings.redis.url, error = %e, retry_in = ?backoff, "Redis unreachable, retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let wait = backoff.next_delay();
+                    tracing::warn!(url = %settings.redis.url, error = %e, retry_in = ?wait, "Redis unreachable, retrying");
+                    tokio::time::sleep(wait).await;
                 }
             }
         };
@@ -210,6 +218,8 @@ impl RedisStore {
                 ack: script(include_str!("ack.lua")),
                 retry: script(include_str!("retry.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
+                release: script(include_str!("release.lua")),
+                renew: script(include_str!("renew.lua")),
                 admit: script(include_str!("admit.lua")),
                 admit_push: script(include_str!("admit_push.lua")),
                 ingest: script(include_str!("ingest.lua")),
@@ -218,7 +228,6 @@ impl RedisStore {
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
             idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
             specs: Mutex::new(HashMap::new()),
-            stored_specs: Mutex::new(HashSet::new()),
             machine: format!("{host}:{}", std::process::id()),
             host,
             heartbeat_ttl_ms: settings.stats.heartbeat_ttl * 1000,
@@ -245,10 +254,24 @@ impl RedisStore {
         self.con.clone()
     }
 
-    /// The crawl's spec: cached, else read from Redis.
+    /// The crawl's spec as cached (any version), else read from Redis: for
+    /// control operations, which need its appid and expiry only.
     pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
-        if let Some(s) = self.specs.lock().get(cref) {
-            return Ok(Some(s.clone()));
+        let cached = self.specs.lock().get(cref).map(|(v, _)| v.clone());
+        self.spec_at(cref, cached.as_deref().unwrap_or("")).await
+    }
+
+    /// The crawl's spec at `version` (what a pop names): cached, else read
+    /// from Redis.
+    pub async fn spec_at(
+        &self,
+        cref: &str,
+        version: &str,
+    ) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
+        if let Some((v, s)) = self.specs.lock().get(cref) {
+            if v == version {
+                return Ok(Some(s.clone()));
+            }
         }
         let mut con = self.con();
         let json: Option<String> = redis::cmd("GET")
@@ -260,17 +283,29 @@ impl RedisStore {
         let spec: CrawlSpec = serde_json::from_str(&json)
             .map_err(|e| StoreError::Unavailable(format!("corrupt crawl spec {cref}: {e}")))?;
         let spec = Arc::new(spec);
-        self.specs.lock().insert(cref.to_string(), spec.clone());
+        self.cache_spec(cref, version, &spec);
         Ok(Some(spec))
     }
 
-    /// Spec JSON for the first push of a crawl by this process, else "".
-    fn spec_arg(&self, cref: &str, spec: &Arc<CrawlSpec>) -> String {
-        if self.stored_specs.lock().insert(cref.to_string()) {
-            self.specs.lock().insert(cref.to_string(), spec.clone());
-            serde_json::to_string(&**spec).unwrap_or_default()
-        } else {
-            String::new()
+    fn cache_spec(&self, cref: &str, version: &str, spec: &Arc<CrawlSpec>) {
+        let mut specs = self.specs.lock();
+        if specs.len() >= SPEC_CACHE && !specs.contains_key(cref) {
+            // Any entry will do: a miss costs one GET.
+            if let Some(k) = specs.keys().next().cloned() {
+                specs.remove(&k);
+            }
+        }
+        specs.insert(cref.to_string(), (version.to_string(), spec.clone()));
+    }
+
+    /// Spec JSON when `jobs` hold a seed (a crawl submitted, or submitted
+    /// again with new attrs, cookie or expiry), else "": children never
+    /// write the spec, so one popped under an older spec cannot undo a
+    /// resubmission.
+    fn spec_arg(jobs: &[Job]) -> String {
+        match jobs.iter().find(|j| j.depth == 0) {
+            Some(seed) => serde_json::to_string(&*seed.crawl).unwrap_or_default(),
+            None => String::new(),
         }
     }
 
@@ -322,7 +357,7 @@ impl Frontier for RedisStore {
             inv.key(format!("{}:ready", self.ns))
                 .arg(&self.ns)
                 .arg(&cref)
-                .arg(self.spec_arg(&cref, spec))
+                .arg(Self::spec_arg(&jobs))
                 .arg(&spec.appid)
                 .arg(spec.expires);
             for j in &jobs {
@@ -346,7 +381,7 @@ impl Frontier for RedisStore {
                 .await
                 .map_err(unavailable)?;
             match out.as_slice() {
-                [lease, cref, payload] if !lease.is_empty() => {
+                [lease, cref, payload, version] if !lease.is_empty() => {
                     let id: u64 = lease.parse().unwrap_or(0);
                     let wire: WireJob = match serde_json::from_str(payload) {
                         Ok(w) => w,
@@ -356,7 +391,7 @@ impl Frontier for RedisStore {
                             continue;
                         }
                     };
-                    let Some(spec) = self.spec(cref).await? else {
+                    let Some(spec) = self.spec_at(cref, version).await? else {
                         tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
                         self.ack(id, None).await?;
                         continue;
@@ -419,6 +454,38 @@ impl Frontier for RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
+        let mut con = self.con();
+        let _: i64 = self
+            .scripts
+            .release
+            .key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(lease_id)
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn renew(&self, lease_ids: &[u64]) -> Result<(), StoreError> {
+        if lease_ids.is_empty() {
+            return Ok(());
+        }
+        // Deadlines from this machine's clock would skew against the
+        // scripts' (Redis TIME), so the script sets them.
+        let mut con = self.con();
+        let mut inv = self.scripts.renew.prepare_invoke();
+        inv.key(format!("{}:ready", self.ns))
+            .arg(&self.ns)
+            .arg(self.lease_ms);
+        for id in lease_ids {
+            inv.arg(id);
+        }
+        let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -536,7 +603,7 @@ impl DedupStore for RedisStore {
             .arg(&cref)
             .arg(cap_arg(candidates[0].domain_cap))
             .arg(cap_arg(candidates[0].global_cap))
-            .arg(self.spec_arg(&cref, spec))
+            .arg(Self::spec_arg(&jobs))
             .arg(&spec.appid)
             .arg(spec.expires);
         for (c, j) in candidates.iter().zip(&jobs) {

@@ -1,7 +1,8 @@
 -- Lease the best request of a domain the throttle lets through, in one
 -- round trip. ARGV: ns, hits, window_ms, moderated, throttle prefix,
 -- split_by_spider, lease_ms.
--- Returns {lease, cref, payload} or {'', wait_ms} ('-1' = nothing queued).
+-- Returns {lease, cref, payload, spec version} or {'', wait_ms} ('-1' =
+-- nothing queued).
 local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
 local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
 local lease_ms = tonumber(ARGV[7])
@@ -36,7 +37,8 @@ for _ = 1, 32 do
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)
         redis.call('SADD', ns .. ':cf:' .. cref, id)
-        return {tostring(lease), cref, payload}
+        local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
+        return {tostring(lease), cref, payload, version}
       end
     end
   end

@@ -2,14 +2,7 @@
 -- idle for the dedup TTL. ARGV: ns, idle_ttl_ms. Returns leases reclaimed.
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, 500)
-for _, lease in ipairs(expired) do
-  local qk, score, member, cref = release(lease)
-  if qk then
-    redis.call('ZADD', ns .. ':q:' .. qk, score, member)
-    redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
-    counters(cref, 1, -1, 0)
-  end
-end
+for _, lease in ipairs(expired) do requeue(lease, now) end
 local idle = redis.call('ZRANGEBYSCORE', ns .. ':crawls', '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 20)
 for _, cref in ipairs(idle) do
   local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'q', 'f')
