@@ -1,6 +1,7 @@
 //! One exponential backoff for every "retry until it works" loop: a store
 //! or broker that is away, a result that could not be written yet.
 
+use crate::timeouts::{RETRY_FIRST, RETRY_MAX};
 use std::time::Duration;
 
 /// Doubles from `first` up to `max`; [`Backoff::reset`] after a success.
@@ -20,9 +21,10 @@ impl Backoff {
         }
     }
 
-    /// The usual loop: 100 ms, doubling, at most 5 s.
+    /// The one every retry loop uses: [`RETRY_FIRST`], doubling, at most
+    /// [`RETRY_MAX`].
     pub fn standard() -> Backoff {
-        Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
+        Backoff::new(RETRY_FIRST, RETRY_MAX)
     }
 
     /// The delay to wait now; the one after is twice as long (up to max).

@@ -38,3 +38,4 @@ pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
 pub mod throttle;
+pub mod timeouts;

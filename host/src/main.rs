@@ -15,7 +15,7 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(spinneret::cli::main(cli));
     // Work is finished or handed back by now; a blocking call still running
     // (a plugin call past its deadline) must not hold the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    runtime.shutdown_timeout(spinneret::timeouts::EXIT_WAIT);
     match result {
         Ok(code) => std::process::ExitCode::from(code as u8),
         Err(e) => {

@@ -11,8 +11,10 @@ pub fn init(log: &Log) {
             log.level
         ))
     });
+    // Colours only for a person at a terminal, not in files and pipes.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -7,6 +7,7 @@ use super::{ResultSink, SinkError};
 use crate::backoff::Backoff;
 use crate::config;
 use crate::crawl::result::CrawlResult;
+use crate::timeouts;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -106,7 +107,7 @@ impl KafkaBus {
     /// Start a fresh producer (at most every 5 s), for after a failed send.
     fn renew_producer(&self) {
         let mut p = self.producer.write();
-        if p.1.elapsed() < Duration::from_secs(5) {
+        if p.1.elapsed() < timeouts::PRODUCER_RENEW_EVERY {
             return;
         }
         match Self::producer(&self.cfg) {
@@ -153,8 +154,8 @@ impl KafkaBus {
                 )
             })
             .collect();
-        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let opts = AdminOptions::new().operation_timeout(Some(timeouts::KAFKA_ADMIN));
+        let mut backoff = Backoff::standard();
         loop {
             match self.admin.create_topics(&new, &opts).await {
                 Ok(results) => {
@@ -304,7 +305,7 @@ impl KafkaBus {
         tokio::task::spawn_blocking(move || {
             producer
                 .client()
-                .fetch_metadata(None, Duration::from_secs(1))
+                .fetch_metadata(None, timeouts::KAFKA_PROBE)
                 .is_ok()
         })
         .await
@@ -319,7 +320,7 @@ impl KafkaBus {
 
     pub fn flush(&self) {
         let producer = self.producer.read().0.clone();
-        if let Err(e) = producer.flush(Timeout::After(Duration::from_secs(10))) {
+        if let Err(e) = producer.flush(Timeout::After(timeouts::KAFKA_FLUSH)) {
             tracing::warn!(error = %e, "Kafka producer flush failed");
         }
     }

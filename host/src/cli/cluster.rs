@@ -15,6 +15,7 @@ use crate::plugins::Registry;
 use crate::scheduler::RedisStore;
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
+use crate::timeouts;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use clap::Args;
@@ -23,7 +24,6 @@ use rdkafka::message::Message;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 #[derive(Args, Debug, Default)]
 pub struct WorkerArgs {
@@ -293,9 +293,14 @@ pub async fn feed(settings: Settings, args: FeedArgs) -> Result<i32> {
             .with_context(|| format!("request #{} is not JSON, nothing was sent", i + 1))?;
     }
     for t in &texts {
-        tokio::time::timeout(Duration::from_secs(60), bus.feed(t))
+        tokio::time::timeout(timeouts::CLI_FEED_ACK, bus.feed(t))
             .await
-            .context("the broker did not acknowledge within 60 s")??;
+            .with_context(|| {
+                format!(
+                    "the broker did not acknowledge within {:?}",
+                    timeouts::CLI_FEED_ACK
+                )
+            })??;
     }
     tracing::info!(n = texts.len(), topic = %settings.kafka.incoming_topic, "fed");
     Ok(0)
@@ -330,7 +335,7 @@ pub async fn dump(settings: Settings, args: DumpArgs) -> Result<i32> {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "Kafka consumer error, retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(timeouts::CONSUMER_RETRY).await;
                 continue;
             }
         };

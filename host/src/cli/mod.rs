@@ -514,7 +514,7 @@ fn collect_requests(
 async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
     let mut last = 0u64;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(crate::timeouts::PROGRESS_EVERY).await;
         let pages = stats.pages.load(std::sync::atomic::Ordering::Relaxed);
         let c = frontier.counts().await.unwrap_or_default();
         eprint!(

@@ -17,6 +17,7 @@ use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, Stor
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::throttle::ThrottleStore;
+use crate::timeouts::{IDLE_POLL, IDLE_WAIT, STOP_MARGIN, UPKEEP};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,9 +46,6 @@ pub async fn submit(
         .await?;
     Ok(())
 }
-
-/// How often a process checks the store for work queued by others.
-const IDLE_POLL: Duration = Duration::from_millis(200);
 
 /// Everything a worker needs; shared by all workers of a process.
 pub struct Engine {
@@ -182,7 +180,7 @@ impl Engine {
                 self.wake.notify_waiters();
                 // Keep a margin of the grace to release, flush and exit.
                 let grace = self.settings.process.grace();
-                let finish = grace.saturating_sub(Duration::from_secs(2).min(grace / 2));
+                let finish = grace.saturating_sub(STOP_MARGIN.min(grace / 2));
                 if tokio::time::timeout(finish, &mut all_done).await.is_err() {
                     tracing::info!(in_flight = self.held.lock().len(), "grace running out: giving requests in flight back to the queue");
                     self.cancel.trigger();
@@ -216,7 +214,7 @@ impl Engine {
                     tracing::warn!(error = %e, leases = ids.len(), "could not renew leases; retrying");
                 }
             }
-            if tick % 5 == 0 {
+            if tick % (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32 == 0 {
                 if let Err(e) = self.frontier.maintain().await {
                     tracing::warn!(error = %e, "store upkeep failed; retrying");
                 }
@@ -233,7 +231,7 @@ impl Engine {
     }
 
     async fn worker(self: Arc<Self>, until_done: bool) {
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        let mut backoff = Backoff::standard();
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -254,7 +252,7 @@ impl Engine {
                         self.wake.notify_waiters();
                         return;
                     }
-                    Duration::from_secs(5)
+                    IDLE_WAIT
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();

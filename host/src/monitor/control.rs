@@ -13,9 +13,10 @@ use crate::bus::kafka::{BusError, KafkaBus};
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{RedisStore, StoreError};
 use crate::shutdown::Shutdown;
+use crate::timeouts;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct ControlPlane {
     store: Arc<RedisStore>,
@@ -37,18 +38,18 @@ impl ControlPlane {
     /// Answer control requests until `stop`. A request being answered is
     /// finished first (it is acked only after its reply is sent).
     pub async fn run(&self, stop: Shutdown) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut backoff = Backoff::standard();
         let mut last_upkeep: Option<Instant> = None;
         tracing::info!(consumer = %self.consumer, "control plane started");
         loop {
-            if last_upkeep.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            if last_upkeep.is_none_or(|t| t.elapsed() >= timeouts::UPKEEP) {
                 last_upkeep = Some(Instant::now());
                 if let Err(e) = self.upkeep().await {
                     tracing::warn!(error = %e, "control plane upkeep failed; retrying");
                 }
             }
             let read = tokio::select! {
-                r = self.store.control_read(&self.consumer, 64, Duration::from_secs(1)) => r,
+                r = self.store.control_read(&self.consumer, 64, timeouts::CONTROL_READ_BLOCK) => r,
                 _ = stop.wait() => return,
             };
             match read {

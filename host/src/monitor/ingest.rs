@@ -19,12 +19,13 @@ use crate::plugins::monitor::MonitorPlugins;
 use crate::scheduler::redis::{IngestEntry, Ingested};
 use crate::scheduler::RedisStore;
 use crate::shutdown::Shutdown;
+use crate::timeouts;
 use futures::FutureExt;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub struct IngestMonitor {
     store: Arc<RedisStore>,
@@ -105,11 +106,11 @@ impl IngestMonitor {
         // Redis works while we parse. One writer keeps batches in order.
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(2);
         let reader = async {
-            let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+            let mut backoff = Backoff::standard();
             let mut last_beat: Option<Instant> = None;
             let batch_max = self.settings.kafka.batch;
             loop {
-                if last_beat.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                if last_beat.is_none_or(|t| t.elapsed() >= timeouts::UPKEEP) {
                     last_beat = Some(Instant::now());
                     if let Err(e) = self.store.heartbeat("kafka-monitor").await {
                         tracing::warn!(error = %e, "heartbeat failed; retrying");
@@ -117,7 +118,7 @@ impl IngestMonitor {
                 }
                 let first = tokio::select! {
                     m = consumer.recv() => m.map(|m| m.detach()),
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = tokio::time::sleep(timeouts::UPKEEP) => continue,
                     _ = stop.wait() => break,
                 };
                 let first = match first {
@@ -271,7 +272,7 @@ impl IngestMonitor {
         entries: Vec<IngestEntry>,
     ) -> Option<(i32, i64)> {
         let id = format!("{}:{partition}", self.settings.kafka.incoming_topic);
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+        let mut backoff = Backoff::standard();
         loop {
             match self.store.ingest(&id, 'k', &entries).await {
                 Ok(new) => {

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::monitor::schema::classify;
 use crate::scheduler::RedisStore;
 use crate::shutdown::Shutdown;
+use crate::timeouts;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -110,7 +111,7 @@ impl Gateway {
         let parts = {
             let c = &consumer;
             let t = topic.clone();
-            tokio::task::block_in_place(|| c.fetch_metadata(Some(&t), Duration::from_secs(10)))?
+            tokio::task::block_in_place(|| c.fetch_metadata(Some(&t), timeouts::KAFKA_METADATA))?
                 .topics()
                 .first()
                 .map(|t| t.partitions().len())
@@ -130,7 +131,7 @@ impl Gateway {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading replies failed, retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::time::sleep(timeouts::CONSUMER_RETRY).await;
                     continue;
                 }
             };
@@ -174,7 +175,7 @@ impl Gateway {
                     p.pop_front();
                 }
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            tokio::time::sleep(timeouts::PROGRESS_EVERY).await;
         }
     }
 
@@ -329,7 +330,7 @@ async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Resp
         gw.waiters.lock().insert(u.clone(), tx);
         rx
     });
-    let limit = Duration::from_secs(5);
+    let limit = timeouts::FEED_SEND;
     let topic = &gw.settings.kafka.incoming_topic;
     if let Err(e) = gw.bus.send_within(topic, "", text.as_bytes(), limit).await {
         if let Some(u) = &uuid {

@@ -7,7 +7,7 @@ use crate::request::CrawlKey;
 use crate::scheduler::{domain, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A live change to a domain's politeness (contract §2.4).
 #[derive(Debug, Clone, PartialEq)]
@@ -544,7 +544,7 @@ impl RedisStore {
         let due = self
             .last_trim
             .lock()
-            .is_none_or(|t| t.elapsed() > Duration::from_secs(60));
+            .is_none_or(|t| t.elapsed() > crate::timeouts::STATS_TRIM_EVERY);
         if due {
             *self.last_trim.lock() = Some(Instant::now());
             self.trim_stats().await?;

@@ -222,8 +222,8 @@ impl RedisStore {
             return Ok(c.clone());
         }
         let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(30)));
+            .set_connection_timeout(Some(crate::timeouts::REDIS_CONNECT))
+            .set_response_timeout(Some(crate::timeouts::REDIS_BLOCKING_RESPONSE));
         let c = self
             .client
             .get_multiplexed_async_connection_with_config(&cfg)

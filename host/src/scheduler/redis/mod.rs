@@ -11,6 +11,7 @@ use crate::request::{CrawlKey, CrawlSpec, Job};
 use crate::scheduler::domain;
 use crate::stats::Stats;
 use crate::throttle::{Admission, ThrottleStore};
+use crate::timeouts;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
@@ -181,11 +182,11 @@ impl RedisStore {
             StoreError::Unavailable(format!("bad redis.url {:?}: {e}", settings.redis.url))
         })?;
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_connection_timeout(Some(timeouts::REDIS_CONNECT))
+            .set_response_timeout(Some(timeouts::REDIS_RESPONSE))
             .set_number_of_retries(2)
-            .set_max_delay(Duration::from_secs(2));
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+            .set_max_delay(timeouts::REDIS_CONNECT);
+        let mut backoff = Backoff::standard();
         let con = loop {
             match client
                 .get_connection_manager_with_config(config.clone())
