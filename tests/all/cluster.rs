@@ -2,7 +2,7 @@
 //! real `redis-server`.
 
 use crate::harness::{
-    eventually, read_results, Delays, RedisServer, Scratch, Site, SiteSpec, COMPILE_WAIT,
+    eventually, read_results, signal, Delays, RedisServer, Scratch, Site, SiteSpec, COMPILE_WAIT,
 };
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -607,12 +607,8 @@ async fn a_terminated_worker_hands_back_its_requests_at_once() -> Result<()> {
     })
     .await?;
     cluster.start_worker()?;
-    let pid = cluster.workers[0].0.id().expect("running").to_string();
     let signalled = Instant::now();
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()?;
-    assert!(sent.success());
+    signal(&cluster.workers[0].0, "TERM")?;
     let status =
         tokio::time::timeout(Duration::from_secs(10), cluster.workers[0].0.wait()).await??;
     let took = signalled.elapsed();
@@ -715,5 +711,44 @@ async fn a_resubmitted_crawl_takes_its_new_attrs_on_the_same_worker() -> Result<
     for r in after {
         assert_eq!(r["attrs"], json!({"v": 2}), "{}", r["url"]);
     }
+    Ok(())
+}
+
+/// A second signal does not wait for the grace: the worker exits at once
+/// (130), leaving its leases to expire as a killed worker's would.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_signal_exits_at_once() -> Result<()> {
+    let redis = RedisServer::start().await?;
+    let site = Site::start_slow(spec(30, 26), Duration::from_secs(20)).await?;
+    let mut cluster = Cluster::new(
+        &redis,
+        "[crawl]\nlease_ttl = 60\ndownload_timeout = 30\n[process]\nshutdown_grace = 30\n",
+    )?;
+    cluster.start_worker()?;
+    cluster
+        .submit(&["--seed", &site.seed_url(), "--maxdepth", "0"])
+        .await?;
+    let log = cluster.scratch.path("worker-0.log");
+    eventually(Duration::from_secs(30), "the seed in flight", || {
+        site.hits()
+            .iter()
+            .any(|h| h.path.starts_with("/p/"))
+            .then_some(())
+    })
+    .await?;
+    signal(&cluster.workers[0].0, "TERM")?;
+    eventually(Duration::from_secs(10), "the first signal taken", || {
+        std::fs::read_to_string(&log)
+            .ok()?
+            .contains("stopping: no new work")
+            .then_some(())
+    })
+    .await?;
+    let signalled = Instant::now();
+    signal(&cluster.workers[0].0, "TERM")?;
+    let status =
+        tokio::time::timeout(Duration::from_secs(10), cluster.workers[0].0.wait()).await??;
+    assert_eq!(status.code(), Some(130));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Embedded crawls of the local site.
 
-use crate::harness::{Scratch, Site, SiteSpec};
+use crate::harness::{eventually, read_results, signal, Scratch, Site, SiteSpec};
 use anyhow::Result;
 use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
@@ -464,5 +464,51 @@ async fn results_that_cannot_be_written_fail_the_run_and_are_each_reported() -> 
         stderr.contains(&format!("undelivered={}", expected.len())),
         "the summary counts them: {stderr}"
     );
+    Ok(())
+}
+
+/// An embedded `run` stops on SIGTERM like every role: exit 0 within
+/// `process.shutdown_grace`, whole lines only, and a summary that says
+/// what was left uncrawled.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
+    let site =
+        Site::start_slow(SiteSpec::default(), std::time::Duration::from_millis(1500)).await?;
+    let s = Scratch::new(&[("link", "link")], "[process]\nshutdown_grace = 3\n")?;
+    let out = s.path("out.jsonl");
+    let err = s.path("err.log");
+    let mut child = s
+        .command("run")
+        .args([
+            "--spider",
+            "link",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "2",
+        ])
+        .arg("--output")
+        .arg(&out)
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    eventually(
+        std::time::Duration::from_secs(30),
+        "the seed's result",
+        || (read_results(&out).ok()?.len() >= 1).then_some(()),
+    )
+    .await?;
+    let signalled = std::time::Instant::now();
+    signal(&child, "TERM")?;
+    let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await??;
+    let log = std::fs::read_to_string(&err)?;
+    assert!(status.success(), "{status:?}:\n{log}");
+    assert!(
+        signalled.elapsed() < std::time::Duration::from_secs(3),
+        "{log}"
+    );
+    assert!(log.contains("stopped before the crawl was done"), "{log}");
+    for line in std::fs::read_to_string(&out)?.lines() {
+        serde_json::from_str::<Value>(line)?;
+    }
     Ok(())
 }

@@ -529,6 +529,17 @@ impl Drop for Collector {
     }
 }
 
+/// Send `signal` (`TERM`, `INT`) to a running child.
+pub fn signal(child: &tokio::process::Child, signal: &str) -> Result<()> {
+    let pid = child.id().context("the process has exited")?;
+    let sent = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()?;
+    anyhow::ensure!(sent.success(), "kill -{signal} {pid} failed");
+    Ok(())
+}
+
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

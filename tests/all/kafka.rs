@@ -2,7 +2,9 @@
 //! real binary in its roles, and real Kafka clients (rdkafka here, Python's
 //! confluent-kafka in the end-to-end test).
 
-use crate::harness::{eventually, Broker, Collector, RedisServer, Scratch, Site, SiteSpec};
+use crate::harness::{
+    eventually, free_port, signal, Broker, Collector, RedisServer, Scratch, Site, SiteSpec,
+};
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -108,6 +110,16 @@ impl Bus {
         }
         Ok(q.query::<Option<i64>>(&mut c)?.unwrap_or(0))
     }
+}
+
+/// A test site of `pages` pages on one host.
+async fn one_host_site(pages: usize, seed: u64) -> Result<Site> {
+    Ok(Site::start(SiteSpec {
+        pages,
+        hosts: 1,
+        seed,
+    })
+    .await?)
 }
 
 pub(crate) fn crawl_request(url: &str, crawlid: &str, maxdepth: u32) -> String {
@@ -451,12 +463,7 @@ async fn a_monitor_plugin_adds_a_request_kind() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_mid_crawl_loses_no_page() -> Result<()> {
-    let site = Site::start(SiteSpec {
-        pages: 60,
-        hosts: 1,
-        seed: 11,
-    })
-    .await?;
+    let site = one_host_site(60, 11).await?;
     let expected: BTreeSet<String> = site.expected(0, Some(2)).into_iter().collect();
     let mut bus = Bus::start(
         "",
@@ -611,12 +618,7 @@ async fn an_independent_python_client_sees_the_contract() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_app_topics_and_base64_bodies_read_back_with_dump() -> Result<()> {
-    let site = Site::start(SiteSpec {
-        pages: 10,
-        hosts: 1,
-        seed: 3,
-    })
-    .await?;
+    let site = one_host_site(10, 3).await?;
     let mut bus = Bus::start("appid_topics = true\nbase64_body = true", "", 1).await?;
     for t in ["demo.crawled_testapp", "demo.outbound_testapp"] {
         bus.broker.create_topic(t, 1).await?;
@@ -690,12 +692,7 @@ async fn per_app_topics_and_base64_bodies_read_back_with_dump() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_over_the_size_limit_arrives_with_an_error() -> Result<()> {
-    let site = Site::start(SiteSpec {
-        pages: 10,
-        hosts: 1,
-        seed: 3,
-    })
-    .await?;
+    let site = one_host_site(10, 3).await?;
     // Test pages are 15-25 KiB: none fits in 4 KiB.
     let mut bus = Bus::start("max_message_bytes = 4096", "", 1).await?;
     bus.role("up", &[])?;
@@ -750,12 +747,7 @@ async fn until_done(bus: &Bus, appid: &str, crawlid: &str) -> Result<Value> {
 /// crawl still reaches `done`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_that_never_fits_is_dead_lettered_and_the_crawl_finishes() -> Result<()> {
-    let site = Site::start(SiteSpec {
-        pages: 10,
-        hosts: 1,
-        seed: 3,
-    })
-    .await?;
+    let site = one_host_site(10, 3).await?;
     let mut bus = Bus::start("max_message_bytes = 4096", "", 1).await?;
     bus.role("up", &[])?;
     let errors = bus.broker.collect("demo.errors")?;
@@ -793,12 +785,7 @@ async fn a_result_that_never_fits_is_dead_lettered_and_the_crawl_finishes() -> R
 /// the firehose; each per-app copy is a dead letter with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_topic_that_cannot_exist_does_not_cost_the_firehose_copy() -> Result<()> {
-    let site = Site::start(SiteSpec {
-        pages: 10,
-        hosts: 1,
-        seed: 4,
-    })
-    .await?;
+    let site = one_host_site(10, 4).await?;
     let prefix = "p".repeat(210);
     let mut bus = Bus::start(
         &format!("appid_topics = true\ntopic_prefix = \"{prefix}\""),
@@ -844,5 +831,52 @@ async fn an_app_topic_that_cannot_exist_does_not_cost_the_firehose_copy() -> Res
         "{letter}"
     );
     until_done(&bus, &appid, "long").await?;
+    Ok(())
+}
+
+/// Every role stops the same way: SIGTERM, and it exits 0 within
+/// `process.shutdown_grace`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_stops_cleanly_on_sigterm() -> Result<()> {
+    let mut bus = Bus::start("", "[process]\nshutdown_grace = 5\n", 1).await?;
+    let port = free_port()?.to_string();
+    let roles: [(&str, &[&str], &str); 5] = [
+        ("kafka-monitor", &[], "ingest monitor consuming"),
+        ("redis-monitor", &[], "control plane started"),
+        ("worker", &[], "worker ready"),
+        ("up", &[], "control plane started"),
+        ("rest", &["--port", &port], "REST gateway listening"),
+    ];
+    for (role, args, _) in &roles {
+        bus.role(role, args)?;
+    }
+    for (i, (role, _, ready)) in roles.iter().enumerate() {
+        let log = bus.roles[i].1.clone();
+        eventually(Duration::from_secs(60), role, || {
+            std::fs::read_to_string(&log)
+                .ok()?
+                .contains(ready)
+                .then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    }
+    for (child, _) in &bus.roles {
+        signal(child, "TERM")?;
+    }
+    let started = std::time::Instant::now();
+    for (i, (role, _, _)) in roles.iter().enumerate() {
+        let (child, log) = &mut bus.roles[i];
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .with_context(|| format!("{role} still running 10 s after SIGTERM"))??;
+        let text = std::fs::read_to_string(log.as_path()).unwrap_or_default();
+        ensure!(status.success(), "{role} exited with {status:?}:\n{text}");
+    }
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
     Ok(())
 }
