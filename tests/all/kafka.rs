@@ -880,3 +880,98 @@ async fn every_role_stops_cleanly_on_sigterm() -> Result<()> {
     );
     Ok(())
 }
+
+/// Contract §3: each crawled page is logged at info level with its
+/// crawlid, url, status_code and spiderid, never the body; with JSON logs a
+/// pipeline finds a crawl's pages by crawlid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_crawled_page_is_logged_with_its_crawlid() -> Result<()> {
+    let site = one_host_site(30, 5).await?;
+    let mut bus = Bus::start("", "[log]\nformat = \"json\"\n", 1).await?;
+    bus.role("up", &[])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "logged", 1)])
+        .await?;
+    let expected = site.expected(0, Some(1));
+    results
+        .wait(Duration::from_secs(60), "every page's result", |v| {
+            (v.len() >= expected.len()).then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    until_done(&bus, "testapp", "logged").await?;
+    let log = std::fs::read_to_string(&bus.roles[0].1)?;
+    let pages: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["crawlid"] == "logged")
+        .collect();
+    let urls: BTreeSet<String> = pages
+        .iter()
+        .filter_map(|v| v["url"].as_str().map(str::to_string))
+        .collect();
+    ensure!(urls == expected, "logged {urls:?}, crawled {expected:?}");
+    ensure!(
+        pages.len() == expected.len(),
+        "one line a page: {}",
+        pages.len()
+    );
+    for p in &pages {
+        ensure!(
+            p["level"] == "INFO"
+                && p["status_code"] == 200
+                && p["spiderid"] == "link"
+                && p.get("body").is_none(),
+            "{p}"
+        );
+    }
+    Ok(())
+}
+
+/// A stopped crawl stays stopped, but a new request with its appid and
+/// crawlid crawls that request's seed (contract §3): the seed's result
+/// arrives, none of its children are crawled, and the crawl reaches done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_crawl_crawls_its_resubmitted_seed_and_no_children() -> Result<()> {
+    let site = one_host_site(30, 6).await?;
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("up", &[])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    let replies = bus.broker.collect("demo.outbound_firehose")?;
+    let (first, again) = (site.url(0), site.url(1));
+    bus.cli(&["feed", &crawl_request(&first, "halted", 0)])
+        .await?;
+    results
+        .wait(Duration::from_secs(60), "the first seed", |v| {
+            (!v.is_empty()).then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    let stop = json!({"uuid": "halt-1", "appid": "testapp", "spiderid": "link", "action": "stop", "crawlid": "halted"});
+    bus.cli(&["feed", &stop.to_string()]).await?;
+    replies
+        .wait(Duration::from_secs(60), "the stop reply", |v| {
+            v.iter().find(|r| r["uuid"] == "halt-1").cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    bus.cli(&["feed", &crawl_request(&again, "halted", 1)])
+        .await?;
+    results
+        .wait(Duration::from_secs(60), "the resubmitted seed", |v| {
+            v.iter().find(|r| r["url"] == again.as_str()).cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    until_done(&bus, "testapp", "halted").await?;
+    let urls: BTreeSet<String> = results
+        .values()
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        urls == BTreeSet::from([first.clone(), again.clone()]),
+        "only the two seeds, no children: {urls:?}"
+    );
+    Ok(())
+}

@@ -574,3 +574,39 @@ async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
     );
     Ok(())
 }
+
+/// `GET /` names the gateway by the id its heartbeat lists it under in
+/// `rest` stats, so a monitoring client can match the two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_my_id_is_the_id_rest_stats_list() -> Result<()> {
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("up", &[])?;
+    let gw = Gateway::start(&mut bus, &[]).await?;
+    let (_, h) = gw.get("/").await?;
+    let my_id = h["my_id"].as_str().context("my_id")?.to_string();
+    // The heartbeat comes each second: ask until the node is listed.
+    let mut nodes = Value::Null;
+    for i in 0..100 {
+        let r = gw
+            .post_json(
+                "/feed",
+                &json!({"uuid": format!("rest-nodes-{i}"), "appid": "restapp", "stats": "rest"}),
+            )
+            .await?;
+        nodes = r.1["data"]["nodes"].clone();
+        let listed = nodes
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .any(|id| id == my_id.as_str());
+        if listed {
+            let host = my_id.rsplit_once(':').map(|(h, _)| h).unwrap_or_default();
+            ensure!(nodes[host].is_array(), "listed under its host: {nodes}");
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("my_id {my_id} not among the rest nodes {nodes}")
+}

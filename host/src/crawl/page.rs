@@ -386,7 +386,8 @@ impl Engine {
         if let Some(f) = &r.fetched {
             self.stats.fetch_latency.observe(f.elapsed.as_secs_f64());
         }
-        tracing::debug!(crawlid = %r.crawlid, url = %r.url, status_code = r.status(), spiderid = %r.spiderid, "crawled");
+        // Contract §3: one line per crawled page, never the body.
+        tracing::info!(crawlid = %r.crawlid, url = %r.url, status_code = r.status(), spiderid = %r.spiderid, "page crawled");
     }
 
     /// Run the item pipelines; `None` if one dropped the result.

@@ -77,10 +77,13 @@ impl Gateway {
         bus: Arc<KafkaBus>,
         store: Arc<RedisStore>,
     ) -> anyhow::Result<Arc<Gateway>> {
+        // The id its heartbeat lists it under in `rest` stats (`host:pid`,
+        // every role's scheme), so a client can match the two.
+        let my_id = store.machine().to_string();
         let gw = Arc::new(Gateway {
             bus,
             store,
-            my_id: format!("{}:rest", std::process::id()),
+            my_id,
             settings,
             waiters: Mutex::new(HashMap::new()),
             started: Instant::now(),
