@@ -975,3 +975,112 @@ async fn a_stopped_crawl_crawls_its_resubmitted_seed_and_no_children() -> Result
     );
     Ok(())
 }
+
+/// info and queue stats are scoped by spiderid (contract §4.2): a crawl
+/// queued only for `wandering` shows nothing under `link`, at crawl and at
+/// app level, and its backlog counts under `queue_wandering` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_and_queue_stats_are_scoped_by_spiderid() -> Result<()> {
+    let site = one_host_site(10, 7).await?;
+    let mut bus = Bus::start("", "", 1).await?;
+    // No worker: the crawl stays queued.
+    bus.role("kafka-monitor", &[])?;
+    bus.role("redis-monitor", &[])?;
+    let replies = bus.broker.collect("demo.outbound_firehose")?;
+    let crawl = json!({"url": site.url(0), "appid": "testapp", "crawlid": "wander",
+                       "spiderid": "wandering", "maxdepth": 1});
+    let ask = |uuid: &str, spider: &str, crawlid: Option<&str>| {
+        let mut q = json!({"uuid": uuid, "appid": "testapp", "spiderid": spider, "action": "info"});
+        if let Some(c) = crawlid {
+            q["crawlid"] = c.into();
+        }
+        q.to_string()
+    };
+    bus.cli(&[
+        "feed",
+        &crawl.to_string(),
+        &ask("as-link", "link", Some("wander")),
+        &ask("as-wandering", "wandering", Some("wander")),
+        &ask("app-link", "link", None),
+        &ask("app-wandering", "wandering", None),
+        &json!({"uuid": "queues", "appid": "testapp", "stats": "queue"}).to_string(),
+    ])
+    .await?;
+    let reply = |uuid: &'static str| {
+        replies.wait(Duration::from_secs(60), uuid, move |v| {
+            v.iter().find(|r| r["uuid"] == uuid).cloned()
+        })
+    };
+    let r = reply("as-link").await.with_context(|| bus.logs())?;
+    ensure!(
+        r["total_pending"] == 0 && r["total_domains"] == 0 && r["domains"] == json!({}),
+        "a wandering crawl seen as link: {r}"
+    );
+    let r = reply("as-wandering").await?;
+    ensure!(
+        r["total_pending"] == 1 && r["total_domains"] == 1,
+        "seen as wandering: {r}"
+    );
+    let r = reply("app-link").await?;
+    ensure!(
+        r["total_pending"] == 0 && r["crawlids"].get("wander").is_none(),
+        "app level as link: {r}"
+    );
+    let r = reply("app-wandering").await?;
+    ensure!(
+        r["total_pending"] == 1 && r["crawlids"]["wander"]["total"] == 1,
+        "app level as wandering: {r}"
+    );
+    let r = reply("queues").await?;
+    let q = &r["queues"];
+    ensure!(
+        q["queue_wandering"]["spider_backlog"] == 1 && q.get("queue_link").is_none(),
+        "queue stats: {r}"
+    );
+    Ok(())
+}
+
+/// `global_page_per_domain_limit` is exact: with a cap of 3 and two crawls
+/// over two domains, each domain yields exactly 3 results, seeds included,
+/// whatever the crawls and the workers' concurrency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_per_domain_cap_is_exact() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 60,
+        hosts: 2,
+        seed: 8,
+    })
+    .await?;
+    let mut bus = Bus::start("", "[crawl]\nglobal_page_per_domain_limit = 3\n", 1).await?;
+    bus.role("up", &["--workers", "16"])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&[
+        "feed",
+        &crawl_request(&site.url(0), "cap-a", 2),
+        &crawl_request(&site.url(1), "cap-b", 2),
+    ])
+    .await?;
+    let a = until_done(&bus, "testapp", "cap-a").await?;
+    let b = until_done(&bus, "testapp", "cap-b").await?;
+    // What the store counted as delivered is the whole truth at `done`...
+    let crawled = a["crawled"].as_u64().unwrap_or(0) + b["crawled"].as_u64().unwrap_or(0);
+    ensure!(crawled == 6, "{crawled} results in all: {a} {b}");
+    // ...and the topic holds those six, three per domain.
+    let values = results
+        .wait(Duration::from_secs(30), "the six results", |v| {
+            (v.len() >= 6).then(|| v.to_vec())
+        })
+        .await?;
+    let mut per_host: std::collections::BTreeMap<String, usize> = Default::default();
+    for r in &values {
+        let url = url::Url::parse(r["url"].as_str().unwrap_or_default())?;
+        *per_host
+            .entry(url.host_str().unwrap_or_default().to_string())
+            .or_default() += 1;
+    }
+    ensure!(
+        per_host.len() == 2 && per_host.values().all(|n| *n == 3),
+        "results per domain: {per_host:?}"
+    );
+    Ok(())
+}

@@ -346,8 +346,12 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         stats.clone(),
     );
     for r in requests {
-        tracing::info!(url = %r.url, spider = %r.spiderid, maxdepth = r.maxdepth, crawlid = %r.crawlid, "crawl submitted");
-        engine.submit(r).await?;
+        let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
+        if engine.submit(r).await? {
+            tracing::info!(%url, %crawlid, "crawl submitted");
+        } else {
+            tracing::warn!(%url, %crawlid, "not queued: its domain has reached crawl.global_page_per_domain_limit");
+        }
     }
 
     let stop = Shutdown::on_signal(settings.process.grace());
@@ -446,8 +450,12 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
     let (frontier, dedup, _) = stores(&settings, None, Arc::default()).await?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
-        crate::crawl::submit(&*frontier, &*dedup, r).await?;
-        tracing::info!(%url, %crawlid, "queued");
+        let cap = settings.crawl.global_page_per_domain_limit;
+        if crate::crawl::submit(&*frontier, &*dedup, r, cap).await? {
+            tracing::info!(%url, %crawlid, "queued");
+        } else {
+            tracing::warn!(%url, %crawlid, cap, "not queued: its domain has reached crawl.global_page_per_domain_limit");
+        }
     }
     Ok(0)
 }

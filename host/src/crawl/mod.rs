@@ -26,25 +26,28 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Queue a crawl's seed. The seed always goes in (and counts as seen),
-/// like the reference's direct enqueue.
+/// like the reference's direct enqueue, unless its domain has reached the
+/// global per-domain cap (`global_cap`, which counts seeds too, so the cap
+/// is exact). Returns whether it was queued.
 pub async fn submit(
     frontier: &dyn Frontier,
     dedup: &dyn DedupStore,
     request: CrawlRequest,
-) -> Result<(), StoreError> {
+    global_cap: u32,
+) -> Result<bool, StoreError> {
     let job = request.into_seed();
     let cand = Candidate {
         fingerprint: job.fingerprint(),
         domain: domain::of_url(&job.url),
         domain_cap: None,
-        global_cap: None,
+        global_cap: (global_cap > 0).then_some(global_cap),
         force: true,
     };
     let key = job.crawl.key();
-    dedup
+    let n = dedup
         .admit_and_push(frontier, &key, &[cand], vec![job])
         .await?;
-    Ok(())
+    Ok(n > 0)
 }
 
 /// Everything a worker needs; shared by all workers of a process.
@@ -107,10 +110,11 @@ impl Engine {
     }
 
     /// Queue a crawl's seed (see [`submit`]).
-    pub async fn submit(&self, request: CrawlRequest) -> Result<(), StoreError> {
-        submit(&*self.frontier, &*self.dedup, request).await?;
+    pub async fn submit(&self, request: CrawlRequest) -> Result<bool, StoreError> {
+        let cap = self.settings.crawl.global_page_per_domain_limit;
+        let queued = submit(&*self.frontier, &*self.dedup, request, cap).await?;
         self.wake.notify_waiters();
-        Ok(())
+        Ok(queued)
     }
 
     /// Queue children after dedup and caps, in one call to each store.

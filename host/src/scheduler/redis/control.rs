@@ -150,11 +150,14 @@ impl RedisStore {
             crawlid: crawlid.into(),
         };
         let cref = crawl_ref(&key);
-        let (queued, in_flight, crawled, domains) = self.crawl_counts(&cref).await?;
+        let (queued, in_flight, crawled, domains) = self.crawl_counts(&cref, spiderid).await?;
+        // `total_pending` and `domains` are the asked spider's (contract
+        // §4.2); `in_flight`, `crawled` and `done` are the whole crawl's.
+        let all_queued = self.crawl_queued(&cref).await?;
         let mut reply = json!({
             "appid": appid, "spiderid": spiderid, "crawlid": crawlid,
             "total_pending": queued, "total_domains": domains.len(), "domains": domains,
-            "in_flight": in_flight, "crawled": crawled, "done": queued == 0 && in_flight == 0,
+            "in_flight": in_flight, "crawled": crawled, "done": all_queued == 0 && in_flight == 0,
             "server_time": unix_now(),
         });
         if let Some(spec) = self.spec(&cref).await? {
@@ -179,7 +182,11 @@ impl RedisStore {
             let Some(spec) = self.spec(&cref).await? else {
                 continue;
             };
-            let (queued, _, _, domains) = self.crawl_counts(&cref).await?;
+            let (queued, _, _, domains) = self.crawl_counts(&cref, spiderid).await?;
+            if queued == 0 && spec.spiderid != spiderid {
+                // Another spider's crawl with nothing queued for this one.
+                continue;
+            }
             total_pending += queued;
             all_domains.extend(domains.keys().cloned());
             let mut c =
@@ -196,9 +203,24 @@ impl RedisStore {
         }))
     }
 
+    /// Everything the crawl has queued, whatever the spider.
+    async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
+        let mut con = self.con();
+        let q: Option<i64> = redis::cmd("HGET")
+            .arg(self.key(&format!("cc:{cref}")))
+            .arg("q")
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(q.unwrap_or(0).max(0) as u64)
+    }
+
+    /// The crawl's requests queued for `spider`, per domain, and the
+    /// crawl's in-flight and crawled counts.
     async fn crawl_counts(
         &self,
         cref: &str,
+        spider: &str,
     ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
         let mut con = self.con();
         let out: Vec<redis::Value> = self
@@ -207,6 +229,7 @@ impl RedisStore {
             .key(self.key("ready"))
             .arg(&self.ns)
             .arg(cref)
+            .arg(spider)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

@@ -1,19 +1,22 @@
--- A crawl's counts and its queued requests per domain: O(crawl size).
--- ARGV: ns, cref. Returns {queued, in_flight, crawled, domain, total,
--- high, low, domain, ...}.
-local cref = ARGV[2]
-local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'q', 'f', 'd')
-local out = {tonumber(cc[1]) or 0, tonumber(cc[2]) or 0, tonumber(cc[3]) or 0}
+-- A crawl's counts and its queued requests of one spider per domain:
+-- O(crawl size). ARGV: ns, cref, spider. Returns {queued (that spider's),
+-- in_flight, crawled (the crawl's), domain, total, high, low, domain, ...}.
+local cref, spider = ARGV[2], ARGV[3]
+local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'f', 'd')
+local out = {0, tonumber(cc[1]) or 0, tonumber(cc[2]) or 0}
 local by = {}
 local jobs = redis.call('HGETALL', ns .. ':cj:' .. cref)
 for i = 1, #jobs, 2 do
   if redis.call('SISMEMBER', ns .. ':cf:' .. cref, jobs[i]) == 0 then
     local job = cjson.decode(jobs[i + 1])
+    if job.s == spider then
+    out[1] = out[1] + 1
     local d = by[job.dm]
     if not d then d = {0, job.p, job.p}; by[job.dm] = d end
     d[1] = d[1] + 1
     if job.p > d[2] then d[2] = job.p end
     if job.p < d[3] then d[3] = job.p end
+    end
   end
 end
 for domain, d in pairs(by) do

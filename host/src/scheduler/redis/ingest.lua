@@ -7,18 +7,20 @@
 -- lost it) reuses offsets, but its messages are newer, so they still count.
 -- Writes shared by the batch (ids, ready domains, crawl and app indexes,
 -- totals) are made once per batch, not once per seed.
--- ARGV: ns, watermark name, stats kind, then groups of 14: offset, ts, kind
+-- ARGV: ns, watermark name, stats kind, global per-domain cap (0 = off;
+-- seeds count toward it and are refused past it), then groups of 14:
+-- offset, ts, kind
 -- (seed|ctl|fail), stat name, cref, spec, appid, expires, fingerprint, hex,
 -- domain, qk, priority, payload (the control JSON for ctl).
 -- Returns how many messages were new.
 local wmkey = ns .. ':wm:' .. ARGV[2]
-local stkind = ARGV[3]
+local stkind, gcap = ARGV[3], tonumber(ARGV[4])
 local mark = redis.call('HMGET', wmkey, 'o', 't')
 local wm, wmts = tonumber(mark[1] or '-1'), tonumber(mark[2] or '-1')
 local now = now_ms()
 local new, top, topts = 0, wm, wmts
 local by_name, seeds = {}, {}
-for i = 4, #ARGV, 14 do
+for i = 5, #ARGV, 14 do
   local offset, ts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if offset > wm or ts > wmts then
     new = new + 1
@@ -47,9 +49,16 @@ end
 if #seeds > 0 then
   local id = redis.call('INCRBY', ns .. ':seq', #seeds) - #seeds
   local crawls, ready, apps = {}, {}, {}
+  local queued = 0
   for _, g in ipairs(seeds) do
     -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
     local cref, appid, qk = ARGV[g], ARGV[g + 2], ARGV[g + 7]
+    local over = gcap > 0 and (tonumber(redis.call('HGET', ns .. ':gcap', ARGV[g + 6])) or 0) >= gcap
+    if over then
+      by_name['capped'] = (by_name['capped'] or 0) + 1
+    else
+    if gcap > 0 then redis.call('HINCRBY', ns .. ':gcap', ARGV[g + 6], 1) end
+    queued = queued + 1
     local speckey = ns .. ':spec:' .. cref
     local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
     -- A crawl seen before takes the request's spec too, as a push would.
@@ -73,8 +82,9 @@ if #seeds > 0 then
     ready[qk] = true
     crawls[#crawls + 1] = now
     crawls[#crawls + 1] = cref
+    end
   end
-  redis.call('HINCRBY', ns .. ':counts', 'q', #seeds)
+  redis.call('HINCRBY', ns .. ':counts', 'q', queued)
   local qks = {}
   for qk in pairs(ready) do qks[#qks + 1] = now; qks[#qks + 1] = qk end
   variadic('ZADD', ns .. ':ready', {'NX'}, qks)

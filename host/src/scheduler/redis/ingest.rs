@@ -56,7 +56,8 @@ impl RedisStore {
         inv.key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(partition_id)
-            .arg(stat_kind.to_string());
+            .arg(stat_kind.to_string())
+            .arg(self.global_cap);
         for e in entries {
             let kind = match &e.what {
                 Ingested::Seed(_) => "seed",

@@ -157,6 +157,8 @@ pub struct RedisStore {
     throttle: crate::config::Throttle,
     lease_ms: u64,
     idle_ttl_ms: u64,
+    /// `crawl.global_page_per_domain_limit` (0 = off), for seeds ingested.
+    global_cap: u32,
     /// Crawl specs by cref, with the version they were read at; a pop
     /// names the current version, so a resubmitted crawl's new spec (attrs,
     /// cookie, expiry) is read again. At most SPEC_CACHE entries.
@@ -228,6 +230,7 @@ impl RedisStore {
             throttle: settings.throttle.clone(),
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
             idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
+            global_cap: settings.crawl.global_page_per_domain_limit,
             specs: Mutex::new(HashMap::new()),
             machine: format!("{host}:{}", std::process::id()),
             host,
