@@ -947,16 +947,21 @@ async fn a_stopped_crawl_crawls_its_resubmitted_seed_and_no_children() -> Result
         })
         .await
         .with_context(|| bus.logs())?;
+    // A client sends the stop and the new request back to back: the stop
+    // applies to what was queued before it, never to the new seed.
     let stop = json!({"uuid": "halt-1", "appid": "testapp", "spiderid": "link", "action": "stop", "crawlid": "halted"});
-    bus.cli(&["feed", &stop.to_string()]).await?;
+    bus.cli(&[
+        "feed",
+        &stop.to_string(),
+        &crawl_request(&again, "halted", 1),
+    ])
+    .await?;
     replies
         .wait(Duration::from_secs(60), "the stop reply", |v| {
             v.iter().find(|r| r["uuid"] == "halt-1").cloned()
         })
         .await
         .with_context(|| bus.logs())?;
-    bus.cli(&["feed", &crawl_request(&again, "halted", 1)])
-        .await?;
     results
         .wait(Duration::from_secs(60), "the resubmitted seed", |v| {
             v.iter().find(|r| r["url"] == again.as_str()).cloned()

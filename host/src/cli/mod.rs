@@ -262,7 +262,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         .await,
         Command::Stop(args) => control(settings, |s| async move {
             let crawlid = args.crawlid.context("stop needs --crawlid")?;
-            let purged = s.stop(&args.appid, &crawlid).await?;
+            let purged = s.stop(&args.appid, &crawlid, None).await?;
             Ok(json!({"action": "stop", "appid": args.appid, "spiderid": args.spiderid, "crawlid": crawlid, "total_purged": purged}))
         })
         .await,

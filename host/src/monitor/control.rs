@@ -127,7 +127,7 @@ impl ControlPlane {
                     r
                 }
                 (ActionKind::Stop, Some(c)) => {
-                    let purged = self.store.stop(&a.appid, c).await?;
+                    let purged = self.store.stop(&a.appid, c, None).await?;
                     json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
                            "crawlid": c, "total_purged": purged, "server_time": now})
                 }
@@ -137,6 +137,15 @@ impl ControlPlane {
                            "error": "stop needs a `crawlid`: a whole app is never stopped at once"})
                 }
             },
+            ControlRequest::StopQueued {
+                request: a,
+                horizon,
+            } => {
+                let c = a.crawlid.unwrap_or_default();
+                let purged = self.store.stop(&a.appid, &c, Some(horizon)).await?;
+                json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
+                       "crawlid": c, "total_purged": purged, "server_time": now})
+            }
             ControlRequest::Stats(s) => {
                 let mut r = self.stats(s.stats).await?;
                 r.insert("uuid".into(), s.uuid.into());

@@ -10,7 +10,7 @@
 //! the watermark and skipped; a topic that starts over has newer messages,
 //! which are not.
 
-use super::schema::{classify, dead_letter, Inbound, Origin, Rejection};
+use super::schema::{classify, dead_letter, ActionKind, ActionRequest, Inbound, Origin, Rejection};
 use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{client_config, KafkaBus};
@@ -189,7 +189,7 @@ impl IngestMonitor {
                 Ok(Inbound::Crawl(r)) => {
                     ("crawl".to_string(), Ingested::Seed(Box::new(r.into_seed())))
                 }
-                Ok(Inbound::Action(a)) => ("action".into(), control(ControlRequest::Action(a))),
+                Ok(Inbound::Action(a)) => ("action".into(), action(a)),
                 Ok(Inbound::Stats(s)) => ("stats".into(), control(ControlRequest::Stats(s))),
                 Ok(Inbound::DomainConfig(d)) => (
                     "domain-config".into(),
@@ -316,4 +316,19 @@ impl IngestMonitor {
 
 fn control(request: ControlRequest) -> Ingested {
     Ingested::Control(serde_json::to_string(&request).unwrap_or_default())
+}
+
+/// An info or stop request; a stop of one crawl is stored in order with
+/// the seeds around it (see [`Ingested::Stop`]).
+fn action(a: ActionRequest) -> Ingested {
+    match (&a.action, &a.crawlid) {
+        (ActionKind::Stop, Some(crawlid)) => Ingested::Stop {
+            cref: crate::scheduler::redis::crawl_ref(&crate::request::CrawlKey {
+                appid: a.appid.clone(),
+                crawlid: crawlid.clone(),
+            }),
+            json: serde_json::to_string(&ControlRequest::Action(a)).unwrap_or_default(),
+        },
+        _ => control(ControlRequest::Action(a)),
+    }
 }

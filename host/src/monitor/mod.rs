@@ -25,6 +25,13 @@ pub enum ControlRequest {
     },
     /// A reply a monitor plugin built, sent as is.
     Reply(Map<String, Value>),
+    /// A stop as the ingest script stored it, in order with the seeds
+    /// around it: it purges only requests queued before it (job ids up to
+    /// `horizon`), never a seed sent after it.
+    StopQueued {
+        request: ActionRequest,
+        horizon: u64,
+    },
 }
 
 impl ControlRequest {
@@ -39,6 +46,7 @@ impl ControlRequest {
             ControlRequest::DomainConfig(_) => "domain-config",
             ControlRequest::Expired { .. } => "expire",
             ControlRequest::Reply(_) => "plugin-reply",
+            ControlRequest::StopQueued { .. } => "stop",
         }
     }
 }

@@ -45,13 +45,15 @@ local function requeue(lease, now)
   counters(cref, 1, -1, 0)
   return true
 end
--- Remove every queued (not in-flight) request of a crawl: O(crawl size).
-local function purge(cref)
+-- Remove every queued (not in-flight) request of a crawl, or those with a
+-- job id up to `horizon` when given: O(crawl size).
+local function purge(cref, horizon)
   local jobs = redis.call('HGETALL', ns .. ':cj:' .. cref)
   local n = 0
   for i = 1, #jobs, 2 do
     local id, payload = jobs[i], jobs[i + 1]
-    if redis.call('SISMEMBER', ns .. ':cf:' .. cref, id) == 0 then
+    if (not horizon or tonumber(id) <= horizon)
+      and redis.call('SISMEMBER', ns .. ':cf:' .. cref, id) == 0 then
       local job = cjson.decode(payload)
       redis.call('ZREM', ns .. ':q:' .. job.s .. '|' .. job.dm, cref .. ':' .. id)
       redis.call('HDEL', ns .. ':cj:' .. cref, id)

@@ -251,8 +251,15 @@ impl RedisStore {
     }
 
     /// Stop a crawl: purge its queue, refuse its future children. Requests
-    /// in flight may still produce results. Returns how many were purged.
-    pub async fn stop(&self, appid: &str, crawlid: &str) -> Result<u64, StoreError> {
+    /// in flight may still produce results. With a `horizon` (a stop stored
+    /// in order by the ingest script), only requests queued before the
+    /// stop (job ids up to it) are purged. Returns how many were purged.
+    pub async fn stop(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        horizon: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let cref = crawl_ref(&CrawlKey {
             appid: appid.into(),
             crawlid: crawlid.into(),
@@ -264,6 +271,7 @@ impl RedisStore {
             .key(self.key("ready"))
             .arg(&self.ns)
             .arg(&cref)
+            .arg(horizon.map(|h| h.to_string()).unwrap_or_default())
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

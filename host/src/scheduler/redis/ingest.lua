@@ -10,7 +10,7 @@
 -- ARGV: ns, watermark name, stats kind, global per-domain cap (0 = off;
 -- seeds count toward it and are refused past it), then groups of 14:
 -- offset, ts, kind
--- (seed|ctl|fail), stat name, cref, spec, appid, expires, fingerprint, hex,
+-- (seed|ctl|stop|fail), stat name, cref, spec, appid, expires, fingerprint, hex,
 -- domain, qk, priority, payload (the control JSON for ctl).
 -- Returns how many messages were new.
 local wmkey = ns .. ':wm:' .. ARGV[2]
@@ -20,6 +20,9 @@ local wm, wmts = tonumber(mark[1] or '-1'), tonumber(mark[2] or '-1')
 local now = now_ms()
 local new, top, topts = 0, wm, wmts
 local by_name, seeds = {}, {}
+-- Seeds get job ids seq0 + 1, seq0 + 2, ... in batch order (below), so a
+-- stop knows which of them came before it.
+local seq0 = tonumber(redis.call('GET', ns .. ':seq')) or 0
 for i = 5, #ARGV, 14 do
   local offset, ts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if offset > wm or ts > wmts then
@@ -31,6 +34,14 @@ for i = 5, #ARGV, 14 do
       seeds[#seeds + 1] = i + 4
     elseif kind == 'ctl' then
       redis.call('XADD', ns .. ':control', '*', 'm', ARGV[i + 13])
+    elseif kind == 'stop' then
+      -- Children are refused from now on; the control plane purges what
+      -- was queued up to here (never a seed sent after the stop) and
+      -- replies.
+      redis.call('SADD', ns .. ':stopped', ARGV[i + 4])
+      local req = cjson.decode(ARGV[i + 13])
+      redis.call('XADD', ns .. ':control', '*', 'm',
+        cjson.encode({StopQueued = {request = req.Action, horizon = seq0 + #seeds}}))
     end
     by_name[name] = (by_name[name] or 0) + 1
   end
@@ -46,42 +57,50 @@ local function variadic(cmd, key, prefix, items)
   end
 end
 
+-- One seed: queued (with job id `id`) unless its domain has reached the
+-- global cap. Returns whether it was queued.
+local crawls, ready, apps = {}, {}, {}
+local function queue_seed(g, id)
+  -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
+  local cref, appid, domain, qk = ARGV[g], ARGV[g + 2], ARGV[g + 6], ARGV[g + 7]
+  if gcap > 0 then
+    if (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false end
+    redis.call('HINCRBY', ns .. ':gcap', domain, 1)
+  end
+  local speckey = ns .. ':spec:' .. cref
+  local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
+  -- A crawl seen before takes the request's spec too, as a push would.
+  if not fresh then redis.call('SET', speckey, ARGV[g + 1]) end
+  -- A new spec version: workers that cached the old one read it again.
+  redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
+  if fresh then
+    apps[appid] = apps[appid] or {}
+    table.insert(apps[appid], cref)
+    if tonumber(ARGV[g + 3]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 3], cref) end
+    -- A new crawl's state is empty: its counters start here, and its
+    -- seed counts as seen through the `seed` field (see is_seed).
+    redis.call('HSET', ns .. ':cc:' .. cref, 'q', 1, 'c:' .. domain, 1, 'seed', ARGV[g + 4])
+  else
+    admit_one(cref, ARGV[g + 4], ARGV[g + 5], domain, true, nil, nil, false)
+    redis.call('HINCRBY', ns .. ':cc:' .. cref, 'q', 1)
+  end
+  redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 9])
+  redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 8]) * 8589934592 + id, cref .. ':' .. id)
+  ready[qk] = true
+  crawls[#crawls + 1] = now
+  crawls[#crawls + 1] = cref
+  return true
+end
+
 if #seeds > 0 then
-  local id = redis.call('INCRBY', ns .. ':seq', #seeds) - #seeds
-  local crawls, ready, apps = {}, {}, {}
+  -- Ids seq0 + 1 .. seq0 + #seeds, one per seed (a capped one leaves a gap).
+  redis.call('INCRBY', ns .. ':seq', #seeds)
   local queued = 0
-  for _, g in ipairs(seeds) do
-    -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
-    local cref, appid, qk = ARGV[g], ARGV[g + 2], ARGV[g + 7]
-    local over = gcap > 0 and (tonumber(redis.call('HGET', ns .. ':gcap', ARGV[g + 6])) or 0) >= gcap
-    if over then
+  for k, g in ipairs(seeds) do
+    if queue_seed(g, seq0 + k) then
+      queued = queued + 1
+    else
       by_name['capped'] = (by_name['capped'] or 0) + 1
-    else
-    if gcap > 0 then redis.call('HINCRBY', ns .. ':gcap', ARGV[g + 6], 1) end
-    queued = queued + 1
-    local speckey = ns .. ':spec:' .. cref
-    local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
-    -- A crawl seen before takes the request's spec too, as a push would.
-    if not fresh then redis.call('SET', speckey, ARGV[g + 1]) end
-    -- A new spec version: workers that cached the old one read it again.
-    redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
-    if fresh then
-      apps[appid] = apps[appid] or {}
-      table.insert(apps[appid], cref)
-      if tonumber(ARGV[g + 3]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 3], cref) end
-      -- A new crawl's state is empty: its counters start here, and its
-      -- seed counts as seen through the `seed` field (see is_seed).
-      redis.call('HSET', ns .. ':cc:' .. cref, 'q', 1, 'c:' .. ARGV[g + 6], 1, 'seed', ARGV[g + 4])
-    else
-      admit_one(cref, ARGV[g + 4], ARGV[g + 5], ARGV[g + 6], true, nil, nil, false)
-      redis.call('HINCRBY', ns .. ':cc:' .. cref, 'q', 1)
-    end
-    id = id + 1
-    redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 9])
-    redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 8]) * 8589934592 + id, cref .. ':' .. id)
-    ready[qk] = true
-    crawls[#crawls + 1] = now
-    crawls[#crawls + 1] = cref
     end
   end
   redis.call('HINCRBY', ns .. ':counts', 'q', queued)

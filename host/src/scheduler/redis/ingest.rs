@@ -18,6 +18,10 @@ pub enum Ingested {
     Seed(Box<Job>),
     /// A request for the control plane (JSON of a `monitor::ControlRequest`).
     Control(String),
+    /// A stop of crawl `cref` (JSON of a `ControlRequest::Action`): stored
+    /// in order, so it purges what was queued before it and no seed that
+    /// came after it.
+    Stop { cref: String, json: String },
     /// Rejected (already dead-lettered); only counted.
     Fail,
 }
@@ -62,6 +66,7 @@ impl RedisStore {
             let kind = match &e.what {
                 Ingested::Seed(_) => "seed",
                 Ingested::Control(_) => "ctl",
+                Ingested::Stop { .. } => "stop",
                 Ingested::Fail => "fail",
             };
             inv.arg(e.offset).arg(e.timestamp).arg(kind).arg(&e.name);
@@ -85,6 +90,13 @@ impl RedisStore {
                 }
                 Ingested::Control(json) => {
                     for _ in 0..9 {
+                        inv.arg("");
+                    }
+                    inv.arg(json);
+                }
+                Ingested::Stop { cref, json } => {
+                    inv.arg(cref);
+                    for _ in 0..8 {
                         inv.arg("");
                     }
                     inv.arg(json);

@@ -568,7 +568,7 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
     let info = store.info_crawl("bench", "c42", "link").await?;
     let info_ms = ms(t.elapsed());
     let t = Instant::now();
-    let purged = store.stop("bench", "c42").await?;
+    let purged = store.stop("bench", "c42", None).await?;
     let stop_ms = ms(t.elapsed());
     Ok(vec![
         format!(
