@@ -297,11 +297,22 @@ impl RedisServer {
 
     /// Save, stop and start again on the same port with the saved data.
     pub async fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.resume().await
+    }
+
+    /// Save and stop: Redis is unreachable until [`Self::resume`].
+    pub fn stop(&mut self) -> Result<()> {
         let mut c = self.connection()?;
         let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("SAVE").query(&mut c);
         if let Some(mut child) = self.child.take() {
             child.wait()?;
         }
+        Ok(())
+    }
+
+    /// Start again on the same port with the saved data.
+    pub async fn resume(&mut self) -> Result<()> {
         self.spawn().await
     }
 }

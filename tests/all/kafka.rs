@@ -1089,3 +1089,71 @@ async fn the_global_per_domain_cap_is_exact() -> Result<()> {
     );
     Ok(())
 }
+
+/// With Redis away, a domain-update is still answered within seconds, with
+/// an `error`; and since the client was told it failed, it is not applied
+/// when Redis is back (the ack is true).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_change_that_cannot_be_stored_is_answered_with_an_error() -> Result<()> {
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("kafka-monitor", &[])?;
+    bus.role("redis-monitor", &[])?;
+    let replies = bus.broker.collect("demo.outbound_firehose")?;
+    // Both monitors are up once a stats request is answered.
+    let stats =
+        |uuid: &str| json!({"uuid": uuid, "appid": "testapp", "stats": "queue"}).to_string();
+    bus.cli(&["feed", &stats("before")]).await?;
+    replies
+        .wait(Duration::from_secs(60), "the monitors", |v| {
+            v.iter().find(|r| r["uuid"] == "before").cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+
+    bus.redis.stop()?;
+    let update = json!({"uuid": "dom-1", "appid": "testapp", "domain": "example.com",
+                        "action": "domain-update", "hits": 7, "window": 30});
+    bus.cli(&["feed", &update.to_string()]).await?;
+    let sent = std::time::Instant::now();
+    let ack = replies
+        .wait(Duration::from_secs(30), "the domain-config ack", |v| {
+            v.iter().find(|r| r["uuid"] == "dom-1").cloned()
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    let took = sent.elapsed();
+    ensure!(
+        ack["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not applied"))
+            && ack["action"] == "domain-update"
+            && ack["domain"] == "example.com",
+        "{ack}"
+    );
+    ensure!(took < Duration::from_secs(15), "answered after {took:?}");
+
+    // Redis back: a later request is answered, so the batch holding the
+    // update has been stored by now, and the update was not applied.
+    bus.redis.resume().await?;
+    bus.cli(&["feed", &stats("after")]).await?;
+    replies
+        .wait(
+            Duration::from_secs(60),
+            "a reply after Redis is back",
+            |v| v.iter().find(|r| r["uuid"] == "after").cloned(),
+        )
+        .await
+        .with_context(|| bus.logs())?;
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg("{spinneret}:domcfg")
+        .arg("example.com")
+        .query(&mut bus.redis.connection()?)?;
+    ensure!(stored.is_none(), "refused, yet applied: {stored:?}");
+    let acks = replies
+        .values()
+        .iter()
+        .filter(|r| r["uuid"] == "dom-1")
+        .count();
+    ensure!(acks == 1, "{acks} acks for one request");
+    Ok(())
+}

@@ -164,13 +164,11 @@ impl ControlPlane {
                     DomainConfigKind::BlacklistUpdate => DomainAction::Blacklist,
                     DomainConfigKind::BlacklistRemove => DomainAction::Unblacklist,
                 };
-                let name = serde_json::to_value(d.action).unwrap_or_default();
-                let mut r = json!({"action": name, "domain": d.domain, "appid": d.appid,
-                                   "uuid": d.uuid, "server_time": now});
-                if let Err(e) = self.store.domain(&d.domain, &action).await {
-                    r["error"] = format!("the change could not be stored: {e}").into();
-                }
-                r
+                let stored = self.store.domain(&d.domain, &action).await;
+                let error = stored
+                    .err()
+                    .map(|e| format!("the change could not be stored: {e}"));
+                Value::Object(super::domain_ack(&d, now, error))
             }
             ControlRequest::Expired { cref, purged } => {
                 let Some(spec) = self.store.spec(&cref).await? else {

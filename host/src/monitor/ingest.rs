@@ -33,6 +33,8 @@ pub struct IngestMonitor {
     bus: Arc<KafkaBus>,
     settings: Arc<Settings>,
     plugins: MonitorPlugins,
+    /// Since when the store has been failing, if it is.
+    down_since: parking_lot::Mutex<Option<Instant>>,
 }
 
 /// Logs the group's partition assignments (operators, and tests, read it).
@@ -76,6 +78,47 @@ impl IngestMonitor {
             bus,
             settings,
             plugins,
+            down_since: parking_lot::Mutex::new(None),
+        }
+    }
+
+    fn store_failed(&self) {
+        self.down_since.lock().get_or_insert_with(Instant::now);
+    }
+
+    fn store_answered(&self) {
+        *self.down_since.lock() = None;
+    }
+
+    /// Has the store been failing for `rest.feed_wait` or longer?
+    fn down_too_long(&self) -> bool {
+        let wait = std::time::Duration::from_secs_f64(self.settings.rest.feed_wait);
+        self.down_since.lock().is_some_and(|t| t.elapsed() >= wait)
+    }
+
+    /// The store has failed for `rest.feed_wait`: the batch's domain-config
+    /// requests are answered now with an error and taken out of the batch,
+    /// so they are never applied later and the ack is true. A client is
+    /// answered within seconds instead of hearing nothing while Redis is
+    /// away; it sends the change again. The rest of the batch waits for
+    /// the store: crawl requests are never dropped.
+    async fn refuse_domain_configs(&self, entries: &mut [IngestEntry]) {
+        for e in entries.iter_mut() {
+            let Ingested::Control(json) = &e.what else {
+                continue;
+            };
+            let Ok(ControlRequest::DomainConfig(d)) = serde_json::from_str(json) else {
+                continue;
+            };
+            let error = "the change could not be stored: Redis is unreachable; it was not applied, send it again";
+            let ack = super::domain_ack(&d, crate::crawl::result::now_unix(), Some(error.into()));
+            match self.bus.reply(&ack).await {
+                // Answered: it must not be applied when the store is back.
+                Ok(()) => e.what = Ingested::Fail,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not send a domain-config error ack; the change stays queued")
+                }
+            }
         }
     }
 
@@ -112,8 +155,12 @@ impl IngestMonitor {
             loop {
                 if last_beat.is_none_or(|t| t.elapsed() >= timeouts::UPKEEP) {
                     last_beat = Some(Instant::now());
-                    if let Err(e) = self.store.heartbeat("kafka-monitor").await {
-                        tracing::warn!(error = %e, "heartbeat failed; retrying");
+                    match self.store.heartbeat("kafka-monitor").await {
+                        Ok(()) => self.store_answered(),
+                        Err(e) => {
+                            self.store_failed();
+                            tracing::warn!(error = %e, "heartbeat failed; retrying");
+                        }
                     }
                 }
                 let first = tokio::select! {
@@ -269,13 +316,14 @@ impl IngestMonitor {
     async fn store_partition(
         &self,
         partition: i32,
-        entries: Vec<IngestEntry>,
+        mut entries: Vec<IngestEntry>,
     ) -> Option<(i32, i64)> {
         let id = format!("{}:{partition}", self.settings.kafka.incoming_topic);
         let mut backoff = Backoff::standard();
         loop {
             match self.store.ingest(&id, 'k', &entries).await {
                 Ok(new) => {
+                    self.store_answered();
                     if new < entries.len() {
                         tracing::info!(
                             partition,
@@ -286,7 +334,13 @@ impl IngestMonitor {
                     break;
                 }
                 Err(e) => {
-                    let wait = backoff.next_delay();
+                    self.store_failed();
+                    if self.down_too_long() {
+                        self.refuse_domain_configs(&mut entries).await;
+                    }
+                    // Short waits: a domain-config must be refused within
+                    // about `rest.feed_wait` of the first failure.
+                    let wait = backoff.next_delay().min(timeouts::UPKEEP);
                     tracing::warn!(error = %e, retry_in = ?wait, "Redis unavailable to the ingest monitor, retrying");
                     tokio::time::sleep(wait).await;
                 }

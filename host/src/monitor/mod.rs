@@ -34,6 +34,24 @@ pub enum ControlRequest {
     },
 }
 
+/// The domain-config ack (contract §4.2), with `error` when the change
+/// was not stored.
+pub fn domain_ack(d: &DomainConfigRequest, now: i64, error: Option<String>) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert(
+        "action".into(),
+        serde_json::to_value(d.action).unwrap_or_default(),
+    );
+    r.insert("domain".into(), d.domain.clone().into());
+    r.insert("appid".into(), d.appid.clone().into());
+    r.insert("uuid".into(), d.uuid.clone().into());
+    r.insert("server_time".into(), now.into());
+    if let Some(e) = error {
+        r.insert("error".into(), e.into());
+    }
+    r
+}
+
 impl ControlRequest {
     /// The name its handling is counted under in the monitors' stats.
     pub fn stat_name(&self) -> &'static str {
