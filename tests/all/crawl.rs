@@ -475,22 +475,7 @@ async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
     let site =
         Site::start_slow(SiteSpec::default(), std::time::Duration::from_millis(1500)).await?;
     let s = Scratch::new(&[("link", "link")], "[process]\nshutdown_grace = 3\n")?;
-    let out = s.path("out.jsonl");
-    let err = s.path("err.log");
-    let mut child = s
-        .command("run")
-        .args([
-            "--spider",
-            "link",
-            "--seed",
-            &site.seed_url(),
-            "--maxdepth",
-            "2",
-        ])
-        .arg("--output")
-        .arg(&out)
-        .stderr(std::fs::File::create(&err)?)
-        .spawn()?;
+    let (mut child, out, err) = s.spawn_run("link", &site.seed_url(), 2, &[])?;
     eventually(
         std::time::Duration::from_secs(30),
         "the seed's result",

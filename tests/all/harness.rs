@@ -143,6 +143,28 @@ impl Scratch {
         self.run(&args).await?.ok()
     }
 
+    /// `spinneret run` of `spider` from `seed` to `depth` in the
+    /// background, results to `out.jsonl` and logs to `err.log` here.
+    pub fn spawn_run(
+        &self,
+        spider: &str,
+        seed: &str,
+        depth: u32,
+        extra: &[&str],
+    ) -> Result<(tokio::process::Child, PathBuf, PathBuf)> {
+        let (out, err) = (self.path("out.jsonl"), self.path("err.log"));
+        let child = self
+            .command("run")
+            .args(["--spider", spider, "--seed", seed])
+            .args(["--maxdepth", &depth.to_string()])
+            .args(extra)
+            .arg("--output")
+            .arg(&out)
+            .stderr(std::fs::File::create(&err)?)
+            .spawn()?;
+        Ok((child, out, err))
+    }
+
     pub async fn run(&self, args: &[&str]) -> Result<Run> {
         let out_file = self.path(&format!("out-{}.jsonl", unique()));
         let output = self

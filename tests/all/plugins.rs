@@ -240,24 +240,7 @@ async fn swap_mid_crawl(from: &str, to: &str, hits_per_host: u32) -> Result<()> 
         &[("hot", from)],
         &format!("[throttle]\nhits = {hits_per_host}\nwindow = 1\n"),
     )?;
-    let out = s.path("out.jsonl");
-    let err = s.path("err.log");
-    let mut child = s
-        .command("run")
-        .args([
-            "--spider",
-            "hot",
-            "--seed",
-            &site.seed_url(),
-            "--maxdepth",
-            "2",
-            "--concurrency",
-            "4",
-        ])
-        .arg("--output")
-        .arg(&out)
-        .stderr(std::fs::File::create(&err)?)
-        .spawn()?;
+    let (mut child, out, err) = s.spawn_run("hot", &site.seed_url(), 2, &["--concurrency", "4"])?;
     let stderr = || std::fs::read_to_string(&err).unwrap_or_default();
     eventually(COMPILE_WAIT, "first results", || {
         (read_results(&out).ok()?.len() >= 20).then_some(())
