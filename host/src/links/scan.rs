@@ -171,7 +171,10 @@ fn decode_entities(s: &str) -> String {
     while let Some(amp) = rest.find('&') {
         out.push_str(&rest[..amp]);
         rest = &rest[amp..];
-        let semi = rest[..rest.len().min(10)].find(';');
+        // Bytes, not a str slice: byte 10 may fall inside a character.
+        let semi = rest.as_bytes()[..rest.len().min(10)]
+            .iter()
+            .position(|&b| b == b';');
         let decoded = semi.and_then(|end| {
             let ent = &rest[1..end];
             let ch = match ent {
@@ -208,6 +211,54 @@ fn decode_entities(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entity_cut_inside_a_character_does_not_panic() {
+        let s = scan("<a href=\"/x?a&aaaaaaaaé\">&aaaaaaaaé &#x41;</a>".as_bytes());
+        assert_eq!(s.links.len(), 1);
+        assert_eq!(s.links[0].href, "/x?a&aaaaaaaaé");
+        assert_eq!(s.links[0].text, "&aaaaaaaaé A");
+    }
+
+    /// Thousands of pages made of the pieces scanners trip on (tags cut
+    /// short, entities, multi-byte characters, stray bytes): none panics.
+    #[test]
+    fn arbitrary_pages_never_panic() {
+        let pieces: [&[u8]; 16] = [
+            b"<a href=",
+            b"\"",
+            b"'",
+            b">",
+            b"</a>",
+            b"&",
+            b";",
+            b"&#x",
+            b"&amp",
+            "é".as_bytes(),
+            "日本".as_bytes(),
+            b"\xff\xfe",
+            b"<!--",
+            b"-->",
+            b"<base href=",
+            b" ",
+        ];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let mut page = Vec::new();
+            for _ in 0..len {
+                page.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let _ = scan(&page);
+            let _ = decode_entities(&String::from_utf8_lossy(&page));
+        }
+    }
 
     #[test]
     fn finds_hrefs_in_every_quoting_style() {
