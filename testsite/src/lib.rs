@@ -128,6 +128,11 @@ impl Site {
         self.url(0)
     }
 
+    /// A hostile page on host 0: `/hostile/<name>.html` (see the server).
+    pub fn hostile_url(&self, name: &str) -> String {
+        format!("http://{}/hostile/{name}.html", self.addrs[0])
+    }
+
     /// The URLs a crawl from page `seed` must return results for with the
     /// link spider at `maxdepth` (`None`: unlimited), robots.txt obeyed.
     ///

@@ -93,6 +93,16 @@ fn respond(
             "User-agent: *\nDisallow: /private/\n",
         );
     }
+    // Hostile pages (`Site::hostile_url`), the same on every host.
+    if path == "/hostile/entity.html" {
+        // An entity cut inside a multi-byte character, in a link's text
+        // and in its href.
+        return text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<html><body><a href=\"/p/0.html?x&aaaaaaaa\u{e9}\">&aaaaaaaa\u{e9}</a></body></html>",
+        );
+    }
     if let Some(j) = path
         .strip_prefix("/p/")
         .and_then(|r| r.strip_suffix(".html"))
