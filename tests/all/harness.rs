@@ -295,7 +295,7 @@ impl RedisServer {
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .spawn()
-            .context("starting redis-server (run scripts/setup)")?;
+            .context("starting redis-server (run scripts/setup --test)")?;
         self.child = Some(child);
         let port = self.port;
         eventually(Duration::from_secs(10), "redis-server to answer", || {
@@ -384,7 +384,7 @@ impl Broker {
         let bin = tools().join("bin/nisshi");
         anyhow::ensure!(
             bin.exists(),
-            "{} is missing: run scripts/setup",
+            "{} is missing: run scripts/setup --test",
             bin.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);

@@ -574,7 +574,7 @@ async fn an_independent_python_client_sees_the_contract() -> Result<()> {
     let python = crate::harness::tools().join("py/bin/python");
     ensure!(
         python.exists(),
-        "{} is missing: run scripts/setup",
+        "{} is missing: run scripts/setup --test",
         python.display()
     );
     let site = Site::start(SiteSpec {

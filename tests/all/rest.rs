@@ -459,7 +459,7 @@ async fn render(url: &str, budget_ms: u32, extra: &[&str]) -> Result<String> {
         .kill_on_drop(true)
         .output()
         .await
-        .context("running chromium (scripts/setup installs it)")?;
+        .context("running chromium (scripts/setup --test installs it)")?;
     ensure!(
         out.status.success(),
         "chromium failed: {}",

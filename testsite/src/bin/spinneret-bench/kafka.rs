@@ -19,7 +19,7 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// `None` when the broker is not built (`scripts/setup` builds it).
+    /// `None` when the broker is not built (`scripts/setup --test` builds it).
     pub async fn start() -> Result<Option<Broker>> {
         let home = std::env::var_os("HOME").unwrap_or_default();
         let tools = std::env::var_os("SPINNERET_TOOLS")

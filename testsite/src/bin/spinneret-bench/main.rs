@@ -84,7 +84,7 @@ async fn main() -> Result<()> {
     match redis::Redis::start(&work)? {
         None => report(
             "cluster mode",
-            &["skipped: redis-server is not installed (run scripts/setup)".into()],
+            &["skipped: redis-server is not installed (run scripts/setup --test)".into()],
         )?,
         Some(r) => {
             for workers in [1, 2].into_iter().filter(|_| !args.kafka_only) {
@@ -112,7 +112,7 @@ async fn main() -> Result<()> {
             match kafka::Broker::start().await? {
                 None => report(
                     "Kafka",
-                    &["skipped: the nisshi broker is not built (run scripts/setup)".into()],
+                    &["skipped: the nisshi broker is not built (run scripts/setup --test)".into()],
                 )?,
                 Some(b) => {
                     report(

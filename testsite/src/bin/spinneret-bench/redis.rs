@@ -12,7 +12,7 @@ pub struct Redis {
 }
 
 impl Redis {
-    /// `None` when redis-server is not installed (`scripts/setup` installs it).
+    /// `None` when redis-server is not installed (`scripts/setup --test` installs it).
     pub fn start(work: &std::path::Path) -> Result<Option<Redis>> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
