@@ -2,7 +2,9 @@
 //! the local test site, real WebAssembly guests. Build first: `just test`.
 
 mod cluster;
+mod conformance;
 mod crawl;
+mod delivery;
 mod golden;
 mod harness;
 mod kafka;

@@ -207,6 +207,7 @@ impl Engine {
     async fn upkeep(self: Arc<Self>, until_done: bool) {
         let renew_every = Duration::from_secs_f64(self.settings.crawl.lease_ttl / 3.0);
         let mut renewed = tokio::time::Instant::now();
+        let upkeep_every = (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32;
         let mut tick = 0u32;
         loop {
             tokio::time::sleep(IDLE_POLL).await;
@@ -218,7 +219,7 @@ impl Engine {
                     tracing::warn!(error = %e, leases = ids.len(), "could not renew leases; retrying");
                 }
             }
-            if tick % (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32 == 0 {
+            if tick % upkeep_every == 0 {
                 if let Err(e) = self.frontier.maintain().await {
                     tracing::warn!(error = %e, "store upkeep failed; retrying");
                 }

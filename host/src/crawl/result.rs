@@ -21,7 +21,7 @@ pub struct CrawlResult {
     pub timestamp: String,
     /// What came back; `None` when the fetch itself failed.
     pub fetched: Option<Arc<Fetched>>,
-    /// Headers sent, when nothing came back.
+    /// Headers sent, when nothing came back (else `fetched` has them).
     pub request_headers: Vec<(String, String)>,
     pub links: Vec<(String, String)>,
     /// Fields a spider or pipeline added (they win over the fields above).
@@ -48,8 +48,11 @@ impl CrawlResult {
             depth: job.depth,
             attrs: c.attrs.clone(),
             timestamp: now_iso8601(),
+            request_headers: match fetched {
+                Some(_) => Vec::new(),
+                None => job.headers.clone(),
+            },
             fetched,
-            request_headers: job.headers.clone(),
             links: item.map(|i| i.links.clone()).unwrap_or_default(),
             fields: item
                 .map(|i| i.fields.iter().cloned().collect())
