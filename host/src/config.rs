@@ -137,6 +137,9 @@ pub struct Crawl {
     pub allow_private: bool,
     pub max_body_bytes: usize,
     pub max_redirects: usize,
+    /// Links a page may add to the frontier: extraction stops there, and a
+    /// spider's requests past it are dropped (the result says so).
+    pub max_links_per_page: usize,
     /// Requests in flight per process.
     pub concurrency: usize,
     pub user_agent: String,
@@ -165,6 +168,7 @@ impl Default for Crawl {
             allow_private: false,
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 10,
+            max_links_per_page: 5000,
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
@@ -309,6 +313,16 @@ pub struct Limits {
     pub recycle_calls: u64,
     /// Recycle an instance once its memory passes this.
     pub recycle_memory_mb: u64,
+    /// Items one call may return (a spider's items, a monitor's replies).
+    pub max_items: u64,
+    /// Requests one call may return (a spider's requests, a monitor's crawls).
+    pub max_requests: u64,
+    /// Bytes of text one call may return, all outputs together.
+    pub max_output_bytes: u64,
+    /// `log` calls and stdout/stderr lines per call.
+    pub max_log_lines: u64,
+    /// Distinct `count` names a plugin may create, over its life.
+    pub max_counters: u64,
 }
 
 impl Default for Limits {
@@ -319,6 +333,11 @@ impl Default for Limits {
             fuel: 0,
             recycle_calls: 10_000,
             recycle_memory_mb: 96,
+            max_items: 1000,
+            max_requests: 10_000,
+            max_output_bytes: 32 << 20,
+            max_log_lines: 100,
+            max_counters: 100,
         }
     }
 }
@@ -331,6 +350,11 @@ pub struct LimitOverrides {
     pub fuel: Option<u64>,
     pub recycle_calls: Option<u64>,
     pub recycle_memory_mb: Option<u64>,
+    pub max_items: Option<u64>,
+    pub max_requests: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    pub max_log_lines: Option<u64>,
+    pub max_counters: Option<u64>,
 }
 
 impl Plugins {
@@ -343,6 +367,11 @@ impl Plugins {
             l.fuel = o.fuel.unwrap_or(l.fuel);
             l.recycle_calls = o.recycle_calls.unwrap_or(l.recycle_calls);
             l.recycle_memory_mb = o.recycle_memory_mb.unwrap_or(l.recycle_memory_mb);
+            l.max_items = o.max_items.unwrap_or(l.max_items);
+            l.max_requests = o.max_requests.unwrap_or(l.max_requests);
+            l.max_output_bytes = o.max_output_bytes.unwrap_or(l.max_output_bytes);
+            l.max_log_lines = o.max_log_lines.unwrap_or(l.max_log_lines);
+            l.max_counters = o.max_counters.unwrap_or(l.max_counters);
         }
         l
     }
@@ -452,6 +481,9 @@ impl Settings {
                 self.crawl.delivery_timeout
             ));
         }
+        if self.crawl.max_links_per_page == 0 {
+            return bad("crawl.max_links_per_page must be at least 1".into());
+        }
         if self.crawl.concurrency == 0 {
             return bad("crawl.concurrency must be at least 1".into());
         }
@@ -467,9 +499,19 @@ impl Settings {
                 .keys()
                 .map(|n| (n.as_str(), self.plugins.limits_for(n))),
         ) {
-            if l.memory_mb == 0 || l.call_timeout_ms == 0 || l.recycle_calls == 0 {
+            let caps = [
+                l.max_items,
+                l.max_requests,
+                l.max_output_bytes,
+                l.max_log_lines,
+            ];
+            if l.memory_mb == 0
+                || l.call_timeout_ms == 0
+                || l.recycle_calls == 0
+                || caps.contains(&0)
+            {
                 return bad(format!(
-                    "plugins limits for {name}: memory_mb, call_timeout_ms and recycle_calls must be at least 1"
+                    "plugins limits for {name}: memory_mb, call_timeout_ms, recycle_calls, max_items, max_requests, max_output_bytes and max_log_lines must be at least 1"
                 ));
             }
         }

@@ -1,12 +1,21 @@
 //! Crawl requests: the contract's inbound shape (§2.1), validated with its
 //! exact rules, and the internal [`Job`] the scheduler queues.
 
-use crate::links::LinkFilters;
+use crate::links::{filter, LinkFilters, MAX_URL_BYTES};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use thiserror::Error;
+
+/// Items in `allowed_domains` and `deny_extensions`.
+const MAX_LIST_ITEMS: usize = 1000;
+/// Bytes of one list item or one header (name and value).
+const MAX_ITEM_BYTES: usize = 8 * 1024;
+/// Entries in `headers`.
+const MAX_HEADERS: usize = 64;
+/// Bytes of a request `body`.
+const MAX_BODY_BYTES: usize = 256 * 1024;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum RequestError {
@@ -100,6 +109,12 @@ impl CrawlRequest {
         } else {
             format!("http://{url}")
         };
+        if self.url.len() > MAX_URL_BYTES {
+            return bad(format!(
+                "`url` is {} bytes, longer than the {MAX_URL_BYTES} allowed",
+                self.url.len()
+            ));
+        }
         if url::Url::parse(&self.url).is_err() {
             return bad(format!("`url` {:?} is not a valid URL", self.url));
         }
@@ -125,6 +140,24 @@ impl CrawlRequest {
             ("deny_extensions", &self.deny_extensions),
         ] {
             if let Some(list) = list {
+                let regex = name.ends_with("regex");
+                let (max_items, max_len) = if regex {
+                    (filter::MAX_PATTERNS, filter::MAX_PATTERN_BYTES)
+                } else {
+                    (MAX_LIST_ITEMS, MAX_ITEM_BYTES)
+                };
+                if list.len() > max_items {
+                    return bad(format!(
+                        "`{name}` has {} items, more than the {max_items} allowed",
+                        list.len()
+                    ));
+                }
+                if let Some(long) = list.iter().find(|v| v.len() > max_len) {
+                    return bad(format!(
+                        "`{name}` has an item of {} bytes, longer than the {max_len} allowed",
+                        long.len()
+                    ));
+                }
                 let mut seen = HashSet::new();
                 if let Some(dup) = list.iter().find(|v| !seen.insert(v.as_str())) {
                     return bad(format!("`{name}` has {dup:?} twice: items must be unique"));
@@ -140,13 +173,38 @@ impl CrawlRequest {
         if let Some(c) = &self.cookie {
             check_len("cookie", c, 3, 1000)?;
         }
+        if let Some(h) = &self.headers {
+            if h.len() > MAX_HEADERS {
+                return bad(format!(
+                    "`headers` has {} entries, more than the {MAX_HEADERS} allowed",
+                    h.len()
+                ));
+            }
+            if let Some((k, _)) = h.iter().find(|(k, v)| k.len() + v.len() > MAX_ITEM_BYTES) {
+                return bad(format!(
+                    "`headers` entry {k:?} is longer than the {MAX_ITEM_BYTES} bytes allowed"
+                ));
+            }
+        }
+        if self.body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
+            return bad(format!(
+                "`body` is longer than the {MAX_BODY_BYTES} bytes allowed"
+            ));
+        }
         if let Some(m) = &self.method {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
                 return bad(format!("`method` {m:?} is not an HTTP method"));
             }
         }
-        self.filters()
-            .map_err(|e| RequestError::Schema(format!("bad regex: {e}")))?;
+        self.filters().map_err(|e| {
+            RequestError::Schema(match e {
+                regex::Error::CompiledTooBig(_) => format!(
+                    "bad regex: the patterns compile to more than {} bytes; use fewer or simpler ones",
+                    filter::MAX_COMPILED_BYTES
+                ),
+                e => format!("bad regex: {e}"),
+            })
+        })?;
         Ok(())
     }
 
@@ -371,6 +429,45 @@ mod tests {
         for (json, needle) in cases {
             let err = parse(json).expect_err(json).to_string();
             assert!(err.contains(needle), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn rejects_oversized_inputs_with_the_reason() {
+        let base = serde_json::json!({"url": "a.com", "appid": "app", "crawlid": "c"});
+        let with = |k: &str, v: Value| {
+            let mut m = base.clone();
+            m[k] = v;
+            CrawlRequest::from_value(m, 3).map(|_| ())
+        };
+        let big: Vec<String> = (0..100)
+            .map(|i| format!("{i}{}", "a".repeat(10_000)))
+            .collect();
+        let many: Vec<String> = (0..100).map(|i| format!("x{i}")).collect();
+        let heavy: Vec<String> = (0..32).map(|i| format!("\\w{{{}}}x{i}", 200 + i)).collect();
+        let cases = [
+            (
+                "allow_regex",
+                Value::from(big.clone()),
+                "100 items, more than the 32",
+            ),
+            ("deny_regex", Value::from(many), "more than the 32"),
+            (
+                "deny_regex",
+                Value::from(vec![big[0].clone()]),
+                "longer than the 1024",
+            ),
+            ("allow_regex", Value::from(heavy), "compile to more than"),
+            (
+                "url",
+                Value::from(format!("a.com/{}", "x".repeat(9000))),
+                "longer than the 8192",
+            ),
+            ("body", Value::from("b".repeat(300_000)), "`body` is longer"),
+        ];
+        for (field, value, says) in cases {
+            let err = with(field, value).expect_err(field).to_string();
+            assert!(err.contains(says), "{field}: {err}");
         }
     }
 

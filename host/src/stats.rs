@@ -119,12 +119,21 @@ impl Stats {
         self.plugins.lock().clone()
     }
 
-    pub fn plugin_counter(&self, plugin: &str, name: &str, delta: i64) {
-        *self
-            .counters
-            .lock()
-            .entry((plugin.to_string(), name.to_string()))
-            .or_default() += delta;
+    /// Add to a plugin's counter; false (and nothing counted) when `name`
+    /// is new and the plugin already has `max` counters.
+    pub fn plugin_counter(&self, plugin: &str, name: &str, delta: i64, max: u64) -> bool {
+        let mut counters = self.counters.lock();
+        let key = (plugin.to_string(), name.to_string());
+        if let Some(v) = counters.get_mut(&key) {
+            *v += delta;
+            return true;
+        }
+        let mine = counters.keys().filter(|(p, _)| p == plugin).count() as u64;
+        if mine >= max {
+            return false;
+        }
+        counters.insert(key, delta);
+        true
     }
 
     pub fn plugin_latencies(&self) -> Vec<(String, std::sync::Arc<crate::metrics::Histogram>)> {
@@ -190,5 +199,22 @@ pub fn process_usage() -> Usage {
     Usage {
         cpu,
         peak_rss_bytes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Stats;
+
+    #[test]
+    fn a_plugin_cannot_make_more_counters_than_its_cap() {
+        let s = Stats::default();
+        assert!((0..3).all(|i| s.plugin_counter("p", &format!("c{i}"), 1, 3)));
+        assert!(
+            !s.plugin_counter("p", "c3", 1, 3),
+            "a fourth name is refused"
+        );
+        assert!(s.plugin_counter("p", "c0", 1, 3), "known names still count");
+        assert!(s.plugin_counter("q", "c3", 1, 3), "the cap is per plugin");
     }
 }

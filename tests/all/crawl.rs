@@ -198,15 +198,19 @@ async fn the_js_wandering_spider_makes_valid_chains() -> Result<()> {
 }
 
 /// A wandering spider's chain: steps 0, 1, 2, ... each one the link its
-/// parent followed.
+/// parent followed. The spider ignores depth; the host stops the chain at
+/// `maxdepth`.
 async fn wanders(spider: &str) -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
     let s = Scratch::new(&[(spider, spider)], "")?;
-    let run = s
-        .run(&["--spider", spider, "--seed", &site.seed_url()])
-        .await?
-        .ok()?;
-    assert!(!run.results.is_empty());
+    let run = s.crawl(spider, &site, 2, &[]).await?;
+    // The walk ends at maxdepth, or earlier on a link already crawled.
+    assert!(
+        (1..=3).contains(&run.results.len()),
+        "seed, then at most depth 1 and 2: {:?}",
+        run.urls()
+    );
+    assert!(run.results.iter().all(|r| r["depth"].as_u64() <= Some(2)));
     assert!(
         run.results.iter().all(|r| r.get("error").is_none()),
         "{spider} failed on a page: {:?}",

@@ -60,6 +60,49 @@ async fn looping_guest_is_stopped_at_its_time_limit() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_sleeping_in_wasi_is_stopped_at_its_time_limit() -> Result<()> {
+    // Epochs interrupt wasm code only; the sleep itself must be cut.
+    let started = std::time::Instant::now();
+    crawl_survives(
+        "sleepy",
+        "[plugins.limits]\ncall_timeout_ms = 2000\n",
+        "time limit",
+    )
+    .await?;
+    // The fixture asks for 60 s on each bad page; a crawl that waited for
+    // even one of them would be far past this.
+    assert!(
+        started.elapsed() < Duration::from_secs(45),
+        "the sleeps were not cut: {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_yielding_a_million_items_fails_that_page_only() -> Result<()> {
+    // Memory big enough for the guest to build its million items, so the
+    // output cap is what stops it: the copy out of the guest stops at
+    // twice max_output_bytes, before the host holds the whole list.
+    crawl_survives(
+        "flood",
+        "[plugins.limits]\nmemory_mb = 1024\nrecycle_memory_mb = 1024\n",
+        "too many outputs: more than 67108864 bytes copied",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_logging_past_its_cap_fails_that_page_only() -> Result<()> {
+    crawl_survives(
+        "chatty",
+        "[plugins.limits]\nmax_log_lines = 50\n",
+        "more than 50 log lines",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn memory_hog_is_stopped_at_its_memory_limit() -> Result<()> {
     crawl_survives(
         "hog",

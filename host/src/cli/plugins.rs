@@ -205,7 +205,7 @@ pub(super) async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
     let text = std::fs::read_to_string(&args.response)
         .with_context(|| format!("cannot read {}", args.response.display()))?;
     let rec: Value = serde_json::from_str(&text).context("the recorded response is not JSON")?;
-    let page = recorded_page(&rec, &name, settings.crawl.maxdepth_limit)?;
+    let page = recorded_page(&rec, &name, &settings.crawl)?;
     let outputs = tokio::task::spawn_blocking(move || spider.parse(page)).await??;
     let (mut items, mut requests) = (Vec::new(), Vec::new());
     for o in outputs {
@@ -228,7 +228,8 @@ pub(super) async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
 
 /// A [`Page`] from a recorded response: `{url, status, headers, body,
 /// depth, request: {crawl request fields}, meta: {name: json}}`.
-fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
+fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Result<Page> {
+    let (limit, max_links) = (crawl.maxdepth_limit, crawl.max_links_per_page);
     let url = rec["url"]
         .as_str()
         .context("recorded response needs `url`")?;
@@ -273,8 +274,5 @@ fn recorded_page(rec: &Value, spider: &str, limit: u32) -> Result<Page> {
         elapsed: Duration::ZERO,
         redirect: None,
     };
-    Ok(Page {
-        job: Arc::new(job),
-        fetched: Arc::new(fetched),
-    })
+    Ok(Page::new(Arc::new(job), Arc::new(fetched), max_links))
 }

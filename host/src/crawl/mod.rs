@@ -25,6 +25,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// A page's children are admitted this many per store call: one Redis
+/// script of 250 links runs in about a millisecond.
+const ADMIT_CHUNK: usize = 250;
+
 /// Queue a crawl's seed. The seed always goes in (and counts as seen),
 /// like the reference's direct enqueue, unless its domain has reached the
 /// global per-domain cap (`global_cap`, which counts seeds too, so the cap
@@ -138,20 +142,29 @@ impl Engine {
         let cap = first.crawl.domain_max_pages;
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);
-        let cands: Vec<Candidate> = children
-            .iter()
-            .map(|j| Candidate {
-                fingerprint: j.fingerprint(),
-                domain: domain::of_url(&j.url),
-                domain_cap: cap,
-                global_cap,
-                force: j.dont_filter,
-            })
-            .collect();
-        let n = self
-            .dedup
-            .admit_and_push(&*self.frontier, &key, &cands, children)
-            .await?;
+        let mut n = 0;
+        // Chunks, so no one store call (a Redis script blocks every client
+        // while it runs) grows with the page. Each chunk is atomic; a worker
+        // dying between chunks has not acked the page, which is crawled
+        // again and its links admitted again (dedup skips those queued).
+        while !children.is_empty() {
+            let rest = children.split_off(children.len().min(ADMIT_CHUNK));
+            let chunk = std::mem::replace(&mut children, rest);
+            let cands: Vec<Candidate> = chunk
+                .iter()
+                .map(|j| Candidate {
+                    fingerprint: j.fingerprint(),
+                    domain: domain::of_url(&j.url),
+                    domain_cap: cap,
+                    global_cap,
+                    force: j.dont_filter,
+                })
+                .collect();
+            n += self
+                .dedup
+                .admit_and_push(&*self.frontier, &key, &cands, chunk)
+                .await?;
+        }
         if n > 0 {
             self.wake.notify_waiters();
         }

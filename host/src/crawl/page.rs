@@ -194,10 +194,11 @@ impl Engine {
                 None,
                 Some(e.to_string()),
             )])),
-            None => Ok(Page {
-                job: Arc::new(job.clone()),
-                fetched: Arc::new(fetched),
-            }),
+            None => Ok(Page::new(
+                Arc::new(job.clone()),
+                Arc::new(fetched),
+                self.settings.crawl.max_links_per_page,
+            )),
         }
     }
 
@@ -263,20 +264,36 @@ impl Engine {
                 )]));
             }
         };
+        let max = self.settings.crawl.max_links_per_page;
         let mut children = Vec::new();
         let mut results = Vec::new();
+        let (mut refused, mut truncated) = (0, page.links_truncated());
         for o in outputs {
             match o {
-                Output::Request(r) => {
-                    children.extend(self.child(job, &page.fetched.response_url, r))
+                Output::Request(r) if children.len() < max => {
+                    match self.child(job, &page.fetched.response_url, r) {
+                        Some(c) => children.push(c),
+                        None => refused += 1,
+                    }
                 }
-                Output::Item(i) => results.push(CrawlResult::new(
-                    job,
-                    Some(page.fetched.clone()),
-                    Some(&i),
-                    None,
-                )),
+                Output::Request(_) => truncated = true,
+                Output::Item(mut i) => {
+                    truncated |= i.links.len() > max;
+                    i.links.truncate(max);
+                    results.push(CrawlResult::new(
+                        job,
+                        Some(page.fetched.clone()),
+                        Some(&i),
+                        None,
+                    ))
+                }
             }
+        }
+        if refused > 0 {
+            tracing::debug!(url = %job.url, refused, "requests past maxdepth, too long or not http(s) were dropped");
+        }
+        for r in &mut results {
+            r.links_truncated = truncated;
         }
         if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
             self.enqueue_children(children).await?;
@@ -453,7 +470,12 @@ impl Engine {
 
     /// A spider's request as a queued child: resolved, canonical, one level
     /// deeper, ten priority points lower unless the spider says otherwise.
+    /// `None` past the crawl's `maxdepth` (the host enforces it, whatever
+    /// the spider does), or for a URL that is not http(s) or too long.
     fn child(&self, parent: &Job, base: &str, r: SpiderRequest) -> Option<Job> {
+        if parent.depth >= parent.crawl.maxdepth {
+            return None;
+        }
         let base = url::Url::parse(base).ok()?;
         let url = links::resolve(&base, &r.url)?;
         Some(Job {

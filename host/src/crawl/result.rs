@@ -29,6 +29,9 @@ pub struct CrawlResult {
     pub error: Option<String>,
     /// Status code set without a response (a body over the size limit).
     pub status_override: Option<u16>,
+    /// The page had more links than `crawl.max_links_per_page`: `links`
+    /// and the queued children stop at the cap.
+    pub links_truncated: bool,
 }
 
 impl CrawlResult {
@@ -59,6 +62,7 @@ impl CrawlResult {
                 .unwrap_or_default(),
             error,
             status_override: None,
+            links_truncated: false,
         }
     }
 
@@ -115,6 +119,9 @@ impl CrawlResult {
             .map(|(url, text)| json!({"url": url, "text": text}))
             .collect();
         m.insert("links".into(), Value::Array(links));
+        if self.links_truncated {
+            m.insert("links_truncated".into(), true.into());
+        }
         for (k, v) in &self.fields {
             m.insert(k.clone(), v.clone());
         }

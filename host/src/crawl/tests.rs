@@ -118,6 +118,11 @@ struct Rig {
 /// An engine on embedded stores; `spider` loads `plugins/<spider>.wasm`
 /// (built by `just guests`).
 async fn rig(fail: Fail, spider: Option<&str>) -> Rig {
+    rig_with(fail, spider, |_| {}).await
+}
+
+/// [`rig`] with settings changed by `tweak`.
+async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Settings)) -> Rig {
     let cache = tempfile::tempdir().expect("tempdir");
     let mut settings = Settings::default();
     settings.crawl.allow_private = true;
@@ -128,6 +133,7 @@ async fn rig(fail: Fail, spider: Option<&str>) -> Rig {
     settings.throttle.window = 1.0;
     settings.throttle.moderated = false;
     settings.plugins.cache_dir = cache.path().to_path_buf();
+    tweak(&mut settings);
     let settings = Arc::new(settings);
     let stats = Arc::new(Stats::default());
     let runtime = Runtime::new(&settings.plugins, stats.clone()).expect("runtime");
@@ -214,6 +220,47 @@ async fn a_page_delivers_its_item_and_queues_its_links() {
     // Acked, and the two links queued for depth 1.
     assert_eq!(rig.counts().await, (2, 0));
     assert_eq!(rig.engine.stats.pages.load(Relaxed), 1);
+}
+
+#[tokio::test]
+async fn links_past_the_cap_are_not_queued_and_the_result_says_so() {
+    let rig = rig_with(Fail::Never, Some("link"), |s| {
+        s.crawl.max_links_per_page = 1;
+    })
+    .await;
+    rig.run(job(&format!("{}/page", rig.base), "")).await;
+    let got = rig.sink.delivered.lock().clone();
+    assert_eq!(got[0].links.len(), 1);
+    assert!(got[0].links_truncated);
+    assert_eq!(got[0].to_json(false)["links_truncated"], true);
+    assert_eq!(rig.counts().await, (1, 0), "one child queued");
+}
+
+#[tokio::test]
+async fn the_host_enforces_maxdepth_whatever_the_spider_yields() {
+    // `wandering` follows a link at any depth; this page is at maxdepth.
+    let rig = rig(Fail::Never, Some("wandering")).await;
+    let mut deepest = job(&format!("{}/page", rig.base), "");
+    deepest.depth = 1;
+    rig.run(deepest).await;
+    assert_eq!(rig.sink.delivered.lock().len(), 1);
+    assert_eq!(rig.counts().await, (0, 0), "nothing queued past maxdepth");
+}
+
+#[tokio::test]
+async fn a_spider_over_its_request_cap_fails_the_page_with_the_reason() {
+    let rig = rig_with(Fail::Never, Some("link"), |s| {
+        s.plugins.limits.max_requests = 1;
+    })
+    .await;
+    rig.run(job(&format!("{}/page", rig.base), "")).await;
+    let got = rig.sink.delivered.lock().clone();
+    let error = got[0].error.clone().unwrap_or_default();
+    assert!(
+        error.contains("too many outputs: 2 requests, the limit is 1"),
+        "{error}"
+    );
+    assert_eq!(rig.counts().await, (0, 0));
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! The crawl's link rules (contract §2.1): allowed domains, allow/deny
 //! regexes (deny beats allow) and denied extensions.
 
-use regex::RegexSet;
+use regex::{RegexSet, RegexSetBuilder};
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use url::Url;
@@ -16,6 +16,14 @@ pub const DEFAULT_DENY_EXTENSIONS: &[&str] = &[
     "docb", "docm", "docx", "dotm", "dotx", "odt", "ods", "odg", "odp", "css", "pdf", "exe", "bin",
     "rss", "dmg", "iso", "apk", "jar", "sh", "rb", "js", "hta", "bat", "cpl", "msi", "msp", "py",
 ];
+
+/// Patterns in `allow_regex` or `deny_regex`.
+pub const MAX_PATTERNS: usize = 32;
+/// Bytes of one pattern.
+pub const MAX_PATTERN_BYTES: usize = 1024;
+/// Compiled size of one list's patterns (the regex crate's size limit), so
+/// matching a link stays a small, linear-time automaton.
+pub const MAX_COMPILED_BYTES: usize = 2 << 20;
 
 /// Compiled link rules of one crawl.
 #[derive(Debug, Clone)]
@@ -58,7 +66,14 @@ impl LinkFilters {
         deny_extensions: Option<&[String]>,
     ) -> Result<Self, regex::Error> {
         let set = |r: Option<&[String]>| -> Result<Option<RegexSet>, regex::Error> {
-            r.filter(|r| !r.is_empty()).map(RegexSet::new).transpose()
+            r.filter(|r| !r.is_empty())
+                .map(|r| {
+                    RegexSetBuilder::new(r)
+                        .size_limit(MAX_COMPILED_BYTES)
+                        .dfa_size_limit(MAX_COMPILED_BYTES)
+                        .build()
+                })
+                .transpose()
         };
         Ok(LinkFilters {
             allowed_domains: allowed_domains

@@ -4,11 +4,11 @@
 //! Spiders call this through the `response.links` host import, so no guest
 //! bundles an HTML parser and every language gets the same links.
 
-mod filter;
+pub mod filter;
 mod scan;
 
 pub use filter::{LinkFilters, DEFAULT_DENY_EXTENSIONS};
-pub use scan::{scan, RawLink};
+pub use scan::{scan, RawLink, MAX_TEXT_BYTES};
 
 use std::collections::HashSet;
 use url::Url;
@@ -20,18 +20,35 @@ pub struct Link {
     pub text: String,
 }
 
+/// The longest URL the crawl takes (resolved, canonical), in bytes: longer
+/// ones are dropped wherever they come from (a page, a spider, a client).
+pub const MAX_URL_BYTES: usize = 8 * 1024;
+
+/// A page's links, and whether some were left out by the cap.
+#[derive(Debug, Default, Clone)]
+pub struct Extracted {
+    pub links: Vec<Link>,
+    pub truncated: bool,
+}
+
 /// Extract the page's links, resolved against `page_url` (or `<base href>`),
 /// canonicalized, deduplicated within the page, and kept only if `filters`
-/// allow them.
-pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters) -> Vec<Link> {
-    let raw = scan(html);
+/// allow them; at most `max` of them (the first in page order).
+pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters, max: usize) -> Extracted {
+    // The scan stops a little past the cap, so a page of a million anchors
+    // costs no more than one of a few thousand, and in-page duplicates or
+    // filtered links still leave room for `max` kept ones.
+    let raw = scan(html, max.saturating_mul(4).max(64));
     let base = raw
         .base
         .as_deref()
         .and_then(|b| page_url.join(b).ok())
         .unwrap_or_else(|| page_url.clone());
-    let mut seen = HashSet::with_capacity(raw.links.len());
-    let mut out = Vec::with_capacity(raw.links.len());
+    let mut seen = HashSet::with_capacity(raw.links.len().min(max));
+    let mut out = Extracted {
+        links: Vec::with_capacity(raw.links.len().min(max)),
+        truncated: raw.truncated,
+    };
     for link in raw.links {
         let Some(url) = resolve(&base, &link.href) else {
             continue;
@@ -40,25 +57,31 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters) -> Vec<Link> 
             continue;
         }
         let url = String::from(url);
-        if seen.insert(url.clone()) {
-            out.push(Link {
-                url,
-                text: link.text,
-            });
+        if seen.contains(&url) {
+            continue;
         }
+        if out.links.len() == max {
+            out.truncated = true;
+            break;
+        }
+        seen.insert(url.clone());
+        out.links.push(Link {
+            url,
+            text: link.text,
+        });
     }
     out
 }
 
 /// Resolve `href` against `base` and canonicalize; `None` for anything that
-/// is not an http(s) URL.
+/// is not an http(s) URL or is longer than [`MAX_URL_BYTES`].
 pub fn resolve(base: &Url, href: &str) -> Option<Url> {
     let href = href.trim();
-    if href.is_empty() || href.starts_with('#') {
+    if href.is_empty() || href.starts_with('#') || href.len() > MAX_URL_BYTES {
         return None;
     }
     let url = base.join(href).ok()?;
-    canonical(url)
+    canonical(url).filter(|u| u.as_str().len() <= MAX_URL_BYTES)
 }
 
 /// The canonical form used for dedup and output: http(s) only, no fragment,
@@ -94,7 +117,7 @@ mod tests {
     fn resolves_relative_absolute_and_drops_fragments() {
         let html = br##"<p><a href="a.html#x">A</a> <A HREF='/b.html'>B</A>
             <a href=http://other.org/c?z=1&a=2>C</a><area href="d.html">"##;
-        let links = extract(html, &base(), &LinkFilters::default());
+        let links = extract(html, &base(), &LinkFilters::default(), 100).links;
         let urls: Vec<_> = links.iter().map(|l| l.url.as_str()).collect();
         assert_eq!(
             urls,
@@ -112,16 +135,41 @@ mod tests {
     fn skips_non_http_and_duplicates() {
         let html = br##"<a href="mailto:x@y">m</a><a href="javascript:void(0)">j</a>
             <a href="#top">t</a><a href="x.html">1</a><a href="x.html#b">2</a>"##;
-        let links = extract(html, &base(), &LinkFilters::default());
+        let links = extract(html, &base(), &LinkFilters::default(), 100).links;
         assert_eq!(links.len(), 1);
         assert_eq!(links[0].url, "http://example.com/dir/x.html");
+    }
+
+    #[test]
+    fn stops_at_the_cap_and_says_so() {
+        let html: String = (0..50)
+            .map(|i| format!("<a href=/{i}>x</a><a href=/{i}>dup</a>"))
+            .collect();
+        let all = extract(html.as_bytes(), &base(), &LinkFilters::default(), 50);
+        assert_eq!((all.links.len(), all.truncated), (50, false));
+        let some = extract(html.as_bytes(), &base(), &LinkFilters::default(), 20);
+        assert_eq!((some.links.len(), some.truncated), (20, true));
+        assert_eq!(some.links[19].url, "http://example.com/19");
+        // A million anchors cost a bounded scan.
+        let huge = "<a href=/x>y</a>".repeat(1_000_000);
+        let capped = extract(huge.as_bytes(), &base(), &LinkFilters::default(), 10);
+        assert_eq!((capped.links.len(), capped.truncated), (1, true));
+    }
+
+    #[test]
+    fn drops_urls_over_the_length_cap() {
+        let long = format!("/{}", "a".repeat(MAX_URL_BYTES));
+        let html = format!("<a href={long}>long</a><a href=/short>s</a>");
+        let links = extract(html.as_bytes(), &base(), &LinkFilters::default(), 10).links;
+        assert_eq!(links.len(), 1);
+        assert_eq!(links[0].url, "http://example.com/short");
     }
 
     #[test]
     fn honours_base_href() {
         let html =
             br#"<head><base href="http://cdn.example.net/root/"></head><a href="y.html">y</a>"#;
-        let links = extract(html, &base(), &LinkFilters::default());
+        let links = extract(html, &base(), &LinkFilters::default(), 100).links;
         assert_eq!(links[0].url, "http://cdn.example.net/root/y.html");
     }
 }

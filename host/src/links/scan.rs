@@ -10,13 +10,19 @@ pub struct RawLink {
     pub text: String,
 }
 
+/// Link text is cut to this many bytes (at a character boundary).
+pub const MAX_TEXT_BYTES: usize = 1024;
+
 #[derive(Debug, Default)]
 pub struct Scan {
     pub base: Option<String>,
     pub links: Vec<RawLink>,
+    /// The scan stopped at `max` links with more of the page unread.
+    pub truncated: bool,
 }
 
-pub fn scan(html: &[u8]) -> Scan {
+/// Scan `html` for at most `max` links.
+pub fn scan(html: &[u8], max: usize) -> Scan {
     let mut out = Scan::default();
     let mut pos = 0;
     while let Some(off) = memchr(b'<', &html[pos..]) {
@@ -44,6 +50,10 @@ pub fn scan(html: &[u8]) -> Scan {
             let Some(href) = attr(attrs, b"href") else {
                 continue;
             };
+            if out.links.len() == max {
+                out.truncated = true;
+                break;
+            }
             let text = if name.len() == 1 {
                 link_text(html, &mut pos)
             } else {
@@ -76,6 +86,10 @@ fn link_text(html: &[u8], pos: &mut usize) -> String {
     let mut in_tag = false;
     let mut space = false;
     for &b in inner {
+        // A few bytes over, so the cut below lands on a whole character.
+        if text.len() > MAX_TEXT_BYTES + 8 {
+            break;
+        }
         match b {
             b'<' => in_tag = true,
             b'>' if in_tag => in_tag = false,
@@ -90,7 +104,15 @@ fn link_text(html: &[u8], pos: &mut usize) -> String {
             }
         }
     }
-    decode_entities(&String::from_utf8_lossy(&text))
+    let mut text = decode_entities(&String::from_utf8_lossy(&text));
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
 }
 
 /// The value of attribute `name` in a tag's attribute text.
@@ -212,9 +234,21 @@ fn decode_entities(s: &str) -> String {
 mod tests {
     use super::*;
 
+    fn scan_all(html: &[u8]) -> Scan {
+        scan(html, usize::MAX)
+    }
+
+    #[test]
+    fn link_text_is_capped_on_a_character_boundary() {
+        let page = format!("<a href=x>{}</a>", "é".repeat(5000));
+        let s = scan_all(page.as_bytes());
+        assert!(s.links[0].text.len() <= MAX_TEXT_BYTES);
+        assert!(s.links[0].text.len() >= MAX_TEXT_BYTES - 1);
+    }
+
     #[test]
     fn an_entity_cut_inside_a_character_does_not_panic() {
-        let s = scan("<a href=\"/x?a&aaaaaaaaé\">&aaaaaaaaé &#x41;</a>".as_bytes());
+        let s = scan_all("<a href=\"/x?a&aaaaaaaaé\">&aaaaaaaaé &#x41;</a>".as_bytes());
         assert_eq!(s.links.len(), 1);
         assert_eq!(s.links[0].href, "/x?a&aaaaaaaaé");
         assert_eq!(s.links[0].text, "&aaaaaaaaé A");
@@ -255,14 +289,15 @@ mod tests {
             for _ in 0..len {
                 page.extend_from_slice(pieces[(next() % pieces.len() as u64) as usize]);
             }
-            let _ = scan(&page);
+            let _ = scan_all(&page);
             let _ = decode_entities(&String::from_utf8_lossy(&page));
         }
     }
 
     #[test]
     fn finds_hrefs_in_every_quoting_style() {
-        let s = scan(br#"<a href="x">1</a><a class=k href='y'>2</a><a href=z data-x="1">3</a>"#);
+        let s =
+            scan_all(br#"<a href="x">1</a><a class=k href='y'>2</a><a href=z data-x="1">3</a>"#);
         let hrefs: Vec<_> = s.links.iter().map(|l| l.href.as_str()).collect();
         assert_eq!(hrefs, ["x", "y", "z"]);
     }
@@ -271,21 +306,21 @@ mod tests {
     fn skips_comments_scripts_and_styles() {
         let html = br#"<!-- <a href="c">c</a> --><script>var s = '<a href="s">';</script>
             <style>a[href="t"]{}</style><a href="ok">ok</a>"#;
-        let s = scan(html);
+        let s = scan_all(html);
         assert_eq!(s.links.len(), 1);
         assert_eq!(s.links[0].href, "ok");
     }
 
     #[test]
     fn text_strips_tags_collapses_space_and_decodes() {
-        let s = scan(b"<a href=\"/q?a=1&amp;b=2\">  Fish <b>&amp;</b>\n chips </a>");
+        let s = scan_all(b"<a href=\"/q?a=1&amp;b=2\">  Fish <b>&amp;</b>\n chips </a>");
         assert_eq!(s.links[0].href, "/q?a=1&b=2");
         assert_eq!(s.links[0].text, "Fish & chips");
     }
 
     #[test]
     fn ignores_tags_that_only_start_with_a() {
-        let s = scan(br#"<abbr href="no">x</abbr><aside><a href="yes">y</a></aside>"#);
+        let s = scan_all(br#"<abbr href="no">x</abbr><aside><a href="yes">y</a></aside>"#);
         assert_eq!(s.links.len(), 1);
         assert_eq!(s.links[0].href, "yes");
     }

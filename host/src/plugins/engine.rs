@@ -69,7 +69,9 @@ impl Runtime {
 /// (CPython, SpiderMonkey, Rust's std) import filesystem and sockets, so the
 /// interfaces are linked, but the context has no preopened directory, no
 /// environment, no arguments, and TCP, UDP and name lookup are refused.
-/// stdout and stderr go to the host log.
+/// stdout and stderr go to the host log. Sleeps end at the call's
+/// deadline (ADR 0005).
 fn add_wasi(l: &mut Linker<StoreState>) -> anyhow::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(l).map_err(|e| anyhow::anyhow!("{e:#}"))
+    wasmtime_wasi::p2::add_to_linker_sync(l).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    super::sleep::bound_sleeps(l).map_err(|e| anyhow::anyhow!("{e:#}"))
 }

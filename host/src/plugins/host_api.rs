@@ -2,12 +2,15 @@
 //! `crawl-result` resources, which keep page data on the host side.
 
 use super::bindings::{host, types};
+use crate::config::Limits;
 use crate::fetch::Fetched;
 use crate::links::{self, LinkFilters};
 use crate::request::Job;
 use crate::stats::Stats;
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -18,20 +21,54 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 pub struct Page {
     pub job: Arc<Job>,
     pub fetched: Arc<Fetched>,
+    links: Arc<PageLinks>,
+}
+
+/// The page's links, extracted on first use, at most `max` of them.
+struct PageLinks {
+    max: usize,
+    cell: OnceLock<links::Extracted>,
 }
 
 impl Page {
+    /// `max_links` is `crawl.max_links_per_page`.
+    pub fn new(job: Arc<Job>, fetched: Arc<Fetched>, max_links: usize) -> Page {
+        Page {
+            job,
+            fetched,
+            links: Arc::new(PageLinks {
+                max: max_links,
+                cell: OnceLock::new(),
+            }),
+        }
+    }
+
     /// The page's links with the crawl's filters, computed once per page.
-    fn links(&self, cache: &OnceLock<Vec<links::Link>>) -> Vec<types::Link> {
-        cache
-            .get_or_init(|| {
-                let base = url::Url::parse(&self.fetched.response_url)
-                    .or_else(|_| url::Url::parse(&self.job.url));
-                match base {
-                    Ok(base) => links::extract(&self.fetched.body, &base, self.job.crawl.filters()),
-                    Err(_) => Vec::new(),
-                }
-            })
+    fn extracted(&self) -> &links::Extracted {
+        self.links.cell.get_or_init(|| {
+            let base = url::Url::parse(&self.fetched.response_url)
+                .or_else(|_| url::Url::parse(&self.job.url));
+            match base {
+                Ok(base) => links::extract(
+                    &self.fetched.body,
+                    &base,
+                    self.job.crawl.filters(),
+                    self.links.max,
+                ),
+                Err(_) => links::Extracted::default(),
+            }
+        })
+    }
+
+    /// Whether the page had more links than the cap (known once a plugin
+    /// asked for them).
+    pub fn links_truncated(&self) -> bool {
+        self.links.cell.get().is_some_and(|e| e.truncated)
+    }
+
+    fn links(&self) -> Vec<types::Link> {
+        self.extracted()
+            .links
             .iter()
             .map(|l| types::Link {
                 url: l.url.clone(),
@@ -67,15 +104,11 @@ impl Page {
 /// The `response` resource's host side.
 pub struct ResponseRes {
     page: Page,
-    links: OnceLock<Vec<links::Link>>,
 }
 
 impl ResponseRes {
     pub fn new(page: Page) -> Self {
-        ResponseRes {
-            page,
-            links: OnceLock::new(),
-        }
+        ResponseRes { page }
     }
 }
 
@@ -127,16 +160,64 @@ pub struct StoreState {
     pub(super) plugin: Arc<str>,
     pub(super) rng: u64,
     pub(super) stats: Arc<Stats>,
+    pub(super) limits: Limits,
+    pub(super) budget: CallBudget,
+}
+
+/// What the current call may still do. [`Plugin::call`] resets it, and
+/// fails a call that went over any of it even if the guest returned.
+///
+/// [`Plugin::call`]: super::loader::Plugin
+#[derive(Default)]
+pub struct CallBudget {
+    /// When the call's wall-time limit runs out: a guest's sleep (WASI
+    /// clocks) is cut there, and the call then fails as timed out.
+    pub deadline: Option<Instant>,
+    pub overslept: bool,
+    /// `log` calls and stdout/stderr lines, shared with the output streams.
+    pub lines: Arc<AtomicU64>,
+    /// The first cap the call went over.
+    pub over: Option<String>,
+}
+
+impl CallBudget {
+    pub fn start(&mut self, limit: Duration) {
+        self.deadline = Some(Instant::now() + limit);
+        self.overslept = false;
+        self.lines.store(0, Ordering::Relaxed);
+        self.over = None;
+    }
+
+    fn exceed(&mut self, why: impl FnOnce() -> String) {
+        if self.over.is_none() {
+            self.over = Some(why());
+        }
+    }
+
+    /// How long a sleep of `asked` may last: never past the deadline.
+    pub fn sleep(&mut self, asked: Duration) -> Duration {
+        let left = self
+            .deadline
+            .map_or(asked, |d| d.saturating_duration_since(Instant::now()));
+        if asked > left {
+            self.overslept = true;
+        }
+        asked.min(left)
+    }
 }
 
 impl StoreState {
-    pub fn new(plugin: Arc<str>, max_memory: usize, seed: u64, stats: Arc<Stats>) -> Self {
-        let name = plugin.clone();
+    pub fn new(plugin: Arc<str>, limits: Limits, seed: u64, stats: Arc<Stats>) -> Self {
+        let budget = CallBudget::default();
+        let out = GuestOutput {
+            plugin: plugin.clone(),
+            lines: budget.lines.clone(),
+            max: limits.max_log_lines,
+        };
         let wasi = WasiCtx::builder()
-            .stdout(GuestOutput {
-                plugin: name.clone(),
-            })
-            .stderr(GuestOutput { plugin: name })
+            .stdout(out.clone())
+            .stderr(out)
+            .monotonic_clock(super::sleep::Clock)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -145,14 +226,28 @@ impl StoreState {
             wasi,
             table: ResourceTable::new(),
             memory: MemoryCap {
-                max_bytes: max_memory,
+                max_bytes: (limits.memory_mb as usize) << 20,
                 current: 0,
                 denied: false,
             },
             plugin,
             rng: seed | 1,
             stats,
+            limits,
+            budget,
         }
+    }
+
+    /// Count one log line; false once the call is over its cap.
+    fn log_line(&mut self) -> bool {
+        let n = self.budget.lines.fetch_add(1, Ordering::Relaxed) + 1;
+        if n > self.limits.max_log_lines {
+            let max = self.limits.max_log_lines;
+            self.budget
+                .exceed(|| format!("more than {max} log lines in one call (max_log_lines)"));
+            return false;
+        }
+        true
     }
 }
 
@@ -165,10 +260,13 @@ impl WasiView for StoreState {
     }
 }
 
-/// A guest's stdout/stderr: each line becomes a log event.
+/// A guest's stdout/stderr: each line becomes a log event, up to the
+/// call's `max_log_lines` (counted with its `log` calls).
 #[derive(Clone)]
 struct GuestOutput {
     plugin: Arc<str>,
+    lines: Arc<AtomicU64>,
+    max: u64,
 }
 
 impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
@@ -179,29 +277,27 @@ impl wasmtime_wasi::cli::IsTerminal for GuestOutput {
 
 impl wasmtime_wasi::cli::StdoutStream for GuestOutput {
     fn p2_stream(&self) -> Box<dyn wasmtime_wasi::p2::OutputStream> {
-        Box::new(GuestLines {
-            plugin: self.plugin.clone(),
-        })
+        Box::new(self.clone())
     }
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(tokio::io::sink())
     }
 }
 
-struct GuestLines {
-    plugin: Arc<str>,
-}
-
 #[wasmtime_wasi::async_trait]
-impl wasmtime_wasi::p2::Pollable for GuestLines {
+impl wasmtime_wasi::p2::Pollable for GuestOutput {
     async fn ready(&mut self) {}
 }
 
-impl wasmtime_wasi::p2::OutputStream for GuestLines {
+impl wasmtime_wasi::p2::OutputStream for GuestOutput {
     fn write(&mut self, bytes: bytes::Bytes) -> wasmtime_wasi::p2::StreamResult<()> {
         let text = String::from_utf8_lossy(&bytes);
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(plugin = %self.plugin, "{line}");
+            // Past the cap the lines are dropped; the call fails when it
+            // returns (the host sees the count).
+            if self.lines.fetch_add(1, Ordering::Relaxed) < self.max {
+                tracing::info!(plugin = %self.plugin, "{line}");
+            }
         }
         Ok(())
     }
@@ -215,6 +311,9 @@ impl wasmtime_wasi::p2::OutputStream for GuestLines {
 
 impl host::Host for StoreState {
     fn log(&mut self, level: host::Level, message: String) {
+        if !self.log_line() {
+            return;
+        }
         let p = &*self.plugin;
         match level {
             host::Level::Trace => tracing::trace!(plugin = p, "{message}"),
@@ -226,7 +325,11 @@ impl host::Host for StoreState {
     }
 
     fn count(&mut self, name: String, delta: i64) {
-        self.stats.plugin_counter(&self.plugin, &name, delta);
+        let max = self.limits.max_counters;
+        if !self.stats.plugin_counter(&self.plugin, &name, delta, max) {
+            self.budget
+                .exceed(|| format!("more than {max} distinct counter names (max_counters)"));
+        }
     }
 
     fn random(&mut self) -> u64 {
@@ -244,7 +347,10 @@ impl host::Host for StoreState {
             return Vec::new();
         };
         let none = LinkFilters::new(None, None, None, Some(&[])).unwrap_or_default();
-        links::extract(html.as_bytes(), &base, &none)
+        // No more links than the plugin may yield requests.
+        let max = self.limits.max_requests as usize;
+        links::extract(html.as_bytes(), &base, &none, max)
+            .links
             .into_iter()
             .map(|l| types::Link {
                 url: l.url,
@@ -292,7 +398,7 @@ impl types::HostResponse for StoreState {
         self.with_page(&r, |p| p.page.meta(&name))
     }
     fn links(&mut self, r: Resource<ResponseRes>) -> Vec<types::Link> {
-        self.with_page(&r, |p| p.page.links(&p.links))
+        self.with_page(&r, |p| p.page.links())
     }
     fn drop(&mut self, r: Resource<ResponseRes>) -> wasmtime::Result<()> {
         self.table.delete(r)?;

@@ -34,6 +34,8 @@ pub enum CallError {
     BadOutput { plugin: String, reason: String },
     #[error("plugin `{plugin}` could not be instantiated: {reason}")]
     Instantiate { plugin: String, reason: String },
+    #[error("plugin `{plugin}` went over a limit and was stopped: {reason}")]
+    Limit { plugin: String, reason: String },
     #[error("plugin `{plugin}` is a {kind} plugin and cannot do that")]
     WrongKind { plugin: String, kind: String },
 }
@@ -120,15 +122,18 @@ impl Plugin {
             }
             s => s,
         };
-        let max_memory = (self.limits.memory_mb as usize) << 20;
         let state = StoreState::new(
             self.name.clone(),
-            max_memory,
+            self.limits,
             seed,
             self.runtime.stats.clone(),
         );
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.memory);
+        // Wasmtime's own bound on what one call copies out of the guest (a
+        // returned list, a `log` string): the host never holds more than
+        // this of a call's output, whatever the guest built.
+        store.set_hostcall_fuel(self.copy_limit());
         store.set_epoch_deadline(self.ticks());
         if settings.fuel_enabled() {
             let _ = store.set_fuel(self.fuel());
@@ -149,6 +154,15 @@ impl Plugin {
             bound,
             calls: 0,
         })
+    }
+
+    /// Hostcall fuel is roughly bytes, plus some per value: headroom over
+    /// `max_output_bytes`, so the exact check after the call is the one
+    /// that usually speaks.
+    fn copy_limit(&self) -> usize {
+        (self.limits.max_output_bytes as usize)
+            .saturating_mul(2)
+            .max(1 << 20)
     }
 
     fn ticks(&self) -> u64 {
@@ -182,8 +196,11 @@ impl Plugin {
             let _ = inst.store.set_fuel(self.fuel());
         }
         inst.store.data_mut().memory.denied = false;
+        let limit = std::time::Duration::from_millis(self.limits.call_timeout_ms);
+        inst.store.data_mut().budget.start(limit);
         let started = std::time::Instant::now();
-        let result = f(&mut inst.store, &inst.bound);
+        let result = f(&mut inst.store, &inst.bound)
+            .and_then(|r| self.within_budget(inst.store.data()).map(|()| r));
         self.runtime
             .stats
             .plugin_call(&self.name, started.elapsed(), result.is_ok());
@@ -211,6 +228,54 @@ impl Plugin {
         }
     }
 
+    /// A call that returned may still have gone over: slept past its
+    /// deadline, logged too much, made too many counters.
+    fn within_budget(&self, state: &StoreState) -> Result<(), CallError> {
+        let b = &state.budget;
+        if b.overslept {
+            return Err(CallError::Timeout {
+                plugin: self.name.to_string(),
+                ms: self.limits.call_timeout_ms,
+            });
+        }
+        let max = self.limits.max_log_lines;
+        let reason = match &b.over {
+            Some(r) => r.clone(),
+            None if b.lines.load(Ordering::Relaxed) > max => {
+                format!("more than {max} log lines in one call (max_log_lines)")
+            }
+            None => return Ok(()),
+        };
+        Err(self.over(reason))
+    }
+
+    fn over(&self, reason: String) -> CallError {
+        CallError::Limit {
+            plugin: self.name.to_string(),
+            reason,
+        }
+    }
+
+    /// Check what one call returned against the per-call output caps.
+    fn check_output(&self, t: Tally) -> Result<(), CallError> {
+        let l = &self.limits;
+        let what = if t.items > l.max_items {
+            format!(
+                "{} items, the limit is {} (max_items)",
+                t.items, l.max_items
+            )
+        } else if t.requests > l.max_requests {
+            let (n, max) = (t.requests, l.max_requests);
+            format!("{n} requests, the limit is {max} (max_requests)")
+        } else if t.bytes > l.max_output_bytes {
+            let (n, max) = (t.bytes, l.max_output_bytes);
+            format!("{n} bytes of output, the limit is {max} (max_output_bytes)")
+        } else {
+            return Ok(());
+        };
+        Err(self.over(format!("too many outputs: {what}")))
+    }
+
     fn trap(&self, store: &Store<StoreState>, e: wasmtime::Error) -> CallError {
         let plugin = self.name.to_string();
         match e.downcast_ref::<Trap>() {
@@ -223,6 +288,10 @@ impl Plugin {
                 plugin,
                 mb: self.limits.memory_mb,
             },
+            _ if format!("{e:#}").contains("too much data is being copied") => self.over(format!(
+                "too many outputs: more than {} bytes copied out of one call (max_output_bytes)",
+                self.copy_limit()
+            )),
             _ => CallError::Trap {
                 plugin,
                 reason: first_line(&format!("{e:#}")),
@@ -246,10 +315,9 @@ impl Plugin {
             let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
                 s.spinneret_plugin_parser().call_parse(store, r)
             })?;
-            self.outcome(store, out)?
-                .into_iter()
-                .map(|o| self.convert_output(o))
-                .collect()
+            let out = self.outcome(store, out)?;
+            self.check_output(out.iter().map(Tally::of_output).sum())?;
+            out.into_iter().map(|o| self.convert_output(o)).collect()
         })
     }
 
@@ -273,7 +341,11 @@ impl Plugin {
             let out = m
                 .spinneret_plugin_middleware()
                 .call_process_request(&mut *store, &head);
-            Ok(match self.outcome(store, out)? {
+            let out = self.outcome(store, out)?;
+            if let W::Proceed(h) = &out {
+                self.check_output(Tally::bytes(head_bytes(h)))?;
+            }
+            Ok(match out {
                 W::Proceed(h) => RequestAction::Proceed {
                     url: h.url,
                     method: h.method,
@@ -313,7 +385,11 @@ impl Plugin {
             let out = self.with_resource(store, CrawlResultRes { fields }, |store, r| {
                 p.spinneret_plugin_pipeline().call_process_item(store, r)
             })?;
-            Ok(match self.outcome(store, out)? {
+            let out = self.outcome(store, out)?;
+            if let W::Keep(fields) = &out {
+                self.check_output(Tally::bytes(fields.iter().map(field_bytes).sum()))?;
+            }
+            Ok(match out {
                 W::Keep(fields) => ItemAction::Keep(
                     fields
                         .into_iter()
@@ -349,8 +425,16 @@ impl Plugin {
             let out = m
                 .spinneret_plugin_monitor()
                 .call_handle(&mut *store, request);
-            Ok(self
-                .outcome(store, out)?
+            let out = self.outcome(store, out)?;
+            self.check_output(
+                out.iter()
+                    .map(|a| match a {
+                        W::Crawl(j) => Tally::request(j.len()),
+                        W::Reply(j) => Tally::item(j.len()),
+                    })
+                    .sum(),
+            )?;
+            Ok(out
                 .into_iter()
                 .map(|a| match a {
                     W::Crawl(j) => MonitorAction::Crawl(j),
@@ -434,6 +518,76 @@ impl Plugin {
             }),
         })
     }
+}
+
+/// What one call returned, counted against the output caps.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    items: u64,
+    requests: u64,
+    bytes: u64,
+}
+
+impl Tally {
+    fn bytes(bytes: usize) -> Tally {
+        Tally {
+            bytes: bytes as u64,
+            ..Tally::default()
+        }
+    }
+    fn item(bytes: usize) -> Tally {
+        Tally {
+            items: 1,
+            ..Tally::bytes(bytes)
+        }
+    }
+    fn request(bytes: usize) -> Tally {
+        Tally {
+            requests: 1,
+            ..Tally::bytes(bytes)
+        }
+    }
+    fn of_output(o: &types::Output) -> Tally {
+        match o {
+            types::Output::Request(r) => Tally::request(
+                r.url.len()
+                    + r.method.as_ref().map_or(0, String::len)
+                    + r.spiderid.as_ref().map_or(0, String::len)
+                    + pairs_bytes(&r.headers)
+                    + r.body.as_ref().map_or(0, Vec::len)
+                    + r.meta.iter().map(field_bytes).sum::<usize>(),
+            ),
+            types::Output::Item(i) => Tally::item(
+                i.links
+                    .iter()
+                    .map(|l| l.url.len() + l.text.len())
+                    .sum::<usize>()
+                    + i.fields.iter().map(field_bytes).sum::<usize>(),
+            ),
+        }
+    }
+}
+
+impl std::iter::Sum for Tally {
+    fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
+        iter.fold(Tally::default(), |a, b| Tally {
+            items: a.items + b.items,
+            requests: a.requests + b.requests,
+            bytes: a.bytes + b.bytes,
+        })
+    }
+}
+
+fn field_bytes(f: &types::Field) -> usize {
+    f.name.len() + f.value.len()
+}
+
+fn pairs_bytes(p: &[(String, String)]) -> usize {
+    p.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+fn head_bytes(h: &types::RequestHead) -> usize {
+    h.url.len() + h.method.len() + pairs_bytes(&h.headers)
 }
 
 fn first_line(s: &str) -> String {

@@ -7,6 +7,7 @@
 //! - `loader`: bytes -> validated [`Plugin`] (world and version checked).
 //! - `instance`: pooled instances, per-call limits, recycling.
 //! - `registry`: plugins by name, swapped atomically; the directory watcher.
+//! - `sleep`: guest sleeps cut at the call's deadline.
 
 mod bindings;
 mod cache;
@@ -16,6 +17,7 @@ mod instance;
 mod loader;
 pub mod monitor;
 mod registry;
+mod sleep;
 
 pub use cache::Origin;
 pub use engine::Runtime;

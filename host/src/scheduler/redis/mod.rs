@@ -65,7 +65,8 @@ struct WireJob {
     m: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     h: Vec<(String, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The body as base64 (a JSON array of numbers takes 3-4 bytes a byte).
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "body64")]
     b: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     meta: Vec<(String, String)>,
@@ -118,6 +119,35 @@ impl WireJob {
             redirected_from: self.rf,
             redirects: self.rc,
         }
+    }
+}
+
+/// A request body in a queued request: base64 text. Requests queued
+/// before it was compact (an array of numbers) still read.
+mod body64 {
+    use base64::{engine::general_purpose::STANDARD, Engine as _};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match b {
+            Some(b) => s.serialize_str(&STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Text(String),
+        Bytes(Vec<u8>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Ok(match Option::<Stored>::deserialize(d)? {
+            Some(Stored::Text(t)) => Some(STANDARD.decode(t).map_err(serde::de::Error::custom)?),
+            Some(Stored::Bytes(b)) => Some(b),
+            None => None,
+        })
     }
 }
 
@@ -625,5 +655,27 @@ impl DedupStore for RedisStore {
         let mut con = self.con();
         let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         Ok(n.max(0) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WireJob;
+
+    #[test]
+    fn bodies_are_stored_as_base64_and_old_arrays_still_read() {
+        let json = r#"{"u":"http://a.test/","s":"link","p":1,"d":0,"b":[104,105]}"#;
+        let mut old: WireJob = serde_json::from_str(json).expect("old form");
+        assert_eq!(old.b.as_deref(), Some(&b"hi"[..]));
+        old.b = Some(vec![0xff; 300]);
+        let text = serde_json::to_string(&old).expect("serialize");
+        assert!(text.contains(r#""b":"////"#), "{text}");
+        assert!(
+            text.len() < 500,
+            "300 bytes of body took {} bytes",
+            text.len()
+        );
+        let back: WireJob = serde_json::from_str(&text).expect("new form");
+        assert_eq!(back.b, Some(vec![0xff; 300]));
     }
 }

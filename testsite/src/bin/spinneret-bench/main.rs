@@ -153,13 +153,13 @@ fn link_extraction(site: &Site) -> Vec<String> {
     let filters = spinneret::links::LinkFilters::default();
     let mut links = 0;
     for (p, u) in pages.iter().zip(&urls) {
-        links += spinneret::links::extract(p, u, &filters).len();
+        links += spinneret::links::extract(p, u, &filters, 5000).links.len();
     }
     let rounds = 5;
     let started = Instant::now();
     for _ in 0..rounds {
         for (p, u) in pages.iter().zip(&urls) {
-            std::hint::black_box(spinneret::links::extract(p, u, &filters));
+            std::hint::black_box(spinneret::links::extract(p, u, &filters, 5000));
         }
     }
     let per_page = started.elapsed().as_secs_f64() * 1e6 / (rounds * n) as f64;
