@@ -145,6 +145,10 @@ pub struct Crawl {
     pub user_agent: String,
     /// Seconds a host's robots.txt stays cached.
     pub robots_ttl: u64,
+    /// Seconds a robots.txt fetch may take, redirects included.
+    pub robots_timeout: f64,
+    /// Origins whose robots.txt a process keeps.
+    pub robots_cache: usize,
     /// Seconds a worker may hold a request before another worker takes it
     /// over (cluster mode). A live worker renews the leases it holds every
     /// third of this, so only a dead worker's requests are taken over.
@@ -172,6 +176,8 @@ impl Default for Crawl {
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
+            robots_timeout: 5.0,
+            robots_cache: 10_000,
             lease_ttl: 60.0,
             delivery_timeout: 60.0,
         }
@@ -479,6 +485,12 @@ impl Settings {
             return bad(format!(
                 "crawl.delivery_timeout must be a number of seconds, got {}",
                 self.crawl.delivery_timeout
+            ));
+        }
+        if !(self.crawl.robots_timeout > 0.0 && self.crawl.robots_timeout.is_finite()) {
+            return bad(format!(
+                "crawl.robots_timeout must be a positive number of seconds, got {}",
+                self.crawl.robots_timeout
             ));
         }
         if self.crawl.max_links_per_page == 0 {

@@ -2,7 +2,7 @@
 //! real `redis-server`.
 
 use crate::harness::{
-    eventually, read_results, signal, Delays, RedisServer, Scratch, Site, SiteSpec, COMPILE_WAIT,
+    eventually, read_results, signal, Quirks, RedisServer, Scratch, Site, SiteSpec, COMPILE_WAIT,
 };
 use anyhow::Result;
 use serde_json::{json, Value};
@@ -642,9 +642,9 @@ async fn a_request_busy_past_its_lease_is_fetched_once() -> Result<()> {
     let redis = RedisServer::start().await?;
     let site = Site::start_with(
         spec(30, 24),
-        Delays {
-            page: Duration::ZERO,
+        Quirks {
             robots: Duration::from_millis(2500),
+            ..Quirks::default()
         },
     )
     .await?;

@@ -501,33 +501,3 @@ async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
     }
     Ok(())
 }
-
-/// A link whose text and href hold an entity cut inside a multi-byte
-/// character: the page yields its result without error and its link is
-/// followed (the scanner once panicked there and lost every link).
-#[tokio::test(flavor = "multi_thread")]
-async fn a_page_with_an_entity_cut_inside_a_character_is_crawled_whole() -> Result<()> {
-    let site = Site::start(SiteSpec::default()).await?;
-    let s = Scratch::new(&[("link", "link")], "")?;
-    let seed = site.hostile_url("entity");
-    let run = s
-        .run(&["--spider", "link", "--seed", &seed, "--maxdepth", "1"])
-        .await?
-        .ok()?;
-    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
-    let page = run
-        .results
-        .iter()
-        .find(|r| r["url"] == seed.as_str())
-        .expect("the hostile page's result");
-    assert!(page.get("error").is_none(), "{page}");
-    assert_eq!(page["links"][0]["text"], "&aaaaaaaa\u{e9}");
-    // The child, canonicalized (query sorted, percent-encoded).
-    let child = format!("{}?", site.url(0));
-    assert!(
-        run.urls().iter().any(|u| u.starts_with(&child)),
-        "its link was followed: {:?}",
-        run.urls()
-    );
-    Ok(())
-}

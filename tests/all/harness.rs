@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-pub use spinneret_testsite::{Delays, Site, SiteSpec};
+pub use spinneret_testsite::{Quirks, Site, SiteSpec};
 
 /// The repository root.
 pub fn repo() -> PathBuf {

@@ -7,6 +7,7 @@ mod crawl;
 mod delivery;
 mod golden;
 mod harness;
+mod hostile;
 mod kafka;
 mod plugins;
 mod rest;

@@ -39,11 +39,15 @@ impl Default for SiteSpec {
     }
 }
 
-/// How long the site takes to answer.
+/// How the site misbehaves: how long it takes to answer, and whether its
+/// last host serves a hostile robots.txt.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Delays {
+pub struct Quirks {
     pub page: std::time::Duration,
     pub robots: std::time::Duration,
+    /// The last host's robots.txt is ~9 MB of rules that match nothing,
+    /// then `Disallow: /p/` past the 500 KiB any crawler should read.
+    pub huge_robots: bool,
 }
 
 /// A running site. Dropping it stops the servers.
@@ -67,18 +71,17 @@ impl Site {
     pub async fn start_slow(spec: SiteSpec, delay: std::time::Duration) -> std::io::Result<Site> {
         Self::start_with(
             spec,
-            Delays {
+            Quirks {
                 page: delay,
-                robots: std::time::Duration::ZERO,
+                ..Quirks::default()
             },
         )
         .await
     }
 
-    /// Like [`Site::start`], with pages and robots.txt as slow as `delays`
-    /// say. A slow robots.txt is also one redirect hop long, so fetching it
-    /// takes twice `delays.robots`.
-    pub async fn start_with(spec: SiteSpec, delays: Delays) -> std::io::Result<Site> {
+    /// Like [`Site::start`], with the `quirks`. A slow robots.txt is also
+    /// one redirect hop long, so fetching it takes twice `quirks.robots`.
+    pub async fn start_with(spec: SiteSpec, quirks: Quirks) -> std::io::Result<Site> {
         let mut listeners = Vec::new();
         for k in 0..spec.hosts {
             let ip = std::net::Ipv4Addr::new(127, 0, 0, (k + 1) as u8);
@@ -100,7 +103,7 @@ impl Site {
                     l,
                     k,
                     spec.hosts,
-                    delays,
+                    quirks,
                     pages.clone(),
                     log.clone(),
                 ))

@@ -38,7 +38,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     host: usize,
     hosts: usize,
-    delays: crate::Delays,
+    quirks: crate::Quirks,
     pages: Arc<Vec<Bytes>>,
     log: Arc<Log>,
 ) {
@@ -50,17 +50,20 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let robots = req.uri().path() == "/robots.txt";
-                let resp = if robots && !delays.robots.is_zero() && req.uri().query().is_none() {
+                let resp = if robots && !quirks.robots.is_zero() && req.uri().query().is_none() {
                     log.push(hit(&req, host));
                     Response::builder()
                         .status(StatusCode::MOVED_PERMANENTLY)
                         .header("location", "/robots.txt?hop=2")
                         .body(Full::new(Bytes::new()))
                         .unwrap_or_default()
+                } else if robots && quirks.huge_robots && host + 1 == hosts {
+                    log.push(hit(&req, host));
+                    text(StatusCode::OK, "text/plain", huge_robots())
                 } else {
                     respond(&req, host, hosts, &pages, &log)
                 };
-                let slow = if robots { delays.robots } else { delays.page };
+                let slow = if robots { quirks.robots } else { quirks.page };
                 async move {
                     if !slow.is_zero() {
                         tokio::time::sleep(slow).await;
@@ -94,6 +97,12 @@ fn respond(
         );
     }
     // Hostile pages (`Site::hostile_url`), the same on every host.
+    if path == "/hostile/links.html" {
+        return text(StatusCode::OK, "text/html", many_links());
+    }
+    if path == "/hostile/links2k.html" {
+        return text(StatusCode::OK, "text/html", links_to_pages(2000));
+    }
     if path == "/hostile/entity.html" {
         // An entity cut inside a multi-byte character, in a link's text
         // and in its href.
@@ -134,6 +143,48 @@ fn respond(
     )
 }
 
+/// A page of 200,000 distinct links (`/l/0` ...), built once.
+fn many_links() -> Bytes {
+    static PAGE: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    PAGE.get_or_init(|| {
+        let mut page = String::from("<html><body>\n");
+        for i in 0..200_000 {
+            page.push_str(&format!("<a href=\"/l/{i}\">{i}</a>\n"));
+        }
+        page.push_str("</body></html>\n");
+        Bytes::from(page)
+    })
+    .clone()
+}
+
+/// A page linking to pages `/p/0.html` .. `/p/{n-1}.html` of its own host
+/// (most of them 404 on a small site: robots.txt is what is exercised).
+fn links_to_pages(n: usize) -> Bytes {
+    let mut page = String::from("<html><body>\n");
+    for i in 0..n {
+        page.push_str(&format!("<a href=\"/p/{i}.html\">{i}</a>\n"));
+    }
+    page.push_str("</body></html>\n");
+    Bytes::from(page)
+}
+
+/// ~9 MB of `Disallow` rules that match nothing, then `Disallow: /p/`:
+/// a crawler reading past 500 KiB refuses every page.
+fn huge_robots() -> Bytes {
+    static TXT: std::sync::OnceLock<Bytes> = std::sync::OnceLock::new();
+    TXT.get_or_init(|| {
+        let mut txt = String::from("User-agent: *\n");
+        let mut i = 0;
+        while txt.len() < 9 << 20 {
+            txt.push_str(&format!("Disallow: /nothing-{i}/*/x$\n"));
+            i += 1;
+        }
+        txt.push_str("Disallow: /p/\n");
+        Bytes::from(txt)
+    })
+    .clone()
+}
+
 fn hit(req: &Request<hyper::body::Incoming>, host: usize) -> Hit {
     Hit {
         at: Instant::now(),
@@ -152,10 +203,10 @@ fn hit(req: &Request<hyper::body::Incoming>, host: usize) -> Hit {
     }
 }
 
-fn text(status: StatusCode, ctype: &str, body: &'static str) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
     Response::builder()
         .status(status)
         .header("content-type", ctype)
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
+        .body(Full::new(body.into()))
         .unwrap_or_default()
 }

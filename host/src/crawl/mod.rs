@@ -62,7 +62,7 @@ pub struct Engine {
     pub fetcher: Fetcher,
     /// Where throttle slots taken for requests never sent are given back.
     pub throttle: Arc<dyn ThrottleStore>,
-    pub robots: Option<RobotsCache>,
+    pub robots: Option<Arc<RobotsCache>>,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
@@ -89,11 +89,13 @@ impl Engine {
         stats: Arc<Stats>,
     ) -> Arc<Engine> {
         let robots = settings.crawl.obey_robots.then(|| {
-            RobotsCache::new(
+            Arc::new(RobotsCache::new(
                 fetcher.clone(),
                 &settings.crawl.user_agent,
                 Duration::from_secs(settings.crawl.robots_ttl),
-            )
+                Duration::from_secs_f64(settings.crawl.robots_timeout),
+                settings.crawl.robots_cache,
+            ))
         });
         Arc::new(Engine {
             frontier,
@@ -121,20 +123,9 @@ impl Engine {
         Ok(queued)
     }
 
-    /// Queue children after dedup and caps, in one call to each store.
+    /// Queue children after dedup and caps.
     async fn enqueue_children(&self, mut children: Vec<Job>) -> Result<usize, StoreError> {
-        // Links robots.txt already forbids are not queued: they would only
-        // spend a throttle slot to be refused at fetch time.
-        if let Some(robots) = &self.robots {
-            let before = children.len();
-            children.retain(|j| {
-                url::Url::parse(&j.url).ok().and_then(|u| robots.known(&u)) != Some(false)
-            });
-            let denied = (before - children.len()) as u64;
-            self.stats
-                .robots_denied
-                .fetch_add(denied, Ordering::Relaxed);
-        }
+        self.drop_robots_denied(&mut children).await;
         let Some(first) = children.first() else {
             return Ok(0);
         };
@@ -169,6 +160,35 @@ impl Engine {
             self.wake.notify_waiters();
         }
         Ok(n)
+    }
+
+    /// Links robots.txt already forbids are not queued: they would only
+    /// spend a throttle slot to be refused at fetch time. Matching a page's
+    /// links against a large robots.txt takes a while, so it runs on the
+    /// blocking pool; if that fails, every link is kept (and checked at
+    /// fetch time).
+    async fn drop_robots_denied(&self, children: &mut Vec<Job>) {
+        let Some(robots) = self.robots.clone() else {
+            return;
+        };
+        let urls: Vec<String> = children.iter().map(|j| j.url.clone()).collect();
+        let denied = tokio::task::spawn_blocking(move || {
+            urls.iter()
+                .map(|u| url::Url::parse(u).ok().and_then(|u| robots.known(&u)) == Some(false))
+                .collect::<Vec<bool>>()
+        })
+        .await
+        .unwrap_or_default();
+        if denied.len() != children.len() {
+            return;
+        }
+        let mut flags = denied.into_iter();
+        let before = children.len();
+        children.retain(|_| !flags.next().unwrap_or(false));
+        let dropped = (before - children.len()) as u64;
+        self.stats
+            .robots_denied
+            .fetch_add(dropped, Ordering::Relaxed);
     }
 
     /// Run `concurrency` workers. With `until_done`, return once nothing is

@@ -32,6 +32,9 @@ pub(crate) enum Outcome {
     /// The next hop of a redirect, queued in the lease's place so it waits
     /// for its own throttle slot.
     Redirect(Box<Job>),
+    /// The same request queued in the lease's place: its throttle slot
+    /// went to fetching the origin's robots.txt.
+    Again(Box<Job>),
     /// Nothing to deliver, on purpose: the lease is acked.
     Drop(Dropped),
 }
@@ -99,10 +102,17 @@ impl Engine {
             )]));
         };
         if let Some(robots) = &self.robots {
-            if !robots.allowed(&url).await {
+            let verdict = robots.allowed(&url).await;
+            if !verdict.allowed {
                 tracing::debug!(url = %job.url, "disallowed by robots.txt");
-                self.refund_slot(&job.spiderid, &url).await;
+                if !verdict.fetched {
+                    self.refund_slot(&job.spiderid, &url).await;
+                }
                 return Err(Outcome::Drop(Dropped::Robots));
+            }
+            if verdict.fetched {
+                // robots.txt took this request's throttle slot.
+                return Err(Outcome::Again(Box::new(job.clone())));
             }
         }
         Ok(())
@@ -164,6 +174,7 @@ impl Engine {
             body: job.body.as_deref(),
             follow_redirects: false,
             redirects: job.redirects as usize,
+            truncate_at: None,
         };
         let fetched = self.fetcher.fetch(&out).await;
         let retry_reason = match &fetched {
@@ -340,7 +351,7 @@ impl Engine {
                 self.wake.notify_waiters();
                 Ok(())
             }
-            Outcome::Redirect(job) => {
+            Outcome::Redirect(job) | Outcome::Again(job) => {
                 self.frontier.retry(id, *job).await?;
                 self.wake.notify_waiters();
                 Ok(())

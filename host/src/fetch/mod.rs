@@ -57,6 +57,9 @@ pub struct Outgoing<'a> {
     pub follow_redirects: bool,
     /// Redirect hops already taken to get here (the limit spans them all).
     pub redirects: usize,
+    /// Stop reading the body after this many bytes and keep what came
+    /// (robots.txt); `None`: a body over `max_body_bytes` fails the fetch.
+    pub truncate_at: Option<usize>,
 }
 
 /// What came back.
@@ -186,17 +189,24 @@ impl Fetcher {
             })
             .collect();
         let response_url = resp.url().to_string();
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > self.max_body)
+        let limit = out.truncate_at.unwrap_or(self.max_body);
+        if out.truncate_at.is_none()
+            && resp
+                .content_length()
+                .is_some_and(|n| n as usize > self.max_body)
         {
             return Err(FetchError::TooLarge {
                 limit: self.max_body,
                 status: status.as_u16(),
             });
         }
-        let mut body = BytesMut::with_capacity(resp.content_length().unwrap_or(16 * 1024) as usize);
+        let expected = resp.content_length().unwrap_or(16 * 1024) as usize;
+        let mut body = BytesMut::with_capacity(expected.min(limit));
         while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
+            if out.truncate_at.is_some() && body.len() + chunk.len() >= limit {
+                body.extend_from_slice(&chunk[..limit - body.len()]);
+                break;
+            }
             if body.len() + chunk.len() > self.max_body {
                 return Err(FetchError::TooLarge {
                     limit: self.max_body,

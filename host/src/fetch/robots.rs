@@ -1,8 +1,11 @@
 //! robots.txt: fetched once per origin through the same fetcher (so the
-//! address policy applies), cached for `crawl.robots_ttl`, matched with the
-//! usual rules: the most specific user-agent group, longest path match, `*`
-//! and `$` wildcards, Allow winning ties. Unreachable or 4xx robots.txt
-//! allows everything, as Scrapy does.
+//! address policy applies), parsed once by `robotxt` (RFC 9309: the first
+//! 500 KiB only, the groups for our product token merged, or `*`; rules
+//! sorted so the first match wins; `Crawl-delay` and `Sitemap:` kept),
+//! cached for `crawl.robots_ttl` in a map of at most `crawl.robots_cache`
+//! origins. The map's lock is held only to look an origin up, never while
+//! matching. An unreachable, non-2xx or timed-out robots.txt allows
+//! everything, as Scrapy does.
 
 use super::{Fetcher, Outgoing};
 use parking_lot::Mutex;
@@ -13,118 +16,83 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use url::Url;
 
-#[derive(Debug, Default, Clone)]
+/// Bytes of a robots.txt that are read and parsed; the rest is ignored
+/// (Google's limit, and the least RFC 9309 allows).
+pub const MAX_ROBOTS_BYTES: usize = robotxt::BYTE_LIMIT;
+
+/// Sitemap URLs kept per robots.txt.
+const MAX_SITEMAPS: usize = 100;
+
+/// One origin's rules.
+#[derive(Debug, Clone)]
 pub struct Robots {
-    /// (allow, pattern)
-    rules: Vec<(bool, String)>,
+    rules: robotxt::Robots,
+}
+
+impl Default for Robots {
+    fn default() -> Self {
+        Robots {
+            rules: robotxt::Robots::allow_all(),
+        }
+    }
 }
 
 impl Robots {
-    /// Parse robots.txt for the product token `agent` (e.g. "spinneret").
-    pub fn parse(text: &str, agent: &str) -> Robots {
-        let agent = agent.to_ascii_lowercase();
-        let mut specific: Vec<(bool, String)> = Vec::new();
-        let mut star: Vec<(bool, String)> = Vec::new();
-        let mut found_specific = false;
-        let (mut group_star, mut group_mine, mut in_agents) = (false, false, false);
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            let Some((key, value)) = line.split_once(':') else {
-                continue;
-            };
-            let (key, value) = (key.trim().to_ascii_lowercase(), value.trim());
-            match key.as_str() {
-                "user-agent" => {
-                    if !in_agents {
-                        group_star = false;
-                        group_mine = false;
-                    }
-                    in_agents = true;
-                    let v = value.to_ascii_lowercase();
-                    if v == "*" {
-                        group_star = true;
-                    } else if !v.is_empty() && agent.starts_with(&v) {
-                        group_mine = true;
-                        found_specific = true;
-                    }
-                }
-                "allow" | "disallow" => {
-                    in_agents = false;
-                    if value.is_empty() {
-                        continue;
-                    }
-                    let rule = (key == "allow", value.to_string());
-                    if group_mine {
-                        specific.push(rule.clone());
-                    }
-                    if group_star {
-                        star.push(rule);
-                    }
-                }
-                _ => in_agents = false,
-            }
-        }
+    /// Parse robots.txt for the product token `agent` (e.g. "spinneret");
+    /// bytes past [`MAX_ROBOTS_BYTES`] are ignored.
+    pub fn parse(text: &[u8], agent: &str) -> Robots {
         Robots {
-            rules: if found_specific { specific } else { star },
+            rules: robotxt::Robots::parse(text, agent.to_ascii_lowercase().as_str()),
         }
     }
 
     pub fn allowed(&self, url: &Url) -> bool {
-        let path = match url.query() {
-            Some(q) => format!("{}?{q}", url.path()),
-            None => url.path().to_string(),
-        };
-        let mut best: Option<(usize, bool)> = None;
-        for (allow, pattern) in &self.rules {
-            if matches(pattern, &path) {
-                let len = pattern.len();
-                best = match best {
-                    Some((l, a)) if l > len || (l == len && a) => Some((l, a)),
-                    _ => Some((len, *allow)),
-                };
-            }
-        }
-        best.is_none_or(|(_, allow)| allow)
+        self.rules.is_url_allowed(url)
     }
-}
 
-/// robots.txt path matching with `*` (any run) and a trailing `$` (end).
-fn matches(pattern: &str, path: &str) -> bool {
-    let (pattern, anchored) = match pattern.strip_suffix('$') {
-        Some(p) => (p, true),
-        None => (pattern, false),
-    };
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    if !path.starts_with(first) {
-        return false;
+    /// `Crawl-delay` of our group (or `*`), for the politeness work.
+    pub fn crawl_delay(&self) -> Option<Duration> {
+        self.rules.crawl_delay()
     }
-    let mut pos = first.len();
-    let rest: Vec<&str> = parts.collect();
-    for (i, part) in rest.iter().enumerate() {
-        if anchored && i == rest.len() - 1 {
-            return path.len() >= pos + part.len() && path.ends_with(part);
-        }
-        match path[pos..].find(part) {
-            Some(at) => pos += at + part.len(),
-            None => return false,
-        }
+
+    /// `Sitemap:` URLs, at most [`MAX_SITEMAPS`].
+    pub fn sitemaps(&self) -> &[Url] {
+        let all = self.rules.sitemaps();
+        &all[..all.len().min(MAX_SITEMAPS)]
     }
-    !anchored || pos == path.len() || (rest.is_empty() && path.len() == first.len())
 }
 
 type Slot = Arc<OnceCell<(Instant, Arc<Robots>)>>;
+
+/// What [`RobotsCache::allowed`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// This call fetched the robots.txt (and so spent the request's
+    /// throttle slot on it).
+    pub fetched: bool,
+}
 
 /// robots.txt per origin, fetched once even when many workers ask at once.
 pub struct RobotsCache {
     fetcher: Fetcher,
     agent: String,
     ttl: Duration,
+    timeout: Duration,
+    capacity: usize,
     slots: Mutex<HashMap<String, Slot>>,
 }
 
 impl RobotsCache {
-    pub fn new(fetcher: Fetcher, user_agent: &str, ttl: Duration) -> Self {
+    /// `capacity` origins at most, each for `ttl`; a fetch, redirects
+    /// included, takes at most `timeout`.
+    pub fn new(
+        fetcher: Fetcher,
+        user_agent: &str,
+        ttl: Duration,
+        timeout: Duration,
+        capacity: usize,
+    ) -> Self {
         let agent = user_agent
             .split('/')
             .next()
@@ -135,55 +103,98 @@ impl RobotsCache {
             fetcher,
             agent,
             ttl,
+            timeout,
+            capacity: capacity.max(1),
             slots: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The answer for `url` if its origin's robots.txt is already known;
-    /// never fetches.
-    pub fn known(&self, url: &Url) -> Option<bool> {
+    /// The rules of `url`'s origin if known and fresh; never fetches.
+    pub fn rules(&self, url: &Url) -> Option<Arc<Robots>> {
         let origin = url.origin().ascii_serialization();
         let slots = self.slots.lock();
         let (at, robots) = slots.get(&origin)?.get()?;
-        (at.elapsed() < self.ttl).then(|| robots.allowed(url))
+        (at.elapsed() < self.ttl).then(|| robots.clone())
+    }
+
+    /// The answer for `url` if its origin's robots.txt is already known.
+    pub fn known(&self, url: &Url) -> Option<bool> {
+        self.rules(url).map(|r| r.allowed(url))
     }
 
     /// May `url` be fetched? Fetches the origin's robots.txt once.
-    pub async fn allowed(&self, url: &Url) -> bool {
+    pub async fn allowed(&self, url: &Url) -> Verdict {
         let origin = url.origin().ascii_serialization();
-        let slot = {
-            let mut slots = self.slots.lock();
-            let slot = slots.entry(origin.clone()).or_default().clone();
-            match slot.get() {
-                Some((at, _)) if at.elapsed() >= self.ttl => {
-                    let fresh: Slot = Arc::default();
-                    slots.insert(origin.clone(), fresh.clone());
-                    fresh
-                }
-                _ => slot,
-            }
-        };
+        let slot = self.slot(&origin);
+        let mut fetched = false;
         let (_, robots) = slot
             .get_or_init(|| async {
-                let robots_url = format!("{origin}/robots.txt");
-                let out = Outgoing {
-                    url: &robots_url,
-                    method: "GET",
-                    headers: &[],
-                    body: None,
-                    follow_redirects: true,
-                    redirects: 0,
-                };
-                let robots = match self.fetcher.fetch(&out).await {
-                    Ok(f) if (200..300).contains(&f.status) => {
-                        Robots::parse(&String::from_utf8_lossy(&f.body), &self.agent)
-                    }
-                    _ => Robots::default(),
-                };
-                (Instant::now(), Arc::new(robots))
+                fetched = true;
+                (Instant::now(), Arc::new(self.fetch(&origin).await))
             })
             .await;
-        robots.allowed(url)
+        Verdict {
+            allowed: robots.allowed(url),
+            fetched,
+        }
+    }
+
+    /// The origin's slot: a fresh one when missing or stale. A full map
+    /// first drops stale entries, then the oldest tenth.
+    fn slot(&self, origin: &str) -> Slot {
+        let mut slots = self.slots.lock();
+        if let Some(slot) = slots.get(origin) {
+            match slot.get() {
+                Some((at, _)) if at.elapsed() >= self.ttl => {}
+                _ => return slot.clone(),
+            }
+        }
+        if slots.len() >= self.capacity {
+            slots.retain(|_, s| s.get().is_none_or(|(at, _)| at.elapsed() < self.ttl));
+        }
+        if slots.len() >= self.capacity {
+            let mut ages: Vec<(Instant, String)> = slots
+                .iter()
+                .filter_map(|(k, s)| s.get().map(|(at, _)| (*at, k.clone())))
+                .collect();
+            let drop = (self.capacity / 10).max(1).min(ages.len());
+            if drop > 0 {
+                ages.select_nth_unstable(drop - 1);
+                for (_, k) in &ages[..drop] {
+                    slots.remove(k);
+                }
+            }
+        }
+        let fresh: Slot = Arc::default();
+        slots.insert(origin.to_string(), fresh.clone());
+        fresh
+    }
+
+    async fn fetch(&self, origin: &str) -> Robots {
+        let robots_url = format!("{origin}/robots.txt");
+        let out = Outgoing {
+            url: &robots_url,
+            method: "GET",
+            headers: &[],
+            body: None,
+            follow_redirects: true,
+            redirects: 0,
+            truncate_at: Some(MAX_ROBOTS_BYTES + 1),
+        };
+        match tokio::time::timeout(self.timeout, self.fetcher.fetch(&out)).await {
+            Ok(Ok(f)) if (200..300).contains(&f.status) => {
+                let (agent, body) = (self.agent.clone(), f.body);
+                // A 500 KiB file parses in milliseconds: off the async threads.
+                tokio::task::spawn_blocking(move || Robots::parse(&body, &agent))
+                    .await
+                    .unwrap_or_default()
+            }
+            Ok(_) => Robots::default(),
+            Err(_) => {
+                tracing::debug!(%robots_url, timeout = ?self.timeout, "robots.txt timed out; allowing all");
+                Robots::default()
+            }
+        }
     }
 }
 
@@ -195,9 +206,13 @@ mod tests {
         Url::parse(&format!("http://a.com{p}")).expect("url")
     }
 
+    fn parse(text: &str, agent: &str) -> Robots {
+        Robots::parse(text.as_bytes(), agent)
+    }
+
     #[test]
     fn star_group_and_longest_match() {
-        let r = Robots::parse(
+        let r = parse(
             "User-agent: *\nDisallow: /private/\nAllow: /private/ok\n",
             "spinneret",
         );
@@ -209,16 +224,38 @@ mod tests {
     #[test]
     fn specific_group_beats_star() {
         let txt = "User-agent: *\nDisallow: /\n\nUser-agent: Spinneret\nDisallow: /no\n";
-        let r = Robots::parse(txt, "spinneret");
+        let r = parse(txt, "Spinneret");
         assert!(r.allowed(&url("/yes")));
         assert!(!r.allowed(&url("/no/1")));
     }
 
     #[test]
     fn wildcards() {
-        let r = Robots::parse("User-agent: *\nDisallow: /*.pdf$\nDisallow: /a*b\n", "x");
+        let r = parse("User-agent: *\nDisallow: /*.pdf$\nDisallow: /a*b\n", "x");
         assert!(!r.allowed(&url("/docs/x.pdf")));
         assert!(r.allowed(&url("/docs/x.pdf.html")));
         assert!(!r.allowed(&url("/a/zzz/b")));
+    }
+
+    #[test]
+    fn crawl_delay_and_sitemaps_are_read() {
+        let txt =
+            "Sitemap: http://a.com/s.xml\nUser-agent: spinneret\nCrawl-delay: 2\nDisallow: /x\n";
+        let r = parse(txt, "spinneret");
+        assert_eq!(r.crawl_delay(), Some(Duration::from_secs(2)));
+        assert_eq!(r.sitemaps().len(), 1);
+        assert_eq!(r.sitemaps()[0].as_str(), "http://a.com/s.xml");
+    }
+
+    #[test]
+    fn rules_past_the_size_cap_are_ignored() {
+        let mut txt = String::from("User-agent: *\n");
+        while txt.len() < 9 << 20 {
+            txt.push_str(&format!("Disallow: /nothing-{}/\n", txt.len()));
+        }
+        txt.push_str("Disallow: /p/\n");
+        let r = parse(&txt, "spinneret");
+        assert!(r.allowed(&url("/p/1.html")), "a rule past 500 KiB applied");
+        assert!(!r.allowed(&url("/nothing-14/")));
     }
 }

@@ -165,6 +165,46 @@ mod tests {
         assert_eq!(links[0].url, "http://example.com/short");
     }
 
+    /// Hostile pages kept in the repo (`host/tests/corpus/links`): every
+    /// one extracts without a panic. Add a file when a page breaks us.
+    #[test]
+    fn the_hostile_corpus_extracts_without_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/links");
+        let mut pages = 0;
+        for entry in std::fs::read_dir(&dir).expect("corpus dir") {
+            let html = std::fs::read(entry.expect("entry").path()).expect("page");
+            let got = extract(&html, &base(), &LinkFilters::default(), 100);
+            assert!(got.links.len() <= 100);
+            assert!(got.links.iter().all(|l| l.text.len() <= MAX_TEXT_BYTES));
+            pages += 1;
+        }
+        assert!(pages >= 10, "corpus missing: {}", dir.display());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Any bytes at all: extraction never panics and keeps its bounds.
+        #[test]
+        fn any_bytes_extract_within_bounds(html in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1024)) {
+            let got = extract(&html, &base(), &LinkFilters::default(), 8);
+            proptest::prop_assert!(got.links.len() <= 8);
+        }
+
+        /// Bytes made of the pieces scanners trip on.
+        #[test]
+        fn tag_soup_extracts_within_bounds(pieces in proptest::collection::vec(0usize..14, 0..64)) {
+            const P: [&str; 14] = ["<a href=", "\"", "'", ">", "</a>", "&", ";", "&#x", "&amp",
+                "\u{e9}", "<!--", "-->", "<base href=", "<script>"];
+            let html: String = pieces.into_iter().map(|i| P[i]).collect();
+            let got = extract(html.as_bytes(), &base(), &LinkFilters::default(), 8);
+            proptest::prop_assert!(got.links.len() <= 8);
+        }
+    }
+
     #[test]
     fn honours_base_href() {
         let html =

@@ -294,6 +294,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000,
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// The entity decoder on any text: no panic, never longer.
+        #[test]
+        fn any_text_decodes(text in "(&|#|x|;|[0-9a-f]|\\PC){0,64}") {
+            proptest::prop_assert!(decode_entities(&text).len() <= text.len());
+        }
+    }
+
     #[test]
     fn finds_hrefs_in_every_quoting_style() {
         let s =
