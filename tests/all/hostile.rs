@@ -144,6 +144,30 @@ async fn a_huge_robots_txt_is_read_to_500_kib_and_slows_no_other_crawl() -> Resu
     Ok(())
 }
 
+/// A body over `crawl.max_body_bytes` (the 5 MB page of links under a
+/// 1 MB cap): a result with the real status and an error, nothing followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_over_the_size_cap_gives_an_error_result() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "[crawl]\nmax_body_bytes = 1000000\n")?;
+    let seed = site.hostile_url("links");
+    let run = s.crawl("link", &site, 1, &["--seed", &seed]).await?;
+    let page = run
+        .results
+        .iter()
+        .find(|r| r["url"] == seed.as_str())
+        .expect("the big page's result");
+    assert_eq!(page["status_code"], 200);
+    assert!(
+        page["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("crawl.max_body_bytes")),
+        "{page}"
+    );
+    assert_eq!(page["links"], serde_json::json!([]));
+    Ok(())
+}
+
 /// A request with 100 regexes of 10 KB each is refused with the reason
 /// before anything is fetched.
 #[tokio::test]
