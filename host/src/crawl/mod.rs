@@ -10,7 +10,7 @@ mod tests;
 use crate::backoff::Backoff;
 use crate::bus::ResultSink;
 use crate::config::Settings;
-use crate::fetch::{Fetcher, RobotsCache};
+use crate::fetch::{Fetcher, Robots, RobotsCache};
 use crate::plugins::Registry;
 use crate::request::{CrawlRequest, Job};
 use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, StoreError};
@@ -24,6 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
+
+/// Rule checks of a page's links done inline; more go to the blocking
+/// pool (a check is a prefix compare: this is well under a millisecond).
+const INLINE_ROBOTS_RULES: usize = 100_000;
 
 /// A page's children are admitted this many per store call: one Redis
 /// script of 250 links runs in about a millisecond.
@@ -163,22 +167,37 @@ impl Engine {
     }
 
     /// Links robots.txt already forbids are not queued: they would only
-    /// spend a throttle slot to be refused at fetch time. Matching a page's
-    /// links against a large robots.txt takes a while, so it runs on the
-    /// blocking pool; if that fails, every link is kept (and checked at
-    /// fetch time).
+    /// spend a throttle slot to be refused at fetch time. Matching many
+    /// links against a large robots.txt takes a while, so past
+    /// [`INLINE_ROBOTS_RULES`] rule checks it runs on the blocking pool; if
+    /// that fails, every link is kept (and checked at fetch time).
     async fn drop_robots_denied(&self, children: &mut Vec<Job>) {
-        let Some(robots) = self.robots.clone() else {
+        let Some(cache) = &self.robots else {
             return;
         };
-        let urls: Vec<String> = children.iter().map(|j| j.url.clone()).collect();
-        let denied = tokio::task::spawn_blocking(move || {
-            urls.iter()
-                .map(|u| url::Url::parse(u).ok().and_then(|u| robots.known(&u)) == Some(false))
-                .collect::<Vec<bool>>()
-        })
-        .await
-        .unwrap_or_default();
+        // Each child's URL with its origin's rules, when known.
+        let known: Vec<Option<(url::Url, Arc<Robots>)>> = children
+            .iter()
+            .map(|j| {
+                let url = url::Url::parse(&j.url).ok()?;
+                let rules = cache.rules(&url)?;
+                Some((url, rules))
+            })
+            .collect();
+        let denied = |known: &[Option<(url::Url, Arc<Robots>)>]| -> Vec<bool> {
+            known
+                .iter()
+                .map(|k| k.as_ref().is_some_and(|(u, r)| !r.allowed(u)))
+                .collect()
+        };
+        let work: usize = known.iter().flatten().map(|(_, r)| r.rule_count()).sum();
+        let denied = if work <= INLINE_ROBOTS_RULES {
+            denied(&known)
+        } else {
+            tokio::task::spawn_blocking(move || denied(&known))
+                .await
+                .unwrap_or_default()
+        };
         if denied.len() != children.len() {
             return;
         }

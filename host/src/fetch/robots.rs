@@ -50,6 +50,11 @@ impl Robots {
         self.rules.is_url_allowed(url)
     }
 
+    /// Rules a URL may be checked against: the cost of one check.
+    pub fn rule_count(&self) -> usize {
+        self.rules.rules().len()
+    }
+
     /// `Crawl-delay` of our group (or `*`), for the politeness work.
     pub fn crawl_delay(&self) -> Option<Duration> {
         self.rules.crawl_delay()
@@ -115,11 +120,6 @@ impl RobotsCache {
         let slots = self.slots.lock();
         let (at, robots) = slots.get(&origin)?.get()?;
         (at.elapsed() < self.ttl).then(|| robots.clone())
-    }
-
-    /// The answer for `url` if its origin's robots.txt is already known.
-    pub fn known(&self, url: &Url) -> Option<bool> {
-        self.rules(url).map(|r| r.allowed(url))
     }
 
     /// May `url` be fetched? Fetches the origin's robots.txt once.

@@ -57,14 +57,13 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters, max: usize) -
             continue;
         }
         let url = String::from(url);
-        if seen.contains(&url) {
+        if !seen.insert(url.clone()) {
             continue;
         }
         if out.links.len() == max {
             out.truncated = true;
             break;
         }
-        seen.insert(url.clone());
         out.links.push(Link {
             url,
             text: link.text,
