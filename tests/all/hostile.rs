@@ -144,6 +144,30 @@ async fn a_huge_robots_txt_is_read_to_500_kib_and_slows_no_other_crawl() -> Resu
     Ok(())
 }
 
+/// A robots.txt that takes 6 s (two slow redirect hops) under
+/// `robots_timeout = 1`: the crawl does not wait for it, and treats the
+/// origin as having none (so `/private/` pages, which it would forbid,
+/// are fetched).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_robots_txt_is_given_up_after_robots_timeout() -> Result<()> {
+    let site = Site::start_with(
+        SiteSpec::default(),
+        Quirks {
+            robots: Duration::from_secs(3),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let s = Scratch::new(&[("link", "link")], "[crawl]\nrobots_timeout = 1\n")?;
+    let run = s.crawl("link", &site, 2, &[]).await?;
+    assert!(!run.results.is_empty());
+    assert!(
+        site.hits().iter().any(|h| h.path.starts_with("/private/")),
+        "robots.txt was waited for"
+    );
+    Ok(())
+}
+
 /// A body over `crawl.max_body_bytes` (the 5 MB page of links under a
 /// 1 MB cap): a result with the real status and an error, nothing followed.
 #[tokio::test(flavor = "multi_thread")]
