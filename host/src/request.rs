@@ -120,7 +120,7 @@ impl CrawlRequest {
         }
         check_len("appid", &self.appid, 3, 40)?;
         check_len("crawlid", &self.crawlid, 1, 40)?;
-        check_len("spiderid", &self.spiderid, 1, 100)?;
+        check_spiderid(&self.spiderid).map_err(RequestError::Schema)?;
         if !(1..=100).contains(&self.priority) {
             return bad(format!("`priority` {} is outside 1..100", self.priority));
         }
@@ -261,6 +261,21 @@ impl CrawlRequest {
 
 fn check_len(name: &str, v: &str, min: usize, max: usize) -> Result<(), RequestError> {
     check_length(name, v, min, max).map_err(RequestError::Schema)
+}
+
+/// A spider name (contract §2.1): 1-40 of `A-Z a-z 0-9 _ - .`. It is
+/// woven into queue and throttle keys, so nothing else may get in.
+pub fn check_spiderid(v: &str) -> Result<(), String> {
+    check_length("spiderid", v, 1, 40)?;
+    if let Some(c) = v
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        return Err(format!(
+            "`spiderid` {v:?} has {c:?}: only A-Z a-z 0-9 _ - . are allowed"
+        ));
+    }
+    Ok(())
 }
 
 /// The contract's length rule: `name` must be `min..=max` characters.
@@ -424,6 +439,18 @@ mod tests {
             (
                 r#"{"url":"a.com","appid":"app","crawlid":"c","domain_max_pages":2001}"#,
                 "domain_max_pages",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","spiderid":"link|x"}"#,
+                "only A-Z",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","spiderid":"a\nb"}"#,
+                "only A-Z",
+            ),
+            (
+                r#"{"url":"a.com","appid":"app","crawlid":"c","spiderid":"s2345678901234567890123456789012345678901"}"#,
+                "1-40",
             ),
         ];
         for (json, needle) in cases {

@@ -156,18 +156,22 @@ async fn every_kind_of_invalid_input_is_dead_lettered_and_ingest_goes_on() -> Re
         ("out of range", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","priority":101}"#.into()),
         ("explicit null", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","cookie":null}"#.into()),
         ("duplicate entry", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","allowed_domains":["a.com","a.com"]}"#.into()),
+        ("spiderid with a bar", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","spiderid":"link|x"}"#.into()),
+        ("spiderid with a newline", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","spiderid":"a\nb"}"#.into()),
+        ("too many regexes", serde_json::json!({"url": "http://a.com/", "appid": "app", "crawlid": "c",
+            "allow_regex": (0..40).map(|i| format!("{i}{}", "a".repeat(1000))).collect::<Vec<_>>()}).to_string()),
     ];
     let mut messages: Vec<String> = bad.iter().map(|(_, m)| m.clone()).collect();
     messages.push(crawl_request("http://good.example/", "good", 0));
     bus.produce(&messages).await?;
 
     let letters = errors
-        .wait(Duration::from_secs(30), "six dead letters", |v| {
-            (v.len() >= 6).then(|| v.to_vec())
+        .wait(Duration::from_secs(30), "nine dead letters", |v| {
+            (v.len() >= bad.len()).then(|| v.to_vec())
         })
         .await?;
     ensure!(
-        letters.len() == 6,
+        letters.len() == bad.len(),
         "more dead letters than bad messages: {letters:?}"
     );
     let expect = [
@@ -177,6 +181,9 @@ async fn every_kind_of_invalid_input_is_dead_lettered_and_ingest_goes_on() -> Re
         "priority",
         "`cookie` is null",
         "allowed_domains",
+        "only A-Z a-z 0-9 _ - . are allowed",
+        "only A-Z a-z 0-9 _ - . are allowed",
+        "`allow_regex` has 40 items, more than the 32 allowed",
     ];
     for (i, l) in letters.iter().enumerate() {
         let (what, payload) = &bad[i];
@@ -217,7 +224,7 @@ async fn every_kind_of_invalid_input_is_dead_lettered_and_ingest_goes_on() -> Re
     let _ = info;
     // Failures are counted in the kafka-monitor stats.
     let fails = bus.redis_int(&["HGET", "{spinneret}:st:k:fail:n", "life"])?;
-    ensure!(fails == 6, "fail count {fails}");
+    ensure!(fails == bad.len() as i64, "fail count {fails}");
     Ok(())
 }
 

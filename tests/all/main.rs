@@ -11,4 +11,5 @@ mod hostile;
 mod kafka;
 mod plugins;
 mod rest;
+mod security;
 mod templates;

@@ -482,10 +482,14 @@ impl Engine {
     /// A spider's request as a queued child: resolved, canonical, one level
     /// deeper, ten priority points lower unless the spider says otherwise.
     /// `None` past the crawl's `maxdepth` (the host enforces it, whatever
-    /// the spider does), or for a URL that is not http(s) or too long.
+    /// the spider does), for a URL that is not http(s) or too long, or a
+    /// spider name outside the contract's characters.
     fn child(&self, parent: &Job, base: &str, r: SpiderRequest) -> Option<Job> {
         if parent.depth >= parent.crawl.maxdepth {
             return None;
+        }
+        if let Some(name) = &r.spiderid {
+            crate::request::check_spiderid(name).ok()?;
         }
         let base = url::Url::parse(base).ok()?;
         let url = links::resolve(&base, &r.url)?;

@@ -108,6 +108,9 @@ impl Fetcher {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
             .dns_resolver(Arc::new(policy.resolver()))
+            // A proxy from the environment (HTTP_PROXY, ALL_PROXY, ...) would
+            // resolve targets itself, out of the policy's reach.
+            .no_proxy()
             // Redirects are followed below, each hop checked by the policy.
             .redirect(reqwest::redirect::Policy::none())
             .build()?;

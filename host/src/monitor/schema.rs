@@ -193,7 +193,7 @@ fn action(value: &Value) -> Result<ActionRequest, String> {
     let r: ActionRequest = typed(value)?;
     length("uuid", &r.uuid, 1, 40)?;
     length("appid", &r.appid, 3, 40)?;
-    length("spiderid", &r.spiderid, 1, 100)?;
+    crate::request::check_spiderid(&r.spiderid)?;
     if let Some(c) = &r.crawlid {
         length("crawlid", c, 1, 40)?;
     }
