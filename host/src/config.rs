@@ -137,6 +137,9 @@ pub struct Crawl {
     pub allow_private: bool,
     pub max_body_bytes: usize,
     pub max_redirects: usize,
+    /// Apps whose results publish the credentials they sent (`Cookie`,
+    /// `Authorization`, `Proxy-Authorization` in `request_headers`).
+    pub publish_credentials: Vec<String>,
     /// Links a page may add to the frontier: extraction stops there, and a
     /// spider's requests past it are dropped (the result says so).
     pub max_links_per_page: usize,
@@ -173,6 +176,7 @@ impl Default for Crawl {
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 10,
             max_links_per_page: 5000,
+            publish_credentials: Vec::new(),
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
@@ -400,6 +404,18 @@ impl Plugins {
 
 const ENV_PREFIX: &str = "SPINNERET_";
 
+/// `url` fit for a log line: a password in it becomes `***`
+/// (`redis://:secret@host` logs as `redis://:***@host`).
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
 impl Settings {
     /// Load defaults < `file` < environment. CLI flags are applied by the
     /// caller on the result, then [`Settings::validate`] runs.
@@ -596,6 +612,17 @@ fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted_for_logs() {
+        assert_eq!(
+            redact("redis://:s3cret@db:6379/0"),
+            "redis://:***@db:6379/0"
+        );
+        assert_eq!(redact("redis://u:p@db"), "redis://u:***@db");
+        assert_eq!(redact("redis://db:6379"), "redis://db:6379");
+        assert_eq!(redact("not a url"), "not a url");
+    }
     use std::io::Write;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

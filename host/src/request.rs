@@ -233,6 +233,7 @@ impl CrawlRequest {
             cookie: self.cookie,
             attrs: self.attrs.map(Value::Object),
             spiderid: self.spiderid.clone(),
+            site: crate::scheduler::domain::of_url(&self.url),
             filters: OnceLock::new(),
         };
         let mut headers: Vec<(String, String)> =
@@ -314,11 +315,22 @@ pub struct CrawlSpec {
     /// The seed's spider (named in info, stop and expired replies).
     #[serde(default)]
     pub spiderid: String,
+    /// The seed's registered domain: the crawl's `cookie` and credential
+    /// headers go to its hosts only (contract §3). Empty for a crawl stored
+    /// before it existed, which then sends them nowhere.
+    #[serde(default)]
+    pub site: String,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
 }
 
 impl CrawlSpec {
+    /// May `url` be sent the crawl's credentials (its `cookie`, credential
+    /// headers)? Only hosts of the seed's registered domain may.
+    pub fn trusts(&self, url: &str) -> bool {
+        !self.site.is_empty() && crate::scheduler::domain::of_url(url) == self.site
+    }
+
     /// Dedup, caps and stop are scoped by appid + crawlid (contract §3).
     pub fn key(&self) -> CrawlKey {
         CrawlKey {

@@ -61,3 +61,145 @@ async fn proxies_from_the_environment_are_ignored() -> Result<()> {
     assert_eq!(got, site.expected(0, Some(1)), "the crawl went direct");
     Ok(())
 }
+
+/// A pipeline that sets `appid`, `crawlid`, `url` and `status_code` cannot
+/// reroute or rewrite a result: the host's values win, its own new field
+/// is kept, and the attempt is logged once for the plugin.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_cannot_overwrite_reserved_result_fields() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link"), ("reroute", "reroute")], "")?;
+    let run = s
+        .run(&[
+            "--spider",
+            "link",
+            "--seed",
+            &site.seed_url(),
+            "--maxdepth",
+            "1",
+            "--pipeline",
+            "reroute",
+        ])
+        .await?
+        .ok()?;
+    assert!(run.results.len() > 1);
+    for r in &run.results {
+        assert_eq!(r["appid"], "cli", "{r}");
+        assert_ne!(r["crawlid"], "stolen", "{r}");
+        assert!(r["url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.")));
+        assert_ne!(r["status_code"], 599, "{r}");
+        assert_eq!(r["rerouted"], true, "the pipeline ran: {r}");
+    }
+    let warnings = run.stderr.matches("only the host writes").count();
+    assert_eq!(warnings, 1, "{}", run.stderr);
+    Ok(())
+}
+
+/// Credentials a crawl sends (its `cookie`, an `Authorization` header) are
+/// sent, and left out of the published `request_headers` unless the app
+/// is in `crawl.publish_credentials`: results go to a shared firehose.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_are_sent_but_published_only_for_apps_that_opt_in() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let request = serde_json::json!({
+        "url": site.seed_url(), "appid": "secapp", "crawlid": "creds",
+        "cookie": "sid=secret", "headers": {"Authorization": "Bearer s3cret"},
+    })
+    .to_string();
+    for (config, published) in [
+        ("", false),
+        ("[crawl]\npublish_credentials = [\"secapp\"]\n", true),
+    ] {
+        let s = Scratch::new(&[("link", "link")], config)?;
+        let run = s
+            .run(&["--spider", "link", "--request", &request])
+            .await?
+            .ok()?;
+        let sent = &run.results[0]["request_headers"];
+        assert_eq!(sent.get("Cookie").is_some(), published, "{sent}");
+        assert_eq!(sent.get("Authorization").is_some(), published, "{sent}");
+        assert!(sent.get("User-Agent").is_some(), "{sent}");
+    }
+    let seed_hits: Vec<_> = site
+        .hits()
+        .into_iter()
+        .filter(|h| h.path == "/p/0.html")
+        .collect();
+    assert_eq!(seed_hits.len(), 2);
+    for h in seed_hits {
+        assert!(h
+            .headers
+            .iter()
+            .any(|(k, v)| k == "cookie" && v == "sid=secret"));
+        assert!(h
+            .headers
+            .iter()
+            .any(|(k, v)| k == "authorization" && v == "Bearer s3cret"));
+    }
+    Ok(())
+}
+
+/// The crawl's cookie and credential headers go to the seed's registered
+/// domain only: not to a child on another host, not across a redirect to
+/// one; a child on the seed's own host still gets them.
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_stay_on_the_seeds_registered_domain() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let (home, away) = (site.addrs()[0], site.addrs()[1]);
+    let other = format!("http://{away}/p/1.html");
+    let request = |url: &str, crawlid: &str| {
+        serde_json::json!({
+            "url": url, "appid": "secapp", "crawlid": crawlid, "maxdepth": 1,
+            "cookie": "sid=secret", "headers": {"Authorization": "Bearer s3cret"},
+        })
+        .to_string()
+    };
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let redirect = format!("http://{home}/hostile/redirect?to={other}");
+    s.run(&[
+        "--spider",
+        "link",
+        "--request",
+        &request(&site.seed_url(), "links"),
+        "--request",
+        &request(&redirect, "redirect"),
+    ])
+    .await?
+    .ok()?;
+    let hits = site.hits();
+    let credentialed = |h: &spinneret_testsite::Hit| {
+        h.headers
+            .iter()
+            .any(|(k, _)| k == "cookie" || k == "authorization")
+    };
+    let away_pages: Vec<_> = hits
+        .iter()
+        .filter(|h| h.host == 1 && h.path.starts_with("/p/"))
+        .collect();
+    assert!(!away_pages.is_empty(), "the crawl reached the other host");
+    assert!(
+        away_pages.iter().all(|h| !credentialed(h)),
+        "credentials reached 127.0.0.2: {:?}",
+        away_pages
+            .iter()
+            .filter(|h| credentialed(h))
+            .map(|h| &h.path)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        hits.iter().any(|h| h.host == 1 && h.path == "/p/1.html"),
+        "the redirect hop was fetched"
+    );
+    let home_children: Vec<_> = hits
+        .iter()
+        .filter(|h| h.host == 0 && h.path.starts_with("/p/") && h.path != "/p/0.html")
+        .collect();
+    assert!(!home_children.is_empty());
+    assert!(
+        home_children.iter().all(|h| credentialed(h)),
+        "a same-site child lost them"
+    );
+    Ok(())
+}

@@ -97,6 +97,19 @@ fn respond(
         );
     }
     // Hostile pages (`Site::hostile_url`), the same on every host.
+    if path == "/hostile/redirect" {
+        // An open redirect: `?to=URL` (tests of what crosses a redirect).
+        let to = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("to="))
+            .unwrap_or("/");
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", to)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default();
+    }
     if path == "/hostile/links.html" {
         return text(StatusCode::OK, "text/html", many_links());
     }

@@ -97,7 +97,7 @@ async fn connect(
     let bus = KafkaBus::connect(&settings.kafka)?;
     bus.ensure_topics(&bus.standard_topics()).await?;
     let store = RedisStore::connect(settings, stats).await?;
-    tracing::info!(kafka = %settings.kafka.brokers, redis = %settings.redis.url, "connected");
+    tracing::info!(kafka = %settings.kafka.brokers, redis = %crate::config::redact(&settings.redis.url), "connected");
     Ok((store, bus))
 }
 

@@ -398,7 +398,7 @@ async fn stores(
         store.set_spiders(spider_names(registry));
         publish_plugins(&store, registry);
     }
-    tracing::info!(url = %settings.redis.url, namespace = %store.namespace(), "cluster mode: Redis");
+    tracing::info!(url = %crate::config::redact(&settings.redis.url), namespace = %store.namespace(), "cluster mode: Redis");
     Ok((store.clone(), store.clone(), store))
 }
 

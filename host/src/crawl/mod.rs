@@ -78,6 +78,8 @@ pub struct Engine {
     cancel: Shutdown,
     /// Leases this process holds, renewed while it works on them.
     held: Mutex<HashSet<u64>>,
+    /// Plugins already warned about writing reserved result fields.
+    warned: Mutex<HashSet<String>>,
 }
 
 impl Engine {
@@ -116,6 +118,7 @@ impl Engine {
             stop: Shutdown::new(),
             cancel: Shutdown::new(),
             held: Mutex::new(HashSet::new()),
+            warned: Mutex::new(HashSet::new()),
         })
     }
 

@@ -291,6 +291,7 @@ impl Engine {
                 Output::Item(mut i) => {
                     truncated |= i.links.len() > max;
                     i.links.truncate(max);
+                    self.reserved_fields(&job.spiderid, &mut i.fields);
                     results.push(CrawlResult::new(
                         job,
                         Some(page.fetched.clone()),
@@ -320,7 +321,9 @@ impl Engine {
         match outcome {
             Outcome::Deliver(results) => {
                 let mut status = None;
-                for r in results {
+                for mut r in results {
+                    r.redact_credentials =
+                        !self.settings.crawl.publish_credentials.contains(&r.appid);
                     let Some(r) = self.pipelines(r).await else {
                         self.stats.dropped.fetch_add(1, Relaxed);
                         continue;
@@ -415,7 +418,7 @@ impl Engine {
             self.stats.fetch_latency.observe(f.elapsed.as_secs_f64());
         }
         // Contract §3: one line per crawled page, never the body.
-        tracing::info!(crawlid = %r.crawlid, url = %r.url, status_code = r.status(), spiderid = %r.spiderid, "page crawled");
+        tracing::info!(crawlid = %r.crawlid, url = %crate::config::redact(&r.url), status_code = r.status(), spiderid = %r.spiderid, "page crawled");
     }
 
     /// Run the item pipelines; `None` if one dropped the result.
@@ -426,7 +429,10 @@ impl Engine {
             };
             let fields = Arc::new(r.to_json(self.settings.kafka.base64_body));
             match blocking(move || p.process_item(fields)).await {
-                Ok(ItemAction::Keep(fields)) => r.fields.extend(fields),
+                Ok(ItemAction::Keep(mut fields)) => {
+                    self.reserved_fields(name, &mut fields);
+                    r.fields.extend(fields)
+                }
                 Ok(ItemAction::Drop(reason)) => {
                     tracing::debug!(pipeline = %name, %reason, "result dropped");
                     return None;
@@ -437,9 +443,20 @@ impl Engine {
         Some(r)
     }
 
+    /// Drop a plugin's values for fields only the host writes; say so once
+    /// per plugin.
+    fn reserved_fields<T>(&self, plugin: &str, fields: &mut Vec<(String, T)>) {
+        let tried = result::strip_reserved(fields);
+        if !tried.is_empty() && self.warned.lock().insert(plugin.to_string()) {
+            tracing::warn!(plugin, fields = ?tried, "a plugin set result fields only the host writes; its values are dropped");
+        }
+    }
+
     /// Headers every fetch of this job carries: the crawl's user agent and
-    /// cookie, then the request's own.
+    /// cookie, then the request's own. Credentials (the cookie, credential
+    /// headers) go only to the seed's registered domain (contract §3).
     fn request_headers(&self, job: &Job) -> Vec<(String, String)> {
+        let trusted = job.crawl.trusts(&job.url);
         let mut h = Vec::with_capacity(job.headers.len() + 2);
         h.push((
             "User-Agent".to_string(),
@@ -448,10 +465,15 @@ impl Engine {
                 .clone()
                 .unwrap_or_else(|| self.settings.crawl.user_agent.clone()),
         ));
-        if let Some(c) = &job.crawl.cookie {
+        if let Some(c) = job.crawl.cookie.as_ref().filter(|_| trusted) {
             h.push(("Cookie".to_string(), c.clone()));
         }
-        h.extend(job.headers.iter().cloned());
+        h.extend(
+            job.headers
+                .iter()
+                .filter(|(k, _)| trusted || !result::is_credential_header(k))
+                .cloned(),
+        );
         h
     }
 

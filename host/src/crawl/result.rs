@@ -7,6 +7,38 @@ use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+/// Result fields only the host writes: a plugin's value for one of them is
+/// dropped, so no plugin can reroute a result to another app or change
+/// what was fetched. (`attrs`, `body`, `links` and new fields are the
+/// plugins' to set.)
+pub const RESERVED: &[&str] = &[
+    "appid",
+    "crawlid",
+    "spiderid",
+    "url",
+    "response_url",
+    "status_code",
+    "status_msg",
+    "depth",
+    "timestamp",
+    "fetch_ms",
+    "error",
+    "links_truncated",
+];
+
+/// Drop the reserved names from a plugin's fields; the names it tried.
+pub fn strip_reserved<T>(fields: &mut Vec<(String, T)>) -> Vec<String> {
+    let mut tried = Vec::new();
+    fields.retain(|(k, _)| {
+        let reserved = RESERVED.contains(&k.as_str());
+        if reserved {
+            tried.push(k.clone());
+        }
+        !reserved
+    });
+    tried
+}
+
 /// A page's result as the crawl produced it; the sink turns it into the
 /// contract's JSON ([`CrawlResult::to_json`]).
 #[derive(Debug, Clone)]
@@ -32,6 +64,9 @@ pub struct CrawlResult {
     /// The page had more links than `crawl.max_links_per_page`: `links`
     /// and the queued children stop at the cap.
     pub links_truncated: bool,
+    /// Leave credentials (`Cookie`, `Authorization`, `Proxy-Authorization`)
+    /// out of `request_headers`: results go to a shared firehose.
+    pub redact_credentials: bool,
 }
 
 impl CrawlResult {
@@ -63,6 +98,7 @@ impl CrawlResult {
             error,
             status_override: None,
             links_truncated: false,
+            redact_credentials: true,
         }
     }
 
@@ -88,7 +124,8 @@ impl CrawlResult {
             Some(f) => {
                 m.insert("response_url".into(), f.response_url.clone().into());
                 m.insert("status_msg".into(), f.reason.clone().into());
-                m.insert("request_headers".into(), headers(&f.request_headers));
+                let sent = self.published_headers(&f.request_headers);
+                m.insert("request_headers".into(), headers(&sent));
                 m.insert("response_headers".into(), headers(&f.headers));
                 let enc = encoding_of(f.header("content-type"), &f.body);
                 let body = if base64_body {
@@ -106,7 +143,8 @@ impl CrawlResult {
             None => {
                 m.insert("response_url".into(), self.url.clone().into());
                 m.insert("status_msg".into(), "".into());
-                m.insert("request_headers".into(), headers(&self.request_headers));
+                let sent = self.published_headers(&self.request_headers);
+                m.insert("request_headers".into(), headers(&sent));
                 m.insert("response_headers".into(), json!({}));
                 m.insert("body".into(), "".into());
                 m.insert("encoding".into(), Value::Null);
@@ -155,6 +193,22 @@ impl CrawlResult {
 }
 
 /// Header name -> list of values, names in canonical Title-Case.
+/// Request headers that carry credentials.
+pub fn is_credential_header(name: &str) -> bool {
+    ["cookie", "authorization", "proxy-authorization"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
+}
+
+impl CrawlResult {
+    fn published_headers(&self, sent: &[(String, String)]) -> Vec<(String, String)> {
+        sent.iter()
+            .filter(|(k, _)| !(self.redact_credentials && is_credential_header(k)))
+            .cloned()
+            .collect()
+    }
+}
+
 fn headers(list: &[(String, String)]) -> Value {
     let mut m: Map<String, Value> = Map::new();
     for (k, v) in list {

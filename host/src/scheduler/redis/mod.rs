@@ -211,7 +211,10 @@ impl RedisStore {
         stats: Arc<Stats>,
     ) -> Result<Arc<RedisStore>, StoreError> {
         let client = redis::Client::open(settings.redis.url.as_str()).map_err(|e| {
-            StoreError::Unavailable(format!("bad redis.url {:?}: {e}", settings.redis.url))
+            StoreError::Unavailable(format!(
+                "bad redis.url {:?}: {e}",
+                crate::config::redact(&settings.redis.url)
+            ))
         })?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeouts::REDIS_CONNECT))
@@ -227,7 +230,7 @@ impl RedisStore {
                 Ok(c) => break c,
                 Err(e) => {
                     let wait = backoff.next_delay();
-                    tracing::warn!(url = %settings.redis.url, error = %e, retry_in = ?wait, "Redis unreachable, retrying");
+                    tracing::warn!(url = %crate::config::redact(&settings.redis.url), error = %e, retry_in = ?wait, "Redis unreachable, retrying");
                     tokio::time::sleep(wait).await;
                 }
             }
