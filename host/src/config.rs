@@ -208,6 +208,9 @@ impl Default for Stats {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rest {
+    /// Address the gateway listens on: loopback unless configured
+    /// (`0.0.0.0` for every interface; set `token` then).
+    pub bind: String,
     pub port: u16,
     pub feed_wait: f64,
     pub token: String,
@@ -218,6 +221,7 @@ pub struct Rest {
 impl Default for Rest {
     fn default() -> Self {
         Rest {
+            bind: "127.0.0.1".into(),
             port: 5343,
             feed_wait: 5.0,
             token: String::new(),

@@ -317,6 +317,22 @@ async fn a_token_guards_the_gateway_and_openapi_matches_the_routes() -> Result<(
         .post("/feed", &body, "application/json", Some("s3cret"))
         .await?;
     ensure!(r.0 == 200 && r.1["data"]["uuid"] == "tok", "{r:?}");
+    // A token in the URL is taken by the status page only.
+    failure(
+        &gw.post("/feed?token=s3cret", &body, "application/json", None)
+            .await?,
+        401,
+        "A valid bearer token is required.",
+    )?;
+    // Two feeds waiting on one uuid both get the reply.
+    let twin = json!({"uuid": "twin", "appid": "restapp", "stats": "queue"}).to_string();
+    let (a, b) = tokio::join!(
+        gw.post("/feed", &twin, "application/json", Some("s3cret")),
+        gw.post("/feed", &twin, "application/json", Some("s3cret")),
+    );
+    for r in [a?, b?] {
+        ensure!(r.0 == 200 && r.1["data"]["uuid"] == "twin", "{r:?}");
+    }
     // Health stays open for load balancers.
     ensure!(gw.get("/").await?.0 == 200);
     // The status page takes the token from its URL (a browser sends no header).

@@ -42,7 +42,9 @@ pub struct Gateway {
     bus: Arc<KafkaBus>,
     store: Arc<RedisStore>,
     settings: Arc<Settings>,
-    waiters: Mutex<HashMap<String, oneshot::Sender<Value>>>,
+    /// `/feed` calls waiting for a reply, by uuid; several may wait on one.
+    waiters: Mutex<HashMap<String, Vec<(u64, oneshot::Sender<Value>)>>>,
+    next_waiter: std::sync::atomic::AtomicU64,
     started: Instant,
     my_id: String,
     kafka_up: AtomicBool,
@@ -72,6 +74,17 @@ fn fail(status: StatusCode, message: &str, cause: Option<String>) -> Response {
 }
 
 impl Gateway {
+    /// Stop waiting on `uuid` for this feed (`me`) only.
+    fn forget_waiter(&self, uuid: &str, me: u64) {
+        let mut waiters = self.waiters.lock();
+        if let Some(list) = waiters.get_mut(uuid) {
+            list.retain(|(id, _)| *id != me);
+            if list.is_empty() {
+                waiters.remove(uuid);
+            }
+        }
+    }
+
     pub async fn start(
         settings: Arc<Settings>,
         bus: Arc<KafkaBus>,
@@ -86,6 +99,7 @@ impl Gateway {
             my_id,
             settings,
             waiters: Mutex::new(HashMap::new()),
+            next_waiter: std::sync::atomic::AtomicU64::new(0),
             started: Instant::now(),
             kafka_up: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
@@ -149,11 +163,14 @@ impl Gateway {
                 continue;
             };
             self.replies_read.fetch_add(1, Ordering::Relaxed);
-            let waiter = self.waiters.lock().remove(&uuid);
-            let unclaimed = match waiter {
-                Some(tx) => tx.send(reply).err(),
-                None => Some(reply),
-            };
+            let waiting = self.waiters.lock().remove(&uuid).unwrap_or_default();
+            // Every feed waiting on this uuid gets the reply; if none
+            // could take it, it is kept for /poll.
+            let mut taken = false;
+            for (_, tx) in waiting {
+                taken |= tx.send(reply.clone()).is_ok();
+            }
+            let unclaimed = (!taken).then_some(reply);
             if let Some(reply) = unclaimed {
                 let ttl = self.settings.rest.poll_ttl;
                 if let Err(e) = self.store.reply_put(&uuid, &reply.to_string(), ttl).await {
@@ -244,7 +261,10 @@ impl Gateway {
 }
 
 /// Bearer-token check (when `rest.token` is set); health and metrics stay
-/// open for load balancers and scrapers.
+/// open for load balancers and scrapers. The token is compared in constant
+/// time, and taken from `?token=` only for the status page (a browser
+/// opening a link sends no header; anywhere else a token in a URL ends up
+/// in proxy logs).
 async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
     let token = &gw.settings.rest.token;
     let open = matches!(req.uri().path(), "/" | "/metrics");
@@ -255,14 +275,16 @@ async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Resp
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::to_string)
-            // A browser opening the status page passes it as ?token=.
             .or_else(|| {
-                req.uri().query().and_then(|q| {
-                    q.split('&')
-                        .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
-                })
+                (req.uri().path() == "/ui")
+                    .then(|| req.uri().query())
+                    .flatten()
+                    .and_then(|q| {
+                        q.split('&')
+                            .find_map(|kv| kv.strip_prefix("token=").map(str::to_string))
+                    })
             });
-        if given.as_deref() != Some(token.as_str()) {
+        if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
             return fail(
                 StatusCode::UNAUTHORIZED,
                 "A valid bearer token is required.",
@@ -271,6 +293,16 @@ async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Resp
         }
     }
     next.run(req).await
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn health(State(gw): State<Arc<Gateway>>) -> Response {
@@ -328,16 +360,21 @@ async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Resp
         .and_then(Value::as_str)
         .map(str::to_string);
     // Wait before sending, so a quick reply cannot slip past.
+    let me = gw.next_waiter.fetch_add(1, Ordering::Relaxed);
     let rx = uuid.as_ref().map(|u| {
         let (tx, rx) = oneshot::channel();
-        gw.waiters.lock().insert(u.clone(), tx);
+        gw.waiters
+            .lock()
+            .entry(u.clone())
+            .or_default()
+            .push((me, tx));
         rx
     });
     let limit = timeouts::FEED_SEND;
     let topic = &gw.settings.kafka.incoming_topic;
     if let Err(e) = gw.bus.send_within(topic, "", text.as_bytes(), limit).await {
         if let Some(u) = &uuid {
-            gw.waiters.lock().remove(u);
+            gw.forget_waiter(u, me);
         }
         return fail(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -353,7 +390,7 @@ async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Resp
         Ok(Ok(reply)) => envelope(StatusCode::OK, reply, None),
         _ => {
             // From now on a reply goes to Redis for /poll.
-            gw.waiters.lock().remove(&uuid);
+            gw.forget_waiter(&uuid, me);
             envelope(StatusCode::OK, json!({"poll_id": uuid}), None)
         }
     }
@@ -452,12 +489,16 @@ async fn no_route(State(gw): State<Arc<Gateway>>) -> Response {
     fail(StatusCode::NOT_FOUND, NO_ROUTE, None)
 }
 
-/// Serve until `stop` is notified.
+/// Serve until `stop` is notified, on `rest.bind` (loopback unless
+/// configured).
 pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(("0.0.0.0", port))
+    let bind = gw.settings.rest.bind.clone();
+    let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on port {port} (rest.port): {e}"))?;
-    tracing::info!(port, "REST gateway listening");
+        .map_err(|e| {
+            anyhow::anyhow!("cannot listen on {bind}:{port} (rest.bind, rest.port): {e}")
+        })?;
+    tracing::info!(%bind, port, "REST gateway listening");
     axum::serve(listener, gw.router())
         .with_graceful_shutdown(async move { stop.wait().await })
         .await?;
