@@ -43,7 +43,7 @@ pub struct Gateway {
     store: Arc<RedisStore>,
     settings: Arc<Settings>,
     /// `/feed` calls waiting for a reply, by uuid; several may wait on one.
-    waiters: Mutex<HashMap<String, Vec<(u64, oneshot::Sender<Value>)>>>,
+    waiters: Mutex<Waiters>,
     next_waiter: std::sync::atomic::AtomicU64,
     started: Instant,
     my_id: String,
@@ -72,6 +72,9 @@ fn envelope(status: StatusCode, data: Value, error: Option<(&str, Option<String>
 fn fail(status: StatusCode, message: &str, cause: Option<String>) -> Response {
     envelope(status, Value::Null, Some((message, cause)))
 }
+
+/// `/feed` calls waiting for a reply: uuid -> (feed id, channel).
+type Waiters = HashMap<String, Vec<(u64, oneshot::Sender<Value>)>>;
 
 impl Gateway {
     /// Stop waiting on `uuid` for this feed (`me`) only.
