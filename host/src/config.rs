@@ -99,6 +99,11 @@ impl Default for Redis {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Throttle {
+    /// The fastest a domain-config request may make a domain: this many
+    /// fetches per `window`.
+    pub max_hits: u32,
+    /// Apps that may send domain-config requests; empty = any.
+    pub domain_config_apps: Vec<String>,
     pub hits: u32,
     pub window: f64,
     pub moderated: bool,
@@ -110,6 +115,8 @@ pub struct Throttle {
 impl Default for Throttle {
     fn default() -> Self {
         Throttle {
+            max_hits: 100,
+            domain_config_apps: Vec::new(),
             hits: 10,
             window: 60.0,
             moderated: true,

@@ -160,13 +160,14 @@ async fn every_kind_of_invalid_input_is_dead_lettered_and_ingest_goes_on() -> Re
         ("spiderid with a newline", r#"{"url":"http://a.com/","appid":"app","crawlid":"c","spiderid":"a\nb"}"#.into()),
         ("too many regexes", serde_json::json!({"url": "http://a.com/", "appid": "app", "crawlid": "c",
             "allow_regex": (0..40).map(|i| format!("{i}{}", "a".repeat(1000))).collect::<Vec<_>>()}).to_string()),
+        ("domain config too fast", r#"{"uuid":"u9","appid":"app","domain":"a.com","action":"domain-update","hits":1000,"window":1}"#.into()),
     ];
     let mut messages: Vec<String> = bad.iter().map(|(_, m)| m.clone()).collect();
     messages.push(crawl_request("http://good.example/", "good", 0));
     bus.produce(&messages).await?;
 
     let letters = errors
-        .wait(Duration::from_secs(30), "nine dead letters", |v| {
+        .wait(Duration::from_secs(30), "a dead letter for each", |v| {
             (v.len() >= bad.len()).then(|| v.to_vec())
         })
         .await?;
@@ -184,6 +185,7 @@ async fn every_kind_of_invalid_input_is_dead_lettered_and_ingest_goes_on() -> Re
         "only A-Z a-z 0-9 _ - . are allowed",
         "only A-Z a-z 0-9 _ - . are allowed",
         "`allow_regex` has 40 items, more than the 32 allowed",
+        "is faster than the 100 per",
     ];
     for (i, l) in letters.iter().enumerate() {
         let (what, payload) = &bad[i];

@@ -226,7 +226,16 @@ impl IngestMonitor {
             // Validated once: the text is borrowed unless it is not UTF-8.
             let payload = m.payload().unwrap_or_default();
             let (text, outcome) = match std::str::from_utf8(payload) {
-                Ok(t) => (std::borrow::Cow::Borrowed(t), classify(t, limit)),
+                Ok(t) => (
+                    std::borrow::Cow::Borrowed(t),
+                    classify(t, limit).and_then(|i| match i {
+                        Inbound::DomainConfig(d) => {
+                            d.permitted(&self.settings.throttle)?;
+                            Ok(Inbound::DomainConfig(d))
+                        }
+                        other => Ok(other),
+                    }),
+                ),
                 Err(e) => (
                     String::from_utf8_lossy(payload),
                     Err(Rejection(format!("not UTF-8: {e}"))),

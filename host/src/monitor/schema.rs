@@ -83,6 +83,29 @@ fn one() -> f64 {
     1.0
 }
 
+impl DomainConfigRequest {
+    /// The operator's limits on what a client may change (`throttle.max_hits`,
+    /// `throttle.domain_config_apps`): a domain config is global, so one
+    /// client must not lift a domain's limit for everyone.
+    pub fn permitted(&self, t: &crate::config::Throttle) -> Result<(), Rejection> {
+        if !t.domain_config_apps.is_empty() && !t.domain_config_apps.contains(&self.appid) {
+            return Err(Rejection(format!(
+                "invalid domain-config request: app `{}` may not change domain config (throttle.domain_config_apps)",
+                self.appid
+            )));
+        }
+        let rate = f64::from(self.hits) / self.window.max(1) as f64;
+        let max = f64::from(t.max_hits) / t.window;
+        if self.action == DomainConfigKind::DomainUpdate && rate > max {
+            return Err(Rejection(format!(
+                "invalid domain-config request: {} hits per {} s is faster than the {} per {} s allowed (throttle.max_hits)",
+                self.hits, self.window, t.max_hits, t.window
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DomainConfigKind {
@@ -249,6 +272,27 @@ pub fn dead_letter(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_config_stays_within_the_operators_limits() {
+        let d = |appid: &str, hits: u32, window: u64| DomainConfigRequest {
+            uuid: "u".into(),
+            appid: appid.into(),
+            domain: "a.com".into(),
+            action: DomainConfigKind::DomainUpdate,
+            hits,
+            window,
+            scale: 1.0,
+        };
+        let mut t = crate::config::Throttle::default();
+        assert!(d("app", 100, 60).permitted(&t).is_ok());
+        let fast = d("app", 101, 60).permitted(&t).expect_err("too fast");
+        assert!(fast.0.contains("throttle.max_hits"), "{}", fast.0);
+        t.domain_config_apps = vec!["ops".into()];
+        assert!(d("ops", 1, 60).permitted(&t).is_ok());
+        let other = d("app", 1, 60).permitted(&t).expect_err("not listed");
+        assert!(other.0.contains("domain_config_apps"), "{}", other.0);
+    }
 
     fn ok(s: &str) -> Inbound {
         classify(s, 3).expect(s)
