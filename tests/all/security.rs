@@ -203,3 +203,36 @@ async fn credentials_stay_on_the_seeds_registered_domain() -> Result<()> {
     );
     Ok(())
 }
+
+/// Made-up spider names cannot multiply a domain's rate (each name would
+/// get a throttle bucket of its own): a request for a spider nobody has
+/// loaded is answered with an error result and never fetched.
+#[tokio::test(flavor = "multi_thread")]
+async fn made_up_spiderids_do_not_multiply_a_domains_rate() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(
+        &[("link", "link")],
+        "[throttle]\nhits = 1\nwindow = 60\nmoderated = false\n[crawl]\nobey_robots = false\n",
+    )?;
+    let mut args = vec!["--spider".to_string(), "link".to_string()];
+    for i in 0..20 {
+        args.push("--request".into());
+        args.push(
+            serde_json::json!({"url": site.url(0), "appid": "app", "crawlid": format!("c{i}"),
+                               "spiderid": format!("made-up-{i}")})
+            .to_string(),
+        );
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = s.run(&args).await?.ok()?;
+    assert_eq!(run.results.len(), 20, "each request is answered");
+    assert!(run.results.iter().all(|r| r["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no spider named"))));
+    let fetches = site.hits().len();
+    assert!(
+        fetches <= 1,
+        "the site saw {fetches} fetches in its one-a-minute window"
+    );
+    Ok(())
+}

@@ -101,6 +101,19 @@ impl Engine {
                 Some(error),
             )]));
         };
+        // A spider nobody has loaded: no fetch at all, so made-up names
+        // (each with a throttle bucket of its own) cannot multiply a
+        // domain's rate. The request still gets its error result.
+        if self.spider(&job.spiderid).await.is_none() {
+            self.refund_slot(&job.spiderid, &url).await;
+            let error = format!("no spider named `{}` is loaded", job.spiderid);
+            return Err(Outcome::Deliver(vec![CrawlResult::new(
+                job,
+                None,
+                None,
+                Some(error),
+            )]));
+        }
         if let Some(robots) = &self.robots {
             let verdict = robots.allowed(&url).await;
             if !verdict.allowed {
