@@ -218,6 +218,11 @@ pub struct Rest {
     /// Address the gateway listens on: loopback unless configured
     /// (`0.0.0.0` for every interface; set `token` then).
     pub bind: String,
+    /// Connections open at once; more are closed on accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (also how long an
+    /// idle kept-alive connection stays open).
+    pub header_timeout: f64,
     pub port: u16,
     pub feed_wait: f64,
     pub token: String,
@@ -229,6 +234,8 @@ impl Default for Rest {
     fn default() -> Self {
         Rest {
             bind: "127.0.0.1".into(),
+            max_connections: 512,
+            header_timeout: 10.0,
             port: 5343,
             feed_wait: 5.0,
             token: String::new(),
@@ -519,6 +526,11 @@ impl Settings {
                 "crawl.robots_timeout must be a positive number of seconds, got {}",
                 self.crawl.robots_timeout
             ));
+        }
+        if self.rest.max_connections == 0
+            || !(self.rest.header_timeout > 0.0 && self.rest.header_timeout.is_finite())
+        {
+            return bad("rest.max_connections must be at least 1 and rest.header_timeout a positive number of seconds".into());
         }
         if self.crawl.max_links_per_page == 0 {
             return bad("crawl.max_links_per_page must be at least 1".into());

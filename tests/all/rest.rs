@@ -626,3 +626,51 @@ async fn the_gateways_my_id_is_the_id_rest_stats_list() -> Result<()> {
     }
     anyhow::bail!("my_id {my_id} not among the rest nodes {nodes}")
 }
+
+/// The gateway bounds its clients: past `rest.max_connections` a new
+/// connection is closed at once, and a client that does not finish its
+/// headers within `rest.header_timeout` is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_caps_connections_and_drops_slow_clients() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut bus = Bus::start("", "", 1).await?;
+    let env = [
+        ("SPINNERET_REST__MAX_CONNECTIONS", "4"),
+        ("SPINNERET_REST__HEADER_TIMEOUT", "3"),
+    ];
+    let gw = Gateway::start(&mut bus, &env).await?;
+    let addr = gw.base.trim_start_matches("http://").to_string();
+    // Until the end of its first read: EOF (or an error) means closed.
+    async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+        let mut buf = [0u8; 1024];
+        loop {
+            match tokio::time::timeout(within, s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+    // Six at once, watched at once for well under the header timeout: only
+    // a connection over the cap is closed this soon.
+    let mut watching = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await?;
+        watching.spawn(async move { closed_within(&mut s, Duration::from_millis(1500)).await });
+    }
+    let mut refused = 0;
+    while let Some(closed) = watching.join_next().await {
+        refused += usize::from(closed?);
+    }
+    ensure!(
+        (2..=3).contains(&refused),
+        "{refused} of 6 connections over a cap of 4 were closed at once"
+    );
+    let mut slow = tokio::net::TcpStream::connect(&addr).await?;
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: gw\r\n").await?;
+    ensure!(
+        closed_within(&mut slow, Duration::from_secs(20)).await,
+        "a client that never finished its headers was kept"
+    );
+    Ok(())
+}

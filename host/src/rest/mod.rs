@@ -493,17 +493,48 @@ async fn no_route(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// Serve until `stop` is notified, on `rest.bind` (loopback unless
-/// configured).
+/// configured), at most `rest.max_connections` connections at once (more
+/// are closed on accept), each given `rest.header_timeout` to send a
+/// request's headers (a slow or idle client cannot hold a connection).
 pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Result<()> {
-    let bind = gw.settings.rest.bind.clone();
+    let rest = &gw.settings.rest;
+    let bind = rest.bind.clone();
     let listener = tokio::net::TcpListener::bind((bind.as_str(), port))
         .await
         .map_err(|e| {
             anyhow::anyhow!("cannot listen on {bind}:{port} (rest.bind, rest.port): {e}")
         })?;
     tracing::info!(%bind, port, "REST gateway listening");
-    axum::serve(listener, gw.router())
-        .with_graceful_shutdown(async move { stop.wait().await })
-        .await?;
-    Ok(())
+    let slots = Arc::new(tokio::sync::Semaphore::new(rest.max_connections));
+    let header_timeout = Duration::from_secs_f64(rest.header_timeout);
+    let router = gw.router();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(timeouts::CONSUMER_RETRY).await;
+                    continue;
+                }
+            },
+            _ = stop.wait() => return Ok(()),
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("rest.max_connections reached; connection closed");
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(slot);
+        });
+    }
 }
