@@ -93,13 +93,7 @@ impl Engine {
             return Err(Outcome::Drop(Dropped::Expired));
         }
         let Ok(url) = url::Url::parse(&job.url) else {
-            let error = format!("invalid URL {}", job.url);
-            return Err(Outcome::Deliver(vec![CrawlResult::new(
-                job,
-                None,
-                None,
-                Some(error),
-            )]));
+            return Err(unfetched(job, format!("invalid URL {}", job.url)));
         };
         // A spider nobody has loaded: no fetch at all, so made-up names
         // (each with a throttle bucket of its own) cannot multiply a
@@ -107,12 +101,7 @@ impl Engine {
         if self.spider(&job.spiderid).await.is_none() {
             self.refund_slot(&job.spiderid, &url).await;
             let error = format!("no spider named `{}` is loaded", job.spiderid);
-            return Err(Outcome::Deliver(vec![CrawlResult::new(
-                job,
-                None,
-                None,
-                Some(error),
-            )]));
+            return Err(unfetched(job, error));
         }
         if let Some(robots) = &self.robots {
             let verdict = robots.allowed(&url).await;
@@ -547,6 +536,11 @@ impl Engine {
             redirects: 0,
         })
     }
+}
+
+/// A request that ends, unfetched, in an error result.
+fn unfetched(job: &Job, error: String) -> Outcome {
+    Outcome::Deliver(vec![CrawlResult::new(job, None, None, Some(error))])
 }
 
 /// The job for a redirect's next hop (made by the fetcher): it reports the
