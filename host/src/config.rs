@@ -424,13 +424,17 @@ const ENV_PREFIX: &str = "SPINNERET_";
 
 /// `url` fit for a log line: a password in it becomes `***`
 /// (`redis://:secret@host` logs as `redis://:***@host`).
-pub fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> std::borrow::Cow<'_, str> {
+    // No `@`, no credentials: the common case costs a byte scan.
+    if !url.contains('@') {
+        return url.into();
+    }
     match url::Url::parse(url) {
         Ok(mut u) if u.password().is_some() => {
             let _ = u.set_password(Some("***"));
-            u.to_string()
+            u.to_string().into()
         }
-        _ => url.to_string(),
+        _ => url.into(),
     }
 }
 

@@ -236,3 +236,16 @@ async fn made_up_spiderids_do_not_multiply_a_domains_rate() -> Result<()> {
     );
     Ok(())
 }
+
+/// A password in a crawled URL never reaches the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn passwords_in_urls_are_not_logged() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let seed = format!("http://reader:hunter2@{}/p/0.html", site.addrs()[0]);
+    let run = s.run(&["--spider", "link", "--seed", &seed]).await?.ok()?;
+    assert_eq!(run.results.len(), 1);
+    assert!(run.stderr.contains("reader:***@"), "{}", run.stderr);
+    assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    Ok(())
+}

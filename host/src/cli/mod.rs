@@ -348,9 +348,9 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         if engine.submit(r).await? {
-            tracing::info!(%url, %crawlid, "crawl submitted");
+            tracing::info!(url = %crate::config::redact(&url), %crawlid, "crawl submitted");
         } else {
-            tracing::warn!(%url, %crawlid, "not queued: its domain has reached crawl.global_page_per_domain_limit");
+            tracing::warn!(url = %crate::config::redact(&url), %crawlid, "not queued: its domain has reached crawl.global_page_per_domain_limit");
         }
     }
 
@@ -452,9 +452,9 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         let cap = settings.crawl.global_page_per_domain_limit;
         if crate::crawl::submit(&*frontier, &*dedup, r, cap).await? {
-            tracing::info!(%url, %crawlid, "queued");
+            tracing::info!(url = %crate::config::redact(&url), %crawlid, "queued");
         } else {
-            tracing::warn!(%url, %crawlid, cap, "not queued: its domain has reached crawl.global_page_per_domain_limit");
+            tracing::warn!(url = %crate::config::redact(&url), %crawlid, cap, "not queued: its domain has reached crawl.global_page_per_domain_limit");
         }
     }
     Ok(0)

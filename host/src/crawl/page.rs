@@ -9,6 +9,7 @@
 use super::result::CrawlResult;
 use super::{result, Engine};
 use crate::backoff::Backoff;
+use crate::config::redact;
 use crate::fetch::{error_chain, retryable_status, FetchError, Hop, Outgoing};
 use crate::links;
 use crate::plugins::{
@@ -106,7 +107,7 @@ impl Engine {
         if let Some(robots) = &self.robots {
             let verdict = robots.allowed(&url).await;
             if !verdict.allowed {
-                tracing::debug!(url = %job.url, "disallowed by robots.txt");
+                tracing::debug!(url = %redact(&job.url), "disallowed by robots.txt");
                 if !verdict.fetched {
                     self.refund_slot(&job.spiderid, &url).await;
                 }
@@ -153,13 +154,13 @@ impl Engine {
                     }
                 }
                 Ok(RequestAction::Drop(reason)) => {
-                    tracing::debug!(url = %job.url, middleware = %name, %reason, "request dropped");
+                    tracing::debug!(url = %redact(&job.url), middleware = %name, %reason, "request dropped");
                     return Err(Outcome::Drop(Dropped::Middleware));
                 }
                 // A failing middleware is reported and skipped: the request
                 // goes on as it was, so nothing is lost.
                 Err(e) => {
-                    tracing::warn!(url = %job.url, error = %e, "middleware failed; request goes on unchanged")
+                    tracing::warn!(url = %redact(&job.url), error = %e, "middleware failed; request goes on unchanged")
                 }
             }
         }
@@ -216,7 +217,7 @@ impl Engine {
     }
 
     fn retry(&self, job: &Job, reason: &str) -> Outcome {
-        tracing::debug!(url = %job.url, attempt = job.retries + 1, %reason, "retrying");
+        tracing::debug!(url = %redact(&job.url), attempt = job.retries + 1, %reason, "retrying");
         let mut again = job.clone();
         again.retries += 1;
         again.priority -= 10;
@@ -241,11 +242,11 @@ impl Engine {
                 }
                 Ok(ResponseAction::Retry(_)) => {}
                 Ok(ResponseAction::Drop(reason)) => {
-                    tracing::debug!(url = %job.url, middleware = %name, %reason, "response dropped");
+                    tracing::debug!(url = %redact(&job.url), middleware = %name, %reason, "response dropped");
                     return Err(Outcome::Drop(Dropped::Middleware));
                 }
                 Err(e) => {
-                    tracing::warn!(url = %job.url, error = %e, "middleware failed; response goes on unchanged")
+                    tracing::warn!(url = %redact(&job.url), error = %e, "middleware failed; response goes on unchanged")
                 }
             }
         }
@@ -268,7 +269,7 @@ impl Engine {
         let outputs = match outputs {
             Ok(o) => o,
             Err(e) => {
-                tracing::warn!(url = %job.url, error = %e, "spider failed on this page; the crawl goes on");
+                tracing::warn!(url = %redact(&job.url), error = %e, "spider failed on this page; the crawl goes on");
                 return Ok(Outcome::Deliver(vec![CrawlResult::new(
                     job,
                     Some(page.fetched),
@@ -304,7 +305,7 @@ impl Engine {
             }
         }
         if refused > 0 {
-            tracing::debug!(url = %job.url, refused, "requests past maxdepth, too long or not http(s) were dropped");
+            tracing::debug!(url = %redact(&job.url), refused, "requests past maxdepth, too long or not http(s) were dropped");
         }
         for r in &mut results {
             r.links_truncated = truncated;
@@ -394,7 +395,7 @@ impl Engine {
             if self.stop.is_triggered() {
                 return Delivery::Later;
             }
-            tracing::warn!(url = %r.url, error = %e, "result not delivered yet; retrying");
+            tracing::warn!(url = %redact(&r.url), error = %e, "result not delivered yet; retrying");
             tokio::select! {
                 _ = backoff.wait() => {}
                 _ = self.stop.wait() => {}
@@ -407,10 +408,10 @@ impl Engine {
     /// since crawling the page again would come to the same.
     async fn undeliverable(&self, r: &CrawlResult, reason: &str) {
         self.stats.undelivered.fetch_add(1, Relaxed);
-        tracing::error!(url = %r.url, crawlid = %r.crawlid, %reason, "result cannot be delivered; reported as a dead letter");
+        tracing::error!(url = %redact(&r.url), crawlid = %r.crawlid, %reason, "result cannot be delivered; reported as a dead letter");
         if let Err(e) = self.sink.undeliverable(r, reason).await {
             // The log line above is then the only trace: say so loudly.
-            tracing::error!(url = %r.url, summary = %r.summary(), error = %error_chain(&e), "dead letter not delivered either");
+            tracing::error!(url = %redact(&r.url), summary = %r.summary(), error = %error_chain(&e), "dead letter not delivered either");
         }
     }
 
@@ -420,7 +421,7 @@ impl Engine {
             self.stats.fetch_latency.observe(f.elapsed.as_secs_f64());
         }
         // Contract §3: one line per crawled page, never the body.
-        tracing::info!(crawlid = %r.crawlid, url = %crate::config::redact(&r.url), status_code = r.status(), spiderid = %r.spiderid, "page crawled");
+        tracing::info!(crawlid = %r.crawlid, url = %redact(&r.url), status_code = r.status(), spiderid = %r.spiderid, "page crawled");
     }
 
     /// Run the item pipelines; `None` if one dropped the result.
