@@ -144,6 +144,10 @@ pub struct Crawl {
     pub allow_private: bool,
     pub max_body_bytes: usize,
     pub max_redirects: usize,
+    /// Fetch through this HTTP proxy (`http://host:port`); empty = none.
+    /// Proxies from the environment are never used. Targets are still
+    /// resolved and checked by the address policy first.
+    pub proxy: String,
     /// Apps whose results publish the credentials they sent (`Cookie`,
     /// `Authorization`, `Proxy-Authorization` in `request_headers`).
     pub publish_credentials: Vec<String>,
@@ -184,6 +188,7 @@ impl Default for Crawl {
             max_redirects: 10,
             max_links_per_page: 5000,
             publish_credentials: Vec::new(),
+            proxy: String::new(),
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
@@ -535,6 +540,12 @@ impl Settings {
             || !(self.rest.header_timeout > 0.0 && self.rest.header_timeout.is_finite())
         {
             return bad("rest.max_connections must be at least 1 and rest.header_timeout a positive number of seconds".into());
+        }
+        if !self.crawl.proxy.is_empty() && reqwest::Proxy::all(&self.crawl.proxy).is_err() {
+            return bad(format!(
+                "crawl.proxy {:?} is not a proxy URL: give http://host:port",
+                self.crawl.proxy
+            ));
         }
         if self.crawl.max_links_per_page == 0 {
             return bad("crawl.max_links_per_page must be at least 1".into());

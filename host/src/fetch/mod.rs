@@ -94,13 +94,16 @@ pub struct Fetcher {
     max_body: usize,
     timeout: Duration,
     max_redirects: usize,
+    /// A proxy is configured: it resolves targets itself, so each hop is
+    /// resolved and checked here first.
+    proxied: bool,
 }
 
 impl Fetcher {
     pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
         let policy = AddressPolicy::new(settings.allow_private);
         let timeout = Duration::from_secs_f64(settings.download_timeout);
-        let client = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
             .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
             .read_timeout(Duration::from_secs_f64(settings.read_timeout))
@@ -108,18 +111,22 @@ impl Fetcher {
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)
             .dns_resolver(Arc::new(policy.resolver()))
-            // A proxy from the environment (HTTP_PROXY, ALL_PROXY, ...) would
-            // resolve targets itself, out of the policy's reach.
-            .no_proxy()
             // Redirects are followed below, each hop checked by the policy.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()?;
+            .redirect(reqwest::redirect::Policy::none());
+        // Only the configured proxy: one from the environment (HTTP_PROXY,
+        // ALL_PROXY, ...) would resolve targets out of the policy's reach.
+        let client = match settings.proxy.as_str() {
+            "" => builder.no_proxy(),
+            proxy => builder.no_proxy().proxy(reqwest::Proxy::all(proxy)?),
+        }
+        .build()?;
         Ok(Fetcher {
             client,
             policy,
             max_body: settings.max_body_bytes,
             timeout,
             max_redirects: settings.max_redirects,
+            proxied: !settings.proxy.is_empty(),
         })
     }
 
@@ -138,7 +145,11 @@ impl Fetcher {
             body: out.body.map(<[u8]>::to_vec),
         };
         for taken in out.redirects..=self.max_redirects {
-            self.policy.check_literal(&hop.url)?;
+            if self.proxied {
+                self.policy.check_url(&hop.url).await?;
+            } else {
+                self.policy.check_literal(&hop.url)?;
+            }
             let mut req = self.client.request(hop.method.clone(), hop.url.clone());
             for (k, v) in &hop.headers {
                 req = req.header(k.as_str(), v.as_str());
@@ -322,6 +333,52 @@ fn charset_after(text: &str, marker: &str) -> Option<&'static encoding_rs::Encod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Through a configured proxy, targets are still resolved and checked
+    /// here (the proxy would resolve them itself), and allowed ones do go
+    /// through the proxy.
+    #[tokio::test]
+    async fn through_a_proxy_targets_are_still_checked() {
+        let proxy = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = proxy.local_addr().expect("addr");
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = proxy.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(sock);
+            }
+        });
+        let get = |url: &'static str| Outgoing {
+            url,
+            method: "GET",
+            headers: &[],
+            body: None,
+            follow_redirects: false,
+            redirects: 0,
+            truncate_at: None,
+        };
+        let mut settings = CrawlSettings {
+            proxy: format!("http://{addr}"),
+            allow_private: false,
+            ..CrawlSettings::default()
+        };
+        let strict = Fetcher::new(&settings).expect("fetcher");
+        for url in ["http://localhost:9/", "http://127.0.0.1:9/"] {
+            let err = strict.fetch(&get(url)).await.expect_err("refused");
+            assert!(matches!(err, FetchError::Refused(_)), "{url}: {err}");
+        }
+        assert_eq!(seen.load(std::sync::atomic::Ordering::SeqCst), 0);
+        settings.allow_private = true;
+        let open = Fetcher::new(&settings).expect("fetcher");
+        let _ = open.fetch(&get("http://127.0.0.1:9/")).await;
+        assert!(
+            seen.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "the proxy was not used"
+        );
+    }
 
     #[test]
     fn retry_classes_follow_the_contract() {
