@@ -474,7 +474,7 @@ impl Engine {
         h.extend(
             job.headers
                 .iter()
-                .filter(|(k, _)| trusted || !result::is_credential_header(k))
+                .filter(|(k, _)| trusted || !crate::fetch::is_credential_header(k))
                 .cloned(),
         );
         h

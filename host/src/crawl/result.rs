@@ -1,6 +1,6 @@
 //! The crawl result a client sees (contract §4.1), keys sorted on output.
 
-use crate::fetch::{encoding_of, Fetched};
+use crate::fetch::{encoding_of, is_credential_header, Fetched};
 use crate::plugins::SpiderItem;
 use crate::request::Job;
 use base64::Engine as _;
@@ -193,13 +193,6 @@ impl CrawlResult {
 }
 
 /// Header name -> list of values, names in canonical Title-Case.
-/// Request headers that carry credentials.
-pub fn is_credential_header(name: &str) -> bool {
-    ["cookie", "authorization", "proxy-authorization"]
-        .iter()
-        .any(|h| name.eq_ignore_ascii_case(h))
-}
-
 impl CrawlResult {
     fn published_headers(&self, sent: &[(String, String)]) -> Vec<(String, String)> {
         sent.iter()

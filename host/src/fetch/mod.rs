@@ -279,13 +279,19 @@ impl Hop {
             self.body = None;
         }
         if next.host_str() != self.url.host_str() {
-            self.headers.retain(|(k, _)| {
-                !k.eq_ignore_ascii_case("cookie") && !k.eq_ignore_ascii_case("authorization")
-            });
+            self.headers.retain(|(k, _)| !is_credential_header(k));
         }
         self.url = next;
         Ok(self)
     }
+}
+
+/// Request headers that carry credentials: they stay on their host across
+/// a redirect, go only to the crawl's own site, and are not published.
+pub fn is_credential_header(name: &str) -> bool {
+    ["cookie", "authorization", "proxy-authorization"]
+        .iter()
+        .any(|h| name.eq_ignore_ascii_case(h))
 }
 
 /// An error and its causes on one line.

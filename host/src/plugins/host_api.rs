@@ -238,16 +238,10 @@ impl StoreState {
         }
     }
 
-    /// Count one log line; false once the call is over its cap.
+    /// Count one log line; false once the call is over its cap (the call
+    /// then fails when it returns: `Plugin::within_budget`).
     fn log_line(&mut self) -> bool {
-        let n = self.budget.lines.fetch_add(1, Ordering::Relaxed) + 1;
-        if n > self.limits.max_log_lines {
-            let max = self.limits.max_log_lines;
-            self.budget
-                .exceed(|| format!("more than {max} log lines in one call (max_log_lines)"));
-            return false;
-        }
-        true
+        self.budget.lines.fetch_add(1, Ordering::Relaxed) < self.limits.max_log_lines
     }
 }
 
