@@ -459,7 +459,14 @@ impl Engine {
     /// cookie, then the request's own. Credentials (the cookie, credential
     /// headers) go only to the seed's registered domain (contract §3).
     fn request_headers(&self, job: &Job) -> Vec<(String, String)> {
-        let trusted = job.crawl.trusts(&job.url);
+        // Resolving the site costs a URL parse: only when there is a
+        // credential to send.
+        let credentials = job.crawl.cookie.is_some()
+            || job
+                .headers
+                .iter()
+                .any(|(k, _)| crate::fetch::is_credential_header(k));
+        let trusted = credentials && job.crawl.trusts(&job.url);
         let mut h = Vec::with_capacity(job.headers.len() + 2);
         h.push((
             "User-Agent".to_string(),
