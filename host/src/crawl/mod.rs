@@ -158,10 +158,20 @@ impl Engine {
                     force: j.dont_filter,
                 })
                 .collect();
-            n += self
+            match self
                 .dedup
                 .admit_and_push(&*self.frontier, &key, &cands, chunk)
-                .await?;
+                .await
+            {
+                Ok(k) => n += k,
+                // The crawl's state ended and a pair with the same key took
+                // it: this crawl's links must not join another's.
+                Err(StoreError::Collision) => {
+                    tracing::warn!(appid = %key.appid, crawlid = %key.crawlid, "another crawl holds this crawl's key; its links are not queued");
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         if n > 0 {
             self.wake.notify_waiters();

@@ -16,7 +16,7 @@ use crate::backoff::Backoff;
 use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::plugins::monitor::MonitorPlugins;
-use crate::scheduler::redis::{IngestEntry, Ingested};
+use crate::scheduler::redis::{IngestEntry, IngestOutcome, Ingested};
 use crate::scheduler::RedisStore;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
@@ -242,9 +242,13 @@ impl IngestMonitor {
                 ),
             };
             let (name, what) = match outcome {
-                Ok(Inbound::Crawl(r)) => {
-                    ("crawl".to_string(), Ingested::Seed(Box::new(r.into_seed())))
-                }
+                Ok(Inbound::Crawl(r)) => (
+                    "crawl".to_string(),
+                    Ingested::Seed {
+                        job: Box::new(r.into_seed()),
+                        text: text.to_string(),
+                    },
+                ),
                 Ok(Inbound::Action(a)) => ("action".into(), action(a)),
                 Ok(Inbound::Stats(s)) => ("stats".into(), control(ControlRequest::Stats(s))),
                 Ok(Inbound::DomainConfig(d)) => (
@@ -290,14 +294,7 @@ impl IngestMonitor {
         }
         // Dead letters first: once the batch is stored, its offsets may be
         // committed.
-        for r in futures::future::join_all(letters.iter().map(|l| self.bus.dead_letter(l))).await {
-            if let Err(e) = r {
-                tracing::error!(error = %e, "dead letter refused by the broker");
-            }
-        }
-        for l in &letters {
-            tracing::info!(reason = %l["error"].as_str().unwrap_or_default(), offset = %l["offset"], "request rejected");
-        }
+        self.send_letters(&letters).await;
         let mut by_partition: Prepared = BTreeMap::new();
         for h in handled {
             by_partition.entry(h.partition).or_default().push(h.entry);
@@ -331,8 +328,9 @@ impl IngestMonitor {
         let mut backoff = Backoff::standard();
         loop {
             match self.store.ingest(&id, 'k', &entries).await {
-                Ok(new) => {
+                Ok(IngestOutcome { new, collided }) => {
                     self.store_answered();
+                    self.refuse_collided(partition, &entries, &collided).await;
                     if new < entries.len() {
                         tracing::info!(
                             partition,
@@ -362,15 +360,55 @@ impl IngestMonitor {
             .map(|o| (partition, o))
     }
 
+    /// Dead-letter the seeds the store refused because another crawl holds
+    /// their crawl's key. This comes after the batch is stored (the store
+    /// is what finds them) and before its offsets are: a crash in between
+    /// loses only the notice of a refusal, for an event of odds 2^-64.
+    async fn refuse_collided(&self, partition: i32, entries: &[IngestEntry], collided: &[usize]) {
+        let reason = Rejection(crate::scheduler::StoreError::Collision.to_string());
+        let letters: Vec<_> = collided
+            .iter()
+            .filter_map(|&i| entries.get(i))
+            .filter_map(|e| match &e.what {
+                Ingested::Seed { text, .. } => {
+                    Some(self.letter_at(partition, e.offset, &reason, text))
+                }
+                _ => None,
+            })
+            .collect();
+        self.send_letters(&letters).await;
+    }
+
+    async fn send_letters(&self, letters: &[serde_json::Value]) {
+        for r in futures::future::join_all(letters.iter().map(|l| self.bus.dead_letter(l))).await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "dead letter refused by the broker");
+            }
+        }
+        for l in letters {
+            tracing::info!(reason = %l["error"].as_str().unwrap_or_default(), offset = %l["offset"], "request rejected");
+        }
+    }
+
     fn letter(&self, m: &OwnedMessage, rejection: &Rejection, text: &str) -> serde_json::Value {
+        self.letter_at(m.partition(), m.offset(), rejection, text)
+    }
+
+    fn letter_at(
+        &self,
+        partition: i32,
+        offset: i64,
+        rejection: &Rejection,
+        text: &str,
+    ) -> serde_json::Value {
         self.stats.rejected(rejection.class());
         dead_letter(
             rejection,
             text,
             &Origin {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
+                topic: &self.settings.kafka.incoming_topic,
+                partition,
+                offset,
             },
             crate::crawl::result::now_unix(),
         )
@@ -386,10 +424,10 @@ fn control(request: ControlRequest) -> Ingested {
 fn action(a: ActionRequest) -> Ingested {
     match (&a.action, &a.crawlid) {
         (ActionKind::Stop, Some(crawlid)) => Ingested::Stop {
-            cref: crate::scheduler::redis::crawl_ref(&crate::request::CrawlKey {
+            key: crate::request::CrawlKey {
                 appid: a.appid.clone(),
                 crawlid: crawlid.clone(),
-            }),
+            },
             json: serde_json::to_string(&ControlRequest::Action(a)).unwrap_or_default(),
         },
         _ => control(ControlRequest::Action(a)),

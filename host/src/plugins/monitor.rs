@@ -104,7 +104,10 @@ impl MonitorPlugins {
                         serde_json::from_str(&json).map_err(|e| bad("crawl request", &e))?;
                     let r = CrawlRequest::from_value(v, self.maxdepth_limit)
                         .map_err(|e| bad("crawl request", &e))?;
-                    Ok(Ingested::Seed(Box::new(r.into_seed())))
+                    Ok(Ingested::Seed {
+                        job: Box::new(r.into_seed()),
+                        text: json,
+                    })
                 }
                 MonitorAction::Reply(json) => {
                     let mut m: Map<String, Value> =

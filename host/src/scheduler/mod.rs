@@ -25,6 +25,10 @@ pub enum StoreError {
     /// The backing service is down or answered garbage; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The crawl's (appid, crawlid) hashes to the key another crawl holds;
+    /// nothing was stored. Resubmitting under another crawlid works.
+    #[error("this crawl's key collides with another crawl's; nothing was queued: send it again with another crawlid")]
+    Collision,
 }
 
 /// A request taken from the frontier. It stays leased until acked.

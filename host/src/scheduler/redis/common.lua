@@ -91,11 +91,21 @@ local function throttle(spider, domain, now, hits, window, moderated, tprefix, s
   redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
   return 0
 end
+-- A crawl's state is keyed by cref, a 64-bit hash of (appid, crawlid).
+-- The pair itself (`owner`) is kept in the crawl's counters as field `k`
+-- and compared, so two pairs that hash alike never share state: the one
+-- that comes second is refused. A crawl stored before `k` existed is
+-- claimed by the next pair that names it.
+local function owned(cref, owner)
+  local k = redis.call('HGET', ns .. ':cc:' .. cref, 'k')
+  return not k or k == owner
+end
 -- A crawl's seed: its spec (a new version, so workers that cached the old
--- one read it again), app index and expiry.
-local function register_crawl(cref, spec, appid, expires)
+-- one read it again), owner, app index and expiry.
+local function register_crawl(cref, owner, spec, appid, expires)
   if spec == '' then return end
   redis.call('SET', ns .. ':spec:' .. cref, spec)
+  redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
   redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
   redis.call('SADD', ns .. ':app:' .. appid, cref)
   if tonumber(expires) > 0 then redis.call('ZADD', ns .. ':expires', expires, cref) end

@@ -2,7 +2,7 @@
 //! control plane calls. Every crawl-level operation costs O(size of that
 //! crawl) thanks to per-crawl indexes, never O(whole backlog).
 
-use super::{crawl_ref, unavailable, RedisStore};
+use super::{crawl_owner, crawl_ref, unavailable, RedisStore};
 use crate::request::CrawlKey;
 use crate::scheduler::{domain, StoreError};
 use serde_json::{json, Map, Value};
@@ -150,7 +150,9 @@ impl RedisStore {
             crawlid: crawlid.into(),
         };
         let cref = crawl_ref(&key);
-        let (queued, in_flight, crawled, domains) = self.crawl_counts(&cref, spiderid).await?;
+        let (queued, in_flight, crawled, domains) = self
+            .crawl_counts(&cref, &crawl_owner(&key), spiderid)
+            .await?;
         // `total_pending` and `domains` are the asked spider's (contract
         // §4.2); `in_flight`, `crawled` and `done` are the whole crawl's.
         let all_queued = self.crawl_queued(&cref).await?;
@@ -161,7 +163,7 @@ impl RedisStore {
             "server_time": unix_now(),
         });
         if let Some(spec) = self.spec(&cref).await? {
-            if spec.expires > 0 {
+            if spec.expires > 0 && spec.key() == key {
                 reply["expires"] = spec.expires.into();
             }
         }
@@ -182,7 +184,11 @@ impl RedisStore {
             let Some(spec) = self.spec(&cref).await? else {
                 continue;
             };
-            let (queued, _, _, domains) = self.crawl_counts(&cref, spiderid).await?;
+            if spec.appid != appid {
+                continue;
+            }
+            let owner = crawl_owner(&spec.key());
+            let (queued, _, _, domains) = self.crawl_counts(&cref, &owner, spiderid).await?;
             if queued == 0 && spec.spiderid != spiderid {
                 // Another spider's crawl with nothing queued for this one.
                 continue;
@@ -220,6 +226,7 @@ impl RedisStore {
     async fn crawl_counts(
         &self,
         cref: &str,
+        owner: &str,
         spider: &str,
     ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
         let mut con = self.con();
@@ -229,6 +236,7 @@ impl RedisStore {
             .key(self.key("ready"))
             .arg(&self.ns)
             .arg(cref)
+            .arg(owner)
             .arg(spider)
             .invoke_async(&mut con)
             .await
@@ -260,17 +268,18 @@ impl RedisStore {
         crawlid: &str,
         horizon: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let cref = crawl_ref(&CrawlKey {
+        let key = CrawlKey {
             appid: appid.into(),
             crawlid: crawlid.into(),
-        });
+        };
         let mut con = self.con();
         let purged: i64 = self
             .scripts
             .stop
             .key(self.key("ready"))
             .arg(&self.ns)
-            .arg(&cref)
+            .arg(crawl_ref(&key))
+            .arg(crawl_owner(&key))
             .arg(horizon.map(|h| h.to_string()).unwrap_or_default())
             .invoke_async(&mut con)
             .await

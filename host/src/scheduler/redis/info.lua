@@ -1,7 +1,9 @@
 -- A crawl's counts and its queued requests of one spider per domain:
--- O(crawl size). ARGV: ns, cref, spider. Returns {queued (that spider's),
--- in_flight, crawled (the crawl's), domain, total, high, low, domain, ...}.
-local cref, spider = ARGV[2], ARGV[3]
+-- O(crawl size). ARGV: ns, cref, owner, spider. Returns {queued (that
+-- spider's), in_flight, crawled (the crawl's), domain, total, high, low,
+-- domain, ...}; all zero when another crawl owns cref.
+local cref, spider = ARGV[2], ARGV[4]
+if not owned(cref, ARGV[3]) then return {0, 0, 0} end
 local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'f', 'd')
 local out = {0, tonumber(cc[1]) or 0, tonumber(cc[2]) or 0}
 local by = {}

@@ -8,22 +8,23 @@
 -- Writes shared by the batch (ids, ready domains, crawl and app indexes,
 -- totals) are made once per batch, not once per seed.
 -- ARGV: ns, watermark name, stats kind, global per-domain cap (0 = off;
--- seeds count toward it and are refused past it), then groups of 14:
--- offset, ts, kind
--- (seed|ctl|stop|fail), stat name, cref, spec, appid, expires, fingerprint, hex,
--- domain, qk, priority, payload (the control JSON for ctl).
--- Returns how many messages were new.
+-- seeds count toward it and are refused past it), then groups of 15:
+-- offset, ts, kind (seed|ctl|stop|fail), stat name, cref, owner, spec,
+-- appid, expires, fingerprint, hex, domain, qk, priority, payload (the
+-- control JSON for ctl and stop).
+-- Returns how many messages were new, then the (0-based) indexes of the
+-- seeds refused because another crawl owns their cref.
 local wmkey = ns .. ':wm:' .. ARGV[2]
 local stkind, gcap = ARGV[3], tonumber(ARGV[4])
 local mark = redis.call('HMGET', wmkey, 'o', 't')
 local wm, wmts = tonumber(mark[1] or '-1'), tonumber(mark[2] or '-1')
 local now = now_ms()
 local new, top, topts = 0, wm, wmts
-local by_name, seeds = {}, {}
+local by_name, seeds, collided = {}, {}, {}
 -- Seeds get job ids seq0 + 1, seq0 + 2, ... in batch order (below), so a
 -- stop knows which of them came before it.
 local seq0 = tonumber(redis.call('GET', ns .. ':seq')) or 0
-for i = 5, #ARGV, 14 do
+for i = 5, #ARGV, 15 do
   local offset, ts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if offset > wm or ts > wmts then
     new = new + 1
@@ -33,13 +34,13 @@ for i = 5, #ARGV, 14 do
     if kind == 'seed' then
       seeds[#seeds + 1] = i + 4
     elseif kind == 'ctl' then
-      redis.call('XADD', ns .. ':control', '*', 'm', ARGV[i + 13])
+      redis.call('XADD', ns .. ':control', '*', 'm', ARGV[i + 14])
     elseif kind == 'stop' then
       -- Children are refused from now on; the control plane purges what
       -- was queued up to here (never a seed sent after the stop) and
       -- replies.
-      redis.call('SADD', ns .. ':stopped', ARGV[i + 4])
-      local req = cjson.decode(ARGV[i + 13])
+      if owned(ARGV[i + 4], ARGV[i + 5]) then redis.call('SADD', ns .. ':stopped', ARGV[i + 4]) end
+      local req = cjson.decode(ARGV[i + 14])
       redis.call('XADD', ns .. ':control', '*', 'm',
         cjson.encode({StopQueued = {request = req.Action, horizon = seq0 + #seeds}}))
     end
@@ -58,34 +59,38 @@ local function variadic(cmd, key, prefix, items)
 end
 
 -- One seed: queued (with job id `id`) unless its domain has reached the
--- global cap. Returns whether it was queued.
+-- global cap or another crawl owns its cref. Returns whether it was
+-- queued, and if not, why ('capped' or 'collision').
 local crawls, ready, apps = {}, {}, {}
 local function queue_seed(g, id)
-  -- g: cref, spec, appid, expires, fingerprint, hex, domain, qk, priority, payload
-  local cref, appid, domain, qk = ARGV[g], ARGV[g + 2], ARGV[g + 6], ARGV[g + 7]
+  -- g: cref, owner, spec, appid, expires, fingerprint, hex, domain, qk,
+  -- priority, payload
+  local cref, owner, appid, domain, qk = ARGV[g], ARGV[g + 1], ARGV[g + 3], ARGV[g + 7], ARGV[g + 8]
+  if not owned(cref, owner) then return false, 'collision' end
   if gcap > 0 then
-    if (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false end
+    if (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false, 'capped' end
     redis.call('HINCRBY', ns .. ':gcap', domain, 1)
   end
   local speckey = ns .. ':spec:' .. cref
-  local fresh = redis.call('SET', speckey, ARGV[g + 1], 'NX')
+  local fresh = redis.call('SET', speckey, ARGV[g + 2], 'NX')
   -- A crawl seen before takes the request's spec too, as a push would.
-  if not fresh then redis.call('SET', speckey, ARGV[g + 1]) end
+  if not fresh then redis.call('SET', speckey, ARGV[g + 2]) end
   -- A new spec version: workers that cached the old one read it again.
   redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
   if fresh then
     apps[appid] = apps[appid] or {}
     table.insert(apps[appid], cref)
-    if tonumber(ARGV[g + 3]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 3], cref) end
+    if tonumber(ARGV[g + 4]) > 0 then redis.call('ZADD', ns .. ':expires', ARGV[g + 4], cref) end
     -- A new crawl's state is empty: its counters start here, and its
     -- seed counts as seen through the `seed` field (see is_seed).
-    redis.call('HSET', ns .. ':cc:' .. cref, 'q', 1, 'c:' .. domain, 1, 'seed', ARGV[g + 4])
+    redis.call('HSET', ns .. ':cc:' .. cref, 'q', 1, 'c:' .. domain, 1, 'seed', ARGV[g + 5], 'k', owner)
   else
-    admit_one(cref, ARGV[g + 4], ARGV[g + 5], domain, true, nil, nil, false)
+    admit_one(cref, ARGV[g + 5], ARGV[g + 6], domain, true, nil, nil, false)
+    redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
     redis.call('HINCRBY', ns .. ':cc:' .. cref, 'q', 1)
   end
-  redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 9])
-  redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 8]) * 8589934592 + id, cref .. ':' .. id)
+  redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 10])
+  redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 9]) * 8589934592 + id, cref .. ':' .. id)
   ready[qk] = true
   crawls[#crawls + 1] = now
   crawls[#crawls + 1] = cref
@@ -97,10 +102,12 @@ if #seeds > 0 then
   redis.call('INCRBY', ns .. ':seq', #seeds)
   local queued = 0
   for k, g in ipairs(seeds) do
-    if queue_seed(g, seq0 + k) then
+    local ok, why = queue_seed(g, seq0 + k)
+    if ok then
       queued = queued + 1
     else
-      by_name['capped'] = (by_name['capped'] or 0) + 1
+      by_name[why] = (by_name[why] or 0) + 1
+      if why == 'collision' then collided[#collided + 1] = (g - 9) / 15 end
     end
   end
   redis.call('HINCRBY', ns .. ':counts', 'q', queued)
@@ -118,4 +125,4 @@ if new > 0 then
   end
   redis.call('HSET', wmkey, 'o', top, 't', topts)
 end
-return new
+return {new, unpack(collided)}

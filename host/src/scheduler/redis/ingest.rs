@@ -3,8 +3,8 @@
 //! entry handed to exactly one reader), and per-role heartbeats and
 //! counters for the `kafka-monitor` / `redis-monitor` / `rest` stats.
 
-use super::{crawl_ref, fingerprint_args, unavailable, RedisStore, WireJob};
-use crate::request::Job;
+use super::{crawl_owner, crawl_ref, fingerprint_args, unavailable, RedisStore, WireJob};
+use crate::request::{CrawlKey, Job};
 use crate::scheduler::{domain, StoreError};
 use redis::Value as RV;
 use serde_json::{json, Map, Value};
@@ -14,14 +14,15 @@ use std::time::Duration;
 /// What one incoming message became.
 #[derive(Debug)]
 pub enum Ingested {
-    /// A crawl's seed, to queue.
-    Seed(Box<Job>),
+    /// A crawl's seed, to queue, with the request's text (dead-lettered
+    /// if the seed is refused: see [`IngestOutcome::collided`]).
+    Seed { job: Box<Job>, text: String },
     /// A request for the control plane (JSON of a `monitor::ControlRequest`).
     Control(String),
-    /// A stop of crawl `cref` (JSON of a `ControlRequest::Action`): stored
+    /// A stop of crawl `key` (JSON of a `ControlRequest::Action`): stored
     /// in order, so it purges what was queued before it and no seed that
     /// came after it.
-    Stop { cref: String, json: String },
+    Stop { key: CrawlKey, json: String },
     /// Rejected (already dead-lettered); only counted.
     Fail,
 }
@@ -37,6 +38,17 @@ pub struct IngestEntry {
     pub what: Ingested,
 }
 
+/// What storing a batch did.
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    /// Messages not handled before (the rest were redelivered).
+    pub new: usize,
+    /// Indexes (in the batch) of seeds refused because another crawl holds
+    /// their crawl's key (a 64-bit hash collision): nothing of them was
+    /// stored, and the caller dead-letters them.
+    pub collided: Vec<usize>,
+}
+
 /// The control plane's consumer group on the control stream.
 const GROUP: &str = "control";
 /// An entry read by a control plane that then went silent this long is
@@ -46,15 +58,15 @@ const CLAIM_IDLE_MS: u64 = 30_000;
 impl RedisStore {
     /// Handle a batch of one partition's messages (in offset order) in one
     /// atomic step; messages at or below the partition's watermark were
-    /// handled before and are skipped. Returns how many were new.
+    /// handled before and are skipped.
     pub async fn ingest(
         &self,
         partition_id: &str,
         stat_kind: char,
         entries: &[IngestEntry],
-    ) -> Result<usize, StoreError> {
+    ) -> Result<IngestOutcome, StoreError> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(IngestOutcome::default());
         }
         let mut inv = self.scripts.ingest.prepare_invoke();
         inv.key(format!("{}:ready", self.ns))
@@ -64,20 +76,21 @@ impl RedisStore {
             .arg(self.global_cap);
         for e in entries {
             let kind = match &e.what {
-                Ingested::Seed(_) => "seed",
+                Ingested::Seed { .. } => "seed",
                 Ingested::Control(_) => "ctl",
                 Ingested::Stop { .. } => "stop",
                 Ingested::Fail => "fail",
             };
             inv.arg(e.offset).arg(e.timestamp).arg(kind).arg(&e.name);
             match &e.what {
-                Ingested::Seed(job) => {
-                    let cref = crawl_ref(&job.crawl.key());
+                Ingested::Seed { job, .. } => {
+                    let key = job.crawl.key();
                     let d = domain::of_url(&job.url);
                     let (fp, hex) = fingerprint_args(job.fingerprint());
                     let spec = serde_json::to_string(&*job.crawl).unwrap_or_default();
                     let payload = serde_json::to_string(&WireJob::of(job, &d)).unwrap_or_default();
-                    inv.arg(&cref)
+                    inv.arg(crawl_ref(&key))
+                        .arg(crawl_owner(&key))
                         .arg(spec)
                         .arg(&job.crawl.appid)
                         .arg(job.crawl.expires)
@@ -89,28 +102,30 @@ impl RedisStore {
                         .arg(payload);
                 }
                 Ingested::Control(json) => {
-                    for _ in 0..9 {
+                    for _ in 0..10 {
                         inv.arg("");
                     }
                     inv.arg(json);
                 }
-                Ingested::Stop { cref, json } => {
-                    inv.arg(cref);
+                Ingested::Stop { key, json } => {
+                    inv.arg(crawl_ref(key)).arg(crawl_owner(key));
                     for _ in 0..8 {
                         inv.arg("");
                     }
                     inv.arg(json);
                 }
                 Ingested::Fail => {
-                    for _ in 0..10 {
+                    for _ in 0..11 {
                         inv.arg("");
                     }
                 }
             }
         }
         let mut con = self.con();
-        let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        Ok(n.max(0) as usize)
+        let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        let new = out.first().copied().unwrap_or(0).max(0) as usize;
+        let collided = out.iter().skip(1).map(|&i| i as usize).collect();
+        Ok(IngestOutcome { new, collided })
     }
 
     /// Put a request on the control stream directly (monitor plugins' and

@@ -25,7 +25,7 @@ mod control;
 mod ingest;
 mod replies;
 pub use control::{DomainAction, Expired};
-pub use ingest::{IngestEntry, Ingested};
+pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 
 const COMMON: &str = include_str!("common.lua");
 
@@ -170,6 +170,21 @@ pub fn crawl_ref(key: &CrawlKey) -> String {
     h.update(b"\0");
     h.update(key.crawlid.as_bytes());
     format!("{:016x}", h.digest())
+}
+
+/// The pair behind a [`crawl_ref`], stored with the crawl's state and
+/// compared by every script that writes it (length-prefixed, so no two
+/// pairs give the same text).
+pub fn crawl_owner(key: &CrawlKey) -> String {
+    format!("{}:{}{}", key.appid.len(), key.appid, key.crawlid)
+}
+
+/// A script's count, where -1 means another crawl owns the key.
+fn owned_count(n: i64) -> Result<usize, StoreError> {
+    if n < 0 {
+        return Err(StoreError::Collision);
+    }
+    Ok(n as usize)
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -394,6 +409,7 @@ impl Frontier for RedisStore {
             inv.key(format!("{}:ready", self.ns))
                 .arg(&self.ns)
                 .arg(&cref)
+                .arg(crawl_owner(&spec.key()))
                 .arg(Self::spec_arg(&jobs))
                 .arg(&spec.appid)
                 .arg(spec.expires);
@@ -403,7 +419,8 @@ impl Frontier for RedisStore {
                 inv.arg(Self::queue_key(j, &d)).arg(j.priority).arg(payload);
             }
             let mut con = self.con();
-            let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            owned_count(n)?;
         }
         Ok(())
     }
@@ -608,6 +625,7 @@ impl DedupStore for RedisStore {
         inv.key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(crawl_ref(crawl))
+            .arg(crawl_owner(crawl))
             .arg(cap_arg(candidates[0].domain_cap))
             .arg(cap_arg(candidates[0].global_cap));
         for c in candidates {
@@ -638,6 +656,7 @@ impl DedupStore for RedisStore {
         inv.key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(&cref)
+            .arg(crawl_owner(crawl))
             .arg(cap_arg(candidates[0].domain_cap))
             .arg(cap_arg(candidates[0].global_cap))
             .arg(Self::spec_arg(&jobs))
@@ -657,7 +676,7 @@ impl DedupStore for RedisStore {
         }
         let mut con = self.con();
         let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        Ok(n.max(0) as usize)
+        owned_count(n)
     }
 }
 

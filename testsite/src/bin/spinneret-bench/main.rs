@@ -36,6 +36,9 @@ struct Args {
     /// Run only the embedded crawls, per spider language.
     #[arg(long)]
     languages_only: bool,
+    /// Run only the crawls on Redis (1 and 2 workers).
+    #[arg(long)]
+    cluster_only: bool,
 }
 
 #[tokio::main]
@@ -55,7 +58,7 @@ async fn main() -> Result<()> {
     // Every crawl but the per-language ones loads the Rust `link` spider
     // alone, so no other plugin compiles in the background meanwhile.
     let plugins = only(&repo, &work, "link")?;
-    if !args.kafka_only {
+    if !args.kafka_only && !args.cluster_only {
         if !args.languages_only {
             report("link extraction", &link_extraction(&site))?;
         }
@@ -101,6 +104,10 @@ async fn main() -> Result<()> {
                 .await?;
                 report(&title, &lines)?;
                 r.flush()?;
+            }
+            if args.cluster_only {
+                let _ = std::fs::remove_dir_all(&work);
+                return Ok(());
             }
             if !args.kafka_only {
                 report(
