@@ -39,8 +39,9 @@ lint:
     cargo clippy --release --all-targets --workspace -- -D warnings
     cd spiders && cargo fmt --all --check && cargo clippy --release --target wasm32-wasip2 --workspace -- -D warnings
 
-# Benchmarks: crawl throughput, CPU and memory on a 20,000-page site; link extraction.
+# Benchmarks: crawl throughput, CPU and memory on a 20,000-page site, side by side with spider-rs; link extraction.
 bench: guests build
+    CARGO_TARGET_DIR={{target}} cargo build --release --manifest-path bench/peer-spider/Cargo.toml
     {{target}}/release/spinneret-bench
 
 # Everything CI runs.

@@ -66,15 +66,19 @@ local function queue_seed(g, id)
   -- g: cref, owner, spec, appid, expires, fingerprint, hex, domain, qk,
   -- priority, payload
   local cref, owner, appid, domain, qk = ARGV[g], ARGV[g + 1], ARGV[g + 3], ARGV[g + 7], ARGV[g + 8]
-  if not owned(cref, owner) then return false, 'collision' end
-  if gcap > 0 then
-    if (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false, 'capped' end
-    redis.call('HINCRBY', ns .. ':gcap', domain, 1)
+  if gcap > 0 and (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then
+    return false, 'capped'
   end
+  -- A new crawl (no spec stored) has no state and no owner yet; one seen
+  -- before must be this pair's, and takes the request's spec too, as a
+  -- push would.
   local speckey = ns .. ':spec:' .. cref
   local fresh = redis.call('SET', speckey, ARGV[g + 2], 'NX')
-  -- A crawl seen before takes the request's spec too, as a push would.
-  if not fresh then redis.call('SET', speckey, ARGV[g + 2]) end
+  if not fresh then
+    if not owned(cref, owner) then return false, 'collision' end
+    redis.call('SET', speckey, ARGV[g + 2])
+  end
+  if gcap > 0 then redis.call('HINCRBY', ns .. ':gcap', domain, 1) end
   -- A new spec version: workers that cached the old one read it again.
   redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
   if fresh then

@@ -13,6 +13,7 @@
 //!    second) and a Kafka-fed crawl of the whole site, end to end.
 
 mod kafka;
+mod peer;
 mod redis;
 
 use anyhow::{bail, Context, Result};
@@ -74,6 +75,10 @@ async fn main() -> Result<()> {
         .await?;
         if !args.languages_only {
             report("embedded crawl", &rust.lines(&site, args.concurrency))?;
+            report(
+                "peer: spider-rs on the same site, same concurrency",
+                &peer::compare(&site, args.concurrency, &rust).await?,
+            )?;
         }
         report(
             "spiders by language (link in Rust, Python, JavaScript)",
@@ -277,11 +282,7 @@ async fn crawl(
     (concurrency, scope): (usize, Scope),
     cache: Option<&Path>,
 ) -> Result<Crawl> {
-    let config = work.join("bench.toml");
-    std::fs::write(
-        &config,
-        "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\n[crawl]\nmaxdepth_limit = 1000\n",
-    )?;
+    let config = bench_config(work)?;
     let err: PathBuf = work.join(format!("crawl-{spider}-{concurrency}.log"));
     let mut command = tokio::process::Command::new(spinneret);
     command
@@ -445,6 +446,16 @@ fn summary_of(log: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("no `crawl done` summary in {}", log.display()))
 }
 
+/// The crawls' settings: no throttle to speak of, deep crawls allowed.
+fn bench_config(work: &Path) -> Result<PathBuf> {
+    let config = work.join("bench.toml");
+    std::fs::write(
+        &config,
+        "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\n[crawl]\nmaxdepth_limit = 1000\n",
+    )?;
+    Ok(config)
+}
+
 async fn cluster_crawl(
     site: &Site,
     spinneret: &Path,
@@ -455,7 +466,7 @@ async fn cluster_crawl(
     concurrency: usize,
 ) -> Result<Vec<String>> {
     let expected = site.expected(0, None).len();
-    let config = work.join("bench.toml");
+    let config = bench_config(work)?;
     let (scripts0, mem0) = (redis.script_calls()?, redis.used_memory()?);
     let command = |log: &Path| -> Result<tokio::process::Command> {
         let mut c = tokio::process::Command::new(spinneret);
