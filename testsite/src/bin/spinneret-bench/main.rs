@@ -110,6 +110,11 @@ async fn main() -> Result<()> {
                 report(&title, &lines)?;
                 r.flush()?;
             }
+            report(
+                "idle workers on Redis (run --serve, nothing queued)",
+                &idle_workers(&spinneret, &plugins, &work, &r).await?,
+            )?;
+            r.flush()?;
             if args.cluster_only {
                 let _ = std::fs::remove_dir_all(&work);
                 return Ok(());
@@ -454,6 +459,63 @@ fn bench_config(work: &Path) -> Result<PathBuf> {
         "[throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\n[crawl]\nmaxdepth_limit = 1000\n",
     )?;
     Ok(config)
+}
+
+/// What idle workers cost Redis: 1 and then 4 `run --serve` processes with
+/// nothing queued, Redis commands per second per worker over a window
+/// after they settle.
+async fn idle_workers(
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    redis: &redis::Redis,
+) -> Result<Vec<String>> {
+    let config = bench_config(work)?;
+    let mut lines = Vec::new();
+    for workers in [1usize, 4] {
+        let mut children = Vec::new();
+        for i in 0..workers {
+            let log = work.join(format!("idle-{workers}-{i}.log"));
+            children.push(
+                tokio::process::Command::new(spinneret)
+                    .args([
+                        "run",
+                        "--serve",
+                        "--spider",
+                        "link",
+                        "--redis",
+                        &redis.url(),
+                    ])
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--plugins")
+                    .arg(plugins)
+                    .args(["--output", "/dev/null"])
+                    .stderr(std::fs::File::create(&log)?)
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        // Started, connected and past their first upkeep.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let window = Duration::from_secs(6);
+        let before = redis.commands()?;
+        tokio::time::sleep(window).await;
+        let n = redis.commands()? - before;
+        let per_worker = n as f64 / window.as_secs_f64() / workers as f64;
+        lines.push(format!(
+            "{workers} worker(s):      {per_worker:.1} Redis commands/s per worker (target <= 1)"
+        ));
+        for mut c in children {
+            if let Some(pid) = c.id() {
+                std::process::Command::new("kill")
+                    .args(["-INT", &pid.to_string()])
+                    .status()?;
+            }
+            c.wait().await?;
+        }
+    }
+    Ok(lines)
 }
 
 async fn cluster_crawl(

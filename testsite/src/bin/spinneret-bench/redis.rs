@@ -84,6 +84,18 @@ impl Redis {
             .sum())
     }
 
+    /// Commands the server has run (scripts' inner calls included), not
+    /// counting the INFO that asks.
+    pub fn commands(&self) -> Result<u64> {
+        let info = self.query(&["INFO", "stats"])?;
+        let n = info
+            .lines()
+            .find_map(|l| l.strip_prefix("total_commands_processed:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .context("no total_commands_processed in INFO stats")?;
+        Ok(n.saturating_sub(1))
+    }
+
     /// CPU seconds the server has used (user + system).
     pub fn cpu_seconds(&self) -> Result<f64> {
         let info = self.query(&["INFO", "cpu"])?;
