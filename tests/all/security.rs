@@ -1,10 +1,14 @@
 //! Security boundaries (issue 14): the address policy cannot be gone
 //! around, and nothing leaks between hosts or apps.
 
+use crate::harness::eventually;
 use crate::harness::{read_results, Scratch, Site, SiteSpec};
-use anyhow::Result;
+use crate::kafka::{crawl_request, Bus};
+use anyhow::{ensure, Result};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Proxies from the environment are not used: a proxy resolves targets
 /// itself, out of the address policy's reach. A logging proxy set in all
@@ -247,5 +251,105 @@ async fn passwords_in_urls_are_not_logged() -> Result<()> {
     assert_eq!(run.results.len(), 1);
     assert!(run.stderr.contains("reader:***@"), "{}", run.stderr);
     assert!(!run.stderr.contains("hunter2"), "{}", run.stderr);
+    Ok(())
+}
+
+/// A crawl's state is keyed by a 64-bit hash of (appid, crawlid), stored
+/// with the pair it belongs to. Finding a real collision takes 2^32
+/// hashes, so the test makes one: it rewrites the stored pair of crawl
+/// `victim`'s key to another's, as if (otherapp, rival) had hashed alike
+/// and come first. From then on `victim` may touch none of that state: its
+/// seed is dead-lettered (Kafka) or refused (`submit`), its stop stops
+/// nothing, its info shows nothing, and the holder's spec and queue stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crawls_whose_keys_collide_never_share_state() -> Result<()> {
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.role("kafka-monitor", &[])?;
+    let errors = bus.broker.collect("demo.errors")?;
+    bus.produce(&[crawl_request("http://a.example/", "victim", 0)])
+        .await?;
+    let mut con = bus.redis.connection()?;
+    let spec_key = eventually(Duration::from_secs(30), "the crawl to be stored", || {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("{spinneret}:spec:*")
+            .query(&mut con)
+            .ok()?;
+        keys.into_iter().next()
+    })
+    .await?;
+    let cref = spec_key.rsplit(':').next().unwrap_or_default().to_string();
+    let counters = format!("{{spinneret}}:cc:{cref}");
+    let held_spec: String = redis::cmd("GET").arg(&spec_key).query(&mut con)?;
+    let _: () = redis::cmd("HSET")
+        .arg(&counters)
+        .arg("k")
+        .arg("8:otherapprival")
+        .query(&mut con)?;
+
+    let second = crawl_request("http://b.example/", "victim", 0);
+    bus.produce(&[
+        second.clone(),
+        crawl_request("http://good.example/", "good", 0),
+    ])
+    .await?;
+    let letter = errors
+        .wait(
+            Duration::from_secs(30),
+            "the colliding seed's dead letter",
+            |v| v.first().cloned(),
+        )
+        .await?;
+    let reason = letter["error"].as_str().unwrap_or_default();
+    ensure!(reason.contains("collides with another crawl"), "{letter}");
+    ensure!(
+        letter["payload"] == second.as_str(),
+        "payload not kept: {letter}"
+    );
+    // The message after it was queued: 2 requests in all, 1 of them the
+    // holder's.
+    eventually(
+        Duration::from_secs(20),
+        "the good request to be queued",
+        || (bus.redis_int(&["HGET", "{spinneret}:counts", "q"]).ok()? == 2).then_some(()),
+    )
+    .await?;
+    ensure!(bus.redis_int(&["HGET", &counters, "q"])? == 1);
+    let spec_now: String = redis::cmd("GET").arg(&spec_key).query(&mut con)?;
+    ensure!(spec_now == held_spec, "the holder's spec was overwritten");
+
+    // Submitted straight to Redis: refused with the reason.
+    let out = bus
+        .scratch
+        .command("submit")
+        .args([
+            "--request",
+            &crawl_request("http://127.0.0.1:9/", "victim", 0),
+        ])
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(
+        !out.status.success() && stderr.contains("collides with another crawl"),
+        "submit: {stderr}"
+    );
+    // Neither a stop nor info reaches the holder's state.
+    let stop: Value = serde_json::from_str(
+        &bus.cli(&["stop", "--appid", "testapp", "--crawlid", "victim"])
+            .await?,
+    )?;
+    ensure!(
+        stop["total_purged"] == 0,
+        "stop purged another crawl's queue: {stop}"
+    );
+    ensure!(bus.redis_int(&["SISMEMBER", "{spinneret}:stopped", &cref])? == 0);
+    let info: Value = serde_json::from_str(
+        &bus.cli(&["info", "--appid", "testapp", "--crawlid", "victim"])
+            .await?,
+    )?;
+    ensure!(
+        info["total_pending"] == 0,
+        "info shows another crawl's queue: {info}"
+    );
+    ensure!(bus.redis_int(&["HGET", &counters, "q"])? == 1);
     Ok(())
 }
