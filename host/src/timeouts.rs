@@ -17,6 +17,11 @@ pub const IDLE_POLL: Duration = Duration::from_millis(200);
 pub const IDLE_WAIT: Duration = Duration::from_secs(5);
 /// Heartbeats, lease reclaim and the monitors' upkeep.
 pub const UPKEEP: Duration = Duration::from_secs(1);
+/// A worker's heartbeat (or a third of `stats.heartbeat_ttl`, if shorter).
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
+/// Longest an idle worker goes without upkeep (lease reclaim, expiry), and
+/// without checking for work a lost wake-up may have hidden.
+pub const IDLE_UPKEEP: Duration = Duration::from_secs(30);
 /// The control plane's blocking read of the control stream.
 pub const CONTROL_READ_BLOCK: Duration = Duration::from_secs(1);
 /// Of `process.shutdown_grace`, what a stop keeps to release leases, flush

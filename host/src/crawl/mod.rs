@@ -17,7 +17,7 @@ use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, Stor
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::throttle::ThrottleStore;
-use crate::timeouts::{IDLE_POLL, IDLE_WAIT, STOP_MARGIN, UPKEEP};
+use crate::timeouts::{IDLE_POLL, IDLE_UPKEEP, IDLE_WAIT, STOP_MARGIN, UPKEEP};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -265,17 +265,32 @@ impl Engine {
         }
     }
 
-    /// Store upkeep (heartbeat, lease reclaim) every second, lease renewal
-    /// every third of `lease_ttl`, and one poll per process that wakes idle
-    /// workers when another process queued work, so idle workers do not
-    /// each poll the store.
+    /// Store upkeep (heartbeat, lease reclaim; the store paces it) every
+    /// second, lease renewal every third of `lease_ttl`, and the wake-up of
+    /// idle workers when another process queued work: on the store's
+    /// signal if it has one (then the queue is looked at only every
+    /// `IDLE_UPKEEP`, in case a signal was lost), else by polling it. A
+    /// finite run polls regardless, to see when it is done.
     async fn upkeep(self: Arc<Self>, until_done: bool) {
         let renew_every = Duration::from_secs_f64(self.settings.crawl.lease_ttl / 3.0);
         let mut renewed = tokio::time::Instant::now();
         let upkeep_every = (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32;
+        let signal = self.frontier.work_signal();
+        let mut counted = tokio::time::Instant::now();
         let mut tick = 0u32;
+        let mut next = tokio::time::Instant::now() + IDLE_POLL;
         loop {
-            tokio::time::sleep(IDLE_POLL).await;
+            // The tick keeps its own deadline, so wake-ups cannot starve it.
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => next += IDLE_POLL,
+                _ = async { match &signal {
+                    Some(s) => s.notified().await,
+                    None => std::future::pending().await,
+                } } => {
+                    self.wake.notify_waiters();
+                    continue;
+                }
+            }
             tick += 1;
             if renewed.elapsed() >= renew_every {
                 renewed = tokio::time::Instant::now();
@@ -289,6 +304,10 @@ impl Engine {
                     tracing::warn!(error = %e, "store upkeep failed; retrying");
                 }
             }
+            if !until_done && signal.is_some() && counted.elapsed() < IDLE_UPKEEP {
+                continue;
+            }
+            counted = tokio::time::Instant::now();
             match self.frontier.counts().await {
                 Ok(c) if c.queued > 0 => self.wake.notify_waiters(),
                 Ok(c) if until_done && c.in_flight == 0 => {
@@ -302,6 +321,13 @@ impl Engine {
 
     async fn worker(self: Arc<Self>, until_done: bool) {
         let mut backoff = Backoff::standard();
+        // With a wake-up signal, an idle worker waits for it (the upkeep
+        // loop relays it) rather than popping again on a timer.
+        let idle_wait = if self.frontier.work_signal().is_some() {
+            IDLE_UPKEEP * 120
+        } else {
+            IDLE_WAIT
+        };
         loop {
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -322,7 +348,7 @@ impl Engine {
                         self.wake.notify_waiters();
                         return;
                     }
-                    IDLE_WAIT
+                    idle_wait
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();

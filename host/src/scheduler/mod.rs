@@ -77,9 +77,15 @@ pub trait Frontier: Send + Sync {
         Ok(())
     }
     async fn counts(&self) -> Result<Counts, StoreError>;
-    /// Periodic upkeep (reclaiming expired leases); every worker calls it.
+    /// Periodic upkeep (reclaiming expired leases); every worker calls it
+    /// each second, and the store paces it.
     async fn maintain(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Notified when another process queues work into an empty frontier,
+    /// for stores shared between processes. Without it, idle workers poll.
+    fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
     }
 }
 

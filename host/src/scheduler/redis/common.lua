@@ -36,12 +36,20 @@ local function release(lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
   return qk, score, member, cref, id
 end
+-- Mark a domain's queue ready. The first one of an empty frontier is
+-- published on `wake`: idle workers wait on that instead of polling.
+local function make_ready(qk, now)
+  local ready = ns .. ':ready'
+  if redis.call('ZADD', ready, 'NX', now, qk) == 1 and redis.call('ZCARD', ready) == 1 then
+    redis.call('PUBLISH', ns .. ':wake', '1')
+  end
+end
 -- Put lease `lease` back in its queue, ready at `now`; false if it is gone.
 local function requeue(lease, now)
   local qk, score, member, cref = release(lease)
   if not qk then return false end
   redis.call('ZADD', ns .. ':q:' .. qk, score, member)
-  redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
+  make_ready(qk, now)
   counters(cref, 1, -1, 0)
   return true
 end
@@ -163,5 +171,5 @@ local function enqueue(cref, qk, priority, payload, now)
   redis.call('HSET', ns .. ':cj:' .. cref, id, payload)
   -- Higher priority first, then first come first served.
   redis.call('ZADD', ns .. ':q:' .. qk, -priority * 8589934592 + id, cref .. ':' .. id)
-  redis.call('ZADD', ns .. ':ready', 'NX', now, qk)
+  make_ready(qk, now)
 end

@@ -7,7 +7,6 @@ use crate::request::CrawlKey;
 use crate::scheduler::{domain, StoreError};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Instant;
 
 /// A live change to a domain's politeness (contract §2.4).
 #[derive(Debug, Clone, PartialEq)]
@@ -538,31 +537,41 @@ impl RedisStore {
         Ok(Value::Object(queues))
     }
 
-    /// Heartbeat, expiry and stats trimming; every worker runs it each second.
+    /// This worker's heartbeat: its time, and its details (spiders,
+    /// plugins) when they changed.
+    pub(super) async fn beat(&self) -> Result<(), StoreError> {
+        let mut con = self.con();
+        let info = json!({"host": self.host, "spiders": *self.spiders.lock(), "plugins": *self.plugins.lock()})
+            .to_string();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD")
+            .arg(self.key("hb"))
+            .arg(unix_now_ms())
+            .arg(&self.machine)
+            .ignore();
+        if self.pace.info_changed(&info) {
+            pipe.cmd("HSET")
+                .arg(self.key("hbinfo"))
+                .arg(&self.machine)
+                .arg(info)
+                .ignore();
+        }
+        let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Silent workers dropped, expired crawls stopped, old stats trimmed
+    /// (by one worker a minute, cluster-wide).
     pub(super) async fn upkeep(&self) -> Result<(), StoreError> {
         let mut con = self.con();
         let now = unix_now_ms();
-        let info = json!({"host": self.host, "spiders": *self.spiders.lock(), "plugins": *self.plugins.lock()})
-            .to_string();
-        let stale: Vec<String> = redis::pipe()
-            .cmd("ZADD")
-            .arg(self.key("hb"))
-            .arg(now)
-            .arg(&self.machine)
-            .ignore()
-            .cmd("HSET")
-            .arg(self.key("hbinfo"))
-            .arg(&self.machine)
-            .arg(info)
-            .ignore()
-            .cmd("ZRANGEBYSCORE")
+        let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key("hb"))
             .arg("-inf")
             .arg(now - self.heartbeat_ttl_ms as i64)
-            .query_async::<(Vec<String>,)>(&mut con)
+            .query_async(&mut con)
             .await
-            .map_err(unavailable)?
-            .0;
+            .map_err(unavailable)?;
         if !stale.is_empty() {
             let _: () = redis::pipe()
                 .cmd("ZREM")
@@ -581,12 +590,16 @@ impl RedisStore {
         for e in self.expire_due().await? {
             tracing::info!(appid = %e.appid, crawlid = %e.crawlid, purged = e.purged, "crawl expired");
         }
-        let due = self
-            .last_trim
-            .lock()
-            .is_none_or(|t| t.elapsed() > crate::timeouts::STATS_TRIM_EVERY);
-        if due {
-            *self.last_trim.lock() = Some(Instant::now());
+        let mine: Option<String> = redis::cmd("SET")
+            .arg(self.key("trimmed"))
+            .arg(&self.machine)
+            .arg("NX")
+            .arg("PX")
+            .arg(crate::timeouts::STATS_TRIM_EVERY.as_millis() as u64)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if mine.is_some() {
             self.trim_stats().await?;
         }
         Ok(())

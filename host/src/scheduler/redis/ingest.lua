@@ -117,7 +117,10 @@ if #seeds > 0 then
   redis.call('HINCRBY', ns .. ':counts', 'q', queued)
   local qks = {}
   for qk in pairs(ready) do qks[#qks + 1] = now; qks[#qks + 1] = qk end
+  local was_empty = redis.call('ZCARD', ns .. ':ready') == 0
   variadic('ZADD', ns .. ':ready', {'NX'}, qks)
+  -- Idle workers wait for this (see make_ready).
+  if was_empty and #qks > 0 then redis.call('PUBLISH', ns .. ':wake', '1') end
   variadic('ZADD', ns .. ':crawls', {}, crawls)
   for appid, crefs in pairs(apps) do variadic('SADD', ns .. ':app:' .. appid, {}, crefs) end
 end

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 mod control;
 mod ingest;
+mod pace;
 mod replies;
 pub use control::{DomainAction, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
@@ -216,7 +217,8 @@ pub struct RedisStore {
     spiders: Mutex<Vec<String>>,
     /// Plugins this worker has loaded (for the status page).
     plugins: Mutex<Vec<serde_json::Value>>,
-    last_trim: Mutex<Option<std::time::Instant>>,
+    /// When this worker next beats and runs upkeep; its wake-up signal.
+    pace: pace::Pace,
 }
 
 impl RedisStore {
@@ -285,7 +287,7 @@ impl RedisStore {
             heartbeat_ttl_ms: settings.stats.heartbeat_ttl * 1000,
             spiders: Mutex::new(Vec::new()),
             plugins: Mutex::new(Vec::new()),
-            last_trim: Mutex::new(None),
+            pace: pace::Pace::default(),
         }))
     }
 
@@ -450,6 +452,7 @@ impl Frontier for RedisStore {
                         self.ack(id, None).await?;
                         continue;
                     };
+                    self.pace.leased();
                     return Ok(Pop::Leased(Lease {
                         id,
                         job: wire.into_job(spec),
@@ -558,10 +561,20 @@ impl Frontier for RedisStore {
         })
     }
 
+    /// Called every second; paced by [`pace::Pace`], so an idle worker
+    /// touches Redis only when something falls due.
     async fn maintain(&self) -> Result<(), StoreError> {
-        self.upkeep().await?;
+        if self
+            .pace
+            .beat_due(Duration::from_millis(self.heartbeat_ttl_ms))
+        {
+            self.beat().await?;
+        }
+        if !self.pace.upkeep_due() {
+            return Ok(());
+        }
         let mut con = self.con();
-        let reclaimed: i64 = self
+        let (reclaimed, next_ms): (i64, i64) = self
             .scripts
             .reclaim
             .key(format!("{}:ready", self.ns))
@@ -573,7 +586,14 @@ impl Frontier for RedisStore {
         if reclaimed > 0 {
             tracing::info!(reclaimed, "expired leases put back in their queues");
         }
+        self.upkeep().await?;
+        self.pace
+            .upkeep_done((next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)));
         Ok(())
+    }
+
+    fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.pace.wake_signal(&self.client, self.key("wake")))
     }
 }
 

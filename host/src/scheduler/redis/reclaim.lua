@@ -1,5 +1,7 @@
 -- Put expired leases back in their queues, and drop the state of crawls
--- idle for the dedup TTL. ARGV: ns, idle_ttl_ms. Returns leases reclaimed.
+-- idle for the dedup TTL. ARGV: ns, idle_ttl_ms. Returns leases reclaimed
+-- and the milliseconds until the next lease deadline, idle crawl or crawl
+-- expiry (-1 if none), so an idle worker sleeps until then.
 local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', ns .. ':leases', '-inf', now, 'LIMIT', 0, 500)
 for _, lease in ipairs(expired) do requeue(lease, now) end
@@ -24,4 +26,14 @@ for _, cref in ipairs(idle) do
     redis.call('ZADD', ns .. ':crawls', now, cref)
   end
 end
-return #expired
+local next_due = -1
+local function sooner(at)
+  if at and (next_due < 0 or at - now < next_due) then next_due = math.max(0, at - now) end
+end
+local l = redis.call('ZRANGE', ns .. ':leases', 0, 0, 'WITHSCORES')
+if l[2] then sooner(tonumber(l[2])) end
+local c = redis.call('ZRANGE', ns .. ':crawls', 0, 0, 'WITHSCORES')
+if c[2] then sooner(tonumber(c[2]) + tonumber(ARGV[2])) end
+local e = redis.call('ZRANGE', ns .. ':expires', 0, 0, 'WITHSCORES')
+if e[2] then sooner(tonumber(e[2]) * 1000) end
+return {#expired, next_due}

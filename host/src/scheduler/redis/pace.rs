@@ -1,0 +1,149 @@
+//! How often a worker touches Redis when there is little to do. A busy
+//! worker runs upkeep every second; an idle one (nothing leased lately)
+//! only when something falls due (a lease deadline, a crawl's expiry, an
+//! idle crawl's cleanup) and at least every [`IDLE_UPKEEP`]; it beats
+//! every [`crate::timeouts::HEARTBEAT_EVERY`] (or a third of the TTL) and
+//! waits for work on a pub/sub channel (`{ns}:wake`, published by the
+//! scripts when the frontier goes from empty to not) instead of polling.
+//! An idle worker thus costs Redis well under one command a second.
+
+use crate::timeouts::{HEARTBEAT_EVERY, IDLE_UPKEEP, UPKEEP};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// A worker that leased something this recently counts as busy.
+const BUSY_FOR: Duration = Duration::from_secs(30);
+/// The heartbeat's details (spiders, plugins) are written again at least
+/// this often even if unchanged (another process may have dropped them).
+const INFO_EVERY: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+struct Times {
+    next_upkeep: Option<Instant>,
+    next_beat: Option<Instant>,
+    last_lease: Option<Instant>,
+    /// The heartbeat details last written, and when.
+    info: Option<(String, Instant)>,
+}
+
+#[derive(Default)]
+pub(super) struct Pace {
+    times: Mutex<Times>,
+    /// Set by the wake-up listener: new work came, so crawls that may
+    /// expire soon came too; run upkeep at the next tick.
+    upkeep_now: Arc<AtomicBool>,
+    /// The wake-up signal, once a worker asked for it.
+    wake: std::sync::OnceLock<Arc<Notify>>,
+}
+
+impl Pace {
+    pub fn leased(&self) {
+        self.times.lock().last_lease = Some(Instant::now());
+    }
+
+    /// Is upkeep due now? If so, it counts as started.
+    pub fn upkeep_due(&self) -> bool {
+        let now = Instant::now();
+        let forced = self.upkeep_now.swap(false, Ordering::Relaxed);
+        let mut t = self.times.lock();
+        if forced || t.next_upkeep.is_none_or(|n| now >= n) {
+            t.next_upkeep = Some(now + UPKEEP);
+            return true;
+        }
+        false
+    }
+
+    /// Upkeep ran; the store's next event is `next_due` from now (if any).
+    pub fn upkeep_done(&self, next_due: Option<Duration>) {
+        let now = Instant::now();
+        let mut t = self.times.lock();
+        let busy = t.last_lease.is_some_and(|l| now - l < BUSY_FOR);
+        let wait = if busy {
+            UPKEEP
+        } else {
+            next_due.unwrap_or(IDLE_UPKEEP).clamp(UPKEEP, IDLE_UPKEEP)
+        };
+        t.next_upkeep = Some(now + wait);
+    }
+
+    /// Is a heartbeat due (every `HEARTBEAT_EVERY`, or a third of `ttl`)?
+    pub fn beat_due(&self, ttl: Duration) -> bool {
+        let now = Instant::now();
+        let mut t = self.times.lock();
+        if t.next_beat.is_none_or(|n| now >= n) {
+            t.next_beat = Some(now + HEARTBEAT_EVERY.min(ttl / 3));
+            return true;
+        }
+        false
+    }
+
+    /// Should the heartbeat write `info` (changed, or not written lately)?
+    pub fn info_changed(&self, info: &str) -> bool {
+        let now = Instant::now();
+        let mut t = self.times.lock();
+        let same = t
+            .info
+            .as_ref()
+            .is_some_and(|(i, at)| i == info && now - *at < INFO_EVERY);
+        if !same {
+            t.info = Some((info.to_string(), now));
+        }
+        !same
+    }
+
+    /// The wake-up signal; the first call starts the listener on `channel`.
+    pub fn wake_signal(&self, client: &redis::Client, channel: String) -> Arc<Notify> {
+        self.wake
+            .get_or_init(|| {
+                let wake = Arc::new(Notify::new());
+                tokio::spawn(listen(
+                    client.clone(),
+                    channel,
+                    wake.clone(),
+                    self.upkeep_now.clone(),
+                ));
+                wake
+            })
+            .clone()
+    }
+}
+
+/// Subscribe to the wake-up channel for good, reconnecting with backoff.
+/// Each message (and each new subscription, since messages sent while
+/// unsubscribed are lost) wakes one waiter.
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    wake: Arc<Notify>,
+    upkeep_now: Arc<AtomicBool>,
+) {
+    use futures::StreamExt;
+    let mut backoff = crate::backoff::Backoff::standard();
+    loop {
+        let subscribed = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(mut pubsub) => {
+                backoff.reset();
+                wake.notify_one();
+                let mut messages = pubsub.on_message();
+                while messages.next().await.is_some() {
+                    upkeep_now.store(true, Ordering::Relaxed);
+                    wake.notify_one();
+                }
+                tracing::debug!("wake-up subscription ended; subscribing again");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to wake-ups; retrying (idle workers poll meanwhile)")
+            }
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
