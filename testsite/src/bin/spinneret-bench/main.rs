@@ -531,6 +531,7 @@ async fn cluster_crawl(
     let expected = site.expected(0, None).len();
     let config = bench_config(work)?;
     let (scripts0, mem0) = (redis.script_calls()?, redis.used_memory()?);
+    let redis_cpu0 = redis.cpu_seconds()?;
     let command = |log: &Path| -> Result<tokio::process::Command> {
         let mut c = tokio::process::Command::new(spinneret);
         c.args([
@@ -574,6 +575,7 @@ async fn cluster_crawl(
     }
     let mem = redis.used_memory()?.saturating_sub(mem0);
     let scripts = redis.script_calls()? - scripts0;
+    let redis_cpu_ms = (redis.cpu_seconds()? - redis_cpu0) * 1000.0;
     let (seen_bytes, seen) = redis.seen_sets("spinneret")?;
     let mut summaries = vec![summary_of(&main_log)?];
     for (mut child, log) in helpers {
@@ -608,6 +610,7 @@ async fn cluster_crawl(
         format!("pages crawled:    {pages} of {expected} in {:.2} s", wall.as_secs_f64()),
         format!("pages/s:          {:.0} (target >= 3000 with one worker; scrapy-redis ~90)", pages as f64 / wall.as_secs_f64()),
         format!("CPU per page:     {:.3} ms (all workers)", per(cpu_ms)),
+        format!("Redis CPU/page:   {:.3} ms (redis-server over the crawl; target <= 0.10)", per(redis_cpu_ms)),
         format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts as f64)),
         format!(
             "seen URLs:        {seen} in {seen_bytes} bytes: {:.1} bytes of Redis per seen URL (target <= 24)",
