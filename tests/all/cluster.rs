@@ -12,14 +12,16 @@ use std::time::{Duration, Instant};
 use tokio::process::Child;
 
 /// N `--serve` workers on one Redis namespace, each writing its own file.
-struct Cluster {
-    scratch: Scratch,
+pub(crate) struct Cluster {
+    pub(crate) scratch: Scratch,
+    /// The Redis namespace its workers share.
+    pub(crate) ns: String,
     redis_url: String,
     workers: Vec<(Child, PathBuf)>,
 }
 
 impl Cluster {
-    fn new(redis: &RedisServer, extra_config: &str) -> Result<Cluster> {
+    pub(crate) fn new(redis: &RedisServer, extra_config: &str) -> Result<Cluster> {
         Cluster::with_plugins(redis, &[("link", "link")], extra_config)
     }
 
@@ -32,12 +34,13 @@ impl Cluster {
         let config = format!("[redis]\nnamespace = \"{ns}\"\n{extra_config}");
         Ok(Cluster {
             scratch: Scratch::new(plugins, &config)?,
+            ns,
             redis_url: redis.url(),
             workers: Vec::new(),
         })
     }
 
-    fn start_worker(&mut self) -> Result<()> {
+    pub(crate) fn start_worker(&mut self) -> Result<()> {
         let out = self
             .scratch
             .path(&format!("worker-{}.jsonl", self.workers.len()));

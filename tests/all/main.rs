@@ -11,5 +11,6 @@ mod hostile;
 mod kafka;
 mod plugins;
 mod rest;
+mod scale;
 mod security;
 mod templates;
