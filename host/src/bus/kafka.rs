@@ -425,9 +425,12 @@ fn undeliverable(e: BusError) -> SinkError {
 #[async_trait]
 impl ResultSink for KafkaSink {
     async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
-        let json = result.to_json(self.base64_body);
-        let payload =
-            fit_result(&json, self.bus.cfg.max_message_bytes).map_err(SinkError::Undeliverable)?;
+        let limit = self.bus.cfg.max_message_bytes;
+        let mut payload = result.to_json_bytes(self.base64_body);
+        if payload.len() > limit {
+            payload = fit_result(&result.to_json(self.base64_body), limit)
+                .map_err(SinkError::Undeliverable)?;
+        }
         let (sent, per_app) = self
             .bus
             .send_fanned("crawled", &result.crawlid, Some(&result.appid), &payload)

@@ -91,9 +91,7 @@ impl JsonlSink {
 #[async_trait]
 impl ResultSink for JsonlSink {
     async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
-        let mut line = Vec::with_capacity(16 * 1024);
-        serde_json::to_writer(&mut line, &result.to_json(self.base64_body))
-            .map_err(|e| SinkError::Undeliverable(format!("cannot encode result: {e}")))?;
+        let mut line = result.to_json_bytes(self.base64_body);
         line.push(b'\n');
         let mut out = self.out.lock();
         if out.torn {

@@ -169,6 +169,18 @@ impl CrawlResult {
         m
     }
 
+    /// The contract's crawl result as JSON bytes, byte for byte what
+    /// serializing [`CrawlResult::to_json`] gives, written straight from
+    /// the result: no map of owned values, no copy of the body.
+    pub fn to_json_bytes(&self, base64_body: bool) -> Vec<u8> {
+        let size = self.fetched.as_ref().map_or(0, |f| f.body.len());
+        let mut out = Vec::with_capacity(size + size / 8 + 2048);
+        let view = ResultView::new(self, base64_body);
+        // Writing to a Vec cannot fail, nor can these values (string keys).
+        let _ = serde_json::to_writer(&mut out, &view);
+        out
+    }
+
     /// What identifies the result when it cannot be delivered whole (dead
     /// letters): never the body, the URL cut to 2 KiB.
     pub fn summary(&self) -> Value {
@@ -200,6 +212,152 @@ impl CrawlResult {
             .cloned()
             .collect()
     }
+}
+
+/// A result's fields borrowed, in the order of their keys (the order a
+/// `serde_json::Map` writes them), plugin fields winning over the host's.
+struct ResultView<'a> {
+    fields: Vec<(&'a str, Field<'a>)>,
+}
+
+enum Field<'a> {
+    Str(std::borrow::Cow<'a, str>),
+    U64(u64),
+    F64(f64),
+    Bool(bool),
+    Null,
+    Value(&'a Value),
+    /// Headers, credentials left out when `redact` (see `published_headers`).
+    Headers(&'a [(String, String)], bool),
+    Links(&'a [(String, String)]),
+}
+
+impl<'a> ResultView<'a> {
+    fn new(r: &'a CrawlResult, base64_body: bool) -> ResultView<'a> {
+        use std::borrow::Cow;
+        let mut f: Vec<(&'a str, Field<'a>)> = vec![
+            ("appid", Field::Str(Cow::Borrowed(&r.appid))),
+            ("crawlid", Field::Str(Cow::Borrowed(&r.crawlid))),
+            ("spiderid", Field::Str(Cow::Borrowed(&r.spiderid))),
+            ("url", Field::Str(Cow::Borrowed(&r.url))),
+            ("depth", Field::U64(r.depth.into())),
+            ("attrs", r.attrs.as_ref().map_or(Field::Null, Field::Value)),
+            ("timestamp", Field::Str(Cow::Borrowed(&r.timestamp))),
+            ("status_code", Field::U64(r.status().into())),
+        ];
+        match &r.fetched {
+            Some(fetched) => {
+                let enc = encoding_of(fetched.header("content-type"), &fetched.body);
+                let body = if base64_body {
+                    Cow::Owned(base64::engine::general_purpose::STANDARD.encode(&fetched.body))
+                } else {
+                    enc.decode(&fetched.body).0
+                };
+                f.extend([
+                    (
+                        "response_url",
+                        Field::Str(Cow::Borrowed(&fetched.response_url)),
+                    ),
+                    ("status_msg", Field::Str(Cow::Borrowed(&fetched.reason))),
+                    (
+                        "request_headers",
+                        Field::Headers(&fetched.request_headers, r.redact_credentials),
+                    ),
+                    ("response_headers", Field::Headers(&fetched.headers, false)),
+                    ("body", Field::Str(body)),
+                    (
+                        "encoding",
+                        Field::Str(Cow::Owned(enc.name().to_ascii_lowercase())),
+                    ),
+                    (
+                        "fetch_ms",
+                        Field::F64((fetched.elapsed.as_secs_f64() * 1000.0).round()),
+                    ),
+                ]);
+            }
+            None => f.extend([
+                ("response_url", Field::Str(Cow::Borrowed(&r.url))),
+                ("status_msg", Field::Str(Cow::Borrowed(""))),
+                (
+                    "request_headers",
+                    Field::Headers(&r.request_headers, r.redact_credentials),
+                ),
+                ("response_headers", Field::Headers(&[], false)),
+                ("body", Field::Str(Cow::Borrowed(""))),
+                ("encoding", Field::Null),
+                ("fetch_ms", Field::U64(0)),
+            ]),
+        }
+        f.push(("links", Field::Links(&r.links)));
+        if r.links_truncated {
+            f.push(("links_truncated", Field::Bool(true)));
+        }
+        // Plugin fields replace the host's of the same name, then `error`
+        // replaces them all, as the map in `to_json` does.
+        for (k, v) in &r.fields {
+            f.retain(|(name, _)| name != k);
+            f.push((k, Field::Value(v)));
+        }
+        if let Some(e) = &r.error {
+            f.retain(|(name, _)| *name != "error");
+            f.push(("error", Field::Str(Cow::Borrowed(e))));
+        }
+        f.sort_by(|a, b| a.0.cmp(b.0));
+        ResultView { fields: f }
+    }
+}
+
+impl serde::Serialize for ResultView<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.fields.len()))?;
+        for (k, v) in &self.fields {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for Field<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeSeq};
+        match self {
+            Field::Str(v) => s.serialize_str(v),
+            Field::U64(v) => s.serialize_u64(*v),
+            Field::F64(v) => Value::from(*v).serialize(s),
+            Field::Bool(v) => s.serialize_bool(*v),
+            Field::Null => s.serialize_unit(),
+            Field::Value(v) => v.serialize(s),
+            Field::Headers(list, redact) => {
+                let mut grouped: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+                for (k, v) in list.iter() {
+                    if *redact && is_credential_header(k) {
+                        continue;
+                    }
+                    grouped.entry(title_case(k)).or_default().push(v);
+                }
+                let mut m = s.serialize_map(Some(grouped.len()))?;
+                for (k, v) in &grouped {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+            Field::Links(links) => {
+                let mut seq = s.serialize_seq(Some(links.len()))?;
+                for (url, text) in links.iter() {
+                    seq.serialize_element(&Link { text, url })?;
+                }
+                seq.end()
+            }
+        }
+    }
+}
+
+/// One link as the contract writes it (keys in order).
+#[derive(serde::Serialize)]
+struct Link<'a> {
+    text: &'a str,
+    url: &'a str,
 }
 
 fn headers(list: &[(String, String)]) -> Value {
@@ -250,5 +408,77 @@ mod tests {
             ("Set-Cookie".into(), "b=2".into()),
         ]);
         assert_eq!(h, json!({"Set-Cookie": ["a=1", "b=2"]}));
+    }
+    use crate::fetch::Fetched;
+    use std::time::Duration;
+
+    fn result(fetched: bool) -> CrawlResult {
+        CrawlResult {
+            appid: "app\"1".into(),
+            crawlid: "c\u{e9}".into(),
+            spiderid: "link".into(),
+            url: "http://a.test/x?q=<1>".into(),
+            depth: 3,
+            attrs: Some(json!({"z": 1, "a": [true, null, 1.5]})),
+            timestamp: "2026-11-30T00:00:00Z".into(),
+            fetched: fetched.then(|| {
+                Arc::new(Fetched {
+                    status: 200,
+                    reason: "OK".into(),
+                    response_url: "http://a.test/x".into(),
+                    request_headers: vec![
+                        ("user-agent".into(), "ua".into()),
+                        ("cookie".into(), "secret".into()),
+                    ],
+                    headers: vec![
+                        (
+                            "content-type".into(),
+                            "text/html; charset=iso-8859-1".into(),
+                        ),
+                        ("set-cookie".into(), "a=1".into()),
+                        ("Set-Cookie".into(), "b=2".into()),
+                    ],
+                    body: bytes::Bytes::from_static(b"<p>caf\xe9 \"quoted\"\n\ttab\x01</p>"),
+                    elapsed: Duration::from_micros(12_345),
+                    redirect: None,
+                })
+            }),
+            request_headers: vec![("authorization".into(), "Basic x".into())],
+            links: vec![("http://a.test/1".into(), "one \\ two".into())],
+            fields: [
+                ("title".to_string(), json!("T")),
+                ("body".to_string(), json!({"replaced": true})),
+            ]
+            .into_iter()
+            .collect(),
+            error: Some("boom".into()),
+            status_override: None,
+            links_truncated: true,
+            redact_credentials: true,
+        }
+    }
+
+    /// The direct writer gives the very bytes of the map it replaces, for
+    /// a fetched page and a failed fetch, plain and base64 bodies, with
+    /// plugin fields overriding the host's.
+    #[test]
+    fn bytes_written_directly_equal_the_maps() {
+        for fetched in [true, false] {
+            for b64 in [false, true] {
+                let mut r = result(fetched);
+                let want = serde_json::to_vec(&r.to_json(b64)).unwrap();
+                assert_eq!(
+                    String::from_utf8(r.to_json_bytes(b64)).unwrap(),
+                    String::from_utf8(want).unwrap()
+                );
+                r.fields.clear();
+                r.error = None;
+                r.links_truncated = false;
+                r.attrs = None;
+                r.redact_credentials = false;
+                let want = serde_json::to_vec(&r.to_json(b64)).unwrap();
+                assert_eq!(r.to_json_bytes(b64), want);
+            }
+        }
     }
 }
