@@ -59,6 +59,10 @@ pub struct Kafka {
     /// How often the ingest monitor commits the offsets it has handled
     /// (ms). Longer means more redelivery after a crash, never loss.
     pub commit_interval_ms: u64,
+    /// Producer compression: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
+    /// How long the producer waits to fill a batch (ms).
+    pub linger_ms: u64,
 }
 
 impl Default for Kafka {
@@ -75,6 +79,8 @@ impl Default for Kafka {
             replication: 1,
             batch: 2000,
             commit_interval_ms: 1000,
+            compression: "lz4".into(),
+            linger_ms: 5,
         }
     }
 }
@@ -595,6 +601,12 @@ impl Settings {
                 self.kafka.max_message_bytes
             ));
         }
+        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
+            return bad(format!(
+                "kafka.compression ({:?}) must be one of none, gzip, snappy, lz4, zstd",
+                self.kafka.compression
+            ));
+        }
         for (key, topic) in [
             ("kafka.topic_prefix", &self.kafka.topic_prefix),
             ("kafka.incoming_topic", &self.kafka.incoming_topic),
@@ -696,6 +708,20 @@ mod tests {
         let err = Settings::load_from(None, env(&[("SPINNERET_THROTTLE__HTIS", "5")]))
             .expect_err("rejected");
         assert!(err.to_string().contains("htis"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_compression_is_refused_with_the_choices() {
+        let s = Settings::load_from(None, env(&[("SPINNERET_KAFKA__COMPRESSION", "brotli")]))
+            .expect("loads");
+        let err = s.validate().expect_err("rejected");
+        assert!(
+            err.to_string().contains("none, gzip, snappy, lz4, zstd"),
+            "{err}"
+        );
+        let s = Settings::load_from(None, env(&[("SPINNERET_KAFKA__COMPRESSION", "zstd")]))
+            .expect("loads");
+        assert!(s.validate().is_ok());
     }
 
     #[test]

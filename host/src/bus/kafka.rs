@@ -69,30 +69,49 @@ pub struct KafkaBus {
     pub cfg: config::Kafka,
     /// Topics known to exist (created or found), so each is created once.
     known: Mutex<HashSet<String>>,
+    /// Whether the producer is idempotent (see [`KafkaBus::connect_once`]).
+    idempotent: bool,
 }
 
 impl KafkaBus {
+    /// A bus for a long-running role: an idempotent producer, so a retried
+    /// batch never writes a result twice.
     pub fn connect(cfg: &config::Kafka) -> Result<Arc<KafkaBus>, BusError> {
+        Self::connect_with(cfg, true)
+    }
+
+    /// A bus for a one-shot command (`spinneret feed`). An idempotent
+    /// producer spends its first second getting a producer id (two 500 ms
+    /// timers in librdkafka), which would be most of the command's time.
+    /// Without it a send retried after a lost acknowledgement may be
+    /// written twice: a request sent twice, which ingest treats as a
+    /// resubmission of the same crawl.
+    pub fn connect_once(cfg: &config::Kafka) -> Result<Arc<KafkaBus>, BusError> {
+        Self::connect_with(cfg, false)
+    }
+
+    fn connect_with(cfg: &config::Kafka, idempotent: bool) -> Result<Arc<KafkaBus>, BusError> {
         let err = |source| BusError::Client {
             brokers: cfg.brokers.clone(),
             source,
         };
-        let producer = Self::producer(cfg).map_err(err)?;
+        let producer = Self::producer(cfg, idempotent).map_err(err)?;
         let admin = client_config(cfg).create().map_err(err)?;
         Ok(Arc::new(KafkaBus {
             producer: parking_lot::RwLock::new((producer, std::time::Instant::now())),
             admin,
             cfg: cfg.clone(),
             known: Mutex::new(HashSet::new()),
+            idempotent,
         }))
     }
 
-    fn producer(cfg: &config::Kafka) -> Result<FutureProducer, KafkaError> {
+    fn producer(cfg: &config::Kafka, idempotent: bool) -> Result<FutureProducer, KafkaError> {
         client_config(cfg)
-            .set("enable.idempotence", "true")
+            .set("enable.idempotence", idempotent.to_string())
             .set("acks", "all")
-            .set("compression.type", "zstd")
-            .set("linger.ms", "2")
+            .set("compression.type", &cfg.compression)
+            .set("linger.ms", cfg.linger_ms.to_string())
             // Give up on one attempt after 10 s; `send` then tries again.
             .set("message.timeout.ms", "10000")
             .set(
@@ -110,7 +129,7 @@ impl KafkaBus {
         if p.1.elapsed() < timeouts::PRODUCER_RENEW_EVERY {
             return;
         }
-        match Self::producer(&self.cfg) {
+        match Self::producer(&self.cfg, self.idempotent) {
             Ok(fresh) => {
                 tracing::info!("Kafka producer restarted after a failed send");
                 *p = (fresh, std::time::Instant::now());

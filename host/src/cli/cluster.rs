@@ -272,7 +272,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
 /// `spinneret feed`: produce requests to the incoming topic and wait for
 /// the broker's acknowledgement of each.
 pub async fn feed(settings: Settings, args: FeedArgs) -> Result<i32> {
-    let bus = KafkaBus::connect(&settings.kafka)?;
+    let bus = KafkaBus::connect_once(&settings.kafka)?;
     bus.ensure_topics(std::slice::from_ref(&settings.kafka.incoming_topic))
         .await?;
     let mut texts = Vec::new();

@@ -25,6 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
 
+/// Pages one worker may have settling (delivered, then acked) while it
+/// fetches the next.
+const SETTLING_PER_WORKER: usize = 4;
+/// Bodies all settling pages of a process may hold, in KiB (64 MiB): the
+/// pipelining above never multiplies the memory hostile pages can take.
+const SETTLING_KIB: usize = 64 * 1024;
+
 /// Rule checks of a page's links done inline; more go to the blocking
 /// pool (a check is a prefix compare: this is well under a millisecond).
 const INLINE_ROBOTS_RULES: usize = 100_000;
@@ -80,6 +87,8 @@ pub struct Engine {
     held: Mutex<HashSet<u64>>,
     /// Plugins already warned about writing reserved result fields.
     warned: Mutex<HashSet<String>>,
+    /// KiB of bodies the pages being settled may hold ([`SETTLING_KIB`]).
+    settling_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl Engine {
@@ -119,6 +128,7 @@ impl Engine {
             cancel: Shutdown::new(),
             held: Mutex::new(HashSet::new()),
             warned: Mutex::new(HashSet::new()),
+            settling_budget: Arc::new(tokio::sync::Semaphore::new(SETTLING_KIB)),
         })
     }
 
@@ -319,7 +329,22 @@ impl Engine {
         }
     }
 
+    /// One of `concurrency` workers: pop, process, and hand the outcome to
+    /// a settling task (delivery, then ack) while it pops the next. Up to
+    /// `SETTLING_PER_WORKER` pages per worker settle at once, so a sink
+    /// that batches (Kafka's linger, the broker's ack) costs latency, not
+    /// throughput.
     async fn worker(self: Arc<Self>, until_done: bool) {
+        let mut settling = tokio::task::JoinSet::new();
+        self.clone().work(until_done, &mut settling).await;
+        while let Some(r) = settling.join_next().await {
+            if let Err(e) = r {
+                tracing::error!(error = %e, "settling a page failed");
+            }
+        }
+    }
+
+    async fn work(self: Arc<Self>, until_done: bool, settling: &mut tokio::task::JoinSet<()>) {
         let mut backoff = Backoff::standard();
         // With a wake-up signal, an idle worker waits for it (the upkeep
         // loop relays it) rather than popping again on a timer.
@@ -338,7 +363,23 @@ impl Engine {
             let wait = match self.frontier.pop().await {
                 Ok(Pop::Leased(lease)) => {
                     backoff.reset();
-                    self.handle(lease).await;
+                    if let Some(outcome) = self.process_leased(&lease).await {
+                        while settling.len() >= SETTLING_PER_WORKER {
+                            if let Some(Err(e)) = settling.join_next().await {
+                                tracing::error!(error = %e, "settling a page failed");
+                            }
+                        }
+                        let kib = (outcome.body_bytes() / 1024 + 1).min(SETTLING_KIB) as u32;
+                        let budget = self.settling_budget.clone();
+                        let Ok(permit) = budget.acquire_many_owned(kib).await else {
+                            return; // never closed
+                        };
+                        let me = self.clone();
+                        settling.spawn(async move {
+                            me.settle_leased(lease, outcome).await;
+                            drop(permit);
+                        });
+                    }
                     continue;
                 }
                 Ok(Pop::Wait(d)) => d,
@@ -364,33 +405,48 @@ impl Engine {
         }
     }
 
-    /// One leased request, from its stages to its settled lease. The lease
-    /// is renewed all along; if the stop's grace runs out first, it goes
-    /// back to the queue.
-    async fn handle(&self, lease: Lease) {
-        let id = lease.id;
-        self.held.lock().insert(id);
-        let work = async {
-            let outcome = self.process(&lease.job).await?;
-            self.settle(lease, outcome).await
-        };
-        let released = tokio::select! {
-            r = work => match r {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::warn!(error = %e, "store error while handling a request; giving it back");
-                    true
-                }
+    /// A leased request's stages, its lease renewed all along. `None`
+    /// when it was given back (a store error, or the stop's grace ran out).
+    async fn process_leased(&self, lease: &Lease) -> Option<page::Outcome> {
+        self.held.lock().insert(lease.id);
+        let given_back = tokio::select! {
+            r = self.process(&lease.job) => match r {
+                Ok(outcome) => return Some(outcome),
+                Err(e) => Some(e),
             },
-            _ = self.cancel.wait() => true,
+            _ = self.cancel.wait() => None,
         };
-        if released {
-            self.stats.released.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = self.frontier.release(id).await {
-                // Not renewed from here on, the lease runs out and another
-                // worker crawls the request: late, but not lost.
-                tracing::warn!(error = %e, "could not give a lease back; it will expire after crawl.lease_ttl");
-            }
+        self.give_back(lease.id, given_back).await;
+        None
+    }
+
+    /// Deliver and ack (or retry, or drop) a processed request; given back
+    /// to the queue if the store fails or the stop's grace runs out first.
+    async fn settle_leased(&self, lease: Lease, outcome: page::Outcome) {
+        let id = lease.id;
+        let given_back = tokio::select! {
+            r = self.settle(lease, outcome) => match r {
+                Ok(()) => {
+                    self.held.lock().remove(&id);
+                    return;
+                }
+                Err(e) => Some(e),
+            },
+            _ = self.cancel.wait() => None,
+        };
+        self.give_back(id, given_back).await;
+    }
+
+    /// Put a lease back in the queue at once.
+    async fn give_back(&self, id: u64, error: Option<StoreError>) {
+        if let Some(e) = error {
+            tracing::warn!(error = %e, "store error while handling a request; giving it back");
+        }
+        self.stats.released.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.frontier.release(id).await {
+            // Not renewed from here on, the lease runs out and another
+            // worker crawls the request: late, but not lost.
+            tracing::warn!(error = %e, "could not give a lease back; it will expire after crawl.lease_ttl");
         }
         self.held.lock().remove(&id);
     }

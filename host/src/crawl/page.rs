@@ -40,6 +40,20 @@ pub(crate) enum Outcome {
     Drop(Dropped),
 }
 
+impl Outcome {
+    /// Bytes of the bodies it holds.
+    pub(crate) fn body_bytes(&self) -> usize {
+        match self {
+            Outcome::Deliver(results) => results
+                .iter()
+                .filter_map(|r| r.fetched.as_ref())
+                .map(|f| f.body.len())
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// Why a request ended without a result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dropped {

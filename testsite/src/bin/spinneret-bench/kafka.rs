@@ -135,6 +135,43 @@ fn stop(mut child: Child) -> Result<()> {
     Ok(())
 }
 
+/// Wait until `up` answers an info request on `outbound_firehose`: its
+/// consumer has joined and its producer is ready (an idempotent producer
+/// takes a second to get its id), so the crawl's clock starts on a
+/// running node, as the Redis-only crawl's does.
+async fn warm_up(spinneret: &Path, config: &Path, broker: &Broker, log: &Path) -> Result<()> {
+    let replies: StreamConsumer = broker
+        .client()
+        .set("group.id", "bench-warm-up")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    replies.subscribe(&["demo.outbound_firehose"])?;
+    let ask =
+        r#"{"uuid":"warm-up","appid":"bench","spiderid":"link","action":"info","crawlid":"none"}"#;
+    let fed = Command::new(spinneret)
+        .args(["feed", ask, "--config"])
+        .arg(config)
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(fed.success(), "feed failed");
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(60), replies.recv())
+            .await
+            .with_context(|| {
+                format!(
+                    "no info reply from spinneret up in 60 s: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            })??;
+        use rdkafka::Message;
+        if m.payload()
+            .is_some_and(|p| p.windows(9).any(|w| w == b"\"warm-up\""))
+        {
+            return Ok(());
+        }
+    }
+}
+
 /// `n` distinct crawl requests through one ingest monitor.
 pub async fn ingest(
     spinneret: &Path,
@@ -228,6 +265,7 @@ pub async fn crawl(
     redis: &Redis,
     broker: &Broker,
     concurrency: usize,
+    redis_only: Option<f64>,
 ) -> Result<Vec<String>> {
     let expected = site.expected(0, None).len();
     let config = config(work, "kafka-crawl.toml", broker, redis, "bench-kafka")?;
@@ -239,6 +277,7 @@ pub async fn crawl(
         &["up", "--concurrency", &concurrency.to_string()],
         &log,
     )?;
+    warm_up(spinneret, &config, broker, &log).await?;
     let consumer: StreamConsumer = broker
         .client()
         .set("group.id", "bench-reader")
@@ -250,6 +289,8 @@ pub async fn crawl(
         r#"{{"url":"{}","appid":"bench","crawlid":"kafka-crawl","maxdepth":1000}}"#,
         site.seed_url()
     );
+    let (up_cpu0, broker_cpu0) = (cpu_seconds(up.id()), cpu_seconds(broker.child.id()));
+    let redis_cpu0 = redis.cpu_seconds()?;
     let started = Instant::now();
     let fed = Command::new(spinneret)
         .args(["feed", &seed, "--config"])
@@ -273,15 +314,31 @@ pub async fn crawl(
         seen += 1;
     }
     let wall = started.elapsed().as_secs_f64();
+    let up_cpu = cpu_seconds(up.id()) - up_cpu0;
+    let broker_cpu = cpu_seconds(broker.child.id()) - broker_cpu0;
+    let redis_cpu = redis.cpu_seconds()? - redis_cpu0;
     stop(up)?;
+    let per = |s: f64| s * 1000.0 / seen.max(1) as f64;
+    let per_second = seen as f64 / wall;
+    let ratio = redis_only.map_or(String::new(), |r| {
+        format!(
+            "; {:.2}x the 1-worker Redis-only crawl above (target >= 0.8)",
+            per_second / r
+        )
+    });
     Ok(vec![
         format!(
             "results read:     {seen} of {expected} in {wall:.2} s ({:.0} MB of JSON)",
             bytes as f64 / 1e6
         ),
         format!(
-            "pages/s:          {:.0} end to end (feed -> crawl -> crawled_firehose -> reader)",
-            seen as f64 / wall
+            "CPU per page:     spinneret up {:.3} ms, broker {:.3} ms, Redis {:.3} ms",
+            per(up_cpu),
+            per(broker_cpu),
+            per(redis_cpu)
+        ),
+        format!(
+            "pages/s:          {per_second:.0} end to end (feed -> crawl -> crawled_firehose -> reader){ratio}"
         ),
     ])
 }

@@ -95,9 +95,11 @@ async fn main() -> Result<()> {
             &["skipped: redis-server is not installed (run scripts/setup --test)".into()],
         )?,
         Some(r) => {
-            for workers in [1, 2].into_iter().filter(|_| !args.kafka_only) {
+            // The Kafka-fed crawl is compared with the 1-worker crawl.
+            let mut redis_only = None;
+            for workers in [1, 2].into_iter().filter(|w| !args.kafka_only || *w == 1) {
                 let title = format!("cluster crawl on Redis, {workers} worker(s)");
-                let lines = cluster_crawl(
+                let (lines, per_second) = cluster_crawl(
                     &site,
                     &spinneret,
                     &plugins,
@@ -109,6 +111,11 @@ async fn main() -> Result<()> {
                 .await?;
                 report(&title, &lines)?;
                 r.flush()?;
+                redis_only = redis_only.or(Some(per_second));
+            }
+            if args.kafka_only {
+                return kafka_sections(&site, &spinneret, &plugins, &work, &r, redis_only, &args)
+                    .await;
             }
             report(
                 "idle workers on Redis (run --serve, nothing queued)",
@@ -119,34 +126,56 @@ async fn main() -> Result<()> {
                 let _ = std::fs::remove_dir_all(&work);
                 return Ok(());
             }
-            if !args.kafka_only {
-                report(
-                    "control operations, 1,000,000 queued in 100 crawls",
-                    &control_at_scale(&r).await?,
-                )?;
-                r.flush()?;
-            }
-            match kafka::Broker::start().await? {
-                None => report(
-                    "Kafka",
-                    &["skipped: the nisshi broker is not built (run scripts/setup --test)".into()],
-                )?,
-                Some(b) => {
-                    report(
-                        "Kafka ingest (kafka-monitor)",
-                        &kafka::ingest(&spinneret, &plugins, &work, &r, &b, 200_000).await?,
-                    )?;
-                    r.flush()?;
-                    report(
-                        "Kafka-fed cluster crawl (spinneret up)",
-                        &kafka::crawl(&site, &spinneret, &plugins, &work, &r, &b, args.concurrency)
-                            .await?,
-                    )?;
-                }
-            }
+            report(
+                "control operations, 1,000,000 queued in 100 crawls",
+                &control_at_scale(&r).await?,
+            )?;
+            r.flush()?;
+            return kafka_sections(&site, &spinneret, &plugins, &work, &r, redis_only, &args).await;
         }
     }
     let _ = std::fs::remove_dir_all(&work);
+    Ok(())
+}
+
+/// Kafka ingest, then the Kafka-fed crawl beside the Redis-only one.
+async fn kafka_sections(
+    site: &Site,
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    r: &redis::Redis,
+    redis_only: Option<f64>,
+    args: &Args,
+) -> Result<()> {
+    match kafka::Broker::start().await? {
+        None => report(
+            "Kafka",
+            &["skipped: the nisshi broker is not built (run scripts/setup --test)".into()],
+        )?,
+        Some(b) => {
+            report(
+                "Kafka ingest (kafka-monitor)",
+                &kafka::ingest(spinneret, plugins, work, r, &b, 200_000).await?,
+            )?;
+            r.flush()?;
+            report(
+                "Kafka-fed cluster crawl (spinneret up)",
+                &kafka::crawl(
+                    site,
+                    spinneret,
+                    plugins,
+                    work,
+                    r,
+                    &b,
+                    args.concurrency,
+                    redis_only,
+                )
+                .await?,
+            )?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(work);
     Ok(())
 }
 
@@ -527,7 +556,7 @@ async fn cluster_crawl(
     redis: &redis::Redis,
     workers: usize,
     concurrency: usize,
-) -> Result<Vec<String>> {
+) -> Result<(Vec<String>, f64)> {
     let expected = site.expected(0, None).len();
     let config = bench_config(work)?;
     let (scripts0, mem0) = (redis.script_calls()?, redis.used_memory()?);
@@ -606,9 +635,10 @@ async fn cluster_crawl(
         .map(|s| s["store_round_trips"].as_u64().unwrap_or(0))
         .sum();
     let per = |x: f64| x / pages.max(1) as f64;
-    Ok(vec![
+    let per_second = pages as f64 / wall.as_secs_f64();
+    let lines = vec![
         format!("pages crawled:    {pages} of {expected} in {:.2} s", wall.as_secs_f64()),
-        format!("pages/s:          {:.0} (target >= 3000 with one worker; scrapy-redis ~90)", pages as f64 / wall.as_secs_f64()),
+        format!("pages/s:          {per_second:.0} (target >= 3000 with one worker; scrapy-redis ~90)"),
         format!("CPU per page:     {:.3} ms (all workers)", per(cpu_ms)),
         format!("Redis CPU/page:   {:.3} ms (redis-server over the crawl; target <= 0.10)", per(redis_cpu_ms)),
         format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts as f64)),
@@ -617,7 +647,8 @@ async fn cluster_crawl(
             seen_bytes as f64 / seen.max(1) as f64
         ),
         format!("Redis growth:     {:.1} bytes per page in all (seen sets, live throttle windows, counters, stats)", per(mem as f64)),
-    ])
+    ];
+    Ok((lines, per_second))
 }
 
 /// info and stop on one crawl while 1,000,000 requests of 100 crawls are queued.
