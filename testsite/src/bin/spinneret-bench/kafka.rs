@@ -264,8 +264,8 @@ pub async fn crawl(
     work: &Path,
     redis: &Redis,
     broker: &Broker,
-    concurrency: usize,
-    redis_only: Option<f64>,
+    // Its concurrency, and the 1-worker Redis-only crawl's pages/s.
+    (concurrency, redis_only): (usize, Option<f64>),
 ) -> Result<Vec<String>> {
     let expected = site.expected(0, None).len();
     let config = config(work, "kafka-crawl.toml", broker, redis, "bench-kafka")?;
