@@ -168,8 +168,7 @@ async fn kafka_sections(
                     work,
                     r,
                     &b,
-                    args.concurrency,
-                    redis_only,
+                    (args.concurrency, redis_only),
                 )
                 .await?,
             )?;
