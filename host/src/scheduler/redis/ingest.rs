@@ -275,7 +275,7 @@ impl RedisStore {
         name: &str,
         n: u64,
     ) -> Result<(), StoreError> {
-        let now = super::control::unix_now();
+        let now = super::unix_now();
         let (minute, hour) = (now / 60, now / 3600);
         let mut pipe = redis::pipe();
         for key in [name, "total"] {
@@ -309,7 +309,7 @@ impl RedisStore {
     /// and drop silent nodes of that role.
     pub async fn heartbeat(&self, role: &str) -> Result<(), StoreError> {
         let key = self.key(&format!("hb:{role}"));
-        let now = super::control::unix_now() * 1000;
+        let now = super::unix_now() * 1000;
         let mut con = self.con();
         let _: () = redis::pipe()
             .cmd("ZADD")
@@ -330,7 +330,7 @@ impl RedisStore {
 
     /// Live nodes of `role`: `{host: [ids]}`.
     pub async fn nodes(&self, role: &str) -> Result<Value, StoreError> {
-        let now = super::control::unix_now() * 1000;
+        let now = super::unix_now() * 1000;
         let mut con = self.con();
         let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(&format!("hb:{role}")))
@@ -366,7 +366,7 @@ impl RedisStore {
             }
         }
         for k in ["total", "fail"] {
-            out.entry(k).or_insert_with(super::control::empty_windows);
+            out.entry(k).or_insert_with(super::stats::empty_windows);
         }
         out.insert("plugins".into(), Value::Object(plugins));
         out.insert("nodes".into(), self.nodes(role).await?);

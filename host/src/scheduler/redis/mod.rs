@@ -25,6 +25,8 @@ mod control;
 mod ingest;
 mod pace;
 mod replies;
+mod stats;
+mod workers;
 pub use control::{DomainAction, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 
@@ -188,6 +190,17 @@ fn owned_count(n: i64) -> Result<usize, StoreError> {
     Ok(n as usize)
 }
 
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
@@ -301,6 +314,10 @@ impl RedisStore {
     }
 
     /// A handle for one request (one round trip, counted).
+    fn key(&self, suffix: &str) -> String {
+        format!("{}:{suffix}", self.ns)
+    }
+
     fn con(&self) -> ConnectionManager {
         self.stats
             .store_round_trips
