@@ -562,12 +562,17 @@ async fn info_and_stats_describe_the_cluster() -> Result<()> {
 
     let results = cluster.results();
     let ok = results.iter().filter(|r| r["status_code"] == 200).count() as u64;
-    let spiders = &cluster.control(&["stats", "--type", "spider"]).await?["spiders"];
-    assert_eq!(
-        spiders["link"]["200"]["lifetime"].as_u64(),
-        Some(ok),
-        "{spiders}"
-    );
+    // Workers write their status tally once a second: poll for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let spiders = loop {
+        let stats = cluster.control(&["stats", "--type", "spider"]).await?;
+        let spiders = stats["spiders"].clone();
+        if spiders["link"]["200"]["lifetime"].as_u64() == Some(ok) {
+            break spiders;
+        }
+        assert!(Instant::now() < deadline, "{spiders}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert_eq!(
         spiders["link"]["200"]["900"].as_u64(),
         Some(ok),

@@ -273,6 +273,10 @@ impl Engine {
         if let Err(e) = self.sink.flush().await {
             tracing::error!(error = %e, "flushing results failed");
         }
+        // Stats only: a tally Redis cannot take now is logged and dropped.
+        if let Err(e) = self.frontier.flush().await {
+            tracing::warn!(error = %e, "the stats of the last second were not written");
+        }
     }
 
     /// Store upkeep (heartbeat, lease reclaim; the store paces it) every

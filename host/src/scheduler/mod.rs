@@ -82,6 +82,11 @@ pub trait Frontier: Send + Sync {
     async fn maintain(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// Write what the store batches (the stats tally) before the process
+    /// exits.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Notified when another process queues work into an empty frontier,
     /// for stores shared between processes. Without it, idle workers poll.
     fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {

@@ -47,6 +47,7 @@ struct Scripts {
     pop: Script,
     throttle: Script,
     ack: Script,
+    count: Script,
     retry: Script,
     reclaim: Script,
     release: Script,
@@ -231,6 +232,10 @@ pub struct RedisStore {
     /// Plugins this worker has loaded (for the status page).
     plugins: Mutex<Vec<serde_json::Value>>,
     /// When this worker next beats and runs upkeep; its wake-up signal.
+    /// Statuses of acked pages not yet in the stats windows: counter key
+    /// (after `<ns>:st:`) -> count, written once a second by
+    /// [`RedisStore::flush_tally`] instead of by every ack.
+    tally: Mutex<HashMap<String, u64>>,
     pace: pace::Pace,
 }
 
@@ -282,6 +287,7 @@ impl RedisStore {
                 pop: script(include_str!("pop.lua")),
                 throttle: script(include_str!("throttle.lua")),
                 ack: script(include_str!("ack.lua")),
+                count: script(include_str!("count.lua")),
                 retry: script(include_str!("retry.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
                 release: script(include_str!("release.lua")),
@@ -301,6 +307,7 @@ impl RedisStore {
             spiders: Mutex::new(Vec::new()),
             plugins: Mutex::new(Vec::new()),
             pace: pace::Pace::default(),
+            tally: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -316,6 +323,29 @@ impl RedisStore {
     /// A handle for one request (one round trip, counted).
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.ns)
+    }
+
+    /// Write the tally of statuses to the stats windows in one call; kept
+    /// for the next try if Redis does not answer.
+    async fn flush_tally(&self) -> Result<(), StoreError> {
+        let tally = std::mem::take(&mut *self.tally.lock());
+        if tally.is_empty() {
+            return Ok(());
+        }
+        let mut call = self.scripts.count.key(format!("{}:ready", self.ns));
+        call.arg(&self.ns);
+        for (k, n) in &tally {
+            call.arg(k).arg(n);
+        }
+        let written: Result<i64, _> = call.invoke_async(&mut self.con()).await;
+        if let Err(e) = written {
+            let mut kept = self.tally.lock();
+            for (k, n) in tally {
+                *kept.entry(k).or_default() += n;
+            }
+            return Err(unavailable(e));
+        }
+        Ok(())
     }
 
     fn con(&self) -> ConnectionManager {
@@ -492,14 +522,13 @@ impl Frontier for RedisStore {
 
     async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
         let mut con = self.con();
-        let found: i64 = self
+        let (found, spider): (i64, String) = self
             .scripts
             .ack
             .key(format!("{}:ready", self.ns))
             .arg(&self.ns)
             .arg(lease_id)
             .arg(status.map(|s| s.to_string()).unwrap_or_default())
-            .arg(&self.machine)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -508,6 +537,12 @@ impl Frontier for RedisStore {
                 lease_id,
                 "lease had expired and was reclaimed; another worker may crawl it again"
             );
+        } else if let Some(status) = status {
+            let mut tally = self.tally.lock();
+            *tally.entry(format!("s:{spider}:{status}")).or_default() += 1;
+            *tally
+                .entry(format!("m:{}:{status}", self.machine))
+                .or_default() += 1;
         }
         Ok(())
     }
@@ -581,6 +616,7 @@ impl Frontier for RedisStore {
     /// Called every second; paced by [`pace::Pace`], so an idle worker
     /// touches Redis only when something falls due.
     async fn maintain(&self) -> Result<(), StoreError> {
+        self.flush_tally().await?;
         if self
             .pace
             .beat_due(Duration::from_millis(self.heartbeat_ttl_ms))
@@ -607,6 +643,10 @@ impl Frontier for RedisStore {
         self.pace
             .upkeep_done((next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)));
         Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.flush_tally().await
     }
 
     fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
