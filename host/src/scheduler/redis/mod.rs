@@ -231,11 +231,11 @@ pub struct RedisStore {
     spiders: Mutex<Vec<String>>,
     /// Plugins this worker has loaded (for the status page).
     plugins: Mutex<Vec<serde_json::Value>>,
-    /// When this worker next beats and runs upkeep; its wake-up signal.
     /// Statuses of acked pages not yet in the stats windows: counter key
     /// (after `<ns>:st:`) -> count, written once a second by
     /// [`RedisStore::flush_tally`] instead of by every ack.
     tally: Mutex<HashMap<String, u64>>,
+    /// When this worker next beats and runs upkeep; its wake-up signal.
     pace: pace::Pace,
 }
 
@@ -320,7 +320,7 @@ impl RedisStore {
         &self.machine
     }
 
-    /// A handle for one request (one round trip, counted).
+    /// `<ns>:<suffix>`: every key of the namespace shares its hash tag.
     fn key(&self, suffix: &str) -> String {
         format!("{}:{suffix}", self.ns)
     }
@@ -348,6 +348,7 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A handle for one request (one round trip, counted).
     fn con(&self) -> ConnectionManager {
         self.stats
             .store_round_trips
