@@ -22,11 +22,16 @@ pub(crate) struct Cluster {
 
 impl Cluster {
     pub(crate) fn new(redis: &RedisServer, extra_config: &str) -> Result<Cluster> {
-        Cluster::with_plugins(redis, &[("link", "link")], extra_config)
+        Cluster::with_plugins(redis.url(), &[("link", "link")], extra_config)
+    }
+
+    /// Workers on `redis_url` (several nodes: a Redis Cluster).
+    pub(crate) fn on(redis_url: String, extra_config: &str) -> Result<Cluster> {
+        Cluster::with_plugins(redis_url, &[("link", "link")], extra_config)
     }
 
     fn with_plugins(
-        redis: &RedisServer,
+        redis_url: String,
         plugins: &[(&str, &str)],
         extra_config: &str,
     ) -> Result<Cluster> {
@@ -35,7 +40,7 @@ impl Cluster {
         Ok(Cluster {
             scratch: Scratch::new(plugins, &config)?,
             ns,
-            redis_url: redis.url(),
+            redis_url,
             workers: Vec::new(),
         })
     }
@@ -60,7 +65,7 @@ impl Cluster {
         Ok(())
     }
 
-    async fn submit(&self, args: &[&str]) -> Result<()> {
+    pub(crate) async fn submit(&self, args: &[&str]) -> Result<()> {
         let out = self
             .scratch
             .command("submit")
@@ -77,7 +82,7 @@ impl Cluster {
     }
 
     /// Run a control command (`info`, `stop`, `domain`, `stats`); its JSON reply.
-    async fn control(&self, args: &[&str]) -> Result<Value> {
+    pub(crate) async fn control(&self, args: &[&str]) -> Result<Value> {
         let out = self
             .scratch
             .command(args[0])
@@ -93,7 +98,7 @@ impl Cluster {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
-    async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
+    pub(crate) async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let info = self
@@ -111,21 +116,21 @@ impl Cluster {
     }
 
     /// Every result any worker has written so far.
-    fn results(&self) -> Vec<Value> {
+    pub(crate) fn results(&self) -> Vec<Value> {
         self.workers
             .iter()
             .flat_map(|(_, out)| read_results(out).unwrap_or_default())
             .collect()
     }
 
-    fn per_worker(&self) -> Vec<usize> {
+    pub(crate) fn per_worker(&self) -> Vec<usize> {
         self.workers
             .iter()
             .map(|(_, out)| read_results(out).map(|r| r.len()).unwrap_or(0))
             .collect()
     }
 
-    async fn until_all_of(
+    pub(crate) async fn until_all_of(
         &self,
         expected: &BTreeSet<String>,
         within: Duration,
@@ -157,7 +162,7 @@ async fn cluster_of(
     Ok((redis, site, cluster))
 }
 
-fn spec(pages: usize, seed: u64) -> SiteSpec {
+pub(crate) fn spec(pages: usize, seed: u64) -> SiteSpec {
     SiteSpec {
         pages,
         hosts: 3,
@@ -188,7 +193,7 @@ async fn pages_of_a_spider_on_its_first_compile_wait_for_it() -> Result<()> {
     let site = Site::start(spec(120, 5)).await?;
     let cache = tempfile::tempdir()?;
     let mut cluster = Cluster::with_plugins(
-        &redis,
+        redis.url(),
         &[("link", "link"), ("py-link", "py-link")],
         &format!("[plugins]\ncache_dir = {:?}\n", cache.path()),
     )?;
@@ -396,7 +401,7 @@ async fn redis_restart_mid_crawl_completes() -> Result<()> {
     Ok(())
 }
 
-fn request(site: &Site, crawlid: &str, maxdepth: u32, extra: Value) -> String {
+pub(crate) fn request(site: &Site, crawlid: &str, maxdepth: u32, extra: Value) -> String {
     let mut r = serde_json::json!({"url": site.seed_url(), "appid": "ops", "crawlid": crawlid, "maxdepth": maxdepth});
     if let (Some(r), Value::Object(extra)) = (r.as_object_mut(), extra) {
         r.extend(extra);

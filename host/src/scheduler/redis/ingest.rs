@@ -244,17 +244,12 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn blocking_connection(&self) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+    async fn blocking_connection(&self) -> Result<super::Con, StoreError> {
         let mut slot = self.blocking.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(crate::timeouts::REDIS_CONNECT))
-            .set_response_timeout(Some(crate::timeouts::REDIS_BLOCKING_RESPONSE));
-        let c = self
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
+        let c = super::Con::blocking(&self.nodes, crate::timeouts::REDIS_BLOCKING_RESPONSE)
             .await
             .map_err(unavailable)?;
         *slot = Some(c.clone());

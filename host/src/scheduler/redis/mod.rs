@@ -13,14 +13,15 @@ use crate::stats::Stats;
 use crate::throttle::{Admission, ThrottleStore};
 use crate::timeouts;
 use async_trait::async_trait;
+use connection::Con;
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod connection;
 mod control;
 mod ingest;
 mod pace;
@@ -207,10 +208,11 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 }
 
 pub struct RedisStore {
-    con: ConnectionManager,
-    client: redis::Client,
+    con: Con,
+    /// The nodes of `redis.url` (several: a Redis Cluster).
+    nodes: Vec<String>,
     /// For blocking reads (the control stream), apart from `con`.
-    blocking: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
+    blocking: tokio::sync::Mutex<Option<Con>>,
     stats: Arc<Stats>,
     ns: String,
     scripts: Scripts,
@@ -245,23 +247,18 @@ impl RedisStore {
         settings: &Settings,
         stats: Arc<Stats>,
     ) -> Result<Arc<RedisStore>, StoreError> {
-        let client = redis::Client::open(settings.redis.url.as_str()).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "bad redis.url {:?}: {e}",
-                crate::config::redact(&settings.redis.url)
-            ))
-        })?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeouts::REDIS_CONNECT))
-            .set_response_timeout(Some(timeouts::REDIS_RESPONSE))
-            .set_number_of_retries(2)
-            .set_max_delay(timeouts::REDIS_CONNECT);
+        let nodes = connection::nodes(&settings.redis.url);
+        for n in &nodes {
+            redis::Client::open(n.as_str()).map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "bad redis.url {:?}: {e}",
+                    crate::config::redact(&settings.redis.url)
+                ))
+            })?;
+        }
         let mut backoff = Backoff::standard();
         let con = loop {
-            match client
-                .get_connection_manager_with_config(config.clone())
-                .await
-            {
+            match Con::open(&nodes, timeouts::REDIS_RESPONSE).await {
                 Ok(c) => break c,
                 Err(e) => {
                     let wait = backoff.next_delay();
@@ -275,7 +272,7 @@ impl RedisStore {
             .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(RedisStore {
             con,
-            client,
+            nodes,
             blocking: tokio::sync::Mutex::new(None),
             stats,
             ns: format!("{{{}}}", settings.redis.namespace),
@@ -349,7 +346,7 @@ impl RedisStore {
     }
 
     /// A handle for one request (one round trip, counted).
-    fn con(&self) -> ConnectionManager {
+    fn con(&self) -> Con {
         self.stats
             .store_round_trips
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -651,7 +648,7 @@ impl Frontier for RedisStore {
     }
 
     fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.pace.wake_signal(&self.client, self.key("wake")))
+        Some(self.pace.wake_signal(&self.nodes, self.key("wake")))
     }
 }
 

@@ -95,12 +95,12 @@ impl Pace {
     }
 
     /// The wake-up signal; the first call starts the listener on `channel`.
-    pub fn wake_signal(&self, client: &redis::Client, channel: String) -> Arc<Notify> {
+    pub fn wake_signal(&self, nodes: &[String], channel: String) -> Arc<Notify> {
         self.wake
             .get_or_init(|| {
                 let wake = Arc::new(Notify::new());
                 tokio::spawn(listen(
-                    client.clone(),
+                    nodes.to_vec(),
                     channel,
                     wake.clone(),
                     self.upkeep_now.clone(),
@@ -111,19 +111,21 @@ impl Pace {
     }
 }
 
-/// Subscribe to the wake-up channel for good, reconnecting with backoff.
-/// Each message (and each new subscription, since messages sent while
-/// unsubscribed are lost) wakes one waiter.
+/// Subscribe to the wake-up channel for good, reconnecting with backoff
+/// (to the next node of a cluster, where a message published on any node
+/// reaches every node). Each message (and each new subscription, since
+/// messages sent while unsubscribed are lost) wakes one waiter.
 async fn listen(
-    client: redis::Client,
+    nodes: Vec<String>,
     channel: String,
     wake: Arc<Notify>,
     upkeep_now: Arc<AtomicBool>,
 ) {
     use futures::StreamExt;
     let mut backoff = crate::backoff::Backoff::standard();
-    loop {
+    for node in nodes.iter().cycle() {
         let subscribed = async {
+            let client = redis::Client::open(node.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)
