@@ -102,13 +102,23 @@ impl Bus {
 
     /// Poll `info` until the crawl reports `done`.
     pub async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let started = std::time::Instant::now();
+        let deadline = started + Duration::from_secs(60);
+        // `feed` returns once the broker has the request, maybe before the
+        // ingest monitor stored it; a crawl not stored yet reads as done
+        // with nothing in it. So done counts once the crawl was seen with
+        // work, or after 5 s for a crawl that never gets any.
+        let mut seen = false;
         loop {
             let out = self
                 .cli(&["info", "--appid", appid, "--crawlid", crawlid])
                 .await?;
             let info: Value = serde_json::from_str(&out)?;
-            if info["done"] == true {
+            let work = ["crawled", "in_flight", "total_pending"]
+                .iter()
+                .any(|k| info[*k].as_u64().unwrap_or(0) > 0);
+            seen |= work;
+            if info["done"] == true && (seen || started.elapsed() > Duration::from_secs(5)) {
                 return Ok(info);
             }
             ensure!(

@@ -164,9 +164,15 @@ def main():
     feed({"uuid": "py-sq", "appid": "pyapp", "stats": "queue"})
     q = replies.reply("py-sq")[2]
     check(q["stats"] == "queue" and "total_backlog" in q["queues"], "queue stats", q)
-    feed({"uuid": "py-ss", "appid": "pyapp", "stats": "spider"})
-    s = replies.reply("py-ss")[2]
-    sp = s["spiders"]
+    # Workers write their status counts once a second: ask until they show.
+    deadline = time.time() + 15
+    for n in range(1000):
+        feed({"uuid": f"py-ss{n}", "appid": "pyapp", "stats": "spider"})
+        s = replies.reply(f"py-ss{n}")[2]
+        sp = s["spiders"]
+        if "200" in sp.get("link", {}) or time.time() > deadline:
+            break
+        time.sleep(0.2)
     check(s["stats"] == "spider" and sp["unique_spider_count"] >= 1 and sp["total_spider_count"] >= 1
           and sp["link"]["count"] >= 1, "spider stats", s)
     check(set(sp["link"]["200"]) == WINDOWS and sp["link"]["200"]["lifetime"] >= 1, "spider status windows", sp["link"])
