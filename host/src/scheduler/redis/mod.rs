@@ -233,10 +233,10 @@ pub struct RedisStore {
     spiders: Mutex<Vec<String>>,
     /// Plugins this worker has loaded (for the status page).
     plugins: Mutex<Vec<serde_json::Value>>,
-    /// Statuses of acked pages not yet in the stats windows: counter key
-    /// (after `<ns>:st:`) -> count, written once a second by
+    /// Statuses of acked pages not yet in the stats windows: (spider,
+    /// status) -> count, written once a second by
     /// [`RedisStore::flush_tally`] instead of by every ack.
-    tally: Mutex<HashMap<String, u64>>,
+    tally: Mutex<HashMap<(String, u16), u64>>,
     /// When this worker next beats and runs upkeep; its wake-up signal.
     pace: pace::Pace,
 }
@@ -329,10 +329,16 @@ impl RedisStore {
         if tally.is_empty() {
             return Ok(());
         }
+        // The spider's counters and this machine's, per status.
+        let mut machine: HashMap<u16, u64> = HashMap::new();
         let mut call = self.scripts.count.key(format!("{}:ready", self.ns));
         call.arg(&self.ns);
-        for (k, n) in &tally {
-            call.arg(k).arg(n);
+        for ((spider, status), n) in &tally {
+            call.arg(format!("s:{spider}:{status}")).arg(n);
+            *machine.entry(*status).or_default() += n;
+        }
+        for (status, n) in machine {
+            call.arg(format!("m:{}:{status}", self.machine)).arg(n);
         }
         let written: Result<i64, _> = call.invoke_async(&mut self.con()).await;
         if let Err(e) = written {
@@ -536,11 +542,7 @@ impl Frontier for RedisStore {
                 "lease had expired and was reclaimed; another worker may crawl it again"
             );
         } else if let Some(status) = status {
-            let mut tally = self.tally.lock();
-            *tally.entry(format!("s:{spider}:{status}")).or_default() += 1;
-            *tally
-                .entry(format!("m:{}:{status}", self.machine))
-                .or_default() += 1;
+            *self.tally.lock().entry((spider, status)).or_default() += 1;
         }
         Ok(())
     }
