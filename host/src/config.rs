@@ -91,6 +91,24 @@ pub struct Redis {
     /// Empty = embedded (in-process) stores.
     pub url: String,
     pub namespace: String,
+    /// Shards of the frontier (by registered domain); 0 = 1 on a single
+    /// server, [`CLUSTER_SHARDS`] on a Redis Cluster.
+    pub shards: u16,
+}
+
+/// The shards of a namespace on a Redis Cluster unless set: enough to
+/// spread over a few masters evenly.
+pub const CLUSTER_SHARDS: u16 = 16;
+
+impl Redis {
+    /// The number of shards: as set, else by kind of deployment.
+    pub fn shard_count(&self, cluster: bool) -> usize {
+        match self.shards {
+            0 if cluster => CLUSTER_SHARDS as usize,
+            0 => 1,
+            n => n as usize,
+        }
+    }
 }
 
 impl Default for Redis {
@@ -98,6 +116,7 @@ impl Default for Redis {
         Redis {
             url: String::new(),
             namespace: "spinneret".into(),
+            shards: 0,
         }
     }
 }
@@ -599,6 +618,13 @@ impl Settings {
             return bad(format!(
                 "kafka.max_message_bytes ({}) must be at least 1024",
                 self.kafka.max_message_bytes
+            ));
+        }
+        if self.redis.shards > crate::scheduler::MAX_SHARDS {
+            return bad(format!(
+                "redis.shards ({}) must be at most {} (0 = automatic)",
+                self.redis.shards,
+                crate::scheduler::MAX_SHARDS
             ));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {

@@ -140,9 +140,15 @@ impl ControlPlane {
             ControlRequest::StopQueued {
                 request: a,
                 horizon,
+                horizons,
             } => {
                 let c = a.crawlid.unwrap_or_default();
-                let purged = self.store.stop(&a.appid, &c, Some(horizon)).await?;
+                let horizons = if horizons.is_empty() {
+                    vec![horizon]
+                } else {
+                    horizons
+                };
+                let purged = self.store.stop(&a.appid, &c, Some(&horizons)).await?;
                 json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
                        "crawlid": c, "total_purged": purged, "server_time": now})
             }

@@ -27,10 +27,13 @@ pub enum ControlRequest {
     Reply(Map<String, Value>),
     /// A stop as the ingest script stored it, in order with the seeds
     /// around it: it purges only requests queued before it (job ids up to
-    /// `horizon`), never a seed sent after it.
+    /// `horizon`), never a seed sent after it. A sharded frontier has
+    /// one horizon per shard (the first is `horizon`).
     StopQueued {
         request: ActionRequest,
         horizon: u64,
+        #[serde(default)]
+        horizons: Vec<u64>,
     },
 }
 

@@ -109,10 +109,22 @@ local function owned(cref, owner)
   return not k or k == owner
 end
 -- A crawl's seed: its spec (a new version, so workers that cached the old
--- one read it again), owner, app index and expiry.
-local function register_crawl(cref, owner, spec, appid, expires)
+-- one read it again), owner, app index and expiry. `lazy` (sharded
+-- frontiers): a crawl's children reaching another shard bring its spec,
+-- stored there only if that shard has none; the seed's shard alone keeps
+-- the expiry (the host stops the crawl on every shard when it is due).
+local function register_crawl(cref, owner, spec, appid, expires, lazy)
   if spec == '' then return end
-  redis.call('SET', ns .. ':spec:' .. cref, spec)
+  local speckey = ns .. ':spec:' .. cref
+  if lazy then
+    if redis.call('SET', speckey, spec, 'NX') then
+      redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
+      redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
+      redis.call('SADD', ns .. ':app:' .. appid, cref)
+    end
+    return
+  end
+  redis.call('SET', speckey, spec)
   redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
   redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
   redis.call('SADD', ns .. ':app:' .. appid, cref)

@@ -68,12 +68,16 @@ impl RedisStore {
 
     /// Info on every crawl of an app.
     pub async fn info_app(&self, appid: &str, spiderid: &str) -> Result<Value, StoreError> {
-        let mut con = self.con();
-        let crefs: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.key(&format!("app:{appid}")))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
+        let mut crefs = BTreeSet::new();
+        for k in self.shards.all() {
+            let mut con = self.con();
+            let on_shard: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(format!("{}:app:{appid}", self.shards.tag(k)))
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            crefs.extend(on_shard);
+        }
         let mut crawlids = Map::new();
         let (mut total_pending, mut all_domains) = (0u64, BTreeSet::new());
         for cref in crefs {
@@ -107,103 +111,155 @@ impl RedisStore {
 
     /// Everything the crawl has queued, whatever the spider.
     async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
-        let mut con = self.con();
-        let q: Option<i64> = redis::cmd("HGET")
-            .arg(self.key(&format!("cc:{cref}")))
-            .arg("q")
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(q.unwrap_or(0).max(0) as u64)
+        let mut total = 0;
+        for k in self.shards.all() {
+            let mut con = self.con();
+            let q: Option<i64> = redis::cmd("HGET")
+                .arg(format!("{}:cc:{cref}", self.shards.tag(k)))
+                .arg("q")
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            total += q.unwrap_or(0).max(0) as u64;
+        }
+        Ok(total)
     }
 
     /// The crawl's requests queued for `spider`, per domain, and the
-    /// crawl's in-flight and crawled counts.
+    /// crawl's in-flight and crawled counts, summed over the shards (a
+    /// domain lives on one).
     async fn crawl_counts(
         &self,
         cref: &str,
         owner: &str,
         spider: &str,
     ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
-        let mut con = self.con();
-        let out: Vec<redis::Value> = self
-            .scripts
-            .info
-            .key(self.key("ready"))
-            .arg(&self.ns)
-            .arg(cref)
-            .arg(owner)
-            .arg(spider)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
+        let calls = self
+            .shards
+            .all()
+            .map(|k| {
+                let mut inv = self.call(&self.scripts.info, k);
+                inv.arg(cref).arg(owner).arg(spider);
+                (k, inv)
+            })
+            .collect();
         let int = |v: &redis::Value| match v {
             redis::Value::Int(i) => *i,
             _ => 0,
         };
-        let n = |i: usize| out.get(i).map(int).unwrap_or(0).max(0) as u64;
+        let mut sums = [0u64; 3];
         let mut domains = Map::new();
-        for chunk in out.get(3..).unwrap_or_default().chunks(4) {
-            if let [redis::Value::BulkString(d), total, high, low] = chunk {
-                domains.insert(
-                    String::from_utf8_lossy(d).into_owned(),
-                    json!({"total": int(total), "high_priority": int(high), "low_priority": int(low)}),
-                );
+        for (_, out) in self.on_shards::<Vec<redis::Value>>(calls).await? {
+            for (i, sum) in sums.iter_mut().enumerate() {
+                *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
+            }
+            for chunk in out.get(3..).unwrap_or_default().chunks(4) {
+                if let [redis::Value::BulkString(d), total, high, low] = chunk {
+                    domains.insert(
+                        String::from_utf8_lossy(d).into_owned(),
+                        json!({"total": int(total), "high_priority": int(high), "low_priority": int(low)}),
+                    );
+                }
             }
         }
-        Ok((n(0), n(1), n(2), domains))
+        Ok((sums[0], sums[1], sums[2], domains))
     }
 
-    /// Stop a crawl: purge its queue, refuse its future children. Requests
-    /// in flight may still produce results. With a `horizon` (a stop stored
-    /// in order by the ingest script), only requests queued before the
-    /// stop (job ids up to it) are purged. Returns how many were purged.
+    /// Stop a crawl on every shard: purge its queue, refuse its future
+    /// children. Requests in flight may still produce results. With
+    /// `horizons` (a stop stored in order by the ingest script: one per
+    /// shard), only requests queued before the stop (job ids up to the
+    /// shard's horizon) are purged. Returns how many were purged.
     pub async fn stop(
         &self,
         appid: &str,
         crawlid: &str,
-        horizon: Option<u64>,
+        horizons: Option<&[u64]>,
     ) -> Result<u64, StoreError> {
         let key = CrawlKey {
             appid: appid.into(),
             crawlid: crawlid.into(),
         };
-        let mut con = self.con();
-        let purged: i64 = self
-            .scripts
-            .stop
-            .key(self.key("ready"))
-            .arg(&self.ns)
-            .arg(crawl_ref(&key))
-            .arg(crawl_owner(&key))
-            .arg(horizon.map(|h| h.to_string()).unwrap_or_default())
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(purged.max(0) as u64)
+        let cref = crawl_ref(&key);
+        let owner = crawl_owner(&key);
+        let shards: Vec<(usize, String)> = self
+            .shards
+            .all()
+            .map(|k| {
+                let horizon = horizons.and_then(|h| h.get(k).copied());
+                (k, horizon.map(|h| h.to_string()).unwrap_or_default())
+            })
+            .collect();
+        self.stop_on(&cref, &owner, &shards).await
+    }
+
+    /// Stop crawl `cref` on the given shards, each up to its horizon ("" =
+    /// all); the total purged.
+    async fn stop_on(
+        &self,
+        cref: &str,
+        owner: &str,
+        shards: &[(usize, String)],
+    ) -> Result<u64, StoreError> {
+        let calls = shards
+            .iter()
+            .map(|(k, horizon)| {
+                let mut inv = self.call(&self.scripts.stop, *k);
+                inv.arg(cref).arg(owner).arg(horizon);
+                (*k, inv)
+            })
+            .collect();
+        let purged = self.on_shards::<i64>(calls).await?;
+        Ok(purged.into_iter().map(|(_, n)| n.max(0) as u64).sum())
     }
 
     /// Stop every crawl whose `expires` has passed. Each is returned to
-    /// exactly one caller across the cluster.
+    /// one caller across the cluster; on a single shard exactly once, on
+    /// several at least once (a caller that dies between sending the reply
+    /// and clearing the crawl leaves it to the next).
     pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
-        let mut con = self.con();
-        let out: Vec<String> = self
-            .scripts
-            .expire
-            .key(self.key("ready"))
-            .arg(&self.ns)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
+        let here = self.shards.len() == 1;
+        let calls = self
+            .shards
+            .all()
+            .map(|k| {
+                let mut inv = self.call(&self.scripts.expire, k);
+                inv.arg(if here { "1" } else { "0" });
+                (k, inv)
+            })
+            .collect();
         let mut expired = Vec::new();
-        for pair in out.chunks(2) {
-            let [cref, purged] = pair else { continue };
-            if let Some(spec) = self.spec(cref).await? {
-                expired.push(Expired {
-                    appid: spec.appid.clone(),
-                    crawlid: spec.crawlid.clone(),
-                    purged: purged.parse().unwrap_or(0),
-                });
+        for (k, out) in self.on_shards::<Vec<String>>(calls).await? {
+            for due in out.chunks(3) {
+                let [cref, purged, owner] = due else { continue };
+                let mut purged: u64 = purged.parse().unwrap_or(0);
+                if !here {
+                    // The seed's shard stopped it; the others now, then
+                    // the reply (which the control plane sends on).
+                    let others: Vec<(usize, String)> = self
+                        .shards
+                        .all()
+                        .filter(|&j| j != k)
+                        .map(|j| (j, String::new()))
+                        .collect();
+                    purged += self.stop_on(cref, owner, &others).await?;
+                    let reply = json!({"Expired": {"cref": cref, "purged": purged}});
+                    self.control_push(&reply.to_string()).await?;
+                    let mut con = self.con();
+                    let _: i64 = redis::cmd("ZREM")
+                        .arg(format!("{}:expiring", self.shards.tag(k)))
+                        .arg(cref)
+                        .query_async(&mut con)
+                        .await
+                        .map_err(unavailable)?;
+                }
+                if let Some(spec) = self.spec(cref).await? {
+                    expired.push(Expired {
+                        appid: spec.appid.clone(),
+                        crawlid: spec.crawlid.clone(),
+                        purged,
+                    });
+                }
             }
         }
         Ok(expired)
@@ -213,6 +269,8 @@ impl RedisStore {
     /// their next pop: the throttle is decided inside Redis.
     pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
         let d = domain::registered(domain_name);
+        let tag = self.shards.tag(self.shards.of_domain(&d));
+        let key = |name: &str| format!("{tag}:{name}");
         let mut con = self.con();
         let cmd = match action {
             DomainAction::Update {
@@ -221,24 +279,24 @@ impl RedisStore {
                 scale,
             } => {
                 let mut c = redis::cmd("HSET");
-                c.arg(self.key("domcfg"))
+                c.arg(key("domcfg"))
                     .arg(&d)
                     .arg(format!("{hits},{window},{scale}"));
                 c
             }
             DomainAction::Remove => {
                 let mut c = redis::cmd("HDEL");
-                c.arg(self.key("domcfg")).arg(&d);
+                c.arg(key("domcfg")).arg(&d);
                 c
             }
             DomainAction::Blacklist => {
                 let mut c = redis::cmd("SADD");
-                c.arg(self.key("blacklist")).arg(&d);
+                c.arg(key("blacklist")).arg(&d);
                 c
             }
             DomainAction::Unblacklist => {
                 let mut c = redis::cmd("SREM");
-                c.arg(self.key("blacklist")).arg(&d);
+                c.arg(key("blacklist")).arg(&d);
                 c
             }
         };

@@ -9,28 +9,36 @@
 -- totals) are made once per batch, not once per seed.
 -- ARGV: ns, watermark name, stats kind, global per-domain cap (0 = off;
 -- seeds count toward it and are refused past it), then groups of 15:
--- offset, ts, kind (seed|ctl|stop|fail), stat name, cref, owner, spec,
+-- offset, ts, kind (seed|ctl|stop|fail|note), stat name, cref, owner, spec,
 -- appid, expires, fingerprint, hex, domain, qk, priority, payload (the
 -- control JSON for ctl and stop).
--- Returns how many messages were new, then the (0-based) indexes of the
--- seeds refused because another crawl owns their cref.
+-- A stop's spec field carries the other shards' horizons on a sharded
+-- frontier. An empty stats kind counts nothing (a shard other than the
+-- first: the first one's call counts the batch).
+-- Returns how many messages were new, how many seeds were refused because
+-- another crawl owns their cref, their (0-based) indexes in the batch, and
+-- the indexes of seeds refused by the global cap.
 local wmkey = ns .. ':wm:' .. ARGV[2]
 local stkind, gcap = ARGV[3], tonumber(ARGV[4])
 local mark = redis.call('HMGET', wmkey, 'o', 't')
 local wm, wmts = tonumber(mark[1] or '-1'), tonumber(mark[2] or '-1')
 local now = now_ms()
 local new, top, topts = 0, wm, wmts
-local by_name, seeds, collided = {}, {}, {}
+local by_name, seeds, collided, capped = {}, {}, {}, {}
 -- Seeds get job ids seq0 + 1, seq0 + 2, ... in batch order (below), so a
 -- stop knows which of them came before it.
 local seq0 = tonumber(redis.call('GET', ns .. ':seq')) or 0
 for i = 5, #ARGV, 15 do
   local offset, ts = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  if offset > wm or ts > wmts then
+  local kind, name = ARGV[i + 2], ARGV[i + 3]
+  if (offset > wm or ts > wmts) and kind == 'note' then
+    -- Not a message: a count another shard's call decided (why a seed
+    -- there was refused).
+    by_name[name] = (by_name[name] or 0) + 1
+  elseif offset > wm or ts > wmts then
     new = new + 1
     if offset > top then top = offset end
     if ts > topts then topts = ts end
-    local kind, name = ARGV[i + 2], ARGV[i + 3]
     if kind == 'seed' then
       seeds[#seeds + 1] = i + 4
     elseif kind == 'ctl' then
@@ -41,8 +49,14 @@ for i = 5, #ARGV, 15 do
       -- replies.
       if owned(ARGV[i + 4], ARGV[i + 5]) then redis.call('SADD', ns .. ':stopped', ARGV[i + 4]) end
       local req = cjson.decode(ARGV[i + 14])
-      redis.call('XADD', ns .. ':control', '*', 'm',
-        cjson.encode({StopQueued = {request = req.Action, horizon = seq0 + #seeds}}))
+      local stop = {request = req.Action, horizon = seq0 + #seeds}
+      -- A sharded frontier: the host read the other shards' horizons
+      -- (their seeds before this stop are queued); this shard's goes first.
+      if ARGV[i + 6] ~= '' then
+        stop.horizons = cjson.decode(ARGV[i + 6])
+        stop.horizons[1] = stop.horizon
+      end
+      redis.call('XADD', ns .. ':control', '*', 'm', cjson.encode({StopQueued = stop}))
     end
     by_name[name] = (by_name[name] or 0) + 1
   end
@@ -112,6 +126,7 @@ if #seeds > 0 then
     else
       by_name[why] = (by_name[why] or 0) + 1
       if why == 'collision' then collided[#collided + 1] = (g - 9) / 15 end
+      if why == 'capped' then capped[#capped + 1] = (g - 9) / 15 end
     end
   end
   redis.call('HINCRBY', ns .. ':counts', 'q', queued)
@@ -126,10 +141,15 @@ if #seeds > 0 then
 end
 
 if new > 0 then
-  by_name['total'] = new
-  for name, n in pairs(by_name) do
-    count_status(ns .. ':st:' .. stkind .. ':' .. name .. ':n', now, n)
+  if stkind ~= '' then
+    by_name['total'] = new
+    for name, n in pairs(by_name) do
+      count_status(ns .. ':st:' .. stkind .. ':' .. name .. ':n', now, n)
+    end
   end
   redis.call('HSET', wmkey, 'o', top, 't', topts)
 end
-return {new, unpack(collided)}
+local out = {new, #collided}
+for _, i in ipairs(collided) do out[#out + 1] = i end
+for _, i in ipairs(capped) do out[#out + 1] = i end
+return out

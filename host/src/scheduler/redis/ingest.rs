@@ -49,6 +49,17 @@ pub struct IngestOutcome {
     pub collided: Vec<usize>,
 }
 
+/// How a message goes into one shard's ingest call.
+#[derive(Debug, Clone, Copy)]
+enum As {
+    /// Handled there.
+    Is,
+    /// Only counted (a seed of another shard).
+    Counted,
+    /// Not a message: another shard refused it for this reason.
+    Note(&'static str),
+}
+
 /// The control plane's consumer group on the control stream.
 const GROUP: &str = "control";
 /// An entry read by a control plane that then went silent this long is
@@ -58,7 +69,9 @@ const CLAIM_IDLE_MS: u64 = 30_000;
 impl RedisStore {
     /// Handle a batch of one partition's messages (in offset order) in one
     /// atomic step; messages at or below the partition's watermark were
-    /// handled before and are skipped.
+    /// handled before and are skipped. A sharded frontier takes one step
+    /// per shard, each idempotent by its own watermark (see
+    /// [`Self::ingest_sharded`]).
     pub async fn ingest(
         &self,
         partition_id: &str,
@@ -68,22 +81,131 @@ impl RedisStore {
         if entries.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        let mut inv = self.scripts.ingest.prepare_invoke();
-        inv.key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(partition_id)
-            .arg(stat_kind.to_string())
-            .arg(self.global_cap);
-        for e in entries {
-            let kind = match &e.what {
-                Ingested::Seed { .. } => "seed",
-                Ingested::Control(_) => "ctl",
-                Ingested::Stop { .. } => "stop",
-                Ingested::Fail => "fail",
+        if self.shards.len() > 1 {
+            return self.ingest_sharded(partition_id, stat_kind, entries).await;
+        }
+        let all: Vec<(usize, As)> = (0..entries.len()).map(|i| (i, As::Is)).collect();
+        let (new, collided, _) = self
+            .ingest_on(0, partition_id, Some(stat_kind), entries, &all, "")
+            .await?;
+        Ok(IngestOutcome { new, collided })
+    }
+
+    /// A batch on several shards, in segments that end at each stop: each
+    /// shard's seeds first, then shard 0's call, which holds every message
+    /// (the seeds of other shards only counted), the control requests and
+    /// the batch's stats. A stop's purge horizon on each shard is that
+    /// shard's last job id once the seeds before the stop are queued.
+    async fn ingest_sharded(
+        &self,
+        partition_id: &str,
+        stat_kind: char,
+        entries: &[IngestEntry],
+    ) -> Result<IngestOutcome, StoreError> {
+        let mut outcome = IngestOutcome::default();
+        let mut start = 0;
+        while start < entries.len() {
+            let end = entries[start..]
+                .iter()
+                .position(|e| matches!(e.what, Ingested::Stop { .. }))
+                .map_or(entries.len(), |p| start + p + 1);
+            let mut by_shard: BTreeMap<usize, Vec<(usize, As)>> = BTreeMap::new();
+            let mut seeds = Vec::new();
+            for (i, e) in entries.iter().enumerate().take(end).skip(start) {
+                let k = match &e.what {
+                    Ingested::Seed { job, .. } => {
+                        seeds.push(&**job);
+                        self.shards.of_domain(&domain::of_url(&job.url))
+                    }
+                    _ => 0,
+                };
+                by_shard.entry(k).or_default().push((i, As::Is));
+                if k != 0 {
+                    by_shard.entry(0).or_default().push((i, As::Counted));
+                }
+            }
+            let others = by_shard.iter().filter(|(&k, _)| k != 0);
+            let done = futures::future::try_join_all(
+                others.map(|(&k, items)| self.ingest_on(k, partition_id, None, entries, items, "")),
+            )
+            .await?;
+            let first = by_shard.entry(0).or_default();
+            for (_, collided, capped) in done {
+                for (i, why) in collided
+                    .iter()
+                    .map(|&i| (i, "collision"))
+                    .chain(capped.iter().map(|&i| (i, "capped")))
+                {
+                    first.push((i, As::Note(why)));
+                }
+                outcome.collided.extend(collided);
+            }
+            let horizons = match entries[end - 1].what {
+                Ingested::Stop { .. } => self.horizons().await?,
+                _ => String::new(),
             };
-            inv.arg(e.offset).arg(e.timestamp).arg(kind).arg(&e.name);
-            match &e.what {
-                Ingested::Seed { job, .. } => {
+            let (new, collided, _) = self
+                .ingest_on(0, partition_id, Some(stat_kind), entries, first, &horizons)
+                .await?;
+            outcome.new += new;
+            outcome.collided.extend(collided);
+            self.respec(&seeds).await?;
+            start = end;
+        }
+        outcome.collided.sort_unstable();
+        Ok(outcome)
+    }
+
+    /// Every shard's last job id, as JSON (shard 0's is filled in by the
+    /// ingest script).
+    async fn horizons(&self) -> Result<String, StoreError> {
+        let seqs = futures::future::try_join_all(self.shards.all().map(|k| async move {
+            let mut con = self.con();
+            redis::cmd("GET")
+                .arg(format!("{}:seq", self.shards.tag(k)))
+                .query_async::<Option<u64>>(&mut con)
+                .await
+                .map_err(unavailable)
+        }))
+        .await?;
+        Ok(
+            serde_json::to_string(&seqs.into_iter().map(|s| s.unwrap_or(0)).collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// One ingest call on shard k with `items` (batch index, how). Returns
+    /// the messages new there, and the batch indexes of seeds refused as
+    /// colliding or capped. `stat_kind` None counts no stats.
+    async fn ingest_on(
+        &self,
+        k: usize,
+        partition_id: &str,
+        stat_kind: Option<char>,
+        entries: &[IngestEntry],
+        items: &[(usize, As)],
+        horizons: &str,
+    ) -> Result<(usize, Vec<usize>, Vec<usize>), StoreError> {
+        let mut inv = self.call(&self.scripts.ingest, k);
+        inv.arg(partition_id)
+            .arg(stat_kind.map(String::from).unwrap_or_default())
+            .arg(self.global_cap);
+        for &(i, how) in items {
+            let e = &entries[i];
+            let kind = match (&e.what, how) {
+                (_, As::Note(_)) => "note",
+                (_, As::Counted) | (Ingested::Fail, _) => "fail",
+                (Ingested::Seed { .. }, _) => "seed",
+                (Ingested::Control(_), _) => "ctl",
+                (Ingested::Stop { .. }, _) => "stop",
+            };
+            let name = match how {
+                As::Note(why) => why,
+                _ => &e.name,
+            };
+            inv.arg(e.offset).arg(e.timestamp).arg(kind).arg(name);
+            match (&e.what, kind) {
+                (Ingested::Seed { job, .. }, "seed") => {
                     let key = job.crawl.key();
                     let d = domain::of_url(&job.url);
                     let (fp, hex) = fingerprint_args(job.fingerprint());
@@ -101,20 +223,20 @@ impl RedisStore {
                         .arg(job.priority)
                         .arg(payload);
                 }
-                Ingested::Control(json) => {
+                (Ingested::Control(json), "ctl") => {
                     for _ in 0..10 {
                         inv.arg("");
                     }
                     inv.arg(json);
                 }
-                Ingested::Stop { key, json } => {
-                    inv.arg(crawl_ref(key)).arg(crawl_owner(key));
-                    for _ in 0..8 {
+                (Ingested::Stop { key, json }, "stop") => {
+                    inv.arg(crawl_ref(key)).arg(crawl_owner(key)).arg(horizons);
+                    for _ in 0..7 {
                         inv.arg("");
                     }
                     inv.arg(json);
                 }
-                Ingested::Fail => {
+                _ => {
                     for _ in 0..11 {
                         inv.arg("");
                     }
@@ -124,8 +246,11 @@ impl RedisStore {
         let mut con = self.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         let new = out.first().copied().unwrap_or(0).max(0) as usize;
-        let collided = out.iter().skip(1).map(|&i| i as usize).collect();
-        Ok(IngestOutcome { new, collided })
+        let ncollided = out.get(1).copied().unwrap_or(0).max(0) as usize;
+        let batch_index = |&j: &i64| items.get(j as usize).map(|(i, _)| *i);
+        let collided = out.iter().skip(2).take(ncollided).filter_map(batch_index);
+        let capped = out.iter().skip(2 + ncollided).filter_map(batch_index);
+        Ok((new, collided.collect(), capped.collect()))
     }
 
     /// Put a request on the control stream directly (monitor plugins' and

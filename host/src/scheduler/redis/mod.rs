@@ -1,8 +1,9 @@
 //! Redis-backed frontier and dedup store: what lets any number of workers
-//! share one crawl. Every operation is one Lua script, so one round trip:
-//! push, pop (with the throttle and blacklist decision), ack, retry, admit
-//! (dedup and caps for a whole page), and the periodic reclaim of expired
-//! leases. Key layout: ARCHITECTURE.md, "Redis keys".
+//! share one crawl. Every operation is one Lua script on one shard, so one
+//! round trip: push, pop (with the throttle and blacklist decision), ack,
+//! retry, admit (dedup and caps for a whole page), and the periodic
+//! reclaim of expired leases. Key layout: ARCHITECTURE.md, "Redis keys";
+//! shards: [`shards`].
 
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::backoff::Backoff;
@@ -17,6 +18,7 @@ use connection::Con;
 use parking_lot::Mutex;
 use redis::Script;
 use serde::{Deserialize, Serialize};
+use shards::{Reply, Shards};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,12 @@ mod control;
 mod ingest;
 mod pace;
 mod replies;
+mod shards;
 mod stats;
 mod workers;
 pub use control::{DomainAction, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
+pub use shards::MAX_SHARDS;
 
 const COMMON: &str = include_str!("common.lua");
 
@@ -49,6 +53,7 @@ struct Scripts {
     throttle: Script,
     ack: Script,
     count: Script,
+    respec: Script,
     retry: Script,
     reclaim: Script,
     release: Script,
@@ -209,11 +214,15 @@ fn unavailable(e: redis::RedisError) -> StoreError {
 
 pub struct RedisStore {
     con: Con,
+    /// The frontier's shards; shard 0's tag is `ns`.
+    shards: Shards,
     /// The nodes of `redis.url` (several: a Redis Cluster).
     nodes: Vec<String>,
     /// For blocking reads (the control stream), apart from `con`.
     blocking: tokio::sync::Mutex<Option<Con>>,
     stats: Arc<Stats>,
+    /// Shard 0's hash tag, `{namespace}`: the monitors', stats' and
+    /// workers' keys live there.
     ns: String,
     scripts: Scripts,
     throttle: crate::config::Throttle,
@@ -221,7 +230,8 @@ pub struct RedisStore {
     idle_ttl_ms: u64,
     /// `crawl.global_page_per_domain_limit` (0 = off), for seeds ingested.
     global_cap: u32,
-    /// Crawl specs by cref, with the version they were read at; a pop
+    /// Crawl specs by cref (and shard, when there are several: each keeps
+    /// its copy and version), with the version they were read at; a pop
     /// names the current version, so a resubmitted crawl's new spec (attrs,
     /// cookie, expiry) is read again. At most SPEC_CACHE entries.
     specs: Mutex<HashMap<String, (String, Arc<CrawlSpec>)>>,
@@ -267,15 +277,21 @@ impl RedisStore {
                 }
             }
         };
+        let shards = Shards::new(
+            &settings.redis.namespace,
+            settings.redis.shard_count(nodes.len() > 1),
+        );
+        agree_on_shards(&con, shards.tag(0), shards.len()).await?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_else(|_| "localhost".into());
         Ok(Arc::new(RedisStore {
             con,
+            ns: shards.tag(0).to_string(),
+            shards,
             nodes,
             blocking: tokio::sync::Mutex::new(None),
             stats,
-            ns: format!("{{{}}}", settings.redis.namespace),
             scripts: Scripts {
                 stop: script(include_str!("stop.lua")),
                 expire: script(include_str!("expire.lua")),
@@ -285,6 +301,7 @@ impl RedisStore {
                 throttle: script(include_str!("throttle.lua")),
                 ack: script(include_str!("ack.lua")),
                 count: script(include_str!("count.lua")),
+                respec: script(include_str!("respec.lua")),
                 retry: script(include_str!("retry.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
                 release: script(include_str!("release.lua")),
@@ -359,28 +376,61 @@ impl RedisStore {
         self.con.clone()
     }
 
-    /// The crawl's spec as cached (any version), else read from Redis: for
-    /// control operations, which need its appid and expiry only.
-    pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
-        let cached = self.specs.lock().get(cref).map(|(v, _)| v.clone());
-        self.spec_at(cref, cached.as_deref().unwrap_or("")).await
+    /// A call of `script` on shard k: its first key names the shard's slot
+    /// and its first argument is the shard's prefix.
+    fn call<'a>(&self, script: &'a Script, k: usize) -> redis::ScriptInvocation<'a> {
+        let tag = self.shards.tag(k);
+        let mut inv = script.prepare_invoke();
+        inv.key(format!("{tag}:ready")).arg(tag);
+        inv
     }
 
-    /// The crawl's spec at `version` (what a pop names): cached, else read
-    /// from Redis.
-    pub async fn spec_at(
+    /// The spec cache's key for crawl `cref` as shard k stores it.
+    fn spec_key(&self, k: usize, cref: &str) -> String {
+        if self.shards.len() == 1 {
+            cref.to_string()
+        } else {
+            format!("{k}:{cref}")
+        }
+    }
+
+    /// The crawl's spec as cached (any version, any shard), else read from
+    /// the shards: for control operations, which need its appid and expiry
+    /// only.
+    pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
+        {
+            let specs = self.specs.lock();
+            for k in self.shards.all() {
+                if let Some((_, s)) = specs.get(&self.spec_key(k, cref)) {
+                    return Ok(Some(s.clone()));
+                }
+            }
+        }
+        for k in self.shards.all() {
+            if let Some(s) = self.spec_at(k, cref, "").await? {
+                return Ok(Some(s));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The crawl's spec at `version` on shard k (what a pop names): cached,
+    /// else read from Redis.
+    async fn spec_at(
         &self,
+        k: usize,
         cref: &str,
         version: &str,
     ) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
-        if let Some((v, s)) = self.specs.lock().get(cref) {
+        let cache_key = self.spec_key(k, cref);
+        if let Some((v, s)) = self.specs.lock().get(&cache_key) {
             if v == version {
                 return Ok(Some(s.clone()));
             }
         }
         let mut con = self.con();
         let json: Option<String> = redis::cmd("GET")
-            .arg(format!("{}:spec:{cref}", self.ns))
+            .arg(format!("{}:spec:{cref}", self.shards.tag(k)))
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -388,43 +438,79 @@ impl RedisStore {
         let spec: CrawlSpec = serde_json::from_str(&json)
             .map_err(|e| StoreError::Unavailable(format!("corrupt crawl spec {cref}: {e}")))?;
         let spec = Arc::new(spec);
-        self.cache_spec(cref, version, &spec);
+        self.cache_spec(cache_key, version, &spec);
         Ok(Some(spec))
     }
 
-    fn cache_spec(&self, cref: &str, version: &str, spec: &Arc<CrawlSpec>) {
+    fn cache_spec(&self, cache_key: String, version: &str, spec: &Arc<CrawlSpec>) {
         let mut specs = self.specs.lock();
-        if specs.len() >= SPEC_CACHE && !specs.contains_key(cref) {
+        if specs.len() >= SPEC_CACHE && !specs.contains_key(&cache_key) {
             // Any entry will do: a miss costs one GET.
             if let Some(k) = specs.keys().next().cloned() {
                 specs.remove(&k);
             }
         }
-        specs.insert(cref.to_string(), (version.to_string(), spec.clone()));
+        specs.insert(cache_key, (version.to_string(), spec.clone()));
     }
 
-    /// Spec JSON when `jobs` hold a seed (a crawl submitted, or submitted
-    /// again with new attrs, cookie or expiry), else "": children never
-    /// write the spec, so one popped under an older spec cannot undo a
+    /// The spec arguments of a push to shard k: the JSON and whether it is
+    /// stored only if the shard has none ("lazy"). A seed's (a crawl
+    /// submitted, or submitted again with new attrs, cookie or expiry) is
+    /// stored; children bring theirs lazily to a shard of a sharded
+    /// frontier (it may be the crawl's first request there) and never on
+    /// a single shard, so one popped under an older spec cannot undo a
     /// resubmission.
-    fn spec_arg(jobs: &[Job]) -> String {
+    fn spec_args(&self, jobs: &[Job]) -> (String, &'static str) {
+        let json = |j: &Job| serde_json::to_string(&*j.crawl).unwrap_or_default();
         match jobs.iter().find(|j| j.depth == 0) {
-            Some(seed) => serde_json::to_string(&*seed.crawl).unwrap_or_default(),
-            None => String::new(),
+            Some(seed) => (json(seed), "0"),
+            None if self.shards.len() > 1 => (jobs.first().map(json).unwrap_or_default(), "1"),
+            None => (String::new(), "0"),
         }
+    }
+
+    /// A seed's new spec copied to the other shards that hold its crawl
+    /// (a sharded frontier only; the seed's own shard stored it).
+    async fn respec(&self, seeds: &[&Job]) -> Result<(), StoreError> {
+        if self.shards.len() == 1 || seeds.is_empty() {
+            return Ok(());
+        }
+        let mut calls = Vec::new();
+        for k in self.shards.all() {
+            let mut inv = self.call(&self.scripts.respec, k);
+            let mut any = false;
+            for j in seeds {
+                if self.shards.of_domain(&domain::of_url(&j.url)) == k {
+                    continue;
+                }
+                let key = j.crawl.key();
+                inv.arg(crawl_ref(&key))
+                    .arg(crawl_owner(&key))
+                    .arg(serde_json::to_string(&*j.crawl).unwrap_or_default());
+                any = true;
+            }
+            if any {
+                calls.push(inv);
+            }
+        }
+        futures::future::try_join_all(calls.iter().map(|inv| async move {
+            let mut con = self.con();
+            inv.invoke_async::<i64>(&mut con).await.map_err(unavailable)
+        }))
+        .await?;
+        Ok(())
     }
 
     fn queue_key(job: &Job, domain: &str) -> String {
         format!("{}|{domain}", job.spiderid)
     }
 
-    /// A call of `script` whose arguments start with the namespace and the
-    /// throttle settings: hits, window in ms, moderated, key prefix, split.
-    fn with_throttle<'a>(&self, script: &'a Script) -> redis::ScriptInvocation<'a> {
-        let mut inv = script.prepare_invoke();
-        inv.key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(self.throttle.hits)
+    /// A call of `script` on shard k whose arguments start with the shard
+    /// and the throttle settings: hits, window in ms, moderated, key
+    /// prefix, split.
+    fn with_throttle<'a>(&self, script: &'a Script, k: usize) -> redis::ScriptInvocation<'a> {
+        let mut inv = self.call(script, k);
+        inv.arg(self.throttle.hits)
             .arg((self.throttle.window * 1000.0) as u64)
             .arg(if self.throttle.moderated { "1" } else { "0" })
             .arg(self.throttle_prefix())
@@ -443,45 +529,12 @@ impl RedisStore {
             String::new()
         }
     }
-}
 
-#[async_trait]
-impl Frontier for RedisStore {
-    async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
-        // One script call per crawl (a page's children share one).
-        let mut by_crawl: HashMap<String, Vec<Job>> = HashMap::new();
-        for j in jobs {
-            by_crawl
-                .entry(crawl_ref(&j.crawl.key()))
-                .or_default()
-                .push(j);
-        }
-        for (cref, jobs) in by_crawl {
-            let mut inv = self.scripts.push.prepare_invoke();
-            let spec = &jobs[0].crawl;
-            inv.key(format!("{}:ready", self.ns))
-                .arg(&self.ns)
-                .arg(&cref)
-                .arg(crawl_owner(&spec.key()))
-                .arg(Self::spec_arg(&jobs))
-                .arg(&spec.appid)
-                .arg(spec.expires);
-            for j in &jobs {
-                let d = domain::of_url(&j.url);
-                let payload = serde_json::to_string(&WireJob::of(j, &d)).unwrap_or_default();
-                inv.arg(Self::queue_key(j, &d)).arg(j.priority).arg(payload);
-            }
-            let mut con = self.con();
-            let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-            owned_count(n)?;
-        }
-        Ok(())
-    }
-
-    async fn pop(&self) -> Result<Pop, StoreError> {
+    /// Lease the best request shard k's throttle lets through.
+    async fn pop_shard(&self, k: usize) -> Result<Pop, StoreError> {
         loop {
             let mut con = self.con();
-            let mut inv = self.with_throttle(&self.scripts.pop);
+            let mut inv = self.with_throttle(&self.scripts.pop, k);
             let out: Vec<String> = inv
                 .arg(self.lease_ms)
                 .invoke_async(&mut con)
@@ -489,7 +542,7 @@ impl Frontier for RedisStore {
                 .map_err(unavailable)?;
             match out.as_slice() {
                 [lease, cref, payload, version] if !lease.is_empty() => {
-                    let id: u64 = lease.parse().unwrap_or(0);
+                    let id = self.shards.lease_id(lease.parse().unwrap_or(0), k);
                     let wire: WireJob = match serde_json::from_str(payload) {
                         Ok(w) => w,
                         Err(e) => {
@@ -498,7 +551,7 @@ impl Frontier for RedisStore {
                             continue;
                         }
                     };
-                    let Some(spec) = self.spec_at(cref, version).await? else {
+                    let Some(spec) = self.spec_at(k, cref, version).await? else {
                         tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
                         self.ack(id, None).await?;
                         continue;
@@ -524,14 +577,108 @@ impl Frontier for RedisStore {
         }
     }
 
+    /// Run one call per shard, all at once; the replies in shard order.
+    async fn on_shards<'a, T: redis::FromRedisValue>(
+        &self,
+        calls: Vec<(usize, redis::ScriptInvocation<'a>)>,
+    ) -> Result<Vec<(usize, T)>, StoreError> {
+        futures::future::try_join_all(calls.iter().map(|(k, inv)| async move {
+            let mut con = self.con();
+            let out: T = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            Ok::<_, StoreError>((*k, out))
+        }))
+        .await
+    }
+}
+
+/// Every process of a namespace must split it alike: the first to connect
+/// records its shard count, and a process set up otherwise is refused
+/// (its shards would hold requests nobody else pops).
+async fn agree_on_shards(con: &Con, ns: &str, n: usize) -> Result<(), StoreError> {
+    let key = format!("{ns}:shards");
+    let (stored,): (Option<usize>,) = redis::pipe()
+        .cmd("SET")
+        .arg(&key)
+        .arg(n)
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(&key)
+        .query_async(&mut con.clone())
+        .await
+        .map_err(unavailable)?;
+    match stored {
+        Some(s) if s != n => Err(StoreError::Unavailable(format!(
+            "redis.shards is {n} here but namespace {ns} was set up with {s} shards: \
+             set redis.shards = {s} (or use another redis.namespace)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+#[async_trait]
+impl Frontier for RedisStore {
+    async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
+        // One script call per crawl and shard (a page's children share one).
+        let mut groups: HashMap<(String, usize), Vec<(Job, String)>> = HashMap::new();
+        for j in jobs {
+            let d = domain::of_url(&j.url);
+            let k = self.shards.of_domain(&d);
+            groups
+                .entry((crawl_ref(&j.crawl.key()), k))
+                .or_default()
+                .push((j, d));
+        }
+        for ((cref, k), group) in groups {
+            let jobs: Vec<Job> = group.iter().map(|(j, _)| j.clone()).collect();
+            let spec = &jobs[0].crawl;
+            let (spec_json, lazy) = self.spec_args(&jobs);
+            let mut inv = self.call(&self.scripts.push, k);
+            inv.arg(&cref)
+                .arg(crawl_owner(&spec.key()))
+                .arg(spec_json)
+                .arg(&spec.appid)
+                .arg(spec.expires)
+                .arg(lazy);
+            for (j, d) in &group {
+                let payload = serde_json::to_string(&WireJob::of(j, d)).unwrap_or_default();
+                inv.arg(Self::queue_key(j, d)).arg(j.priority).arg(payload);
+            }
+            let mut con = self.con();
+            let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+            owned_count(n)?;
+            self.shards.has_work(k);
+            let seeds: Vec<&Job> = jobs.iter().filter(|j| j.depth == 0).collect();
+            self.respec(&seeds).await?;
+        }
+        Ok(())
+    }
+
+    async fn pop(&self) -> Result<Pop, StoreError> {
+        if self.shards.len() == 1 {
+            return self.pop_shard(0).await;
+        }
+        let (ask, mut wait) = self.shards.to_ask(self.pace.wakes());
+        for k in ask {
+            let reply = match self.pop_shard(k).await? {
+                leased @ Pop::Leased(_) => return Ok(leased),
+                Pop::Idle => Reply::Empty,
+                Pop::Wait(d) => {
+                    wait = Some(wait.map_or(d, |w| w.min(d)));
+                    Reply::WaitFor(d)
+                }
+            };
+            self.shards.asked(k, reply);
+        }
+        Ok(wait.map_or(Pop::Idle, Pop::Wait))
+    }
+
     async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
+        let (k, lease) = self.shards.of_lease(lease_id);
         let mut con = self.con();
         let (found, spider): (i64, String) = self
-            .scripts
-            .ack
-            .key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(lease_id)
+            .call(&self.scripts.ack, k)
+            .arg(lease)
             .arg(status.map(|s| s.to_string()).unwrap_or_default())
             .invoke_async(&mut con)
             .await
@@ -548,15 +695,19 @@ impl Frontier for RedisStore {
     }
 
     async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
+        let (k, lease) = self.shards.of_lease(lease_id);
         let d = domain::of_url(&retry.url);
+        if self.shards.of_domain(&d) != k {
+            // Another shard's domain: queued there first, then the lease
+            // is finished without a result (so nothing is lost between).
+            self.push(vec![retry]).await?;
+            return self.ack(lease_id, None).await;
+        }
         let payload = serde_json::to_string(&WireJob::of(&retry, &d)).unwrap_or_default();
         let mut con = self.con();
         let _: i64 = self
-            .scripts
-            .retry
-            .key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(lease_id)
+            .call(&self.scripts.retry, k)
+            .arg(lease)
             .arg(Self::queue_key(&retry, &d))
             .arg(retry.priority)
             .arg(payload)
@@ -567,50 +718,60 @@ impl Frontier for RedisStore {
     }
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
+        let (k, lease) = self.shards.of_lease(lease_id);
         let mut con = self.con();
         let _: i64 = self
-            .scripts
-            .release
-            .key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(lease_id)
+            .call(&self.scripts.release, k)
+            .arg(lease)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        self.shards.has_work(k);
         Ok(())
     }
 
     async fn renew(&self, lease_ids: &[u64]) -> Result<(), StoreError> {
-        if lease_ids.is_empty() {
-            return Ok(());
-        }
         // Deadlines from this machine's clock would skew against the
         // scripts' (Redis TIME), so the script sets them.
-        let mut con = self.con();
-        let mut inv = self.scripts.renew.prepare_invoke();
-        inv.key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(self.lease_ms);
-        for id in lease_ids {
-            inv.arg(id);
+        let mut by_shard: HashMap<usize, Vec<u64>> = HashMap::new();
+        for &id in lease_ids {
+            let (k, lease) = self.shards.of_lease(id);
+            by_shard.entry(k).or_default().push(lease);
         }
-        let _: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
+        let calls = by_shard
+            .into_iter()
+            .map(|(k, leases)| {
+                let mut inv = self.call(&self.scripts.renew, k);
+                inv.arg(self.lease_ms).arg(leases);
+                (k, inv)
+            })
+            .collect();
+        self.on_shards::<i64>(calls).await?;
         Ok(())
     }
 
     async fn counts(&self) -> Result<Counts, StoreError> {
-        let mut con = self.con();
-        let (q, f): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
-            .arg(format!("{}:counts", self.ns))
-            .arg("q")
-            .arg("f")
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(Counts {
-            queued: q.unwrap_or(0).max(0) as u64,
-            in_flight: f.unwrap_or(0).max(0) as u64,
-        })
+        let mut total = Counts::default();
+        let per_shard = futures::future::try_join_all(self.shards.all().map(|k| async move {
+            let mut con = self.con();
+            redis::cmd("HMGET")
+                .arg(format!("{}:counts", self.shards.tag(k)))
+                .arg("q")
+                .arg("f")
+                .query_async::<(Option<i64>, Option<i64>)>(&mut con)
+                .await
+                .map_err(unavailable)
+        }))
+        .await?;
+        for (k, (q, f)) in per_shard.into_iter().enumerate() {
+            let q = q.unwrap_or(0).max(0) as u64;
+            if q > 0 {
+                self.shards.has_work(k);
+            }
+            total.queued += q;
+            total.in_flight += f.unwrap_or(0).max(0) as u64;
+        }
+        Ok(total)
     }
 
     /// Called every second; paced by [`pace::Pace`], so an idle worker
@@ -626,22 +787,31 @@ impl Frontier for RedisStore {
         if !self.pace.upkeep_due() {
             return Ok(());
         }
-        let mut con = self.con();
-        let (reclaimed, next_ms): (i64, i64) = self
-            .scripts
-            .reclaim
-            .key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(self.idle_ttl_ms)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        if reclaimed > 0 {
-            tracing::info!(reclaimed, "expired leases put back in their queues");
+        let calls = self
+            .shards
+            .all()
+            .map(|k| {
+                let mut inv = self.call(&self.scripts.reclaim, k);
+                inv.arg(self.idle_ttl_ms);
+                (k, inv)
+            })
+            .collect();
+        let mut next: Option<u64> = None;
+        for (k, (reclaimed, next_ms)) in self.on_shards::<(i64, i64)>(calls).await? {
+            if reclaimed > 0 {
+                tracing::info!(
+                    reclaimed,
+                    shard = k,
+                    "expired leases put back in their queues"
+                );
+                self.shards.has_work(k);
+            }
+            if next_ms >= 0 {
+                next = Some(next.map_or(next_ms as u64, |n| n.min(next_ms as u64)));
+            }
         }
         self.upkeep().await?;
-        self.pace
-            .upkeep_done((next_ms >= 0).then(|| Duration::from_millis(next_ms as u64)));
+        self.pace.upkeep_done(next.map(Duration::from_millis));
         Ok(())
     }
 
@@ -650,7 +820,12 @@ impl Frontier for RedisStore {
     }
 
     fn work_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.pace.wake_signal(&self.nodes, self.key("wake")))
+        let channels = self
+            .shards
+            .all()
+            .map(|k| format!("{}:wake", self.shards.tag(k)))
+            .collect();
+        Some(self.pace.wake_signal(&self.nodes, channels))
     }
 }
 
@@ -658,7 +833,7 @@ impl Frontier for RedisStore {
 impl ThrottleStore for RedisStore {
     async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
         let mut con = self.con();
-        let mut inv = self.with_throttle(&self.scripts.throttle);
+        let mut inv = self.with_throttle(&self.scripts.throttle, self.shards.of_domain(domain));
         let wait: u64 = inv
             .arg(spider)
             .arg(domain)
@@ -677,7 +852,8 @@ impl ThrottleStore for RedisStore {
         } else {
             String::new()
         };
-        let key = format!("{}:t:{}{split}{domain}", self.ns, self.throttle_prefix());
+        let tag = self.shards.tag(self.shards.of_domain(domain));
+        let key = format!("{tag}:t:{}{split}{domain}", self.throttle_prefix());
         let mut con = self.con();
         let _: Vec<String> = redis::cmd("ZPOPMAX")
             .arg(key)
@@ -698,23 +874,40 @@ impl DedupStore for RedisStore {
         if candidates.is_empty() {
             return Ok(Vec::new());
         }
-        let mut inv = self.scripts.admit.prepare_invoke();
-        inv.key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(crawl_ref(crawl))
-            .arg(crawl_owner(crawl))
-            .arg(cap_arg(candidates[0].domain_cap))
-            .arg(cap_arg(candidates[0].global_cap));
-        for c in candidates {
-            let (fp, hex) = fingerprint_args(c.fingerprint);
-            inv.arg(fp)
-                .arg(hex)
-                .arg(&c.domain)
-                .arg(if c.force { "1" } else { "0" });
+        // Each link is deduplicated on its domain's shard.
+        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, c) in candidates.iter().enumerate() {
+            by_shard
+                .entry(self.shards.of_domain(&c.domain))
+                .or_default()
+                .push(i);
         }
-        let mut con = self.con();
-        let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        Ok(out.into_iter().map(|v| v == 1).collect())
+        let calls = by_shard
+            .iter()
+            .map(|(&k, idx)| {
+                let mut inv = self.call(&self.scripts.admit, k);
+                inv.arg(crawl_ref(crawl))
+                    .arg(crawl_owner(crawl))
+                    .arg(cap_arg(candidates[0].domain_cap))
+                    .arg(cap_arg(candidates[0].global_cap));
+                for &i in idx {
+                    let c = &candidates[i];
+                    let (fp, hex) = fingerprint_args(c.fingerprint);
+                    inv.arg(fp)
+                        .arg(hex)
+                        .arg(&c.domain)
+                        .arg(if c.force { "1" } else { "0" });
+                }
+                (k, inv)
+            })
+            .collect();
+        let mut admitted = vec![false; candidates.len()];
+        for (k, out) in self.on_shards::<Vec<i64>>(calls).await? {
+            for (&i, v) in by_shard[&k].iter().zip(out) {
+                admitted[i] = v == 1;
+            }
+        }
+        Ok(admitted)
     }
 
     async fn admit_and_push(
@@ -729,31 +922,54 @@ impl DedupStore for RedisStore {
         };
         let cref = crawl_ref(crawl);
         let spec = &first.crawl;
-        let mut inv = self.scripts.admit_push.prepare_invoke();
-        inv.key(format!("{}:ready", self.ns))
-            .arg(&self.ns)
-            .arg(&cref)
-            .arg(crawl_owner(crawl))
-            .arg(cap_arg(candidates[0].domain_cap))
-            .arg(cap_arg(candidates[0].global_cap))
-            .arg(Self::spec_arg(&jobs))
-            .arg(&spec.appid)
-            .arg(spec.expires);
-        for (c, j) in candidates.iter().zip(&jobs) {
-            let (fp, hex) = fingerprint_args(c.fingerprint);
-            // The candidate already carries the registered domain.
-            let payload = serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
-            inv.arg(fp)
-                .arg(hex)
-                .arg(&c.domain)
-                .arg(if c.force { "1" } else { "0" });
-            inv.arg(Self::queue_key(j, &c.domain))
-                .arg(j.priority)
-                .arg(payload);
+        let (spec_json, lazy) = self.spec_args(&jobs);
+        // Each link is deduplicated and queued on its domain's shard, in
+        // one atomic step there.
+        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, c) in candidates.iter().enumerate().take(jobs.len()) {
+            by_shard
+                .entry(self.shards.of_domain(&c.domain))
+                .or_default()
+                .push(i);
         }
-        let mut con = self.con();
-        let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        owned_count(n)
+        let calls = by_shard
+            .iter()
+            .map(|(&k, idx)| {
+                let mut inv = self.call(&self.scripts.admit_push, k);
+                inv.arg(&cref)
+                    .arg(crawl_owner(crawl))
+                    .arg(cap_arg(candidates[0].domain_cap))
+                    .arg(cap_arg(candidates[0].global_cap))
+                    .arg(&spec_json)
+                    .arg(&spec.appid)
+                    .arg(spec.expires)
+                    .arg(lazy);
+                for &i in idx {
+                    let (c, j) = (&candidates[i], &jobs[i]);
+                    let (fp, hex) = fingerprint_args(c.fingerprint);
+                    // The candidate already carries the registered domain.
+                    let payload =
+                        serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
+                    inv.arg(fp)
+                        .arg(hex)
+                        .arg(&c.domain)
+                        .arg(if c.force { "1" } else { "0" });
+                    inv.arg(Self::queue_key(j, &c.domain))
+                        .arg(j.priority)
+                        .arg(payload);
+                }
+                (k, inv)
+            })
+            .collect();
+        let mut queued = 0;
+        for (k, n) in self.on_shards::<i64>(calls).await? {
+            let n = owned_count(n)?;
+            if n > 0 {
+                self.shards.has_work(k);
+            }
+            queued += n;
+        }
+        Ok(queued)
     }
 }
 

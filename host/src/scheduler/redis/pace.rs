@@ -3,13 +3,13 @@
 //! only when something falls due (a lease deadline, a crawl's expiry, an
 //! idle crawl's cleanup) and at least every [`IDLE_UPKEEP`]; it beats
 //! every [`crate::timeouts::HEARTBEAT_EVERY`] (or a third of the TTL) and
-//! waits for work on a pub/sub channel (`{ns}:wake`, published by the
-//! scripts when the frontier goes from empty to not) instead of polling.
+//! waits for work on pub/sub channels (`<shard>:wake`, published by the
+//! scripts when a shard goes from empty to not) instead of polling.
 //! An idle worker thus costs Redis well under one command a second.
 
 use crate::timeouts::{HEARTBEAT_EVERY, IDLE_UPKEEP, UPKEEP};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -35,6 +35,8 @@ pub(super) struct Pace {
     /// Set by the wake-up listener: new work came, so crawls that may
     /// expire soon came too; run upkeep at the next tick.
     upkeep_now: Arc<AtomicBool>,
+    /// Wake-ups received so far (a pop asks every shard again after one).
+    wakes: Arc<AtomicU64>,
     /// The wake-up signal, once a worker asked for it.
     wake: std::sync::OnceLock<Arc<Notify>>,
 }
@@ -94,16 +96,24 @@ impl Pace {
         !same
     }
 
-    /// The wake-up signal; the first call starts the listener on `channel`.
-    pub fn wake_signal(&self, nodes: &[String], channel: String) -> Arc<Notify> {
+    /// Wake-ups received so far.
+    pub fn wakes(&self) -> u64 {
+        self.wakes.load(Ordering::Relaxed)
+    }
+
+    /// The wake-up signal; the first call starts the listener on `channels`.
+    pub fn wake_signal(&self, nodes: &[String], channels: Vec<String>) -> Arc<Notify> {
         self.wake
             .get_or_init(|| {
                 let wake = Arc::new(Notify::new());
                 tokio::spawn(listen(
                     nodes.to_vec(),
-                    channel,
-                    wake.clone(),
-                    self.upkeep_now.clone(),
+                    channels,
+                    Woken {
+                        wake: wake.clone(),
+                        upkeep_now: self.upkeep_now.clone(),
+                        wakes: self.wakes.clone(),
+                    },
                 ));
                 wake
             })
@@ -111,34 +121,43 @@ impl Pace {
     }
 }
 
-/// Subscribe to the wake-up channel for good, reconnecting with backoff
+/// Who a wake-up wakes.
+struct Woken {
+    wake: Arc<Notify>,
+    upkeep_now: Arc<AtomicBool>,
+    wakes: Arc<AtomicU64>,
+}
+
+impl Woken {
+    fn wake(&self) {
+        self.wakes.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+}
+
+/// Subscribe to the wake-up channels for good, reconnecting with backoff
 /// (to the next node of a cluster, where a message published on any node
 /// reaches every node). Each message (and each new subscription, since
 /// messages sent while unsubscribed are lost) wakes one waiter.
-async fn listen(
-    nodes: Vec<String>,
-    channel: String,
-    wake: Arc<Notify>,
-    upkeep_now: Arc<AtomicBool>,
-) {
+async fn listen(nodes: Vec<String>, channels: Vec<String>, woken: Woken) {
     use futures::StreamExt;
     let mut backoff = crate::backoff::Backoff::standard();
     for node in nodes.iter().cycle() {
         let subscribed = async {
             let client = redis::Client::open(node.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
+            pubsub.subscribe(&channels).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }
         .await;
         match subscribed {
             Ok(mut pubsub) => {
                 backoff.reset();
-                wake.notify_one();
+                woken.wake();
                 let mut messages = pubsub.on_message();
                 while messages.next().await.is_some() {
-                    upkeep_now.store(true, Ordering::Relaxed);
-                    wake.notify_one();
+                    woken.upkeep_now.store(true, Ordering::Relaxed);
+                    woken.wake();
                 }
                 tracing::debug!("wake-up subscription ended; subscribing again");
             }
