@@ -159,6 +159,13 @@ impl RedisCluster {
             .context("master not a node of ours")
     }
 
+    /// Does `key` exist (asked of the master serving its slot)?
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        let port = self.ports[self.master_of(key)?];
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))?.get_connection()?;
+        Ok(redis::cmd("EXISTS").arg(key).query::<i64>(&mut c)? == 1)
+    }
+
     /// Kill node `i` at once (SIGKILL): what its clients and replica see
     /// when a machine dies.
     pub fn kill(&mut self, i: usize) {

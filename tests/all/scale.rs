@@ -95,7 +95,160 @@ async fn three_workers_crawl_through_a_redis_cluster() -> Result<()> {
         cluster.per_worker().iter().all(|n| *n > 0),
         "a worker got nothing"
     );
+    // The site's three domains went to shards of their own.
+    let ns = cluster.ns.trim_matches(['{', '}']);
+    let mut used = 0;
+    for k in 0..16 {
+        let tag = if k == 0 {
+            format!("{{{ns}}}")
+        } else {
+            format!("{{{ns}/{k}}}")
+        };
+        used += redis.exists(&format!("{tag}:seq"))? as usize;
+    }
+    assert!(used >= 2, "the crawl used {used} shard(s)");
     Ok(())
+}
+
+/// Info, stop, expiry and stats answer alike on one Redis server (one
+/// shard) and on a Redis Cluster (16 shards), for crawls whose requests
+/// lie on several shards.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_answers_match_on_one_server_and_a_sharded_cluster() -> Result<()> {
+    let single = RedisServer::start().await?;
+    let sharded = RedisCluster::start().await?;
+    let (one, many) = tokio::join!(control_story(single.url()), control_story(sharded.url()));
+    let (one, many) = (one?, many?);
+    assert_eq!(one.len(), many.len());
+    for (a, b) in one.iter().zip(&many) {
+        assert_eq!(a, b, "one server vs cluster");
+    }
+    Ok(())
+}
+
+/// The control answers of one story: a crawl held on three domains (info,
+/// app info, stop), one run to its end (info, spider stats), one expired
+/// on blacklisted domains (the purge count, info). Times and ids left out.
+async fn control_story(redis_url: String) -> Result<Vec<Value>> {
+    let site = Site::start(spec(60, 44)).await?;
+    let mut cluster = Cluster::on(redis_url, "")?;
+    // The first page of each host: three domains.
+    let mut seeds: Vec<String> = Vec::new();
+    for i in 0..60 {
+        let url = site.url(i);
+        let host = url.split('/').nth(2).unwrap_or_default().to_string();
+        if !seeds.iter().any(|s| s.contains(&host)) {
+            seeds.push(url);
+        }
+    }
+    assert_eq!(seeds.len(), 3, "{seeds:?}");
+    let submit_all = |crawlid: &'static str, extra: Value| {
+        let requests: Vec<String> = seeds
+            .iter()
+            .map(|u| {
+                let mut e = serde_json::json!({"url": u});
+                if let (Some(e), Value::Object(x)) = (e.as_object_mut(), extra.clone()) {
+                    e.extend(x);
+                }
+                request(&site, crawlid, 1, e)
+            })
+            .collect();
+        requests
+    };
+    let mut answers = Vec::new();
+    let clean = |mut v: Value| {
+        if let Some(o) = v.as_object_mut() {
+            for k in ["server_time", "uuid", "expires"] {
+                o.remove(k);
+            }
+        }
+        v
+    };
+    for r in submit_all("held", Value::Null) {
+        cluster.submit(&["--request", &r]).await?;
+    }
+    let held = cluster
+        .control(&["info", "--appid", "ops", "--crawlid", "held"])
+        .await?;
+    assert_eq!(held["total_pending"], 3, "{held}");
+    answers.push(clean(held));
+    answers.push(clean(cluster.control(&["info", "--appid", "ops"]).await?));
+    let stop = cluster
+        .control(&["stop", "--appid", "ops", "--crawlid", "held"])
+        .await?;
+    assert_eq!(stop["total_purged"], 3, "{stop}");
+    answers.push(clean(stop));
+    answers.push(clean(
+        cluster
+            .control(&["info", "--appid", "ops", "--crawlid", "held"])
+            .await?,
+    ));
+
+    cluster.start_worker()?;
+    let expected = site.expected(0, Some(1));
+    cluster
+        .submit(&["--request", &request(&site, "counted", 1, Value::Null)])
+        .await?;
+    cluster
+        .until_all_of(&expected, Duration::from_secs(60))
+        .await?;
+    answers.push(clean(cluster.until_done("ops", "counted").await?));
+    let ok = cluster
+        .results()
+        .iter()
+        .filter(|r| r["status_code"] == 200)
+        .count() as u64;
+    // Workers write their status tally once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let spiders = loop {
+        let stats = cluster.control(&["stats", "--type", "spider"]).await?;
+        let link = stats["spiders"]["link"].clone();
+        if link["200"]["lifetime"].as_u64() == Some(ok) {
+            break link;
+        }
+        assert!(std::time::Instant::now() < deadline, "{link}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    answers.push(spiders);
+
+    for s in &seeds {
+        let host = s.split('/').nth(2).unwrap_or_default();
+        let domain = host.split(':').next().unwrap_or_default();
+        cluster.control(&["domain", "blacklist", domain]).await?;
+    }
+    // Far enough ahead for the three submissions to be in.
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        + 5;
+    for r in submit_all("brief", serde_json::json!({"expires": expires})) {
+        cluster.submit(&["--request", &r]).await?;
+    }
+    let brief = cluster
+        .control(&["info", "--appid", "ops", "--crawlid", "brief"])
+        .await?;
+    assert_eq!(brief["total_pending"], 3, "{brief}");
+    let log = cluster.scratch.path("worker-0.log");
+    let purged = eventually(Duration::from_secs(20), "the expiry", || {
+        let log = std::fs::read_to_string(&log).ok()?;
+        let line = log
+            .lines()
+            .find(|l| l.contains("crawl expired") && l.contains("brief"))?;
+        let purged = line.split("purged=").nth(1)?.split_whitespace().next()?;
+        purged.parse::<u64>().ok()
+    })
+    .await?;
+    let info = cluster
+        .control(&["info", "--appid", "ops", "--crawlid", "brief"])
+        .await?;
+    let log = std::fs::read_to_string(&log)?;
+    assert_eq!(
+        purged, 3,
+        "the expiry purges the crawl on every shard: {info}\n{log}"
+    );
+    answers.push(purged.into());
+    answers.push(clean(cluster.until_done("ops", "brief").await?));
+    Ok(answers)
 }
 
 /// Three workers crawl through a Redis Cluster (3 masters, 3 replicas),

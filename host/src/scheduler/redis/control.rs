@@ -213,10 +213,13 @@ impl RedisStore {
         Ok(purged.into_iter().map(|(_, n)| n.max(0) as u64).sum())
     }
 
-    /// Stop every crawl whose `expires` has passed. Each is returned to
-    /// one caller across the cluster; on a single shard exactly once, on
-    /// several at least once (a caller that dies between sending the reply
-    /// and clearing the crawl leaves it to the next).
+    /// Stop every crawl whose `expires` has passed. On one shard each is
+    /// stopped and reported by exactly one caller across the cluster. On
+    /// several, the seeds' shards each hold the expiry; the caller that
+    /// claims the crawl (for 30 s, then for a day once reported) stops it
+    /// on every shard and sends the reply. A caller that dies in between
+    /// leaves it to the next one: reported at least once, and never twice
+    /// unless a caller dies between sending the reply and marking it sent.
     pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
         let here = self.shards.len() == 1;
         let calls = self
@@ -234,24 +237,14 @@ impl RedisStore {
                 let [cref, purged, owner] = due else { continue };
                 let mut purged: u64 = purged.parse().unwrap_or(0);
                 if !here {
-                    // The seed's shard stopped it; the others now, then
-                    // the reply (which the control plane sends on).
-                    let others: Vec<(usize, String)> = self
-                        .shards
-                        .all()
-                        .filter(|&j| j != k)
-                        .map(|j| (j, String::new()))
-                        .collect();
-                    purged += self.stop_on(cref, owner, &others).await?;
-                    let reply = json!({"Expired": {"cref": cref, "purged": purged}});
-                    self.control_push(&reply.to_string()).await?;
-                    let mut con = self.con();
-                    let _: i64 = redis::cmd("ZREM")
-                        .arg(format!("{}:expiring", self.shards.tag(k)))
-                        .arg(cref)
-                        .query_async(&mut con)
-                        .await
-                        .map_err(unavailable)?;
+                    match self.expire_everywhere(cref, owner).await? {
+                        Some(n) => purged = n,
+                        None => {
+                            self.expiring_done(k, cref).await?;
+                            continue;
+                        }
+                    }
+                    self.expiring_done(k, cref).await?;
                 }
                 if let Some(spec) = self.spec(cref).await? {
                     expired.push(Expired {
@@ -263,6 +256,52 @@ impl RedisStore {
             }
         }
         Ok(expired)
+    }
+
+    /// Stop an expired crawl on every shard and send its reply, if this
+    /// caller claims it first: the number purged, or None if another
+    /// caller has it.
+    async fn expire_everywhere(&self, cref: &str, owner: &str) -> Result<Option<u64>, StoreError> {
+        let claim = self.key(&format!("expired:{cref}"));
+        let mut con = self.con();
+        let mine: Option<String> = redis::cmd("SET")
+            .arg(&claim)
+            .arg(&self.machine)
+            .arg("NX")
+            .arg("PX")
+            .arg(30_000)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if mine.is_none() {
+            return Ok(None);
+        }
+        let all: Vec<(usize, String)> = self.shards.all().map(|k| (k, String::new())).collect();
+        let purged = self.stop_on(cref, owner, &all).await?;
+        let reply = json!({"Expired": {"cref": cref, "purged": purged}});
+        self.control_push(&reply.to_string()).await?;
+        let mut con = self.con();
+        let _: () = redis::cmd("SET")
+            .arg(&claim)
+            .arg("sent")
+            .arg("EX")
+            .arg(86_400)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(Some(purged))
+    }
+
+    /// Shard k's part of an expiry is over.
+    async fn expiring_done(&self, k: usize, cref: &str) -> Result<(), StoreError> {
+        let mut con = self.con();
+        let _: i64 = redis::cmd("ZREM")
+            .arg(format!("{}:expiring", self.shards.tag(k)))
+            .arg(cref)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Change a domain's limits or blacklist it. Running workers see it on
