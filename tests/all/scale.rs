@@ -252,13 +252,13 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
 }
 
 /// Three workers crawl through a Redis Cluster (3 masters, 3 replicas),
-/// and the master holding the crawl's slot is killed mid-crawl: its
-/// replica takes over, and the workers finish the crawl with exactly the
-/// expected pages. What the dead master had not yet passed to its replica
-/// comes back as leases that run out and are crawled again: duplicates,
-/// never gaps.
+/// and the master of shard 0 is killed mid-crawl: its replica takes over,
+/// and the workers finish the crawl with exactly the expected pages. What
+/// the dead master had not yet passed to its replica comes back as leases
+/// that run out and are crawled again: duplicates, never gaps. (This
+/// found lease ids handed out twice after a failover, and links queued on
+/// one master lost while their page was acked on another.)
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "issue 15: after a failover the workers sometimes stall (2 runs in 9); see ARCHITECTURE.md, Redis Cluster"]
 async fn a_crawl_on_redis_cluster_survives_a_master_failover() -> Result<()> {
     let mut redis = RedisCluster::start().await?;
     let site = Site::start_slow(spec(240, 41), Duration::from_millis(100)).await?;
@@ -280,19 +280,32 @@ async fn a_crawl_on_redis_cluster_survives_a_master_failover() -> Result<()> {
     let master = redis.master_of(&format!("{{{}}}:ready", cluster.ns))?;
     redis.kill(master);
     let results = match cluster
-        .until_all_of(&expected, Duration::from_secs(120))
+        .until_all_of(&expected, Duration::from_secs(60))
         .await
     {
         Ok(r) => r,
         Err(e) => {
-            let logs: Vec<String> = (0..3)
-                .map(|i| {
-                    let log = cluster.scratch.path(&format!("worker-{i}.log"));
-                    std::fs::read_to_string(log).unwrap_or_default()
-                })
+            // What is missing, and what the workers said (each message once).
+            let got: BTreeSet<String> = cluster
+                .results()
+                .iter()
+                .filter_map(|r| r["url"].as_str().map(str::to_string))
                 .collect();
-            let n = cluster.results().len();
-            anyhow::bail!("{e} ({n} results):\n{}", logs.join("\n---\n"));
+            let missing: Vec<&String> = expected.difference(&got).take(10).collect();
+            let mut said = BTreeSet::new();
+            for i in 0..3 {
+                let log = cluster.scratch.path(&format!("worker-{i}.log"));
+                for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
+                    if !line.contains("page crawled") {
+                        said.insert(line.split_once(' ').map_or(line, |(_, m)| m).to_string());
+                    }
+                }
+            }
+            let said: Vec<String> = said.into_iter().collect();
+            anyhow::bail!(
+                "{e}; missing {missing:?}; the workers said:\n{}",
+                said.join("\n")
+            );
         }
     };
     let got: BTreeSet<String> = results

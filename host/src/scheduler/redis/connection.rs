@@ -48,6 +48,8 @@ pub struct Cluster {
     current: parking_lot::RwLock<ClusterConnection>,
     rebuilding: AtomicBool,
     last_rebuild: parking_lot::Mutex<Instant>,
+    /// Slots whose master had no replica to confirm a write, and when.
+    lonely: parking_lot::Mutex<std::collections::HashMap<redis::cluster_routing::Slot, Instant>>,
 }
 
 /// At most one rebuild a second.
@@ -104,11 +106,36 @@ impl Cluster {
         }
     }
 
+    /// One call on the current connection. Refused by a node that no
+    /// longer serves the slot (mid-failover: the command did not run), it
+    /// is tried again, at most twice, once a fresh connection may know the
+    /// new master.
+    async fn call<T, F, Fut>(self: &Arc<Self>, send: F) -> Result<T, RedisError>
+    where
+        F: Fn(ClusterConnection) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RedisError>>,
+    {
+        let mut tries = 0;
+        loop {
+            let con = self.current.read().clone();
+            let r = self.bounded(send(con)).await;
+            let Err(e) = &r else { return r };
+            self.failed(e);
+            let refused = matches!(e.code(), Some("MOVED" | "CLUSTERDOWN" | "TRYAGAIN"));
+            if !refused || tries == 2 {
+                return r;
+            }
+            tries += 1;
+            tokio::time::sleep(REBUILD_EVERY / 2).await;
+        }
+    }
+
     fn failed(self: &Arc<Self>, e: &RedisError) {
         if e.is_timeout()
             || e.is_io_error()
             || e.is_connection_dropped()
             || e.is_connection_refusal()
+            || matches!(e.code(), Some("MOVED" | "CLUSTERDOWN"))
         {
             self.rebuild_soon();
         }
@@ -157,7 +184,59 @@ impl Con {
             current: parking_lot::RwLock::new(con),
             rebuilding: AtomicBool::new(false),
             last_rebuild: parking_lot::Mutex::new(Instant::now() - REBUILD_EVERY),
+            lonely: parking_lot::Mutex::new(std::collections::HashMap::new()),
         })))
+    }
+}
+
+/// How long a write waits for its replica before going on unconfirmed.
+const REPLICA_WAIT_MS: u64 = 1000;
+/// A master found without a replica is not waited on for this long.
+const NO_REPLICA_FOR: Duration = Duration::from_secs(60);
+
+impl Con {
+    /// On a Redis Cluster, wait until a replica of the master serving
+    /// `key`'s slot has every write this process sent it, so a failover
+    /// cannot lose them (see ARCHITECTURE.md, "Redis Cluster and shards").
+    /// Returns at once on a single server, and for a master that had no
+    /// replica to wait for lately.
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Con::Cluster(_))
+    }
+
+    pub async fn wait_for_replica(&self, key: &str) -> Result<(), RedisError> {
+        let Con::Cluster(c) = self else {
+            return Ok(());
+        };
+        use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+        let slot = Slot::for_key(key);
+        if c.lonely
+            .lock()
+            .get(&slot)
+            .is_some_and(|at| at.elapsed() < NO_REPLICA_FOR)
+        {
+            return Ok(());
+        }
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+            slot,
+            SlotAddr::Master,
+        )));
+        let mut cmd = redis::cmd("WAIT");
+        cmd.arg(1).arg(REPLICA_WAIT_MS);
+        let mut con = c.current.read().clone();
+        let r = c.bounded(con.route_command(cmd, route)).await;
+        match r {
+            Ok(Value::Int(0)) => {
+                tracing::warn!(key, "no replica confirmed a write within 1 s; not waiting on this master for a minute");
+                c.lonely.lock().insert(slot, Instant::now());
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) => {
+                c.failed(&e);
+                Err(e)
+            }
+        }
     }
 }
 
@@ -169,12 +248,8 @@ impl ConnectionLike for Con {
             Con::Cluster(c) => {
                 let c = c.clone();
                 Box::pin(async move {
-                    let mut con = c.current.read().clone();
-                    let r = c.bounded(con.req_packed_command(cmd)).await;
-                    if let Err(e) = &r {
-                        c.failed(e);
-                    }
-                    r
+                    c.call(|mut con| async move { con.req_packed_command(cmd).await })
+                        .await
                 })
             }
         }
@@ -192,14 +267,10 @@ impl ConnectionLike for Con {
             Con::Cluster(c) => {
                 let c = c.clone();
                 Box::pin(async move {
-                    let mut con = c.current.read().clone();
-                    let r = c
-                        .bounded(con.req_packed_commands(pipeline, offset, count))
-                        .await;
-                    if let Err(e) = &r {
-                        c.failed(e);
-                    }
-                    r
+                    c.call(|mut con| async move {
+                        con.req_packed_commands(pipeline, offset, count).await
+                    })
+                    .await
                 })
             }
         }

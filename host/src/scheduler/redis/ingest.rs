@@ -88,6 +88,8 @@ impl RedisStore {
         let (new, collided, _) = self
             .ingest_on(0, partition_id, Some(stat_kind), entries, &all, "")
             .await?;
+        // The caller commits the partition's offsets next.
+        self.replicated([0]).await?;
         Ok(IngestOutcome { new, collided })
     }
 
@@ -103,6 +105,7 @@ impl RedisStore {
         entries: &[IngestEntry],
     ) -> Result<IngestOutcome, StoreError> {
         let mut outcome = IngestOutcome::default();
+        let mut written = std::collections::BTreeSet::from([0]);
         let mut start = 0;
         while start < entries.len() {
             let end = entries[start..]
@@ -124,6 +127,7 @@ impl RedisStore {
                     by_shard.entry(0).or_default().push((i, As::Counted));
                 }
             }
+            written.extend(by_shard.keys().copied());
             let others = by_shard.iter().filter(|(&k, _)| k != 0);
             let done = futures::future::try_join_all(
                 others.map(|(&k, items)| self.ingest_on(k, partition_id, None, entries, items, "")),
@@ -153,6 +157,8 @@ impl RedisStore {
             start = end;
         }
         outcome.collided.sort_unstable();
+        // The caller commits the partition's offsets next.
+        self.replicated(written).await?;
         Ok(outcome)
     }
 

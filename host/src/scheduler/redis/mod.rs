@@ -537,6 +537,7 @@ impl RedisStore {
             let mut inv = self.with_throttle(&self.scripts.pop, k);
             let out: Vec<String> = inv
                 .arg(self.lease_ms)
+                .arg(lease_token())
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -577,6 +578,23 @@ impl RedisStore {
         }
     }
 
+    /// On a Redis Cluster, wait until the replicas of shards `ks` hold
+    /// what this process wrote there, before anything that relies on it
+    /// (a parent's ack on another shard, a Kafka offset) is done: masters
+    /// replicate asynchronously, and a failover keeps only what reached
+    /// the replica. Free on a single server.
+    async fn replicated(&self, ks: impl IntoIterator<Item = usize>) -> Result<(), StoreError> {
+        if !self.con.is_cluster() {
+            return Ok(());
+        }
+        futures::future::try_join_all(ks.into_iter().map(|k| async move {
+            let key = format!("{}:ready", self.shards.tag(k));
+            self.con().wait_for_replica(&key).await.map_err(unavailable)
+        }))
+        .await?;
+        Ok(())
+    }
+
     /// Run one call per shard, all at once; the replies in shard order.
     async fn on_shards<'a, T: redis::FromRedisValue>(
         &self,
@@ -589,6 +607,21 @@ impl RedisStore {
         }))
         .await
     }
+}
+
+/// A new lease's number on its shard: random 52 bits (never 0), so ids
+/// stay unique across processes and failovers, and fit a shard index.
+fn lease_token() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let mut h = SEED
+        .get_or_init(std::collections::hash_map::RandomState::new)
+        .build_hasher();
+    h.write_u64(COUNT.fetch_add(1, Relaxed));
+    (h.finish() & ((1 << 52) - 1)).max(1)
 }
 
 /// Every process of a namespace must split it alike: the first to connect
@@ -650,6 +683,7 @@ impl Frontier for RedisStore {
             self.shards.has_work(k);
             let seeds: Vec<&Job> = jobs.iter().filter(|j| j.depth == 0).collect();
             self.respec(&seeds).await?;
+            self.replicated([k]).await?;
         }
         Ok(())
     }
@@ -962,13 +996,16 @@ impl DedupStore for RedisStore {
             })
             .collect();
         let mut queued = 0;
+        let mut written = Vec::new();
         for (k, n) in self.on_shards::<i64>(calls).await? {
             let n = owned_count(n)?;
             if n > 0 {
                 self.shards.has_work(k);
+                written.push(k);
             }
             queued += n;
         }
+        self.replicated(written).await?;
         Ok(queued)
     }
 }

@@ -1,6 +1,8 @@
 -- Lease the best request of a domain the throttle lets through, in one
 -- round trip. ARGV: ns, hits, window_ms, moderated, throttle prefix,
--- split_by_spider, lease_ms.
+-- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
+-- counter here would hand out again, after a failover to a replica that
+-- lags, ids that workers still hold from the old master).
 -- Returns {lease, cref, payload, spec version} or {'', wait_ms} ('-1' =
 -- nothing queued).
 local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -32,7 +34,7 @@ for _ = 1, 32 do
       local payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
       if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
       if payload then
-        local lease = redis.call('INCR', ns .. ':seq')
+        local lease = ARGV[8]
         redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)

@@ -97,6 +97,7 @@ async fn main() -> Result<()> {
         Some(r) => {
             // The Kafka-fed crawl is compared with the 1-worker crawl.
             let mut redis_only = None;
+            let mut two_workers = 0.0;
             for workers in [1, 2].into_iter().filter(|w| !args.kafka_only || *w == 1) {
                 let title = format!("cluster crawl on Redis, {workers} worker(s)");
                 let (lines, per_second) = cluster_crawl(
@@ -104,7 +105,7 @@ async fn main() -> Result<()> {
                     &spinneret,
                     &plugins,
                     &work,
-                    &r,
+                    (&[&r], &r.url()),
                     workers,
                     args.concurrency,
                 )
@@ -112,6 +113,13 @@ async fn main() -> Result<()> {
                 report(&title, &lines)?;
                 r.flush()?;
                 redis_only = redis_only.or(Some(per_second));
+                two_workers = per_second;
+            }
+            if !args.kafka_only {
+                report(
+                    "sharded crawl on a Redis Cluster (3 masters + 3 replicas, 16 shards by domain), 2 workers",
+                    &sharded_crawl(&site, &spinneret, &plugins, &work, &args, two_workers).await?,
+                )?;
             }
             if args.kafka_only {
                 return kafka_sections(&site, &spinneret, &plugins, &work, &r, redis_only, &args)
@@ -547,19 +555,76 @@ async fn idle_workers(
     Ok(lines)
 }
 
+/// The 2-worker crawl again on a Redis Cluster: how the shards spread
+/// Redis's work over the masters, and the speed against one server.
+async fn sharded_crawl(
+    site: &Site,
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    args: &Args,
+    one_server: f64,
+) -> Result<Vec<String>> {
+    let Some(cluster) = redis::Cluster::start(work)? else {
+        return Ok(vec!["skipped: redis-server is not installed".into()]);
+    };
+    let nodes: Vec<&redis::Redis> = cluster.nodes.iter().collect();
+    let masters = cluster.masters();
+    let cpu0: Vec<f64> = masters
+        .iter()
+        .map(|n| n.cpu_seconds())
+        .collect::<Result<_>>()?;
+    let (mut lines, per_second) = cluster_crawl(
+        site,
+        spinneret,
+        plugins,
+        work,
+        (&nodes, &cluster.url()),
+        2,
+        args.concurrency,
+    )
+    .await?;
+    let cpu: Vec<f64> = masters
+        .iter()
+        .zip(&cpu0)
+        .map(|(n, c0)| Ok((n.cpu_seconds()? - c0) * 1000.0))
+        .collect::<Result<_>>()?;
+    let mean = cpu.iter().sum::<f64>() / cpu.len() as f64;
+    let busiest = cpu.iter().copied().fold(0.0, f64::max);
+    let each: Vec<String> = cpu.iter().map(|c| format!("{c:.0}")).collect();
+    lines.push(format!(
+        "shard balance:    Redis CPU per master {} ms; busiest / mean = {:.2} ({} domains on 16 shards; replicas' CPU is in Redis CPU/page)",
+        each.join(" / "),
+        busiest / mean.max(f64::EPSILON),
+        args.hosts
+    ));
+    lines.push(format!(
+        "vs one server:    {:.2}x the pages/s of the same 2-worker crawl on one redis-server",
+        per_second / one_server.max(f64::EPSILON)
+    ));
+    Ok(lines)
+}
+
+/// A crawl by `workers` processes on Redis: `redis` is the nodes to
+/// measure and the `--redis` URL.
 async fn cluster_crawl(
     site: &Site,
     spinneret: &Path,
     plugins: &Path,
     work: &Path,
-    redis: &redis::Redis,
+    redis: (&[&redis::Redis], &str),
     workers: usize,
     concurrency: usize,
 ) -> Result<(Vec<String>, f64)> {
+    let (nodes, url) = redis;
+    let sum = |f: &dyn Fn(&redis::Redis) -> Result<f64>| -> Result<f64> {
+        nodes.iter().map(|n| f(n)).sum()
+    };
     let expected = site.expected(0, None).len();
     let config = bench_config(work)?;
-    let (scripts0, mem0) = (redis.script_calls()?, redis.used_memory()?);
-    let redis_cpu0 = redis.cpu_seconds()?;
+    let scripts0 = sum(&|n| Ok(n.script_calls()? as f64))?;
+    let mem0 = sum(&|n| Ok(n.used_memory()? as f64))?;
+    let redis_cpu0 = sum(&|n| n.cpu_seconds())?;
     let command = |log: &Path| -> Result<tokio::process::Command> {
         let mut c = tokio::process::Command::new(spinneret);
         c.args([
@@ -570,7 +635,7 @@ async fn cluster_crawl(
             "--log-format",
             "json",
             "--redis",
-            &redis.url(),
+            url,
         ])
         .args(["--concurrency", &concurrency.to_string()])
         .arg("--config")
@@ -601,10 +666,15 @@ async fn cluster_crawl(
             std::fs::read_to_string(&main_log).unwrap_or_default()
         );
     }
-    let mem = redis.used_memory()?.saturating_sub(mem0);
-    let scripts = redis.script_calls()? - scripts0;
-    let redis_cpu_ms = (redis.cpu_seconds()? - redis_cpu0) * 1000.0;
-    let (seen_bytes, seen) = redis.seen_sets("spinneret")?;
+    let mem = (sum(&|n| Ok(n.used_memory()? as f64))? - mem0).max(0.0);
+    let scripts = sum(&|n| Ok(n.script_calls()? as f64))? - scripts0;
+    let redis_cpu_ms = (sum(&|n| n.cpu_seconds())? - redis_cpu0) * 1000.0;
+    let (mut seen_bytes, mut seen) = (0, 0);
+    for n in nodes {
+        let (b, m) = n.seen_sets("spinneret")?;
+        seen_bytes += b;
+        seen += m;
+    }
     let mut summaries = vec![summary_of(&main_log)?];
     for (mut child, log) in helpers {
         if let Some(pid) = child.id() {
@@ -640,12 +710,12 @@ async fn cluster_crawl(
         format!("pages/s:          {per_second:.0} (target >= 3000 with one worker; scrapy-redis ~90)"),
         format!("CPU per page:     {:.3} ms (all workers)", per(cpu_ms)),
         format!("Redis CPU/page:   {:.3} ms (redis-server over the crawl; target <= 0.10)", per(redis_cpu_ms)),
-        format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts as f64)),
+        format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts)),
         format!(
             "seen URLs:        {seen} in {seen_bytes} bytes: {:.1} bytes of Redis per seen URL (target <= 24)",
             seen_bytes as f64 / seen.max(1) as f64
         ),
-        format!("Redis growth:     {:.1} bytes per page in all (seen sets, live throttle windows, counters, stats)", per(mem as f64)),
+        format!("Redis growth:     {:.1} bytes per page in all (seen sets, live throttle windows, counters, stats)", per(mem)),
     ];
     Ok((lines, per_second))
 }

@@ -14,10 +14,15 @@ pub struct Redis {
 impl Redis {
     /// `None` when redis-server is not installed (`scripts/setup --test` installs it).
     pub fn start(work: &std::path::Path) -> Result<Option<Redis>> {
+        Redis::start_as(work, "redis", &[])
+    }
+
+    /// A server with its files in `work/name` and extra arguments.
+    fn start_as(work: &std::path::Path, name: &str, extra: &[&str]) -> Result<Option<Redis>> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let dir = work.join("redis");
+        let dir = work.join(name);
         std::fs::create_dir_all(&dir)?;
         let child = match Command::new("redis-server")
             .args([
@@ -30,6 +35,7 @@ impl Redis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::null())
@@ -116,10 +122,10 @@ impl Redis {
             .context("no used_memory in INFO")
     }
 
-    /// Bytes and members of the seen-URL sets (`{ns}:s:*`), from MEMORY
-    /// USAGE and SCARD of every bucket.
+    /// Bytes and members of the seen-URL sets (`{ns}:s:*` and the other
+    /// shards' `{ns/k}:s:*`), from MEMORY USAGE and SCARD of every bucket.
     pub fn seen_sets(&self, namespace: &str) -> Result<(u64, u64)> {
-        let keys = self.query(&["--scan", "--pattern", &format!("{{{namespace}}}:s:*")])?;
+        let keys = self.query(&["--scan", "--pattern", &format!("{{{namespace}*:s:*")])?;
         let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
         let mut script = String::new();
         for k in &keys {
@@ -146,6 +152,79 @@ impl Redis {
     pub fn flush(&self) -> Result<()> {
         self.query(&["FLUSHALL"])?;
         Ok(())
+    }
+}
+
+/// A Redis Cluster of three masters with a replica each, as it would run
+/// in production (writes the crawl relies on wait for the replica).
+pub struct Cluster {
+    pub nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    pub fn start(work: &std::path::Path) -> Result<Option<Cluster>> {
+        let mut nodes = Vec::new();
+        for i in 0..6 {
+            let args = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ];
+            match Redis::start_as(work, &format!("redis-cluster-{i}"), &args)? {
+                Some(r) => nodes.push(r),
+                None => return Ok(None),
+            }
+        }
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let started = Instant::now();
+        let ready = |n: &Redis| {
+            let ok = n
+                .query(&["CLUSTER", "INFO"])
+                .is_ok_and(|i| i.contains("cluster_state:ok"));
+            let replication = n.query(&["INFO", "replication"]).unwrap_or_default();
+            ok && (replication.contains("role:master")
+                || replication.contains("master_link_status:up"))
+        };
+        while !nodes.iter().all(ready) {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(20),
+                "the Redis Cluster did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(Some(Cluster { nodes }))
+    }
+
+    /// The nodes that are masters now.
+    pub fn masters(&self) -> Vec<&Redis> {
+        self.nodes
+            .iter()
+            .filter(|n| n.query(&["ROLE"]).is_ok_and(|r| r.starts_with("master")))
+            .collect()
+    }
+
+    /// Every node, as `--redis` takes a cluster.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect();
+        nodes.join(",")
     }
 }
 
