@@ -60,7 +60,7 @@ pub async fn submit(
     };
     let key = job.crawl.key();
     let n = dedup
-        .admit_and_push(frontier, &key, &[cand], vec![job])
+        .admit_and_push(frontier, &key, &[cand], vec![job], "")
         .await?;
     Ok(n > 0)
 }
@@ -141,7 +141,12 @@ impl Engine {
     }
 
     /// Queue children after dedup and caps.
-    async fn enqueue_children(&self, mut children: Vec<Job>) -> Result<usize, StoreError> {
+    /// `origin` is the registered domain of the page they are from.
+    async fn enqueue_children(
+        &self,
+        mut children: Vec<Job>,
+        origin: &str,
+    ) -> Result<usize, StoreError> {
         self.drop_robots_denied(&mut children).await;
         let Some(first) = children.first() else {
             return Ok(0);
@@ -170,7 +175,7 @@ impl Engine {
                 .collect();
             match self
                 .dedup
-                .admit_and_push(&*self.frontier, &key, &cands, chunk)
+                .admit_and_push(&*self.frontier, &key, &cands, chunk, origin)
                 .await
             {
                 Ok(k) => n += k,

@@ -16,7 +16,7 @@ use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
 use crate::request::Job;
-use crate::scheduler::{Lease, StoreError};
+use crate::scheduler::{domain, Lease, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -325,7 +325,8 @@ impl Engine {
             r.links_truncated = truncated;
         }
         if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
-            self.enqueue_children(children).await?;
+            let origin = domain::of_url(&job.url);
+            self.enqueue_children(children, &origin).await?;
         }
         Ok(Outcome::Deliver(results))
     }

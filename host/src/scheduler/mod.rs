@@ -121,13 +121,17 @@ pub trait DedupStore: Send + Sync {
     /// Admit `jobs` (described by `candidates`, in the same order) and queue
     /// the admitted ones. A store shared between processes does both in one
     /// atomic step: a worker dying in between must not leave links marked
-    /// seen but never queued. Returns how many were queued.
+    /// seen but never queued. `origin` is the registered domain of the page
+    /// the links are from ("" for a seed): a sharded store makes sure what
+    /// it queued on other shards survives a failover before that page is
+    /// acked on its own. Returns how many were queued.
     async fn admit_and_push(
         &self,
         frontier: &dyn Frontier,
         crawl: &CrawlKey,
         candidates: &[Candidate],
         jobs: Vec<Job>,
+        _origin: &str,
     ) -> Result<usize, StoreError> {
         let admitted = self.admit(crawl, candidates).await?;
         let jobs: Vec<Job> = jobs

@@ -89,7 +89,7 @@ impl RedisStore {
             .ingest_on(0, partition_id, Some(stat_kind), entries, &all, "")
             .await?;
         // The caller commits the partition's offsets next.
-        self.replicated([0]).await?;
+        self.replicated([(0, self.marks.wrote(0))]).await?;
         Ok(IngestOutcome { new, collided })
     }
 
@@ -158,7 +158,11 @@ impl RedisStore {
         }
         outcome.collided.sort_unstable();
         // The caller commits the partition's offsets next.
-        self.replicated(written).await?;
+        let marks: Vec<(usize, u64)> = written
+            .into_iter()
+            .map(|k| (k, self.marks.wrote(k)))
+            .collect();
+        self.replicated(marks).await?;
         Ok(outcome)
     }
 

@@ -216,6 +216,8 @@ pub struct RedisStore {
     con: Con,
     /// The frontier's shards; shard 0's tag is `ns`.
     shards: Shards,
+    /// Writes per shard, and those a replica confirmed (Redis Cluster).
+    marks: shards::Marks,
     /// The nodes of `redis.url` (several: a Redis Cluster).
     nodes: Vec<String>,
     /// For blocking reads (the control stream), apart from `con`.
@@ -288,6 +290,7 @@ impl RedisStore {
         Ok(Arc::new(RedisStore {
             con,
             ns: shards.tag(0).to_string(),
+            marks: shards::Marks::new(shards.len()),
             shards,
             nodes,
             blocking: tokio::sync::Mutex::new(None),
@@ -578,18 +581,27 @@ impl RedisStore {
         }
     }
 
-    /// On a Redis Cluster, wait until the replicas of shards `ks` hold
-    /// what this process wrote there, before anything that relies on it
-    /// (a parent's ack on another shard, a Kafka offset) is done: masters
+    /// On a Redis Cluster, wait until the replicas of the given shards
+    /// hold this process's writes there up to the given marks (from
+    /// [`shards::Marks::wrote`]), before anything that relies on them (a
+    /// page's ack on another shard, a Kafka offset) is done: masters
     /// replicate asynchronously, and a failover keeps only what reached
-    /// the replica. Free on a single server.
-    async fn replicated(&self, ks: impl IntoIterator<Item = usize>) -> Result<(), StoreError> {
+    /// the replica. Concurrent callers share one `WAIT` per shard. Free on
+    /// a single server.
+    async fn replicated(
+        &self,
+        writes: impl IntoIterator<Item = (usize, u64)>,
+    ) -> Result<(), StoreError> {
         if !self.con.is_cluster() {
             return Ok(());
         }
-        futures::future::try_join_all(ks.into_iter().map(|k| async move {
+        futures::future::try_join_all(writes.into_iter().map(|(k, mark)| async move {
             let key = format!("{}:ready", self.shards.tag(k));
-            self.con().wait_for_replica(&key).await.map_err(unavailable)
+            self.marks
+                .confirm(k, mark, || async {
+                    self.con().wait_for_replica(&key).await.map_err(unavailable)
+                })
+                .await
         }))
         .await?;
         Ok(())
@@ -683,7 +695,7 @@ impl Frontier for RedisStore {
             self.shards.has_work(k);
             let seeds: Vec<&Job> = jobs.iter().filter(|j| j.depth == 0).collect();
             self.respec(&seeds).await?;
-            self.replicated([k]).await?;
+            self.replicated([(k, self.marks.wrote(k))]).await?;
         }
         Ok(())
     }
@@ -692,7 +704,7 @@ impl Frontier for RedisStore {
         if self.shards.len() == 1 {
             return self.pop_shard(0).await;
         }
-        let (ask, mut wait) = self.shards.to_ask(self.pace.wakes());
+        let (ask, mut wait) = self.shards.to_ask(&self.pace.wakes());
         for k in ask {
             let reply = match self.pop_shard(k).await? {
                 leased @ Pop::Leased(_) => return Ok(leased),
@@ -950,6 +962,7 @@ impl DedupStore for RedisStore {
         crawl: &CrawlKey,
         candidates: &[Candidate],
         jobs: Vec<Job>,
+        origin: &str,
     ) -> Result<usize, StoreError> {
         let Some(first) = jobs.first() else {
             return Ok(0);
@@ -1001,10 +1014,14 @@ impl DedupStore for RedisStore {
             let n = owned_count(n)?;
             if n > 0 {
                 self.shards.has_work(k);
-                written.push(k);
+                written.push((k, self.marks.wrote(k)));
             }
             queued += n;
         }
+        // The page is acked on its own shard after these writes, so that
+        // shard keeps their order by itself.
+        let own = (!origin.is_empty()).then(|| self.shards.of_domain(origin));
+        written.retain(|(k, _)| Some(*k) != own);
         self.replicated(written).await?;
         Ok(queued)
     }

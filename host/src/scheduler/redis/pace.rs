@@ -9,7 +9,7 @@
 
 use crate::timeouts::{HEARTBEAT_EVERY, IDLE_UPKEEP, UPKEEP};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -35,8 +35,8 @@ pub(super) struct Pace {
     /// Set by the wake-up listener: new work came, so crawls that may
     /// expire soon came too; run upkeep at the next tick.
     upkeep_now: Arc<AtomicBool>,
-    /// Wake-ups received so far (a pop asks every shard again after one).
-    wakes: Arc<AtomicU64>,
+    /// Wake-ups received so far per shard (a pop asks that shard again).
+    wakes: Arc<Mutex<Vec<u64>>>,
     /// The wake-up signal, once a worker asked for it.
     wake: std::sync::OnceLock<Arc<Notify>>,
 }
@@ -96,9 +96,9 @@ impl Pace {
         !same
     }
 
-    /// Wake-ups received so far.
-    pub fn wakes(&self) -> u64 {
-        self.wakes.load(Ordering::Relaxed)
+    /// Wake-ups received so far, per shard.
+    pub fn wakes(&self) -> Vec<u64> {
+        self.wakes.lock().clone()
     }
 
     /// The wake-up signal; the first call starts the listener on `channels`.
@@ -106,6 +106,7 @@ impl Pace {
         self.wake
             .get_or_init(|| {
                 let wake = Arc::new(Notify::new());
+                *self.wakes.lock() = vec![0; channels.len()];
                 tokio::spawn(listen(
                     nodes.to_vec(),
                     channels,
@@ -125,12 +126,17 @@ impl Pace {
 struct Woken {
     wake: Arc<Notify>,
     upkeep_now: Arc<AtomicBool>,
-    wakes: Arc<AtomicU64>,
+    wakes: Arc<Mutex<Vec<u64>>>,
 }
 
 impl Woken {
-    fn wake(&self) {
-        self.wakes.fetch_add(1, Ordering::Relaxed);
+    /// Work on the shard of channel `i` (None: maybe on any).
+    fn wake(&self, i: Option<usize>) {
+        let mut wakes = self.wakes.lock();
+        match i {
+            Some(i) => wakes.iter_mut().skip(i).take(1).for_each(|w| *w += 1),
+            None => wakes.iter_mut().for_each(|w| *w += 1),
+        }
         self.wake.notify_one();
     }
 }
@@ -153,11 +159,11 @@ async fn listen(nodes: Vec<String>, channels: Vec<String>, woken: Woken) {
         match subscribed {
             Ok(mut pubsub) => {
                 backoff.reset();
-                woken.wake();
+                woken.wake(None);
                 let mut messages = pubsub.on_message();
-                while messages.next().await.is_some() {
+                while let Some(m) = messages.next().await {
                     woken.upkeep_now.store(true, Ordering::Relaxed);
-                    woken.wake();
+                    woken.wake(channels.iter().position(|c| c == m.get_channel_name()));
                 }
                 tracing::debug!("wake-up subscription ended; subscribing again");
             }

@@ -8,7 +8,7 @@
 //! until a wake-up or [`IDLE_SKIP`].
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// An empty shard is asked again after this long even without a wake-up
@@ -28,8 +28,8 @@ pub(super) struct Shards {
 struct Skips {
     /// Per shard: not asked before this instant; `true` if it was empty.
     until: Vec<Option<(Instant, bool)>>,
-    /// The wake-ups counted when the skips were last cleared.
-    wakes: u64,
+    /// Per shard: the wake-ups counted when its skip was last cleared.
+    wakes: Vec<u64>,
 }
 
 /// What a shard said to a pop.
@@ -54,7 +54,7 @@ impl Shards {
                 .collect(),
             skips: Mutex::new(Skips {
                 until: vec![None; n],
-                wakes: 0,
+                wakes: vec![0; n],
             }),
             rotor: AtomicUsize::new(std::process::id() as usize),
         }
@@ -94,15 +94,17 @@ impl Shards {
 
     /// The shards a pop asks, in order, and how long until the first of
     /// those skipped because they are waiting is due. `wakes` is the
-    /// wake-ups counted so far: a new one clears every skip.
-    pub fn to_ask(&self, wakes: u64) -> (Vec<usize>, Option<Duration>) {
+    /// wake-ups counted so far per shard: a new one clears its skip.
+    pub fn to_ask(&self, wakes: &[u64]) -> (Vec<usize>, Option<Duration>) {
         let n = self.tags.len();
         let start = self.rotor.fetch_add(1, Ordering::Relaxed) % n;
         let now = Instant::now();
         let mut skips = self.skips.lock();
-        if skips.wakes != wakes {
-            skips.wakes = wakes;
-            skips.until.iter_mut().for_each(|u| *u = None);
+        for (k, &w) in wakes.iter().enumerate().take(n) {
+            if skips.wakes[k] != w {
+                skips.wakes[k] = w;
+                skips.until[k] = None;
+            }
         }
         let mut ask = Vec::with_capacity(n);
         let mut wait: Option<Duration> = None;
@@ -131,6 +133,50 @@ impl Shards {
     /// Work was queued on shard k (by this process, or seen in its counts).
     pub fn has_work(&self, k: usize) {
         self.skips.lock().until[k] = None;
+    }
+}
+
+/// Replication marks per shard (Redis Cluster): the writes this process
+/// made, and how many of them a replica has confirmed. One `WAIT` confirms
+/// every write made before it was sent, so concurrent callers share it.
+pub(super) struct Marks {
+    written: Vec<AtomicU64>,
+    confirmed: Vec<AtomicU64>,
+    turn: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl Marks {
+    pub fn new(n: usize) -> Marks {
+        Marks {
+            written: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            confirmed: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            turn: (0..n).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    /// A write to shard k has returned: its mark.
+    pub fn wrote(&self, k: usize) -> u64 {
+        self.written[k].fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Writes on shard k up to `mark` are confirmed once this returns:
+    /// by a `WAIT` (`wait`) sent after them, this caller's or another's.
+    pub async fn confirm<E, F, Fut>(&self, k: usize, mark: u64, wait: F) -> Result<(), E>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+    {
+        if self.confirmed[k].load(Ordering::SeqCst) >= mark {
+            return Ok(());
+        }
+        let _turn = self.turn[k].lock().await;
+        if self.confirmed[k].load(Ordering::SeqCst) >= mark {
+            return Ok(());
+        }
+        let upto = self.written[k].load(Ordering::SeqCst);
+        wait().await?;
+        self.confirmed[k].fetch_max(upto, Ordering::SeqCst);
+        Ok(())
     }
 }
 
@@ -165,13 +211,39 @@ mod tests {
         let s = Shards::new("spin", 3);
         s.asked(0, Reply::Empty);
         s.asked(1, Reply::WaitFor(Duration::from_secs(5)));
-        let (ask, wait) = s.to_ask(0);
+        let (ask, wait) = s.to_ask(&[0, 0, 0]);
         assert_eq!(ask, vec![2]);
         assert!(wait.is_some_and(|w| w <= Duration::from_secs(5)));
         s.has_work(1);
-        assert_eq!(s.to_ask(0).0.len(), 2);
-        let (mut ask, wait) = s.to_ask(1);
+        assert_eq!(s.to_ask(&[0, 0, 0]).0.len(), 2);
+        s.asked(1, Reply::Empty);
+        let (mut ask, wait) = s.to_ask(&[1, 0, 0]);
         ask.sort();
-        assert_eq!((ask, wait), (vec![0, 1, 2], None), "a wake-up clears all");
+        assert_eq!(
+            (ask, wait),
+            (vec![0, 2], None),
+            "a wake-up clears its shard"
+        );
+    }
+
+    #[tokio::test]
+    async fn one_wait_confirms_every_write_before_it() {
+        let m = Marks::new(2);
+        let (a, b) = (m.wrote(1), m.wrote(1));
+        let sent = AtomicU64::new(0);
+        let wait = || async {
+            sent.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ()>(())
+        };
+        m.confirm(1, b, wait).await.expect("confirmed");
+        m.confirm(1, a, wait).await.expect("confirmed");
+        assert_eq!(
+            sent.load(Ordering::SeqCst),
+            1,
+            "a, written before, was covered"
+        );
+        let c = m.wrote(1);
+        m.confirm(1, c, wait).await.expect("confirmed");
+        assert_eq!(sent.load(Ordering::SeqCst), 2);
     }
 }
