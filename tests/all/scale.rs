@@ -228,6 +228,9 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
         .control(&["info", "--appid", "ops", "--crawlid", "brief"])
         .await?;
     assert_eq!(brief["total_pending"], 3, "{brief}");
+    let queues = cluster.control(&["stats", "--type", "queue"]).await?;
+    assert_eq!(queues["queues"]["total_backlog"], 3, "{queues}");
+    answers.push(clean(queues));
     let log = cluster.scratch.path("worker-0.log");
     let purged = eventually(Duration::from_secs(20), "the expiry", || {
         let log = std::fs::read_to_string(&log).ok()?;

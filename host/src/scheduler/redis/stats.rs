@@ -32,38 +32,53 @@ impl RedisStore {
     /// counts, live workers with heartbeat age and plugins, and the total
     /// of pages crawled (for a rate).
     pub async fn status(&self, crawls: usize) -> Result<Value, StoreError> {
-        let mut con = self.con();
-        let crefs: Vec<String> = redis::cmd("ZREVRANGE")
-            .arg(self.key("crawls"))
-            .arg(0)
-            .arg(crawls.saturating_sub(1))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        for cref in &crefs {
-            pipe.cmd("HMGET")
-                .arg(self.key(&format!("cc:{cref}")))
-                .arg("q")
-                .arg("f")
-                .arg("d");
+        // The most recent crawls of every shard, then their counts summed
+        // over the shards.
+        let mut recent: HashMap<String, f64> = HashMap::new();
+        for k in self.shards.all() {
+            let mut con = self.con();
+            let on_shard: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+                .arg(format!("{}:crawls", self.shards.tag(k)))
+                .arg(0)
+                .arg(crawls.saturating_sub(1))
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            for (cref, at) in on_shard {
+                let e = recent.entry(cref).or_insert(at);
+                *e = e.max(at);
+            }
         }
-        let counts: Vec<(Option<i64>, Option<i64>, Option<i64>)> = if crefs.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut con).await.map_err(unavailable)?
-        };
+        let mut crefs: Vec<(String, f64)> = recent.into_iter().collect();
+        crefs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        crefs.truncate(crawls);
         let mut list = Vec::new();
-        for (cref, (q, f, d)) in crefs.iter().zip(counts) {
+        for (cref, _) in &crefs {
             let Some(spec) = self.spec(cref).await? else {
                 continue;
             };
-            let (q, f, d) = (q.unwrap_or(0).max(0), f.unwrap_or(0).max(0), d.unwrap_or(0));
+            let (mut q, mut f, mut d) = (0, 0, 0);
+            for k in self.shards.all() {
+                let mut con = self.con();
+                let (sq, sf, sd): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                    .arg(format!("{}:cc:{cref}", self.shards.tag(k)))
+                    .arg("q")
+                    .arg("f")
+                    .arg("d")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+                q += sq.unwrap_or(0).max(0);
+                f += sf.unwrap_or(0).max(0);
+                d += sd.unwrap_or(0);
+            }
             list.push(
                 json!({"appid": spec.appid, "crawlid": spec.crawlid, "spiderid": spec.spiderid,
                              "queued": q, "in_flight": f, "crawled": d, "done": q == 0 && f == 0}),
             );
         }
+        let mut con = self.con();
         let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
             .arg(self.key("hb"))
             .arg(0)
@@ -214,23 +229,28 @@ impl RedisStore {
     }
 
     async fn queue_stats(&self) -> Result<Value, StoreError> {
-        let mut con = self.con();
-        let qks: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.key("ready"))
-            .arg(0)
-            .arg(-1)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let mut pipe = redis::pipe();
-        for qk in &qks {
-            pipe.cmd("ZCARD").arg(self.key(&format!("q:{qk}")));
+        let (mut qks, mut sizes) = (Vec::new(), Vec::new());
+        for k in self.shards.all() {
+            let tag = self.shards.tag(k);
+            let mut con = self.con();
+            let on_shard: Vec<String> = redis::cmd("ZRANGE")
+                .arg(format!("{tag}:ready"))
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            if on_shard.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for qk in &on_shard {
+                pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}"));
+            }
+            let n: Vec<u64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+            qks.extend(on_shard);
+            sizes.extend(n);
         }
-        let sizes: Vec<u64> = if qks.is_empty() {
-            Vec::new()
-        } else {
-            pipe.query_async(&mut con).await.map_err(unavailable)?
-        };
         let mut by_spider: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
         for (qk, n) in qks.iter().zip(sizes) {
             if let Some((spider, d)) = qk.split_once('|') {
