@@ -254,9 +254,17 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Parse(args) => plugins::parse(settings, args).await,
         Command::Submit(args) => submit(settings, args).await,
         Command::Info(args) => control(settings, |s| async move {
+            use crate::monitor::info;
+            let now = crate::crawl::result::now_unix();
             Ok(match &args.crawlid {
-                Some(c) => s.info_crawl(&args.appid, c, &args.spiderid).await?,
-                None => s.info_app(&args.appid, &args.spiderid).await?,
+                Some(c) => {
+                    let i = s.crawl_info(&args.appid, c, &args.spiderid).await?;
+                    info::crawl_reply((&args.appid, &args.spiderid, c), &i, now)
+                }
+                None => {
+                    let crawls = s.app_info(&args.appid, &args.spiderid).await?;
+                    info::app_reply(&args.appid, &args.spiderid, &crawls, now)
+                }
             })
         })
         .await,

@@ -6,6 +6,7 @@
 //! its reply, and a silent control plane's entries are taken over. So
 //! every request gets its reply, and two requests get two.
 
+use super::info;
 use super::schema::{ActionKind, DomainConfigKind, StatsKind};
 use super::ControlRequest;
 use crate::backoff::Backoff;
@@ -117,12 +118,14 @@ impl ControlPlane {
         let reply = match request {
             ControlRequest::Action(a) => match (a.action, &a.crawlid) {
                 (ActionKind::Info, Some(c)) => {
-                    let mut r = self.store.info_crawl(&a.appid, c, &a.spiderid).await?;
+                    let info = self.store.crawl_info(&a.appid, c, &a.spiderid).await?;
+                    let mut r = info::crawl_reply((&a.appid, &a.spiderid, c), &info, now);
                     r["uuid"] = a.uuid.into();
                     r
                 }
                 (ActionKind::Info, None) => {
-                    let mut r = self.store.info_app(&a.appid, &a.spiderid).await?;
+                    let crawls = self.store.app_info(&a.appid, &a.spiderid).await?;
+                    let mut r = info::app_reply(&a.appid, &a.spiderid, &crawls, now);
                     r["uuid"] = a.uuid.into();
                     r
                 }

@@ -4,6 +4,7 @@
 //! control plane ([`control`], `spinneret redis-monitor`).
 
 pub mod control;
+pub mod info;
 pub mod ingest;
 pub mod schema;
 

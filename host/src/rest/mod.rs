@@ -460,10 +460,33 @@ async fn ui(State(gw): State<Arc<Gateway>>) -> Response {
     axum::response::Html(include_str!("ui.html")).into_response()
 }
 
+/// The status page's document (without the rate and time).
+fn status_json(st: crate::scheduler::redis::Status) -> serde_json::Value {
+    let crawls: Vec<serde_json::Value> = st
+        .crawls
+        .into_iter()
+        .map(|c| {
+            json!({"appid": c.appid, "crawlid": c.crawlid, "spiderid": c.spiderid,
+                   "queued": c.queued, "in_flight": c.in_flight, "crawled": c.crawled,
+                   "done": c.queued == 0 && c.in_flight == 0})
+        })
+        .collect();
+    let workers: Vec<serde_json::Value> = st
+        .workers
+        .into_iter()
+        .map(|w| {
+            json!({"id": w.id, "heartbeat_age_ms": w.heartbeat_age_ms,
+                   "spiders": w.spiders, "plugins": w.plugins})
+        })
+        .collect();
+    json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total, "queues": st.queues})
+}
+
 /// What the status page shows, in one JSON document (no envelope).
 async fn status(State(gw): State<Arc<Gateway>>) -> Response {
     let r = match gw.store.status(50).await {
-        Ok(mut s) => {
+        Ok(st) => {
+            let mut s = status_json(st);
             let rate = {
                 let p = gw.pages.lock();
                 match (p.front(), p.back()) {

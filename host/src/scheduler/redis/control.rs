@@ -3,11 +3,11 @@
 //! O(size of that crawl) thanks to per-crawl indexes, never O(whole
 //! backlog).
 
-use super::{crawl_owner, crawl_ref, unavailable, unix_now, RedisStore};
+use super::{crawl_owner, crawl_ref, unavailable, RedisStore};
 use crate::request::CrawlKey;
 use crate::scheduler::{domain, StoreError};
-use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A live change to a domain's politeness (contract §2.4).
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +25,38 @@ pub enum DomainAction {
     Unblacklist,
 }
 
+/// A crawl's requests queued for one spider on one domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DomainQueue {
+    pub total: i64,
+    pub high_priority: i64,
+    pub low_priority: i64,
+}
+
+/// What the store knows of one crawl (the monitor builds the reply).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CrawlInfo {
+    /// Queued for the asked spider.
+    pub queued: u64,
+    /// The whole crawl's.
+    pub in_flight: u64,
+    pub crawled: u64,
+    /// Queued for any spider.
+    pub all_queued: u64,
+    /// The asked spider's queues by domain.
+    pub domains: BTreeMap<String, DomainQueue>,
+    pub expires: Option<i64>,
+}
+
+/// One crawl in an app's info.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppCrawlInfo {
+    pub crawlid: String,
+    pub queued: u64,
+    pub domains: BTreeMap<String, DomainQueue>,
+    pub expires: Option<i64>,
+}
+
 /// A crawl ended by its `expires` time, reported exactly once.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expired {
@@ -34,13 +66,13 @@ pub struct Expired {
 }
 
 impl RedisStore {
-    /// Info on one crawl: queued per domain, in flight, crawled, done.
-    pub async fn info_crawl(
+    /// Info on one crawl: queued per domain, in flight, crawled.
+    pub async fn crawl_info(
         &self,
         appid: &str,
         crawlid: &str,
         spiderid: &str,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<CrawlInfo, StoreError> {
         let key = CrawlKey {
             appid: appid.into(),
             crawlid: crawlid.into(),
@@ -49,25 +81,29 @@ impl RedisStore {
         let (queued, in_flight, crawled, domains) = self
             .crawl_counts(&cref, &crawl_owner(&key), spiderid)
             .await?;
-        // `total_pending` and `domains` are the asked spider's (contract
-        // §4.2); `in_flight`, `crawled` and `done` are the whole crawl's.
         let all_queued = self.crawl_queued(&cref).await?;
-        let mut reply = json!({
-            "appid": appid, "spiderid": spiderid, "crawlid": crawlid,
-            "total_pending": queued, "total_domains": domains.len(), "domains": domains,
-            "in_flight": in_flight, "crawled": crawled, "done": all_queued == 0 && in_flight == 0,
-            "server_time": unix_now(),
-        });
-        if let Some(spec) = self.spec(&cref).await? {
-            if spec.expires > 0 && spec.key() == key {
-                reply["expires"] = spec.expires.into();
-            }
-        }
-        Ok(reply)
+        let expires = self
+            .spec(&cref)
+            .await?
+            .filter(|s| s.expires > 0 && s.key() == key)
+            .map(|s| s.expires);
+        Ok(CrawlInfo {
+            queued,
+            in_flight,
+            crawled,
+            all_queued,
+            domains,
+            expires,
+        })
     }
 
-    /// Info on every crawl of an app.
-    pub async fn info_app(&self, appid: &str, spiderid: &str) -> Result<Value, StoreError> {
+    /// Info on every crawl of an app that has something queued for
+    /// `spiderid` or is that spider's.
+    pub async fn app_info(
+        &self,
+        appid: &str,
+        spiderid: &str,
+    ) -> Result<Vec<AppCrawlInfo>, StoreError> {
         let mut crefs = BTreeSet::new();
         for k in self.shards.all() {
             let mut con = self.con();
@@ -78,8 +114,7 @@ impl RedisStore {
                 .map_err(unavailable)?;
             crefs.extend(on_shard);
         }
-        let mut crawlids = Map::new();
-        let (mut total_pending, mut all_domains) = (0u64, BTreeSet::new());
+        let mut crawls = Vec::new();
         for cref in crefs {
             let Some(spec) = self.spec(&cref).await? else {
                 continue;
@@ -93,20 +128,14 @@ impl RedisStore {
                 // Another spider's crawl with nothing queued for this one.
                 continue;
             }
-            total_pending += queued;
-            all_domains.extend(domains.keys().cloned());
-            let mut c =
-                json!({"total": queued, "distinct_domains": domains.len(), "domains": domains});
-            if spec.expires > 0 {
-                c["expires"] = spec.expires.into();
-            }
-            crawlids.insert(spec.crawlid.clone(), c);
+            crawls.push(AppCrawlInfo {
+                crawlid: spec.crawlid.clone(),
+                queued,
+                domains,
+                expires: (spec.expires > 0).then_some(spec.expires),
+            });
         }
-        Ok(json!({
-            "appid": appid, "spiderid": spiderid, "total_pending": total_pending,
-            "total_domains": all_domains.len(), "total_crawlids": crawlids.len(), "crawlids": crawlids,
-            "server_time": unix_now(),
-        }))
+        Ok(crawls)
     }
 
     /// Everything the crawl has queued, whatever the spider.
@@ -133,7 +162,7 @@ impl RedisStore {
         cref: &str,
         owner: &str,
         spider: &str,
-    ) -> Result<(u64, u64, u64, Map<String, Value>), StoreError> {
+    ) -> Result<(u64, u64, u64, BTreeMap<String, DomainQueue>), StoreError> {
         let calls = self
             .shards
             .all()
@@ -148,7 +177,7 @@ impl RedisStore {
             _ => 0,
         };
         let mut sums = [0u64; 3];
-        let mut domains = Map::new();
+        let mut domains = BTreeMap::new();
         for (_, out) in self.on_shards::<Vec<redis::Value>>(calls).await? {
             for (i, sum) in sums.iter_mut().enumerate() {
                 *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
@@ -157,7 +186,11 @@ impl RedisStore {
                 if let [redis::Value::BulkString(d), total, high, low] = chunk {
                     domains.insert(
                         String::from_utf8_lossy(d).into_owned(),
-                        json!({"total": int(total), "high_priority": int(high), "low_priority": int(low)}),
+                        DomainQueue {
+                            total: int(total),
+                            high_priority: int(high),
+                            low_priority: int(low),
+                        },
                     );
                 }
             }

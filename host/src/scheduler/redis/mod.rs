@@ -31,9 +31,10 @@ mod replies;
 mod shards;
 mod stats;
 mod workers;
-pub use control::{DomainAction, Expired};
+pub use control::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 pub use shards::MAX_SHARDS;
+pub use stats::{CrawlStatus, Status, WorkerStatus};
 
 const COMMON: &str = include_str!("common.lua");
 

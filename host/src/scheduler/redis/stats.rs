@@ -6,6 +6,37 @@ use crate::scheduler::StoreError;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+/// What the status page shows (the gateway builds its JSON).
+#[derive(Debug)]
+pub struct Status {
+    /// The most recently active crawls.
+    pub crawls: Vec<CrawlStatus>,
+    pub workers: Vec<WorkerStatus>,
+    /// Pages crawled by the whole cluster, ever.
+    pub pages_total: i64,
+    /// The queue stats as the contract's `stats` reply has them.
+    pub queues: Value,
+}
+
+#[derive(Debug)]
+pub struct CrawlStatus {
+    pub appid: String,
+    pub crawlid: String,
+    pub spiderid: String,
+    pub queued: i64,
+    pub in_flight: i64,
+    pub crawled: i64,
+}
+
+#[derive(Debug)]
+pub struct WorkerStatus {
+    pub id: String,
+    pub heartbeat_age_ms: i64,
+    /// As the worker's heartbeat wrote them (JSON).
+    pub spiders: Value,
+    pub plugins: Value,
+}
+
 /// Stats windows (contract §4.2), in seconds.
 const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
 
@@ -31,7 +62,7 @@ impl RedisStore {
     /// For the status page: the most recently active crawls with their
     /// counts, live workers with heartbeat age and plugins, and the total
     /// of pages crawled (for a rate).
-    pub async fn status(&self, crawls: usize) -> Result<Value, StoreError> {
+    pub async fn status(&self, crawls: usize) -> Result<Status, StoreError> {
         // The most recent crawls of every shard, then their counts summed
         // over the shards.
         let mut recent: HashMap<String, f64> = HashMap::new();
@@ -73,10 +104,14 @@ impl RedisStore {
                 f += sf.unwrap_or(0).max(0);
                 d += sd.unwrap_or(0);
             }
-            list.push(
-                json!({"appid": spec.appid, "crawlid": spec.crawlid, "spiderid": spec.spiderid,
-                             "queued": q, "in_flight": f, "crawled": d, "done": q == 0 && f == 0}),
-            );
+            list.push(CrawlStatus {
+                appid: spec.appid.clone(),
+                crawlid: spec.crawlid.clone(),
+                spiderid: spec.spiderid.clone(),
+                queued: q,
+                in_flight: f,
+                crawled: d,
+            });
         }
         let mut con = self.con();
         let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
@@ -93,22 +128,27 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let now = unix_now_ms();
-        let workers: Vec<Value> = beats
+        let workers = beats
             .into_iter()
             .map(|(id, at)| {
-                let i: Value = info
+                let mut i: Value = info
                     .get(&id)
                     .and_then(|j| serde_json::from_str(j).ok())
                     .unwrap_or_default();
-                json!({"id": id, "heartbeat_age_ms": (now - at).max(0),
-                       "spiders": i["spiders"], "plugins": i["plugins"]})
+                WorkerStatus {
+                    id,
+                    heartbeat_age_ms: (now - at).max(0),
+                    spiders: i["spiders"].take(),
+                    plugins: i["plugins"].take(),
+                }
             })
             .collect();
-        let pages = self.pages_total().await?;
-        Ok(
-            json!({"crawls": list, "workers": workers, "pages_total": pages,
-                  "queues": self.queue_stats().await?}),
-        )
+        Ok(Status {
+            crawls: list,
+            workers,
+            pages_total: self.pages_total().await?,
+            queues: self.queue_stats().await?,
+        })
     }
 
     /// Stats by type: `spider`, `machine`, `queue`, `crawler` (all three).

@@ -749,7 +749,7 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
     let fill = started.elapsed();
     let mem = redis.used_memory()?.saturating_sub(mem0);
     let t = Instant::now();
-    let info = store.info_crawl("bench", "c42", "link").await?;
+    let info = store.crawl_info("bench", "c42", "link").await?;
     let info_ms = ms(t.elapsed());
     let t = Instant::now();
     let purged = store.stop("bench", "c42", None).await?;
@@ -762,7 +762,8 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
         ),
         format!(
             "info one crawl:   {info_ms:.1} ms ({} pending over {} domains; target <= 100 ms)",
-            info["total_pending"], info["total_domains"]
+            info.queued,
+            info.domains.len()
         ),
         format!("stop one crawl:   {stop_ms:.1} ms ({purged} purged; target <= 100 ms)"),
     ])

@@ -1,0 +1,58 @@
+//! The `info` replies (contract §4.2), built from what the store counted.
+
+use crate::scheduler::redis::{AppCrawlInfo, CrawlInfo, DomainQueue};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
+    let mut m = Map::new();
+    for (d, q) in domains {
+        m.insert(
+            d.clone(),
+            json!({"total": q.total, "high_priority": q.high_priority, "low_priority": q.low_priority}),
+        );
+    }
+    Value::Object(m)
+}
+
+/// Info on one crawl. `total_pending` and `domains` are the asked
+/// spider's; `in_flight`, `crawled` and `done` are the whole crawl's.
+pub fn crawl_reply(
+    (appid, spiderid, crawlid): (&str, &str, &str),
+    info: &CrawlInfo,
+    now: i64,
+) -> Value {
+    let mut reply = json!({
+        "appid": appid, "spiderid": spiderid, "crawlid": crawlid,
+        "total_pending": info.queued, "total_domains": info.domains.len(),
+        "domains": domains_json(&info.domains),
+        "in_flight": info.in_flight, "crawled": info.crawled,
+        "done": info.all_queued == 0 && info.in_flight == 0,
+        "server_time": now,
+    });
+    if let Some(e) = info.expires {
+        reply["expires"] = e.into();
+    }
+    reply
+}
+
+/// Info on every crawl of an app.
+pub fn app_reply(appid: &str, spiderid: &str, crawls: &[AppCrawlInfo], now: i64) -> Value {
+    let mut crawlids = Map::new();
+    let (mut total_pending, mut all_domains) = (0u64, BTreeSet::new());
+    for c in crawls {
+        total_pending += c.queued;
+        all_domains.extend(c.domains.keys().cloned());
+        let mut v = json!({"total": c.queued, "distinct_domains": c.domains.len(),
+                           "domains": domains_json(&c.domains)});
+        if let Some(e) = c.expires {
+            v["expires"] = e.into();
+        }
+        crawlids.insert(c.crawlid.clone(), v);
+    }
+    json!({
+        "appid": appid, "spiderid": spiderid, "total_pending": total_pending,
+        "total_domains": all_domains.len(), "total_crawlids": crawlids.len(), "crawlids": crawlids,
+        "server_time": now,
+    })
+}
