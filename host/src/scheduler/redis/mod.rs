@@ -174,6 +174,16 @@ fn fingerprint_args(fingerprint: u128) -> (String, String) {
     ((fp64 as i64).to_string(), format!("{fp64:016x}"))
 }
 
+/// A candidate link's arguments to the admit scripts: fingerprint, hex,
+/// domain, force.
+fn candidate_args(inv: &mut redis::ScriptInvocation<'_>, c: &Candidate) {
+    let (fp, hex) = fingerprint_args(c.fingerprint);
+    inv.arg(fp)
+        .arg(hex)
+        .arg(&c.domain)
+        .arg(if c.force { "1" } else { "0" });
+}
+
 /// The short, key-safe id of a crawl (appid + crawlid).
 pub fn crawl_ref(key: &CrawlKey) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -608,6 +618,18 @@ impl RedisStore {
         Ok(())
     }
 
+    /// Candidates' indexes grouped by the shard of their domain.
+    fn by_shard(&self, candidates: &[Candidate]) -> HashMap<usize, Vec<usize>> {
+        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
+        for (i, c) in candidates.iter().enumerate() {
+            by_shard
+                .entry(self.shards.of_domain(&c.domain))
+                .or_default()
+                .push(i);
+        }
+        by_shard
+    }
+
     /// Run one call per shard, all at once; the replies in shard order.
     async fn on_shards<'a, T: redis::FromRedisValue>(
         &self,
@@ -922,13 +944,7 @@ impl DedupStore for RedisStore {
             return Ok(Vec::new());
         }
         // Each link is deduplicated on its domain's shard.
-        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, c) in candidates.iter().enumerate() {
-            by_shard
-                .entry(self.shards.of_domain(&c.domain))
-                .or_default()
-                .push(i);
-        }
+        let by_shard = self.by_shard(candidates);
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
@@ -938,12 +954,7 @@ impl DedupStore for RedisStore {
                     .arg(cap_arg(candidates[0].domain_cap))
                     .arg(cap_arg(candidates[0].global_cap));
                 for &i in idx {
-                    let c = &candidates[i];
-                    let (fp, hex) = fingerprint_args(c.fingerprint);
-                    inv.arg(fp)
-                        .arg(hex)
-                        .arg(&c.domain)
-                        .arg(if c.force { "1" } else { "0" });
+                    candidate_args(&mut inv, &candidates[i]);
                 }
                 (k, inv)
             })
@@ -973,13 +984,7 @@ impl DedupStore for RedisStore {
         let (spec_json, lazy) = self.spec_args(&jobs);
         // Each link is deduplicated and queued on its domain's shard, in
         // one atomic step there.
-        let mut by_shard: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (i, c) in candidates.iter().enumerate().take(jobs.len()) {
-            by_shard
-                .entry(self.shards.of_domain(&c.domain))
-                .or_default()
-                .push(i);
-        }
+        let by_shard = self.by_shard(&candidates[..candidates.len().min(jobs.len())]);
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
@@ -994,14 +999,10 @@ impl DedupStore for RedisStore {
                     .arg(lazy);
                 for &i in idx {
                     let (c, j) = (&candidates[i], &jobs[i]);
-                    let (fp, hex) = fingerprint_args(c.fingerprint);
                     // The candidate already carries the registered domain.
                     let payload =
                         serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
-                    inv.arg(fp)
-                        .arg(hex)
-                        .arg(&c.domain)
-                        .arg(if c.force { "1" } else { "0" });
+                    candidate_args(&mut inv, c);
                     inv.arg(Self::queue_key(j, &c.domain))
                         .arg(j.priority)
                         .arg(payload);
