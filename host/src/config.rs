@@ -751,6 +751,20 @@ mod tests {
     }
 
     #[test]
+    fn shards_are_automatic_and_bounded() {
+        let s = Settings::load_from(None, env(&[])).expect("loads");
+        assert_eq!(s.redis.shard_count(false), 1);
+        assert_eq!(s.redis.shard_count(true), CLUSTER_SHARDS as usize);
+        let s =
+            Settings::load_from(None, env(&[("SPINNERET_REDIS__SHARDS", "300")])).expect("loads");
+        let err = s.validate().expect_err("rejected");
+        assert!(err.to_string().contains("at most 256"), "{err}");
+        let s = Settings::load_from(None, env(&[("SPINNERET_REDIS__SHARDS", "4")])).expect("loads");
+        assert!(s.validate().is_ok());
+        assert_eq!(s.redis.shard_count(true), 4);
+    }
+
+    #[test]
     fn nested_plugin_overrides_from_env() {
         let s = Settings::load_from(
             None,

@@ -98,6 +98,21 @@ impl Cluster {
         Ok(serde_json::from_slice(&out.stdout)?)
     }
 
+    /// The `spider` stats once the `link` spider's lifetime count of 200s
+    /// is `ok` (workers write their status tally once a second).
+    pub(crate) async fn spider_stats_with(&self, ok: u64) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let stats = self.control(&["stats", "--type", "spider"]).await?;
+            let spiders = stats["spiders"].clone();
+            if spiders["link"]["200"]["lifetime"].as_u64() == Some(ok) {
+                return Ok(spiders);
+            }
+            anyhow::ensure!(Instant::now() < deadline, "spider stats: {spiders}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub(crate) async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -567,17 +582,7 @@ async fn info_and_stats_describe_the_cluster() -> Result<()> {
 
     let results = cluster.results();
     let ok = results.iter().filter(|r| r["status_code"] == 200).count() as u64;
-    // Workers write their status tally once a second: poll for it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let spiders = loop {
-        let stats = cluster.control(&["stats", "--type", "spider"]).await?;
-        let spiders = stats["spiders"].clone();
-        if spiders["link"]["200"]["lifetime"].as_u64() == Some(ok) {
-            break spiders;
-        }
-        assert!(Instant::now() < deadline, "{spiders}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let spiders = cluster.spider_stats_with(ok).await?;
     assert_eq!(
         spiders["link"]["200"]["900"].as_u64(),
         Some(ok),

@@ -198,18 +198,7 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
         .iter()
         .filter(|r| r["status_code"] == 200)
         .count() as u64;
-    // Workers write their status tally once a second.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let spiders = loop {
-        let stats = cluster.control(&["stats", "--type", "spider"]).await?;
-        let link = stats["spiders"]["link"].clone();
-        if link["200"]["lifetime"].as_u64() == Some(ok) {
-            break link;
-        }
-        assert!(std::time::Instant::now() < deadline, "{link}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    answers.push(spiders);
+    answers.push(cluster.spider_stats_with(ok).await?["link"].clone());
 
     for s in &seeds {
         let host = s.split('/').nth(2).unwrap_or_default();

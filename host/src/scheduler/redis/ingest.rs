@@ -3,7 +3,8 @@
 //! entry handed to exactly one reader), and per-role heartbeats and
 //! counters for the `kafka-monitor` / `redis-monitor` / `rest` stats.
 
-use super::{crawl_owner, crawl_ref, fingerprint_args, unavailable, RedisStore, WireJob};
+use super::wire::{crawl_owner, crawl_ref, fingerprint_args, WireJob};
+use super::{unavailable, RedisStore};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::{domain, StoreError};
 use redis::Value as RV;

@@ -5,19 +5,17 @@
 //! reclaim of expired leases. Key layout: ARCHITECTURE.md, "Redis keys";
 //! shards: [`shards`].
 
-use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::request::{CrawlKey, CrawlSpec, Job};
+use crate::request::{CrawlSpec, Job};
 use crate::scheduler::domain;
 use crate::stats::Stats;
-use crate::throttle::{Admission, ThrottleStore};
 use crate::timeouts;
 use async_trait::async_trait;
 use connection::Con;
 use parking_lot::Mutex;
 use redis::Script;
-use serde::{Deserialize, Serialize};
 use shards::{Reply, Shards};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,16 +23,20 @@ use std::time::Duration;
 
 mod connection;
 mod control;
+mod dedup;
 mod ingest;
 mod pace;
 mod replies;
 mod shards;
 mod stats;
+mod wire;
 mod workers;
 pub use control::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 pub use shards::MAX_SHARDS;
 pub use stats::{CrawlStatus, Status, WorkerStatus};
+pub use wire::{crawl_owner, crawl_ref};
+use wire::{owned_count, WireJob};
 
 const COMMON: &str = include_str!("common.lua");
 
@@ -62,150 +64,6 @@ struct Scripts {
     admit: Script,
     admit_push: Script,
     ingest: Script,
-}
-
-/// A queued request as stored in Redis: the crawl's spec is stored once,
-/// not in every request.
-#[derive(Debug, Serialize, Deserialize)]
-struct WireJob {
-    u: String,
-    s: String,
-    p: i32,
-    d: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    m: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    h: Vec<(String, String)>,
-    /// The body as base64 (a JSON array of numbers takes 3-4 bytes a byte).
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "body64")]
-    b: Option<Vec<u8>>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    meta: Vec<(String, String)>,
-    #[serde(default)]
-    r: u32,
-    #[serde(default)]
-    f: bool,
-    /// Registered domain (for per-crawl info and purges).
-    #[serde(default)]
-    dm: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rf: Option<String>,
-    #[serde(default)]
-    rc: u32,
-}
-
-impl WireJob {
-    /// `domain` is the job's registered domain, computed once by the caller.
-    fn of(job: &Job, domain: &str) -> WireJob {
-        WireJob {
-            u: job.url.clone(),
-            s: job.spiderid.clone(),
-            p: job.priority,
-            d: job.depth,
-            m: (job.method != "GET").then(|| job.method.clone()),
-            h: job.headers.clone(),
-            b: job.body.clone(),
-            meta: job.meta.clone(),
-            r: job.retries,
-            f: job.dont_filter,
-            dm: domain.to_string(),
-            rf: job.redirected_from.clone(),
-            rc: job.redirects,
-        }
-    }
-
-    fn into_job(self, crawl: Arc<CrawlSpec>) -> Job {
-        Job {
-            crawl,
-            url: self.u,
-            spiderid: self.s,
-            priority: self.p,
-            depth: self.d,
-            method: self.m.unwrap_or_else(|| "GET".into()),
-            headers: self.h,
-            body: self.b,
-            meta: self.meta,
-            retries: self.r,
-            dont_filter: self.f,
-            redirected_from: self.rf,
-            redirects: self.rc,
-        }
-    }
-}
-
-/// A request body in a queued request: base64 text. Requests queued
-/// before it was compact (an array of numbers) still read.
-mod body64 {
-    use base64::{engine::general_purpose::STANDARD, Engine as _};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        match b {
-            Some(b) => s.serialize_str(&STANDARD.encode(b)),
-            None => s.serialize_none(),
-        }
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Stored {
-        Text(String),
-        Bytes(Vec<u8>),
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Ok(match Option::<Stored>::deserialize(d)? {
-            Some(Stored::Text(t)) => Some(STANDARD.decode(t).map_err(serde::de::Error::custom)?),
-            Some(Stored::Bytes(b)) => Some(b),
-            None => None,
-        })
-    }
-}
-
-/// A cap for a script: the number, or "" for none.
-fn cap_arg(cap: Option<u32>) -> String {
-    cap.map(|n| n.to_string()).unwrap_or_default()
-}
-
-/// 8 bytes of the 16-byte fingerprint, as a signed integer (so Redis keeps
-/// the seen sets as compact intsets) and as hex (its path in the trie).
-fn fingerprint_args(fingerprint: u128) -> (String, String) {
-    let fp64 = (fingerprint >> 64) as u64;
-    ((fp64 as i64).to_string(), format!("{fp64:016x}"))
-}
-
-/// A candidate link's arguments to the admit scripts: fingerprint, hex,
-/// domain, force.
-fn candidate_args(inv: &mut redis::ScriptInvocation<'_>, c: &Candidate) {
-    let (fp, hex) = fingerprint_args(c.fingerprint);
-    inv.arg(fp)
-        .arg(hex)
-        .arg(&c.domain)
-        .arg(if c.force { "1" } else { "0" });
-}
-
-/// The short, key-safe id of a crawl (appid + crawlid).
-pub fn crawl_ref(key: &CrawlKey) -> String {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
-    h.update(key.appid.as_bytes());
-    h.update(b"\0");
-    h.update(key.crawlid.as_bytes());
-    format!("{:016x}", h.digest())
-}
-
-/// The pair behind a [`crawl_ref`], stored with the crawl's state and
-/// compared by every script that writes it (length-prefixed, so no two
-/// pairs give the same text).
-pub fn crawl_owner(key: &CrawlKey) -> String {
-    format!("{}:{}{}", key.appid.len(), key.appid, key.crawlid)
-}
-
-/// A script's count, where -1 means another crawl owns the key.
-fn owned_count(n: i64) -> Result<usize, StoreError> {
-    if n < 0 {
-        return Err(StoreError::Collision);
-    }
-    Ok(n as usize)
 }
 
 fn unix_now_ms() -> i64 {
@@ -474,11 +332,14 @@ impl RedisStore {
     /// frontier (it may be the crawl's first request there) and never on
     /// a single shard, so one popped under an older spec cannot undo a
     /// resubmission.
-    fn spec_args(&self, jobs: &[Job]) -> (String, &'static str) {
+    fn spec_args<'j>(
+        &self,
+        mut jobs: impl Iterator<Item = &'j Job> + Clone,
+    ) -> (String, &'static str) {
         let json = |j: &Job| serde_json::to_string(&*j.crawl).unwrap_or_default();
-        match jobs.iter().find(|j| j.depth == 0) {
+        match jobs.clone().find(|j| j.depth == 0) {
             Some(seed) => (json(seed), "0"),
-            None if self.shards.len() > 1 => (jobs.first().map(json).unwrap_or_default(), "1"),
+            None if self.shards.len() > 1 => (jobs.next().map(json).unwrap_or_default(), "1"),
             None => (String::new(), "0"),
         }
     }
@@ -698,9 +559,9 @@ impl Frontier for RedisStore {
                 .push((j, d));
         }
         for ((cref, k), group) in groups {
-            let jobs: Vec<Job> = group.iter().map(|(j, _)| j.clone()).collect();
-            let spec = &jobs[0].crawl;
-            let (spec_json, lazy) = self.spec_args(&jobs);
+            let jobs = group.iter().map(|(j, _)| j);
+            let spec = &group[0].0.crawl;
+            let (spec_json, lazy) = self.spec_args(jobs.clone());
             let mut inv = self.call(&self.scripts.push, k);
             inv.arg(&cref)
                 .arg(crawl_owner(&spec.key()))
@@ -716,7 +577,7 @@ impl Frontier for RedisStore {
             let n: i64 = inv.invoke_async(&mut con).await.map_err(unavailable)?;
             owned_count(n)?;
             self.shards.has_work(k);
-            let seeds: Vec<&Job> = jobs.iter().filter(|j| j.depth == 0).collect();
+            let seeds: Vec<&Job> = jobs.filter(|j| j.depth == 0).collect();
             self.respec(&seeds).await?;
             self.replicated([(k, self.marks.wrote(k))]).await?;
         }
@@ -895,158 +756,5 @@ impl Frontier for RedisStore {
             .map(|k| format!("{}:wake", self.shards.tag(k)))
             .collect();
         Some(self.pace.wake_signal(&self.nodes, channels))
-    }
-}
-
-#[async_trait]
-impl ThrottleStore for RedisStore {
-    async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
-        let mut con = self.con();
-        let mut inv = self.with_throttle(&self.scripts.throttle, self.shards.of_domain(domain));
-        let wait: u64 = inv
-            .arg(spider)
-            .arg(domain)
-            .invoke_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(if wait == 0 {
-            Admission::Go
-        } else {
-            Admission::Wait(Duration::from_millis(wait))
-        })
-    }
-    async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError> {
-        let split = if self.throttle.split_by_spider {
-            format!("{spider}|")
-        } else {
-            String::new()
-        };
-        let tag = self.shards.tag(self.shards.of_domain(domain));
-        let key = format!("{tag}:t:{}{split}{domain}", self.throttle_prefix());
-        let mut con = self.con();
-        let _: Vec<String> = redis::cmd("ZPOPMAX")
-            .arg(key)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl DedupStore for RedisStore {
-    async fn admit(
-        &self,
-        crawl: &CrawlKey,
-        candidates: &[Candidate],
-    ) -> Result<Vec<bool>, StoreError> {
-        if candidates.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Each link is deduplicated on its domain's shard.
-        let by_shard = self.by_shard(candidates);
-        let calls = by_shard
-            .iter()
-            .map(|(&k, idx)| {
-                let mut inv = self.call(&self.scripts.admit, k);
-                inv.arg(crawl_ref(crawl))
-                    .arg(crawl_owner(crawl))
-                    .arg(cap_arg(candidates[0].domain_cap))
-                    .arg(cap_arg(candidates[0].global_cap));
-                for &i in idx {
-                    candidate_args(&mut inv, &candidates[i]);
-                }
-                (k, inv)
-            })
-            .collect();
-        let mut admitted = vec![false; candidates.len()];
-        for (k, out) in self.on_shards::<Vec<i64>>(calls).await? {
-            for (&i, v) in by_shard[&k].iter().zip(out) {
-                admitted[i] = v == 1;
-            }
-        }
-        Ok(admitted)
-    }
-
-    async fn admit_and_push(
-        &self,
-        _frontier: &dyn Frontier,
-        crawl: &CrawlKey,
-        candidates: &[Candidate],
-        jobs: Vec<Job>,
-        origin: &str,
-    ) -> Result<usize, StoreError> {
-        let Some(first) = jobs.first() else {
-            return Ok(0);
-        };
-        let cref = crawl_ref(crawl);
-        let spec = &first.crawl;
-        let (spec_json, lazy) = self.spec_args(&jobs);
-        // Each link is deduplicated and queued on its domain's shard, in
-        // one atomic step there.
-        let by_shard = self.by_shard(&candidates[..candidates.len().min(jobs.len())]);
-        let calls = by_shard
-            .iter()
-            .map(|(&k, idx)| {
-                let mut inv = self.call(&self.scripts.admit_push, k);
-                inv.arg(&cref)
-                    .arg(crawl_owner(crawl))
-                    .arg(cap_arg(candidates[0].domain_cap))
-                    .arg(cap_arg(candidates[0].global_cap))
-                    .arg(&spec_json)
-                    .arg(&spec.appid)
-                    .arg(spec.expires)
-                    .arg(lazy);
-                for &i in idx {
-                    let (c, j) = (&candidates[i], &jobs[i]);
-                    // The candidate already carries the registered domain.
-                    let payload =
-                        serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
-                    candidate_args(&mut inv, c);
-                    inv.arg(Self::queue_key(j, &c.domain))
-                        .arg(j.priority)
-                        .arg(payload);
-                }
-                (k, inv)
-            })
-            .collect();
-        let mut queued = 0;
-        let mut written = Vec::new();
-        for (k, n) in self.on_shards::<i64>(calls).await? {
-            let n = owned_count(n)?;
-            if n > 0 {
-                self.shards.has_work(k);
-                written.push((k, self.marks.wrote(k)));
-            }
-            queued += n;
-        }
-        // The page is acked on its own shard after these writes, so that
-        // shard keeps their order by itself.
-        let own = (!origin.is_empty()).then(|| self.shards.of_domain(origin));
-        written.retain(|(k, _)| Some(*k) != own);
-        self.replicated(written).await?;
-        Ok(queued)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::WireJob;
-
-    #[test]
-    fn bodies_are_stored_as_base64_and_old_arrays_still_read() {
-        let json = r#"{"u":"http://a.test/","s":"link","p":1,"d":0,"b":[104,105]}"#;
-        let mut old: WireJob = serde_json::from_str(json).expect("old form");
-        assert_eq!(old.b.as_deref(), Some(&b"hi"[..]));
-        old.b = Some(vec![0xff; 300]);
-        let text = serde_json::to_string(&old).expect("serialize");
-        assert!(text.contains(r#""b":"////"#), "{text}");
-        assert!(
-            text.len() < 500,
-            "300 bytes of body took {} bytes",
-            text.len()
-        );
-        let back: WireJob = serde_json::from_str(&text).expect("new form");
-        assert_eq!(back.b, Some(vec![0xff; 300]));
     }
 }
