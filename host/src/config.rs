@@ -80,7 +80,7 @@ impl Default for Kafka {
             batch: 2000,
             commit_interval_ms: 1000,
             compression: "lz4".into(),
-            linger_ms: 5,
+            linger_ms: 25,
         }
     }
 }

@@ -1,5 +1,11 @@
 use clap::Parser;
 
+// glibc's malloc was a fifth of the crawl's CPU (page bodies and result
+// buffers of 20-100 KB churn its bins); mimalloc's per-thread free lists
+// serve the same pattern for a fraction (ARCHITECTURE.md, "Performance").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = spinneret::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -136,24 +136,23 @@ pub async fn render(stats: &Stats, store: Option<&Arc<RedisStore>>) -> String {
         stats.reloads_failed.load(Relaxed)
     );
     if let Some(store) = store {
-        if let Ok(q) = store.stats("queue").await {
+        if let Ok(depths) = store.queue_depths().await {
             head(
                 &mut out,
                 "spinneret_queue_depth",
                 "gauge",
                 "Requests queued, by spider (whole cluster).",
             );
-            if let Some(queues) = q["queues"].as_object() {
-                for (k, v) in queues {
-                    if let Some(spider) = k.strip_prefix("queue_") {
-                        let n = v["spider_backlog"].as_u64().unwrap_or(0);
-                        let _ = writeln!(
-                            out,
-                            "spinneret_queue_depth{{spider=\"{}\"}} {n}",
-                            esc(spider)
-                        );
-                    }
-                }
+            let mut by_spider: std::collections::BTreeMap<&str, u64> = Default::default();
+            for d in &depths {
+                *by_spider.entry(&d.spider).or_default() += d.backlog;
+            }
+            for (spider, n) in by_spider {
+                let _ = writeln!(
+                    out,
+                    "spinneret_queue_depth{{spider=\"{}\"}} {n}",
+                    esc(spider)
+                );
             }
         }
         if let Ok(c) = store.counts().await {

@@ -287,7 +287,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
             Ok(json!({"action": args.action, "domain": args.domain}))
         })
         .await,
-        Command::Stats(args) => control(settings, |s| async move { Ok(s.stats(&args.kind).await?) }).await,
+        Command::Stats(args) => control(settings, |s| async move { Ok(crate::monitor::stats::crawler(&s, &args.kind).await?) }).await,
         Command::KafkaMonitor => cluster::kafka_monitor(checked(settings)?).await,
         Command::RedisMonitor => cluster::redis_monitor(checked(settings)?).await,
         Command::Worker(args) => cluster::worker(logged(settings), args).await,

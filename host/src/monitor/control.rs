@@ -205,31 +205,41 @@ impl ControlPlane {
         };
         match kind {
             StatsKind::KafkaMonitor => {
-                out = section(self.store.monitor_stats('k', "kafka-monitor").await?)
+                out = section(super::stats::monitor_role(&self.store, 'k', "kafka-monitor").await?)
             }
             StatsKind::RedisMonitor => {
-                out = section(self.store.monitor_stats('r', "redis-monitor").await?)
+                out = section(super::stats::monitor_role(&self.store, 'r', "redis-monitor").await?)
             }
             StatsKind::Rest => {
-                out.insert("nodes".into(), self.store.nodes("rest").await?);
+                out.insert(
+                    "nodes".into(),
+                    super::stats::nodes(&self.store, "rest").await?,
+                );
             }
-            StatsKind::Spider => out = section(self.store.stats("spider").await?),
-            StatsKind::Machine => out = section(self.store.stats("machine").await?),
-            StatsKind::Queue => out = section(self.store.stats("queue").await?),
-            StatsKind::Crawler => out = section(self.store.stats("crawler").await?),
+            StatsKind::Spider => out = section(super::stats::crawler(&self.store, "spider").await?),
+            StatsKind::Machine => {
+                out = section(super::stats::crawler(&self.store, "machine").await?)
+            }
+            StatsKind::Queue => out = section(super::stats::crawler(&self.store, "queue").await?),
+            StatsKind::Crawler => {
+                out = section(super::stats::crawler(&self.store, "crawler").await?)
+            }
             StatsKind::All => {
                 out.insert(
                     "kafka-monitor".into(),
-                    self.store.monitor_stats('k', "kafka-monitor").await?,
+                    super::stats::monitor_role(&self.store, 'k', "kafka-monitor").await?,
                 );
                 out.insert(
                     "redis-monitor".into(),
-                    self.store.monitor_stats('r', "redis-monitor").await?,
+                    super::stats::monitor_role(&self.store, 'r', "redis-monitor").await?,
                 );
-                out.insert("crawler".into(), self.store.stats("crawler").await?);
+                out.insert(
+                    "crawler".into(),
+                    super::stats::crawler(&self.store, "crawler").await?,
+                );
                 out.insert(
                     "rest".into(),
-                    json!({"nodes": self.store.nodes("rest").await?}),
+                    json!({"nodes": super::stats::nodes(&self.store, "rest").await?}),
                 );
             }
         }

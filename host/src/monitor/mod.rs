@@ -7,6 +7,7 @@ pub mod control;
 pub mod info;
 pub mod ingest;
 pub mod schema;
+pub mod stats;
 
 use schema::{ActionRequest, DomainConfigRequest, StatsRequest};
 use serde::{Deserialize, Serialize};

@@ -479,7 +479,8 @@ fn status_json(st: crate::scheduler::redis::Status) -> serde_json::Value {
                    "spiders": w.spiders, "plugins": w.plugins})
         })
         .collect();
-    json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total, "queues": st.queues})
+    json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total,
+           "queues": crate::monitor::stats::queues_json(&st.queues)})
 }
 
 /// What the status page shows, in one JSON document (no envelope).

@@ -8,7 +8,6 @@ use super::{unavailable, RedisStore};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::{domain, StoreError};
 use redis::Value as RV;
-use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -459,49 +458,17 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Live nodes of `role`: `{host: [ids]}`.
-    pub async fn nodes(&self, role: &str) -> Result<Value, StoreError> {
+    /// Ids (`host:pid`) of the live nodes of `role`.
+    pub async fn nodes(&self, role: &str) -> Result<Vec<String>, StoreError> {
         let now = super::unix_now() * 1000;
         let mut con = self.con();
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        redis::cmd("ZRANGEBYSCORE")
             .arg(self.key(&format!("hb:{role}")))
             .arg(now - self.heartbeat_ttl_ms as i64)
             .arg("+inf")
             .query_async(&mut con)
             .await
-            .map_err(unavailable)?;
-        let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for id in ids {
-            let host = id.rsplit_once(':').map(|(h, _)| h).unwrap_or(&id);
-            by_host
-                .entry(host.to_string())
-                .or_default()
-                .push(id.clone());
-        }
-        Ok(json!(by_host))
-    }
-
-    /// Stats of a monitor role (contract §4.2): `total`, `fail`, `plugins`
-    /// (windows per request kind) and `nodes`.
-    pub async fn monitor_stats(&self, stat_kind: char, role: &str) -> Result<Value, StoreError> {
-        let mut out = Map::new();
-        let mut plugins = Map::new();
-        for ((name, _), w) in self.status_windows(stat_kind).await? {
-            match name.as_str() {
-                "total" | "fail" => {
-                    out.insert(name, w);
-                }
-                _ => {
-                    plugins.insert(name, w);
-                }
-            }
-        }
-        for k in ["total", "fail"] {
-            out.entry(k).or_insert_with(super::stats::empty_windows);
-        }
-        out.insert("plugins".into(), Value::Object(plugins));
-        out.insert("nodes".into(), self.nodes(role).await?);
-        Ok(Value::Object(out))
+            .map_err(unavailable)
     }
 }
 

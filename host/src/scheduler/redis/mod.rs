@@ -34,9 +34,10 @@ mod workers;
 pub use control::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 pub use shards::MAX_SHARDS;
-pub use stats::{CrawlStatus, Status, WorkerStatus};
+pub use stats::{CrawlStatus, QueueDepth, Status, Windows, WorkerStatus, WINDOWS};
 pub use wire::{crawl_owner, crawl_ref};
 use wire::{owned_count, WireJob};
+pub use workers::LiveWorker;
 
 const COMMON: &str = include_str!("common.lua");
 

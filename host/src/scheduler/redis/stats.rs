@@ -1,10 +1,11 @@
-//! Stats on the Redis store: the contract's windows (§4.2) per spider,
-//! machine and queue, and the status page's summary.
+//! Stats on the Redis store, as counted: status counters summed over the
+//! contract's windows (§4.2), queue depths, and the status page's summary.
+//! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
 use super::{unavailable, unix_now, unix_now_ms, RedisStore};
 use crate::scheduler::StoreError;
-use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 
 /// What the status page shows (the gateway builds its JSON).
 #[derive(Debug)]
@@ -14,8 +15,31 @@ pub struct Status {
     pub workers: Vec<WorkerStatus>,
     /// Pages crawled by the whole cluster, ever.
     pub pages_total: i64,
-    /// The queue stats as the contract's `stats` reply has them.
-    pub queues: Value,
+    pub queues: Vec<QueueDepth>,
+}
+
+/// Requests queued for one spider on one domain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueDepth {
+    pub spider: String,
+    pub domain: String,
+    pub backlog: u64,
+}
+
+/// One status counter summed over each of [`WINDOWS`], and ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Windows {
+    pub counts: [i64; WINDOWS.len()],
+    pub lifetime: i64,
+}
+
+impl Windows {
+    pub fn add(&mut self, other: &Windows) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.lifetime += other.lifetime;
+    }
 }
 
 #[derive(Debug)]
@@ -38,7 +62,7 @@ pub struct WorkerStatus {
 }
 
 /// Stats windows (contract §4.2), in seconds.
-const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
+pub const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
 
 impl RedisStore {
     /// Pages crawled by the whole cluster, ever (sum of the spiders'
@@ -147,29 +171,15 @@ impl RedisStore {
             crawls: list,
             workers,
             pages_total: self.pages_total().await?,
-            queues: self.queue_stats().await?,
-        })
-    }
-
-    /// Stats by type: `spider`, `machine`, `queue`, `crawler` (all three).
-    pub async fn stats(&self, kind: &str) -> Result<Value, StoreError> {
-        Ok(match kind {
-            "spider" => json!({"spiders": self.spider_stats().await?}),
-            "machine" => json!({"machines": self.machine_stats().await?}),
-            "queue" => json!({"queues": self.queue_stats().await?}),
-            _ => json!({
-                "spiders": self.spider_stats().await?,
-                "machines": self.machine_stats().await?,
-                "queue": self.queue_stats().await?,
-            }),
+            queues: self.queue_depths().await?,
         })
     }
 
     /// Status counters by (name, status) for `st:<kind>:` keys.
-    pub(super) async fn status_windows(
+    pub async fn status_windows(
         &self,
         kind: char,
-    ) -> Result<BTreeMap<(String, String), Value>, StoreError> {
+    ) -> Result<BTreeMap<(String, String), Windows>, StoreError> {
         let keys = self.stat_keys().await?;
         let mut con = self.con();
         let prefix = self.key(&format!("st:{kind}:"));
@@ -196,80 +206,26 @@ impl RedisStore {
                     })
                     .sum()
             };
-            let mut w = Map::new();
-            for secs in WINDOWS {
-                let n = if secs <= 43200 {
+            let mut w = Windows {
+                lifetime: fields.get("life").copied().unwrap_or(0),
+                ..Windows::default()
+            };
+            for (n, secs) in w.counts.iter_mut().zip(WINDOWS) {
+                // Minute buckets up to 12 h, hour buckets beyond.
+                *n = if secs <= 43200 {
                     sum('m', minute - (secs / 60) as i64)
                 } else {
                     sum('h', hour - (secs / 3600) as i64)
                 };
-                w.insert(secs.to_string(), n.into());
             }
-            w.insert(
-                "lifetime".into(),
-                fields.get("life").copied().unwrap_or(0).into(),
-            );
-            out.insert((name.to_string(), status.to_string()), Value::Object(w));
+            out.insert((name.to_string(), status.to_string()), w);
         }
         Ok(out)
     }
 
-    async fn spider_stats(&self) -> Result<Value, StoreError> {
-        let workers = self.live_workers().await?;
-        let mut spiders = Map::new();
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for (_, _, names) in &workers {
-            for n in names {
-                *counts.entry(n.clone()).or_default() += 1;
-            }
-        }
-        spiders.insert("unique_spider_count".into(), counts.len().into());
-        spiders.insert(
-            "total_spider_count".into(),
-            counts.values().sum::<u64>().into(),
-        );
-        for (name, count) in &counts {
-            spiders.insert(name.clone(), json!({"count": count}));
-        }
-        for ((name, status), w) in self.status_windows('s').await? {
-            let entry = spiders.entry(name).or_insert_with(|| json!({"count": 0}));
-            entry[status] = w;
-        }
-        Ok(Value::Object(spiders))
-    }
-
-    async fn machine_stats(&self) -> Result<Value, StoreError> {
-        let hosts: BTreeSet<String> = self
-            .live_workers()
-            .await?
-            .into_iter()
-            .map(|(_, h, _)| h)
-            .collect();
-        let mut machines = Map::new();
-        machines.insert("count".into(), hosts.len().into());
-        // Counters are per worker (host:pid); the contract reports per host.
-        let mut by_host: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-        for ((machine, status), w) in self.status_windows('m').await? {
-            let host = machine
-                .rsplit_once(':')
-                .map(|(h, _)| h.to_string())
-                .unwrap_or(machine);
-            let slot = by_host.entry(host).or_default();
-            match slot.get_mut(&status) {
-                Some(acc) => add_windows(acc, &w),
-                None => {
-                    slot.insert(status, w);
-                }
-            }
-        }
-        for (host, statuses) in by_host {
-            machines.insert(host, Value::Object(statuses.into_iter().collect()));
-        }
-        Ok(Value::Object(machines))
-    }
-
-    async fn queue_stats(&self) -> Result<Value, StoreError> {
-        let (mut qks, mut sizes) = (Vec::new(), Vec::new());
+    /// Requests queued per spider and domain, over all shards.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
+        let mut out = Vec::new();
         for k in self.shards.all() {
             let tag = self.shards.tag(k);
             let mut con = self.con();
@@ -288,37 +244,17 @@ impl RedisStore {
                 pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}"));
             }
             let n: Vec<u64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
-            qks.extend(on_shard);
-            sizes.extend(n);
+            // Queue keys are `<spider>|<domain>`.
+            out.extend(on_shard.iter().zip(n).filter_map(|(qk, backlog)| {
+                let (spider, domain) = qk.split_once('|')?;
+                (backlog > 0).then(|| QueueDepth {
+                    spider: spider.to_string(),
+                    domain: domain.to_string(),
+                    backlog,
+                })
+            }));
         }
-        let mut by_spider: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
-        for (qk, n) in qks.iter().zip(sizes) {
-            if let Some((spider, d)) = qk.split_once('|') {
-                if n > 0 {
-                    by_spider
-                        .entry(spider.to_string())
-                        .or_default()
-                        .push((d.to_string(), n));
-                }
-            }
-        }
-        let mut queues = Map::new();
-        let mut total = 0;
-        for (spider, mut domains) in by_spider {
-            domains.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let backlog: u64 = domains.iter().map(|d| d.1).sum();
-            total += backlog;
-            queues.insert(
-                format!("queue_{spider}"),
-                json!({
-                    "spider_backlog": backlog,
-                    "num_domains": domains.len(),
-                    "domains": domains.iter().map(|(d, n)| json!({"domain": d, "backlog": n})).collect::<Vec<_>>(),
-                }),
-            );
-        }
-        queues.insert("total_backlog".into(), total.into());
-        Ok(Value::Object(queues))
+        Ok(out)
     }
 
     /// Every status-counter key.
@@ -360,24 +296,5 @@ impl RedisStore {
             }
         }
         Ok(())
-    }
-}
-
-/// Windows with nothing counted yet.
-pub(super) fn empty_windows() -> Value {
-    let mut w: Map<String, Value> = WINDOWS
-        .iter()
-        .map(|s| (s.to_string(), Value::from(0)))
-        .collect();
-    w.insert("lifetime".into(), 0.into());
-    Value::Object(w)
-}
-
-fn add_windows(acc: &mut Value, w: &Value) {
-    if let (Value::Object(a), Value::Object(b)) = (acc, w) {
-        for (k, v) in b {
-            let sum = a.get(k).and_then(Value::as_i64).unwrap_or(0) + v.as_i64().unwrap_or(0);
-            a.insert(k.clone(), sum.into());
-        }
     }
 }

@@ -7,6 +7,15 @@ use crate::scheduler::StoreError;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
+/// A worker with a heartbeat, as its details name it.
+#[derive(Debug, Clone)]
+pub struct LiveWorker {
+    /// `host:pid`.
+    pub id: String,
+    pub host: String,
+    pub spiders: Vec<String>,
+}
+
 impl RedisStore {
     /// Name the spiders this worker runs, for the `spider` stats.
     pub fn set_spiders(&self, names: Vec<String>) {
@@ -19,10 +28,8 @@ impl RedisStore {
         *self.plugins.lock() = plugins;
     }
 
-    /// Live workers: id -> (host, spiders).
-    pub(super) async fn live_workers(
-        &self,
-    ) -> Result<Vec<(String, String, Vec<String>)>, StoreError> {
+    /// Live workers: id, host and spiders.
+    pub async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
         let mut con = self.con();
         let info: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key("hbinfo"))
@@ -39,7 +46,7 @@ impl RedisStore {
                     .iter()
                     .filter_map(|s| s.as_str().map(str::to_string))
                     .collect();
-                Some((id, host, spiders))
+                Some(LiveWorker { id, host, spiders })
             })
             .collect())
     }

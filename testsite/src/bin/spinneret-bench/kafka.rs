@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The topics of the `demo` prefix that `spinneret up` uses.
+const TOPICS: [&str; 4] = [
+    "demo.incoming",
+    "demo.errors",
+    "demo.outbound_firehose",
+    "demo.crawled_firehose",
+];
+
 pub struct Broker {
     port: u16,
     child: Child,
@@ -84,12 +92,21 @@ impl Drop for Broker {
     }
 }
 
-fn config(work: &Path, name: &str, broker: &Broker, redis: &Redis, ns: &str) -> Result<PathBuf> {
+/// A config for `broker` and `redis` in namespace `ns`; `compression`
+/// replaces the default `kafka.compression`.
+fn config(
+    work: &Path,
+    name: &str,
+    (broker, redis): (&Broker, &Redis),
+    ns: &str,
+    compression: Option<&str>,
+) -> Result<PathBuf> {
     let path = work.join(name);
+    let compression = compression.map_or(String::new(), |c| format!("compression = \"{c}\"\n"));
     std::fs::write(
         &path,
         format!(
-            "[kafka]\nbrokers = \"{}\"\npartitions = 4\n[redis]\nurl = \"{}\"\nnamespace = \"{ns}\"\n\
+            "[kafka]\nbrokers = \"{}\"\npartitions = 4\n{compression}[redis]\nurl = \"{}\"\nnamespace = \"{ns}\"\n\
              [throttle]\nhits = 1000000\nwindow = 1\nmoderated = false\n\
              [crawl]\nmaxdepth_limit = 1000\nallow_private = true\n",
             broker.brokers(),
@@ -99,27 +116,46 @@ fn config(work: &Path, name: &str, broker: &Broker, redis: &Redis, ns: &str) -> 
     Ok(path)
 }
 
+/// A running `spinneret` role, killed if the bench bails out before
+/// [`stop`] (so no worker outlives the run).
+struct Role(Child);
+
+impl Role {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn role(
     spinneret: &Path,
     plugins: &Path,
     config: &Path,
     args: &[&str],
     log: &Path,
-) -> Result<Child> {
-    Ok(Command::new(spinneret)
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .arg("--plugins")
-        .arg(plugins)
-        .args(["--log-format", "json"])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log)?)
-        .spawn()?)
+) -> Result<Role> {
+    Ok(Role(
+        Command::new(spinneret)
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .arg("--plugins")
+            .arg(plugins)
+            .args(["--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?,
+    ))
 }
 
 /// User + system CPU of a process so far, from /proc.
-fn cpu_seconds(pid: u32) -> f64 {
+pub fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
     let f: Vec<f64> = after.split(' ').map(|x| x.parse().unwrap_or(0.0)).collect();
@@ -127,11 +163,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
-fn stop(mut child: Child) -> Result<()> {
+fn stop(mut role: Role) -> Result<()> {
     Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args(["-INT", &role.id().to_string()])
         .status()?;
-    child.wait()?;
+    role.0.wait()?;
     Ok(())
 }
 
@@ -181,17 +217,7 @@ pub async fn ingest(
     broker: &Broker,
     n: usize,
 ) -> Result<Vec<String>> {
-    broker
-        .create_topics(
-            &[
-                "demo.incoming",
-                "demo.errors",
-                "demo.outbound_firehose",
-                "demo.crawled_firehose",
-            ],
-            4,
-        )
-        .await?;
+    broker.create_topics(&TOPICS, 4).await?;
     let producer: FutureProducer = broker
         .client()
         .set("linger.ms", "5")
@@ -218,7 +244,7 @@ pub async fn ingest(
     }
     let produce_s = produced.elapsed().as_secs_f64();
 
-    let config = config(work, "ingest.toml", broker, redis, "bench-ingest")?;
+    let config = config(work, "ingest.toml", (broker, redis), "bench-ingest", None)?;
     let log = work.join("ingest.log");
     let redis_cpu0 = redis.cpu_seconds()?;
     let started = Instant::now();
@@ -264,11 +290,19 @@ pub async fn crawl(
     work: &Path,
     redis: &Redis,
     broker: &Broker,
-    // Its concurrency, and the 1-worker Redis-only crawl's pages/s.
-    (concurrency, redis_only): (usize, Option<f64>),
-) -> Result<Vec<String>> {
+    // Its concurrency, and `kafka.compression` when not the default.
+    (concurrency, compression): (usize, Option<&str>),
+) -> Result<(Vec<String>, f64)> {
     let expected = site.expected(0, None).len();
-    let config = config(work, "kafka-crawl.toml", broker, redis, "bench-kafka")?;
+    // Each round has a fresh broker: its readers need the topics at once.
+    broker.create_topics(&TOPICS, 4).await?;
+    let config = config(
+        work,
+        "kafka-crawl.toml",
+        (broker, redis),
+        "bench-kafka",
+        compression,
+    )?;
     let log = work.join("up.log");
     let up = role(
         spinneret,
@@ -290,7 +324,9 @@ pub async fn crawl(
         site.seed_url()
     );
     let (up_cpu0, broker_cpu0) = (cpu_seconds(up.id()), cpu_seconds(broker.child.id()));
+    let bench_cpu0 = cpu_seconds(std::process::id());
     let redis_cpu0 = redis.cpu_seconds()?;
+    let stats0 = redis.command_stats()?;
     let started = Instant::now();
     let fed = Command::new(spinneret)
         .args(["feed", &seed, "--config"])
@@ -316,29 +352,48 @@ pub async fn crawl(
     let wall = started.elapsed().as_secs_f64();
     let up_cpu = cpu_seconds(up.id()) - up_cpu0;
     let broker_cpu = cpu_seconds(broker.child.id()) - broker_cpu0;
+    let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu0;
     let redis_cpu = redis.cpu_seconds()? - redis_cpu0;
+    let mut calls: Vec<(String, u64, u64)> = redis
+        .command_stats()?
+        .into_iter()
+        .map(|(name, (n, us))| {
+            let (n0, us0) = stats0.get(&name).copied().unwrap_or_default();
+            (name, n - n0, us - us0)
+        })
+        .filter(|c| c.1 > 0 && c.0 != "info")
+        .collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.2));
     stop(up)?;
     let per = |s: f64| s * 1000.0 / seen.max(1) as f64;
     let per_second = seen as f64 / wall;
-    let ratio = redis_only.map_or(String::new(), |r| {
-        format!(
-            "; {:.2}x the 1-worker Redis-only crawl above (target >= 0.8)",
-            per_second / r
-        )
-    });
-    Ok(vec![
+    Ok((vec![
         format!(
             "results read:     {seen} of {expected} in {wall:.2} s ({:.0} MB of JSON)",
             bytes as f64 / 1e6
         ),
         format!(
-            "CPU per page:     spinneret up {:.3} ms, broker {:.3} ms, Redis {:.3} ms",
+            "CPU per page:     spinneret up {:.3} ms, broker {:.3} ms, Redis {:.3} ms, the bench (site and reader) {:.3} ms",
             per(up_cpu),
             per(broker_cpu),
-            per(redis_cpu)
+            per(redis_cpu),
+            per(bench_cpu)
         ),
         format!(
-            "pages/s:          {per_second:.0} end to end (feed -> crawl -> crawled_firehose -> reader){ratio}"
+            "Redis commands:   {} (calls and server time per page)",
+            calls
+                .iter()
+                .take(6)
+                .map(|(name, n, us)| format!(
+                    "{name} {:.2} / {:.0} us",
+                    *n as f64 / seen.max(1) as f64,
+                    *us as f64 / seen.max(1) as f64
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
-    ])
+        format!(
+            "pages/s:          {per_second:.0} end to end (feed -> crawl -> crawled_firehose -> reader)"
+        ),
+    ], per_second))
 }

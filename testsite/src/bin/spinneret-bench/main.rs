@@ -40,6 +40,11 @@ struct Args {
     /// Run only the crawls on Redis (1 and 2 workers).
     #[arg(long)]
     cluster_only: bool,
+    /// Rounds of each side-by-side comparison (Spinneret then spider-rs;
+    /// the Redis-only crawl then the Kafka-fed one); the medians of their
+    /// ratios are the figures.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 #[tokio::main]
@@ -75,9 +80,31 @@ async fn main() -> Result<()> {
         .await?;
         if !args.languages_only {
             report("embedded crawl", &rust.lines(&site, args.concurrency))?;
+            let mut rounds = Vec::new();
+            for round in 0..args.rounds {
+                let ours = match round {
+                    0 => rust.clone(),
+                    _ => {
+                        crawl(
+                            &site,
+                            &spinneret,
+                            &plugins,
+                            &work,
+                            "link",
+                            (args.concurrency, Scope::Whole),
+                            None,
+                        )
+                        .await?
+                    }
+                };
+                match peer::run(&site, args.concurrency).await? {
+                    Some(peer) => rounds.push((ours, peer)),
+                    None => break,
+                }
+            }
             report(
                 "peer: spider-rs on the same site, same concurrency",
-                &peer::compare(&site, args.concurrency, &rust).await?,
+                &peer::compare(&site, args.concurrency, &rounds),
             )?;
         }
         report(
@@ -95,10 +122,9 @@ async fn main() -> Result<()> {
             &["skipped: redis-server is not installed (run scripts/setup --test)".into()],
         )?,
         Some(r) => {
-            // The Kafka-fed crawl is compared with the 1-worker crawl.
-            let mut redis_only = None;
             let mut two_workers = 0.0;
-            for workers in [1, 2].into_iter().filter(|w| !args.kafka_only || *w == 1) {
+            // `--kafka-only` runs its own Redis-only crawls, in its rounds.
+            for workers in [1, 2].into_iter().filter(|_| !args.kafka_only) {
                 let title = format!("cluster crawl on Redis, {workers} worker(s)");
                 let (lines, per_second) = cluster_crawl(
                     &site,
@@ -112,7 +138,6 @@ async fn main() -> Result<()> {
                 .await?;
                 report(&title, &lines)?;
                 r.flush()?;
-                redis_only = redis_only.or(Some(per_second));
                 two_workers = per_second;
             }
             if !args.kafka_only {
@@ -122,8 +147,7 @@ async fn main() -> Result<()> {
                 )?;
             }
             if args.kafka_only {
-                return kafka_sections(&site, &spinneret, &plugins, &work, &r, redis_only, &args)
-                    .await;
+                return kafka_sections(&site, &spinneret, &plugins, &work, &r, &args).await;
             }
             report(
                 "idle workers on Redis (run --serve, nothing queued)",
@@ -139,51 +163,110 @@ async fn main() -> Result<()> {
                 &control_at_scale(&r).await?,
             )?;
             r.flush()?;
-            return kafka_sections(&site, &spinneret, &plugins, &work, &r, redis_only, &args).await;
+            return kafka_sections(&site, &spinneret, &plugins, &work, &r, &args).await;
         }
     }
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
-/// Kafka ingest, then the Kafka-fed crawl beside the Redis-only one.
+/// Kafka ingest, then rounds of the 1-worker Redis-only crawl followed by
+/// the Kafka-fed crawl, each on a fresh broker and a flushed Redis.
 async fn kafka_sections(
     site: &Site,
     spinneret: &Path,
     plugins: &Path,
     work: &Path,
     r: &redis::Redis,
-    redis_only: Option<f64>,
     args: &Args,
 ) -> Result<()> {
-    match kafka::Broker::start().await? {
-        None => report(
+    let Some(b) = kafka::Broker::start().await? else {
+        report(
             "Kafka",
             &["skipped: the nisshi broker is not built (run scripts/setup --test)".into()],
-        )?,
-        Some(b) => {
-            report(
-                "Kafka ingest (kafka-monitor)",
-                &kafka::ingest(spinneret, plugins, work, r, &b, 200_000).await?,
-            )?;
+        )?;
+        let _ = std::fs::remove_dir_all(work);
+        return Ok(());
+    };
+    report(
+        "Kafka ingest (kafka-monitor)",
+        &kafka::ingest(spinneret, plugins, work, r, &b, 200_000).await?,
+    )?;
+    r.flush()?;
+    drop(b);
+    // Each round: the Redis-only crawl, then the Kafka-fed one with the
+    // default compression (lz4), then without compression.
+    let (mut lines, mut rounds) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        let (redis_lines, redis_only) = cluster_crawl(
+            site,
+            spinneret,
+            plugins,
+            work,
+            (&[r], &r.url()),
+            1,
+            args.concurrency,
+        )
+        .await?;
+        r.flush()?;
+        let mut kafka = [0.0; 2];
+        for (i, compression) in [None, Some("none")].into_iter().enumerate() {
+            let b = kafka::Broker::start()
+                .await?
+                .context("the nisshi broker stopped being there")?;
+            let (these, per_second) = kafka::crawl(
+                site,
+                spinneret,
+                plugins,
+                work,
+                r,
+                &b,
+                (args.concurrency, compression),
+            )
+            .await?;
             r.flush()?;
-            report(
-                "Kafka-fed cluster crawl (spinneret up)",
-                &kafka::crawl(
-                    site,
-                    spinneret,
-                    plugins,
-                    work,
-                    r,
-                    &b,
-                    (args.concurrency, redis_only),
-                )
-                .await?,
-            )?;
+            kafka[i] = per_second;
+            if compression.is_none() {
+                lines = these;
+            }
         }
+        // The Redis-only crawl's CPU, for the comparison.
+        lines.extend(
+            redis_lines
+                .iter()
+                .filter(|l| l.starts_with("CPU per page") || l.starts_with("Redis CPU"))
+                .map(|l| format!("Redis-only {l}")),
+        );
+        rounds.push((redis_only, kafka));
     }
+    let ratio = |i: usize| median(rounds.iter().map(|(r, k)| k[i] / r).collect());
+    lines.push(format!(
+        "rounds:           {} (each: the 1-worker Redis-only crawl, then this one with lz4, then without compression); pages/s {}",
+        rounds.len(),
+        rounds
+            .iter()
+            .map(|(r, k)| format!("{r:.0}/{:.0}/{:.0}", k[0], k[1]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    lines.push(format!(
+        "Kafka / Redis:    {:.2}x the Redis-only crawl's pages/s with kafka.compression = lz4 (the default), {:.2}x with none (medians of the rounds; target >= 0.8)",
+        ratio(0),
+        ratio(1)
+    ));
+    report("Kafka-fed cluster crawl (spinneret up; last round)", &lines)?;
     let _ = std::fs::remove_dir_all(work);
     Ok(())
+}
+
+/// The middle value (the mean of the two middle ones for an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 fn report(title: &str, lines: &[String]) -> Result<()> {
@@ -271,6 +354,7 @@ impl Scope {
 }
 
 /// What an embedded crawl's summary line says.
+#[derive(Clone)]
 struct Crawl {
     pages: u64,
     wall: Duration,
@@ -654,12 +738,14 @@ async fn cluster_crawl(
         helpers.push((command(&log)?.arg("--serve").spawn()?, log));
     }
     let main_log = work.join(format!("cluster-{workers}-0.log"));
+    let site_cpu0 = kafka::cpu_seconds(std::process::id());
     let started = Instant::now();
     let status = command(&main_log)?
         .args(["--maxdepth", "1000", "--seed", &site.seed_url()])
         .status()
         .await?;
     let wall = started.elapsed();
+    let site_cpu_ms = (kafka::cpu_seconds(std::process::id()) - site_cpu0) * 1000.0;
     if !status.success() {
         bail!(
             "cluster crawl failed: {}",
@@ -708,7 +794,7 @@ async fn cluster_crawl(
     let lines = vec![
         format!("pages crawled:    {pages} of {expected} in {:.2} s", wall.as_secs_f64()),
         format!("pages/s:          {per_second:.0} (target >= 3000 with one worker; scrapy-redis ~90)"),
-        format!("CPU per page:     {:.3} ms (all workers)", per(cpu_ms)),
+        format!("CPU per page:     {:.3} ms (all workers), the bench's site {:.3} ms", per(cpu_ms), per(site_cpu_ms)),
         format!("Redis CPU/page:   {:.3} ms (redis-server over the crawl; target <= 0.10)", per(redis_cpu_ms)),
         format!("round trips/page: {:.2} counted by the workers, {:.2} scripts (INFO commandstats); target <= 4", per(trips as f64), per(scripts)),
         format!(

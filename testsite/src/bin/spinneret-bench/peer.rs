@@ -7,13 +7,27 @@ use anyhow::{bail, Result};
 use spinneret_testsite::Site;
 use std::time::Instant;
 
-pub async fn compare(site: &Site, concurrency: usize, ours: &Crawl) -> Result<Vec<String>> {
+/// One spider-rs crawl of the whole site.
+pub struct Run {
+    pages: u64,
+    wall: f64,
+    cpu_ms_per_page: f64,
+    peak_rss_mb: u64,
+    /// Pages its writer dropped because it fell behind.
+    lagged: u64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.pages as f64 / self.wall
+    }
+}
+
+/// spider-rs on the site, or `None` when it is not built.
+pub async fn run(site: &Site, concurrency: usize) -> Result<Option<Run>> {
     let bin = std::env::current_exe()?.with_file_name("peer-spider");
     if !bin.exists() {
-        return Ok(vec![format!(
-            "skipped: {} is not built (`just bench` builds it)",
-            bin.display()
-        )]);
+        return Ok(None);
     }
     // spider-rs crawls one host per `Website`: one per host, each with its
     // share of the concurrency, all at once.
@@ -39,21 +53,65 @@ pub async fn compare(site: &Site, concurrency: usize, ours: &Crawl) -> Result<Ve
         );
     }
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    let pages = summary["pages"].as_u64().unwrap_or(0);
-    let cpu = summary["cpu_ms_per_page"].as_f64().unwrap_or(f64::NAN);
-    let rss = summary["peak_rss_mb"].as_u64().unwrap_or(0);
-    let rate = pages as f64 / wall;
-    let lagged = summary["not_written"].as_u64().unwrap_or(0);
-    Ok(vec![
-        format!("spider-rs:        {pages} pages in {wall:.2} s ({per_host} per host x {hosts} hosts, robots.txt obeyed, bodies written)"),
-        format!("pages/s:          {rate:.0} ({lagged} pages not written: its writer fell behind)"),
-        format!("CPU per page:     {cpu:.3} ms"),
-        format!("peak RSS:         {rss} MiB"),
+    Ok(Some(Run {
+        pages: summary["pages"].as_u64().unwrap_or(0),
+        wall,
+        cpu_ms_per_page: summary["cpu_ms_per_page"].as_f64().unwrap_or(f64::NAN),
+        peak_rss_mb: summary["peak_rss_mb"].as_u64().unwrap_or(0),
+        lagged: summary["not_written"].as_u64().unwrap_or(0),
+    }))
+}
+
+/// The ratios of rounds that each ran Spinneret's crawl and then the
+/// peer's: one figure each, and their medians (the machine's speed drifts
+/// by more than the difference between the two).
+pub fn compare(site: &Site, concurrency: usize, rounds: &[(Crawl, Run)]) -> Vec<String> {
+    let Some((_, last)) = rounds.last() else {
+        return vec!["skipped: peer-spider is not built (`just bench` builds it)".into()];
+    };
+    let hosts = site.spec.hosts;
+    let per_host = (concurrency / hosts).max(1);
+    let ratios: Vec<(f64, f64, f64)> = rounds
+        .iter()
+        .map(|(ours, peer)| {
+            (
+                ours.per_second() / peer.per_second(),
+                ours.cpu_ms_per_page / peer.cpu_ms_per_page,
+                ours.peak_rss_mb as f64 / peer.peak_rss_mb.max(1) as f64,
+            )
+        })
+        .collect();
+    let each = |f: fn(&(f64, f64, f64)) -> f64| {
+        ratios
+            .iter()
+            .map(|r| format!("{:.2}", f(r)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let median = |f: fn(&(f64, f64, f64)) -> f64| super::median(ratios.iter().map(f).collect());
+    vec![
         format!(
-            "Spinneret / peer: {:.2}x pages/s (target >= 1.0), {:.2}x CPU per page (target <= 1.0), {:.2}x peak RSS",
-            ours.per_second() / rate,
-            ours.cpu_ms_per_page / cpu,
-            ours.peak_rss_mb as f64 / rss.max(1) as f64
+            "spider-rs:        {} pages in {:.2} s ({per_host} per host x {hosts} hosts, robots.txt obeyed, bodies written; last round)",
+            last.pages, last.wall
         ),
-    ])
+        format!(
+            "pages/s:          {:.0} ({} pages not written: its writer fell behind)",
+            last.per_second(),
+            last.lagged
+        ),
+        format!("CPU per page:     {:.3} ms", last.cpu_ms_per_page),
+        format!("peak RSS:         {} MiB", last.peak_rss_mb),
+        format!(
+            "rounds:           {} (each: Spinneret's crawl, then the peer's); pages/s ratios {}, CPU ratios {}",
+            rounds.len(),
+            each(|r| r.0),
+            each(|r| r.1)
+        ),
+        format!(
+            "Spinneret / peer: {:.2}x pages/s (target >= 1.0), {:.2}x CPU per page (target <= 1.0), {:.2}x peak RSS (medians of the rounds)",
+            median(|r| r.0),
+            median(|r| r.1),
+            median(|r| r.2)
+        ),
+    ]
 }

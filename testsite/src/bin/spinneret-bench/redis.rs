@@ -90,6 +90,24 @@ impl Redis {
             .sum())
     }
 
+    /// Calls and microseconds per command name (INFO commandstats).
+    pub fn command_stats(&self) -> Result<std::collections::BTreeMap<String, (u64, u64)>> {
+        let info = self.query(&["INFO", "commandstats"])?;
+        Ok(info
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let field = |k: &str| -> Option<u64> {
+                    rest.split(',')
+                        .find_map(|f| f.strip_prefix(k))?
+                        .parse()
+                        .ok()
+                };
+                Some((name.to_string(), (field("calls=")?, field("usec=")?)))
+            })
+            .collect())
+    }
+
     /// Commands the server has run (scripts' inner calls included), not
     /// counting the INFO that asks.
     pub fn commands(&self) -> Result<u64> {
