@@ -140,15 +140,15 @@ impl Engine {
         Ok(queued)
     }
 
-    /// Queue children after dedup and caps.
-    /// `origin` is the registered domain of the page they are from.
+    /// Queue children (with their parsed URLs) after robots, dedup and
+    /// caps. `origin` is the registered domain of the page they are from.
     async fn enqueue_children(
         &self,
-        mut children: Vec<Job>,
+        mut children: Vec<(Job, url::Url)>,
         origin: &str,
     ) -> Result<usize, StoreError> {
         self.drop_robots_denied(&mut children).await;
-        let Some(first) = children.first() else {
+        let Some((first, _)) = children.first() else {
             return Ok(0);
         };
         let key = first.crawl.key();
@@ -163,16 +163,19 @@ impl Engine {
         while !children.is_empty() {
             let rest = children.split_off(children.len().min(ADMIT_CHUNK));
             let chunk = std::mem::replace(&mut children, rest);
-            let cands: Vec<Candidate> = chunk
-                .iter()
-                .map(|j| Candidate {
-                    fingerprint: j.fingerprint(),
-                    domain: domain::of_url(&j.url),
-                    domain_cap: cap,
-                    global_cap,
-                    force: j.dont_filter,
+            let (cands, chunk): (Vec<Candidate>, Vec<Job>) = chunk
+                .into_iter()
+                .map(|(j, url)| {
+                    let cand = Candidate {
+                        fingerprint: j.fingerprint(),
+                        domain: domain::of_parsed(&url),
+                        domain_cap: cap,
+                        global_cap,
+                        force: j.dont_filter,
+                    };
+                    (cand, j)
                 })
-                .collect();
+                .unzip();
             match self
                 .dedup
                 .admit_and_push(&*self.frontier, &key, &cands, chunk, origin)
@@ -199,18 +202,14 @@ impl Engine {
     /// links against a large robots.txt takes a while, so past
     /// [`INLINE_ROBOTS_RULES`] rule checks it runs on the blocking pool; if
     /// that fails, every link is kept (and checked at fetch time).
-    async fn drop_robots_denied(&self, children: &mut Vec<Job>) {
+    async fn drop_robots_denied(&self, children: &mut Vec<(Job, url::Url)>) {
         let Some(cache) = &self.robots else {
             return;
         };
         // Each child's URL with its origin's rules, when known.
         let known: Vec<Option<(url::Url, Arc<Robots>)>> = children
             .iter()
-            .map(|j| {
-                let url = url::Url::parse(&j.url).ok()?;
-                let rules = cache.rules(&url)?;
-                Some((url, rules))
-            })
+            .map(|(_, url)| Some((url.clone(), cache.rules(url)?)))
             .collect();
         let denied = |known: &[Option<(url::Url, Arc<Robots>)>]| -> Vec<bool> {
             known

@@ -296,10 +296,20 @@ impl Engine {
         let mut children = Vec::new();
         let mut results = Vec::new();
         let (mut refused, mut truncated) = (0, page.links_truncated());
+        // Parsed once, for requests that are not among the page's links.
+        let mut base: Option<Option<url::Url>> = None;
         for o in outputs {
             match o {
                 Output::Request(r) if children.len() < max => {
-                    match self.child(job, &page.fetched.response_url, r) {
+                    let resolve = |href: &str| {
+                        page.link_url(href).or_else(|| {
+                            let base = base.get_or_insert_with(|| {
+                                url::Url::parse(&page.fetched.response_url).ok()
+                            });
+                            links::resolve(base.as_ref()?, href)
+                        })
+                    };
+                    match self.child(job, r, resolve) {
                         Some(c) => children.push(c),
                         None => refused += 1,
                     }
@@ -530,19 +540,24 @@ impl Engine {
     /// deeper, ten priority points lower unless the spider says otherwise.
     /// `None` past the crawl's `maxdepth` (the host enforces it, whatever
     /// the spider does), for a URL that is not http(s) or too long, or a
-    /// spider name outside the contract's characters.
-    fn child(&self, parent: &Job, base: &str, r: SpiderRequest) -> Option<Job> {
+    /// spider name outside the contract's characters. The child comes with
+    /// its URL parsed (by `resolve`), for the robots and domain checks.
+    fn child(
+        &self,
+        parent: &Job,
+        r: SpiderRequest,
+        resolve: impl FnOnce(&str) -> Option<url::Url>,
+    ) -> Option<(Job, url::Url)> {
         if parent.depth >= parent.crawl.maxdepth {
             return None;
         }
         if let Some(name) = &r.spiderid {
             crate::request::check_spiderid(name).ok()?;
         }
-        let base = url::Url::parse(base).ok()?;
-        let url = links::resolve(&base, &r.url)?;
-        Some(Job {
+        let url = resolve(&r.url)?;
+        let job = Job {
             crawl: parent.crawl.clone(),
-            url: url.into(),
+            url: url.to_string(),
             spiderid: r.spiderid.unwrap_or_else(|| parent.spiderid.clone()),
             priority: r.priority.unwrap_or(parent.priority - 10),
             depth: parent.depth + 1,
@@ -557,7 +572,8 @@ impl Engine {
             dont_filter: r.dont_filter,
             redirected_from: None,
             redirects: 0,
-        })
+        };
+        Some((job, url))
     }
 }
 

@@ -10,7 +10,7 @@ mod scan;
 pub use filter::{LinkFilters, DEFAULT_DENY_EXTENSIONS};
 pub use scan::{scan, RawLink, MAX_TEXT_BYTES};
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use url::Url;
 
 /// A link as the crawl follows it: absolute, canonical, filtered.
@@ -29,6 +29,16 @@ pub const MAX_URL_BYTES: usize = 8 * 1024;
 pub struct Extracted {
     pub links: Vec<Link>,
     pub truncated: bool,
+    /// Each kept link parsed, by its text: a spider handing a link back as
+    /// a request costs a lookup, not a second parse.
+    parsed: HashMap<String, Url>,
+}
+
+impl Extracted {
+    /// The parsed form of one of these links.
+    pub fn parsed(&self, url: &str) -> Option<&Url> {
+        self.parsed.get(url)
+    }
 }
 
 /// Extract the page's links, resolved against `page_url` (or `<base href>`),
@@ -44,10 +54,10 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters, max: usize) -
         .as_deref()
         .and_then(|b| page_url.join(b).ok())
         .unwrap_or_else(|| page_url.clone());
-    let mut seen = HashSet::with_capacity(raw.links.len().min(max));
     let mut out = Extracted {
         links: Vec::with_capacity(raw.links.len().min(max)),
         truncated: raw.truncated,
+        parsed: HashMap::with_capacity(raw.links.len().min(max)),
     };
     for link in raw.links {
         let Some(url) = resolve(&base, &link.href) else {
@@ -56,8 +66,7 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters, max: usize) -
         if !filters.allows(&url) {
             continue;
         }
-        let url = String::from(url);
-        if !seen.insert(url.clone()) {
+        if out.parsed.contains_key(url.as_str()) {
             continue;
         }
         if out.links.len() == max {
@@ -65,9 +74,10 @@ pub fn extract(html: &[u8], page_url: &Url, filters: &LinkFilters, max: usize) -
             break;
         }
         out.links.push(Link {
-            url,
+            url: url.to_string(),
             text: link.text,
         });
+        out.parsed.insert(url.to_string(), url);
     }
     out
 }

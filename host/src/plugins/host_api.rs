@@ -60,6 +60,12 @@ impl Page {
         })
     }
 
+    /// One of the page's extracted links, parsed (when a plugin asked for
+    /// the links and `url` is one of them).
+    pub fn link_url(&self, url: &str) -> Option<url::Url> {
+        self.links.cell.get()?.parsed(url).cloned()
+    }
+
     /// Whether the page had more links than the cap (known once a plugin
     /// asked for them).
     pub fn links_truncated(&self) -> bool {

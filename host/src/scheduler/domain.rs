@@ -15,9 +15,13 @@ pub fn registered(host: &str) -> String {
 /// The registered domain of a URL's host, or "" for a URL without one.
 pub fn of_url(url: &str) -> String {
     url::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(registered))
+        .map(|u| of_parsed(&u))
         .unwrap_or_default()
+}
+
+/// The registered domain of a parsed URL's host, or "" without one.
+pub fn of_parsed(url: &url::Url) -> String {
+    url.host_str().map(registered).unwrap_or_default()
 }
 
 /// The throttle bucket a fetch of `domain` by `spider` counts against.
