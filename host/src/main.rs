@@ -2,7 +2,7 @@ use clap::Parser;
 
 // glibc's malloc was a fifth of the crawl's CPU (page bodies and result
 // buffers of 20-100 KB churn its bins); mimalloc's per-thread free lists
-// serve the same pattern for a fraction (ARCHITECTURE.md, "Performance").
+// serve the same pattern for a fraction (ARCHITECTURE.md, "Allocator").
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -3,7 +3,7 @@
 //! reason, hot reloads) plus, in cluster mode, queue depths by spider and
 //! leases in flight read from the store at scrape time.
 
-use crate::scheduler::{Frontier, RedisStore};
+use crate::scheduler::Monitor;
 use crate::stats::Stats;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -73,7 +73,7 @@ fn esc(v: &str) -> String {
 }
 
 /// Everything this process knows, as Prometheus text.
-pub async fn render(stats: &Stats, store: Option<&Arc<RedisStore>>) -> String {
+pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
     let mut out = String::new();
     head(
         &mut out,
@@ -169,11 +169,7 @@ pub async fn render(stats: &Stats, store: Option<&Arc<RedisStore>>) -> String {
 }
 
 /// Serve `/metrics` on `port` (`stats.metrics_port`) until the process ends.
-pub async fn serve(
-    port: u16,
-    stats: Arc<Stats>,
-    store: Option<Arc<RedisStore>>,
-) -> anyhow::Result<()> {
+pub async fn serve(port: u16, stats: Arc<Stats>, store: Option<Monitor>) -> anyhow::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",

@@ -284,18 +284,25 @@ async fn a_crawl_on_redis_cluster_survives_a_master_failover() -> Result<()> {
                 .filter_map(|r| r["url"].as_str().map(str::to_string))
                 .collect();
             let missing: Vec<&String> = expected.difference(&got).take(10).collect();
+            // Every line naming a missing page (its story, with
+            // RUST_LOG=spinneret::crawl=debug), in order per worker.
             let mut said = BTreeSet::new();
+            let mut story = Vec::new();
             for i in 0..3 {
                 let log = cluster.scratch.path(&format!("worker-{i}.log"));
                 for line in std::fs::read_to_string(log).unwrap_or_default().lines() {
-                    if !line.contains("page crawled") {
+                    if missing.iter().any(|m| line.contains(m.as_str())) {
+                        story.push(format!("worker {i}: {line}"));
+                    }
+                    if !line.contains("page crawled") && !line.contains("settling") {
                         said.insert(line.split_once(' ').map_or(line, |(_, m)| m).to_string());
                     }
                 }
             }
             let said: Vec<String> = said.into_iter().collect();
             anyhow::bail!(
-                "{e}; missing {missing:?}; the workers said:\n{}",
+                "{e}; missing {missing:?}; about them:\n{}\nthe workers said:\n{}",
+                story.join("\n"),
                 said.join("\n")
             );
         }

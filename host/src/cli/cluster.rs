@@ -12,7 +12,7 @@ use crate::monitor::control::ControlPlane;
 use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::plugins::Registry;
-use crate::scheduler::RedisStore;
+use crate::scheduler::{Monitor, RedisStore};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::timeouts;
@@ -77,7 +77,7 @@ pub async fn rest(mut settings: Settings, args: RestArgs) -> Result<i32> {
     }
     let (store, bus) = connect(&settings, Arc::default()).await?;
     let settings = Arc::new(settings);
-    let gateway = crate::rest::Gateway::start(settings.clone(), bus, store).await?;
+    let gateway = crate::rest::Gateway::start(settings.clone(), bus, Monitor::new(store)).await?;
     crate::rest::serve(gateway, settings.rest.port, stop_on_signal(&settings)).await?;
     Ok(0)
 }
@@ -112,7 +112,7 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
     let stop = stop_on_signal(&settings);
     metrics(&settings, &stats, &store);
-    IngestMonitor::new(store, bus.clone(), settings, plugins, stats)
+    IngestMonitor::new(Monitor::new(store), bus.clone(), settings, plugins, stats)
         .run(stop)
         .await?;
     bus.flush();
@@ -136,7 +136,7 @@ async fn settled(registry: Arc<Registry>) {
 fn metrics(settings: &Settings, stats: &Arc<Stats>, store: &Arc<RedisStore>) {
     let port = settings.stats.metrics_port;
     if port > 0 {
-        let (stats, store) = (stats.clone(), store.clone());
+        let (stats, store) = (stats.clone(), Monitor::new(store.clone()));
         tokio::spawn(async move {
             if let Err(e) = crate::metrics::serve(port, stats, Some(store)).await {
                 tracing::error!(error = %format!("{e:#}"), "metrics endpoint failed");
@@ -151,7 +151,9 @@ pub async fn redis_monitor(settings: Settings) -> Result<i32> {
     let (store, bus) = connect(&settings, stats.clone()).await?;
     metrics(&settings, &stats, &store);
     let stop = stop_on_signal(&settings);
-    ControlPlane::new(store, bus.clone()).run(stop).await;
+    ControlPlane::new(Monitor::new(store), bus.clone())
+        .run(stop)
+        .await;
     bus.flush();
     Ok(0)
 }
@@ -236,7 +238,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     if ingest {
         let plugins = MonitorPlugins::new(registry.clone(), settings.crawl.maxdepth_limit);
         let m = IngestMonitor::new(
-            store.clone(),
+            Monitor::new(store.clone()),
             bus.clone(),
             settings.clone(),
             plugins,
@@ -250,7 +252,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
         });
     }
     if control {
-        let cp = ControlPlane::new(store.clone(), bus.clone());
+        let cp = ControlPlane::new(Monitor::new(store.clone()), bus.clone());
         let stop = stop.clone();
         tasks.spawn(async move {
             cp.run(stop).await;

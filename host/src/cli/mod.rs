@@ -14,7 +14,9 @@ use crate::fetch::Fetcher;
 use crate::plugins::Registry;
 use crate::request::CrawlRequest;
 use crate::scheduler::redis::DomainAction;
-use crate::scheduler::{DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisStore};
+use crate::scheduler::{
+    DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, Monitor, RedisStore,
+};
 use crate::shutdown::Shutdown;
 use crate::stats::{process_usage, Stats};
 use crate::throttle::EmbeddedThrottle;
@@ -426,7 +428,7 @@ async fn check_seeds(fetcher: &Fetcher, requests: &[CrawlRequest]) -> Result<()>
 /// Run one control operation against the cluster and print its JSON reply.
 async fn control<F, Fut>(settings: Settings, op: F) -> Result<i32>
 where
-    F: FnOnce(Arc<RedisStore>) -> Fut,
+    F: FnOnce(Monitor) -> Fut,
     Fut: std::future::Future<Output = Result<Value>>,
 {
     settings.validate()?;
@@ -435,7 +437,7 @@ where
         bail!("control operations act on a cluster: give --redis URL (or set redis.url)");
     }
     let store = RedisStore::connect(&settings, Arc::default()).await?;
-    let reply = op(store).await?;
+    let reply = op(Monitor::new(store)).await?;
     writeln!(std::io::stdout().lock(), "{reply}")?;
     Ok(0)
 }

@@ -346,6 +346,7 @@ impl Engine {
     /// undeliverable with the reason.
     pub(crate) async fn settle(&self, lease: Lease, outcome: Outcome) -> Result<(), StoreError> {
         let id = lease.id;
+        tracing::debug!(url = %redact(&lease.job.url), from = %lease.job.redirected_from.as_deref().map(redact).unwrap_or_default(), lease = id, outcome = outcome.kind(), "settling");
         match outcome {
             Outcome::Deliver(results) => {
                 let mut status = None;
@@ -574,6 +575,19 @@ impl Engine {
             redirects: 0,
         };
         Some((job, url))
+    }
+}
+
+impl Outcome {
+    /// Its name, for the debug log.
+    fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Deliver(_) => "deliver",
+            Outcome::Retry { .. } => "retry",
+            Outcome::Redirect(_) => "redirect",
+            Outcome::Again(_) => "again",
+            Outcome::Drop(_) => "drop",
+        }
     }
 }
 

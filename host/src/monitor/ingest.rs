@@ -17,7 +17,7 @@ use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::scheduler::redis::{IngestEntry, IngestOutcome, Ingested};
-use crate::scheduler::RedisStore;
+use crate::scheduler::Monitor;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use futures::FutureExt;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct IngestMonitor {
-    store: Arc<RedisStore>,
+    store: Monitor,
     stats: Arc<crate::stats::Stats>,
     bus: Arc<KafkaBus>,
     settings: Arc<Settings>,
@@ -66,7 +66,7 @@ struct Handled {
 
 impl IngestMonitor {
     pub fn new(
-        store: Arc<RedisStore>,
+        store: Monitor,
         bus: Arc<KafkaBus>,
         settings: Arc<Settings>,
         plugins: MonitorPlugins,

@@ -12,7 +12,7 @@ pub mod domain;
 mod embedded;
 pub mod redis;
 
-pub use self::redis::{RedisStore, MAX_SHARDS};
+pub use self::redis::{Monitor, RedisStore, MAX_SHARDS};
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
 
 use crate::request::{CrawlKey, Job};

@@ -3,7 +3,7 @@
 //! O(size of that crawl) thanks to per-crawl indexes, never O(whole
 //! backlog).
 
-use super::{crawl_owner, crawl_ref, unavailable, RedisStore};
+use super::{crawl_owner, crawl_ref, unavailable, Monitor, RedisStore};
 use crate::request::CrawlKey;
 use crate::scheduler::{domain, StoreError};
 use serde_json::json;
@@ -66,166 +66,6 @@ pub struct Expired {
 }
 
 impl RedisStore {
-    /// Info on one crawl: queued per domain, in flight, crawled.
-    pub async fn crawl_info(
-        &self,
-        appid: &str,
-        crawlid: &str,
-        spiderid: &str,
-    ) -> Result<CrawlInfo, StoreError> {
-        let key = CrawlKey {
-            appid: appid.into(),
-            crawlid: crawlid.into(),
-        };
-        let cref = crawl_ref(&key);
-        let (queued, in_flight, crawled, domains) = self
-            .crawl_counts(&cref, &crawl_owner(&key), spiderid)
-            .await?;
-        let all_queued = self.crawl_queued(&cref).await?;
-        let expires = self
-            .spec(&cref)
-            .await?
-            .filter(|s| s.expires > 0 && s.key() == key)
-            .map(|s| s.expires);
-        Ok(CrawlInfo {
-            queued,
-            in_flight,
-            crawled,
-            all_queued,
-            domains,
-            expires,
-        })
-    }
-
-    /// Info on every crawl of an app that has something queued for
-    /// `spiderid` or is that spider's.
-    pub async fn app_info(
-        &self,
-        appid: &str,
-        spiderid: &str,
-    ) -> Result<Vec<AppCrawlInfo>, StoreError> {
-        let mut crefs = BTreeSet::new();
-        for k in self.shards.all() {
-            let mut con = self.con();
-            let on_shard: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(format!("{}:app:{appid}", self.shards.tag(k)))
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            crefs.extend(on_shard);
-        }
-        let mut crawls = Vec::new();
-        for cref in crefs {
-            let Some(spec) = self.spec(&cref).await? else {
-                continue;
-            };
-            if spec.appid != appid {
-                continue;
-            }
-            let owner = crawl_owner(&spec.key());
-            let (queued, _, _, domains) = self.crawl_counts(&cref, &owner, spiderid).await?;
-            if queued == 0 && spec.spiderid != spiderid {
-                // Another spider's crawl with nothing queued for this one.
-                continue;
-            }
-            crawls.push(AppCrawlInfo {
-                crawlid: spec.crawlid.clone(),
-                queued,
-                domains,
-                expires: (spec.expires > 0).then_some(spec.expires),
-            });
-        }
-        Ok(crawls)
-    }
-
-    /// Everything the crawl has queued, whatever the spider.
-    async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for k in self.shards.all() {
-            let mut con = self.con();
-            let q: Option<i64> = redis::cmd("HGET")
-                .arg(format!("{}:cc:{cref}", self.shards.tag(k)))
-                .arg("q")
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            total += q.unwrap_or(0).max(0) as u64;
-        }
-        Ok(total)
-    }
-
-    /// The crawl's requests queued for `spider`, per domain, and the
-    /// crawl's in-flight and crawled counts, summed over the shards (a
-    /// domain lives on one).
-    async fn crawl_counts(
-        &self,
-        cref: &str,
-        owner: &str,
-        spider: &str,
-    ) -> Result<(u64, u64, u64, BTreeMap<String, DomainQueue>), StoreError> {
-        let calls = self
-            .shards
-            .all()
-            .map(|k| {
-                let mut inv = self.call(&self.scripts.info, k);
-                inv.arg(cref).arg(owner).arg(spider);
-                (k, inv)
-            })
-            .collect();
-        let int = |v: &redis::Value| match v {
-            redis::Value::Int(i) => *i,
-            _ => 0,
-        };
-        let mut sums = [0u64; 3];
-        let mut domains = BTreeMap::new();
-        for (_, out) in self.on_shards::<Vec<redis::Value>>(calls).await? {
-            for (i, sum) in sums.iter_mut().enumerate() {
-                *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
-            }
-            for chunk in out.get(3..).unwrap_or_default().chunks(4) {
-                if let [redis::Value::BulkString(d), total, high, low] = chunk {
-                    domains.insert(
-                        String::from_utf8_lossy(d).into_owned(),
-                        DomainQueue {
-                            total: int(total),
-                            high_priority: int(high),
-                            low_priority: int(low),
-                        },
-                    );
-                }
-            }
-        }
-        Ok((sums[0], sums[1], sums[2], domains))
-    }
-
-    /// Stop a crawl on every shard: purge its queue, refuse its future
-    /// children. Requests in flight may still produce results. With
-    /// `horizons` (a stop stored in order by the ingest script: one per
-    /// shard), only requests queued before the stop (job ids up to the
-    /// shard's horizon) are purged. Returns how many were purged.
-    pub async fn stop(
-        &self,
-        appid: &str,
-        crawlid: &str,
-        horizons: Option<&[u64]>,
-    ) -> Result<u64, StoreError> {
-        let key = CrawlKey {
-            appid: appid.into(),
-            crawlid: crawlid.into(),
-        };
-        let cref = crawl_ref(&key);
-        let owner = crawl_owner(&key);
-        let shards: Vec<(usize, String)> = self
-            .shards
-            .all()
-            .map(|k| {
-                let horizon = horizons.and_then(|h| h.get(k).copied());
-                (k, horizon.map(|h| h.to_string()).unwrap_or_default())
-            })
-            .collect();
-        self.stop_on(&cref, &owner, &shards).await
-    }
-
     /// Stop crawl `cref` on the given shards, each up to its horizon ("" =
     /// all); the total purged.
     async fn stop_on(
@@ -253,7 +93,7 @@ impl RedisStore {
     /// on every shard and sends the reply. A caller that dies in between
     /// leaves it to the next one: reported at least once, and never twice
     /// unless a caller dies between sending the reply and marking it sent.
-    pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
+    pub(super) async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
         let here = self.shards.len() == 1;
         let calls = self
             .shards
@@ -336,14 +176,179 @@ impl RedisStore {
             .map_err(unavailable)?;
         Ok(())
     }
+}
+
+impl Monitor {
+    /// Info on one crawl: queued per domain, in flight, crawled.
+    pub async fn crawl_info(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        spiderid: &str,
+    ) -> Result<CrawlInfo, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let cref = crawl_ref(&key);
+        let (queued, in_flight, crawled, domains) = self
+            .crawl_counts(&cref, &crawl_owner(&key), spiderid)
+            .await?;
+        let all_queued = self.crawl_queued(&cref).await?;
+        let expires = self
+            .store
+            .spec(&cref)
+            .await?
+            .filter(|s| s.expires > 0 && s.key() == key)
+            .map(|s| s.expires);
+        Ok(CrawlInfo {
+            queued,
+            in_flight,
+            crawled,
+            all_queued,
+            domains,
+            expires,
+        })
+    }
+
+    /// Info on every crawl of an app that has something queued for
+    /// `spiderid` or is that spider's.
+    pub async fn app_info(
+        &self,
+        appid: &str,
+        spiderid: &str,
+    ) -> Result<Vec<AppCrawlInfo>, StoreError> {
+        let mut crefs = BTreeSet::new();
+        for k in self.store.shards.all() {
+            let mut con = self.store.con();
+            let on_shard: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(format!("{}:app:{appid}", self.store.shards.tag(k)))
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            crefs.extend(on_shard);
+        }
+        let mut crawls = Vec::new();
+        for cref in crefs {
+            let Some(spec) = self.store.spec(&cref).await? else {
+                continue;
+            };
+            if spec.appid != appid {
+                continue;
+            }
+            let owner = crawl_owner(&spec.key());
+            let (queued, _, _, domains) = self.crawl_counts(&cref, &owner, spiderid).await?;
+            if queued == 0 && spec.spiderid != spiderid {
+                // Another spider's crawl with nothing queued for this one.
+                continue;
+            }
+            crawls.push(AppCrawlInfo {
+                crawlid: spec.crawlid.clone(),
+                queued,
+                domains,
+                expires: (spec.expires > 0).then_some(spec.expires),
+            });
+        }
+        Ok(crawls)
+    }
+
+    /// Everything the crawl has queued, whatever the spider.
+    async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
+        let mut total = 0;
+        for k in self.store.shards.all() {
+            let mut con = self.store.con();
+            let q: Option<i64> = redis::cmd("HGET")
+                .arg(format!("{}:cc:{cref}", self.store.shards.tag(k)))
+                .arg("q")
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            total += q.unwrap_or(0).max(0) as u64;
+        }
+        Ok(total)
+    }
+
+    /// The crawl's requests queued for `spider`, per domain, and the
+    /// crawl's in-flight and crawled counts, summed over the shards (a
+    /// domain lives on one).
+    async fn crawl_counts(
+        &self,
+        cref: &str,
+        owner: &str,
+        spider: &str,
+    ) -> Result<(u64, u64, u64, BTreeMap<String, DomainQueue>), StoreError> {
+        let calls = self
+            .store
+            .shards
+            .all()
+            .map(|k| {
+                let mut inv = self.store.call(&self.store.scripts.info, k);
+                inv.arg(cref).arg(owner).arg(spider);
+                (k, inv)
+            })
+            .collect();
+        let int = |v: &redis::Value| match v {
+            redis::Value::Int(i) => *i,
+            _ => 0,
+        };
+        let mut sums = [0u64; 3];
+        let mut domains = BTreeMap::new();
+        for (_, out) in self.store.on_shards::<Vec<redis::Value>>(calls).await? {
+            for (i, sum) in sums.iter_mut().enumerate() {
+                *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
+            }
+            for chunk in out.get(3..).unwrap_or_default().chunks(4) {
+                if let [redis::Value::BulkString(d), total, high, low] = chunk {
+                    domains.insert(
+                        String::from_utf8_lossy(d).into_owned(),
+                        DomainQueue {
+                            total: int(total),
+                            high_priority: int(high),
+                            low_priority: int(low),
+                        },
+                    );
+                }
+            }
+        }
+        Ok((sums[0], sums[1], sums[2], domains))
+    }
+
+    /// Stop a crawl on every shard: purge its queue, refuse its future
+    /// children. Requests in flight may still produce results. With
+    /// `horizons` (a stop stored in order by the ingest script: one per
+    /// shard), only requests queued before the stop (job ids up to the
+    /// shard's horizon) are purged. Returns how many were purged.
+    pub async fn stop(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        horizons: Option<&[u64]>,
+    ) -> Result<u64, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let cref = crawl_ref(&key);
+        let owner = crawl_owner(&key);
+        let shards: Vec<(usize, String)> = self
+            .store
+            .shards
+            .all()
+            .map(|k| {
+                let horizon = horizons.and_then(|h| h.get(k).copied());
+                (k, horizon.map(|h| h.to_string()).unwrap_or_default())
+            })
+            .collect();
+        self.store.stop_on(&cref, &owner, &shards).await
+    }
 
     /// Change a domain's limits or blacklist it. Running workers see it on
     /// their next pop: the throttle is decided inside Redis.
     pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
         let d = domain::registered(domain_name);
-        let tag = self.shards.tag(self.shards.of_domain(&d));
+        let tag = self.store.shards.tag(self.store.shards.of_domain(&d));
         let key = |name: &str| format!("{tag}:{name}");
-        let mut con = self.con();
+        let mut con = self.store.con();
         let cmd = match action {
             DomainAction::Update {
                 hits,

@@ -4,7 +4,7 @@
 //! counters for the `kafka-monitor` / `redis-monitor` / `rest` stats.
 
 use super::wire::{crawl_owner, crawl_ref, fingerprint_args, WireJob};
-use super::{unavailable, RedisStore};
+use super::{unavailable, Monitor, RedisStore};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::{domain, StoreError};
 use redis::Value as RV;
@@ -67,6 +67,25 @@ const GROUP: &str = "control";
 const CLAIM_IDLE_MS: u64 = 30_000;
 
 impl RedisStore {
+    /// Put a request on the control stream directly (monitor plugins' and
+    /// tests' way in; the ingest monitor batches through [`Self::ingest`]).
+    /// The stream is never trimmed by length: an entry leaves it only once
+    /// answered ([`Self::control_done`]), so no request goes unanswered.
+    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
+        let mut con = self.con();
+        let _: String = redis::cmd("XADD")
+            .arg(self.key("control"))
+            .arg("*")
+            .arg("m")
+            .arg(json)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl Monitor {
     /// Handle a batch of one partition's messages (in offset order) in one
     /// atomic step; messages at or below the partition's watermark were
     /// handled before and are skipped. A sharded frontier takes one step
@@ -81,7 +100,7 @@ impl RedisStore {
         if entries.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        if self.shards.len() > 1 {
+        if self.store.shards.len() > 1 {
             return self.ingest_sharded(partition_id, stat_kind, entries).await;
         }
         let all: Vec<(usize, As)> = (0..entries.len()).map(|i| (i, As::Is)).collect();
@@ -89,7 +108,9 @@ impl RedisStore {
             .ingest_on(0, partition_id, Some(stat_kind), entries, &all, "")
             .await?;
         // The caller commits the partition's offsets next.
-        self.replicated([(0, self.marks.wrote(0))]).await?;
+        self.store
+            .replicated([(0, self.store.marks.wrote(0))])
+            .await?;
         Ok(IngestOutcome { new, collided })
     }
 
@@ -118,7 +139,7 @@ impl RedisStore {
                 let k = match &e.what {
                     Ingested::Seed { job, .. } => {
                         seeds.push(&**job);
-                        self.shards.of_domain(&domain::of_url(&job.url))
+                        self.store.shards.of_domain(&domain::of_url(&job.url))
                     }
                     _ => 0,
                 };
@@ -153,26 +174,26 @@ impl RedisStore {
                 .await?;
             outcome.new += new;
             outcome.collided.extend(collided);
-            self.respec(&seeds).await?;
+            self.store.respec(&seeds).await?;
             start = end;
         }
         outcome.collided.sort_unstable();
         // The caller commits the partition's offsets next.
         let marks: Vec<(usize, u64)> = written
             .into_iter()
-            .map(|k| (k, self.marks.wrote(k)))
+            .map(|k| (k, self.store.marks.wrote(k)))
             .collect();
-        self.replicated(marks).await?;
+        self.store.replicated(marks).await?;
         Ok(outcome)
     }
 
     /// Every shard's last job id, as JSON (shard 0's is filled in by the
     /// ingest script).
     async fn horizons(&self) -> Result<String, StoreError> {
-        let seqs = futures::future::try_join_all(self.shards.all().map(|k| async move {
-            let mut con = self.con();
+        let seqs = futures::future::try_join_all(self.store.shards.all().map(|k| async move {
+            let mut con = self.store.con();
             redis::cmd("GET")
-                .arg(format!("{}:seq", self.shards.tag(k)))
+                .arg(format!("{}:seq", self.store.shards.tag(k)))
                 .query_async::<Option<u64>>(&mut con)
                 .await
                 .map_err(unavailable)
@@ -196,10 +217,10 @@ impl RedisStore {
         items: &[(usize, As)],
         horizons: &str,
     ) -> Result<(usize, Vec<usize>, Vec<usize>), StoreError> {
-        let mut inv = self.call(&self.scripts.ingest, k);
+        let mut inv = self.store.call(&self.store.scripts.ingest, k);
         inv.arg(partition_id)
             .arg(stat_kind.map(String::from).unwrap_or_default())
-            .arg(self.global_cap);
+            .arg(self.store.global_cap);
         for &(i, how) in items {
             let e = &entries[i];
             let kind = match (&e.what, how) {
@@ -229,7 +250,7 @@ impl RedisStore {
                         .arg(fp)
                         .arg(hex)
                         .arg(&d)
-                        .arg(Self::queue_key(job, &d))
+                        .arg(RedisStore::queue_key(job, &d))
                         .arg(job.priority)
                         .arg(payload);
                 }
@@ -253,7 +274,7 @@ impl RedisStore {
                 }
             }
         }
-        let mut con = self.con();
+        let mut con = self.store.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         let new = out.first().copied().unwrap_or(0).max(0) as usize;
         let ncollided = out.get(1).copied().unwrap_or(0).max(0) as usize;
@@ -261,23 +282,6 @@ impl RedisStore {
         let collided = out.iter().skip(2).take(ncollided).filter_map(batch_index);
         let capped = out.iter().skip(2 + ncollided).filter_map(batch_index);
         Ok((new, collided.collect(), capped.collect()))
-    }
-
-    /// Put a request on the control stream directly (monitor plugins' and
-    /// tests' way in; the ingest monitor batches through [`Self::ingest`]).
-    /// The stream is never trimmed by length: an entry leaves it only once
-    /// answered ([`Self::control_done`]), so no request goes unanswered.
-    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
-        let mut con = self.con();
-        let _: String = redis::cmd("XADD")
-            .arg(self.key("control"))
-            .arg("*")
-            .arg("m")
-            .arg(json)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 
     /// Next control requests for `consumer`: first entries another control
@@ -289,8 +293,8 @@ impl RedisStore {
         count: usize,
         block: Duration,
     ) -> Result<Vec<(String, String)>, StoreError> {
-        let stream = self.key("control");
-        let mut con = self.con();
+        let stream = self.store.key("control");
+        let mut con = self.store.con();
         let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&stream)
@@ -361,8 +365,8 @@ impl RedisStore {
         if ids.is_empty() {
             return Ok(());
         }
-        let stream = self.key("control");
-        let mut con = self.con();
+        let stream = self.store.key("control");
+        let mut con = self.store.con();
         let _: () = redis::pipe()
             .cmd("XACK")
             .arg(&stream)
@@ -380,11 +384,11 @@ impl RedisStore {
     }
 
     async fn blocking_connection(&self) -> Result<super::Con, StoreError> {
-        let mut slot = self.blocking.lock().await;
+        let mut slot = self.store.blocking.lock().await;
         if let Some(c) = slot.as_ref() {
             return Ok(c.clone());
         }
-        let c = super::Con::blocking(&self.nodes, crate::timeouts::REDIS_BLOCKING_RESPONSE)
+        let c = super::Con::blocking(&self.store.nodes, crate::timeouts::REDIS_BLOCKING_RESPONSE)
             .await
             .map_err(unavailable)?;
         *slot = Some(c.clone());
@@ -394,7 +398,7 @@ impl RedisStore {
     /// Drop the blocking connection after an error, so the next read
     /// reconnects.
     pub async fn reset_blocking(&self) {
-        *self.blocking.lock().await = None;
+        *self.store.blocking.lock().await = None;
     }
 
     /// Count `n` handled requests under `name` for a monitor's stats
@@ -409,7 +413,7 @@ impl RedisStore {
         let (minute, hour) = (now / 60, now / 3600);
         let mut pipe = redis::pipe();
         for key in [name, "total"] {
-            let key = self.key(&format!("st:{stat_kind}:{key}:n"));
+            let key = self.store.key(&format!("st:{stat_kind}:{key}:n"));
             pipe.cmd("HINCRBY")
                 .arg(&key)
                 .arg(format!("m{minute}"))
@@ -426,11 +430,11 @@ impl RedisStore {
                 .arg(n)
                 .ignore()
                 .cmd("SADD")
-                .arg(self.key("stkeys"))
+                .arg(self.store.key("stkeys"))
                 .arg(&key)
                 .ignore();
         }
-        let mut con = self.con();
+        let mut con = self.store.con();
         let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
         Ok(())
     }
@@ -438,19 +442,19 @@ impl RedisStore {
     /// Announce this process in `role` (kafka-monitor, redis-monitor, rest)
     /// and drop silent nodes of that role.
     pub async fn heartbeat(&self, role: &str) -> Result<(), StoreError> {
-        let key = self.key(&format!("hb:{role}"));
+        let key = self.store.key(&format!("hb:{role}"));
         let now = super::unix_now() * 1000;
-        let mut con = self.con();
+        let mut con = self.store.con();
         let _: () = redis::pipe()
             .cmd("ZADD")
             .arg(&key)
             .arg(now)
-            .arg(&self.machine)
+            .arg(&self.store.machine)
             .ignore()
             .cmd("ZREMRANGEBYSCORE")
             .arg(&key)
             .arg("-inf")
-            .arg(now - self.heartbeat_ttl_ms as i64)
+            .arg(now - self.store.heartbeat_ttl_ms as i64)
             .ignore()
             .query_async(&mut con)
             .await
@@ -461,10 +465,10 @@ impl RedisStore {
     /// Ids (`host:pid`) of the live nodes of `role`.
     pub async fn nodes(&self, role: &str) -> Result<Vec<String>, StoreError> {
         let now = super::unix_now() * 1000;
-        let mut con = self.con();
+        let mut con = self.store.con();
         redis::cmd("ZRANGEBYSCORE")
-            .arg(self.key(&format!("hb:{role}")))
-            .arg(now - self.heartbeat_ttl_ms as i64)
+            .arg(self.store.key(&format!("hb:{role}")))
+            .arg(now - self.store.heartbeat_ttl_ms as i64)
             .arg("+inf")
             .query_async(&mut con)
             .await

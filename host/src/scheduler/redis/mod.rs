@@ -4,6 +4,13 @@
 //! retry, admit (dedup and caps for a whole page), and the periodic
 //! reclaim of expired leases. Key layout: ARCHITECTURE.md, "Redis keys";
 //! shards: [`shards`].
+//!
+//! The store has two sides over one connection and shard map: the
+//! frontier ([`RedisStore`]: queues, leases, dedup, throttle, the worker's
+//! heartbeat and shared upkeep), and the monitor side ([`Monitor`]: ingest,
+//! the control stream, crawl info and stop, domain settings, the monitor
+//! roles' heartbeats, stats and replies), in `ingest.rs`, `control.rs`,
+//! `stats.rs` and `replies.rs`.
 
 use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::backoff::Backoff;
@@ -80,6 +87,50 @@ fn unix_now() -> i64 {
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
+}
+
+/// The monitor side of the store (see the module's doc): what the ingest
+/// monitor, the control plane, the gateway and the CLI act on. Workers
+/// hold the [`RedisStore`] and never these operations.
+#[derive(Clone)]
+pub struct Monitor {
+    store: Arc<RedisStore>,
+}
+
+impl Monitor {
+    pub fn new(store: Arc<RedisStore>) -> Monitor {
+        Monitor { store }
+    }
+
+    /// The process's id in the cluster (`host:pid`).
+    pub fn machine(&self) -> &str {
+        &self.store.machine
+    }
+
+    /// Requests queued and in flight, cluster-wide (for `/metrics`).
+    pub async fn counts(&self) -> Result<Counts, StoreError> {
+        self.store.counts().await
+    }
+
+    /// A crawl's spec, by its `crawl_ref`.
+    pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
+        self.store.spec(cref).await
+    }
+
+    /// Stop the crawls whose expiry has passed (shared with the workers'
+    /// upkeep: whoever claims one first).
+    pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
+        self.store.expire_due().await
+    }
+
+    pub async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        self.store.live_workers().await
+    }
+
+    /// Put a request on the control stream, for the control plane.
+    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
+        self.store.control_push(json).await
+    }
 }
 
 pub struct RedisStore {

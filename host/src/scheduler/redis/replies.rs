@@ -1,15 +1,15 @@
 //! Replies kept for the REST gateway's `/poll`: stored when a `/feed` gave
 //! up waiting, taken once, dropped after `rest.poll_ttl`.
 
-use super::{unavailable, RedisStore};
+use super::{unavailable, Monitor};
 use crate::scheduler::StoreError;
 
-impl RedisStore {
+impl Monitor {
     /// Keep a reply for `/poll` (every gateway stores it; the same value).
     pub async fn reply_put(&self, uuid: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
-        let mut con = self.con();
+        let mut con = self.store.con();
         let _: () = redis::cmd("SET")
-            .arg(self.key(&format!("reply:{uuid}")))
+            .arg(self.store.key(&format!("reply:{uuid}")))
             .arg(json)
             .arg("EX")
             .arg(ttl_secs)
@@ -21,9 +21,9 @@ impl RedisStore {
 
     /// Take a stored reply: it is returned once.
     pub async fn reply_take(&self, uuid: &str) -> Result<Option<String>, StoreError> {
-        let mut con = self.con();
+        let mut con = self.store.con();
         redis::cmd("GETDEL")
-            .arg(self.key(&format!("reply:{uuid}")))
+            .arg(self.store.key(&format!("reply:{uuid}")))
             .query_async(&mut con)
             .await
             .map_err(unavailable)
@@ -31,7 +31,7 @@ impl RedisStore {
 
     /// Is Redis answering?
     pub async fn ping(&self) -> bool {
-        let mut con = self.con();
+        let mut con = self.store.con();
         redis::cmd("PING")
             .query_async::<String>(&mut con)
             .await

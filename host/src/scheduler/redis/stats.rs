@@ -2,7 +2,7 @@
 //! contract's windows (§4.2), queue depths, and the status page's summary.
 //! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
-use super::{unavailable, unix_now, unix_now_ms, RedisStore};
+use super::{unavailable, unix_now, unix_now_ms, Monitor, RedisStore};
 use crate::scheduler::StoreError;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -65,11 +65,54 @@ pub struct WorkerStatus {
 pub const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
 
 impl RedisStore {
+    /// Every status-counter key.
+    async fn stat_keys(&self) -> Result<Vec<String>, StoreError> {
+        let mut con = self.con();
+        redis::cmd("SMEMBERS")
+            .arg(self.key("stkeys"))
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
+    pub(super) async fn trim_stats(&self) -> Result<(), StoreError> {
+        let keys = self.stat_keys().await?;
+        let mut con = self.con();
+        let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
+        for key in keys {
+            let fields: Vec<String> = redis::cmd("HKEYS")
+                .arg(&key)
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            let old: Vec<&String> = fields
+                .iter()
+                .filter(|f| {
+                    let (res, t) = f.split_at(1);
+                    let t: i64 = t.parse().unwrap_or(i64::MAX);
+                    (res == "m" && t <= minute - 720) || (res == "h" && t <= hour - 192)
+                })
+                .collect();
+            if !old.is_empty() {
+                let _: i64 = redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(old)
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Monitor {
     /// Pages crawled by the whole cluster, ever (sum of the spiders'
     /// lifetime status counters).
     pub async fn pages_total(&self) -> Result<i64, StoreError> {
-        let keys = self.stat_keys().await?;
-        let prefix = self.key("st:s:");
+        let keys = self.store.stat_keys().await?;
+        let prefix = self.store.key("st:s:");
         let spider_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
         if spider_keys.is_empty() {
             return Ok(0);
@@ -78,7 +121,7 @@ impl RedisStore {
         for k in &spider_keys {
             pipe.cmd("HGET").arg(*k).arg("life");
         }
-        let mut con = self.con();
+        let mut con = self.store.con();
         let lives: Vec<Option<i64>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
         Ok(lives.into_iter().flatten().sum())
     }
@@ -90,10 +133,10 @@ impl RedisStore {
         // The most recent crawls of every shard, then their counts summed
         // over the shards.
         let mut recent: HashMap<String, f64> = HashMap::new();
-        for k in self.shards.all() {
-            let mut con = self.con();
+        for k in self.store.shards.all() {
+            let mut con = self.store.con();
             let on_shard: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
-                .arg(format!("{}:crawls", self.shards.tag(k)))
+                .arg(format!("{}:crawls", self.store.shards.tag(k)))
                 .arg(0)
                 .arg(crawls.saturating_sub(1))
                 .arg("WITHSCORES")
@@ -110,14 +153,14 @@ impl RedisStore {
         crefs.truncate(crawls);
         let mut list = Vec::new();
         for (cref, _) in &crefs {
-            let Some(spec) = self.spec(cref).await? else {
+            let Some(spec) = self.store.spec(cref).await? else {
                 continue;
             };
             let (mut q, mut f, mut d) = (0, 0, 0);
-            for k in self.shards.all() {
-                let mut con = self.con();
+            for k in self.store.shards.all() {
+                let mut con = self.store.con();
                 let (sq, sf, sd): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(format!("{}:cc:{cref}", self.shards.tag(k)))
+                    .arg(format!("{}:cc:{cref}", self.store.shards.tag(k)))
                     .arg("q")
                     .arg("f")
                     .arg("d")
@@ -137,9 +180,9 @@ impl RedisStore {
                 crawled: d,
             });
         }
-        let mut con = self.con();
+        let mut con = self.store.con();
         let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(self.key("hb"))
+            .arg(self.store.key("hb"))
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES")
@@ -147,7 +190,7 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let info: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.key("hbinfo"))
+            .arg(self.store.key("hbinfo"))
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -180,9 +223,9 @@ impl RedisStore {
         &self,
         kind: char,
     ) -> Result<BTreeMap<(String, String), Windows>, StoreError> {
-        let keys = self.stat_keys().await?;
-        let mut con = self.con();
-        let prefix = self.key(&format!("st:{kind}:"));
+        let keys = self.store.stat_keys().await?;
+        let mut con = self.store.con();
+        let prefix = self.store.key(&format!("st:{kind}:"));
         let mut out = BTreeMap::new();
         let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
         for key in keys {
@@ -226,9 +269,9 @@ impl RedisStore {
     /// Requests queued per spider and domain, over all shards.
     pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
         let mut out = Vec::new();
-        for k in self.shards.all() {
-            let tag = self.shards.tag(k);
-            let mut con = self.con();
+        for k in self.store.shards.all() {
+            let tag = self.store.shards.tag(k);
+            let mut con = self.store.con();
             let on_shard: Vec<String> = redis::cmd("ZRANGE")
                 .arg(format!("{tag}:ready"))
                 .arg(0)
@@ -255,46 +298,5 @@ impl RedisStore {
             }));
         }
         Ok(out)
-    }
-
-    /// Every status-counter key.
-    async fn stat_keys(&self) -> Result<Vec<String>, StoreError> {
-        let mut con = self.con();
-        redis::cmd("SMEMBERS")
-            .arg(self.key("stkeys"))
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)
-    }
-
-    /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
-    pub(super) async fn trim_stats(&self) -> Result<(), StoreError> {
-        let keys = self.stat_keys().await?;
-        let mut con = self.con();
-        let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
-        for key in keys {
-            let fields: Vec<String> = redis::cmd("HKEYS")
-                .arg(&key)
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            let old: Vec<&String> = fields
-                .iter()
-                .filter(|f| {
-                    let (res, t) = f.split_at(1);
-                    let t: i64 = t.parse().unwrap_or(i64::MAX);
-                    (res == "m" && t <= minute - 720) || (res == "h" && t <= hour - 192)
-                })
-                .collect();
-            if !old.is_empty() {
-                let _: i64 = redis::cmd("HDEL")
-                    .arg(&key)
-                    .arg(old)
-                    .query_async(&mut con)
-                    .await
-                    .map_err(unavailable)?;
-            }
-        }
-        Ok(())
     }
 }

@@ -29,7 +29,7 @@ impl RedisStore {
     }
 
     /// Live workers: id, host and spiders.
-    pub async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+    pub(super) async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
         let mut con = self.con();
         let info: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.key("hbinfo"))

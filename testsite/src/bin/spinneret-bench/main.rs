@@ -835,10 +835,11 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
     let fill = started.elapsed();
     let mem = redis.used_memory()?.saturating_sub(mem0);
     let t = Instant::now();
-    let info = store.crawl_info("bench", "c42", "link").await?;
+    let monitor = spinneret::scheduler::Monitor::new(store.clone());
+    let info = monitor.crawl_info("bench", "c42", "link").await?;
     let info_ms = ms(t.elapsed());
     let t = Instant::now();
-    let purged = store.stop("bench", "c42", None).await?;
+    let purged = monitor.stop("bench", "c42", None).await?;
     let stop_ms = ms(t.elapsed());
     Ok(vec![
         format!(
