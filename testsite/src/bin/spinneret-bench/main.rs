@@ -68,34 +68,26 @@ async fn main() -> Result<()> {
         if !args.languages_only {
             report("link extraction", &link_extraction(&site))?;
         }
-        let rust = crawl(
-            &site,
-            &spinneret,
-            &plugins,
-            &work,
-            "link",
-            (args.concurrency, Scope::Whole),
-            None,
-        )
-        .await?;
+        // The embedded crawl of the whole site with the Rust `link` spider.
+        let whole = || {
+            crawl(
+                &site,
+                &spinneret,
+                &plugins,
+                &work,
+                "link",
+                (args.concurrency, Scope::Whole),
+                None,
+            )
+        };
+        let rust = whole().await?;
         if !args.languages_only {
             report("embedded crawl", &rust.lines(&site, args.concurrency))?;
             let mut rounds = Vec::new();
             for round in 0..args.rounds {
                 let ours = match round {
                     0 => rust.clone(),
-                    _ => {
-                        crawl(
-                            &site,
-                            &spinneret,
-                            &plugins,
-                            &work,
-                            "link",
-                            (args.concurrency, Scope::Whole),
-                            None,
-                        )
-                        .await?
-                    }
+                    _ => whole().await?,
                 };
                 match peer::run(&site, args.concurrency).await? {
                     Some(peer) => rounds.push((ours, peer)),
