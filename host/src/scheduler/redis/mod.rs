@@ -10,7 +10,7 @@
 //! heartbeat and shared upkeep), and the monitor side ([`Monitor`]: ingest,
 //! the control stream, crawl info and stop, domain settings, the monitor
 //! roles' heartbeats, stats and replies), in `ingest.rs`, `control.rs`,
-//! `stats.rs` and `replies.rs`.
+//! `stats.rs` and `replies.rs` (the handle: `monitor.rs`).
 
 use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::backoff::Backoff;
@@ -32,6 +32,7 @@ mod connection;
 mod control;
 mod dedup;
 mod ingest;
+mod monitor;
 mod pace;
 mod replies;
 mod shards;
@@ -40,6 +41,7 @@ mod wire;
 mod workers;
 pub use control::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
+pub use monitor::Monitor;
 pub use shards::MAX_SHARDS;
 pub use stats::{CrawlStatus, QueueDepth, Status, Windows, WorkerStatus, WINDOWS};
 pub use wire::{crawl_owner, crawl_ref};
@@ -87,50 +89,6 @@ fn unix_now() -> i64 {
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
-}
-
-/// The monitor side of the store (see the module's doc): what the ingest
-/// monitor, the control plane, the gateway and the CLI act on. Workers
-/// hold the [`RedisStore`] and never these operations.
-#[derive(Clone)]
-pub struct Monitor {
-    store: Arc<RedisStore>,
-}
-
-impl Monitor {
-    pub fn new(store: Arc<RedisStore>) -> Monitor {
-        Monitor { store }
-    }
-
-    /// The process's id in the cluster (`host:pid`).
-    pub fn machine(&self) -> &str {
-        &self.store.machine
-    }
-
-    /// Requests queued and in flight, cluster-wide (for `/metrics`).
-    pub async fn counts(&self) -> Result<Counts, StoreError> {
-        self.store.counts().await
-    }
-
-    /// A crawl's spec, by its `crawl_ref`.
-    pub async fn spec(&self, cref: &str) -> Result<Option<Arc<CrawlSpec>>, StoreError> {
-        self.store.spec(cref).await
-    }
-
-    /// Stop the crawls whose expiry has passed (shared with the workers'
-    /// upkeep: whoever claims one first).
-    pub async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
-        self.store.expire_due().await
-    }
-
-    pub async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
-        self.store.live_workers().await
-    }
-
-    /// Put a request on the control stream, for the control plane.
-    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
-        self.store.control_push(json).await
-    }
 }
 
 pub struct RedisStore {

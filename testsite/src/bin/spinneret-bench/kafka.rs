@@ -1,8 +1,10 @@
 //! Kafka benchmarks on a throwaway nisshi broker: ingest throughput (crawl
 //! requests validated and enqueued per second) and a Kafka-fed cluster
-//! crawl, end to end (feed to the last result read back).
+//! crawl, end to end (feed to the last result read back), in rounds beside
+//! the Redis-only crawl.
 
 use crate::redis::Redis;
+use crate::{cluster_crawl, median, report, Args};
 use anyhow::{Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -396,4 +398,93 @@ pub async fn crawl(
             "pages/s:          {per_second:.0} end to end (feed -> crawl -> crawled_firehose -> reader)"
         ),
     ], per_second))
+}
+
+/// Kafka ingest, then rounds of the 1-worker Redis-only crawl followed by
+/// the Kafka-fed crawl, each on a fresh broker and a flushed Redis.
+pub async fn sections(
+    site: &Site,
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    r: &Redis,
+    args: &Args,
+) -> Result<()> {
+    let Some(b) = Broker::start().await? else {
+        report(
+            "Kafka",
+            &["skipped: the nisshi broker is not built (run scripts/setup --test)".into()],
+        )?;
+        let _ = std::fs::remove_dir_all(work);
+        return Ok(());
+    };
+    report(
+        "Kafka ingest (kafka-monitor)",
+        &ingest(spinneret, plugins, work, r, &b, 200_000).await?,
+    )?;
+    r.flush()?;
+    drop(b);
+    // Each round: the Redis-only crawl, then the Kafka-fed one with the
+    // default compression (lz4), then without compression.
+    let (mut lines, mut rounds) = (Vec::new(), Vec::new());
+    for _ in 0..args.rounds.max(1) {
+        let (redis_lines, redis_only) = cluster_crawl(
+            site,
+            spinneret,
+            plugins,
+            work,
+            (&[r], &r.url()),
+            1,
+            args.concurrency,
+        )
+        .await?;
+        r.flush()?;
+        let mut kafka = [0.0; 2];
+        for (i, compression) in [None, Some("none")].into_iter().enumerate() {
+            let b = Broker::start()
+                .await?
+                .context("the nisshi broker stopped being there")?;
+            let (these, per_second) = crawl(
+                site,
+                spinneret,
+                plugins,
+                work,
+                r,
+                &b,
+                (args.concurrency, compression),
+            )
+            .await?;
+            r.flush()?;
+            kafka[i] = per_second;
+            if compression.is_none() {
+                lines = these;
+            }
+        }
+        // The Redis-only crawl's CPU, for the comparison.
+        lines.extend(
+            redis_lines
+                .iter()
+                .filter(|l| l.starts_with("CPU per page") || l.starts_with("Redis CPU"))
+                .map(|l| format!("Redis-only {l}")),
+        );
+        rounds.push((redis_only, kafka));
+    }
+    let ratio = |i: usize| median(rounds.iter().map(|(r, k)| k[i] / r).collect());
+    lines.push(format!(
+        "rounds:           {} (each: the 1-worker Redis-only crawl, then this one with lz4, then without compression); pages/s {}",
+        rounds.len(),
+        rounds
+            .iter()
+            .map(|(r, k)| format!("{r:.0}/{:.0}/{:.0}", k[0], k[1]))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    lines.push(format!(
+        "Kafka / Redis:    {:.2}x the Redis-only crawl's pages/s with kafka.compression = lz4 (the default), {:.2}x with none (medians of the rounds; target >= 0.8)",
+        ratio(0),
+        ratio(1)
+    ));
+    report("Kafka-fed cluster crawl (spinneret up; last round)", &lines)?;
+    let _ = std::fs::remove_dir_all(work);
+    Ok(())
 }
