@@ -195,6 +195,26 @@ pub struct Crawl {
     /// Seconds a result whose output keeps failing with a passing error
     /// (a full disk) is retried before it is reported undeliverable.
     pub delivery_timeout: f64,
+    /// Fetches of one registered domain open at once, cluster-wide; 0 = no
+    /// cap.
+    pub max_in_flight: u32,
+    /// Seconds: the longest robots.txt `Crawl-delay` honoured.
+    pub max_crawl_delay: f64,
+    /// Slow a domain down when its latency or errors rise, and back up
+    /// when they fall, never past the throttle.
+    pub adaptive_throttle: bool,
+    /// Seconds before the first retry of a failed fetch; each further
+    /// retry waits twice as long (with jitter), up to `retry_backoff_max`.
+    pub retry_backoff: f64,
+    pub retry_backoff_max: f64,
+    /// Seconds a domain pauses after its first 429 or 503 without
+    /// `Retry-After`; doubled for each one in a row, up to `max_pause`,
+    /// which also caps a `Retry-After`.
+    pub pause_first: f64,
+    pub max_pause: f64,
+    /// Times a request answered 429 or 503 is put back (after the pause)
+    /// before it gets an error result. These do not count toward `retries`.
+    pub max_pauses: u32,
 }
 
 impl Default for Crawl {
@@ -221,6 +241,14 @@ impl Default for Crawl {
             robots_cache: 10_000,
             lease_ttl: 60.0,
             delivery_timeout: 60.0,
+            max_in_flight: 8,
+            max_crawl_delay: 30.0,
+            adaptive_throttle: false,
+            retry_backoff: 1.0,
+            retry_backoff_max: 60.0,
+            pause_first: 5.0,
+            max_pause: 600.0,
+            max_pauses: 10,
         }
     }
 }
@@ -571,6 +599,25 @@ impl Settings {
                 "crawl.proxy {:?} is not a proxy URL: give http://host:port",
                 self.crawl.proxy
             ));
+        }
+        let c = &self.crawl;
+        let seconds = [
+            ("max_crawl_delay", c.max_crawl_delay),
+            ("retry_backoff", c.retry_backoff),
+            ("retry_backoff_max", c.retry_backoff_max),
+            ("pause_first", c.pause_first),
+            ("max_pause", c.max_pause),
+        ];
+        if let Some((name, v)) = seconds
+            .iter()
+            .find(|(_, v)| !(*v >= 0.0 && v.is_finite() && *v <= 86_400.0))
+        {
+            return bad(format!(
+                "crawl.{name} must be a number of seconds from 0 to 86400, got {v}"
+            ));
+        }
+        if c.retry_backoff > c.retry_backoff_max || c.pause_first > c.max_pause {
+            return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());
         }
         if self.crawl.max_links_per_page == 0 {
             return bad("crawl.max_links_per_page must be at least 1".into());

@@ -256,6 +256,7 @@ impl CrawlRequest {
             dont_filter: false,
             redirected_from: None,
             redirects: 0,
+            pauses: 0,
         }
     }
 }
@@ -385,6 +386,10 @@ pub struct Job {
     /// Redirect hops so far.
     #[serde(default)]
     pub redirects: u32,
+    /// Times its site answered 429 or 503 and it was put back for later
+    /// (these are not failures: `retries` does not count them).
+    #[serde(default)]
+    pub pauses: u32,
 }
 
 impl Job {

@@ -21,6 +21,8 @@ pub struct Stats {
     pub pages: AtomicU64,
     pub errors: AtomicU64,
     pub retries: AtomicU64,
+    /// Requests put back because their site answered 429 or 503.
+    pub paused: AtomicU64,
     pub robots_denied: AtomicU64,
     pub dropped: AtomicU64,
     pub expired: AtomicU64,
@@ -47,6 +49,7 @@ impl Default for Stats {
             pages: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            paused: AtomicU64::new(0),
             robots_denied: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             expired: AtomicU64::new(0),

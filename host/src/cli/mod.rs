@@ -397,7 +397,10 @@ async fn stores(
 ) -> Result<Stores> {
     if settings.redis.url.is_empty() {
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-        let frontier = Arc::new(EmbeddedFrontier::new(throttle.clone()));
+        let frontier = Arc::new(EmbeddedFrontier::new(
+            throttle.clone(),
+            crate::scheduler::Politeness::of(&settings.crawl),
+        ));
         let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,
         )));
@@ -572,6 +575,7 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         statuses = statuses.join(", "),
         errors = stats.errors.load(Relaxed),
         retries = stats.retries.load(Relaxed),
+        paused = stats.paused.load(Relaxed),
         robots_denied = stats.robots_denied.load(Relaxed),
         plugin_calls,
         plugin_us_per_call = format!(

@@ -16,7 +16,7 @@ use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
 use crate::request::Job;
-use crate::scheduler::{domain, Lease, StoreError};
+use crate::scheduler::{domain, site, Lease, Requeue, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +30,13 @@ pub(crate) enum Outcome {
     /// Queue the request again in the lease's place after `after`
     /// (network trouble, a retryable status, a middleware's wish).
     Retry { job: Box<Job>, after: Duration },
+    /// The site answered 429 or 503: its domain pauses (for `asked`, its
+    /// `Retry-After`, else its growing pause) and the request is queued
+    /// again in the lease's place.
+    SlowDown {
+        job: Box<Job>,
+        asked: Option<Duration>,
+    },
     /// The next hop of a redirect, queued in the lease's place so it waits
     /// for its own throttle slot.
     Redirect(Box<Job>),
@@ -128,11 +135,29 @@ impl Engine {
                 return Err(Outcome::Drop(Dropped::Robots));
             }
             if verdict.fetched {
+                self.share_crawl_delay(&url).await;
                 // robots.txt took this request's throttle slot.
                 return Err(Outcome::Again(Box::new(job.clone())));
             }
         }
         Ok(())
+    }
+
+    /// robots.txt was just read for `url`'s origin: its `Crawl-delay`
+    /// (capped by `crawl.max_crawl_delay`) paces the domain for every
+    /// worker. If the store cannot take it now, the next read of the file
+    /// (`crawl.robots_ttl`) offers it again; until then the throttle alone
+    /// paces the site.
+    async fn share_crawl_delay(&self, url: &url::Url) {
+        let Some(rules) = self.robots.as_ref().and_then(|r| r.rules(url)) else {
+            return;
+        };
+        let max = Duration::from_secs_f64(self.settings.crawl.max_crawl_delay);
+        let delay = rules.crawl_delay().map(|d| d.min(max));
+        let domain = domain::of_parsed(url);
+        if let Err(e) = self.frontier.crawl_delay(&domain, delay).await {
+            tracing::warn!(%domain, error = %e, "could not store the site's Crawl-delay");
+        }
     }
 
     /// The pop took a throttle slot for a request that is never sent.
@@ -194,6 +219,20 @@ impl Engine {
             truncate_at: None,
         };
         let fetched = self.fetcher.fetch(&out).await;
+        if let Ok(f) = &fetched {
+            if site::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
+                let asked = f
+                    .header("retry-after")
+                    .and_then(|v| site::retry_after(v, std::time::SystemTime::now()));
+                tracing::debug!(url = %redact(&job.url), status = f.status, ?asked, "the site asks to slow down; its domain pauses");
+                let mut again = job.clone();
+                again.pauses += 1;
+                return Err(Outcome::SlowDown {
+                    job: Box::new(again),
+                    asked,
+                });
+            }
+        }
         let retry_reason = match &fetched {
             Ok(f) if retryable_status(f.status) => Some(format!("HTTP {}", f.status)),
             Err(e) if e.retryable() => Some(e.to_string()),
@@ -235,12 +274,19 @@ impl Engine {
         let mut again = job.clone();
         again.retries += 1;
         again.priority -= 10;
-        // Backoff between retries comes with the politeness work (issue
-        // 16); until then a retry waits for its domain's throttle only.
         Outcome::Retry {
             job: Box::new(again),
-            after: Duration::ZERO,
+            after: self.retry_backoff(job.retries),
         }
+    }
+
+    /// The wait before retry number `done + 1`: `crawl.retry_backoff`
+    /// doubled per retry done, at most `crawl.retry_backoff_max`, of which
+    /// a random half to all (so the retries of one outage spread out).
+    fn retry_backoff(&self, done: u32) -> Duration {
+        let c = &self.settings.crawl;
+        let full = (c.retry_backoff * 2f64.powi(done.min(30) as i32)).min(c.retry_backoff_max);
+        Duration::from_secs_f64(full * (0.5 + fastrand::f64() / 2.0))
     }
 
     async fn response_middlewares(&self, job: &Job, page: &Page) -> Stage<()> {
@@ -371,20 +417,19 @@ impl Engine {
                 }
                 self.frontier.ack(id, status).await
             }
+            // The lease is finished at once: the wait is the frontier's.
             Outcome::Retry { job, after } => {
                 self.stats.retries.fetch_add(1, Relaxed);
-                if !after.is_zero() {
-                    tokio::select! {
-                        _ = tokio::time::sleep(after) => {}
-                        _ = self.stop.wait() => {}
-                    }
-                }
-                self.frontier.retry(id, *job).await?;
-                self.wake.notify_waiters();
-                Ok(())
+                self.frontier.retry(id, *job, Requeue::After(after)).await
+            }
+            Outcome::SlowDown { job, asked } => {
+                self.stats.paused.fetch_add(1, Relaxed);
+                self.frontier
+                    .retry(id, *job, Requeue::PauseSite(asked))
+                    .await
             }
             Outcome::Redirect(job) | Outcome::Again(job) => {
-                self.frontier.retry(id, *job).await?;
+                self.frontier.retry(id, *job, Requeue::Now).await?;
                 self.wake.notify_waiters();
                 Ok(())
             }
@@ -573,6 +618,7 @@ impl Engine {
             dont_filter: r.dont_filter,
             redirected_from: None,
             redirects: 0,
+            pauses: 0,
         };
         Some((job, url))
     }
@@ -584,6 +630,7 @@ impl Outcome {
         match self {
             Outcome::Deliver(_) => "deliver",
             Outcome::Retry { .. } => "retry",
+            Outcome::SlowDown { .. } => "slow down",
             Outcome::Redirect(_) => "redirect",
             Outcome::Again(_) => "again",
             Outcome::Drop(_) => "drop",

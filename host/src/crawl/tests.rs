@@ -67,7 +67,8 @@ impl ResultSink for Capture {
 }
 
 /// A loopback HTTP server: `/page` links to `/a` and `/b`, `/moved`
-/// redirects to `/page`, `/busy` answers 503, anything else 404.
+/// redirects to `/page`, `/busy` answers 503, `/broken` 500, anything
+/// else 404.
 async fn site() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -93,7 +94,8 @@ async fn site() -> String {
                         "<html><title>P</title><a href=\"/a\">A</a><a href=\"/b\">B</a></html>",
                     ),
                     "/moved" => ("302 Found", "Location: /page\r\n", ""),
-                    "/busy" => ("503 Service Unavailable", "", "busy"),
+                    "/busy" => ("503 Service Unavailable", "Retry-After: 1\r\n", "busy"),
+                    "/broken" => ("500 Internal Server Error", "", "broken"),
                     _ => ("404 Not Found", "", "none"),
                 };
                 let resp = format!(
@@ -147,7 +149,10 @@ async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Sett
             .unwrap_or_else(|e| panic!("{}: {e} (run `just guests`)", path.display()));
     }
     let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-    let frontier = Arc::new(EmbeddedFrontier::new(throttle.clone()));
+    let frontier = Arc::new(EmbeddedFrontier::new(
+        throttle.clone(),
+        crate::scheduler::Politeness::of(&settings.crawl),
+    ));
     let sink = Arc::new(Capture {
         delivered: Mutex::new(Vec::new()),
         dead: Mutex::new(Vec::new()),
@@ -203,6 +208,20 @@ impl Rig {
     async fn counts(&self) -> (u64, u64) {
         let c = self.frontier.counts().await.expect("counts");
         (c.queued, c.in_flight)
+    }
+
+    /// The next lease, polling until `deadline` from now.
+    async fn pop_within(&self, deadline: Duration) -> Lease {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            match self.frontier.pop().await.expect("pop") {
+                Pop::Leased(l) => return l,
+                Pop::Wait(d) if tokio::time::Instant::now() + d <= until => {
+                    tokio::time::sleep(d).await
+                }
+                other => panic!("no lease within {deadline:?}: {other:?}"),
+            }
+        }
     }
 }
 
@@ -264,25 +283,65 @@ async fn a_spider_over_its_request_cap_fails_the_page_with_the_reason() {
 }
 
 #[tokio::test]
-async fn a_503_is_retried_then_delivered_with_its_status() {
-    let rig = rig(Fail::Never, Some("link")).await;
-    let url = format!("{}/busy", rig.base);
+async fn a_500_is_retried_after_a_backoff_then_delivered_with_its_status() {
+    let rig = rig_with(Fail::Never, Some("link"), |s| {
+        s.crawl.retry_backoff = 0.4;
+    })
+    .await;
+    let url = format!("{}/broken", rig.base);
     let shape = rig.run(job(&url, "")).await;
     assert!(shape.starts_with("Retry"), "{shape}");
     assert_eq!(rig.counts().await, (1, 0), "the retry replaces the lease");
     assert!(rig.sink.delivered.lock().is_empty());
-    // Retries (1) used up: the next attempt delivers the 503.
-    let Pop::Leased(lease) = rig.frontier.pop().await.expect("pop") else {
-        panic!("the retry is queued")
+    // It waits out its backoff (0.2-0.4 s) in the frontier, not before.
+    let Pop::Wait(wait) = rig.frontier.pop().await.expect("pop") else {
+        panic!("the retry waits for its backoff")
     };
+    assert!(wait <= Duration::from_millis(400), "{wait:?}");
+    let lease = rig.pop_within(Duration::from_secs(2)).await;
     assert_eq!(lease.job.retries, 1);
+    // Retries (1) used up: this attempt delivers the 500.
     let outcome = rig.engine.process(&lease.job).await.expect("store");
     assert!(matches!(outcome, Outcome::Deliver(_)), "{outcome:?}");
     rig.engine.settle(lease, outcome).await.expect("settle");
     let got = rig.sink.delivered.lock().clone();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].status(), 503);
+    assert_eq!(got[0].status(), 500);
     assert_eq!(rig.counts().await, (0, 0));
+}
+
+#[tokio::test]
+async fn a_503_pauses_its_site_for_retry_after_and_is_not_a_failure() {
+    let rig = rig_with(Fail::Never, Some("link"), |s| {
+        s.crawl.max_pauses = 1;
+        s.crawl.retries = 0;
+    })
+    .await;
+    let url = format!("{}/busy", rig.base);
+    let shape = rig.run(job(&url, "")).await;
+    assert!(shape.starts_with("SlowDown"), "{shape}");
+    assert_eq!(rig.counts().await, (1, 0), "put back in the lease's place");
+    // Retry-After: 1 pauses the whole domain: another page waits too.
+    rig.frontier
+        .push(vec![job(&format!("{}/page", rig.base), "")])
+        .await
+        .expect("push");
+    let Pop::Wait(wait) = rig.frontier.pop().await.expect("pop") else {
+        panic!("the domain is paused")
+    };
+    assert!(wait > Duration::from_millis(500), "{wait:?}");
+    let mut lease = rig.pop_within(Duration::from_secs(3)).await;
+    if lease.job.url != url {
+        rig.frontier.release(lease.id).await.expect("release");
+        lease = rig.pop_within(Duration::from_secs(1)).await;
+    }
+    assert_eq!((lease.job.pauses, lease.job.retries), (1, 0));
+    // Pauses (1) used up, then it is an ordinary retryable status (no
+    // retries here): this 503 is delivered.
+    let outcome = rig.engine.process(&lease.job).await.expect("store");
+    assert!(matches!(outcome, Outcome::Deliver(_)), "{outcome:?}");
+    rig.engine.settle(lease, outcome).await.expect("settle");
+    assert_eq!(rig.sink.delivered.lock()[0].status(), 503);
 }
 
 #[tokio::test]

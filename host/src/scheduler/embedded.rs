@@ -1,5 +1,6 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
+use super::site::{Politeness, Requeue, Site};
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::domain;
@@ -49,21 +50,43 @@ struct State {
     delayed: BinaryHeap<Reverse<(Instant, QueueKey)>>,
     /// Queues present in `ready` or `delayed` (never both).
     indexed: HashSet<QueueKey>,
-    leases: HashMap<u64, Job>,
+    /// Leased requests and their registered domain.
+    leases: HashMap<u64, (Job, String)>,
+    /// Retries waiting out their backoff (counted as queued), by due time.
+    later: BinaryHeap<Reverse<(Instant, u64)>>,
+    waiting: HashMap<u64, Job>,
+    /// Domains with a pace to keep (see `site.rs`).
+    sites: HashMap<String, Site>,
     seq: u64,
     queued: u64,
+}
+
+impl State {
+    /// The lease is over: its domain has one fetch fewer open.
+    fn end_lease(&mut self, lease_id: u64, ok: bool) -> Option<Job> {
+        let (job, domain) = self.leases.remove(&lease_id)?;
+        if let Some(site) = self.sites.get_mut(&domain) {
+            site.finish(ok);
+            if site.is_idle(Instant::now()) {
+                self.sites.remove(&domain);
+            }
+        }
+        Some(job)
+    }
 }
 
 pub struct EmbeddedFrontier {
     state: Mutex<State>,
     throttle: Arc<dyn ThrottleStore>,
+    politeness: Politeness,
 }
 
 impl EmbeddedFrontier {
-    pub fn new(throttle: Arc<dyn ThrottleStore>) -> Self {
+    pub fn new(throttle: Arc<dyn ThrottleStore>, politeness: Politeness) -> Self {
         EmbeddedFrontier {
             state: Mutex::new(State::default()),
             throttle,
+            politeness,
         }
     }
 
@@ -82,7 +105,8 @@ impl EmbeddedFrontier {
         }
     }
 
-    /// Move delayed queues whose time has come back to `ready`.
+    /// Move delayed queues whose time has come back to `ready`, and
+    /// retries whose backoff is over into their queues.
     fn promote(st: &mut State, now: Instant) {
         while let Some(Reverse((at, _))) = st.delayed.peek() {
             if *at > now {
@@ -90,6 +114,16 @@ impl EmbeddedFrontier {
             }
             if let Some(Reverse((_, key))) = st.delayed.pop() {
                 st.ready.push_back(key);
+            }
+        }
+        while let Some(Reverse((at, id))) = st.later.peek().copied() {
+            if at > now {
+                break;
+            }
+            st.later.pop();
+            if let Some(job) = st.waiting.remove(&id) {
+                st.queued -= 1;
+                Self::enqueue(st, job);
             }
         }
     }
@@ -109,31 +143,50 @@ impl Frontier for EmbeddedFrontier {
         // Each ready queue is looked at once per pop at most.
         let budget = self.state.lock().ready.len() + 1;
         for _ in 0..budget {
-            let key = {
+            // The site's pace first: its fetch is reserved (in flight,
+            // last start) before the throttle is asked, so no other pop
+            // slips past the cap meanwhile; undone if the throttle says wait.
+            let (key, before) = {
                 let mut st = self.state.lock();
-                Self::promote(&mut st, Instant::now());
-                match st.ready.pop_front() {
-                    Some(k) => k,
-                    None => break,
+                let now = Instant::now();
+                Self::promote(&mut st, now);
+                let Some(key) = st.ready.pop_front() else {
+                    break;
+                };
+                let site = st.sites.entry(key.1.clone()).or_default();
+                if let Some(wait) = site.wait(&self.politeness, now) {
+                    st.delayed.push(Reverse((now + wait, key)));
+                    continue;
+                }
+                let before = site.start(now);
+                (key, before)
+            };
+            let admission = self.throttle.acquire(&key.0, &key.1).await;
+            let mut st = self.state.lock();
+            let admission = match admission {
+                Ok(Admission::Go) => Admission::Go,
+                other => {
+                    if let Some(site) = st.sites.get_mut(&key.1) {
+                        site.unstart(before);
+                    }
+                    other?
                 }
             };
-            let admission = self.throttle.acquire(&key.0, &key.1).await?;
-            let mut st = self.state.lock();
             match admission {
                 Admission::Wait(d) => {
                     st.delayed.push(Reverse((Instant::now() + d, key)));
                 }
                 Admission::Go => {
-                    let Some(q) = st.queues.get_mut(&key) else {
-                        st.indexed.remove(&key);
-                        continue;
-                    };
-                    let Some(item) = q.pop() else {
+                    let domain = key.1.clone();
+                    let Some(item) = st.queues.get_mut(&key).and_then(|q| q.pop()) else {
                         st.queues.remove(&key);
                         st.indexed.remove(&key);
+                        if let Some(site) = st.sites.get_mut(&key.1) {
+                            site.unstart(before);
+                        }
                         continue;
                     };
-                    if q.is_empty() {
+                    if st.queues.get(&key).is_none_or(|q| q.is_empty()) {
                         st.queues.remove(&key);
                         st.indexed.remove(&key);
                     } else {
@@ -142,7 +195,7 @@ impl Frontier for EmbeddedFrontier {
                     st.queued -= 1;
                     st.seq += 1;
                     let id = st.seq;
-                    st.leases.insert(id, item.job.clone());
+                    st.leases.insert(id, (item.job.clone(), domain));
                     return Ok(Pop::Leased(Lease { id, job: item.job }));
                 }
             }
@@ -152,30 +205,68 @@ impl Frontier for EmbeddedFrontier {
             return Ok(Pop::Idle);
         }
         let now = Instant::now();
-        let wait = st
-            .delayed
-            .peek()
-            .map(|Reverse((at, _))| at.saturating_duration_since(now))
+        let next = [
+            st.delayed.peek().map(|Reverse((at, _))| *at),
+            st.later.peek().map(|Reverse((at, _))| *at),
+        ];
+        let wait = next
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
             .unwrap_or(Duration::from_millis(1));
         Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
     }
 
-    async fn ack(&self, lease_id: u64, _status: Option<u16>) -> Result<(), StoreError> {
-        self.state.lock().leases.remove(&lease_id);
+    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
+        let ok = status.is_some_and(|s| !super::site::slows_down(s));
+        self.state.lock().end_lease(lease_id, ok);
         Ok(())
     }
 
-    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
+    async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        st.leases.remove(&lease_id);
-        Self::enqueue(&mut st, retry);
+        let now = Instant::now();
+        let Some((_, domain)) = st.leases.get(&lease_id) else {
+            return Ok(());
+        };
+        let domain = domain.clone();
+        st.end_lease(lease_id, false);
+        match when {
+            Requeue::Now => Self::enqueue(&mut st, retry),
+            Requeue::After(d) => {
+                st.seq += 1;
+                st.queued += 1;
+                let id = st.seq;
+                st.waiting.insert(id, retry);
+                st.later.push(Reverse((now + d, id)));
+            }
+            Requeue::PauseSite(asked) => {
+                let p = self.politeness;
+                st.sites
+                    .entry(domain)
+                    .or_default()
+                    .slow_down(&p, asked, now);
+                Self::enqueue(&mut st, retry);
+            }
+        }
         Ok(())
     }
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        if let Some(job) = st.leases.remove(&lease_id) {
+        if let Some(job) = st.end_lease(lease_id, false) {
             Self::enqueue(&mut st, job);
+        }
+        Ok(())
+    }
+
+    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError> {
+        let mut st = self.state.lock();
+        let site = st.sites.entry(domain.to_string()).or_default();
+        site.set_crawl_delay(delay);
+        if site.is_idle(Instant::now()) {
+            st.sites.remove(domain);
         }
         Ok(())
     }
@@ -275,7 +366,10 @@ mod tests {
             moderated: false,
             ..Default::default()
         };
-        EmbeddedFrontier::new(Arc::new(EmbeddedThrottle::new(settings)))
+        EmbeddedFrontier::new(
+            Arc::new(EmbeddedThrottle::new(settings)),
+            Politeness::default(),
+        )
     }
 
     async fn pop_url(f: &EmbeddedFrontier) -> String {
@@ -336,7 +430,9 @@ mod tests {
                 in_flight: 1
             }
         );
-        f.retry(lease.id, lease.job.clone()).await.expect("retry");
+        f.retry(lease.id, lease.job.clone(), Requeue::Now)
+            .await
+            .expect("retry");
         assert_eq!(
             f.counts().await.expect("counts"),
             Counts {

@@ -11,9 +11,11 @@
 pub mod domain;
 mod embedded;
 pub mod redis;
+pub mod site;
 
 pub use self::redis::{Monitor, RedisStore, MAX_SHARDS};
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
+pub use site::{Politeness, Requeue, SiteView};
 
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
@@ -65,8 +67,13 @@ pub trait Frontier: Send + Sync {
     /// result it delivered, `None` if it was dropped (robots, expiry, a
     /// plugin). Stats count it here.
     async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError>;
-    /// Finish the lease and queue `retry` in its place, as one step.
-    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError>;
+    /// Finish the lease and queue `retry` in its place, as one step; it is
+    /// fetched no sooner than `when` says (and a [`Requeue::PauseSite`]
+    /// pauses its whole domain).
+    async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError>;
+    /// The domain's robots.txt `Crawl-delay` (already capped): its fetches
+    /// are spaced at least this far apart, by every worker. `None` clears it.
+    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError>;
     /// Give a lease back now: its request is queued again as it was, for
     /// any worker (a clean stop, a result that cannot be delivered yet).
     async fn release(&self, lease_id: u64) -> Result<(), StoreError>;

@@ -10,4 +10,8 @@ local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
 counters(cref, 0, -1, status ~= '' and 1 or 0)
 redis.call('ZADD', ns .. ':crawls', now, cref)
+-- An answer that is not a slow-down ends the site's run of them.
+if status ~= '' and status ~= '429' and status ~= '503' then
+  redis.call('HDEL', ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1), 'k')
+end
 return {1, string.sub(qk, 1, string.find(qk, '|', 1, true) - 1)}

@@ -34,7 +34,52 @@ local function release(lease)
   redis.call('HDEL', ns .. ':leased', lease)
   redis.call('ZREM', ns .. ':leases', lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
+  -- Its site has one fetch fewer open (the field goes at 0, and with the
+  -- last field the key).
+  local ds = ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1)
+  if redis.call('HINCRBY', ds, 'fl', -1) <= 0 then redis.call('HDEL', ds, 'fl') end
   return qk, score, member, cref, id
+end
+-- A site's pace beyond the throttle, shared by every worker, in hash
+-- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs
+-- in a row, cd = robots.txt Crawl-delay (ms), fl = fetches open, last =
+-- the last fetch's start (ms; kept while cd is set). Returns the ms to
+-- wait (0 = go) and the crawl delay.
+local IN_FLIGHT_RECHECK = 100
+local SITE_TTL = 86400000
+local function site_wait(ds, now, max_fl)
+  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last')
+  local p = tonumber(st[1])
+  if p and p > now then return p - now, nil end
+  if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then return IN_FLIGHT_RECHECK, nil end
+  local cd = tonumber(st[2])
+  if cd then
+    local at = (tonumber(st[4]) or 0) + cd
+    if at > now then return at - now, cd end
+  end
+  return 0, cd
+end
+-- A fetch of the site starts.
+local function site_start(ds, now, cd)
+  redis.call('HINCRBY', ds, 'fl', 1)
+  if cd then redis.call('HSET', ds, 'last', now) end
+end
+-- The site asked to slow down: paused for `ms`, or (ms < 0) for
+-- first * 2^(k-1) up to max, k being the slow-downs in a row.
+local function site_pause(ds, now, ms, first, max)
+  local k = redis.call('HINCRBY', ds, 'k', 1)
+  if ms < 0 then ms = math.min(first * 2 ^ math.min(k - 1, 30), max) end
+  local untl = now + math.min(ms, max)
+  if untl > (tonumber(redis.call('HGET', ds, 'p')) or 0) then redis.call('HSET', ds, 'p', untl) end
+  redis.call('PEXPIRE', ds, math.max(SITE_TTL, untl - now))
+  return untl
+end
+-- Retries wait out their backoff in `later` (due time -> queue key,
+-- score and member); due ones join their queues.
+local function enqueue_later(cref, qk, priority, payload, due)
+  local id = redis.call('INCR', ns .. ':seq')
+  redis.call('HSET', ns .. ':cj:' .. cref, id, payload)
+  redis.call('ZADD', ns .. ':later', due, qk .. '\n' .. (-priority * 8589934592 + id) .. '\n' .. cref .. ':' .. id)
 end
 -- Mark a domain's queue ready. The first one of an empty frontier is
 -- published on `wake`: idle workers wait on that instead of polling.
@@ -42,6 +87,15 @@ local function make_ready(qk, now)
   local ready = ns .. ':ready'
   if redis.call('ZADD', ready, 'NX', now, qk) == 1 and redis.call('ZCARD', ready) == 1 then
     redis.call('PUBLISH', ns .. ':wake', '1')
+  end
+end
+local function promote_later(now)
+  local due = redis.call('ZRANGEBYSCORE', ns .. ':later', '-inf', now, 'LIMIT', 0, 100)
+  for _, e in ipairs(due) do
+    local qk, score, member = string.match(e, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+    make_ready(qk, now)
+    redis.call('ZREM', ns .. ':later', e)
   end
 end
 -- Put lease `lease` back in its queue, ready at `now`; false if it is gone.

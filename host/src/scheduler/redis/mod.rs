@@ -12,7 +12,7 @@
 //! roles' heartbeats, stats and replies), in `ingest.rs`, `control.rs`,
 //! `stats.rs` and `replies.rs` (the handle: `monitor.rs`).
 
-use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
+use super::{Candidate, Counts, Frontier, Lease, Politeness, Pop, Requeue, StoreError};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::request::{CrawlSpec, Job};
@@ -68,6 +68,7 @@ struct Scripts {
     count: Script,
     respec: Script,
     retry: Script,
+    crawl_delay: Script,
     reclaim: Script,
     release: Script,
     renew: Script,
@@ -109,6 +110,7 @@ pub struct RedisStore {
     throttle: crate::config::Throttle,
     lease_ms: u64,
     idle_ttl_ms: u64,
+    politeness: Politeness,
     /// `crawl.global_page_per_domain_limit` (0 = off), for seeds ingested.
     global_cap: u32,
     /// Crawl specs by cref (and shard, when there are several: each keeps
@@ -185,6 +187,7 @@ impl RedisStore {
                 count: script(include_str!("count.lua")),
                 respec: script(include_str!("respec.lua")),
                 retry: script(include_str!("retry.lua")),
+                crawl_delay: script(include_str!("crawl_delay.lua")),
                 reclaim: script(include_str!("reclaim.lua")),
                 release: script(include_str!("release.lua")),
                 renew: script(include_str!("renew.lua")),
@@ -194,6 +197,7 @@ impl RedisStore {
             },
             throttle: settings.throttle.clone(),
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
+            politeness: Politeness::of(&settings.crawl),
             idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
             global_cap: settings.crawl.global_page_per_domain_limit,
             specs: Mutex::new(HashMap::new()),
@@ -423,6 +427,7 @@ impl RedisStore {
             let out: Vec<String> = inv
                 .arg(self.lease_ms)
                 .arg(lease_token())
+                .arg(self.politeness.max_in_flight)
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -634,15 +639,22 @@ impl Frontier for RedisStore {
         Ok(())
     }
 
-    async fn retry(&self, lease_id: u64, retry: Job) -> Result<(), StoreError> {
+    async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError> {
         let (k, lease) = self.shards.of_lease(lease_id);
         let d = domain::of_url(&retry.url);
         if self.shards.of_domain(&d) != k {
-            // Another shard's domain: queued there first, then the lease
-            // is finished without a result (so nothing is lost between).
+            // Another shard's domain (a redirect hop, never delayed):
+            // queued there first, then the lease is finished without a
+            // result (so nothing is lost between).
             self.push(vec![retry]).await?;
             return self.ack(lease_id, None).await;
         }
+        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
+        let (after, pause) = match when {
+            Requeue::Now => (0, String::new()),
+            Requeue::After(d) => (ms(d), String::new()),
+            Requeue::PauseSite(asked) => (0, asked.map_or(-1, ms).to_string()),
+        };
         let payload = serde_json::to_string(&WireJob::of(&retry, &d)).unwrap_or_default();
         let mut con = self.con();
         let _: i64 = self
@@ -651,6 +663,23 @@ impl Frontier for RedisStore {
             .arg(Self::queue_key(&retry, &d))
             .arg(retry.priority)
             .arg(payload)
+            .arg(after)
+            .arg(pause)
+            .arg(ms(self.politeness.pause_first))
+            .arg(ms(self.politeness.max_pause))
+            .invoke_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError> {
+        let k = self.shards.of_domain(domain);
+        let mut con = self.con();
+        let _: i64 = self
+            .call(&self.scripts.crawl_delay, k)
+            .arg(domain)
+            .arg(delay.map_or(0, |d| d.as_millis() as u64))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

@@ -2,14 +2,15 @@
 -- round trip. ARGV: ns, hits, window_ms, moderated, throttle prefix,
 -- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
 -- counter here would hand out again, after a failover to a replica that
--- lags, ids that workers still hold from the old master).
+-- lags, ids that workers still hold from the old master), max_in_flight.
 -- Returns {lease, cref, payload, spec version} or {'', wait_ms} ('-1' =
 -- nothing queued).
 local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
 local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
-local lease_ms = tonumber(ARGV[7])
+local lease_ms, max_fl = tonumber(ARGV[7]), tonumber(ARGV[9])
 local ready = ns .. ':ready'
 local now = now_ms()
+promote_later(now)
 for _ = 1, 32 do
   local c = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
   if #c == 0 then break end
@@ -23,7 +24,10 @@ for _ = 1, 32 do
     -- Blacklisted: not fetched, queue kept; look again in a second.
     redis.call('ZADD', ready, now + 1000, qk)
   else
-    local wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split)
+    -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
+    local ds = ns .. ':ds:' .. domain
+    local wait, cd = site_wait(ds, now, max_fl)
+    if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split) end
     if wait > 0 then
       redis.call('ZADD', ready, now + wait, qk)
     else
@@ -36,6 +40,7 @@ for _ = 1, 32 do
       if payload then
         local lease = ARGV[8]
         redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
+        site_start(ds, now, cd)
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)
         redis.call('SADD', ns .. ':cf:' .. cref, id)

@@ -1,7 +1,21 @@
--- Replace a lease by a re-queued job. ARGV: ns, lease, qk, priority, payload.
+-- Replace a lease by a re-queued job. ARGV: ns, lease, qk, priority,
+-- payload, after_ms (its backoff: it waits in `later`), pause ('' = none;
+-- the site asked to slow down: pause its domain this many ms, or -1 for
+-- its growing pause), pause_first_ms, max_pause_ms.
 local qk, _, _, cref, id = release(ARGV[2])
 if not qk then return 0 end
+local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
-enqueue(cref, ARGV[3], tonumber(ARGV[4]), ARGV[5], now_ms())
+local after = tonumber(ARGV[6])
+if ARGV[7] ~= '' then
+  local dom = string.sub(ARGV[3], string.find(ARGV[3], '|', 1, true) + 1)
+  local untl = site_pause(ns .. ':ds:' .. dom, now, tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
+  after = math.max(after, untl - now)
+end
+if after > 0 then
+  enqueue_later(cref, ARGV[3], tonumber(ARGV[4]), ARGV[5], now + after)
+else
+  enqueue(cref, ARGV[3], tonumber(ARGV[4]), ARGV[5], now)
+end
 counters(cref, 1, -1, 0)
 return 1

@@ -35,6 +35,12 @@ pub(super) struct WireJob {
     rf: Option<String>,
     #[serde(default)]
     rc: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pz: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl WireJob {
@@ -54,6 +60,7 @@ impl WireJob {
             dm: domain.to_string(),
             rf: job.redirected_from.clone(),
             rc: job.redirects,
+            pz: job.pauses,
         }
     }
 
@@ -72,6 +79,7 @@ impl WireJob {
             dont_filter: self.f,
             redirected_from: self.rf,
             redirects: self.rc,
+            pauses: self.pz,
         }
     }
 }
