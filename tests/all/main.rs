@@ -10,6 +10,7 @@ mod harness;
 mod hostile;
 mod kafka;
 mod plugins;
+mod politeness;
 mod redis_cluster;
 mod rest;
 mod scale;

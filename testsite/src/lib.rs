@@ -48,6 +48,22 @@ pub struct Quirks {
     /// The last host's robots.txt is ~9 MB of rules that match nothing,
     /// then `Disallow: /p/` past the 500 KiB any crawler should read.
     pub huge_robots: bool,
+    /// The last host refuses its first page requests (429, 503).
+    pub refuse: Option<Refusal>,
+    /// The last host's robots.txt asks for this `Crawl-delay` (seconds).
+    pub crawl_delay: Option<u32>,
+    /// The last host's pages take this long instead of `page` (see also
+    /// [`Site::set_last_host_delay`]).
+    pub last_host_page: std::time::Duration,
+}
+
+/// The last host answers its first `times` page requests with `status`,
+/// and `Retry-After: <retry_after>` when set.
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub status: u16,
+    pub times: usize,
+    pub retry_after: Option<u32>,
 }
 
 /// A running site. Dropping it stops the servers.
@@ -95,6 +111,7 @@ impl Site {
         let pages: Arc<Vec<Bytes>> =
             Arc::new((0..spec.pages).map(|i| graph.render(i, &addrs)).collect());
         let log = Arc::new(server::Log::default());
+        log.set_last_host_delay(quirks.last_host_page);
         let servers = listeners
             .into_iter()
             .enumerate()
@@ -166,6 +183,16 @@ impl Site {
             .filter(|t| !matches!(t, Target::Private(_)))
             .map(|t| t.url(&self.addrs, hosts))
             .collect()
+    }
+
+    /// From now on the last host's pages take `delay`.
+    pub fn set_last_host_delay(&self, delay: std::time::Duration) {
+        self.log.set_last_host_delay(delay);
+    }
+
+    /// The most requests host `host` has had open at once.
+    pub fn max_open(&self, host: usize) -> usize {
+        self.log.max_open(host)
     }
 
     /// Every request the site has served, in order.

@@ -3,9 +3,11 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Request, Response, StatusCode};
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One request the site served.
 #[derive(Debug, Clone)]
@@ -21,9 +23,39 @@ pub struct Hit {
 #[derive(Default)]
 pub struct Log {
     hits: Mutex<Vec<Hit>>,
+    /// Page requests the last host has refused (`Quirks::refuse`).
+    refused: AtomicUsize,
+    /// Per host: requests open now, and the most at once.
+    open: Mutex<HashMap<usize, (usize, usize)>>,
+    /// How long the last host's pages take, in µs.
+    last_host_delay_us: AtomicU64,
 }
 
 impl Log {
+    pub fn set_last_host_delay(&self, d: Duration) {
+        self.last_host_delay_us
+            .store(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn last_host_delay(&self) -> Duration {
+        Duration::from_micros(self.last_host_delay_us.load(Ordering::Relaxed))
+    }
+
+    pub fn max_open(&self, host: usize) -> usize {
+        self.open
+            .lock()
+            .map(|o| o.get(&host).map_or(0, |c| c.1))
+            .unwrap_or(0)
+    }
+
+    fn opened(&self, host: usize, by: isize) {
+        if let Ok(mut o) = self.open.lock() {
+            let c = o.entry(host).or_default();
+            c.0 = c.0.saturating_add_signed(by);
+            c.1 = c.1.max(c.0);
+        }
+    }
+
     pub fn hits(&self) -> Vec<Hit> {
         self.hits.lock().map(|h| h.clone()).unwrap_or_default()
     }
@@ -60,14 +92,31 @@ pub async fn serve(
                 } else if robots && quirks.huge_robots && host + 1 == hosts {
                     log.push(hit(&req, host));
                     text(StatusCode::OK, "text/plain", huge_robots())
+                } else if let Some(r) = refusal(&quirks, &log, robots, host + 1 == hosts) {
+                    log.push(hit(&req, host));
+                    r
+                } else if robots && host + 1 == hosts && quirks.crawl_delay.is_some() {
+                    log.push(hit(&req, host));
+                    let delay = quirks.crawl_delay.unwrap_or_default();
+                    let txt = format!("User-agent: *\nCrawl-delay: {delay}\nDisallow: /private/\n");
+                    text(StatusCode::OK, "text/plain", txt)
                 } else {
                     respond(&req, host, hosts, &pages, &log)
                 };
-                let slow = if robots { quirks.robots } else { quirks.page };
+                let slow = if robots {
+                    quirks.robots
+                } else if host + 1 == hosts && !log.last_host_delay().is_zero() {
+                    log.last_host_delay()
+                } else {
+                    quirks.page
+                };
+                log.opened(host, 1);
+                let log = log.clone();
                 async move {
                     if !slow.is_zero() {
                         tokio::time::sleep(slow).await;
                     }
+                    log.opened(host, -1);
                     Ok::<_, Infallible>(resp)
                 }
             });
@@ -77,6 +126,28 @@ pub async fn serve(
                 .await;
         });
     }
+}
+
+/// The last host's refusal of a page request, while `Quirks::refuse` has
+/// some left.
+fn refusal(
+    quirks: &crate::Quirks,
+    log: &Log,
+    robots: bool,
+    last: bool,
+) -> Option<Response<Full<Bytes>>> {
+    let r = quirks.refuse.filter(|_| last && !robots)?;
+    if log.refused.fetch_add(1, Ordering::Relaxed) >= r.times {
+        return None;
+    }
+    let mut b = Response::builder().status(r.status);
+    if let Some(secs) = r.retry_after {
+        b = b.header("retry-after", secs.to_string());
+    }
+    Some(
+        b.body(Full::new(Bytes::from_static(b"slow down")))
+            .unwrap_or_default(),
+    )
 }
 
 fn respond(

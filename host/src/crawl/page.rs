@@ -139,6 +139,16 @@ impl Engine {
                 // robots.txt took this request's throttle slot.
                 return Err(Outcome::Again(Box::new(job.clone())));
             }
+            if verdict.waited
+                && robots
+                    .rules(&url)
+                    .is_some_and(|r| r.crawl_delay().is_some())
+            {
+                // Leased before the site's Crawl-delay was known: back to
+                // the queue, to be spaced like the rest.
+                self.refund_slot(&job.spiderid, &url).await;
+                return Err(Outcome::Again(Box::new(job.clone())));
+            }
         }
         Ok(())
     }

@@ -76,6 +76,9 @@ pub struct Verdict {
     /// This call fetched the robots.txt (and so spent the request's
     /// throttle slot on it).
     pub fetched: bool,
+    /// This call waited for another's fetch of it: the rules (a
+    /// `Crawl-delay`) were not known when the request was leased.
+    pub waited: bool,
 }
 
 /// robots.txt per origin, fetched once even when many workers ask at once.
@@ -126,6 +129,7 @@ impl RobotsCache {
     pub async fn allowed(&self, url: &Url) -> Verdict {
         let origin = url.origin().ascii_serialization();
         let slot = self.slot(&origin);
+        let known = slot.initialized();
         let mut fetched = false;
         let (_, robots) = slot
             .get_or_init(|| async {
@@ -136,6 +140,7 @@ impl RobotsCache {
         Verdict {
             allowed: robots.allowed(url),
             fetched,
+            waited: !known && !fetched,
         }
     }
 

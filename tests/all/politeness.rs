@@ -1,0 +1,231 @@
+//! Sites set the pace (contract §3): a 429 or 503 pauses its domain for
+//! every worker, robots.txt `Crawl-delay` spaces a domain's fetches, and no
+//! more than `crawl.max_in_flight` fetches of a domain are open at once.
+//! Real worker processes on a real Redis, timed by the site's own log.
+
+use crate::cluster::Cluster;
+use crate::harness::{Quirks, RedisServer, Scratch, Site, SiteSpec};
+use anyhow::Result;
+use serde_json::json;
+use spinneret_testsite::{Hit, Refusal};
+use std::time::{Duration, Instant};
+
+/// The slow or refusing host: the site's last one.
+const LAST: usize = 2;
+
+fn spec(pages: usize, seed: u64) -> SiteSpec {
+    SiteSpec {
+        pages,
+        hosts: 3,
+        seed,
+    }
+}
+
+/// `workers` workers on a private Redis crawling the whole site (robots.txt
+/// obeyed) with `config`; returns once every expected page is delivered.
+async fn crawl(
+    site: &Site,
+    workers: usize,
+    config: &str,
+    within: Duration,
+) -> Result<(RedisServer, Cluster)> {
+    let redis = RedisServer::start().await?;
+    let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
+    let mut cluster = Cluster::new(&redis, &config)?;
+    for _ in 0..workers {
+        cluster.start_worker()?;
+    }
+    let request =
+        json!({"url": site.seed_url(), "appid": "polite", "crawlid": "c", "maxdepth": 100});
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    let expected = site.expected(0, None);
+    let results = cluster.until_all_of(&expected, within).await?;
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| r["status_code"] != 200 && r["status_code"] != 404)
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "pages that did not come back well: {failed:?}"
+    );
+    Ok((redis, cluster))
+}
+
+/// The page requests (robots.txt aside) host `host` served, in order.
+fn page_hits(site: &Site, host: usize) -> Vec<Hit> {
+    site.hits()
+        .into_iter()
+        .filter(|h| h.host == host && h.path != "/robots.txt")
+        .collect()
+}
+
+fn gaps(hits: &[Hit]) -> Vec<Duration> {
+    hits.windows(2).map(|w| w[1].at - w[0].at).collect()
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()> {
+    let site = Site::start_with(
+        spec(60, 31),
+        Quirks {
+            refuse: Some(Refusal {
+                status: 429,
+                times: 1,
+                retry_after: Some(3),
+            }),
+            // Slow enough that the other hosts are still being crawled.
+            page: Duration::from_millis(30),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let config = "[throttle]\nhits = 10\nwindow = 1\nmoderated = true\n";
+    let _cluster = crawl(&site, 3, config, Duration::from_secs(60)).await?;
+    let last = page_hits(&site, LAST);
+    let refused = last[0].at;
+    let next = last[1].at - refused;
+    assert!(
+        next >= Duration::from_millis(2900),
+        "the host was asked again {next:?} after its 429 with Retry-After: 3"
+    );
+    let others = site
+        .hits()
+        .iter()
+        .filter(|h| h.host != LAST && h.at > refused && h.at < refused + Duration::from_secs(3))
+        .count();
+    assert!(others > 0, "other hosts were not fetched during the pause");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_503_without_retry_after_pauses_longer_each_time() -> Result<()> {
+    let site = Site::start_with(
+        spec(30, 32),
+        Quirks {
+            refuse: Some(Refusal {
+                status: 503,
+                times: 3,
+                retry_after: None,
+            }),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    // One fetch of the host at a time, so each 503 is answered alone.
+    let config = "max_in_flight = 1\npause_first = 0.5\n[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+    let _cluster = crawl(&site, 2, config, Duration::from_secs(60)).await?;
+    let g = gaps(&page_hits(&site, LAST)[..4]);
+    for (gap, least) in g.iter().zip([500u64, 1000, 2000]) {
+        assert!(
+            *gap >= Duration::from_millis(least - 50),
+            "pauses after 1, 2, 3 503s in a row: {g:?}"
+        );
+    }
+    assert!(g[0] < g[1] && g[1] < g[2], "the pauses grow: {g:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn crawl_delay_spaces_a_hosts_fetches_across_three_workers() -> Result<()> {
+    let site = Site::start_with(
+        spec(15, 33),
+        Quirks {
+            crawl_delay: Some(1),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let config = "[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+    let started = Instant::now();
+    let _cluster = crawl(&site, 3, config, Duration::from_secs(60)).await?;
+    let last = page_hits(&site, LAST);
+    assert!(last.len() >= 4, "{} fetches of the host", last.len());
+    let g = gaps(&last);
+    assert!(
+        g.iter().all(|d| *d >= Duration::from_millis(950)),
+        "Crawl-delay: 1, yet fetches {g:?} apart"
+    );
+    // The other hosts ran at the throttle's pace meanwhile.
+    let first = page_hits(&site, 0);
+    assert!(
+        gaps(&first).iter().any(|d| *d < Duration::from_millis(500)),
+        "host 0 was slowed too"
+    );
+    assert!(started.elapsed() >= Duration::from_secs(last.len() as u64 - 1));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_slow_host_never_has_more_than_max_in_flight_requests_open() -> Result<()> {
+    let site = Site::start_with(
+        spec(18, 34),
+        Quirks {
+            last_host_page: Duration::from_secs(2),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let config = "max_in_flight = 2\nconcurrency = 16\ndownload_timeout = 5\n[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+    let _cluster = crawl(&site, 3, config, Duration::from_secs(90)).await?;
+    let open = site.max_open(LAST);
+    assert_eq!(
+        open, 2,
+        "the slow host had up to {open} requests open (max_in_flight = 2)"
+    );
+    Ok(())
+}
+
+/// The embedded frontier keeps the same pace: one `spinneret run`.
+async fn crawl_embedded(site: &Site, config: &str) -> Result<()> {
+    let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let run = scratch.crawl("link", site, 100, &[]).await?;
+    let mut got = run.urls();
+    got.sort();
+    let expected: Vec<String> = site.expected(0, None).into_iter().collect();
+    assert_eq!(got, expected, "{}", run.stderr);
+    Ok(())
+}
+
+#[tokio::test]
+async fn embedded_a_429_pauses_its_host_and_crawl_delay_spaces_it() -> Result<()> {
+    let site = Site::start_with(
+        spec(12, 35),
+        Quirks {
+            refuse: Some(Refusal {
+                status: 429,
+                times: 1,
+                retry_after: Some(2),
+            }),
+            crawl_delay: Some(1),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let config = "concurrency = 16\n[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+    crawl_embedded(&site, config).await?;
+    let g = gaps(&page_hits(&site, LAST));
+    assert!(g.len() >= 3, "{g:?}");
+    assert!(g[0] >= Duration::from_millis(1950), "after the 429: {g:?}");
+    assert!(
+        g.iter().all(|d| *d >= Duration::from_millis(950)),
+        "Crawl-delay: 1, yet fetches {g:?} apart"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn embedded_a_slow_host_never_has_more_than_max_in_flight_requests_open() -> Result<()> {
+    let site = Site::start_with(
+        spec(15, 36),
+        Quirks {
+            last_host_page: Duration::from_secs(1),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let config = "max_in_flight = 2\nconcurrency = 16\n[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+    crawl_embedded(&site, config).await?;
+    assert_eq!(site.max_open(LAST), 2);
+    Ok(())
+}
