@@ -229,3 +229,64 @@ async fn embedded_a_slow_host_never_has_more_than_max_in_flight_requests_open() 
     assert_eq!(site.max_open(LAST), 2);
     Ok(())
 }
+
+fn median(mut d: Vec<Duration>) -> Duration {
+    d.sort();
+    d.get(d.len() / 2).copied().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<()> {
+    let site = Site::start_with(
+        spec(30, 37),
+        Quirks {
+            last_host_page: Duration::from_millis(10),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let redis = RedisServer::start().await?;
+    let config =
+        "[crawl]\nadaptive_throttle = true\n[throttle]\nhits = 100\nwindow = 1\nmoderated = true\n";
+    let mut cluster = Cluster::new(&redis, config)?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    // A page of the slow host linking to 2,000 of its own paths (most
+    // 404, all as slow), 150 of which the crawl may fetch.
+    let seed = format!("http://{}/hostile/links2k.html", site.addrs()[LAST]);
+    let request = json!({"url": seed, "appid": "polite", "crawlid": "adaptive", "maxdepth": 1, "domain_max_pages": 150});
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    let hits_past = |n: usize, within: u64| {
+        let site = &site;
+        crate::harness::eventually(
+            Duration::from_secs(within),
+            "fetches of the slow host",
+            move || {
+                let h = page_hits(site, LAST);
+                (h.len() >= n).then_some(h.len())
+            },
+        )
+    };
+    let before = hits_past(20, 30).await?;
+    site.set_last_host_delay(Duration::from_millis(500));
+    let jump = hits_past(before + 20, 60).await?;
+    site.set_last_host_delay(Duration::from_millis(10));
+    let back = hits_past(jump + 25, 60).await?;
+    let g = gaps(&page_hits(&site, LAST)[..back]);
+    let fast = median(g[5..before - 1].to_vec());
+    // The fetches already open when the site slowed down (8) report its
+    // new latency half a second later: the last 8 gaps of the slow phase.
+    let slow = median(g[jump - 9..jump - 1].to_vec());
+    let recovered = median(g[back - 11..].to_vec());
+    // Without it, 8 fetches open at 500 ms each would come ~60 ms apart.
+    assert!(
+        slow >= Duration::from_millis(250),
+        "at 500 ms per page, fetches {slow:?} apart (before: {fast:?})"
+    );
+    assert!(
+        recovered < slow / 3,
+        "back at 10 ms per page, fetches {recovered:?} apart (slow: {slow:?})"
+    );
+    assert!(fast < slow / 3, "{fast:?} then {slow:?}");
+    Ok(())
+}

@@ -16,7 +16,7 @@ use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
 use crate::request::Job;
-use crate::scheduler::{domain, site, Lease, Requeue, StoreError};
+use crate::scheduler::{domain, site, Lease, Requeue, Sample, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,8 +28,13 @@ pub(crate) enum Outcome {
     /// Empty: the page was handled and gave no item.
     Deliver(Vec<CrawlResult>),
     /// Queue the request again in the lease's place after `after`
-    /// (network trouble, a retryable status, a middleware's wish).
-    Retry { job: Box<Job>, after: Duration },
+    /// (network trouble, a retryable status, a middleware's wish); how
+    /// long the failed fetch took, when there was one.
+    Retry {
+        job: Box<Job>,
+        after: Duration,
+        took: Option<Duration>,
+    },
     /// The site answered 429 or 503: its domain pauses (for `asked`, its
     /// `Retry-After`, else its growing pause) and the request is queued
     /// again in the lease's place.
@@ -228,7 +233,9 @@ impl Engine {
             redirects: job.redirects as usize,
             truncate_at: None,
         };
+        let started = Instant::now();
         let fetched = self.fetcher.fetch(&out).await;
+        let took = started.elapsed();
         if let Ok(f) = &fetched {
             if site::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
                 let asked = f
@@ -250,7 +257,7 @@ impl Engine {
         };
         if let Some(reason) = retry_reason {
             if job.retries < self.settings.crawl.retries {
-                return Err(self.retry(job, &reason));
+                return Err(self.retry(job, &reason, Some(took)));
             }
         }
         let mut fetched = match fetched {
@@ -279,7 +286,7 @@ impl Engine {
         }
     }
 
-    fn retry(&self, job: &Job, reason: &str) -> Outcome {
+    fn retry(&self, job: &Job, reason: &str, took: Option<Duration>) -> Outcome {
         tracing::debug!(url = %redact(&job.url), attempt = job.retries + 1, %reason, "retrying");
         let mut again = job.clone();
         again.retries += 1;
@@ -287,6 +294,7 @@ impl Engine {
         Outcome::Retry {
             job: Box::new(again),
             after: self.retry_backoff(job.retries),
+            took,
         }
     }
 
@@ -308,7 +316,8 @@ impl Engine {
             match blocking(move || mw.process_response(p)).await {
                 Ok(ResponseAction::Proceed) => {}
                 Ok(ResponseAction::Retry(reason)) if job.retries < self.settings.crawl.retries => {
-                    return Err(self.retry(job, &format!("middleware {name}: {reason}")));
+                    let why = format!("middleware {name}: {reason}");
+                    return Err(self.retry(job, &why, Some(page.fetched.elapsed)));
                 }
                 Ok(ResponseAction::Retry(_)) => {}
                 Ok(ResponseAction::Drop(reason)) => {
@@ -405,6 +414,10 @@ impl Engine {
         tracing::debug!(url = %redact(&lease.job.url), from = %lease.job.redirected_from.as_deref().map(redact).unwrap_or_default(), lease = id, outcome = outcome.kind(), "settling");
         match outcome {
             Outcome::Deliver(results) => {
+                let sample = results
+                    .iter()
+                    .find_map(|r| r.fetched.as_ref())
+                    .and_then(|f| self.sample(f.elapsed, f.status >= 500));
                 let mut status = None;
                 for mut r in results {
                     r.redact_credentials =
@@ -425,12 +438,15 @@ impl Engine {
                         }
                     }
                 }
-                self.frontier.ack(id, status).await
+                self.frontier.ack(id, status, sample).await
             }
             // The lease is finished at once: the wait is the frontier's.
-            Outcome::Retry { job, after } => {
+            Outcome::Retry { job, after, took } => {
                 self.stats.retries.fetch_add(1, Relaxed);
-                self.frontier.retry(id, *job, Requeue::After(after)).await
+                let sample = took.and_then(|t| self.sample(t, true));
+                self.frontier
+                    .retry(id, *job, Requeue::After(after, sample))
+                    .await
             }
             Outcome::SlowDown { job, asked } => {
                 self.stats.paused.fetch_add(1, Relaxed);
@@ -450,9 +466,17 @@ impl Engine {
                     Dropped::Middleware => &self.stats.dropped,
                 };
                 counter.fetch_add(1, Relaxed);
-                self.frontier.ack(id, None).await
+                self.frontier.ack(id, None, None).await
             }
         }
+    }
+
+    /// A fetch's sample for the adaptive throttle, when that is on.
+    fn sample(&self, latency: Duration, failed: bool) -> Option<Sample> {
+        self.settings
+            .crawl
+            .adaptive_throttle
+            .then_some(Sample { latency, failed })
     }
 
     /// Hand one result to the sink; a passing failure (a full disk) is

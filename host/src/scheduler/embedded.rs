@@ -1,6 +1,6 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
-use super::site::{Politeness, Requeue, Site};
+use super::site::{Politeness, Requeue, Sample, Site};
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::domain;
@@ -63,10 +63,18 @@ struct State {
 
 impl State {
     /// The lease is over: its domain has one fetch fewer open.
-    fn end_lease(&mut self, lease_id: u64, ok: bool) -> Option<Job> {
+    fn end_lease(
+        &mut self,
+        lease_id: u64,
+        ok: bool,
+        sample: Option<(Sample, Duration)>,
+    ) -> Option<Job> {
         let (job, domain) = self.leases.remove(&lease_id)?;
         if let Some(site) = self.sites.get_mut(&domain) {
             site.finish(ok);
+            if let Some((s, max)) = sample {
+                site.observe(s, max);
+            }
             if site.is_idle(Instant::now()) {
                 self.sites.remove(&domain);
             }
@@ -218,9 +226,15 @@ impl Frontier for EmbeddedFrontier {
         Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
     }
 
-    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
+    async fn ack(
+        &self,
+        lease_id: u64,
+        status: Option<u16>,
+        sample: Option<Sample>,
+    ) -> Result<(), StoreError> {
         let ok = status.is_some_and(|s| !super::site::slows_down(s));
-        self.state.lock().end_lease(lease_id, ok);
+        let sample = sample.map(|s| (s, self.politeness.max_crawl_delay));
+        self.state.lock().end_lease(lease_id, ok, sample);
         Ok(())
     }
 
@@ -231,10 +245,14 @@ impl Frontier for EmbeddedFrontier {
             return Ok(());
         };
         let domain = domain.clone();
-        st.end_lease(lease_id, false);
+        let sample = match when {
+            Requeue::After(_, Some(s)) => Some((s, self.politeness.max_crawl_delay)),
+            _ => None,
+        };
+        st.end_lease(lease_id, false, sample);
         match when {
             Requeue::Now => Self::enqueue(&mut st, retry),
-            Requeue::After(d) => {
+            Requeue::After(d, _) => {
                 st.seq += 1;
                 st.queued += 1;
                 let id = st.seq;
@@ -255,7 +273,7 @@ impl Frontier for EmbeddedFrontier {
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        if let Some(job) = st.end_lease(lease_id, false) {
+        if let Some(job) = st.end_lease(lease_id, false, None) {
             Self::enqueue(&mut st, job);
         }
         Ok(())

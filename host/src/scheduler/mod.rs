@@ -15,7 +15,7 @@ pub mod site;
 
 pub use self::redis::{Monitor, RedisStore, MAX_SHARDS};
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
-pub use site::{Politeness, Requeue, SiteView};
+pub use site::{Politeness, Requeue, Sample, SiteView};
 
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
@@ -65,8 +65,14 @@ pub trait Frontier: Send + Sync {
     async fn pop(&self) -> Result<Pop, StoreError>;
     /// The leased request is finished: `status` is the status code of the
     /// result it delivered, `None` if it was dropped (robots, expiry, a
-    /// plugin). Stats count it here.
-    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError>;
+    /// plugin). Stats count it here. `sample`: how its fetch went, for the
+    /// adaptive throttle (given only when that is on).
+    async fn ack(
+        &self,
+        lease_id: u64,
+        status: Option<u16>,
+        sample: Option<Sample>,
+    ) -> Result<(), StoreError>;
     /// Finish the lease and queue `retry` in its place, as one step; it is
     /// fetched no sooner than `when` says (and a [`Requeue::PauseSite`]
     /// pauses its whole domain).

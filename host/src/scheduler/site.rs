@@ -13,12 +13,35 @@ use tokio::time::Instant;
 pub enum Requeue {
     /// At once (a redirect hop; robots.txt took its throttle slot).
     Now,
-    /// After a backoff of its own (a retry); other requests go on meanwhile.
-    After(Duration),
+    /// After a backoff of its own (a retry); other requests go on
+    /// meanwhile. The failed fetch's [`Sample`], for the adaptive throttle.
+    After(Duration, Option<Sample>),
     /// Its site asked us to slow down (429, 503): the whole domain pauses
     /// for every worker, for the site's `Retry-After` (capped by
     /// `crawl.max_pause`) or, without one, for the domain's growing pause.
     PauseSite(Option<Duration>),
+}
+
+/// How one fetch of a site went, for the adaptive throttle
+/// (`crawl.adaptive_throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sample {
+    pub latency: Duration,
+    /// A network error, a timeout or a 5xx.
+    pub failed: bool,
+}
+
+/// The adaptive throttle's next spacing for a site after `s`: halfway
+/// from the last spacing to the latency on a success (so a site is asked
+/// about once per response time: one fetch open at a time); doubled (at
+/// least the latency) on a failure; at most `max`.
+pub fn adapt(last: Option<Duration>, s: Sample, max: Duration) -> Duration {
+    let next = match last {
+        None => s.latency,
+        Some(last) if s.failed => (last * 2).max(s.latency),
+        Some(last) => (last + s.latency) / 2,
+    };
+    next.min(max)
 }
 
 /// The settings a frontier paces sites by.
@@ -28,6 +51,7 @@ pub struct Politeness {
     pub max_in_flight: u32,
     pub pause_first: Duration,
     pub max_pause: Duration,
+    /// Also the longest spacing the adaptive throttle sets.
     pub max_crawl_delay: Duration,
 }
 
@@ -91,6 +115,8 @@ pub struct Site {
     paused_until: Option<Instant>,
     strikes: u32,
     crawl_delay: Option<Duration>,
+    /// The adaptive throttle's spacing.
+    adaptive: Option<Duration>,
     in_flight: u32,
     last: Option<Instant>,
 }
@@ -104,15 +130,20 @@ impl Site {
         if p.max_in_flight > 0 && self.in_flight >= p.max_in_flight {
             return Some(IN_FLIGHT_RECHECK);
         }
-        let next = self.last? + self.crawl_delay?;
+        let next = self.last? + self.spacing()?;
         (next > now).then(|| next - now)
+    }
+
+    /// The least time between two fetches' starts, beyond the throttle.
+    fn spacing(&self) -> Option<Duration> {
+        self.crawl_delay.max(self.adaptive)
     }
 
     /// A fetch starts; returns what [`Site::unstart`] needs to undo it.
     pub fn start(&mut self, now: Instant) -> Option<Instant> {
         self.in_flight += 1;
         let before = self.last;
-        if self.crawl_delay.is_some() {
+        if self.spacing().is_some() {
             self.last = Some(now);
         }
         before
@@ -141,6 +172,11 @@ impl Site {
         self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
     }
 
+    /// A fetch's outcome, when the adaptive throttle is on.
+    pub fn observe(&mut self, s: Sample, max: Duration) {
+        self.adaptive = Some(adapt(self.adaptive, s, max));
+    }
+
     pub fn set_crawl_delay(&mut self, delay: Option<Duration>) {
         self.crawl_delay = delay.filter(|d| !d.is_zero());
     }
@@ -150,6 +186,7 @@ impl Site {
         self.in_flight == 0
             && self.strikes == 0
             && self.crawl_delay.is_none()
+            && self.adaptive.is_none()
             && self.paused_until.is_none_or(|u| u <= now)
     }
 
@@ -158,6 +195,7 @@ impl Site {
         SiteView {
             paused_for: self.paused_until.filter(|u| *u > now).map(|u| u - now),
             crawl_delay: self.crawl_delay,
+            adaptive: self.adaptive,
             in_flight: self.in_flight,
         }
     }
@@ -168,6 +206,7 @@ impl Site {
 pub struct SiteView {
     pub paused_for: Option<Duration>,
     pub crawl_delay: Option<Duration>,
+    pub adaptive: Option<Duration>,
     pub in_flight: u32,
 }
 
@@ -189,6 +228,32 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(p.pause(u32::MAX), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn the_adaptive_spacing_follows_latency_and_backs_off_on_failures() {
+        let ms = Duration::from_millis;
+        let max = Duration::from_secs(30);
+        let ok = |l| Sample {
+            latency: ms(l),
+            failed: false,
+        };
+        let mut d = adapt(None, ok(10), max);
+        assert_eq!(d, ms(10));
+        for _ in 0..8 {
+            d = adapt(Some(d), ok(500), max);
+        }
+        assert!(d > ms(480) && d <= ms(500), "{d:?}");
+        let failed = Sample {
+            latency: ms(100),
+            failed: true,
+        };
+        assert_eq!(adapt(Some(d), failed, max), d * 2);
+        assert_eq!(adapt(Some(ms(20_000)), failed, max), max);
+        for _ in 0..10 {
+            d = adapt(Some(d), ok(10), max);
+        }
+        assert!(d < ms(11), "recovers: {d:?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 -- Finish a lease and count it in its crawl. ARGV: ns, lease, status ('' =
--- no result was delivered). Returns {0, ''} if the lease had already
+-- no result was delivered), then for the adaptive throttle (or '') the
+-- fetch's latency_ms, failed ('1'/'0') and the longest spacing. Returns {0, ''} if the lease had already
 -- expired and been reclaimed (another worker may crawl it again), else
 -- {1, spider}: the worker adds the status to its stats tally, which
 -- count.lua writes once a second for all its pages.
@@ -12,6 +13,7 @@ counters(cref, 0, -1, status ~= '' and 1 or 0)
 redis.call('ZADD', ns .. ':crawls', now, cref)
 -- An answer that is not a slow-down ends the site's run of them.
 if status ~= '' and status ~= '429' and status ~= '503' then
-  redis.call('HDEL', ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1), 'k')
+  redis.call('HDEL', ns .. ':ds:' .. domain_of(qk), 'k')
 end
+if ARGV[4] ~= '' then site_adapt(domain_of(qk), tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])) end
 return {1, string.sub(qk, 1, string.find(qk, '|', 1, true) - 1)}

@@ -42,27 +42,49 @@ local function release(lease)
 end
 -- A site's pace beyond the throttle, shared by every worker, in hash
 -- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs
--- in a row, cd = robots.txt Crawl-delay (ms), fl = fetches open, last =
--- the last fetch's start (ms; kept while cd is set). Returns the ms to
--- wait (0 = go) and the crawl delay.
+-- in a row, cd = robots.txt Crawl-delay (ms), ad = the adaptive
+-- throttle's spacing (ms), fl = fetches open, last = the last fetch's
+-- start (ms; kept while cd or ad is set). Returns the ms to wait (0 = go)
+-- and the spacing (the larger of cd and ad; nil if neither).
 local IN_FLIGHT_RECHECK = 100
 local SITE_TTL = 86400000
 local function site_wait(ds, now, max_fl)
-  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last')
+  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad')
   local p = tonumber(st[1])
   if p and p > now then return p - now, nil end
   if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then return IN_FLIGHT_RECHECK, nil end
-  local cd = tonumber(st[2])
-  if cd then
-    local at = (tonumber(st[4]) or 0) + cd
-    if at > now then return at - now, cd end
+  local cd, ad = tonumber(st[2]), tonumber(st[5])
+  local gap = (cd or ad) and math.max(cd or 0, ad or 0) or nil
+  if gap then
+    local at = (tonumber(st[4]) or 0) + gap
+    if at > now then return at - now, gap end
   end
-  return 0, cd
+  return 0, gap
 end
 -- A fetch of the site starts.
-local function site_start(ds, now, cd)
+local function site_start(ds, now, gap)
   redis.call('HINCRBY', ds, 'fl', 1)
-  if cd then redis.call('HSET', ds, 'last', now) end
+  if gap then redis.call('HSET', ds, 'last', now) end
+end
+-- The adaptive throttle: the site's spacing `ad` after a fetch that took
+-- `latency` ms: halfway to it on a success, doubled (at least it) on a
+-- failure, at most `max`. The `adaptive` index (domain -> spacing) is what
+-- /metrics shows.
+local function site_adapt(domain, latency, failed, max)
+  local ds = ns .. ':ds:' .. domain
+  local last = tonumber(redis.call('HGET', ds, 'ad'))
+  local nxt = latency
+  if last and failed then nxt = math.max(last * 2, latency)
+  elseif last then nxt = (last + latency) / 2 end
+  nxt = math.floor(math.min(nxt, max))
+  redis.call('HSET', ds, 'ad', nxt)
+  redis.call('PEXPIRE', ds, SITE_TTL)
+  local index = ns .. ':adaptive'
+  redis.call('ZADD', index, nxt, domain)
+  if redis.call('ZCARD', index) > 1000 then redis.call('ZPOPMIN', index) end
+end
+local function domain_of(qk)
+  return string.sub(qk, string.find(qk, '|', 1, true) + 1)
 end
 -- The site asked to slow down: paused for `ms`, or (ms < 0) for
 -- first * 2^(k-1) up to max, k being the slow-downs in a row.
@@ -70,7 +92,12 @@ local function site_pause(ds, now, ms, first, max)
   local k = redis.call('HINCRBY', ds, 'k', 1)
   if ms < 0 then ms = math.min(first * 2 ^ math.min(k - 1, 30), max) end
   local untl = now + math.min(ms, max)
-  if untl > (tonumber(redis.call('HGET', ds, 'p')) or 0) then redis.call('HSET', ds, 'p', untl) end
+  if untl > (tonumber(redis.call('HGET', ds, 'p')) or 0) then
+    redis.call('HSET', ds, 'p', untl)
+    -- Paused domains by end (for /metrics).
+    redis.call('ZREMRANGEBYSCORE', ns .. ':paused', '-inf', now)
+    redis.call('ZADD', ns .. ':paused', untl, string.sub(ds, #ns + 5))
+  end
   redis.call('PEXPIRE', ds, math.max(SITE_TTL, untl - now))
   return untl
 end

@@ -12,7 +12,7 @@
 //! roles' heartbeats, stats and replies), in `ingest.rs`, `control.rs`,
 //! `stats.rs` and `replies.rs` (the handle: `monitor.rs`).
 
-use super::{Candidate, Counts, Frontier, Lease, Politeness, Pop, Requeue, StoreError};
+use super::{Candidate, Counts, Frontier, Lease, Politeness, Pop, Requeue, Sample, StoreError};
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::request::{CrawlSpec, Job};
@@ -82,6 +82,11 @@ fn unix_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds, for a script argument.
+fn ms(d: Duration) -> i64 {
+    d.as_millis().min(i64::MAX as u128) as i64
 }
 
 fn unix_now() -> i64 {
@@ -411,6 +416,15 @@ impl RedisStore {
         inv
     }
 
+    /// A fetch's sample as script arguments: latency in ms and failed
+    /// ("1"/"0"), or two empty strings without one.
+    fn sample_args(&self, sample: Option<Sample>) -> (String, &'static str) {
+        match sample {
+            Some(s) => (ms(s.latency).to_string(), if s.failed { "1" } else { "0" }),
+            None => (String::new(), ""),
+        }
+    }
+
     fn throttle_prefix(&self) -> String {
         if self.throttle.split_by_egress {
             format!("{}|", self.throttle.egress_id)
@@ -438,13 +452,13 @@ impl RedisStore {
                         Ok(w) => w,
                         Err(e) => {
                             tracing::error!(error = %e, "dropping a corrupt queued request");
-                            self.ack(id, None).await?;
+                            self.ack(id, None, None).await?;
                             continue;
                         }
                     };
                     let Some(spec) = self.spec_at(k, cref, version).await? else {
                         tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
-                        self.ack(id, None).await?;
+                        self.ack(id, None, None).await?;
                         continue;
                     };
                     self.pace.leased();
@@ -618,13 +632,22 @@ impl Frontier for RedisStore {
         Ok(wait.map_or(Pop::Idle, Pop::Wait))
     }
 
-    async fn ack(&self, lease_id: u64, status: Option<u16>) -> Result<(), StoreError> {
+    async fn ack(
+        &self,
+        lease_id: u64,
+        status: Option<u16>,
+        sample: Option<Sample>,
+    ) -> Result<(), StoreError> {
         let (k, lease) = self.shards.of_lease(lease_id);
         let mut con = self.con();
+        let (latency, failed) = self.sample_args(sample);
         let (found, spider): (i64, String) = self
             .call(&self.scripts.ack, k)
             .arg(lease)
             .arg(status.map(|s| s.to_string()).unwrap_or_default())
+            .arg(latency)
+            .arg(failed)
+            .arg(ms(self.politeness.max_crawl_delay))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -647,13 +670,12 @@ impl Frontier for RedisStore {
             // queued there first, then the lease is finished without a
             // result (so nothing is lost between).
             self.push(vec![retry]).await?;
-            return self.ack(lease_id, None).await;
+            return self.ack(lease_id, None, None).await;
         }
-        let ms = |d: Duration| d.as_millis().min(i64::MAX as u128) as i64;
-        let (after, pause) = match when {
-            Requeue::Now => (0, String::new()),
-            Requeue::After(d) => (ms(d), String::new()),
-            Requeue::PauseSite(asked) => (0, asked.map_or(-1, ms).to_string()),
+        let (after, pause, sample) = match when {
+            Requeue::Now => (0, String::new(), None),
+            Requeue::After(d, sample) => (ms(d), String::new(), sample),
+            Requeue::PauseSite(asked) => (0, asked.map_or(-1, ms).to_string(), None),
         };
         let payload = serde_json::to_string(&WireJob::of(&retry, &d)).unwrap_or_default();
         let mut con = self.con();
@@ -667,6 +689,8 @@ impl Frontier for RedisStore {
             .arg(pause)
             .arg(ms(self.politeness.pause_first))
             .arg(ms(self.politeness.max_pause))
+            .arg(self.sample_args(sample).0)
+            .arg(ms(self.politeness.max_crawl_delay))
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

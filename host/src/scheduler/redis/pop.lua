@@ -26,7 +26,7 @@ for _ = 1, 32 do
   else
     -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
     local ds = ns .. ':ds:' .. domain
-    local wait, cd = site_wait(ds, now, max_fl)
+    local wait, gap = site_wait(ds, now, max_fl)
     if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split) end
     if wait > 0 then
       redis.call('ZADD', ready, now + wait, qk)
@@ -40,7 +40,7 @@ for _ = 1, 32 do
       if payload then
         local lease = ARGV[8]
         redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
-        site_start(ds, now, cd)
+        site_start(ds, now, gap)
         redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
         counters(cref, -1, 1, 0)
         redis.call('SADD', ns .. ':cf:' .. cref, id)
