@@ -215,6 +215,12 @@ pub struct Crawl {
     /// Times a request answered 429 or 503 is put back (after the pause)
     /// before it gets an error result. These do not count toward `retries`.
     pub max_pauses: u32,
+    /// A crawl with `sitemaps`: sitemap files read (indexes included),
+    /// page URLs taken from them (also capped by its `domain_max_pages`),
+    /// and seconds the reading may take.
+    pub max_sitemaps: usize,
+    pub max_sitemap_urls: usize,
+    pub sitemap_timeout: f64,
 }
 
 impl Default for Crawl {
@@ -249,6 +255,9 @@ impl Default for Crawl {
             pause_first: 5.0,
             max_pause: 600.0,
             max_pauses: 10,
+            max_sitemaps: 50,
+            max_sitemap_urls: 50_000,
+            sitemap_timeout: 60.0,
         }
     }
 }
@@ -615,6 +624,12 @@ impl Settings {
             return bad(format!(
                 "crawl.{name} must be a number of seconds from 0 to 86400, got {v}"
             ));
+        }
+        if c.max_sitemaps == 0
+            || c.max_sitemap_urls == 0
+            || !(c.sitemap_timeout > 0.0 && c.sitemap_timeout.is_finite())
+        {
+            return bad("crawl.max_sitemaps, crawl.max_sitemap_urls and crawl.sitemap_timeout must be positive".into());
         }
         if c.retry_backoff > c.retry_backoff_max || c.pause_first > c.max_pause {
             return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());

@@ -62,6 +62,13 @@ pub struct CrawlRequest {
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Also seed the crawl from the site's sitemaps (contract §2.1).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sitemaps: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_spiderid() -> String {
@@ -234,6 +241,7 @@ impl CrawlRequest {
             attrs: self.attrs.map(Value::Object),
             spiderid: self.spiderid.clone(),
             site: crate::scheduler::domain::of_url(&self.url),
+            sitemaps: self.sitemaps,
             filters: OnceLock::new(),
         };
         let mut headers: Vec<(String, String)> =
@@ -321,6 +329,9 @@ pub struct CrawlSpec {
     /// before it existed, which then sends them nowhere.
     #[serde(default)]
     pub site: String,
+    /// The seed's site's sitemaps seed the crawl too.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sitemaps: bool,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
 }

@@ -290,3 +290,63 @@ async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<
     assert!(fast < slow / 3, "{fast:?} then {slow:?}");
     Ok(())
 }
+
+/// The expected pages of a 1-deep crawl with sitemaps: the linked ones and
+/// the orphans the sitemaps name; the `.pdf` they name is never fetched.
+fn check_sitemap_crawl(site: &Site, got: Vec<String>) {
+    let (orphans, pdf) = site.orphans();
+    let mut expected: Vec<String> = site.expected(0, Some(1)).into_iter().collect();
+    expected.extend(orphans);
+    expected.sort();
+    let mut got = got;
+    got.sort();
+    assert_eq!(got, expected);
+    let pdf_path = pdf.rsplit_once('/').map(|(_, p)| p).unwrap_or_default();
+    assert!(
+        !site.hits().iter().any(|h| h.path.ends_with(pdf_path)),
+        "a URL outside the crawl's filters was fetched"
+    );
+}
+
+#[tokio::test]
+async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
+    let site = Site::start_with(
+        spec(30, 38),
+        Quirks {
+            sitemaps: true,
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "maps", "maxdepth": 1, "sitemaps": true});
+    // Cluster: two workers on Redis.
+    let redis = RedisServer::start().await?;
+    let mut cluster = Cluster::new(&redis, "[crawl]\nobey_robots = true\n")?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    cluster.until_done("polite", "maps").await?;
+    let urls = cluster
+        .results()
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_string))
+        .collect();
+    check_sitemap_crawl(&site, urls);
+    // Embedded: one process, the same answer.
+    let site = Site::start_with(
+        spec(30, 38),
+        Quirks {
+            sitemaps: true,
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "maps", "maxdepth": 1, "sitemaps": true});
+    let scratch = Scratch::new(&[("link", "link")], "[crawl]\nobey_robots = true\n")?;
+    let run = scratch
+        .run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()?;
+    check_sitemap_crawl(&site, run.urls());
+    Ok(())
+}

@@ -55,6 +55,9 @@ pub struct Quirks {
     /// The last host's pages take this long instead of `page` (see also
     /// [`Site::set_last_host_delay`]).
     pub last_host_page: std::time::Duration,
+    /// Host 0's robots.txt lists a sitemap index of two sitemaps (the
+    /// second gzipped) naming pages no page links to: [`Site::orphans`].
+    pub sitemaps: bool,
 }
 
 /// The last host answers its first `times` page requests with `status`,
@@ -183,6 +186,16 @@ impl Site {
             .filter(|t| !matches!(t, Target::Private(_)))
             .map(|t| t.url(&self.addrs, hosts))
             .collect()
+    }
+
+    /// The pages only host 0's sitemaps name (`Quirks::sitemaps`), and one
+    /// URL they name that a crawl must filter out (a `.pdf`).
+    pub fn orphans(&self) -> (Vec<String>, String) {
+        let base = format!("http://{}", self.addrs[0]);
+        let pages = (0..server::ORPHANS)
+            .map(|i| format!("{base}/orphan/{i}.html"))
+            .collect();
+        (pages, format!("{base}/orphan/report.pdf"))
     }
 
     /// From now on the last host's pages take `delay`.

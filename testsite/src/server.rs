@@ -101,7 +101,7 @@ pub async fn serve(
                     let txt = format!("User-agent: *\nCrawl-delay: {delay}\nDisallow: /private/\n");
                     text(StatusCode::OK, "text/plain", txt)
                 } else {
-                    respond(&req, host, hosts, &pages, &log)
+                    respond(&req, (host, hosts), &quirks, &pages, &log)
                 };
                 let slow = if robots {
                     quirks.robots
@@ -152,20 +152,29 @@ fn refusal(
 
 fn respond(
     req: &Request<hyper::body::Incoming>,
-    host: usize,
-    hosts: usize,
+    (host, hosts): (usize, usize),
+    quirks: &crate::Quirks,
     pages: &[Bytes],
     log: &Log,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     log.push(hit(req, host));
     let page_on_this_host = |j: usize| j < pages.len() && j % hosts == host;
+    let base = || {
+        let h = req.headers().get("host").and_then(|h| h.to_str().ok());
+        format!("http://{}", h.unwrap_or("localhost"))
+    };
     if path == "/robots.txt" {
-        return text(
-            StatusCode::OK,
-            "text/plain",
-            "User-agent: *\nDisallow: /private/\n",
-        );
+        let mut txt = String::from("User-agent: *\nDisallow: /private/\n");
+        if quirks.sitemaps && host == 0 {
+            txt.push_str(&format!("Sitemap: {}/sitemaps/index.xml\n", base()));
+        }
+        return text(StatusCode::OK, "text/plain", txt);
+    }
+    if quirks.sitemaps && host == 0 {
+        if let Some(r) = sitemaps(&path, &base()) {
+            return r;
+        }
     }
     // Hostile pages (`Site::hostile_url`), the same on every host.
     if path == "/hostile/redirect" {
@@ -225,6 +234,43 @@ fn respond(
         "text/html",
         "<html><body><h1>Not found</h1></body></html>",
     )
+}
+
+/// Pages only the sitemaps name (`/orphan/{i}.html`).
+pub const ORPHANS: usize = 6;
+
+/// Host 0's sitemaps (`Quirks::sitemaps`): an index of `a.xml` (orphans
+/// 0-2 and a `.pdf`) and `b.xml.gz` (orphans 3-5, gzipped), and the
+/// orphan pages themselves.
+fn sitemaps(path: &str, base: &str) -> Option<Response<Full<Bytes>>> {
+    let urlset = |range: std::ops::Range<usize>, extra: &str| {
+        let mut x = String::from("<?xml version=\"1.0\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
+        for i in range {
+            x.push_str(&format!("<url><loc>{base}/orphan/{i}.html</loc></url>\n"));
+        }
+        x.push_str(extra);
+        x.push_str("</urlset>\n");
+        x
+    };
+    let body = match path {
+        "/sitemaps/index.xml" => format!(
+            "<?xml version=\"1.0\"?>\n<sitemapindex><sitemap><loc>{base}/sitemaps/a.xml</loc></sitemap>\n<sitemap><loc>{base}/sitemaps/b.xml.gz</loc></sitemap></sitemapindex>\n"
+        ),
+        "/sitemaps/a.xml" => urlset(0..3, &format!("<url><loc>{base}/orphan/report.pdf</loc></url>\n")),
+        "/sitemaps/b.xml.gz" => {
+            use std::io::Write;
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(urlset(3..ORPHANS, "").as_bytes()).ok()?;
+            return Some(text(StatusCode::OK, "application/gzip", gz.finish().ok()?));
+        }
+        _ => {
+            let i: usize = path.strip_prefix("/orphan/")?.strip_suffix(".html")?.parse().ok()?;
+            (i < ORPHANS).then_some(())?;
+            let page = format!("<html><body><h1>Orphan {i}</h1><p>Only a sitemap names this page.</p></body></html>");
+            return Some(text(StatusCode::OK, "text/html; charset=utf-8", page));
+        }
+    };
+    Some(text(StatusCode::OK, "application/xml", body))
 }
 
 /// A page of 200,000 distinct links (`/l/0` ...), built once.

@@ -4,6 +4,7 @@
 
 mod page;
 pub mod result;
+mod sitemaps;
 #[cfg(test)]
 mod tests;
 

@@ -399,6 +399,9 @@ impl Engine {
         for r in &mut results {
             r.links_truncated = truncated;
         }
+        if job.depth == 0 && job.crawl.sitemaps {
+            children.extend(self.sitemap_children(job).await);
+        }
         if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
             let origin = domain::of_url(&job.url);
             self.enqueue_children(children, &origin).await?;

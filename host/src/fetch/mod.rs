@@ -4,6 +4,7 @@
 
 mod policy;
 mod robots;
+pub mod sitemap;
 
 pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
