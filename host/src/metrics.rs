@@ -108,6 +108,17 @@ pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
     }
     head(
         &mut out,
+        "spinneret_site_pauses_total",
+        "counter",
+        "Requests put back because their site answered 429 or 503.",
+    );
+    let _ = writeln!(
+        out,
+        "spinneret_site_pauses_total {}",
+        stats.paused.load(Relaxed)
+    );
+    head(
+        &mut out,
         "spinneret_rejected_total",
         "counter",
         "Inbound requests rejected (dead-lettered), by reason.",
@@ -152,6 +163,43 @@ pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
                     out,
                     "spinneret_queue_depth{{spider=\"{}\"}} {n}",
                     esc(spider)
+                );
+            }
+        }
+        if let Ok(sites) = store.site_paces().await {
+            head(
+                &mut out,
+                "spinneret_sites_paused",
+                "gauge",
+                "Domains paused now because they answered 429 or 503 (whole cluster).",
+            );
+            let _ = writeln!(out, "spinneret_sites_paused {}", sites.paused);
+            head(
+                &mut out,
+                "spinneret_site_paused_seconds",
+                "gauge",
+                "Seconds the longest-paused domains wait still.",
+            );
+            for (domain, left) in &sites.paused_for {
+                let _ = writeln!(
+                    out,
+                    "spinneret_site_paused_seconds{{domain=\"{}\"}} {:.3}",
+                    esc(domain),
+                    left.as_secs_f64()
+                );
+            }
+            head(
+                &mut out,
+                "spinneret_site_adaptive_rate",
+                "gauge",
+                "Fetches per second the adaptive throttle allows the slowest domains.",
+            );
+            for (domain, spacing) in &sites.adaptive {
+                let _ = writeln!(
+                    out,
+                    "spinneret_site_adaptive_rate{{domain=\"{}\"}} {:.3}",
+                    esc(domain),
+                    1.0 / spacing.as_secs_f64().max(0.001)
                 );
             }
         }

@@ -265,6 +265,7 @@ impl CrawlRequest {
             redirected_from: None,
             redirects: 0,
             pauses: 0,
+            spaced: false,
         }
     }
 }
@@ -401,6 +402,10 @@ pub struct Job {
     /// (these are not failures: `retries` does not count them).
     #[serde(default)]
     pub pauses: u32,
+    /// Set on a lease whose pop spaced its domain's fetches (a robots.txt
+    /// Crawl-delay or the adaptive throttle was known then); never stored.
+    #[serde(skip)]
+    pub spaced: bool,
 }
 
 impl Job {

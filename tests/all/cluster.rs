@@ -46,6 +46,11 @@ impl Cluster {
     }
 
     pub(crate) fn start_worker(&mut self) -> Result<()> {
+        self.start_worker_with(&[])
+    }
+
+    /// A worker with these environment variables (settings: `SPINNERET_*`).
+    pub(crate) fn start_worker_with(&mut self, env: &[(&str, &str)]) -> Result<()> {
         let out = self
             .scratch
             .path(&format!("worker-{}.jsonl", self.workers.len()));
@@ -59,6 +64,7 @@ impl Cluster {
             .args(["--serve", "--spider", "link", "--redis", &self.redis_url])
             .arg("--output")
             .arg(&out)
+            .envs(env.iter().copied())
             .stderr(err)
             .spawn()?;
         self.workers.push((child, out));

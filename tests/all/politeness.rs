@@ -29,6 +29,13 @@ async fn crawl(
     config: &str,
     within: Duration,
 ) -> Result<(RedisServer, Cluster)> {
+    let (redis, cluster) = start(site, workers, config).await?;
+    finish(site, &cluster, within).await?;
+    Ok((redis, cluster))
+}
+
+/// [`crawl`]'s start: the workers and the crawl request.
+async fn start(site: &Site, workers: usize, config: &str) -> Result<(RedisServer, Cluster)> {
     let redis = RedisServer::start().await?;
     let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
     let mut cluster = Cluster::new(&redis, &config)?;
@@ -38,6 +45,11 @@ async fn crawl(
     let request =
         json!({"url": site.seed_url(), "appid": "polite", "crawlid": "c", "maxdepth": 100});
     cluster.submit(&["--request", &request.to_string()]).await?;
+    Ok((redis, cluster))
+}
+
+/// [`crawl`]'s end: every expected page, each a 200 or a 404.
+async fn finish(site: &Site, cluster: &Cluster, within: Duration) -> Result<()> {
     let expected = site.expected(0, None);
     let results = cluster.until_all_of(&expected, within).await?;
     let failed: Vec<_> = results
@@ -48,7 +60,7 @@ async fn crawl(
         failed.is_empty(),
         "pages that did not come back well: {failed:?}"
     );
-    Ok((redis, cluster))
+    Ok(())
 }
 
 /// The page requests (robots.txt aside) host `host` served, in order.
@@ -80,7 +92,24 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
     )
     .await?;
     let config = "[throttle]\nhits = 10\nwindow = 1\nmoderated = true\n";
-    let _cluster = crawl(&site, 3, config, Duration::from_secs(60)).await?;
+    let (_redis, cluster) = start(&site, 3, config).await?;
+    // While paused, `info` says so for its domain.
+    let host = site.addrs()[LAST].ip().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = cluster
+            .control(&["info", "--appid", "polite", "--crawlid", "c"])
+            .await?;
+        if info["domains"][&host]["paused_for"]
+            .as_f64()
+            .is_some_and(|p| p > 0.0)
+        {
+            break;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no pause in info: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    finish(&site, &cluster, Duration::from_secs(60)).await?;
     let last = page_hits(&site, LAST);
     let refused = last[0].at;
     let next = last[1].at - refused;
@@ -250,7 +279,8 @@ async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<
         "[crawl]\nadaptive_throttle = true\n[throttle]\nhits = 100\nwindow = 1\nmoderated = true\n";
     let mut cluster = Cluster::new(&redis, config)?;
     cluster.start_worker()?;
-    cluster.start_worker()?;
+    let port = crate::harness::free_port()?.to_string();
+    cluster.start_worker_with(&[("SPINNERET_STATS__METRICS_PORT", &port)])?;
     // A page of the slow host linking to 2,000 of its own paths (most
     // 404, all as slow), 150 of which the crawl may fetch.
     let seed = format!("http://{}/hostile/links2k.html", site.addrs()[LAST]);
@@ -270,6 +300,24 @@ async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<
     let before = hits_past(20, 30).await?;
     site.set_last_host_delay(Duration::from_millis(500));
     let jump = hits_past(before + 20, 60).await?;
+    // Its pace shows in `info` and in /metrics.
+    let slow_host = site.addrs()[LAST].ip().to_string();
+    let info = cluster
+        .control(&["info", "--appid", "polite", "--crawlid", "adaptive"])
+        .await?;
+    let rate = info["domains"][&slow_host]["adaptive_rate"].as_f64();
+    assert!(rate.is_some_and(|r| r <= 5.0), "{info}");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    let line = format!("spinneret_site_adaptive_rate{{domain=\"{slow_host}\"}} ");
+    let rate: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::MAX);
+    assert!(rate <= 5.0, "{metrics}");
     site.set_last_host_delay(Duration::from_millis(10));
     let back = hits_past(jump + 25, 60).await?;
     let g = gaps(&page_hits(&site, LAST)[..back]);

@@ -111,7 +111,7 @@ pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     settled(registry.clone()).await;
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
     let stop = stop_on_signal(&settings);
-    metrics(&settings, &stats, &store);
+    metrics(&settings, &stats, Some(&store));
     IngestMonitor::new(Monitor::new(store), bus.clone(), settings, plugins, stats)
         .run(stop)
         .await?;
@@ -132,13 +132,14 @@ async fn settled(registry: Arc<Registry>) {
     }
 }
 
-/// `/metrics` on `stats.metrics_port`, when set.
-fn metrics(settings: &Settings, stats: &Arc<Stats>, store: &Arc<RedisStore>) {
+/// `/metrics` on `stats.metrics_port`, when set; with the cluster's
+/// figures when on Redis.
+pub(crate) fn metrics(settings: &Settings, stats: &Arc<Stats>, store: Option<&Arc<RedisStore>>) {
     let port = settings.stats.metrics_port;
     if port > 0 {
-        let (stats, store) = (stats.clone(), Monitor::new(store.clone()));
+        let (stats, store) = (stats.clone(), store.map(|s| Monitor::new(s.clone())));
         tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(port, stats, Some(store)).await {
+            if let Err(e) = crate::metrics::serve(port, stats, store).await {
                 tracing::error!(error = %format!("{e:#}"), "metrics endpoint failed");
             }
         });
@@ -149,7 +150,7 @@ fn metrics(settings: &Settings, stats: &Arc<Stats>, store: &Arc<RedisStore>) {
 pub async fn redis_monitor(settings: Settings) -> Result<i32> {
     let stats = Arc::new(Stats::default());
     let (store, bus) = connect(&settings, stats.clone()).await?;
-    metrics(&settings, &stats, &store);
+    metrics(&settings, &stats, Some(&store));
     let stop = stop_on_signal(&settings);
     ControlPlane::new(Monitor::new(store), bus.clone())
         .run(stop)
@@ -223,7 +224,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
     let stop = stop_on_signal(&settings);
-    metrics(&settings, &stats, &store);
+    metrics(&settings, &stats, Some(&store));
     let mut tasks = tokio::task::JoinSet::new();
     // The crawl role first: its heartbeat then names its spiders from the
     // first one on, whoever writes it (the control plane writes it too).

@@ -404,10 +404,14 @@ async fn stores(
         let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,
         )));
+        if registry.is_some() {
+            cluster::metrics(settings, &stats, None);
+        }
         return Ok((frontier, dedup, throttle));
     }
-    let store = RedisStore::connect(settings, stats).await?;
+    let store = RedisStore::connect(settings, stats.clone()).await?;
     if let Some(registry) = registry {
+        cluster::metrics(settings, &stats, Some(&store));
         store.set_spiders(spider_names(registry));
         publish_plugins(&store, registry);
     }

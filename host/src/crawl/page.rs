@@ -144,13 +144,9 @@ impl Engine {
                 // robots.txt took this request's throttle slot.
                 return Err(Outcome::Again(Box::new(job.clone())));
             }
-            if verdict.waited
-                && robots
-                    .rules(&url)
-                    .is_some_and(|r| r.crawl_delay().is_some())
-            {
-                // Leased before the site's Crawl-delay was known: back to
-                // the queue, to be spaced like the rest.
+            if !job.spaced && self.crawl_delay_of(&url).is_some() {
+                // Leased before the store knew the site's Crawl-delay: back
+                // to the queue, to be spaced like the rest.
                 self.refund_slot(&job.spiderid, &url).await;
                 return Err(Outcome::Again(Box::new(job.clone())));
             }
@@ -164,15 +160,26 @@ impl Engine {
     /// (`crawl.robots_ttl`) offers it again; until then the throttle alone
     /// paces the site.
     async fn share_crawl_delay(&self, url: &url::Url) {
-        let Some(rules) = self.robots.as_ref().and_then(|r| r.rules(url)) else {
-            return;
-        };
-        let max = Duration::from_secs_f64(self.settings.crawl.max_crawl_delay);
-        let delay = rules.crawl_delay().map(|d| d.min(max));
+        let delay = self.crawl_delay_of(url);
         let domain = domain::of_parsed(url);
         if let Err(e) = self.frontier.crawl_delay(&domain, delay).await {
+            // Read again by the next request, which stores it then.
             tracing::warn!(%domain, error = %e, "could not store the site's Crawl-delay");
+            if let Some(r) = &self.robots {
+                r.forget(url);
+            }
         }
+    }
+
+    /// The Crawl-delay of `url`'s origin as known here (robots.txt read),
+    /// capped by `crawl.max_crawl_delay`; `None` if none or zero.
+    fn crawl_delay_of(&self, url: &url::Url) -> Option<Duration> {
+        let rules = self.robots.as_ref()?.rules(url)?;
+        let max = Duration::from_secs_f64(self.settings.crawl.max_crawl_delay);
+        rules
+            .crawl_delay()
+            .map(|d| d.min(max))
+            .filter(|d| !d.is_zero())
     }
 
     /// The pop took a throttle slot for a request that is never sent.
@@ -656,6 +663,7 @@ impl Engine {
             redirected_from: None,
             redirects: 0,
             pauses: 0,
+            spaced: false,
         };
         Some((job, url))
     }

@@ -149,6 +149,7 @@ impl Engine {
         job.dont_filter = false;
         job.redirected_from = None;
         job.redirects = 0;
+        job.spaced = false;
         Some((job, url))
     }
 }

@@ -76,9 +76,6 @@ pub struct Verdict {
     /// This call fetched the robots.txt (and so spent the request's
     /// throttle slot on it).
     pub fetched: bool,
-    /// This call waited for another's fetch of it: the rules (a
-    /// `Crawl-delay`) were not known when the request was leased.
-    pub waited: bool,
 }
 
 /// robots.txt per origin, fetched once even when many workers ask at once.
@@ -125,11 +122,18 @@ impl RobotsCache {
         (at.elapsed() < self.ttl).then(|| robots.clone())
     }
 
+    /// Drop what is known of `url`'s origin: the next request reads its
+    /// robots.txt again.
+    pub fn forget(&self, url: &Url) {
+        self.slots
+            .lock()
+            .remove(&url.origin().ascii_serialization());
+    }
+
     /// May `url` be fetched? Fetches the origin's robots.txt once.
     pub async fn allowed(&self, url: &Url) -> Verdict {
         let origin = url.origin().ascii_serialization();
         let slot = self.slot(&origin);
-        let known = slot.initialized();
         let mut fetched = false;
         let (_, robots) = slot
             .get_or_init(|| async {
@@ -140,7 +144,6 @@ impl RobotsCache {
         Verdict {
             allowed: robots.allowed(url),
             fetched,
-            waited: !known && !fetched,
         }
     }
 

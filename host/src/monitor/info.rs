@@ -3,14 +3,28 @@
 use crate::scheduler::redis::{AppCrawlInfo, CrawlInfo, DomainQueue};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
+/// Each domain's queue and pace: `in_flight` (fetches open, all crawls'),
+/// and when set `paused_for` (seconds the site asked us to wait still),
+/// `crawl_delay` (seconds, robots.txt) and `adaptive_rate` (fetches per
+/// second the adaptive throttle allows).
 fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
     let mut m = Map::new();
     for (d, q) in domains {
-        m.insert(
-            d.clone(),
-            json!({"total": q.total, "high_priority": q.high_priority, "low_priority": q.low_priority}),
-        );
+        let mut v = json!({"total": q.total, "high_priority": q.high_priority, "low_priority": q.low_priority,
+                           "in_flight": q.site.in_flight});
+        let secs = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+        if let Some(p) = q.site.paused_for {
+            v["paused_for"] = secs(p).into();
+        }
+        if let Some(c) = q.site.crawl_delay {
+            v["crawl_delay"] = secs(c).into();
+        }
+        if let Some(a) = q.site.adaptive {
+            v["adaptive_rate"] = (1.0 / a.as_secs_f64().max(0.001)).round().into();
+        }
+        m.insert(d.clone(), v);
     }
     Value::Object(m)
 }

@@ -479,8 +479,17 @@ fn status_json(st: crate::scheduler::redis::Status) -> serde_json::Value {
                    "spiders": w.spiders, "plugins": w.plugins})
         })
         .collect();
+    let secs = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+    let sites = json!({
+        "paused": st.sites.paused,
+        "paused_for": st.sites.paused_for.iter()
+            .map(|(d, left)| json!({"domain": d, "seconds": secs(*left)})).collect::<Vec<_>>(),
+        "adaptive": st.sites.adaptive.iter()
+            .map(|(d, gap)| json!({"domain": d, "rate": (1.0 / gap.as_secs_f64().max(0.001) * 10.0).round() / 10.0}))
+            .collect::<Vec<_>>(),
+    });
     json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total,
-           "queues": crate::monitor::stats::queues_json(&st.queues)})
+           "queues": crate::monitor::stats::queues_json(&st.queues), "sites": sites})
 }
 
 /// What the status page shows, in one JSON document (no envelope).

@@ -154,7 +154,7 @@ impl Frontier for EmbeddedFrontier {
             // The site's pace first: its fetch is reserved (in flight,
             // last start) before the throttle is asked, so no other pop
             // slips past the cap meanwhile; undone if the throttle says wait.
-            let (key, before) = {
+            let (key, before, spaced) = {
                 let mut st = self.state.lock();
                 let now = Instant::now();
                 Self::promote(&mut st, now);
@@ -166,8 +166,9 @@ impl Frontier for EmbeddedFrontier {
                     st.delayed.push(Reverse((now + wait, key)));
                     continue;
                 }
+                let spaced = site.is_spaced();
                 let before = site.start(now);
-                (key, before)
+                (key, before, spaced)
             };
             let admission = self.throttle.acquire(&key.0, &key.1).await;
             let mut st = self.state.lock();
@@ -203,8 +204,10 @@ impl Frontier for EmbeddedFrontier {
                     st.queued -= 1;
                     st.seq += 1;
                     let id = st.seq;
-                    st.leases.insert(id, (item.job.clone(), domain));
-                    return Ok(Pop::Leased(Lease { id, job: item.job }));
+                    let mut job = item.job;
+                    job.spaced = spaced;
+                    st.leases.insert(id, (job.clone(), domain));
+                    return Ok(Pop::Leased(Lease { id, job }));
                 }
             }
         }

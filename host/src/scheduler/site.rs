@@ -134,6 +134,11 @@ impl Site {
         (next > now).then(|| next - now)
     }
 
+    /// Its fetches are spaced (a Crawl-delay or adaptive spacing is known).
+    pub fn is_spaced(&self) -> bool {
+        self.spacing().is_some()
+    }
+
     /// The least time between two fetches' starts, beyond the throttle.
     fn spacing(&self) -> Option<Duration> {
         self.crawl_delay.max(self.adaptive)

@@ -5,9 +5,10 @@
 
 use super::{crawl_owner, crawl_ref, unavailable, Monitor, RedisStore};
 use crate::request::CrawlKey;
-use crate::scheduler::{domain, StoreError};
+use crate::scheduler::{domain, SiteView, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 /// A live change to a domain's politeness (contract §2.4).
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +32,9 @@ pub struct DomainQueue {
     pub total: i64,
     pub high_priority: i64,
     pub low_priority: i64,
+    /// The domain's pace (all crawls'): pause, Crawl-delay, fetches open,
+    /// adaptive spacing.
+    pub site: SiteView,
 }
 
 /// What the store knows of one crawl (the monitor builds the reply).
@@ -297,14 +301,23 @@ impl Monitor {
             for (i, sum) in sums.iter_mut().enumerate() {
                 *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
             }
-            for chunk in out.get(3..).unwrap_or_default().chunks(4) {
-                if let [redis::Value::BulkString(d), total, high, low] = chunk {
+            for chunk in out.get(3..).unwrap_or_default().chunks(8) {
+                if let [redis::Value::BulkString(d), total, high, low, paused, delay, open, adaptive] =
+                    chunk
+                {
+                    let ms = |v| (int(v) > 0).then(|| Duration::from_millis(int(v) as u64));
                     domains.insert(
                         String::from_utf8_lossy(d).into_owned(),
                         DomainQueue {
                             total: int(total),
                             high_priority: int(high),
                             low_priority: int(low),
+                            site: SiteView {
+                                paused_for: ms(paused),
+                                crawl_delay: ms(delay),
+                                adaptive: ms(adaptive),
+                                in_flight: int(open).max(0) as u32,
+                            },
                         },
                     );
                 }

@@ -1,7 +1,9 @@
 -- A crawl's counts and its queued requests of one spider per domain:
 -- O(crawl size). ARGV: ns, cref, owner, spider. Returns {queued (that
--- spider's), in_flight, crawled (the crawl's), domain, total, high, low,
--- domain, ...}; all zero when another crawl owns cref.
+-- spider's), in_flight, crawled (the crawl's), then per domain: domain,
+-- total, high, low and its pace (ms paused still, crawl delay ms, fetches
+-- open, adaptive spacing ms; 0 = none)}; all zero when another crawl owns
+-- cref.
 local cref, spider = ARGV[2], ARGV[4]
 if not owned(cref, ARGV[3]) then return {0, 0, 0} end
 local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'f', 'd')
@@ -21,10 +23,16 @@ for i = 1, #jobs, 2 do
     end
   end
 end
+local now = now_ms()
 for domain, d in pairs(by) do
+  local st = redis.call('HMGET', ns .. ':ds:' .. domain, 'p', 'cd', 'fl', 'ad')
   out[#out + 1] = domain
   out[#out + 1] = d[1]
   out[#out + 1] = d[2]
   out[#out + 1] = d[3]
+  out[#out + 1] = math.max(0, (tonumber(st[1]) or 0) - now)
+  out[#out + 1] = tonumber(st[2]) or 0
+  out[#out + 1] = tonumber(st[3]) or 0
+  out[#out + 1] = tonumber(st[4]) or 0
 end
 return out

@@ -43,7 +43,9 @@ pub use control::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use ingest::{IngestEntry, IngestOutcome, Ingested};
 pub use monitor::Monitor;
 pub use shards::MAX_SHARDS;
-pub use stats::{CrawlStatus, QueueDepth, Status, Windows, WorkerStatus, WINDOWS};
+pub use stats::{
+    CrawlStatus, QueueDepth, SitePaces, Status, Windows, WorkerStatus, SITES_LISTED, WINDOWS,
+};
 pub use wire::{crawl_owner, crawl_ref};
 use wire::{owned_count, WireJob};
 pub use workers::LiveWorker;
@@ -446,7 +448,7 @@ impl RedisStore {
                 .await
                 .map_err(unavailable)?;
             match out.as_slice() {
-                [lease, cref, payload, version] if !lease.is_empty() => {
+                [lease, cref, payload, version, spaced] if !lease.is_empty() => {
                     let id = self.shards.lease_id(lease.parse().unwrap_or(0), k);
                     let wire: WireJob = match serde_json::from_str(payload) {
                         Ok(w) => w,
@@ -462,10 +464,9 @@ impl RedisStore {
                         continue;
                     };
                     self.pace.leased();
-                    return Ok(Pop::Leased(Lease {
-                        id,
-                        job: wire.into_job(spec),
-                    }));
+                    let mut job = wire.into_job(spec);
+                    job.spaced = spaced == "1";
+                    return Ok(Pop::Leased(Lease { id, job }));
                 }
                 [_, wait] if wait == "-1" => return Ok(Pop::Idle),
                 [_, wait] => {

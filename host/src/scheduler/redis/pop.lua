@@ -3,8 +3,9 @@
 -- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
 -- counter here would hand out again, after a failover to a replica that
 -- lags, ids that workers still hold from the old master), max_in_flight.
--- Returns {lease, cref, payload, spec version} or {'', wait_ms} ('-1' =
--- nothing queued).
+-- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
+-- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
+-- {'', wait_ms} ('-1' = nothing queued).
 local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
 local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
 local lease_ms, max_fl = tonumber(ARGV[7]), tonumber(ARGV[9])
@@ -45,7 +46,7 @@ for _ = 1, 32 do
         counters(cref, -1, 1, 0)
         redis.call('SADD', ns .. ':cf:' .. cref, id)
         local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
-        return {tostring(lease), cref, payload, version}
+        return {tostring(lease), cref, payload, version, gap and '1' or '0'}
       end
     end
   end

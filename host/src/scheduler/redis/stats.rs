@@ -6,6 +6,7 @@ use super::{unavailable, unix_now, unix_now_ms, Monitor, RedisStore};
 use crate::scheduler::StoreError;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 /// What the status page shows (the gateway builds its JSON).
 #[derive(Debug)]
@@ -16,6 +17,21 @@ pub struct Status {
     /// Pages crawled by the whole cluster, ever.
     pub pages_total: i64,
     pub queues: Vec<QueueDepth>,
+    pub sites: SitePaces,
+}
+
+/// Domains listed in each of [`SitePaces`]' lists (`/metrics` labels).
+pub const SITES_LISTED: usize = 20;
+
+/// What `/metrics` shows of the domains' pace.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SitePaces {
+    /// Domains paused now.
+    pub paused: u64,
+    /// The longest pauses: domain and time left.
+    pub paused_for: Vec<(String, Duration)>,
+    /// The adaptive throttle's widest spacings: domain and spacing.
+    pub adaptive: Vec<(String, Duration)>,
 }
 
 /// Requests queued for one spider on one domain.
@@ -215,6 +231,7 @@ impl Monitor {
             workers,
             pages_total: self.pages_total().await?,
             queues: self.queue_depths().await?,
+            sites: self.site_paces().await?,
         })
     }
 
@@ -262,6 +279,51 @@ impl Monitor {
                 };
             }
             out.insert((name.to_string(), status.to_string()), w);
+        }
+        Ok(out)
+    }
+
+    /// Domains paused now (a 429 or 503) and those the adaptive throttle
+    /// spaces most, over all shards: the [`SITES_LISTED`] longest or
+    /// slowest of each.
+    pub async fn site_paces(&self) -> Result<SitePaces, StoreError> {
+        let now = unix_now_ms();
+        let mut out = SitePaces::default();
+        for k in self.store.shards.all() {
+            let tag = self.store.shards.tag(k);
+            let mut con = self.store.con();
+            let (paused, longest, slowest): (u64, Vec<(String, i64)>, Vec<(String, i64)>) =
+                redis::pipe()
+                    .cmd("ZCOUNT")
+                    .arg(format!("{tag}:paused"))
+                    .arg(now)
+                    .arg("+inf")
+                    .cmd("ZREVRANGEBYSCORE")
+                    .arg(format!("{tag}:paused"))
+                    .arg("+inf")
+                    .arg(now)
+                    .arg("WITHSCORES")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(SITES_LISTED)
+                    .cmd("ZREVRANGE")
+                    .arg(format!("{tag}:adaptive"))
+                    .arg(0)
+                    .arg(SITES_LISTED - 1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+            let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+            out.paused += paused;
+            out.paused_for
+                .extend(longest.into_iter().map(|(d, at)| (d, ms(at - now))));
+            out.adaptive
+                .extend(slowest.into_iter().map(|(d, spacing)| (d, ms(spacing))));
+        }
+        for list in [&mut out.paused_for, &mut out.adaptive] {
+            list.sort_by(|a, b| b.1.cmp(&a.1));
+            list.truncate(SITES_LISTED);
         }
         Ok(out)
     }

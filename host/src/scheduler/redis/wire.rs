@@ -80,6 +80,7 @@ impl WireJob {
             redirected_from: self.rf,
             redirects: self.rc,
             pauses: self.pz,
+            spaced: false,
         }
     }
 }
