@@ -292,28 +292,28 @@ impl Monitor {
         for k in self.store.shards.all() {
             let tag = self.store.shards.tag(k);
             let mut con = self.store.con();
-            let (paused, longest, slowest): (u64, Vec<(String, i64)>, Vec<(String, i64)>) =
-                redis::pipe()
-                    .cmd("ZCOUNT")
-                    .arg(format!("{tag}:paused"))
-                    .arg(now)
-                    .arg("+inf")
-                    .cmd("ZREVRANGEBYSCORE")
-                    .arg(format!("{tag}:paused"))
-                    .arg("+inf")
-                    .arg(now)
-                    .arg("WITHSCORES")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(SITES_LISTED)
-                    .cmd("ZREVRANGE")
-                    .arg(format!("{tag}:adaptive"))
-                    .arg(0)
-                    .arg(SITES_LISTED - 1)
-                    .arg("WITHSCORES")
-                    .query_async(&mut con)
-                    .await
-                    .map_err(unavailable)?;
+            type Scored = Vec<(String, i64)>;
+            let (paused, longest, slowest): (u64, Scored, Scored) = redis::pipe()
+                .cmd("ZCOUNT")
+                .arg(format!("{tag}:paused"))
+                .arg(now)
+                .arg("+inf")
+                .cmd("ZREVRANGEBYSCORE")
+                .arg(format!("{tag}:paused"))
+                .arg("+inf")
+                .arg(now)
+                .arg("WITHSCORES")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(SITES_LISTED)
+                .cmd("ZREVRANGE")
+                .arg(format!("{tag}:adaptive"))
+                .arg(0)
+                .arg(SITES_LISTED - 1)
+                .arg("WITHSCORES")
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
             let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
             out.paused += paused;
             out.paused_for
@@ -322,7 +322,7 @@ impl Monitor {
                 .extend(slowest.into_iter().map(|(d, spacing)| (d, ms(spacing))));
         }
         for list in [&mut out.paused_for, &mut out.adaptive] {
-            list.sort_by(|a, b| b.1.cmp(&a.1));
+            list.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
             list.truncate(SITES_LISTED);
         }
         Ok(out)
