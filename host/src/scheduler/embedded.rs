@@ -1,6 +1,6 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
-use super::site::{Politeness, Requeue, Sample, Site};
+use super::site::{Hold, Politeness, Requeue, Sample, Site};
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::domain;
@@ -57,6 +57,9 @@ struct State {
     waiting: HashMap<u64, Job>,
     /// Domains with a pace to keep (see `site.rs`).
     sites: HashMap<String, Site>,
+    /// Queues of domains at their in-flight cap, ready again when one of
+    /// the domain's fetches ends (not on a timer: that would idle them).
+    parked: HashMap<String, Vec<QueueKey>>,
     seq: u64,
     queued: u64,
 }
@@ -70,6 +73,9 @@ impl State {
         sample: Option<(Sample, Duration)>,
     ) -> Option<Job> {
         let (job, domain) = self.leases.remove(&lease_id)?;
+        if let Some(keys) = self.parked.remove(&domain) {
+            self.ready.extend(keys);
+        }
         if let Some(site) = self.sites.get_mut(&domain) {
             site.finish(ok);
             if let Some((s, max)) = sample {
@@ -162,9 +168,16 @@ impl Frontier for EmbeddedFrontier {
                     break;
                 };
                 let site = st.sites.entry(key.1.clone()).or_default();
-                if let Some(wait) = site.wait(&self.politeness, now) {
-                    st.delayed.push(Reverse((now + wait, key)));
-                    continue;
+                match site.wait(&self.politeness, now) {
+                    Some(Hold::For(wait)) => {
+                        st.delayed.push(Reverse((now + wait, key)));
+                        continue;
+                    }
+                    Some(Hold::Full) => {
+                        st.parked.entry(key.1.clone()).or_default().push(key);
+                        continue;
+                    }
+                    None => {}
                 }
                 let spaced = site.is_spaced();
                 let before = site.start(now);
@@ -435,6 +448,31 @@ mod tests {
         }
         tokio::time::advance(Duration::from_secs(10)).await;
         assert_eq!(pop_url(&f).await, "http://a.com/2");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_site_is_popped_again_as_soon_as_one_of_its_fetches_ends() {
+        let f = EmbeddedFrontier::new(
+            Arc::new(EmbeddedThrottle::new(crate::config::Throttle {
+                hits: 100,
+                window: 1.0,
+                moderated: false,
+                ..Default::default()
+            })),
+            Politeness {
+                max_in_flight: 1,
+                ..Politeness::default()
+            },
+        );
+        f.push(vec![job("a.com/1", 1), job("a.com/2", 1)])
+            .await
+            .expect("push");
+        let Pop::Leased(first) = f.pop().await.expect("pop") else {
+            panic!("no lease")
+        };
+        assert!(!matches!(f.pop().await.expect("pop"), Pop::Leased(_)));
+        f.ack(first.id, Some(200), None).await.expect("ack");
+        assert_eq!(pop_url(&f).await, "http://a.com/2", "no timer in between");
     }
 
     #[tokio::test(start_paused = true)]

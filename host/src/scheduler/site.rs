@@ -105,9 +105,14 @@ pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> 
     Some(at.duration_since(now).unwrap_or_default())
 }
 
-/// Sites answering slowly are looked at again this soon when their
-/// in-flight cap was reached (a fetch of theirs may finish any moment).
-pub const IN_FLIGHT_RECHECK: Duration = Duration::from_millis(100);
+/// Why a site's queue cannot be popped now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Paused or spaced: look again after this.
+    For(Duration),
+    /// `max_in_flight` fetches are open: look again when one ends.
+    Full,
+}
 
 /// One domain's pace in the embedded frontier.
 #[derive(Debug, Default)]
@@ -122,16 +127,16 @@ pub struct Site {
 }
 
 impl Site {
-    /// How long before this site may be fetched, or `None` if now.
-    pub fn wait(&self, p: &Politeness, now: Instant) -> Option<Duration> {
+    /// What holds this site back, or `None` if it may be fetched now.
+    pub fn wait(&self, p: &Politeness, now: Instant) -> Option<Hold> {
         if let Some(until) = self.paused_until.filter(|u| *u > now) {
-            return Some(until - now);
+            return Some(Hold::For(until - now));
         }
         if p.max_in_flight > 0 && self.in_flight >= p.max_in_flight {
-            return Some(IN_FLIGHT_RECHECK);
+            return Some(Hold::Full);
         }
         let next = self.last? + self.spacing()?;
-        (next > now).then(|| next - now)
+        (next > now).then(|| Hold::For(next - now))
     }
 
     /// Its fetches are spaced (a Crawl-delay or adaptive spacing is known).
@@ -287,15 +292,15 @@ mod tests {
         assert_eq!(s.wait(&p, now), None);
         s.start(now);
         s.start(now);
-        assert_eq!(s.wait(&p, now), Some(IN_FLIGHT_RECHECK));
+        assert_eq!(s.wait(&p, now), Some(Hold::Full));
         s.finish(true);
         assert_eq!(s.wait(&p, now), None);
         s.set_crawl_delay(Some(Duration::from_secs(1)));
         s.start(now);
         s.finish(true);
-        assert_eq!(s.wait(&p, now), Some(Duration::from_secs(1)));
+        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
         s.slow_down(&p, Some(Duration::from_secs(3)), now);
-        assert_eq!(s.wait(&p, now), Some(Duration::from_secs(3)));
+        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));
         assert!(!s.is_idle(now));
     }
 }

@@ -35,24 +35,31 @@ local function release(lease)
   redis.call('ZREM', ns .. ':leases', lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
   -- Its site has one fetch fewer open (the field goes at 0, and with the
-  -- last field the key).
+  -- last field the key). If a pop found the site full (`w`), its queue is
+  -- ready now rather than at the fallback recheck.
   local ds = ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1)
   if redis.call('HINCRBY', ds, 'fl', -1) <= 0 then redis.call('HDEL', ds, 'fl') end
+  if redis.call('HDEL', ds, 'w') == 1 then redis.call('ZADD', ns .. ':ready', 'XX', now_ms(), qk) end
   return qk, score, member, cref, id
 end
 -- A site's pace beyond the throttle, shared by every worker, in hash
 -- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs
 -- in a row, cd = robots.txt Crawl-delay (ms), ad = the adaptive
--- throttle's spacing (ms), fl = fetches open, last = the last fetch's
--- start (ms; kept while cd or ad is set). Returns the ms to wait (0 = go)
+-- throttle's spacing (ms), fl = fetches open, w = a pop found it full,
+-- last = the last fetch's start (ms; kept while cd or ad is set). Returns the ms to wait (0 = go)
 -- and the spacing (the larger of cd and ad; nil if neither).
-local IN_FLIGHT_RECHECK = 100
+-- A full site's queue is looked at again when one of its fetches ends,
+-- or after this (its other spiders' queues).
+local FULL_RECHECK = 1000
 local SITE_TTL = 86400000
 local function site_wait(ds, now, max_fl)
   local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad')
   local p = tonumber(st[1])
   if p and p > now then return p - now, nil end
-  if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then return IN_FLIGHT_RECHECK, nil end
+  if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then
+    redis.call('HSET', ds, 'w', 1)
+    return FULL_RECHECK, nil
+  end
   local cd, ad = tonumber(st[2]), tonumber(st[5])
   local gap = (cd or ad) and math.max(cd or 0, ad or 0) or nil
   if gap then
