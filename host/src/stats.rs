@@ -34,6 +34,9 @@ pub struct Stats {
     pub reloads_failed: AtomicU64,
     /// Requests sent to the cluster store (a pipeline counts once).
     pub store_round_trips: AtomicU64,
+    /// Pops that leased nothing though work was queued (sites paused, at
+    /// their in-flight cap or throttled).
+    pub empty_pops: AtomicU64,
     by_status: Mutex<BTreeMap<u16, u64>>,
     plugins: Mutex<HashMap<String, PluginCalls>>,
     counters: Mutex<BTreeMap<(String, String), i64>>,
@@ -58,6 +61,7 @@ impl Default for Stats {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             store_round_trips: AtomicU64::new(0),
+            empty_pops: AtomicU64::new(0),
             by_status: Mutex::new(BTreeMap::new()),
             plugins: Mutex::new(HashMap::new()),
             counters: Mutex::new(BTreeMap::new()),

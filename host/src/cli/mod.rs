@@ -588,6 +588,7 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         ),
         plugin_instances,
         store_round_trips = stats.store_round_trips.load(Relaxed),
+        empty_pops = stats.empty_pops.load(Relaxed),
         undelivered = stats.undelivered.load(Relaxed),
         released = stats.released.load(Relaxed),
         "crawl done"

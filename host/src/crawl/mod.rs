@@ -78,7 +78,16 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
+    /// Work was queued: wakes idle workers.
     wake: Notify,
+    /// A lease ended here while no worker was mid-request: its site may
+    /// take another fetch. Wakes a worker the frontier told to wait (a site
+    /// at its in-flight cap or throttled). A worker mid-request pops as soon
+    /// as it is done, and takes the slot then: waking another as well only
+    /// sends it to find nothing (a round trip for nothing, in cluster mode).
+    freed: Notify,
+    /// Workers between a lease and handing its outcome on.
+    busy: std::sync::atomic::AtomicUsize,
     done: AtomicBool,
     /// Stop taking work (a signal, or `run` finished).
     stop: Shutdown,
@@ -124,6 +133,8 @@ impl Engine {
             settings,
             stats,
             wake: Notify::new(),
+            freed: Notify::new(),
+            busy: std::sync::atomic::AtomicUsize::new(0),
             done: AtomicBool::new(false),
             stop: Shutdown::new(),
             cancel: Shutdown::new(),
@@ -137,8 +148,17 @@ impl Engine {
     pub async fn submit(&self, request: CrawlRequest) -> Result<bool, StoreError> {
         let cap = self.settings.crawl.global_page_per_domain_limit;
         let queued = submit(&*self.frontier, &*self.dedup, request, cap).await?;
-        self.wake.notify_waiters();
+        self.wake_for(1);
         Ok(queued)
+    }
+
+    /// `n` requests were queued: wake as many waiting workers (not all of
+    /// them: each wakes to a pop, a round trip in cluster mode, and when
+    /// sites are at their in-flight cap most would find nothing).
+    pub(crate) fn wake_for(&self, n: usize) {
+        for _ in 0..n.min(self.settings.crawl.concurrency) {
+            self.wake.notify_one();
+        }
     }
 
     /// Queue children (with their parsed URLs) after robots, dedup and
@@ -192,9 +212,7 @@ impl Engine {
                 Err(e) => return Err(e),
             }
         }
-        if n > 0 {
-            self.wake.notify_waiters();
-        }
+        self.wake_for(n);
         Ok(n)
     }
 
@@ -260,8 +278,7 @@ impl Engine {
             _ = &mut all_done => {}
             _ = stop.wait() => {
                 self.stop.trigger();
-                self.done.store(true, Ordering::SeqCst);
-                self.wake.notify_waiters();
+                self.finish();
                 // Keep a margin of the grace to release, flush and exit.
                 let grace = self.settings.process.grace();
                 let finish = grace.saturating_sub(STOP_MARGIN.min(grace / 2));
@@ -329,10 +346,7 @@ impl Engine {
             counted = tokio::time::Instant::now();
             match self.frontier.counts().await {
                 Ok(c) if c.queued > 0 => self.wake.notify_waiters(),
-                Ok(c) if until_done && c.in_flight == 0 => {
-                    self.done.store(true, Ordering::SeqCst);
-                    self.wake.notify_waiters();
-                }
+                Ok(c) if until_done && c.in_flight == 0 => self.finish(),
                 _ => {}
             }
         }
@@ -363,13 +377,14 @@ impl Engine {
             IDLE_WAIT
         };
         loop {
-            let notified = self.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
+            let (queued, freed) = (self.wake.notified(), self.freed.notified());
+            tokio::pin!(queued, freed);
+            queued.as_mut().enable();
+            freed.as_mut().enable();
             if self.done.load(Ordering::SeqCst) {
                 return;
             }
-            let wait = match self.frontier.pop().await {
+            let (wait, idle) = match self.frontier.pop().await {
                 Ok(Pop::Leased(lease)) => {
                     backoff.reset();
                     if let Some(outcome) = self.process_leased(&lease).await {
@@ -391,24 +406,27 @@ impl Engine {
                     }
                     continue;
                 }
-                Ok(Pop::Wait(d)) => d,
+                Ok(Pop::Wait(d)) => {
+                    self.stats.empty_pops.fetch_add(1, Ordering::Relaxed);
+                    (d, false)
+                }
                 Ok(Pop::Idle) => {
                     if until_done && self.is_drained().await {
-                        self.done.store(true, Ordering::SeqCst);
-                        self.wake.notify_waiters();
+                        self.finish();
                         return;
                     }
-                    idle_wait
+                    (idle_wait, true)
                 }
                 Err(e) => {
                     let wait = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?wait, "frontier unavailable, retrying");
-                    wait
+                    (wait, false)
                 }
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = &mut notified => {}
+                _ = &mut queued, if idle => {}
+                _ = &mut freed => {}
                 _ = self.stop.wait() => {}
             }
         }
@@ -418,15 +436,19 @@ impl Engine {
     /// when it was given back (a store error, or the stop's grace ran out).
     async fn process_leased(&self, lease: &Lease) -> Option<page::Outcome> {
         self.held.lock().insert(lease.id);
-        let given_back = tokio::select! {
-            r = self.process(&lease.job) => match r {
-                Ok(outcome) => return Some(outcome),
-                Err(e) => Some(e),
-            },
-            _ = self.cancel.wait() => None,
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        let r = tokio::select! {
+            r = self.process(&lease.job) => r.map_err(Some),
+            _ = self.cancel.wait() => Err(None),
         };
-        self.give_back(lease.id, given_back).await;
-        None
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        match r {
+            Ok(outcome) => Some(outcome),
+            Err(given_back) => {
+                self.give_back(lease.id, given_back).await;
+                None
+            }
+        }
     }
 
     /// Deliver and ack (or retry, or drop) a processed request; given back
@@ -437,6 +459,7 @@ impl Engine {
             r = self.settle(lease, outcome) => match r {
                 Ok(()) => {
                     self.held.lock().remove(&id);
+                    self.slot_freed();
                     return;
                 }
                 Err(e) => Some(e),
@@ -458,6 +481,21 @@ impl Engine {
             tracing::warn!(error = %e, "could not give a lease back; it will expire after crawl.lease_ttl");
         }
         self.held.lock().remove(&id);
+        self.slot_freed();
+    }
+
+    /// A lease ended: see `freed`.
+    fn slot_freed(&self) {
+        if self.busy.load(Ordering::SeqCst) == 0 {
+            self.freed.notify_one();
+        }
+    }
+
+    /// The run is over: every worker stops waiting.
+    fn finish(&self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.wake.notify_waiters();
+        self.freed.notify_waiters();
     }
 
     async fn is_drained(&self) -> bool {

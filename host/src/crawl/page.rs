@@ -466,7 +466,7 @@ impl Engine {
             }
             Outcome::Redirect(job) | Outcome::Again(job) => {
                 self.frontier.retry(id, *job, Requeue::Now).await?;
-                self.wake.notify_waiters();
+                self.wake_for(1);
                 Ok(())
             }
             Outcome::Drop(why) => {

@@ -652,6 +652,9 @@ impl Frontier for RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        // The lease's site has a fetch fewer open: worth asking its shard
+        // again, even if it said to wait (a site at its in-flight cap).
+        self.shards.has_work(k);
         if found == 0 {
             tracing::debug!(
                 lease_id,
@@ -695,6 +698,7 @@ impl Frontier for RedisStore {
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
+        self.shards.has_work(k);
         Ok(())
     }
 
