@@ -442,6 +442,11 @@ impl Engine {
             _ = self.cancel.wait() => Err(None),
         };
         self.busy.fetch_sub(1, Ordering::SeqCst);
+        // Delivery is not a fetch: the site may take another meanwhile;
+        // unless it asked us to slow down, which the settling records.
+        if !matches!(r, Ok(page::Outcome::SlowDown { .. })) {
+            self.frontier.fetched(lease.id).await;
+        }
         match r {
             Ok(outcome) => Some(outcome),
             Err(given_back) => {

@@ -50,8 +50,9 @@ struct State {
     delayed: BinaryHeap<Reverse<(Instant, QueueKey)>>,
     /// Queues present in `ready` or `delayed` (never both).
     indexed: HashSet<QueueKey>,
-    /// Leased requests and their registered domain.
-    leases: HashMap<u64, (Job, String)>,
+    /// Leased requests, their registered domain, and whether their fetch
+    /// is over (then it no longer counts against the site's cap).
+    leases: HashMap<u64, (Job, String, bool)>,
     /// Retries waiting out their backoff (counted as queued), by due time.
     later: BinaryHeap<Reverse<(Instant, u64)>>,
     waiting: HashMap<u64, Job>,
@@ -72,9 +73,9 @@ impl State {
         ok: bool,
         sample: Option<(Sample, Duration)>,
     ) -> Option<Job> {
-        let (job, domain) = self.leases.remove(&lease_id)?;
-        if let Some(keys) = self.parked.remove(&domain) {
-            self.ready.extend(keys);
+        let (job, domain, fetched) = self.leases.remove(&lease_id)?;
+        if !fetched {
+            self.fetch_over(&domain);
         }
         if let Some(site) = self.sites.get_mut(&domain) {
             site.finish(ok);
@@ -86,6 +87,18 @@ impl State {
             }
         }
         Some(job)
+    }
+}
+
+impl State {
+    /// One fetch of `domain` fewer open: its parked queues are ready.
+    fn fetch_over(&mut self, domain: &str) {
+        if let Some(keys) = self.parked.remove(domain) {
+            self.ready.extend(keys);
+        }
+        if let Some(site) = self.sites.get_mut(domain) {
+            site.fetch_over();
+        }
     }
 }
 
@@ -219,7 +232,7 @@ impl Frontier for EmbeddedFrontier {
                     let id = st.seq;
                     let mut job = item.job;
                     job.spaced = spaced;
-                    st.leases.insert(id, (job.clone(), domain));
+                    st.leases.insert(id, (job.clone(), domain, false));
                     return Ok(Pop::Leased(Lease { id, job }));
                 }
             }
@@ -257,7 +270,7 @@ impl Frontier for EmbeddedFrontier {
     async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         let now = Instant::now();
-        let Some((_, domain)) = st.leases.get(&lease_id) else {
+        let Some((_, domain, _)) = st.leases.get(&lease_id) else {
             return Ok(());
         };
         let domain = domain.clone();
@@ -285,6 +298,17 @@ impl Frontier for EmbeddedFrontier {
             }
         }
         Ok(())
+    }
+
+    async fn fetched(&self, lease_id: u64) {
+        let mut st = self.state.lock();
+        let Some((_, domain, fetched)) = st.leases.get_mut(&lease_id) else {
+            return;
+        };
+        if !std::mem::replace(fetched, true) {
+            let domain = domain.clone();
+            st.fetch_over(&domain);
+        }
     }
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {

@@ -80,6 +80,10 @@ pub trait Frontier: Send + Sync {
     /// The domain's robots.txt `Crawl-delay` (already capped): its fetches
     /// are spaced at least this far apart, by every worker. `None` clears it.
     async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError>;
+    /// The leased request's fetch is over (its result is being delivered):
+    /// its site may take another fetch under `crawl.max_in_flight`. Until
+    /// this (or the lease's end), the fetch counts as open.
+    async fn fetched(&self, _lease_id: u64) {}
     /// Give a lease back now: its request is queued again as it was, for
     /// any worker (a clean stop, a result that cannot be delivered yet).
     async fn release(&self, lease_id: u64) -> Result<(), StoreError>;

@@ -165,10 +165,15 @@ impl Site {
         self.last = before;
     }
 
-    /// A fetch ended (acked, retried, given back, or its lease expired);
-    /// `ok` when the site answered without asking to slow down.
-    pub fn finish(&mut self, ok: bool) {
+    /// A fetch is over (its lease may still be settling).
+    pub fn fetch_over(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// A lease ended (acked, retried, given back, or expired); its fetch
+    /// is already over. `ok` when the site answered without asking to
+    /// slow down.
+    pub fn finish(&mut self, ok: bool) {
         if ok {
             self.strikes = 0;
         }
@@ -293,11 +298,11 @@ mod tests {
         s.start(now);
         s.start(now);
         assert_eq!(s.wait(&p, now), Some(Hold::Full));
-        s.finish(true);
+        s.fetch_over();
         assert_eq!(s.wait(&p, now), None);
         s.set_crawl_delay(Some(Duration::from_secs(1)));
         s.start(now);
-        s.finish(true);
+        s.fetch_over();
         assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
         s.slow_down(&p, Some(Duration::from_secs(3)), now);
         assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));

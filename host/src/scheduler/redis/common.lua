@@ -23,6 +23,14 @@ local function count_status(key, now, n)
   redis.call('HINCRBY', key, 'life', n)
   redis.call('SADD', ns .. ':stkeys', key)
 end
+-- One fetch of the site of queue `qk` fewer open (the field goes at 0, and
+-- with the last field the key). If a pop found the site full (`w`), the
+-- queue is ready now rather than at the fallback recheck.
+local function fetch_over(qk)
+  local ds = ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1)
+  if redis.call('HINCRBY', ds, 'fl', -1) <= 0 then redis.call('HDEL', ds, 'fl') end
+  if redis.call('HDEL', ds, 'w') == 1 then redis.call('ZADD', ns .. ':ready', 'XX', now_ms(), qk) end
+end
 -- Finish the lease `lease`; returns its queue key, score, member, cref and
 -- job id, or nil if it is gone (expired and reclaimed).
 local function release(lease)
@@ -34,13 +42,17 @@ local function release(lease)
   redis.call('HDEL', ns .. ':leased', lease)
   redis.call('ZREM', ns .. ':leases', lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
-  -- Its site has one fetch fewer open (the field goes at 0, and with the
-  -- last field the key). If a pop found the site full (`w`), its queue is
-  -- ready now rather than at the fallback recheck.
-  local ds = ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1)
-  if redis.call('HINCRBY', ds, 'fl', -1) <= 0 then redis.call('HDEL', ds, 'fl') end
-  if redis.call('HDEL', ds, 'w') == 1 then redis.call('ZADD', ns .. ':ready', 'XX', now_ms(), qk) end
+  -- Unless a pop was told its fetch is over (`lf`), its site has one
+  -- fetch fewer open now.
+  if redis.call('SREM', ns .. ':lf', lease) == 0 then fetch_over(qk) end
   return qk, score, member, cref, id
+end
+-- The fetch of leased `lease` is over (reported with a pop): counted once.
+local function fetched(lease)
+  local data = redis.call('HGET', ns .. ':leased', lease)
+  if data and redis.call('SADD', ns .. ':lf', lease) == 1 then
+    fetch_over(string.match(data, '^([^\n]*)\n'))
+  end
 end
 -- A site's pace beyond the throttle, shared by every worker, in hash
 -- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs

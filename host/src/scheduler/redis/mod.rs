@@ -52,6 +52,9 @@ pub use workers::LiveWorker;
 
 const COMMON: &str = include_str!("common.lua");
 
+/// Leases per shard whose fetch is over, waiting for a pop to tell.
+const MAX_FETCHES_OVER: usize = 1024;
+
 /// Crawl specs a worker keeps in memory.
 const SPEC_CACHE: usize = 10_000;
 
@@ -139,6 +142,9 @@ pub struct RedisStore {
     tally: Mutex<HashMap<(String, u16), u64>>,
     /// When this worker next beats and runs upkeep; its wake-up signal.
     pace: pace::Pace,
+    /// Per shard, leases whose fetch is over, told with the next pop there
+    /// (no round trip of their own): see [`Frontier::fetched`].
+    fetches_over: Mutex<Vec<Vec<u64>>>,
 }
 
 impl RedisStore {
@@ -214,6 +220,7 @@ impl RedisStore {
             spiders: Mutex::new(Vec::new()),
             plugins: Mutex::new(Vec::new()),
             pace: pace::Pace::default(),
+            fetches_over: Mutex::new(Vec::new()),
             tally: Mutex::new(HashMap::new()),
         }))
     }
@@ -418,6 +425,12 @@ impl RedisStore {
         inv
     }
 
+    /// Shard k's leases whose fetch is over, to tell with a pop there.
+    fn take_fetches_over(&self, k: usize) -> Vec<u64> {
+        let mut all = self.fetches_over.lock();
+        all.get_mut(k).map(std::mem::take).unwrap_or_default()
+    }
+
     /// A fetch's sample as script arguments: latency in ms and failed
     /// ("1"/"0"), or two empty strings without one.
     fn sample_args(&self, sample: Option<Sample>) -> (String, &'static str) {
@@ -440,10 +453,12 @@ impl RedisStore {
         loop {
             let mut con = self.con();
             let mut inv = self.with_throttle(&self.scripts.pop, k);
+            let over = self.take_fetches_over(k);
             let out: Vec<String> = inv
                 .arg(self.lease_ms)
                 .arg(lease_token())
                 .arg(self.politeness.max_in_flight)
+                .arg(&over)
                 .invoke_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -713,6 +728,18 @@ impl Frontier for RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn fetched(&self, lease_id: u64) {
+        let (k, lease) = self.shards.of_lease(lease_id);
+        let mut all = self.fetches_over.lock();
+        if all.len() <= k {
+            all.resize_with(self.shards.len(), Vec::new);
+        }
+        // Untold ones end with their lease (the ack counts them then).
+        if all[k].len() < MAX_FETCHES_OVER {
+            all[k].push(lease);
+        }
     }
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {

@@ -2,7 +2,9 @@
 -- round trip. ARGV: ns, hits, window_ms, moderated, throttle prefix,
 -- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
 -- counter here would hand out again, after a failover to a replica that
--- lags, ids that workers still hold from the old master), max_in_flight.
+-- lags, ids that workers still hold from the old master), max_in_flight,
+-- then leases of this worker whose fetch is over (their sites may take
+-- another).
 -- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
 -- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
 -- {'', wait_ms} ('-1' = nothing queued).
@@ -12,6 +14,7 @@ local lease_ms, max_fl = tonumber(ARGV[7]), tonumber(ARGV[9])
 local ready = ns .. ':ready'
 local now = now_ms()
 promote_later(now)
+for i = 10, #ARGV do fetched(ARGV[i]) end
 for _ = 1, 32 do
   local c = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
   if #c == 0 then break end
