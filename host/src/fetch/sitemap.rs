@@ -63,7 +63,7 @@ fn locs(text: &str, max: usize) -> Vec<String> {
         let Some(close) = body.find("</loc>") else {
             break;
         };
-        let loc = unescape(strip_cdata(body[..close].trim()));
+        let loc = crate::links::decode_entities(strip_cdata(body[..close].trim()));
         if !loc.is_empty() {
             out.push(loc);
         }
@@ -77,49 +77,6 @@ fn strip_cdata(s: &str) -> &str {
         .and_then(|s| s.strip_suffix("]]>"))
         .map(str::trim)
         .unwrap_or(s)
-}
-
-/// The five XML entities and numeric references.
-fn unescape(s: &str) -> String {
-    if !s.contains('&') {
-        return s.to_string();
-    }
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        let tail = &rest[amp..];
-        let Some(semi) = tail.find(';').filter(|i| *i <= 10) else {
-            out.push('&');
-            rest = &tail[1..];
-            continue;
-        };
-        let name = &tail[1..semi];
-        let ch = match name {
-            "amp" => Some('&'),
-            "lt" => Some('<'),
-            "gt" => Some('>'),
-            "quot" => Some('"'),
-            "apos" => Some('\''),
-            _ => name
-                .strip_prefix("#x")
-                .and_then(|h| u32::from_str_radix(h, 16).ok())
-                .or_else(|| name.strip_prefix('#').and_then(|d| d.parse().ok()))
-                .and_then(char::from_u32),
-        };
-        match ch {
-            Some(c) => {
-                out.push(c);
-                rest = &tail[semi + 1..];
-            }
-            None => {
-                out.push('&');
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]

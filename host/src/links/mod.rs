@@ -8,6 +8,7 @@ pub mod filter;
 mod scan;
 
 pub use filter::{LinkFilters, DEFAULT_DENY_EXTENSIONS};
+pub(crate) use scan::decode_entities;
 pub use scan::{scan, RawLink, MAX_TEXT_BYTES};
 
 use std::collections::HashMap;

@@ -184,7 +184,8 @@ fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     None
 }
 
-fn decode_entities(s: &str) -> String {
+/// HTML's (and XML's) character references undone.
+pub(crate) fn decode_entities(s: &str) -> String {
     if !s.contains('&') {
         return s.to_string();
     }
