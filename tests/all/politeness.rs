@@ -398,3 +398,45 @@ async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
     check_sitemap_crawl(&site, run.urls());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_failed_fetch_is_retried_after_a_growing_backoff_across_workers() -> Result<()> {
+    let site = Site::start_with(
+        spec(12, 39),
+        Quirks {
+            refuse: Some(Refusal {
+                status: 500,
+                times: 2,
+                retry_after: None,
+            }),
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let redis = RedisServer::start().await?;
+    let mut cluster = Cluster::new(
+        &redis,
+        "[crawl]\nretry_backoff = 0.6\nobey_robots = false\n",
+    )?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    // Page 2 lives on the last host; alone in its crawl (maxdepth 0).
+    let url = site.url(LAST);
+    let request = json!({"url": url, "appid": "polite", "crawlid": "backoff", "maxdepth": 0});
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    let results = cluster
+        .until_all_of(
+            &[url.clone()].into_iter().collect(),
+            Duration::from_secs(30),
+        )
+        .await?;
+    assert_eq!(results[0]["status_code"], 200, "{results:?}");
+    let g = gaps(&page_hits(&site, LAST));
+    // Two 500s, then the page: backoffs of 0.6 s then 1.2 s, each a random
+    // half to all of it, waited in the frontier by either worker.
+    assert!(
+        g.len() == 2 && g[0] >= Duration::from_millis(280) && g[1] >= Duration::from_millis(580),
+        "retries {g:?} apart"
+    );
+    Ok(())
+}

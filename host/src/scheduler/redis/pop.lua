@@ -54,6 +54,9 @@ for _ = 1, 32 do
     end
   end
 end
+-- Nothing to lease now: how long until a queue or a waiting retry is due.
 local nxt = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
-if #nxt == 0 then return {'', '-1'} end
-return {'', tostring(math.max(1, tonumber(nxt[2]) - now))}
+local lat = redis.call('ZRANGE', ns .. ':later', 0, 0, 'WITHSCORES')
+if #nxt == 0 and #lat == 0 then return {'', '-1'} end
+local at = math.min(tonumber(nxt[2]) or math.huge, tonumber(lat[2]) or math.huge)
+return {'', tostring(math.max(1, at - now))}
