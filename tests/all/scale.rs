@@ -75,7 +75,12 @@ async fn three_workers_crawl_through_a_redis_cluster() -> Result<()> {
     let redis = RedisCluster::start().await?;
     let site = Site::start(spec(240, 43)).await?;
     let expected = site.expected(0, None);
-    let mut cluster = Cluster::on(redis.url(), "[crawl]\nmaxdepth_limit = 100\n")?;
+    // Paced by the throttle (~90 pages/s in all), so every worker gets
+    // some: unpaced, the three sites' in-flight caps (24 fetches) are all
+    // one worker's 64 tasks need, and the worker whose fetch ends takes
+    // the freed slot (ARCHITECTURE.md, "Sites set the pace").
+    let config = "[crawl]\nmaxdepth_limit = 100\n[throttle]\nhits = 30\nwindow = 1\n";
+    let mut cluster = Cluster::on(redis.url(), config)?;
     for _ in 0..3 {
         cluster.start_worker()?;
     }
