@@ -139,12 +139,13 @@ impl Engine {
                 }
                 return Err(Outcome::Drop(Dropped::Robots));
             }
+            let crawl_delay = self.capped_crawl_delay(verdict.crawl_delay);
             if verdict.fetched {
-                self.share_crawl_delay(&url).await;
+                self.share_crawl_delay(&url, crawl_delay).await;
                 // robots.txt took this request's throttle slot.
                 return Err(Outcome::Again(Box::new(job.clone())));
             }
-            if !job.spaced && self.crawl_delay_of(&url).is_some() {
+            if !job.spaced && crawl_delay.is_some() {
                 // Leased before the store knew the site's Crawl-delay: back
                 // to the queue, to be spaced like the rest.
                 self.refund_slot(&job.spiderid, &url).await;
@@ -159,8 +160,7 @@ impl Engine {
     /// worker. If the store cannot take it now, the next read of the file
     /// (`crawl.robots_ttl`) offers it again; until then the throttle alone
     /// paces the site.
-    async fn share_crawl_delay(&self, url: &url::Url) {
-        let delay = self.crawl_delay_of(url);
+    async fn share_crawl_delay(&self, url: &url::Url, delay: Option<Duration>) {
         let domain = domain::of_parsed(url);
         if let Err(e) = self.frontier.crawl_delay(&domain, delay).await {
             // Read again by the next request, which stores it then.
@@ -171,15 +171,11 @@ impl Engine {
         }
     }
 
-    /// The Crawl-delay of `url`'s origin as known here (robots.txt read),
-    /// capped by `crawl.max_crawl_delay`; `None` if none or zero.
-    fn crawl_delay_of(&self, url: &url::Url) -> Option<Duration> {
-        let rules = self.robots.as_ref()?.rules(url)?;
+    /// A robots.txt `Crawl-delay` capped by `crawl.max_crawl_delay`;
+    /// `None` if none or zero.
+    pub(super) fn capped_crawl_delay(&self, delay: Option<Duration>) -> Option<Duration> {
         let max = Duration::from_secs_f64(self.settings.crawl.max_crawl_delay);
-        rules
-            .crawl_delay()
-            .map(|d| d.min(max))
-            .filter(|d| !d.is_zero())
+        delay.map(|d| d.min(max)).filter(|d| !d.is_zero())
     }
 
     /// The pop took a throttle slot for a request that is never sent.

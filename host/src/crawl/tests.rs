@@ -480,3 +480,15 @@ async fn run_until_done_crawls_everything_and_acks_every_lease() {
     );
     assert_eq!(rig.counts().await, (0, 0));
 }
+
+#[tokio::test]
+async fn a_hostile_crawl_delay_is_capped_and_a_zero_one_ignored() {
+    let rig = rig(Fail::Never, None).await;
+    let day = Some(Duration::from_secs(86_400));
+    assert_eq!(
+        rig.engine.capped_crawl_delay(day),
+        Some(Duration::from_secs(30)),
+        "crawl.max_crawl_delay"
+    );
+    assert_eq!(rig.engine.capped_crawl_delay(Some(Duration::ZERO)), None);
+}

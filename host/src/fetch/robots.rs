@@ -76,6 +76,8 @@ pub struct Verdict {
     /// This call fetched the robots.txt (and so spent the request's
     /// throttle slot on it).
     pub fetched: bool,
+    /// The origin's `Crawl-delay` for our group (uncapped).
+    pub crawl_delay: Option<Duration>,
 }
 
 /// robots.txt per origin, fetched once even when many workers ask at once.
@@ -144,6 +146,7 @@ impl RobotsCache {
         Verdict {
             allowed: robots.allowed(url),
             fetched,
+            crawl_delay: robots.crawl_delay(),
         }
     }
 
