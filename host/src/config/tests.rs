@@ -1,0 +1,97 @@
+use super::*;
+
+#[test]
+fn passwords_in_urls_are_redacted_for_logs() {
+    assert_eq!(
+        redact("redis://:s3cret@db:6379/0"),
+        "redis://:***@db:6379/0"
+    );
+    assert_eq!(redact("redis://u:p@db"), "redis://u:***@db");
+    assert_eq!(redact("redis://db:6379"), "redis://db:6379");
+    assert_eq!(redact("not a url"), "not a url");
+}
+use std::io::Write;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn defaults_match_the_contract() {
+    let s = Settings::load_from(None, env(&[])).expect("defaults load");
+    assert_eq!(s.throttle.hits, 10);
+    assert_eq!(s.throttle.window, 60.0);
+    assert_eq!(s.crawl.maxdepth_limit, 3);
+    assert_eq!(s.kafka.topic_prefix, "demo");
+    assert!(s.crawl.obey_robots && !s.crawl.allow_private);
+    s.validate().expect("defaults are valid");
+}
+
+#[test]
+fn env_overrides_file() {
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(f, "[throttle]\nhits = 3\nwindow = 1.5").expect("write");
+    let s = Settings::load_from(Some(f.path()), env(&[("SPINNERET_THROTTLE__HITS", "5")]))
+        .expect("loads");
+    assert_eq!(s.throttle.hits, 5);
+    assert_eq!(s.throttle.window, 1.5);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let err =
+        Settings::load_from(None, env(&[("SPINNERET_THROTTLE__HTIS", "5")])).expect_err("rejected");
+    assert!(err.to_string().contains("htis"), "{err}");
+}
+
+#[test]
+fn an_unknown_compression_is_refused_with_the_choices() {
+    let s = Settings::load_from(None, env(&[("SPINNERET_KAFKA__COMPRESSION", "brotli")]))
+        .expect("loads");
+    let err = s.validate().expect_err("rejected");
+    assert!(
+        err.to_string().contains("none, gzip, snappy, lz4, zstd"),
+        "{err}"
+    );
+    let s =
+        Settings::load_from(None, env(&[("SPINNERET_KAFKA__COMPRESSION", "zstd")])).expect("loads");
+    assert!(s.validate().is_ok());
+}
+
+#[test]
+fn shards_are_automatic_and_bounded() {
+    let s = Settings::load_from(None, env(&[])).expect("loads");
+    assert_eq!(s.redis.shard_count(false), 1);
+    assert_eq!(s.redis.shard_count(true), CLUSTER_SHARDS as usize);
+    let s = Settings::load_from(None, env(&[("SPINNERET_REDIS__SHARDS", "300")])).expect("loads");
+    let err = s.validate().expect_err("rejected");
+    assert!(err.to_string().contains("at most 256"), "{err}");
+    let s = Settings::load_from(None, env(&[("SPINNERET_REDIS__SHARDS", "4")])).expect("loads");
+    assert!(s.validate().is_ok());
+    assert_eq!(s.redis.shard_count(true), 4);
+}
+
+#[test]
+fn nested_plugin_overrides_from_env() {
+    let s = Settings::load_from(
+        None,
+        env(&[("SPINNERET_PLUGINS__OVERRIDES__LINK__MEMORY_MB", "7")]),
+    )
+    .expect("loads");
+    assert_eq!(s.plugins.limits_for("link").memory_mb, 7);
+    assert_eq!(s.plugins.limits_for("other").memory_mb, 128);
+}
+
+#[test]
+fn validation_explains() {
+    let mut s = Settings::default();
+    s.throttle.hits = 0;
+    assert!(s
+        .validate()
+        .expect_err("invalid")
+        .to_string()
+        .contains("throttle.hits"));
+}
