@@ -174,34 +174,32 @@ pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
                 "Domains paused now because they answered 429 or 503 (whole cluster).",
             );
             let _ = writeln!(out, "spinneret_sites_paused {}", sites.paused);
-            head(
+            let per_domain = |out: &mut String, name: &str, help: &str, rows: Vec<(&str, f64)>| {
+                head(out, name, "gauge", help);
+                for (domain, v) in rows {
+                    let _ = writeln!(out, "{name}{{domain=\"{}\"}} {v:.3}", esc(domain));
+                }
+            };
+            per_domain(
                 &mut out,
                 "spinneret_site_paused_seconds",
-                "gauge",
                 "Seconds the longest-paused domains wait still.",
+                sites
+                    .paused_for
+                    .iter()
+                    .map(|(d, left)| (d.as_str(), left.as_secs_f64()))
+                    .collect(),
             );
-            for (domain, left) in &sites.paused_for {
-                let _ = writeln!(
-                    out,
-                    "spinneret_site_paused_seconds{{domain=\"{}\"}} {:.3}",
-                    esc(domain),
-                    left.as_secs_f64()
-                );
-            }
-            head(
+            per_domain(
                 &mut out,
                 "spinneret_site_adaptive_rate",
-                "gauge",
                 "Fetches per second the adaptive throttle allows the slowest domains.",
+                sites
+                    .adaptive
+                    .iter()
+                    .map(|(d, gap)| (d.as_str(), 1.0 / gap.as_secs_f64().max(0.001)))
+                    .collect(),
             );
-            for (domain, spacing) in &sites.adaptive {
-                let _ = writeln!(
-                    out,
-                    "spinneret_site_adaptive_rate{{domain=\"{}\"}} {:.3}",
-                    esc(domain),
-                    1.0 / spacing.as_secs_f64().max(0.001)
-                );
-            }
         }
         if let Ok(c) = store.counts().await {
             head(

@@ -21,6 +21,11 @@ fn spec(pages: usize, seed: u64) -> SiteSpec {
     }
 }
 
+/// The 3-host test site of `pages` pages (seed `seed`) with `quirks`.
+async fn start_site(pages: usize, seed: u64, quirks: Quirks) -> Result<Site> {
+    Ok(Site::start_with(spec(pages, seed), quirks).await?)
+}
+
 /// `workers` workers on a private Redis crawling the whole site (robots.txt
 /// obeyed) with `config`; returns once every expected page is delivered.
 async fn crawl(
@@ -77,8 +82,9 @@ fn gaps(hits: &[Hit]) -> Vec<Duration> {
 
 #[tokio::test]
 async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()> {
-    let site = Site::start_with(
-        spec(60, 31),
+    let site = start_site(
+        60,
+        31,
         Quirks {
             refuse: Some(Refusal {
                 status: 429,
@@ -128,8 +134,9 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
 
 #[tokio::test]
 async fn a_503_without_retry_after_pauses_longer_each_time() -> Result<()> {
-    let site = Site::start_with(
-        spec(30, 32),
+    let site = start_site(
+        30,
+        32,
         Quirks {
             refuse: Some(Refusal {
                 status: 503,
@@ -156,8 +163,9 @@ async fn a_503_without_retry_after_pauses_longer_each_time() -> Result<()> {
 
 #[tokio::test]
 async fn crawl_delay_spaces_a_hosts_fetches_across_three_workers() -> Result<()> {
-    let site = Site::start_with(
-        spec(15, 33),
+    let site = start_site(
+        15,
+        33,
         Quirks {
             crawl_delay: Some(1),
             ..Quirks::default()
@@ -186,8 +194,9 @@ async fn crawl_delay_spaces_a_hosts_fetches_across_three_workers() -> Result<()>
 
 #[tokio::test]
 async fn a_slow_host_never_has_more_than_max_in_flight_requests_open() -> Result<()> {
-    let site = Site::start_with(
-        spec(18, 34),
+    let site = start_site(
+        18,
+        34,
         Quirks {
             last_host_page: Duration::from_secs(2),
             ..Quirks::default()
@@ -218,8 +227,9 @@ async fn crawl_embedded(site: &Site, config: &str) -> Result<()> {
 
 #[tokio::test]
 async fn embedded_a_429_pauses_its_host_and_crawl_delay_spaces_it() -> Result<()> {
-    let site = Site::start_with(
-        spec(12, 35),
+    let site = start_site(
+        12,
+        35,
         Quirks {
             refuse: Some(Refusal {
                 status: 429,
@@ -245,8 +255,9 @@ async fn embedded_a_429_pauses_its_host_and_crawl_delay_spaces_it() -> Result<()
 
 #[tokio::test]
 async fn embedded_a_slow_host_never_has_more_than_max_in_flight_requests_open() -> Result<()> {
-    let site = Site::start_with(
-        spec(15, 36),
+    let site = start_site(
+        15,
+        36,
         Quirks {
             last_host_page: Duration::from_secs(1),
             ..Quirks::default()
@@ -266,8 +277,9 @@ fn median(mut d: Vec<Duration>) -> Duration {
 
 #[tokio::test]
 async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<()> {
-    let site = Site::start_with(
-        spec(30, 37),
+    let site = start_site(
+        30,
+        37,
         Quirks {
             last_host_page: Duration::from_millis(10),
             ..Quirks::default()
@@ -358,8 +370,9 @@ fn check_sitemap_crawl(site: &Site, got: Vec<String>) {
 
 #[tokio::test]
 async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
-    let site = Site::start_with(
-        spec(30, 38),
+    let site = start_site(
+        30,
+        38,
         Quirks {
             sitemaps: true,
             ..Quirks::default()
@@ -381,8 +394,9 @@ async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
         .collect();
     check_sitemap_crawl(&site, urls);
     // Embedded: one process, the same answer.
-    let site = Site::start_with(
-        spec(30, 38),
+    let site = start_site(
+        30,
+        38,
         Quirks {
             sitemaps: true,
             ..Quirks::default()
@@ -401,8 +415,9 @@ async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
 
 #[tokio::test]
 async fn a_failed_fetch_is_retried_after_a_growing_backoff_across_workers() -> Result<()> {
-    let site = Site::start_with(
-        spec(12, 39),
+    let site = start_site(
+        12,
+        39,
         Quirks {
             refuse: Some(Refusal {
                 status: 500,
