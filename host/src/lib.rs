@@ -31,6 +31,7 @@ pub mod links;
 pub mod metrics;
 pub mod monitor;
 pub mod plugins;
+pub mod render;
 pub mod request;
 pub mod rest;
 pub mod scheduler;

@@ -33,6 +33,15 @@ impl Histogram {
         self.sum_us.fetch_add((seconds * 1e6) as u64, Relaxed);
     }
 
+    /// The mean of what was observed (0 if nothing was).
+    pub fn mean_seconds(&self) -> f64 {
+        let n = self.count.load(Relaxed);
+        if n == 0 {
+            return 0.0;
+        }
+        self.sum_us.load(Relaxed) as f64 / 1e6 / n as f64
+    }
+
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         for (b, bound) in self.buckets.iter().zip(BOUNDS) {
@@ -72,6 +81,66 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The headless browser's work in this process.
+fn render_metrics(out: &mut String, r: &crate::render::RenderStats) {
+    head(
+        out,
+        "spinneret_render_seconds",
+        "histogram",
+        "Render latency (browser load to DOM, sub-requests included).",
+    );
+    r.latency.render(out, "spinneret_render_seconds", "");
+    head(
+        out,
+        "spinneret_renders_total",
+        "counter",
+        "Renders by result.",
+    );
+    for (result, n) in [("ok", &r.rendered), ("failed", &r.failed)] {
+        let _ = writeln!(
+            out,
+            "spinneret_renders_total{{result=\"{result}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
+    head(
+        out,
+        "spinneret_render_auto_total",
+        "counter",
+        "Pages of render: auto crawls, by whether they looked script-built.",
+    );
+    for (decision, n) in [("rendered", &r.auto_rendered), ("plain", &r.auto_plain)] {
+        let _ = writeln!(
+            out,
+            "spinneret_render_auto_total{{decision=\"{decision}\"}} {}",
+            n.load(Relaxed)
+        );
+    }
+    for (name, kind, help, v) in [
+        (
+            "spinneret_browser_restarts_total",
+            "counter",
+            "Browser restarts (crash, kill or memory bound).",
+            &r.restarts,
+        ),
+        (
+            "spinneret_render_refused_total",
+            "counter",
+            "Requests of rendered pages the address policy refused.",
+            &r.refused,
+        ),
+        (
+            "spinneret_renders_in_flight",
+            "gauge",
+            "Renders running now.",
+            &r.in_flight,
+        ),
+    ] {
+        head(out, name, kind, help);
+        let _ = writeln!(out, "{name} {}", v.load(Relaxed));
+    }
+}
+
 /// Everything this process knows, as Prometheus text.
 pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
     let mut out = String::new();
@@ -93,6 +162,7 @@ pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
     stats
         .fetch_latency
         .render(&mut out, "spinneret_fetch_seconds", "");
+    render_metrics(&mut out, &stats.render);
     head(
         &mut out,
         "spinneret_plugin_call_seconds",

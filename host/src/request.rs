@@ -65,6 +65,26 @@ pub struct CrawlRequest {
     /// Also seed the crawl from the site's sitemaps (contract §2.1).
     #[serde(default, skip_serializing_if = "is_false")]
     pub sitemaps: bool,
+    /// Fetch pages in a headless browser (contract §2.1, §3 "Rendering").
+    #[serde(default, skip_serializing_if = "RenderMode::is_never")]
+    pub render: RenderMode,
+}
+
+/// When a crawl's pages are rendered in a headless browser.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RenderMode {
+    #[default]
+    Never,
+    Always,
+    /// Fetched plainly first; rendered when the HTML looks script-built.
+    Auto,
+}
+
+impl RenderMode {
+    pub fn is_never(&self) -> bool {
+        *self == RenderMode::Never
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -242,6 +262,7 @@ impl CrawlRequest {
             spiderid: self.spiderid.clone(),
             site: crate::scheduler::domain::of_url(&self.url),
             sitemaps: self.sitemaps,
+            render: self.render,
             filters: OnceLock::new(),
         };
         let mut headers: Vec<(String, String)> =
@@ -333,6 +354,9 @@ pub struct CrawlSpec {
     /// The seed's site's sitemaps seed the crawl too.
     #[serde(default, skip_serializing_if = "is_false")]
     pub sitemaps: bool,
+    /// Its pages are rendered (always, or when they look script-built).
+    #[serde(default, skip_serializing_if = "RenderMode::is_never")]
+    pub render: RenderMode,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
 }

@@ -43,6 +43,9 @@ pub struct Stats {
     pub fetch_latency: crate::metrics::Histogram,
     plugin_latency: Mutex<HashMap<String, std::sync::Arc<crate::metrics::Histogram>>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    /// The headless browser's renders (zero on a worker that does not
+    /// render).
+    pub render: crate::render::RenderStats,
 }
 
 impl Default for Stats {
@@ -68,6 +71,7 @@ impl Default for Stats {
             fetch_latency: Default::default(),
             plugin_latency: Mutex::new(HashMap::new()),
             rejected: Mutex::new(BTreeMap::new()),
+            render: Default::default(),
         }
     }
 }

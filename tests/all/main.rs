@@ -12,6 +12,7 @@ mod kafka;
 mod plugins;
 mod politeness;
 mod redis_cluster;
+mod render;
 mod rest;
 mod scale;
 mod security;

@@ -12,9 +12,11 @@
 //! return, computed from the same link graph the pages are rendered from.
 
 mod graph;
+mod scripted;
 mod server;
 
 pub use graph::{Graph, Target};
+pub use scripted::TREE as SCRIPTED_TREE;
 pub use server::Hit;
 
 use bytes::Bytes;
@@ -149,6 +151,12 @@ impl Site {
 
     pub fn seed_url(&self) -> String {
         self.url(0)
+    }
+
+    /// A page built by its script on host `host`: `/js/<name>` (see
+    /// `scripted.rs`).
+    pub fn scripted_url(&self, host: usize, name: &str) -> String {
+        format!("http://{}/js/{name}", self.addrs[host])
     }
 
     /// A hostile page on host 0: `/hostile/<name>.html` (see the server).

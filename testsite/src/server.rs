@@ -105,6 +105,8 @@ pub async fn serve(
                 };
                 let slow = if robots {
                     quirks.robots
+                } else if let Some(d) = crate::scripted::delay(req.uri().path()) {
+                    d
                 } else if host + 1 == hosts && !log.last_host_delay().is_zero() {
                     log.last_host_delay()
                 } else {
@@ -175,6 +177,9 @@ fn respond(
         if let Some(r) = sitemaps(&path, &base()) {
             return r;
         }
+    }
+    if let Some((ctype, body)) = crate::scripted::page(&path) {
+        return text(StatusCode::OK, ctype, body);
     }
     // Hostile pages (`Site::hostile_url`), the same on every host.
     if path == "/hostile/redirect" {

@@ -162,6 +162,10 @@ pub struct RequestArgs {
     /// Depth for --seed crawls; also raises crawl.maxdepth_limit for this run.
     #[arg(long)]
     pub maxdepth: Option<u32>,
+    /// Render --seed crawls' pages in a headless browser: never, always or
+    /// auto (when a page looks script-built).
+    #[arg(long, value_parser = ["never", "always", "auto"])]
+    pub render: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -490,6 +494,7 @@ fn collect_requests(
         let v = json!({
             "url": seed, "appid": "cli", "crawlid": format!("run-{started}-{i}"),
             "spiderid": spider, "maxdepth": args.maxdepth.unwrap_or(0),
+            "render": args.render.as_deref().unwrap_or("never"),
         });
         match CrawlRequest::from_value(v, limit) {
             Ok(r) => out.push(r),
@@ -593,6 +598,25 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         released = stats.released.load(Relaxed),
         "crawl done"
     );
+    let r = &stats.render;
+    let renders = r.rendered.load(Relaxed) + r.failed.load(Relaxed);
+    if renders + r.auto_plain.load(Relaxed) > 0 {
+        tracing::info!(
+            rendered = r.rendered.load(Relaxed),
+            render_failed = r.failed.load(Relaxed),
+            auto_rendered = r.auto_rendered.load(Relaxed),
+            auto_plain = r.auto_plain.load(Relaxed),
+            browser_restarts = r.restarts.load(Relaxed),
+            render_refused = r.refused.load(Relaxed),
+            render_ms_mean = format!("{:.0}", r.latency.mean_seconds() * 1000.0),
+            browser_cpu_ms_per_render = format!(
+                "{:.1}",
+                r.browser_cpu_ms.load(Relaxed) as f64 / renders.max(1) as f64
+            ),
+            browser_peak_rss_mb = r.browser_peak_rss_mb.load(Relaxed),
+            "renders"
+        );
+    }
     let undelivered = stats.undelivered.load(Relaxed);
     if undelivered > 0 {
         tracing::error!(

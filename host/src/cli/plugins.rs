@@ -273,6 +273,7 @@ fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Res
             .into(),
         elapsed: Duration::ZERO,
         redirect: None,
+        rendered: false,
     };
     Ok(Page::new(Arc::new(job), Arc::new(fetched), max_links))
 }

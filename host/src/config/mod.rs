@@ -3,6 +3,9 @@
 //! flags, then validated into [`Settings`]. Every timeout and limit lives
 //! here; ARCHITECTURE.md has the table.
 
+mod render;
+pub use render::Render;
+
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -37,6 +40,7 @@ pub struct Settings {
     pub log: Log,
     pub plugins: Plugins,
     pub process: Process,
+    pub render: Render,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -167,6 +171,9 @@ pub struct Crawl {
     pub global_page_per_domain_limit: u32,
     pub obey_robots: bool,
     pub allow_private: bool,
+    /// Non-public networks fetched although `allow_private` is off
+    /// (addresses or CIDR blocks, e.g. an intranet's `10.1.0.0/16`).
+    pub allow_networks: Vec<String>,
     pub max_body_bytes: usize,
     pub max_redirects: usize,
     /// Fetch through this HTTP proxy (`http://host:port`); empty = none.
@@ -235,6 +242,7 @@ impl Default for Crawl {
             global_page_per_domain_limit: 0,
             obey_robots: true,
             allow_private: false,
+            allow_networks: Vec::new(),
             max_body_bytes: 10 * 1024 * 1024,
             max_redirects: 10,
             max_links_per_page: 5000,
@@ -633,6 +641,11 @@ impl Settings {
         }
         if c.retry_backoff > c.retry_backoff_max || c.pause_first > c.max_pause {
             return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());
+        }
+        self.render.check().map_err(ConfigError::Invalid)?;
+        for n in &self.crawl.allow_networks {
+            n.parse::<crate::fetch::Network>()
+                .map_err(|e| ConfigError::Invalid(format!("crawl.allow_networks: {e}")))?;
         }
         if self.crawl.max_links_per_page == 0 {
             return bad("crawl.max_links_per_page must be at least 1".into());

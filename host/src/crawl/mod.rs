@@ -13,6 +13,7 @@ use crate::bus::ResultSink;
 use crate::config::Settings;
 use crate::fetch::{Fetcher, Robots, RobotsCache};
 use crate::plugins::Registry;
+use crate::render::Renderer;
 use crate::request::{CrawlRequest, Job};
 use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::shutdown::Shutdown;
@@ -75,6 +76,9 @@ pub struct Engine {
     /// Where throttle slots taken for requests never sent are given back.
     pub throttle: Arc<dyn ThrottleStore>,
     pub robots: Option<Arc<RobotsCache>>,
+    /// The headless browser, if this worker renders (`render.enabled` and
+    /// a browser installed).
+    pub renderer: Option<Arc<Renderer>>,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
@@ -122,6 +126,7 @@ impl Engine {
                 settings.crawl.robots_cache,
             ))
         });
+        let renderer = Renderer::new(&settings, fetcher.clone(), stats.clone());
         Arc::new(Engine {
             frontier,
             dedup,
@@ -129,6 +134,7 @@ impl Engine {
             fetcher,
             throttle,
             robots,
+            renderer,
             registry,
             settings,
             stats,

@@ -10,12 +10,12 @@ use super::result::CrawlResult;
 use super::{result, Engine};
 use crate::backoff::Backoff;
 use crate::config::redact;
-use crate::fetch::{error_chain, retryable_status, FetchError, Hop, Outgoing};
+use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Hop, Outgoing};
 use crate::links;
 use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
-use crate::request::Job;
+use crate::request::{Job, RenderMode};
 use crate::scheduler::{domain, site, Lease, Requeue, Sample, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -283,9 +283,48 @@ impl Engine {
             )])),
             None => Ok(Page::new(
                 Arc::new(job.clone()),
-                Arc::new(fetched),
+                self.rendered(job, Arc::new(fetched)).await?,
                 self.settings.crawl.max_links_per_page,
             )),
+        }
+    }
+
+    /// The page as the crawl's `render` wants it: rendered in the headless
+    /// browser (always, or under `auto` when it looks script-built) if it
+    /// is an HTML success, else as fetched. A browser that failed is
+    /// retried (its lease still held); a render that timed out or failed
+    /// gives an error result with the plain page.
+    async fn rendered(&self, job: &Job, fetched: Arc<Fetched>) -> Stage<Arc<Fetched>> {
+        let mode = job.crawl.render;
+        if mode == RenderMode::Never || !renderable(&fetched) {
+            return Ok(fetched);
+        }
+        let Some(renderer) = &self.renderer else {
+            let why = "not rendered: this worker has no browser (render.enabled, render.browser)";
+            return Err(Outcome::Deliver(vec![CrawlResult::new(
+                job,
+                Some(fetched),
+                None,
+                Some(why.into()),
+            )]));
+        };
+        if mode == RenderMode::Auto && !renderer.wants(&fetched.body) {
+            return Ok(fetched);
+        }
+        match renderer.render(&job.url, fetched.clone()).await {
+            Ok(r) => Ok(Arc::new(r)),
+            Err(e) if e.retryable() && job.retries < self.settings.crawl.retries => {
+                Err(self.retry(job, &e.to_string(), Some(fetched.elapsed)))
+            }
+            Err(e) => {
+                tracing::info!(url = %redact(&job.url), error = %e, "render failed; the plain page is delivered with the error");
+                Err(Outcome::Deliver(vec![CrawlResult::new(
+                    job,
+                    Some(fetched),
+                    None,
+                    Some(e.to_string()),
+                )]))
+            }
         }
     }
 
@@ -680,6 +719,15 @@ impl Outcome {
 }
 
 /// A request that ends, unfetched, in an error result.
+/// A response worth rendering: a success whose body is HTML.
+fn renderable(f: &Fetched) -> bool {
+    (200..300).contains(&f.status)
+        && f.header("content-type").is_none_or(|t| {
+            let t = t.trim_start().to_ascii_lowercase();
+            t.starts_with("text/html") || t.starts_with("application/xhtml")
+        })
+}
+
 fn unfetched(job: &Job, error: String) -> Outcome {
     Outcome::Deliver(vec![CrawlResult::new(job, None, None, Some(error))])
 }

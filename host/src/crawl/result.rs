@@ -24,6 +24,7 @@ pub const RESERVED: &[&str] = &[
     "fetch_ms",
     "error",
     "links_truncated",
+    "rendered",
 ];
 
 /// Drop the reserved names from a plugin's fields; the names it tried.
@@ -139,6 +140,9 @@ impl CrawlResult {
                     "fetch_ms".into(),
                     (f.elapsed.as_secs_f64() * 1000.0).round().into(),
                 );
+                if f.rendered {
+                    m.insert("rendered".into(), true.into());
+                }
             }
             None => {
                 m.insert("response_url".into(), self.url.clone().into());
@@ -274,6 +278,9 @@ impl<'a> ResultView<'a> {
                         Field::F64((fetched.elapsed.as_secs_f64() * 1000.0).round()),
                     ),
                 ]);
+                if fetched.rendered {
+                    f.push(("rendered", Field::Bool(true)));
+                }
             }
             None => f.extend([
                 ("response_url", Field::Str(Cow::Borrowed(&r.url))),
@@ -441,6 +448,7 @@ mod tests {
                     body: bytes::Bytes::from_static(b"<p>caf\xe9 \"quoted\"\n\ttab\x01</p>"),
                     elapsed: Duration::from_micros(12_345),
                     redirect: None,
+                    rendered: true,
                 })
             }),
             request_headers: vec![("authorization".into(), "Basic x".into())],

@@ -6,7 +6,7 @@ mod policy;
 mod robots;
 pub mod sitemap;
 
-pub use policy::AddressPolicy;
+pub use policy::{AddressPolicy, Network};
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
@@ -77,6 +77,9 @@ pub struct Fetched {
     /// by the browser rules of [`Hop::redirect`], or why there is none
     /// (the redirect limit, a scheme we do not fetch).
     pub redirect: Option<Result<Hop, FetchError>>,
+    /// `body` is the DOM a headless browser built from the response
+    /// (UTF-8, `content-type` says so), not the response itself.
+    pub rendered: bool,
 }
 
 impl Fetched {
@@ -102,7 +105,13 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
-        let policy = AddressPolicy::new(settings.allow_private);
+        // Validated at start (Settings::validate).
+        let networks = settings
+            .allow_networks
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let policy = AddressPolicy::with_networks(settings.allow_private, networks);
         let timeout = Duration::from_secs_f64(settings.download_timeout);
         let builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
@@ -239,6 +248,7 @@ impl Fetcher {
             body: body.freeze(),
             elapsed: started.elapsed(),
             redirect,
+            rendered: false,
         })
     }
 

@@ -12,11 +12,65 @@ const HINT: &str = "pass --allow-private (or set crawl.allow_private = true) to 
 #[derive(Debug, Clone)]
 pub struct AddressPolicy {
     allow_private: bool,
+    /// Non-public networks allowed anyway (`crawl.allow_networks`).
+    networks: Vec<Network>,
+}
+
+/// An address block, `ip/prefix` (a bare address is one address).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Network {
+    ip: IpAddr,
+    bits: u32,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Network, String> {
+        let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
+        let ip: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an address or a CIDR block (like 10.1.0.0/16)"))?;
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            "" => max,
+            b => b
+                .parse()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("{s:?}: the prefix must be from 0 to {max}"))?,
+        };
+        Ok(Network { ip, bits })
+    }
+}
+
+impl Network {
+    fn contains(&self, ip: IpAddr) -> bool {
+        match (self.ip, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - self.bits).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX.checked_shl(128 - self.bits).unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 impl AddressPolicy {
     pub fn new(allow_private: bool) -> Self {
-        AddressPolicy { allow_private }
+        Self::with_networks(allow_private, Vec::new())
+    }
+
+    /// A policy that also allows `networks` (validated settings).
+    pub fn with_networks(allow_private: bool, networks: Vec<Network>) -> Self {
+        AddressPolicy {
+            allow_private,
+            networks,
+        }
     }
 
     /// Refuse a URL whose host is a non-public IP literal.
@@ -40,7 +94,7 @@ impl AddressPolicy {
     }
 
     fn check_ip(&self, ip: IpAddr) -> Result<(), &'static str> {
-        if self.allow_private {
+        if self.allow_private || self.networks.iter().any(|n| n.contains(ip)) {
             return Ok(());
         }
         match classify(ip) {
@@ -289,6 +343,22 @@ mod tests {
             "{msg}"
         );
         assert!(AddressPolicy::new(true).check_literal(&url).is_ok());
+        let nets = ["127.0.0.2", "10.1.0.0/16"].map(|n| n.parse().expect("network"));
+        let p = AddressPolicy::with_networks(false, nets.to_vec());
+        for ok in ["http://127.0.0.2:8/", "http://10.1.200.3/"] {
+            assert!(
+                p.check_literal(&Url::parse(ok).expect("url")).is_ok(),
+                "{ok}"
+            );
+        }
+        for refused in ["http://127.0.0.1:8/", "http://10.2.0.1/", "http://[::1]/"] {
+            assert!(
+                p.check_literal(&Url::parse(refused).expect("url")).is_err(),
+                "{refused}"
+            );
+        }
+        assert!("10.0.0.0/33".parse::<Network>().is_err());
+        assert!("localhost".parse::<Network>().is_err());
     }
 
     #[tokio::test]

@@ -476,7 +476,7 @@ fn status_json(st: crate::scheduler::redis::Status) -> serde_json::Value {
         .into_iter()
         .map(|w| {
             json!({"id": w.id, "heartbeat_age_ms": w.heartbeat_age_ms,
-                   "spiders": w.spiders, "plugins": w.plugins})
+                   "spiders": w.spiders, "plugins": w.plugins, "render": w.render})
         })
         .collect();
     let secs = |d: std::time::Duration| (d.as_secs_f64() * 10.0).round() / 10.0;

@@ -5,15 +5,17 @@
 -- {1, spider}: the worker adds the status to its stats tally, which
 -- count.lua writes once a second for all its pages.
 local status = ARGV[3]
-local qk, _, _, cref, id = release(ARGV[2])
+local qk, _, _, cref, id, flags = release(ARGV[2])
 if not qk then return {0, ''} end
 local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
 counters(cref, 0, -1, status ~= '' and 1 or 0)
 redis.call('ZADD', ns .. ':crawls', now, cref)
--- An answer that is not a slow-down ends the site's run of them.
-if status ~= '' and status ~= '429' and status ~= '503' then
+-- An answer that is not a slow-down ends the site's run of them (if it
+-- was in one when this fetch started: a fetch that started before a
+-- slow-down says nothing about the site since).
+if status ~= '' and status ~= '429' and status ~= '503' and string.find(flags, 'k', 1, true) then
   redis.call('HDEL', ns .. ':ds:' .. domain_of(qk), 'k')
 end
 if ARGV[4] ~= '' then site_adapt(domain_of(qk), tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])) end
-return {1, string.sub(qk, 1, string.find(qk, '|', 1, true) - 1)}
+return {1, (qk_parts(qk))}

@@ -6,6 +6,18 @@ local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+-- A queue key is `spider|domain`, plus `|r` for requests that need a
+-- browser: those queues are ready in `rready`, which only workers that
+-- render pop, so such a request waits (queued, in info) for one.
+local function qk_parts(qk)
+  local a = string.find(qk, '|', 1, true)
+  local b = string.find(qk, '|', a + 1, true)
+  return string.sub(qk, 1, a - 1), string.sub(qk, a + 1, (b or 0) - 1)
+end
+local function ready_of(qk)
+  if string.sub(qk, -2) == '|r' then return ns .. ':rready' end
+  return ns .. ':ready'
+end
 local function counters(cref, dq, df, dd)
   local cc = ns .. ':cc:' .. cref
   if dq ~= 0 then redis.call('HINCRBY', cc, 'q', dq); redis.call('HINCRBY', ns .. ':counts', 'q', dq) end
@@ -27,45 +39,56 @@ end
 -- with the last field the key). If a pop found the site full (`w`), the
 -- queue is ready now rather than at the fallback recheck.
 local function fetch_over(qk)
-  local ds = ns .. ':ds:' .. string.sub(qk, string.find(qk, '|', 1, true) + 1)
+  local _, domain = qk_parts(qk)
+  local ds = ns .. ':ds:' .. domain
   if redis.call('HINCRBY', ds, 'fl', -1) <= 0 then redis.call('HDEL', ds, 'fl') end
-  if redis.call('HDEL', ds, 'w') == 1 then redis.call('ZADD', ns .. ':ready', 'XX', now_ms(), qk) end
+  if redis.call('HDEL', ds, 'w') == 1 then redis.call('ZADD', ready_of(qk), 'XX', now_ms(), qk) end
 end
--- Finish the lease `lease`; returns its queue key, score, member, cref and
--- job id, or nil if it is gone (expired and reclaimed).
+-- A lease record (hash `leased`): its queue key, score and member, then
+-- flags: 'f' = its fetch is over (told with a pop), 'k' = its site was in
+-- a run of slow-downs when it was leased. Flags ride in the record so
+-- that neither costs a command of its own per page.
+local function lease_record(data)
+  return string.match(data, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+end
+-- Finish the lease `lease`; returns its queue key, score, member, cref,
+-- job id and flags, or nil if it is gone (expired and reclaimed).
 local function release(lease)
   local data = redis.call('HGET', ns .. ':leased', lease)
   if not data then return nil end
-  local qk, score, member = string.match(data, '^([^\n]*)\n([^\n]*)\n(.*)$')
+  local qk, score, member, flags = lease_record(data)
   local colon = string.find(member, ':', 1, true)
   local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
   redis.call('HDEL', ns .. ':leased', lease)
   redis.call('ZREM', ns .. ':leases', lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
-  -- Unless a pop was told its fetch is over (`lf`), its site has one
-  -- fetch fewer open now.
-  if redis.call('SREM', ns .. ':lf', lease) == 0 then fetch_over(qk) end
-  return qk, score, member, cref, id
+  -- Unless a pop was told its fetch is over, its site has one fetch
+  -- fewer open now.
+  if not string.find(flags, 'f', 1, true) then fetch_over(qk) end
+  return qk, score, member, cref, id, flags
 end
 -- The fetch of leased `lease` is over (reported with a pop): counted once.
 local function fetched(lease)
   local data = redis.call('HGET', ns .. ':leased', lease)
-  if data and redis.call('SADD', ns .. ':lf', lease) == 1 then
-    fetch_over(string.match(data, '^([^\n]*)\n'))
-  end
+  if not data then return end
+  local qk, score, member, flags = lease_record(data)
+  if string.find(flags, 'f', 1, true) then return end
+  fetch_over(qk)
+  redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. flags .. 'f')
 end
 -- A site's pace beyond the throttle, shared by every worker, in hash
 -- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs
 -- in a row, cd = robots.txt Crawl-delay (ms), ad = the adaptive
 -- throttle's spacing (ms), fl = fetches open, w = a pop found it full,
--- last = the last fetch's start (ms; kept while cd or ad is set). Returns the ms to wait (0 = go)
--- and the spacing (the larger of cd and ad; nil if neither).
+-- last = the last fetch's start (ms; kept while cd or ad is set). Returns
+-- the ms to wait (0 = go), the spacing (the larger of cd and ad; nil if
+-- neither) and whether the site is in a run of slow-downs.
 -- A full site's queue is looked at again when one of its fetches ends,
 -- or after this (its other spiders' queues).
 local FULL_RECHECK = 1000
 local SITE_TTL = 86400000
 local function site_wait(ds, now, max_fl)
-  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad')
+  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad', 'k')
   local p = tonumber(st[1])
   if p and p > now then return p - now, nil end
   if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then
@@ -78,7 +101,7 @@ local function site_wait(ds, now, max_fl)
     local at = (tonumber(st[4]) or 0) + gap
     if at > now then return at - now, gap end
   end
-  return 0, gap
+  return 0, gap, st[6] ~= false
 end
 -- A fetch of the site starts.
 local function site_start(ds, now, gap)
@@ -103,7 +126,8 @@ local function site_adapt(domain, latency, failed, max)
   if redis.call('ZCARD', index) > 1000 then redis.call('ZPOPMIN', index) end
 end
 local function domain_of(qk)
-  return string.sub(qk, string.find(qk, '|', 1, true) + 1)
+  local _, domain = qk_parts(qk)
+  return domain
 end
 -- The site asked to slow down: paused for `ms`, or (ms < 0) for
 -- first * 2^(k-1) up to max, k being the slow-downs in a row.
@@ -130,7 +154,7 @@ end
 -- Mark a domain's queue ready. The first one of an empty frontier is
 -- published on `wake`: idle workers wait on that instead of polling.
 local function make_ready(qk, now)
-  local ready = ns .. ':ready'
+  local ready = ready_of(qk)
   if redis.call('ZADD', ready, 'NX', now, qk) == 1 and redis.call('ZCARD', ready) == 1 then
     redis.call('PUBLISH', ns .. ':wake', '1')
   end
@@ -173,8 +197,10 @@ local function purge(cref, horizon)
 end
 -- The throttle: may `spider` fetch from `domain` now? Returns 0 and
 -- records the fetch if so, else the milliseconds to wait. Domain config
--- (`domcfg`: "hits,window,scale") overrides the defaults live.
-local function throttle(spider, domain, now, hits, window, moderated, tprefix, split)
+-- (`domcfg`: "hits,window,scale") overrides the defaults live. `token`
+-- (a lease id) makes the recorded fetch's member unique; without one a
+-- counter does.
+local function throttle(spider, domain, now, hits, window, moderated, tprefix, split, token)
   local cfg = redis.call('HGET', ns .. ':domcfg', domain)
   if cfg then
     local h, w, s = string.match(cfg, '^(%d+),([%d%.]+),([%d%.]+)$')
@@ -195,7 +221,7 @@ local function throttle(spider, domain, now, hits, window, moderated, tprefix, s
     wait = tonumber(last[2]) + window / hits - now
   end
   if wait > 0 then return math.ceil(wait) end
-  redis.call('ZADD', tkey, now, now .. ':' .. redis.call('INCR', ns .. ':seq'))
+  redis.call('ZADD', tkey, now, now .. ':' .. (token or redis.call('INCR', ns .. ':seq')))
   redis.call('PEXPIRE', tkey, math.ceil(window) + 1000)
   return 0
 end

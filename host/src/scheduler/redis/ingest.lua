@@ -130,12 +130,19 @@ if #seeds > 0 then
     end
   end
   redis.call('HINCRBY', ns .. ':counts', 'q', queued)
-  local qks = {}
-  for qk in pairs(ready) do qks[#qks + 1] = now; qks[#qks + 1] = qk end
-  local was_empty = redis.call('ZCARD', ns .. ':ready') == 0
-  variadic('ZADD', ns .. ':ready', {'NX'}, qks)
-  -- Idle workers wait for this (see make_ready).
-  if was_empty and #qks > 0 then redis.call('PUBLISH', ns .. ':wake', '1') end
+  local by_index = {}
+  for qk in pairs(ready) do
+    local index = ready_of(qk)
+    by_index[index] = by_index[index] or {}
+    local qks = by_index[index]
+    qks[#qks + 1] = now; qks[#qks + 1] = qk
+  end
+  for index, qks in pairs(by_index) do
+    local was_empty = redis.call('ZCARD', index) == 0
+    variadic('ZADD', index, {'NX'}, qks)
+    -- Idle workers wait for this (see make_ready).
+    if was_empty then redis.call('PUBLISH', ns .. ':wake', '1') end
+  end
   variadic('ZADD', ns .. ':crawls', {}, crawls)
   for appid, crefs in pairs(apps) do variadic('SADD', ns .. ':app:' .. appid, {}, crefs) end
 end

@@ -122,6 +122,8 @@ pub struct RedisStore {
     lease_ms: u64,
     idle_ttl_ms: u64,
     politeness: Politeness,
+    /// This process renders: its pops take requests that need a browser.
+    renders: bool,
     /// `crawl.global_page_per_domain_limit` (0 = off), for seeds ingested.
     global_cap: u32,
     /// Crawl specs by cref (and shard, when there are several: each keeps
@@ -212,6 +214,7 @@ impl RedisStore {
             throttle: settings.throttle.clone(),
             lease_ms: (settings.crawl.lease_ttl * 1000.0) as u64,
             politeness: Politeness::of(&settings.crawl),
+            renders: crate::render::available(&settings.render),
             idle_ttl_ms: settings.crawl.dupe_idle_ttl * 1000,
             global_cap: settings.crawl.global_page_per_domain_limit,
             specs: Mutex::new(HashMap::new()),
@@ -286,8 +289,14 @@ impl RedisStore {
         inv
     }
 
+    /// `spider|domain`, and `|r` for a request that needs a browser (see
+    /// `common.lua`).
     fn queue_key(job: &Job, domain: &str) -> String {
-        format!("{}|{domain}", job.spiderid)
+        if job.crawl.render.is_never() {
+            format!("{}|{domain}", job.spiderid)
+        } else {
+            format!("{}|{domain}|r", job.spiderid)
+        }
     }
 
     /// A call of `script` on shard k whose arguments start with the shard
@@ -340,6 +349,7 @@ impl RedisStore {
                 .arg(self.lease_ms)
                 .arg(lease_token())
                 .arg(self.politeness.max_in_flight)
+                .arg(if self.renders { "1" } else { "0" })
                 .arg(&over)
                 .invoke_async(&mut con)
                 .await

@@ -3,7 +3,8 @@
 -- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
 -- counter here would hand out again, after a failover to a replica that
 -- lags, ids that workers still hold from the old master), max_in_flight,
--- then leases of this worker whose fetch is over (their sites may take
+-- renders ('1': this worker renders, so it pops `rready` too), then
+-- leases of this worker whose fetch is over (their sites may take
 -- another).
 -- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
 -- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
@@ -11,52 +12,70 @@
 local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
 local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
 local lease_ms, max_fl = tonumber(ARGV[7]), tonumber(ARGV[9])
-local ready = ns .. ':ready'
+local lease = ARGV[8]
+-- A worker that renders also pops the queues of requests that need it,
+-- each index first half the time (the lease id is random).
+local indexes = {ns .. ':ready'}
+if ARGV[10] == '1' then
+  local r = ns .. ':rready'
+  if tonumber(string.sub(lease, -1)) % 2 == 0 then table.insert(indexes, 1, r) else indexes[2] = r end
+end
 local now = now_ms()
 promote_later(now)
-for i = 10, #ARGV do fetched(ARGV[i]) end
-for _ = 1, 32 do
-  local c = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
-  if #c == 0 then break end
-  local qk = c[1]
-  local sep = string.find(qk, '|', 1, true)
-  local spider, domain = string.sub(qk, 1, sep - 1), string.sub(qk, sep + 1)
-  local q = ns .. ':q:' .. qk
-  if redis.call('ZCARD', q) == 0 then
-    redis.call('ZREM', ready, qk)
-  elseif redis.call('SISMEMBER', ns .. ':blacklist', domain) == 1 then
-    -- Blacklisted: not fetched, queue kept; look again in a second.
-    redis.call('ZADD', ready, now + 1000, qk)
-  else
-    -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
-    local ds = ns .. ':ds:' .. domain
-    local wait, gap = site_wait(ds, now, max_fl)
-    if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split) end
-    if wait > 0 then
-      redis.call('ZADD', ready, now + wait, qk)
+for i = 11, #ARGV do fetched(ARGV[i]) end
+
+local function lease_from(ready)
+  for _ = 1, 32 do
+    local c = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, 1)
+    if #c == 0 then return nil end
+    local qk = c[1]
+    local spider, domain = qk_parts(qk)
+    local q = ns .. ':q:' .. qk
+    if redis.call('ZCARD', q) == 0 then
+      redis.call('ZREM', ready, qk)
+    elseif redis.call('SISMEMBER', ns .. ':blacklist', domain) == 1 then
+      -- Blacklisted: not fetched, queue kept; look again in a second.
+      redis.call('ZADD', ready, now + 1000, qk)
     else
-      local item = redis.call('ZPOPMIN', q)
-      local member, score = item[1], item[2]
-      local colon = string.find(member, ':', 1, true)
-      local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
-      local payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
-      if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
-      if payload then
-        local lease = ARGV[8]
-        redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
-        site_start(ds, now, gap)
-        redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member)
-        counters(cref, -1, 1, 0)
-        redis.call('SADD', ns .. ':cf:' .. cref, id)
-        local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
-        return {tostring(lease), cref, payload, version, gap and '1' or '0'}
+      -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
+      local ds = ns .. ':ds:' .. domain
+      local wait, gap, slowed = site_wait(ds, now, max_fl)
+      if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split, lease) end
+      if wait > 0 then
+        redis.call('ZADD', ready, now + wait, qk)
+      else
+        local item = redis.call('ZPOPMIN', q)
+        local member, score = item[1], item[2]
+        local colon = string.find(member, ':', 1, true)
+        local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+        local payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
+        if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
+        if payload then
+          redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
+          site_start(ds, now, gap)
+          redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. (slowed and 'k' or ''))
+          counters(cref, -1, 1, 0)
+          redis.call('SADD', ns .. ':cf:' .. cref, id)
+          local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
+          return {tostring(lease), cref, payload, version, gap and '1' or '0'}
+        end
       end
     end
   end
+  return nil
+end
+
+for _, ready in ipairs(indexes) do
+  local got = lease_from(ready)
+  if got then return got end
 end
 -- Nothing to lease now: how long until a queue or a waiting retry is due.
-local nxt = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+local at = math.huge
+for _, key in ipairs(indexes) do
+  local nxt = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  at = math.min(at, tonumber(nxt[2]) or math.huge)
+end
 local lat = redis.call('ZRANGE', ns .. ':later', 0, 0, 'WITHSCORES')
-if #nxt == 0 and #lat == 0 then return {'', '-1'} end
-local at = math.min(tonumber(nxt[2]) or math.huge, tonumber(lat[2]) or math.huge)
+at = math.min(at, tonumber(lat[2]) or math.huge)
+if at == math.huge then return {'', '-1'} end
 return {'', tostring(math.max(1, at - now))}

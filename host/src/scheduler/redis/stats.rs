@@ -75,6 +75,8 @@ pub struct WorkerStatus {
     /// As the worker's heartbeat wrote them (JSON).
     pub spiders: Value,
     pub plugins: Value,
+    /// `false`, or its render counts (`rendered`, `failed`, `restarts`).
+    pub render: Value,
 }
 
 /// Stats windows (contract §4.2), in seconds.
@@ -223,6 +225,7 @@ impl Monitor {
                     heartbeat_age_ms: (now - at).max(0),
                     spiders: i["spiders"].take(),
                     plugins: i["plugins"].take(),
+                    render: i["render"].take(),
                 }
             })
             .collect();
@@ -334,13 +337,19 @@ impl Monitor {
         for k in self.store.shards.all() {
             let tag = self.store.shards.tag(k);
             let mut con = self.store.con();
-            let on_shard: Vec<String> = redis::cmd("ZRANGE")
+            let (plain, rendered): (Vec<String>, Vec<String>) = redis::pipe()
+                .cmd("ZRANGE")
                 .arg(format!("{tag}:ready"))
+                .arg(0)
+                .arg(-1)
+                .cmd("ZRANGE")
+                .arg(format!("{tag}:rready"))
                 .arg(0)
                 .arg(-1)
                 .query_async(&mut con)
                 .await
                 .map_err(unavailable)?;
+            let on_shard: Vec<String> = plain.into_iter().chain(rendered).collect();
             if on_shard.is_empty() {
                 continue;
             }
@@ -349,9 +358,10 @@ impl Monitor {
                 pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}"));
             }
             let n: Vec<u64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
-            // Queue keys are `<spider>|<domain>`.
+            // Queue keys are `<spider>|<domain>[|r]`.
             out.extend(on_shard.iter().zip(n).filter_map(|(qk, backlog)| {
-                let (spider, domain) = qk.split_once('|')?;
+                let (spider, rest) = qk.split_once('|')?;
+                let domain = rest.strip_suffix("|r").unwrap_or(rest);
                 (backlog > 0).then(|| QueueDepth {
                     spider: spider.to_string(),
                     domain: domain.to_string(),

@@ -14,6 +14,8 @@ pub struct LiveWorker {
     pub id: String,
     pub host: String,
     pub spiders: Vec<String>,
+    /// It renders (takes requests that need a browser).
+    pub renders: bool,
 }
 
 impl RedisStore {
@@ -26,6 +28,19 @@ impl RedisStore {
     /// on the status page.
     pub fn set_plugins(&self, plugins: Vec<Value>) {
         *self.plugins.lock() = plugins;
+    }
+
+    /// What the heartbeat says of rendering: false, or this worker's
+    /// render counts (they change only when it renders, so an idle
+    /// worker's details stay unchanged and are not rewritten).
+    fn render_info(&self) -> Value {
+        if !self.renders {
+            return Value::Bool(false);
+        }
+        use std::sync::atomic::Ordering::Relaxed;
+        let r = &self.stats.render;
+        json!({"rendered": r.rendered.load(Relaxed), "failed": r.failed.load(Relaxed),
+               "restarts": r.restarts.load(Relaxed)})
     }
 
     /// Live workers: id, host and spiders.
@@ -46,7 +61,13 @@ impl RedisStore {
                     .iter()
                     .filter_map(|s| s.as_str().map(str::to_string))
                     .collect();
-                Some(LiveWorker { id, host, spiders })
+                let renders = v["render"].is_object();
+                Some(LiveWorker {
+                    id,
+                    host,
+                    spiders,
+                    renders,
+                })
             })
             .collect())
     }
@@ -55,7 +76,7 @@ impl RedisStore {
     /// plugins) when they changed.
     pub(super) async fn beat(&self) -> Result<(), StoreError> {
         let mut con = self.con();
-        let info = json!({"host": self.host, "spiders": *self.spiders.lock(), "plugins": *self.plugins.lock()})
+        let info = json!({"host": self.host, "spiders": *self.spiders.lock(), "plugins": *self.plugins.lock(), "render": self.render_info()})
             .to_string();
         let mut pipe = redis::pipe();
         pipe.cmd("ZADD")

@@ -13,10 +13,13 @@
 //!    second) and a Kafka-fed crawl of the whole site, end to end, in
 //!    rounds beside the Redis-only crawl (medians of the ratios; so is the
 //!    spider-rs comparison of 2).
+//! 7. A rendered crawl of script-built pages in headless chromium: pages/s,
+//!    the crawler's and the browser's CPU per page and peak RSS.
 
 mod kafka;
 mod peer;
 mod redis;
+mod render;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -42,6 +45,9 @@ struct Args {
     /// Run only the crawls on Redis (1 and 2 workers).
     #[arg(long)]
     cluster_only: bool,
+    /// Run only the rendered crawl (headless chromium).
+    #[arg(long)]
+    render_only: bool,
     /// Rounds of each side-by-side comparison (Spinneret then spider-rs;
     /// the Redis-only crawl then the Kafka-fed one); the medians of their
     /// ratios are the figures.
@@ -66,6 +72,14 @@ async fn main() -> Result<()> {
     // Every crawl but the per-language ones loads the Rust `link` spider
     // alone, so no other plugin compiles in the background meanwhile.
     let plugins = only(&repo, &work, "link")?;
+    if args.render_only {
+        report(
+            "rendered crawl (headless chromium)",
+            &render::section(&site, &spinneret, &plugins, &work).await?,
+        )?;
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
     if !args.kafka_only && !args.cluster_only {
         if !args.languages_only {
             report("link extraction", &link_extraction(&site))?;
@@ -105,6 +119,12 @@ async fn main() -> Result<()> {
             "spiders by language (link in Rust, Python, JavaScript)",
             &languages(&site, &spinneret, &repo, &work, args.concurrency, rust).await?,
         )?;
+        if !args.languages_only {
+            report(
+                "rendered crawl (headless chromium)",
+                &render::section(&site, &spinneret, &plugins, &work).await?,
+            )?;
+        }
     }
     if args.languages_only {
         let _ = std::fs::remove_dir_all(&work);
@@ -469,11 +489,16 @@ async fn languages(
 
 /// The `crawl done` summary line of a worker's JSON log.
 fn summary_of(log: &Path) -> Result<serde_json::Value> {
+    line_of(log, "crawl done")
+}
+
+/// The first line of a JSON log with this message.
+fn line_of(log: &Path, message: &str) -> Result<serde_json::Value> {
     std::fs::read_to_string(log)?
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "crawl done")
-        .with_context(|| format!("no `crawl done` summary in {}", log.display()))
+        .find(|v| v["message"] == message)
+        .with_context(|| format!("no `{message}` line in {}", log.display()))
 }
 
 /// The crawls' settings: no throttle to speak of, deep crawls allowed.

@@ -1,0 +1,364 @@
+//! The rendering tier (contract §3 "Rendering"): a page whose content is
+//! built by scripts is loaded in a headless Chromium, one browser process
+//! per worker, one fresh browser context per render (no cookies or
+//! storage shared), at most `render.concurrency` at once. The page is the
+//! bytes our fetcher already fetched; every request it makes is answered
+//! by our fetcher (`intercept.rs`). The browser is restarted when it
+//! crashes (the render in flight is retried: its lease is still held) or
+//! passes `render.max_memory_mb`.
+
+pub mod auto;
+mod browser;
+mod intercept;
+
+use crate::config::Settings;
+use crate::fetch::{Fetched, Fetcher};
+use crate::metrics::Histogram;
+use crate::stats::Stats;
+use browser::Browser;
+use chromiumoxide::cdp::browser_protocol::fetch::EventRequestPaused;
+use chromiumoxide::cdp::browser_protocol::target::{
+    CreateBrowserContextParams, CreateTargetParams,
+};
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+use intercept::{Limits, Traffic};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use tokio::sync::{Mutex, Semaphore};
+
+/// Opening and closing a render's context and page.
+const SETUP: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum RenderError {
+    #[error("render timed out after {0:?}")]
+    Timeout(Duration),
+    /// The browser crashed, was killed or would not start: retried (the
+    /// browser is restarted for the next render).
+    #[error("the browser failed: {0}")]
+    Browser(String),
+    /// The page itself failed to load in the browser.
+    #[error("render failed: {0}")]
+    Page(String),
+    #[error("rendered DOM larger than crawl.max_body_bytes ({0} bytes)")]
+    TooLarge(usize),
+}
+
+impl RenderError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, RenderError::Browser(_))
+    }
+}
+
+/// What the renderer did, for `/metrics` and the status page.
+#[derive(Debug, Default)]
+pub struct RenderStats {
+    pub rendered: AtomicU64,
+    pub failed: AtomicU64,
+    /// `auto` pages that looked script-built (rendered) or not (kept plain).
+    pub auto_rendered: AtomicU64,
+    pub auto_plain: AtomicU64,
+    pub restarts: AtomicU64,
+    /// Sub-requests the address policy refused.
+    pub refused: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub latency: Histogram,
+    /// CPU time of the browsers' processes so far (ms), and the most
+    /// memory they held after a render (MiB).
+    pub browser_cpu_ms: AtomicU64,
+    pub browser_peak_rss_mb: AtomicU64,
+    /// CPU of browsers already retired (ms).
+    retired_cpu_ms: AtomicU64,
+}
+
+/// Whether this configuration renders: on, and a browser installed.
+pub fn available(settings: &crate::config::Render) -> bool {
+    settings.enabled && browser::find(settings).is_some()
+}
+
+pub struct Renderer {
+    settings: crate::config::Render,
+    user_agent: String,
+    fetcher: Fetcher,
+    max_body: usize,
+    limits: Arc<Limits>,
+    browser: Mutex<Option<Arc<Browser>>>,
+    permits: Semaphore,
+    stats: Arc<Stats>,
+}
+
+impl Renderer {
+    /// A renderer, if rendering is on and a browser is installed (it is
+    /// started at the first render).
+    pub fn new(settings: &Settings, fetcher: Fetcher, stats: Arc<Stats>) -> Option<Arc<Renderer>> {
+        let r = &settings.render;
+        if !available(r) {
+            if r.enabled {
+                tracing::info!("no browser found (install chromium or set render.browser): this worker does not render");
+            }
+            return None;
+        }
+        Some(Arc::new(Renderer {
+            settings: r.clone(),
+            user_agent: settings.crawl.user_agent.clone(),
+            fetcher,
+            max_body: settings.crawl.max_body_bytes,
+            limits: Arc::new(Limits {
+                max_requests: r.max_requests,
+                max_bytes: r.max_bytes,
+                block: r.block.clone(),
+            }),
+            browser: Mutex::new(None),
+            permits: Semaphore::new(r.concurrency),
+            stats,
+        }))
+    }
+
+    /// `auto`: whether this plain page should be rendered (counted).
+    pub fn wants(&self, body: &[u8]) -> bool {
+        let yes = auto::looks_script_built(body, self.settings.auto_text);
+        let counter = if yes {
+            &self.stats.render.auto_rendered
+        } else {
+            &self.stats.render.auto_plain
+        };
+        counter.fetch_add(1, Relaxed);
+        yes
+    }
+
+    /// The browser's process id, once one runs.
+    pub async fn browser_pid(&self) -> Option<u32> {
+        self.browser.lock().await.as_ref().and_then(|b| b.pid())
+    }
+
+    /// The running browser, started (or restarted) if need be.
+    async fn browser(&self) -> Result<Arc<Browser>, RenderError> {
+        let mut slot = self.browser.lock().await;
+        if let Some(b) = slot.as_ref().filter(|b| b.alive()) {
+            return Ok(b.clone());
+        }
+        if slot.take().is_some() {
+            // Its last recorded usage stays counted.
+            let r = &self.stats.render;
+            r.retired_cpu_ms
+                .store(r.browser_cpu_ms.load(Relaxed), Relaxed);
+            self.stats.render.restarts.fetch_add(1, Relaxed);
+            tracing::warn!("the browser is gone; starting another");
+        }
+        let b = Arc::new(
+            Browser::launch(&self.settings, &self.user_agent)
+                .await
+                .map_err(RenderError::Browser)?,
+        );
+        *slot = Some(b.clone());
+        Ok(b)
+    }
+
+    /// After a render: the browser's usage is recorded, and one over its
+    /// memory bound is retired (it stops when its last render ends) and
+    /// the next render starts another.
+    async fn record_usage(&self, b: &Arc<Browser>) {
+        let Some((mb, cpu)) = b.usage() else { return };
+        let r = &self.stats.render;
+        let cpu = cpu.as_millis() as u64;
+        r.browser_cpu_ms
+            .store(r.retired_cpu_ms.load(Relaxed) + cpu, Relaxed);
+        r.browser_peak_rss_mb.fetch_max(mb, Relaxed);
+        if mb <= self.settings.max_memory_mb {
+            return;
+        }
+        let mut slot = self.browser.lock().await;
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, b)) {
+            *slot = None;
+            r.retired_cpu_ms.fetch_add(cpu, Relaxed);
+            self.stats.render.restarts.fetch_add(1, Relaxed);
+            tracing::info!(
+                rss_mb = mb,
+                limit = self.settings.max_memory_mb,
+                "the browser passed render.max_memory_mb; it is restarted"
+            );
+        }
+    }
+
+    /// Render `main` (the fetched response of `url`): the DOM after load
+    /// and network idle, as a [`Fetched`] whose `elapsed` includes the
+    /// render.
+    pub async fn render(&self, url: &str, main: Arc<Fetched>) -> Result<Fetched, RenderError> {
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.stats.render.in_flight.fetch_add(1, Relaxed);
+        let started = Instant::now();
+        let outcome = async {
+            let b = self.browser().await?;
+            let dom = self.load(&b, url, main.clone()).await;
+            if matches!(
+                dom,
+                Err(RenderError::Page(_)) | Err(RenderError::Timeout(_))
+            ) && !b.alive()
+            {
+                return Err(RenderError::Browser("the browser exited mid-render".into()));
+            }
+            self.record_usage(&b).await;
+            dom
+        }
+        .await;
+        self.stats.render.in_flight.fetch_sub(1, Relaxed);
+        self.stats
+            .render
+            .latency
+            .observe(started.elapsed().as_secs_f64());
+        let dom = match outcome {
+            Ok(dom) => dom,
+            Err(e) => {
+                self.stats.render.failed.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        if dom.len() > self.max_body {
+            self.stats.render.failed.fetch_add(1, Relaxed);
+            return Err(RenderError::TooLarge(self.max_body));
+        }
+        self.stats.render.rendered.fetch_add(1, Relaxed);
+        let mut headers: Vec<(String, String)> = main
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .cloned()
+            .collect();
+        headers.push(("content-type".into(), "text/html; charset=utf-8".into()));
+        Ok(Fetched {
+            status: main.status,
+            reason: main.reason.clone(),
+            response_url: main.response_url.clone(),
+            request_headers: main.request_headers.clone(),
+            headers,
+            body: dom.into_bytes().into(),
+            elapsed: main.elapsed + started.elapsed(),
+            redirect: None,
+            rendered: true,
+        })
+    }
+
+    /// One page in a fresh context: navigate, wait for load and network
+    /// idle (bounded by `render.timeout`), read the DOM, close it all.
+    async fn load(
+        &self,
+        b: &Browser,
+        url: &str,
+        main: Arc<Fetched>,
+    ) -> Result<String, RenderError> {
+        let gone = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
+        let ctx = bounded(
+            b.cdp
+                .create_browser_context(CreateBrowserContextParams::default()),
+        )
+        .await?
+        .map_err(gone)?;
+        let mut target = CreateTargetParams::new("about:blank");
+        target.browser_context_id = Some(ctx.clone());
+        let page = match bounded(b.cdp.new_page(target)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => {
+                let _ = bounded(b.cdp.dispose_browser_context(ctx)).await;
+                return Err(gone(e));
+            }
+            Err(e) => return Err(e),
+        };
+        let traffic = Arc::new(Traffic::new());
+        let dom = async {
+            let events = page
+                .event_listener::<EventRequestPaused>()
+                .await
+                .map_err(gone)?;
+            let server = tokio::spawn(intercept::serve(
+                page.clone(),
+                events,
+                main,
+                self.fetcher.clone(),
+                self.limits.clone(),
+                traffic.clone(),
+            ));
+            let timeout = Duration::from_secs_f64(self.settings.timeout);
+            let idle = Duration::from_secs_f64(self.settings.idle);
+            let dom = tokio::time::timeout(timeout, async {
+                navigate(&page, url).await?;
+                traffic.idle(idle).await;
+                dom(&page).await
+            })
+            .await
+            .unwrap_or(Err(RenderError::Timeout(timeout)));
+            server.abort();
+            dom
+        }
+        .await;
+        let refused = traffic.refused.load(std::sync::atomic::Ordering::SeqCst);
+        self.stats.render.refused.fetch_add(refused as u64, Relaxed);
+        let _ = bounded(page.close()).await;
+        let _ = bounded(b.cdp.dispose_browser_context(ctx)).await;
+        dom
+    }
+}
+
+/// Navigate and wait for the load event. `Page.navigate` answers when the
+/// document commits, but a page that starts another navigation at once
+/// (which we answer 204) can leave it unanswered: the document's
+/// `readyState` is watched as well.
+async fn navigate(page: &chromiumoxide::Page, url: &str) -> Result<(), RenderError> {
+    let failed = |e: chromiumoxide::error::CdpError| RenderError::Page(e.to_string());
+    let mut navigation = std::pin::pin!(page.goto(url));
+    let mut committed = false;
+    loop {
+        if !committed {
+            tokio::select! {
+                r = &mut navigation => { r.map_err(failed)?; committed = true; continue; }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if evaluate(page, "document.readyState").await? == "complete" {
+            return Ok(());
+        }
+    }
+}
+
+/// `js`'s value as a string (empty if it is not one).
+async fn evaluate(page: &chromiumoxide::Page, js: &str) -> Result<String, RenderError> {
+    let mut eval = EvaluateParams::new(js);
+    eval.return_by_value = Some(true);
+    let out = page
+        .execute(eval)
+        .await
+        .map_err(|e| RenderError::Page(e.to_string()))?;
+    if let Some(e) = &out.result.exception_details {
+        return Err(RenderError::Page(format!(
+            "evaluating in the page: {}",
+            e.text
+        )));
+    }
+    Ok(match &out.result.result.value {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        _ => String::new(),
+    })
+}
+
+/// The document as it stands, serialized. Evaluated in whatever context
+/// the page has now: a navigation the page attempted (and that we
+/// answered 204) leaves no new one to wait for.
+async fn dom(page: &chromiumoxide::Page) -> Result<String, RenderError> {
+    let js = "(document.doctype ? new XMLSerializer().serializeToString(document.doctype) : '') + document.documentElement.outerHTML";
+    let html = evaluate(page, js).await?;
+    if html.is_empty() {
+        return Err(RenderError::Page("the page has no document".into()));
+    }
+    Ok(html)
+}
+
+/// A DevTools call that must not hang a render: a hung browser is a
+/// failed one.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> Result<T, RenderError> {
+    tokio::time::timeout(SETUP, f)
+        .await
+        .map_err(|_| RenderError::Browser(format!("no answer from the browser in {SETUP:?}")))
+}
