@@ -80,21 +80,43 @@ async fn a_script_built_page_is_rendered_with_always_and_not_with_never() -> Res
 #[tokio::test]
 async fn auto_renders_the_script_built_page_and_not_the_plain_one() -> Result<()> {
     let site = site().await?;
-    let scratch = Scratch::new(&[("link", "link")], "")?;
+    let redis = RedisServer::start().await?;
+    let mut cluster = Cluster::new(&redis, "")?;
+    let port = crate::harness::free_port()?.to_string();
+    cluster.start_worker_with(&[("SPINNERET_STATS__METRICS_PORT", &port)])?;
     let app = site.scripted_url(HOST, "app.html");
     let plain = site.scripted_url(HOST, "plain.html");
-    let run = run(&scratch, &[app.clone(), plain.clone()], 0, "auto").await?;
-    let app_result = result(&run, &app)?;
-    assert_eq!(app_result["rendered"], true);
-    assert!(body(app_result).contains("Built by script"));
-    let plain_result = result(&run, &plain)?;
+    for (url, id) in [(&app, "app"), (&plain, "plain")] {
+        let request = json!({"url": url, "appid": "render", "crawlid": id, "render": "auto"});
+        cluster.submit(&["--request", &request.to_string()]).await?;
+    }
+    let want = std::collections::BTreeSet::from([app.clone(), plain.clone()]);
+    let results = cluster.until_all_of(&want, Duration::from_secs(60)).await?;
+    let of = |url: &str| {
+        results
+            .iter()
+            .find(|r| r["url"] == url)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let (app_result, plain_result) = (of(&app), of(&plain));
+    assert_eq!(app_result["rendered"], true, "{app_result}");
+    assert!(body(&app_result).contains("Built by script"));
     assert!(plain_result.get("rendered").is_none(), "{plain_result}");
-    // Counted: the run's summary says what auto decided.
-    assert!(
-        run.stderr.contains("auto_rendered=1") && run.stderr.contains("auto_plain=1"),
-        "{}",
-        run.stderr
-    );
+    // Counted in /metrics, with the render's latency.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await?
+        .text()
+        .await?;
+    for line in [
+        "spinneret_render_auto_total{decision=\"rendered\"} 1",
+        "spinneret_render_auto_total{decision=\"plain\"} 1",
+        "spinneret_renders_total{result=\"ok\"} 1",
+        "spinneret_render_seconds_count 1",
+        "spinneret_browser_restarts_total 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     Ok(())
 }
 
@@ -148,6 +170,21 @@ async fn a_page_that_never_loads_times_out_and_the_crawl_goes_on() -> Result<()>
     let error = page["error"].as_str().unwrap_or_default();
     assert!(error.contains("timed out"), "{page}");
     assert_eq!(result(&run, &app)?["rendered"], true);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_page_gets_at_most_max_requests_sub_requests() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "[render]\nmax_requests = 5\n")?;
+    let many = site.scripted_url(HOST, "many.html");
+    let run = run(&scratch, std::slice::from_ref(&many), 0, "always").await?;
+    let page = result(&run, &many)?;
+    assert_eq!(page["rendered"], true, "{page}");
+    assert!(body(page).contains("asked for 50"));
+    // The page asked for 50; the site saw 5.
+    let asked = site.hits().iter().filter(|h| h.path == "/js/a.html").count();
+    assert_eq!(asked, 5);
     Ok(())
 }
 

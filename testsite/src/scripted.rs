@@ -8,6 +8,7 @@
 //! - `escape.html?to=URL`: its script sends the top frame to `URL`.
 //! - `hang.html`: its script `never.js` is never answered.
 //! - `slow.html`: its script `slow.js` takes 3 s, then writes its text.
+//! - `many.html`: its script asks for `a.html?n=0` .. `a.html?n=49`.
 //! - `tree/<i>.html` (i < [`TREE`]): app shells whose script `tree.js`
 //!   writes their text and links to pages 2i+1 and 2i+2 (the bench's
 //!   rendered crawl: every page is reached only through a script).
@@ -39,6 +40,11 @@ location.href = to;
 
 const HANG: &str = r#"<!doctype html><html><body><p>loading</p>
 <script src="/js/never.js"></script></body></html>"#;
+
+const MANY: &str = r#"<!doctype html><html><body><div id="root"></div><script>
+for (let n = 0; n < 50; n++) fetch('/js/a.html?n=' + n).catch(() => {});
+document.getElementById('root').textContent = 'asked for 50';
+</script></body></html>"#;
 
 const SLOW: &str = r#"<!doctype html><html><body><div id="root"></div>
 <script src="/js/slow.js"></script></body></html>"#;
@@ -95,6 +101,7 @@ pub fn page(path: &str) -> Option<(&'static str, Bytes)> {
         "escape.html" => ESCAPE.to_string(),
         "hang.html" => HANG.to_string(),
         "slow.html" => SLOW.to_string(),
+        "many.html" => MANY.to_string(),
         "slow.js" => {
             return Some((
                 "application/javascript",
