@@ -183,7 +183,11 @@ async fn a_page_gets_at_most_max_requests_sub_requests() -> Result<()> {
     assert_eq!(page["rendered"], true, "{page}");
     assert!(body(page).contains("asked for 50"));
     // The page asked for 50; the site saw 5.
-    let asked = site.hits().iter().filter(|h| h.path == "/js/a.html").count();
+    let asked = site
+        .hits()
+        .iter()
+        .filter(|h| h.path == "/js/a.html")
+        .count();
     assert_eq!(asked, 5);
     Ok(())
 }

@@ -305,6 +305,9 @@ impl Engine {
         if let Err(e) = self.frontier.flush().await {
             tracing::warn!(error = %e, "the stats of the last second were not written");
         }
+        if let Some(r) = &self.renderer {
+            r.shutdown().await;
+        }
     }
 
     /// Store upkeep (heartbeat, lease reclaim; the store paces it) every

@@ -121,8 +121,14 @@ impl Browser {
         Some((pss_kb_total / 1024, Duration::from_millis(ticks * 10)))
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
+    /// Close it and reap its process (killed if it does not close).
+    pub async fn close(&mut self) {
+        let bound = Duration::from_secs(5);
+        let closed = tokio::time::timeout(bound, self.cdp.close()).await;
+        if !matches!(closed, Ok(Ok(_))) {
+            let _ = self.cdp.kill().await;
+        }
+        let _ = tokio::time::timeout(bound, self.cdp.wait()).await;
     }
 }
 

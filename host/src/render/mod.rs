@@ -128,9 +128,11 @@ impl Renderer {
         yes
     }
 
-    /// The browser's process id, once one runs.
-    pub async fn browser_pid(&self) -> Option<u32> {
-        self.browser.lock().await.as_ref().and_then(|b| b.pid())
+    /// Close the browser (the run is over; no render is in flight).
+    pub async fn shutdown(&self) {
+        if let Some(b) = self.browser.lock().await.take() {
+            close_when_unused(b).await;
+        }
     }
 
     /// The running browser, started (or restarted) if need be.
@@ -171,7 +173,9 @@ impl Renderer {
         }
         let mut slot = self.browser.lock().await;
         if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, b)) {
-            *slot = None;
+            if let Some(old) = slot.take() {
+                tokio::spawn(close_when_unused(old));
+            }
             r.retired_cpu_ms.fetch_add(cpu, Relaxed);
             self.stats.render.restarts.fetch_add(1, Relaxed);
             tracing::info!(
@@ -353,6 +357,22 @@ async fn dom(page: &chromiumoxide::Page) -> Result<String, RenderError> {
         return Err(RenderError::Page("the page has no document".into()));
     }
     Ok(html)
+}
+
+/// Close a retired browser once its last render has let go of it.
+async fn close_when_unused(mut b: Arc<Browser>) {
+    let deadline = Instant::now() + SETUP * 6;
+    loop {
+        if let Some(b) = Arc::get_mut(&mut b) {
+            b.close().await;
+            return;
+        }
+        if Instant::now() > deadline {
+            // Dropped with its last user: killed then (kill-on-drop).
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A DevTools call that must not hang a render: a hung browser is a
