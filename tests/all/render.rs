@@ -192,6 +192,42 @@ async fn a_page_gets_at_most_max_requests_sub_requests() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_browser_past_its_memory_bound_is_restarted() -> Result<()> {
+    let site = site().await?;
+    // Any browser holds more than 128 MiB: each render retires its browser.
+    let scratch = Scratch::new(&[("link", "link")], "[render]\nmax_memory_mb = 128\n")?;
+    let seeds = [
+        site.scripted_url(HOST, "app.html"),
+        site.scripted_url(HOST, "plain.html"),
+    ];
+    let run = scratch
+        .run(&[
+            "--spider",
+            "link",
+            "--render",
+            "always",
+            "--concurrency",
+            "1",
+            "--seed",
+            &seeds[0],
+            "--seed",
+            &seeds[1],
+        ])
+        .await?
+        .ok()?;
+    for url in &seeds {
+        assert_eq!(result(&run, url)?["rendered"], true, "{}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("passed render.max_memory_mb"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("browser_restarts=2"), "{}", run.stderr);
+    Ok(())
+}
+
 /// The process ids of `pid`'s children.
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

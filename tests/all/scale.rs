@@ -44,11 +44,24 @@ async fn idle_workers_cost_redis_at_most_one_command_a_second() -> Result<()> {
         (n == 3).then_some(())
     })
     .await?;
+    // Their start is over (each worker's first pops, its scripts loaded)
+    // once Redis has seen no command from them for a second.
+    let mut last = (commands(&mut con)?, std::time::Instant::now());
+    eventually(Duration::from_secs(60), "the workers' start to end", || {
+        let n = commands(&mut con).ok()?;
+        if n != last.0 {
+            last = (n, std::time::Instant::now());
+        }
+        (last.1.elapsed() >= Duration::from_secs(1)).then_some(())
+    })
+    .await?;
     let before = commands(&mut con)?;
+    let stats_before: String = redis::cmd("INFO").arg("commandstats").query(&mut con)?;
     // The measurement window itself (no event to wait for): as long as a
     // heartbeat period, so every worker beats at least once within it.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let sent = commands(&mut con)? - before;
+    let stats_after: String = redis::cmd("INFO").arg("commandstats").query(&mut con)?;
     let logs: Vec<String> = (0..3)
         .map(|i| {
             std::fs::read_to_string(cluster.scratch.path(&format!("worker-{i}.log")))
@@ -57,7 +70,7 @@ async fn idle_workers_cost_redis_at_most_one_command_a_second() -> Result<()> {
         .collect();
     assert!(
         sent <= 30,
-        "3 idle workers sent {sent} Redis commands in 10 s:\n{}",
+        "3 idle workers sent {sent} Redis commands in 10 s:\nbefore {stats_before}\nafter {stats_after}\n{}",
         logs.join("\n---\n")
     );
     // The workers were alive and beating all along.
