@@ -228,6 +228,47 @@ async fn a_browser_past_its_memory_bound_is_restarted() -> Result<()> {
     Ok(())
 }
 
+#[tokio::test]
+async fn a_browser_left_by_a_killed_worker_is_stopped_by_the_next_one() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    let slow = site.scripted_url(HOST, "slow.html");
+    let (mut child, _, _) = scratch.spawn_run("link", &slow, 0, &["--render", "always"])?;
+    let pid = child.id().context("worker pid")?;
+    eventually(Duration::from_secs(30), "the render to start", || {
+        site.hits()
+            .iter()
+            .any(|h| h.path == "/js/slow.js")
+            .then_some(())
+    })
+    .await?;
+    let browsers = children(pid);
+    anyhow::ensure!(!browsers.is_empty(), "no browser process under {pid}");
+    // Killed outright: nothing of the worker runs to close its browser.
+    child.kill().await?;
+    let alive = |b: &u32| std::path::Path::new(&format!("/proc/{b}")).exists();
+    assert!(
+        browsers.iter().any(alive),
+        "the browser died with its worker"
+    );
+    let app = site.scripted_url(HOST, "app.html");
+    let next = run(&scratch, std::slice::from_ref(&app), 0, "always").await?;
+    assert_eq!(result(&next, &app)?["rendered"], true);
+    eventually(
+        Duration::from_secs(10),
+        "the orphaned browser to stop",
+        || (!browsers.iter().any(alive)).then_some(()),
+    )
+    .await?;
+    assert!(
+        next.stderr
+            .contains("stopped a browser whose worker was killed"),
+        "{}",
+        next.stderr
+    );
+    Ok(())
+}
+
 /// The process ids of `pid`'s children.
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {

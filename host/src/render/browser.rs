@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 /// service worker, a popup's) fails instead of reaching the network.
 const DEAD_PROXY: &str = "http://127.0.0.1:9";
 
+/// Our browsers' profile directories (in the temp directory) start so.
+const PROFILE_PREFIX: &str = "spinneret-browser-";
+
 pub(super) struct Browser {
     pub cdp: Cdp,
     handler: JoinHandle<()>,
@@ -29,8 +32,9 @@ pub(super) struct Browser {
 impl Browser {
     pub async fn launch(settings: &config::Render, user_agent: &str) -> Result<Browser, String> {
         let exe = executable(&settings.browser)?;
+        reap_orphans();
         let profile = tempfile::Builder::new()
-            .prefix("spinneret-browser-")
+            .prefix(PROFILE_PREFIX)
             .tempdir()
             .map_err(|e| format!("cannot make the browser's profile directory: {e}"))?;
         let mut builder = with_args(BrowserConfig::builder(), user_agent)
@@ -182,6 +186,87 @@ fn with_args(b: BrowserConfigBuilder, user_agent: &str) -> BrowserConfigBuilder 
     // Chromium bypasses a proxy for loopback unless told not to.
     .arg(("proxy-bypass-list", "<-loopback>"))
     .arg(("user-agent", user_agent))
+}
+
+/// Stop the browsers a worker killed outright (SIGKILL, the OOM killer)
+/// left behind: their parent is no longer a `spinneret`, and their profile
+/// is one of ours. A clean stop closes its browser; nothing else can,
+/// without unsafe code to make the kernel kill a child with its parent.
+fn reap_orphans() {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let temp = std::env::temp_dir();
+    let ours = temp.join(PROFILE_PREFIX);
+    let ours = ours.to_string_lossy();
+    let mut in_use = std::collections::HashSet::new();
+    for pid in procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+    {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let Some(profile) = cmdline
+            .split(|b| *b == 0)
+            .filter_map(|a| std::str::from_utf8(a).ok())
+            .find_map(|a| a.strip_prefix("--user-data-dir="))
+            .filter(|p| p.starts_with(&*ours))
+            .map(std::path::PathBuf::from)
+        else {
+            continue;
+        };
+        // The browser's own children have the browser as parent: only its
+        // main process is killed, and they follow it.
+        if parent_is_spinneret(pid) {
+            in_use.insert(profile);
+            continue;
+        }
+        let killed = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if killed {
+            tracing::info!(pid, "stopped a browser whose worker was killed");
+        }
+    }
+    // Profiles no browser uses (a killed worker's), left a minute so a
+    // profile just made for a browser that is starting is never taken.
+    let Ok(entries) = std::fs::read_dir(&temp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)));
+        let name = e.file_name();
+        if stale
+            && name.to_string_lossy().starts_with(PROFILE_PREFIX)
+            && !in_use.contains(&e.path())
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Whether `pid`'s parent is a `spinneret` process (or a browser process:
+/// a child of a live browser is that browser's business).
+fn parent_is_spinneret(pid: u32) -> bool {
+    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse::<u32>()
+                .ok()
+        });
+    let Some(ppid) = ppid else { return true };
+    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
+    matches!(comm.trim(), "spinneret" | "chromium" | "chrome")
 }
 
 /// The configured browser, or the first known one on `PATH`.
