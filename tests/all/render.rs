@@ -232,18 +232,7 @@ async fn a_browser_past_its_memory_bound_is_restarted() -> Result<()> {
 async fn a_browser_left_by_a_killed_worker_is_stopped_by_the_next_one() -> Result<()> {
     let site = site().await?;
     let scratch = Scratch::new(&[("link", "link")], "")?;
-    let slow = site.scripted_url(HOST, "slow.html");
-    let (mut child, _, _) = scratch.spawn_run("link", &slow, 0, &["--render", "always"])?;
-    let pid = child.id().context("worker pid")?;
-    eventually(Duration::from_secs(30), "the render to start", || {
-        site.hits()
-            .iter()
-            .any(|h| h.path == "/js/slow.js")
-            .then_some(())
-    })
-    .await?;
-    let browsers = children(pid);
-    anyhow::ensure!(!browsers.is_empty(), "no browser process under {pid}");
+    let (mut child, browsers, _, _) = mid_render(&site, &scratch).await?;
     // Killed outright: nothing of the worker runs to close its browser.
     child.kill().await?;
     let alive = |b: &u32| std::path::Path::new(&format!("/proc/{b}")).exists();
@@ -269,6 +258,33 @@ async fn a_browser_left_by_a_killed_worker_is_stopped_by_the_next_one() -> Resul
     Ok(())
 }
 
+/// `spinneret run` rendering the slow page, once its render is in flight
+/// (the page's slow script was asked for): the worker, its browser
+/// processes, and its results and log files.
+async fn mid_render(
+    site: &Site,
+    scratch: &Scratch,
+) -> Result<(
+    tokio::process::Child,
+    Vec<u32>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+)> {
+    let slow = site.scripted_url(HOST, "slow.html");
+    let (child, out, err) = scratch.spawn_run("link", &slow, 0, &["--render", "always"])?;
+    let pid = child.id().context("worker pid")?;
+    eventually(Duration::from_secs(30), "the render to start", || {
+        site.hits()
+            .iter()
+            .any(|h| h.path == "/js/slow.js")
+            .then_some(())
+    })
+    .await?;
+    let browsers = children(pid);
+    anyhow::ensure!(!browsers.is_empty(), "no browser process under {pid}");
+    Ok((child, browsers, out, err))
+}
+
 /// The process ids of `pid`'s children.
 fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -289,19 +305,7 @@ fn children(pid: u32) -> Vec<u32> {
 async fn killing_the_browser_mid_render_retries_the_request() -> Result<()> {
     let site = site().await?;
     let scratch = Scratch::new(&[("link", "link")], "[crawl]\nretry_backoff = 0.1\n")?;
-    let slow = site.scripted_url(HOST, "slow.html");
-    let (mut child, out, err) = scratch.spawn_run("link", &slow, 0, &["--render", "always"])?;
-    let pid = child.id().context("worker pid")?;
-    // The render is in flight once the page's slow script is asked for.
-    eventually(Duration::from_secs(30), "the render to start", || {
-        site.hits()
-            .iter()
-            .any(|h| h.path == "/js/slow.js")
-            .then_some(())
-    })
-    .await?;
-    let browsers = children(pid);
-    anyhow::ensure!(!browsers.is_empty(), "no browser process under {pid}");
+    let (mut child, browsers, out, err) = mid_render(&site, &scratch).await?;
     for b in &browsers {
         std::process::Command::new("kill")
             .args(["-9", &b.to_string()])
