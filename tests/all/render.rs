@@ -403,3 +403,297 @@ async fn a_request_to_render_waits_for_a_worker_that_can() -> Result<()> {
     assert_eq!(page["rendered"], true, "{page}");
     Ok(())
 }
+
+// The walls (issue "render walls"): the browser is a tenant we do not
+// trust, with no way out but our fetcher.
+
+/// The uid of `pid` and its command line.
+fn uid_and_args(pid: u32) -> Option<(u32, String)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let args = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some((uid, String::from_utf8_lossy(&args).replace('\0', " ")))
+}
+
+/// `pid` and every process under it.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut all = vec![pid];
+    let mut i = 0;
+    while i < all.len() {
+        all.extend(children(all[i]));
+        i += 1;
+    }
+    all
+}
+
+#[tokio::test]
+async fn the_browser_runs_unprivileged_sandboxed_and_reachable_by_its_worker_alone() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    let (mut child, browsers, _, err) = mid_render(&site, &scratch).await?;
+    let worker = child.id().context("worker pid")?;
+    let ours = std::fs::read_link("/proc/self/ns/net")?;
+    for b in &browsers {
+        let procs = tree(*b);
+        assert!(procs.len() > 2, "the browser has its processes: {procs:?}");
+        for p in procs {
+            let Some((uid, args)) = uid_and_args(p) else {
+                continue;
+            };
+            assert!(!args.contains("--no-sandbox"), "{p}: {args}");
+            assert!(!args.contains("--remote-debugging-port"), "{p}: {args}");
+            if is_root() {
+                assert_ne!(uid, 0, "{p} runs as root: {args}");
+            }
+        }
+        let (_, args) = uid_and_args(*b).context("the browser's command line")?;
+        assert!(args.contains("--remote-debugging-pipe"), "{args}");
+        // Its own network namespace, where nothing listens: no process
+        // outside it can connect to the browser, and none inside does.
+        let theirs = std::fs::read_link(format!("/proc/{b}/ns/net"))?;
+        assert_ne!(theirs, ours, "the browser shares the worker's network");
+        for table in ["tcp", "tcp6"] {
+            let t = std::fs::read_to_string(format!("/proc/{b}/net/{table}")).unwrap_or_default();
+            let listening = t
+                .lines()
+                .skip(1)
+                .filter(|l| l.split_whitespace().nth(3) == Some("0A"))
+                .count();
+            assert_eq!(listening, 0, "the browser listens:\n{t}");
+        }
+        // Its environment holds nothing of the worker's.
+        let env = std::fs::read(format!("/proc/{b}/environ")).unwrap_or_default();
+        let env = String::from_utf8_lossy(&env);
+        assert!(!env.contains("XDG_CACHE_HOME"), "{env}");
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
+    assert!(status.success(), "{}", std::fs::read_to_string(&err)?);
+    assert!(!std::path::Path::new(&format!("/proc/{worker}")).exists() || status.success());
+    Ok(())
+}
+
+fn is_root() -> bool {
+    uid_and_args(std::process::id()).is_some_and(|(uid, _)| uid == 0)
+}
+
+#[tokio::test]
+async fn a_page_trying_udp_tcp_files_and_prefetch_reaches_nothing() -> Result<()> {
+    let site = site().await?;
+    // A refused address with listeners of both kinds on it.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.50:0").await?;
+    let (tcp_port, tcp_hits) = {
+        let l = tokio::net::TcpListener::bind("127.0.0.50:0").await?;
+        let port = l.local_addr()?.port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok(_conn) = l.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        (port, hits)
+    };
+    let config = "[crawl]\nallow_private = false\nallow_networks = [\"127.0.0.2\"]\n";
+    let scratch = Scratch::new(&[("link", "link")], config)?;
+    let walls = format!(
+        "{}?host=127.0.0.50&udp={}&tcp={tcp_port}",
+        site.scripted_url(HOST, "walls.html"),
+        udp.local_addr()?.port()
+    );
+    let run = run(&scratch, std::slice::from_ref(&walls), 0, "always").await?;
+    let page = result(&run, &walls)?;
+    assert_eq!(page["rendered"], true, "{page}");
+    assert!(body(page).contains("tried"), "{page}");
+    let mut buf = [0u8; 2048];
+    assert!(
+        udp.try_recv_from(&mut buf).is_err(),
+        "a UDP packet reached the refused address"
+    );
+    assert_eq!(tcp_hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_100_mb_dom_is_refused_before_it_leaves_the_page() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    let big = site.scripted_url(HOST, "bigdom.html");
+    let (mut child, out, err) = scratch.spawn_run("link", &big, 0, &["--render", "always"])?;
+    let pid = child.id().context("worker pid")?;
+    // The worker's peak resident memory, read until it exits.
+    let mut peak_kb = 0u64;
+    let status = loop {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            {
+                peak_kb = peak_kb.max(kb);
+            }
+        }
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let log = std::fs::read_to_string(&err)?;
+    assert!(status.success(), "{log}");
+    let results = crate::harness::read_results(&out)?;
+    let error = results[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("larger than crawl.max_body_bytes"),
+        "{}",
+        results[0]
+    );
+    // 100 MB never crossed into the worker (it was 449 MB before).
+    assert!(peak_kb < 150 * 1024, "worker peak RSS {peak_kb} kB");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_page_fetching_a_gigabyte_gets_at_most_render_max_bytes() -> Result<()> {
+    let site = site().await?;
+    let max = 25 * 1024 * 1024;
+    let config = format!("[render]\nmax_bytes = {max}\nmax_requests = 200\n");
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let page_url = site.scripted_url(HOST, "bigfetch.html");
+    let run = run(&scratch, std::slice::from_ref(&page_url), 0, "always").await?;
+    let page = result(&run, &page_url)?;
+    let text = body(page);
+    let got: usize = text
+        .split("received ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next()?.parse().ok())
+        .with_context(|| format!("no count in {page}"))?;
+    assert!(got >= 10 << 20, "no file got through: {got}");
+    assert!(got <= max, "{got} bytes reached the page, bound {max}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_page_allocating_without_end_is_stopped_mid_render() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(
+        &[("link", "link")],
+        "[render]\nmax_heap_mb = 128\ntimeout = 60\n",
+    )?;
+    let hog = site.scripted_url(HOST, "hog.html");
+    let started = std::time::Instant::now();
+    let run = run(&scratch, std::slice::from_ref(&hog), 0, "always").await?;
+    let page = result(&run, &hog)?;
+    let error = page["error"].as_str().unwrap_or_default();
+    assert!(error.contains("crashed"), "{page}");
+    assert!(
+        started.elapsed() < Duration::from_secs(50),
+        "stopped by the timeout, not the bound"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_page_posting_to_another_host_under_a_slow_throttle_reaches_none_of_it() -> Result<()> {
+    let site = site().await?;
+    // The rule: a rendered page's sub-requests stay on its registered
+    // domain (render.third_party = false); host 0 is another domain.
+    let config = "[throttle]\nhits = 1\nwindow = 60\nmoderated = false\n";
+    let scratch = Scratch::new(&[("link", "link")], config)?;
+    let target = site.scripted_url(0, "a.html");
+    let posts = format!("{}?to={target}", site.scripted_url(HOST, "posts.html"));
+    let run = run(&scratch, std::slice::from_ref(&posts), 0, "always").await?;
+    let page = result(&run, &posts)?;
+    assert!(body(page).contains("posted 50"), "{page}");
+    assert_eq!(site.hits().iter().filter(|h| h.host == 0).count(), 0);
+    assert!(
+        run.stderr.contains("off its registered domain was refused"),
+        "{}",
+        run.stderr
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_look_alike_process_is_never_killed_by_the_reaper() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    // A process that only looks like one of our browsers.
+    let fake = std::env::temp_dir().join(format!(
+        "spinneret-browser-lookalike-{}",
+        std::process::id()
+    ));
+    let mut lookalike = tokio::process::Command::new("python3")
+        .args(["-c", "import time; time.sleep(300)"])
+        .arg(format!("--user-data-dir={}/profile", fake.display()))
+        .kill_on_drop(true)
+        .spawn()?;
+    let app = site.scripted_url(HOST, "app.html");
+    let next = run(&scratch, std::slice::from_ref(&app), 0, "always").await?;
+    assert_eq!(result(&next, &app)?["rendered"], true, "{}", next.stderr);
+    assert!(lookalike.try_wait()?.is_none(), "the look-alike was killed");
+    lookalike.kill().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn where_no_sandbox_works_rendering_refuses_unless_opted_out() -> Result<()> {
+    let site = site().await?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    let app = site.scripted_url(HOST, "app.html");
+    // A machine with no user namespaces and no setuid sandbox: a user
+    // namespace of our own whose nested namespaces are turned off.
+    let no_sandbox = |opt_out: bool| {
+        let out = scratch.path(&format!("out-{opt_out}.jsonl"));
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            r#"echo 0 > /proc/sys/user/max_user_namespaces && exec "$@""#,
+            "sh",
+        ])
+        .arg(crate::harness::binary())
+        .args(["run", "--config"])
+        .arg(scratch.path("config.toml"))
+        .arg("--plugins")
+        .arg(scratch.path("plugins"))
+        .args([
+            "--spider",
+            "link",
+            "--seed",
+            &app,
+            "--maxdepth",
+            "0",
+            "--render",
+            "always",
+            "--output",
+        ])
+        .arg(&out)
+        .env("XDG_CACHE_HOME", crate::harness::test_cache())
+        .env("SPINNERET_RENDER__ALLOW_UNSANDBOXED", opt_out.to_string())
+        .kill_on_drop(true);
+        (cmd, out)
+    };
+    let (mut cmd, out) = no_sandbox(false);
+    let o = cmd.output().await?;
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("rendering refuses to start"), "{log}");
+    assert!(log.contains("render.allow_unsandboxed"), "{log}");
+    let results = crate::harness::read_results(&out)?;
+    assert!(results[0].get("rendered").is_none(), "{}", results[0]);
+    let (mut cmd, out) = no_sandbox(true);
+    let o = cmd.output().await?;
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("WITHOUT Chromium's sandbox"), "{log}");
+    let results = crate::harness::read_results(&out)?;
+    assert_eq!(results[0]["rendered"], true, "{}", results[0]);
+    Ok(())
+}

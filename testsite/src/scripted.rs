@@ -9,6 +9,15 @@
 //! - `hang.html`: its script `never.js` is never answered.
 //! - `slow.html`: its script `slow.js` takes 3 s, then writes its text.
 //! - `many.html`: its script asks for `a.html?n=0` .. `a.html?n=49`.
+//! - `walls.html?host=H&udp=P&tcp=T`: tries every way out a browser has
+//!   besides HTTP: WebRTC (STUN over UDP, TURN over UDP and TCP) to H,
+//!   WebTransport and a WebSocket to H:T, a `file:///` iframe and a
+//!   DNS-prefetch link, then says "tried".
+//! - `bigdom.html`: its script builds a DOM of 100 MB of text.
+//! - `bigfetch.html`: its script fetches `big.bin` (10 MiB) 100 times at
+//!   once and writes how many bytes it got.
+//! - `hog.html`: its script allocates without end.
+//! - `posts.html?to=URL`: its script POSTs to `URL` 50 times.
 //! - `tree/<i>.html` (i < [`TREE`]): app shells whose script `tree.js`
 //!   writes their text and links to pages 2i+1 and 2i+2 (the bench's
 //!   rendered crawl: every page is reached only through a script).
@@ -50,6 +59,49 @@ const SLOW: &str = r#"<!doctype html><html><body><div id="root"></div>
 <script src="/js/slow.js"></script></body></html>"#;
 
 const SLOW_JS: &str = r#"document.getElementById('root').innerHTML = '<p>Slow script done</p>';"#;
+
+const WALLS: &str = r#"<!doctype html><html><head>
+<link rel="dns-prefetch" href="//prefetch.example.invalid"></head><body><div id="root">trying</div>
+<iframe src="file:///etc/passwd"></iframe><script>
+const q = new URLSearchParams(location.search);
+const h = q.get('host'), udp = q.get('udp'), tcp = q.get('tcp');
+const tries = [];
+try {
+  const pc = new RTCPeerConnection({iceServers: [
+    {urls: 'stun:' + h + ':' + udp},
+    {urls: ['turn:' + h + ':' + udp + '?transport=udp', 'turn:' + h + ':' + tcp + '?transport=tcp'], username: 'u', credential: 'p'}]});
+  pc.createDataChannel('x');
+  tries.push(pc.createOffer().then(o => pc.setLocalDescription(o)).then(() => new Promise(r => setTimeout(r, 1500))));
+} catch (e) {}
+try { new WebTransport('https://' + h + ':' + tcp + '/wt'); } catch (e) {}
+try { new WebSocket('ws://' + h + ':' + tcp + '/ws'); } catch (e) {}
+Promise.allSettled(tries).then(() => { document.getElementById('root').textContent = 'tried'; });
+</script></body></html>"#;
+
+const BIGDOM: &str = r#"<!doctype html><html><body><div id="root"></div><script>
+document.getElementById('root').textContent = 'x'.repeat(100 * 1024 * 1024);
+</script></body></html>"#;
+
+const BIGFETCH: &str = r#"<!doctype html><html><body><div id="root">fetching</div><script>
+let got = 0;
+const all = [];
+for (let n = 0; n < 100; n++) all.push(fetch('/js/big.bin?n=' + n).then(r => r.arrayBuffer()).then(b => { got += b.byteLength; }, () => {}));
+Promise.allSettled(all).then(() => { document.getElementById('root').textContent = 'received ' + got + ' bytes'; });
+</script></body></html>"#;
+
+const HOG: &str = r#"<!doctype html><html><body><div id="root">hogging</div><script>
+const keep = [];
+for (;;) keep.push(new Array(1 << 20).fill(keep.length));
+</script></body></html>"#;
+
+const POSTS: &str = r#"<!doctype html><html><body><div id="root"></div><script>
+const to = new URLSearchParams(location.search).get('to');
+for (let n = 0; n < 50; n++) fetch(to, {method: 'POST', body: 'n=' + n, mode: 'no-cors'}).catch(() => {});
+document.getElementById('root').textContent = 'posted 50';
+</script></body></html>"#;
+
+/// The body of `big.bin`.
+pub const BIG: usize = 10 << 20;
 
 /// Pages of the scripted tree.
 pub const TREE: usize = 300;
@@ -102,6 +154,12 @@ pub fn page(path: &str) -> Option<(&'static str, Bytes)> {
         "hang.html" => HANG.to_string(),
         "slow.html" => SLOW.to_string(),
         "many.html" => MANY.to_string(),
+        "walls.html" => WALLS.to_string(),
+        "bigdom.html" => BIGDOM.to_string(),
+        "bigfetch.html" => BIGFETCH.to_string(),
+        "hog.html" => HOG.to_string(),
+        "posts.html" => POSTS.to_string(),
+        "big.bin" => return Some(("application/octet-stream", Bytes::from(vec![b'a'; BIG]))),
         "slow.js" => {
             return Some((
                 "application/javascript",

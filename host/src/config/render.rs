@@ -35,6 +35,22 @@ pub struct Render {
     /// The browser is restarted after a render that leaves its processes
     /// above this resident memory (MiB).
     pub max_memory_mb: u64,
+    /// The user the browser runs as when the worker is root (a name, or
+    /// `uid:gid`); `scripts/setup --test` creates it.
+    pub user: String,
+    /// Run the browser without Chromium's sandbox where none can work
+    /// (logged at every start). Off: rendering refuses to start there.
+    pub allow_unsandboxed: bool,
+    /// V8's heap per page (MiB): a page past it is stopped mid-render.
+    pub max_heap_mb: u64,
+    /// Data (heap and stacks) one browser process may map (MiB), set by
+    /// the kernel (`RLIMIT_DATA`): past it the process fails mid-render.
+    pub process_limit_mb: u64,
+    /// Sub-requests of one render being fetched at once.
+    pub parallel: usize,
+    /// Sub-requests may go beyond the page's registered domain. Off: they
+    /// are refused (they would skip that site's robots.txt and throttle).
+    pub third_party: bool,
 }
 
 impl Default for Render {
@@ -50,6 +66,12 @@ impl Default for Render {
             block: vec!["image".into(), "media".into(), "font".into()],
             auto_text: 200,
             max_memory_mb: 1024,
+            user: "spinneret-browser".into(),
+            allow_unsandboxed: false,
+            max_heap_mb: 512,
+            process_limit_mb: 4096,
+            parallel: 6,
+            third_party: false,
         }
     }
 }
@@ -96,6 +118,27 @@ impl Render {
                 "render.max_memory_mb must be at least 128, got {}",
                 self.max_memory_mb
             ));
+        }
+        if !(64..=16384).contains(&self.max_heap_mb) {
+            return Err(format!(
+                "render.max_heap_mb must be from 64 to 16384, got {}",
+                self.max_heap_mb
+            ));
+        }
+        if self.process_limit_mb < 1024 || self.process_limit_mb < self.max_heap_mb * 2 {
+            return Err(format!(
+                "render.process_limit_mb must be at least 1024 and twice render.max_heap_mb (a browser process maps more than its heap), got {}",
+                self.process_limit_mb
+            ));
+        }
+        if self.parallel == 0 || self.parallel > 64 {
+            return Err(format!(
+                "render.parallel must be from 1 to 64, got {}",
+                self.parallel
+            ));
+        }
+        if self.user.is_empty() {
+            return Err("render.user must name a user (or uid:gid)".into());
         }
         if let Some(b) = self
             .block

@@ -344,7 +344,7 @@ impl Engine {
                     tracing::warn!(error = %e, leases = ids.len(), "could not renew leases; retrying");
                 }
             }
-            if tick % upkeep_every == 0 {
+            if tick.is_multiple_of(upkeep_every) {
                 if let Err(e) = self.frontier.maintain().await {
                     tracing::warn!(error = %e, "store upkeep failed; retrying");
                 }

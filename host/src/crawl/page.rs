@@ -235,6 +235,7 @@ impl Engine {
             follow_redirects: false,
             redirects: job.redirects as usize,
             truncate_at: None,
+            budget: None,
         };
         let started = Instant::now();
         let fetched = self.fetcher.fetch(&out).await;

@@ -113,6 +113,7 @@ impl Engine {
             follow_redirects: true,
             redirects: 0,
             truncate_at: None,
+            budget: None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, self.fetcher.fetch(&out)).await {

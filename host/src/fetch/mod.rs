@@ -61,6 +61,37 @@ pub struct Outgoing<'a> {
     /// Stop reading the body after this many bytes and keep what came
     /// (robots.txt); `None`: a body over `max_body_bytes` fails the fetch.
     pub truncate_at: Option<usize>,
+    /// Bytes several fetches share (a rendered page's sub-requests): each
+    /// chunk read is taken from it, and a body it cannot cover fails.
+    pub budget: Option<&'a ByteBudget>,
+}
+
+/// A byte allowance drawn down by the bodies read against it.
+#[derive(Debug)]
+pub struct ByteBudget {
+    total: usize,
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl ByteBudget {
+    pub fn new(total: usize) -> ByteBudget {
+        ByteBudget {
+            total,
+            left: total.into(),
+        }
+    }
+
+    /// Take `n` bytes, or nothing if fewer are left.
+    pub fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.left
+            .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(n))
+            .is_ok()
+    }
+
+    pub fn left(&self) -> usize {
+        self.left.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// What came back.
@@ -214,13 +245,16 @@ impl Fetcher {
             .collect();
         let response_url = resp.url().to_string();
         let limit = out.truncate_at.unwrap_or(self.max_body);
-        if out.truncate_at.is_none()
-            && resp
-                .content_length()
-                .is_some_and(|n| n as usize > self.max_body)
-        {
+        let declared = resp.content_length().map_or(0, |n| n as usize);
+        if out.truncate_at.is_none() && declared > self.max_body {
             return Err(FetchError::TooLarge {
                 limit: self.max_body,
+                status: status.as_u16(),
+            });
+        }
+        if let Some(b) = out.budget.filter(|b| declared > b.left()) {
+            return Err(FetchError::TooLarge {
+                limit: b.total,
                 status: status.as_u16(),
             });
         }
@@ -234,6 +268,12 @@ impl Fetcher {
             if body.len() + chunk.len() > self.max_body {
                 return Err(FetchError::TooLarge {
                     limit: self.max_body,
+                    status: status.as_u16(),
+                });
+            }
+            if out.budget.is_some_and(|b| !b.take(chunk.len())) {
+                return Err(FetchError::TooLarge {
+                    limit: out.budget.map_or(0, |b| b.total),
                     status: status.as_u16(),
                 });
             }
@@ -376,6 +416,7 @@ mod tests {
             follow_redirects: false,
             redirects: 0,
             truncate_at: None,
+            budget: None,
         };
         let mut settings = CrawlSettings {
             proxy: format!("http://{addr}"),

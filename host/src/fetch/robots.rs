@@ -191,6 +191,7 @@ impl RobotsCache {
             follow_redirects: true,
             redirects: 0,
             truncate_at: Some(MAX_ROBOTS_BYTES + 1),
+            budget: None,
         };
         match tokio::time::timeout(self.timeout, self.fetcher.fetch(&out)).await {
             Ok(Ok(f)) if (200..300).contains(&f.status) => {

@@ -1,272 +1,374 @@
-//! One headless Chromium process: launched with a fresh profile and
-//! flags that leave it no network of its own, watched for a crash, and
-//! measured for the memory bound.
+//! One headless Chromium process, started behind walls (ADR 0006):
+//! - an unprivileged user (`render.user`) when the worker is root, with
+//!   Chromium's own sandbox on and an environment holding only `PATH` and
+//!   `HOME`;
+//! - its own network namespace with no interface up, so it has no network
+//!   at all: every byte a page gets comes from our fetcher through the
+//!   DevTools `Fetch` domain (`intercept.rs`);
+//! - DevTools over a pipe (`cdp.rs`), never a port;
+//! - a per-process data limit (`prlimit --data`) and a V8 heap bound;
+//! - a home directory the worker owns and locks for the browser's life,
+//!   so a later worker stops only browsers whose worker is gone.
+//!
+//! How the walls are put up on this machine is decided once, at start
+//! (`sandbox.rs`).
 
+use super::cdp::Cdp;
+use super::sandbox::{Chain, Plan};
 use crate::config;
-use chromiumoxide::browser::{Browser as Cdp, BrowserConfig, BrowserConfigBuilder};
-use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::json;
+use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
-use tokio::task::JoinHandle;
+use tokio::process::Child;
 
-/// Where the browser's own connections go: a closed port, so a request
-/// that the DevTools `Fetch` interception does not pause (a WebSocket, a
-/// service worker, a popup's) fails instead of reaching the network.
-const DEAD_PROXY: &str = "http://127.0.0.1:9";
+/// Our browsers' home directories (in the temp directory) start so.
+pub(super) const HOME_PREFIX: &str = "spinneret-browser-";
 
-/// Our browsers' profile directories (in the temp directory) start so.
-const PROFILE_PREFIX: &str = "spinneret-browser-";
+/// The last bytes of the browser's stderr kept to explain a failed start.
+const STDERR_TAIL: usize = 4096;
 
 pub(super) struct Browser {
-    pub cdp: Cdp,
-    handler: JoinHandle<()>,
-    alive: Arc<AtomicBool>,
-    pid: Option<u32>,
-    /// Its profile, removed with it.
-    _profile: tempfile::TempDir,
+    pub cdp: Arc<Cdp>,
+    child: Child,
+    pid: u32,
+    /// Its home: lock, pid file and profile; removed with it.
+    _home: Home,
+    /// Where a request the interception does not pause would go without a
+    /// network namespace: a port this worker holds and answers with nothing.
+    _dead_proxy: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Browser {
-    pub async fn launch(settings: &config::Render, user_agent: &str) -> Result<Browser, String> {
+    pub async fn launch(
+        settings: &config::Render,
+        plan: &Plan,
+        user_agent: &str,
+        max_message: usize,
+    ) -> Result<Browser, String> {
         let exe = executable(&settings.browser)?;
         reap_orphans();
-        let profile = tempfile::Builder::new()
-            .prefix(PROFILE_PREFIX)
-            .tempdir()
-            .map_err(|e| format!("cannot make the browser's profile directory: {e}"))?;
-        let mut builder = with_args(BrowserConfig::builder(), user_agent)
-            .chrome_executable(&exe)
-            .user_data_dir(profile.path())
-            .disable_default_args()
-            .enable_request_intercept()
-            .disable_cache()
-            .launch_timeout(Duration::from_secs(20))
-            // Our own timeout (render.timeout) comes first.
-            .request_timeout(Duration::from_secs_f64(settings.timeout + 5.0));
-        // Chromium's sandbox cannot start as root (CI containers).
-        if running_as_root() {
-            builder = builder.no_sandbox();
-        }
-        let config = builder.build()?;
-        let (mut cdp, mut handler) = Cdp::launch(config)
-            .await
+        let home = Home::new(plan.user)?;
+        let (proxy, dead_proxy) = if plan.network_namespace {
+            // Nothing listens in the namespace: any address is dead.
+            ("http://127.0.0.1:9".to_string(), None)
+        } else {
+            let (addr, task) = dead_proxy().await?;
+            (format!("http://{addr}"), Some(task))
+        };
+        let mut cmd = plan.command();
+        cmd.args([
+            "prlimit",
+            &format!("--data={}", settings.process_limit_mb << 20),
+            "--",
+            "sh",
+            "-c",
+            // The pipe's ends as the fds `--remote-debugging-pipe` uses.
+            r#"exec "$0" "$@" 3<&0 4>&1 </dev/null >/dev/null"#,
+        ])
+        .arg(&exe)
+        .args(args(settings, plan, user_agent, &home.profile, &proxy))
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .env("HOME", &home.profile)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
             .map_err(|e| format!("cannot start {}: {e}", exe.display()))?;
-        let pid = cdp.get_mut_child().and_then(|c| c.inner.id());
-        // Its stderr is a pipe nobody else reads: a chatty browser would
-        // block on a full one.
-        if let Some(mut err) = cdp
-            .get_mut_child()
-            .and_then(|c| c.stderr.take())
-            .map(|e| e.into_inner())
-        {
+        let pid = child.id().ok_or("the browser exited at once")?;
+        home.record(pid)?;
+        let tail = Arc::new(Mutex::new(String::new()));
+        if let Some(mut err) = child.stderr.take() {
+            let tail = tail.clone();
+            // Read to the end: a chatty browser would block on a full pipe.
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
-                while matches!(err.read(&mut buf).await, Ok(n) if n > 0) {}
-            });
-        }
-        let alive = Arc::new(AtomicBool::new(true));
-        let flag = alive.clone();
-        let handler = tokio::spawn(async move {
-            while let Some(event) = handler.next().await {
-                if let Err(e) = event {
-                    tracing::debug!(error = %e, "browser connection event");
-                    if matches!(e, chromiumoxide::error::CdpError::Ws(_)) {
-                        break;
+                while let Ok(n @ 1..) = err.read(&mut buf).await {
+                    let mut t = tail.lock();
+                    t.push_str(&String::from_utf8_lossy(&buf[..n]));
+                    if t.len() > 2 * STDERR_TAIL {
+                        let cut = t.len() - STDERR_TAIL;
+                        let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+                        t.drain(..cut);
                     }
                 }
-            }
-            flag.store(false, Ordering::SeqCst);
-        });
-        tracing::info!(browser = %exe.display(), pid, "browser started");
+            });
+        }
+        let (Some(write), Some(read)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err("the browser's pipe was not made".into());
+        };
+        let cdp = Arc::new(Cdp::start(write, read, max_message));
+        let started = tokio::time::timeout(
+            Duration::from_secs(20),
+            cdp.call(None, "Browser.getVersion", json!({})),
+        )
+        .await;
+        if !matches!(started, Ok(Ok(_))) {
+            let _ = child.kill().await;
+            // Its last words come after its exit.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let said = tail.lock().clone();
+            return Err(explain_failed_start(&exe, &said));
+        }
+        tracing::info!(
+            browser = %exe.display(),
+            pid,
+            uid = plan.user.map(|u| u.0),
+            sandbox = plan.sandbox,
+            network_namespace = plan.network_namespace,
+            "browser started"
+        );
         Ok(Browser {
             cdp,
-            handler,
-            alive,
+            child,
             pid,
-            _profile: profile,
+            _home: home,
+            _dead_proxy: dead_proxy,
         })
     }
 
-    /// Its process runs and its connection is up. The process is looked
-    /// at too: a render failing because the browser was just killed may
-    /// see its error before the connection's end is noticed.
+    /// Its pipe is open and its process runs. The process is looked at
+    /// too: a render failing because the browser was just killed may see
+    /// its error before the pipe's end is noticed.
     pub fn alive(&self) -> bool {
-        self.alive.load(Ordering::SeqCst) && !self.handler.is_finished() && !self.exited()
+        self.cdp.open() && !exited(self.pid)
     }
 
-    /// Its process is gone or a zombie.
-    fn exited(&self) -> bool {
-        let Some(pid) = self.pid else { return false };
-        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // The state follows the parenthesised command name.
-            Ok(stat) => stat
-                .rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
-            Err(_) => true,
-        }
-    }
-
-    /// Memory (MiB, proportional set size) and CPU time of the browser and every
-    /// process under it, exited ones included (the browser reaps its
+    /// Memory (MiB, proportional set size) and CPU time of the browser and
+    /// every process under it, exited ones included (the browser reaps its
     /// renderers, so their time is in its children's time).
-    pub fn usage(&self) -> Option<(u64, Duration)> {
-        let pid = self.pid?;
+    pub fn usage(&self) -> (u64, Duration) {
         let (mut pss_kb_total, mut ticks) = (0, 0);
-        let mut todo = vec![(pid, true)];
+        let mut todo = vec![(self.pid, true)];
         while let Some((p, top)) = todo.pop() {
             pss_kb_total += pss_kb(p).unwrap_or(0);
             ticks += cpu_ticks(p, top).unwrap_or(0);
             todo.extend(children(p).into_iter().map(|c| (c, false)));
         }
         // USER_HZ is 100 on Linux.
-        Some((pss_kb_total / 1024, Duration::from_millis(ticks * 10)))
+        (pss_kb_total / 1024, Duration::from_millis(ticks * 10))
     }
 
     /// Close it and reap its process (killed if it does not close).
     pub async fn close(&mut self) {
         let bound = Duration::from_secs(5);
-        let closed = tokio::time::timeout(bound, self.cdp.close()).await;
+        let closed =
+            tokio::time::timeout(bound, self.cdp.call(None, "Browser.close", json!({}))).await;
         if !matches!(closed, Ok(Ok(_))) {
-            let _ = self.cdp.kill().await;
+            let _ = self.child.start_kill();
         }
-        let _ = tokio::time::timeout(bound, self.cdp.wait()).await;
+        if tokio::time::timeout(bound, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        self.handler.abort();
+        if let Some(t) = &self._dead_proxy {
+            t.abort();
+        }
         // The child was spawned with kill-on-drop; its renderers follow it.
     }
 }
 
-/// Our flags, not the crate's defaults (it adds `--headless`): no
-/// network of its own (every request the page makes is answered by our
-/// fetcher through `Fetch`), iframes in the page's process (so its
-/// interception sees them), no background traffic.
-fn with_args(b: BrowserConfigBuilder, user_agent: &str) -> BrowserConfigBuilder {
-    b.args([
-        "no-first-run",
-        "disable-background-networking",
-        "disable-background-timer-throttling",
-        "disable-backgrounding-occluded-windows",
-        "disable-renderer-backgrounding",
-        "disable-breakpad",
-        "disable-client-side-phishing-detection",
-        "disable-component-extensions-with-background-pages",
-        "disable-component-update",
-        "disable-default-apps",
-        "disable-dev-shm-usage",
-        "disable-domain-reliability",
-        "disable-hang-monitor",
-        "disable-ipc-flooding-protection",
-        "disable-popup-blocking",
-        "disable-prompt-on-repost",
-        "disable-sync",
-        "disable-site-isolation-trials",
-        "dns-prefetch-disable",
-        "metrics-recording-only",
-        "use-mock-keychain",
-    ])
-    .arg((
-        "disable-features",
-        &[
-            "TranslateUI",
-            "IsolateOrigins",
-            "site-per-process",
-            "OptimizationHints",
-            "MediaRouter",
-        ][..],
-    ))
-    .arg(("password-store", "basic"))
-    .arg(("proxy-server", DEAD_PROXY))
-    // Chromium bypasses a proxy for loopback unless told not to.
-    .arg(("proxy-bypass-list", "<-loopback>"))
-    .arg(("user-agent", user_agent))
+/// Our flags. No network of its own (every request the page makes is
+/// answered by our fetcher through `Fetch`), no channel that `Fetch` does
+/// not see (QUIC, WebRTC's UDP, DNS prefetch), no background traffic,
+/// site isolation on (our interception follows frames into their own
+/// processes, `intercept.rs`).
+fn args(
+    settings: &config::Render,
+    plan: &Plan,
+    user_agent: &str,
+    profile: &Path,
+    proxy: &str,
+) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "--headless",
+        "--remote-debugging-pipe",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-background-timer-throttling",
+        "--disable-backgrounding-occluded-windows",
+        "--disable-renderer-backgrounding",
+        "--disable-breakpad",
+        "--disable-client-side-phishing-detection",
+        "--disable-component-extensions-with-background-pages",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
+        "--disable-domain-reliability",
+        "--disable-hang-monitor",
+        "--disable-ipc-flooding-protection",
+        "--disable-popup-blocking",
+        "--disable-prompt-on-repost",
+        "--disable-sync",
+        "--disable-quic",
+        "--dns-prefetch-disable",
+        "--no-pings",
+        "--metrics-recording-only",
+        "--use-mock-keychain",
+        "--password-store=basic",
+        "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+        "--webrtc-ip-handling-policy=disable_non_proxied_udp",
+        "--disable-features=TranslateUI,OptimizationHints,MediaRouter,NetworkPrediction,WebTransport,DialMediaRouteProvider",
+        // Chromium bypasses a proxy for loopback unless told not to.
+        "--proxy-bypass-list=<-loopback>",
+    ]
+    .map(String::from)
+    .to_vec();
+    a.push(format!("--proxy-server={proxy}"));
+    a.push(format!("--user-data-dir={}", profile.display()));
+    a.push(format!("--user-agent={user_agent}"));
+    a.push(format!(
+        "--js-flags=--max-old-space-size={}",
+        settings.max_heap_mb
+    ));
+    if !plan.sandbox {
+        a.push("--no-sandbox".into());
+    }
+    a
 }
 
-/// Stop the browsers a worker killed outright (SIGKILL, the OOM killer)
-/// left behind: their parent is no longer a `spinneret`, and their profile
-/// is one of ours. A clean stop closes its browser; nothing else can,
-/// without unsafe code to make the kernel kill a child with its parent.
-fn reap_orphans() {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return;
-    };
-    let temp = std::env::temp_dir();
-    let ours = temp.join(PROFILE_PREFIX);
-    let ours = ours.to_string_lossy();
-    let mut in_use = std::collections::HashSet::new();
-    for pid in procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-    {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let Some(profile) = cmdline
-            .split(|b| *b == 0)
-            .filter_map(|a| std::str::from_utf8(a).ok())
-            .find_map(|a| a.strip_prefix("--user-data-dir="))
-            .filter(|p| p.starts_with(&*ours))
-            .map(std::path::PathBuf::from)
-        else {
-            continue;
-        };
-        // The browser's own children have the browser as parent: only its
-        // main process is killed, and they follow it.
-        if parent_is_spinneret(pid) {
-            in_use.insert(profile);
-            continue;
+/// A listener on an ephemeral loopback port that this worker holds and
+/// that answers nothing: the browser's proxy when it has a network.
+async fn dead_proxy() -> Result<(std::net::SocketAddr, tokio::task::JoinHandle<()>), String> {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot bind the browser's dead proxy: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let task = tokio::spawn(async move {
+        while let Ok((conn, _)) = l.accept().await {
+            tracing::warn!("the browser tried to open a connection of its own: closed");
+            drop(conn);
         }
-        let killed = std::process::Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if killed {
-            tracing::info!(pid, "stopped a browser whose worker was killed");
-        }
+    });
+    Ok((addr, task))
+}
+
+/// Why the browser did not start, with what to change.
+fn explain_failed_start(exe: &Path, stderr: &str) -> String {
+    let last: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.contains("dbus") && !l.trim().is_empty())
+        .collect();
+    let last = last[last.len().saturating_sub(3)..].join(" | ");
+    if stderr.contains("No usable sandbox") || stderr.contains("sandbox") {
+        return format!(
+            "{} could not start its sandbox ({last}): allow unprivileged user namespaces, or install a setuid chrome-sandbox, or set render.allow_unsandboxed = true (not for pages you do not trust)",
+            exe.display()
+        );
     }
-    // Profiles no browser uses (a killed worker's), left a minute so a
-    // profile just made for a browser that is starting is never taken.
-    let Ok(entries) = std::fs::read_dir(&temp) else {
+    format!("{} did not start: {last}", exe.display())
+}
+
+/// A browser's home in the temp directory: `lock` (held by its worker for
+/// the browser's life), `pid` (the browser's pid and start time) and
+/// `profile/` (the browser's own, writable by its user alone). The home
+/// itself belongs to the worker: the browser cannot touch the lock.
+struct Home {
+    dir: tempfile::TempDir,
+    profile: PathBuf,
+    _lock: File,
+}
+
+impl Home {
+    fn new(user: Option<(u32, u32)>) -> Result<Home, String> {
+        let fail = |what: &str, e: std::io::Error| format!("the browser's home: {what}: {e}");
+        let dir = tempfile::Builder::new()
+            .prefix(HOME_PREFIX)
+            .tempdir()
+            .map_err(|e| fail("create", e))?;
+        let lock = File::create(dir.path().join("lock")).map_err(|e| fail("lock file", e))?;
+        lock.try_lock()
+            .map_err(|e| format!("the browser's home: lock: {e}"))?;
+        let profile = dir.path().join("profile");
+        std::fs::create_dir(&profile).map_err(|e| fail("profile", e))?;
+        if let Some((uid, gid)) = user {
+            use std::os::unix::fs::PermissionsExt;
+            // The browser's user passes through the home to its profile.
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+                .map_err(|e| fail("permissions", e))?;
+            std::os::unix::fs::chown(&profile, Some(uid), Some(gid))
+                .map_err(|e| fail("chown profile", e))?;
+        }
+        Ok(Home {
+            dir,
+            profile,
+            _lock: lock,
+        })
+    }
+
+    fn record(&self, pid: u32) -> Result<(), String> {
+        let start = start_time(pid).ok_or("the browser exited at once")?;
+        std::fs::write(self.dir.path().join("pid"), format!("{pid} {start}\n"))
+            .map_err(|e| format!("the browser's home: pid file: {e}"))
+    }
+}
+
+/// Stop the browsers whose worker is gone (killed outright: SIGKILL, the
+/// OOM killer), and remove their homes. A home whose lock is free has no
+/// worker; its browser is the process its pid file names, if that process
+/// still has the start time recorded (a pid reused since is left alone).
+/// Nothing is ever killed for what its command line says.
+pub(super) fn reap_orphans() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
     for e in entries.flatten() {
-        let stale = e
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(60)));
-        let name = e.file_name();
-        if stale
-            && name.to_string_lossy().starts_with(PROFILE_PREFIX)
-            && !in_use.contains(&e.path())
-        {
-            let _ = std::fs::remove_dir_all(e.path());
+        if !e.file_name().to_string_lossy().starts_with(HOME_PREFIX) {
+            continue;
         }
+        let home = e.path();
+        let Ok(lock) = File::open(home.join("lock")) else {
+            // A home being made has its lock within a moment.
+            if older_than(&home, Duration::from_secs(60)) {
+                let _ = std::fs::remove_dir_all(&home);
+            }
+            continue;
+        };
+        if lock.try_lock().is_err() {
+            continue; // Its worker is alive.
+        }
+        if let Some((pid, start)) = std::fs::read_to_string(home.join("pid"))
+            .ok()
+            .and_then(|s| {
+                let (p, t) = s.trim().split_once(' ')?;
+                Some((p.parse::<u32>().ok()?, t.parse::<u64>().ok()?))
+            })
+        {
+            if start_time(pid) == Some(start) && !exited(pid) {
+                let killed = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if killed {
+                    tracing::info!(pid, "stopped a browser whose worker was killed");
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&home);
     }
 }
 
-/// Whether `pid`'s parent is a `spinneret` process (or a browser process:
-/// a child of a live browser is that browser's business).
-fn parent_is_spinneret(pid: u32) -> bool {
-    let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .nth(1)?
-                .parse::<u32>()
-                .ok()
-        });
-    let Some(ppid) = ppid else { return true };
-    let comm = std::fs::read_to_string(format!("/proc/{ppid}/comm")).unwrap_or_default();
-    matches!(comm.trim(), "spinneret" | "chromium" | "chrome")
+fn older_than(p: &Path, age: Duration) -> bool {
+    std::fs::metadata(p)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a > age))
 }
 
 /// The configured browser, or the first known one on `PATH`.
@@ -301,13 +403,29 @@ fn is_executable(p: &Path) -> bool {
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            == Some("0")
-    })
+/// The fields of `/proc/PID/stat` after the parenthesised command name
+/// (so field 3, the state, is the first).
+fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    Some(
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .map(String::from)
+            .collect(),
+    )
+}
+
+/// The process's start time (clock ticks after boot, field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    stat_fields(pid)?.get(19)?.parse().ok()
+}
+
+/// Its process is gone or a zombie.
+fn exited(pid: u32) -> bool {
+    stat_fields(pid)
+        .and_then(|f| f.first().cloned())
+        .is_none_or(|state| state.starts_with(['Z', 'X']))
 }
 
 /// The process's proportional share of memory (PSS): summed over the
@@ -324,20 +442,18 @@ fn pss_kb(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// utime + stime of `pid` (fields 14 and 15 of its stat), plus its
-/// reaped children's (16 and 17) when `with_reaped`.
+/// utime + stime of `pid` (fields 14 and 15), plus its reaped children's
+/// (16 and 17) when `with_reaped`.
 fn cpu_ticks(pid: u32, with_reaped: bool) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<u64> = stat
-        .rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let f = stat_fields(pid)?;
     let n = if with_reaped { 4 } else { 2 };
-    Some(f.iter().take(n).sum())
+    Some(
+        f.iter()
+            .skip(11)
+            .take(n)
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum(),
+    )
 }
 
 fn children(pid: u32) -> Vec<u32> {
@@ -351,4 +467,65 @@ fn children(pid: u32) -> Vec<u32> {
         }
     }
     out
+}
+
+// The plan's command prefix lives with the plan.
+impl Plan {
+    /// The command that puts the walls up, to which the browser's own
+    /// command line is appended.
+    fn command(&self) -> tokio::process::Command {
+        let mut cmd = match &self.chain {
+            Chain::Direct => tokio::process::Command::new("env"),
+            Chain::UserNamespace => {
+                let mut c = tokio::process::Command::new("unshare");
+                c.args(["--user", "--map-current-user", "--net", "--"]);
+                c
+            }
+            Chain::RootNamespace => {
+                let mut c = tokio::process::Command::new("unshare");
+                c.args(["--net", "--"]);
+                if let Some((uid, gid)) = self.user {
+                    c.args([
+                        "setpriv",
+                        &format!("--reuid={uid}"),
+                        &format!("--regid={gid}"),
+                        "--clear-groups",
+                        "--",
+                    ]);
+                }
+                return c;
+            }
+        };
+        // Switched before `unshare` runs: the namespaces are the user's own.
+        if let Some((uid, gid)) = self.user {
+            cmd.uid(uid).gid(gid);
+        }
+        cmd
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_home_whose_lock_is_held_is_left_and_a_free_one_is_reaped_without_killing_a_stranger() {
+        let held = Home::new(None).expect("test");
+        // A free home whose pid file names this very process with another
+        // start time: a reused pid, never killed.
+        let free = tempfile::Builder::new()
+            .prefix(HOME_PREFIX)
+            .tempdir()
+            .expect("test")
+            .keep();
+        File::create(free.join("lock")).expect("test");
+        let me = std::process::id();
+        let wrong = start_time(me).expect("test") + 1;
+        std::fs::write(free.join("pid"), format!("{me} {wrong}\n")).expect("test");
+        reap_orphans();
+        assert!(held.dir.path().exists());
+        assert!(!free.exists());
+        // Still running to say so.
+        assert!(!exited(me));
+    }
 }

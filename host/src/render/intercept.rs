@@ -2,31 +2,34 @@
 //! domain and answered here: the main document from the bytes our
 //! fetcher already fetched (the leased, throttled, robots-checked
 //! request), sub-resources by our fetcher (address policy after DNS and
-//! on every redirect, body cap) within the render's count and byte
-//! budget, blocked types refused unfetched, and a later top-frame
-//! navigation answered 204 so the page stays. The browser itself opens
-//! no connection for a page (see `browser.rs`: its proxy is a dead port).
+//! on every redirect, body cap) within the render's count, byte and
+//! concurrency bounds and, unless `render.third_party`, on the page's
+//! registered domain; blocked types refused unfetched, and a later
+//! top-frame navigation answered 204 so the page stays. Frames and
+//! workers in processes of their own are followed: each is attached
+//! paused, gets the same interception, then runs. The browser has no
+//! network of its own (`browser.rs`), so a request we did not answer
+//! goes nowhere.
 
-use crate::fetch::{FetchError, Fetched, Fetcher, Outgoing};
+use super::cdp::{Cdp, Event};
+use crate::fetch::{ByteBudget, FetchError, Fetched, Fetcher, Outgoing};
 use base64::Engine as _;
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    EventRequestPaused, FailRequestParams, FulfillRequestParams, HeaderEntry, RequestId,
-};
-use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
-use chromiumoxide::cdp::browser_protocol::page::FrameId;
-use chromiumoxide::listeners::EventStream;
-use chromiumoxide::Page;
-use futures::StreamExt;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 /// The render's bounds on what its page may fetch.
 pub(super) struct Limits {
     pub max_requests: usize,
     pub max_bytes: usize,
+    pub parallel: usize,
+    pub third_party: bool,
     /// Resource types refused unfetched (lower-case DevTools names).
     pub block: Vec<String>,
 }
@@ -37,18 +40,28 @@ pub(super) struct Traffic {
     open: AtomicUsize,
     last: Mutex<Instant>,
     requests: AtomicUsize,
-    bytes: AtomicUsize,
+    budget: ByteBudget,
+    fetching: Semaphore,
     pub refused: AtomicUsize,
+    /// Sessions of this render (the page's and its frames'), to forget
+    /// when it ends.
+    pub sessions: Mutex<Vec<String>>,
+    crashed: AtomicBool,
+    crash: Notify,
 }
 
 impl Traffic {
-    pub fn new() -> Traffic {
+    pub fn new(limits: &Limits) -> Traffic {
         Traffic {
             open: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
             requests: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
+            budget: ByteBudget::new(limits.max_bytes),
+            fetching: Semaphore::new(limits.parallel),
             refused: AtomicUsize::new(0),
+            sessions: Mutex::new(Vec::new()),
+            crashed: AtomicBool::new(false),
+            crash: Notify::new(),
         }
     }
 
@@ -73,6 +86,53 @@ impl Traffic {
             tokio::time::sleep(left.max(Duration::from_millis(20))).await;
         }
     }
+
+    /// Resolves when a process of the page crashed (out of memory past
+    /// `render.max_heap_mb` or `render.process_limit_mb`, or killed).
+    pub async fn crashed(&self) {
+        loop {
+            let notified = self.crash.notified();
+            if self.crashed.load(SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The page this render serves.
+pub(super) struct Page {
+    pub cdp: Arc<Cdp>,
+    pub main_frame: String,
+    /// The page's registered domain: sub-requests stay on it unless
+    /// `render.third_party`.
+    pub domain: String,
+    pub main: Arc<Fetched>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Paused {
+    request_id: String,
+    request: Request,
+    frame_id: String,
+    resource_type: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    url: String,
+    method: String,
+    #[serde(default)]
+    headers: HashMap<String, Value>,
+    #[serde(default)]
+    post_data_entries: Vec<PostData>,
+}
+
+#[derive(Deserialize)]
+struct PostData {
+    bytes: Option<String>,
 }
 
 /// How one paused request is answered.
@@ -84,109 +144,163 @@ enum Answer {
     /// 204: a navigation of the top frame after the first; the page stays
     /// (its target is not ours to fetch: it was not leased or throttled).
     Stay,
-    Fail(ErrorReason),
+    Fail(&'static str),
 }
 
-/// Answer the page's requests until the render drops this task.
+/// Answer the page's requests, and follow its frames and workers, until
+/// the render drops this task.
 pub(super) async fn serve(
-    page: Page,
-    mut events: EventStream<EventRequestPaused>,
-    main: Arc<Fetched>,
+    page: Arc<Page>,
+    tx: mpsc::Sender<Event>,
+    mut events: mpsc::Receiver<Event>,
     fetcher: Fetcher,
     limits: Arc<Limits>,
     traffic: Arc<Traffic>,
 ) {
-    let mut main_frame: Option<FrameId> = None;
+    let mut main_served = false;
     // Dropped with this task: answers still being fetched are abandoned.
     let mut answers = JoinSet::new();
-    while let Some(ev) = events.next().await {
+    while let Some(ev) = events.recv().await {
+        match ev.method.as_str() {
+            "Fetch.requestPaused" => {}
+            "Target.attachedToTarget" => {
+                follow(&page.cdp, &tx, &traffic, ev.params);
+                continue;
+            }
+            "Inspector.targetCrashed" => {
+                traffic.crashed.store(true, SeqCst);
+                traffic.crash.notify_waiters();
+                continue;
+            }
+            _ => continue,
+        }
+        let Ok(paused) = serde_json::from_value::<Paused>(ev.params) else {
+            continue;
+        };
         traffic.begin();
-        let answer = decide(&ev, &mut main_frame, &limits, &traffic);
-        let (page, main, fetcher) = (page.clone(), main.clone(), fetcher.clone());
-        let (limits, traffic) = (limits.clone(), traffic.clone());
+        let answer = decide(&paused, &mut main_served, &page, &limits, &traffic);
+        let (page, fetcher, traffic) = (page.clone(), fetcher.clone(), traffic.clone());
+        let session = ev.session;
         answers.spawn(async move {
-            let id = ev.request_id.clone();
+            let id = paused.request_id.clone();
             // The request stops counting as open once its answer is known:
             // the browser's acknowledgement of it is not network traffic
             // (and never comes for a navigation the answer cancels).
-            let command = match answer {
-                Answer::Main => Reply::Fulfill(fulfilment(id, &main)),
+            let (method, params) = match answer {
+                Answer::Main => ("Fetch.fulfillRequest", fulfilment(&id, &page.main)),
                 Answer::Stay => {
-                    tracing::debug!(url = %ev.request.url, "a rendered page navigated its top frame: it stays");
-                    Reply::Fulfill(FulfillRequestParams::new(id, 204))
+                    tracing::debug!(url = %paused.request.url, "a rendered page navigated its top frame: it stays");
+                    (
+                        "Fetch.fulfillRequest",
+                        json!({"requestId": id, "responseCode": 204}),
+                    )
                 }
-                Answer::Fail(reason) => Reply::Fail(FailRequestParams::new(id, reason)),
-                Answer::Fetch => match fetch(&fetcher, &ev).await {
-                    Ok(f) if traffic.bytes.fetch_add(f.body.len(), SeqCst) + f.body.len() <= limits.max_bytes => {
-                        Reply::Fulfill(fulfilment(id, &f))
-                    }
-                    Ok(_) => Reply::Fail(FailRequestParams::new(id, ErrorReason::BlockedByClient)),
-                    Err(e) => {
-                        if matches!(e, FetchError::Refused(_)) {
-                            traffic.refused.fetch_add(1, SeqCst);
-                            tracing::info!(url = %ev.request.url, reason = %e, "a rendered page's request was refused");
+                Answer::Fail(reason) => ("Fetch.failRequest", failed(&id, reason)),
+                Answer::Fetch => {
+                    let _slot = traffic.fetching.acquire().await.expect("never closed");
+                    match fetch(&fetcher, &paused.request, &traffic.budget).await {
+                        Ok(f) => ("Fetch.fulfillRequest", fulfilment(&id, &f)),
+                        Err(e) => {
+                            if matches!(e, FetchError::Refused(_)) {
+                                traffic.refused.fetch_add(1, SeqCst);
+                                tracing::info!(url = %paused.request.url, reason = %e, "a rendered page's request was refused");
+                            }
+                            ("Fetch.failRequest", failed(&id, failure(&e)))
                         }
-                        Reply::Fail(FailRequestParams::new(id, failure(&e)))
                     }
-                },
+                }
             };
             traffic.end();
             // The request may be gone (the page moved on): nothing to do.
-            let _ = match command {
-                Reply::Fulfill(p) => page.execute(p).await.map(|_| ()),
-                Reply::Fail(p) => page.execute(p).await.map(|_| ()),
-            };
+            page.cdp.send(&session, method, params);
         });
         while answers.try_join_next().is_some() {}
     }
 }
 
+/// A frame or worker in a process of its own, attached paused: its
+/// requests are intercepted as the page's, then it runs.
+fn follow(cdp: &Arc<Cdp>, tx: &mpsc::Sender<Event>, traffic: &Traffic, params: Value) {
+    let Some(session) = params["sessionId"].as_str().map(String::from) else {
+        return;
+    };
+    cdp.route(&session, tx.clone());
+    traffic.sessions.lock().push(session.clone());
+    let cdp = cdp.clone();
+    tokio::spawn(async move {
+        let s = Some(session.as_str());
+        for (method, params) in intercept_commands() {
+            let _ = cdp.call(s, method, params).await;
+        }
+        let _ = cdp
+            .call(s, "Runtime.runIfWaitingForDebugger", json!({}))
+            .await;
+    });
+}
+
+/// What a page's session (and each of its frames' and workers') is told
+/// before it runs: pause every request, attach what it starts, report a
+/// crash.
+pub(super) fn intercept_commands() -> [(&'static str, Value); 3] {
+    [
+        (
+            "Fetch.enable",
+            json!({"patterns": [{"urlPattern": "*", "requestStage": "Request"}]}),
+        ),
+        (
+            "Target.setAutoAttach",
+            json!({"autoAttach": true, "waitForDebuggerOnStart": true, "flatten": true}),
+        ),
+        ("Inspector.enable", json!({})),
+    ]
+}
+
 fn decide(
-    ev: &EventRequestPaused,
-    main_frame: &mut Option<FrameId>,
+    ev: &Paused,
+    main_served: &mut bool,
+    page: &Page,
     limits: &Limits,
     traffic: &Traffic,
 ) -> Answer {
-    let document = ev.resource_type == ResourceType::Document;
-    if document && main_frame.is_none() {
-        // The page starts at about:blank: its first document is ours.
-        *main_frame = Some(ev.frame_id.clone());
-        return Answer::Main;
-    }
-    if document && main_frame.as_ref() == Some(&ev.frame_id) {
+    let document = ev.resource_type == "Document";
+    if document && ev.frame_id == page.main_frame {
+        if !*main_served {
+            *main_served = true;
+            return Answer::Main;
+        }
         return Answer::Stay;
     }
-    let kind = ev.resource_type.as_ref().to_ascii_lowercase();
+    let kind = ev.resource_type.to_ascii_lowercase();
     if limits.block.contains(&kind) {
-        return Answer::Fail(ErrorReason::BlockedByClient);
+        return Answer::Fail("BlockedByClient");
+    }
+    if !limits.third_party && crate::scheduler::domain::of_url(&ev.request.url) != page.domain {
+        traffic.refused.fetch_add(1, SeqCst);
+        tracing::info!(url = %ev.request.url, "a rendered page's request off its registered domain was refused (render.third_party)");
+        return Answer::Fail("BlockedByClient");
     }
     if traffic.requests.fetch_add(1, SeqCst) >= limits.max_requests {
-        return Answer::Fail(ErrorReason::BlockedByClient);
+        return Answer::Fail("BlockedByClient");
     }
     Answer::Fetch
 }
 
 /// A sub-request through our fetcher: redirects followed here, each hop
-/// checked by the address policy; the crawl's credentials never sent.
-async fn fetch(fetcher: &Fetcher, ev: &EventRequestPaused) -> Result<Fetched, FetchError> {
-    let r = &ev.request;
+/// checked by the address policy; the crawl's credentials never sent;
+/// its body drawn from the render's byte budget as it is read.
+async fn fetch(fetcher: &Fetcher, r: &Request, budget: &ByteBudget) -> Result<Fetched, FetchError> {
     let headers: Vec<(String, String)> = r
         .headers
-        .inner()
-        .as_object()
-        .map(|h| {
-            h.iter()
-                .filter(|(k, _)| !skipped_request_header(k))
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let body: Option<Vec<u8>> = r.post_data_entries.as_ref().map(|entries| {
+        .iter()
+        .filter(|(k, _)| !skipped_request_header(k))
+        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+        .collect();
+    let body: Option<Vec<u8>> = (!r.post_data_entries.is_empty()).then(|| {
         let b64 = base64::engine::general_purpose::STANDARD;
-        entries
+        r.post_data_entries
             .iter()
             .filter_map(|e| e.bytes.as_ref())
-            .filter_map(|b| b64.decode(AsRef::<str>::as_ref(b)).ok())
+            .filter_map(|b| b64.decode(b).ok())
             .flatten()
             .collect()
     });
@@ -199,6 +313,7 @@ async fn fetch(fetcher: &Fetcher, ev: &EventRequestPaused) -> Result<Fetched, Fe
             follow_redirects: true,
             redirects: 0,
             truncate_at: None,
+            budget: Some(budget),
         })
         .await
 }
@@ -230,36 +345,34 @@ fn skipped_response_header(name: &str) -> bool {
     .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-enum Reply {
-    Fulfill(FulfillRequestParams),
-    Fail(FailRequestParams),
-}
-
-fn fulfilment(id: RequestId, f: &Fetched) -> FulfillRequestParams {
-    let mut p = FulfillRequestParams::new(id, f.status as i64);
-    p.response_headers = Some(
-        f.headers
-            .iter()
-            .filter(|(k, _)| !skipped_response_header(k))
-            .map(|(k, v)| HeaderEntry::new(k.clone(), v.clone()))
-            .collect(),
-    );
-    p.body = Some(
-        base64::engine::general_purpose::STANDARD
-            .encode(&f.body)
-            .into(),
-    );
+fn fulfilment(id: &str, f: &Fetched) -> Value {
+    let headers: Vec<Value> = f
+        .headers
+        .iter()
+        .filter(|(k, _)| !skipped_response_header(k))
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let mut p = json!({
+        "requestId": id,
+        "responseCode": f.status,
+        "responseHeaders": headers,
+        "body": base64::engine::general_purpose::STANDARD.encode(&f.body),
+    });
     if !f.reason.is_empty() {
-        p.response_phrase = Some(f.reason.clone());
+        p["responsePhrase"] = f.reason.clone().into();
     }
     p
 }
 
-fn failure(e: &FetchError) -> ErrorReason {
+fn failed(id: &str, reason: &str) -> Value {
+    json!({"requestId": id, "errorReason": reason})
+}
+
+fn failure(e: &FetchError) -> &'static str {
     match e {
-        FetchError::Refused(_) => ErrorReason::AddressUnreachable,
-        FetchError::Timeout(_) => ErrorReason::TimedOut,
-        FetchError::TooLarge { .. } => ErrorReason::BlockedByClient,
-        _ => ErrorReason::Failed,
+        FetchError::Refused(_) => "AddressUnreachable",
+        FetchError::Timeout(_) => "TimedOut",
+        FetchError::TooLarge { .. } => "BlockedByClient",
+        _ => "Failed",
     }
 }

@@ -9,19 +9,18 @@
 
 pub mod auto;
 mod browser;
+mod cdp;
 mod intercept;
+mod sandbox;
 
 use crate::config::Settings;
 use crate::fetch::{Fetched, Fetcher};
 use crate::metrics::Histogram;
 use crate::stats::Stats;
 use browser::Browser;
-use chromiumoxide::cdp::browser_protocol::fetch::EventRequestPaused;
-use chromiumoxide::cdp::browser_protocol::target::{
-    CreateBrowserContextParams, CreateTargetParams,
-};
-use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
-use intercept::{Limits, Traffic};
+use cdp::{Cdp, CdpError};
+use intercept::{Limits, Page, Traffic};
+use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +41,9 @@ pub enum RenderError {
     /// The page itself failed to load in the browser.
     #[error("render failed: {0}")]
     Page(String),
+    /// A process of the page died: past a memory bound, most likely.
+    #[error("the page crashed mid-render (past render.max_heap_mb or render.process_limit_mb?)")]
+    Crashed,
     #[error("rendered DOM larger than crawl.max_body_bytes ({0} bytes)")]
     TooLarge(usize),
 }
@@ -49,6 +51,15 @@ pub enum RenderError {
 impl RenderError {
     pub fn retryable(&self) -> bool {
         matches!(self, RenderError::Browser(_))
+    }
+}
+
+impl From<CdpError> for RenderError {
+    fn from(e: CdpError) -> Self {
+        match e {
+            CdpError::Closed => RenderError::Browser(e.to_string()),
+            CdpError::Protocol { .. } => RenderError::Page(e.to_string()),
+        }
     }
 }
 
@@ -73,9 +84,24 @@ pub struct RenderStats {
     retired_cpu_ms: AtomicU64,
 }
 
-/// Whether this configuration renders: on, and a browser installed.
+/// Whether this configuration renders: on, a browser installed, and
+/// walls for it on this machine (decided once; `Renderer::new` logs why
+/// not).
 pub fn available(settings: &crate::config::Render) -> bool {
-    settings.enabled && browser::find(settings).is_some()
+    walls(settings).is_ok()
+}
+
+/// How the browser is walled in here, or why rendering cannot start.
+fn walls(settings: &crate::config::Render) -> Result<sandbox::Plan, String> {
+    static PLAN: std::sync::OnceLock<Result<sandbox::Plan, String>> = std::sync::OnceLock::new();
+    if !settings.enabled {
+        return Err("render.enabled is false".into());
+    }
+    let Some(exe) = browser::find(settings) else {
+        return Err("no browser found (install chromium or set render.browser)".into());
+    };
+    PLAN.get_or_init(|| sandbox::plan(settings, &sandbox::Machine::probe(settings, &exe)))
+        .clone()
 }
 
 pub struct Renderer {
@@ -84,6 +110,7 @@ pub struct Renderer {
     fetcher: Fetcher,
     max_body: usize,
     limits: Arc<Limits>,
+    plan: sandbox::Plan,
     browser: Mutex<Option<Arc<Browser>>>,
     permits: Semaphore,
     stats: Arc<Stats>,
@@ -94,11 +121,19 @@ impl Renderer {
     /// started at the first render).
     pub fn new(settings: &Settings, fetcher: Fetcher, stats: Arc<Stats>) -> Option<Arc<Renderer>> {
         let r = &settings.render;
-        if !available(r) {
-            if r.enabled {
-                tracing::info!("no browser found (install chromium or set render.browser): this worker does not render");
+        let plan = match walls(r) {
+            Ok(plan) => plan,
+            Err(why) => {
+                if r.enabled {
+                    tracing::warn!(
+                        "rendering refuses to start: {why}; this worker does not render"
+                    );
+                }
+                return None;
             }
-            return None;
+        };
+        if !plan.sandbox {
+            tracing::warn!("render.allow_unsandboxed: the browser runs WITHOUT Chromium's sandbox; pages can reach whatever its user can");
         }
         Some(Arc::new(Renderer {
             settings: r.clone(),
@@ -108,8 +143,11 @@ impl Renderer {
             limits: Arc::new(Limits {
                 max_requests: r.max_requests,
                 max_bytes: r.max_bytes,
+                parallel: r.parallel,
+                third_party: r.third_party,
                 block: r.block.clone(),
             }),
+            plan,
             browser: Mutex::new(None),
             permits: Semaphore::new(r.concurrency),
             stats,
@@ -150,19 +188,31 @@ impl Renderer {
             tracing::warn!("the browser is gone; starting another");
         }
         let b = Arc::new(
-            Browser::launch(&self.settings, &self.user_agent)
-                .await
-                .map_err(RenderError::Browser)?,
+            Browser::launch(
+                &self.settings,
+                &self.plan,
+                &self.user_agent,
+                self.max_message(),
+            )
+            .await
+            .map_err(RenderError::Browser)?,
         );
         *slot = Some(b.clone());
         Ok(b)
+    }
+
+    /// The longest DevTools message read from the browser: the DOM (at
+    /// most `crawl.max_body_bytes` UTF-8 bytes, up to six JSON bytes each
+    /// when escaped) or a request's body, and room for the envelope.
+    fn max_message(&self) -> usize {
+        self.max_body.max(self.settings.max_bytes).saturating_mul(6) + (1 << 20)
     }
 
     /// After a render: the browser's usage is recorded, and one over its
     /// memory bound is retired (it stops when its last render ends) and
     /// the next render starts another.
     async fn record_usage(&self, b: &Arc<Browser>) {
-        let Some((mb, cpu)) = b.usage() else { return };
+        let (mb, cpu) = b.usage();
         let r = &self.stats.render;
         let cpu = cpu.as_millis() as u64;
         r.browser_cpu_ms
@@ -198,7 +248,7 @@ impl Renderer {
             let dom = self.load(&b, url, main.clone()).await;
             if matches!(
                 dom,
-                Err(RenderError::Page(_)) | Err(RenderError::Timeout(_))
+                Err(RenderError::Page(_) | RenderError::Timeout(_) | RenderError::Crashed)
             ) && !b.alive()
             {
                 return Err(RenderError::Browser("the browser exited mid-render".into()));
@@ -245,50 +295,95 @@ impl Renderer {
     }
 
     /// One page in a fresh context: navigate, wait for load and network
-    /// idle (bounded by `render.timeout`), read the DOM, close it all.
+    /// idle (bounded by `render.timeout`), read the DOM, close it all. A
+    /// crash of the page's process ends it at once.
     async fn load(
         &self,
         b: &Browser,
         url: &str,
         main: Arc<Fetched>,
     ) -> Result<String, RenderError> {
-        let gone = |e: chromiumoxide::error::CdpError| RenderError::Browser(e.to_string());
-        let ctx = bounded(
-            b.cdp
-                .create_browser_context(CreateBrowserContextParams::default()),
-        )
-        .await?
-        .map_err(gone)?;
-        let mut target = CreateTargetParams::new("about:blank");
-        target.browser_context_id = Some(ctx.clone());
-        let page = match bounded(b.cdp.new_page(target)).await {
-            Ok(Ok(p)) => p,
+        let cdp = &b.cdp;
+        let ctx = bounded(cdp.call(
+            None,
+            "Target.createBrowserContext",
+            json!({"disposeOnDetach": true}),
+        ))
+        .await??["browserContextId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let dispose = || async {
+            let _ = bounded(cdp.call(
+                None,
+                "Target.disposeBrowserContext",
+                json!({"browserContextId": ctx}),
+            ))
+            .await;
+        };
+        let target = match bounded(cdp.call(
+            None,
+            "Target.createTarget",
+            json!({"url": "about:blank", "browserContextId": ctx}),
+        ))
+        .await
+        {
+            Ok(Ok(t)) => t["targetId"].as_str().unwrap_or_default().to_string(),
             Ok(Err(e)) => {
-                let _ = bounded(b.cdp.dispose_browser_context(ctx)).await;
-                return Err(gone(e));
+                dispose().await;
+                return Err(e.into());
             }
             Err(e) => return Err(e),
         };
-        let traffic = Arc::new(Traffic::new());
+        let limits = self.limits.clone();
+        let traffic = Arc::new(Traffic::new(&limits));
         let dom = async {
-            let events = page
-                .event_listener::<EventRequestPaused>()
-                .await
-                .map_err(gone)?;
-            let server = tokio::spawn(intercept::serve(
-                page.clone(),
-                events,
+            let attached = bounded(cdp.call(
+                None,
+                "Target.attachToTarget",
+                json!({"targetId": target, "flatten": true}),
+            ))
+            .await??;
+            let session = attached["sessionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let (tx, events) = Cdp::events();
+            b.cdp.route(&session, tx.clone());
+            traffic.sessions.lock().push(session.clone());
+            let s = Some(session.as_str());
+            for (method, params) in intercept::intercept_commands() {
+                bounded(cdp.call(s, method, params)).await??;
+            }
+            let tree = bounded(cdp.call(s, "Page.getFrameTree", json!({}))).await??;
+            let page = Arc::new(Page {
+                cdp: b.cdp.clone(),
+                main_frame: tree["frameTree"]["frame"]["id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                domain: crate::scheduler::domain::of_url(url),
                 main,
+            });
+            let server = tokio::spawn(intercept::serve(
+                page,
+                tx,
+                events,
                 self.fetcher.clone(),
-                self.limits.clone(),
+                limits.clone(),
                 traffic.clone(),
             ));
             let timeout = Duration::from_secs_f64(self.settings.timeout);
             let idle = Duration::from_secs_f64(self.settings.idle);
             let dom = tokio::time::timeout(timeout, async {
-                navigate(&page, url).await?;
-                traffic.idle(idle).await;
-                dom(&page).await
+                tokio::select! {
+                    dom = async {
+                        navigate(cdp, &session, url).await?;
+                        traffic.idle(idle).await;
+                        dom(cdp, &session, self.max_body).await
+                    } => dom,
+                    _ = traffic.crashed() => Err(RenderError::Crashed),
+                }
             })
             .await
             .unwrap_or(Err(RenderError::Timeout(timeout)));
@@ -298,8 +393,9 @@ impl Renderer {
         .await;
         let refused = traffic.refused.load(std::sync::atomic::Ordering::SeqCst);
         self.stats.render.refused.fetch_add(refused as u64, Relaxed);
-        let _ = bounded(page.close()).await;
-        let _ = bounded(b.cdp.dispose_browser_context(ctx)).await;
+        let _ = bounded(cdp.call(None, "Target.closeTarget", json!({"targetId": target}))).await;
+        dispose().await;
+        cdp.unroute(&traffic.sessions.lock());
         dom
     }
 }
@@ -308,55 +404,64 @@ impl Renderer {
 /// document commits, but a page that starts another navigation at once
 /// (which we answer 204) can leave it unanswered: the document's
 /// `readyState` is watched as well.
-async fn navigate(page: &chromiumoxide::Page, url: &str) -> Result<(), RenderError> {
-    let failed = |e: chromiumoxide::error::CdpError| RenderError::Page(e.to_string());
-    let mut navigation = std::pin::pin!(page.goto(url));
+async fn navigate(cdp: &Cdp, session: &str, url: &str) -> Result<(), RenderError> {
+    let s = Some(session);
+    let mut navigation = std::pin::pin!(cdp.call(s, "Page.navigate", json!({"url": url})));
     let mut committed = false;
     loop {
         if !committed {
             tokio::select! {
-                r = &mut navigation => { r.map_err(failed)?; committed = true; continue; }
+                r = &mut navigation => {
+                    let r = r?;
+                    if let Some(e) = r["errorText"].as_str().filter(|e| !e.is_empty()) {
+                        return Err(RenderError::Page(e.to_string()));
+                    }
+                    committed = true;
+                    continue;
+                }
                 _ = tokio::time::sleep(Duration::from_millis(50)) => {}
             }
         } else {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if evaluate(page, "document.readyState").await? == "complete" {
+        if evaluate(cdp, session, "document.readyState").await? == "complete" {
             return Ok(());
         }
     }
 }
 
-/// `js`'s value as a string (empty if it is not one).
-async fn evaluate(page: &chromiumoxide::Page, js: &str) -> Result<String, RenderError> {
-    let mut eval = EvaluateParams::new(js);
-    eval.return_by_value = Some(true);
-    let out = page
-        .execute(eval)
-        .await
-        .map_err(|e| RenderError::Page(e.to_string()))?;
-    if let Some(e) = &out.result.exception_details {
+/// `js`'s value, by value.
+async fn evaluate(cdp: &Cdp, session: &str, js: &str) -> Result<Value, RenderError> {
+    let mut out = cdp
+        .call(
+            Some(session),
+            "Runtime.evaluate",
+            json!({"expression": js, "returnByValue": true}),
+        )
+        .await?;
+    if let Some(e) = out.get("exceptionDetails") {
         return Err(RenderError::Page(format!(
             "evaluating in the page: {}",
-            e.text
+            e["text"].as_str().unwrap_or("an exception")
         )));
     }
-    Ok(match &out.result.result.value {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        _ => String::new(),
-    })
+    Ok(out["result"]["value"].take())
 }
 
-/// The document as it stands, serialized. Evaluated in whatever context
-/// the page has now: a navigation the page attempted (and that we
-/// answered 204) leaves no new one to wait for.
-async fn dom(page: &chromiumoxide::Page) -> Result<String, RenderError> {
-    let js = "(document.doctype ? new XMLSerializer().serializeToString(document.doctype) : '') + document.documentElement.outerHTML";
-    let html = evaluate(page, js).await?;
-    if html.is_empty() {
-        return Err(RenderError::Page("the page has no document".into()));
+/// The document as it stands, serialized, if it is at most `max` UTF-8
+/// bytes: measured in the page, so a larger one never crosses DevTools.
+/// Evaluated in whatever context the page has now: a navigation the page
+/// attempted (and that we answered 204) leaves no new one to wait for.
+async fn dom(cdp: &Cdp, session: &str, max: usize) -> Result<String, RenderError> {
+    let js = format!(
+        "(() => {{ const h = (document.doctype ? new XMLSerializer().serializeToString(document.doctype) : '') + document.documentElement.outerHTML; \
+         return (h.length * 3 <= {max} || new TextEncoder().encode(h).length <= {max}) ? h : {{tooLarge: h.length}}; }})()"
+    );
+    match evaluate(cdp, session, &js).await? {
+        Value::String(html) if !html.is_empty() => Ok(html),
+        Value::Object(_) => Err(RenderError::TooLarge(max)),
+        _ => Err(RenderError::Page("the page has no document".into())),
     }
-    Ok(html)
 }
 
 /// Close a retired browser once its last render has let go of it.
