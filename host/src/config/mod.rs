@@ -298,6 +298,9 @@ pub struct Rest {
     /// Seconds a client has to send a request's headers (also how long an
     /// idle kept-alive connection stays open).
     pub header_timeout: f64,
+    /// Seconds a client has to send a request's body once its headers are
+    /// in (a body that drips is cut off with 408).
+    pub body_timeout: f64,
     pub port: u16,
     pub feed_wait: f64,
     pub token: String,
@@ -311,6 +314,7 @@ impl Default for Rest {
             bind: "127.0.0.1".into(),
             max_connections: 512,
             header_timeout: 10.0,
+            body_timeout: 10.0,
             port: 5343,
             feed_wait: 5.0,
             token: String::new(),
@@ -498,18 +502,31 @@ impl Plugins {
 const ENV_PREFIX: &str = "SPINNERET_";
 
 /// `url` fit for a log line: a password in it becomes `***`
-/// (`redis://:secret@host` logs as `redis://:***@host`).
+/// (`redis://:secret@host` logs as `redis://:***@host`), in each node of a
+/// comma-separated list too.
 pub fn redact(url: &str) -> std::borrow::Cow<'_, str> {
     // No `@`, no credentials: the common case costs a byte scan.
     if !url.contains('@') {
         return url.into();
     }
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string().into()
-        }
-        _ => url.into(),
+    url.split(',')
+        .map(redact_one)
+        .collect::<Vec<_>>()
+        .join(",")
+        .into()
+}
+
+/// One URL (or `host:port` after a comma) with its password hidden.
+fn redact_one(node: &str) -> std::borrow::Cow<'_, str> {
+    let start = node.find("://").map_or(0, |i| i + 3);
+    let rest = &node[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else {
+        return node.into();
+    };
+    match authority[..at].split_once(':') {
+        Some((user, _)) => format!("{}{user}:***{}", &node[..start], &rest[at..]).into(),
+        None => node.into(),
     }
 }
 
@@ -571,45 +588,65 @@ impl Settings {
         if self.throttle.hits == 0 {
             return bad("throttle.hits must be at least 1".into());
         }
-        if !(self.throttle.window > 0.0 && self.throttle.window.is_finite()) {
+        // Every number of seconds, finite and in range (a NaN or a negative
+        // one would panic where it becomes a Duration).
+        let (c, day) = (&self.crawl, 86_400.0);
+        let positive = 0.001;
+        let seconds = [
+            ("throttle.window", self.throttle.window, positive, day),
+            (
+                "crawl.download_timeout",
+                c.download_timeout,
+                positive,
+                3600.0,
+            ),
+            ("crawl.connect_timeout", c.connect_timeout, positive, 3600.0),
+            ("crawl.read_timeout", c.read_timeout, positive, 3600.0),
+            ("crawl.robots_timeout", c.robots_timeout, positive, 3600.0),
+            ("crawl.sitemap_timeout", c.sitemap_timeout, positive, 3600.0),
+            ("crawl.lease_ttl", c.lease_ttl, positive, day),
+            ("crawl.delivery_timeout", c.delivery_timeout, 0.0, day),
+            ("crawl.max_crawl_delay", c.max_crawl_delay, 0.0, day),
+            ("crawl.retry_backoff", c.retry_backoff, 0.0, day),
+            ("crawl.retry_backoff_max", c.retry_backoff_max, 0.0, day),
+            ("crawl.pause_first", c.pause_first, 0.0, day),
+            ("crawl.max_pause", c.max_pause, 0.0, day),
+            (
+                "rest.header_timeout",
+                self.rest.header_timeout,
+                positive,
+                3600.0,
+            ),
+            (
+                "rest.body_timeout",
+                self.rest.body_timeout,
+                positive,
+                3600.0,
+            ),
+            ("rest.feed_wait", self.rest.feed_wait, 0.0, 3600.0),
+            (
+                "process.shutdown_grace",
+                self.process.shutdown_grace,
+                1.0,
+                3600.0,
+            ),
+        ];
+        if let Some((name, v, lo, hi)) = seconds
+            .iter()
+            .find(|(_, v, lo, hi)| !(v.is_finite() && v >= lo && v <= hi))
+        {
             return bad(format!(
-                "throttle.window must be a positive number of seconds, got {}",
-                self.throttle.window
+                "{name} must be a number of seconds from {lo} to {hi}, got {v}"
             ));
         }
-        if self.crawl.download_timeout <= 0.0 || self.crawl.connect_timeout <= 0.0 {
-            return bad(
-                "crawl.download_timeout and crawl.connect_timeout must be positive seconds".into(),
-            );
-        }
-        if self.crawl.lease_ttl < self.crawl.download_timeout || !self.crawl.lease_ttl.is_finite() {
+        if self.crawl.lease_ttl < self.crawl.download_timeout {
             return bad(format!(
                 "crawl.lease_ttl ({}) must be at least crawl.download_timeout ({}), or requests would be taken over mid-fetch",
                 self.crawl.lease_ttl, self.crawl.download_timeout
             ));
         }
-        if !(self.process.shutdown_grace >= 1.0 && self.process.shutdown_grace.is_finite()) {
-            return bad(format!(
-                "process.shutdown_grace must be at least 1 second, got {}",
-                self.process.shutdown_grace
-            ));
-        }
-        if !(self.crawl.delivery_timeout >= 0.0 && self.crawl.delivery_timeout.is_finite()) {
-            return bad(format!(
-                "crawl.delivery_timeout must be a number of seconds, got {}",
-                self.crawl.delivery_timeout
-            ));
-        }
-        if !(self.crawl.robots_timeout > 0.0 && self.crawl.robots_timeout.is_finite()) {
-            return bad(format!(
-                "crawl.robots_timeout must be a positive number of seconds, got {}",
-                self.crawl.robots_timeout
-            ));
-        }
-        if self.rest.max_connections == 0
-            || !(self.rest.header_timeout > 0.0 && self.rest.header_timeout.is_finite())
-        {
-            return bad("rest.max_connections must be at least 1 and rest.header_timeout a positive number of seconds".into());
+        if self.rest.max_connections == 0 {
+            return bad("rest.max_connections must be at least 1".into());
         }
         if !self.crawl.proxy.is_empty() && reqwest::Proxy::all(&self.crawl.proxy).is_err() {
             return bad(format!(
@@ -617,27 +654,8 @@ impl Settings {
                 self.crawl.proxy
             ));
         }
-        let c = &self.crawl;
-        let seconds = [
-            ("max_crawl_delay", c.max_crawl_delay),
-            ("retry_backoff", c.retry_backoff),
-            ("retry_backoff_max", c.retry_backoff_max),
-            ("pause_first", c.pause_first),
-            ("max_pause", c.max_pause),
-        ];
-        if let Some((name, v)) = seconds
-            .iter()
-            .find(|(_, v)| !(*v >= 0.0 && v.is_finite() && *v <= 86_400.0))
-        {
-            return bad(format!(
-                "crawl.{name} must be a number of seconds from 0 to 86400, got {v}"
-            ));
-        }
-        if c.max_sitemaps == 0
-            || c.max_sitemap_urls == 0
-            || !(c.sitemap_timeout > 0.0 && c.sitemap_timeout.is_finite())
-        {
-            return bad("crawl.max_sitemaps, crawl.max_sitemap_urls and crawl.sitemap_timeout must be positive".into());
+        if c.max_sitemaps == 0 || c.max_sitemap_urls == 0 {
+            return bad("crawl.max_sitemaps and crawl.max_sitemap_urls must be at least 1".into());
         }
         if c.retry_backoff > c.retry_backoff_max || c.pause_first > c.max_pause {
             return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());
@@ -693,6 +711,19 @@ impl Settings {
             return bad(format!(
                 "kafka.max_message_bytes ({}) must be at least 1024",
                 self.kafka.max_message_bytes
+            ));
+        }
+        // A namespace is one hash tag (`{ns}`, shard k `{ns/k}`): braces
+        // would break the tag and a `/` would make it another's shard.
+        let ns = &self.redis.namespace;
+        if ns.is_empty()
+            || ns.len() > 64
+            || !ns
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+        {
+            return bad(format!(
+                "redis.namespace {ns:?} must be 1-64 of A-Z a-z 0-9 _ - . : (no braces or /: each namespace is its own hash tag, and shard k of one is {{ns/k}})"
             ));
         }
         if self.redis.shards > crate::scheduler::MAX_SHARDS {

@@ -9,6 +9,12 @@ fn passwords_in_urls_are_redacted_for_logs() {
     assert_eq!(redact("redis://u:p@db"), "redis://u:***@db");
     assert_eq!(redact("redis://db:6379"), "redis://db:6379");
     assert_eq!(redact("not a url"), "not a url");
+    // A Redis Cluster's nodes, each with or without a scheme.
+    assert_eq!(
+        redact("redis://:pw@a:7000,b:7001,redis://u:pw2@c:7002"),
+        "redis://:***@a:7000,b:7001,redis://u:***@c:7002"
+    );
+    assert_eq!(redact("https://x.example/a@b"), "https://x.example/a@b");
 }
 use std::io::Write;
 
@@ -94,4 +100,38 @@ fn validation_explains() {
         .expect_err("invalid")
         .to_string()
         .contains("throttle.hits"));
+}
+
+#[test]
+fn every_number_of_seconds_is_checked_finite_and_in_range() {
+    type Set = fn(&mut Settings, f64);
+    let cases: [(&str, Set); 6] = [
+        ("crawl.read_timeout", |s, v| s.crawl.read_timeout = v),
+        ("crawl.connect_timeout", |s, v| s.crawl.connect_timeout = v),
+        ("throttle.window", |s, v| s.throttle.window = v),
+        ("crawl.max_pause", |s, v| s.crawl.max_pause = v),
+        ("rest.feed_wait", |s, v| s.rest.feed_wait = v),
+        ("crawl.sitemap_timeout", |s, v| s.crawl.sitemap_timeout = v),
+    ];
+    for (name, set) in cases {
+        for v in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
+            let mut s = Settings::default();
+            set(&mut s, v);
+            let e = s.validate().expect_err("invalid").to_string();
+            assert!(e.contains(name), "{name} = {v}: {e}");
+        }
+    }
+}
+
+#[test]
+fn a_namespace_is_one_hash_tag_of_its_own() {
+    for bad in ["", "a{b}", "a}", "a/1", "sp ace"] {
+        let mut s = Settings::default();
+        s.redis.namespace = bad.into();
+        let e = s.validate().expect_err("invalid").to_string();
+        assert!(e.contains("redis.namespace"), "{bad:?}: {e}");
+    }
+    let mut s = Settings::default();
+    s.redis.namespace = "team-a.prod:eu".into();
+    s.validate().expect("valid");
 }

@@ -295,8 +295,38 @@ async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Resp
             );
         }
     }
-    next.run(req).await
+    // The body is read here, whole and in time: a client that drips it
+    // cannot hold a connection slot past `rest.body_timeout`.
+    let (parts, body) = req.into_parts();
+    let within = Duration::from_secs_f64(gw.settings.rest.body_timeout);
+    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request body is over 2 MiB, or was cut off.",
+                None,
+            )
+        }
+        Err(_) => {
+            let mut r = fail(
+                StatusCode::REQUEST_TIMEOUT,
+                "The request body did not arrive within rest.body_timeout.",
+                None,
+            );
+            r.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return r;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
+
+/// The largest request body the gateway reads (axum's own default limit).
+const MAX_BODY: usize = 2 * 1024 * 1024;
 
 /// Equal, in time that does not depend on where they differ.
 fn same_secret(given: &[u8], expected: &[u8]) -> bool {

@@ -13,18 +13,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The nodes `redis.url` names: `redis://a:7000,b:7001` or
-/// `redis://a:7000,redis://b:7001` (later nodes take the first's scheme).
+/// `redis://a:7000,redis://b:7001`. Later nodes take the first's scheme
+/// and, if they name none, its credentials (`redis://:pw@a,b` is `pw` on
+/// both).
 pub fn nodes(url: &str) -> Vec<String> {
-    let scheme = url.split_once("://").map_or("redis", |(s, _)| s);
+    let (scheme, first) = url.split_once("://").unwrap_or(("redis", url));
+    let authority = &first[..first.find(['/', ',']).unwrap_or(first.len())];
+    let credentials = authority.rfind('@').map(|at| &authority[..=at]);
     url.split(',')
         .map(str::trim)
         .filter(|n| !n.is_empty())
-        .map(|n| {
-            if n.contains("://") {
-                n.to_string()
-            } else {
-                format!("{scheme}://{n}")
-            }
+        .enumerate()
+        .map(|(i, n)| match (n.contains("://"), credentials) {
+            (true, _) => n.to_string(),
+            (false, Some(c)) if i > 0 && !n.contains('@') => format!("{scheme}://{c}{n}"),
+            (false, _) => format!("{scheme}://{n}"),
         })
         .collect()
 }
@@ -296,5 +299,19 @@ mod tests {
             nodes("redis://a:1, b:2,redis://c:3"),
             vec!["redis://a:1", "redis://b:2", "redis://c:3"]
         );
+    }
+
+    #[test]
+    fn the_first_nodes_credentials_carry_to_nodes_without_their_own() {
+        assert_eq!(
+            nodes("redis://:pw@a:7000,b:7001,redis://:other@c:7002"),
+            [
+                "redis://:pw@a:7000",
+                "redis://:pw@b:7001",
+                "redis://:other@c:7002"
+            ]
+        );
+        assert_eq!(nodes("redis://a,b"), ["redis://a", "redis://b"]);
+        assert_eq!(nodes("rediss://u:p@a/0"), ["rediss://u:p@a/0"]);
     }
 }

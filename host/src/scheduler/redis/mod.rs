@@ -169,6 +169,19 @@ impl RedisStore {
         let con = loop {
             match Con::open(&nodes, timeouts::REDIS_RESPONSE).await {
                 Ok(c) => break c,
+                // Waiting cannot mend a configuration or a password.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        redis::ErrorKind::InvalidClientConfig
+                            | redis::ErrorKind::AuthenticationFailed
+                    ) =>
+                {
+                    return Err(StoreError::Unavailable(format!(
+                        "redis.url {}: {e}",
+                        crate::config::redact(&settings.redis.url)
+                    )));
+                }
                 Err(e) => {
                     let wait = backoff.next_delay();
                     tracing::warn!(url = %crate::config::redact(&settings.redis.url), error = %e, retry_in = ?wait, "Redis unreachable, retrying");
