@@ -142,8 +142,16 @@ impl CrawlRequest {
                 self.url.len()
             ));
         }
-        if url::Url::parse(&self.url).is_err() {
-            return bad(format!("`url` {:?} is not a valid URL", self.url));
+        match url::Url::parse(&self.url) {
+            Err(_) => return bad(format!("`url` {:?} is not a valid URL", self.url)),
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                return bad(format!(
+                    "`url` {:?} is a {}: URL; only http and https are crawled",
+                    self.url,
+                    u.scheme()
+                ))
+            }
+            Ok(_) => {}
         }
         check_len("appid", &self.appid, 3, 40)?;
         check_len("crawlid", &self.crawlid, 1, 40)?;
@@ -210,6 +218,16 @@ impl CrawlRequest {
             if let Some((k, _)) = h.iter().find(|(k, v)| k.len() + v.len() > MAX_ITEM_BYTES) {
                 return bad(format!(
                     "`headers` entry {k:?} is longer than the {MAX_ITEM_BYTES} bytes allowed"
+                ));
+            }
+            // A name or value that HTTP cannot carry would be refused at
+            // fetch time, or split into headers of the request's choosing.
+            if let Some((k, _)) = h.iter().find(|(k, v)| {
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
+                    || reqwest::header::HeaderValue::from_str(v).is_err()
+            }) {
+                return bad(format!(
+                    "`headers` entry {k:?} is not a valid HTTP header (no CR, LF or control characters in names or values)"
                 ));
             }
         }
@@ -463,6 +481,21 @@ mod tests {
             (r.spiderid.as_str(), r.priority, r.maxdepth, r.expires),
             ("link", 1, 0, 0)
         );
+    }
+
+    #[test]
+    fn a_header_with_cr_lf_and_a_file_url_are_refused_with_the_reason() {
+        let e = parse(
+            r#"{"url":"a.com","appid":"app","crawlid":"c","headers":{"X-A":"1\r\nX-Injected: 2"}}"#,
+        )
+        .expect_err("invalid");
+        assert!(e.to_string().contains("not a valid HTTP header"), "{e}");
+        let e = parse(r#"{"url":"a.com","appid":"app","crawlid":"c","headers":{"X A":"1"}}"#)
+            .expect_err("invalid");
+        assert!(e.to_string().contains("not a valid HTTP header"), "{e}");
+        let e = parse(r#"{"url":"file:///etc/passwd","appid":"app","crawlid":"c"}"#)
+            .expect_err("invalid");
+        assert!(e.to_string().contains("only http and https"), "{e}");
     }
 
     #[test]

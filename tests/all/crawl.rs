@@ -469,9 +469,9 @@ async fn results_that_cannot_be_written_fail_the_run_and_are_each_reported() -> 
     Ok(())
 }
 
-/// An embedded `run` stops on SIGTERM like every role: exit 0 within
-/// `process.shutdown_grace`, whole lines only, and a summary that says
-/// what was left uncrawled.
+/// An embedded `run` stops on SIGTERM like every role: within
+/// `process.shutdown_grace`, whole lines only, a summary that says what
+/// was left uncrawled, and exit code 130 (the output is partial).
 #[tokio::test(flavor = "multi_thread")]
 async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
     let site =
@@ -488,7 +488,7 @@ async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
     signal(&child, "TERM")?;
     let status = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait()).await??;
     let log = std::fs::read_to_string(&err)?;
-    assert!(status.success(), "{status:?}:\n{log}");
+    assert_eq!(status.code(), Some(130), "{status:?}:\n{log}");
     assert!(
         signalled.elapsed() < std::time::Duration::from_secs(3),
         "{log}"
@@ -497,5 +497,44 @@ async fn an_embedded_run_stops_cleanly_on_sigterm() -> Result<()> {
     for line in std::fs::read_to_string(&out)?.lines() {
         serde_json::from_str::<Value>(line)?;
     }
+    Ok(())
+}
+
+/// The reference's wandering spider walks until a page has no links,
+/// whatever `maxdepth` says: ours walks a 3-page chain with the default
+/// `maxdepth` (0), and stops at `crawl.max_walk_steps` on an endless one.
+#[tokio::test]
+async fn the_wandering_spider_walks_a_chain_and_stops_at_the_walk_limit() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s = Scratch::new(
+        &[("wandering", "wandering")],
+        "[crawl]\nmax_walk_steps = 5\n",
+    )?;
+    let run = s
+        .run(&["--spider", "wandering", "--seed", &site.chain_url(3, 0)])
+        .await?
+        .ok()?;
+    let mut urls = run.urls();
+    urls.sort();
+    assert_eq!(
+        urls,
+        (0..3).map(|i| site.chain_url(3, i)).collect::<Vec<_>>()
+    );
+    let steps: Vec<u64> = run
+        .results
+        .iter()
+        .filter_map(|r| r["attrs"]["step"].as_u64())
+        .collect();
+    assert_eq!(steps.len(), 3, "{:?}", run.results);
+    let endless = s
+        .run(&["--spider", "wandering", "--seed", &site.chain_url(0, 0)])
+        .await?
+        .ok()?;
+    let mut urls = endless.urls();
+    urls.sort();
+    // The seed and five steps.
+    let mut want: Vec<String> = (0..6).map(|i| site.chain_url(0, i)).collect();
+    want.sort();
+    assert_eq!(urls, want);
     Ok(())
 }

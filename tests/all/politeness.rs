@@ -366,6 +366,36 @@ fn check_sitemap_crawl(site: &Site, got: Vec<String>) {
         !site.hits().iter().any(|h| h.path.ends_with(pdf_path)),
         "a URL outside the crawl's filters was fetched"
     );
+    // The sitemap under /private/ (robots.txt disallows it) was not read.
+    assert!(
+        !site.hits().iter().any(|h| h.path == "/private/c.xml"),
+        "a sitemap robots.txt disallows was fetched"
+    );
+}
+
+#[tokio::test]
+async fn a_crawl_of_maxdepth_0_reads_no_sitemap() -> Result<()> {
+    let site = start_site(
+        30,
+        38,
+        Quirks {
+            sitemaps: true,
+            ..Quirks::default()
+        },
+    )
+    .await?;
+    let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "seed-only", "maxdepth": 0, "sitemaps": true});
+    let scratch = Scratch::new(&[("link", "link")], "[crawl]\nobey_robots = true\n")?;
+    let run = scratch
+        .run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()?;
+    assert_eq!(run.urls(), vec![site.seed_url()]);
+    assert!(
+        !site.hits().iter().any(|h| h.path.starts_with("/sitemaps/")),
+        "a sitemap was read for a crawl of the seed alone"
+    );
+    Ok(())
 }
 
 #[tokio::test]

@@ -160,6 +160,12 @@ impl Site {
     }
 
     /// A hostile page on host 0: `/hostile/<name>.html` (see the server).
+    /// Page `i` of a chain of `n` pages (0: endless), each linking to the
+    /// next only.
+    pub fn chain_url(&self, n: u64, i: u64) -> String {
+        format!("http://{}/walk/{n}/{i}.html", self.addrs[0])
+    }
+
     pub fn hostile_url(&self, name: &str) -> String {
         format!("http://{}/hostile/{name}.html", self.addrs[0])
     }

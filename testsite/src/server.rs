@@ -181,6 +181,11 @@ fn respond(
     if let Some((ctype, body)) = crate::scripted::page(&path) {
         return text(StatusCode::OK, ctype, body);
     }
+    // Chains for walking spiders (`Site::chain_url`): `/walk/N/I.html`
+    // links to page I+1 while I+1 < N; N = 0 never ends.
+    if let Some(page) = chain_page(&path) {
+        return text(StatusCode::OK, "text/html; charset=utf-8", page);
+    }
     // Hostile pages (`Site::hostile_url`), the same on every host.
     if path == "/hostile/redirect" {
         // An open redirect: `?to=URL` (tests of what crosses a redirect).
@@ -241,6 +246,9 @@ fn respond(
     )
 }
 
+/// A host `a.xml` names that is not its own (nothing answers there).
+pub const OFF_HOST: &str = "off-host.invalid";
+
 /// Pages only the sitemaps name (`/orphan/{i}.html`).
 pub const ORPHANS: usize = 6;
 
@@ -258,10 +266,12 @@ fn sitemaps(path: &str, base: &str) -> Option<Response<Full<Bytes>>> {
         x
     };
     let body = match path {
+        // The third sitemap is where robots.txt disallows: never read.
         "/sitemaps/index.xml" => format!(
-            "<?xml version=\"1.0\"?>\n<sitemapindex><sitemap><loc>{base}/sitemaps/a.xml</loc></sitemap>\n<sitemap><loc>{base}/sitemaps/b.xml.gz</loc></sitemap></sitemapindex>\n"
+            "<?xml version=\"1.0\"?>\n<sitemapindex><sitemap><loc>{base}/sitemaps/a.xml</loc></sitemap>\n<sitemap><loc>{base}/sitemaps/b.xml.gz</loc></sitemap>\n<sitemap><loc>{base}/private/c.xml</loc></sitemap></sitemapindex>\n"
         ),
-        "/sitemaps/a.xml" => urlset(0..3, &format!("<url><loc>{base}/orphan/report.pdf</loc></url>\n")),
+        // Its last URL is on another host: not taken.
+        "/sitemaps/a.xml" => urlset(0..3, &format!("<url><loc>{base}/orphan/report.pdf</loc></url>\n<url><loc>http://{OFF_HOST}/orphan/0.html</loc></url>\n")),
         "/sitemaps/b.xml.gz" => {
             use std::io::Write;
             let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -344,4 +354,16 @@ fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Ful
         .header("content-type", ctype)
         .body(Full::new(body.into()))
         .unwrap_or_default()
+}
+
+/// A page of a chain (`/walk/N/I.html`): one link, to the next page.
+fn chain_page(path: &str) -> Option<String> {
+    let (n, i) = path.strip_prefix("/walk/")?.split_once('/')?;
+    let (n, i): (u64, u64) = (n.parse().ok()?, i.strip_suffix(".html")?.parse().ok()?);
+    let next = if n == 0 || i + 1 < n {
+        format!("<a href=\"/walk/{n}/{}.html\">next</a>", i + 1)
+    } else {
+        String::new()
+    };
+    Some(format!("<html><body><h1>Step {i}</h1>{next}</body></html>"))
 }

@@ -373,7 +373,7 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         let (stats, frontier) = (stats.clone(), frontier.clone());
         tokio::spawn(async move { progress_line(stats, frontier).await })
     });
-    engine.run(!args.serve, stop).await;
+    engine.run(!args.serve, stop.clone()).await;
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
@@ -383,8 +383,20 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     // A result that was not delivered is a failed run, whatever else went
     // well: a script must not take a partial output for a whole one.
     let undelivered = stats.undelivered.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(if undelivered > 0 { 1 } else { 0 })
+    if undelivered > 0 {
+        return Ok(1);
+    }
+    // Stopped by a signal with work left: the output is partial, and a
+    // script must be able to tell (130, as a shell reports an interrupt).
+    // (The summary above said what was left.)
+    if stop.is_triggered() && left.queued + left.in_flight > 0 {
+        return Ok(INTERRUPTED);
+    }
+    Ok(0)
 }
+
+/// The exit code of a `run` stopped by a signal before its crawl was done.
+pub const INTERRUPTED: i32 = 130;
 
 /// The frontier and dedup store: Redis when `redis.url` is set, else in process.
 /// The throttle the frontier consults, also handed to the fetcher.

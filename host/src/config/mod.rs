@@ -205,6 +205,9 @@ pub struct Crawl {
     /// Fetches of one registered domain open at once, cluster-wide; 0 = no
     /// cap.
     pub max_in_flight: u32,
+    /// Steps a walking spider (one request per page marked `walk`) may
+    /// take from its seed, past `maxdepth`.
+    pub max_walk_steps: u32,
     /// Seconds: the longest robots.txt `Crawl-delay` honoured.
     pub max_crawl_delay: f64,
     /// Slow a domain down when its latency or errors rise, and back up
@@ -257,6 +260,7 @@ impl Default for Crawl {
             delivery_timeout: 60.0,
             max_in_flight: 8,
             max_crawl_delay: 30.0,
+            max_walk_steps: 1000,
             adaptive_throttle: false,
             retry_backoff: 1.0,
             retry_backoff_max: 60.0,
@@ -664,6 +668,12 @@ impl Settings {
         for n in &self.crawl.allow_networks {
             n.parse::<crate::fetch::Network>()
                 .map_err(|e| ConfigError::Invalid(format!("crawl.allow_networks: {e}")))?;
+        }
+        if self.crawl.max_walk_steps > 100_000 {
+            return bad(format!(
+                "crawl.max_walk_steps must be at most 100000, got {}",
+                self.crawl.max_walk_steps
+            ));
         }
         if self.crawl.max_links_per_page == 0 {
             return bad("crawl.max_links_per_page must be at least 1".into());

@@ -406,6 +406,8 @@ impl Engine {
         let (mut refused, mut truncated) = (0, page.links_truncated());
         // Parsed once, for requests that are not among the page's links.
         let mut base: Option<Option<url::Url>> = None;
+        // A page's first walk step (see `child`); any more obey maxdepth.
+        let mut walked = false;
         for o in outputs {
             match o {
                 Output::Request(r) if children.len() < max => {
@@ -417,8 +419,12 @@ impl Engine {
                             links::resolve(base.as_ref()?, href)
                         })
                     };
-                    match self.child(job, r, resolve) {
-                        Some(c) => children.push(c),
+                    let walk = !walked && is_walk_step(&r);
+                    match self.child(job, r, walk, resolve) {
+                        Some(c) => {
+                            walked |= walk;
+                            children.push(c)
+                        }
                         None => refused += 1,
                     }
                 }
@@ -442,7 +448,8 @@ impl Engine {
         for r in &mut results {
             r.links_truncated = truncated;
         }
-        if job.depth == 0 && job.crawl.sitemaps {
+        // `maxdepth: 0` is the seed alone: no sitemap is read.
+        if job.depth == 0 && job.crawl.sitemaps && job.crawl.maxdepth > 0 {
             children.extend(self.sitemap_children(job).await);
         }
         if !children.is_empty() && !job.crawl.expired(result::now_unix()) {
@@ -665,16 +672,20 @@ impl Engine {
     /// A spider's request as a queued child: resolved, canonical, one level
     /// deeper, ten priority points lower unless the spider says otherwise.
     /// `None` past the crawl's `maxdepth` (the host enforces it, whatever
-    /// the spider does), for a URL that is not http(s) or too long, or a
-    /// spider name outside the contract's characters. The child comes with
-    /// its URL parsed (by `resolve`), for the robots and domain checks.
+    /// the spider does) unless it is the page's walk step, which is bounded
+    /// by `crawl.max_walk_steps` instead; for a URL that is not http(s) or
+    /// too long, or a spider name outside the contract's characters. The
+    /// child comes with its URL parsed (by `resolve`), for the robots and
+    /// domain checks.
     fn child(
         &self,
         parent: &Job,
         r: SpiderRequest,
+        walk: bool,
         resolve: impl FnOnce(&str) -> Option<url::Url>,
     ) -> Option<(Job, url::Url)> {
-        if parent.depth >= parent.crawl.maxdepth {
+        let walks_on = walk && parent.depth < self.settings.crawl.max_walk_steps;
+        if parent.depth >= parent.crawl.maxdepth && !walks_on {
             return None;
         }
         if let Some(name) = &r.spiderid {
@@ -772,3 +783,15 @@ async fn blocking<R: Send + 'static>(
         })
     })
 }
+
+/// A request a spider marks as a step of its walk (meta `walk: true`): a
+/// spider that follows one link per page, as the reference's wandering
+/// spider, walks past `maxdepth` up to `crawl.max_walk_steps`.
+fn is_walk_step(r: &SpiderRequest) -> bool {
+    r.meta
+        .iter()
+        .any(|(k, v)| k == WALK_META && v.trim() == "true")
+}
+
+/// The request meta entry that marks a walk step.
+pub const WALK_META: &str = "walk";

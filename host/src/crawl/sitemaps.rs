@@ -4,8 +4,11 @@
 //! is fetched through the fetcher (address policy) and takes a throttle
 //! slot of its domain like a page. Bounded by `crawl.max_sitemaps` files,
 //! `crawl.max_sitemap_urls` URLs (and the crawl's `domain_max_pages`), and
-//! `crawl.sitemap_timeout` for all of it. Page URLs enter the crawl at
-//! depth 1 under its link filters, robots.txt, dedup and caps.
+//! `crawl.sitemap_timeout` for all of it. Each file is read only where
+//! its own host's robots.txt allows, and its `<loc>`s are taken only on
+//! its own host (or on the seed's host for a file the seed's robots.txt
+//! names: the sitemaps protocol's cross-host rule). Page URLs enter the
+//! crawl at depth 1 under its link filters, robots.txt, dedup and caps.
 
 use super::Engine;
 use crate::fetch::sitemap::{self, Sitemap};
@@ -40,17 +43,18 @@ impl Engine {
             .and_then(|r| r.rules(&seed_url))
             .map(|r| r.sitemaps().to_vec())
             .unwrap_or_default();
-        let mut files: VecDeque<(Url, u8)> = if listed.is_empty() {
+        // (file, index level, named by the seed's robots.txt)
+        let mut files: VecDeque<(Url, u8, bool)> = if listed.is_empty() {
             seed_url
                 .join("/sitemap.xml")
                 .into_iter()
-                .map(|u| (u, 0))
+                .map(|u| (u, 0, false))
                 .collect()
         } else {
-            listed.into_iter().map(|u| (u, 0)).collect()
+            listed.into_iter().map(|u| (u, 0, true)).collect()
         };
         let (mut read, mut out) = (0, Vec::new());
-        while let Some((file, level)) = files.pop_front() {
+        while let Some((file, level, named)) = files.pop_front() {
             if read >= c.max_sitemaps || out.len() >= max_urls {
                 break;
             }
@@ -64,13 +68,24 @@ impl Engine {
                 Ok(Ok(Sitemap::Index(more))) if level < MAX_LEVEL => files.extend(
                     more.iter()
                         .filter_map(|u| Url::parse(u).ok())
-                        .map(|u| (u, level + 1)),
+                        .map(|u| (u, level + 1, false)),
                 ),
                 Ok(Ok(Sitemap::Index(_))) => {
                     tracing::debug!(sitemap = %file, "an index within an index is not followed")
                 }
                 Ok(Ok(Sitemap::Pages(urls))) => {
-                    out.extend(urls.iter().filter_map(|u| self.sitemap_child(seed, u)))
+                    let before = out.len();
+                    out.extend(
+                        urls.iter()
+                            .filter_map(|u| self.sitemap_child(seed, u))
+                            .filter(|(_, u)| {
+                                same_host(u, &file) || (named && same_host(u, &seed_url))
+                            }),
+                    );
+                    let off_host = urls.len() - (out.len() - before);
+                    if off_host > 0 {
+                        tracing::debug!(sitemap = %file, dropped = off_host, "sitemap URLs off its host or outside the crawl's rules were dropped");
+                    }
                 }
                 Ok(Err(e)) => tracing::info!(sitemap = %file, error = %e, "sitemap not read"),
                 Err(e) => tracing::warn!(sitemap = %file, error = %e, "sitemap parse failed"),
@@ -84,6 +99,12 @@ impl Engine {
     /// One sitemap file's bytes once its domain's throttle lets it go, or
     /// `None` (the deadline, an error, a status other than 2xx).
     async fn sitemap_file(&self, seed: &Job, url: &Url, deadline: Instant) -> Option<bytes::Bytes> {
+        if let Some(robots) = &self.robots {
+            if !robots.allowed(url).await.allowed {
+                tracing::info!(sitemap = %url, "sitemap not read: its host's robots.txt disallows it");
+                return None;
+            }
+        }
         let d = domain::of_parsed(url);
         loop {
             let wait = match self.throttle.acquire(&seed.spiderid, &d).await {
@@ -153,4 +174,9 @@ impl Engine {
         job.spaced = false;
         Some((job, url))
     }
+}
+
+/// Same host and port.
+fn same_host(a: &Url, b: &Url) -> bool {
+    a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
 }

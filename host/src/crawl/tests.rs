@@ -257,13 +257,28 @@ async fn links_past_the_cap_are_not_queued_and_the_result_says_so() {
 
 #[tokio::test]
 async fn the_host_enforces_maxdepth_whatever_the_spider_yields() {
-    // `wandering` follows a link at any depth; this page is at maxdepth.
-    let rig = rig(Fail::Never, Some("wandering")).await;
+    // `link` follows every link at any depth; this page is at maxdepth.
+    let rig = rig(Fail::Never, Some("link")).await;
     let mut deepest = job(&format!("{}/page", rig.base), "");
     deepest.depth = 1;
     rig.run(deepest).await;
     assert_eq!(rig.sink.delivered.lock().len(), 1);
     assert_eq!(rig.counts().await, (0, 0), "nothing queued past maxdepth");
+}
+
+#[tokio::test]
+async fn a_walking_spider_steps_past_maxdepth_up_to_the_walk_limit() {
+    // `wandering` marks its one request a walk step.
+    for (depth, queued) in [(1, 1), (2, 0)] {
+        let rig = rig_with(Fail::Never, Some("wandering"), |s| {
+            s.crawl.max_walk_steps = 2;
+        })
+        .await;
+        let mut page = job(&format!("{}/page", rig.base), "");
+        page.depth = depth;
+        rig.run(page).await;
+        assert_eq!(rig.counts().await, (queued, 0), "at depth {depth}");
+    }
 }
 
 #[tokio::test]

@@ -325,6 +325,14 @@ impl Hop {
         if !matches!(next.scheme(), "http" | "https") {
             return Err(FetchError::InvalidUrl(format!("redirect to {next}")));
         }
+        // A `Location` is a URL from outside: the same cap as any other.
+        if next.as_str().len() > crate::links::MAX_URL_BYTES {
+            return Err(FetchError::InvalidUrl(format!(
+                "redirect to a URL of {} bytes, longer than the {} allowed",
+                next.as_str().len(),
+                crate::links::MAX_URL_BYTES
+            )));
+        }
         if status == 303 || (matches!(status, 301 | 302) && self.method == reqwest::Method::POST) {
             self.method = reqwest::Method::GET;
             self.body = None;
@@ -390,6 +398,29 @@ fn charset_after(text: &str, marker: &str) -> Option<&'static encoding_rs::Encod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_location_is_held_to_the_url_cap() {
+        let hop = || Hop {
+            url: Url::parse("http://a.example/").expect("url"),
+            method: reqwest::Method::GET,
+            headers: Vec::new(),
+            body: None,
+        };
+        let long = format!(
+            "http://a.example/{}",
+            "x".repeat(crate::links::MAX_URL_BYTES)
+        );
+        let e = hop()
+            .redirect(302, Url::parse(&long).expect("url"))
+            .expect_err("too long");
+        assert!(
+            e.to_string().contains("longer than the 8192 allowed"),
+            "{e}"
+        );
+        let fine = Url::parse("http://a.example/next").expect("url");
+        assert_eq!(hop().redirect(302, fine.clone()).expect("fine").url, fine);
+    }
 
     /// Through a configured proxy, targets are still resolved and checked
     /// here (the proxy would resolve them itself), and allowed ones do go

@@ -126,7 +126,9 @@ pub struct CrawlResultRes {
     pub fields: Arc<ResultFields>,
 }
 
-/// Memory accounting and cap for one store.
+/// Memory accounting and cap for one store: the cap is on the sum of
+/// every linear memory in it (a component has one per core instance, and
+/// a core module may have several), each growth counted by its delta.
 pub struct MemoryCap {
     pub max_bytes: usize,
     pub current: usize,
@@ -136,15 +138,16 @@ pub struct MemoryCap {
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
+        let total = (self.current + desired).saturating_sub(current);
+        if total > self.max_bytes {
             self.denied = true;
             return Ok(false);
         }
-        self.current = desired;
+        self.current = total;
         Ok(true)
     }
 
@@ -449,5 +452,29 @@ impl StoreState {
             .get(r)
             .map(|res| f(&res.fields))
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_cap_is_on_the_sum_of_every_memory() {
+        let mib = 1 << 20;
+        let mut cap = MemoryCap {
+            max_bytes: 10 * mib,
+            current: 0,
+            denied: false,
+        };
+        // Two memories of 4 MiB each, made (from 0), then one grown by 1.
+        assert!(cap.memory_growing(0, 4 * mib, None).expect("no trap"));
+        assert!(cap.memory_growing(0, 4 * mib, None).expect("no trap"));
+        assert!(cap.memory_growing(4 * mib, 5 * mib, None).expect("no trap"));
+        assert_eq!(cap.current, 9 * mib);
+        // Each is under the cap alone; together they would pass it.
+        assert!(!cap.memory_growing(4 * mib, 6 * mib, None).expect("no trap"));
+        assert!(cap.denied);
+        assert_eq!(cap.current, 9 * mib);
     }
 }

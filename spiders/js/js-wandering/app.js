@@ -12,7 +12,7 @@ export function* parse(response) {
   const followed = [];
   if (links.length > 0) {
     const link = links[Number(random() % BigInt(links.length))];
-    yield request(link.url, { meta: { step: step + 1 } });
+    yield request(link.url, { meta: { step: step + 1 }, walk: true });
     followed.push(link);
   }
   yield item({ links: followed, fields: { attrs } });

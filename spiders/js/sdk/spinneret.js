@@ -28,7 +28,9 @@ export function request(url, opts = {}) {
       method: opts.method,
       headers: Object.entries(opts.headers ?? {}),
       body: opts.body,
-      meta: fields(opts.meta),
+      // `walk: true`: the page's step of a walk (one link per page),
+      // bounded by crawl.max_walk_steps instead of maxdepth.
+      meta: fields(opts.walk ? { ...opts.meta, walk: true } : opts.meta),
       dontFilter: opts.dontFilter ?? false,
     },
   };

@@ -17,7 +17,7 @@ class Wandering(Spider):
         followed = []
         if links:
             link = links[host.random() % len(links)]
-            yield Request(link.url, meta={"step": step + 1})
+            yield Request(link.url, meta={"step": step + 1}, walk=True)
             followed.append(link)
         yield Item(links=followed, fields={"attrs": attrs})
 

@@ -28,12 +28,16 @@ from wit_world.imports import types
 
 
 class Request:
-    """A request to crawl next. ``priority=None`` is the parent's minus 10."""
+    """A request to crawl next. ``priority=None`` is the parent's minus 10.
+    ``walk=True`` marks the page's step of a walk (one link per page),
+    bounded by ``crawl.max_walk_steps`` instead of ``maxdepth``."""
 
     def __init__(self, url, priority=None, spiderid=None, method=None, headers=(),
-                 body=None, meta=None, dont_filter=False):
+                 body=None, meta=None, dont_filter=False, walk=False):
         self.url, self.priority, self.spiderid, self.method = url, priority, spiderid, method
-        self.headers, self.body, self.meta, self.dont_filter = list(headers), body, meta or {}, dont_filter
+        self.headers, self.body, self.meta, self.dont_filter = list(headers), body, dict(meta or {}), dont_filter
+        if walk:
+            self.meta["walk"] = True
 
     def _wit(self):
         return types.Output_Request(types.Request(

@@ -64,6 +64,13 @@ macro_rules! helpers {
                 });
                 self
             }
+
+            /// Mark this request as the page's step of a walk (meta
+            /// `walk: true`): a spider that follows one link per page is
+            /// bounded by `crawl.max_walk_steps` instead of `maxdepth`.
+            pub fn walk(self) -> Self {
+                self.with_meta("walk", "true")
+            }
         }
 
         impl Item {

@@ -1,5 +1,6 @@
 //! The `wandering` spider (Scrapy Cluster's WanderingSpider): yield the page
-//! with its step number in `attrs.step`, then follow one random link.
+//! with its step number in `attrs.step`, then follow one random link: a
+//! walk, bounded by `crawl.max_walk_steps` rather than `maxdepth`.
 use spinneret_sdk::spider::{host, Item, Output, Request, Response, Spider};
 
 struct Wandering;
@@ -18,7 +19,9 @@ impl Spider for Wandering {
             let pick = (host::random() % links.len() as u64) as usize;
             let link = links[pick].clone();
             out.push(Output::Request(
-                Request::get(link.url.clone()).with_meta("step", (step + 1).to_string()),
+                Request::get(link.url.clone())
+                    .with_meta("step", (step + 1).to_string())
+                    .walk(),
             ));
             followed.push(link);
         }
