@@ -88,10 +88,6 @@ impl ByteBudget {
             .fetch_update(SeqCst, SeqCst, |left| left.checked_sub(n))
             .is_ok()
     }
-
-    pub fn left(&self) -> usize {
-        self.left.load(std::sync::atomic::Ordering::SeqCst)
-    }
 }
 
 /// What came back.
@@ -252,11 +248,17 @@ impl Fetcher {
                 status: status.as_u16(),
             });
         }
-        if let Some(b) = out.budget.filter(|b| declared > b.left()) {
-            return Err(FetchError::TooLarge {
-                limit: b.total,
-                status: status.as_u16(),
-            });
+        // A declared length is taken from the budget whole, up front: bodies
+        // read side by side must not each take a part and none finish.
+        let mut reserved = 0;
+        if let Some(b) = out.budget {
+            if !b.take(declared) {
+                return Err(FetchError::TooLarge {
+                    limit: b.total,
+                    status: status.as_u16(),
+                });
+            }
+            reserved = declared;
         }
         let expected = resp.content_length().unwrap_or(16 * 1024) as usize;
         let mut body = BytesMut::with_capacity(expected.min(limit));
@@ -271,7 +273,9 @@ impl Fetcher {
                     status: status.as_u16(),
                 });
             }
-            if out.budget.is_some_and(|b| !b.take(chunk.len())) {
+            let covered = chunk.len().min(reserved);
+            reserved -= covered;
+            if out.budget.is_some_and(|b| !b.take(chunk.len() - covered)) {
                 return Err(FetchError::TooLarge {
                     limit: out.budget.map_or(0, |b| b.total),
                     status: status.as_u16(),
@@ -398,6 +402,16 @@ fn charset_after(text: &str, marker: &str) -> Option<&'static encoding_rs::Encod
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_byte_budget_gives_what_it_has_and_no_more() {
+        let b = ByteBudget::new(10);
+        assert!(b.take(6));
+        assert!(!b.take(5), "only 4 left");
+        assert!(b.take(4));
+        assert!(!b.take(1));
+        assert!(b.take(0));
+    }
 
     #[test]
     fn a_redirect_location_is_held_to_the_url_cap() {
