@@ -353,3 +353,43 @@ async fn crawls_whose_keys_collide_never_share_state() -> Result<()> {
     ensure!(bus.redis_int(&["HGET", &counters, "q"])? == 1);
     Ok(())
 }
+
+/// A wrong Redis password is a configuration error: the worker stops at
+/// once with the reason, never retries forever, and never logs the
+/// password, in a single URL or a cluster list.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_redis_password_stops_the_worker_and_is_never_logged() -> Result<()> {
+    let redis = crate::harness::RedisServer::start().await?;
+    let mut c = redis.connection()?;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("the-right-one")
+        .query::<()>(&mut c)?;
+    let scratch = Scratch::new(&[("link", "link")], "")?;
+    for url in [
+        format!("redis://:s3cret-wrong@127.0.0.1:{}/", redis.port),
+        format!(
+            "redis://:s3cret-wrong@127.0.0.1:{},127.0.0.1:{}",
+            redis.port, redis.port
+        ),
+    ] {
+        let out = tokio::time::timeout(
+            Duration::from_secs(30),
+            scratch
+                .command("run")
+                .args(["--serve", "--spider", "link", "--redis", &url])
+                .output(),
+        )
+        .await??;
+        let log = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success(), "{url}: {log}");
+        ensure!(log.contains("redis.url"), "{url}: {log}");
+        ensure!(log.contains("***"), "{url}: {log}");
+        ensure!(
+            !log.contains("s3cret-wrong"),
+            "the password was logged: {log}"
+        );
+    }
+    Ok(())
+}

@@ -32,6 +32,25 @@ pub fn nodes(url: &str) -> Vec<String> {
         .collect()
 }
 
+/// An error that waiting cannot mend: a bad client configuration or a
+/// refused password. (A cluster client reports a node's refusal inside
+/// its "initial connections" I/O error, so its text is read too.)
+pub fn is_configuration(e: &RedisError) -> bool {
+    use redis::ErrorKind::{AuthenticationFailed, InvalidClientConfig};
+    if matches!(e.kind(), InvalidClientConfig | AuthenticationFailed) {
+        return true;
+    }
+    let text = e.to_string();
+    [
+        "WRONGPASS",
+        "NOAUTH",
+        "invalid password",
+        "Password authentication failed",
+    ]
+    .iter()
+    .any(|t| text.contains(t))
+}
+
 /// A connection to a single server or to a cluster.
 #[derive(Clone)]
 pub enum Con {

@@ -170,13 +170,7 @@ impl RedisStore {
             match Con::open(&nodes, timeouts::REDIS_RESPONSE).await {
                 Ok(c) => break c,
                 // Waiting cannot mend a configuration or a password.
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        redis::ErrorKind::InvalidClientConfig
-                            | redis::ErrorKind::AuthenticationFailed
-                    ) =>
-                {
+                Err(e) if connection::is_configuration(&e) => {
                     return Err(StoreError::Unavailable(format!(
                         "redis.url {}: {e}",
                         crate::config::redact(&settings.redis.url)
