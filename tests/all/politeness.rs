@@ -6,7 +6,7 @@
 use crate::cluster::Cluster;
 use crate::harness::{Quirks, RedisServer, Scratch, Site, SiteSpec};
 use anyhow::Result;
-use serde_json::json;
+use serde_json::{json, Value};
 use spinneret_testsite::{Hit, Refusal};
 use std::time::{Duration, Instant};
 
@@ -373,9 +373,9 @@ fn check_sitemap_crawl(site: &Site, got: Vec<String>) {
     );
 }
 
-#[tokio::test]
-async fn a_crawl_of_maxdepth_0_reads_no_sitemap() -> Result<()> {
-    let site = start_site(
+/// The test site with host 0's sitemaps (`Quirks::sitemaps`).
+async fn sitemap_site() -> Result<Site> {
+    start_site(
         30,
         38,
         Quirks {
@@ -383,13 +383,24 @@ async fn a_crawl_of_maxdepth_0_reads_no_sitemap() -> Result<()> {
             ..Quirks::default()
         },
     )
-    .await?;
-    let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "seed-only", "maxdepth": 0, "sitemaps": true});
+    .await
+}
+
+/// `request` crawled by one embedded `run` of the link spider, robots.txt
+/// obeyed.
+async fn embedded_run(request: &Value) -> Result<crate::harness::Run> {
     let scratch = Scratch::new(&[("link", "link")], "[crawl]\nobey_robots = true\n")?;
-    let run = scratch
+    scratch
         .run(&["--spider", "link", "--request", &request.to_string()])
         .await?
-        .ok()?;
+        .ok()
+}
+
+#[tokio::test]
+async fn a_crawl_of_maxdepth_0_reads_no_sitemap() -> Result<()> {
+    let site = sitemap_site().await?;
+    let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "seed-only", "maxdepth": 0, "sitemaps": true});
+    let run = embedded_run(&request).await?;
     assert_eq!(run.urls(), vec![site.seed_url()]);
     assert!(
         !site.hits().iter().any(|h| h.path.starts_with("/sitemaps/")),
@@ -400,15 +411,7 @@ async fn a_crawl_of_maxdepth_0_reads_no_sitemap() -> Result<()> {
 
 #[tokio::test]
 async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
-    let site = start_site(
-        30,
-        38,
-        Quirks {
-            sitemaps: true,
-            ..Quirks::default()
-        },
-    )
-    .await?;
+    let site = sitemap_site().await?;
     let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "maps", "maxdepth": 1, "sitemaps": true});
     // Cluster: two workers on Redis.
     let redis = RedisServer::start().await?;
@@ -424,21 +427,9 @@ async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
         .collect();
     check_sitemap_crawl(&site, urls);
     // Embedded: one process, the same answer.
-    let site = start_site(
-        30,
-        38,
-        Quirks {
-            sitemaps: true,
-            ..Quirks::default()
-        },
-    )
-    .await?;
+    let site = sitemap_site().await?;
     let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "maps", "maxdepth": 1, "sitemaps": true});
-    let scratch = Scratch::new(&[("link", "link")], "[crawl]\nobey_robots = true\n")?;
-    let run = scratch
-        .run(&["--spider", "link", "--request", &request.to_string()])
-        .await?
-        .ok()?;
+    let run = embedded_run(&request).await?;
     check_sitemap_crawl(&site, run.urls());
     Ok(())
 }

@@ -120,9 +120,11 @@ async fn auto_renders_the_script_built_page_and_not_the_plain_one() -> Result<()
     Ok(())
 }
 
-/// A listener on 127.0.0.1 that counts the connections it receives.
-async fn secret_server() -> Result<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// A listener on `ip` that counts the connections it receives.
+async fn counting_server(
+    ip: &str,
+) -> Result<(u16, std::sync::Arc<std::sync::atomic::AtomicUsize>)> {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await?;
     let port = listener.local_addr()?.port();
     let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = hits.clone();
@@ -137,7 +139,7 @@ async fn secret_server() -> Result<(u16, std::sync::Arc<std::sync::atomic::Atomi
 #[tokio::test]
 async fn a_rendered_page_cannot_reach_a_private_address() -> Result<()> {
     let site = site().await?;
-    let (port, secret_hits) = secret_server().await?;
+    let (port, secret_hits) = counting_server("127.0.0.1").await?;
     // Private addresses refused, except the site's own host.
     let config = "[crawl]\nallow_private = false\nallow_networks = [\"127.0.0.2\"]\n";
     let scratch = Scratch::new(&[("link", "link")], config)?;
@@ -500,18 +502,7 @@ async fn a_page_trying_udp_tcp_files_and_prefetch_reaches_nothing() -> Result<()
     let site = site().await?;
     // A refused address with listeners of both kinds on it.
     let udp = tokio::net::UdpSocket::bind("127.0.0.50:0").await?;
-    let (tcp_port, tcp_hits) = {
-        let l = tokio::net::TcpListener::bind("127.0.0.50:0").await?;
-        let port = l.local_addr()?.port();
-        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let counted = hits.clone();
-        tokio::spawn(async move {
-            while let Ok(_conn) = l.accept().await {
-                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        });
-        (port, hits)
-    };
+    let (tcp_port, tcp_hits) = counting_server("127.0.0.50").await?;
     let config = "[crawl]\nallow_private = false\nallow_networks = [\"127.0.0.2\"]\n";
     let scratch = Scratch::new(&[("link", "link")], config)?;
     let walls = format!(
