@@ -524,13 +524,33 @@ async fn a_page_trying_udp_tcp_files_and_prefetch_reaches_nothing() -> Result<()
 }
 
 #[tokio::test]
-async fn a_100_mb_dom_is_refused_before_it_leaves_the_page() -> Result<()> {
+async fn a_dom_over_the_body_cap_is_refused_before_it_leaves_the_page() -> Result<()> {
     let site = site().await?;
+    // 20 MB of text: past crawl.max_body_bytes (10 MiB), measured in the page.
+    let (error, peak_kb) = big_dom(&site, 20).await?;
+    assert!(
+        error.contains("larger than crawl.max_body_bytes"),
+        "{error}"
+    );
+    assert!(peak_kb < 150 * 1024, "worker peak RSS {peak_kb} kB");
+    // 100 MB: past the page's heap bound too, whichever comes first; it
+    // never crosses into the worker either (449 MB of worker RSS before).
+    let (error, peak_kb) = big_dom(&site, 100).await?;
+    assert!(
+        error.contains("larger than crawl.max_body_bytes") || error.contains("crashed"),
+        "{error}"
+    );
+    assert!(peak_kb < 150 * 1024, "worker peak RSS {peak_kb} kB");
+    Ok(())
+}
+
+/// A rendered page whose script writes `mb` MB of text: the result's error
+/// and the worker's peak resident memory (kB), read until it exits.
+async fn big_dom(site: &Site, mb: usize) -> Result<(String, u64)> {
     let scratch = Scratch::new(&[("link", "link")], "")?;
-    let big = site.scripted_url(HOST, "bigdom.html");
+    let big = format!("{}?mb={mb}", site.scripted_url(HOST, "bigdom.html"));
     let (mut child, out, err) = scratch.spawn_run("link", &big, 0, &["--render", "always"])?;
     let pid = child.id().context("worker pid")?;
-    // The worker's peak resident memory, read until it exits.
     let mut peak_kb = 0u64;
     let status = loop {
         if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -548,17 +568,13 @@ async fn a_100_mb_dom_is_refused_before_it_leaves_the_page() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let log = std::fs::read_to_string(&err)?;
-    assert!(status.success(), "{log}");
+    anyhow::ensure!(status.success(), "{log}");
     let results = crate::harness::read_results(&out)?;
-    let error = results[0]["error"].as_str().unwrap_or_default();
-    assert!(
-        error.contains("larger than crawl.max_body_bytes"),
-        "{}",
-        results[0]
-    );
-    // 100 MB never crossed into the worker (it was 449 MB before).
-    assert!(peak_kb < 150 * 1024, "worker peak RSS {peak_kb} kB");
-    Ok(())
+    let error = results
+        .first()
+        .and_then(|r| r["error"].as_str())
+        .with_context(|| format!("no error result: {results:?}\n{log}"))?;
+    Ok((error.to_string(), peak_kb))
 }
 
 #[tokio::test]
@@ -606,7 +622,7 @@ async fn a_page_posting_to_another_host_under_a_slow_throttle_reaches_none_of_it
     let site = site().await?;
     // The rule: a rendered page's sub-requests stay on its registered
     // domain (render.third_party = false); host 0 is another domain.
-    let config = "[throttle]\nhits = 1\nwindow = 60\nmoderated = false\n";
+    let config = "[throttle]\nhits = 1\nwindow = 10\nmoderated = false\n";
     let scratch = Scratch::new(&[("link", "link")], config)?;
     let target = site.scripted_url(0, "a.html");
     let posts = format!("{}?to={target}", site.scripted_url(HOST, "posts.html"));

@@ -13,7 +13,7 @@
 //!   besides HTTP: WebRTC (STUN over UDP, TURN over UDP and TCP) to H,
 //!   WebTransport and a WebSocket to H:T, a `file:///` iframe and a
 //!   DNS-prefetch link, then says "tried".
-//! - `bigdom.html`: its script builds a DOM of 100 MB of text.
+//! - `bigdom.html?mb=N`: its script builds a DOM of N MB of text (100).
 //! - `bigfetch.html`: its script fetches `big.bin` (10 MiB) 100 times at
 //!   once and writes how many bytes it got.
 //! - `hog.html`: its script allocates without end.
@@ -79,7 +79,8 @@ Promise.allSettled(tries).then(() => { document.getElementById('root').textConte
 </script></body></html>"#;
 
 const BIGDOM: &str = r#"<!doctype html><html><body><div id="root"></div><script>
-document.getElementById('root').textContent = 'x'.repeat(100 * 1024 * 1024);
+const mb = Number(new URLSearchParams(location.search).get('mb') || 100);
+document.getElementById('root').textContent = 'x'.repeat(mb * 1000 * 1000);
 </script></body></html>"#;
 
 const BIGFETCH: &str = r#"<!doctype html><html><body><div id="root">fetching</div><script>

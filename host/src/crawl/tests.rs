@@ -274,7 +274,10 @@ async fn a_walking_spider_steps_past_maxdepth_up_to_the_walk_limit() {
             s.crawl.max_walk_steps = 2;
         })
         .await;
-        let mut page = job(&format!("{}/page", rig.base), "");
+        let mut page = job(
+            &format!("{}/page", rig.base),
+            r#", "spiderid": "wandering""#,
+        );
         page.depth = depth;
         rig.run(page).await;
         assert_eq!(rig.counts().await, (queued, 0), "at depth {depth}");

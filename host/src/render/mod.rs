@@ -450,12 +450,14 @@ async fn evaluate(cdp: &Cdp, session: &str, js: &str) -> Result<Value, RenderErr
 
 /// The document as it stands, serialized, if it is at most `max` UTF-8
 /// bytes: measured in the page, so a larger one never crosses DevTools.
+/// (UTF-8 takes at least one byte per UTF-16 unit and at most three, so
+/// only a length in between is encoded to be measured.)
 /// Evaluated in whatever context the page has now: a navigation the page
 /// attempted (and that we answered 204) leaves no new one to wait for.
 async fn dom(cdp: &Cdp, session: &str, max: usize) -> Result<String, RenderError> {
     let js = format!(
         "(() => {{ const h = (document.doctype ? new XMLSerializer().serializeToString(document.doctype) : '') + document.documentElement.outerHTML; \
-         return (h.length * 3 <= {max} || new TextEncoder().encode(h).length <= {max}) ? h : {{tooLarge: h.length}}; }})()"
+         return (h.length <= {max} && (h.length * 3 <= {max} || new TextEncoder().encode(h).length <= {max})) ? h : {{tooLarge: h.length}}; }})()"
     );
     match evaluate(cdp, session, &js).await? {
         Value::String(html) if !html.is_empty() => Ok(html),
