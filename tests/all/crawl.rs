@@ -196,19 +196,19 @@ async fn the_js_wandering_spider_makes_valid_chains() -> Result<()> {
 }
 
 /// A wandering spider's chain: steps 0, 1, 2, ... each one the link its
-/// parent followed. The spider ignores depth; the host stops the chain at
-/// `maxdepth`.
+/// parent followed. The spider marks each step a walk, so the host stops
+/// the chain at `crawl.max_walk_steps` (5 here), not at `maxdepth` (2).
 async fn wanders(spider: &str) -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
-    let s = Scratch::new(&[(spider, spider)], "")?;
+    let s = Scratch::new(&[(spider, spider)], "[crawl]\nmax_walk_steps = 5\n")?;
     let run = s.crawl(spider, &site, 2, &[]).await?;
-    // The walk ends at maxdepth, or earlier on a link already crawled.
+    // The walk ends at the walk limit, or earlier on a link already crawled.
     assert!(
-        (1..=3).contains(&run.results.len()),
-        "seed, then at most depth 1 and 2: {:?}",
+        (1..=6).contains(&run.results.len()),
+        "the seed, then at most 5 steps: {:?}",
         run.urls()
     );
-    assert!(run.results.iter().all(|r| r["depth"].as_u64() <= Some(2)));
+    assert!(run.results.iter().all(|r| r["depth"].as_u64() <= Some(5)));
     assert!(
         run.results.iter().all(|r| r.get("error").is_none()),
         "{spider} failed on a page: {:?}",

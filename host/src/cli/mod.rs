@@ -386,10 +386,12 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
     if undelivered > 0 {
         return Ok(1);
     }
-    // Stopped by a signal with work left: the output is partial, and a
-    // script must be able to tell (130, as a shell reports an interrupt).
-    // (The summary above said what was left.)
-    if stop.is_triggered() && left.queued + left.in_flight > 0 {
+    // An embedded crawl stopped by a signal with work left: the output is
+    // partial, and a script must be able to tell (130, as a shell reports
+    // an interrupt). (The summary above said what was left.) A cluster
+    // worker's requests went back to the shared queue for the others.
+    let embedded = settings.redis.url.is_empty();
+    if embedded && stop.is_triggered() && left.queued + left.in_flight > 0 {
         return Ok(INTERRUPTED);
     }
     Ok(0)
