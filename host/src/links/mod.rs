@@ -4,6 +4,7 @@
 //! Spiders call this through the `response.links` host import, so no guest
 //! bundles an HTML parser and every language gets the same links.
 
+pub mod domain;
 pub mod filter;
 mod scan;
 

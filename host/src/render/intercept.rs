@@ -274,12 +274,15 @@ fn decide(
     if limits.block.contains(&kind) {
         return Answer::Fail("BlockedByClient");
     }
-    if !limits.third_party && crate::scheduler::domain::of_url(&ev.request.url) != page.domain {
-        traffic.refused.fetch_add(1, SeqCst);
-        tracing::info!(url = %ev.request.url, "a rendered page's request off its registered domain was refused (render.third_party)");
+    // Counted before the domain rule: a page asking for other domains
+    // spends its count too, so the refusals it can cause (and log) are
+    // bounded by `render.max_requests`.
+    if traffic.requests.fetch_add(1, SeqCst) >= limits.max_requests {
         return Answer::Fail("BlockedByClient");
     }
-    if traffic.requests.fetch_add(1, SeqCst) >= limits.max_requests {
+    if !limits.third_party && crate::links::domain::of_url(&ev.request.url) != page.domain {
+        traffic.refused.fetch_add(1, SeqCst);
+        tracing::info!(url = %ev.request.url, "a rendered page's request off its registered domain was refused (render.third_party)");
         return Answer::Fail("BlockedByClient");
     }
     Answer::Fetch

@@ -309,10 +309,8 @@ impl Renderer {
             "Target.createBrowserContext",
             json!({"disposeOnDetach": true}),
         ))
-        .await??["browserContextId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        .await??;
+        let ctx = id(&ctx, "browserContextId")?;
         let dispose = || async {
             let _ = bounded(cdp.call(
                 None,
@@ -328,7 +326,13 @@ impl Renderer {
         ))
         .await
         {
-            Ok(Ok(t)) => t["targetId"].as_str().unwrap_or_default().to_string(),
+            Ok(Ok(t)) => match id(&t, "targetId") {
+                Ok(t) => t,
+                Err(e) => {
+                    dispose().await;
+                    return Err(e);
+                }
+            },
             Ok(Err(e)) => {
                 dispose().await;
                 return Err(e.into());
@@ -344,10 +348,7 @@ impl Renderer {
                 json!({"targetId": target, "flatten": true}),
             ))
             .await??;
-            let session = attached["sessionId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
+            let session = id(&attached, "sessionId")?;
             let (tx, events) = Cdp::events();
             b.cdp.route(&session, tx.clone());
             traffic.sessions.lock().push(session.clone());
@@ -358,11 +359,8 @@ impl Renderer {
             let tree = bounded(cdp.call(s, "Page.getFrameTree", json!({}))).await??;
             let page = Arc::new(Page {
                 cdp: b.cdp.clone(),
-                main_frame: tree["frameTree"]["frame"]["id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                domain: crate::scheduler::domain::of_url(url),
+                main_frame: id(&tree["frameTree"]["frame"], "id")?,
+                domain: crate::links::domain::of_url(url),
                 main,
             });
             let server = tokio::spawn(intercept::serve(
@@ -398,6 +396,16 @@ impl Renderer {
         cdp.unroute(&traffic.sessions.lock());
         dom
     }
+}
+
+/// A string field the browser's answer must carry: without it the
+/// browser is not answering as DevTools does.
+fn id(answer: &Value, field: &str) -> Result<String, RenderError> {
+    answer[field]
+        .as_str()
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| RenderError::Browser(format!("no {field} in the browser's answer")))
 }
 
 /// Navigate and wait for the load event. `Page.navigate` answers when the
