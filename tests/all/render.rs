@@ -502,6 +502,19 @@ async fn the_browser_runs_unprivileged_sandboxed_and_reachable_by_its_worker_alo
                 "another user wrote to the browser's DevTools pipe"
             );
         }
+        // The priorities Chromium would set as root, set by the worker:
+        // the browser above its renderers.
+        if is_root() {
+            assert_eq!(nice(*b), Some(-8), "the browser's nice");
+            let renderers: Vec<u32> = tree(*b)
+                .into_iter()
+                .filter(|p| uid_and_args(*p).is_some_and(|(_, a)| a.contains("--type=renderer")))
+                .collect();
+            assert!(!renderers.is_empty(), "a renderer runs mid-render");
+            for r in renderers {
+                assert_eq!(nice(r), Some(5), "renderer {r}'s nice");
+            }
+        }
         // Its environment holds nothing of the worker's.
         let env = std::fs::read(format!("/proc/{b}/environ")).unwrap_or_default();
         let env = String::from_utf8_lossy(&env);
@@ -510,6 +523,17 @@ async fn the_browser_runs_unprivileged_sandboxed_and_reachable_by_its_worker_alo
     let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await??;
     assert!(status.success(), "{}", std::fs::read_to_string(&err)?);
     Ok(())
+}
+
+/// The nice value of `pid` (field 19 of `/proc/PID/stat`).
+fn nice(pid: u32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(16)?
+        .parse()
+        .ok()
 }
 
 fn is_root() -> bool {

@@ -14,6 +14,7 @@
 //! (`sandbox.rs`).
 
 use super::cdp::Cdp;
+use super::procs::{self, cpu_ticks, descendants, exited, start_time};
 use super::sandbox::{Chain, Plan};
 use crate::config;
 use parking_lot::Mutex;
@@ -125,6 +126,10 @@ impl Browser {
             network_namespace = plan.network_namespace,
             "browser started"
         );
+        // A root browser sets its own priorities; ours cannot.
+        if plan.user.is_some() || !super::sandbox::running_as_root() {
+            procs::set_priorities(pid).await;
+        }
         Ok(Browser {
             cdp,
             child,
@@ -145,15 +150,16 @@ impl Browser {
     /// every process under it, exited ones included (the browser reaps its
     /// renderers, so their time is in its children's time).
     pub fn usage(&self) -> (u64, Duration) {
-        let (mut pss_kb_total, mut ticks) = (0, 0);
-        let mut todo = vec![(self.pid, true)];
-        while let Some((p, top)) = todo.pop() {
-            pss_kb_total += pss_kb(p).unwrap_or(0);
-            ticks += cpu_ticks(p, top).unwrap_or(0);
-            todo.extend(children(p).into_iter().map(|c| (c, false)));
+        let (mut pss_kb, mut ticks) = (
+            procs::pss_kb(self.pid).unwrap_or(0),
+            cpu_ticks(self.pid, true).unwrap_or(0),
+        );
+        for p in descendants(self.pid) {
+            pss_kb += procs::pss_kb(p).unwrap_or(0);
+            ticks += cpu_ticks(p, false).unwrap_or(0);
         }
         // USER_HZ is 100 on Linux.
-        (pss_kb_total / 1024, Duration::from_millis(ticks * 10))
+        (pss_kb / 1024, Duration::from_millis(ticks * 10))
     }
 
     /// Close it and reap its process (killed if it does not close).
@@ -401,72 +407,6 @@ pub fn find(settings: &config::Render) -> Option<PathBuf> {
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-/// The fields of `/proc/PID/stat` after the parenthesised command name
-/// (so field 3, the state, is the first).
-fn stat_fields(pid: u32) -> Option<Vec<String>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    Some(
-        stat.rsplit_once(')')?
-            .1
-            .split_whitespace()
-            .map(String::from)
-            .collect(),
-    )
-}
-
-/// The process's start time (clock ticks after boot, field 22).
-fn start_time(pid: u32) -> Option<u64> {
-    stat_fields(pid)?.get(19)?.parse().ok()
-}
-
-/// Its process is gone or a zombie.
-fn exited(pid: u32) -> bool {
-    stat_fields(pid)
-        .and_then(|f| f.first().cloned())
-        .is_none_or(|state| state.starts_with(['Z', 'X']))
-}
-
-/// The process's proportional share of memory (PSS): summed over the
-/// browser's processes it counts their shared pages once, where RSS
-/// would count them in each.
-fn pss_kb(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Pss:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// utime + stime of `pid` (fields 14 and 15), plus its reaped children's
-/// (16 and 17) when `with_reaped`.
-fn cpu_ticks(pid: u32, with_reaped: bool) -> Option<u64> {
-    let f = stat_fields(pid)?;
-    let n = if with_reaped { 4 } else { 2 };
-    Some(
-        f.iter()
-            .skip(11)
-            .take(n)
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum(),
-    )
-}
-
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        if let Ok(c) = std::fs::read_to_string(t.path().join("children")) {
-            out.extend(c.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-        }
-    }
-    out
 }
 
 // The plan's command prefix lives with the plan.

@@ -11,6 +11,7 @@ pub mod auto;
 mod browser;
 mod cdp;
 mod intercept;
+mod procs;
 mod sandbox;
 
 use crate::config::Settings;

@@ -1,6 +1,8 @@
 //! The rendered crawl: the site's scripted tree (`/js/tree/`, every page
 //! reached only through the links its script writes) crawled with
-//! `render: always`, at two render concurrencies.
+//! `render: always`, at two render concurrencies, by the walled browser
+//! and by the one it replaced (root, no sandbox), alternating which goes
+//! first.
 
 use super::{bench_config, line_of};
 use anyhow::{bail, Result};
@@ -24,38 +26,74 @@ pub async fn section(
         "site:             {} script-built pages (app shell + script), link spider, render: always",
         spinneret_testsite::SCRIPTED_TREE
     )];
-    for concurrency in [2, 4] {
-        let config = bench_config(work)?;
-        let text = std::fs::read_to_string(&config)?;
-        let config = work.join(format!("render-{concurrency}.toml"));
+    for (i, concurrency) in [2, 4].into_iter().enumerate() {
+        let order = if i % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        let mut rates = [0.0; 2];
+        for walled in order {
+            let run = Run {
+                seed: &seed,
+                spinneret,
+                plugins,
+                work,
+                concurrency,
+                walled,
+            };
+            let (rate, described) = run.crawl().await?;
+            rates[usize::from(!walled)] = rate;
+            lines.extend(described);
+        }
+        lines.push(format!(
+            "concurrency {concurrency}:    walled / unwalled pages/s = {:.2}",
+            rates[0] / rates[1]
+        ));
+    }
+    Ok(lines)
+}
+
+struct Run<'a> {
+    seed: &'a str,
+    spinneret: &'a Path,
+    plugins: &'a Path,
+    work: &'a Path,
+    concurrency: usize,
+    walled: bool,
+}
+
+impl Run<'_> {
+    /// One rendered crawl: its pages/s and the lines that describe it.
+    async fn crawl(&self) -> Result<(f64, Vec<String>)> {
+        let (concurrency, work) = (self.concurrency, self.work);
+        let (name, walls) = if self.walled {
+            ("walled", "")
+        } else {
+            // No such user and the sandbox allowed off: as root, the browser
+            // before the walls (in a network namespace, which costs nothing).
+            (
+                "unwalled",
+                "user = \"spinneret-bench-no-such-user\"\nallow_unsandboxed = true\n",
+            )
+        };
+        let text = std::fs::read_to_string(bench_config(work)?)?;
+        let config = work.join(format!("render-{concurrency}-{name}.toml"));
         std::fs::write(
             &config,
-            format!("{text}\n[render]\nconcurrency = {concurrency}\n"),
+            format!("{text}\n[render]\nconcurrency = {concurrency}\n{walls}"),
         )?;
-        let log = work.join(format!("render-{concurrency}.log"));
+        let log = work.join(format!("render-{concurrency}-{name}.log"));
         let started = Instant::now();
-        let status = tokio::process::Command::new(spinneret)
-            .args([
-                "run",
-                "--spider",
-                "link",
-                "--seed",
-                &seed,
-                "--maxdepth",
-                "100",
-            ])
-            .args([
-                "--render",
-                "always",
-                "--allow-private",
-                "--log-format",
-                "json",
-            ])
+        let status = tokio::process::Command::new(self.spinneret)
+            .args(["run", "--spider", "link", "--seed", self.seed])
+            .args(["--maxdepth", "100", "--render", "always", "--allow-private"])
+            .args(["--log-format", "json"])
             .args(["--concurrency", &concurrency.to_string()])
             .arg("--config")
             .arg(&config)
             .arg("--plugins")
-            .arg(plugins)
+            .arg(self.plugins)
             .args(["--output", "/dev/null"])
             .stderr(std::fs::File::create(&log)?)
             .status()
@@ -75,20 +113,22 @@ pub async fn section(
                 .unwrap_or_else(|| v[k].to_string())
         };
         let pages = done["pages"].as_u64().unwrap_or(0);
-        lines.push(format!(
-            "concurrency {concurrency}:    {pages} pages in {wall:.2} s = {:.1} pages/s; {} rendered, {} failed; mean render {} ms",
-            pages as f64 / wall,
-            text(&renders, "rendered"),
-            text(&renders, "render_failed"),
-            text(&renders, "render_ms_mean"),
-        ));
-        lines.push(format!(
-            "                  CPU per page: crawler {} ms + browser {} ms; peak RSS: crawler {} MiB, browser {} MiB",
-            text(&done, "cpu_ms_per_page"),
-            text(&renders, "browser_cpu_ms_per_render"),
-            text(&done, "peak_rss_mb"),
-            text(&renders, "browser_peak_rss_mb"),
-        ));
+        let rate = pages as f64 / wall;
+        let lines = vec![
+            format!(
+                "concurrency {concurrency}, {name}: {pages} pages in {wall:.2} s = {rate:.1} pages/s; {} rendered, {} failed; mean render {} ms",
+                text(&renders, "rendered"),
+                text(&renders, "render_failed"),
+                text(&renders, "render_ms_mean"),
+            ),
+            format!(
+                "                  CPU per page: crawler {} ms + browser {} ms; peak RSS: crawler {} MiB, browser {} MiB",
+                text(&done, "cpu_ms_per_page"),
+                text(&renders, "browser_cpu_ms_per_render"),
+                text(&done, "peak_rss_mb"),
+                text(&renders, "browser_peak_rss_mb"),
+            ),
+        ];
+        Ok((rate, lines))
     }
-    Ok(lines)
 }
