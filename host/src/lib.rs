@@ -31,6 +31,7 @@ pub mod links;
 pub mod metrics;
 pub mod monitor;
 pub mod plugins;
+pub mod politeness;
 pub mod render;
 pub mod request;
 pub mod rest;
@@ -38,5 +39,5 @@ pub mod scheduler;
 pub mod shutdown;
 pub mod stats;
 pub mod telemetry;
-pub mod throttle;
+
 pub mod timeouts;

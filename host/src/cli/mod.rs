@@ -12,6 +12,8 @@ use crate::config::{LogFormat, Settings};
 use crate::crawl::Engine;
 use crate::fetch::Fetcher;
 use crate::plugins::Registry;
+use crate::politeness::throttle::EmbeddedThrottle;
+use crate::politeness::throttle::ThrottleStore;
 use crate::request::CrawlRequest;
 use crate::scheduler::redis::DomainAction;
 use crate::scheduler::{
@@ -19,8 +21,6 @@ use crate::scheduler::{
 };
 use crate::shutdown::Shutdown;
 use crate::stats::{process_usage, Stats};
-use crate::throttle::EmbeddedThrottle;
-use crate::throttle::ThrottleStore;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -417,7 +417,7 @@ async fn stores(
         let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
         let frontier = Arc::new(EmbeddedFrontier::new(
             throttle.clone(),
-            crate::scheduler::Politeness::of(&settings.crawl),
+            crate::politeness::Politeness::of(&settings.crawl),
         ));
         let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,

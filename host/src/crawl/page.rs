@@ -15,8 +15,9 @@ use crate::links;
 use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
+use crate::politeness::{self, Requeue, Sample};
 use crate::request::{Job, RenderMode};
-use crate::scheduler::{domain, site, Lease, Requeue, Sample, StoreError};
+use crate::scheduler::{domain, Lease, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,7 +140,8 @@ impl Engine {
                 }
                 return Err(Outcome::Drop(Dropped::Robots));
             }
-            let crawl_delay = self.capped_crawl_delay(verdict.crawl_delay);
+            let crawl_delay =
+                politeness::Politeness::of(&self.settings.crawl).crawl_delay(verdict.crawl_delay);
             if verdict.fetched {
                 self.share_crawl_delay(&url, crawl_delay).await;
                 // robots.txt took this request's throttle slot.
@@ -169,13 +171,6 @@ impl Engine {
                 r.forget(url);
             }
         }
-    }
-
-    /// A robots.txt `Crawl-delay` capped by `crawl.max_crawl_delay`;
-    /// `None` if none or zero.
-    pub(super) fn capped_crawl_delay(&self, delay: Option<Duration>) -> Option<Duration> {
-        let max = Duration::from_secs_f64(self.settings.crawl.max_crawl_delay);
-        delay.map(|d| d.min(max)).filter(|d| !d.is_zero())
     }
 
     /// The pop took a throttle slot for a request that is never sent.
@@ -241,10 +236,10 @@ impl Engine {
         let fetched = self.fetcher.fetch(&out).await;
         let took = started.elapsed();
         if let Ok(f) = &fetched {
-            if site::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
+            if politeness::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
                 let asked = f
                     .header("retry-after")
-                    .and_then(|v| site::retry_after(v, std::time::SystemTime::now()));
+                    .and_then(|v| politeness::retry_after(v, std::time::SystemTime::now()));
                 tracing::debug!(url = %redact(&job.url), status = f.status, ?asked, "the site asks to slow down; its domain pauses");
                 let mut again = job.clone();
                 again.pauses += 1;

@@ -10,11 +10,11 @@ use crate::bus::{ResultSink, SinkError};
 use crate::config::Settings;
 use crate::fetch::Fetcher;
 use crate::plugins::{Registry, Runtime};
+use crate::politeness::throttle::EmbeddedThrottle;
 use crate::request::{CrawlRequest, Job};
 use crate::scheduler::{EmbeddedDedup, EmbeddedFrontier, Frontier, Lease, Pop};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
-use crate::throttle::EmbeddedThrottle;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering::Relaxed;
@@ -151,7 +151,7 @@ async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Sett
     let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
     let frontier = Arc::new(EmbeddedFrontier::new(
         throttle.clone(),
-        crate::scheduler::Politeness::of(&settings.crawl),
+        crate::politeness::Politeness::of(&settings.crawl),
     ));
     let sink = Arc::new(Capture {
         delivered: Mutex::new(Vec::new()),
@@ -497,16 +497,4 @@ async fn run_until_done_crawls_everything_and_acks_every_lease() {
         [format!("{b}/a"), format!("{b}/b"), format!("{b}/page")]
     );
     assert_eq!(rig.counts().await, (0, 0));
-}
-
-#[tokio::test]
-async fn a_hostile_crawl_delay_is_capped_and_a_zero_one_ignored() {
-    let rig = rig(Fail::Never, None).await;
-    let day = Some(Duration::from_secs(86_400));
-    assert_eq!(
-        rig.engine.capped_crawl_delay(day),
-        Some(Duration::from_secs(30)),
-        "crawl.max_crawl_delay"
-    );
-    assert_eq!(rig.engine.capped_crawl_delay(Some(Duration::ZERO)), None);
 }

@@ -50,7 +50,10 @@ pub async fn set_priorities(browser: u32) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         if done.is_empty() {
-            tracing::debug!(browser, "no sandboxed zygote seen: renderer priority unchanged");
+            tracing::debug!(
+                browser,
+                "no sandboxed zygote seen: renderer priority unchanged"
+            );
         }
     });
 }

@@ -1,10 +1,10 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
-use super::site::{Hold, Politeness, Requeue, Sample, Site};
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::politeness::throttle::{Admission, ThrottleStore};
+use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::domain;
-use crate::throttle::{Admission, ThrottleStore};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::cmp::{Ordering, Reverse};
@@ -242,9 +242,13 @@ impl Frontier for EmbeddedFrontier {
             return Ok(Pop::Idle);
         }
         let now = Instant::now();
+        // A parked queue is ready when one of its site's fetches ends;
+        // the wait is bounded as the Redis frontier bounds it.
+        let parked = (!st.parked.is_empty()).then(|| now + crate::politeness::FULL_RECHECK);
         let next = [
             st.delayed.peek().map(|Reverse((at, _))| *at),
             st.later.peek().map(|Reverse((at, _))| *at),
+            parked,
         ];
         let wait = next
             .into_iter()
@@ -261,7 +265,7 @@ impl Frontier for EmbeddedFrontier {
         status: Option<u16>,
         sample: Option<Sample>,
     ) -> Result<(), StoreError> {
-        let ok = status.is_some_and(|s| !super::site::slows_down(s));
+        let ok = status.is_some_and(|s| !crate::politeness::slows_down(s));
         let sample = sample.map(|s| (s, self.politeness.max_crawl_delay));
         self.state.lock().end_lease(lease_id, ok, sample);
         Ok(())
@@ -408,8 +412,8 @@ impl DedupStore for EmbeddedDedup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::politeness::throttle::EmbeddedThrottle;
     use crate::request::CrawlRequest;
-    use crate::throttle::EmbeddedThrottle;
 
     fn job(url: &str, priority: i64) -> Job {
         let json =

@@ -11,11 +11,12 @@
 pub mod domain;
 mod embedded;
 pub mod redis;
-pub mod site;
+#[cfg(test)]
+mod twins;
 
 pub use self::redis::{Monitor, RedisStore, MAX_SHARDS};
+use crate::politeness::{Requeue, Sample};
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
-pub use site::{Politeness, Requeue, Sample, SiteView};
 
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;

@@ -4,8 +4,9 @@
 //! backlog).
 
 use super::{crawl_owner, crawl_ref, unavailable, Monitor, RedisStore};
+use crate::politeness::SiteView;
 use crate::request::CrawlKey;
-use crate::scheduler::{domain, SiteView, StoreError};
+use crate::scheduler::{domain, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

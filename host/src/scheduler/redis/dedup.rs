@@ -4,9 +4,9 @@
 
 use super::wire::{candidate_args, cap_arg, crawl_owner, crawl_ref, owned_count, WireJob};
 use super::{unavailable, RedisStore};
+use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::{Candidate, DedupStore, Frontier, StoreError};
-use crate::throttle::{Admission, ThrottleStore};
 use async_trait::async_trait;
 use std::time::Duration;
 

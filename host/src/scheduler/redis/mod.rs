@@ -12,9 +12,10 @@
 //! roles' heartbeats, stats and replies), in `ingest.rs`, `control.rs`,
 //! `stats.rs` and `replies.rs` (the handle: `monitor.rs`).
 
-use super::{Candidate, Counts, Frontier, Lease, Politeness, Pop, Requeue, Sample, StoreError};
+use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::backoff::Backoff;
 use crate::config::Settings;
+use crate::politeness::{Politeness, Requeue, Sample};
 use crate::request::{CrawlSpec, Job};
 use crate::scheduler::domain;
 use crate::stats::Stats;
@@ -51,7 +52,13 @@ pub use wire::{crawl_owner, crawl_ref};
 use wire::{owned_count, WireJob};
 pub use workers::LiveWorker;
 
-const COMMON: &str = include_str!("common.lua");
+/// The Lua every script starts with, in order: helpers, politeness (its
+/// rules' numbers come as arguments), then leases, queues and crawls.
+const PRELUDE: [&str; 3] = [
+    include_str!("common.lua"),
+    include_str!("../../politeness/site.lua"),
+    include_str!("frontier.lua"),
+];
 
 /// Leases per shard whose fetch is over, waiting for a pop to tell.
 const MAX_FETCHES_OVER: usize = 1024;
@@ -60,7 +67,7 @@ const MAX_FETCHES_OVER: usize = 1024;
 const SPEC_CACHE: usize = 10_000;
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{COMMON}\n{body}"))
+    Script::new(&format!("{}\n{body}", PRELUDE.join("\n")))
 }
 
 struct Scripts {
@@ -297,7 +304,7 @@ impl RedisStore {
     }
 
     /// `spider|domain`, and `|r` for a request that needs a browser (see
-    /// `common.lua`).
+    /// `common.lua`'s `qk_parts`).
     fn queue_key(job: &Job, domain: &str) -> String {
         if job.crawl.render.is_never() {
             format!("{}|{domain}", job.spiderid)
@@ -357,6 +364,7 @@ impl RedisStore {
                 .arg(lease_token())
                 .arg(self.politeness.max_in_flight)
                 .arg(if self.renders { "1" } else { "0" })
+                .arg(ms(crate::politeness::FULL_RECHECK))
                 .arg(&over)
                 .invoke_async(&mut con)
                 .await
@@ -593,8 +601,21 @@ impl Frontier for RedisStore {
         let (after, pause, sample) = match when {
             Requeue::Now => (0, String::new(), None),
             Requeue::After(d, sample) => (ms(d), String::new(), sample),
-            Requeue::PauseSite(asked) => (0, asked.map_or(-1, ms).to_string(), None),
+            Requeue::PauseSite(asked) => (
+                0,
+                asked
+                    .map_or(-1, |d| ms(d.min(self.politeness.max_pause)))
+                    .to_string(),
+                None,
+            ),
         };
+        let pauses = self
+            .politeness
+            .pause_schedule()
+            .into_iter()
+            .map(|d| ms(d).to_string())
+            .collect::<Vec<_>>()
+            .join(",");
         let payload = serde_json::to_string(&WireJob::of(&retry, &d)).unwrap_or_default();
         let mut con = self.con();
         let _: i64 = self
@@ -605,8 +626,7 @@ impl Frontier for RedisStore {
             .arg(payload)
             .arg(after)
             .arg(pause)
-            .arg(ms(self.politeness.pause_first))
-            .arg(ms(self.politeness.max_pause))
+            .arg(&pauses)
             .arg(self.sample_args(sample).0)
             .arg(ms(self.politeness.max_crawl_delay))
             .invoke_async(&mut con)

@@ -3,9 +3,9 @@
 -- split_by_spider, lease_ms, lease id (drawn at random by the worker: a
 -- counter here would hand out again, after a failover to a replica that
 -- lags, ids that workers still hold from the old master), max_in_flight,
--- renders ('1': this worker renders, so it pops `rready` too), then
--- leases of this worker whose fetch is over (their sites may take
--- another).
+-- renders ('1': this worker renders, so it pops `rready` too), the ms
+-- after which a full site is looked at again, then leases of this worker
+-- whose fetch is over (their sites may take another).
 -- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
 -- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
 -- {'', wait_ms} ('-1' = nothing queued).
@@ -13,6 +13,7 @@ local hits0, window0 = tonumber(ARGV[2]), tonumber(ARGV[3])
 local moderated, tprefix, split = ARGV[4] == '1', ARGV[5], ARGV[6] == '1'
 local lease_ms, max_fl = tonumber(ARGV[7]), tonumber(ARGV[9])
 local lease = ARGV[8]
+local recheck = tonumber(ARGV[11])
 -- A worker that renders also pops the queues of requests that need it,
 -- each index first half the time (the lease id is random).
 local indexes = {ns .. ':ready'}
@@ -22,7 +23,7 @@ if ARGV[10] == '1' then
 end
 local now = now_ms()
 promote_later(now)
-for i = 11, #ARGV do fetched(ARGV[i]) end
+for i = 12, #ARGV do fetched(ARGV[i]) end
 
 local function lease_from(ready)
   for _ = 1, 32 do
@@ -39,7 +40,7 @@ local function lease_from(ready)
     else
       -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
       local ds = ns .. ':ds:' .. domain
-      local wait, gap, slowed = site_wait(ds, now, max_fl)
+      local wait, gap, slowed = site_wait(ds, now, max_fl, recheck)
       if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split, lease) end
       if wait > 0 then
         redis.call('ZADD', ready, now + wait, qk)

@@ -1,17 +1,16 @@
 -- Replace a lease by a re-queued job. ARGV: ns, lease, qk, priority,
 -- payload, after_ms (its backoff: it waits in `later`), pause ('' = none;
 -- the site asked to slow down: pause its domain this many ms, or -1 for
--- its growing pause), pause_first_ms, max_pause_ms, then for the
--- adaptive throttle (or '') the failed fetch's latency_ms and the longest
--- spacing.
+-- its growing pause), the pause schedule, then for the adaptive throttle
+-- (or '') the failed fetch's latency_ms and the longest spacing.
 local qk, _, _, cref, id = release(ARGV[2])
 if not qk then return 0 end
 local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
 local after = tonumber(ARGV[6])
-if ARGV[10] ~= '' then site_adapt(domain_of(ARGV[3]), tonumber(ARGV[10]), true, tonumber(ARGV[11])) end
+if ARGV[9] ~= '' then site_adapt(domain_of(ARGV[3]), tonumber(ARGV[9]), true, tonumber(ARGV[10])) end
 if ARGV[7] ~= '' then
-  local untl = site_pause(ns .. ':ds:' .. domain_of(ARGV[3]), now, tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
+  local untl = site_pause(ns .. ':ds:' .. domain_of(ARGV[3]), now, tonumber(ARGV[7]), ARGV[8])
   after = math.max(after, untl - now)
 end
 if after > 0 then

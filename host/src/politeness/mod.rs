@@ -1,12 +1,21 @@
-//! How fast a site (registered domain) may be fetched beyond the throttle,
-//! for every worker at once: paused after a 429 or 503, spaced by its
-//! robots.txt `Crawl-delay`, and capped in fetches open at once. The Redis
-//! frontier keeps this state in the pop script's shard (`ds:<domain>`);
-//! the embedded one in [`Site`].
+//! Politeness: how fast a site may be fetched, in one room. The throttle
+//! (`throttle.rs`: so many fetches per window per key), and beyond it a
+//! site's pace for every worker at once: paused after a 429 or 503
+//! (`Retry-After` or a growing pause), spaced by its robots.txt
+//! `Crawl-delay` (capped) or the adaptive throttle, capped in fetches
+//! open at once. The rules and their numbers live here; the stores keep
+//! the state: the embedded frontier in [`Site`] (`site.rs`), the Redis
+//! frontier in hash `ds:<domain>` on the pop script's shard, by the Lua
+//! beside it (`site.lua`), which gets every number from here as an
+//! argument. `scheduler/twins.rs` runs the same scenarios on both.
+
+mod site;
+pub mod throttle;
+
+pub use site::{Site, SiteView};
 
 use crate::config::Crawl;
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// When a request put back in its lease's place may be fetched again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +91,31 @@ impl Politeness {
             None => self.pause(strikes),
         }
     }
+
+    /// [`Politeness::pause`] for 1, 2, ... strikes up to the first at
+    /// `max_pause` (the last entry holds for every strike after): what
+    /// `site.lua` indexes by its strike count, so the rule is written
+    /// once, here. At most 31 entries.
+    pub fn pause_schedule(&self) -> Vec<Duration> {
+        let mut out = Vec::new();
+        for k in 1..=31 {
+            let d = self.pause(k);
+            out.push(d);
+            if d >= self.max_pause {
+                break;
+            }
+        }
+        out
+    }
+
+    /// A robots.txt `Crawl-delay` as the site's spacing: at most
+    /// `crawl.max_crawl_delay` (a hostile robots.txt cannot stall a
+    /// crawl), `None` if none or zero.
+    pub fn crawl_delay(&self, asked: Option<Duration>) -> Option<Duration> {
+        asked
+            .map(|d| d.min(self.max_crawl_delay))
+            .filter(|d| !d.is_zero())
+    }
 }
 
 impl Default for Politeness {
@@ -105,6 +139,11 @@ pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> 
     Some(at.duration_since(now).unwrap_or_default())
 }
 
+/// How long a pop that found a site at its in-flight cap tells its worker
+/// to wait, if no fetch of the site ends first (a worker that ends one
+/// pops again at once).
+pub const FULL_RECHECK: Duration = Duration::from_secs(1);
+
 /// Why a site's queue cannot be popped now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -112,117 +151,6 @@ pub enum Hold {
     For(Duration),
     /// `max_in_flight` fetches are open: look again when one ends.
     Full,
-}
-
-/// One domain's pace in the embedded frontier.
-#[derive(Debug, Default)]
-pub struct Site {
-    paused_until: Option<Instant>,
-    strikes: u32,
-    crawl_delay: Option<Duration>,
-    /// The adaptive throttle's spacing.
-    adaptive: Option<Duration>,
-    in_flight: u32,
-    last: Option<Instant>,
-}
-
-impl Site {
-    /// What holds this site back, or `None` if it may be fetched now.
-    pub fn wait(&self, p: &Politeness, now: Instant) -> Option<Hold> {
-        if let Some(until) = self.paused_until.filter(|u| *u > now) {
-            return Some(Hold::For(until - now));
-        }
-        if p.max_in_flight > 0 && self.in_flight >= p.max_in_flight {
-            return Some(Hold::Full);
-        }
-        let next = self.last? + self.spacing()?;
-        (next > now).then(|| Hold::For(next - now))
-    }
-
-    /// Its fetches are spaced (a Crawl-delay or adaptive spacing is known).
-    pub fn is_spaced(&self) -> bool {
-        self.spacing().is_some()
-    }
-
-    /// The least time between two fetches' starts, beyond the throttle.
-    fn spacing(&self) -> Option<Duration> {
-        self.crawl_delay.max(self.adaptive)
-    }
-
-    /// A fetch starts; returns what [`Site::unstart`] needs to undo it.
-    pub fn start(&mut self, now: Instant) -> Option<Instant> {
-        self.in_flight += 1;
-        let before = self.last;
-        if self.spacing().is_some() {
-            self.last = Some(now);
-        }
-        before
-    }
-
-    /// The fetch [`Site::start`]ed did not start after all.
-    pub fn unstart(&mut self, before: Option<Instant>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.last = before;
-    }
-
-    /// A fetch is over (its lease may still be settling).
-    pub fn fetch_over(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
-    }
-
-    /// A lease ended (acked, retried, given back, or expired); its fetch
-    /// is already over. `ok` when the site answered without asking to
-    /// slow down.
-    pub fn finish(&mut self, ok: bool) {
-        if ok {
-            self.strikes = 0;
-        }
-    }
-
-    /// The site asked to slow down: paused until `asked` from now or its
-    /// growing pause.
-    pub fn slow_down(&mut self, p: &Politeness, asked: Option<Duration>, now: Instant) {
-        self.strikes += 1;
-        let until = now + p.pause_for(asked, self.strikes);
-        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
-    }
-
-    /// A fetch's outcome, when the adaptive throttle is on.
-    pub fn observe(&mut self, s: Sample, max: Duration) {
-        self.adaptive = Some(adapt(self.adaptive, s, max));
-    }
-
-    pub fn set_crawl_delay(&mut self, delay: Option<Duration>) {
-        self.crawl_delay = delay.filter(|d| !d.is_zero());
-    }
-
-    /// Nothing left to remember: the entry can go.
-    pub fn is_idle(&self, now: Instant) -> bool {
-        self.in_flight == 0
-            && self.strikes == 0
-            && self.crawl_delay.is_none()
-            && self.adaptive.is_none()
-            && self.paused_until.is_none_or(|u| u <= now)
-    }
-
-    /// What `info` and `/metrics` show of it.
-    pub fn view(&self, now: Instant) -> SiteView {
-        SiteView {
-            paused_for: self.paused_until.filter(|u| *u > now).map(|u| u - now),
-            crawl_delay: self.crawl_delay,
-            adaptive: self.adaptive,
-            in_flight: self.in_flight,
-        }
-    }
-}
-
-/// A domain's pace as reported.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct SiteView {
-    pub paused_for: Option<Duration>,
-    pub crawl_delay: Option<Duration>,
-    pub adaptive: Option<Duration>,
-    pub in_flight: u32,
 }
 
 #[cfg(test)]
@@ -243,6 +171,23 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(p.pause(u32::MAX), Duration::from_secs(600));
+        let schedule: Vec<u64> = p.pause_schedule().iter().map(Duration::as_secs).collect();
+        assert_eq!(schedule, [5, 10, 20, 40, 80, 160, 320, 600]);
+        let never = Politeness {
+            pause_first: Duration::from_millis(1),
+            max_pause: Duration::from_secs(86_400 * 365),
+            ..Politeness::default()
+        };
+        assert_eq!(never.pause_schedule().len(), 31);
+    }
+
+    #[test]
+    fn a_crawl_delay_is_capped_and_a_zero_one_ignored() {
+        let p = Politeness::default();
+        let day = Some(Duration::from_secs(86_400));
+        assert_eq!(p.crawl_delay(day), Some(p.max_crawl_delay));
+        assert_eq!(p.crawl_delay(Some(Duration::ZERO)), None);
+        assert_eq!(p.crawl_delay(None), None);
     }
 
     #[test]
@@ -284,28 +229,5 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(retry_after("soon", now), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_site_waits_for_its_pause_its_cap_and_its_delay() {
-        let p = Politeness {
-            max_in_flight: 2,
-            ..Politeness::default()
-        };
-        let mut s = Site::default();
-        let now = Instant::now();
-        assert_eq!(s.wait(&p, now), None);
-        s.start(now);
-        s.start(now);
-        assert_eq!(s.wait(&p, now), Some(Hold::Full));
-        s.fetch_over();
-        assert_eq!(s.wait(&p, now), None);
-        s.set_crawl_delay(Some(Duration::from_secs(1)));
-        s.start(now);
-        s.fetch_over();
-        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
-        s.slow_down(&p, Some(Duration::from_secs(3)), now);
-        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));
-        assert!(!s.is_idle(now));
     }
 }

@@ -1,0 +1,146 @@
+//! One site's pace in the embedded frontier: the state the Redis frontier
+//! keeps in `ds:<domain>` (`site.lua`), by the same rules.
+
+use super::{adapt, Hold, Politeness, Sample};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One domain's pace in the embedded frontier.
+#[derive(Debug, Default)]
+pub struct Site {
+    paused_until: Option<Instant>,
+    strikes: u32,
+    crawl_delay: Option<Duration>,
+    /// The adaptive throttle's spacing.
+    adaptive: Option<Duration>,
+    in_flight: u32,
+    last: Option<Instant>,
+}
+
+impl Site {
+    /// What holds this site back, or `None` if it may be fetched now.
+    pub fn wait(&self, p: &Politeness, now: Instant) -> Option<Hold> {
+        if let Some(until) = self.paused_until.filter(|u| *u > now) {
+            return Some(Hold::For(until - now));
+        }
+        if p.max_in_flight > 0 && self.in_flight >= p.max_in_flight {
+            return Some(Hold::Full);
+        }
+        let next = self.last? + self.spacing()?;
+        (next > now).then(|| Hold::For(next - now))
+    }
+
+    /// Its fetches are spaced (a Crawl-delay or adaptive spacing is known).
+    pub fn is_spaced(&self) -> bool {
+        self.spacing().is_some()
+    }
+
+    /// The least time between two fetches' starts, beyond the throttle.
+    fn spacing(&self) -> Option<Duration> {
+        self.crawl_delay.max(self.adaptive)
+    }
+
+    /// A fetch starts; returns what [`Site::unstart`] needs to undo it.
+    pub fn start(&mut self, now: Instant) -> Option<Instant> {
+        self.in_flight += 1;
+        let before = self.last;
+        if self.spacing().is_some() {
+            self.last = Some(now);
+        }
+        before
+    }
+
+    /// The fetch [`Site::start`]ed did not start after all.
+    pub fn unstart(&mut self, before: Option<Instant>) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.last = before;
+    }
+
+    /// A fetch is over (its lease may still be settling).
+    pub fn fetch_over(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+    }
+
+    /// A lease ended (acked, retried, given back, or expired); its fetch
+    /// is already over. `ok` when the site answered without asking to
+    /// slow down.
+    pub fn finish(&mut self, ok: bool) {
+        if ok {
+            self.strikes = 0;
+        }
+    }
+
+    /// The site asked to slow down: paused until `asked` from now or its
+    /// growing pause.
+    pub fn slow_down(&mut self, p: &Politeness, asked: Option<Duration>, now: Instant) {
+        self.strikes += 1;
+        let until = now + p.pause_for(asked, self.strikes);
+        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// A fetch's outcome, when the adaptive throttle is on.
+    pub fn observe(&mut self, s: Sample, max: Duration) {
+        self.adaptive = Some(adapt(self.adaptive, s, max));
+    }
+
+    pub fn set_crawl_delay(&mut self, delay: Option<Duration>) {
+        self.crawl_delay = delay.filter(|d| !d.is_zero());
+    }
+
+    /// Nothing left to remember: the entry can go.
+    pub fn is_idle(&self, now: Instant) -> bool {
+        self.in_flight == 0
+            && self.strikes == 0
+            && self.crawl_delay.is_none()
+            && self.adaptive.is_none()
+            && self.paused_until.is_none_or(|u| u <= now)
+    }
+
+    /// What `info` and `/metrics` show of it.
+    pub fn view(&self, now: Instant) -> SiteView {
+        SiteView {
+            paused_for: self.paused_until.filter(|u| *u > now).map(|u| u - now),
+            crawl_delay: self.crawl_delay,
+            adaptive: self.adaptive,
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+/// A domain's pace as reported.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SiteView {
+    pub paused_for: Option<Duration>,
+    pub crawl_delay: Option<Duration>,
+    pub adaptive: Option<Duration>,
+    pub in_flight: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::politeness::Politeness;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_site_waits_for_its_pause_its_cap_and_its_delay() {
+        let p = Politeness {
+            max_in_flight: 2,
+            ..Politeness::default()
+        };
+        let mut s = Site::default();
+        let now = Instant::now();
+        assert_eq!(s.wait(&p, now), None);
+        s.start(now);
+        s.start(now);
+        assert_eq!(s.wait(&p, now), Some(Hold::Full));
+        s.fetch_over();
+        assert_eq!(s.wait(&p, now), None);
+        s.set_crawl_delay(Some(Duration::from_secs(1)));
+        s.start(now);
+        s.fetch_over();
+        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
+        s.slow_down(&p, Some(Duration::from_secs(3)), now);
+        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));
+        assert!(!s.is_idle(now));
+    }
+}

@@ -1,0 +1,171 @@
+-- The frontier's shared Lua: leases, queues, crawls and the seen set.
+-- Prepended to every script after common.lua and politeness/site.lua.
+-- A lease record (hash `leased`): its queue key, score and member, then
+-- flags: 'f' = its fetch is over (told with a pop), 'k' = its site was in
+-- a run of slow-downs when it was leased. Flags ride in the record so
+-- that neither costs a command of its own per page.
+local function lease_record(data)
+  return string.match(data, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+end
+-- Finish the lease `lease`; returns its queue key, score, member, cref,
+-- job id and flags, or nil if it is gone (expired and reclaimed).
+local function release(lease)
+  local data = redis.call('HGET', ns .. ':leased', lease)
+  if not data then return nil end
+  local qk, score, member, flags = lease_record(data)
+  local colon = string.find(member, ':', 1, true)
+  local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+  redis.call('HDEL', ns .. ':leased', lease)
+  redis.call('ZREM', ns .. ':leases', lease)
+  redis.call('SREM', ns .. ':cf:' .. cref, id)
+  -- Unless a pop was told its fetch is over, its site has one fetch
+  -- fewer open now.
+  if not string.find(flags, 'f', 1, true) then fetch_over(qk) end
+  return qk, score, member, cref, id, flags
+end
+-- The fetch of leased `lease` is over (reported with a pop): counted once.
+local function fetched(lease)
+  local data = redis.call('HGET', ns .. ':leased', lease)
+  if not data then return end
+  local qk, score, member, flags = lease_record(data)
+  if string.find(flags, 'f', 1, true) then return end
+  fetch_over(qk)
+  redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. flags .. 'f')
+end
+-- Retries wait out their backoff in `later` (due time -> queue key,
+-- score and member); due ones join their queues.
+local function enqueue_later(cref, qk, priority, payload, due)
+  local id = redis.call('INCR', ns .. ':seq')
+  redis.call('HSET', ns .. ':cj:' .. cref, id, payload)
+  redis.call('ZADD', ns .. ':later', due, qk .. '\n' .. (-priority * 8589934592 + id) .. '\n' .. cref .. ':' .. id)
+end
+-- Mark a domain's queue ready. The first one of an empty frontier is
+-- published on `wake`: idle workers wait on that instead of polling.
+local function make_ready(qk, now)
+  local ready = ready_of(qk)
+  if redis.call('ZADD', ready, 'NX', now, qk) == 1 and redis.call('ZCARD', ready) == 1 then
+    redis.call('PUBLISH', ns .. ':wake', '1')
+  end
+end
+local function promote_later(now)
+  local due = redis.call('ZRANGEBYSCORE', ns .. ':later', '-inf', now, 'LIMIT', 0, 100)
+  for _, e in ipairs(due) do
+    local qk, score, member = string.match(e, '^([^\n]*)\n([^\n]*)\n(.*)$')
+    redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+    make_ready(qk, now)
+    redis.call('ZREM', ns .. ':later', e)
+  end
+end
+-- Put lease `lease` back in its queue, ready at `now`; false if it is gone.
+local function requeue(lease, now)
+  local qk, score, member, cref = release(lease)
+  if not qk then return false end
+  redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+  make_ready(qk, now)
+  counters(cref, 1, -1, 0)
+  return true
+end
+-- Remove every queued (not in-flight) request of a crawl, or those with a
+-- job id up to `horizon` when given: O(crawl size).
+local function purge(cref, horizon)
+  local jobs = redis.call('HGETALL', ns .. ':cj:' .. cref)
+  local n = 0
+  for i = 1, #jobs, 2 do
+    local id, payload = jobs[i], jobs[i + 1]
+    if (not horizon or tonumber(id) <= horizon)
+      and redis.call('SISMEMBER', ns .. ':cf:' .. cref, id) == 0 then
+      local job = cjson.decode(payload)
+      redis.call('ZREM', ns .. ':q:' .. job.s .. '|' .. job.dm, cref .. ':' .. id)
+      redis.call('HDEL', ns .. ':cj:' .. cref, id)
+      n = n + 1
+    end
+  end
+  counters(cref, -n, 0, 0)
+  return n
+end
+-- A crawl's state is keyed by cref, a 64-bit hash of (appid, crawlid).
+-- The pair itself (`owner`) is kept in the crawl's counters as field `k`
+-- and compared, so two pairs that hash alike never share state: the one
+-- that comes second is refused. A crawl stored before `k` existed is
+-- claimed by the next pair that names it.
+local function owned(cref, owner)
+  local k = redis.call('HGET', ns .. ':cc:' .. cref, 'k')
+  return not k or k == owner
+end
+-- A crawl's seed: its spec (a new version, so workers that cached the old
+-- one read it again), owner, app index and expiry. `lazy` (sharded
+-- frontiers): a crawl's children reaching another shard bring its spec,
+-- stored there only if that shard has none; the seed's shard alone keeps
+-- the expiry (the host stops the crawl on every shard when it is due).
+local function register_crawl(cref, owner, spec, appid, expires, lazy)
+  if spec == '' then return end
+  local speckey = ns .. ':spec:' .. cref
+  if lazy then
+    if redis.call('SET', speckey, spec, 'NX') then
+      redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
+      redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
+      redis.call('SADD', ns .. ':app:' .. appid, cref)
+    end
+    return
+  end
+  redis.call('SET', speckey, spec)
+  redis.call('HSET', ns .. ':cc:' .. cref, 'k', owner)
+  redis.call('HINCRBY', ns .. ':cc:' .. cref, 'v', 1)
+  redis.call('SADD', ns .. ':app:' .. appid, cref)
+  if tonumber(expires) > 0 then redis.call('ZADD', ns .. ':expires', expires, cref) end
+end
+-- Seen fingerprints (signed 64-bit integers, so Redis stores them as
+-- intsets: 8 bytes each) live in a trie of small sets: level L holds 16^L
+-- buckets named by the fingerprint's first L hex digits. A bucket takes
+-- members until it has SEEN_CAP; then its fingerprints' path goes on one
+-- level down. A lookup walks the path until a bucket that is not full.
+-- Returns true if seen; otherwise marks it seen (when mark) and returns false.
+local SEEN_CAP = 500
+local function seen(cref, fp, hex, mark)
+  local prefix = ns .. ':s:' .. cref .. ':'
+  for level = 1, 16 do
+    local key = prefix .. string.sub(hex, 1, level)
+    if redis.call('SISMEMBER', key, fp) == 1 then return true end
+    local n = redis.call('SCARD', key)
+    if n < SEEN_CAP then
+      if mark then
+        redis.call('SADD', key, fp)
+        -- The crawl's counters hash lists its buckets, for the janitor.
+        if n == 0 then redis.call('HSET', ns .. ':cc:' .. cref, 'b:' .. string.sub(hex, 1, level), 1) end
+      end
+      return false
+    end
+  end
+  return false
+end
+-- A seed queued by the ingest monitor is recorded as its crawl's `seed`
+-- field rather than in the trie (one key fewer per new crawl); read once
+-- per crawl per script.
+local seed_fps = {}
+local function is_seed(cref, fp)
+  local s = seed_fps[cref]
+  if s == nil then
+    s = redis.call('HGET', ns .. ':cc:' .. cref, 'seed') or false
+    seed_fps[cref] = s
+  end
+  return s == fp
+end
+-- Dedup and caps for one link: admitted links are marked seen and counted.
+local function admit_one(cref, fp, hex, domain, force, dcap, gcap, stopped)
+  if stopped and not force then return false end
+  if not force and (is_seed(cref, fp) or seen(cref, fp, hex, false)) then return false end
+  if dcap and (tonumber(redis.call('HGET', ns .. ':cc:' .. cref, 'c:' .. domain)) or 0) >= dcap then return false end
+  if gcap and (tonumber(redis.call('HGET', ns .. ':gcap', domain)) or 0) >= gcap then return false end
+  seen(cref, fp, hex, true)
+  redis.call('HINCRBY', ns .. ':cc:' .. cref, 'c:' .. domain, 1)
+  if gcap then redis.call('HINCRBY', ns .. ':gcap', domain, 1) end
+  return true
+end
+-- Queue a job: payload under the crawl, a short member in the shared queue.
+local function enqueue(cref, qk, priority, payload, now)
+  local id = redis.call('INCR', ns .. ':seq')
+  redis.call('HSET', ns .. ':cj:' .. cref, id, payload)
+  -- Higher priority first, then first come first served.
+  redis.call('ZADD', ns .. ':q:' .. qk, -priority * 8589934592 + id, cref .. ':' .. id)
+  make_ready(qk, now)
+end

@@ -1,0 +1,261 @@
+//! The twins proven equal: one set of politeness and lease scenarios run
+//! in process against the embedded frontier and against the Redis one on
+//! a real `redis-server` (started on a free loopback port, as `just test`'s
+//! setup installs it). Each scenario is a script of frontier calls whose
+//! pops are written down as [`Step`]s; both stores must write the same.
+
+use super::{EmbeddedFrontier, Frontier, Pop, RedisStore};
+use crate::config::Settings;
+use crate::politeness::throttle::EmbeddedThrottle;
+use crate::politeness::{Politeness, Requeue};
+use crate::request::{CrawlRequest, Job};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What one pop found, in a form both stores can match: a lease by its
+/// URL's path, or a wait in tenths of a second (rounded up).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Leased(String),
+    Wait(u64),
+    Idle,
+}
+
+/// The settings both stores run under: no throttle in the way, short
+/// pauses, one fetch per site at a time.
+fn settings(redis_url: &str, namespace: &str) -> Settings {
+    let mut s = Settings::default();
+    s.redis.url = redis_url.to_string();
+    s.redis.namespace = namespace.to_string();
+    s.throttle.hits = 10_000;
+    s.throttle.window = 1.0;
+    s.throttle.moderated = false;
+    s.crawl.pause_first = 0.2;
+    s.crawl.max_pause = 0.8;
+    s.crawl.max_in_flight = 1;
+    s
+}
+
+/// A frontier under test and the leases it handed out, by path.
+struct Twin {
+    frontier: Arc<dyn Frontier>,
+    leases: HashMap<String, u64>,
+    steps: Vec<Step>,
+}
+
+impl Twin {
+    async fn push(&mut self, paths: &[&str]) {
+        let jobs = paths.iter().map(|p| job(p)).collect();
+        self.frontier.push(jobs).await.expect("push");
+    }
+
+    async fn pop(&mut self) {
+        let step = match self.frontier.pop().await.expect("pop") {
+            Pop::Leased(l) => {
+                let path = url::Url::parse(&l.job.url).expect("url").path().to_string();
+                self.leases.insert(path.clone(), l.id);
+                Step::Leased(path)
+            }
+            Pop::Wait(d) => Step::Wait(d.as_millis().div_ceil(100) as u64),
+            Pop::Idle => Step::Idle,
+        };
+        self.steps.push(step);
+    }
+
+    /// Pop until something is leased (the wait before it is not written
+    /// down: how long it took is the scenario's `Wait` step).
+    async fn pop_leased(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.frontier.pop().await.expect("pop") {
+                Pop::Leased(l) => {
+                    let path = url::Url::parse(&l.job.url).expect("url").path().to_string();
+                    self.leases.insert(path.clone(), l.id);
+                    self.steps.push(Step::Leased(path));
+                    return;
+                }
+                Pop::Wait(d) => tokio::time::sleep(d.min(Duration::from_millis(50))).await,
+                Pop::Idle => panic!("nothing queued"),
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never leased");
+        }
+    }
+
+    fn lease(&self, path: &str) -> u64 {
+        self.leases[path]
+    }
+
+    async fn ack(&mut self, path: &str, status: u16) {
+        let id = self.lease(path);
+        self.frontier
+            .ack(id, Some(status), None)
+            .await
+            .expect("ack");
+    }
+
+    async fn retry(&mut self, path: &str, when: Requeue) {
+        let id = self.lease(path);
+        self.frontier
+            .retry(id, job(path), when)
+            .await
+            .expect("retry");
+    }
+}
+
+fn job(path: &str) -> Job {
+    let json = format!(r#"{{"url":"http://twins.example{path}","appid":"app","crawlid":"c"}}"#);
+    CrawlRequest::parse(&json, 3).expect("valid").into_seed()
+}
+
+/// A scenario: what it does to a frontier, and the steps it must write.
+type Scenario = fn(&mut Twin) -> futures::future::BoxFuture<'_, ()>;
+
+fn scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
+    use Step::*;
+    let leased = |p: &str| Leased(p.to_string());
+    vec![
+        (
+            "a 429 pauses the site, longer each time in a row, Retry-After capped",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a"]).await;
+                    t.pop().await;
+                    t.retry("/a", Requeue::PauseSite(None)).await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                    t.retry("/a", Requeue::PauseSite(None)).await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                    t.retry("/a", Requeue::PauseSite(Some(Duration::from_secs(60))))
+                        .await;
+                    t.pop().await;
+                })
+            },
+            vec![
+                leased("/a"),
+                Wait(2),
+                leased("/a"),
+                Wait(4),
+                leased("/a"),
+                Wait(8),
+            ],
+        ),
+        (
+            "a retry waits out its backoff",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a"]).await;
+                    t.pop().await;
+                    t.retry("/a", Requeue::After(Duration::from_millis(300), None))
+                        .await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                })
+            },
+            vec![leased("/a"), Wait(3), leased("/a")],
+        ),
+        (
+            "a Crawl-delay spaces the site's fetches",
+            |t| {
+                Box::pin(async move {
+                    t.frontier
+                        .crawl_delay("twins.example", Some(Duration::from_millis(500)))
+                        .await
+                        .expect("crawl delay");
+                    t.push(&["/a", "/b"]).await;
+                    t.pop().await;
+                    t.ack("/a", 200).await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                })
+            },
+            vec![leased("/a"), Wait(5), leased("/b")],
+        ),
+        (
+            "the in-flight cap holds a site's second fetch until the first ends",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a", "/b"]).await;
+                    t.pop().await;
+                    t.pop().await;
+                    t.ack("/a", 200).await;
+                    t.pop().await;
+                })
+            },
+            vec![leased("/a"), Wait(10), leased("/b")],
+        ),
+    ]
+}
+
+/// A `redis-server` of our own on a free loopback port, gone with it.
+struct Server {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (scripts/setup --test installs it)");
+        let url = format!("redis://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Server {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn both_frontiers_pace_sites_alike() {
+    let server = Server::start().await;
+    for (i, (name, scenario, expected)) in scenarios().into_iter().enumerate() {
+        let s = settings(&server.url, &format!("twins{i}"));
+        let throttle = Arc::new(EmbeddedThrottle::new(s.throttle.clone()));
+        let embedded: Arc<dyn Frontier> =
+            Arc::new(EmbeddedFrontier::new(throttle, Politeness::of(&s.crawl)));
+        let redis: Arc<dyn Frontier> = RedisStore::connect(&s, Default::default())
+            .await
+            .expect("redis store");
+        for (store, frontier) in [("embedded", embedded), ("redis", redis)] {
+            let mut twin = Twin {
+                frontier,
+                leases: HashMap::new(),
+                steps: Vec::new(),
+            };
+            scenario(&mut twin).await;
+            assert_eq!(twin.steps, expected, "{name}: the {store} frontier");
+        }
+    }
+}
