@@ -3,7 +3,12 @@
 //! flags, then validated into [`Settings`]. Every timeout and limit lives
 //! here; ARCHITECTURE.md has the table.
 
+mod network;
 mod render;
+pub use network::Network;
+
+/// The most shards a Redis namespace may have (`redis.shards`).
+pub const MAX_SHARDS: u16 = 256;
 pub use render::Render;
 
 use serde::Deserialize;
@@ -173,7 +178,7 @@ pub struct Crawl {
     pub allow_private: bool,
     /// Non-public networks fetched although `allow_private` is off
     /// (addresses or CIDR blocks, e.g. an intranet's `10.1.0.0/16`).
-    pub allow_networks: Vec<String>,
+    pub allow_networks: Vec<Network>,
     pub max_body_bytes: usize,
     pub max_redirects: usize,
     /// Fetch through this HTTP proxy (`http://host:port`); empty = none.
@@ -665,10 +670,6 @@ impl Settings {
             return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());
         }
         self.render.check().map_err(ConfigError::Invalid)?;
-        for n in &self.crawl.allow_networks {
-            n.parse::<crate::fetch::Network>()
-                .map_err(|e| ConfigError::Invalid(format!("crawl.allow_networks: {e}")))?;
-        }
         if self.crawl.max_walk_steps > 100_000 {
             return bad(format!(
                 "crawl.max_walk_steps must be at most 100000, got {}",
@@ -736,11 +737,10 @@ impl Settings {
                 "redis.namespace {ns:?} must be 1-64 of A-Z a-z 0-9 _ - . : (no braces or /: each namespace is its own hash tag, and shard k of one is {{ns/k}})"
             ));
         }
-        if self.redis.shards > crate::scheduler::MAX_SHARDS {
+        if self.redis.shards > MAX_SHARDS {
             return bad(format!(
                 "redis.shards ({}) must be at most {} (0 = automatic)",
-                self.redis.shards,
-                crate::scheduler::MAX_SHARDS
+                self.redis.shards, MAX_SHARDS
             ));
         }
         if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {

@@ -135,3 +135,21 @@ fn a_namespace_is_one_hash_tag_of_its_own() {
     s.redis.namespace = "team-a.prod:eu".into();
     s.validate().expect("valid");
 }
+
+#[test]
+fn networks_are_parsed_when_the_settings_load() {
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(
+        f,
+        "[crawl]\nallow_networks = [\"10.1.0.0/16\", \"127.0.0.2\"]"
+    )
+    .expect("write");
+    let s = Settings::load_from(Some(f.path()), env(&[])).expect("loads");
+    assert!(s.crawl.allow_networks[0].contains("10.1.200.3".parse().expect("ip")));
+    assert!(!s.crawl.allow_networks[1].contains("127.0.0.3".parse().expect("ip")));
+    let mut f = tempfile::NamedTempFile::new().expect("tempfile");
+    writeln!(f, "[crawl]\nallow_networks = [\"10.1.0.0/33\"]").expect("write");
+    let e = Settings::load_from(Some(f.path()), env(&[])).expect_err("refused");
+    let e = e.to_string();
+    assert!(e.contains("allow_networks") && e.contains("prefix"), "{e}");
+}

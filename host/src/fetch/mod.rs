@@ -6,7 +6,7 @@ mod policy;
 mod robots;
 pub mod sitemap;
 
-pub use policy::{AddressPolicy, Network};
+pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
@@ -132,13 +132,8 @@ pub struct Fetcher {
 
 impl Fetcher {
     pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
-        // Validated at start (Settings::validate).
-        let networks = settings
-            .allow_networks
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        let policy = AddressPolicy::with_networks(settings.allow_private, networks);
+        let policy =
+            AddressPolicy::with_networks(settings.allow_private, settings.allow_networks.clone());
         let timeout = Duration::from_secs_f64(settings.download_timeout);
         let builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())

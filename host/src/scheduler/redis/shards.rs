@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 /// (one may have been lost).
 const IDLE_SKIP: Duration = Duration::from_secs(30);
 
-/// The most shards a namespace may have.
-pub const MAX_SHARDS: u16 = 256;
+pub use crate::config::MAX_SHARDS;
 
 pub(super) struct Shards {
     tags: Vec<String>,
