@@ -353,14 +353,14 @@ async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<
 
 /// The expected pages of a 1-deep crawl with sitemaps: the linked ones and
 /// the orphans the sitemaps name; the `.pdf` they name is never fetched.
-fn check_sitemap_crawl(site: &Site, got: Vec<String>) {
+fn check_sitemap_crawl(site: &Site, got: Vec<String>, mode: &str) {
     let (orphans, pdf) = site.orphans();
     let mut expected: Vec<String> = site.expected(0, Some(1)).into_iter().collect();
     expected.extend(orphans);
     expected.sort();
     let mut got = got;
     got.sort();
-    assert_eq!(got, expected);
+    assert_eq!(got, expected, "the {mode} crawl's pages");
     let pdf_path = pdf.rsplit_once('/').map(|(_, p)| p).unwrap_or_default();
     assert!(
         !site.hits().iter().any(|h| h.path.ends_with(pdf_path)),
@@ -419,18 +419,18 @@ async fn sitemaps_seed_the_crawl_with_pages_no_page_links_to() -> Result<()> {
     cluster.start_worker()?;
     cluster.start_worker()?;
     cluster.submit(&["--request", &request.to_string()]).await?;
-    cluster.until_done("polite", "maps").await?;
+    let info = cluster.until_done("polite", "maps").await?;
     let urls = cluster
         .results()
         .iter()
         .filter_map(|r| r["url"].as_str().map(str::to_string))
         .collect();
-    check_sitemap_crawl(&site, urls);
+    check_sitemap_crawl(&site, urls, &format!("cluster (info when done: {info})"));
     // Embedded: one process, the same answer.
     let site = sitemap_site().await?;
     let request = json!({"url": site.seed_url(), "appid": "polite", "crawlid": "maps", "maxdepth": 1, "sitemaps": true});
     let run = embedded_run(&request).await?;
-    check_sitemap_crawl(&site, run.urls());
+    check_sitemap_crawl(&site, run.urls(), "embedded");
     Ok(())
 }
 

@@ -2,9 +2,10 @@
 //! [`Outcome`] or hand it on: checks (expiry, URL, robots), request
 //! middlewares, the fetch (with its retry and redirect decisions),
 //! response middlewares, the spider (children go to the scheduler). The
-//! stages only decide; [`Engine::settle`] is the one place that acts: it
+//! stages only decide; [`Engine::settle`] acts on what they decided: it
 //! runs the item pipelines, delivers results, and only then acks, requeues
-//! or releases the lease.
+//! or releases the lease. (The loop itself tells the frontier when a fetch
+//! is over, and gives a lease back after a store error: `crawl/mod.rs`.)
 
 use super::result::CrawlResult;
 use super::{result, Engine};

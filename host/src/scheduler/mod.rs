@@ -129,7 +129,8 @@ pub struct Candidate {
 #[async_trait]
 pub trait DedupStore: Send + Sync {
     /// For each candidate, in order: `true` if it is admitted (new to the
-    /// crawl and within its caps). Admitted ones are marked seen and counted.
+    /// crawl and within its caps). Not only a decision: admitted ones are
+    /// marked seen and counted in the store, in the same step.
     async fn admit(
         &self,
         crawl: &CrawlKey,
