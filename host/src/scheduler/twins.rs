@@ -259,3 +259,64 @@ async fn both_frontiers_pace_sites_alike() {
         }
     }
 }
+
+/// Admission decides alike on both: a fingerprint seen is refused unless
+/// forced, the crawl's per-domain cap and the global cap hold, and a
+/// second crawl has its own seen set and caps.
+#[tokio::test]
+async fn both_dedup_stores_admit_alike() {
+    use super::{Candidate, DedupStore, EmbeddedDedup};
+    use crate::request::CrawlKey;
+    let server = Server::start().await;
+    let s = settings(&server.url, "twins-admit");
+    let embedded: Arc<dyn DedupStore> = Arc::new(EmbeddedDedup::new(Duration::from_secs(600)));
+    let redis: Arc<dyn DedupStore> = RedisStore::connect(&s, Default::default())
+        .await
+        .expect("redis store");
+    // The Redis store keeps 8 of a fingerprint's 16 bytes, the high ones
+    // (`wire::fingerprint_args`): the test's fingerprints differ there.
+    let link = |n: u128, domain: &str, force: bool| Candidate {
+        fingerprint: n << 64 | n,
+        domain: domain.to_string(),
+        domain_cap: Some(3),
+        global_cap: Some(4),
+        force,
+    };
+    let crawl = |id: &str| CrawlKey {
+        appid: "app".into(),
+        crawlid: id.into(),
+    };
+    // (crawl, links, what must be admitted)
+    let rounds = [
+        (
+            "c1",
+            vec![
+                link(1, "a.example", false),
+                link(1, "a.example", false),
+                link(2, "a.example", false),
+            ],
+            vec![true, false, true],
+        ),
+        (
+            "c1",
+            vec![
+                link(2, "a.example", false),
+                link(2, "a.example", true),
+                link(3, "a.example", false),
+            ],
+            vec![false, true, false],
+        ),
+        ("c1", vec![link(4, "b.example", false)], vec![true]),
+        (
+            "c2",
+            vec![link(1, "a.example", false), link(5, "a.example", false)],
+            vec![true, false],
+        ),
+    ];
+    for (store, dedup) in [("embedded", embedded), ("redis", redis)] {
+        for (i, (id, links, expected)) in rounds.iter().enumerate() {
+            let got = dedup.admit(&crawl(id), links).await.expect("admit");
+            assert_eq!(&got, expected, "round {i} on the {store} store");
+        }
+    }
+}
