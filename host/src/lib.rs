@@ -38,6 +38,7 @@ pub mod rest;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stats;
+pub mod store;
 pub mod telemetry;
 
 pub mod timeouts;

@@ -3,7 +3,7 @@
 //! reason, hot reloads) plus, in cluster mode, queue depths by spider and
 //! leases in flight read from the store at scrape time.
 
-use crate::scheduler::Monitor;
+use crate::monitor::store::MonitorStore;
 use crate::stats::Stats;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -142,7 +142,7 @@ fn render_metrics(out: &mut String, r: &crate::render::RenderStats) {
 }
 
 /// Everything this process knows, as Prometheus text.
-pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
+pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
     let mut out = String::new();
     head(
         &mut out,
@@ -285,7 +285,11 @@ pub async fn render(stats: &Stats, store: Option<&Monitor>) -> String {
 }
 
 /// Serve `/metrics` on `port` (`stats.metrics_port`) until the process ends.
-pub async fn serve(port: u16, stats: Arc<Stats>, store: Option<Monitor>) -> anyhow::Result<()> {
+pub async fn serve(
+    port: u16,
+    stats: Arc<Stats>,
+    store: Option<MonitorStore>,
+) -> anyhow::Result<()> {
     use axum::routing::get;
     let app = axum::Router::new().route(
         "/metrics",

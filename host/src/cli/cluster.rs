@@ -2,17 +2,16 @@
 //! `worker`, and `up` for all of them in one process) and the tools
 //! (`feed`, `dump`).
 
-use super::plugins::{publish_plugins, require_chain, spider_names, start_registry, watch};
-use super::{Stores, WorkerOpts};
+use super::plugins::{require_chain, spider_names, start_registry, watch};
+use super::wiring::{self, connect, metrics, Cluster};
+use super::WorkerOpts;
 use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
 use crate::config::Settings;
 use crate::crawl::Engine;
-use crate::fetch::Fetcher;
 use crate::monitor::control::ControlPlane;
 use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::plugins::Registry;
-use crate::scheduler::{Monitor, RedisStore};
 use crate::shutdown::Shutdown;
 use crate::stats::Stats;
 use crate::timeouts;
@@ -71,13 +70,10 @@ pub struct RestArgs {
 }
 
 /// `spinneret rest`: the REST gateway.
-pub async fn rest(mut settings: Settings, args: RestArgs) -> Result<i32> {
-    if let Some(p) = args.port {
-        settings.rest.port = p;
-    }
-    let (store, bus) = connect(&settings, Arc::default()).await?;
+pub async fn rest(settings: Settings) -> Result<i32> {
+    let (cluster, bus) = connect(&settings, Arc::default()).await?;
     let settings = Arc::new(settings);
-    let gateway = crate::rest::Gateway::start(settings.clone(), bus, Monitor::new(store)).await?;
+    let gateway = crate::rest::Gateway::start(settings.clone(), bus, cluster.monitors).await?;
     crate::rest::serve(gateway, settings.rest.port, stop_on_signal(&settings)).await?;
     Ok(0)
 }
@@ -87,32 +83,18 @@ fn stop_on_signal(settings: &Settings) -> Shutdown {
     Shutdown::on_signal(settings.process.grace())
 }
 
-async fn connect(
-    settings: &Settings,
-    stats: Arc<Stats>,
-) -> Result<(Arc<RedisStore>, Arc<KafkaBus>)> {
-    if settings.redis.url.is_empty() {
-        bail!("this role works on a cluster: give --redis URL (or set redis.url)");
-    }
-    let bus = KafkaBus::connect(&settings.kafka)?;
-    bus.ensure_topics(&bus.standard_topics()).await?;
-    let store = RedisStore::connect(settings, stats).await?;
-    tracing::info!(kafka = %settings.kafka.brokers, redis = %crate::config::redact(&settings.redis.url), "connected");
-    Ok((store, bus))
-}
-
 /// `spinneret kafka-monitor`: the ingest role alone.
 pub async fn kafka_monitor(settings: Settings) -> Result<i32> {
     let settings = Arc::new(settings);
     let stats = Arc::new(Stats::default());
-    let (store, bus) = connect(&settings, stats.clone()).await?;
+    let (cluster, bus) = connect(&settings, stats.clone()).await?;
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
     settled(registry.clone()).await;
     let plugins = MonitorPlugins::new(registry, settings.crawl.maxdepth_limit);
     let stop = stop_on_signal(&settings);
-    metrics(&settings, &stats, Some(&store));
-    IngestMonitor::new(Monitor::new(store), bus.clone(), settings, plugins, stats)
+    metrics(&settings, &stats, Some(&cluster));
+    IngestMonitor::new(cluster.monitors, bus.clone(), settings, plugins, stats)
         .run(stop)
         .await?;
     bus.flush();
@@ -132,27 +114,13 @@ async fn settled(registry: Arc<Registry>) {
     }
 }
 
-/// `/metrics` on `stats.metrics_port`, when set; with the cluster's
-/// figures when on Redis.
-pub(crate) fn metrics(settings: &Settings, stats: &Arc<Stats>, store: Option<&Arc<RedisStore>>) {
-    let port = settings.stats.metrics_port;
-    if port > 0 {
-        let (stats, store) = (stats.clone(), store.map(|s| Monitor::new(s.clone())));
-        tokio::spawn(async move {
-            if let Err(e) = crate::metrics::serve(port, stats, store).await {
-                tracing::error!(error = %format!("{e:#}"), "metrics endpoint failed");
-            }
-        });
-    }
-}
-
 /// `spinneret redis-monitor`: the control plane alone.
 pub async fn redis_monitor(settings: Settings) -> Result<i32> {
     let stats = Arc::new(Stats::default());
-    let (store, bus) = connect(&settings, stats.clone()).await?;
-    metrics(&settings, &stats, Some(&store));
+    let (cluster, bus) = connect(&settings, stats.clone()).await?;
+    metrics(&settings, &stats, Some(&cluster));
     let stop = stop_on_signal(&settings);
-    ControlPlane::new(Monitor::new(store), bus.clone())
+    ControlPlane::new(cluster.monitors, bus.clone())
         .run(stop)
         .await;
     bus.flush();
@@ -165,7 +133,7 @@ async fn engine(
     settings: &Arc<Settings>,
     stats: &Arc<Stats>,
     registry: &Arc<Registry>,
-    store: &Arc<RedisStore>,
+    cluster: &Cluster,
     bus: &Arc<KafkaBus>,
 ) -> Result<Arc<Engine>> {
     require_chain(registry, settings)?;
@@ -180,56 +148,36 @@ async fn engine(
             settings.plugins.dir.display()
         );
     }
-    store.set_spiders(spiders.clone());
-    publish_plugins(store, registry);
-    let (frontier, dedup, throttle): Stores = (store.clone(), store.clone(), store.clone());
-    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
+    let stores = wiring::worker(cluster, settings, stats, Some(registry));
+    let sink = Arc::new(KafkaSink::new(bus.clone(), settings.kafka.base64_body));
     tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
-    Ok(Engine::new(
-        frontier,
-        dedup,
-        Arc::new(KafkaSink::new(bus.clone(), settings.kafka.base64_body)),
-        fetcher,
-        throttle,
-        registry.clone(),
-        settings.clone(),
-        stats.clone(),
-    ))
-}
-
-fn apply(settings: &mut Settings, args: &WorkerArgs) -> Result<()> {
-    args.opts.apply(settings);
-    settings.validate()?;
-    Ok(())
+    wiring::engine(settings, stats, registry, stores, sink)
 }
 
 /// `spinneret worker`: crawl for the cluster; with `--control-plane` also
 /// answer control requests.
-pub async fn worker(mut settings: Settings, args: WorkerArgs) -> Result<i32> {
-    apply(&mut settings, &args)?;
-    roles(settings, false, true, args.control_plane).await
+pub async fn worker(settings: Settings, control_plane: bool) -> Result<i32> {
+    roles(settings, false, true, control_plane).await
 }
 
 /// `spinneret up`: ingest, control plane and workers in one process.
-pub async fn up(mut settings: Settings, opts: WorkerOpts) -> Result<i32> {
-    opts.apply(&mut settings);
-    settings.validate()?;
+pub async fn up(settings: Settings) -> Result<i32> {
     roles(settings, true, true, true).await
 }
 
 async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> Result<i32> {
     let settings = Arc::new(settings);
     let stats = Arc::new(Stats::default());
-    let (store, bus) = connect(&settings, stats.clone()).await?;
+    let (cluster, bus) = connect(&settings, stats.clone()).await?;
     let registry = start_registry(&settings, stats.clone())?;
     let _watcher = watch(&settings, &registry)?;
     let stop = stop_on_signal(&settings);
-    metrics(&settings, &stats, Some(&store));
+    metrics(&settings, &stats, Some(&cluster));
     let mut tasks = tokio::task::JoinSet::new();
     // The crawl role first: its heartbeat then names its spiders from the
     // first one on, whoever writes it (the control plane writes it too).
     if crawl {
-        let engine = engine(&settings, &stats, &registry, &store, &bus).await?;
+        let engine = engine(&settings, &stats, &registry, &cluster, &bus).await?;
         let stop = stop.clone();
         tasks.spawn(async move {
             engine.run(false, stop).await;
@@ -239,7 +187,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     if ingest {
         let plugins = MonitorPlugins::new(registry.clone(), settings.crawl.maxdepth_limit);
         let m = IngestMonitor::new(
-            Monitor::new(store.clone()),
+            cluster.monitors.clone(),
             bus.clone(),
             settings.clone(),
             plugins,
@@ -253,7 +201,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
         });
     }
     if control {
-        let cp = ControlPlane::new(Monitor::new(store.clone()), bus.clone());
+        let cp = ControlPlane::new(cluster.monitors.clone(), bus.clone());
         let stop = stop.clone();
         tasks.spawn(async move {
             cp.run(stop).await;

@@ -4,21 +4,17 @@
 
 mod cluster;
 mod plugins;
+mod wiring;
 
-use plugins::{publish_plugins, require_chain, spider_name, spider_names, start_registry, watch};
+use plugins::{require_chain, spider_name, start_registry, watch};
 
 use crate::bus::{JsonlSink, ResultSink};
 use crate::config::{LogFormat, Settings};
-use crate::crawl::Engine;
 use crate::fetch::Fetcher;
-use crate::plugins::Registry;
-use crate::politeness::throttle::EmbeddedThrottle;
-use crate::politeness::throttle::ThrottleStore;
+use crate::monitor::store::DomainAction;
+use crate::monitor::store::MonitorStore;
 use crate::request::CrawlRequest;
-use crate::scheduler::redis::DomainAction;
-use crate::scheduler::{
-    DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, Monitor, RedisStore,
-};
+use crate::scheduler::Frontier;
 use crate::shutdown::Shutdown;
 use crate::stats::{process_usage, Stats};
 use anyhow::{bail, Context, Result};
@@ -254,6 +250,10 @@ pub async fn main(cli: Cli) -> Result<i32> {
             LogFormatArg::Json => LogFormat::Json,
         };
     }
+    cli.command.apply(&mut settings);
+    // Once, for every command: what follows takes the settings as valid.
+    settings.validate()?;
+    crate::telemetry::init(&settings.log);
     match cli.command {
         Command::Run(args) => run(settings, args).await,
         Command::Plugins(args) => plugins::plugins(settings, args),
@@ -294,35 +294,48 @@ pub async fn main(cli: Cli) -> Result<i32> {
         })
         .await,
         Command::Stats(args) => control(settings, |s| async move { Ok(crate::monitor::stats::crawler(&s, &args.kind).await?) }).await,
-        Command::KafkaMonitor => cluster::kafka_monitor(checked(settings)?).await,
-        Command::RedisMonitor => cluster::redis_monitor(checked(settings)?).await,
-        Command::Worker(args) => cluster::worker(logged(settings), args).await,
-        Command::Up(args) => cluster::up(logged(settings), args).await,
-        Command::Feed(args) => cluster::feed(checked(settings)?, args).await,
-        Command::Dump(args) => cluster::dump(checked(settings)?, args).await,
-        Command::Rest(args) => cluster::rest(checked(settings)?, args).await,
+        Command::KafkaMonitor => cluster::kafka_monitor(settings).await,
+        Command::RedisMonitor => cluster::redis_monitor(settings).await,
+        Command::Worker(args) => cluster::worker(settings, args.control_plane).await,
+        Command::Up(_) => cluster::up(settings).await,
+        Command::Feed(args) => cluster::feed(settings, args).await,
+        Command::Dump(args) => cluster::dump(settings, args).await,
+        Command::Rest(_) => cluster::rest(settings).await,
     }
 }
 
-/// Settings validated, logging started.
-fn checked(settings: Settings) -> Result<Settings> {
-    settings.validate()?;
-    Ok(logged(settings))
-}
-
-fn logged(settings: Settings) -> Settings {
-    crate::telemetry::init(&settings.log);
-    settings
-}
-
-async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
-    if let Some(d) = args.requests.maxdepth {
-        settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
+impl Command {
+    /// Layer this command's own flags over the settings, before they are
+    /// validated.
+    fn apply(&self, settings: &mut Settings) {
+        match self {
+            Command::Run(args) => {
+                args.requests.raise_depth(settings);
+                args.worker.apply(settings);
+            }
+            Command::Submit(args) => args.requests.raise_depth(settings),
+            Command::Worker(args) => args.opts.apply(settings),
+            Command::Up(opts) => opts.apply(settings),
+            Command::Rest(args) => {
+                if let Some(port) = args.port {
+                    settings.rest.port = port;
+                }
+            }
+            _ => {}
+        }
     }
-    args.worker.apply(&mut settings);
-    settings.validate()?;
-    crate::telemetry::init(&settings.log);
+}
 
+impl RequestArgs {
+    /// `--maxdepth` raises `crawl.maxdepth_limit` for this run.
+    fn raise_depth(&self, settings: &mut Settings) {
+        if let Some(d) = self.maxdepth {
+            settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
+        }
+    }
+}
+
+async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     let stats = Arc::new(Stats::default());
     let registry = start_registry(&settings, stats.clone())?;
     let spider = spider_name(&registry, &settings, &args.spider)?;
@@ -347,18 +360,9 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
         None => Arc::new(JsonlSink::stdout(base64)),
     };
     let settings = Arc::new(settings);
-    let (frontier, dedup, throttle) = stores(&settings, Some(&registry), stats.clone()).await?;
-    let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
-    let engine = Engine::new(
-        frontier.clone(),
-        dedup,
-        sink,
-        fetcher,
-        throttle,
-        registry.clone(),
-        settings.clone(),
-        stats.clone(),
-    );
+    let stores = wiring::stores(&settings, Some(&registry), &stats).await?;
+    let frontier = stores.frontier.clone();
+    let engine = wiring::engine(&settings, &stats, &registry, stores, sink)?;
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         if engine.submit(r).await? {
@@ -400,43 +404,6 @@ async fn run(mut settings: Settings, args: RunArgs) -> Result<i32> {
 /// The exit code of a `run` stopped by a signal before its crawl was done.
 pub const INTERRUPTED: i32 = 130;
 
-/// The frontier and dedup store: Redis when `redis.url` is set, else in process.
-/// The throttle the frontier consults, also handed to the fetcher.
-pub(crate) type Stores = (
-    Arc<dyn Frontier>,
-    Arc<dyn DedupStore>,
-    Arc<dyn ThrottleStore>,
-);
-
-async fn stores(
-    settings: &Settings,
-    registry: Option<&Arc<Registry>>,
-    stats: Arc<Stats>,
-) -> Result<Stores> {
-    if settings.redis.url.is_empty() {
-        let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
-        let frontier = Arc::new(EmbeddedFrontier::new(
-            throttle.clone(),
-            crate::politeness::Politeness::of(&settings.crawl),
-        ));
-        let dedup = Arc::new(EmbeddedDedup::new(Duration::from_secs(
-            settings.crawl.dupe_idle_ttl,
-        )));
-        if registry.is_some() {
-            cluster::metrics(settings, &stats, None);
-        }
-        return Ok((frontier, dedup, throttle));
-    }
-    let store = RedisStore::connect(settings, stats.clone()).await?;
-    if let Some(registry) = registry {
-        cluster::metrics(settings, &stats, Some(&store));
-        store.set_spiders(spider_names(registry));
-        publish_plugins(&store, registry);
-    }
-    tracing::info!(url = %crate::config::redact(&settings.redis.url), namespace = %store.namespace(), "cluster mode: Redis");
-    Ok((store.clone(), store.clone(), store))
-}
-
 /// Refuse seeds the address policy refuses, before anything is queued.
 async fn check_seeds(fetcher: &Fetcher, requests: &[CrawlRequest]) -> Result<()> {
     for r in requests {
@@ -453,27 +420,17 @@ async fn check_seeds(fetcher: &Fetcher, requests: &[CrawlRequest]) -> Result<()>
 /// Run one control operation against the cluster and print its JSON reply.
 async fn control<F, Fut>(settings: Settings, op: F) -> Result<i32>
 where
-    F: FnOnce(Monitor) -> Fut,
+    F: FnOnce(MonitorStore) -> Fut,
     Fut: std::future::Future<Output = Result<Value>>,
 {
-    settings.validate()?;
-    crate::telemetry::init(&settings.log);
-    if settings.redis.url.is_empty() {
-        bail!("control operations act on a cluster: give --redis URL (or set redis.url)");
-    }
-    let store = RedisStore::connect(&settings, Arc::default()).await?;
-    let reply = op(Monitor::new(store)).await?;
+    let cluster = wiring::cluster(&settings, Arc::default()).await?;
+    let reply = op(cluster.monitors).await?;
     writeln!(std::io::stdout().lock(), "{reply}")?;
     Ok(0)
 }
 
 /// `spinneret submit`: validate, queue in the cluster, exit.
-async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
-    if let Some(d) = args.requests.maxdepth {
-        settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
-    }
-    settings.validate()?;
-    crate::telemetry::init(&settings.log);
+async fn submit(settings: Settings, args: SubmitArgs) -> Result<i32> {
     if settings.redis.url.is_empty() {
         bail!("submit queues requests in a cluster: give --redis URL (or set redis.url)");
     }
@@ -482,7 +439,8 @@ async fn submit(mut settings: Settings, args: SubmitArgs) -> Result<i32> {
         bail!("nothing to submit: give --seed URL, --request JSON or --requests FILE");
     }
     check_seeds(&Fetcher::new(&settings.crawl)?, &requests).await?;
-    let (frontier, dedup, _) = stores(&settings, None, Arc::default()).await?;
+    let stores = wiring::stores(&settings, None, &Arc::default()).await?;
+    let (frontier, dedup) = (stores.frontier, stores.dedup);
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         let cap = settings.crawl.global_page_per_domain_limit;

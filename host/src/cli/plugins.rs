@@ -7,7 +7,7 @@ use crate::config::Settings;
 use crate::fetch::Fetched;
 use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher, FIRST_LOAD_WAIT};
 use crate::request::CrawlRequest;
-use crate::scheduler::RedisStore;
+use crate::scheduler::WorkerCard;
 use crate::stats::Stats;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
@@ -115,16 +115,16 @@ pub(super) fn spider_names(registry: &Registry) -> Vec<String> {
 /// Keep the spiders and plugins in this worker's heartbeat current: checked
 /// every 200 ms, written with the next heartbeat (each second), so loads
 /// and hot swaps show in stats and on the status page.
-pub(super) fn publish_plugins(store: &Arc<RedisStore>, registry: &Arc<Registry>) {
-    let (store, registry) = (Arc::downgrade(store), Arc::downgrade(registry));
+pub(super) fn publish_plugins(card: &Arc<WorkerCard>, registry: &Arc<Registry>) {
+    let (card, registry) = (Arc::downgrade(card), Arc::downgrade(registry));
     tokio::spawn(async move {
         let mut seen = None;
-        while let (Some(store), Some(registry)) = (store.upgrade(), registry.upgrade()) {
+        while let (Some(card), Some(registry)) = (card.upgrade(), registry.upgrade()) {
             let generation = registry.generation();
             if seen != Some(generation) {
                 seen = Some(generation);
-                store.set_spiders(spider_names(&registry));
-                store.set_plugins(
+                card.set_spiders(spider_names(&registry));
+                card.set_plugins(
                     registry
                         .list()
                         .iter()
@@ -132,7 +132,7 @@ pub(super) fn publish_plugins(store: &Arc<RedisStore>, registry: &Arc<Registry>)
                         .collect(),
                 );
             }
-            drop((store, registry));
+            drop((card, registry));
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
@@ -140,7 +140,6 @@ pub(super) fn publish_plugins(store: &Arc<RedisStore>, registry: &Arc<Registry>)
 
 /// `spinneret plugins`: load every plugin in the directory now and list them.
 pub(super) fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
-    crate::telemetry::init(&settings.log);
     let runtime = Runtime::new(&settings.plugins, Arc::new(Stats::default()))?;
     let registry = Registry::new(runtime);
     let loaded = registry.load_dir(&settings.plugins.dir);
@@ -198,7 +197,6 @@ pub(super) fn plugins(settings: Settings, args: PluginsArgs) -> Result<i32> {
 /// `spinneret parse`: one recorded response through a spider, for golden
 /// tests and for debugging a spider without crawling.
 pub(super) async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
-    crate::telemetry::init(&settings.log);
     let registry = start_registry(&settings, Arc::new(Stats::default()))?;
     let name = spider_name(&registry, &settings, &args.spider)?;
     let spider = registry.get(&name).context("spider vanished")?;

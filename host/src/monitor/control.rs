@@ -11,8 +11,9 @@ use super::schema::{ActionKind, DomainConfigKind, StatsKind};
 use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{BusError, KafkaBus};
-use crate::scheduler::redis::DomainAction;
-use crate::scheduler::{Monitor, StoreError};
+use crate::monitor::store::DomainAction;
+use crate::monitor::store::MonitorStore;
+use crate::scheduler::StoreError;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use serde_json::{json, Map, Value};
@@ -20,14 +21,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct ControlPlane {
-    store: Monitor,
+    store: MonitorStore,
     bus: Arc<KafkaBus>,
     /// This reader's name in the stream's consumer group.
     consumer: String,
 }
 
 impl ControlPlane {
-    pub fn new(store: Monitor, bus: Arc<KafkaBus>) -> ControlPlane {
+    pub fn new(store: MonitorStore, bus: Arc<KafkaBus>) -> ControlPlane {
         let consumer = format!("{}:{:08x}", store.machine(), rand_u32());
         ControlPlane {
             store,

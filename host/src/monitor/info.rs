@@ -1,6 +1,6 @@
 //! The `info` replies (contract §4.2), built from what the store counted.
 
-use crate::scheduler::redis::{AppCrawlInfo, CrawlInfo, DomainQueue};
+use crate::monitor::store::{AppCrawlInfo, CrawlInfo, DomainQueue};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;

@@ -15,9 +15,9 @@ use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
+use crate::monitor::store::MonitorStore;
+use crate::monitor::store::{IngestEntry, IngestOutcome, Ingested};
 use crate::plugins::monitor::MonitorPlugins;
-use crate::scheduler::redis::{IngestEntry, IngestOutcome, Ingested};
-use crate::scheduler::Monitor;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use futures::FutureExt;
@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub struct IngestMonitor {
-    store: Monitor,
+    store: MonitorStore,
     stats: Arc<crate::stats::Stats>,
     bus: Arc<KafkaBus>,
     settings: Arc<Settings>,
@@ -66,7 +66,7 @@ struct Handled {
 
 impl IngestMonitor {
     pub fn new(
-        store: Monitor,
+        store: MonitorStore,
         bus: Arc<KafkaBus>,
         settings: Arc<Settings>,
         plugins: MonitorPlugins,

@@ -8,6 +8,7 @@ pub mod info;
 pub mod ingest;
 pub mod schema;
 pub mod stats;
+pub mod store;
 
 use schema::{ActionRequest, DomainConfigRequest, StatsRequest};
 use serde::{Deserialize, Serialize};

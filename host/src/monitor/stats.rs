@@ -2,7 +2,7 @@
 //! status counters per window for spiders, machines and the monitor roles,
 //! queue depths, and the live nodes of each role.
 
-use crate::scheduler::redis::{Monitor, QueueDepth, Windows, WINDOWS};
+use crate::monitor::store::{MonitorStore, QueueDepth, Windows, WINDOWS};
 use crate::scheduler::StoreError;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,7 +20,7 @@ pub fn windows_json(w: &Windows) -> Value {
 
 /// Stats of the crawlers by type: `spider`, `machine`, `queue`, or
 /// `crawler` (all three).
-pub async fn crawler(store: &Monitor, kind: &str) -> Result<Value, StoreError> {
+pub async fn crawler(store: &MonitorStore, kind: &str) -> Result<Value, StoreError> {
     Ok(match kind {
         "spider" => json!({"spiders": spiders(store).await?}),
         "machine" => json!({"machines": machines(store).await?}),
@@ -35,7 +35,7 @@ pub async fn crawler(store: &Monitor, kind: &str) -> Result<Value, StoreError> {
 
 /// Live spiders by name (with their worker count) and their status
 /// counters.
-async fn spiders(store: &Monitor) -> Result<Value, StoreError> {
+async fn spiders(store: &MonitorStore) -> Result<Value, StoreError> {
     let mut counts: BTreeMap<String, u64> = BTreeMap::new();
     for w in store.live_workers().await? {
         for n in w.spiders {
@@ -60,7 +60,7 @@ async fn spiders(store: &Monitor) -> Result<Value, StoreError> {
 
 /// Live hosts and their status counters. Counters are kept per worker
 /// (`host:pid`); the contract reports them per host.
-async fn machines(store: &Monitor) -> Result<Value, StoreError> {
+async fn machines(store: &MonitorStore) -> Result<Value, StoreError> {
     let hosts: BTreeSet<String> = store
         .live_workers()
         .await?
@@ -123,7 +123,7 @@ pub fn queues_json(depths: &[QueueDepth]) -> Value {
 /// Stats of a monitor role: `total`, `fail`, `plugins` (windows per
 /// request kind) and `nodes`.
 pub async fn monitor_role(
-    store: &Monitor,
+    store: &MonitorStore,
     stat_kind: char,
     role: &str,
 ) -> Result<Value, StoreError> {
@@ -145,7 +145,7 @@ pub async fn monitor_role(
 }
 
 /// Live nodes of `role`: `{host: [ids]}`.
-pub async fn nodes(store: &Monitor, role: &str) -> Result<Value, StoreError> {
+pub async fn nodes(store: &MonitorStore, role: &str) -> Result<Value, StoreError> {
     let mut by_host: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for id in store.nodes(role).await? {
         let host = id.rsplit_once(':').map_or(id.as_str(), |(h, _)| h);

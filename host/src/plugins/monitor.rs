@@ -6,9 +6,9 @@
 
 use super::{Kind, MonitorAction, Plugin, Registry};
 use crate::monitor::schema::Rejection;
+use crate::monitor::store::Ingested;
 use crate::monitor::ControlRequest;
 use crate::request::CrawlRequest;
-use crate::scheduler::redis::Ingested;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::monitor::schema::classify;
-use crate::scheduler::Monitor;
+use crate::monitor::store::MonitorStore;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use axum::extract::{Request, State};
@@ -40,7 +40,7 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub struct Gateway {
     bus: Arc<KafkaBus>,
-    store: Monitor,
+    store: MonitorStore,
     settings: Arc<Settings>,
     /// `/feed` calls waiting for a reply, by uuid; several may wait on one.
     waiters: Mutex<Waiters>,
@@ -91,7 +91,7 @@ impl Gateway {
     pub async fn start(
         settings: Arc<Settings>,
         bus: Arc<KafkaBus>,
-        store: Monitor,
+        store: MonitorStore,
     ) -> anyhow::Result<Arc<Gateway>> {
         // The id its heartbeat lists it under in `rest` stats (`host:pid`,
         // every role's scheme), so a client can match the two.
@@ -491,7 +491,7 @@ async fn ui(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// The status page's document (without the rate and time).
-fn status_json(st: crate::scheduler::redis::Status) -> serde_json::Value {
+fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
     let crawls: Vec<serde_json::Value> = st
         .crawls
         .into_iter()

@@ -14,25 +14,14 @@ pub mod redis;
 #[cfg(test)]
 mod twins;
 
-pub use self::redis::{Monitor, RedisStore, MAX_SHARDS};
+pub use self::redis::{RedisFrontier, WorkerCard};
 use crate::politeness::{Requeue, Sample};
+pub use crate::store::{StoreError, MAX_SHARDS};
 pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
 
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
 use std::time::Duration;
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    /// The backing service is down or answered garbage; retry later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// The crawl's (appid, crawlid) hashes to the key another crawl holds;
-    /// nothing was stored. Resubmitting under another crawlid works.
-    #[error("this crawl's key collides with another crawl's; nothing was queued: send it again with another crawlid")]
-    Collision,
-}
 
 /// A request taken from the frontier. It stays leased until acked.
 #[derive(Debug)]

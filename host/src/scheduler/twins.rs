@@ -4,7 +4,7 @@
 //! setup installs it). Each scenario is a script of frontier calls whose
 //! pops are written down as [`Step`]s; both stores must write the same.
 
-use super::{EmbeddedFrontier, Frontier, Pop, RedisStore};
+use super::{EmbeddedFrontier, Frontier, Pop, RedisFrontier, WorkerCard};
 use crate::config::Settings;
 use crate::politeness::throttle::EmbeddedThrottle;
 use crate::politeness::{Politeness, Requeue};
@@ -237,6 +237,16 @@ impl Drop for Server {
     }
 }
 
+/// A worker's frontier on the test's Redis, as `spinneret worker` wires it.
+async fn redis_frontier(s: &Settings) -> Arc<RedisFrontier> {
+    let redis = crate::store::Redis::connect(s, Default::default())
+        .await
+        .expect("redis store");
+    let monitors = crate::monitor::store::MonitorStore::new(redis.clone(), s);
+    let card = Arc::new(WorkerCard::new(false, Default::default()));
+    Arc::new(RedisFrontier::new(redis, s, card, Some(Arc::new(monitors))))
+}
+
 #[tokio::test]
 async fn both_frontiers_pace_sites_alike() {
     let server = Server::start().await;
@@ -245,9 +255,7 @@ async fn both_frontiers_pace_sites_alike() {
         let throttle = Arc::new(EmbeddedThrottle::new(s.throttle.clone()));
         let embedded: Arc<dyn Frontier> =
             Arc::new(EmbeddedFrontier::new(throttle, Politeness::of(&s.crawl)));
-        let redis: Arc<dyn Frontier> = RedisStore::connect(&s, Default::default())
-            .await
-            .expect("redis store");
+        let redis: Arc<dyn Frontier> = redis_frontier(&s).await;
         for (store, frontier) in [("embedded", embedded), ("redis", redis)] {
             let mut twin = Twin {
                 frontier,
@@ -270,9 +278,7 @@ async fn both_dedup_stores_admit_alike() {
     let server = Server::start().await;
     let s = settings(&server.url, "twins-admit");
     let embedded: Arc<dyn DedupStore> = Arc::new(EmbeddedDedup::new(Duration::from_secs(600)));
-    let redis: Arc<dyn DedupStore> = RedisStore::connect(&s, Default::default())
-        .await
-        .expect("redis store");
+    let redis: Arc<dyn DedupStore> = redis_frontier(&s).await;
     // The Redis store keeps 8 of a fingerprint's 16 bytes, the high ones
     // (`wire::fingerprint_args`): the test's fingerprints differ there.
     let link = |n: u128, domain: &str, force: bool| Candidate {

@@ -2,19 +2,24 @@
 //! robots.txt) and as the dedup store: each link is deduplicated and
 //! queued on its domain's shard.
 
-use super::wire::{candidate_args, cap_arg, crawl_owner, crawl_ref, owned_count, WireJob};
-use super::{unavailable, RedisStore};
+use super::RedisFrontier;
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::request::{CrawlKey, Job};
 use crate::scheduler::{Candidate, DedupStore, Frontier, StoreError};
+use crate::store::{
+    cap_arg, crawl_owner, crawl_ref, fingerprint_args, owned_count, queue_key, unavailable, WireJob,
+};
 use async_trait::async_trait;
 use std::time::Duration;
 
 #[async_trait]
-impl ThrottleStore for RedisStore {
+impl ThrottleStore for RedisFrontier {
     async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
-        let mut con = self.con();
-        let mut inv = self.with_throttle(&self.scripts.throttle, self.shards.of_domain(domain));
+        let mut con = self.redis.con();
+        let mut inv = self.with_throttle(
+            &self.scripts.throttle,
+            self.redis.shards().of_domain(domain),
+        );
         let wait: u64 = inv
             .arg(spider)
             .arg(domain)
@@ -33,9 +38,12 @@ impl ThrottleStore for RedisStore {
         } else {
             String::new()
         };
-        let tag = self.shards.tag(self.shards.of_domain(domain));
+        let tag = self
+            .redis
+            .shards()
+            .tag(self.redis.shards().of_domain(domain));
         let key = format!("{tag}:t:{}{split}{domain}", self.throttle_prefix());
-        let mut con = self.con();
+        let mut con = self.redis.con();
         let _: Vec<String> = redis::cmd("ZPOPMAX")
             .arg(key)
             .query_async(&mut con)
@@ -46,7 +54,7 @@ impl ThrottleStore for RedisStore {
 }
 
 #[async_trait]
-impl DedupStore for RedisStore {
+impl DedupStore for RedisFrontier {
     async fn admit(
         &self,
         crawl: &CrawlKey,
@@ -60,7 +68,7 @@ impl DedupStore for RedisStore {
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
-                let mut inv = self.call(&self.scripts.admit, k);
+                let mut inv = self.redis.call(&self.scripts.admit, k);
                 inv.arg(crawl_ref(crawl))
                     .arg(crawl_owner(crawl))
                     .arg(cap_arg(candidates[0].domain_cap))
@@ -72,7 +80,7 @@ impl DedupStore for RedisStore {
             })
             .collect();
         let mut admitted = vec![false; candidates.len()];
-        for (k, out) in self.on_shards::<Vec<i64>>(calls).await? {
+        for (k, out) in self.redis.on_shards::<Vec<i64>>(calls).await? {
             for (&i, v) in by_shard[&k].iter().zip(out) {
                 admitted[i] = v == 1;
             }
@@ -93,14 +101,14 @@ impl DedupStore for RedisStore {
         };
         let cref = crawl_ref(crawl);
         let spec = &first.crawl;
-        let (spec_json, lazy) = self.spec_args(jobs.iter());
+        let (spec_json, lazy) = self.redis.spec_args(jobs.iter());
         // Each link is deduplicated and queued on its domain's shard, in
         // one atomic step there.
         let by_shard = self.by_shard(&candidates[..candidates.len().min(jobs.len())]);
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
-                let mut inv = self.call(&self.scripts.admit_push, k);
+                let mut inv = self.redis.call(&self.scripts.admit_push, k);
                 inv.arg(&cref)
                     .arg(crawl_owner(crawl))
                     .arg(cap_arg(candidates[0].domain_cap))
@@ -112,10 +120,9 @@ impl DedupStore for RedisStore {
                 for &i in idx {
                     let (c, j) = (&candidates[i], &jobs[i]);
                     // The candidate already carries the registered domain.
-                    let payload =
-                        serde_json::to_string(&WireJob::of(j, &c.domain)).unwrap_or_default();
+                    let payload = WireJob::of(j, &c.domain).to_json();
                     candidate_args(&mut inv, c);
-                    inv.arg(Self::queue_key(j, &c.domain))
+                    inv.arg(queue_key(j, &c.domain))
                         .arg(j.priority)
                         .arg(payload);
                 }
@@ -124,19 +131,29 @@ impl DedupStore for RedisStore {
             .collect();
         let mut queued = 0;
         let mut written = Vec::new();
-        for (k, n) in self.on_shards::<i64>(calls).await? {
+        for (k, n) in self.redis.on_shards::<i64>(calls).await? {
             let n = owned_count(n)?;
             if n > 0 {
-                self.shards.has_work(k);
-                written.push((k, self.marks.wrote(k)));
+                self.redis.shards().has_work(k);
+                written.push((k, self.redis.wrote(k)));
             }
             queued += n;
         }
         // The page is acked on its own shard after these writes, so that
         // shard keeps their order by itself.
-        let own = (!origin.is_empty()).then(|| self.shards.of_domain(origin));
+        let own = (!origin.is_empty()).then(|| self.redis.shards().of_domain(origin));
         written.retain(|(k, _)| Some(*k) != own);
-        self.replicated(written).await?;
+        self.redis.replicated(written).await?;
         Ok(queued)
     }
+}
+
+/// A candidate link's arguments to the admit scripts: fingerprint, hex,
+/// domain, force.
+fn candidate_args(inv: &mut redis::ScriptInvocation<'_>, c: &Candidate) {
+    let (fp, hex) = fingerprint_args(c.fingerprint);
+    inv.arg(fp)
+        .arg(hex)
+        .arg(&c.domain)
+        .arg(if c.force { "1" } else { "0" });
 }

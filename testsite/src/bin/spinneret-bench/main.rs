@@ -742,7 +742,12 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
     let mut settings = spinneret::config::Settings::default();
     settings.redis.url = redis.url();
     settings.redis.namespace = "scale".into();
-    let store = spinneret::scheduler::RedisStore::connect(&settings, Default::default()).await?;
+    let shared = spinneret::store::Redis::connect(&settings, Default::default()).await?;
+    let card = std::sync::Arc::new(spinneret::scheduler::WorkerCard::new(
+        false,
+        Default::default(),
+    ));
+    let store = spinneret::scheduler::RedisFrontier::new(shared.clone(), &settings, card, None);
     use spinneret::scheduler::Frontier;
     let mem0 = redis.used_memory()?;
     let started = Instant::now();
@@ -765,7 +770,7 @@ async fn control_at_scale(redis: &redis::Redis) -> Result<Vec<String>> {
     let fill = started.elapsed();
     let mem = redis.used_memory()?.saturating_sub(mem0);
     let t = Instant::now();
-    let monitor = spinneret::scheduler::Monitor::new(store.clone());
+    let monitor = spinneret::monitor::store::MonitorStore::new(shared, &settings);
     let info = monitor.crawl_info("bench", "c42", "link").await?;
     let info_ms = ms(t.elapsed());
     let t = Instant::now();

@@ -3,14 +3,13 @@
 
 use super::StoreError;
 use crate::request::{CrawlKey, CrawlSpec, Job};
-use crate::scheduler::Candidate;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 /// A queued request as stored in Redis: the crawl's spec is stored once,
 /// not in every request.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct WireJob {
+pub(crate) struct WireJob {
     u: String,
     s: String,
     p: i32,
@@ -44,8 +43,13 @@ fn is_zero(n: &u32) -> bool {
 }
 
 impl WireJob {
+    /// As stored: plain data, so writing it cannot fail.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a queued request serialises")
+    }
+
     /// `domain` is the job's registered domain, computed once by the caller.
-    pub(super) fn of(job: &Job, domain: &str) -> WireJob {
+    pub(crate) fn of(job: &Job, domain: &str) -> WireJob {
         WireJob {
             u: job.url.clone(),
             s: job.spiderid.clone(),
@@ -64,7 +68,7 @@ impl WireJob {
         }
     }
 
-    pub(super) fn into_job(self, crawl: Arc<CrawlSpec>) -> Job {
+    pub(crate) fn into_job(self, crawl: Arc<CrawlSpec>) -> Job {
         Job {
             crawl,
             url: self.u,
@@ -114,26 +118,26 @@ mod body64 {
     }
 }
 
+/// `spider|domain`, and `|r` for a request that needs a browser (see
+/// `common.lua`'s `qk_parts`).
+pub(crate) fn queue_key(job: &Job, domain: &str) -> String {
+    if job.crawl.render.is_never() {
+        format!("{}|{domain}", job.spiderid)
+    } else {
+        format!("{}|{domain}|r", job.spiderid)
+    }
+}
+
 /// A cap for a script: the number, or "" for none.
-pub(super) fn cap_arg(cap: Option<u32>) -> String {
+pub(crate) fn cap_arg(cap: Option<u32>) -> String {
     cap.map(|n| n.to_string()).unwrap_or_default()
 }
 
 /// 8 bytes of the 16-byte fingerprint, as a signed integer (so Redis keeps
 /// the seen sets as compact intsets) and as hex (its path in the trie).
-pub(super) fn fingerprint_args(fingerprint: u128) -> (String, String) {
+pub(crate) fn fingerprint_args(fingerprint: u128) -> (String, String) {
     let fp64 = (fingerprint >> 64) as u64;
     ((fp64 as i64).to_string(), format!("{fp64:016x}"))
-}
-
-/// A candidate link's arguments to the admit scripts: fingerprint, hex,
-/// domain, force.
-pub(super) fn candidate_args(inv: &mut redis::ScriptInvocation<'_>, c: &Candidate) {
-    let (fp, hex) = fingerprint_args(c.fingerprint);
-    inv.arg(fp)
-        .arg(hex)
-        .arg(&c.domain)
-        .arg(if c.force { "1" } else { "0" });
 }
 
 /// The short, key-safe id of a crawl (appid + crawlid).
@@ -153,7 +157,7 @@ pub fn crawl_owner(key: &CrawlKey) -> String {
 }
 
 /// A script's count, where -1 means another crawl owns the key.
-pub(super) fn owned_count(n: i64) -> Result<usize, StoreError> {
+pub(crate) fn owned_count(n: i64) -> Result<usize, StoreError> {
     if n < 0 {
         return Err(StoreError::Collision);
     }

@@ -1,15 +1,15 @@
 //! Replies kept for the REST gateway's `/poll`: stored when a `/feed` gave
 //! up waiting, taken once, dropped after `rest.poll_ttl`.
 
-use super::{unavailable, Monitor};
-use crate::scheduler::StoreError;
+use super::MonitorStore;
+use crate::store::{unavailable, StoreError};
 
-impl Monitor {
+impl MonitorStore {
     /// Keep a reply for `/poll` (every gateway stores it; the same value).
     pub async fn reply_put(&self, uuid: &str, json: &str, ttl_secs: u64) -> Result<(), StoreError> {
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         let _: () = redis::cmd("SET")
-            .arg(self.store.key(&format!("reply:{uuid}")))
+            .arg(self.redis.key(&format!("reply:{uuid}")))
             .arg(json)
             .arg("EX")
             .arg(ttl_secs)
@@ -21,9 +21,9 @@ impl Monitor {
 
     /// Take a stored reply: it is returned once.
     pub async fn reply_take(&self, uuid: &str) -> Result<Option<String>, StoreError> {
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         redis::cmd("GETDEL")
-            .arg(self.store.key(&format!("reply:{uuid}")))
+            .arg(self.redis.key(&format!("reply:{uuid}")))
             .query_async(&mut con)
             .await
             .map_err(unavailable)
@@ -31,7 +31,7 @@ impl Monitor {
 
     /// Is Redis answering?
     pub async fn ping(&self) -> bool {
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         redis::cmd("PING")
             .query_async::<String>(&mut con)
             .await

@@ -2,15 +2,17 @@
 //! crawl's links reach another shard), cached per worker with the version
 //! a pop names, so requests travel without them.
 
-use super::{crawl_owner, crawl_ref, unavailable, RedisStore, SPEC_CACHE};
+use super::{corrupt, crawl_owner, crawl_ref, unavailable, Redis, StoreError};
+use crate::links::domain;
 use crate::request::{CrawlSpec, Job};
-use crate::scheduler::domain;
-use crate::scheduler::StoreError;
 use std::sync::Arc;
 
-impl RedisStore {
+/// Crawl specs a process keeps in memory.
+const SPEC_CACHE: usize = 10_000;
+
+impl Redis {
     /// The spec cache's key for crawl `cref` as shard k stores it.
-    pub(super) fn spec_key(&self, k: usize, cref: &str) -> String {
+    fn spec_key(&self, k: usize, cref: &str) -> String {
         if self.shards.len() == 1 {
             cref.to_string()
         } else {
@@ -40,7 +42,7 @@ impl RedisStore {
 
     /// The crawl's spec at `version` on shard k (what a pop names): cached,
     /// else read from Redis.
-    pub(super) async fn spec_at(
+    pub(crate) async fn spec_at(
         &self,
         k: usize,
         cref: &str,
@@ -59,14 +61,14 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         let Some(json) = json else { return Ok(None) };
-        let spec: CrawlSpec = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Unavailable(format!("corrupt crawl spec {cref}: {e}")))?;
+        let spec: CrawlSpec =
+            serde_json::from_str(&json).map_err(|e| corrupt(format!("crawl spec {cref}: {e}")))?;
         let spec = Arc::new(spec);
         self.cache_spec(cache_key, version, &spec);
         Ok(Some(spec))
     }
 
-    pub(super) fn cache_spec(&self, cache_key: String, version: &str, spec: &Arc<CrawlSpec>) {
+    fn cache_spec(&self, cache_key: String, version: &str, spec: &Arc<CrawlSpec>) {
         let mut specs = self.specs.lock();
         if specs.len() >= SPEC_CACHE && !specs.contains_key(&cache_key) {
             // Any entry will do: a miss costs one GET.
@@ -84,11 +86,11 @@ impl RedisStore {
     /// frontier (it may be the crawl's first request there) and never on
     /// a single shard, so one popped under an older spec cannot undo a
     /// resubmission.
-    pub(super) fn spec_args<'j>(
+    pub(crate) fn spec_args<'j>(
         &self,
         mut jobs: impl Iterator<Item = &'j Job> + Clone,
     ) -> (String, &'static str) {
-        let json = |j: &Job| serde_json::to_string(&*j.crawl).unwrap_or_default();
+        let json = |j: &Job| spec_json(&j.crawl);
         match jobs.clone().find(|j| j.depth == 0) {
             Some(seed) => (json(seed), "0"),
             None if self.shards.len() > 1 => (jobs.next().map(json).unwrap_or_default(), "1"),
@@ -98,13 +100,13 @@ impl RedisStore {
 
     /// A seed's new spec copied to the other shards that hold its crawl
     /// (a sharded frontier only; the seed's own shard stored it).
-    pub(super) async fn respec(&self, seeds: &[&Job]) -> Result<(), StoreError> {
+    pub(crate) async fn respec(&self, seeds: &[&Job]) -> Result<(), StoreError> {
         if self.shards.len() == 1 || seeds.is_empty() {
             return Ok(());
         }
         let mut calls = Vec::new();
         for k in self.shards.all() {
-            let mut inv = self.call(&self.scripts.respec, k);
+            let mut inv = self.call(&self.respec, k);
             let mut any = false;
             for j in seeds {
                 if self.shards.of_domain(&domain::of_url(&j.url)) == k {
@@ -113,7 +115,7 @@ impl RedisStore {
                 let key = j.crawl.key();
                 inv.arg(crawl_ref(&key))
                     .arg(crawl_owner(&key))
-                    .arg(serde_json::to_string(&*j.crawl).unwrap_or_default());
+                    .arg(spec_json(&j.crawl));
                 any = true;
             }
             if any {
@@ -127,4 +129,9 @@ impl RedisStore {
         .await?;
         Ok(())
     }
+}
+
+/// A spec as stored: plain data, so writing it cannot fail.
+fn spec_json(spec: &CrawlSpec) -> String {
+    serde_json::to_string(spec).expect("a crawl spec serialises")
 }

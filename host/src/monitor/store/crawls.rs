@@ -3,10 +3,11 @@
 //! O(size of that crawl) thanks to per-crawl indexes, never O(whole
 //! backlog).
 
-use super::{crawl_owner, crawl_ref, unavailable, Monitor, RedisStore};
+use super::MonitorStore;
+use crate::links::domain;
 use crate::politeness::SiteView;
 use crate::request::CrawlKey;
-use crate::scheduler::{domain, StoreError};
+use crate::store::{crawl_owner, crawl_ref, unavailable, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -70,7 +71,7 @@ pub struct Expired {
     pub purged: u64,
 }
 
-impl RedisStore {
+impl MonitorStore {
     /// Stop crawl `cref` on the given shards, each up to its horizon ("" =
     /// all); the total purged.
     async fn stop_on(
@@ -82,12 +83,12 @@ impl RedisStore {
         let calls = shards
             .iter()
             .map(|(k, horizon)| {
-                let mut inv = self.call(&self.scripts.stop, *k);
+                let mut inv = self.redis.call(&self.scripts.stop, *k);
                 inv.arg(cref).arg(owner).arg(horizon);
                 (*k, inv)
             })
             .collect();
-        let purged = self.on_shards::<i64>(calls).await?;
+        let purged = self.redis.on_shards::<i64>(calls).await?;
         Ok(purged.into_iter().map(|(_, n)| n.max(0) as u64).sum())
     }
 
@@ -98,19 +99,20 @@ impl RedisStore {
     /// on every shard and sends the reply. A caller that dies in between
     /// leaves it to the next one: reported at least once, and never twice
     /// unless a caller dies between sending the reply and marking it sent.
-    pub(super) async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
-        let here = self.shards.len() == 1;
+    pub(crate) async fn expire_due(&self) -> Result<Vec<Expired>, StoreError> {
+        let here = self.redis.shards().len() == 1;
         let calls = self
-            .shards
+            .redis
+            .shards()
             .all()
             .map(|k| {
-                let mut inv = self.call(&self.scripts.expire, k);
+                let mut inv = self.redis.call(&self.scripts.expire, k);
                 inv.arg(if here { "1" } else { "0" });
                 (k, inv)
             })
             .collect();
         let mut expired = Vec::new();
-        for (k, out) in self.on_shards::<Vec<String>>(calls).await? {
+        for (k, out) in self.redis.on_shards::<Vec<String>>(calls).await? {
             for due in out.chunks(3) {
                 let [cref, purged, owner] = due else { continue };
                 let mut purged: u64 = purged.parse().unwrap_or(0);
@@ -124,7 +126,7 @@ impl RedisStore {
                     }
                     self.expiring_done(k, cref).await?;
                 }
-                if let Some(spec) = self.spec(cref).await? {
+                if let Some(spec) = self.redis.spec(cref).await? {
                     expired.push(Expired {
                         appid: spec.appid.clone(),
                         crawlid: spec.crawlid.clone(),
@@ -140,11 +142,11 @@ impl RedisStore {
     /// caller claims it first: the number purged, or None if another
     /// caller has it.
     async fn expire_everywhere(&self, cref: &str, owner: &str) -> Result<Option<u64>, StoreError> {
-        let claim = self.key(&format!("expired:{cref}"));
-        let mut con = self.con();
+        let claim = self.redis.key(&format!("expired:{cref}"));
+        let mut con = self.redis.con();
         let mine: Option<String> = redis::cmd("SET")
             .arg(&claim)
-            .arg(&self.machine)
+            .arg(&*self.machine)
             .arg("NX")
             .arg("PX")
             .arg(30_000)
@@ -154,11 +156,16 @@ impl RedisStore {
         if mine.is_none() {
             return Ok(None);
         }
-        let all: Vec<(usize, String)> = self.shards.all().map(|k| (k, String::new())).collect();
+        let all: Vec<(usize, String)> = self
+            .redis
+            .shards()
+            .all()
+            .map(|k| (k, String::new()))
+            .collect();
         let purged = self.stop_on(cref, owner, &all).await?;
         let reply = json!({"Expired": {"cref": cref, "purged": purged}});
         self.control_push(&reply.to_string()).await?;
-        let mut con = self.con();
+        let mut con = self.redis.con();
         let _: () = redis::cmd("SET")
             .arg(&claim)
             .arg("sent")
@@ -172,9 +179,9 @@ impl RedisStore {
 
     /// Shard k's part of an expiry is over.
     async fn expiring_done(&self, k: usize, cref: &str) -> Result<(), StoreError> {
-        let mut con = self.con();
+        let mut con = self.redis.con();
         let _: i64 = redis::cmd("ZREM")
-            .arg(format!("{}:expiring", self.shards.tag(k)))
+            .arg(format!("{}:expiring", self.redis.shards().tag(k)))
             .arg(cref)
             .query_async(&mut con)
             .await
@@ -183,7 +190,7 @@ impl RedisStore {
     }
 }
 
-impl Monitor {
+impl MonitorStore {
     /// Info on one crawl: queued per domain, in flight, crawled.
     pub async fn crawl_info(
         &self,
@@ -201,7 +208,7 @@ impl Monitor {
             .await?;
         let all_queued = self.crawl_queued(&cref).await?;
         let expires = self
-            .store
+            .redis
             .spec(&cref)
             .await?
             .filter(|s| s.expires > 0 && s.key() == key)
@@ -224,10 +231,10 @@ impl Monitor {
         spiderid: &str,
     ) -> Result<Vec<AppCrawlInfo>, StoreError> {
         let mut crefs = BTreeSet::new();
-        for k in self.store.shards.all() {
-            let mut con = self.store.con();
+        for k in self.redis.shards().all() {
+            let mut con = self.redis.con();
             let on_shard: Vec<String> = redis::cmd("SMEMBERS")
-                .arg(format!("{}:app:{appid}", self.store.shards.tag(k)))
+                .arg(format!("{}:app:{appid}", self.redis.shards().tag(k)))
                 .query_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -235,7 +242,7 @@ impl Monitor {
         }
         let mut crawls = Vec::new();
         for cref in crefs {
-            let Some(spec) = self.store.spec(&cref).await? else {
+            let Some(spec) = self.redis.spec(&cref).await? else {
                 continue;
             };
             if spec.appid != appid {
@@ -260,10 +267,10 @@ impl Monitor {
     /// Everything the crawl has queued, whatever the spider.
     async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
         let mut total = 0;
-        for k in self.store.shards.all() {
-            let mut con = self.store.con();
+        for k in self.redis.shards().all() {
+            let mut con = self.redis.con();
             let q: Option<i64> = redis::cmd("HGET")
-                .arg(format!("{}:cc:{cref}", self.store.shards.tag(k)))
+                .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
                 .arg("q")
                 .query_async(&mut con)
                 .await
@@ -283,11 +290,11 @@ impl Monitor {
         spider: &str,
     ) -> Result<(u64, u64, u64, BTreeMap<String, DomainQueue>), StoreError> {
         let calls = self
-            .store
-            .shards
+            .redis
+            .shards()
             .all()
             .map(|k| {
-                let mut inv = self.store.call(&self.store.scripts.info, k);
+                let mut inv = self.redis.call(&self.scripts.info, k);
                 inv.arg(cref).arg(owner).arg(spider);
                 (k, inv)
             })
@@ -298,7 +305,7 @@ impl Monitor {
         };
         let mut sums = [0u64; 3];
         let mut domains = BTreeMap::new();
-        for (_, out) in self.store.on_shards::<Vec<redis::Value>>(calls).await? {
+        for (_, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
             for (i, sum) in sums.iter_mut().enumerate() {
                 *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
             }
@@ -345,24 +352,24 @@ impl Monitor {
         let cref = crawl_ref(&key);
         let owner = crawl_owner(&key);
         let shards: Vec<(usize, String)> = self
-            .store
-            .shards
+            .redis
+            .shards()
             .all()
             .map(|k| {
                 let horizon = horizons.and_then(|h| h.get(k).copied());
                 (k, horizon.map(|h| h.to_string()).unwrap_or_default())
             })
             .collect();
-        self.store.stop_on(&cref, &owner, &shards).await
+        self.stop_on(&cref, &owner, &shards).await
     }
 
     /// Change a domain's limits or blacklist it. Running workers see it on
     /// their next pop: the throttle is decided inside Redis.
     pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
         let d = domain::registered(domain_name);
-        let tag = self.store.shards.tag(self.store.shards.of_domain(&d));
+        let tag = self.redis.shards().tag(self.redis.shards().of_domain(&d));
         let key = |name: &str| format!("{tag}:{name}");
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         let cmd = match action {
             DomainAction::Update {
                 hits,

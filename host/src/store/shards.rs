@@ -17,7 +17,7 @@ const IDLE_SKIP: Duration = Duration::from_secs(30);
 
 pub use crate::config::MAX_SHARDS;
 
-pub(super) struct Shards {
+pub(crate) struct Shards {
     tags: Vec<String>,
     skips: Mutex<Skips>,
     rotor: AtomicUsize,
@@ -32,7 +32,7 @@ struct Skips {
 }
 
 /// What a shard said to a pop.
-pub(super) enum Reply {
+pub(crate) enum Reply {
     Empty,
     WaitFor(Duration),
 }
@@ -138,7 +138,7 @@ impl Shards {
 /// Replication marks per shard (Redis Cluster): the writes this process
 /// made, and how many of them a replica has confirmed. One `WAIT` confirms
 /// every write made before it was sent, so concurrent callers share it.
-pub(super) struct Marks {
+pub(crate) struct Marks {
     written: Vec<AtomicU64>,
     confirmed: Vec<AtomicU64>,
     turn: Vec<tokio::sync::Mutex<()>>,

@@ -3,13 +3,13 @@
 //! entry handed to exactly one reader), and per-role heartbeats and
 //! counters for the `kafka-monitor` / `redis-monitor` / `rest` stats.
 
-use super::wire::{crawl_owner, crawl_ref, fingerprint_args, WireJob};
-use super::{unavailable, Monitor, RedisStore};
+use super::MonitorStore;
+use crate::links::domain;
 use crate::request::{CrawlKey, Job};
-use crate::scheduler::{domain, StoreError};
-use redis::Value as RV;
+use crate::store::{
+    crawl_owner, crawl_ref, fingerprint_args, queue_key, unavailable, StoreError, WireJob,
+};
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// What one incoming message became.
 #[derive(Debug)]
@@ -60,32 +60,7 @@ enum As {
     Note(&'static str),
 }
 
-/// The control plane's consumer group on the control stream.
-const GROUP: &str = "control";
-/// An entry read by a control plane that then went silent this long is
-/// taken over by another.
-const CLAIM_IDLE_MS: u64 = 30_000;
-
-impl RedisStore {
-    /// Put a request on the control stream directly (monitor plugins' and
-    /// tests' way in; the ingest monitor batches through [`Self::ingest`]).
-    /// The stream is never trimmed by length: an entry leaves it only once
-    /// answered ([`Self::control_done`]), so no request goes unanswered.
-    pub async fn control_push(&self, json: &str) -> Result<(), StoreError> {
-        let mut con = self.con();
-        let _: String = redis::cmd("XADD")
-            .arg(self.key("control"))
-            .arg("*")
-            .arg("m")
-            .arg(json)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-}
-
-impl Monitor {
+impl MonitorStore {
     /// Handle a batch of one partition's messages (in offset order) in one
     /// atomic step; messages at or below the partition's watermark were
     /// handled before and are skipped. A sharded frontier takes one step
@@ -100,7 +75,7 @@ impl Monitor {
         if entries.is_empty() {
             return Ok(IngestOutcome::default());
         }
-        if self.store.shards.len() > 1 {
+        if self.redis.shards().len() > 1 {
             return self.ingest_sharded(partition_id, stat_kind, entries).await;
         }
         let all: Vec<(usize, As)> = (0..entries.len()).map(|i| (i, As::Is)).collect();
@@ -108,9 +83,7 @@ impl Monitor {
             .ingest_on(0, partition_id, Some(stat_kind), entries, &all, "")
             .await?;
         // The caller commits the partition's offsets next.
-        self.store
-            .replicated([(0, self.store.marks.wrote(0))])
-            .await?;
+        self.redis.replicated([(0, self.redis.wrote(0))]).await?;
         Ok(IngestOutcome { new, collided })
     }
 
@@ -139,7 +112,7 @@ impl Monitor {
                 let k = match &e.what {
                     Ingested::Seed { job, .. } => {
                         seeds.push(&**job);
-                        self.store.shards.of_domain(&domain::of_url(&job.url))
+                        self.redis.shards().of_domain(&domain::of_url(&job.url))
                     }
                     _ => 0,
                 };
@@ -174,26 +147,26 @@ impl Monitor {
                 .await?;
             outcome.new += new;
             outcome.collided.extend(collided);
-            self.store.respec(&seeds).await?;
+            self.redis.respec(&seeds).await?;
             start = end;
         }
         outcome.collided.sort_unstable();
         // The caller commits the partition's offsets next.
         let marks: Vec<(usize, u64)> = written
             .into_iter()
-            .map(|k| (k, self.store.marks.wrote(k)))
+            .map(|k| (k, self.redis.wrote(k)))
             .collect();
-        self.store.replicated(marks).await?;
+        self.redis.replicated(marks).await?;
         Ok(outcome)
     }
 
     /// Every shard's last job id, as JSON (shard 0's is filled in by the
     /// ingest script).
     async fn horizons(&self) -> Result<String, StoreError> {
-        let seqs = futures::future::try_join_all(self.store.shards.all().map(|k| async move {
-            let mut con = self.store.con();
+        let seqs = futures::future::try_join_all(self.redis.shards().all().map(|k| async move {
+            let mut con = self.redis.con();
             redis::cmd("GET")
-                .arg(format!("{}:seq", self.store.shards.tag(k)))
+                .arg(format!("{}:seq", self.redis.shards().tag(k)))
                 .query_async::<Option<u64>>(&mut con)
                 .await
                 .map_err(unavailable)
@@ -217,10 +190,10 @@ impl Monitor {
         items: &[(usize, As)],
         horizons: &str,
     ) -> Result<(usize, Vec<usize>, Vec<usize>), StoreError> {
-        let mut inv = self.store.call(&self.store.scripts.ingest, k);
+        let mut inv = self.redis.call(&self.scripts.ingest, k);
         inv.arg(partition_id)
             .arg(stat_kind.map(String::from).unwrap_or_default())
-            .arg(self.store.global_cap);
+            .arg(self.global_cap);
         for &(i, how) in items {
             let e = &entries[i];
             let kind = match (&e.what, how) {
@@ -250,7 +223,7 @@ impl Monitor {
                         .arg(fp)
                         .arg(hex)
                         .arg(&d)
-                        .arg(RedisStore::queue_key(job, &d))
+                        .arg(queue_key(job, &d))
                         .arg(job.priority)
                         .arg(payload);
                 }
@@ -274,7 +247,7 @@ impl Monitor {
                 }
             }
         }
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
         let new = out.first().copied().unwrap_or(0).max(0) as usize;
         let ncollided = out.get(1).copied().unwrap_or(0).max(0) as usize;
@@ -283,222 +256,4 @@ impl Monitor {
         let capped = out.iter().skip(2 + ncollided).filter_map(batch_index);
         Ok((new, collided.collect(), capped.collect()))
     }
-
-    /// Next control requests for `consumer`: first entries another control
-    /// plane read and never finished, else new ones (waiting up to `block`).
-    /// Returns (entry id, JSON).
-    pub async fn control_read(
-        &self,
-        consumer: &str,
-        count: usize,
-        block: Duration,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let stream = self.store.key("control");
-        let mut con = self.store.con();
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut con)
-            .await;
-        if let Err(e) = created {
-            if e.code() != Some("BUSYGROUP") {
-                return Err(unavailable(e));
-            }
-        }
-        let claimed: RV = redis::cmd("XAUTOCLAIM")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(consumer)
-            .arg(CLAIM_IDLE_MS)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(count)
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        let stale = match &claimed {
-            RV::Array(parts) => parts.get(1).map(stream_entries).unwrap_or_default(),
-            _ => Vec::new(),
-        };
-        if !stale.is_empty() {
-            tracing::info!(
-                n = stale.len(),
-                "taking over control requests a silent control plane left"
-            );
-            return Ok(stale);
-        }
-        // A blocking read gets its own connection: on the shared one it
-        // would hold up every other command.
-        let mut blocking = self.blocking_connection().await?;
-        let reply: RV = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&stream)
-            .arg(">")
-            .query_async(&mut blocking)
-            .await
-            .map_err(unavailable)?;
-        let mut out = Vec::new();
-        if let RV::Array(streams) = reply {
-            for s in streams {
-                if let RV::Array(kv) = s {
-                    if let Some(entries) = kv.get(1) {
-                        out.extend(stream_entries(entries));
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// The control requests were answered: forget them.
-    pub async fn control_done(&self, ids: &[String]) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let stream = self.store.key("control");
-        let mut con = self.store.con();
-        let _: () = redis::pipe()
-            .cmd("XACK")
-            .arg(&stream)
-            .arg(GROUP)
-            .arg(ids)
-            .ignore()
-            .cmd("XDEL")
-            .arg(&stream)
-            .arg(ids)
-            .ignore()
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn blocking_connection(&self) -> Result<super::Con, StoreError> {
-        let mut slot = self.store.blocking.lock().await;
-        if let Some(c) = slot.as_ref() {
-            return Ok(c.clone());
-        }
-        let c = super::Con::blocking(&self.store.nodes, crate::timeouts::REDIS_BLOCKING_RESPONSE)
-            .await
-            .map_err(unavailable)?;
-        *slot = Some(c.clone());
-        Ok(c)
-    }
-
-    /// Drop the blocking connection after an error, so the next read
-    /// reconnects.
-    pub async fn reset_blocking(&self) {
-        *self.store.blocking.lock().await = None;
-    }
-
-    /// Count `n` handled requests under `name` for a monitor's stats
-    /// (`stat_kind` 'k' ingest, 'r' control plane), plus the total.
-    pub async fn count_handled(
-        &self,
-        stat_kind: char,
-        name: &str,
-        n: u64,
-    ) -> Result<(), StoreError> {
-        let now = super::unix_now();
-        let (minute, hour) = (now / 60, now / 3600);
-        let mut pipe = redis::pipe();
-        for key in [name, "total"] {
-            let key = self.store.key(&format!("st:{stat_kind}:{key}:n"));
-            pipe.cmd("HINCRBY")
-                .arg(&key)
-                .arg(format!("m{minute}"))
-                .arg(n)
-                .ignore()
-                .cmd("HINCRBY")
-                .arg(&key)
-                .arg(format!("h{hour}"))
-                .arg(n)
-                .ignore()
-                .cmd("HINCRBY")
-                .arg(&key)
-                .arg("life")
-                .arg(n)
-                .ignore()
-                .cmd("SADD")
-                .arg(self.store.key("stkeys"))
-                .arg(&key)
-                .ignore();
-        }
-        let mut con = self.store.con();
-        let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Announce this process in `role` (kafka-monitor, redis-monitor, rest)
-    /// and drop silent nodes of that role.
-    pub async fn heartbeat(&self, role: &str) -> Result<(), StoreError> {
-        let key = self.store.key(&format!("hb:{role}"));
-        let now = super::unix_now() * 1000;
-        let mut con = self.store.con();
-        let _: () = redis::pipe()
-            .cmd("ZADD")
-            .arg(&key)
-            .arg(now)
-            .arg(&self.store.machine)
-            .ignore()
-            .cmd("ZREMRANGEBYSCORE")
-            .arg(&key)
-            .arg("-inf")
-            .arg(now - self.store.heartbeat_ttl_ms as i64)
-            .ignore()
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    /// Ids (`host:pid`) of the live nodes of `role`.
-    pub async fn nodes(&self, role: &str) -> Result<Vec<String>, StoreError> {
-        let now = super::unix_now() * 1000;
-        let mut con = self.store.con();
-        redis::cmd("ZRANGEBYSCORE")
-            .arg(self.store.key(&format!("hb:{role}")))
-            .arg(now - self.store.heartbeat_ttl_ms as i64)
-            .arg("+inf")
-            .query_async(&mut con)
-            .await
-            .map_err(unavailable)
-    }
-}
-
-/// `[[id, [field, value, ...]], ...]` -> (id, value of field `m`).
-fn stream_entries(v: &RV) -> Vec<(String, String)> {
-    let text = |v: &RV| match v {
-        RV::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        RV::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    };
-    let RV::Array(entries) = v else {
-        return Vec::new();
-    };
-    entries
-        .iter()
-        .filter_map(|e| {
-            let RV::Array(parts) = e else { return None };
-            let id = text(parts.first()?)?;
-            let RV::Array(fields) = parts.get(1)? else {
-                return None;
-            };
-            let body = fields
-                .chunks(2)
-                .find(|kv| kv.first().and_then(text).as_deref() == Some("m"))
-                .and_then(|kv| kv.get(1).and_then(text))?;
-            Some((id, body))
-        })
-        .collect()
 }

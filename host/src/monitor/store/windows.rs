@@ -2,8 +2,8 @@
 //! contract's windows (§4.2), queue depths, and the status page's summary.
 //! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
-use super::{unavailable, unix_now, unix_now_ms, Monitor, RedisStore};
-use crate::scheduler::StoreError;
+use super::MonitorStore;
+use crate::store::{unavailable, unix_now, unix_now_ms, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -82,21 +82,39 @@ pub struct WorkerStatus {
 /// Stats windows (contract §4.2), in seconds.
 pub const WINDOWS: [u64; 6] = [900, 3600, 21600, 43200, 86400, 604800];
 
-impl RedisStore {
+impl MonitorStore {
     /// Every status-counter key.
     async fn stat_keys(&self) -> Result<Vec<String>, StoreError> {
-        let mut con = self.con();
+        let mut con = self.redis.con();
         redis::cmd("SMEMBERS")
-            .arg(self.key("stkeys"))
+            .arg(self.redis.key("stkeys"))
             .query_async(&mut con)
             .await
             .map_err(unavailable)
     }
 
+    /// Trim old stats if no process did for a while (one claims it).
+    pub(super) async fn trim_stats_if_mine(&self) -> Result<(), StoreError> {
+        let mut con = self.redis.con();
+        let mine: Option<String> = redis::cmd("SET")
+            .arg(self.redis.key("trimmed"))
+            .arg(&*self.machine)
+            .arg("NX")
+            .arg("PX")
+            .arg(crate::timeouts::STATS_TRIM_EVERY.as_millis() as u64)
+            .query_async(&mut con)
+            .await
+            .map_err(unavailable)?;
+        if mine.is_some() {
+            self.trim_stats().await?;
+        }
+        Ok(())
+    }
+
     /// Drop minute buckets older than 12 h and hour buckets older than 8 days.
-    pub(super) async fn trim_stats(&self) -> Result<(), StoreError> {
+    async fn trim_stats(&self) -> Result<(), StoreError> {
         let keys = self.stat_keys().await?;
-        let mut con = self.con();
+        let mut con = self.redis.con();
         let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
         for key in keys {
             let fields: Vec<String> = redis::cmd("HKEYS")
@@ -125,12 +143,12 @@ impl RedisStore {
     }
 }
 
-impl Monitor {
+impl MonitorStore {
     /// Pages crawled by the whole cluster, ever (sum of the spiders'
     /// lifetime status counters).
     pub async fn pages_total(&self) -> Result<i64, StoreError> {
-        let keys = self.store.stat_keys().await?;
-        let prefix = self.store.key("st:s:");
+        let keys = self.stat_keys().await?;
+        let prefix = self.redis.key("st:s:");
         let spider_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
         if spider_keys.is_empty() {
             return Ok(0);
@@ -139,7 +157,7 @@ impl Monitor {
         for k in &spider_keys {
             pipe.cmd("HGET").arg(*k).arg("life");
         }
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         let lives: Vec<Option<i64>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
         Ok(lives.into_iter().flatten().sum())
     }
@@ -151,10 +169,10 @@ impl Monitor {
         // The most recent crawls of every shard, then their counts summed
         // over the shards.
         let mut recent: HashMap<String, f64> = HashMap::new();
-        for k in self.store.shards.all() {
-            let mut con = self.store.con();
+        for k in self.redis.shards().all() {
+            let mut con = self.redis.con();
             let on_shard: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
-                .arg(format!("{}:crawls", self.store.shards.tag(k)))
+                .arg(format!("{}:crawls", self.redis.shards().tag(k)))
                 .arg(0)
                 .arg(crawls.saturating_sub(1))
                 .arg("WITHSCORES")
@@ -171,14 +189,14 @@ impl Monitor {
         crefs.truncate(crawls);
         let mut list = Vec::new();
         for (cref, _) in &crefs {
-            let Some(spec) = self.store.spec(cref).await? else {
+            let Some(spec) = self.redis.spec(cref).await? else {
                 continue;
             };
             let (mut q, mut f, mut d) = (0, 0, 0);
-            for k in self.store.shards.all() {
-                let mut con = self.store.con();
+            for k in self.redis.shards().all() {
+                let mut con = self.redis.con();
                 let (sq, sf, sd): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(format!("{}:cc:{cref}", self.store.shards.tag(k)))
+                    .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
                     .arg("q")
                     .arg("f")
                     .arg("d")
@@ -198,9 +216,9 @@ impl Monitor {
                 crawled: d,
             });
         }
-        let mut con = self.store.con();
+        let mut con = self.redis.con();
         let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(self.store.key("hb"))
+            .arg(self.redis.key("hb"))
             .arg(0)
             .arg(-1)
             .arg("WITHSCORES")
@@ -208,7 +226,7 @@ impl Monitor {
             .await
             .map_err(unavailable)?;
         let info: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.store.key("hbinfo"))
+            .arg(self.redis.key("hbinfo"))
             .query_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -243,9 +261,9 @@ impl Monitor {
         &self,
         kind: char,
     ) -> Result<BTreeMap<(String, String), Windows>, StoreError> {
-        let keys = self.store.stat_keys().await?;
-        let mut con = self.store.con();
-        let prefix = self.store.key(&format!("st:{kind}:"));
+        let keys = self.stat_keys().await?;
+        let mut con = self.redis.con();
+        let prefix = self.redis.key(&format!("st:{kind}:"));
         let mut out = BTreeMap::new();
         let (minute, hour) = (unix_now() / 60, unix_now() / 3600);
         for key in keys {
@@ -292,9 +310,9 @@ impl Monitor {
     pub async fn site_paces(&self) -> Result<SitePaces, StoreError> {
         let now = unix_now_ms();
         let mut out = SitePaces::default();
-        for k in self.store.shards.all() {
-            let tag = self.store.shards.tag(k);
-            let mut con = self.store.con();
+        for k in self.redis.shards().all() {
+            let tag = self.redis.shards().tag(k);
+            let mut con = self.redis.con();
             type Scored = Vec<(String, i64)>;
             let (paused, longest, slowest): (u64, Scored, Scored) = redis::pipe()
                 .cmd("ZCOUNT")
@@ -334,9 +352,9 @@ impl Monitor {
     /// Requests queued per spider and domain, over all shards.
     pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
         let mut out = Vec::new();
-        for k in self.store.shards.all() {
-            let tag = self.store.shards.tag(k);
-            let mut con = self.store.con();
+        for k in self.redis.shards().all() {
+            let tag = self.redis.shards().tag(k);
+            let mut con = self.redis.con();
             let (plain, rendered): (Vec<String>, Vec<String>) = redis::pipe()
                 .cmd("ZRANGE")
                 .arg(format!("{tag}:ready"))
@@ -370,5 +388,45 @@ impl Monitor {
             }));
         }
         Ok(out)
+    }
+}
+
+impl MonitorStore {
+    /// Count `n` handled requests under `name` for a monitor's stats
+    /// (`stat_kind` 'k' ingest, 'r' control plane), plus the total.
+    pub async fn count_handled(
+        &self,
+        stat_kind: char,
+        name: &str,
+        n: u64,
+    ) -> Result<(), StoreError> {
+        let now = unix_now();
+        let (minute, hour) = (now / 60, now / 3600);
+        let mut pipe = redis::pipe();
+        for key in [name, "total"] {
+            let key = self.redis.key(&format!("st:{stat_kind}:{key}:n"));
+            pipe.cmd("HINCRBY")
+                .arg(&key)
+                .arg(format!("m{minute}"))
+                .arg(n)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&key)
+                .arg(format!("h{hour}"))
+                .arg(n)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&key)
+                .arg("life")
+                .arg(n)
+                .ignore()
+                .cmd("SADD")
+                .arg(self.redis.key("stkeys"))
+                .arg(&key)
+                .ignore();
+        }
+        let mut con = self.redis.con();
+        let _: () = pipe.query_async(&mut con).await.map_err(unavailable)?;
+        Ok(())
     }
 }
