@@ -12,6 +12,8 @@
 //! - [`crawl`]: workers lease a job, then run it through robots, downloader
 //!   middlewares, [`fetch`], the spider, pipelines and the [`bus`] sink, and
 //!   ack the lease only after the result is delivered.
+//! - [`result`]: the crawl result and its contract JSON, below both the
+//!   crawl loop that builds it and the sinks that write it.
 //! - [`fetch`]: HTTP (reqwest, rustls), the address policy, robots.txt.
 //! - [`links`]: native link extraction offered to spiders as a host import.
 //! - [`plugins`]: the wasmtime runtime: world detection, limits, instance
@@ -35,6 +37,7 @@ pub mod politeness;
 pub mod render;
 pub mod request;
 pub mod rest;
+pub mod result;
 pub mod scheduler;
 pub mod shutdown;
 pub mod stats;

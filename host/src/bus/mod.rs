@@ -4,7 +4,7 @@
 
 pub mod kafka;
 
-use crate::crawl::result::CrawlResult;
+use crate::result::CrawlResult;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::io::{ErrorKind, Write};
@@ -91,7 +91,7 @@ impl JsonlSink {
 #[async_trait]
 impl ResultSink for JsonlSink {
     async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
-        let mut line = result.to_json_bytes(self.base64_body);
+        let mut line = result.json(self.base64_body).to_vec();
         line.push(b'\n');
         let mut out = self.out.lock();
         if out.torn {

@@ -261,7 +261,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Submit(args) => submit(settings, args).await,
         Command::Info(args) => control(settings, |s| async move {
             use crate::monitor::info;
-            let now = crate::crawl::result::now_unix();
+            let now = crate::result::now_unix();
             Ok(match &args.crawlid {
                 Some(c) => {
                     let i = s.crawl_info(&args.appid, c, &args.spiderid).await?;

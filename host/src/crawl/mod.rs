@@ -3,7 +3,6 @@
 //! the store traits, so it is the same embedded or clustered.
 
 mod page;
-pub mod result;
 mod sitemaps;
 #[cfg(test)]
 mod tests;

@@ -7,8 +7,7 @@
 //! or releases the lease. (The loop itself tells the frontier when a fetch
 //! is over, and gives a lease back after a store error: `crawl/mod.rs`.)
 
-use super::result::CrawlResult;
-use super::{result, Engine};
+use super::Engine;
 use crate::backoff::Backoff;
 use crate::config::redact;
 use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Hop, Outgoing};
@@ -18,6 +17,7 @@ use crate::plugins::{
 };
 use crate::politeness::{self, Requeue, Sample};
 use crate::request::{Job, RenderMode};
+use crate::result::{self, CrawlResult};
 use crate::scheduler::{domain, Lease, StoreError};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -263,7 +263,7 @@ impl Engine {
         let mut fetched = match fetched {
             Ok(f) => f,
             Err(e) => {
-                let mut r = CrawlResult::new(job, None, None, Some(e.to_string()));
+                let mut r = CrawlResult::new(job, None, Some(e.to_string()));
                 if let FetchError::TooLarge { status, .. } = e {
                     r.status_override = Some(status);
                 }
@@ -275,7 +275,6 @@ impl Engine {
             Some(Err(e)) => Err(Outcome::Deliver(vec![CrawlResult::new(
                 job,
                 Some(Arc::new(fetched)),
-                None,
                 Some(e.to_string()),
             )])),
             None => Ok(Page::new(
@@ -301,7 +300,6 @@ impl Engine {
             return Err(Outcome::Deliver(vec![CrawlResult::new(
                 job,
                 Some(fetched),
-                None,
                 Some(why.into()),
             )]));
         };
@@ -318,7 +316,6 @@ impl Engine {
                 Err(Outcome::Deliver(vec![CrawlResult::new(
                     job,
                     Some(fetched),
-                    None,
                     Some(e.to_string()),
                 )]))
             }
@@ -391,7 +388,6 @@ impl Engine {
                 return Ok(Outcome::Deliver(vec![CrawlResult::new(
                     job,
                     Some(page.fetched),
-                    None,
                     Some(e.to_string()),
                 )]));
             }
@@ -429,12 +425,10 @@ impl Engine {
                     truncated |= i.links.len() > max;
                     i.links.truncate(max);
                     self.reserved_fields(&job.spiderid, &mut i.fields);
-                    results.push(CrawlResult::new(
-                        job,
-                        Some(page.fetched.clone()),
-                        Some(&i),
-                        None,
-                    ))
+                    let mut r = CrawlResult::new(job, Some(page.fetched.clone()), None);
+                    r.links = i.links;
+                    r.fields = i.fields.into_iter().collect();
+                    results.push(r)
                 }
             }
         }
@@ -578,17 +572,24 @@ impl Engine {
         tracing::info!(crawlid = %r.crawlid, url = %redact(&r.url), status_code = r.status(), spiderid = %r.spiderid, "page crawled");
     }
 
-    /// Run the item pipelines; `None` if one dropped the result.
-    async fn pipelines(&self, mut r: CrawlResult) -> Option<CrawlResult> {
+    /// Run the item pipelines; `None` if one dropped the result. Each
+    /// sees the result itself (shared, not copied) and reads the fields it
+    /// asks for; no JSON of the whole result is built for it.
+    async fn pipelines(&self, r: CrawlResult) -> Option<CrawlResult> {
+        if self.settings.plugins.pipelines.is_empty() {
+            return Some(r);
+        }
+        let mut r = Arc::new(r);
         for name in &self.settings.plugins.pipelines {
             let Some(p) = self.plugin(name, Kind::Pipeline) else {
                 continue;
             };
-            let fields = Arc::new(r.to_json(self.settings.kafka.base64_body));
-            match blocking(move || p.process_item(fields)).await {
+            let (seen, base64_body) = (r.clone(), self.settings.kafka.base64_body);
+            match blocking(move || p.process_item(seen, base64_body)).await {
                 Ok(ItemAction::Keep(mut fields)) => {
                     self.reserved_fields(name, &mut fields);
-                    r.fields.extend(fields)
+                    // The call is over, so `r` is the only holder again.
+                    Arc::make_mut(&mut r).fields.extend(fields)
                 }
                 Ok(ItemAction::Drop(reason)) => {
                     tracing::debug!(pipeline = %name, %reason, "result dropped");
@@ -597,7 +598,7 @@ impl Engine {
                 Err(e) => tracing::warn!(error = %e, "pipeline failed; result goes on unchanged"),
             }
         }
-        Some(r)
+        Some(Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
     }
 
     /// Drop a plugin's values for fields only the host writes; say so once
@@ -737,7 +738,7 @@ fn renderable(f: &Fetched) -> bool {
 }
 
 fn unfetched(job: &Job, error: String) -> Outcome {
-    Outcome::Deliver(vec![CrawlResult::new(job, None, None, Some(error))])
+    Outcome::Deliver(vec![CrawlResult::new(job, None, Some(error))])
 }
 
 /// The job for a redirect's next hop (made by the fetcher): it reports the

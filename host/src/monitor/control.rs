@@ -115,7 +115,7 @@ impl ControlPlane {
         &self,
         request: ControlRequest,
     ) -> Result<Option<Map<String, Value>>, StoreError> {
-        let now = crate::crawl::result::now_unix();
+        let now = crate::result::now_unix();
         let reply = match request {
             ControlRequest::Action(a) => match (a.action, &a.crawlid) {
                 (ActionKind::Info, Some(c)) => {

@@ -111,7 +111,7 @@ impl IngestMonitor {
                 continue;
             };
             let error = "the change could not be stored: Redis is unreachable; it was not applied, send it again";
-            let ack = super::domain_ack(&d, crate::crawl::result::now_unix(), Some(error.into()));
+            let ack = super::domain_ack(&d, crate::result::now_unix(), Some(error.into()));
             match self.bus.reply(&ack).await {
                 // Answered: it must not be applied when the store is back.
                 Ok(()) => e.what = Ingested::Fail,
@@ -410,7 +410,7 @@ impl IngestMonitor {
                 partition,
                 offset,
             },
-            crate::crawl::result::now_unix(),
+            crate::result::now_unix(),
         )
     }
 }

@@ -6,8 +6,9 @@ use crate::config::Limits;
 use crate::fetch::Fetched;
 use crate::links::{self, LinkFilters};
 use crate::request::Job;
+use crate::result::{CrawlResult, ResultJson};
 use crate::stats::Stats;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -118,12 +119,12 @@ impl ResponseRes {
     }
 }
 
-/// A crawl result's fields as an item pipeline sees them.
-pub type ResultFields = Map<String, Value>;
-
-/// The `crawl-result` resource's host side.
+/// The `crawl-result` resource's host side: the result itself, read a
+/// field at a time from its contract JSON (the body written as the sinks
+/// write it); the whole JSON is never built for a pipeline.
 pub struct CrawlResultRes {
-    pub fields: Arc<ResultFields>,
+    pub result: Arc<CrawlResult>,
+    pub base64_body: bool,
 }
 
 /// Memory accounting and cap for one store: the cap is on the sum of
@@ -411,20 +412,13 @@ impl types::HostResponse for StoreState {
 
 impl types::HostCrawlResult for StoreState {
     fn url(&mut self, r: Resource<CrawlResultRes>) -> String {
-        self.with_result(&r, |f| {
-            f.get("url")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string()
-        })
+        self.with_result(&r, |f| f.str("url").unwrap_or_default().to_string())
     }
     fn status(&mut self, r: Resource<CrawlResultRes>) -> u16 {
-        self.with_result(&r, |f| {
-            f.get("status_code").and_then(Value::as_u64).unwrap_or(0) as u16
-        })
+        self.with_result(&r, |f| f.u64("status_code").unwrap_or(0) as u16)
     }
     fn field(&mut self, r: Resource<CrawlResultRes>, name: String) -> Option<String> {
-        self.with_result(&r, |f| f.get(&name).map(Value::to_string))
+        self.with_result(&r, |f| f.field(&name))
     }
     fn drop(&mut self, r: Resource<CrawlResultRes>) -> wasmtime::Result<()> {
         self.table.delete(r)?;
@@ -446,11 +440,11 @@ impl StoreState {
     fn with_result<R: Default>(
         &mut self,
         r: &Resource<CrawlResultRes>,
-        f: impl FnOnce(&ResultFields) -> R,
+        f: impl FnOnce(&ResultJson<'_>) -> R,
     ) -> R {
         self.table
             .get(r)
-            .map(|res| f(&res.fields))
+            .map(|res| f(&res.result.json(res.base64_body)))
             .unwrap_or_default()
     }
 }

@@ -6,8 +6,9 @@
 
 use super::bindings::{middleware, monitor, pipeline, spider, types};
 use super::engine::TICK;
-use super::host_api::{CrawlResultRes, Page, ResponseRes, ResultFields, StoreState};
+use super::host_api::{CrawlResultRes, Page, ResponseRes, StoreState};
 use super::loader::{Plugin, Pre};
+use crate::result::CrawlResult;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -375,14 +376,24 @@ impl Plugin {
         })
     }
 
-    /// Pipeline: see a crawl result before it is published.
-    pub fn process_item(&self, fields: Arc<ResultFields>) -> Result<ItemAction, CallError> {
+    /// Pipeline: see a crawl result before it is published; `base64_body`
+    /// is how the sinks write its body (`kafka.base64_body`), so a
+    /// pipeline reads the fields a client gets.
+    pub fn process_item(
+        &self,
+        result: Arc<CrawlResult>,
+        base64_body: bool,
+    ) -> Result<ItemAction, CallError> {
         use pipeline::exports::spinneret::plugin::pipeline::ItemAction as W;
         self.call(|store, bound| {
             let Bound::Pipeline(p) = bound else {
                 return Err(self.wrong_kind());
             };
-            let out = self.with_resource(store, CrawlResultRes { fields }, |store, r| {
+            let res = CrawlResultRes {
+                result,
+                base64_body,
+            };
+            let out = self.with_resource(store, res, |store, r| {
                 p.spinneret_plugin_pipeline().call_process_item(store, r)
             })?;
             let out = self.outcome(store, out)?;

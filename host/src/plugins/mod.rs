@@ -21,7 +21,7 @@ mod sleep;
 
 pub use cache::Origin;
 pub use engine::Runtime;
-pub use host_api::{Page, ResultFields};
+pub use host_api::Page;
 pub use instance::{
     CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
     SpiderRequest,

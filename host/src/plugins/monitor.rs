@@ -113,7 +113,7 @@ impl MonitorPlugins {
                     let mut m: Map<String, Value> =
                         serde_json::from_str(&json).map_err(|e| bad("reply", &e))?;
                     m.entry("server_time")
-                        .or_insert_with(|| crate::crawl::result::now_unix().into());
+                        .or_insert_with(|| crate::result::now_unix().into());
                     Ok(Ingested::Control(
                         serde_json::to_string(&ControlRequest::Reply(m)).unwrap_or_default(),
                     ))

@@ -537,7 +537,7 @@ async fn status(State(gw): State<Arc<Gateway>>) -> Response {
                 }
             };
             s["pages_per_sec"] = json!((rate * 10.0).round() / 10.0);
-            s["server_time"] = json!(crate::crawl::result::now_unix());
+            s["server_time"] = json!(crate::result::now_unix());
             Json(s).into_response()
         }
         Err(e) => fail(
