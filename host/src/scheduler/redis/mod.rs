@@ -2,7 +2,7 @@
 //! share one crawl. Every operation is one Lua script on one shard, so one
 //! round trip: push, pop (with the throttle and blacklist decision), ack,
 //! retry, admit (dedup and caps for a whole page), and the periodic
-//! reclaim of expired leases. Key layout: ARCHITECTURE.md, "Redis keys";
+//! reclaim of expired leases. Key layout: docs/redis-keys.md, "Keys";
 //! shards: [`shards`].
 //!
 //! The store has two sides over one connection and shard map: the
