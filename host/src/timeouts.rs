@@ -1,6 +1,6 @@
 //! Every fixed duration of the host in one table. What an operator may
 //! want to change is a setting (`config.rs`); these are the rhythms and
-//! patience of the code itself. ARCHITECTURE.md lists both.
+//! patience of the code itself. docs/settings.md lists both.
 
 use std::time::Duration;
 

@@ -40,7 +40,7 @@ pub struct Cli {
 
 #[derive(Args, Debug)]
 pub struct Global {
-    /// TOML settings file (see ARCHITECTURE.md for every key).
+    /// TOML settings file (see docs/settings.md for every key).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
     /// Directory of .wasm plugins, watched for changes.

@@ -1,7 +1,7 @@
 //! Configuration in three steps: raw serde structs (unknown keys rejected),
 //! layered as defaults < TOML file < `SPINNERET_<TABLE>__<KEY>` env < CLI
 //! flags, then validated into [`Settings`]. Every timeout and limit lives
-//! here; ARCHITECTURE.md has the table.
+//! here; docs/settings.md has the table.
 
 mod network;
 mod render;

@@ -11,8 +11,8 @@ use tokio::time::Instant;
 /// process above the rest, so DevTools calls and frame scheduling are not
 /// starved by pages; renderers below, so a busy page yields to the browser,
 /// the worker and the fetcher. The unprivileged browser may not, and
-/// renders at about 0.7x the pages/s without them (ARCHITECTURE.md, "What
-/// the walls cost").
+/// renders at about 0.7x the pages/s without them (docs/rendering.md,
+/// "What the walls cost").
 const BROWSER_NICE: i32 = -8;
 const RENDERER_NICE: i32 = 5;
 

@@ -219,7 +219,7 @@ const NO_REPLICA_FOR: Duration = Duration::from_secs(60);
 impl Con {
     /// On a Redis Cluster, wait until a replica of the master serving
     /// `key`'s slot has every write this process sent it, so a failover
-    /// cannot lose them (see ARCHITECTURE.md, "Redis Cluster and shards").
+    /// cannot lose them (see docs/redis-keys.md, "Failover: nothing lost").
     /// Returns at once on a single server, and for a master that had no
     /// replica to wait for lately.
     pub fn is_cluster(&self) -> bool {
