@@ -14,7 +14,7 @@ use crate::plugins::monitor::MonitorPlugins;
 use crate::plugins::Registry;
 use crate::scheduler::{Monitor, RedisStore};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use crate::timeouts;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -75,9 +75,11 @@ pub async fn rest(mut settings: Settings, args: RestArgs) -> Result<i32> {
     if let Some(p) = args.port {
         settings.rest.port = p;
     }
-    let (store, bus) = connect(&settings, Arc::default()).await?;
+    let stats = Arc::new(Stats::default());
+    let (store, bus) = connect(&settings, stats.clone()).await?;
     let settings = Arc::new(settings);
-    let gateway = crate::rest::Gateway::start(settings.clone(), bus, Monitor::new(store)).await?;
+    let gateway =
+        crate::rest::Gateway::start(settings.clone(), bus, Monitor::new(store), stats).await?;
     crate::rest::serve(gateway, settings.rest.port, stop_on_signal(&settings)).await?;
     Ok(0)
 }

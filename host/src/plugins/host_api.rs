@@ -6,7 +6,7 @@ use crate::config::Limits;
 use crate::fetch::Fetched;
 use crate::links::{self, LinkFilters};
 use crate::request::Job;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

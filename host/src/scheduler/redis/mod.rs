@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::politeness::{Politeness, Requeue, Sample};
 use crate::request::{CrawlSpec, Job};
 use crate::scheduler::domain;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use crate::timeouts;
 use async_trait::async_trait;
 use connection::Con;
@@ -288,9 +288,7 @@ impl RedisStore {
 
     /// A handle for one request (one round trip, counted).
     fn con(&self) -> Con {
-        self.stats
-            .store_round_trips
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.emit(crate::telemetry::Event::StoreRoundTrip);
         self.con.clone()
     }
 

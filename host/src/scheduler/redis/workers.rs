@@ -37,10 +37,9 @@ impl RedisStore {
         if !self.renders {
             return Value::Bool(false);
         }
-        use std::sync::atomic::Ordering::Relaxed;
         let r = &self.stats.render;
-        json!({"rendered": r.rendered.load(Relaxed), "failed": r.failed.load(Relaxed),
-               "restarts": r.restarts.load(Relaxed)})
+        json!({"rendered": r.rendered.get(), "failed": r.failed.get(),
+               "restarts": r.restarts.get()})
     }
 
     /// Live workers: id, host and spiders.
