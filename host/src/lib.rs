@@ -20,7 +20,9 @@
 //!   pools, hot swap.
 //! - [`monitor`]: the inbound request kinds of the contract, validated.
 //! - [`rest`]: the REST gateway (contract §5).
-//! - [`config`], [`stats`], [`telemetry`]: settings, counters and logs.
+//! - [`config`], [`telemetry`]: settings; logs, and counters as typed
+//!   events with the one writer of `/metrics` text ([`metrics`] serves a
+//!   worker's).
 //! - [`cli`]: the `spinneret` command.
 
 pub mod backoff;
@@ -40,7 +42,6 @@ pub mod rest;
 pub mod result;
 pub mod scheduler;
 pub mod shutdown;
-pub mod stats;
 pub mod store;
 pub mod telemetry;
 

@@ -13,7 +13,7 @@ use crate::monitor::ingest::IngestMonitor;
 use crate::plugins::monitor::MonitorPlugins;
 use crate::plugins::Registry;
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use crate::timeouts;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
@@ -71,9 +71,11 @@ pub struct RestArgs {
 
 /// `spinneret rest`: the REST gateway.
 pub async fn rest(settings: Settings) -> Result<i32> {
-    let (cluster, bus) = connect(&settings, Arc::default()).await?;
+    let stats = Arc::new(Stats::default());
+    let (cluster, bus) = connect(&settings, stats.clone()).await?;
     let settings = Arc::new(settings);
-    let gateway = crate::rest::Gateway::start(settings.clone(), bus, cluster.monitors).await?;
+    let gateway =
+        crate::rest::Gateway::start(settings.clone(), bus, cluster.monitors, stats).await?;
     crate::rest::serve(gateway, settings.rest.port, stop_on_signal(&settings)).await?;
     Ok(0)
 }

@@ -16,7 +16,7 @@ use crate::monitor::store::MonitorStore;
 use crate::request::CrawlRequest;
 use crate::scheduler::Frontier;
 use crate::shutdown::Shutdown;
-use crate::stats::{process_usage, Stats};
+use crate::telemetry::{process_usage, Stats};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
@@ -386,7 +386,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     summary(&stats, left);
     // A result that was not delivered is a failed run, whatever else went
     // well: a script must not take a partial output for a whole one.
-    let undelivered = stats.undelivered.load(std::sync::atomic::Ordering::Relaxed);
+    let undelivered = stats.undelivered.get();
     if undelivered > 0 {
         return Ok(1);
     }
@@ -517,23 +517,22 @@ async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
     let mut last = 0u64;
     loop {
         tokio::time::sleep(crate::timeouts::PROGRESS_EVERY).await;
-        let pages = stats.pages.load(std::sync::atomic::Ordering::Relaxed);
+        let pages = stats.pages.get();
         let c = frontier.counts().await.unwrap_or_default();
         eprint!(
             "\r\x1b[K{pages} pages  {}/s  queued {}  in flight {}  errors {}",
             pages - last,
             c.queued,
             c.in_flight,
-            stats.errors.load(std::sync::atomic::Ordering::Relaxed)
+            stats.errors.get()
         );
         last = pages;
     }
 }
 
 fn summary(stats: &Stats, left: crate::scheduler::Counts) {
-    use std::sync::atomic::Ordering::Relaxed;
     let secs = stats.elapsed().as_secs_f64();
-    let pages = stats.pages.load(Relaxed);
+    let pages = stats.pages.get();
     let usage = process_usage();
     let statuses: Vec<String> = stats
         .by_status()
@@ -554,42 +553,42 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         ),
         peak_rss_mb = usage.peak_rss_bytes / (1 << 20),
         statuses = statuses.join(", "),
-        errors = stats.errors.load(Relaxed),
-        retries = stats.retries.load(Relaxed),
-        paused = stats.paused.load(Relaxed),
-        robots_denied = stats.robots_denied.load(Relaxed),
+        errors = stats.errors.get(),
+        retries = stats.retries.get(),
+        paused = stats.paused.get(),
+        robots_denied = stats.robots_denied.get(),
         plugin_calls,
         plugin_us_per_call = format!(
             "{:.1}",
             plugin_time.as_secs_f64() * 1e6 / plugin_calls.max(1) as f64
         ),
         plugin_instances,
-        store_round_trips = stats.store_round_trips.load(Relaxed),
-        empty_pops = stats.empty_pops.load(Relaxed),
-        undelivered = stats.undelivered.load(Relaxed),
-        released = stats.released.load(Relaxed),
+        store_round_trips = stats.store_round_trips.get(),
+        empty_pops = stats.empty_pops.get(),
+        undelivered = stats.undelivered.get(),
+        released = stats.released.get(),
         "crawl done"
     );
     let r = &stats.render;
-    let renders = r.rendered.load(Relaxed) + r.failed.load(Relaxed);
-    if renders + r.auto_plain.load(Relaxed) > 0 {
+    let renders = r.rendered.get() + r.failed.get();
+    if renders + r.auto_plain.get() > 0 {
         tracing::info!(
-            rendered = r.rendered.load(Relaxed),
-            render_failed = r.failed.load(Relaxed),
-            auto_rendered = r.auto_rendered.load(Relaxed),
-            auto_plain = r.auto_plain.load(Relaxed),
-            browser_restarts = r.restarts.load(Relaxed),
-            render_refused = r.refused.load(Relaxed),
+            rendered = r.rendered.get(),
+            render_failed = r.failed.get(),
+            auto_rendered = r.auto_rendered.get(),
+            auto_plain = r.auto_plain.get(),
+            browser_restarts = r.restarts.get(),
+            render_refused = r.refused.get(),
             render_ms_mean = format!("{:.0}", r.latency.mean_seconds() * 1000.0),
             browser_cpu_ms_per_render = format!(
                 "{:.1}",
-                r.browser_cpu_ms.load(Relaxed) as f64 / renders.max(1) as f64
+                r.browser_cpu_ms.get() as f64 / renders.max(1) as f64
             ),
-            browser_peak_rss_mb = r.browser_peak_rss_mb.load(Relaxed),
+            browser_peak_rss_mb = r.browser_peak_rss_mb.get(),
             "renders"
         );
     }
-    let undelivered = stats.undelivered.load(Relaxed);
+    let undelivered = stats.undelivered.get();
     if undelivered > 0 {
         tracing::error!(
             undelivered,

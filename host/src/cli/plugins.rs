@@ -8,7 +8,7 @@ use crate::fetch::Fetched;
 use crate::plugins::{Kind, Output, Page, Registry, Runtime, Watcher, FIRST_LOAD_WAIT};
 use crate::request::CrawlRequest;
 use crate::scheduler::WorkerCard;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::io::Write;

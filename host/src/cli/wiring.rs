@@ -16,8 +16,8 @@ use crate::politeness::Politeness;
 use crate::scheduler::{
     DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisFrontier, WorkerCard,
 };
-use crate::stats::Stats;
 use crate::store::Redis;
+use crate::telemetry::Stats;
 use anyhow::{bail, Context, Result};
 use std::sync::Arc;
 use std::time::Duration;

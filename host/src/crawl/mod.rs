@@ -17,7 +17,7 @@ use crate::render::Renderer;
 use crate::request::{CrawlRequest, Job};
 use crate::scheduler::{domain, Candidate, DedupStore, Frontier, Lease, Pop, StoreError};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::telemetry::{Event, Stats};
 use crate::timeouts::{IDLE_POLL, IDLE_UPKEEP, IDLE_WAIT, STOP_MARGIN, UPKEEP};
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -256,9 +256,7 @@ impl Engine {
         let before = children.len();
         children.retain(|_| !flags.next().unwrap_or(false));
         let dropped = (before - children.len()) as u64;
-        self.stats
-            .robots_denied
-            .fetch_add(dropped, Ordering::Relaxed);
+        self.stats.emit(Event::RobotsDenied { requests: dropped });
     }
 
     /// Run `concurrency` workers. With `until_done`, return once nothing is
@@ -415,7 +413,7 @@ impl Engine {
                     continue;
                 }
                 Ok(Pop::Wait(d)) => {
-                    self.stats.empty_pops.fetch_add(1, Ordering::Relaxed);
+                    self.stats.emit(Event::EmptyPop);
                     (d, false)
                 }
                 Ok(Pop::Idle) => {
@@ -487,7 +485,7 @@ impl Engine {
         if let Some(e) = error {
             tracing::warn!(error = %e, "store error while handling a request; giving it back");
         }
-        self.stats.released.fetch_add(1, Ordering::Relaxed);
+        self.stats.emit(Event::Released);
         if let Err(e) = self.frontier.release(id).await {
             // Not renewed from here on, the lease runs out and another
             // worker crawls the request: late, but not lost.

@@ -19,7 +19,7 @@ use crate::politeness::{self, Requeue, Sample};
 use crate::request::{Job, RenderMode};
 use crate::result::{self, CrawlResult};
 use crate::scheduler::{domain, Lease, StoreError};
-use std::sync::atomic::Ordering::Relaxed;
+use crate::telemetry::Event;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -466,7 +466,7 @@ impl Engine {
                     r.redact_credentials =
                         !self.settings.crawl.publish_credentials.contains(&r.appid);
                     let Some(r) = self.pipelines(r).await else {
-                        self.stats.dropped.fetch_add(1, Relaxed);
+                        self.stats.emit(Event::Dropped);
                         continue;
                     };
                     match self.deliver(&r).await {
@@ -476,7 +476,7 @@ impl Engine {
                         }
                         Delivery::Never(reason) => self.undeliverable(&r, &reason).await,
                         Delivery::Later => {
-                            self.stats.released.fetch_add(1, Relaxed);
+                            self.stats.emit(Event::Released);
                             return self.frontier.release(id).await;
                         }
                     }
@@ -485,14 +485,14 @@ impl Engine {
             }
             // The lease is finished at once: the wait is the frontier's.
             Outcome::Retry { job, after, took } => {
-                self.stats.retries.fetch_add(1, Relaxed);
+                self.stats.emit(Event::Retried);
                 let sample = took.and_then(|t| self.sample(t, true));
                 self.frontier
                     .retry(id, *job, Requeue::After(after, sample))
                     .await
             }
             Outcome::SlowDown { job, asked } => {
-                self.stats.paused.fetch_add(1, Relaxed);
+                self.stats.emit(Event::Paused);
                 self.frontier
                     .retry(id, *job, Requeue::PauseSite(asked))
                     .await
@@ -503,12 +503,11 @@ impl Engine {
                 Ok(())
             }
             Outcome::Drop(why) => {
-                let counter = match why {
-                    Dropped::Expired => &self.stats.expired,
-                    Dropped::Robots => &self.stats.robots_denied,
-                    Dropped::Middleware => &self.stats.dropped,
-                };
-                counter.fetch_add(1, Relaxed);
+                self.stats.emit(match why {
+                    Dropped::Expired => Event::Expired,
+                    Dropped::Robots => Event::RobotsDenied { requests: 1 },
+                    Dropped::Middleware => Event::Dropped,
+                });
                 self.frontier.ack(id, None, None).await
             }
         }
@@ -555,21 +554,27 @@ impl Engine {
     /// sees it (the sink's dead letters), counted, and the lease acked,
     /// since crawling the page again would come to the same.
     async fn undeliverable(&self, r: &CrawlResult, reason: &str) {
-        self.stats.undelivered.fetch_add(1, Relaxed);
-        tracing::error!(url = %redact(&r.url), crawlid = %r.crawlid, %reason, "result cannot be delivered; reported as a dead letter");
+        self.stats.emit(Event::Undelivered {
+            url: &redact(&r.url),
+            crawlid: &r.crawlid,
+            reason,
+        });
         if let Err(e) = self.sink.undeliverable(r, reason).await {
-            // The log line above is then the only trace: say so loudly.
+            // The event's log line is then the only trace: say so loudly.
             tracing::error!(url = %redact(&r.url), summary = %r.summary(), error = %error_chain(&e), "dead letter not delivered either");
         }
     }
 
     fn count_page(&self, r: &CrawlResult) {
-        self.stats.page(r.status(), r.error.is_some());
-        if let Some(f) = &r.fetched {
-            self.stats.fetch_latency.observe(f.elapsed.as_secs_f64());
-        }
         // Contract §3: one line per crawled page, never the body.
-        tracing::info!(crawlid = %r.crawlid, url = %redact(&r.url), status_code = r.status(), spiderid = %r.spiderid, "page crawled");
+        self.stats.emit(Event::PageCrawled {
+            status: r.status(),
+            failed: r.error.is_some(),
+            fetch: r.fetched.as_ref().map(|f| f.elapsed),
+            crawlid: &r.crawlid,
+            url: &redact(&r.url),
+            spiderid: &r.spiderid,
+        });
     }
 
     /// Run the item pipelines; `None` if one dropped the result. Each

@@ -14,10 +14,9 @@ use crate::request::{CrawlRequest, Job};
 use crate::result::CrawlResult;
 use crate::scheduler::{EmbeddedDedup, EmbeddedFrontier, Frontier, Lease, Pop};
 use crate::shutdown::Shutdown;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -238,7 +237,7 @@ async fn a_page_delivers_its_item_and_queues_its_links() {
     assert_eq!(got[0].links.len(), 2, "{:?}", got[0].links);
     // Acked, and the two links queued for depth 1.
     assert_eq!(rig.counts().await, (2, 0));
-    assert_eq!(rig.engine.stats.pages.load(Relaxed), 1);
+    assert_eq!(rig.engine.stats.pages.get(), 1);
 }
 
 #[tokio::test]
@@ -394,7 +393,7 @@ async fn an_expired_request_is_dropped_and_acked() {
     );
     rig.engine.settle(lease, outcome).await.expect("settle");
     assert_eq!(rig.counts().await, (0, 0));
-    assert_eq!(rig.engine.stats.expired.load(Relaxed), 1);
+    assert_eq!(rig.engine.stats.expired.get(), 1);
     assert!(rig.sink.delivered.lock().is_empty());
 }
 
@@ -423,7 +422,7 @@ async fn a_passing_sink_failure_is_retried_before_the_ack() {
     rig.run(job(&url, "")).await;
     assert_eq!(rig.sink.delivered.lock().len(), 1, "delivered once");
     assert!(rig.sink.dead.lock().is_empty());
-    assert_eq!(rig.engine.stats.undelivered.load(Relaxed), 0);
+    assert_eq!(rig.engine.stats.undelivered.get(), 0);
 }
 
 #[tokio::test]
@@ -433,8 +432,8 @@ async fn a_result_that_can_never_be_delivered_is_dead_lettered_and_counted() {
     rig.run(job(&url, "")).await;
     assert!(rig.sink.delivered.lock().is_empty());
     assert_eq!(*rig.sink.dead.lock(), vec!["too large".to_string()]);
-    assert_eq!(rig.engine.stats.undelivered.load(Relaxed), 1);
-    assert_eq!(rig.engine.stats.pages.load(Relaxed), 0);
+    assert_eq!(rig.engine.stats.undelivered.get(), 1);
+    assert_eq!(rig.engine.stats.pages.get(), 0);
 }
 
 #[tokio::test]
@@ -446,7 +445,7 @@ async fn a_sink_failing_past_the_delivery_timeout_is_reported_not_acked_silently
     let dead = rig.sink.dead.lock().clone();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].contains("crawl.delivery_timeout"), "{dead:?}");
-    assert_eq!(rig.engine.stats.undelivered.load(Relaxed), 1);
+    assert_eq!(rig.engine.stats.undelivered.get(), 1);
 }
 
 #[tokio::test]
@@ -463,7 +462,7 @@ async fn a_stop_gives_back_a_result_that_cannot_be_delivered_yet() {
     // Back in the queue (with its children), nothing in flight.
     let (queued, in_flight) = rig.counts().await;
     assert_eq!((queued, in_flight), (3, 0));
-    assert_eq!(rig.engine.stats.released.load(Relaxed), 1);
+    assert_eq!(rig.engine.stats.released.get(), 1);
 }
 
 #[tokio::test]

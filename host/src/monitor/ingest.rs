@@ -29,7 +29,7 @@ use std::time::Instant;
 
 pub struct IngestMonitor {
     store: MonitorStore,
-    stats: Arc<crate::stats::Stats>,
+    stats: Arc<crate::telemetry::Stats>,
     bus: Arc<KafkaBus>,
     settings: Arc<Settings>,
     plugins: MonitorPlugins,
@@ -70,7 +70,7 @@ impl IngestMonitor {
         bus: Arc<KafkaBus>,
         settings: Arc<Settings>,
         plugins: MonitorPlugins,
-        stats: Arc<crate::stats::Stats>,
+        stats: Arc<crate::telemetry::Stats>,
     ) -> IngestMonitor {
         IngestMonitor {
             store,
@@ -401,7 +401,9 @@ impl IngestMonitor {
         rejection: &Rejection,
         text: &str,
     ) -> serde_json::Value {
-        self.stats.rejected(rejection.class());
+        self.stats.emit(crate::telemetry::Event::Rejected {
+            reason: rejection.class(),
+        });
         dead_letter(
             rejection,
             text,

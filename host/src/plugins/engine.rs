@@ -9,7 +9,7 @@ use super::bindings::spider::Spider;
 use super::cache::CodeCache;
 use super::host_api::StoreState;
 use crate::config::Plugins as Settings;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};

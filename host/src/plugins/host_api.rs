@@ -7,7 +7,7 @@ use crate::fetch::Fetched;
 use crate::links::{self, LinkFilters};
 use crate::request::Job;
 use crate::result::{CrawlResult, ResultJson};
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use serde_json::Value;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -9,6 +9,7 @@ use super::engine::TICK;
 use super::host_api::{CrawlResultRes, Page, ResponseRes, StoreState};
 use super::loader::{Plugin, Pre};
 use crate::result::CrawlResult;
+use crate::telemetry::Event;
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -149,7 +150,9 @@ impl Plugin {
             Pre::Pipeline(p) => Bound::Pipeline(p.instantiate(&mut store).map_err(err)?),
             Pre::Monitor(p) => Bound::Monitor(p.instantiate(&mut store).map_err(err)?),
         };
-        self.runtime.stats.plugin_instantiated(&self.name);
+        self.runtime
+            .stats
+            .emit(Event::PluginInstantiated { plugin: &self.name });
         Ok(Instance {
             store,
             bound,
@@ -202,9 +205,11 @@ impl Plugin {
         let started = std::time::Instant::now();
         let result = f(&mut inst.store, &inst.bound)
             .and_then(|r| self.within_budget(inst.store.data()).map(|()| r));
-        self.runtime
-            .stats
-            .plugin_call(&self.name, started.elapsed(), result.is_ok());
+        self.runtime.stats.emit(Event::PluginCall {
+            plugin: &self.name,
+            elapsed: started.elapsed(),
+            failed: result.is_err(),
+        });
         match result {
             Ok(r) => {
                 inst.calls += 1;
@@ -212,7 +217,9 @@ impl Plugin {
                 if inst.calls >= self.limits.recycle_calls
                     || mem > self.limits.recycle_memory_mb << 20
                 {
-                    self.runtime.stats.plugin_recycled(&self.name);
+                    self.runtime
+                        .stats
+                        .emit(Event::PluginRecycled { plugin: &self.name });
                     tracing::debug!(plugin = %self.name, calls = inst.calls, memory = mem, "recycling instance");
                 } else {
                     let mut pool = self.pool.lock();
@@ -223,7 +230,9 @@ impl Plugin {
                 Ok(r)
             }
             Err(e) => {
-                self.runtime.stats.plugin_recycled(&self.name);
+                self.runtime
+                    .stats
+                    .emit(Event::PluginRecycled { plugin: &self.name });
                 Err(e)
             }
         }

@@ -11,6 +11,7 @@
 
 use super::engine::Runtime;
 use super::loader::{LoadError, Plugin};
+use crate::telemetry::Event;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -365,7 +366,10 @@ fn load_one(registry: &Registry, path: &Path) {
             let from = new.origin.as_str();
             match old {
                 Some(old) => {
-                    registry.runtime().stats.plugin_reloaded(true);
+                    registry
+                        .runtime()
+                        .stats
+                        .emit(Event::PluginReloaded { ok: true });
                     let replaced = old.short_hash();
                     tracing::info!(plugin = %name, %kind, %version, hash, replaced, load_ms = ms, from, "plugin swapped in");
                 }
@@ -378,7 +382,10 @@ fn load_one(registry: &Registry, path: &Path) {
             let file = path.display();
             match serving {
                 Some(serving) => {
-                    registry.runtime().stats.plugin_reloaded(false);
+                    registry
+                        .runtime()
+                        .stats
+                        .emit(Event::PluginReloaded { ok: false });
                     tracing::warn!(plugin = %name, %file, %serving, "rejected plugin update, previous version keeps serving: {e}");
                 }
                 None => tracing::warn!(plugin = %name, %file, "skipping plugin: {e}"),

@@ -16,13 +16,11 @@ mod sandbox;
 
 use crate::config::Settings;
 use crate::fetch::{Fetched, Fetcher};
-use crate::metrics::Histogram;
-use crate::stats::Stats;
+use crate::telemetry::{Event, Restart, Stats};
 use browser::Browser;
 use cdp::{Cdp, CdpError};
 use intercept::{Limits, Page, Traffic};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -62,27 +60,6 @@ impl From<CdpError> for RenderError {
             CdpError::Protocol { .. } => RenderError::Page(e.to_string()),
         }
     }
-}
-
-/// What the renderer did, for `/metrics` and the status page.
-#[derive(Debug, Default)]
-pub struct RenderStats {
-    pub rendered: AtomicU64,
-    pub failed: AtomicU64,
-    /// `auto` pages that looked script-built (rendered) or not (kept plain).
-    pub auto_rendered: AtomicU64,
-    pub auto_plain: AtomicU64,
-    pub restarts: AtomicU64,
-    /// Sub-requests the address policy refused.
-    pub refused: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub latency: Histogram,
-    /// CPU time of the browsers' processes so far (ms), and the most
-    /// memory they held after a render (MiB).
-    pub browser_cpu_ms: AtomicU64,
-    pub browser_peak_rss_mb: AtomicU64,
-    /// CPU of browsers already retired (ms).
-    retired_cpu_ms: AtomicU64,
 }
 
 /// Whether this configuration renders: on, a browser installed, and
@@ -158,12 +135,7 @@ impl Renderer {
     /// `auto`: whether this plain page should be rendered (counted).
     pub fn wants(&self, body: &[u8]) -> bool {
         let yes = auto::looks_script_built(body, self.settings.auto_text);
-        let counter = if yes {
-            &self.stats.render.auto_rendered
-        } else {
-            &self.stats.render.auto_plain
-        };
-        counter.fetch_add(1, Relaxed);
+        self.stats.emit(Event::RenderAuto { rendered: yes });
         yes
     }
 
@@ -181,12 +153,7 @@ impl Renderer {
             return Ok(b.clone());
         }
         if slot.take().is_some() {
-            // Its last recorded usage stays counted.
-            let r = &self.stats.render;
-            r.retired_cpu_ms
-                .store(r.browser_cpu_ms.load(Relaxed), Relaxed);
-            self.stats.render.restarts.fetch_add(1, Relaxed);
-            tracing::warn!("the browser is gone; starting another");
+            self.stats.emit(Event::BrowserRestarted(Restart::Gone));
         }
         let b = Arc::new(
             Browser::launch(
@@ -214,11 +181,7 @@ impl Renderer {
     /// the next render starts another.
     async fn record_usage(&self, b: &Arc<Browser>) {
         let (mb, cpu) = b.usage();
-        let r = &self.stats.render;
-        let cpu = cpu.as_millis() as u64;
-        r.browser_cpu_ms
-            .store(r.retired_cpu_ms.load(Relaxed) + cpu, Relaxed);
-        r.browser_peak_rss_mb.fetch_max(mb, Relaxed);
+        self.stats.emit(Event::BrowserUsage { rss_mb: mb, cpu });
         if mb <= self.settings.max_memory_mb {
             return;
         }
@@ -227,13 +190,12 @@ impl Renderer {
             if let Some(old) = slot.take() {
                 tokio::spawn(close_when_unused(old));
             }
-            r.retired_cpu_ms.fetch_add(cpu, Relaxed);
-            self.stats.render.restarts.fetch_add(1, Relaxed);
-            tracing::info!(
-                rss_mb = mb,
-                limit = self.settings.max_memory_mb,
-                "the browser passed render.max_memory_mb; it is restarted"
-            );
+            self.stats
+                .emit(Event::BrowserRestarted(Restart::OverMemory {
+                    rss_mb: mb,
+                    limit: self.settings.max_memory_mb,
+                    cpu,
+                }));
         }
     }
 
@@ -242,7 +204,7 @@ impl Renderer {
     /// render.
     pub async fn render(&self, url: &str, main: Arc<Fetched>) -> Result<Fetched, RenderError> {
         let _permit = self.permits.acquire().await.expect("never closed");
-        self.stats.render.in_flight.fetch_add(1, Relaxed);
+        self.stats.emit(Event::RenderStarted);
         let started = Instant::now();
         let outcome = async {
             let b = self.browser().await?;
@@ -258,23 +220,24 @@ impl Renderer {
             dom
         }
         .await;
-        self.stats.render.in_flight.fetch_sub(1, Relaxed);
-        self.stats
-            .render
-            .latency
-            .observe(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
+        let outcome = outcome.and_then(|dom| {
+            if dom.len() > self.max_body {
+                Err(RenderError::TooLarge(self.max_body))
+            } else {
+                Ok(dom)
+            }
+        });
         let dom = match outcome {
-            Ok(dom) => dom,
+            Ok(dom) => {
+                self.stats.emit(Event::Rendered { elapsed });
+                dom
+            }
             Err(e) => {
-                self.stats.render.failed.fetch_add(1, Relaxed);
+                self.stats.emit(Event::RenderFailed { elapsed });
                 return Err(e);
             }
         };
-        if dom.len() > self.max_body {
-            self.stats.render.failed.fetch_add(1, Relaxed);
-            return Err(RenderError::TooLarge(self.max_body));
-        }
-        self.stats.render.rendered.fetch_add(1, Relaxed);
         let mut headers: Vec<(String, String)> = main
             .headers
             .iter()
@@ -391,7 +354,9 @@ impl Renderer {
         }
         .await;
         let refused = traffic.refused.load(std::sync::atomic::Ordering::SeqCst);
-        self.stats.render.refused.fetch_add(refused as u64, Relaxed);
+        self.stats.emit(Event::RenderRefused {
+            requests: refused as u64,
+        });
         let _ = bounded(cdp.call(None, "Target.closeTarget", json!({"targetId": target}))).await;
         dispose().await;
         cdp.unroute(&traffic.sessions.lock());

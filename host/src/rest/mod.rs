@@ -9,6 +9,8 @@ use crate::config::Settings;
 use crate::monitor::schema::classify;
 use crate::monitor::store::MonitorStore;
 use crate::shutdown::Shutdown;
+use crate::telemetry::prometheus::{counters, gauge, Scope};
+use crate::telemetry::{Event, Stats};
 use crate::timeouts;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -21,7 +23,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -49,9 +51,8 @@ pub struct Gateway {
     my_id: String,
     kafka_up: AtomicBool,
     redis_up: AtomicBool,
-    /// Requests answered, by route and status code (for /metrics).
-    served: Mutex<HashMap<(&'static str, u16), u64>>,
-    replies_read: AtomicU64,
+    /// Requests answered and replies read (for /metrics).
+    stats: Arc<Stats>,
     /// Pages crawled by the cluster, sampled each second for a rate.
     pages: Mutex<std::collections::VecDeque<(Instant, i64)>>,
 }
@@ -92,6 +93,7 @@ impl Gateway {
         settings: Arc<Settings>,
         bus: Arc<KafkaBus>,
         store: MonitorStore,
+        stats: Arc<Stats>,
     ) -> anyhow::Result<Arc<Gateway>> {
         // The id its heartbeat lists it under in `rest` stats (`host:pid`,
         // every role's scheme), so a client can match the two.
@@ -106,8 +108,7 @@ impl Gateway {
             started: Instant::now(),
             kafka_up: AtomicBool::new(false),
             redis_up: AtomicBool::new(false),
-            served: Mutex::new(HashMap::new()),
-            replies_read: AtomicU64::new(0),
+            stats,
             pages: Mutex::new(std::collections::VecDeque::new()),
         });
         let consumer = gw.reply_consumer().await?;
@@ -165,7 +166,7 @@ impl Gateway {
             else {
                 continue;
             };
-            self.replies_read.fetch_add(1, Ordering::Relaxed);
+            self.stats.emit(Event::RestReplyRead);
             let waiting = self.waiters.lock().remove(&uuid).unwrap_or_default();
             // Every feed waiting on this uuid gets the reply; if none
             // could take it, it is kept for /poll.
@@ -218,49 +219,42 @@ impl Gateway {
     }
 
     fn count(&self, route: &'static str, status: StatusCode) {
-        *self
-            .served
-            .lock()
-            .entry((route, status.as_u16()))
-            .or_default() += 1;
+        self.stats.emit(Event::RestAnswered {
+            route,
+            status: status.as_u16(),
+        });
     }
 
     /// Prometheus text for the gateway.
     fn render_metrics(&self) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP spinneret_rest_requests_total Requests answered by route and status.\n",
-        );
-        out.push_str("# TYPE spinneret_rest_requests_total counter\n");
-        let mut served: Vec<_> = self.served.lock().iter().map(|(k, v)| (*k, *v)).collect();
-        served.sort();
-        for ((route, code), n) in served {
-            out.push_str(&format!(
-                "spinneret_rest_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}\n"
-            ));
-        }
-        out.push_str(
-            "# HELP spinneret_rest_replies_read_total Replies read from outbound_firehose.\n",
-        );
-        out.push_str("# TYPE spinneret_rest_replies_read_total counter\n");
-        out.push_str(&format!(
-            "spinneret_rest_replies_read_total {}\n",
-            self.replies_read.load(Ordering::Relaxed)
-        ));
-        out.push_str("# HELP spinneret_rest_waiting Feeds waiting for their reply.\n");
-        out.push_str("# TYPE spinneret_rest_waiting gauge\n");
-        out.push_str(&format!(
-            "spinneret_rest_waiting {}\n",
-            self.waiters.lock().len()
-        ));
-        for (name, up) in [("kafka", &self.kafka_up), ("redis", &self.redis_up)] {
-            out.push_str(&format!(
-                "# HELP spinneret_rest_{name}_connected 1 when {name} answers.\n# TYPE spinneret_rest_{name}_connected gauge\nspinneret_rest_{name}_connected {}\n",
-                u8::from(up.load(Ordering::Relaxed))
-            ));
-        }
-        out
+        metrics_text(
+            &self.stats,
+            self.waiters.lock().len(),
+            self.kafka_up.load(Ordering::Relaxed),
+            self.redis_up.load(Ordering::Relaxed),
+        )
     }
+}
+
+/// The gateway's counters, then what it reads at scrape time: feeds
+/// waiting, and whether Kafka and Redis answer.
+fn metrics_text(stats: &Stats, waiting: usize, kafka: bool, redis: bool) -> String {
+    let mut out = counters(stats, Scope::Gateway);
+    gauge(
+        &mut out,
+        "spinneret_rest_waiting",
+        "Feeds waiting for their reply.",
+        waiting,
+    );
+    for (name, up) in [("kafka", kafka), ("redis", redis)] {
+        gauge(
+            &mut out,
+            &format!("spinneret_rest_{name}_connected"),
+            &format!("1 when {name} answers."),
+            u8::from(up),
+        );
+    }
+    out
 }
 
 /// Bearer-token check (when `rest.token` is set); health and metrics stay
@@ -599,5 +593,38 @@ pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Resul
             }
             drop(slot);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::metrics_text;
+    use crate::telemetry::{Event, Stats};
+
+    /// The text is what the gateway's `/metrics` showed before its counters
+    /// became events (names, labels, order).
+    #[test]
+    fn the_gateway_families_are_unchanged() {
+        let s = Stats::default();
+        for (route, status, n) in [
+            ("/feed", 400, 3),
+            ("/feed", 200, 1),
+            ("/metrics", 200, 1),
+            ("(none)", 404, 2),
+            ("/", 200, 1),
+        ] {
+            for _ in 0..n {
+                s.emit(Event::RestAnswered { route, status });
+            }
+        }
+        for _ in 0..5 {
+            s.emit(Event::RestReplyRead);
+        }
+        // Not the gateway's.
+        s.emit(Event::Paused);
+        assert_eq!(
+            metrics_text(&s, 2, true, false),
+            include_str!("../telemetry/testdata/gateway.prom")
+        );
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::backoff::Backoff;
 use crate::config::Settings;
-use crate::stats::Stats;
+use crate::telemetry::Stats;
 use crate::timeouts;
 use parking_lot::Mutex;
 use redis::Script;
@@ -178,9 +178,7 @@ impl Redis {
 
     /// A handle for one request (one round trip, counted).
     pub fn con(&self) -> Con {
-        self.stats
-            .store_round_trips
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.stats.emit(crate::telemetry::Event::StoreRoundTrip);
         self.con.clone()
     }
 

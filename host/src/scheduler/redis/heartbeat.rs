@@ -3,8 +3,8 @@
 //! workers that stopped beating.
 
 use super::RedisFrontier;
-use crate::stats::Stats;
 use crate::store::{unavailable, unix_now_ms, StoreError};
+use crate::telemetry::Stats;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -61,10 +61,9 @@ impl WorkerCard {
         if !self.renders {
             return Value::Bool(false);
         }
-        use std::sync::atomic::Ordering::Relaxed;
         let r = &self.stats.render;
-        json!({"rendered": r.rendered.load(Relaxed), "failed": r.failed.load(Relaxed),
-               "restarts": r.restarts.load(Relaxed)})
+        json!({"rendered": r.rendered.get(), "failed": r.failed.get(),
+               "restarts": r.restarts.get()})
     }
 }
 
