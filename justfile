@@ -33,10 +33,11 @@ test: guests build
     -XDG_CACHE_HOME="${SPINNERET_TEST_CACHE:-${TMPDIR:-/tmp}/spinneret-test-cache}" {{target}}/release/spinneret plugins --plugins tests/fixtures/wasm >/dev/null 2>&1
     cargo test --release --workspace
 
-# Formatting and lints for the host and the guests.
+# Formatting and lints for the host and the guests; no import cycles between the host's modules.
 lint:
     cargo fmt --all --check
     cargo clippy --release --all-targets --workspace -- -D warnings
+    "${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/bin/cargo-modules" modules dependencies --lib -p spinneret --no-externs --no-sysroot 2>/dev/null | scripts/module-cycles
     cd spiders && cargo fmt --all --check && cargo clippy --release --target wasm32-wasip2 --workspace -- -D warnings
 
 # Benchmarks: crawl throughput, CPU and memory on a 20,000-page site, side by side with spider-rs; link extraction.

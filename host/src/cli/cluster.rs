@@ -10,7 +10,7 @@ use crate::config::Settings;
 use crate::crawl::Engine;
 use crate::monitor::control::ControlPlane;
 use crate::monitor::ingest::IngestMonitor;
-use crate::plugins::monitor::MonitorPlugins;
+use crate::monitor::plugins::MonitorPlugins;
 use crate::plugins::Registry;
 use crate::shutdown::Shutdown;
 use crate::telemetry::Stats;

@@ -10,6 +10,7 @@
 //! the watermark and skipped; a topic that starts over has newer messages,
 //! which are not.
 
+use super::plugins::MonitorPlugins;
 use super::schema::{classify, dead_letter, ActionKind, ActionRequest, Inbound, Origin, Rejection};
 use super::ControlRequest;
 use crate::backoff::Backoff;
@@ -17,7 +18,6 @@ use crate::bus::kafka::{client_config, KafkaBus};
 use crate::config::Settings;
 use crate::monitor::store::MonitorStore;
 use crate::monitor::store::{IngestEntry, IngestOutcome, Ingested};
-use crate::plugins::monitor::MonitorPlugins;
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use futures::FutureExt;

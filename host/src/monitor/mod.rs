@@ -6,6 +6,7 @@
 pub mod control;
 pub mod info;
 pub mod ingest;
+pub mod plugins;
 pub mod schema;
 pub mod stats;
 pub mod store;

@@ -177,7 +177,7 @@ pub struct StoreState {
 /// What the current call may still do. [`Plugin::call`] resets it, and
 /// fails a call that went over any of it even if the guest returned.
 ///
-/// [`Plugin::call`]: super::loader::Plugin
+/// [`Plugin::call`]: super::plugin::Plugin
 #[derive(Default)]
 pub struct CallBudget {
     /// When the call's wall-time limit runs out: a guest's sleep (WASI

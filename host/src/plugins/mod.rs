@@ -13,18 +13,20 @@ mod bindings;
 mod cache;
 mod engine;
 mod host_api;
-mod instance;
+mod kind;
 mod loader;
-pub mod monitor;
+mod outputs;
+mod plugin;
 mod registry;
 mod sleep;
 
 pub use cache::Origin;
 pub use engine::Runtime;
 pub use host_api::Page;
-pub use instance::{
+pub use kind::{Kind, LoadError, SUPPORTED_VERSION};
+pub use outputs::{
     CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
     SpiderRequest,
 };
-pub use loader::{Kind, LoadError, Plugin, SUPPORTED_VERSION};
+pub use plugin::Plugin;
 pub use registry::{Registry, Watcher, FIRST_LOAD_WAIT};

@@ -10,7 +10,8 @@
 //! wrong world) gets one log line and the old version keeps serving.
 
 use super::engine::Runtime;
-use super::loader::{LoadError, Plugin};
+use super::loader;
+use super::{LoadError, Plugin};
 use crate::telemetry::Event;
 use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
@@ -97,7 +98,7 @@ impl Registry {
             path: path.display().to_string(),
             source,
         })?;
-        let plugin = Plugin::load(&self.runtime, &name, &bytes)?;
+        let plugin = loader::load(&self.runtime, &name, &bytes)?;
         Ok(self.insert(plugin))
     }
 
@@ -357,7 +358,7 @@ fn load_one(registry: &Registry, path: &Path) {
         return;
     }
     let serving = registry.get(&name).map(|p| p.short_hash().to_string());
-    match Plugin::load(registry.runtime(), &name, &bytes) {
+    match loader::load(registry.runtime(), &name, &bytes) {
         Ok(plugin) => {
             registry.queue.lock().rejected.remove(path);
             let (new, old) = registry.insert(plugin);

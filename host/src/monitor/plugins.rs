@@ -4,10 +4,10 @@
 //! requests are validated like any other; its replies go out through the
 //! control plane.
 
-use super::{Kind, MonitorAction, Plugin, Registry};
-use crate::monitor::schema::Rejection;
-use crate::monitor::store::Ingested;
-use crate::monitor::ControlRequest;
+use super::schema::Rejection;
+use super::store::Ingested;
+use super::ControlRequest;
+use crate::plugins::{Kind, MonitorAction, Plugin, Registry};
 use crate::request::CrawlRequest;
 use parking_lot::Mutex;
 use serde_json::{Map, Value};

@@ -1,100 +1,90 @@
-//! Calling plugins: pooled instances, per-call limits (wall time by epoch,
+//! A loaded plugin ([`Plugin`]: identity, pre-linked component) and calling
+//! it: pooled instances, per-call limits (wall time by epoch,
 //! optional fuel, a memory cap), and recycling after a trap, after
 //! `recycle_calls` calls, or once memory passes `recycle_memory_mb`.
 //!
 //! Calls block: the crawl loop runs them on tokio's blocking pool.
 
 use super::bindings::{middleware, monitor, pipeline, spider, types};
+use super::bindings::{
+    middleware::DownloaderMiddlewarePre, monitor::MonitorPluginPre, pipeline::ItemPipelinePre,
+    spider::SpiderPre,
+};
+use super::cache::Origin;
+use super::engine::Runtime;
 use super::engine::TICK;
 use super::host_api::{CrawlResultRes, Page, ResponseRes, StoreState};
-use super::loader::{Plugin, Pre};
+use super::kind::{Kind, LoadError};
+use super::outputs::{
+    CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
+    SpiderRequest,
+};
+use crate::config::Limits;
 use crate::result::CrawlResult;
 use crate::telemetry::Event;
+use parking_lot::Mutex;
 use serde_json::Value;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use thiserror::Error;
+use std::time::Duration;
 use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
 
 /// Instances kept warm per plugin; more callers than this instantiate anew.
 const POOL_MAX: usize = 64;
 
-#[derive(Debug, Error, Clone, PartialEq)]
-pub enum CallError {
-    #[error("plugin `{plugin}` ran past its {ms} ms time limit and was stopped")]
-    Timeout { plugin: String, ms: u64 },
-    #[error("plugin `{plugin}` exceeded its {mb} MiB memory limit and was stopped")]
-    Memory { plugin: String, mb: u64 },
-    #[error("plugin `{plugin}` ran out of fuel and was stopped")]
-    Fuel { plugin: String },
-    #[error("plugin `{plugin}` trapped: {reason}")]
-    Trap { plugin: String, reason: String },
-    #[error("plugin `{plugin}` failed: {reason}")]
-    Guest { plugin: String, reason: String },
-    #[error("plugin `{plugin}` returned bad output: {reason}")]
-    BadOutput { plugin: String, reason: String },
-    #[error("plugin `{plugin}` could not be instantiated: {reason}")]
-    Instantiate { plugin: String, reason: String },
-    #[error("plugin `{plugin}` went over a limit and was stopped: {reason}")]
-    Limit { plugin: String, reason: String },
-    #[error("plugin `{plugin}` is a {kind} plugin and cannot do that")]
-    WrongKind { plugin: String, kind: String },
+pub(super) enum Pre {
+    Spider(SpiderPre<super::host_api::StoreState>),
+    Middleware(DownloaderMiddlewarePre<super::host_api::StoreState>),
+    Pipeline(ItemPipelinePre<super::host_api::StoreState>),
+    Monitor(MonitorPluginPre<super::host_api::StoreState>),
 }
 
-/// What a spider yields.
-#[derive(Debug, Clone)]
-pub enum Output {
-    Request(SpiderRequest),
-    Item(SpiderItem),
+/// A loaded, validated component, with its pool of ready instances.
+pub struct Plugin {
+    pub name: Arc<str>,
+    pub kind: Kind,
+    pub version: String,
+    /// sha256 of the component bytes, hex.
+    pub hash: String,
+    /// Time to compile, or to map from the cache.
+    pub compile_time: Duration,
+    pub origin: Origin,
+    pub(super) pre: Pre,
+    pub(super) pool: Mutex<Vec<Instance>>,
+    pub(super) limits: Limits,
+    pub(super) runtime: Runtime,
+    pub(super) instances: AtomicU64,
 }
 
-#[derive(Debug, Clone)]
-pub struct SpiderRequest {
-    pub url: String,
-    pub priority: Option<i32>,
-    pub spiderid: Option<String>,
-    pub method: Option<String>,
-    pub headers: Vec<(String, String)>,
-    pub body: Option<Vec<u8>>,
-    pub meta: Vec<(String, String)>,
-    pub dont_filter: bool,
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plugin")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("hash", &self.hash)
+            .finish()
+    }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct SpiderItem {
-    pub links: Vec<(String, String)>,
-    pub fields: Vec<(String, Value)>,
-}
+impl Plugin {
+    pub fn short_hash(&self) -> &str {
+        &self.hash[..12]
+    }
 
-#[derive(Debug, Clone)]
-pub enum RequestAction {
-    Proceed {
-        url: String,
-        method: String,
-        headers: Vec<(String, String)>,
-    },
-    Drop(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ResponseAction {
-    Proceed,
-    Retry(String),
-    Drop(String),
-}
-
-/// What a monitor plugin makes of a message (JSON texts).
-#[derive(Debug, Clone)]
-pub enum MonitorAction {
-    Crawl(String),
-    Reply(String),
-}
-
-#[derive(Debug, Clone)]
-pub enum ItemAction {
-    Keep(Vec<(String, Value)>),
-    Drop(String),
+    pub fn expect_kind(&self, wanted: Kind) -> Result<(), LoadError> {
+        if self.kind == wanted {
+            Ok(())
+        } else {
+            Err(LoadError::WrongKind {
+                name: self.name.to_string(),
+                found: self.kind,
+                wanted,
+            })
+        }
+    }
 }
 
 pub(super) struct Instance {
