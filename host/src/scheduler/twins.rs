@@ -20,6 +20,8 @@ enum Step {
     Leased(String),
     Wait(u64),
     Idle,
+    /// Queued and in flight, as `counts` says.
+    Counts(u64, u64),
 }
 
 /// The settings both stores run under: no throttle in the way, short
@@ -92,6 +94,16 @@ impl Twin {
             .ack(id, Some(status), None)
             .await
             .expect("ack");
+    }
+
+    async fn release(&mut self, path: &str) {
+        let id = self.lease(path);
+        self.frontier.release(id).await.expect("release");
+    }
+
+    async fn counts(&mut self) {
+        let c = self.frontier.counts().await.expect("counts");
+        self.steps.push(Step::Counts(c.queued, c.in_flight));
     }
 
     async fn retry(&mut self, path: &str, when: Requeue) {
@@ -184,6 +196,32 @@ fn scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
                 })
             },
             vec![leased("/a"), Wait(10), leased("/b")],
+        ),
+        (
+            "counts follow pushes, leases, give-backs and acks",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a"]).await;
+                    t.counts().await;
+                    t.pop().await;
+                    t.counts().await;
+                    t.release("/a").await;
+                    t.counts().await;
+                    t.pop().await;
+                    t.ack("/a", 200).await;
+                    t.counts().await;
+                    t.pop().await;
+                })
+            },
+            vec![
+                Counts(1, 0),
+                leased("/a"),
+                Counts(0, 1),
+                Counts(1, 0),
+                leased("/a"),
+                Counts(0, 0),
+                Idle,
+            ],
         ),
     ]
 }
@@ -325,4 +363,75 @@ async fn both_dedup_stores_admit_alike() {
             assert_eq!(&got, expected, "round {i} on the {store} store");
         }
     }
+}
+
+/// What only the Redis store has (an embedded frontier's leases live as
+/// long as its process, and control operations act on a cluster): a lease
+/// not renewed within `lease_ttl` goes back to its queue for any worker;
+/// `info` counts a crawl's queued and in-flight requests; `stop` purges
+/// the crawl's queue and leaves other crawls' alone.
+#[tokio::test]
+async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
+    use crate::monitor::store::MonitorStore;
+    let server = Server::start().await;
+    let mut s = settings(&server.url, "twins-redis");
+    s.crawl.lease_ttl = 0.3;
+    let redis = crate::store::Redis::connect(&s, Default::default())
+        .await
+        .expect("redis store");
+    let monitors = MonitorStore::new(redis.clone(), &s);
+    let card = Arc::new(WorkerCard::new(false, Default::default()));
+    let frontier = RedisFrontier::new(redis, &s, card, Some(Arc::new(monitors.clone())));
+    let job_of = |path: &str, crawl: &str| {
+        let json = format!(
+            r#"{{"url":"http://twins.example{path}","appid":"app","crawlid":"{crawl}"}}"#
+        );
+        CrawlRequest::parse(&json, 3).expect("valid").into_seed()
+    };
+    frontier
+        .push(vec![job_of("/a", "c"), job_of("/b", "c"), job_of("/c", "c")])
+        .await
+        .expect("push");
+    frontier.push(vec![job_of("/x", "other")]).await.expect("push");
+
+    let Pop::Leased(first) = frontier.pop().await.expect("pop") else {
+        panic!("nothing leased");
+    };
+    let info = |crawl: &'static str| {
+        let m = monitors.clone();
+        async move { m.crawl_info("app", crawl, "link").await.expect("info") }
+    };
+    let i = info("c").await;
+    let leased_c = first.job.crawl.crawlid == "c";
+    assert_eq!(
+        (i.queued + i.in_flight, i.in_flight),
+        (3, u64::from(leased_c)),
+        "info counts crawl c's requests: {i:?}"
+    );
+
+    // Not renewed: reclaimed by upkeep once its deadline passes, then
+    // leased again under a new id.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        frontier.maintain().await.expect("upkeep");
+        if let Pop::Leased(l) = frontier.pop().await.expect("pop") {
+            if l.job.url == first.job.url {
+                break l;
+            }
+            frontier.release(l.id).await.expect("release");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the lease never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(again.id, first.id, "a reclaimed request is leased anew");
+    frontier.release(again.id).await.expect("release");
+
+    let purged = monitors.stop("app", "c", None).await.expect("stop");
+    assert_eq!(purged, 3, "stop purges crawl c's queued requests");
+    let left = frontier.counts().await.expect("counts");
+    assert_eq!((left.queued, left.in_flight), (1, 0), "the other crawl stays");
+    let Pop::Leased(l) = frontier.pop().await.expect("pop") else {
+        panic!("the other crawl's request is gone");
+    };
+    assert_eq!(l.job.crawl.crawlid, "other");
 }

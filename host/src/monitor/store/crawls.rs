@@ -7,7 +7,7 @@ use super::MonitorStore;
 use crate::links::domain;
 use crate::politeness::SiteView;
 use crate::request::CrawlKey;
-use crate::store::{crawl_owner, crawl_ref, unavailable, StoreError};
+use crate::store::{corrupt, crawl_owner, crawl_ref, unavailable, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -115,7 +115,9 @@ impl MonitorStore {
         for (k, out) in self.redis.on_shards::<Vec<String>>(calls).await? {
             for due in out.chunks(3) {
                 let [cref, purged, owner] = due else { continue };
-                let mut purged: u64 = purged.parse().unwrap_or(0);
+                let mut purged: u64 = purged
+                    .parse()
+                    .map_err(|_| corrupt(format!("expire reply purged {purged:?}")))?;
                 if !here {
                     match self.expire_everywhere(cref, owner).await? {
                         Some(n) => purged = n,
@@ -305,11 +307,15 @@ impl MonitorStore {
         };
         let mut sums = [0u64; 3];
         let mut domains = BTreeMap::new();
-        for (_, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
-            for (i, sum) in sums.iter_mut().enumerate() {
-                *sum += out.get(i).map(int).unwrap_or(0).max(0) as u64;
+        for (k, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
+            // Three sums, then eight values per domain.
+            if out.len() < 3 || (out.len() - 3) % 8 != 0 {
+                return Err(corrupt(format!("info reply of shard {k}: {out:?}")));
             }
-            for chunk in out.get(3..).unwrap_or_default().chunks(8) {
+            for (sum, v) in sums.iter_mut().zip(&out) {
+                *sum += int(v).max(0) as u64;
+            }
+            for chunk in out[3..].chunks(8) {
                 if let [redis::Value::BulkString(d), total, high, low, paused, delay, open, adaptive] =
                     chunk
                 {

@@ -7,7 +7,7 @@ use super::MonitorStore;
 use crate::links::domain;
 use crate::request::{CrawlKey, Job};
 use crate::store::{
-    crawl_owner, crawl_ref, fingerprint_args, queue_key, unavailable, StoreError, WireJob,
+    corrupt, crawl_owner, crawl_ref, fingerprint_args, queue_key, unavailable, StoreError, WireJob,
 };
 use std::collections::BTreeMap;
 
@@ -172,10 +172,9 @@ impl MonitorStore {
                 .map_err(unavailable)
         }))
         .await?;
-        Ok(
-            serde_json::to_string(&seqs.into_iter().map(|s| s.unwrap_or(0)).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        )
+        // A shard that never queued anything has no sequence yet: 0.
+        let seqs: Vec<u64> = seqs.into_iter().map(|s| s.unwrap_or(0)).collect();
+        Ok(serde_json::to_string(&seqs).expect("numbers serialise"))
     }
 
     /// One ingest call on shard k with `items` (batch index, how). Returns
@@ -213,8 +212,8 @@ impl MonitorStore {
                     let key = job.crawl.key();
                     let d = domain::of_url(&job.url);
                     let (fp, hex) = fingerprint_args(job.fingerprint());
-                    let spec = serde_json::to_string(&*job.crawl).unwrap_or_default();
-                    let payload = serde_json::to_string(&WireJob::of(job, &d)).unwrap_or_default();
+                    let spec = serde_json::to_string(&*job.crawl).expect("a crawl spec serialises");
+                    let payload = WireJob::of(job, &d).to_json();
                     inv.arg(crawl_ref(&key))
                         .arg(crawl_owner(&key))
                         .arg(spec)
@@ -249,8 +248,11 @@ impl MonitorStore {
         }
         let mut con = self.redis.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        let new = out.first().copied().unwrap_or(0).max(0) as usize;
-        let ncollided = out.get(1).copied().unwrap_or(0).max(0) as usize;
+        let [new, ncollided] = [out.first(), out.get(1)]
+            .map(|n| n.map(|&n| n.max(0) as usize));
+        let (Some(new), Some(ncollided)) = (new, ncollided) else {
+            return Err(corrupt(format!("ingest reply {out:?}")));
+        };
         let batch_index = |&j: &i64| items.get(j as usize).map(|(i, _)| *i);
         let collided = out.iter().skip(2).take(ncollided).filter_map(batch_index);
         let capped = out.iter().skip(2 + ncollided).filter_map(batch_index);
