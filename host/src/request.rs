@@ -278,7 +278,7 @@ impl CrawlRequest {
             cookie: self.cookie,
             attrs: self.attrs.map(Value::Object),
             spiderid: self.spiderid.clone(),
-            site: crate::scheduler::domain::of_url(&self.url),
+            site: crate::links::domain::of_url(&self.url),
             sitemaps: self.sitemaps,
             render: self.render,
             filters: OnceLock::new(),
@@ -383,7 +383,7 @@ impl CrawlSpec {
     /// May `url` be sent the crawl's credentials (its `cookie`, credential
     /// headers)? Only hosts of the seed's registered domain may.
     pub fn trusts(&self, url: &str) -> bool {
-        !self.site.is_empty() && crate::scheduler::domain::of_url(url) == self.site
+        !self.site.is_empty() && crate::links::domain::of_url(url) == self.site
     }
 
     /// Dedup, caps and stop are scoped by appid + crawlid (contract §3).

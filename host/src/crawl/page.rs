@@ -12,13 +12,14 @@ use crate::backoff::Backoff;
 use crate::config::redact;
 use crate::fetch::{error_chain, retryable_status, FetchError, Fetched, Hop, Outgoing};
 use crate::links;
+use crate::links::domain;
 use crate::plugins::{
     CallError, ItemAction, Kind, Output, Page, RequestAction, ResponseAction, SpiderRequest,
 };
 use crate::politeness::{self, Requeue, Sample};
 use crate::request::{Job, RenderMode};
 use crate::result::{self, CrawlResult};
-use crate::scheduler::{domain, Lease, StoreError};
+use crate::scheduler::{Lease, StoreError};
 use crate::telemetry::Event;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -176,7 +177,7 @@ impl Engine {
 
     /// The pop took a throttle slot for a request that is never sent.
     async fn refund_slot(&self, spider: &str, url: &url::Url) {
-        let domain = crate::scheduler::domain::registered(url.host_str().unwrap_or_default());
+        let domain = crate::links::domain::registered(url.host_str().unwrap_or_default());
         if let Err(e) = self.throttle.refund(spider, &domain).await {
             // At worst the domain waits one slot longer than it had to.
             tracing::debug!(error = %e, "could not refund a throttle slot");

@@ -10,7 +10,7 @@
 //! the watermark and skipped; a topic that starts over has newer messages,
 //! which are not.
 
-use super::plugins::MonitorPlugins;
+use super::extra_kinds::MonitorPlugins;
 use super::schema::{classify, dead_letter, ActionKind, ActionRequest, Inbound, Origin, Rejection};
 use super::ControlRequest;
 use crate::backoff::Backoff;

@@ -4,9 +4,9 @@
 //! control plane ([`control`], `spinneret redis-monitor`).
 
 pub mod control;
+pub mod extra_kinds;
 pub mod info;
 pub mod ingest;
-pub mod plugins;
 pub mod schema;
 pub mod stats;
 pub mod store;

@@ -2,7 +2,7 @@
 //! throttle key, optionally moderated (spaced `window/hits` apart).
 
 use crate::config::Throttle as Settings;
-use crate::scheduler::StoreError;
+use crate::store::StoreError;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -69,7 +69,7 @@ impl EmbeddedThrottle {
 #[async_trait]
 impl ThrottleStore for EmbeddedThrottle {
     async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
-        let key = crate::scheduler::domain::throttle_key(&self.settings, spider, domain);
+        let key = throttle_key(&self.settings, spider, domain);
         let key = key.as_str();
         let now = Instant::now();
         let mut hits = self.hits.lock();
@@ -83,7 +83,7 @@ impl ThrottleStore for EmbeddedThrottle {
     }
 
     async fn refund(&self, spider: &str, domain: &str) -> Result<(), StoreError> {
-        let key = crate::scheduler::domain::throttle_key(&self.settings, spider, domain);
+        let key = throttle_key(&self.settings, spider, domain);
         if let Some(log) = self.hits.lock().get_mut(&key) {
             log.pop_back();
         }
@@ -129,4 +129,29 @@ mod tests {
         tokio::time::advance(Duration::from_millis(500)).await;
         assert_eq!(t.acquire("s", "a").await.expect("ok"), Admission::Go);
     }
+
+    #[test]
+    fn throttle_keys_split_as_configured() {
+        let mut s = crate::config::Throttle::default();
+        assert_eq!(throttle_key(&s, "link", "a.com"), "link|a.com");
+        s.split_by_spider = false;
+        s.split_by_egress = true;
+        s.egress_id = "eu1".into();
+        assert_eq!(throttle_key(&s, "link", "a.com"), "eu1|a.com");
+    }
+}
+
+/// The throttle bucket a fetch of `domain` by `spider` counts against.
+pub fn throttle_key(settings: &crate::config::Throttle, spider: &str, domain: &str) -> String {
+    let mut key = String::with_capacity(domain.len() + spider.len() + 8);
+    if settings.split_by_egress {
+        key.push_str(&settings.egress_id);
+        key.push('|');
+    }
+    if settings.split_by_spider {
+        key.push_str(spider);
+        key.push('|');
+    }
+    key.push_str(domain);
+    key
 }

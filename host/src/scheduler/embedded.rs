@@ -1,10 +1,10 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use crate::links::domain;
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
 use crate::request::{CrawlKey, Job};
-use crate::scheduler::domain;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::cmp::{Ordering, Reverse};

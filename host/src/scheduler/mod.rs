@@ -8,7 +8,6 @@
 //!
 //! The crawl loop only ever talks to these traits.
 
-pub mod domain;
 mod embedded;
 pub mod redis;
 #[cfg(test)]

@@ -383,16 +383,22 @@ async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
     let card = Arc::new(WorkerCard::new(false, Default::default()));
     let frontier = RedisFrontier::new(redis, &s, card, Some(Arc::new(monitors.clone())));
     let job_of = |path: &str, crawl: &str| {
-        let json = format!(
-            r#"{{"url":"http://twins.example{path}","appid":"app","crawlid":"{crawl}"}}"#
-        );
+        let json =
+            format!(r#"{{"url":"http://twins.example{path}","appid":"app","crawlid":"{crawl}"}}"#);
         CrawlRequest::parse(&json, 3).expect("valid").into_seed()
     };
     frontier
-        .push(vec![job_of("/a", "c"), job_of("/b", "c"), job_of("/c", "c")])
+        .push(vec![
+            job_of("/a", "c"),
+            job_of("/b", "c"),
+            job_of("/c", "c"),
+        ])
         .await
         .expect("push");
-    frontier.push(vec![job_of("/x", "other")]).await.expect("push");
+    frontier
+        .push(vec![job_of("/x", "other")])
+        .await
+        .expect("push");
 
     let Pop::Leased(first) = frontier.pop().await.expect("pop") else {
         panic!("nothing leased");
@@ -420,7 +426,10 @@ async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
             }
             frontier.release(l.id).await.expect("release");
         }
-        assert!(tokio::time::Instant::now() < deadline, "the lease never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_ne!(again.id, first.id, "a reclaimed request is leased anew");
@@ -429,7 +438,11 @@ async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
     let purged = monitors.stop("app", "c", None).await.expect("stop");
     assert_eq!(purged, 3, "stop purges crawl c's queued requests");
     let left = frontier.counts().await.expect("counts");
-    assert_eq!((left.queued, left.in_flight), (1, 0), "the other crawl stays");
+    assert_eq!(
+        (left.queued, left.in_flight),
+        (1, 0),
+        "the other crawl stays"
+    );
     let Pop::Leased(l) = frontier.pop().await.expect("pop") else {
         panic!("the other crawl's request is gone");
     };

@@ -248,8 +248,7 @@ impl MonitorStore {
         }
         let mut con = self.redis.con();
         let out: Vec<i64> = inv.invoke_async(&mut con).await.map_err(unavailable)?;
-        let [new, ncollided] = [out.first(), out.get(1)]
-            .map(|n| n.map(|&n| n.max(0) as usize));
+        let [new, ncollided] = [out.first(), out.get(1)].map(|n| n.map(|&n| n.max(0) as usize));
         let (Some(new), Some(ncollided)) = (new, ncollided) else {
             return Err(corrupt(format!("ingest reply {out:?}")));
         };

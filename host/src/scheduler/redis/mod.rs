@@ -7,9 +7,9 @@
 
 use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::config::{Settings, Throttle};
+use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
 use crate::request::Job;
-use crate::scheduler::domain;
 use crate::store::{
     corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, script, unavailable, Redis, Reply,
     WireJob,
