@@ -94,7 +94,29 @@ async fn results_carry_the_contract_fields() -> Result<()> {
         .map(|r| (r["url"].as_str().unwrap_or_default().to_string(), r))
         .collect();
 
-    let seed = by_url[&site.seed_url()];
+    the_seed_carries_every_field(by_url[&site.seed_url()]);
+    // Depth-1 pages are at maxdepth: fetched, but no links followed.
+    let child = by_url[&site.url(1)];
+    assert_eq!(child["depth"], 1);
+    assert_eq!(child["links"], serde_json::json!([]));
+    assert_eq!(
+        child["request_headers"]["User-Agent"],
+        serde_json::json!(["fieldtest/1.0"])
+    );
+
+    errors_and_redirects_carry_theirs(&run.results);
+    // robots.txt disallows /private/: never fetched.
+    assert!(site.hits().iter().all(|h| !h.path.starts_with("/private/")));
+    assert!(site
+        .hits()
+        .iter()
+        .all(|h| !h.path.ends_with(".jpg") && !h.path.ends_with(".pdf")));
+    Ok(())
+}
+
+/// The seed's result: every contract field, the request's attrs and user
+/// agent, its cookie sent but not published, its body, headers and links.
+fn the_seed_carries_every_field(seed: &Value) {
     for key in [
         "appid",
         "crawlid",
@@ -141,26 +163,18 @@ async fn results_carry_the_contract_fields() -> Result<()> {
     assert!(links
         .iter()
         .all(|l| !l["url"].as_str().unwrap_or_default().ends_with(".jpg")));
+}
 
-    // Depth-1 pages are at maxdepth: fetched, but no links followed.
-    let child = by_url[&site.url(1)];
-    assert_eq!(child["depth"], 1);
-    assert_eq!(child["links"], serde_json::json!([]));
-    assert_eq!(
-        child["request_headers"]["User-Agent"],
-        serde_json::json!(["fieldtest/1.0"])
-    );
-
-    let missing = run
-        .results
+/// A missing page's 404 and a redirect's final URL, where the crawl met them.
+fn errors_and_redirects_carry_theirs(results: &[Value]) {
+    let missing = results
         .iter()
         .find(|r| r["url"].as_str().is_some_and(|u| u.contains("/missing/")));
     if let Some(m) = missing {
         assert_eq!(m["status_code"], 404);
         assert_eq!(m["status_msg"], "Not Found");
     }
-    let redirect = run
-        .results
+    let redirect = results
         .iter()
         .find(|r| r["url"].as_str().is_some_and(|u| u.contains("/r/")));
     if let Some(r) = redirect {
@@ -171,13 +185,6 @@ async fn results_carry_the_contract_fields() -> Result<()> {
             "{r}"
         );
     }
-    // robots.txt disallows /private/: never fetched.
-    assert!(site.hits().iter().all(|h| !h.path.starts_with("/private/")));
-    assert!(site
-        .hits()
-        .iter()
-        .all(|h| !h.path.ends_with(".jpg") && !h.path.ends_with(".pdf")));
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]

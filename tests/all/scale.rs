@@ -150,39 +150,57 @@ async fn control_answers_match_on_one_server_and_a_sharded_cluster() -> Result<(
 async fn control_story(redis_url: String) -> Result<Vec<Value>> {
     let site = Site::start(spec(60, 44)).await?;
     let mut cluster = Cluster::on(redis_url, "")?;
-    // The first page of each host: three domains.
+    let seeds = first_page_of_each_host(&site, 60);
+    assert_eq!(seeds.len(), 3, "{seeds:?}");
+    let mut answers = held_story(&cluster, &site, &seeds).await?;
+    cluster.start_worker()?;
+    answers.extend(counted_story(&cluster, &site).await?);
+    answers.extend(expired_story(&cluster, &site, &seeds).await?);
+    Ok(answers)
+}
+
+/// The first page of each of the site's hosts, among its first `pages`.
+fn first_page_of_each_host(site: &Site, pages: usize) -> Vec<String> {
     let mut seeds: Vec<String> = Vec::new();
-    for i in 0..60 {
+    for i in 0..pages {
         let url = site.url(i);
         let host = url.split('/').nth(2).unwrap_or_default().to_string();
         if !seeds.iter().any(|s| s.contains(&host)) {
             seeds.push(url);
         }
     }
-    assert_eq!(seeds.len(), 3, "{seeds:?}");
-    let submit_all = |crawlid: &'static str, extra: Value| {
-        let requests: Vec<String> = seeds
-            .iter()
-            .map(|u| {
-                let mut e = serde_json::json!({"url": u});
-                if let (Some(e), Value::Object(x)) = (e.as_object_mut(), extra.clone()) {
-                    e.extend(x);
-                }
-                request(&site, crawlid, 1, e)
-            })
-            .collect();
-        requests
-    };
-    let mut answers = Vec::new();
-    let clean = |mut v: Value| {
-        if let Some(o) = v.as_object_mut() {
-            for k in ["server_time", "uuid", "expires"] {
-                o.remove(k);
+    seeds
+}
+
+/// One request of crawl `crawlid` per seed, with `extra` fields.
+fn seed_requests(site: &Site, seeds: &[String], crawlid: &str, extra: Value) -> Vec<String> {
+    seeds
+        .iter()
+        .map(|u| {
+            let mut e = serde_json::json!({"url": u});
+            if let (Some(e), Value::Object(x)) = (e.as_object_mut(), extra.clone()) {
+                e.extend(x);
             }
+            request(site, crawlid, 1, e)
+        })
+        .collect()
+}
+
+/// An answer without what differs between runs: times and ids.
+fn clean(mut v: Value) -> Value {
+    if let Some(o) = v.as_object_mut() {
+        for k in ["server_time", "uuid", "expires"] {
+            o.remove(k);
         }
-        v
-    };
-    for r in submit_all("held", Value::Null) {
+    }
+    v
+}
+
+/// A crawl held on three domains (no worker yet): info, app info, stop,
+/// info again.
+async fn held_story(cluster: &Cluster, site: &Site, seeds: &[String]) -> Result<Vec<Value>> {
+    let mut answers = Vec::new();
+    for r in seed_requests(site, seeds, "held", Value::Null) {
         cluster.submit(&["--request", &r]).await?;
     }
     let held = cluster
@@ -201,11 +219,15 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
             .control(&["info", "--appid", "ops", "--crawlid", "held"])
             .await?,
     ));
+    Ok(answers)
+}
 
-    cluster.start_worker()?;
+/// A crawl run to its end by one worker: its info and the spider stats.
+async fn counted_story(cluster: &Cluster, site: &Site) -> Result<Vec<Value>> {
+    let mut answers = Vec::new();
     let expected = site.expected(0, Some(1));
     cluster
-        .submit(&["--request", &request(&site, "counted", 1, Value::Null)])
+        .submit(&["--request", &request(site, "counted", 1, Value::Null)])
         .await?;
     cluster
         .until_all_of(&expected, Duration::from_secs(60))
@@ -217,8 +239,14 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
         .filter(|r| r["status_code"] == 200)
         .count() as u64;
     answers.push(cluster.spider_stats_with(ok).await?["link"].clone());
+    Ok(answers)
+}
 
-    for s in &seeds {
+/// A crawl on blacklisted domains that expires: the queue stats, the purge
+/// count, and its info once done.
+async fn expired_story(cluster: &Cluster, site: &Site, seeds: &[String]) -> Result<Vec<Value>> {
+    let mut answers = Vec::new();
+    for s in seeds {
         let host = s.split('/').nth(2).unwrap_or_default();
         let domain = host.split(':').next().unwrap_or_default();
         cluster.control(&["domain", "blacklist", domain]).await?;
@@ -228,7 +256,12 @@ async fn control_story(redis_url: String) -> Result<Vec<Value>> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         + 5;
-    for r in submit_all("brief", serde_json::json!({"expires": expires})) {
+    for r in seed_requests(
+        site,
+        seeds,
+        "brief",
+        serde_json::json!({"expires": expires}),
+    ) {
         cluster.submit(&["--request", &r]).await?;
     }
     let brief = cluster

@@ -317,6 +317,17 @@ async fn crawls_whose_keys_collide_never_share_state() -> Result<()> {
     let spec_now: String = redis::cmd("GET").arg(&spec_key).query(&mut con)?;
     ensure!(spec_now == held_spec, "the holder's spec was overwritten");
 
+    the_victim_reaches_none_of_the_holders_state(&bus, &cref, &counters).await
+}
+
+/// `victim`, colliding with the crawl whose counters are `counters`:
+/// `submit` refuses it, and neither its stop nor its info reaches the
+/// holder's state.
+async fn the_victim_reaches_none_of_the_holders_state(
+    bus: &Bus,
+    cref: &str,
+    counters: &str,
+) -> Result<()> {
     // Submitted straight to Redis: refused with the reason.
     let out = bus
         .scratch
@@ -341,7 +352,7 @@ async fn crawls_whose_keys_collide_never_share_state() -> Result<()> {
         stop["total_purged"] == 0,
         "stop purged another crawl's queue: {stop}"
     );
-    ensure!(bus.redis_int(&["SISMEMBER", "{spinneret}:stopped", &cref])? == 0);
+    ensure!(bus.redis_int(&["SISMEMBER", "{spinneret}:stopped", cref])? == 0);
     let info: Value = serde_json::from_str(
         &bus.cli(&["info", "--appid", "testapp", "--crawlid", "victim"])
             .await?,
@@ -350,7 +361,7 @@ async fn crawls_whose_keys_collide_never_share_state() -> Result<()> {
         info["total_pending"] == 0,
         "info shows another crawl's queue: {info}"
     );
-    ensure!(bus.redis_int(&["HGET", &counters, "q"])? == 1);
+    ensure!(bus.redis_int(&["HGET", counters, "q"])? == 1);
     Ok(())
 }
 

@@ -187,33 +187,8 @@ fn respond(
         return text(StatusCode::OK, "text/html; charset=utf-8", page);
     }
     // Hostile pages (`Site::hostile_url`), the same on every host.
-    if path == "/hostile/redirect" {
-        // An open redirect: `?to=URL` (tests of what crosses a redirect).
-        let to = req
-            .uri()
-            .query()
-            .and_then(|q| q.strip_prefix("to="))
-            .unwrap_or("/");
-        return Response::builder()
-            .status(StatusCode::FOUND)
-            .header("location", to)
-            .body(Full::new(Bytes::new()))
-            .unwrap_or_default();
-    }
-    if path == "/hostile/links.html" {
-        return text(StatusCode::OK, "text/html", many_links());
-    }
-    if path == "/hostile/links2k.html" {
-        return text(StatusCode::OK, "text/html", links_to_pages(2000));
-    }
-    if path == "/hostile/entity.html" {
-        // An entity cut inside a multi-byte character, in a link's text
-        // and in its href.
-        return text(
-            StatusCode::OK,
-            "text/html; charset=utf-8",
-            "<html><body><a href=\"/p/0.html?x&aaaaaaaa\u{e9}\">&aaaaaaaa\u{e9}</a></body></html>",
-        );
+    if let Some(r) = hostile(req, &path) {
+        return r;
     }
     if let Some(j) = path
         .strip_prefix("/p/")
@@ -244,6 +219,41 @@ fn respond(
         "text/html",
         "<html><body><h1>Not found</h1></body></html>",
     )
+}
+
+/// A hostile page (`Site::hostile_url`) at `path`, if it names one.
+fn hostile(req: &Request<hyper::body::Incoming>, path: &str) -> Option<Response<Full<Bytes>>> {
+    if path == "/hostile/redirect" {
+        // An open redirect: `?to=URL` (tests of what crosses a redirect).
+        let to = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("to="))
+            .unwrap_or("/");
+        return Some(
+            Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", to)
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default(),
+        );
+    }
+    if path == "/hostile/links.html" {
+        return Some(text(StatusCode::OK, "text/html", many_links()));
+    }
+    if path == "/hostile/links2k.html" {
+        return Some(text(StatusCode::OK, "text/html", links_to_pages(2000)));
+    }
+    if path == "/hostile/entity.html" {
+        // An entity cut inside a multi-byte character, in a link's text
+        // and in its href.
+        return Some(text(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            "<html><body><a href=\"/p/0.html?x&aaaaaaaa\u{e9}\">&aaaaaaaa\u{e9}</a></body></html>",
+        ));
+    }
+    None
 }
 
 /// A host `a.xml` names that is not its own (nothing answers there).

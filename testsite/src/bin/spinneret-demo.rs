@@ -5,6 +5,7 @@ use anyhow::{bail, Context, Result};
 use spinneret_testsite::{Site, SiteSpec};
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::Path;
 use std::time::Instant;
 
 #[tokio::main]
@@ -40,8 +41,31 @@ async fn main() -> Result<()> {
         "crawl: link spider, depth 2, throttle 50 fetches/s per domain (moderated)\n"
     )?;
     drop(stdout);
+    let secs = crawl(&spinneret, &repo, &site, &config, &out).await?;
+    let results = read_results(&out)?;
+    let got: std::collections::BTreeSet<String> = results
+        .iter()
+        .filter_map(|r| r["url"].as_str().map(str::to_string))
+        .collect();
+    let expected = site.expected(0, Some(2));
+    summarize(&results, secs, &out, got == expected, expected.len())?;
+    if got != expected {
+        bail!("the crawl did not return the expected URL set");
+    }
+    Ok(())
+}
+
+/// `spinneret run` of the `link` spider from the site's seed at depth 2,
+/// writing to `out`; its wall time in seconds.
+async fn crawl(
+    spinneret: &Path,
+    repo: &Path,
+    site: &Site,
+    config: &Path,
+    out: &Path,
+) -> Result<f64> {
     let started = Instant::now();
-    let status = tokio::process::Command::new(&spinneret)
+    let status = tokio::process::Command::new(spinneret)
         .args([
             "run",
             "--spider",
@@ -53,11 +77,11 @@ async fn main() -> Result<()> {
         ])
         .arg(site.seed_url())
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .arg("--plugins")
         .arg(repo.join("plugins"))
         .arg("--output")
-        .arg(&out)
+        .arg(out)
         .status()
         .await
         .with_context(|| format!("running {}", spinneret.display()))?;
@@ -65,23 +89,33 @@ async fn main() -> Result<()> {
     if !status.success() {
         bail!("spinneret failed: {status}");
     }
+    Ok(secs)
+}
 
-    let text = std::fs::read_to_string(&out)?;
-    let results: Vec<serde_json::Value> = text
+/// The crawl's results, one JSON object a line.
+fn read_results(out: &Path) -> Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(out)?;
+    Ok(text
         .lines()
         .map(serde_json::from_str)
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?)
+}
+
+/// The figures: pages, statuses, pages/s, and whether the URLs crawled are
+/// the `expected` ones (`as_expected`).
+fn summarize(
+    results: &[serde_json::Value],
+    secs: f64,
+    out: &Path,
+    as_expected: bool,
+    expected: usize,
+) -> Result<()> {
     let mut statuses: BTreeMap<i64, usize> = BTreeMap::new();
-    for r in &results {
+    for r in results {
         *statuses
             .entry(r["status_code"].as_i64().unwrap_or(0))
             .or_default() += 1;
     }
-    let got: std::collections::BTreeSet<String> = results
-        .iter()
-        .filter_map(|r| r["url"].as_str().map(str::to_string))
-        .collect();
-    let expected = site.expected(0, Some(2));
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "\npages:     {}", results.len())?;
     let s: Vec<String> = statuses.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -94,17 +128,14 @@ async fn main() -> Result<()> {
     writeln!(
         stdout,
         "expected:  {} URLs, {}",
-        expected.len(),
-        if got == expected {
+        expected,
+        if as_expected {
             "all crawled, none extra"
         } else {
             "MISMATCH"
         }
     )?;
     writeln!(stdout, "results:   {}", out.display())?;
-    if got != expected {
-        bail!("the crawl did not return the expected URL set");
-    }
     Ok(())
 }
 

@@ -3,8 +3,10 @@
 //! crawl, end to end (feed to the last result on the broker), in rounds beside
 //! the Redis-only crawl.
 
+use crate::cluster::cluster_crawl;
 use crate::redis::Redis;
-use crate::{cluster_crawl, median, report, Args};
+use crate::runner::{median, report};
+use crate::Args;
 use anyhow::{Context, Result};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
@@ -338,41 +340,13 @@ pub async fn crawl(
     // once its result is on the broker, so the topic's offsets say so
     // without a reader taking CPU beside the crawl (the Redis-only crawl
     // has no reader either). The results are read back after the clock.
-    let offsets: Arc<BaseConsumer> = Arc::new(broker.client().create()?);
-    loop {
-        let o = offsets.clone();
-        let delivered = tokio::task::spawn_blocking(move || -> Result<i64> {
-            (0..4).try_fold(0, |sum, p| {
-                let (low, high) = o.fetch_watermarks(RESULTS, p, Duration::from_secs(5))?;
-                Ok(sum + high - low)
-            })
-        })
-        .await??;
-        if delivered as usize >= expected {
-            break;
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(600),
-            "{delivered} of {expected} results after 600 s: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_delivered(broker, expected, started, &log).await?;
     let wall = started.elapsed().as_secs_f64();
     let up_cpu = cpu_seconds(up.id()) - up_cpu0;
     let broker_cpu = cpu_seconds(broker.child.id()) - broker_cpu0;
     let bench_cpu = cpu_seconds(std::process::id()) - bench_cpu0;
     let redis_cpu = redis.cpu_seconds()? - redis_cpu0;
-    let mut calls: Vec<(String, u64, u64)> = redis
-        .command_stats()?
-        .into_iter()
-        .map(|(name, (n, us))| {
-            let (n0, us0) = stats0.get(&name).copied().unwrap_or_default();
-            (name, n - n0, us - us0)
-        })
-        .filter(|c| c.1 > 0 && c.0 != "info")
-        .collect();
-    calls.sort_by_key(|c| std::cmp::Reverse(c.2));
+    let calls = redis_calls_since(redis, &stats0)?;
     stop(up)?;
     let (seen, bytes) = read_back(broker, expected).await?;
     let per = |s: f64| s * 1000.0 / seen.max(1) as f64;
@@ -389,23 +363,79 @@ pub async fn crawl(
             per(redis_cpu),
             per(bench_cpu)
         ),
-        format!(
-            "Redis commands:   {} (calls and server time per page)",
-            calls
-                .iter()
-                .take(6)
-                .map(|(name, n, us)| format!(
-                    "{name} {:.2} / {:.0} us",
-                    *n as f64 / seen.max(1) as f64,
-                    *us as f64 / seen.max(1) as f64
-                ))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        redis_commands_line(&calls, seen),
         format!(
             "pages/s:          {per_second:.0} end to end (feed -> crawl -> the last result on crawled_firehose)"
         ),
     ], per_second))
+}
+
+/// Until crawled_firehose holds `expected` results (600 s at most from
+/// `started`): a lease is acked only once its result is on the broker, so
+/// the topic's offsets say so without a reader taking CPU beside the crawl
+/// (the Redis-only crawl has no reader either).
+async fn until_delivered(
+    broker: &Broker,
+    expected: usize,
+    started: Instant,
+    log: &Path,
+) -> Result<()> {
+    let offsets: Arc<BaseConsumer> = Arc::new(broker.client().create()?);
+    loop {
+        let o = offsets.clone();
+        let delivered = tokio::task::spawn_blocking(move || -> Result<i64> {
+            (0..4).try_fold(0, |sum, p| {
+                let (low, high) = o.fetch_watermarks(RESULTS, p, Duration::from_secs(5))?;
+                Ok(sum + high - low)
+            })
+        })
+        .await??;
+        if delivered as usize >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(600),
+            "{delivered} of {expected} results after 600 s: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// The Redis commands run since `stats0` (calls, server µs), busiest first.
+fn redis_calls_since(
+    redis: &Redis,
+    stats0: &std::collections::BTreeMap<String, (u64, u64)>,
+) -> Result<Vec<(String, u64, u64)>> {
+    let mut calls: Vec<(String, u64, u64)> = redis
+        .command_stats()?
+        .into_iter()
+        .map(|(name, (n, us))| {
+            let (n0, us0) = stats0.get(&name).copied().unwrap_or_default();
+            (name, n - n0, us - us0)
+        })
+        .filter(|c| c.1 > 0 && c.0 != "info")
+        .collect();
+    calls.sort_by_key(|c| std::cmp::Reverse(c.2));
+    Ok(calls)
+}
+
+/// The busiest Redis commands: calls and server time per page of `seen`.
+fn redis_commands_line(calls: &[(String, u64, u64)], seen: usize) -> String {
+    format!(
+        "Redis commands:   {} (calls and server time per page)",
+        calls
+            .iter()
+            .take(6)
+            .map(|(name, n, us)| format!(
+                "{name} {:.2} / {:.0} us",
+                *n as f64 / seen.max(1) as f64,
+                *us as f64 / seen.max(1) as f64
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Reads crawled_firehose from the start until it has `expected` distinct
@@ -459,57 +489,85 @@ pub async fn sections(
     // default compression (lz4), then without compression.
     let (mut lines, mut rounds) = (Vec::new(), Vec::new());
     for _ in 0..args.rounds.max(1) {
-        let (redis_lines, redis_only) = cluster_crawl(
+        let (these, redis_only, kafka) = round(site, spinneret, plugins, work, r, args).await?;
+        lines = these;
+        rounds.push((redis_only, kafka));
+    }
+    lines.extend(rounds_lines(&rounds));
+    report("Kafka-fed cluster crawl (spinneret up; last round)", &lines)?;
+    let _ = std::fs::remove_dir_all(work);
+    Ok(())
+}
+
+/// One round: the 1-worker Redis-only crawl, then the Kafka-fed one with
+/// the default compression (lz4), then without compression. The Kafka-fed
+/// crawl's lines (the CPU of the others beside them), the Redis-only
+/// pages/s, and the Kafka-fed pages/s with and without lz4.
+async fn round(
+    site: &Site,
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    r: &Redis,
+    args: &Args,
+) -> Result<(Vec<String>, f64, [f64; 2])> {
+    let mut lines = Vec::new();
+    let (redis_lines, redis_only) = cluster_crawl(
+        site,
+        spinneret,
+        plugins,
+        work,
+        (&[r], &r.url()),
+        1,
+        args.concurrency,
+    )
+    .await?;
+    r.flush()?;
+    let mut kafka = [0.0; 2];
+    for (i, compression) in [None, Some("none")].into_iter().enumerate() {
+        let b = Broker::start()
+            .await?
+            .context("the nisshi broker stopped being there")?;
+        let (these, per_second) = crawl(
             site,
             spinneret,
             plugins,
             work,
-            (&[r], &r.url()),
-            1,
-            args.concurrency,
+            r,
+            &b,
+            (args.concurrency, compression),
         )
         .await?;
         r.flush()?;
-        let mut kafka = [0.0; 2];
-        for (i, compression) in [None, Some("none")].into_iter().enumerate() {
-            let b = Broker::start()
-                .await?
-                .context("the nisshi broker stopped being there")?;
-            let (these, per_second) = crawl(
-                site,
-                spinneret,
-                plugins,
-                work,
-                r,
-                &b,
-                (args.concurrency, compression),
-            )
-            .await?;
-            r.flush()?;
-            kafka[i] = per_second;
-            if compression.is_none() {
-                lines = these;
-            } else {
-                // Where the CPU goes without lz4, beside it.
-                lines.extend(
-                    these
-                        .into_iter()
-                        .filter(|l| l.starts_with("CPU per page"))
-                        .map(|l| format!("uncompressed {l}")),
-                );
-            }
+        kafka[i] = per_second;
+        if compression.is_none() {
+            lines = these;
+        } else {
+            // Where the CPU goes without lz4, beside it.
+            lines.extend(
+                these
+                    .into_iter()
+                    .filter(|l| l.starts_with("CPU per page"))
+                    .map(|l| format!("uncompressed {l}")),
+            );
         }
-        // The Redis-only crawl's CPU, for the comparison.
-        lines.extend(
-            redis_lines
-                .iter()
-                .filter(|l| l.starts_with("CPU per page") || l.starts_with("Redis CPU"))
-                .map(|l| format!("Redis-only {l}")),
-        );
-        rounds.push((redis_only, kafka));
     }
+    // The Redis-only crawl's CPU, for the comparison.
+    lines.extend(
+        redis_lines
+            .iter()
+            .filter(|l| l.starts_with("CPU per page") || l.starts_with("Redis CPU"))
+            .map(|l| format!("Redis-only {l}")),
+    );
+    Ok((lines, redis_only, kafka))
+}
+
+/// The rounds' pages/s, and the medians of the Kafka-fed crawls' ratios to
+/// the Redis-only one.
+fn rounds_lines(rounds: &[(f64, [f64; 2])]) -> Vec<String> {
     let ratio = |i: usize| median(rounds.iter().map(|(r, k)| k[i] / r).collect());
-    lines.push(format!(
+    vec![
+        format!(
         "rounds:           {} (each: the 1-worker Redis-only crawl, then this one with lz4, then without compression); pages/s {}",
         rounds.len(),
         rounds
@@ -517,13 +575,11 @@ pub async fn sections(
             .map(|(r, k)| format!("{r:.0}/{:.0}/{:.0}", k[0], k[1]))
             .collect::<Vec<_>>()
             .join(", ")
-    ));
-    lines.push(format!(
+    ),
+        format!(
         "Kafka / Redis:    {:.2}x the Redis-only crawl's pages/s with kafka.compression = lz4 (the default), {:.2}x with none (medians of the rounds; target >= 0.8)",
         ratio(0),
         ratio(1)
-    ));
-    report("Kafka-fed cluster crawl (spinneret up; last round)", &lines)?;
-    let _ = std::fs::remove_dir_all(work);
-    Ok(())
+    ),
+    ]
 }

@@ -2,7 +2,7 @@
 //! `just bench`) crawls the same site at the same concurrency right after
 //! Spinneret's embedded crawl, and the two are compared as ratios.
 
-use super::Crawl;
+use crate::embedded::Crawl;
 use anyhow::{bail, Result};
 use spinneret_testsite::Site;
 use std::time::Instant;
@@ -88,7 +88,8 @@ pub fn compare(site: &Site, concurrency: usize, rounds: &[(Crawl, Run)]) -> Vec<
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let median = |f: fn(&(f64, f64, f64)) -> f64| super::median(ratios.iter().map(f).collect());
+    let median =
+        |f: fn(&(f64, f64, f64)) -> f64| crate::runner::median(ratios.iter().map(f).collect());
     vec![
         format!(
             "spider-rs:        {} pages in {:.2} s ({per_host} per host x {hosts} hosts, robots.txt obeyed, bodies written; last round)",

@@ -4,7 +4,7 @@
 //! and by the one it replaced (root, no sandbox), alternating which goes
 //! first.
 
-use super::{bench_config, line_of};
+use crate::runner::{bench_config, line_of};
 use anyhow::{bail, Result};
 use spinneret_testsite::Site;
 use std::path::Path;

@@ -1,0 +1,12 @@
+//! The Kafka bus and control plane: a real nisshi broker, a real Redis, the
+//! real binary in its roles, and real Kafka clients (rdkafka here, Python's
+//! confluent-kafka in the end-to-end test).
+
+mod bus;
+mod dead_letters;
+mod monitor_group;
+mod python_client;
+mod replies;
+mod results;
+
+pub(crate) use bus::{crawl_request, one_host_site, Bus};

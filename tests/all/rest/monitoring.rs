@@ -1,0 +1,209 @@
+//! Watching a running cluster: Prometheus metrics from every role, and the
+//! status page showing a crawl live in a real browser.
+
+use super::Gateway;
+use crate::harness::free_port;
+use crate::kafka::{crawl_request, Bus};
+use anyhow::{ensure, Context, Result};
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_exposes_prometheus_metrics() -> Result<()> {
+    let site = crate::harness::Site::start(crate::harness::SiteSpec {
+        pages: 20,
+        hosts: 1,
+        seed: 9,
+    })
+    .await?;
+    let mut bus = Bus::start("", "", 1).await?;
+    let port = free_port()?.to_string();
+    bus.role_env("up", &[], &[("SPINNERET_STATS__METRICS_PORT", &port)])?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "metrics", 1)])
+        .await?;
+    bus.broker
+        .produce("demo.incoming", &[("k".into(), "{not json".into())])
+        .await?;
+    results
+        .wait(Duration::from_secs(60), "some results", |v| {
+            (v.len() >= 3).then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let mut text = String::new();
+    for _ in 0..400 {
+        text = match http.get(&url).send().await {
+            Ok(r) => r.text().await?,
+            Err(_) => String::new(),
+        };
+        if text.contains("spinneret_rejected_total{reason=\"not_json\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for needle in [
+        "spinneret_pages_total{status=\"200\"}",
+        "spinneret_fetch_seconds_count ",
+        "spinneret_plugin_call_seconds_bucket{plugin=\"link\",le=\"+Inf\"}",
+        "spinneret_rejected_total{reason=\"not_json\"} 1",
+        "spinneret_plugin_reloads_total{result=\"ok\"}",
+        "spinneret_queue_depth",
+        "spinneret_leases_in_flight ",
+    ] {
+        ensure!(text.contains(needle), "no {needle} in:\n{text}");
+    }
+    let fetched: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("spinneret_fetch_seconds_count "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    ensure!(fetched >= 3, "fetch histogram counted {fetched}");
+    Ok(())
+}
+
+/// Chromium (headless) renders `url` after `budget_ms` of page time; the DOM.
+async fn render(url: &str, budget_ms: u32, extra: &[&str]) -> Result<String> {
+    let profile = tempfile::tempdir()?;
+    let out = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(format!("--virtual-time-budget={budget_ms}"))
+        .args(extra)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running chromium (scripts/setup --test installs it)")?;
+    ensure!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The `crawled` count the page shows for `crawlid`, if it shows the crawl.
+fn crawled_on_page(dom: &str, crawlid: &str) -> Option<u64> {
+    let row = &dom[dom.find(&format!("data-crawl=\"{crawlid}\""))?..];
+    // Chromium writes the attribute as `data-crawled=""`.
+    let attr = &row[row.find("data-crawled")?..];
+    let cell = &attr[attr.find('>')? + 1..];
+    cell[..cell.find('<')?].trim().parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
+    let site = crate::harness::Site::start(crate::harness::SiteSpec {
+        pages: 80,
+        hosts: 1,
+        seed: 21,
+    })
+    .await?;
+    // Slow enough that the counts move between two looks.
+    let mut bus = Bus::start(
+        "",
+        "[throttle]\nhits = 4\nwindow = 1\nmoderated = true\n",
+        1,
+    )
+    .await?;
+    bus.role("up", &["--workers", "4"])?;
+    let gw = Gateway::start(&mut bus, &[]).await?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "live-crawl", 2)])
+        .await?;
+    results
+        .wait(Duration::from_secs(60), "the first results", |v| {
+            (v.len() >= 2).then_some(())
+        })
+        .await
+        .with_context(|| bus.logs())?;
+
+    let page = format!("{}/ui", gw.base);
+    let first_dom = render(&page, 3000, &["--dump-dom"]).await?;
+    let first = crawled_on_page(&first_dom, "live-crawl")
+        .with_context(|| format!("the page does not show the crawl:\n{first_dom}"))?;
+    ensure!(
+        first_dom.contains("running"),
+        "the crawl is not shown as running"
+    );
+    ensure!(
+        first_dom.contains("link"),
+        "no spider or plugin `link` on the page"
+    );
+    // Wait until the cluster has crawled more, then look again.
+    let later = crawled_by_status(&gw, "live-crawl", first + 3).await?;
+    ensure!(
+        later >= first + 3,
+        "the crawl did not progress ({first} -> {later})"
+    );
+    let second_dom = render(&page, 3000, &["--dump-dom"]).await?;
+    let second = crawled_on_page(&second_dom, "live-crawl").context("crawl gone from the page")?;
+    ensure!(
+        second > first,
+        "the page did not update: crawled {first} then {second}"
+    );
+    for section in [
+        "Crawls",
+        "Queues by domain",
+        "Workers",
+        "Plugins",
+        "pages/s",
+    ] {
+        ensure!(second_dom.contains(section), "no {section} on the page");
+    }
+
+    screenshot(&page).await
+}
+
+/// The `crawled` count `/api/status` gives `crawlid`, once it reaches
+/// `at_least` (or the last one read, after 30 s).
+async fn crawled_by_status(gw: &Gateway, crawlid: &str, at_least: u64) -> Result<u64> {
+    let mut later = 0;
+    for _ in 0..600 {
+        let (_, s) = gw.get("/api/status").await?;
+        later = s["crawls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["crawlid"] == crawlid))
+            .and_then(|c| c["crawled"].as_u64())
+            .unwrap_or(0);
+        if later >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(later)
+}
+
+/// A screenshot of `page` for people: target/test-artifacts/status-page.png.
+async fn screenshot(page: &str) -> Result<()> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| crate::harness::repo().join("target"))
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir)?;
+    let shot = dir.join("status-page.png");
+    render(
+        page,
+        3000,
+        &[
+            "--window-size=1280,1100",
+            &format!("--screenshot={}", shot.display()),
+        ],
+    )
+    .await?;
+    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+    ensure!(
+        size > 10_000,
+        "screenshot {} is {size} bytes",
+        shot.display()
+    );
+    Ok(())
+}
