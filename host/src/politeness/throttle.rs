@@ -91,6 +91,21 @@ impl ThrottleStore for EmbeddedThrottle {
     }
 }
 
+/// The throttle bucket a fetch of `domain` by `spider` counts against.
+pub fn throttle_key(settings: &crate::config::Throttle, spider: &str, domain: &str) -> String {
+    let mut key = String::with_capacity(domain.len() + spider.len() + 8);
+    if settings.split_by_egress {
+        key.push_str(&settings.egress_id);
+        key.push('|');
+    }
+    if settings.split_by_spider {
+        key.push_str(spider);
+        key.push('|');
+    }
+    key.push_str(domain);
+    key
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,19 +154,4 @@ mod tests {
         s.egress_id = "eu1".into();
         assert_eq!(throttle_key(&s, "link", "a.com"), "eu1|a.com");
     }
-}
-
-/// The throttle bucket a fetch of `domain` by `spider` counts against.
-pub fn throttle_key(settings: &crate::config::Throttle, spider: &str, domain: &str) -> String {
-    let mut key = String::with_capacity(domain.len() + spider.len() + 8);
-    if settings.split_by_egress {
-        key.push_str(&settings.egress_id);
-        key.push('|');
-    }
-    if settings.split_by_spider {
-        key.push_str(spider);
-        key.push('|');
-    }
-    key.push_str(domain);
-    key
 }
