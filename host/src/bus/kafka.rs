@@ -300,7 +300,7 @@ impl KafkaBus {
 
     /// A rejected input on `<prefix>.errors` (contract §2.5).
     pub async fn dead_letter(&self, letter: &Value) -> Result<(), BusError> {
-        let payload = serde_json::to_vec(letter).unwrap_or_default();
+        let payload = serde_json::to_vec(letter).expect("a JSON value serialises");
         self.send(&self.topic("errors"), "", &payload).await
     }
 
@@ -403,7 +403,7 @@ pub fn fit_result(
 /// A reply that fits the topic, else an error reply in its place that
 /// still answers the request (same uuid, appid and kind).
 pub fn fit_reply(reply: &Map<String, Value>, limit: usize) -> Vec<u8> {
-    let full = serde_json::to_vec(reply).unwrap_or_default();
+    let full = serde_json::to_vec(reply).expect("a JSON map serialises");
     if full.len() <= limit {
         return full;
     }
@@ -428,7 +428,7 @@ pub fn fit_reply(reply: &Map<String, Value>, limit: usize) -> Vec<u8> {
         )
         .into(),
     );
-    serde_json::to_vec(&short).unwrap_or_default()
+    serde_json::to_vec(&short).expect("a JSON map serialises")
 }
 
 fn undeliverable(e: BusError) -> SinkError {

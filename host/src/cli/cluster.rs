@@ -293,6 +293,7 @@ pub async fn dump(settings: Settings, args: DumpArgs) -> Result<i32> {
             }
         };
         seen += 1;
+        // A message without a payload (a tombstone) prints as an empty line.
         let text = String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned();
         let Ok(mut v) = serde_json::from_str::<Value>(&text) else {
             writeln!(out, "{text}")?;

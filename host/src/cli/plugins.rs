@@ -241,6 +241,7 @@ fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Res
     obj.entry("spiderid").or_insert_with(|| spider.into());
     let mut job = CrawlRequest::from_value(request, limit)?.into_seed();
     job.url = url.to_string();
+    // A record without a depth is a seed (0); without headers or body, empty.
     job.depth = rec["depth"].as_u64().unwrap_or(0) as u32;
     if let Some(meta) = rec.get("meta").and_then(Value::as_object) {
         job.meta = meta
@@ -253,6 +254,7 @@ fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Res
         .and_then(Value::as_object)
         .map(|h| {
             h.iter()
+                // A header value that is not a string in the fixture reads as empty.
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect()
         })

@@ -246,6 +246,7 @@ impl Engine {
         let denied = if work <= INLINE_ROBOTS_RULES {
             denied(&known)
         } else {
+            // A panicked check yields no verdicts: the length check below then drops the children.
             tokio::task::spawn_blocking(move || denied(&known))
                 .await
                 .unwrap_or_default()

@@ -121,6 +121,7 @@ pub fn classify(ip: IpAddr) -> Option<&'static str> {
 fn classify_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let o = ip.octets();
     let within = |net: [u8; 4], bits: u32| {
+        // A /0 network shifts by 32, which overflows: its mask has no bits.
         let mask = u32::MAX.checked_shl(32 - bits).unwrap_or(0);
         u32::from(ip) & mask == u32::from(Ipv4Addr::from(net)) & mask
     };

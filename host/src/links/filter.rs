@@ -76,6 +76,7 @@ impl LinkFilters {
                 .transpose()
         };
         Ok(LinkFilters {
+            // No allowed_domains: an empty list, which restricts nothing.
             allowed_domains: allowed_domains
                 .unwrap_or_default()
                 .iter()
@@ -96,6 +97,7 @@ impl LinkFilters {
 
     pub fn allows(&self, url: &Url) -> bool {
         if !self.allowed_domains.is_empty() {
+            // A URL without a host matches no allowed domain.
             let host = url.host_str().unwrap_or_default();
             let ok = self.allowed_domains.iter().any(|d| {
                 host == d

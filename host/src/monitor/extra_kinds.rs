@@ -115,7 +115,8 @@ impl MonitorPlugins {
                     m.entry("server_time")
                         .or_insert_with(|| crate::result::now_unix().into());
                     Ok(Ingested::Control(
-                        serde_json::to_string(&ControlRequest::Reply(m)).unwrap_or_default(),
+                        serde_json::to_string(&ControlRequest::Reply(m))
+                            .expect("a control request serialises"),
                     ))
                 }
             })

@@ -47,7 +47,7 @@ pub fn domain_ack(d: &DomainConfigRequest, now: i64, error: Option<String>) -> M
     let mut r = Map::new();
     r.insert(
         "action".into(),
-        serde_json::to_value(d.action).unwrap_or_default(),
+        serde_json::to_value(d.action).expect("an action kind serialises"),
     );
     r.insert("domain".into(), d.domain.clone().into());
     r.insert("appid".into(), d.appid.clone().into());

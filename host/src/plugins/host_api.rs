@@ -350,7 +350,8 @@ impl host::Host for StoreState {
         let Ok(base) = url::Url::parse(&base) else {
             return Vec::new();
         };
-        let none = LinkFilters::new(None, None, None, Some(&[])).unwrap_or_default();
+        let none =
+            LinkFilters::new(None, None, None, Some(&[])).expect("filters without regexes build");
         // No more links than the plugin may yield requests.
         let max = self.limits.max_requests as usize;
         links::extract(html.as_bytes(), &base, &none, max)
@@ -412,6 +413,7 @@ impl types::HostResponse for StoreState {
 
 impl types::HostCrawlResult for StoreState {
     fn url(&mut self, r: Resource<CrawlResultRes>) -> String {
+        // A result without a url or status answers "" or 0: the WIT returns plain values.
         self.with_result(&r, |f| f.str("url").unwrap_or_default().to_string())
     }
     fn status(&mut self, r: Resource<CrawlResultRes>) -> u16 {

@@ -215,10 +215,12 @@ async fn dispatch(raw: &[u8], routes: &Mutex<Routes>) {
         let _ = reply.send(answer);
         return;
     }
+    // A browser-level event has no sessionId: "" routes it to no session.
     let session = msg["sessionId"].as_str().unwrap_or_default().to_string();
     let to = routes.lock().sessions.get(&session).cloned();
     if let Some(to) = to {
         let event = Event {
+            // An event without a method is passed on with an empty one.
             method: msg["method"].as_str().unwrap_or_default().to_string(),
             params: msg
                 .get_mut("params")

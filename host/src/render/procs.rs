@@ -103,6 +103,7 @@ pub fn descendants(pid: u32) -> Vec<u32> {
 /// The words of a process's command line. Chromium rewrites its
 /// children's as one string with spaces, so NULs and spaces both split.
 fn cmdline(pid: u32) -> Vec<String> {
+    // A process gone (or not ours to read) has no command line.
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| {
             String::from_utf8_lossy(&b)

@@ -184,7 +184,7 @@ impl<'a> ResultJson<'a> {
     /// has no such field.
     pub fn field(&self, name: &str) -> Option<String> {
         self.get(name)
-            .map(|v| serde_json::to_string(v).unwrap_or_default())
+            .map(|v| serde_json::to_string(v).expect("a result field serialises"))
     }
 
     /// A field that is a string (not the body), else `None`.

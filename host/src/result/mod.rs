@@ -146,7 +146,7 @@ impl CrawlResult {
 pub fn now_iso8601() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+        .expect("the clock's year fits RFC 3339")
 }
 
 pub fn now_unix() -> i64 {

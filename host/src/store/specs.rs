@@ -93,6 +93,7 @@ impl Redis {
         let json = |j: &Job| spec_json(&j.crawl);
         match jobs.clone().find(|j| j.depth == 0) {
             Some(seed) => (json(seed), "0"),
+            // No jobs at all: no spec to send.
             None if self.shards.len() > 1 => (jobs.next().map(json).unwrap_or_default(), "1"),
             None => (String::new(), "0"),
         }

@@ -277,6 +277,7 @@ impl MonitorStore {
                 .query_async(&mut con)
                 .await
                 .map_err(unavailable)?;
+            // A shard where the crawl never queued has no "q" field: 0.
             total += q.unwrap_or(0).max(0) as u64;
         }
         Ok(total)
@@ -363,6 +364,7 @@ impl MonitorStore {
             .all()
             .map(|k| {
                 let horizon = horizons.and_then(|h| h.get(k).copied());
+                // No horizon for the shard: "" tells the stop script to purge everything.
                 (k, horizon.map(|h| h.to_string()).unwrap_or_default())
             })
             .collect();

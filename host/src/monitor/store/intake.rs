@@ -191,6 +191,7 @@ impl MonitorStore {
     ) -> Result<(usize, Vec<usize>, Vec<usize>), StoreError> {
         let mut inv = self.redis.call(&self.scripts.ingest, k);
         inv.arg(partition_id)
+            // "" tells the script to count no stats.
             .arg(stat_kind.map(String::from).unwrap_or_default())
             .arg(self.global_cap);
         for &(i, how) in items {

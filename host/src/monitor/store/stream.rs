@@ -3,7 +3,7 @@
 //! kept until answered.
 
 use super::MonitorStore;
-use crate::store::{unavailable, Con, StoreError};
+use crate::store::{corrupt, unavailable, Con, StoreError};
 use redis::Value as RV;
 use std::time::Duration;
 
@@ -67,8 +67,11 @@ impl MonitorStore {
             .await
             .map_err(unavailable)?;
         let stale = match &claimed {
-            RV::Array(parts) => parts.get(1).map(stream_entries).unwrap_or_default(),
-            _ => Vec::new(),
+            RV::Array(parts) => parts
+                .get(1)
+                .map(stream_entries)
+                .ok_or_else(|| corrupt(format!("xautoclaim reply {claimed:?}")))?,
+            other => return Err(corrupt(format!("xautoclaim reply {other:?}"))),
         };
         if !stale.is_empty() {
             tracing::info!(

@@ -170,6 +170,7 @@ impl RedisFrontier {
     /// Shard k's leases whose fetch is over, to tell with a pop there.
     fn take_fetches_over(&self, k: usize) -> Vec<u64> {
         let mut all = self.fetches_over.lock();
+        // The list grows on the first fetch over: a shard without a slot has none.
         all.get_mut(k).map(std::mem::take).unwrap_or_default()
     }
 
@@ -341,6 +342,7 @@ impl Frontier for RedisFrontier {
             .redis
             .call(&self.scripts.ack, k)
             .arg(lease)
+            // "" tells the ack script no result was delivered.
             .arg(status.map(|s| s.to_string()).unwrap_or_default())
             .arg(latency)
             .arg(failed)
