@@ -1,15 +1,18 @@
 //! The command line. This is the edge, so errors are `anyhow` with
 //! context, and stdout carries only data. The Kafka roles and tools live in
-//! `cluster.rs`.
+//! `cluster.rs`, the arguments in `args.rs`.
 
+mod args;
 mod cluster;
 mod plugins;
 mod wiring;
 
+pub use args::*;
+
 use plugins::{require_chain, spider_name, start_registry, watch};
 
 use crate::bus::{JsonlSink, ResultSink};
-use crate::config::{LogFormat, Settings};
+use crate::config::Settings;
 use crate::fetch::Fetcher;
 use crate::monitor::store::DomainAction;
 use crate::monitor::store::MonitorStore;
@@ -18,238 +21,14 @@ use crate::scheduler::Frontier;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{process_usage, Stats};
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Value};
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-#[derive(Parser, Debug)]
-#[command(
-    name = "spinneret",
-    version,
-    about = "A distributed on-demand crawler with WebAssembly plugins"
-)]
-pub struct Cli {
-    #[command(flatten)]
-    pub global: Global,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Args, Debug)]
-pub struct Global {
-    /// TOML settings file (see docs/settings.md for every key).
-    #[arg(long, global = true)]
-    pub config: Option<PathBuf>,
-    /// Directory of .wasm plugins, watched for changes.
-    #[arg(long, global = true)]
-    pub plugins: Option<PathBuf>,
-    /// Fetch loopback, private and link-local addresses.
-    #[arg(long, global = true)]
-    pub allow_private: bool,
-    /// Log format on stderr.
-    #[arg(long, global = true, value_enum)]
-    pub log_format: Option<LogFormatArg>,
-    /// Cluster mode: share the frontier, dedup and throttle through Redis.
-    #[arg(long, global = true, value_name = "URL")]
-    pub redis: Option<String>,
-    /// Kafka bootstrap brokers (kafka.brokers), e.g. 127.0.0.1:9092.
-    #[arg(long, global = true, value_name = "BROKERS")]
-    pub kafka: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum LogFormatArg {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum Command {
-    /// Crawl: embedded by default, no Redis or Kafka needed.
-    Run(RunArgs),
-    /// List the plugins in the plugins directory: name, kind, WIT version, hash.
-    Plugins(PluginsArgs),
-    /// Run a spider on one recorded response and print what it yields.
-    Parse(ParseArgs),
-    /// Queue crawl requests in the cluster (needs --redis) and exit.
-    Submit(SubmitArgs),
-    /// Info on a crawl, or on every crawl of an app (needs --redis).
-    Info(CrawlArgs),
-    /// Stop a crawl: purge its queue, refuse its children (needs --redis).
-    Stop(CrawlArgs),
-    /// Change a domain's throttle or blacklist it, live (needs --redis).
-    Domain(DomainArgs),
-    /// Cluster stats: spider, machine, queue or crawler (needs --redis).
-    Stats(StatsArgs),
-    /// Ingest monitor: validate the incoming topic, queue crawls, dead-letter the rest.
-    KafkaMonitor,
-    /// Control plane: answer info, stop, stats and domain-config requests on Kafka.
-    RedisMonitor,
-    /// Crawl worker of a cluster: results go to Kafka.
-    Worker(cluster::WorkerArgs),
-    /// Ingest, control plane and workers in one process (one machine).
-    Up(WorkerOpts),
-    /// Send requests to the incoming topic; waits for the broker's ack.
-    Feed(cluster::FeedArgs),
-    /// Print a topic's messages (like the reference's kafkadump).
-    Dump(cluster::DumpArgs),
-    /// REST gateway: /feed, /poll, health, OpenAPI and metrics (rest.port).
-    Rest(cluster::RestArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct CrawlArgs {
-    #[arg(long)]
-    pub appid: String,
-    /// Without it, `info` covers every crawl of the app.
-    #[arg(long)]
-    pub crawlid: Option<String>,
-    #[arg(long, default_value = "link")]
-    pub spiderid: String,
-}
-
-#[derive(Args, Debug)]
-pub struct DomainArgs {
-    /// update, remove, blacklist or unblacklist
-    #[arg(value_parser = ["update", "remove", "blacklist", "unblacklist"])]
-    pub action: String,
-    pub domain: String,
-    /// Fetches per window (update).
-    #[arg(long, default_value_t = 0)]
-    pub hits: u32,
-    /// Window in seconds (update).
-    #[arg(long, default_value_t = 0.0)]
-    pub window: f64,
-    /// Scale of `hits`, 0.0-1.0 (update).
-    #[arg(long, default_value_t = 1.0)]
-    pub scale: f64,
-}
-
-#[derive(Args, Debug)]
-pub struct StatsArgs {
-    #[arg(long = "type", default_value = "crawler", value_parser = ["spider", "machine", "queue", "crawler"])]
-    pub kind: String,
-}
-
-#[derive(Args, Debug)]
-pub struct SubmitArgs {
-    /// Spider name for requests that do not name one.
-    #[arg(long, default_value = "link")]
-    pub spider: String,
-    #[command(flatten)]
-    pub requests: RequestArgs,
-}
-
-/// Where crawl requests come from.
-#[derive(Args, Debug, Default)]
-pub struct RequestArgs {
-    /// Seed URL (repeatable).
-    #[arg(long)]
-    pub seed: Vec<String>,
-    /// A crawl request as JSON (contract §2.1; repeatable).
-    #[arg(long)]
-    pub request: Vec<String>,
-    /// A file of crawl requests, one JSON object per line.
-    #[arg(long)]
-    pub requests: Option<PathBuf>,
-    /// Depth for --seed crawls; also raises crawl.maxdepth_limit for this run.
-    #[arg(long)]
-    pub maxdepth: Option<u32>,
-    /// Render --seed crawls' pages in a headless browser: never, always or
-    /// auto (when a page looks script-built).
-    #[arg(long, value_parser = ["never", "always", "auto"])]
-    pub render: Option<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// Spider: a name in the plugins directory, or a path to a .wasm file.
-    #[arg(long)]
-    pub spider: String,
-    #[command(flatten)]
-    pub requests: RequestArgs,
-    /// Write results here instead of stdout (JSON lines).
-    #[arg(long, short)]
-    pub output: Option<PathBuf>,
-    /// Keep running as a worker after the crawl is done.
-    #[arg(long)]
-    pub serve: bool,
-    #[command(flatten)]
-    pub worker: WorkerOpts,
-}
-
-/// What a crawling process runs: `run`, `worker` and `up` share these.
-#[derive(Args, Debug, Default)]
-pub struct WorkerOpts {
-    /// Downloader middleware by plugin name, in order (repeatable).
-    #[arg(long)]
-    pub middleware: Vec<String>,
-    /// Item pipeline by plugin name, in order (repeatable).
-    #[arg(long)]
-    pub pipeline: Vec<String>,
-    /// Requests in flight at once (crawl.concurrency); in one process these
-    /// are its workers.
-    #[arg(long, visible_alias = "workers")]
-    pub concurrency: Option<usize>,
-}
-
-impl WorkerOpts {
-    /// Layer the flags over the settings.
-    pub fn apply(&self, settings: &mut Settings) {
-        if let Some(c) = self.concurrency {
-            settings.crawl.concurrency = c;
-        }
-        settings
-            .plugins
-            .middlewares
-            .extend(self.middleware.iter().cloned());
-        settings
-            .plugins
-            .pipelines
-            .extend(self.pipeline.iter().cloned());
-    }
-}
-
-#[derive(Args, Debug)]
-pub struct PluginsArgs {
-    /// Print JSON lines instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct ParseArgs {
-    /// Spider: a name in the plugins directory, or a path to a .wasm file.
-    #[arg(long)]
-    pub spider: String,
-    /// Recorded response (JSON: url, status, headers, body, depth, request).
-    #[arg(long)]
-    pub response: PathBuf,
-}
-
 pub async fn main(cli: Cli) -> Result<i32> {
     let mut settings = Settings::load(cli.global.config.as_deref())?;
-    if let Some(dir) = &cli.global.plugins {
-        settings.plugins.dir = dir.clone();
-    }
-    if cli.global.allow_private {
-        settings.crawl.allow_private = true;
-    }
-    if let Some(url) = &cli.global.redis {
-        settings.redis.url = url.clone();
-    }
-    if let Some(brokers) = &cli.global.kafka {
-        settings.kafka.brokers = brokers.clone();
-    }
-    if let Some(f) = cli.global.log_format {
-        settings.log.format = match f {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        };
-    }
+    cli.global.apply(&mut settings);
     cli.command.apply(&mut settings);
     // Once, for every command: what follows takes the settings as valid.
     settings.validate()?;
@@ -304,37 +83,6 @@ pub async fn main(cli: Cli) -> Result<i32> {
     }
 }
 
-impl Command {
-    /// Layer this command's own flags over the settings, before they are
-    /// validated.
-    fn apply(&self, settings: &mut Settings) {
-        match self {
-            Command::Run(args) => {
-                args.requests.raise_depth(settings);
-                args.worker.apply(settings);
-            }
-            Command::Submit(args) => args.requests.raise_depth(settings),
-            Command::Worker(args) => args.opts.apply(settings),
-            Command::Up(opts) => opts.apply(settings),
-            Command::Rest(args) => {
-                if let Some(port) = args.port {
-                    settings.rest.port = port;
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-impl RequestArgs {
-    /// `--maxdepth` raises `crawl.maxdepth_limit` for this run.
-    fn raise_depth(&self, settings: &mut Settings) {
-        if let Some(d) = self.maxdepth {
-            settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
-        }
-    }
-}
-
 async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     let stats = Arc::new(Stats::default());
     let registry = start_registry(&settings, stats.clone())?;
@@ -382,7 +130,11 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         p.abort();
         eprint!("\r\x1b[K");
     }
-    let left = frontier.counts().await.unwrap_or_default();
+    let left = frontier.counts().await.unwrap_or_else(|e| {
+        // Only a cluster's store can fail here; its work stays queued.
+        tracing::warn!(error = %e, "could not count what is left");
+        Default::default()
+    });
     summary(&stats, left);
     // A result that was not delivered is a failed run, whatever else went
     // well: a script must not take a partial output for a whole one.

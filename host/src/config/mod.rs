@@ -3,8 +3,10 @@
 //! flags, then validated into [`Settings`]. Every timeout and limit lives
 //! here; docs/settings.md has the table.
 
+mod layers;
 mod network;
 mod render;
+mod validate;
 pub use network::Network;
 
 /// The most shards a Redis namespace may have (`redis.shards`).
@@ -13,7 +15,7 @@ pub use render::Render;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -508,8 +510,6 @@ impl Plugins {
     }
 }
 
-const ENV_PREFIX: &str = "SPINNERET_";
-
 /// `url` fit for a log line: a password in it becomes `***`
 /// (`redis://:secret@host` logs as `redis://:***@host`), in each node of a
 /// comma-separated list too.
@@ -537,268 +537,6 @@ fn redact_one(node: &str) -> std::borrow::Cow<'_, str> {
         Some((user, _)) => format!("{}{user}:***{}", &node[..start], &rest[at..]).into(),
         None => node.into(),
     }
-}
-
-impl Settings {
-    /// Load defaults < `file` < environment. CLI flags are applied by the
-    /// caller on the result, then [`Settings::validate`] runs.
-    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
-        Self::load_from(file, std::env::vars())
-    }
-
-    pub fn load_from(
-        file: Option<&Path>,
-        env: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Settings, ConfigError> {
-        let mut tree = match file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.into(),
-                    source,
-                })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::File {
-                    path: path.into(),
-                    message: e.to_string(),
-                })?
-            }
-            None => toml::Table::new(),
-        };
-        for (var, value) in env {
-            let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
-                continue;
-            };
-            let Some((table, key)) = rest.split_once("__") else {
-                continue;
-            };
-            let path: Vec<String> = std::iter::once(table)
-                .chain(key.split("__"))
-                .map(|p| p.to_ascii_lowercase())
-                .collect();
-            set_path(&mut tree, &path, env_value(&value)).map_err(|message| ConfigError::Env {
-                var: var.clone(),
-                message,
-            })?;
-        }
-        let settings: Settings =
-            toml::Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    ConfigError::Invalid(format!(
-                        "{} (check the config file and SPINNERET_* variables)",
-                        e.message()
-                    ))
-                })?;
-        Ok(settings)
-    }
-
-    /// Check ranges and combinations; messages say what to change.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |m: String| Err(ConfigError::Invalid(m));
-        if self.throttle.hits == 0 {
-            return bad("throttle.hits must be at least 1".into());
-        }
-        // Every number of seconds, finite and in range (a NaN or a negative
-        // one would panic where it becomes a Duration).
-        let (c, day) = (&self.crawl, 86_400.0);
-        let positive = 0.001;
-        let seconds = [
-            ("throttle.window", self.throttle.window, positive, day),
-            (
-                "crawl.download_timeout",
-                c.download_timeout,
-                positive,
-                3600.0,
-            ),
-            ("crawl.connect_timeout", c.connect_timeout, positive, 3600.0),
-            ("crawl.read_timeout", c.read_timeout, positive, 3600.0),
-            ("crawl.robots_timeout", c.robots_timeout, positive, 3600.0),
-            ("crawl.sitemap_timeout", c.sitemap_timeout, positive, 3600.0),
-            ("crawl.lease_ttl", c.lease_ttl, positive, day),
-            ("crawl.delivery_timeout", c.delivery_timeout, 0.0, day),
-            ("crawl.max_crawl_delay", c.max_crawl_delay, 0.0, day),
-            ("crawl.retry_backoff", c.retry_backoff, 0.0, day),
-            ("crawl.retry_backoff_max", c.retry_backoff_max, 0.0, day),
-            ("crawl.pause_first", c.pause_first, 0.0, day),
-            ("crawl.max_pause", c.max_pause, 0.0, day),
-            (
-                "rest.header_timeout",
-                self.rest.header_timeout,
-                positive,
-                3600.0,
-            ),
-            (
-                "rest.body_timeout",
-                self.rest.body_timeout,
-                positive,
-                3600.0,
-            ),
-            ("rest.feed_wait", self.rest.feed_wait, 0.0, 3600.0),
-            (
-                "process.shutdown_grace",
-                self.process.shutdown_grace,
-                1.0,
-                3600.0,
-            ),
-        ];
-        if let Some((name, v, lo, hi)) = seconds
-            .iter()
-            .find(|(_, v, lo, hi)| !(v.is_finite() && v >= lo && v <= hi))
-        {
-            return bad(format!(
-                "{name} must be a number of seconds from {lo} to {hi}, got {v}"
-            ));
-        }
-        if self.crawl.lease_ttl < self.crawl.download_timeout {
-            return bad(format!(
-                "crawl.lease_ttl ({}) must be at least crawl.download_timeout ({}), or requests would be taken over mid-fetch",
-                self.crawl.lease_ttl, self.crawl.download_timeout
-            ));
-        }
-        if self.rest.max_connections == 0 {
-            return bad("rest.max_connections must be at least 1".into());
-        }
-        if !self.crawl.proxy.is_empty() && reqwest::Proxy::all(&self.crawl.proxy).is_err() {
-            return bad(format!(
-                "crawl.proxy {:?} is not a proxy URL: give http://host:port",
-                self.crawl.proxy
-            ));
-        }
-        if c.max_sitemaps == 0 || c.max_sitemap_urls == 0 {
-            return bad("crawl.max_sitemaps and crawl.max_sitemap_urls must be at least 1".into());
-        }
-        if c.retry_backoff > c.retry_backoff_max || c.pause_first > c.max_pause {
-            return bad("crawl.retry_backoff must not exceed crawl.retry_backoff_max, nor crawl.pause_first crawl.max_pause".into());
-        }
-        self.render.check().map_err(ConfigError::Invalid)?;
-        if self.crawl.max_walk_steps > 100_000 {
-            return bad(format!(
-                "crawl.max_walk_steps must be at most 100000, got {}",
-                self.crawl.max_walk_steps
-            ));
-        }
-        if self.crawl.max_links_per_page == 0 {
-            return bad("crawl.max_links_per_page must be at least 1".into());
-        }
-        if self.crawl.concurrency == 0 {
-            return bad("crawl.concurrency must be at least 1".into());
-        }
-        if self.crawl.max_body_bytes == 0 {
-            return bad("crawl.max_body_bytes must be at least 1".into());
-        }
-        if self.throttle.split_by_egress && self.throttle.egress_id.is_empty() {
-            return bad("throttle.split_by_egress is on but throttle.egress_id is empty: name this process's egress identity".into());
-        }
-        for (name, l) in std::iter::once(("(default)", self.plugins.limits)).chain(
-            self.plugins
-                .overrides
-                .keys()
-                .map(|n| (n.as_str(), self.plugins.limits_for(n))),
-        ) {
-            let caps = [
-                l.max_items,
-                l.max_requests,
-                l.max_output_bytes,
-                l.max_log_lines,
-            ];
-            if l.memory_mb == 0
-                || l.call_timeout_ms == 0
-                || l.recycle_calls == 0
-                || caps.contains(&0)
-            {
-                return bad(format!(
-                    "plugins limits for {name}: memory_mb, call_timeout_ms, recycle_calls, max_items, max_requests, max_output_bytes and max_log_lines must be at least 1"
-                ));
-            }
-        }
-        if self.kafka.brokers.trim().is_empty() {
-            return bad("kafka.brokers is empty: give host:port[,host:port] (or --kafka)".into());
-        }
-        if self.kafka.partitions < 1 || self.kafka.replication < 1 || self.kafka.batch == 0 {
-            return bad(
-                "kafka.partitions, kafka.replication and kafka.batch must be at least 1".into(),
-            );
-        }
-        if self.kafka.max_message_bytes < 1024 {
-            return bad(format!(
-                "kafka.max_message_bytes ({}) must be at least 1024",
-                self.kafka.max_message_bytes
-            ));
-        }
-        // A namespace is one hash tag (`{ns}`, shard k `{ns/k}`): braces
-        // would break the tag and a `/` would make it another's shard.
-        let ns = &self.redis.namespace;
-        if ns.is_empty()
-            || ns.len() > 64
-            || !ns
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
-        {
-            return bad(format!(
-                "redis.namespace {ns:?} must be 1-64 of A-Z a-z 0-9 _ - . : (no braces or /: each namespace is its own hash tag, and shard k of one is {{ns/k}})"
-            ));
-        }
-        if self.redis.shards > MAX_SHARDS {
-            return bad(format!(
-                "redis.shards ({}) must be at most {} (0 = automatic)",
-                self.redis.shards, MAX_SHARDS
-            ));
-        }
-        if !["none", "gzip", "snappy", "lz4", "zstd"].contains(&self.kafka.compression.as_str()) {
-            return bad(format!(
-                "kafka.compression ({:?}) must be one of none, gzip, snappy, lz4, zstd",
-                self.kafka.compression
-            ));
-        }
-        for (key, topic) in [
-            ("kafka.topic_prefix", &self.kafka.topic_prefix),
-            ("kafka.incoming_topic", &self.kafka.incoming_topic),
-        ] {
-            if topic.is_empty()
-                || !topic
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            {
-                return bad(format!(
-                    "{key} {topic:?} is not a Kafka topic name: use letters, digits, '.', '_' and '-'"
-                ));
-            }
-        }
-        if !(self.rest.feed_wait >= 0.0 && self.rest.feed_wait.is_finite())
-            || self.rest.poll_ttl == 0
-        {
-            return bad(
-                "rest.feed_wait must be 0 or more seconds and rest.poll_ttl at least 1".into(),
-            );
-        }
-        if self.plugins.watch_interval_ms == 0 {
-            return bad("plugins.watch_interval_ms must be at least 1".into());
-        }
-        Ok(())
-    }
-}
-
-/// An env value as TOML when it parses as a scalar or array, else a string.
-fn env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()))
-}
-
-fn set_path(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
-    let (last, tables) = path.split_last().ok_or("empty key")?;
-    let mut cur = tree;
-    for name in tables {
-        let entry = cur
-            .entry(name.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        cur = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{name}` is not a table"))?;
-    }
-    cur.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]

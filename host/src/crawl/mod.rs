@@ -2,8 +2,11 @@
 //! run each through the per-request flow in `page.rs`. The loop only knows
 //! the store traits, so it is the same embedded or clustered.
 
+mod download;
 mod page;
+mod settle;
 mod sitemaps;
+mod spider;
 #[cfg(test)]
 mod tests;
 

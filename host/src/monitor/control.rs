@@ -7,7 +7,7 @@
 //! every request gets its reply, and two requests get two.
 
 use super::info;
-use super::schema::{ActionKind, DomainConfigKind, StatsKind};
+use super::schema::{ActionKind, ActionRequest, DomainConfigKind, DomainConfigRequest, StatsKind};
 use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{BusError, KafkaBus};
@@ -117,30 +117,7 @@ impl ControlPlane {
     ) -> Result<Option<Map<String, Value>>, StoreError> {
         let now = crate::result::now_unix();
         let reply = match request {
-            ControlRequest::Action(a) => match (a.action, &a.crawlid) {
-                (ActionKind::Info, Some(c)) => {
-                    let info = self.store.crawl_info(&a.appid, c, &a.spiderid).await?;
-                    let mut r = info::crawl_reply((&a.appid, &a.spiderid, c), &info, now);
-                    r["uuid"] = a.uuid.into();
-                    r
-                }
-                (ActionKind::Info, None) => {
-                    let crawls = self.store.app_info(&a.appid, &a.spiderid).await?;
-                    let mut r = info::app_reply(&a.appid, &a.spiderid, &crawls, now);
-                    r["uuid"] = a.uuid.into();
-                    r
-                }
-                (ActionKind::Stop, Some(c)) => {
-                    let purged = self.store.stop(&a.appid, c, None).await?;
-                    json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
-                           "crawlid": c, "total_purged": purged, "server_time": now})
-                }
-                (ActionKind::Stop, None) => {
-                    json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
-                           "total_purged": 0, "server_time": now,
-                           "error": "stop needs a `crawlid`: a whole app is never stopped at once"})
-                }
-            },
+            ControlRequest::Action(a) => self.action_reply(a, now).await?,
             ControlRequest::StopQueued {
                 request: a,
                 horizon,
@@ -163,23 +140,7 @@ impl ControlPlane {
                 r.insert("server_time".into(), now.into());
                 Value::Object(r)
             }
-            ControlRequest::DomainConfig(d) => {
-                let action = match d.action {
-                    DomainConfigKind::DomainUpdate => DomainAction::Update {
-                        hits: d.hits,
-                        window: d.window as f64,
-                        scale: d.scale,
-                    },
-                    DomainConfigKind::DomainRemove => DomainAction::Remove,
-                    DomainConfigKind::BlacklistUpdate => DomainAction::Blacklist,
-                    DomainConfigKind::BlacklistRemove => DomainAction::Unblacklist,
-                };
-                let stored = self.store.domain(&d.domain, &action).await;
-                let error = stored
-                    .err()
-                    .map(|e| format!("the change could not be stored: {e}"));
-                Value::Object(super::domain_ack(&d, now, error))
-            }
+            ControlRequest::DomainConfig(d) => self.domain_config_reply(d, now).await,
             ControlRequest::Expired { cref, purged } => {
                 let Some(spec) = self.store.spec(&cref).await? else {
                     tracing::warn!(crawl = %cref, "expired crawl has no stored state; no reply");
@@ -196,9 +157,57 @@ impl ControlPlane {
         })
     }
 
+    /// The reply to an `info` or `stop` action.
+    async fn action_reply(&self, a: ActionRequest, now: i64) -> Result<Value, StoreError> {
+        Ok(match (a.action, &a.crawlid) {
+            (ActionKind::Info, Some(c)) => {
+                let info = self.store.crawl_info(&a.appid, c, &a.spiderid).await?;
+                let mut r = info::crawl_reply((&a.appid, &a.spiderid, c), &info, now);
+                r["uuid"] = a.uuid.into();
+                r
+            }
+            (ActionKind::Info, None) => {
+                let crawls = self.store.app_info(&a.appid, &a.spiderid).await?;
+                let mut r = info::app_reply(&a.appid, &a.spiderid, &crawls, now);
+                r["uuid"] = a.uuid.into();
+                r
+            }
+            (ActionKind::Stop, Some(c)) => {
+                let purged = self.store.stop(&a.appid, c, None).await?;
+                json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
+                       "crawlid": c, "total_purged": purged, "server_time": now})
+            }
+            (ActionKind::Stop, None) => {
+                json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
+                       "total_purged": 0, "server_time": now,
+                       "error": "stop needs a `crawlid`: a whole app is never stopped at once"})
+            }
+        })
+    }
+
+    /// Store a domain's new throttle or blacklist entry; the ack says
+    /// whether it was stored.
+    async fn domain_config_reply(&self, d: DomainConfigRequest, now: i64) -> Value {
+        let action = match d.action {
+            DomainConfigKind::DomainUpdate => DomainAction::Update {
+                hits: d.hits,
+                window: d.window as f64,
+                scale: d.scale,
+            },
+            DomainConfigKind::DomainRemove => DomainAction::Remove,
+            DomainConfigKind::BlacklistUpdate => DomainAction::Blacklist,
+            DomainConfigKind::BlacklistRemove => DomainAction::Unblacklist,
+        };
+        let stored = self.store.domain(&d.domain, &action).await;
+        let error = stored
+            .err()
+            .map(|e| format!("the change could not be stored: {e}"));
+        Value::Object(super::domain_ack(&d, now, error))
+    }
+
     /// A stats reply's body by type (contract §4.2).
     async fn stats(&self, kind: StatsKind) -> Result<Map<String, Value>, StoreError> {
-        let name = serde_json::to_value(kind).unwrap_or_default();
+        let name = serde_json::to_value(kind).expect("a kind serialises");
         let mut out = Map::new();
         let section = |v: Value| match v {
             Value::Object(m) => m,
@@ -256,8 +265,8 @@ fn rand_u32() -> u32 {
     h.write_u128(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
+            .expect("the clock is past 1970")
+            .as_nanos(),
     );
     h.finish() as u32
 }

@@ -64,6 +64,21 @@ struct Handled {
     entry: IngestEntry,
 }
 
+impl Handled {
+    /// Message `m`, handled as `what` under stats name `name`.
+    fn of(m: &OwnedMessage, name: String, what: Ingested) -> Handled {
+        Handled {
+            partition: m.partition(),
+            entry: IngestEntry {
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis().unwrap_or(-1),
+                name,
+                what,
+            },
+        }
+    }
+}
+
 impl IngestMonitor {
     pub fn new(
         store: MonitorStore,
@@ -216,31 +231,37 @@ impl IngestMonitor {
         Ok(())
     }
 
+    /// One message's text (borrowed unless it is not UTF-8: validated once)
+    /// and what it is, a domain-config request only if its app may send one.
+    fn classify_payload<'a>(
+        &self,
+        payload: &'a [u8],
+    ) -> (std::borrow::Cow<'a, str>, Result<Inbound, Rejection>) {
+        match std::str::from_utf8(payload) {
+            Ok(t) => (
+                std::borrow::Cow::Borrowed(t),
+                classify(t, self.settings.crawl.maxdepth_limit).and_then(|i| match i {
+                    Inbound::DomainConfig(d) => {
+                        d.permitted(&self.settings.throttle)?;
+                        Ok(Inbound::DomainConfig(d))
+                    }
+                    other => Ok(other),
+                }),
+            ),
+            Err(e) => (
+                String::from_utf8_lossy(payload),
+                Err(Rejection(format!("not UTF-8: {e}"))),
+            ),
+        }
+    }
+
     /// Classify a batch and dead-letter its rejects (acknowledged by the
     /// broker before the batch is stored, so before its offsets are).
     async fn prepare(&self, batch: &[OwnedMessage]) -> Prepared {
-        let limit = self.settings.crawl.maxdepth_limit;
         let mut handled = Vec::with_capacity(batch.len());
         let mut letters = Vec::new();
         for m in batch {
-            // Validated once: the text is borrowed unless it is not UTF-8.
-            let payload = m.payload().unwrap_or_default();
-            let (text, outcome) = match std::str::from_utf8(payload) {
-                Ok(t) => (
-                    std::borrow::Cow::Borrowed(t),
-                    classify(t, limit).and_then(|i| match i {
-                        Inbound::DomainConfig(d) => {
-                            d.permitted(&self.settings.throttle)?;
-                            Ok(Inbound::DomainConfig(d))
-                        }
-                        other => Ok(other),
-                    }),
-                ),
-                Err(e) => (
-                    String::from_utf8_lossy(payload),
-                    Err(Rejection(format!("not UTF-8: {e}"))),
-                ),
-            };
+            let (text, outcome) = self.classify_payload(m.payload().unwrap_or_default());
             let (name, what) = match outcome {
                 Ok(Inbound::Crawl(r)) => (
                     "crawl".to_string(),
@@ -260,15 +281,7 @@ impl IngestMonitor {
                         // A plugin's outputs share their message's offset,
                         // so the watermark takes or skips them together.
                         for what in outputs {
-                            handled.push(Handled {
-                                partition: m.partition(),
-                                entry: IngestEntry {
-                                    offset: m.offset(),
-                                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                                    name: plugin.clone(),
-                                    what,
-                                },
-                            });
+                            handled.push(Handled::of(m, plugin.clone(), what));
                         }
                         continue;
                     }
@@ -282,15 +295,7 @@ impl IngestMonitor {
                     }
                 },
             };
-            handled.push(Handled {
-                partition: m.partition(),
-                entry: IngestEntry {
-                    offset: m.offset(),
-                    timestamp: m.timestamp().to_millis().unwrap_or(-1),
-                    name,
-                    what,
-                },
-            });
+            handled.push(Handled::of(m, name, what));
         }
         // Dead letters first: once the batch is stored, its offsets may be
         // committed.
@@ -418,7 +423,7 @@ impl IngestMonitor {
 }
 
 fn control(request: ControlRequest) -> Ingested {
-    Ingested::Control(serde_json::to_string(&request).unwrap_or_default())
+    Ingested::Control(serde_json::to_string(&request).expect("a control request serialises"))
 }
 
 /// An info or stop request; a stop of one crawl is stored in order with
@@ -430,7 +435,8 @@ fn action(a: ActionRequest) -> Ingested {
                 appid: a.appid.clone(),
                 crawlid: crawlid.clone(),
             },
-            json: serde_json::to_string(&ControlRequest::Action(a)).unwrap_or_default(),
+            json: serde_json::to_string(&ControlRequest::Action(a))
+                .expect("a control request serialises"),
         },
         _ => control(ControlRequest::Action(a)),
     }

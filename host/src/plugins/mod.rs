@@ -11,6 +11,7 @@
 
 mod bindings;
 mod cache;
+mod calls;
 mod engine;
 mod host_api;
 mod kind;

@@ -44,6 +44,37 @@ pub(super) struct Browser {
     _dead_proxy: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// The proxy the browser is given, so a request the interception does not
+/// pause goes nowhere: any address in an empty network namespace, else a
+/// dead port this worker holds (and the task holding it).
+async fn proxy_for(plan: &Plan) -> Result<(String, Option<tokio::task::JoinHandle<()>>), String> {
+    if plan.network_namespace {
+        // Nothing listens in the namespace: any address is dead.
+        Ok(("http://127.0.0.1:9".to_string(), None))
+    } else {
+        let (addr, task) = dead_proxy().await?;
+        Ok((format!("http://{addr}"), Some(task)))
+    }
+}
+
+/// Keep the last `STDERR_TAIL` bytes the browser writes to stderr in
+/// `tail` (to explain a failed start), reading to the end: a chatty
+/// browser would block on a full pipe.
+fn keep_tail(mut err: tokio::process::ChildStderr, tail: Arc<Mutex<String>>) {
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = err.read(&mut buf).await {
+            let mut t = tail.lock();
+            t.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if t.len() > 2 * STDERR_TAIL {
+                let cut = t.len() - STDERR_TAIL;
+                let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
+                t.drain(..cut);
+            }
+        }
+    });
+}
+
 impl Browser {
     pub async fn launch(
         settings: &config::Render,
@@ -54,13 +85,7 @@ impl Browser {
         let exe = executable(&settings.browser)?;
         reap_orphans();
         let home = Home::new(plan.user)?;
-        let (proxy, dead_proxy) = if plan.network_namespace {
-            // Nothing listens in the namespace: any address is dead.
-            ("http://127.0.0.1:9".to_string(), None)
-        } else {
-            let (addr, task) = dead_proxy().await?;
-            (format!("http://{addr}"), Some(task))
-        };
+        let (proxy, dead_proxy) = proxy_for(plan).await?;
         let mut cmd = plan.command();
         cmd.args([
             "prlimit",
@@ -86,21 +111,8 @@ impl Browser {
         let pid = child.id().ok_or("the browser exited at once")?;
         home.record(pid)?;
         let tail = Arc::new(Mutex::new(String::new()));
-        if let Some(mut err) = child.stderr.take() {
-            let tail = tail.clone();
-            // Read to the end: a chatty browser would block on a full pipe.
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                while let Ok(n @ 1..) = err.read(&mut buf).await {
-                    let mut t = tail.lock();
-                    t.push_str(&String::from_utf8_lossy(&buf[..n]));
-                    if t.len() > 2 * STDERR_TAIL {
-                        let cut = t.len() - STDERR_TAIL;
-                        let cut = (cut..t.len()).find(|i| t.is_char_boundary(*i)).unwrap_or(0);
-                        t.drain(..cut);
-                    }
-                }
-            });
+        if let Some(err) = child.stderr.take() {
+            keep_tail(err, tail.clone());
         }
         let (Some(write), Some(read)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the browser's pipe was not made".into());

@@ -268,100 +268,120 @@ impl Renderer {
         main: Arc<Fetched>,
     ) -> Result<String, RenderError> {
         let cdp = &b.cdp;
-        let ctx = bounded(cdp.call(
-            None,
-            "Target.createBrowserContext",
-            json!({"disposeOnDetach": true}),
-        ))
-        .await??;
-        let ctx = id(&ctx, "browserContextId")?;
-        let dispose = || async {
-            let _ = bounded(cdp.call(
-                None,
-                "Target.disposeBrowserContext",
-                json!({"browserContextId": ctx}),
-            ))
-            .await;
-        };
-        let target = match bounded(cdp.call(
-            None,
-            "Target.createTarget",
-            json!({"url": "about:blank", "browserContextId": ctx}),
-        ))
-        .await
-        {
-            Ok(Ok(t)) => match id(&t, "targetId") {
-                Ok(t) => t,
-                Err(e) => {
-                    dispose().await;
-                    return Err(e);
-                }
-            },
-            Ok(Err(e)) => {
-                dispose().await;
-                return Err(e.into());
-            }
-            Err(e) => return Err(e),
-        };
-        let limits = self.limits.clone();
-        let traffic = Arc::new(Traffic::new(&limits));
-        let dom = async {
-            let attached = bounded(cdp.call(
-                None,
-                "Target.attachToTarget",
-                json!({"targetId": target, "flatten": true}),
-            ))
-            .await??;
-            let session = id(&attached, "sessionId")?;
-            let (tx, events) = Cdp::events();
-            b.cdp.route(&session, tx.clone());
-            traffic.sessions.lock().push(session.clone());
-            let s = Some(session.as_str());
-            for (method, params) in intercept::intercept_commands() {
-                bounded(cdp.call(s, method, params)).await??;
-            }
-            let tree = bounded(cdp.call(s, "Page.getFrameTree", json!({}))).await??;
-            let page = Arc::new(Page {
-                cdp: b.cdp.clone(),
-                main_frame: id(&tree["frameTree"]["frame"], "id")?,
-                domain: crate::links::domain::of_url(url),
-                main,
-            });
-            let server = tokio::spawn(intercept::serve(
-                page,
-                tx,
-                events,
-                self.fetcher.clone(),
-                limits.clone(),
-                traffic.clone(),
-            ));
-            let timeout = Duration::from_secs_f64(self.settings.timeout);
-            let idle = Duration::from_secs_f64(self.settings.idle);
-            let dom = tokio::time::timeout(timeout, async {
-                tokio::select! {
-                    dom = async {
-                        navigate(cdp, &session, url).await?;
-                        traffic.idle(idle).await;
-                        dom(cdp, &session, self.max_body).await
-                    } => dom,
-                    _ = traffic.crashed() => Err(RenderError::Crashed),
-                }
-            })
-            .await
-            .unwrap_or(Err(RenderError::Timeout(timeout)));
-            server.abort();
-            dom
-        }
-        .await;
+        let (ctx, target) = open_page(cdp).await?;
+        let traffic = Arc::new(Traffic::new(&self.limits));
+        let dom = self.read_page(b, &target, url, main, &traffic).await;
         let refused = traffic.refused.load(std::sync::atomic::Ordering::SeqCst);
         self.stats.emit(Event::RenderRefused {
             requests: refused as u64,
         });
         let _ = bounded(cdp.call(None, "Target.closeTarget", json!({"targetId": target}))).await;
-        dispose().await;
+        dispose(cdp, &ctx).await;
         cdp.unroute(&traffic.sessions.lock());
         dom
     }
+
+    /// Attach to the page `target`, answer its requests with our fetcher,
+    /// navigate to `url` and read its DOM once the network is idle, within
+    /// `render.timeout`.
+    async fn read_page(
+        &self,
+        b: &Browser,
+        target: &str,
+        url: &str,
+        main: Arc<Fetched>,
+        traffic: &Arc<Traffic>,
+    ) -> Result<String, RenderError> {
+        let cdp = &b.cdp;
+        let attached = bounded(cdp.call(
+            None,
+            "Target.attachToTarget",
+            json!({"targetId": target, "flatten": true}),
+        ))
+        .await??;
+        let session = id(&attached, "sessionId")?;
+        let (tx, events) = Cdp::events();
+        b.cdp.route(&session, tx.clone());
+        traffic.sessions.lock().push(session.clone());
+        let s = Some(session.as_str());
+        for (method, params) in intercept::intercept_commands() {
+            bounded(cdp.call(s, method, params)).await??;
+        }
+        let tree = bounded(cdp.call(s, "Page.getFrameTree", json!({}))).await??;
+        let page = Arc::new(Page {
+            cdp: b.cdp.clone(),
+            main_frame: id(&tree["frameTree"]["frame"], "id")?,
+            domain: crate::links::domain::of_url(url),
+            main,
+        });
+        let server = tokio::spawn(intercept::serve(
+            page,
+            tx,
+            events,
+            self.fetcher.clone(),
+            self.limits.clone(),
+            traffic.clone(),
+        ));
+        let timeout = Duration::from_secs_f64(self.settings.timeout);
+        let idle = Duration::from_secs_f64(self.settings.idle);
+        let dom = tokio::time::timeout(timeout, async {
+            tokio::select! {
+                dom = async {
+                    navigate(cdp, &session, url).await?;
+                    traffic.idle(idle).await;
+                    dom(cdp, &session, self.max_body).await
+                } => dom,
+                _ = traffic.crashed() => Err(RenderError::Crashed),
+            }
+        })
+        .await
+        .unwrap_or(Err(RenderError::Timeout(timeout)));
+        server.abort();
+        dom
+    }
+}
+
+/// A fresh browser context with a blank page in it: the context's id and
+/// the page's. The context is disposed again if the page cannot be made.
+async fn open_page(cdp: &Cdp) -> Result<(String, String), RenderError> {
+    let ctx = bounded(cdp.call(
+        None,
+        "Target.createBrowserContext",
+        json!({"disposeOnDetach": true}),
+    ))
+    .await??;
+    let ctx = id(&ctx, "browserContextId")?;
+    let target = match bounded(cdp.call(
+        None,
+        "Target.createTarget",
+        json!({"url": "about:blank", "browserContextId": ctx}),
+    ))
+    .await
+    {
+        Ok(Ok(t)) => match id(&t, "targetId") {
+            Ok(t) => t,
+            Err(e) => {
+                dispose(cdp, &ctx).await;
+                return Err(e);
+            }
+        },
+        Ok(Err(e)) => {
+            dispose(cdp, &ctx).await;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e),
+    };
+    Ok((ctx, target))
+}
+
+/// Dispose of browser context `ctx` (and the pages in it).
+async fn dispose(cdp: &Cdp, ctx: &str) {
+    let _ = bounded(cdp.call(
+        None,
+        "Target.disposeBrowserContext",
+        json!({"browserContextId": ctx}),
+    ))
+    .await;
 }
 
 /// A string field the browser's answer must carry: without it the

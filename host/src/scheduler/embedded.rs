@@ -132,6 +132,30 @@ impl EmbeddedFrontier {
         }
     }
 
+    /// What a pop that leased nothing answers: idle when nothing is
+    /// queued, else how long until a queue may be ready.
+    fn nothing_ready(st: &State) -> Pop {
+        if st.queued == 0 {
+            return Pop::Idle;
+        }
+        let now = Instant::now();
+        // A parked queue is ready when one of its site's fetches ends;
+        // the wait is bounded as the Redis frontier bounds it.
+        let parked = (!st.parked.is_empty()).then(|| now + crate::politeness::FULL_RECHECK);
+        let next = [
+            st.delayed.peek().map(|Reverse((at, _))| *at),
+            st.later.peek().map(|Reverse((at, _))| *at),
+            parked,
+        ];
+        let wait = next
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|at| at.saturating_duration_since(now))
+            .unwrap_or(Duration::from_millis(1));
+        Pop::Wait(wait.max(Duration::from_millis(1)))
+    }
+
     /// Move delayed queues whose time has come back to `ready`, and
     /// retries whose backoff is over into their queues.
     fn promote(st: &mut State, now: Instant) {
@@ -237,26 +261,7 @@ impl Frontier for EmbeddedFrontier {
                 }
             }
         }
-        let st = self.state.lock();
-        if st.queued == 0 {
-            return Ok(Pop::Idle);
-        }
-        let now = Instant::now();
-        // A parked queue is ready when one of its site's fetches ends;
-        // the wait is bounded as the Redis frontier bounds it.
-        let parked = (!st.parked.is_empty()).then(|| now + crate::politeness::FULL_RECHECK);
-        let next = [
-            st.delayed.peek().map(|Reverse((at, _))| *at),
-            st.later.peek().map(|Reverse((at, _))| *at),
-            parked,
-        ];
-        let wait = next
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(now))
-            .unwrap_or(Duration::from_millis(1));
-        Ok(Pop::Wait(wait.max(Duration::from_millis(1))))
+        Ok(Self::nothing_ready(&self.state.lock()))
     }
 
     async fn ack(

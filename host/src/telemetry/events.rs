@@ -185,6 +185,38 @@ pub struct RenderCounts {
 }
 
 impl RenderCounts {
+    /// The browser's latest usage: its CPU (on top of the restarted
+    /// browsers') and its peak memory.
+    fn browser_usage(&self, rss_mb: u64, cpu: Duration) {
+        let cpu = cpu.as_millis() as u64;
+        self.browser_cpu_ms
+            .0
+            .store(self.retired_cpu_ms.load(Relaxed) + cpu, Relaxed);
+        self.browser_peak_rss_mb.0.fetch_max(rss_mb, Relaxed);
+    }
+
+    /// The browser restarted: why, and the CPU it had used.
+    fn browser_restarted(&self, why: Restart) {
+        self.restarts.add(1);
+        match why {
+            Restart::Gone => {
+                self.retired_cpu_ms
+                    .store(self.browser_cpu_ms.get(), Relaxed);
+                tracing::warn!(target: RENDER, "the browser is gone; starting another");
+            }
+            Restart::OverMemory { rss_mb, limit, cpu } => {
+                self.retired_cpu_ms
+                    .fetch_add(cpu.as_millis() as u64, Relaxed);
+                tracing::info!(
+                    target: RENDER,
+                    rss_mb,
+                    limit,
+                    "the browser passed render.max_memory_mb; it is restarted"
+                );
+            }
+        }
+    }
+
     /// A render ended after `elapsed`, counted in `result`.
     fn ended(&self, elapsed: Duration, result: &Count) {
         self.in_flight.0.fetch_sub(1, Relaxed);
@@ -276,36 +308,9 @@ impl Stats {
                 plugin,
                 elapsed,
                 failed,
-            } => {
-                let h = self
-                    .plugin_latency
-                    .lock()
-                    .entry(plugin.to_string())
-                    .or_default()
-                    .clone();
-                h.observe(elapsed.as_secs_f64());
-                let mut p = self.plugins.lock();
-                let e = p.entry(plugin.to_string()).or_default();
-                e.calls += 1;
-                e.total += elapsed;
-                if failed {
-                    e.failures += 1;
-                }
-            }
-            Event::PluginInstantiated { plugin } => {
-                self.plugins
-                    .lock()
-                    .entry(plugin.to_string())
-                    .or_default()
-                    .instances += 1;
-            }
-            Event::PluginRecycled { plugin } => {
-                self.plugins
-                    .lock()
-                    .entry(plugin.to_string())
-                    .or_default()
-                    .recycled += 1;
-            }
+            } => self.plugin_called(plugin, elapsed, failed),
+            Event::PluginInstantiated { plugin } => self.plugin_tally(plugin, |p| p.instances += 1),
+            Event::PluginRecycled { plugin } => self.plugin_tally(plugin, |p| p.recycled += 1),
             Event::PluginReloaded { ok: true } => self.reloads_ok.add(1),
             Event::PluginReloaded { ok: false } => self.reloads_failed.add(1),
             Event::Rejected { reason } => {
@@ -317,38 +322,36 @@ impl Stats {
             Event::Rendered { elapsed } => self.render.ended(elapsed, &self.render.rendered),
             Event::RenderFailed { elapsed } => self.render.ended(elapsed, &self.render.failed),
             Event::RenderRefused { requests } => self.render.refused.add(requests),
-            Event::BrowserUsage { rss_mb, cpu } => {
-                let r = &self.render;
-                let cpu = cpu.as_millis() as u64;
-                r.browser_cpu_ms
-                    .0
-                    .store(r.retired_cpu_ms.load(Relaxed) + cpu, Relaxed);
-                r.browser_peak_rss_mb.0.fetch_max(rss_mb, Relaxed);
-            }
-            Event::BrowserRestarted(why) => {
-                let r = &self.render;
-                r.restarts.add(1);
-                match why {
-                    Restart::Gone => {
-                        r.retired_cpu_ms.store(r.browser_cpu_ms.get(), Relaxed);
-                        tracing::warn!(target: RENDER, "the browser is gone; starting another");
-                    }
-                    Restart::OverMemory { rss_mb, limit, cpu } => {
-                        r.retired_cpu_ms.fetch_add(cpu.as_millis() as u64, Relaxed);
-                        tracing::info!(
-                            target: RENDER,
-                            rss_mb,
-                            limit,
-                            "the browser passed render.max_memory_mb; it is restarted"
-                        );
-                    }
-                }
-            }
+            Event::BrowserUsage { rss_mb, cpu } => self.render.browser_usage(rss_mb, cpu),
+            Event::BrowserRestarted(why) => self.render.browser_restarted(why),
             Event::RestAnswered { route, status } => {
                 *self.answered.lock().entry((route, status)).or_default() += 1;
             }
             Event::RestReplyRead => self.replies_read.add(1),
         }
+    }
+
+    /// One plugin call: its latency, and its count in the plugin's tally.
+    fn plugin_called(&self, plugin: &str, elapsed: Duration, failed: bool) {
+        let h = self
+            .plugin_latency
+            .lock()
+            .entry(plugin.to_string())
+            .or_default()
+            .clone();
+        h.observe(elapsed.as_secs_f64());
+        self.plugin_tally(plugin, |e| {
+            e.calls += 1;
+            e.total += elapsed;
+            if failed {
+                e.failures += 1;
+            }
+        });
+    }
+
+    /// Update the tally of `plugin`'s calls and instances.
+    fn plugin_tally(&self, plugin: &str, update: impl FnOnce(&mut PluginCalls)) {
+        update(self.plugins.lock().entry(plugin.to_string()).or_default());
     }
 
     pub fn elapsed(&self) -> Duration {

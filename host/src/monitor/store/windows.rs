@@ -166,8 +166,24 @@ impl MonitorStore {
     /// counts, live workers with heartbeat age and plugins, and the total
     /// of pages crawled (for a rate).
     pub async fn status(&self, crawls: usize) -> Result<Status, StoreError> {
-        // The most recent crawls of every shard, then their counts summed
-        // over the shards.
+        let mut list = Vec::new();
+        for cref in self.recent_crawls(crawls).await? {
+            if let Some(c) = self.crawl_status(&cref).await? {
+                list.push(c);
+            }
+        }
+        Ok(Status {
+            crawls: list,
+            workers: self.worker_statuses().await?,
+            pages_total: self.pages_total().await?,
+            queues: self.queue_depths().await?,
+            sites: self.site_paces().await?,
+        })
+    }
+
+    /// The `crawls` most recently active crawls of every shard, most recent
+    /// first.
+    async fn recent_crawls(&self, crawls: usize) -> Result<Vec<String>, StoreError> {
         let mut recent: HashMap<String, f64> = HashMap::new();
         for k in self.redis.shards().all() {
             let mut con = self.redis.con();
@@ -187,35 +203,43 @@ impl MonitorStore {
         let mut crefs: Vec<(String, f64)> = recent.into_iter().collect();
         crefs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         crefs.truncate(crawls);
-        let mut list = Vec::new();
-        for (cref, _) in &crefs {
-            let Some(spec) = self.redis.spec(cref).await? else {
-                continue;
-            };
-            let (mut q, mut f, mut d) = (0, 0, 0);
-            for k in self.redis.shards().all() {
-                let mut con = self.redis.con();
-                let (sq, sf, sd): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
-                    .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
-                    .arg("q")
-                    .arg("f")
-                    .arg("d")
-                    .query_async(&mut con)
-                    .await
-                    .map_err(unavailable)?;
-                q += sq.unwrap_or(0).max(0);
-                f += sf.unwrap_or(0).max(0);
-                d += sd.unwrap_or(0);
-            }
-            list.push(CrawlStatus {
-                appid: spec.appid.clone(),
-                crawlid: spec.crawlid.clone(),
-                spiderid: spec.spiderid.clone(),
-                queued: q,
-                in_flight: f,
-                crawled: d,
-            });
+        Ok(crefs.into_iter().map(|(cref, _)| cref).collect())
+    }
+
+    /// One crawl's counts summed over the shards; `None` once its spec is
+    /// gone.
+    async fn crawl_status(&self, cref: &str) -> Result<Option<CrawlStatus>, StoreError> {
+        let Some(spec) = self.redis.spec(cref).await? else {
+            return Ok(None);
+        };
+        let (mut q, mut f, mut d) = (0, 0, 0);
+        for k in self.redis.shards().all() {
+            let mut con = self.redis.con();
+            let (sq, sf, sd): (Option<i64>, Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
+                .arg("q")
+                .arg("f")
+                .arg("d")
+                .query_async(&mut con)
+                .await
+                .map_err(unavailable)?;
+            q += sq.unwrap_or(0).max(0);
+            f += sf.unwrap_or(0).max(0);
+            d += sd.unwrap_or(0);
         }
+        Ok(Some(CrawlStatus {
+            appid: spec.appid.clone(),
+            crawlid: spec.crawlid.clone(),
+            spiderid: spec.spiderid.clone(),
+            queued: q,
+            in_flight: f,
+            crawled: d,
+        }))
+    }
+
+    /// Live workers: heartbeat age, and the spiders, plugins and render
+    /// state their cards list.
+    async fn worker_statuses(&self) -> Result<Vec<WorkerStatus>, StoreError> {
         let mut con = self.redis.con();
         let beats: Vec<(String, i64)> = redis::cmd("ZRANGE")
             .arg(self.redis.key("hb"))
@@ -231,7 +255,7 @@ impl MonitorStore {
             .await
             .map_err(unavailable)?;
         let now = unix_now_ms();
-        let workers = beats
+        Ok(beats
             .into_iter()
             .map(|(id, at)| {
                 let mut i: Value = info
@@ -246,14 +270,7 @@ impl MonitorStore {
                     render: i["render"].take(),
                 }
             })
-            .collect();
-        Ok(Status {
-            crawls: list,
-            workers,
-            pages_total: self.pages_total().await?,
-            queues: self.queue_depths().await?,
-            sites: self.site_paces().await?,
-        })
+            .collect())
     }
 
     /// Status counters by (name, status) for `st:<kind>:` keys.

@@ -1,21 +1,16 @@
 //! Crawl requests: the contract's inbound shape (§2.1), validated with its
 //! exact rules, and the internal [`Job`] the scheduler queues.
 
-use crate::links::{filter, LinkFilters, MAX_URL_BYTES};
+use crate::links::LinkFilters;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use thiserror::Error;
 
-/// Items in `allowed_domains` and `deny_extensions`.
-const MAX_LIST_ITEMS: usize = 1000;
-/// Bytes of one list item or one header (name and value).
-const MAX_ITEM_BYTES: usize = 8 * 1024;
-/// Entries in `headers`.
-const MAX_HEADERS: usize = 64;
-/// Bytes of a request `body`.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+mod rules;
+pub(crate) use rules::check_length;
+pub use rules::check_spiderid;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum RequestError {
@@ -124,135 +119,6 @@ impl CrawlRequest {
         Ok(req)
     }
 
-    fn validate(&mut self, maxdepth_limit: u32) -> Result<(), RequestError> {
-        let bad = |m: String| Err(RequestError::Schema(m));
-        let url = self.url.trim();
-        if url.is_empty() {
-            return bad("`url` is empty".into());
-        }
-        // The reference retries a URL without a scheme as http://.
-        self.url = if url.contains("://") {
-            url.to_string()
-        } else {
-            format!("http://{url}")
-        };
-        if self.url.len() > MAX_URL_BYTES {
-            return bad(format!(
-                "`url` is {} bytes, longer than the {MAX_URL_BYTES} allowed",
-                self.url.len()
-            ));
-        }
-        match url::Url::parse(&self.url) {
-            Err(_) => return bad(format!("`url` {:?} is not a valid URL", self.url)),
-            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-                return bad(format!(
-                    "`url` {:?} is a {}: URL; only http and https are crawled",
-                    self.url,
-                    u.scheme()
-                ))
-            }
-            Ok(_) => {}
-        }
-        check_len("appid", &self.appid, 3, 40)?;
-        check_len("crawlid", &self.crawlid, 1, 40)?;
-        check_spiderid(&self.spiderid).map_err(RequestError::Schema)?;
-        if !(1..=100).contains(&self.priority) {
-            return bad(format!("`priority` {} is outside 1..100", self.priority));
-        }
-        if self.maxdepth > maxdepth_limit {
-            return bad(format!(
-                "`maxdepth` {} is above the limit {maxdepth_limit}",
-                self.maxdepth
-            ));
-        }
-        if self.domain_max_pages.is_some_and(|n| n > 2000) {
-            return bad("`domain_max_pages` is outside 0..2000".into());
-        }
-        for (name, list) in [
-            ("allowed_domains", &self.allowed_domains),
-            ("allow_regex", &self.allow_regex),
-            ("deny_regex", &self.deny_regex),
-            ("deny_extensions", &self.deny_extensions),
-        ] {
-            if let Some(list) = list {
-                let regex = name.ends_with("regex");
-                let (max_items, max_len) = if regex {
-                    (filter::MAX_PATTERNS, filter::MAX_PATTERN_BYTES)
-                } else {
-                    (MAX_LIST_ITEMS, MAX_ITEM_BYTES)
-                };
-                if list.len() > max_items {
-                    return bad(format!(
-                        "`{name}` has {} items, more than the {max_items} allowed",
-                        list.len()
-                    ));
-                }
-                if let Some(long) = list.iter().find(|v| v.len() > max_len) {
-                    return bad(format!(
-                        "`{name}` has an item of {} bytes, longer than the {max_len} allowed",
-                        long.len()
-                    ));
-                }
-                let mut seen = HashSet::new();
-                if let Some(dup) = list.iter().find(|v| !seen.insert(v.as_str())) {
-                    return bad(format!("`{name}` has {dup:?} twice: items must be unique"));
-                }
-            }
-        }
-        if self.expires < 0 {
-            return bad("`expires` must be Unix seconds, or 0 for never".into());
-        }
-        if let Some(ua) = &self.useragent {
-            check_len("useragent", ua, 3, 1000)?;
-        }
-        if let Some(c) = &self.cookie {
-            check_len("cookie", c, 3, 1000)?;
-        }
-        if let Some(h) = &self.headers {
-            if h.len() > MAX_HEADERS {
-                return bad(format!(
-                    "`headers` has {} entries, more than the {MAX_HEADERS} allowed",
-                    h.len()
-                ));
-            }
-            if let Some((k, _)) = h.iter().find(|(k, v)| k.len() + v.len() > MAX_ITEM_BYTES) {
-                return bad(format!(
-                    "`headers` entry {k:?} is longer than the {MAX_ITEM_BYTES} bytes allowed"
-                ));
-            }
-            // A name or value that HTTP cannot carry would be refused at
-            // fetch time, or split into headers of the request's choosing.
-            if let Some((k, _)) = h.iter().find(|(k, v)| {
-                reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
-                    || reqwest::header::HeaderValue::from_str(v).is_err()
-            }) {
-                return bad(format!(
-                    "`headers` entry {k:?} is not a valid HTTP header (no CR, LF or control characters in names or values)"
-                ));
-            }
-        }
-        if self.body.as_ref().is_some_and(|b| b.len() > MAX_BODY_BYTES) {
-            return bad(format!(
-                "`body` is longer than the {MAX_BODY_BYTES} bytes allowed"
-            ));
-        }
-        if let Some(m) = &self.method {
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return bad(format!("`method` {m:?} is not an HTTP method"));
-            }
-        }
-        self.filters().map_err(|e| {
-            RequestError::Schema(match e {
-                regex::Error::CompiledTooBig(_) => format!(
-                    "bad regex: the patterns compile to more than {} bytes; use fewer or simpler ones",
-                    filter::MAX_COMPILED_BYTES
-                ),
-                e => format!("bad regex: {e}"),
-            })
-        })?;
-        Ok(())
-    }
-
     fn filters(&self) -> Result<LinkFilters, regex::Error> {
         LinkFilters::new(
             self.allowed_domains.as_deref(),
@@ -307,34 +173,6 @@ impl CrawlRequest {
             spaced: false,
         }
     }
-}
-
-fn check_len(name: &str, v: &str, min: usize, max: usize) -> Result<(), RequestError> {
-    check_length(name, v, min, max).map_err(RequestError::Schema)
-}
-
-/// A spider name (contract §2.1): 1-40 of `A-Z a-z 0-9 _ - .`. It is
-/// woven into queue and throttle keys, so nothing else may get in.
-pub fn check_spiderid(v: &str) -> Result<(), String> {
-    check_length("spiderid", v, 1, 40)?;
-    if let Some(c) = v
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        return Err(format!(
-            "`spiderid` {v:?} has {c:?}: only A-Z a-z 0-9 _ - . are allowed"
-        ));
-    }
-    Ok(())
-}
-
-/// The contract's length rule: `name` must be `min..=max` characters.
-pub(crate) fn check_length(name: &str, v: &str, min: usize, max: usize) -> Result<(), String> {
-    let n = v.chars().count();
-    if n < min || n > max {
-        return Err(format!("`{name}` must be {min}-{max} characters, got {n}"));
-    }
-    Ok(())
 }
 
 /// What every request of one crawl shares. Stored once per crawl in
@@ -403,6 +241,8 @@ impl CrawlSpec {
                 self.deny_regex.as_deref(),
                 self.deny_extensions.as_deref(),
             )
+            // Checked when the request was accepted (`rules.rs`,
+            // `check_filters`), by this same code: it cannot fail here.
             .unwrap_or_default()
         })
     }

@@ -1,0 +1,184 @@
+//! Acting on an outcome ([`Engine::settle`]): the item pipelines, delivery
+//! of each result, then the ack, requeue or pause of the lease.
+
+use super::page::*;
+use super::Engine;
+use crate::backoff::Backoff;
+use crate::config::redact;
+use crate::fetch::error_chain;
+use crate::plugins::{ItemAction, Kind};
+use crate::politeness::{Requeue, Sample};
+use crate::result::CrawlResult;
+use crate::scheduler::{Lease, StoreError};
+use crate::telemetry::Event;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Engine {
+    /// Act on an outcome: the only place a lease is acked, requeued or
+    /// released. Results are acked only once delivered, or reported as
+    /// undeliverable with the reason.
+    pub(crate) async fn settle(&self, lease: Lease, outcome: Outcome) -> Result<(), StoreError> {
+        let id = lease.id;
+        tracing::debug!(url = %redact(&lease.job.url), from = %lease.job.redirected_from.as_deref().map(redact).unwrap_or_default(), lease = id, outcome = outcome.kind(), "settling");
+        match outcome {
+            Outcome::Deliver(results) => {
+                let sample = results
+                    .iter()
+                    .find_map(|r| r.fetched.as_ref())
+                    .and_then(|f| self.sample(f.elapsed, f.status >= 500));
+                let mut status = None;
+                for mut r in results {
+                    r.redact_credentials =
+                        !self.settings.crawl.publish_credentials.contains(&r.appid);
+                    let Some(r) = self.pipelines(r).await else {
+                        self.stats.emit(Event::Dropped);
+                        continue;
+                    };
+                    match self.deliver(&r).await {
+                        Delivery::Done => {
+                            self.count_page(&r);
+                            status.get_or_insert(r.status());
+                        }
+                        Delivery::Never(reason) => self.undeliverable(&r, &reason).await,
+                        Delivery::Later => {
+                            self.stats.emit(Event::Released);
+                            return self.frontier.release(id).await;
+                        }
+                    }
+                }
+                self.frontier.ack(id, status, sample).await
+            }
+            // The lease is finished at once: the wait is the frontier's.
+            Outcome::Retry { job, after, took } => {
+                self.stats.emit(Event::Retried);
+                let sample = took.and_then(|t| self.sample(t, true));
+                self.frontier
+                    .retry(id, *job, Requeue::After(after, sample))
+                    .await
+            }
+            Outcome::SlowDown { job, asked } => {
+                self.stats.emit(Event::Paused);
+                self.frontier
+                    .retry(id, *job, Requeue::PauseSite(asked))
+                    .await
+            }
+            Outcome::Redirect(job) | Outcome::Again(job) => {
+                self.frontier.retry(id, *job, Requeue::Now).await?;
+                self.wake_for(1);
+                Ok(())
+            }
+            Outcome::Drop(why) => {
+                self.stats.emit(match why {
+                    Dropped::Expired => Event::Expired,
+                    Dropped::Robots => Event::RobotsDenied { requests: 1 },
+                    Dropped::Middleware => Event::Dropped,
+                });
+                self.frontier.ack(id, None, None).await
+            }
+        }
+    }
+
+    /// A fetch's sample for the adaptive throttle, when that is on.
+    pub(super) fn sample(&self, latency: Duration, failed: bool) -> Option<Sample> {
+        self.settings
+            .crawl
+            .adaptive_throttle
+            .then_some(Sample { latency, failed })
+    }
+
+    /// Hand one result to the sink; a passing failure (a full disk) is
+    /// retried with backoff, the lease renewed meanwhile, for at most
+    /// `crawl.delivery_timeout`.
+    pub(super) async fn deliver(&self, r: &CrawlResult) -> Delivery {
+        let limit = Duration::from_secs_f64(self.settings.crawl.delivery_timeout);
+        let started = Instant::now();
+        let mut backoff = Backoff::standard();
+        loop {
+            let e = match self.sink.publish(r).await {
+                Ok(()) => return Delivery::Done,
+                Err(e) if !e.retryable() => return Delivery::Never(e.to_string()),
+                Err(e) => e,
+            };
+            if started.elapsed() >= limit {
+                return Delivery::Never(format!(
+                    "{e} (still failing after crawl.delivery_timeout, {limit:?})"
+                ));
+            }
+            if self.stop.is_triggered() {
+                return Delivery::Later;
+            }
+            tracing::warn!(url = %redact(&r.url), error = %e, "result not delivered yet; retrying");
+            tokio::select! {
+                _ = backoff.wait() => {}
+                _ = self.stop.wait() => {}
+            }
+        }
+    }
+
+    /// A result that can never be delivered: reported where an operator
+    /// sees it (the sink's dead letters), counted, and the lease acked,
+    /// since crawling the page again would come to the same.
+    pub(super) async fn undeliverable(&self, r: &CrawlResult, reason: &str) {
+        self.stats.emit(Event::Undelivered {
+            url: &redact(&r.url),
+            crawlid: &r.crawlid,
+            reason,
+        });
+        if let Err(e) = self.sink.undeliverable(r, reason).await {
+            // The event's log line is then the only trace: say so loudly.
+            tracing::error!(url = %redact(&r.url), summary = %r.summary(), error = %error_chain(&e), "dead letter not delivered either");
+        }
+    }
+
+    pub(super) fn count_page(&self, r: &CrawlResult) {
+        // Contract §3: one line per crawled page, never the body.
+        self.stats.emit(Event::PageCrawled {
+            status: r.status(),
+            failed: r.error.is_some(),
+            fetch: r.fetched.as_ref().map(|f| f.elapsed),
+            crawlid: &r.crawlid,
+            url: &redact(&r.url),
+            spiderid: &r.spiderid,
+        });
+    }
+
+    /// Run the item pipelines; `None` if one dropped the result. Each
+    /// sees the result itself (shared, not copied) and reads the fields it
+    /// asks for; no JSON of the whole result is built for it.
+    pub(super) async fn pipelines(&self, r: CrawlResult) -> Option<CrawlResult> {
+        if self.settings.plugins.pipelines.is_empty() {
+            return Some(r);
+        }
+        let mut r = Arc::new(r);
+        for name in &self.settings.plugins.pipelines {
+            let Some(p) = self.plugin(name, Kind::Pipeline) else {
+                continue;
+            };
+            let (seen, base64_body) = (r.clone(), self.settings.kafka.base64_body);
+            match blocking(move || p.process_item(seen, base64_body)).await {
+                Ok(ItemAction::Keep(mut fields)) => {
+                    self.reserved_fields(name, &mut fields);
+                    // The call is over, so `r` is the only holder again.
+                    Arc::make_mut(&mut r).fields.extend(fields)
+                }
+                Ok(ItemAction::Drop(reason)) => {
+                    tracing::debug!(pipeline = %name, %reason, "result dropped");
+                    return None;
+                }
+                Err(e) => tracing::warn!(error = %e, "pipeline failed; result goes on unchanged"),
+            }
+        }
+        Some(Arc::try_unwrap(r).unwrap_or_else(|shared| (*shared).clone()))
+    }
+}
+
+/// How delivering one result went.
+pub(super) enum Delivery {
+    Done,
+    /// It can never be delivered: why.
+    Never(String),
+    /// It could not be delivered yet and the process is stopping: the lease
+    /// goes back so another worker crawls it.
+    Later,
+}

@@ -1,0 +1,331 @@
+//! The calls each plugin kind exports (`parse`, `process-request`,
+//! `process-response`, `process-item`, `describe`, `handle`), typed in
+//! and out, and what one call returns counted against the output caps.
+
+use super::bindings::{middleware, monitor, pipeline, types};
+use super::host_api::{CrawlResultRes, Page, ResponseRes, StoreState};
+use super::outputs::{
+    CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
+    SpiderRequest,
+};
+use super::plugin::{first_line, Bound, Plugin};
+use crate::result::CrawlResult;
+use serde_json::Value;
+use std::sync::Arc;
+use wasmtime::component::Resource;
+use wasmtime::Store;
+
+impl Plugin {
+    /// Spider: parse a page.
+    pub fn parse(&self, page: Page) -> Result<Vec<Output>, CallError> {
+        self.call(|store, bound| {
+            let Bound::Spider(s) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
+                s.spinneret_plugin_parser().call_parse(store, r)
+            })?;
+            let out = self.outcome(store, out)?;
+            self.check_output(out.iter().map(Tally::of_output).sum())?;
+            out.into_iter().map(|o| self.convert_output(o)).collect()
+        })
+    }
+
+    /// Middleware: see a request before it is fetched.
+    pub fn process_request(
+        &self,
+        url: String,
+        method: String,
+        headers: Vec<(String, String)>,
+    ) -> Result<RequestAction, CallError> {
+        use middleware::exports::spinneret::plugin::middleware::RequestAction as W;
+        self.call(|store, bound| {
+            let Bound::Middleware(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let head = types::RequestHead {
+                url,
+                method,
+                headers,
+            };
+            let out = m
+                .spinneret_plugin_middleware()
+                .call_process_request(&mut *store, &head);
+            let out = self.outcome(store, out)?;
+            if let W::Proceed(h) = &out {
+                self.check_output(Tally::bytes(head_bytes(h)))?;
+            }
+            Ok(match out {
+                W::Proceed(h) => RequestAction::Proceed {
+                    url: h.url,
+                    method: h.method,
+                    headers: h.headers,
+                },
+                W::Drop(reason) => RequestAction::Drop(reason),
+            })
+        })
+    }
+
+    /// Middleware: see a response before the spider does.
+    pub fn process_response(&self, page: Page) -> Result<ResponseAction, CallError> {
+        use middleware::exports::spinneret::plugin::middleware::ResponseAction as W;
+        self.call(|store, bound| {
+            let Bound::Middleware(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
+                m.spinneret_plugin_middleware()
+                    .call_process_response(store, r)
+            })?;
+            Ok(match self.outcome(store, out)? {
+                W::Proceed => ResponseAction::Proceed,
+                W::Retry(r) => ResponseAction::Retry(r),
+                W::Drop(r) => ResponseAction::Drop(r),
+            })
+        })
+    }
+
+    /// Pipeline: see a crawl result before it is published; `base64_body`
+    /// is how the sinks write its body (`kafka.base64_body`), so a
+    /// pipeline reads the fields a client gets.
+    pub fn process_item(
+        &self,
+        result: Arc<CrawlResult>,
+        base64_body: bool,
+    ) -> Result<ItemAction, CallError> {
+        use pipeline::exports::spinneret::plugin::pipeline::ItemAction as W;
+        self.call(|store, bound| {
+            let Bound::Pipeline(p) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let res = CrawlResultRes {
+                result,
+                base64_body,
+            };
+            let out = self.with_resource(store, res, |store, r| {
+                p.spinneret_plugin_pipeline().call_process_item(store, r)
+            })?;
+            let out = self.outcome(store, out)?;
+            if let W::Keep(fields) = &out {
+                self.check_output(Tally::bytes(fields.iter().map(field_bytes).sum()))?;
+            }
+            Ok(match out {
+                W::Keep(fields) => ItemAction::Keep(
+                    fields
+                        .into_iter()
+                        .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
+                        .collect::<Result<_, _>>()?,
+                ),
+                W::Drop(r) => ItemAction::Drop(r),
+            })
+        })
+    }
+
+    /// Monitor plugin: its schema (required, optional field names).
+    pub fn describe(&self) -> Result<(Vec<String>, Vec<String>), CallError> {
+        self.call(|store, bound| {
+            let Bound::Monitor(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let s = m
+                .spinneret_plugin_monitor()
+                .call_describe(&mut *store)
+                .map_err(|e| self.trap(store, e))?;
+            Ok((s.required, s.optional))
+        })
+    }
+
+    /// Monitor plugin: handle one message of its kind.
+    pub fn handle(&self, request: &String) -> Result<Vec<MonitorAction>, CallError> {
+        use monitor::exports::spinneret::plugin::monitor::Action as W;
+        self.call(|store, bound| {
+            let Bound::Monitor(m) = bound else {
+                return Err(self.wrong_kind());
+            };
+            let out = m
+                .spinneret_plugin_monitor()
+                .call_handle(&mut *store, request);
+            let out = self.outcome(store, out)?;
+            self.check_output(
+                out.iter()
+                    .map(|a| match a {
+                        W::Crawl(j) => Tally::request(j.len()),
+                        W::Reply(j) => Tally::item(j.len()),
+                    })
+                    .sum(),
+            )?;
+            Ok(out
+                .into_iter()
+                .map(|a| match a {
+                    W::Crawl(j) => MonitorAction::Crawl(j),
+                    W::Reply(j) => MonitorAction::Reply(j),
+                })
+                .collect())
+        })
+    }
+
+    /// Lend `value` to the guest as a borrowed resource for one call.
+    pub(super) fn with_resource<V: Send + 'static, R>(
+        &self,
+        store: &mut Store<StoreState>,
+        value: V,
+        call: impl FnOnce(&mut Store<StoreState>, Resource<V>) -> R,
+    ) -> Result<R, CallError> {
+        let owned = store
+            .data_mut()
+            .table
+            .push(value)
+            .map_err(|e| self.host_err(e))?;
+        let out = call(store, Resource::new_borrow(owned.rep()));
+        let _ = store.data_mut().table.delete(owned);
+        Ok(out)
+    }
+
+    /// A guest call's outcome: its `err` and traps become [`CallError`]s.
+    pub(super) fn outcome<T>(
+        &self,
+        store: &Store<StoreState>,
+        out: wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, CallError> {
+        match out {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(reason)) => Err(CallError::Guest {
+                plugin: self.name.to_string(),
+                reason,
+            }),
+            Err(e) => Err(self.trap(store, e)),
+        }
+    }
+
+    pub(super) fn host_err(&self, e: impl std::fmt::Display) -> CallError {
+        CallError::Trap {
+            plugin: self.name.to_string(),
+            reason: format!("host resource table: {e}"),
+        }
+    }
+
+    pub(super) fn json(&self, name: &str, text: &str) -> Result<Value, CallError> {
+        serde_json::from_str(text).map_err(|e| CallError::BadOutput {
+            plugin: self.name.to_string(),
+            reason: format!("`{name}` is not JSON ({e}): {}", first_line(text)),
+        })
+    }
+
+    pub(super) fn convert_output(&self, o: types::Output) -> Result<Output, CallError> {
+        Ok(match o {
+            types::Output::Request(r) => {
+                for f in &r.meta {
+                    self.json(&f.name, &f.value)?;
+                }
+                Output::Request(SpiderRequest {
+                    url: r.url,
+                    priority: r.priority,
+                    spiderid: r.spiderid,
+                    method: r.method,
+                    headers: r.headers,
+                    body: r.body,
+                    meta: r.meta.into_iter().map(|f| (f.name, f.value)).collect(),
+                    dont_filter: r.dont_filter,
+                })
+            }
+            types::Output::Item(i) => Output::Item(SpiderItem {
+                links: i.links.into_iter().map(|l| (l.url, l.text)).collect(),
+                fields: i
+                    .fields
+                    .into_iter()
+                    .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
+                    .collect::<Result<_, _>>()?,
+            }),
+        })
+    }
+
+    /// Check what one call returned against the per-call output caps.
+    pub(super) fn check_output(&self, t: Tally) -> Result<(), CallError> {
+        let l = &self.limits;
+        let what = if t.items > l.max_items {
+            format!(
+                "{} items, the limit is {} (max_items)",
+                t.items, l.max_items
+            )
+        } else if t.requests > l.max_requests {
+            let (n, max) = (t.requests, l.max_requests);
+            format!("{n} requests, the limit is {max} (max_requests)")
+        } else if t.bytes > l.max_output_bytes {
+            let (n, max) = (t.bytes, l.max_output_bytes);
+            format!("{n} bytes of output, the limit is {max} (max_output_bytes)")
+        } else {
+            return Ok(());
+        };
+        Err(self.over(format!("too many outputs: {what}")))
+    }
+}
+
+/// What one call returned, counted against the output caps.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Tally {
+    items: u64,
+    requests: u64,
+    bytes: u64,
+}
+
+pub(super) fn field_bytes(f: &types::Field) -> usize {
+    f.name.len() + f.value.len()
+}
+
+pub(super) fn pairs_bytes(p: &[(String, String)]) -> usize {
+    p.iter().map(|(k, v)| k.len() + v.len()).sum()
+}
+
+pub(super) fn head_bytes(h: &types::RequestHead) -> usize {
+    h.url.len() + h.method.len() + pairs_bytes(&h.headers)
+}
+
+impl Tally {
+    fn bytes(bytes: usize) -> Tally {
+        Tally {
+            bytes: bytes as u64,
+            ..Tally::default()
+        }
+    }
+    fn item(bytes: usize) -> Tally {
+        Tally {
+            items: 1,
+            ..Tally::bytes(bytes)
+        }
+    }
+    fn request(bytes: usize) -> Tally {
+        Tally {
+            requests: 1,
+            ..Tally::bytes(bytes)
+        }
+    }
+    fn of_output(o: &types::Output) -> Tally {
+        match o {
+            types::Output::Request(r) => Tally::request(
+                r.url.len()
+                    + r.method.as_ref().map_or(0, String::len)
+                    + r.spiderid.as_ref().map_or(0, String::len)
+                    + pairs_bytes(&r.headers)
+                    + r.body.as_ref().map_or(0, Vec::len)
+                    + r.meta.iter().map(field_bytes).sum::<usize>(),
+            ),
+            types::Output::Item(i) => Tally::item(
+                i.links
+                    .iter()
+                    .map(|l| l.url.len() + l.text.len())
+                    .sum::<usize>()
+                    + i.fields.iter().map(field_bytes).sum::<usize>(),
+            ),
+        }
+    }
+}
+
+impl std::iter::Sum for Tally {
+    fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
+        iter.fold(Tally::default(), |a, b| Tally {
+            items: a.items + b.items,
+            requests: a.requests + b.requests,
+            bytes: a.bytes + b.bytes,
+        })
+    }
+}
