@@ -1,7 +1,6 @@
 //! The command line's arguments (clap types) and how each layers its flags
 //! over the settings before they are validated.
 
-use super::cluster;
 use crate::config::{LogFormat, Settings};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -70,15 +69,15 @@ pub enum Command {
     /// Control plane: answer info, stop, stats and domain-config requests on Kafka.
     RedisMonitor,
     /// Crawl worker of a cluster: results go to Kafka.
-    Worker(cluster::WorkerArgs),
+    Worker(WorkerArgs),
     /// Ingest, control plane and workers in one process (one machine).
     Up(WorkerOpts),
     /// Send requests to the incoming topic; waits for the broker's ack.
-    Feed(cluster::FeedArgs),
+    Feed(FeedArgs),
     /// Print a topic's messages (like the reference's kafkadump).
-    Dump(cluster::DumpArgs),
+    Dump(DumpArgs),
     /// REST gateway: /feed, /poll, health, OpenAPI and metrics (rest.port).
-    Rest(cluster::RestArgs),
+    Rest(RestArgs),
 }
 
 #[derive(Args, Debug)]
@@ -264,4 +263,49 @@ impl RequestArgs {
             settings.crawl.maxdepth_limit = settings.crawl.maxdepth_limit.max(d);
         }
     }
+}
+
+#[derive(Args, Debug, Default)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub opts: WorkerOpts,
+    /// Also answer control requests (info, stop, stats, domain-config).
+    #[arg(long)]
+    pub control_plane: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct FeedArgs {
+    /// Requests as JSON (one or more); `-` reads one per line from stdin.
+    #[arg(required = true)]
+    pub json: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Topic to print (e.g. demo.crawled_firehose).
+    #[arg(short, long)]
+    pub topic: String,
+    /// Start at the oldest message instead of new ones only.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Leave out `body` (crawl results are mostly body).
+    #[arg(long)]
+    pub no_body: bool,
+    /// Indent the JSON.
+    #[arg(long)]
+    pub pretty: bool,
+    /// Decode a base64 `body` (kafka.base64_body) back to text.
+    #[arg(long)]
+    pub decode_base64: bool,
+    /// Exit after this many messages.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestArgs {
+    /// Port to listen on (rest.port, default 5343).
+    #[arg(long)]
+    pub port: Option<u16>,
 }

@@ -2,9 +2,9 @@
 //! `worker`, and `up` for all of them in one process) and the tools
 //! (`feed`, `dump`).
 
+use super::args::{DumpArgs, FeedArgs};
 use super::plugins::{require_chain, spider_names, start_registry, watch};
 use super::wiring::{self, connect, metrics, Cluster};
-use super::WorkerOpts;
 use crate::bus::kafka::{client_config, KafkaBus, KafkaSink};
 use crate::config::Settings;
 use crate::crawl::Engine;
@@ -17,57 +17,11 @@ use crate::telemetry::Stats;
 use crate::timeouts;
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
-use clap::Args;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
-
-#[derive(Args, Debug, Default)]
-pub struct WorkerArgs {
-    #[command(flatten)]
-    pub opts: WorkerOpts,
-    /// Also answer control requests (info, stop, stats, domain-config).
-    #[arg(long)]
-    pub control_plane: bool,
-}
-
-#[derive(Args, Debug)]
-pub struct FeedArgs {
-    /// Requests as JSON (one or more); `-` reads one per line from stdin.
-    #[arg(required = true)]
-    pub json: Vec<String>,
-}
-
-#[derive(Args, Debug)]
-pub struct DumpArgs {
-    /// Topic to print (e.g. demo.crawled_firehose).
-    #[arg(short, long)]
-    pub topic: String,
-    /// Start at the oldest message instead of new ones only.
-    #[arg(long)]
-    pub from_beginning: bool,
-    /// Leave out `body` (crawl results are mostly body).
-    #[arg(long)]
-    pub no_body: bool,
-    /// Indent the JSON.
-    #[arg(long)]
-    pub pretty: bool,
-    /// Decode a base64 `body` (kafka.base64_body) back to text.
-    #[arg(long)]
-    pub decode_base64: bool,
-    /// Exit after this many messages.
-    #[arg(long)]
-    pub count: Option<u64>,
-}
-
-#[derive(Args, Debug)]
-pub struct RestArgs {
-    /// Port to listen on (rest.port, default 5343).
-    #[arg(long)]
-    pub port: Option<u16>,
-}
 
 /// `spinneret rest`: the REST gateway.
 pub async fn rest(settings: Settings) -> Result<i32> {

@@ -8,7 +8,7 @@ use super::outputs::{
     CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
     SpiderRequest,
 };
-use super::plugin::{first_line, Bound, Plugin};
+use super::plugin::{field_bytes, first_line, head_bytes, Bound, Plugin, Tally};
 use crate::result::CrawlResult;
 use serde_json::Value;
 use std::sync::Arc;
@@ -236,96 +236,6 @@ impl Plugin {
                     .map(|f| Ok((f.name.clone(), self.json(&f.name, &f.value)?)))
                     .collect::<Result<_, _>>()?,
             }),
-        })
-    }
-
-    /// Check what one call returned against the per-call output caps.
-    pub(super) fn check_output(&self, t: Tally) -> Result<(), CallError> {
-        let l = &self.limits;
-        let what = if t.items > l.max_items {
-            format!(
-                "{} items, the limit is {} (max_items)",
-                t.items, l.max_items
-            )
-        } else if t.requests > l.max_requests {
-            let (n, max) = (t.requests, l.max_requests);
-            format!("{n} requests, the limit is {max} (max_requests)")
-        } else if t.bytes > l.max_output_bytes {
-            let (n, max) = (t.bytes, l.max_output_bytes);
-            format!("{n} bytes of output, the limit is {max} (max_output_bytes)")
-        } else {
-            return Ok(());
-        };
-        Err(self.over(format!("too many outputs: {what}")))
-    }
-}
-
-/// What one call returned, counted against the output caps.
-#[derive(Default, Clone, Copy)]
-pub(super) struct Tally {
-    items: u64,
-    requests: u64,
-    bytes: u64,
-}
-
-pub(super) fn field_bytes(f: &types::Field) -> usize {
-    f.name.len() + f.value.len()
-}
-
-pub(super) fn pairs_bytes(p: &[(String, String)]) -> usize {
-    p.iter().map(|(k, v)| k.len() + v.len()).sum()
-}
-
-pub(super) fn head_bytes(h: &types::RequestHead) -> usize {
-    h.url.len() + h.method.len() + pairs_bytes(&h.headers)
-}
-
-impl Tally {
-    fn bytes(bytes: usize) -> Tally {
-        Tally {
-            bytes: bytes as u64,
-            ..Tally::default()
-        }
-    }
-    fn item(bytes: usize) -> Tally {
-        Tally {
-            items: 1,
-            ..Tally::bytes(bytes)
-        }
-    }
-    fn request(bytes: usize) -> Tally {
-        Tally {
-            requests: 1,
-            ..Tally::bytes(bytes)
-        }
-    }
-    fn of_output(o: &types::Output) -> Tally {
-        match o {
-            types::Output::Request(r) => Tally::request(
-                r.url.len()
-                    + r.method.as_ref().map_or(0, String::len)
-                    + r.spiderid.as_ref().map_or(0, String::len)
-                    + pairs_bytes(&r.headers)
-                    + r.body.as_ref().map_or(0, Vec::len)
-                    + r.meta.iter().map(field_bytes).sum::<usize>(),
-            ),
-            types::Output::Item(i) => Tally::item(
-                i.links
-                    .iter()
-                    .map(|l| l.url.len() + l.text.len())
-                    .sum::<usize>()
-                    + i.fields.iter().map(field_bytes).sum::<usize>(),
-            ),
-        }
-    }
-}
-
-impl std::iter::Sum for Tally {
-    fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
-        iter.fold(Tally::default(), |a, b| Tally {
-            items: a.items + b.items,
-            requests: a.requests + b.requests,
-            bytes: a.bytes + b.bytes,
         })
     }
 }

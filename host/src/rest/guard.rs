@@ -1,7 +1,7 @@
 //! The gate every request passes before its route: the bearer token, and
 //! the body read whole within `rest.body_timeout`.
 
-use super::routes::fail;
+use super::fail;
 use super::Gateway;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};

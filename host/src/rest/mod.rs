@@ -10,10 +10,13 @@ use crate::monitor::store::MonitorStore;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{Event, Stats};
 use crate::timeouts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use parking_lot::Mutex;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -217,4 +220,25 @@ pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Resul
             drop(slot);
         });
     }
+}
+
+/// The envelope of every response but `GET /`.
+pub(super) fn envelope(
+    status: StatusCode,
+    data: Value,
+    error: Option<(&str, Option<String>)>,
+) -> Response {
+    let error = match error {
+        None => Value::Null,
+        Some((message, None)) => json!({"message": message}),
+        Some((message, Some(cause))) => json!({"message": message, "cause": cause}),
+    };
+    let ok = error.is_null();
+    let body =
+        json!({"status": if ok { "SUCCESS" } else { "FAILURE" }, "data": data, "error": error});
+    (status, Json(body)).into_response()
+}
+
+pub(super) fn fail(status: StatusCode, message: &str, cause: Option<String>) -> Response {
+    envelope(status, Value::Null, Some((message, cause)))
 }

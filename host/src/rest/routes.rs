@@ -2,7 +2,7 @@
 //! `GET /` comes in, and one handler per endpoint.
 
 use super::guard::guard;
-use super::Gateway;
+use super::{envelope, fail, Gateway};
 use crate::monitor::schema::classify;
 use crate::telemetry::prometheus::{counters, gauge, Scope};
 use crate::telemetry::{Event, Stats};
@@ -29,23 +29,6 @@ const UNEXPECTED: &str = "An error occurred while processing your request.";
 
 /// The OpenAPI document of the routes below (checked against them by a test).
 pub const OPENAPI: &str = include_str!("openapi.json");
-
-/// The envelope of every response but `GET /`.
-fn envelope(status: StatusCode, data: Value, error: Option<(&str, Option<String>)>) -> Response {
-    let error = match error {
-        None => Value::Null,
-        Some((message, None)) => json!({"message": message}),
-        Some((message, Some(cause))) => json!({"message": message, "cause": cause}),
-    };
-    let ok = error.is_null();
-    let body =
-        json!({"status": if ok { "SUCCESS" } else { "FAILURE" }, "data": data, "error": error});
-    (status, Json(body)).into_response()
-}
-
-pub(super) fn fail(status: StatusCode, message: &str, cause: Option<String>) -> Response {
-    envelope(status, Value::Null, Some((message, cause)))
-}
 
 impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
