@@ -86,6 +86,12 @@ pub struct Engine {
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
     /// Work was queued: wakes idle workers.
+    /// The loop's own state: wake-ups, stops, leases held, warnings given.
+    state: LoopState,
+}
+
+/// What the crawl loop keeps while it runs.
+struct LoopState {
     wake: Notify,
     /// A lease ended here while no worker was mid-request: its site may
     /// take another fetch. Wakes a worker the frontier told to wait (a site
@@ -141,15 +147,17 @@ impl Engine {
             registry,
             settings,
             stats,
-            wake: Notify::new(),
-            freed: Notify::new(),
-            busy: std::sync::atomic::AtomicUsize::new(0),
-            done: AtomicBool::new(false),
-            stop: Shutdown::new(),
-            cancel: Shutdown::new(),
-            held: Mutex::new(HashSet::new()),
-            warned: Mutex::new(HashSet::new()),
-            settling_budget: Arc::new(tokio::sync::Semaphore::new(SETTLING_KIB)),
+            state: LoopState {
+                wake: Notify::new(),
+                freed: Notify::new(),
+                busy: std::sync::atomic::AtomicUsize::new(0),
+                done: AtomicBool::new(false),
+                stop: Shutdown::new(),
+                cancel: Shutdown::new(),
+                held: Mutex::new(HashSet::new()),
+                warned: Mutex::new(HashSet::new()),
+                settling_budget: Arc::new(tokio::sync::Semaphore::new(SETTLING_KIB)),
+            },
         })
     }
 
@@ -166,7 +174,7 @@ impl Engine {
     /// sites are at their in-flight cap most would find nothing).
     pub(crate) fn wake_for(&self, n: usize) {
         for _ in 0..n.min(self.settings.crawl.concurrency) {
-            self.wake.notify_one();
+            self.state.wake.notify_one();
         }
     }
 
@@ -285,14 +293,14 @@ impl Engine {
         tokio::select! {
             _ = &mut all_done => {}
             _ = stop.wait() => {
-                self.stop.trigger();
+                self.state.stop.trigger();
                 self.finish();
                 // Keep a margin of the grace to release, flush and exit.
                 let grace = self.settings.process.grace();
                 let finish = grace.saturating_sub(STOP_MARGIN.min(grace / 2));
                 if tokio::time::timeout(finish, &mut all_done).await.is_err() {
-                    tracing::info!(in_flight = self.held.lock().len(), "grace running out: giving requests in flight back to the queue");
-                    self.cancel.trigger();
+                    tracing::info!(in_flight = self.state.held.lock().len(), "grace running out: giving requests in flight back to the queue");
+                    self.state.cancel.trigger();
                     all_done.await;
                 }
             }
@@ -334,14 +342,14 @@ impl Engine {
                     Some(s) => s.notified().await,
                     None => std::future::pending().await,
                 } } => {
-                    self.wake.notify_waiters();
+                    self.state.wake.notify_waiters();
                     continue;
                 }
             }
             tick += 1;
             if renewed.elapsed() >= renew_every {
                 renewed = tokio::time::Instant::now();
-                let ids: Vec<u64> = self.held.lock().iter().copied().collect();
+                let ids: Vec<u64> = self.state.held.lock().iter().copied().collect();
                 if let Err(e) = self.frontier.renew(&ids).await {
                     tracing::warn!(error = %e, leases = ids.len(), "could not renew leases; retrying");
                 }
@@ -356,7 +364,7 @@ impl Engine {
             }
             counted = tokio::time::Instant::now();
             match self.frontier.counts().await {
-                Ok(c) if c.queued > 0 => self.wake.notify_waiters(),
+                Ok(c) if c.queued > 0 => self.state.wake.notify_waiters(),
                 Ok(c) if until_done && c.in_flight == 0 => self.finish(),
                 _ => {}
             }
@@ -388,11 +396,11 @@ impl Engine {
             IDLE_WAIT
         };
         loop {
-            let (queued, freed) = (self.wake.notified(), self.freed.notified());
+            let (queued, freed) = (self.state.wake.notified(), self.state.freed.notified());
             tokio::pin!(queued, freed);
             queued.as_mut().enable();
             freed.as_mut().enable();
-            if self.done.load(Ordering::SeqCst) {
+            if self.state.done.load(Ordering::SeqCst) {
                 return;
             }
             let (wait, idle) = match self.frontier.pop().await {
@@ -405,7 +413,7 @@ impl Engine {
                             }
                         }
                         let kib = (outcome.body_bytes() / 1024 + 1).min(SETTLING_KIB) as u32;
-                        let budget = self.settling_budget.clone();
+                        let budget = self.state.settling_budget.clone();
                         let Ok(permit) = budget.acquire_many_owned(kib).await else {
                             return; // never closed
                         };
@@ -438,7 +446,7 @@ impl Engine {
                 _ = tokio::time::sleep(wait) => {}
                 _ = &mut queued, if idle => {}
                 _ = &mut freed => {}
-                _ = self.stop.wait() => {}
+                _ = self.state.stop.wait() => {}
             }
         }
     }
@@ -446,13 +454,13 @@ impl Engine {
     /// A leased request's stages, its lease renewed all along. `None`
     /// when it was given back (a store error, or the stop's grace ran out).
     async fn process_leased(&self, lease: &Lease) -> Option<page::Outcome> {
-        self.held.lock().insert(lease.id);
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.state.held.lock().insert(lease.id);
+        self.state.busy.fetch_add(1, Ordering::SeqCst);
         let r = tokio::select! {
             r = self.process(&lease.job) => r.map_err(Some),
-            _ = self.cancel.wait() => Err(None),
+            _ = self.state.cancel.wait() => Err(None),
         };
-        self.busy.fetch_sub(1, Ordering::SeqCst);
+        self.state.busy.fetch_sub(1, Ordering::SeqCst);
         // Delivery is not a fetch: the site may take another meanwhile;
         // unless it asked us to slow down, which the settling records.
         if !matches!(r, Ok(page::Outcome::SlowDown { .. })) {
@@ -474,13 +482,13 @@ impl Engine {
         let given_back = tokio::select! {
             r = self.settle(lease, outcome) => match r {
                 Ok(()) => {
-                    self.held.lock().remove(&id);
+                    self.state.held.lock().remove(&id);
                     self.slot_freed();
                     return;
                 }
                 Err(e) => Some(e),
             },
-            _ = self.cancel.wait() => None,
+            _ = self.state.cancel.wait() => None,
         };
         self.give_back(id, given_back).await;
     }
@@ -496,22 +504,22 @@ impl Engine {
             // worker crawls the request: late, but not lost.
             tracing::warn!(error = %e, "could not give a lease back; it will expire after crawl.lease_ttl");
         }
-        self.held.lock().remove(&id);
+        self.state.held.lock().remove(&id);
         self.slot_freed();
     }
 
     /// A lease ended: see `freed`.
     fn slot_freed(&self) {
-        if self.busy.load(Ordering::SeqCst) == 0 {
-            self.freed.notify_one();
+        if self.state.busy.load(Ordering::SeqCst) == 0 {
+            self.state.freed.notify_one();
         }
     }
 
     /// The run is over: every worker stops waiting.
     fn finish(&self) {
-        self.done.store(true, Ordering::SeqCst);
-        self.wake.notify_waiters();
-        self.freed.notify_waiters();
+        self.state.done.store(true, Ordering::SeqCst);
+        self.state.wake.notify_waiters();
+        self.state.freed.notify_waiters();
     }
 
     async fn is_drained(&self) -> bool {
@@ -519,6 +527,6 @@ impl Engine {
     }
 
     pub fn is_done(&self) -> bool {
-        self.done.load(Ordering::SeqCst)
+        self.state.done.load(Ordering::SeqCst)
     }
 }

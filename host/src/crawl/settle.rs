@@ -105,13 +105,13 @@ impl Engine {
                     "{e} (still failing after crawl.delivery_timeout, {limit:?})"
                 ));
             }
-            if self.stop.is_triggered() {
+            if self.state.stop.is_triggered() {
                 return Delivery::Later;
             }
             tracing::warn!(url = %redact(&r.url), error = %e, "result not delivered yet; retrying");
             tokio::select! {
                 _ = backoff.wait() => {}
-                _ = self.stop.wait() => {}
+                _ = self.state.stop.wait() => {}
             }
         }
     }

@@ -164,7 +164,7 @@ impl Engine {
     /// per plugin.
     pub(super) fn reserved_fields<T>(&self, plugin: &str, fields: &mut Vec<(String, T)>) {
         let tried = result::strip_reserved(fields);
-        if !tried.is_empty() && self.warned.lock().insert(plugin.to_string()) {
+        if !tried.is_empty() && self.state.warned.lock().insert(plugin.to_string()) {
             tracing::warn!(plugin, fields = ?tried, "a plugin set result fields only the host writes; its values are dropped");
         }
     }

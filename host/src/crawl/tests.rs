@@ -455,7 +455,7 @@ async fn a_stop_gives_back_a_result_that_cannot_be_delivered_yet() {
     let lease = rig.lease(job(&url, "")).await;
     let outcome = rig.engine.process(&lease.job).await.expect("store");
     // The engine's own stop, as `run` sets it on a signal.
-    rig.engine.stop.trigger();
+    rig.engine.state.stop.trigger();
     rig.engine.settle(lease, outcome).await.expect("settle");
     assert!(rig.sink.delivered.lock().is_empty());
     assert!(rig.sink.dead.lock().is_empty(), "not undeliverable: later");
