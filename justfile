@@ -37,7 +37,7 @@ test: guests build
 lint:
     cargo fmt --all --check
     cargo clippy --release --all-targets --workspace -- -D warnings
-    "${SPINNERET_TOOLS:-$HOME/.cache/spinneret/tools}/bin/cargo-modules" modules dependencies --lib -p spinneret --no-externs --no-sysroot 2>/dev/null | scripts/module-cycles --src host/src
+    scripts/lint-cycles
     cd spiders && cargo fmt --all --check && cargo clippy --release --target wasm32-wasip2 --workspace -- -D warnings
 
 # Benchmarks: crawl throughput, CPU and memory on a 20,000-page site, side by side with spider-rs; link extraction.
