@@ -4,7 +4,7 @@
 -- control stream in the same step, so it is sent even if this caller dies.
 -- here = '0' (a sharded frontier, where each seed's shard keeps the
 -- crawl's expiry): due crawls move to `expiring` and are returned for the
--- host to stop on every shard and report (see RedisStore::expire_due),
+-- host to stop on every shard and report (see MonitorStore::expire_due),
 -- with those a caller left there over 30 s ago (it died).
 -- Returns {cref, purged, owner, ...}.
 local here = ARGV[2] == '1'
