@@ -36,7 +36,7 @@ pub async fn rest(settings: Settings) -> Result<i32> {
 
 /// A stop on SIGTERM or Ctrl-C, the same for every role.
 fn stop_on_signal(settings: &Settings) -> Shutdown {
-    Shutdown::on_signal(settings.process.grace())
+    Shutdown::on_signal(settings.process.shutdown_grace)
 }
 
 /// `spinneret kafka-monitor`: the ingest role alone.

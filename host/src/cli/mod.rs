@@ -120,7 +120,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         }
     }
 
-    let stop = Shutdown::on_signal(settings.process.grace());
+    let stop = Shutdown::on_signal(settings.process.shutdown_grace);
     let progress = std::io::stderr().is_terminal().then(|| {
         let (stats, frontier) = (stats.clone(), frontier.clone());
         tokio::spawn(async move { progress_line(stats, frontier).await })
@@ -138,7 +138,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     summary(&stats, left);
     // A result that was not delivered is a failed run, whatever else went
     // well: a script must not take a partial output for a whole one.
-    let undelivered = stats.undelivered.get();
+    let undelivered = stats.crawl.undelivered.get();
     if undelivered > 0 {
         return Ok(1);
     }
@@ -269,14 +269,14 @@ async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
     let mut last = 0u64;
     loop {
         tokio::time::sleep(crate::timeouts::PROGRESS_EVERY).await;
-        let pages = stats.pages.get();
+        let pages = stats.crawl.pages.get();
         let c = frontier.counts().await.unwrap_or_default();
         eprint!(
             "\r\x1b[K{pages} pages  {}/s  queued {}  in flight {}  errors {}",
             pages - last,
             c.queued,
             c.in_flight,
-            stats.errors.get()
+            stats.crawl.errors.get()
         );
         last = pages;
     }
@@ -284,7 +284,7 @@ async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
 
 fn summary(stats: &Stats, left: crate::scheduler::Counts) {
     let secs = stats.elapsed().as_secs_f64();
-    let pages = stats.pages.get();
+    let pages = stats.crawl.pages.get();
     let usage = process_usage();
     let statuses: Vec<String> = stats
         .by_status()
@@ -305,20 +305,20 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         ),
         peak_rss_mb = usage.peak_rss_bytes / (1 << 20),
         statuses = statuses.join(", "),
-        errors = stats.errors.get(),
-        retries = stats.retries.get(),
-        paused = stats.paused.get(),
-        robots_denied = stats.robots_denied.get(),
+        errors = stats.crawl.errors.get(),
+        retries = stats.crawl.retries.get(),
+        paused = stats.crawl.paused.get(),
+        robots_denied = stats.crawl.robots_denied.get(),
         plugin_calls,
         plugin_us_per_call = format!(
             "{:.1}",
             plugin_time.as_secs_f64() * 1e6 / plugin_calls.max(1) as f64
         ),
         plugin_instances,
-        store_round_trips = stats.store_round_trips.get(),
-        empty_pops = stats.empty_pops.get(),
-        undelivered = stats.undelivered.get(),
-        released = stats.released.get(),
+        store_round_trips = stats.store.round_trips.get(),
+        empty_pops = stats.store.empty_pops.get(),
+        undelivered = stats.crawl.undelivered.get(),
+        released = stats.crawl.released.get(),
         "crawl done"
     );
     let r = &stats.render;
@@ -340,7 +340,7 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
             "renders"
         );
     }
-    let undelivered = stats.undelivered.get();
+    let undelivered = stats.crawl.undelivered.get();
     if undelivered > 0 {
         tracing::error!(
             undelivered,

@@ -47,16 +47,14 @@ impl Settings {
                 message,
             })?;
         }
-        let settings: Settings =
-            toml::Value::Table(tree)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    ConfigError::Invalid(format!(
-                        "{} (check the config file and SPINNERET_* variables)",
-                        e.message()
-                    ))
-                })?;
-        Ok(settings)
+        // The path names the key at fault (`crawl.lease_ttl: ...`).
+        serde_path_to_error::deserialize(toml::Value::Table(tree)).map_err(|e| {
+            ConfigError::Invalid(format!(
+                "{}: {} (check the config file and SPINNERET_* variables)",
+                e.path(),
+                e.inner().message()
+            ))
+        })
     }
 }
 

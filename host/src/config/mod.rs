@@ -6,6 +6,7 @@
 mod layers;
 mod network;
 mod render;
+mod seconds;
 mod validate;
 pub use network::Network;
 
@@ -141,7 +142,8 @@ pub struct Throttle {
     /// Apps that may send domain-config requests; empty = any.
     pub domain_config_apps: Vec<String>,
     pub hits: u32,
-    pub window: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub window: Duration,
     pub moderated: bool,
     pub split_by_spider: bool,
     pub split_by_egress: bool,
@@ -154,7 +156,7 @@ impl Default for Throttle {
             max_hits: 100,
             domain_config_apps: Vec::new(),
             hits: 10,
-            window: 60.0,
+            window: Duration::from_secs(60),
             moderated: true,
             split_by_spider: true,
             split_by_egress: false,
@@ -168,11 +170,14 @@ impl Default for Throttle {
 pub struct Crawl {
     pub retries: u32,
     /// Seconds for the whole fetch, body included.
-    pub download_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub download_timeout: Duration,
     /// Seconds to establish a connection.
-    pub connect_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub connect_timeout: Duration,
     /// Seconds without a byte from the server before a fetch fails.
-    pub read_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub read_timeout: Duration,
     pub maxdepth_limit: u32,
     pub dupe_idle_ttl: u64,
     pub global_page_per_domain_limit: u32,
@@ -199,16 +204,19 @@ pub struct Crawl {
     /// Seconds a host's robots.txt stays cached.
     pub robots_ttl: u64,
     /// Seconds a robots.txt fetch may take, redirects included.
-    pub robots_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub robots_timeout: Duration,
     /// Origins whose robots.txt a process keeps.
     pub robots_cache: usize,
     /// Seconds a worker may hold a request before another worker takes it
     /// over (cluster mode). A live worker renews the leases it holds every
     /// third of this, so only a dead worker's requests are taken over.
-    pub lease_ttl: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub lease_ttl: Duration,
     /// Seconds a result whose output keeps failing with a passing error
     /// (a full disk) is retried before it is reported undeliverable.
-    pub delivery_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub delivery_timeout: Duration,
     /// Fetches of one registered domain open at once, cluster-wide; 0 = no
     /// cap.
     pub max_in_flight: u32,
@@ -216,19 +224,24 @@ pub struct Crawl {
     /// take from its seed, past `maxdepth`.
     pub max_walk_steps: u32,
     /// Seconds: the longest robots.txt `Crawl-delay` honoured.
-    pub max_crawl_delay: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub max_crawl_delay: Duration,
     /// Slow a domain down when its latency or errors rise, and back up
     /// when they fall, never past the throttle.
     pub adaptive_throttle: bool,
     /// Seconds before the first retry of a failed fetch; each further
     /// retry waits twice as long (with jitter), up to `retry_backoff_max`.
-    pub retry_backoff: f64,
-    pub retry_backoff_max: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub retry_backoff: Duration,
+    #[serde(deserialize_with = "seconds::read")]
+    pub retry_backoff_max: Duration,
     /// Seconds a domain pauses after its first 429 or 503 without
     /// `Retry-After`; doubled for each one in a row, up to `max_pause`,
     /// which also caps a `Retry-After`.
-    pub pause_first: f64,
-    pub max_pause: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub pause_first: Duration,
+    #[serde(deserialize_with = "seconds::read")]
+    pub max_pause: Duration,
     /// Times a request answered 429 or 503 is put back (after the pause)
     /// before it gets an error result. These do not count toward `retries`.
     pub max_pauses: u32,
@@ -237,16 +250,17 @@ pub struct Crawl {
     /// and seconds the reading may take.
     pub max_sitemaps: usize,
     pub max_sitemap_urls: usize,
-    pub sitemap_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub sitemap_timeout: Duration,
 }
 
 impl Default for Crawl {
     fn default() -> Self {
         Crawl {
             retries: 3,
-            download_timeout: 10.0,
-            connect_timeout: 5.0,
-            read_timeout: 5.0,
+            download_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(5),
             maxdepth_limit: 3,
             dupe_idle_ttl: 600,
             global_page_per_domain_limit: 0,
@@ -261,22 +275,22 @@ impl Default for Crawl {
             concurrency: 64,
             user_agent: concat!("spinneret/", env!("CARGO_PKG_VERSION")).into(),
             robots_ttl: 3600,
-            robots_timeout: 5.0,
+            robots_timeout: Duration::from_secs(5),
             robots_cache: 10_000,
-            lease_ttl: 60.0,
-            delivery_timeout: 60.0,
+            lease_ttl: Duration::from_secs(60),
+            delivery_timeout: Duration::from_secs(60),
             max_in_flight: 8,
-            max_crawl_delay: 30.0,
+            max_crawl_delay: Duration::from_secs(30),
             max_walk_steps: 1000,
             adaptive_throttle: false,
-            retry_backoff: 1.0,
-            retry_backoff_max: 60.0,
-            pause_first: 5.0,
-            max_pause: 600.0,
+            retry_backoff: Duration::from_secs(1),
+            retry_backoff_max: Duration::from_secs(60),
+            pause_first: Duration::from_secs(5),
+            max_pause: Duration::from_secs(600),
             max_pauses: 10,
             max_sitemaps: 50,
             max_sitemap_urls: 50_000,
-            sitemap_timeout: 60.0,
+            sitemap_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -308,12 +322,15 @@ pub struct Rest {
     pub max_connections: usize,
     /// Seconds a client has to send a request's headers (also how long an
     /// idle kept-alive connection stays open).
-    pub header_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub header_timeout: Duration,
     /// Seconds a client has to send a request's body once its headers are
     /// in (a body that drips is cut off with 408).
-    pub body_timeout: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub body_timeout: Duration,
     pub port: u16,
-    pub feed_wait: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub feed_wait: Duration,
     pub token: String,
     /// Seconds a reply waits for `/poll` before it is dropped.
     pub poll_ttl: u64,
@@ -324,10 +341,10 @@ impl Default for Rest {
         Rest {
             bind: "127.0.0.1".into(),
             max_connections: 512,
-            header_timeout: 10.0,
-            body_timeout: 10.0,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             port: 5343,
-            feed_wait: 5.0,
+            feed_wait: Duration::from_secs(5),
             token: String::new(),
             poll_ttl: 600,
         }
@@ -356,20 +373,15 @@ impl Default for Log {
 pub struct Process {
     /// Seconds a stop (SIGTERM, Ctrl-C) may take: requests in flight finish
     /// or go back to the queue, results are flushed, then the process exits.
-    pub shutdown_grace: f64,
+    #[serde(deserialize_with = "seconds::read")]
+    pub shutdown_grace: Duration,
 }
 
 impl Default for Process {
     fn default() -> Self {
         Process {
-            shutdown_grace: 10.0,
+            shutdown_grace: Duration::from_secs(10),
         }
-    }
-}
-
-impl Process {
-    pub fn grace(&self) -> Duration {
-        Duration::from_secs_f64(self.shutdown_grace)
     }
 }
 

@@ -2,6 +2,7 @@
 //! (contract §3 "Rendering"). Every bound of a render is here.
 
 use serde::Deserialize;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -16,10 +17,12 @@ pub struct Render {
     pub concurrency: usize,
     /// Wall time of one render, sub-resources included (s). Past it the
     /// request gets an error result.
-    pub timeout: f64,
+    #[serde(deserialize_with = "super::seconds::read")]
+    pub timeout: Duration,
     /// The page is done when no sub-request has been open for this long
     /// after its load event (s).
-    pub idle: f64,
+    #[serde(deserialize_with = "super::seconds::read")]
+    pub idle: Duration,
     /// Sub-requests one render may make (the main document not counted);
     /// the rest are refused.
     pub max_requests: usize,
@@ -59,8 +62,8 @@ impl Default for Render {
             enabled: true,
             browser: String::new(),
             concurrency: 2,
-            timeout: 20.0,
-            idle: 0.5,
+            timeout: Duration::from_secs(20),
+            idle: Duration::from_millis(500),
             max_requests: 100,
             max_bytes: 20 * 1024 * 1024,
             block: vec!["image".into(), "media".into(), "font".into()],
@@ -104,7 +107,8 @@ impl Render {
             ));
         }
         for (name, v) in [("timeout", self.timeout), ("idle", self.idle)] {
-            if !(v > 0.0 && v.is_finite() && v <= 600.0) {
+            let v = v.as_secs_f64();
+            if !(v > 0.0 && v <= 600.0) {
                 return Err(format!(
                     "render.{name} must be a number of seconds above 0 and at most 600, got {v}"
                 ));

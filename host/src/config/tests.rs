@@ -29,7 +29,7 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn defaults_match_the_contract() {
     let s = Settings::load_from(None, env(&[])).expect("defaults load");
     assert_eq!(s.throttle.hits, 10);
-    assert_eq!(s.throttle.window, 60.0);
+    assert_eq!(s.throttle.window, Duration::from_secs(60));
     assert_eq!(s.crawl.maxdepth_limit, 3);
     assert_eq!(s.kafka.topic_prefix, "demo");
     assert!(s.crawl.obey_robots && !s.crawl.allow_private);
@@ -43,7 +43,7 @@ fn env_overrides_file() {
     let s = Settings::load_from(Some(f.path()), env(&[("SPINNERET_THROTTLE__HITS", "5")]))
         .expect("loads");
     assert_eq!(s.throttle.hits, 5);
-    assert_eq!(s.throttle.window, 1.5);
+    assert_eq!(s.throttle.window, Duration::from_millis(1500));
 }
 
 #[test]
@@ -103,8 +103,8 @@ fn validation_explains() {
 }
 
 #[test]
-fn every_number_of_seconds_is_checked_finite_and_in_range() {
-    type Set = fn(&mut Settings, f64);
+fn every_duration_is_checked_in_range() {
+    type Set = fn(&mut Settings, Duration);
     let cases: [(&str, Set); 6] = [
         ("crawl.read_timeout", |s, v| s.crawl.read_timeout = v),
         ("crawl.connect_timeout", |s, v| s.crawl.connect_timeout = v),
@@ -114,13 +114,19 @@ fn every_number_of_seconds_is_checked_finite_and_in_range() {
         ("crawl.sitemap_timeout", |s, v| s.crawl.sitemap_timeout = v),
     ];
     for (name, set) in cases {
-        for v in [-1.0, f64::NAN, f64::INFINITY, 1e12] {
-            let mut s = Settings::default();
-            set(&mut s, v);
-            let e = s.validate().expect_err("invalid").to_string();
-            assert!(e.contains(name), "{name} = {v}: {e}");
-        }
+        let mut s = Settings::default();
+        set(&mut s, Duration::from_secs(1_000_000));
+        let e = s.validate().expect_err("invalid").to_string();
+        assert!(e.contains(name), "{name}: {e}");
     }
+}
+
+#[test]
+fn a_negative_number_of_seconds_is_refused_where_it_is_read() {
+    let e = Settings::load_from(None, env(&[("SPINNERET_CRAWL__LEASE_TTL", "-1")]))
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("lease_ttl") && e.contains("seconds"), "{e}");
 }
 
 #[test]

@@ -25,23 +25,18 @@ impl Settings {
         self.redis.validate()
     }
 
-    /// Every number of seconds, finite and in range (a NaN or a negative
-    /// one would panic where it becomes a Duration).
+    /// Every duration in its range (loading already refused negative,
+    /// infinite and absurd numbers of seconds).
     fn check_seconds(&self) -> Checked {
-        let (c, day) = (&self.crawl, 86_400.0);
-        let positive = 0.001;
+        let (c, r) = (&self.crawl, &self.rest);
+        let (day, hour, positive) = (86_400.0, 3600.0, 0.001);
         let seconds = [
             ("throttle.window", self.throttle.window, positive, day),
-            (
-                "crawl.download_timeout",
-                c.download_timeout,
-                positive,
-                3600.0,
-            ),
-            ("crawl.connect_timeout", c.connect_timeout, positive, 3600.0),
-            ("crawl.read_timeout", c.read_timeout, positive, 3600.0),
-            ("crawl.robots_timeout", c.robots_timeout, positive, 3600.0),
-            ("crawl.sitemap_timeout", c.sitemap_timeout, positive, 3600.0),
+            ("crawl.download_timeout", c.download_timeout, positive, hour),
+            ("crawl.connect_timeout", c.connect_timeout, positive, hour),
+            ("crawl.read_timeout", c.read_timeout, positive, hour),
+            ("crawl.robots_timeout", c.robots_timeout, positive, hour),
+            ("crawl.sitemap_timeout", c.sitemap_timeout, positive, hour),
             ("crawl.lease_ttl", c.lease_ttl, positive, day),
             ("crawl.delivery_timeout", c.delivery_timeout, 0.0, day),
             ("crawl.max_crawl_delay", c.max_crawl_delay, 0.0, day),
@@ -49,33 +44,23 @@ impl Settings {
             ("crawl.retry_backoff_max", c.retry_backoff_max, 0.0, day),
             ("crawl.pause_first", c.pause_first, 0.0, day),
             ("crawl.max_pause", c.max_pause, 0.0, day),
-            (
-                "rest.header_timeout",
-                self.rest.header_timeout,
-                positive,
-                3600.0,
-            ),
-            (
-                "rest.body_timeout",
-                self.rest.body_timeout,
-                positive,
-                3600.0,
-            ),
-            ("rest.feed_wait", self.rest.feed_wait, 0.0, 3600.0),
+            ("rest.header_timeout", r.header_timeout, positive, hour),
+            ("rest.body_timeout", r.body_timeout, positive, hour),
+            ("rest.feed_wait", r.feed_wait, 0.0, hour),
             (
                 "process.shutdown_grace",
                 self.process.shutdown_grace,
                 1.0,
-                3600.0,
+                hour,
             ),
         ];
-        if let Some((name, v, lo, hi)) = seconds
-            .iter()
-            .find(|(_, v, lo, hi)| !(v.is_finite() && v >= lo && v <= hi))
-        {
-            return bad(format!(
-                "{name} must be a number of seconds from {lo} to {hi}, got {v}"
-            ));
+        for (name, v, lo, hi) in seconds {
+            let v = v.as_secs_f64();
+            if !(lo..=hi).contains(&v) {
+                return bad(format!(
+                    "{name} must be a number of seconds from {lo} to {hi}, got {v}"
+                ));
+            }
         }
         Ok(())
     }
@@ -85,7 +70,7 @@ impl Crawl {
     fn validate(&self) -> Checked {
         if self.lease_ttl < self.download_timeout {
             return bad(format!(
-                "crawl.lease_ttl ({}) must be at least crawl.download_timeout ({}), or requests would be taken over mid-fetch",
+                "crawl.lease_ttl ({:?}) must be at least crawl.download_timeout ({:?}), or requests would be taken over mid-fetch",
                 self.lease_ttl, self.download_timeout
             ));
         }
@@ -125,8 +110,8 @@ impl Rest {
         if self.max_connections == 0 {
             return bad("rest.max_connections must be at least 1");
         }
-        if !(self.feed_wait >= 0.0 && self.feed_wait.is_finite()) || self.poll_ttl == 0 {
-            return bad("rest.feed_wait must be 0 or more seconds and rest.poll_ttl at least 1");
+        if self.poll_ttl == 0 {
+            return bad("rest.poll_ttl must be at least 1");
         }
         Ok(())
     }

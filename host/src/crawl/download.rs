@@ -132,8 +132,11 @@ impl Engine {
     /// a random half to all (so the retries of one outage spread out).
     pub(super) fn retry_backoff(&self, done: u32) -> Duration {
         let c = &self.settings.crawl;
-        let full = (c.retry_backoff * 2f64.powi(done.min(30) as i32)).min(c.retry_backoff_max);
-        Duration::from_secs_f64(full * (0.5 + fastrand::f64() / 2.0))
+        let full = c
+            .retry_backoff
+            .saturating_mul(1 << done.min(30))
+            .min(c.retry_backoff_max);
+        full.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 
     /// Headers every fetch of this job carries: the crawl's user agent and

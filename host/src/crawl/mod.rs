@@ -131,7 +131,7 @@ impl Engine {
                 fetcher.clone(),
                 &settings.crawl.user_agent,
                 Duration::from_secs(settings.crawl.robots_ttl),
-                Duration::from_secs_f64(settings.crawl.robots_timeout),
+                settings.crawl.robots_timeout,
                 settings.crawl.robots_cache,
             ))
         });
@@ -296,7 +296,7 @@ impl Engine {
                 self.state.stop.trigger();
                 self.finish();
                 // Keep a margin of the grace to release, flush and exit.
-                let grace = self.settings.process.grace();
+                let grace = self.settings.process.shutdown_grace;
                 let finish = grace.saturating_sub(STOP_MARGIN.min(grace / 2));
                 if tokio::time::timeout(finish, &mut all_done).await.is_err() {
                     tracing::info!(in_flight = self.state.held.lock().len(), "grace running out: giving requests in flight back to the queue");
@@ -327,7 +327,7 @@ impl Engine {
     /// `IDLE_UPKEEP`, in case a signal was lost), else by polling it. A
     /// finite run polls regardless, to see when it is done.
     async fn upkeep(self: Arc<Self>, until_done: bool) {
-        let renew_every = Duration::from_secs_f64(self.settings.crawl.lease_ttl / 3.0);
+        let renew_every = self.settings.crawl.lease_ttl / 3;
         let mut renewed = tokio::time::Instant::now();
         let upkeep_every = (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32;
         let signal = self.frontier.work_signal();

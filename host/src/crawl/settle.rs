@@ -91,7 +91,7 @@ impl Engine {
     /// retried with backoff, the lease renewed meanwhile, for at most
     /// `crawl.delivery_timeout`.
     pub(super) async fn deliver(&self, r: &CrawlResult) -> Delivery {
-        let limit = Duration::from_secs_f64(self.settings.crawl.delivery_timeout);
+        let limit = self.settings.crawl.delivery_timeout;
         let started = Instant::now();
         let mut backoff = Backoff::standard();
         loop {

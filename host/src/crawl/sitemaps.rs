@@ -32,7 +32,7 @@ impl Engine {
             return Vec::new();
         };
         let c = &self.settings.crawl;
-        let deadline = Instant::now() + Duration::from_secs_f64(c.sitemap_timeout);
+        let deadline = Instant::now() + c.sitemap_timeout;
         let max_urls = seed
             .crawl
             .domain_max_pages

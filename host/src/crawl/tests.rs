@@ -129,9 +129,9 @@ async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Sett
     settings.crawl.allow_private = true;
     settings.crawl.obey_robots = false;
     settings.crawl.retries = 1;
-    settings.crawl.delivery_timeout = 2.0;
+    settings.crawl.delivery_timeout = Duration::from_secs(2);
     settings.throttle.hits = 10_000;
-    settings.throttle.window = 1.0;
+    settings.throttle.window = Duration::from_secs(1);
     settings.throttle.moderated = false;
     settings.plugins.cache_dir = cache.path().to_path_buf();
     tweak(&mut settings);
@@ -237,7 +237,7 @@ async fn a_page_delivers_its_item_and_queues_its_links() {
     assert_eq!(got[0].links.len(), 2, "{:?}", got[0].links);
     // Acked, and the two links queued for depth 1.
     assert_eq!(rig.counts().await, (2, 0));
-    assert_eq!(rig.engine.stats.pages.get(), 1);
+    assert_eq!(rig.engine.stats.crawl.pages.get(), 1);
 }
 
 #[tokio::test]
@@ -305,7 +305,7 @@ async fn a_spider_over_its_request_cap_fails_the_page_with_the_reason() {
 #[tokio::test]
 async fn a_500_is_retried_after_a_backoff_then_delivered_with_its_status() {
     let rig = rig_with(Fail::Never, Some("link"), |s| {
-        s.crawl.retry_backoff = 0.4;
+        s.crawl.retry_backoff = Duration::from_millis(400);
     })
     .await;
     let url = format!("{}/broken", rig.base);
@@ -393,7 +393,7 @@ async fn an_expired_request_is_dropped_and_acked() {
     );
     rig.engine.settle(lease, outcome).await.expect("settle");
     assert_eq!(rig.counts().await, (0, 0));
-    assert_eq!(rig.engine.stats.expired.get(), 1);
+    assert_eq!(rig.engine.stats.crawl.expired.get(), 1);
     assert!(rig.sink.delivered.lock().is_empty());
 }
 
@@ -422,7 +422,7 @@ async fn a_passing_sink_failure_is_retried_before_the_ack() {
     rig.run(job(&url, "")).await;
     assert_eq!(rig.sink.delivered.lock().len(), 1, "delivered once");
     assert!(rig.sink.dead.lock().is_empty());
-    assert_eq!(rig.engine.stats.undelivered.get(), 0);
+    assert_eq!(rig.engine.stats.crawl.undelivered.get(), 0);
 }
 
 #[tokio::test]
@@ -432,8 +432,8 @@ async fn a_result_that_can_never_be_delivered_is_dead_lettered_and_counted() {
     rig.run(job(&url, "")).await;
     assert!(rig.sink.delivered.lock().is_empty());
     assert_eq!(*rig.sink.dead.lock(), vec!["too large".to_string()]);
-    assert_eq!(rig.engine.stats.undelivered.get(), 1);
-    assert_eq!(rig.engine.stats.pages.get(), 0);
+    assert_eq!(rig.engine.stats.crawl.undelivered.get(), 1);
+    assert_eq!(rig.engine.stats.crawl.pages.get(), 0);
 }
 
 #[tokio::test]
@@ -445,7 +445,7 @@ async fn a_sink_failing_past_the_delivery_timeout_is_reported_not_acked_silently
     let dead = rig.sink.dead.lock().clone();
     assert_eq!(dead.len(), 1);
     assert!(dead[0].contains("crawl.delivery_timeout"), "{dead:?}");
-    assert_eq!(rig.engine.stats.undelivered.get(), 1);
+    assert_eq!(rig.engine.stats.crawl.undelivered.get(), 1);
 }
 
 #[tokio::test]
@@ -462,7 +462,7 @@ async fn a_stop_gives_back_a_result_that_cannot_be_delivered_yet() {
     // Back in the queue (with its children), nothing in flight.
     let (queued, in_flight) = rig.counts().await;
     assert_eq!((queued, in_flight), (3, 0));
-    assert_eq!(rig.engine.stats.released.get(), 1);
+    assert_eq!(rig.engine.stats.crawl.released.get(), 1);
 }
 
 #[tokio::test]

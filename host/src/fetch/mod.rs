@@ -134,11 +134,11 @@ impl Fetcher {
     pub fn new(settings: &CrawlSettings) -> Result<Self, reqwest::Error> {
         let policy =
             AddressPolicy::with_networks(settings.allow_private, settings.allow_networks.clone());
-        let timeout = Duration::from_secs_f64(settings.download_timeout);
+        let timeout = settings.download_timeout;
         let builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
-            .connect_timeout(Duration::from_secs_f64(settings.connect_timeout))
-            .read_timeout(Duration::from_secs_f64(settings.read_timeout))
+            .connect_timeout(settings.connect_timeout)
+            .read_timeout(settings.read_timeout)
             .timeout(timeout)
             .tcp_nodelay(true)
             .pool_max_idle_per_host(64)

@@ -107,7 +107,7 @@ impl IngestMonitor {
 
     /// Has the store been failing for `rest.feed_wait` or longer?
     fn down_too_long(&self) -> bool {
-        let wait = std::time::Duration::from_secs_f64(self.settings.rest.feed_wait);
+        let wait = self.settings.rest.feed_wait;
         self.down_since.lock().is_some_and(|t| t.elapsed() >= wait)
     }
 

@@ -95,11 +95,11 @@ impl DomainConfigRequest {
             )));
         }
         let rate = f64::from(self.hits) / self.window.max(1) as f64;
-        let max = f64::from(t.max_hits) / t.window;
+        let max = f64::from(t.max_hits) / t.window.as_secs_f64();
         if self.action == DomainConfigKind::DomainUpdate && rate > max {
             return Err(Rejection(format!(
                 "invalid domain-config request: {} hits per {} s is faster than the {} per {} s allowed (throttle.max_hits)",
-                self.hits, self.window, t.max_hits, t.window
+                self.hits, self.window, t.max_hits, t.window.as_secs_f64()
             )));
         }
         Ok(())

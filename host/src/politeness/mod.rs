@@ -68,9 +68,9 @@ impl Politeness {
     pub fn of(c: &Crawl) -> Politeness {
         Politeness {
             max_in_flight: c.max_in_flight,
-            pause_first: Duration::from_secs_f64(c.pause_first),
-            max_pause: Duration::from_secs_f64(c.max_pause),
-            max_crawl_delay: Duration::from_secs_f64(c.max_crawl_delay),
+            pause_first: c.pause_first,
+            max_pause: c.max_pause,
+            max_crawl_delay: c.max_crawl_delay,
         }
     }
 

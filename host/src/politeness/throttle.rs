@@ -41,7 +41,7 @@ impl EmbeddedThrottle {
     }
 
     fn decide(&self, log: &mut VecDeque<Instant>, now: Instant) -> Admission {
-        let window = Duration::from_secs_f64(self.settings.window);
+        let window = self.settings.window;
         while log
             .front()
             .is_some_and(|t| now.duration_since(*t) >= window)
@@ -113,7 +113,7 @@ mod tests {
     fn throttle(hits: u32, window: f64, moderated: bool) -> EmbeddedThrottle {
         EmbeddedThrottle::new(Settings {
             hits,
-            window,
+            window: Duration::from_secs_f64(window),
             moderated,
             ..Default::default()
         })

@@ -322,8 +322,8 @@ impl Renderer {
             self.limits.clone(),
             traffic.clone(),
         ));
-        let timeout = Duration::from_secs_f64(self.settings.timeout);
-        let idle = Duration::from_secs_f64(self.settings.idle);
+        let timeout = self.settings.timeout;
+        let idle = self.settings.idle;
         let dom = tokio::time::timeout(timeout, async {
             tokio::select! {
                 dom = async {

@@ -8,7 +8,6 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Bearer-token check (when `rest.token` is set); health and metrics stay
 /// open for load balancers and scrapers. The token is compared in constant
@@ -45,7 +44,7 @@ pub(super) async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Ne
     // The body is read here, whole and in time: a client that drips it
     // cannot hold a connection slot past `rest.body_timeout`.
     let (parts, body) = req.into_parts();
-    let within = Duration::from_secs_f64(gw.settings.rest.body_timeout);
+    let within = gw.settings.rest.body_timeout;
     let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, MAX_BODY)).await {
         Ok(Ok(b)) => b,
         Ok(Err(_)) => {

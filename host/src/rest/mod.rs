@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 mod guard;
@@ -189,7 +189,7 @@ pub async fn serve(gw: Arc<Gateway>, port: u16, stop: Shutdown) -> anyhow::Resul
         })?;
     tracing::info!(%bind, port, "REST gateway listening");
     let slots = Arc::new(tokio::sync::Semaphore::new(rest.max_connections));
-    let header_timeout = Duration::from_secs_f64(rest.header_timeout);
+    let header_timeout = rest.header_timeout;
     let router = gw.router();
     loop {
         let stream = tokio::select! {

@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::oneshot;
 
 /// The contract's error messages (clients match on them).
@@ -165,7 +164,7 @@ async fn feed_inner(gw: &Arc<Gateway>, headers: &HeaderMap, body: &[u8]) -> Resp
     let (Some(uuid), Some(rx)) = (uuid, rx) else {
         return envelope(StatusCode::OK, Value::Null, None);
     };
-    let wait = Duration::from_secs_f64(gw.settings.rest.feed_wait);
+    let wait = gw.settings.rest.feed_wait;
     match tokio::time::timeout(wait, rx).await {
         Ok(Ok(reply)) => envelope(StatusCode::OK, reply, None),
         _ => {

@@ -429,7 +429,7 @@ mod tests {
     fn frontier(hits: u32, window: f64) -> EmbeddedFrontier {
         let settings = crate::config::Throttle {
             hits,
-            window,
+            window: Duration::from_secs_f64(window),
             moderated: false,
             ..Default::default()
         };
@@ -488,7 +488,7 @@ mod tests {
         let f = EmbeddedFrontier::new(
             Arc::new(EmbeddedThrottle::new(crate::config::Throttle {
                 hits: 100,
-                window: 1.0,
+                window: Duration::from_secs(1),
                 moderated: false,
                 ..Default::default()
             })),

@@ -31,10 +31,10 @@ fn settings(redis_url: &str, namespace: &str) -> Settings {
     s.redis.url = redis_url.to_string();
     s.redis.namespace = namespace.to_string();
     s.throttle.hits = 10_000;
-    s.throttle.window = 1.0;
+    s.throttle.window = Duration::from_secs(1);
     s.throttle.moderated = false;
-    s.crawl.pause_first = 0.2;
-    s.crawl.max_pause = 0.8;
+    s.crawl.pause_first = Duration::from_millis(200);
+    s.crawl.max_pause = Duration::from_millis(800);
     s.crawl.max_in_flight = 1;
     s
 }
@@ -386,7 +386,7 @@ async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
     use crate::monitor::store::MonitorStore;
     let server = Server::start().await;
     let mut s = settings(&server.url, "twins-redis");
-    s.crawl.lease_ttl = 0.3;
+    s.crawl.lease_ttl = Duration::from_millis(300);
     let redis = crate::store::Redis::connect(&s, Default::default())
         .await
         .expect("redis store");

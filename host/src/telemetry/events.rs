@@ -235,11 +235,9 @@ impl Default for Started {
     }
 }
 
-/// The process's counters, shared as `Arc<Stats>`: written by
-/// [`Stats::emit`] only, read by anyone.
+/// What the crawl loop did: pages, their fates and fetch latency.
 #[derive(Debug, Default)]
-pub struct Stats {
-    started: Started,
+pub struct CrawlCounts {
     pub pages: Count,
     pub errors: Count,
     pub retries: Count,
@@ -249,21 +247,48 @@ pub struct Stats {
     pub expired: Count,
     pub undelivered: Count,
     pub released: Count,
-    pub reloads_ok: Count,
-    pub reloads_failed: Count,
-    pub store_round_trips: Count,
-    pub empty_pops: Count,
     by_status: Mutex<BTreeMap<u16, u64>>,
     pub fetch_latency: Histogram,
-    plugins: Mutex<HashMap<String, PluginCalls>>,
-    plugin_latency: Mutex<HashMap<String, Arc<Histogram>>>,
+}
+
+/// The cluster store's work for this process.
+#[derive(Debug, Default)]
+pub struct StoreCounts {
+    pub round_trips: Count,
+    pub empty_pops: Count,
+}
+
+/// Plugins: calls, instances and reloads, and their own counters.
+#[derive(Debug, Default)]
+pub struct PluginCounts {
+    pub reloads_ok: Count,
+    pub reloads_failed: Count,
+    calls: Mutex<HashMap<String, PluginCalls>>,
+    latency: Mutex<HashMap<String, Arc<Histogram>>>,
     /// Plugins' own counters (the `count` host call).
     counters: Mutex<BTreeMap<(String, String), i64>>,
-    rejected: Mutex<BTreeMap<String, u64>>,
-    pub render: RenderCounts,
-    /// The gateway's requests answered, by route and status code.
+}
+
+/// The REST gateway's work.
+#[derive(Debug, Default)]
+pub struct RestCounts {
+    /// Requests answered, by route and status code.
     answered: Mutex<BTreeMap<(&'static str, u16), u64>>,
     pub replies_read: Count,
+}
+
+/// The process's counters, shared as `Arc<Stats>`, grouped by who emits
+/// them: written by [`Stats::emit`] only, read by anyone.
+#[derive(Debug, Default)]
+pub struct Stats {
+    started: Started,
+    pub crawl: CrawlCounts,
+    pub store: StoreCounts,
+    pub plugins: PluginCounts,
+    /// Inbound requests rejected, by reason.
+    rejected: Mutex<BTreeMap<String, u64>>,
+    pub render: RenderCounts,
+    pub rest: RestCounts,
 }
 
 impl Stats {
@@ -278,32 +303,33 @@ impl Stats {
                 url,
                 spiderid,
             } => {
-                self.pages.add(1);
+                let c = &self.crawl;
+                c.pages.add(1);
                 if failed {
-                    self.errors.add(1);
+                    c.errors.add(1);
                 }
-                *self.by_status.lock().entry(status).or_default() += 1;
+                *c.by_status.lock().entry(status).or_default() += 1;
                 if let Some(took) = fetch {
-                    self.fetch_latency.observe(took.as_secs_f64());
+                    c.fetch_latency.observe(took.as_secs_f64());
                 }
                 tracing::info!(target: CRAWL, crawlid = %crawlid, url = %url, status_code = status, spiderid = %spiderid, "page crawled");
             }
-            Event::Retried => self.retries.add(1),
-            Event::Paused => self.paused.add(1),
-            Event::RobotsDenied { requests } => self.robots_denied.add(requests),
-            Event::Dropped => self.dropped.add(1),
-            Event::Expired => self.expired.add(1),
+            Event::Retried => self.crawl.retries.add(1),
+            Event::Paused => self.crawl.paused.add(1),
+            Event::RobotsDenied { requests } => self.crawl.robots_denied.add(requests),
+            Event::Dropped => self.crawl.dropped.add(1),
+            Event::Expired => self.crawl.expired.add(1),
             Event::Undelivered {
                 url,
                 crawlid,
                 reason,
             } => {
-                self.undelivered.add(1);
+                self.crawl.undelivered.add(1);
                 tracing::error!(target: CRAWL, url = %url, crawlid = %crawlid, reason = %reason, "result cannot be delivered; reported as a dead letter");
             }
-            Event::Released => self.released.add(1),
-            Event::EmptyPop => self.empty_pops.add(1),
-            Event::StoreRoundTrip => self.store_round_trips.add(1),
+            Event::Released => self.crawl.released.add(1),
+            Event::EmptyPop => self.store.empty_pops.add(1),
+            Event::StoreRoundTrip => self.store.round_trips.add(1),
             Event::PluginCall {
                 plugin,
                 elapsed,
@@ -311,8 +337,8 @@ impl Stats {
             } => self.plugin_called(plugin, elapsed, failed),
             Event::PluginInstantiated { plugin } => self.plugin_tally(plugin, |p| p.instances += 1),
             Event::PluginRecycled { plugin } => self.plugin_tally(plugin, |p| p.recycled += 1),
-            Event::PluginReloaded { ok: true } => self.reloads_ok.add(1),
-            Event::PluginReloaded { ok: false } => self.reloads_failed.add(1),
+            Event::PluginReloaded { ok: true } => self.plugins.reloads_ok.add(1),
+            Event::PluginReloaded { ok: false } => self.plugins.reloads_failed.add(1),
             Event::Rejected { reason } => {
                 *self.rejected.lock().entry(reason.to_string()).or_default() += 1;
             }
@@ -325,16 +351,22 @@ impl Stats {
             Event::BrowserUsage { rss_mb, cpu } => self.render.browser_usage(rss_mb, cpu),
             Event::BrowserRestarted(why) => self.render.browser_restarted(why),
             Event::RestAnswered { route, status } => {
-                *self.answered.lock().entry((route, status)).or_default() += 1;
+                *self
+                    .rest
+                    .answered
+                    .lock()
+                    .entry((route, status))
+                    .or_default() += 1;
             }
-            Event::RestReplyRead => self.replies_read.add(1),
+            Event::RestReplyRead => self.rest.replies_read.add(1),
         }
     }
 
     /// One plugin call: its latency, and its count in the plugin's tally.
     fn plugin_called(&self, plugin: &str, elapsed: Duration, failed: bool) {
         let h = self
-            .plugin_latency
+            .plugins
+            .latency
             .lock()
             .entry(plugin.to_string())
             .or_default()
@@ -351,7 +383,13 @@ impl Stats {
 
     /// Update the tally of `plugin`'s calls and instances.
     fn plugin_tally(&self, plugin: &str, update: impl FnOnce(&mut PluginCalls)) {
-        update(self.plugins.lock().entry(plugin.to_string()).or_default());
+        update(
+            self.plugins
+                .calls
+                .lock()
+                .entry(plugin.to_string())
+                .or_default(),
+        );
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -360,17 +398,18 @@ impl Stats {
 
     /// Pages published, by status code.
     pub fn by_status(&self) -> BTreeMap<u16, u64> {
-        self.by_status.lock().clone()
+        self.crawl.by_status.lock().clone()
     }
 
     pub fn plugin_calls(&self) -> HashMap<String, PluginCalls> {
-        self.plugins.lock().clone()
+        self.plugins.calls.lock().clone()
     }
 
     /// Each plugin's call latency, by name.
     pub fn plugin_latencies(&self) -> Vec<(String, Arc<Histogram>)> {
         let mut v: Vec<_> = self
-            .plugin_latency
+            .plugins
+            .latency
             .lock()
             .iter()
             .map(|(k, h)| (k.clone(), h.clone()))
@@ -386,14 +425,14 @@ impl Stats {
 
     /// The gateway's requests answered, by route and status code.
     pub fn answered(&self) -> BTreeMap<(&'static str, u16), u64> {
-        self.answered.lock().clone()
+        self.rest.answered.lock().clone()
     }
 
     /// Add to a plugin's own counter (not an event: the plugin is told
     /// when it is refused); false (and nothing counted) when `name` is new
     /// and the plugin already has `max` counters.
     pub fn plugin_counter(&self, plugin: &str, name: &str, delta: i64, max: u64) -> bool {
-        let mut counters = self.counters.lock();
+        let mut counters = self.plugins.counters.lock();
         let key = (plugin.to_string(), name.to_string());
         if let Some(v) = counters.get_mut(&key) {
             *v += delta;

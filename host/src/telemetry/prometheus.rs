@@ -63,7 +63,7 @@ const CRAWLER: &[Family] = &[
         name: "spinneret_fetch_seconds",
         kind: HISTOGRAM,
         help: "Fetch latency of published pages.",
-        samples: |s, out, name| histogram(out, name, &[], &s.fetch_latency),
+        samples: |s, out, name| histogram(out, name, &[], &s.crawl.fetch_latency),
     },
     Family {
         name: "spinneret_render_seconds",
@@ -127,7 +127,7 @@ const CRAWLER: &[Family] = &[
         name: "spinneret_site_pauses_total",
         kind: COUNTER,
         help: "Requests put back because their site answered 429 or 503.",
-        samples: |s, out, name| sample(out, name, &[], s.paused.get()),
+        samples: |s, out, name| sample(out, name, &[], s.crawl.paused.get()),
     },
     Family {
         name: "spinneret_rejected_total",
@@ -144,8 +144,13 @@ const CRAWLER: &[Family] = &[
         kind: COUNTER,
         help: "Hot reloads of plugins, by result.",
         samples: |s, out, name| {
-            sample(out, name, &[("result", "ok")], s.reloads_ok.get());
-            sample(out, name, &[("result", "failed")], s.reloads_failed.get());
+            sample(out, name, &[("result", "ok")], s.plugins.reloads_ok.get());
+            sample(
+                out,
+                name,
+                &[("result", "failed")],
+                s.plugins.reloads_failed.get(),
+            );
         },
     },
 ];
@@ -170,7 +175,7 @@ const GATEWAY: &[Family] = &[
         name: "spinneret_rest_replies_read_total",
         kind: COUNTER,
         help: "Replies read from outbound_firehose.",
-        samples: |s, out, name| sample(out, name, &[], s.replies_read.get()),
+        samples: |s, out, name| sample(out, name, &[], s.rest.replies_read.get()),
     },
 ];
 

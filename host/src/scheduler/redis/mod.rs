@@ -107,7 +107,7 @@ impl RedisFrontier {
             },
             throttle: settings.throttle.clone(),
             lifetimes: Lifetimes {
-                lease: Duration::from_secs_f64(settings.crawl.lease_ttl),
+                lease: settings.crawl.lease_ttl,
                 dupe_idle: Duration::from_secs(settings.crawl.dupe_idle_ttl),
                 heartbeat: Duration::from_secs(settings.stats.heartbeat_ttl),
             },
@@ -156,7 +156,7 @@ impl RedisFrontier {
     fn with_throttle<'a>(&self, script: &'a Script, k: usize) -> redis::ScriptInvocation<'a> {
         let mut inv = self.redis.call(script, k);
         inv.arg(self.throttle.hits)
-            .arg((self.throttle.window * 1000.0) as u64)
+            .arg(ms(self.throttle.window))
             .arg(if self.throttle.moderated { "1" } else { "0" })
             .arg(self.throttle_prefix())
             .arg(if self.throttle.split_by_spider {
