@@ -270,7 +270,11 @@ async fn progress_line(stats: Arc<Stats>, frontier: Arc<dyn Frontier>) {
     loop {
         tokio::time::sleep(crate::timeouts::PROGRESS_EVERY).await;
         let pages = stats.crawl.pages.get();
-        let c = frontier.counts().await.unwrap_or_default();
+        // The store not answering now: the next tick tries again.
+        let Ok(c) = frontier.counts().await else {
+            last = pages;
+            continue;
+        };
         eprint!(
             "\r\x1b[K{pages} pages  {}/s  queued {}  in flight {}  errors {}",
             pages - last,

@@ -257,10 +257,14 @@ impl Engine {
         let denied = if work <= INLINE_ROBOTS_RULES {
             denied(&known)
         } else {
-            // A panicked check yields no verdicts: the length check below then drops the children.
-            tokio::task::spawn_blocking(move || denied(&known))
-                .await
-                .unwrap_or_default()
+            match tokio::task::spawn_blocking(move || denied(&known)).await {
+                Ok(denied) => denied,
+                Err(e) => {
+                    // Nothing lost: every link is kept and checked at fetch time.
+                    tracing::error!(error = %e, "checking links against robots.txt failed; keeping them all");
+                    return;
+                }
+            }
         };
         if denied.len() != children.len() {
             return;

@@ -197,10 +197,14 @@ impl RobotsCache {
             Ok(Ok(f)) if (200..300).contains(&f.status) => {
                 let (agent, body) = (self.agent.clone(), f.body);
                 // A 500 KiB file parses in milliseconds: off the async threads.
-                // A panicked parse falls back to allow-all, as for a missing robots.txt.
-                tokio::task::spawn_blocking(move || Robots::parse(&body, &agent))
-                    .await
-                    .unwrap_or_default()
+                match tokio::task::spawn_blocking(move || Robots::parse(&body, &agent)).await {
+                    Ok(robots) => robots,
+                    Err(e) => {
+                        // As for a missing robots.txt: the throttle still paces the site.
+                        tracing::error!(%robots_url, error = %e, "robots.txt could not be parsed; allowing all");
+                        Robots::default()
+                    }
+                }
             }
             Ok(_) => Robots::default(),
             Err(_) => {
