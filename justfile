@@ -41,9 +41,10 @@ lint:
     cd spiders && cargo fmt --all --check && cargo clippy --release --target wasm32-wasip2 --workspace -- -D warnings
 
 # Benchmarks: crawl throughput, CPU and memory on a 20,000-page site, side by side with spider-rs; link extraction.
-bench: guests build
+# `just bench --against OLD_BINARY` sets this build beside another one.
+bench *ARGS: guests build
     CARGO_TARGET_DIR={{target}} cargo build --release --manifest-path bench/peer-spider/Cargo.toml
-    {{target}}/release/spinneret-bench
+    {{target}}/release/spinneret-bench {{ARGS}}
 
 # Everything CI runs.
 ci: lint test

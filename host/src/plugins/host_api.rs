@@ -430,24 +430,27 @@ impl types::HostCrawlResult for StoreState {
 
 impl StoreState {
     /// Resources are only ever handed out by the host for the duration of a
-    /// call, so a missing one is a host bug; answer with an empty default.
-    fn with_page<R: Default>(
-        &mut self,
-        r: &Resource<ResponseRes>,
-        f: impl FnOnce(&ResponseRes) -> R,
-    ) -> R {
-        self.table.get(r).map(f).unwrap_or_default()
+    /// call, and a guest cannot forge one (wasmtime checks its handles), so
+    /// a missing one is a host bug: the panic fails this plugin call
+    /// (`crawl::page::blocking` turns it into a trap) instead of answering
+    /// with a made-up value.
+    fn with_page<R>(&mut self, r: &Resource<ResponseRes>, f: impl FnOnce(&ResponseRes) -> R) -> R {
+        f(self
+            .table
+            .get(r)
+            .expect("the host holds the page of its call"))
     }
 
-    fn with_result<R: Default>(
+    fn with_result<R>(
         &mut self,
         r: &Resource<CrawlResultRes>,
         f: impl FnOnce(&ResultJson<'_>) -> R,
     ) -> R {
-        self.table
+        let res = self
+            .table
             .get(r)
-            .map(|res| f(&res.result.json(res.base64_body)))
-            .unwrap_or_default()
+            .expect("the host holds the result of its call");
+        f(&res.result.json(res.base64_body))
     }
 }
 

@@ -3,7 +3,7 @@
 //! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
 use super::MonitorStore;
-use crate::store::{unavailable, unix_now, unix_now_ms, StoreError};
+use crate::store::{corrupt, unavailable, unix_now, unix_now_ms, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -255,22 +255,25 @@ impl MonitorStore {
             .await
             .map_err(unavailable)?;
         let now = unix_now_ms();
-        Ok(beats
+        beats
             .into_iter()
             .map(|(id, at)| {
-                let mut i: Value = info
-                    .get(&id)
-                    .and_then(|j| serde_json::from_str(j).ok())
-                    .unwrap_or_default();
-                WorkerStatus {
-                    id,
+                // No card yet (a worker between its first two writes) reads as
+                // nulls; a card that does not parse is not ours.
+                let mut i: Value = match info.get(&id) {
+                    None => Value::Null,
+                    Some(j) => serde_json::from_str(j)
+                        .map_err(|e| corrupt(format!("hbinfo of {id}: {e}")))?,
+                };
+                Ok(WorkerStatus {
                     heartbeat_age_ms: (now - at).max(0),
                     spiders: i["spiders"].take(),
                     plugins: i["plugins"].take(),
                     render: i["render"].take(),
-                }
+                    id,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Status counters by (name, status) for `st:<kind>:` keys.

@@ -16,10 +16,14 @@
 //! 7. A rendered crawl of script-built pages in headless chromium: pages/s,
 //!    the crawler's and the browser's CPU per page and peak RSS.
 //!
+//! With `--against OLD_BINARY` it only sets this build beside another one
+//! (`against`).
+//!
 //! `runner` holds what the sections share; each section has a module of
 //! its own (`links`, `embedded`, `languages`, `cluster`, `control`,
 //! `kafka`, `render`); `peer` runs spider-rs and `redis` the Redis servers.
 
+mod against;
 mod cluster;
 mod control;
 mod embedded;
@@ -63,6 +67,11 @@ struct Args {
     /// ratios are the figures.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// Only compare this build with another `spinneret` binary (say, one
+    /// built from the commit before a change), in pairs of alternating
+    /// order: the embedded crawl and one worker on Redis.
+    #[arg(long)]
+    against: Option<PathBuf>,
 }
 
 /// What every section runs against: the site, the binary, the plugins
@@ -125,6 +134,10 @@ impl Bench {
 #[tokio::main]
 async fn main() -> Result<()> {
     let b = Bench::start(Args::parse()).await?;
+    if let Some(old) = &b.args.against {
+        against::sections(&b, old).await?;
+        return b.done();
+    }
     if b.args.render_only {
         rendered(&b).await?;
         return b.done();
