@@ -56,6 +56,16 @@ pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
                 (d.as_str(), format!("{rate:.3}"))
             }),
         );
+        gauges(
+            &mut out,
+            "spinneret_site_learned_rate",
+            "Fetches per second the slowest domains allow, learned from their 429 and 503 answers.",
+            "domain",
+            sites
+                .learned
+                .iter()
+                .map(|(d, rate)| (d.as_str(), format!("{rate:.3}"))),
+        );
     }
     if let Ok(c) = store.counts().await {
         gauge(

@@ -312,6 +312,7 @@ fn summary(stats: &Stats, left: crate::scheduler::Counts) {
         errors = stats.crawl.errors.get(),
         retries = stats.crawl.retries.get(),
         paused = stats.crawl.paused.get(),
+        answered_429 = stats.crawl.rate_limited.get(),
         robots_denied = stats.crawl.robots_denied.get(),
         plugin_calls,
         plugin_us_per_call = format!(

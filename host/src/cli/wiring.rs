@@ -69,7 +69,7 @@ pub(crate) fn embedded(settings: &Settings) -> Stores {
     Stores {
         frontier: Arc::new(EmbeddedFrontier::new(
             throttle.clone(),
-            Politeness::of(&settings.crawl),
+            Politeness::of(&settings.crawl, &settings.throttle),
         )),
         dedup: Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,

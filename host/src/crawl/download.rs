@@ -40,6 +40,7 @@ impl Engine {
                 return Err(Outcome::SlowDown {
                     job: Box::new(again),
                     asked,
+                    status: f.status,
                 });
             }
         }

@@ -39,6 +39,8 @@ pub(crate) enum Outcome {
     SlowDown {
         job: Box<Job>,
         asked: Option<Duration>,
+        /// 429 or 503.
+        status: u16,
     },
     /// The next hop of a redirect, queued in the lease's place so it waits
     /// for its own throttle slot.
@@ -128,7 +130,8 @@ impl Engine {
                 return Err(Outcome::Drop(Dropped::Robots));
             }
             let crawl_delay =
-                politeness::Politeness::of(&self.settings.crawl).crawl_delay(verdict.crawl_delay);
+                politeness::Politeness::of(&self.settings.crawl, &self.settings.throttle)
+                    .crawl_delay(verdict.crawl_delay);
             if verdict.fetched {
                 self.share_crawl_delay(&url, crawl_delay).await;
                 // robots.txt took this request's throttle slot.

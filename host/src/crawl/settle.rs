@@ -57,8 +57,8 @@ impl Engine {
                     .retry(id, *job, Requeue::After(after, sample))
                     .await
             }
-            Outcome::SlowDown { job, asked } => {
-                self.stats.emit(Event::Paused);
+            Outcome::SlowDown { job, asked, status } => {
+                self.stats.emit(Event::Paused { status });
                 self.frontier
                     .retry(id, *job, Requeue::PauseSite(asked))
                     .await

@@ -150,7 +150,7 @@ async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Sett
     let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
     let frontier = Arc::new(EmbeddedFrontier::new(
         throttle.clone(),
-        crate::politeness::Politeness::of(&settings.crawl),
+        crate::politeness::Politeness::of(&settings.crawl, &settings.throttle),
     ));
     let sink = Arc::new(Capture {
         delivered: Mutex::new(Vec::new()),

@@ -7,8 +7,9 @@ use std::time::Duration;
 
 /// Each domain's queue and pace: `in_flight` (fetches open, all crawls'),
 /// and when set `paused_for` (seconds the site asked us to wait still),
-/// `crawl_delay` (seconds, robots.txt) and `adaptive_rate` (fetches per
-/// second the adaptive throttle allows).
+/// `crawl_delay` (seconds, robots.txt), `adaptive_rate` (fetches per
+/// second the adaptive throttle allows) and `learned_rate` (fetches per
+/// second the site's slow-downs taught, `politeness/rate.rs`).
 fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
     let mut m = Map::new();
     for (d, q) in domains {
@@ -23,6 +24,9 @@ fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
         }
         if let Some(a) = q.site.adaptive {
             v["adaptive_rate"] = (1.0 / a.as_secs_f64().max(0.001)).round().into();
+        }
+        if let Some(r) = q.site.rate {
+            v["learned_rate"] = ((r * 1000.0).round() / 1000.0).into();
         }
         m.insert(d.clone(), v);
     }

@@ -9,12 +9,14 @@
 //! beside it (`site.lua`), which gets every number from here as an
 //! argument. `scheduler/twins.rs` runs the same scenarios on both.
 
+pub mod rate;
 mod site;
 pub mod throttle;
 
+pub use rate::{Learning, Rate};
 pub use site::{Site, SiteView};
 
-use crate::config::Crawl;
+use crate::config::{Crawl, Throttle};
 use std::time::Duration;
 
 /// When a request put back in its lease's place may be fetched again.
@@ -25,9 +27,10 @@ pub enum Requeue {
     /// After a backoff of its own (a retry); other requests go on
     /// meanwhile. The failed fetch's [`Sample`], for the adaptive throttle.
     After(Duration, Option<Sample>),
-    /// Its site asked us to slow down (429, 503): the whole domain pauses
-    /// for every worker, for the site's `Retry-After` (capped by
-    /// `crawl.max_pause`) or, without one, for the domain's growing pause.
+    /// Its site asked us to slow down (429, 503): its learned rate is cut
+    /// ([`rate`]) and, for every worker, the domain pauses for the site's
+    /// `Retry-After` (capped by `crawl.max_pause`) or, without one and
+    /// from the second slow-down in a row, for its growing pause.
     PauseSite(Option<Duration>),
 }
 
@@ -62,15 +65,20 @@ pub struct Politeness {
     pub max_pause: Duration,
     /// Also the longest spacing the adaptive throttle sets.
     pub max_crawl_delay: Duration,
+    pub learning: Learning,
 }
 
 impl Politeness {
-    pub fn of(c: &Crawl) -> Politeness {
+    pub fn of(c: &Crawl, t: &Throttle) -> Politeness {
         Politeness {
             max_in_flight: c.max_in_flight,
             pause_first: c.pause_first,
             max_pause: c.max_pause,
             max_crawl_delay: c.max_crawl_delay,
+            learning: Learning {
+                floor: 1.0 / c.max_crawl_delay.as_secs_f64().max(0.001),
+                ceiling: f64::from(t.hits) / t.window.as_secs_f64(),
+            },
         }
     }
 
@@ -84,22 +92,25 @@ impl Politeness {
     }
 
     /// How long a [`Requeue::PauseSite`] pauses its domain, `strikes`
-    /// being the slow-downs in a row so far, this one included.
+    /// being the slow-downs in a row so far, this one included: the
+    /// site's `Retry-After`, else nothing for the first (the cut rate
+    /// spaces the next fetch), then the growing pause from the second.
     pub fn pause_for(&self, asked: Option<Duration>, strikes: u32) -> Duration {
         match asked {
             Some(d) => d.min(self.max_pause),
-            None => self.pause(strikes),
+            None if strikes <= 1 => Duration::ZERO,
+            None => self.pause(strikes - 1),
         }
     }
 
-    /// [`Politeness::pause`] for 1, 2, ... strikes up to the first at
-    /// `max_pause` (the last entry holds for every strike after): what
-    /// `site.lua` indexes by its strike count, so the rule is written
-    /// once, here. At most 31 entries.
+    /// [`Politeness::pause_for`] without `Retry-After` for 1, 2, ...
+    /// strikes up to the first at `max_pause` (the last entry holds for
+    /// every strike after): what `site.lua` indexes by its strike count,
+    /// so the rule is written once, here. At most 32 entries.
     pub fn pause_schedule(&self) -> Vec<Duration> {
         let mut out = Vec::new();
-        for k in 1..=31 {
-            let d = self.pause(k);
+        for k in 1..=32 {
+            let d = self.pause_for(None, k);
             out.push(d);
             if d >= self.max_pause {
                 break;
@@ -120,7 +131,7 @@ impl Politeness {
 
 impl Default for Politeness {
     fn default() -> Self {
-        Politeness::of(&Crawl::default())
+        Politeness::of(&Crawl::default(), &Throttle::default())
     }
 }
 
@@ -172,13 +183,13 @@ mod tests {
         );
         assert_eq!(p.pause(u32::MAX), Duration::from_secs(600));
         let schedule: Vec<u64> = p.pause_schedule().iter().map(Duration::as_secs).collect();
-        assert_eq!(schedule, [5, 10, 20, 40, 80, 160, 320, 600]);
+        assert_eq!(schedule, [0, 5, 10, 20, 40, 80, 160, 320, 600]);
         let never = Politeness {
             pause_first: Duration::from_millis(1),
             max_pause: Duration::from_secs(86_400 * 365),
             ..Politeness::default()
         };
-        assert_eq!(never.pause_schedule().len(), 31);
+        assert_eq!(never.pause_schedule().len(), 32);
     }
 
     #[test]

@@ -15,27 +15,72 @@ end
 -- ds:<domain> on its queues' shard: p = paused until (ms), k = slow-downs
 -- in a row, cd = robots.txt Crawl-delay (ms), ad = the adaptive
 -- throttle's spacing (ms), fl = fetches open, w = a pop found it full,
--- last = the last fetch's start (ms; kept while cd or ad is set). Returns
--- the ms to wait (0 = go), the spacing (the larger of cd and ad; nil if
--- neither) and whether the site is in a run of slow-downs.
+-- last = the last fetch's start (ms; kept while a spacing is set), and the
+-- learned rate (politeness/rate.rs): rt = fetches/s, ss = in slow start,
+-- st = its additive step, e = cuts so far (the epoch a lease's fetch
+-- starts in). Returns the ms to wait (0 = go), the spacing (the largest
+-- of cd, ad and 1000/rt; nil if none) and the epoch.
 local SITE_TTL = 86400000
 -- A full site's queue is looked at again when one of its fetches ends,
 -- or after `recheck` ms (politeness::FULL_RECHECK).
 local function site_wait(ds, now, max_fl, recheck)
-  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad', 'k')
+  local st = redis.call('HMGET', ds, 'p', 'cd', 'fl', 'last', 'ad', 'rt', 'e')
   local p = tonumber(st[1])
   if p and p > now then return p - now, nil end
   if max_fl > 0 and (tonumber(st[3]) or 0) >= max_fl then
     redis.call('HSET', ds, 'w', 1)
     return recheck, nil
   end
-  local cd, ad = tonumber(st[2]), tonumber(st[5])
-  local gap = (cd or ad) and math.max(cd or 0, ad or 0) or nil
+  local cd, ad, rt = tonumber(st[2]), tonumber(st[5]), tonumber(st[6])
+  local gap = nil
+  if cd or ad or rt then gap = math.max(cd or 0, ad or 0, rt and 1000 / rt or 0) end
   if gap then
     local at = (tonumber(st[4]) or 0) + gap
-    if at > now then return at - now, gap end
+    if at > now then return math.ceil(at - now), gap end
   end
-  return 0, gap, st[6] ~= false
+  return 0, gap, tonumber(st[7]) or 0
+end
+-- The learned rate's numbers from the host (Learning::args):
+-- "decrease,start,ramp_ms,floor,ceiling".
+local function learning(args)
+  local d, s, r, f, c = string.match(args, '^([^,]+),([^,]+),([^,]+),([^,]+),([^,]+)$')
+  return tonumber(d), tonumber(s), tonumber(r), tonumber(f), tonumber(c)
+end
+-- Learning::cut: the site asked to slow down.
+local function rate_cut(ds, args)
+  local d, start, ramp, floor, ceiling = learning(args)
+  local r = tonumber(redis.call('HGET', ds, 'rt'))
+  local n
+  if not r then
+    n = math.max(math.min(start, ceiling * d), floor)
+    redis.call('HSET', ds, 'rt', n, 'ss', 1, 'st', 0)
+  else
+    n = math.max(r * d, floor)
+    redis.call('HSET', ds, 'rt', n, 'st', (r - n) / (ramp / 1000))
+    redis.call('HDEL', ds, 'ss')
+  end
+  redis.call('PEXPIRE', ds, SITE_TTL)
+  -- Domains by rate after their last cut, slowest first (for /metrics).
+  local index = ns .. ':learned'
+  redis.call('ZADD', index, n, string.sub(ds, #ns + 5))
+  if redis.call('ZCARD', index) > 1000 then redis.call('ZPOPMAX', index) end
+end
+-- A delivered answer that was not a slow-down, to a fetch started in
+-- `epoch`: Learning::grow, and the end of a run of slow-downs if the
+-- fetch started since the last cut.
+local function site_ok(ds, epoch, args)
+  local st = redis.call('HMGET', ds, 'e', 'k', 'rt', 'ss', 'st')
+  if st[2] and (tonumber(st[1]) or 0) == epoch then redis.call('HDEL', ds, 'k') end
+  local r = tonumber(st[3])
+  if not r then return end
+  if st[4] then r = r + 1 else r = r + tonumber(st[5]) / r end
+  local _, _, _, _, ceiling = learning(args)
+  if r < ceiling then
+    redis.call('HSET', ds, 'rt', r)
+  else
+    redis.call('HDEL', ds, 'rt', 'ss', 'st')
+    redis.call('ZREM', ns .. ':learned', string.sub(ds, #ns + 5))
+  end
 end
 -- A fetch of the site starts.
 local function site_start(ds, now, gap)
@@ -59,19 +104,29 @@ local function site_adapt(domain, latency, failed, max)
   redis.call('ZADD', index, nxt, domain)
   if redis.call('ZCARD', index) > 1000 then redis.call('ZPOPMIN', index) end
 end
--- The site asked to slow down: paused for `ms` (capped by the host), or
--- (ms < 0) for the k-th entry of `schedule` (the host's pause schedule,
--- "ms,ms,...": its last entry holds after), k being the slow-downs in a
--- row.
-local function site_pause(ds, now, ms, schedule)
-  local k = redis.call('HINCRBY', ds, 'k', 1)
-  if ms < 0 then
-    local pauses = {}
-    for p in string.gmatch(schedule, '%d+') do pauses[#pauses + 1] = tonumber(p) end
-    ms = pauses[math.min(k, #pauses)]
+-- The site asked a fetch started in `epoch` to slow down. If that is the
+-- current epoch, the rate is cut and the site paused for `ms` (its
+-- Retry-After, capped by the host), or (ms < 0) for the k-th entry of
+-- `schedule` (the host's pause schedule, "ms,ms,...": its last entry
+-- holds after), k being the slow-downs in a row. An older fetch's
+-- slow-down only honours its Retry-After. Returns when the pause ends.
+local function site_pause(ds, now, ms, schedule, epoch, args)
+  if (tonumber(redis.call('HGET', ds, 'e')) or 0) == epoch then
+    local k = redis.call('HINCRBY', ds, 'k', 1)
+    redis.call('HINCRBY', ds, 'e', 1)
+    rate_cut(ds, args)
+    -- The next fetch waits a spacing at the new rate from now.
+    redis.call('HSET', ds, 'last', now)
+    if ms < 0 then
+      local pauses = {}
+      for p in string.gmatch(schedule, '%d+') do pauses[#pauses + 1] = tonumber(p) end
+      ms = pauses[math.min(k, #pauses)]
+    end
+  elseif ms < 0 then
+    ms = 0
   end
   local untl = now + ms
-  if untl > (tonumber(redis.call('HGET', ds, 'p')) or 0) then
+  if ms > 0 and untl > (tonumber(redis.call('HGET', ds, 'p')) or 0) then
     redis.call('HSET', ds, 'p', untl)
     -- Paused domains by end (for /metrics).
     redis.call('ZREMRANGEBYSCORE', ns .. ':paused', '-inf', now)

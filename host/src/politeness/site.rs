@@ -1,7 +1,7 @@
 //! One site's pace in the embedded frontier: the state the Redis frontier
 //! keeps in `ds:<domain>` (`site.lua`), by the same rules.
 
-use super::{adapt, Hold, Politeness, Sample};
+use super::{adapt, Hold, Politeness, Rate, Sample};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -15,6 +15,11 @@ pub struct Site {
     adaptive: Option<Duration>,
     in_flight: u32,
     last: Option<Instant>,
+    /// The rate learned from its slow-downs (`rate.rs`).
+    rate: Option<Rate>,
+    /// Cuts of the rate so far: a lease remembers the epoch its fetch
+    /// started in, and only a slow-down of the current epoch counts.
+    epoch: u32,
 }
 
 impl Site {
@@ -35,9 +40,18 @@ impl Site {
         self.spacing().is_some()
     }
 
-    /// The least time between two fetches' starts, beyond the throttle.
+    /// The least time between two fetches' starts, beyond the throttle:
+    /// the slowest of Crawl-delay, the adaptive spacing and the learned
+    /// rate's.
     fn spacing(&self) -> Option<Duration> {
-        self.crawl_delay.max(self.adaptive)
+        self.crawl_delay
+            .max(self.adaptive)
+            .max(self.rate.map(|r| r.spacing()))
+    }
+
+    /// The epoch a fetch starting now starts in.
+    pub fn epoch(&self) -> u32 {
+        self.epoch
     }
 
     /// A fetch starts; returns what [`Site::unstart`] needs to undo it.
@@ -61,21 +75,39 @@ impl Site {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
-    /// A lease ended (acked, retried, given back, or expired); its fetch
-    /// is already over. `ok` when the site answered without asking to
-    /// slow down.
-    pub fn finish(&mut self, ok: bool) {
-        if ok {
+    /// A lease whose fetch started in `epoch` ended (acked, retried, given
+    /// back, or expired); its fetch is already over. `ok` when the site
+    /// answered without asking to slow down: the learned rate grows, and a
+    /// fetch started since the last cut ends the run of slow-downs.
+    pub fn finish(&mut self, p: &Politeness, ok: bool, epoch: u32) {
+        if !ok {
+            return;
+        }
+        if epoch == self.epoch {
             self.strikes = 0;
         }
+        self.rate = self.rate.and_then(|r| p.learning.grow(r));
     }
 
-    /// The site asked to slow down: paused until `asked` from now or its
-    /// growing pause.
-    pub fn slow_down(&mut self, p: &Politeness, asked: Option<Duration>, now: Instant) {
-        self.strikes += 1;
-        let until = now + p.pause_for(asked, self.strikes);
-        self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+    /// The site asked a fetch started in `epoch` to slow down. If the
+    /// fetch started after the last cut, the rate is cut and the site
+    /// paused (`Retry-After`, or its growing pause from the second in a
+    /// row); an older fetch's slow-down only honours its `Retry-After`.
+    pub fn slow_down(&mut self, p: &Politeness, asked: Option<Duration>, epoch: u32, now: Instant) {
+        let pause = if epoch == self.epoch {
+            self.strikes += 1;
+            self.epoch += 1;
+            self.rate = Some(p.learning.cut(self.rate));
+            // The next fetch waits a spacing at the new rate from now.
+            self.last = Some(now);
+            p.pause_for(asked, self.strikes)
+        } else {
+            asked.map_or(Duration::ZERO, |d| d.min(p.max_pause))
+        };
+        if !pause.is_zero() {
+            let until = now + pause;
+            self.paused_until = Some(self.paused_until.map_or(until, |u| u.max(until)));
+        }
     }
 
     /// A fetch's outcome, when the adaptive throttle is on.
@@ -93,6 +125,7 @@ impl Site {
             && self.strikes == 0
             && self.crawl_delay.is_none()
             && self.adaptive.is_none()
+            && self.rate.is_none()
             && self.paused_until.is_none_or(|u| u <= now)
     }
 
@@ -102,17 +135,20 @@ impl Site {
             paused_for: self.paused_until.filter(|u| *u > now).map(|u| u - now),
             crawl_delay: self.crawl_delay,
             adaptive: self.adaptive,
+            rate: self.rate.map(|r| r.per_sec),
             in_flight: self.in_flight,
         }
     }
 }
 
 /// A domain's pace as reported.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct SiteView {
     pub paused_for: Option<Duration>,
     pub crawl_delay: Option<Duration>,
     pub adaptive: Option<Duration>,
+    /// The learned rate, fetches per second.
+    pub rate: Option<f64>,
     pub in_flight: u32,
 }
 
@@ -139,7 +175,7 @@ mod tests {
         s.start(now);
         s.fetch_over();
         assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
-        s.slow_down(&p, Some(Duration::from_secs(3)), now);
+        s.slow_down(&p, Some(Duration::from_secs(3)), s.epoch(), now);
         assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));
         assert!(!s.is_idle(now));
     }

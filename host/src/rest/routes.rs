@@ -263,6 +263,9 @@ fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
         "adaptive": st.sites.adaptive.iter()
             .map(|(d, gap)| json!({"domain": d, "rate": (1.0 / gap.as_secs_f64().max(0.001) * 10.0).round() / 10.0}))
             .collect::<Vec<_>>(),
+        "learned": st.sites.learned.iter()
+            .map(|(d, rate)| json!({"domain": d, "rate": (rate * 10.0).round() / 10.0}))
+            .collect::<Vec<_>>(),
     });
     json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total,
            "queues": crate::monitor::stats::queues_json(&st.queues), "sites": sites})
@@ -326,7 +329,7 @@ mod tests {
             s.emit(Event::RestReplyRead);
         }
         // Not the gateway's.
-        s.emit(Event::Paused);
+        s.emit(Event::Paused { status: 429 });
         assert_eq!(
             metrics_text(&s, 2, true, false),
             include_str!("../telemetry/testdata/gateway.prom")

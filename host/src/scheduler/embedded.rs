@@ -41,6 +41,17 @@ impl Ord for Queued {
     }
 }
 
+/// A leased request.
+struct Held {
+    job: Job,
+    /// Its registered domain.
+    domain: String,
+    /// Its fetch is over (then it no longer counts against the site's cap).
+    fetched: bool,
+    /// The site's epoch when its fetch started (`Site::epoch`).
+    epoch: u32,
+}
+
 #[derive(Default)]
 struct State {
     queues: HashMap<QueueKey, BinaryHeap<Queued>>,
@@ -50,9 +61,7 @@ struct State {
     delayed: BinaryHeap<Reverse<(Instant, QueueKey)>>,
     /// Queues present in `ready` or `delayed` (never both).
     indexed: HashSet<QueueKey>,
-    /// Leased requests, their registered domain, and whether their fetch
-    /// is over (then it no longer counts against the site's cap).
-    leases: HashMap<u64, (Job, String, bool)>,
+    leases: HashMap<u64, Held>,
     /// Retries waiting out their backoff (counted as queued), by due time.
     later: BinaryHeap<Reverse<(Instant, u64)>>,
     waiting: HashMap<u64, Job>,
@@ -69,24 +78,26 @@ impl State {
     /// The lease is over: its domain has one fetch fewer open.
     fn end_lease(
         &mut self,
+        p: &Politeness,
         lease_id: u64,
         ok: bool,
         sample: Option<(Sample, Duration)>,
-    ) -> Option<Job> {
-        let (job, domain, fetched) = self.leases.remove(&lease_id)?;
-        if !fetched {
-            self.fetch_over(&domain);
+    ) -> Option<Held> {
+        let held = self.leases.remove(&lease_id)?;
+        let domain = &held.domain;
+        if !held.fetched {
+            self.fetch_over(domain);
         }
-        if let Some(site) = self.sites.get_mut(&domain) {
-            site.finish(ok);
+        if let Some(site) = self.sites.get_mut(domain) {
+            site.finish(p, ok, held.epoch);
             if let Some((s, max)) = sample {
                 site.observe(s, max);
             }
             if site.is_idle(Instant::now()) {
-                self.sites.remove(&domain);
+                self.sites.remove(domain);
             }
         }
-        Some(job)
+        Some(held)
     }
 }
 
@@ -197,7 +208,7 @@ impl Frontier for EmbeddedFrontier {
             // The site's pace first: its fetch is reserved (in flight,
             // last start) before the throttle is asked, so no other pop
             // slips past the cap meanwhile; undone if the throttle says wait.
-            let (key, before, spaced) = {
+            let (key, before, spaced, epoch) = {
                 let mut st = self.state.lock();
                 let now = Instant::now();
                 Self::promote(&mut st, now);
@@ -216,9 +227,9 @@ impl Frontier for EmbeddedFrontier {
                     }
                     None => {}
                 }
-                let spaced = site.is_spaced();
+                let (spaced, epoch) = (site.is_spaced(), site.epoch());
                 let before = site.start(now);
-                (key, before, spaced)
+                (key, before, spaced, epoch)
             };
             let admission = self.throttle.acquire(&key.0, &key.1).await;
             let mut st = self.state.lock();
@@ -256,7 +267,13 @@ impl Frontier for EmbeddedFrontier {
                     let id = st.seq;
                     let mut job = item.job;
                     job.spaced = spaced;
-                    st.leases.insert(id, (job.clone(), domain, false));
+                    let held = Held {
+                        job: job.clone(),
+                        domain,
+                        fetched: false,
+                        epoch,
+                    };
+                    st.leases.insert(id, held);
                     return Ok(Pop::Leased(Lease { id, job }));
                 }
             }
@@ -272,22 +289,22 @@ impl Frontier for EmbeddedFrontier {
     ) -> Result<(), StoreError> {
         let ok = status.is_some_and(|s| !crate::politeness::slows_down(s));
         let sample = sample.map(|s| (s, self.politeness.max_crawl_delay));
-        self.state.lock().end_lease(lease_id, ok, sample);
+        self.state
+            .lock()
+            .end_lease(&self.politeness, lease_id, ok, sample);
         Ok(())
     }
 
     async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         let now = Instant::now();
-        let Some((_, domain, _)) = st.leases.get(&lease_id) else {
-            return Ok(());
-        };
-        let domain = domain.clone();
         let sample = match when {
             Requeue::After(_, Some(s)) => Some((s, self.politeness.max_crawl_delay)),
             _ => None,
         };
-        st.end_lease(lease_id, false, sample);
+        let Some(held) = st.end_lease(&self.politeness, lease_id, false, sample) else {
+            return Ok(());
+        };
         match when {
             Requeue::Now => Self::enqueue(&mut st, retry),
             Requeue::After(d, _) => {
@@ -300,9 +317,9 @@ impl Frontier for EmbeddedFrontier {
             Requeue::PauseSite(asked) => {
                 let p = self.politeness;
                 st.sites
-                    .entry(domain)
+                    .entry(held.domain)
                     .or_default()
-                    .slow_down(&p, asked, now);
+                    .slow_down(&p, asked, held.epoch, now);
                 Self::enqueue(&mut st, retry);
             }
         }
@@ -311,19 +328,19 @@ impl Frontier for EmbeddedFrontier {
 
     async fn fetched(&self, lease_id: u64) {
         let mut st = self.state.lock();
-        let Some((_, domain, fetched)) = st.leases.get_mut(&lease_id) else {
+        let Some(held) = st.leases.get_mut(&lease_id) else {
             return;
         };
-        if !std::mem::replace(fetched, true) {
-            let domain = domain.clone();
+        if !std::mem::replace(&mut held.fetched, true) {
+            let domain = held.domain.clone();
             st.fetch_over(&domain);
         }
     }
 
     async fn release(&self, lease_id: u64) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        if let Some(job) = st.end_lease(lease_id, false, None) {
-            Self::enqueue(&mut st, job);
+        if let Some(held) = st.end_lease(&self.politeness, lease_id, false, None) {
+            Self::enqueue(&mut st, held.job);
         }
         Ok(())
     }

@@ -96,6 +96,12 @@ impl Twin {
             .expect("ack");
     }
 
+    /// The fetch of `path`'s lease is over (its site may take another).
+    async fn fetched(&mut self, path: &str) {
+        let id = self.lease(path);
+        self.frontier.fetched(id).await;
+    }
+
     async fn release(&mut self, path: &str) {
         let id = self.lease(path);
         self.frontier.release(id).await.expect("release");
@@ -129,7 +135,7 @@ fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
     let leased = |p: &str| Leased(p.to_string());
     vec![
         (
-            "a 429 pauses the site, longer each time in a row, Retry-After capped",
+            "a 429 cuts the site's rate (its spacing from now), then pauses it longer each time in a row, Retry-After capped",
             |t| {
                 Box::pin(async move {
                     t.push(&["/a"]).await;
@@ -147,11 +153,38 @@ fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
             },
             vec![
                 leased("/a"),
+                Wait(10),
+                leased("/a"),
                 Wait(2),
                 leased("/a"),
-                Wait(4),
-                leased("/a"),
                 Wait(8),
+            ],
+        ),
+        (
+            "a 429 to a fetch started before the last cut does not cut again; a success raises the rate",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a", "/b"]).await;
+                    t.pop().await;
+                    t.fetched("/a").await;
+                    t.pop().await;
+                    t.retry("/a", Requeue::PauseSite(None)).await;
+                    t.retry("/b", Requeue::PauseSite(None)).await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                    t.ack("/a", 200).await;
+                    t.pop().await;
+                    t.pop_leased().await;
+                })
+            },
+            // 1/s after the cut; 2/s after one success in slow start.
+            vec![
+                leased("/a"),
+                leased("/b"),
+                Wait(10),
+                leased("/a"),
+                Wait(5),
+                leased("/b"),
             ],
         ),
         (
@@ -302,8 +335,10 @@ async fn both_frontiers_pace_sites_alike() {
     {
         let s = settings(&server.url, &format!("twins{i}"));
         let throttle = Arc::new(EmbeddedThrottle::new(s.throttle.clone()));
-        let embedded: Arc<dyn Frontier> =
-            Arc::new(EmbeddedFrontier::new(throttle, Politeness::of(&s.crawl)));
+        let embedded: Arc<dyn Frontier> = Arc::new(EmbeddedFrontier::new(
+            throttle,
+            Politeness::of(&s.crawl, &s.throttle),
+        ));
         let redis: Arc<dyn Frontier> = redis_frontier(&s).await;
         for (store, frontier) in [("embedded", embedded), ("redis", redis)] {
             let mut twin = Twin {

@@ -1,11 +1,15 @@
 -- The frontier's shared Lua: leases, queues, crawls and the seen set.
 -- Prepended to every script after common.lua and politeness/site.lua.
 -- A lease record (hash `leased`): its queue key, score and member, then
--- flags: 'f' = its fetch is over (told with a pop), 'k' = its site was in
--- a run of slow-downs when it was leased. Flags ride in the record so
--- that neither costs a command of its own per page.
+-- flags: '@<e>' = its site's epoch when it was leased (site.lua), 'f' =
+-- its fetch is over (told with a pop). Flags ride in the record so that
+-- neither costs a command of its own per page.
 local function lease_record(data)
   return string.match(data, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+end
+-- The site's epoch when a lease's fetch started, from its flags ('@<e>').
+local function lease_epoch(flags)
+  return tonumber(string.match(flags, '@(%d+)')) or 0
 end
 -- Finish the lease `lease`; returns its queue key, score, member, cref,
 -- job id and flags, or nil if it is gone (expired and reclaimed).

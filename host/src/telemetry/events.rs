@@ -39,7 +39,9 @@ pub enum Event<'a> {
     /// A request put back to be fetched again later.
     Retried,
     /// A request put back because its site answered 429 or 503.
-    Paused,
+    Paused {
+        status: u16,
+    },
     /// Requests robots.txt refused (`requests` of them at once when
     /// children are filtered).
     RobotsDenied {
@@ -242,6 +244,8 @@ pub struct CrawlCounts {
     pub errors: Count,
     pub retries: Count,
     pub paused: Count,
+    /// Of them, answered 429 (Too Many Requests).
+    pub rate_limited: Count,
     pub robots_denied: Count,
     pub dropped: Count,
     pub expired: Count,
@@ -315,7 +319,12 @@ impl Stats {
                 tracing::info!(target: CRAWL, crawlid = %crawlid, url = %url, status_code = status, spiderid = %spiderid, "page crawled");
             }
             Event::Retried => self.crawl.retries.add(1),
-            Event::Paused => self.crawl.paused.add(1),
+            Event::Paused { status } => {
+                self.crawl.paused.add(1);
+                if status == 429 {
+                    self.crawl.rate_limited.add(1);
+                }
+            }
             Event::RobotsDenied { requests } => self.crawl.robots_denied.add(requests),
             Event::Dropped => self.crawl.dropped.add(1),
             Event::Expired => self.crawl.expired.add(1),

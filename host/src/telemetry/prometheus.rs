@@ -294,8 +294,8 @@ mod tests {
                 failed,
             });
         }
-        s.emit(Event::Paused);
-        s.emit(Event::Paused);
+        s.emit(Event::Paused { status: 429 });
+        s.emit(Event::Paused { status: 503 });
         for reason in ["not_json", "not_json", "invalid"] {
             s.emit(Event::Rejected { reason });
         }

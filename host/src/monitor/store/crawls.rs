@@ -309,15 +309,15 @@ impl MonitorStore {
         let mut sums = [0u64; 3];
         let mut domains = BTreeMap::new();
         for (k, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
-            // Three sums, then eight values per domain.
-            if out.len() < 3 || (out.len() - 3) % 8 != 0 {
+            // Three sums, then nine values per domain.
+            if out.len() < 3 || (out.len() - 3) % 9 != 0 {
                 return Err(corrupt(format!("info reply of shard {k}: {out:?}")));
             }
             for (sum, v) in sums.iter_mut().zip(&out) {
                 *sum += int(v).max(0) as u64;
             }
-            for chunk in out[3..].chunks(8) {
-                if let [redis::Value::BulkString(d), total, high, low, paused, delay, open, adaptive] =
+            for chunk in out[3..].chunks(9) {
+                if let [redis::Value::BulkString(d), total, high, low, paused, delay, open, adaptive, rate] =
                     chunk
                 {
                     let ms = |v| (int(v) > 0).then(|| Duration::from_millis(int(v) as u64));
@@ -331,6 +331,7 @@ impl MonitorStore {
                                 paused_for: ms(paused),
                                 crawl_delay: ms(delay),
                                 adaptive: ms(adaptive),
+                                rate: (int(rate) > 0).then(|| int(rate) as f64 / 1000.0),
                                 in_flight: int(open).max(0) as u32,
                             },
                         },

@@ -25,7 +25,7 @@ for i = 1, #jobs, 2 do
 end
 local now = now_ms()
 for domain, d in pairs(by) do
-  local st = redis.call('HMGET', ns .. ':ds:' .. domain, 'p', 'cd', 'fl', 'ad')
+  local st = redis.call('HMGET', ns .. ':ds:' .. domain, 'p', 'cd', 'fl', 'ad', 'rt')
   out[#out + 1] = domain
   out[#out + 1] = d[1]
   out[#out + 1] = d[2]
@@ -34,5 +34,7 @@ for domain, d in pairs(by) do
   out[#out + 1] = tonumber(st[2]) or 0
   out[#out + 1] = tonumber(st[3]) or 0
   out[#out + 1] = tonumber(st[4]) or 0
+  -- The learned rate in thousandths (a script's numbers reach Redis as integers).
+  out[#out + 1] = math.floor((tonumber(st[5]) or 0) * 1000)
 end
 return out

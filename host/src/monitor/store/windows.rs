@@ -32,6 +32,8 @@ pub struct SitePaces {
     pub paused_for: Vec<(String, Duration)>,
     /// The adaptive throttle's widest spacings: domain and spacing.
     pub adaptive: Vec<(String, Duration)>,
+    /// The slowest learned rates: domain and fetches per second.
+    pub learned: Vec<(String, f64)>,
 }
 
 /// Requests queued for one spider on one domain.
@@ -334,7 +336,8 @@ impl MonitorStore {
             let tag = self.redis.shards().tag(k);
             let mut con = self.redis.con();
             type Scored = Vec<(String, i64)>;
-            let (paused, longest, slowest): (u64, Scored, Scored) = redis::pipe()
+            type Rated = Vec<(String, f64)>;
+            let (paused, longest, slowest, learned): (u64, Scored, Scored, Rated) = redis::pipe()
                 .cmd("ZCOUNT")
                 .arg(format!("{tag}:paused"))
                 .arg(now)
@@ -352,6 +355,11 @@ impl MonitorStore {
                 .arg(0)
                 .arg(SITES_LISTED - 1)
                 .arg("WITHSCORES")
+                .cmd("ZRANGE")
+                .arg(format!("{tag}:learned"))
+                .arg(0)
+                .arg(SITES_LISTED - 1)
+                .arg("WITHSCORES")
                 .query_async(&mut con)
                 .await
                 .map_err(unavailable)?;
@@ -361,12 +369,41 @@ impl MonitorStore {
                 .extend(longest.into_iter().map(|(d, at)| (d, ms(at - now))));
             out.adaptive
                 .extend(slowest.into_iter().map(|(d, spacing)| (d, ms(spacing))));
+            out.learned.extend(self.learned_now(tag, learned).await?);
         }
+        out.learned.sort_by(|a, b| a.1.total_cmp(&b.1));
+        out.learned.truncate(SITES_LISTED);
         for list in [&mut out.paused_for, &mut out.adaptive] {
             list.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
             list.truncate(SITES_LISTED);
         }
         Ok(out)
+    }
+
+    /// The current learned rates of `listed` (domains by their rate after
+    /// their last cut); a domain whose rate climbed back to the throttle's
+    /// has none and is left out.
+    async fn learned_now(
+        &self,
+        tag: &str,
+        listed: Vec<(String, f64)>,
+    ) -> Result<Vec<(String, f64)>, StoreError> {
+        if listed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (d, _) in &listed {
+            pipe.cmd("HGET").arg(format!("{tag}:ds:{d}")).arg("rt");
+        }
+        let now: Vec<Option<f64>> = pipe
+            .query_async(&mut self.redis.con())
+            .await
+            .map_err(unavailable)?;
+        Ok(listed
+            .into_iter()
+            .zip(now)
+            .filter_map(|((d, _), rt)| Some((d, rt?)))
+            .collect())
     }
 
     /// Requests queued per spider and domain, over all shards.

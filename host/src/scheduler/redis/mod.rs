@@ -111,7 +111,7 @@ impl RedisFrontier {
                 dupe_idle: Duration::from_secs(settings.crawl.dupe_idle_ttl),
                 heartbeat: Duration::from_secs(settings.stats.heartbeat_ttl),
             },
-            politeness: Politeness::of(&settings.crawl),
+            politeness: Politeness::of(&settings.crawl, &settings.throttle),
             card,
             pace: pace::Pace::default(),
             fetches_over: Mutex::new(Vec::new()),
@@ -347,6 +347,7 @@ impl Frontier for RedisFrontier {
             .arg(latency)
             .arg(failed)
             .arg(ms(self.politeness.max_crawl_delay))
+            .arg(self.politeness.learning.args())
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;
@@ -406,6 +407,7 @@ impl Frontier for RedisFrontier {
             .arg(&pauses)
             .arg(self.sample_args(sample).0)
             .arg(ms(self.politeness.max_crawl_delay))
+            .arg(self.politeness.learning.args())
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

@@ -40,7 +40,7 @@ local function lease_from(ready)
     else
       -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
       local ds = ns .. ':ds:' .. domain
-      local wait, gap, slowed = site_wait(ds, now, max_fl, recheck)
+      local wait, gap, epoch = site_wait(ds, now, max_fl, recheck)
       if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split, lease) end
       if wait > 0 then
         redis.call('ZADD', ready, now + wait, qk)
@@ -54,7 +54,7 @@ local function lease_from(ready)
         if payload then
           redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
           site_start(ds, now, gap)
-          redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. (slowed and 'k' or ''))
+          redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n@' .. epoch)
           counters(cref, -1, 1, 0)
           redis.call('SADD', ns .. ':cf:' .. cref, id)
           local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'

@@ -2,15 +2,16 @@
 -- payload, after_ms (its backoff: it waits in `later`), pause ('' = none;
 -- the site asked to slow down: pause its domain this many ms, or -1 for
 -- its growing pause), the pause schedule, then for the adaptive throttle
--- (or '') the failed fetch's latency_ms and the longest spacing.
-local qk, _, _, cref, id = release(ARGV[2])
+-- (or '') the failed fetch's latency_ms and the longest spacing, then the
+-- learned rate's numbers.
+local qk, _, _, cref, id, flags = release(ARGV[2])
 if not qk then return 0 end
 local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
 local after = tonumber(ARGV[6])
 if ARGV[9] ~= '' then site_adapt(domain_of(ARGV[3]), tonumber(ARGV[9]), true, tonumber(ARGV[10])) end
 if ARGV[7] ~= '' then
-  local untl = site_pause(ns .. ':ds:' .. domain_of(ARGV[3]), now, tonumber(ARGV[7]), ARGV[8])
+  local untl = site_pause(ns .. ':ds:' .. domain_of(ARGV[3]), now, tonumber(ARGV[7]), ARGV[8], lease_epoch(flags), ARGV[11])
   after = math.max(after, untl - now)
 end
 if after > 0 then
