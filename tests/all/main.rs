@@ -9,6 +9,7 @@ mod golden;
 mod harness;
 mod hostile;
 mod kafka;
+mod pace;
 mod plugins;
 mod politeness;
 mod redis_cluster;

@@ -40,7 +40,11 @@ async fn crawl(
 }
 
 /// [`crawl`]'s start: the workers and the crawl request.
-async fn start(site: &Site, workers: usize, config: &str) -> Result<(RedisServer, Cluster)> {
+pub(crate) async fn start(
+    site: &Site,
+    workers: usize,
+    config: &str,
+) -> Result<(RedisServer, Cluster)> {
     let redis = RedisServer::start().await?;
     let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
     let mut cluster = Cluster::new(&redis, &config)?;
@@ -54,7 +58,7 @@ async fn start(site: &Site, workers: usize, config: &str) -> Result<(RedisServer
 }
 
 /// [`crawl`]'s end: every expected page, each a 200 or a 404.
-async fn finish(site: &Site, cluster: &Cluster, within: Duration) -> Result<()> {
+pub(crate) async fn finish(site: &Site, cluster: &Cluster, within: Duration) -> Result<()> {
     let expected = site.expected(0, None);
     let results = cluster.until_all_of(&expected, within).await?;
     let failed: Vec<_> = results
@@ -69,7 +73,7 @@ async fn finish(site: &Site, cluster: &Cluster, within: Duration) -> Result<()> 
 }
 
 /// The page requests (robots.txt aside) host `host` served, in order.
-fn page_hits(site: &Site, host: usize) -> Vec<Hit> {
+pub(crate) fn page_hits(site: &Site, host: usize) -> Vec<Hit> {
     site.hits()
         .into_iter()
         .filter(|h| h.host == host && h.path != "/robots.txt")

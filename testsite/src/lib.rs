@@ -52,6 +52,8 @@ pub struct Quirks {
     pub huge_robots: bool,
     /// The last host refuses its first page requests (429, 503).
     pub refuse: Option<Refusal>,
+    /// The last host's pages sit behind a rate limiter.
+    pub limit: Option<Limit>,
     /// The last host's robots.txt asks for this `Crawl-delay` (seconds).
     pub crawl_delay: Option<u32>,
     /// The last host's pages take this long instead of `page` (see also
@@ -68,6 +70,16 @@ pub struct Quirks {
 pub struct Refusal {
     pub status: u16,
     pub times: usize,
+    pub retry_after: Option<u32>,
+}
+
+/// A token bucket in front of the last host's pages, as nginx's
+/// `limit_req` is: `per_sec` requests a second, `burst` at once beyond
+/// them, the rest answered 429 (with `Retry-After` when set).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub per_sec: f64,
+    pub burst: f64,
     pub retry_after: Option<u32>,
 }
 
@@ -223,6 +235,11 @@ impl Site {
     }
 
     /// Every request the site has served, in order.
+    /// When the last host's limiter answered 429 (`Quirks::limit`).
+    pub fn limited(&self) -> Vec<std::time::Instant> {
+        self.log.limited()
+    }
+
     pub fn hits(&self) -> Vec<Hit> {
         self.log.hits()
     }

@@ -29,6 +29,10 @@ pub struct Log {
     open: Mutex<HashMap<usize, (usize, usize)>>,
     /// How long the last host's pages take, in µs.
     last_host_delay_us: AtomicU64,
+    /// The last host's token bucket (`Quirks::limit`): tokens, and when
+    /// they were counted; and when it answered 429.
+    bucket: Mutex<Option<(f64, Instant)>>,
+    limited: Mutex<Vec<Instant>>,
 }
 
 impl Log {
@@ -58,6 +62,34 @@ impl Log {
 
     pub fn hits(&self) -> Vec<Hit> {
         self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    pub fn limited(&self) -> Vec<Instant> {
+        self.limited.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// A token from the bucket of `limit` (full at first), or false.
+    fn take_token(&self, limit: &crate::Limit) -> bool {
+        let Ok(mut bucket) = self.bucket.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        let (tokens, at) = bucket.get_or_insert((limit.burst + 1.0, now));
+        *tokens = (*tokens + (now - *at).as_secs_f64() * limit.per_sec).min(limit.burst + 1.0);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    /// The limiter answered the request of `hit` with 429.
+    fn push_limited(&self, hit: Hit) {
+        if let Ok(mut l) = self.limited.lock() {
+            l.push(hit.at);
+        }
+        self.push(hit);
     }
     fn push(&self, hit: Hit) {
         if let Ok(mut h) = self.hits.lock() {
@@ -94,6 +126,9 @@ pub async fn serve(
                     text(StatusCode::OK, "text/plain", huge_robots())
                 } else if let Some(r) = refusal(&quirks, &log, robots, host + 1 == hosts) {
                     log.push(hit(&req, host));
+                    r
+                } else if let Some(r) = limited(&quirks, &log, robots, host + 1 == hosts) {
+                    log.push_limited(hit(&req, host));
                     r
                 } else if robots && host + 1 == hosts && quirks.crawl_delay.is_some() {
                     log.push(hit(&req, host));
@@ -148,6 +183,27 @@ fn refusal(
     }
     Some(
         b.body(Full::new(Bytes::from_static(b"slow down")))
+            .unwrap_or_default(),
+    )
+}
+
+/// The last host's limiter refusing a page request (`Quirks::limit`).
+fn limited(
+    quirks: &crate::Quirks,
+    log: &Log,
+    robots: bool,
+    last: bool,
+) -> Option<Response<Full<Bytes>>> {
+    let limit = quirks.limit.filter(|_| last && !robots)?;
+    if log.take_token(&limit) {
+        return None;
+    }
+    let mut b = Response::builder().status(429);
+    if let Some(secs) = limit.retry_after {
+        b = b.header("retry-after", secs.to_string());
+    }
+    Some(
+        b.body(Full::new(Bytes::from_static(b"too many requests")))
             .unwrap_or_default(),
     )
 }
