@@ -123,3 +123,62 @@ async fn after_a_retry_after_the_site_hears_nothing_then_one_request() -> Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_lifted_domain_limit_takes_effect_at_once() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 60,
+        hosts: 3,
+        seed: 42,
+    })
+    .await?;
+    let host = site.addrs()[2].ip().to_string();
+    let redis = crate::harness::RedisServer::start().await?;
+    let config = format!("[crawl]\nmaxdepth_limit = 100\n{LIFTED}");
+    let mut cluster = crate::cluster::Cluster::new(&redis, &config)?;
+    cluster
+        .control(&["domain", "update", &host, "--hits", "1", "--window", "600"])
+        .await?;
+    cluster.start_worker()?;
+    let request = serde_json::json!({"url": site.seed_url(), "appid": "pace", "crawlid": "lift", "maxdepth": 100});
+    cluster.submit(&["--request", &request.to_string()]).await?;
+    // The limited host asked once (its robots.txt takes the one slot), its
+    // pages queued and held back for a second.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = cluster
+            .control(&["info", "--appid", "pace", "--crawlid", "lift"])
+            .await?;
+        let queued = info["domains"][&host]["total"].as_u64().unwrap_or(0);
+        let asked = site.hits().iter().find(|h| h.host == 2).map(|h| h.at);
+        let held = asked.is_some_and(|at| at.elapsed() > Duration::from_secs(1));
+        if held && queued > 0 {
+            anyhow::ensure!(page_hits(&site, 2).is_empty(), "the limit did not hold");
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "never limited with pages queued: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = page_hits(&site, 2).len();
+    cluster.control(&["domain", "remove", &host]).await?;
+    let removed = Instant::now();
+    let deadline = removed + Duration::from_secs(10);
+    while page_hits(&site, 2).len() <= before {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the host was not fetched again after domain-remove"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let next = page_hits(&site, 2)[before]
+        .at
+        .saturating_duration_since(removed);
+    assert!(
+        next < Duration::from_secs(2),
+        "the next page came {next:?} after domain-remove"
+    );
+    Ok(())
+}

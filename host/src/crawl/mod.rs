@@ -346,7 +346,11 @@ impl Engine {
                     Some(s) => s.notified().await,
                     None => std::future::pending().await,
                 } } => {
+                    // Work queued, or a domain's limit lifted: idle workers
+                    // and those waiting on a site both look again (the
+                    // store signals rarely: not once per page).
                     self.state.wake.notify_waiters();
+                    self.state.freed.notify_waiters();
                     continue;
                 }
             }

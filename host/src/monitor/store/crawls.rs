@@ -372,42 +372,33 @@ impl MonitorStore {
         self.stop_on(&cref, &owner, &shards).await
     }
 
-    /// Change a domain's limits or blacklist it. Running workers see it on
-    /// their next pop: the throttle is decided inside Redis.
+    /// Change a domain's limits or blacklist it. The throttle is decided
+    /// inside Redis, and the domain's queues are readied and workers woken,
+    /// so a change applies to the next pop, within the second.
     pub async fn domain(&self, domain_name: &str, action: &DomainAction) -> Result<(), StoreError> {
         let d = domain::registered(domain_name);
-        let tag = self.redis.shards().tag(self.redis.shards().of_domain(&d));
-        let key = |name: &str| format!("{tag}:{name}");
-        let mut con = self.redis.con();
-        let cmd = match action {
+        let k = self.redis.shards().of_domain(&d);
+        let (name, config) = match action {
             DomainAction::Update {
                 hits,
                 window,
                 scale,
-            } => {
-                let mut c = redis::cmd("HSET");
-                c.arg(key("domcfg"))
-                    .arg(&d)
-                    .arg(format!("{hits},{window},{scale}"));
-                c
-            }
-            DomainAction::Remove => {
-                let mut c = redis::cmd("HDEL");
-                c.arg(key("domcfg")).arg(&d);
-                c
-            }
-            DomainAction::Blacklist => {
-                let mut c = redis::cmd("SADD");
-                c.arg(key("blacklist")).arg(&d);
-                c
-            }
-            DomainAction::Unblacklist => {
-                let mut c = redis::cmd("SREM");
-                c.arg(key("blacklist")).arg(&d);
-                c
-            }
+            } => ("update", format!("{hits},{window},{scale}")),
+            DomainAction::Remove => ("remove", String::new()),
+            DomainAction::Blacklist => ("blacklist", String::new()),
+            DomainAction::Unblacklist => ("unblacklist", String::new()),
         };
-        let _: i64 = cmd.query_async(&mut con).await.map_err(unavailable)?;
+        // The script also readies the domain's queues, so a lifted limit
+        // takes effect at once.
+        let _: i64 = self
+            .redis
+            .call(&self.scripts.domain, k)
+            .arg(name)
+            .arg(&d)
+            .arg(config)
+            .invoke_async(&mut self.redis.con())
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

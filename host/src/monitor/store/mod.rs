@@ -33,6 +33,7 @@ struct Scripts {
     expire: Script,
     info: Script,
     ingest: Script,
+    domain: Script,
 }
 
 /// The monitors' side of the store (see the module's doc). Cheap to
@@ -61,6 +62,7 @@ impl MonitorStore {
                 expire: script(include_str!("expire.lua")),
                 info: script(include_str!("info.lua")),
                 ingest: script(include_str!("ingest.lua")),
+                domain: script(include_str!("domain.lua")),
             }),
             blocking: Arc::default(),
             global_cap: settings.crawl.global_page_per_domain_limit,
