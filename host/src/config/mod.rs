@@ -235,9 +235,10 @@ pub struct Crawl {
     pub retry_backoff: Duration,
     #[serde(deserialize_with = "seconds::read")]
     pub retry_backoff_max: Duration,
-    /// Seconds a domain pauses after its first 429 or 503 without
-    /// `Retry-After`; doubled for each one in a row, up to `max_pause`,
-    /// which also caps a `Retry-After`.
+    /// Seconds a domain pauses after its second 429 or 503 in a row
+    /// without `Retry-After` (the first cuts its learned rate only);
+    /// doubled for each further one, up to `max_pause`, which also caps a
+    /// `Retry-After`.
     #[serde(deserialize_with = "seconds::read")]
     pub pause_first: Duration,
     #[serde(deserialize_with = "seconds::read")]
