@@ -33,14 +33,14 @@ pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
         gauge(
             &mut out,
             "spinneret_sites_paused",
-            "Domains paused now because they answered 429 or 503 (whole cluster).",
+            "Origins paused now because they answered 429 or 503 (whole cluster).",
             sites.paused,
         );
         gauges(
             &mut out,
             "spinneret_site_paused_seconds",
-            "Seconds the longest-paused domains wait still.",
-            "domain",
+            "Seconds the longest-paused origins wait still.",
+            "origin",
             sites
                 .paused_for
                 .iter()
@@ -49,8 +49,8 @@ pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
         gauges(
             &mut out,
             "spinneret_site_adaptive_rate",
-            "Fetches per second the adaptive throttle allows the slowest domains.",
-            "domain",
+            "Fetches per second the adaptive throttle allows the slowest origins.",
+            "origin",
             sites.adaptive.iter().map(|(d, gap)| {
                 let rate = 1.0 / gap.as_secs_f64().max(0.001);
                 (d.as_str(), format!("{rate:.3}"))
@@ -59,8 +59,8 @@ pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
         gauges(
             &mut out,
             "spinneret_site_learned_rate",
-            "Fetches per second the slowest domains allow, learned from their 429 and 503 answers.",
-            "domain",
+            "Fetches per second the slowest origins allow, learned from their 429 and 503 answers.",
+            "origin",
             sites
                 .learned
                 .iter()

@@ -46,24 +46,17 @@ async fn crawl_limited(workers: usize) -> Result<(f64, f64)> {
     let site = limited_site(400, None).await?;
     let (_redis, cluster) = start(&site, workers, LIFTED).await?;
     finish(&site, &cluster, Duration::from_secs(120)).await?;
-    let hits = page_hits(&site, 0);
-    let limited = site.limited();
-    let first = hits.first().map(|h| h.at).unwrap_or_else(Instant::now);
-    let served: Vec<Instant> = hits
-        .iter()
-        .map(|h| h.at)
-        .filter(|at| !limited.contains(at) && *at >= first + Duration::from_secs(10))
-        .collect();
-    let (Some(from), Some(to)) = (served.first(), served.last()) else {
-        anyhow::bail!("nothing served after the tenth second: {} hits", hits.len());
-    };
-    let rate = (served.len() - 1) as f64 / (*to - *from).as_secs_f64() / RATE;
-    let refused = limited.len() as f64 / hits.len() as f64;
+    let f = site.against_limit(Duration::from_secs(10));
+    anyhow::ensure!(
+        f.per_sec > 0.0,
+        "nothing served after the tenth second: {f:?}"
+    );
+    let (rate, refused) = (f.per_sec / RATE, f.refused_share());
     eprintln!(
         "{workers} worker(s): {:.0}% of the limiter's rate from the tenth second, {} of {} requests answered 429 ({:.1}%)",
         rate * 100.0,
-        limited.len(),
-        hits.len(),
+        f.refused,
+        f.requests,
         refused * 100.0
     );
     Ok((rate, refused))
@@ -179,6 +172,175 @@ async fn a_lifted_domain_limit_takes_effect_at_once() -> Result<()> {
     assert!(
         next < Duration::from_secs(2),
         "the next page came {next:?} after domain-remove"
+    );
+    Ok(())
+}
+
+/// Two sites on 127.0.0.1 (one registered domain, two origins: two
+/// ports), both crawled by `workers` workers with `config`; returns once
+/// every page of both came back.
+async fn two_origins(
+    a: Quirks,
+    b: Quirks,
+    pages: usize,
+    config: &str,
+) -> Result<(
+    Site,
+    Site,
+    crate::cluster::Cluster,
+    crate::harness::RedisServer,
+)> {
+    let spec = |seed| SiteSpec {
+        pages,
+        hosts: 1,
+        seed,
+    };
+    let (a, b) = (
+        Site::start_with(spec(43), a).await?,
+        Site::start_with(spec(44), b).await?,
+    );
+    let redis = crate::harness::RedisServer::start().await?;
+    let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
+    let mut cluster = crate::cluster::Cluster::new(&redis, &config)?;
+    for _ in 0..2 {
+        cluster.start_worker()?;
+    }
+    for (site, crawlid) in [(&a, "a"), (&b, "b")] {
+        let request = serde_json::json!({"url": site.seed_url(), "appid": "pace", "crawlid": crawlid, "maxdepth": 100});
+        cluster.submit(&["--request", &request.to_string()]).await?;
+    }
+    let mut expected = a.expected(0, None);
+    expected.extend(b.expected(0, None));
+    cluster
+        .until_all_of(&expected, Duration::from_secs(90))
+        .await?;
+    Ok((a, b, cluster, redis))
+}
+
+#[tokio::test]
+async fn a_429_pauses_its_origin_not_the_other_origins_of_its_domain() -> Result<()> {
+    let refuse = Quirks {
+        refuse: Some(spinneret_testsite::Refusal {
+            status: 429,
+            times: 1,
+            retry_after: Some(3),
+        }),
+        ..Quirks::default()
+    };
+    let steady = Quirks {
+        page: Duration::from_millis(20),
+        ..Quirks::default()
+    };
+    // The domain's throttle (20/s) bounds both origins together.
+    let config = "[throttle]\nhits = 20\nwindow = 1\nmoderated = false\n";
+    let (a, b, _cluster, _redis) = two_origins(refuse, steady, 120, config).await?;
+    let refused = page_hits(&a, 0)[0].at;
+    let next = page_hits(&a, 0)[1].at - refused;
+    assert!(
+        next >= Duration::from_millis(2900),
+        "the refusing origin was asked again {next:?} after its Retry-After: 3"
+    );
+    // Per domain, the other origin would have paused as well.
+    let during = page_hits(&b, 0)
+        .iter()
+        .filter(|h| {
+            h.at > refused + Duration::from_millis(200)
+                && h.at < refused + Duration::from_millis(2800)
+        })
+        .count();
+    assert!(
+        during >= 10,
+        "the other origin was fetched {during} times during the pause"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_origin_is_spaced_by_its_own_crawl_delay() -> Result<()> {
+    let delay = |secs| Quirks {
+        crawl_delay: Some(secs),
+        ..Quirks::default()
+    };
+    let (a, b, _cluster, _redis) = two_origins(delay(1), delay(2), 6, LIFTED).await?;
+    let gaps = |site: &Site| -> Vec<Duration> {
+        let hits = page_hits(site, 0);
+        hits.windows(2).map(|w| w[1].at - w[0].at).collect()
+    };
+    let (ga, gb) = (gaps(&a), gaps(&b));
+    let min = |g: &[Duration]| g.iter().min().copied().unwrap_or_default();
+    let mut sorted = ga.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    assert!(
+        min(&ga) >= Duration::from_millis(950),
+        "Crawl-delay 1: {ga:?}"
+    );
+    assert!(
+        median < Duration::from_millis(1500),
+        "Crawl-delay 1 spaced as 2: {ga:?}"
+    );
+    assert!(
+        min(&gb) >= Duration::from_millis(1950),
+        "Crawl-delay 2: {gb:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn crawls_of_two_apps_share_a_sites_budget_fairly() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 1500,
+        hosts: 1,
+        seed: 45,
+    })
+    .await?;
+    let redis = crate::harness::RedisServer::start().await?;
+    let config =
+        "[crawl]\nmaxdepth_limit = 100\n[throttle]\nhits = 20\nwindow = 1\nmoderated = false\n";
+    let mut cluster = crate::cluster::Cluster::new(&redis, config)?;
+    cluster.start_worker()?;
+    let big = serde_json::json!({"url": site.seed_url(), "appid": "big", "crawlid": "b", "maxdepth": 100});
+    cluster.submit(&["--request", &big.to_string()]).await?;
+    // The big crawl has hundreds queued before the small one comes.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let info = cluster
+            .control(&["info", "--appid", "big", "--crawlid", "b"])
+            .await?;
+        if info["total_pending"].as_u64().unwrap_or(0) >= 300 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the big crawl queued little: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let small = serde_json::json!({"url": site.seed_url(), "appid": "small", "crawlid": "s", "maxdepth": 100,
+                                   "domain_max_pages": 200, "useragent": "small-crawl"});
+    cluster.submit(&["--request", &small.to_string()]).await?;
+    let is_small = |h: &spinneret_testsite::Hit| {
+        h.headers
+            .iter()
+            .any(|(k, v)| k == "user-agent" && v == "small-crawl")
+    };
+    crate::harness::eventually(
+        Duration::from_secs(90),
+        "the small crawl's 200 pages",
+        || (page_hits(&site, 0).iter().filter(|h| is_small(h)).count() >= 200).then_some(()),
+    )
+    .await?;
+    // While both had work: from the small crawl's first fetch to its last.
+    let hits = page_hits(&site, 0);
+    let small_at: Vec<Instant> = hits.iter().filter(|h| is_small(h)).map(|h| h.at).collect();
+    let (from, to) = (small_at[0], small_at[small_at.len() - 1]);
+    let window: Vec<_> = hits.iter().filter(|h| h.at >= from && h.at <= to).collect();
+    let share = small_at.len() as f64 / window.len() as f64;
+    assert!(
+        (0.4..=0.6).contains(&share),
+        "the small crawl had {:.0}% of {} fetches while both had work",
+        share * 100.0,
+        window.len()
     );
     Ok(())
 }

@@ -327,7 +327,8 @@ async fn the_adaptive_throttle_slows_down_with_latency_and_recovers() -> Result<
         .await?
         .text()
         .await?;
-    let line = format!("spinneret_site_adaptive_rate{{domain=\"{slow_host}\"}} ");
+    let origin = format!("http://{}", site.addrs()[LAST]);
+    let line = format!("spinneret_site_adaptive_rate{{origin=\"{origin}\"}} ");
     let rate: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix(&line))

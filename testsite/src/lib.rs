@@ -83,6 +83,23 @@ pub struct Limit {
     pub retry_after: Option<u32>,
 }
 
+/// What [`Site::against_limit`] measured.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitFigures {
+    /// Pages served per second after the start.
+    pub per_sec: f64,
+    /// Page requests the limited host saw, and of them answered 429.
+    pub requests: usize,
+    pub refused: usize,
+}
+
+impl LimitFigures {
+    /// The share of requests answered 429.
+    pub fn refused_share(&self) -> f64 {
+        self.refused as f64 / self.requests.max(1) as f64
+    }
+}
+
 /// A running site. Dropping it stops the servers.
 pub struct Site {
     pub spec: SiteSpec,
@@ -238,6 +255,34 @@ impl Site {
     /// When the last host's limiter answered 429 (`Quirks::limit`).
     pub fn limited(&self) -> Vec<std::time::Instant> {
         self.log.limited()
+    }
+
+    /// How a crawl met the last host's limiter: the pages/s it served
+    /// from `after` its first page request on, and the requests it saw
+    /// and answered 429 in all.
+    pub fn against_limit(&self, after: std::time::Duration) -> LimitFigures {
+        let last = self.spec.hosts - 1;
+        let hits: Vec<_> = self
+            .hits()
+            .into_iter()
+            .filter(|h| h.host == last && h.path != "/robots.txt")
+            .map(|h| h.at)
+            .collect();
+        let limited = self.limited();
+        let from = hits.first().map(|t| *t + after);
+        let served: Vec<_> = hits
+            .iter()
+            .filter(|t| !limited.contains(t) && from.is_some_and(|f| **t >= f))
+            .collect();
+        let per_sec = match (served.first(), served.last()) {
+            (Some(a), Some(b)) if b > a => (served.len() - 1) as f64 / (**b - **a).as_secs_f64(),
+            _ => 0.0,
+        };
+        LimitFigures {
+            per_sec,
+            requests: hits.len(),
+            refused: limited.len(),
+        }
     }
 
     pub fn hits(&self) -> Vec<Hit> {

@@ -10,7 +10,6 @@
 
 use super::Engine;
 use crate::config::redact;
-use crate::links::domain;
 use crate::plugins::{CallError, Kind, Page, RequestAction, ResponseAction};
 use crate::politeness;
 use crate::request::Job;
@@ -148,15 +147,15 @@ impl Engine {
     }
 
     /// robots.txt was just read for `url`'s origin: its `Crawl-delay`
-    /// (capped by `crawl.max_crawl_delay`) paces the domain for every
-    /// worker. If the store cannot take it now, the next read of the file
-    /// (`crawl.robots_ttl`) offers it again; until then the throttle alone
-    /// paces the site.
+    /// (capped by `crawl.max_crawl_delay`) paces that origin, not its
+    /// whole domain, for every worker. If the store cannot take it now,
+    /// the next read of the file (`crawl.robots_ttl`) offers it again;
+    /// until then the throttle alone paces the site.
     async fn share_crawl_delay(&self, url: &url::Url, delay: Option<Duration>) {
-        let domain = domain::of_parsed(url);
-        if let Err(e) = self.frontier.crawl_delay(&domain, delay).await {
+        let origin = url.origin().ascii_serialization();
+        if let Err(e) = self.frontier.crawl_delay(&origin, delay).await {
             // Read again by the next request, which stores it then.
-            tracing::warn!(%domain, error = %e, "could not store the site's Crawl-delay");
+            tracing::warn!(%origin, error = %e, "could not store the site's Crawl-delay");
             if let Some(r) = &self.robots {
                 r.forget(url);
             }

@@ -1,36 +1,67 @@
 //! The `info` replies (contract §4.2), built from what the store counted.
 
 use crate::monitor::store::{AppCrawlInfo, CrawlInfo, DomainQueue};
+use crate::politeness::SiteView;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Each domain's queue and pace: `in_flight` (fetches open, all crawls'),
-/// and when set `paused_for` (seconds the site asked us to wait still),
-/// `crawl_delay` (seconds, robots.txt), `adaptive_rate` (fetches per
-/// second the adaptive throttle allows) and `learned_rate` (fetches per
-/// second the site's slow-downs taught, `politeness/rate.rs`).
+/// and when set the strictest of its origins' `paused_for` (seconds the
+/// site asked us to wait still), `crawl_delay` (seconds, robots.txt),
+/// `adaptive_rate` (fetches per second the adaptive throttle allows) and
+/// `learned_rate` (fetches per second its 429s and 503s taught,
+/// `politeness/rate.rs`); `origins` has each origin's own.
 fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
     let mut m = Map::new();
     for (d, q) in domains {
         let mut v = json!({"total": q.total, "high_priority": q.high_priority, "low_priority": q.low_priority,
-                           "in_flight": q.site.in_flight});
-        let secs = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
-        if let Some(p) = q.site.paused_for {
-            v["paused_for"] = secs(p).into();
-        }
-        if let Some(c) = q.site.crawl_delay {
-            v["crawl_delay"] = secs(c).into();
-        }
-        if let Some(a) = q.site.adaptive {
-            v["adaptive_rate"] = (1.0 / a.as_secs_f64().max(0.001)).round().into();
-        }
-        if let Some(r) = q.site.rate {
-            v["learned_rate"] = ((r * 1000.0).round() / 1000.0).into();
+                           "in_flight": q.in_flight});
+        let strictest = q
+            .origins
+            .values()
+            .fold(SiteView::default(), |a, o| SiteView {
+                paused_for: a.paused_for.max(o.paused_for),
+                crawl_delay: a.crawl_delay.max(o.crawl_delay),
+                adaptive: a.adaptive.max(o.adaptive),
+                rate: match (a.rate, o.rate) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                },
+            });
+        pace_json(&mut v, &strictest);
+        if !q.origins.is_empty() {
+            let origins: Map<String, Value> = q
+                .origins
+                .iter()
+                .map(|(o, view)| {
+                    let mut ov = json!({});
+                    pace_json(&mut ov, view);
+                    (o.clone(), ov)
+                })
+                .collect();
+            v["origins"] = Value::Object(origins);
         }
         m.insert(d.clone(), v);
     }
     Value::Object(m)
+}
+
+/// A pace's fields that are set, into `v`.
+fn pace_json(v: &mut Value, site: &SiteView) {
+    let secs = |d: Duration| (d.as_secs_f64() * 1000.0).round() / 1000.0;
+    if let Some(p) = site.paused_for {
+        v["paused_for"] = secs(p).into();
+    }
+    if let Some(c) = site.crawl_delay {
+        v["crawl_delay"] = secs(c).into();
+    }
+    if let Some(a) = site.adaptive {
+        v["adaptive_rate"] = (1.0 / a.as_secs_f64().max(0.001)).round().into();
+    }
+    if let Some(r) = site.rate {
+        v["learned_rate"] = ((r * 1000.0).round() / 1000.0).into();
+    }
 }
 
 /// Info on one crawl. `total_pending` and `domains` are the asked

@@ -1,11 +1,12 @@
-//! One site's pace in the embedded frontier: the state the Redis frontier
-//! keeps in `ds:<domain>` (`site.lua`), by the same rules.
+//! One origin's pace in the embedded frontier: the state the Redis
+//! frontier keeps in `ds:<origin>` (`site.lua`), by the same rules. The
+//! in-flight cap is the registered domain's, kept by the frontier.
 
 use super::{adapt, Hold, Politeness, Rate, Sample};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// One domain's pace in the embedded frontier.
+/// One origin's pace in the embedded frontier.
 #[derive(Debug, Default)]
 pub struct Site {
     paused_until: Option<Instant>,
@@ -13,7 +14,6 @@ pub struct Site {
     crawl_delay: Option<Duration>,
     /// The adaptive throttle's spacing.
     adaptive: Option<Duration>,
-    in_flight: u32,
     last: Option<Instant>,
     /// The rate learned from its slow-downs (`rate.rs`).
     rate: Option<Rate>,
@@ -23,13 +23,11 @@ pub struct Site {
 }
 
 impl Site {
-    /// What holds this site back, or `None` if it may be fetched now.
-    pub fn wait(&self, p: &Politeness, now: Instant) -> Option<Hold> {
+    /// How long this origin must wait (a pause or its spacing), or `None`
+    /// if it may be fetched now.
+    pub fn wait(&self, now: Instant) -> Option<Hold> {
         if let Some(until) = self.paused_until.filter(|u| *u > now) {
             return Some(Hold::For(until - now));
-        }
-        if p.max_in_flight > 0 && self.in_flight >= p.max_in_flight {
-            return Some(Hold::Full);
         }
         let next = self.last? + self.spacing()?;
         (next > now).then(|| Hold::For(next - now))
@@ -56,7 +54,6 @@ impl Site {
 
     /// A fetch starts; returns what [`Site::unstart`] needs to undo it.
     pub fn start(&mut self, now: Instant) -> Option<Instant> {
-        self.in_flight += 1;
         let before = self.last;
         if self.spacing().is_some() {
             self.last = Some(now);
@@ -66,13 +63,7 @@ impl Site {
 
     /// The fetch [`Site::start`]ed did not start after all.
     pub fn unstart(&mut self, before: Option<Instant>) {
-        self.in_flight = self.in_flight.saturating_sub(1);
         self.last = before;
-    }
-
-    /// A fetch is over (its lease may still be settling).
-    pub fn fetch_over(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// A lease whose fetch started in `epoch` ended (acked, retried, given
@@ -121,27 +112,15 @@ impl Site {
 
     /// Nothing left to remember: the entry can go.
     pub fn is_idle(&self, now: Instant) -> bool {
-        self.in_flight == 0
-            && self.strikes == 0
+        self.strikes == 0
             && self.crawl_delay.is_none()
             && self.adaptive.is_none()
             && self.rate.is_none()
             && self.paused_until.is_none_or(|u| u <= now)
     }
-
-    /// What `info` and `/metrics` show of it.
-    pub fn view(&self, now: Instant) -> SiteView {
-        SiteView {
-            paused_for: self.paused_until.filter(|u| *u > now).map(|u| u - now),
-            crawl_delay: self.crawl_delay,
-            adaptive: self.adaptive,
-            rate: self.rate.map(|r| r.per_sec),
-            in_flight: self.in_flight,
-        }
-    }
 }
 
-/// A domain's pace as reported.
+/// An origin's pace as reported.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct SiteView {
     pub paused_for: Option<Duration>,
@@ -149,7 +128,6 @@ pub struct SiteView {
     pub adaptive: Option<Duration>,
     /// The learned rate, fetches per second.
     pub rate: Option<f64>,
-    pub in_flight: u32,
 }
 
 #[cfg(test)]
@@ -158,25 +136,16 @@ mod tests {
     use crate::politeness::Politeness;
 
     #[tokio::test(start_paused = true)]
-    async fn a_site_waits_for_its_pause_its_cap_and_its_delay() {
-        let p = Politeness {
-            max_in_flight: 2,
-            ..Politeness::default()
-        };
+    async fn a_site_waits_for_its_pause_and_its_delay() {
+        let p = Politeness::default();
         let mut s = Site::default();
         let now = Instant::now();
-        assert_eq!(s.wait(&p, now), None);
-        s.start(now);
-        s.start(now);
-        assert_eq!(s.wait(&p, now), Some(Hold::Full));
-        s.fetch_over();
-        assert_eq!(s.wait(&p, now), None);
+        assert_eq!(s.wait(now), None);
         s.set_crawl_delay(Some(Duration::from_secs(1)));
         s.start(now);
-        s.fetch_over();
-        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(1))));
+        assert_eq!(s.wait(now), Some(Hold::For(Duration::from_secs(1))));
         s.slow_down(&p, Some(Duration::from_secs(3)), s.epoch(), now);
-        assert_eq!(s.wait(&p, now), Some(Hold::For(Duration::from_secs(3))));
+        assert_eq!(s.wait(now), Some(Hold::For(Duration::from_secs(3))));
         assert!(!s.is_idle(now));
     }
 }

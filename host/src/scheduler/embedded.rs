@@ -1,51 +1,29 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
+use super::queue::{FairQueue, Queued};
 use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
-use crate::links::domain;
+use crate::links::domain::{self, origin_of};
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
-type QueueKey = (String, String); // (spider, registered domain)
-
-/// Higher priority first; among equals, first come first served.
-struct Queued {
-    priority: i32,
-    seq: u64,
-    job: Job,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then(other.seq.cmp(&self.seq))
-    }
-}
+/// A queue: (spider, registered domain, origin). Sites set the pace per
+/// origin; the throttle and the in-flight cap are the domain's.
+type QueueKey = (String, String, String);
 
 /// A leased request.
 struct Held {
     job: Job,
-    /// Its registered domain.
+    /// Its registered domain and origin.
     domain: String,
+    origin: String,
     /// Its fetch is over (then it no longer counts against the site's cap).
     fetched: bool,
     /// The site's epoch when its fetch started (`Site::epoch`).
@@ -54,7 +32,7 @@ struct Held {
 
 #[derive(Default)]
 struct State {
-    queues: HashMap<QueueKey, BinaryHeap<Queued>>,
+    queues: HashMap<QueueKey, FairQueue>,
     /// Non-empty queues not known to be throttled, round-robin.
     ready: VecDeque<QueueKey>,
     /// Throttled queues and when to look at them again.
@@ -65,8 +43,10 @@ struct State {
     /// Retries waiting out their backoff (counted as queued), by due time.
     later: BinaryHeap<Reverse<(Instant, u64)>>,
     waiting: HashMap<u64, Job>,
-    /// Domains with a pace to keep (see `site.rs`).
+    /// Origins with a pace to keep (see `site.rs`).
     sites: HashMap<String, Site>,
+    /// Fetches open per registered domain (`crawl.max_in_flight`).
+    open: HashMap<String, u32>,
     /// Queues of domains at their in-flight cap, ready again when one of
     /// the domain's fetches ends (not on a timer: that would idle them).
     parked: HashMap<String, Vec<QueueKey>>,
@@ -84,17 +64,17 @@ impl State {
         sample: Option<(Sample, Duration)>,
     ) -> Option<Held> {
         let held = self.leases.remove(&lease_id)?;
-        let domain = &held.domain;
         if !held.fetched {
-            self.fetch_over(domain);
+            self.fetch_over(&held.domain);
         }
-        if let Some(site) = self.sites.get_mut(domain) {
+        let origin = &held.origin;
+        if let Some(site) = self.sites.get_mut(origin) {
             site.finish(p, ok, held.epoch);
             if let Some((s, max)) = sample {
                 site.observe(s, max);
             }
             if site.is_idle(Instant::now()) {
-                self.sites.remove(domain);
+                self.sites.remove(origin);
             }
         }
         Some(held)
@@ -107,8 +87,21 @@ impl State {
         if let Some(keys) = self.parked.remove(domain) {
             self.ready.extend(keys);
         }
-        if let Some(site) = self.sites.get_mut(domain) {
-            site.fetch_over();
+        if let Some(n) = self.open.get_mut(domain) {
+            *n -= 1;
+            if *n == 0 {
+                self.open.remove(domain);
+            }
+        }
+    }
+
+    /// A fetch of `domain` that did not start after all.
+    fn unopen(&mut self, key: &QueueKey, before: Option<Instant>) {
+        if let Some(n) = self.open.get_mut(&key.1) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(site) = self.sites.get_mut(&key.2) {
+            site.unstart(before);
         }
     }
 }
@@ -129,7 +122,11 @@ impl EmbeddedFrontier {
     }
 
     fn enqueue(st: &mut State, job: Job) {
-        let key = (job.spiderid.clone(), domain::of_url(&job.url));
+        let key = (
+            job.spiderid.clone(),
+            domain::of_url(&job.url),
+            origin_of(&job.url),
+        );
         st.seq += 1;
         st.queued += 1;
         let q = Queued {
@@ -215,8 +212,14 @@ impl Frontier for EmbeddedFrontier {
                 let Some(key) = st.ready.pop_front() else {
                     break;
                 };
-                let site = st.sites.entry(key.1.clone()).or_default();
-                match site.wait(&self.politeness, now) {
+                let cap = self.politeness.max_in_flight;
+                let open = st.open.get(&key.1).copied().unwrap_or(0);
+                let site = st.sites.entry(key.2.clone()).or_default();
+                let hold = match site.wait(now) {
+                    None if cap > 0 && open >= cap => Some(Hold::Full),
+                    hold => hold,
+                };
+                match hold {
                     Some(Hold::For(wait)) => {
                         st.delayed.push(Reverse((now + wait, key)));
                         continue;
@@ -229,6 +232,7 @@ impl Frontier for EmbeddedFrontier {
                 }
                 let (spaced, epoch) = (site.is_spaced(), site.epoch());
                 let before = site.start(now);
+                *st.open.entry(key.1.clone()).or_default() += 1;
                 (key, before, spaced, epoch)
             };
             let admission = self.throttle.acquire(&key.0, &key.1).await;
@@ -236,9 +240,7 @@ impl Frontier for EmbeddedFrontier {
             let admission = match admission {
                 Ok(Admission::Go) => Admission::Go,
                 other => {
-                    if let Some(site) = st.sites.get_mut(&key.1) {
-                        site.unstart(before);
-                    }
+                    st.unopen(&key, before);
                     other?
                 }
             };
@@ -247,13 +249,11 @@ impl Frontier for EmbeddedFrontier {
                     st.delayed.push(Reverse((Instant::now() + d, key)));
                 }
                 Admission::Go => {
-                    let domain = key.1.clone();
+                    let (domain, origin) = (key.1.clone(), key.2.clone());
                     let Some(item) = st.queues.get_mut(&key).and_then(|q| q.pop()) else {
                         st.queues.remove(&key);
                         st.indexed.remove(&key);
-                        if let Some(site) = st.sites.get_mut(&key.1) {
-                            site.unstart(before);
-                        }
+                        st.unopen(&key, before);
                         continue;
                     };
                     if st.queues.get(&key).is_none_or(|q| q.is_empty()) {
@@ -270,6 +270,7 @@ impl Frontier for EmbeddedFrontier {
                     let held = Held {
                         job: job.clone(),
                         domain,
+                        origin,
                         fetched: false,
                         epoch,
                     };
@@ -317,7 +318,7 @@ impl Frontier for EmbeddedFrontier {
             Requeue::PauseSite(asked) => {
                 let p = self.politeness;
                 st.sites
-                    .entry(held.domain)
+                    .entry(held.origin)
                     .or_default()
                     .slow_down(&p, asked, held.epoch, now);
                 Self::enqueue(&mut st, retry);
@@ -345,12 +346,12 @@ impl Frontier for EmbeddedFrontier {
         Ok(())
     }
 
-    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError> {
+    async fn crawl_delay(&self, origin: &str, delay: Option<Duration>) -> Result<(), StoreError> {
         let mut st = self.state.lock();
-        let site = st.sites.entry(domain.to_string()).or_default();
+        let site = st.sites.entry(origin.to_string()).or_default();
         site.set_crawl_delay(delay);
         if site.is_idle(Instant::now()) {
-            st.sites.remove(domain);
+            st.sites.remove(origin);
         }
         Ok(())
     }

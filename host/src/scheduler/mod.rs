@@ -9,6 +9,7 @@
 //! The crawl loop only ever talks to these traits.
 
 mod embedded;
+mod queue;
 pub mod redis;
 #[cfg(test)]
 mod twins;
@@ -66,9 +67,10 @@ pub trait Frontier: Send + Sync {
     /// fetched no sooner than `when` says (and a [`Requeue::PauseSite`]
     /// pauses its whole domain).
     async fn retry(&self, lease_id: u64, retry: Job, when: Requeue) -> Result<(), StoreError>;
-    /// The domain's robots.txt `Crawl-delay` (already capped): its fetches
-    /// are spaced at least this far apart, by every worker. `None` clears it.
-    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError>;
+    /// An origin's robots.txt `Crawl-delay` (already capped): its fetches
+    /// are spaced at least this far apart, by every worker. `None` clears
+    /// it. `origin` is `scheme://host[:port]` (`links::domain::origin_of`).
+    async fn crawl_delay(&self, origin: &str, delay: Option<Duration>) -> Result<(), StoreError>;
     /// The leased request's fetch is over (its result is being delivered):
     /// its site may take another fetch under `crawl.max_in_flight`. Until
     /// this (or the lease's end), the fetch counts as open.

@@ -48,7 +48,11 @@ struct Twin {
 
 impl Twin {
     async fn push(&mut self, paths: &[&str]) {
-        let jobs = paths.iter().map(|p| job(p)).collect();
+        self.push_of("c", paths).await;
+    }
+
+    async fn push_of(&mut self, crawlid: &str, paths: &[&str]) {
+        let jobs = paths.iter().map(|p| job_of(crawlid, p)).collect();
         self.frontier.push(jobs).await.expect("push");
     }
 
@@ -81,6 +85,14 @@ impl Twin {
                 Pop::Idle => panic!("nothing queued"),
             }
             assert!(tokio::time::Instant::now() < deadline, "never leased");
+        }
+    }
+
+    /// The path of the last step, a lease.
+    fn last_leased(&self) -> String {
+        match self.steps.last() {
+            Some(Step::Leased(path)) => path.clone(),
+            other => panic!("not leased: {other:?}"),
         }
     }
 
@@ -122,7 +134,14 @@ impl Twin {
 }
 
 fn job(path: &str) -> Job {
-    let json = format!(r#"{{"url":"http://twins.example{path}","appid":"app","crawlid":"c"}}"#);
+    job_of("c", path)
+}
+
+/// A request of crawl `crawlid` (of another app than `job`'s unless "c").
+fn job_of(crawlid: &str, path: &str) -> Job {
+    let app = if crawlid == "c" { "app" } else { "other" };
+    let json =
+        format!(r#"{{"url":"http://twins.example{path}","appid":"{app}","crawlid":"{crawlid}"}}"#);
     CrawlRequest::parse(&json, 3).expect("valid").into_seed()
 }
 
@@ -188,6 +207,29 @@ fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
             ],
         ),
         (
+            "a crawl joining a site's queue shares it with the crawl already there",
+            |t| {
+                Box::pin(async move {
+                    t.push(&["/a1", "/a2", "/a3"]).await;
+                    t.pop().await;
+                    t.ack("/a1", 200).await;
+                    t.push_of("d", &["/b1", "/b2"]).await;
+                    for _ in 0..4 {
+                        t.pop().await;
+                        let path = t.last_leased();
+                        t.ack(&path, 200).await;
+                    }
+                })
+            },
+            vec![
+                leased("/a1"),
+                leased("/a2"),
+                leased("/b1"),
+                leased("/a3"),
+                leased("/b2"),
+            ],
+        ),
+        (
             "a retry waits out its backoff",
             |t| {
                 Box::pin(async move {
@@ -206,7 +248,7 @@ fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
             |t| {
                 Box::pin(async move {
                     t.frontier
-                        .crawl_delay("twins.example", Some(Duration::from_millis(500)))
+                        .crawl_delay("http://twins.example", Some(Duration::from_millis(500)))
                         .await
                         .expect("crawl delay");
                     t.push(&["/a", "/b"]).await;

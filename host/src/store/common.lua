@@ -39,3 +39,11 @@ local function domain_of(qk)
   local _, domain = qk_parts(qk)
   return domain
 end
+-- A queue key's origin (`<spider>|<domain>|<origin>[|r]`); a key queued
+-- before queues were per origin (`<spider>|<domain>[|r]`) paces as its
+-- domain.
+local function origin_of(qk)
+  local o = string.match(qk, '^[^|]*|[^|]*|([^|]+)')
+  if not o or o == 'r' then return domain_of(qk) end
+  return o
+end

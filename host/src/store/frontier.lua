@@ -11,6 +11,52 @@ end
 local function lease_epoch(flags)
   return tonumber(string.match(flags, '@(%d+)')) or 0
 end
+-- A queue (`<spider>|<domain>|<origin>[|r]`) holds each crawl's requests
+-- apart, in `q:<qk>#<cref>` (highest priority first, then first come),
+-- and in `qc:<qk>` the crawls with requests there, scored by the fetches
+-- each has been served. A pop serves the least served crawl, so crawls
+-- sharing a site share its budget fairly whatever their sizes or
+-- priorities (start-time fair queuing: a crawl that joins starts beside
+-- the least served one, not at zero). `scheduler/queue.rs` is the same
+-- for the embedded frontier.
+local function crawl_queue(qk, cref) return ns .. ':q:' .. qk .. '#' .. cref end
+local function queue_push(qk, cref, score, member)
+  redis.call('ZADD', crawl_queue(qk, cref), score, member)
+  local qc = ns .. ':qc:' .. qk
+  if not redis.call('ZSCORE', qc, cref) then
+    -- Half a fetch behind the least served: it goes after it, then they alternate.
+    local least = redis.call('ZRANGE', qc, 0, 0, 'WITHSCORES')
+    redis.call('ZADD', qc, least[2] and tonumber(least[2]) + 0.5 or 0, cref)
+  end
+end
+-- The next request of queue `qk` (member and score), or nil when empty.
+local function queue_pop(qk)
+  local qc = ns .. ':qc:' .. qk
+  for _ = 1, 16 do
+    local first = redis.call('ZRANGE', qc, 0, 0, 'WITHSCORES')
+    if #first == 0 then
+      -- A queue written before crawls were kept apart drains as it was.
+      local item = redis.call('ZPOPMIN', ns .. ':q:' .. qk)
+      return item[1], item[2]
+    end
+    local cref, served = first[1], tonumber(first[2])
+    local cq = crawl_queue(qk, cref)
+    local item = redis.call('ZPOPMIN', cq)
+    if redis.call('EXISTS', cq) == 0 then
+      redis.call('ZREM', qc, cref)
+    else
+      redis.call('ZADD', qc, served + 1, cref)
+    end
+    if #item > 0 then return item[1], item[2] end
+  end
+  return nil
+end
+-- Crawls with requests in queue `qk` (0: it is empty).
+local function queue_crawls(qk)
+  local n = redis.call('ZCARD', ns .. ':qc:' .. qk)
+  if n == 0 then n = redis.call('ZCARD', ns .. ':q:' .. qk) end
+  return n
+end
 -- Finish the lease `lease`; returns its queue key, score, member, cref,
 -- job id and flags, or nil if it is gone (expired and reclaimed).
 local function release(lease)
@@ -55,7 +101,7 @@ local function promote_later(now)
   local due = redis.call('ZRANGEBYSCORE', ns .. ':later', '-inf', now, 'LIMIT', 0, 100)
   for _, e in ipairs(due) do
     local qk, score, member = string.match(e, '^([^\n]*)\n([^\n]*)\n(.*)$')
-    redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+    queue_push(qk, string.match(member, '^([^:]*)'), score, member)
     make_ready(qk, now)
     redis.call('ZREM', ns .. ':later', e)
   end
@@ -64,10 +110,17 @@ end
 local function requeue(lease, now)
   local qk, score, member, cref = release(lease)
   if not qk then return false end
-  redis.call('ZADD', ns .. ':q:' .. qk, score, member)
+  queue_push(qk, cref, score, member)
   make_ready(qk, now)
   counters(cref, 1, -1, 0)
   return true
+end
+-- The origin of a URL as the host writes it (`links::domain::origin_of`:
+-- the URL is already normalised, so only a userinfo is left to drop).
+local function url_origin(u)
+  local scheme, authority = string.match(u, '^([%a][%w+.-]*)://([^/?#]*)')
+  if not scheme then return '' end
+  return scheme .. '://' .. string.gsub(authority, '^.*@', '')
 end
 -- Remove every queued (not in-flight) request of a crawl, or those with a
 -- job id up to `horizon` when given: O(crawl size).
@@ -79,7 +132,14 @@ local function purge(cref, horizon)
     if (not horizon or tonumber(id) <= horizon)
       and redis.call('SISMEMBER', ns .. ':cf:' .. cref, id) == 0 then
       local job = cjson.decode(payload)
-      redis.call('ZREM', ns .. ':q:' .. job.s .. '|' .. job.dm, cref .. ':' .. id)
+      -- Its queue: `<spider>|<domain>|<origin>`, or `...|r` if rendered.
+      local qk = job.s .. '|' .. job.dm .. '|' .. url_origin(job.u)
+      for _, q in ipairs({qk, qk .. '|r'}) do
+        local cq = crawl_queue(q, cref)
+        if redis.call('ZREM', cq, cref .. ':' .. id) == 1 and redis.call('EXISTS', cq) == 0 then
+          redis.call('ZREM', ns .. ':qc:' .. q, cref)
+        end
+      end
       redis.call('HDEL', ns .. ':cj:' .. cref, id)
       n = n + 1
     end
@@ -170,6 +230,6 @@ local function enqueue(cref, qk, priority, payload, now)
   local id = redis.call('INCR', ns .. ':seq')
   redis.call('HSET', ns .. ':cj:' .. cref, id, payload)
   -- Higher priority first, then first come first served.
-  redis.call('ZADD', ns .. ':q:' .. qk, -priority * 8589934592 + id, cref .. ':' .. id)
+  queue_push(qk, cref, -priority * 8589934592 + id, cref .. ':' .. id)
   make_ready(qk, now)
 end

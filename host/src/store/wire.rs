@@ -121,10 +121,13 @@ mod body64 {
 /// `spider|domain`, and `|r` for a request that needs a browser (see
 /// `common.lua`'s `qk_parts`).
 pub(crate) fn queue_key(job: &Job, domain: &str) -> String {
+    // One queue per origin, so each origin's pace holds back only its own
+    // requests (`politeness/site.lua` reads the origin back).
+    let origin = crate::links::domain::origin_of(&job.url);
     if job.crawl.render.is_never() {
-        format!("{}|{domain}", job.spiderid)
+        format!("{}|{domain}|{origin}", job.spiderid)
     } else {
-        format!("{}|{domain}|r", job.spiderid)
+        format!("{}|{domain}|{origin}|r", job.spiderid)
     }
 }
 

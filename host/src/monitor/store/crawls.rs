@@ -34,9 +34,11 @@ pub struct DomainQueue {
     pub total: i64,
     pub high_priority: i64,
     pub low_priority: i64,
-    /// The domain's pace (all crawls'): pause, Crawl-delay, fetches open,
-    /// adaptive spacing.
-    pub site: SiteView,
+    /// Fetches of the domain open (all crawls').
+    pub in_flight: u32,
+    /// The pace of each of its origins that has one (all crawls'): pause,
+    /// Crawl-delay, adaptive spacing, learned rate.
+    pub origins: BTreeMap<String, SiteView>,
 }
 
 /// What the store knows of one crawl (the monitor builds the reply).
@@ -308,35 +310,47 @@ impl MonitorStore {
         };
         let mut sums = [0u64; 3];
         let mut domains = BTreeMap::new();
+        let text = |v: &redis::Value| match v {
+            redis::Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        };
         for (k, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
-            // Three sums, then nine values per domain.
-            if out.len() < 3 || (out.len() - 3) % 9 != 0 {
-                return Err(corrupt(format!("info reply of shard {k}: {out:?}")));
+            // Three sums, then records of six values: a domain ('d'), then
+            // its origins ('o').
+            let bad = || corrupt(format!("info reply of shard {k}: {out:?}"));
+            if out.len() < 3 || (out.len() - 3) % 6 != 0 {
+                return Err(bad());
             }
             for (sum, v) in sums.iter_mut().zip(&out) {
                 *sum += int(v).max(0) as u64;
             }
-            for chunk in out[3..].chunks(9) {
-                if let [redis::Value::BulkString(d), total, high, low, paused, delay, open, adaptive, rate] =
-                    chunk
-                {
-                    let ms = |v| (int(v) > 0).then(|| Duration::from_millis(int(v) as u64));
-                    domains.insert(
-                        String::from_utf8_lossy(d).into_owned(),
-                        DomainQueue {
-                            total: int(total),
-                            high_priority: int(high),
-                            low_priority: int(low),
-                            site: SiteView {
-                                paused_for: ms(paused),
-                                crawl_delay: ms(delay),
-                                adaptive: ms(adaptive),
-                                rate: (int(rate) > 0).then(|| int(rate) as f64 / 1000.0),
-                                in_flight: int(open).max(0) as u32,
-                            },
-                        },
-                    );
+            let mut current: Option<String> = None;
+            for r in out[3..].chunks(6) {
+                let (tag, name) = (text(&r[0]).ok_or_else(bad)?, text(&r[1]).ok_or_else(bad)?);
+                let ms = |v| (int(v) > 0).then(|| Duration::from_millis(int(v) as u64));
+                if tag == "d" {
+                    let queue = DomainQueue {
+                        total: int(&r[2]),
+                        high_priority: int(&r[3]),
+                        low_priority: int(&r[4]),
+                        in_flight: int(&r[5]).max(0) as u32,
+                        origins: BTreeMap::new(),
+                    };
+                    domains.insert(name.clone(), queue);
+                    current = Some(name);
+                    continue;
                 }
+                let domain = current
+                    .as_ref()
+                    .and_then(|d| domains.get_mut(d))
+                    .ok_or_else(bad)?;
+                let view = SiteView {
+                    paused_for: ms(&r[2]),
+                    crawl_delay: ms(&r[3]),
+                    adaptive: ms(&r[4]),
+                    rate: (int(&r[5]) > 0).then(|| int(&r[5]) as f64 / 1000.0),
+                };
+                domain.origins.insert(name, view);
             }
         }
         Ok((sums[0], sums[1], sums[2], domains))

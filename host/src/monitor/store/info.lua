@@ -1,9 +1,10 @@
 -- A crawl's counts and its queued requests of one spider per domain:
 -- O(crawl size). ARGV: ns, cref, owner, spider. Returns {queued (that
--- spider's), in_flight, crawled (the crawl's), then per domain: domain,
--- total, high, low and its pace (ms paused still, crawl delay ms, fetches
--- open, adaptive spacing ms; 0 = none)}; all zero when another crawl owns
--- cref.
+-- spider's), in_flight, crawled (the crawl's), then per domain: 'd',
+-- domain, total, high, low, fetches open; after it, per origin of it with
+-- a pace: 'o', origin, ms paused still, crawl delay ms, adaptive spacing
+-- ms, learned rate in thousandths (0 = none)}; all zero when another
+-- crawl owns cref.
 local cref, spider = ARGV[2], ARGV[4]
 if not owned(cref, ARGV[3]) then return {0, 0, 0} end
 local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'f', 'd')
@@ -25,16 +26,21 @@ for i = 1, #jobs, 2 do
 end
 local now = now_ms()
 for domain, d in pairs(by) do
-  local st = redis.call('HMGET', ns .. ':ds:' .. domain, 'p', 'cd', 'fl', 'ad', 'rt')
+  out[#out + 1] = 'd'
   out[#out + 1] = domain
   out[#out + 1] = d[1]
   out[#out + 1] = d[2]
   out[#out + 1] = d[3]
-  out[#out + 1] = math.max(0, (tonumber(st[1]) or 0) - now)
-  out[#out + 1] = tonumber(st[2]) or 0
-  out[#out + 1] = tonumber(st[3]) or 0
-  out[#out + 1] = tonumber(st[4]) or 0
-  -- The learned rate in thousandths (a script's numbers reach Redis as integers).
-  out[#out + 1] = math.floor((tonumber(st[5]) or 0) * 1000)
+  out[#out + 1] = tonumber(redis.call('HGET', site_key(domain), 'fl')) or 0
+  for _, origin in ipairs(redis.call('SMEMBERS', ns .. ':do:' .. domain)) do
+    local st = redis.call('HMGET', site_key(origin), 'p', 'cd', 'ad', 'rt')
+    out[#out + 1] = 'o'
+    out[#out + 1] = origin
+    out[#out + 1] = math.max(0, (tonumber(st[1]) or 0) - now)
+    out[#out + 1] = tonumber(st[2]) or 0
+    out[#out + 1] = tonumber(st[3]) or 0
+    -- The learned rate in thousandths (a script's numbers reach Redis as integers).
+    out[#out + 1] = math.floor((tonumber(st[4]) or 0) * 1000)
+  end
 end
 return out

@@ -108,7 +108,7 @@ local function queue_seed(g, id)
     redis.call('HINCRBY', ns .. ':cc:' .. cref, 'q', 1)
   end
   redis.call('HSET', ns .. ':cj:' .. cref, id, ARGV[g + 10])
-  redis.call('ZADD', ns .. ':q:' .. qk, -tonumber(ARGV[g + 9]) * 8589934592 + id, cref .. ':' .. id)
+  queue_push(qk, cref, -tonumber(ARGV[g + 9]) * 8589934592 + id, cref .. ':' .. id)
   ready[qk] = true
   crawls[#crawls + 1] = now
   crawls[#crawls + 1] = cref

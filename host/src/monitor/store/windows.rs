@@ -408,7 +408,7 @@ impl MonitorStore {
 
     /// Requests queued per spider and domain, over all shards.
     pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, StoreError> {
-        let mut out = Vec::new();
+        let mut by: BTreeMap<(String, String), u64> = BTreeMap::new();
         for k in self.redis.shards().all() {
             let tag = self.redis.shards().tag(k);
             let mut con = self.redis.con();
@@ -428,23 +428,48 @@ impl MonitorStore {
             if on_shard.is_empty() {
                 continue;
             }
+            // Each queue's crawls, then each crawl's requests there (and a
+            // queue written before crawls were kept apart).
             let mut pipe = redis::pipe();
             for qk in &on_shard {
-                pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}"));
+                pipe.cmd("ZRANGE")
+                    .arg(format!("{tag}:qc:{qk}"))
+                    .arg(0)
+                    .arg(-1);
             }
-            let n: Vec<u64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
-            // Queue keys are `<spider>|<domain>[|r]`.
-            out.extend(on_shard.iter().zip(n).filter_map(|(qk, backlog)| {
-                let (spider, rest) = qk.split_once('|')?;
-                let domain = rest.strip_suffix("|r").unwrap_or(rest);
-                (backlog > 0).then(|| QueueDepth {
-                    spider: spider.to_string(),
-                    domain: domain.to_string(),
-                    backlog,
-                })
-            }));
+            let crawls: Vec<Vec<String>> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+            let mut pipe = redis::pipe();
+            for (qk, crefs) in on_shard.iter().zip(&crawls) {
+                pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}"));
+                for cref in crefs {
+                    pipe.cmd("ZCARD").arg(format!("{tag}:q:{qk}#{cref}"));
+                }
+            }
+            let sizes: Vec<u64> = pipe.query_async(&mut con).await.map_err(unavailable)?;
+            let mut sizes = sizes.into_iter();
+            let n: Vec<u64> = crawls
+                .iter()
+                .map(|crefs| sizes.by_ref().take(crefs.len() + 1).sum())
+                .collect();
+            // Queue keys are `<spider>|<domain>|<origin>[|r]`: summed per
+            // spider and domain.
+            for (qk, backlog) in on_shard.iter().zip(n) {
+                let mut parts = qk.split('|');
+                if let (Some(spider), Some(domain)) = (parts.next(), parts.next()) {
+                    *by.entry((spider.to_string(), domain.to_string()))
+                        .or_default() += backlog;
+                }
+            }
         }
-        Ok(out)
+        Ok(by
+            .into_iter()
+            .filter(|(_, backlog)| *backlog > 0)
+            .map(|((spider, domain), backlog)| QueueDepth {
+                spider,
+                domain,
+                backlog,
+            })
+            .collect())
     }
 }
 

@@ -16,7 +16,7 @@ redis.call('ZADD', ns .. ':crawls', now, cref)
 -- site's run of slow-downs (if the fetch started since the last cut: an
 -- older one says nothing about the site since).
 if status ~= '' and status ~= '429' and status ~= '503' then
-  site_ok(ns .. ':ds:' .. domain_of(qk), lease_epoch(flags), ARGV[7])
+  site_ok(origin_of(qk), lease_epoch(flags), ARGV[7])
 end
-if ARGV[4] ~= '' then site_adapt(domain_of(qk), tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])) end
+if ARGV[4] ~= '' then site_adapt(domain_of(qk), origin_of(qk), tonumber(ARGV[4]), ARGV[5] == '1', tonumber(ARGV[6])) end
 return {1, (qk_parts(qk))}

@@ -1,12 +1,13 @@
--- A site's robots.txt Crawl-delay. ARGV: ns, domain, delay_ms (0 =
--- none). Kept a day past its last write (a worker's robots.txt cache
+-- An origin's robots.txt Crawl-delay. ARGV: ns, domain, origin, delay_ms
+-- (0 = none). Kept a day past its last write (a worker's robots.txt cache
 -- writes it again when it reads the file again).
-local ds = ns .. ':ds:' .. ARGV[2]
-local cd = tonumber(ARGV[3])
+local ok = site_key(ARGV[3])
+local cd = tonumber(ARGV[4])
 if cd > 0 then
-  redis.call('HSET', ds, 'cd', cd)
-  redis.call('PEXPIRE', ds, SITE_TTL)
+  redis.call('HSET', ok, 'cd', cd)
+  redis.call('PEXPIRE', ok, SITE_TTL)
+  site_known(ARGV[2], ARGV[3])
 else
-  redis.call('HDEL', ds, 'cd', 'last')
+  redis.call('HDEL', ok, 'cd', 'last')
 end
 return 1

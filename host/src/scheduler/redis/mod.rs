@@ -415,13 +415,15 @@ impl Frontier for RedisFrontier {
         Ok(())
     }
 
-    async fn crawl_delay(&self, domain: &str, delay: Option<Duration>) -> Result<(), StoreError> {
-        let k = self.redis.shards().of_domain(domain);
+    async fn crawl_delay(&self, origin: &str, delay: Option<Duration>) -> Result<(), StoreError> {
+        let domain = domain::of_url(origin);
+        let k = self.redis.shards().of_domain(&domain);
         let mut con = self.redis.con();
         let _: i64 = self
             .redis
             .call(&self.scripts.crawl_delay, k)
-            .arg(domain)
+            .arg(&domain)
+            .arg(origin)
             .arg(delay.map_or(0, |d| d.as_millis() as u64))
             .invoke_async(&mut con)
             .await

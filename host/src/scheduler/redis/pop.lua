@@ -31,29 +31,31 @@ local function lease_from(ready)
     if #c == 0 then return nil end
     local qk = c[1]
     local spider, domain = qk_parts(qk)
-    local q = ns .. ':q:' .. qk
-    if redis.call('ZCARD', q) == 0 then
+    if queue_crawls(qk) == 0 then
       redis.call('ZREM', ready, qk)
     elseif redis.call('SISMEMBER', ns .. ':blacklist', domain) == 1 then
       -- Blacklisted: not fetched, queue kept; look again in a second.
       redis.call('ZADD', ready, now + 1000, qk)
     else
-      -- The site's pace (pause, in-flight cap, Crawl-delay), then the throttle.
-      local ds = ns .. ':ds:' .. domain
-      local wait, gap, epoch = site_wait(ds, now, max_fl, recheck)
+      -- The origin's pace (pause, Crawl-delay, rates), the domain's
+      -- in-flight cap, then the domain's throttle.
+      local ok = site_key(origin_of(qk))
+      local wait, gap, epoch = site_wait(qk, domain, ok, now, max_fl, recheck)
       if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split, lease) end
       if wait > 0 then
         redis.call('ZADD', ready, now + wait, qk)
       else
-        local item = redis.call('ZPOPMIN', q)
-        local member, score = item[1], item[2]
-        local colon = string.find(member, ':', 1, true)
-        local cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
-        local payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
-        if redis.call('ZCARD', q) == 0 then redis.call('ZREM', ready, qk) end
+        local member, score = queue_pop(qk)
+        local cref, id, payload = '', '', nil
+        if member then
+          local colon = string.find(member, ':', 1, true)
+          cref, id = string.sub(member, 1, colon - 1), string.sub(member, colon + 1)
+          payload = redis.call('HGET', ns .. ':cj:' .. cref, id)
+        end
+        if queue_crawls(qk) == 0 then redis.call('ZREM', ready, qk) end
         if payload then
           redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
-          site_start(ds, now, gap)
+          site_start(domain, ok, now, gap)
           redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n@' .. epoch)
           counters(cref, -1, 1, 0)
           redis.call('SADD', ns .. ':cf:' .. cref, id)

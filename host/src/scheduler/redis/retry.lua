@@ -9,9 +9,11 @@ if not qk then return 0 end
 local now = now_ms()
 redis.call('HDEL', ns .. ':cj:' .. cref, id)
 local after = tonumber(ARGV[6])
-if ARGV[9] ~= '' then site_adapt(domain_of(ARGV[3]), tonumber(ARGV[9]), true, tonumber(ARGV[10])) end
+-- The pace is the leased request's origin's (a redirect hop may be
+-- another's).
+if ARGV[9] ~= '' then site_adapt(domain_of(qk), origin_of(qk), tonumber(ARGV[9]), true, tonumber(ARGV[10])) end
 if ARGV[7] ~= '' then
-  local untl = site_pause(ns .. ':ds:' .. domain_of(ARGV[3]), now, tonumber(ARGV[7]), ARGV[8], lease_epoch(flags), ARGV[11])
+  local untl = site_pause(domain_of(qk), origin_of(qk), now, tonumber(ARGV[7]), ARGV[8], lease_epoch(flags), ARGV[11])
   after = math.max(after, untl - now)
 end
 if after > 0 then

@@ -15,13 +15,17 @@
 //!    spider-rs comparison of 2).
 //! 7. A rendered crawl of script-built pages in headless chromium: pages/s,
 //!    the crawler's and the browser's CPU per page and peak RSS.
+//! 8. A rate-limited site (a token bucket, as nginx's `limit_req`) crawled
+//!    by 1 and 3 workers on Redis: the share of the limiter's rate kept and
+//!    of requests answered 429.
 //!
 //! With `--against OLD_BINARY` it only sets this build beside another one
 //! (`against`).
 //!
 //! `runner` holds what the sections share; each section has a module of
 //! its own (`links`, `embedded`, `languages`, `cluster`, `control`,
-//! `kafka`, `render`); `peer` runs spider-rs and `redis` the Redis servers.
+//! `kafka`, `render`, `limited`); `peer` runs spider-rs and `redis` the
+//! Redis servers.
 
 mod against;
 mod cluster;
@@ -29,6 +33,7 @@ mod control;
 mod embedded;
 mod kafka;
 mod languages;
+mod limited;
 mod links;
 mod peer;
 mod redis;
@@ -243,6 +248,10 @@ async fn redis_sections(b: &Bench, r: &redis::Redis) -> Result<()> {
     if args.kafka_only {
         return kafka::sections(site, spinneret, plugins, work, r, args).await;
     }
+    report(
+        "rate-limited site (20/s, burst 5, 429 without Retry-After), throttle lifted",
+        &limited::section(spinneret, plugins, work, r, args.concurrency).await?,
+    )?;
     report(
         "sharded crawl on a Redis Cluster (3 masters + 3 replicas, 16 shards by domain), 2 workers",
         &cluster::sharded_crawl(site, spinneret, plugins, work, args, two_workers).await?,

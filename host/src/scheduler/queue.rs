@@ -1,0 +1,119 @@
+//! One queue of the embedded frontier (a spider's requests for one
+//! origin), each crawl's requests kept apart and the least served crawl
+//! popped first: crawls sharing a site share its budget fairly whatever
+//! their sizes or priorities; within a crawl, higher priority first, then
+//! first come. The Redis frontier does the same in `store/frontier.lua`
+//! (`queue_push`, `queue_pop`).
+
+use crate::request::{CrawlKey, Job};
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+
+/// A queued request: higher priority first; among equals, first come
+/// first served.
+pub(super) struct Queued {
+    pub priority: i32,
+    pub seq: u64,
+    pub job: Job,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then(other.seq.cmp(&self.seq))
+    }
+}
+
+/// One crawl's requests in a queue, and the fetches it has been served
+/// (in halves: a crawl that joins starts half a fetch behind the least
+/// served, so it goes after it and then they alternate).
+struct Lane {
+    served: u64,
+    jobs: BinaryHeap<Queued>,
+}
+
+#[derive(Default)]
+pub(super) struct FairQueue {
+    lanes: HashMap<CrawlKey, Lane>,
+}
+
+impl FairQueue {
+    pub fn push(&mut self, q: Queued) {
+        let least = self.lanes.values().map(|l| l.served).min();
+        self.lanes
+            .entry(q.job.crawl.key())
+            .or_insert_with(|| Lane {
+                served: least.map_or(0, |s| s + 1),
+                jobs: BinaryHeap::new(),
+            })
+            .jobs
+            .push(q);
+    }
+
+    /// The least served crawl's best request.
+    pub fn pop(&mut self) -> Option<Queued> {
+        let key = self
+            .lanes
+            .iter()
+            .min_by_key(|(_, l)| l.served)
+            .map(|(k, _)| k.clone())?;
+        let lane = self.lanes.get_mut(&key)?;
+        let q = lane.jobs.pop();
+        lane.served += 2;
+        if lane.jobs.is_empty() {
+            self.lanes.remove(&key);
+        }
+        q
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lanes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::CrawlRequest;
+
+    fn queued(crawlid: &str, seq: u64) -> Queued {
+        let json =
+            format!(r#"{{"url":"http://a.example/{seq}","appid":"app","crawlid":"{crawlid}"}}"#);
+        let job = CrawlRequest::parse(&json, 3).expect("valid").into_seed();
+        Queued {
+            priority: job.priority,
+            seq,
+            job,
+        }
+    }
+
+    #[test]
+    fn a_small_crawl_joining_a_big_one_gets_every_other_request() {
+        let mut q = FairQueue::default();
+        for i in 0..100 {
+            q.push(queued("big", i));
+        }
+        let first = q.pop().expect("queued");
+        assert_eq!(first.job.crawl.crawlid, "big");
+        for i in 100..103 {
+            q.push(queued("small", i));
+        }
+        let order: Vec<String> = (0..6)
+            .map(|_| q.pop().expect("queued").job.crawl.crawlid.clone())
+            .collect();
+        assert_eq!(order, ["big", "small", "big", "small", "big", "small"]);
+        assert!(!q.is_empty());
+    }
+}
