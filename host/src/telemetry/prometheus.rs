@@ -130,6 +130,12 @@ const CRAWLER: &[Family] = &[
         samples: |s, out, name| sample(out, name, &[], s.crawl.paused.get()),
     },
     Family {
+        name: "spinneret_rate_limited_total",
+        kind: COUNTER,
+        help: "Of them, answered 429 (Too Many Requests).",
+        samples: |s, out, name| sample(out, name, &[], s.crawl.rate_limited.get()),
+    },
+    Family {
         name: "spinneret_rejected_total",
         kind: COUNTER,
         help: "Inbound requests rejected (dead-lettered), by reason.",
