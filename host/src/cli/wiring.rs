@@ -67,10 +67,13 @@ pub(crate) async fn connect(
 pub(crate) fn embedded(settings: &Settings) -> Stores {
     let throttle = Arc::new(EmbeddedThrottle::new(settings.throttle.clone()));
     Stores {
-        frontier: Arc::new(EmbeddedFrontier::new(
-            throttle.clone(),
-            Politeness::of(&settings.crawl, &settings.throttle),
-        )),
+        frontier: Arc::new(
+            EmbeddedFrontier::new(
+                throttle.clone(),
+                Politeness::of(&settings.crawl, &settings.throttle),
+            )
+            .weighted(settings.throttle.weights.clone()),
+        ),
         dedup: Arc::new(EmbeddedDedup::new(Duration::from_secs(
             settings.crawl.dupe_idle_ttl,
         ))),

@@ -148,6 +148,10 @@ pub struct Throttle {
     pub split_by_spider: bool,
     pub split_by_egress: bool,
     pub egress_id: String,
+    /// Apps' weights in the fair shares of a site's budget between crawls
+    /// (`{ app = 3 }`: its crawls get three fetches for another app's
+    /// crawl's one); apps not named weigh 1.
+    pub weights: BTreeMap<String, u32>,
 }
 
 impl Default for Throttle {
@@ -161,6 +165,7 @@ impl Default for Throttle {
             split_by_spider: true,
             split_by_egress: false,
             egress_id: String::new(),
+            weights: BTreeMap::new(),
         }
     }
 }

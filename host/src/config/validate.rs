@@ -122,6 +122,11 @@ impl Throttle {
         if self.split_by_egress && self.egress_id.is_empty() {
             return bad("throttle.split_by_egress is on but throttle.egress_id is empty: name this process's egress identity");
         }
+        if let Some((app, w)) = self.weights.iter().find(|(_, w)| !(1..=1000).contains(*w)) {
+            return bad(format!(
+                "throttle.weights: {app} = {w}; a weight is from 1 to 1000"
+            ));
+        }
         Ok(())
     }
 }

@@ -335,6 +335,7 @@ impl Engine {
         let mut renewed = tokio::time::Instant::now();
         let upkeep_every = (UPKEEP.as_millis() / IDLE_POLL.as_millis()).max(1) as u32;
         let signal = self.frontier.work_signal();
+        let lifted = self.frontier.limit_signal();
         let mut counted = tokio::time::Instant::now();
         let mut tick = 0u32;
         let mut next = tokio::time::Instant::now() + IDLE_POLL;
@@ -346,9 +347,15 @@ impl Engine {
                     Some(s) => s.notified().await,
                     None => std::future::pending().await,
                 } } => {
-                    // Work queued, or a domain's limit lifted: idle workers
-                    // and those waiting on a site both look again (the
-                    // store signals rarely: not once per page).
+                    self.state.wake.notify_waiters();
+                    continue;
+                }
+                _ = async { match &lifted {
+                    Some(s) => s.notified().await,
+                    None => std::future::pending().await,
+                } } => {
+                    // A domain's limit lifted: workers waiting on a site
+                    // look again too.
                     self.state.wake.notify_waiters();
                     self.state.freed.notify_waiters();
                     continue;

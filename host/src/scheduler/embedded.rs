@@ -9,7 +9,7 @@ use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -110,6 +110,8 @@ pub struct EmbeddedFrontier {
     state: Mutex<State>,
     throttle: Arc<dyn ThrottleStore>,
     politeness: Politeness,
+    /// `throttle.weights`: apps' weights in the fair shares of a queue.
+    weights: BTreeMap<String, u32>,
 }
 
 impl EmbeddedFrontier {
@@ -118,7 +120,15 @@ impl EmbeddedFrontier {
             state: Mutex::new(State::default()),
             throttle,
             politeness,
+            weights: BTreeMap::new(),
         }
+    }
+
+    /// Crawls of the apps in `weights` get that many shares of a queue
+    /// (`throttle.weights`); others one.
+    pub fn weighted(mut self, weights: BTreeMap<String, u32>) -> Self {
+        self.weights = weights;
+        self
     }
 
     fn enqueue(st: &mut State, job: Job) {
@@ -250,7 +260,9 @@ impl Frontier for EmbeddedFrontier {
                 }
                 Admission::Go => {
                     let (domain, origin) = (key.1.clone(), key.2.clone());
-                    let Some(item) = st.queues.get_mut(&key).and_then(|q| q.pop()) else {
+                    let weights = &self.weights;
+                    let weight = |app: &str| weights.get(app).copied().unwrap_or(1);
+                    let Some(item) = st.queues.get_mut(&key).and_then(|q| q.pop(weight)) else {
                         st.queues.remove(&key);
                         st.indexed.remove(&key);
                         st.unopen(&key, before);

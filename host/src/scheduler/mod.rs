@@ -100,6 +100,12 @@ pub trait Frontier: Send + Sync {
     fn work_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         None
     }
+    /// Notified (after [`Frontier::work_signal`] was asked for) when a
+    /// domain's limit was lifted elsewhere: workers waiting on a site
+    /// should pop again now.
+    fn limit_signal(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// One link considered for the frontier.

@@ -7,7 +7,7 @@
 
 use crate::request::{CrawlKey, Job};
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// A queued request: higher priority first; among equals, first come
 /// first served.
@@ -36,42 +36,43 @@ impl Ord for Queued {
     }
 }
 
-/// One crawl's requests in a queue, and the fetches it has been served
-/// (in halves: a crawl that joins starts half a fetch behind the least
-/// served, so it goes after it and then they alternate).
+/// One crawl's requests in a queue, and the fetches it has been served,
+/// each counting 1/weight of its app.
 struct Lane {
-    served: u64,
+    served: f64,
     jobs: BinaryHeap<Queued>,
 }
 
 #[derive(Default)]
 pub(super) struct FairQueue {
-    lanes: HashMap<CrawlKey, Lane>,
+    lanes: BTreeMap<CrawlKey, Lane>,
 }
 
 impl FairQueue {
+    /// A crawl that joins starts half a fetch behind the least served, so
+    /// it goes after it and then they alternate.
     pub fn push(&mut self, q: Queued) {
-        let least = self.lanes.values().map(|l| l.served).min();
+        let least = self.lanes.values().map(|l| l.served).min_by(f64::total_cmp);
         self.lanes
             .entry(q.job.crawl.key())
             .or_insert_with(|| Lane {
-                served: least.map_or(0, |s| s + 1),
+                served: least.map_or(0.0, |s| s + 0.5),
                 jobs: BinaryHeap::new(),
             })
             .jobs
             .push(q);
     }
 
-    /// The least served crawl's best request.
-    pub fn pop(&mut self) -> Option<Queued> {
+    /// The least served crawl's best request; `weight` is its app's.
+    pub fn pop(&mut self, weight: impl Fn(&str) -> u32) -> Option<Queued> {
         let key = self
             .lanes
             .iter()
-            .min_by_key(|(_, l)| l.served)
+            .min_by(|a, b| a.1.served.total_cmp(&b.1.served))
             .map(|(k, _)| k.clone())?;
         let lane = self.lanes.get_mut(&key)?;
         let q = lane.jobs.pop();
-        lane.served += 2;
+        lane.served += 1.0 / f64::from(weight(&key.appid).max(1));
         if lane.jobs.is_empty() {
             self.lanes.remove(&key);
         }
@@ -88,9 +89,10 @@ mod tests {
     use super::*;
     use crate::request::CrawlRequest;
 
-    fn queued(crawlid: &str, seq: u64) -> Queued {
-        let json =
-            format!(r#"{{"url":"http://a.example/{seq}","appid":"app","crawlid":"{crawlid}"}}"#);
+    fn queued(appid: &str, crawlid: &str, seq: u64) -> Queued {
+        let json = format!(
+            r#"{{"url":"http://a.example/{seq}","appid":"{appid}","crawlid":"{crawlid}"}}"#
+        );
         let job = CrawlRequest::parse(&json, 3).expect("valid").into_seed();
         Queued {
             priority: job.priority,
@@ -103,17 +105,32 @@ mod tests {
     fn a_small_crawl_joining_a_big_one_gets_every_other_request() {
         let mut q = FairQueue::default();
         for i in 0..100 {
-            q.push(queued("big", i));
+            q.push(queued("app", "big", i));
         }
-        let first = q.pop().expect("queued");
+        let first = q.pop(|_| 1).expect("queued");
         assert_eq!(first.job.crawl.crawlid, "big");
         for i in 100..103 {
-            q.push(queued("small", i));
+            q.push(queued("app", "small", i));
         }
         let order: Vec<String> = (0..6)
-            .map(|_| q.pop().expect("queued").job.crawl.crawlid.clone())
+            .map(|_| q.pop(|_| 1).expect("queued").job.crawl.crawlid.clone())
             .collect();
         assert_eq!(order, ["big", "small", "big", "small", "big", "small"]);
         assert!(!q.is_empty());
+    }
+
+    #[test]
+    fn an_app_of_weight_three_gets_three_requests_for_one() {
+        let mut q = FairQueue::default();
+        for i in 0..40 {
+            q.push(queued("heavy", "h", i));
+            q.push(queued("light", "l", 100 + i));
+        }
+        let weight = |app: &str| if app == "heavy" { 3 } else { 1 };
+        let apps: Vec<String> = (0..20)
+            .map(|_| q.pop(weight).expect("queued").job.crawl.appid.clone())
+            .collect();
+        let heavy = apps.iter().filter(|a| *a == "heavy").count();
+        assert_eq!(heavy, 15, "{apps:?}");
     }
 }

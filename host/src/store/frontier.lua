@@ -29,8 +29,18 @@ local function queue_push(qk, cref, score, member)
     redis.call('ZADD', qc, least[2] and tonumber(least[2]) + 0.5 or 0, cref)
   end
 end
+-- A crawl's weight in the fair shares: its app's entry in `weights`
+-- (`throttle.weights`, decoded; nil: every app weighs 1).
+local function crawl_weight(cref, weights)
+  if not weights then return 1 end
+  local owner = redis.call('HGET', ns .. ':cc:' .. cref, 'k')
+  local len, rest = string.match(owner or '', '^(%d+):(.*)$')
+  if not len then return 1 end
+  return tonumber(weights[string.sub(rest, 1, tonumber(len))]) or 1
+end
 -- The next request of queue `qk` (member and score), or nil when empty.
-local function queue_pop(qk)
+-- Serving a crawl counts 1/weight against it.
+local function queue_pop(qk, weights)
   local qc = ns .. ':qc:' .. qk
   for _ = 1, 16 do
     local first = redis.call('ZRANGE', qc, 0, 0, 'WITHSCORES')
@@ -45,7 +55,7 @@ local function queue_pop(qk)
     if redis.call('EXISTS', cq) == 0 then
       redis.call('ZREM', qc, cref)
     else
-      redis.call('ZADD', qc, served + 1, cref)
+      redis.call('ZADD', qc, served + 1 / crawl_weight(cref, weights), cref)
     end
     if #item > 0 then return item[1], item[2] end
   end

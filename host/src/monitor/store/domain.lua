@@ -33,5 +33,6 @@ for _, index in ipairs({ns .. ':ready', ns .. ':rready'}) do
     readied = readied + redis.call('ZADD', index, 'XX', 'CH', now, qk)
   end
 end
-if readied > 0 then redis.call('PUBLISH', ns .. ':wake', '1') end
+-- '2': waiting workers look again too, not only idle ones.
+if readied > 0 then redis.call('PUBLISH', ns .. ':wake', '2') end
 return readied

@@ -78,6 +78,8 @@ pub struct RedisFrontier {
     /// (no round trip of their own): see [`Frontier::fetched`].
     fetches_over: Mutex<Vec<Vec<u64>>>,
     chores: Option<Arc<dyn Chores>>,
+    /// `throttle.weights` as the pop script reads it (JSON; "" = none).
+    weights: String,
 }
 
 impl RedisFrontier {
@@ -117,6 +119,11 @@ impl RedisFrontier {
             fetches_over: Mutex::new(Vec::new()),
             tally: Mutex::new(HashMap::new()),
             chores,
+            weights: match settings.throttle.weights.is_empty() {
+                true => String::new(),
+                false => serde_json::to_string(&settings.throttle.weights)
+                    .expect("a map of numbers serialises"),
+            },
         }
     }
 
@@ -203,6 +210,7 @@ impl RedisFrontier {
                 .arg(self.politeness.max_in_flight)
                 .arg(if self.card.renders { "1" } else { "0" })
                 .arg(ms(crate::politeness::FULL_RECHECK))
+                .arg(&self.weights)
                 .arg(&over)
                 .invoke_async(&mut con)
                 .await
@@ -543,5 +551,9 @@ impl Frontier for RedisFrontier {
             .map(|k| format!("{}:wake", self.redis.shards().tag(k)))
             .collect();
         Some(self.pace.wake_signal(self.redis.nodes(), channels))
+    }
+
+    fn limit_signal(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.pace.lifted())
     }
 }

@@ -39,6 +39,9 @@ pub(super) struct Pace {
     wakes: Arc<Mutex<Vec<u64>>>,
     /// The wake-up signal, once a worker asked for it.
     wake: std::sync::OnceLock<Arc<Notify>>,
+    /// Notified when a domain's limit was lifted (message "2"): workers
+    /// waiting on a site look again, not only idle ones.
+    lifted: Arc<Notify>,
 }
 
 impl Pace {
@@ -96,6 +99,11 @@ impl Pace {
         !same
     }
 
+    /// Notified when a domain's limit was lifted (`domain.lua`).
+    pub fn lifted(&self) -> Arc<Notify> {
+        self.lifted.clone()
+    }
+
     /// Wake-ups received so far, per shard.
     pub fn wakes(&self) -> Vec<u64> {
         self.wakes.lock().clone()
@@ -112,6 +120,7 @@ impl Pace {
                     channels,
                     Woken {
                         wake: wake.clone(),
+                        lifted: self.lifted.clone(),
                         upkeep_now: self.upkeep_now.clone(),
                         wakes: self.wakes.clone(),
                     },
@@ -125,6 +134,7 @@ impl Pace {
 /// Who a wake-up wakes.
 struct Woken {
     wake: Arc<Notify>,
+    lifted: Arc<Notify>,
     upkeep_now: Arc<AtomicBool>,
     wakes: Arc<Mutex<Vec<u64>>>,
 }
@@ -164,6 +174,9 @@ async fn listen(nodes: Vec<String>, channels: Vec<String>, woken: Woken) {
                 while let Some(m) = messages.next().await {
                     woken.upkeep_now.store(true, Ordering::Relaxed);
                     woken.wake(channels.iter().position(|c| c == m.get_channel_name()));
+                    if m.get_payload::<String>().is_ok_and(|p| p == "2") {
+                        woken.lifted.notify_one();
+                    }
                 }
                 tracing::debug!("wake-up subscription ended; subscribing again");
             }

@@ -4,8 +4,9 @@
 -- counter here would hand out again, after a failover to a replica that
 -- lags, ids that workers still hold from the old master), max_in_flight,
 -- renders ('1': this worker renders, so it pops `rready` too), the ms
--- after which a full site is looked at again, then leases of this worker
--- whose fetch is over (their sites may take another).
+-- after which a full site is looked at again, the apps' weights in fair
+-- shares (JSON, '' = all 1), then leases of this worker whose fetch is
+-- over (their sites may take another).
 -- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
 -- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
 -- {'', wait_ms} ('-1' = nothing queued).
@@ -23,7 +24,8 @@ if ARGV[10] == '1' then
 end
 local now = now_ms()
 promote_later(now)
-for i = 12, #ARGV do fetched(ARGV[i]) end
+local weights = ARGV[12] ~= '' and cjson.decode(ARGV[12]) or nil
+for i = 13, #ARGV do fetched(ARGV[i]) end
 
 local function lease_from(ready)
   for _ = 1, 32 do
@@ -45,7 +47,7 @@ local function lease_from(ready)
       if wait > 0 then
         redis.call('ZADD', ready, now + wait, qk)
       else
-        local member, score = queue_pop(qk)
+        local member, score = queue_pop(qk, weights)
         local cref, id, payload = '', '', nil
         if member then
           local colon = string.find(member, ':', 1, true)
