@@ -344,3 +344,43 @@ async fn crawls_of_two_apps_share_a_sites_budget_fairly() -> Result<()> {
     );
     Ok(())
 }
+
+/// A slow host, the domain's cap at 8 and one app's at 2.
+const APP_CAPPED: &str = "max_in_flight = 8\nmax_in_flight_per_app = 2\nconcurrency = 16\ndownload_timeout = 5\n[throttle]\nhits = 100\nwindow = 1\nmoderated = false\n";
+
+async fn slow_site() -> Result<Site> {
+    crate::politeness::start_site(
+        18,
+        46,
+        Quirks {
+            last_host_page: Duration::from_secs(1),
+            ..Quirks::default()
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn one_app_holds_at_most_its_share_of_a_domains_fetches() -> Result<()> {
+    let site = slow_site().await?;
+    let last = crate::politeness::LAST;
+    let _cluster = crate::politeness::crawl(&site, 3, APP_CAPPED, Duration::from_secs(90)).await?;
+    let open = site.max_open(last);
+    assert_eq!(
+        open, 2,
+        "one app had up to {open} requests open (max_in_flight_per_app = 2)"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn embedded_one_app_holds_at_most_its_share_of_a_domains_fetches() -> Result<()> {
+    let site = slow_site().await?;
+    crate::politeness::crawl_embedded(&site, APP_CAPPED).await?;
+    let open = site.max_open(crate::politeness::LAST);
+    assert_eq!(
+        open, 2,
+        "one app had up to {open} requests open (max_in_flight_per_app = 2)"
+    );
+    Ok(())
+}

@@ -11,7 +11,7 @@ use spinneret_testsite::{Hit, Refusal};
 use std::time::{Duration, Instant};
 
 /// The slow or refusing host: the site's last one.
-const LAST: usize = 2;
+pub(crate) const LAST: usize = 2;
 
 fn spec(pages: usize, seed: u64) -> SiteSpec {
     SiteSpec {
@@ -22,13 +22,13 @@ fn spec(pages: usize, seed: u64) -> SiteSpec {
 }
 
 /// The 3-host test site of `pages` pages (seed `seed`) with `quirks`.
-async fn start_site(pages: usize, seed: u64, quirks: Quirks) -> Result<Site> {
+pub(crate) async fn start_site(pages: usize, seed: u64, quirks: Quirks) -> Result<Site> {
     Ok(Site::start_with(spec(pages, seed), quirks).await?)
 }
 
 /// `workers` workers on a private Redis crawling the whole site (robots.txt
 /// obeyed) with `config`; returns once every expected page is delivered.
-async fn crawl(
+pub(crate) async fn crawl(
     site: &Site,
     workers: usize,
     config: &str,
@@ -218,7 +218,7 @@ async fn a_slow_host_never_has_more_than_max_in_flight_requests_open() -> Result
 }
 
 /// The embedded frontier keeps the same pace: one `spinneret run`.
-async fn crawl_embedded(site: &Site, config: &str) -> Result<()> {
+pub(crate) async fn crawl_embedded(site: &Site, config: &str) -> Result<()> {
     let config = format!("[crawl]\nmaxdepth_limit = 100\nobey_robots = true\n{config}");
     let scratch = Scratch::new(&[("link", "link")], &config)?;
     let run = scratch.crawl("link", site, 100, &[]).await?;

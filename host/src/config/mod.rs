@@ -225,6 +225,8 @@ pub struct Crawl {
     /// Fetches of one registered domain open at once, cluster-wide; 0 = no
     /// cap.
     pub max_in_flight: u32,
+    /// Of them, the most one app's crawls may hold at once; 0 = no cap.
+    pub max_in_flight_per_app: u32,
     /// Steps a walking spider (one request per page marked `walk`) may
     /// take from its seed, past `maxdepth`.
     pub max_walk_steps: u32,
@@ -286,6 +288,7 @@ impl Default for Crawl {
             lease_ttl: Duration::from_secs(60),
             delivery_timeout: Duration::from_secs(60),
             max_in_flight: 8,
+            max_in_flight_per_app: 0,
             max_crawl_delay: Duration::from_secs(30),
             max_walk_steps: 1000,
             adaptive_throttle: false,

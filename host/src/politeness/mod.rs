@@ -61,6 +61,8 @@ pub fn adapt(last: Option<Duration>, s: Sample, max: Duration) -> Duration {
 pub struct Politeness {
     /// Fetches of one domain open at once; 0 = no cap.
     pub max_in_flight: u32,
+    /// Of them, one app's at most; 0 = no cap.
+    pub max_in_flight_per_app: u32,
     pub pause_first: Duration,
     pub max_pause: Duration,
     /// Also the longest spacing the adaptive throttle sets.
@@ -72,6 +74,7 @@ impl Politeness {
     pub fn of(c: &Crawl, t: &Throttle) -> Politeness {
         Politeness {
             max_in_flight: c.max_in_flight,
+            max_in_flight_per_app: c.max_in_flight_per_app,
             pause_first: c.pause_first,
             max_pause: c.max_pause,
             max_crawl_delay: c.max_crawl_delay,

@@ -21,13 +21,23 @@ local function site_known(domain, origin)
   redis.call('SADD', key, origin)
   redis.call('PEXPIRE', key, SITE_TTL)
 end
+-- The app a lease's fetch counts for under `crawl.max_in_flight_per_app`,
+-- from its flags ('a<len>:<appid>'; nil when the cap was off).
+local function lease_app(flags)
+  local len, at = string.match(flags, 'a(%d+):()')
+  if not len then return nil end
+  return string.sub(flags, at, at + tonumber(len) - 1)
+end
 -- One fetch of the domain of queue `qk` fewer open (the field goes at 0,
--- and with the last field the key). Queues a pop found the domain full
--- for are ready now rather than at the fallback recheck.
-local function fetch_over(qk)
+-- and with the last field the key), and of its app if counted (`flags`).
+-- Queues a pop found the domain full for are ready now rather than at the
+-- fallback recheck.
+local function fetch_over(qk, flags)
   local _, domain = qk_parts(qk)
   local dk = site_key(domain)
   if redis.call('HINCRBY', dk, 'fl', -1) <= 0 then redis.call('HDEL', dk, 'fl') end
+  local app = lease_app(flags)
+  if app and redis.call('HINCRBY', dk, 'fa:' .. app, -1) <= 0 then redis.call('HDEL', dk, 'fa:' .. app) end
   local parked = ns .. ':dw:' .. domain
   local waiting = redis.call('SMEMBERS', parked)
   if #waiting > 0 then
@@ -57,9 +67,11 @@ local function site_wait(qk, domain, ok, now, max_fl, recheck)
   end
   return 0, gap, tonumber(st[6]) or 0
 end
--- A fetch of origin key `ok` of `domain` starts.
-local function site_start(domain, ok, now, gap)
+-- A fetch of origin key `ok` of `domain` starts (for `app`, when apps'
+-- fetches are capped).
+local function site_start(domain, ok, now, gap, app)
   redis.call('HINCRBY', site_key(domain), 'fl', 1)
+  if app then redis.call('HINCRBY', site_key(domain), 'fa:' .. app, 1) end
   if gap then redis.call('HSET', ok, 'last', now) end
 end
 -- The learned rate's numbers from the host (Learning::args):

@@ -28,6 +28,16 @@ struct Held {
     fetched: bool,
     /// The site's epoch when its fetch started (`Site::epoch`).
     epoch: u32,
+    /// Its app, when apps' fetches are capped (`max_in_flight_per_app`).
+    app: Option<String>,
+}
+
+/// Fetches open on one registered domain, in all and per app (the latter
+/// only when apps are capped).
+#[derive(Default)]
+struct Open {
+    all: u32,
+    by_app: HashMap<String, u32>,
 }
 
 #[derive(Default)]
@@ -46,7 +56,7 @@ struct State {
     /// Origins with a pace to keep (see `site.rs`).
     sites: HashMap<String, Site>,
     /// Fetches open per registered domain (`crawl.max_in_flight`).
-    open: HashMap<String, u32>,
+    open: HashMap<String, Open>,
     /// Queues of domains at their in-flight cap, ready again when one of
     /// the domain's fetches ends (not on a timer: that would idle them).
     parked: HashMap<String, Vec<QueueKey>>,
@@ -65,7 +75,7 @@ impl State {
     ) -> Option<Held> {
         let held = self.leases.remove(&lease_id)?;
         if !held.fetched {
-            self.fetch_over(&held.domain);
+            self.fetch_over(&held.domain, held.app.as_deref());
         }
         let origin = &held.origin;
         if let Some(site) = self.sites.get_mut(origin) {
@@ -82,14 +92,19 @@ impl State {
 }
 
 impl State {
-    /// One fetch of `domain` fewer open: its parked queues are ready.
-    fn fetch_over(&mut self, domain: &str) {
+    /// One fetch of `domain` (of `app`, if counted) fewer open: its
+    /// parked queues are ready.
+    fn fetch_over(&mut self, domain: &str, app: Option<&str>) {
         if let Some(keys) = self.parked.remove(domain) {
             self.ready.extend(keys);
         }
-        if let Some(n) = self.open.get_mut(domain) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(open) = self.open.get_mut(domain) {
+            open.all = open.all.saturating_sub(1);
+            if let Some(n) = app.and_then(|a| open.by_app.get_mut(a)) {
+                *n = n.saturating_sub(1);
+            }
+            open.by_app.retain(|_, n| *n > 0);
+            if open.all == 0 {
                 self.open.remove(domain);
             }
         }
@@ -97,8 +112,8 @@ impl State {
 
     /// A fetch of `domain` that did not start after all.
     fn unopen(&mut self, key: &QueueKey, before: Option<Instant>) {
-        if let Some(n) = self.open.get_mut(&key.1) {
-            *n = n.saturating_sub(1);
+        if let Some(open) = self.open.get_mut(&key.1) {
+            open.all = open.all.saturating_sub(1);
         }
         if let Some(site) = self.sites.get_mut(&key.2) {
             site.unstart(before);
@@ -121,6 +136,23 @@ impl EmbeddedFrontier {
             throttle,
             politeness,
             weights: BTreeMap::new(),
+        }
+    }
+
+    /// May an app have another fetch of `domain` open
+    /// (`crawl.max_in_flight_per_app`)?
+    fn app_may<'a>(
+        &self,
+        open: &'a HashMap<String, Open>,
+        domain: &str,
+    ) -> impl Fn(&str) -> bool + 'a {
+        let cap = self.politeness.max_in_flight_per_app;
+        let open = open.get(domain);
+        move |app: &str| {
+            cap == 0
+                || open
+                    .and_then(|o| o.by_app.get(app))
+                    .is_none_or(|n| *n < cap)
         }
     }
 
@@ -223,10 +255,14 @@ impl Frontier for EmbeddedFrontier {
                     break;
                 };
                 let cap = self.politeness.max_in_flight;
-                let open = st.open.get(&key.1).copied().unwrap_or(0);
+                let open = st.open.get(&key.1).map_or(0, |o| o.all);
+                let apps_full = {
+                    let may = self.app_may(&st.open, &key.1);
+                    st.queues.get(&key).is_some_and(|q| !q.can_pop(may))
+                };
                 let site = st.sites.entry(key.2.clone()).or_default();
                 let hold = match site.wait(now) {
-                    None if cap > 0 && open >= cap => Some(Hold::Full),
+                    None if (cap > 0 && open >= cap) || apps_full => Some(Hold::Full),
                     hold => hold,
                 };
                 match hold {
@@ -242,7 +278,7 @@ impl Frontier for EmbeddedFrontier {
                 }
                 let (spaced, epoch) = (site.is_spaced(), site.epoch());
                 let before = site.start(now);
-                *st.open.entry(key.1.clone()).or_default() += 1;
+                st.open.entry(key.1.clone()).or_default().all += 1;
                 (key, before, spaced, epoch)
             };
             let admission = self.throttle.acquire(&key.0, &key.1).await;
@@ -262,12 +298,28 @@ impl Frontier for EmbeddedFrontier {
                     let (domain, origin) = (key.1.clone(), key.2.clone());
                     let weights = &self.weights;
                     let weight = |app: &str| weights.get(app).copied().unwrap_or(1);
-                    let Some(item) = st.queues.get_mut(&key).and_then(|q| q.pop(weight)) else {
-                        st.queues.remove(&key);
-                        st.indexed.remove(&key);
-                        st.unopen(&key, before);
-                        continue;
+                    let st = &mut *st;
+                    let may = self.app_may(&st.open, &domain);
+                    let popped = st.queues.get_mut(&key).map(|q| q.pop(weight, may));
+                    let item = match popped {
+                        Some(Some(item)) => item,
+                        // Its apps filled up while the throttle was asked.
+                        Some(None) => {
+                            st.unopen(&key, before);
+                            st.parked.entry(domain).or_default().push(key);
+                            continue;
+                        }
+                        None => {
+                            st.indexed.remove(&key);
+                            st.unopen(&key, before);
+                            continue;
+                        }
                     };
+                    let app = (self.politeness.max_in_flight_per_app > 0)
+                        .then(|| item.job.crawl.appid.clone());
+                    if let (Some(a), Some(open)) = (&app, st.open.get_mut(&domain)) {
+                        *open.by_app.entry(a.clone()).or_default() += 1;
+                    }
                     if st.queues.get(&key).is_none_or(|q| q.is_empty()) {
                         st.queues.remove(&key);
                         st.indexed.remove(&key);
@@ -285,6 +337,7 @@ impl Frontier for EmbeddedFrontier {
                         origin,
                         fetched: false,
                         epoch,
+                        app,
                     };
                     st.leases.insert(id, held);
                     return Ok(Pop::Leased(Lease { id, job }));
@@ -345,8 +398,8 @@ impl Frontier for EmbeddedFrontier {
             return;
         };
         if !std::mem::replace(&mut held.fetched, true) {
-            let domain = held.domain.clone();
-            st.fetch_over(&domain);
+            let (domain, app) = (held.domain.clone(), held.app.clone());
+            st.fetch_over(&domain, app.as_deref());
         }
     }
 

@@ -63,13 +63,29 @@ impl FairQueue {
             .push(q);
     }
 
-    /// The least served crawl's best request; `weight` is its app's.
-    pub fn pop(&mut self, weight: impl Fn(&str) -> u32) -> Option<Queued> {
-        let key = self
-            .lanes
+    /// The crawl to serve next: the least served whose app `may` have
+    /// another fetch; `None` if there is none.
+    fn pick(&self, may: impl Fn(&str) -> bool) -> Option<&CrawlKey> {
+        self.lanes
             .iter()
+            .filter(|(k, _)| may(&k.appid))
             .min_by(|a, b| a.1.served.total_cmp(&b.1.served))
-            .map(|(k, _)| k.clone())?;
+            .map(|(k, _)| k)
+    }
+
+    /// Can a request be popped, apps being held by `may`?
+    pub fn can_pop(&self, may: impl Fn(&str) -> bool) -> bool {
+        self.pick(may).is_some()
+    }
+
+    /// The least served crawl's best request, of an app that `may` have
+    /// another fetch; `weight` is an app's.
+    pub fn pop(
+        &mut self,
+        weight: impl Fn(&str) -> u32,
+        may: impl Fn(&str) -> bool,
+    ) -> Option<Queued> {
+        let key = self.pick(may)?.clone();
         let lane = self.lanes.get_mut(&key)?;
         let q = lane.jobs.pop();
         lane.served += 1.0 / f64::from(weight(&key.appid).max(1));
@@ -107,13 +123,20 @@ mod tests {
         for i in 0..100 {
             q.push(queued("app", "big", i));
         }
-        let first = q.pop(|_| 1).expect("queued");
+        let first = q.pop(|_| 1, |_| true).expect("queued");
         assert_eq!(first.job.crawl.crawlid, "big");
         for i in 100..103 {
             q.push(queued("app", "small", i));
         }
         let order: Vec<String> = (0..6)
-            .map(|_| q.pop(|_| 1).expect("queued").job.crawl.crawlid.clone())
+            .map(|_| {
+                q.pop(|_| 1, |_| true)
+                    .expect("queued")
+                    .job
+                    .crawl
+                    .crawlid
+                    .clone()
+            })
             .collect();
         assert_eq!(order, ["big", "small", "big", "small", "big", "small"]);
         assert!(!q.is_empty());
@@ -128,9 +151,29 @@ mod tests {
         }
         let weight = |app: &str| if app == "heavy" { 3 } else { 1 };
         let apps: Vec<String> = (0..20)
-            .map(|_| q.pop(weight).expect("queued").job.crawl.appid.clone())
+            .map(|_| {
+                q.pop(weight, |_| true)
+                    .expect("queued")
+                    .job
+                    .crawl
+                    .appid
+                    .clone()
+            })
             .collect();
         let heavy = apps.iter().filter(|a| *a == "heavy").count();
         assert_eq!(heavy, 15, "{apps:?}");
+    }
+
+    #[test]
+    fn an_app_at_its_cap_is_passed_over_for_the_next() {
+        let mut q = FairQueue::default();
+        q.push(queued("full", "f", 0));
+        q.push(queued("other", "o", 1));
+        let may = |app: &str| app != "full";
+        assert!(q.can_pop(may));
+        let got = q.pop(|_| 1, may).expect("queued");
+        assert_eq!(got.job.crawl.appid, "other");
+        assert!(!q.can_pop(may), "only the full app's request is left");
+        assert!(q.pop(|_| 1, may).is_none());
     }
 }

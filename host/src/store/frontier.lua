@@ -1,11 +1,17 @@
 -- The frontier's shared Lua: leases, queues, crawls and the seen set.
 -- Prepended to every script after common.lua and politeness/site.lua.
 -- A lease record (hash `leased`): its queue key, score and member, then
--- flags: '@<e>' = its site's epoch when it was leased (site.lua), 'f' =
--- its fetch is over (told with a pop). Flags ride in the record so that
--- neither costs a command of its own per page.
+-- flags: '@<e>' = its site's epoch when it was leased (site.lua), then
+-- 'f' once its fetch is over (told with a pop), then 'a<len>:<appid>' if
+-- its fetch counts against its app's cap (`lease_app`). Flags ride in the
+-- record so that none costs a command of its own per page.
 local function lease_record(data)
   return string.match(data, '^([^\n]*)\n([^\n]*)\n([^\n]*)\n?(.*)$')
+end
+-- Was the lease's fetch over told already ('f' after the epoch; an app's
+-- name later in the flags may hold an 'f' of its own)?
+local function fetch_told(flags)
+  return string.find(flags, '^[@%dk]*f') ~= nil
 end
 -- The site's epoch when a lease's fetch started, from its flags ('@<e>').
 local function lease_epoch(flags)
@@ -29,37 +35,50 @@ local function queue_push(qk, cref, score, member)
     redis.call('ZADD', qc, least[2] and tonumber(least[2]) + 0.5 or 0, cref)
   end
 end
--- A crawl's weight in the fair shares: its app's entry in `weights`
--- (`throttle.weights`, decoded; nil: every app weighs 1).
-local function crawl_weight(cref, weights)
-  if not weights then return 1 end
+-- The app of crawl `cref`, from the owner its counters keep
+-- ('<len>:<appid><crawlid>'); nil if it has none.
+local function crawl_app(cref)
   local owner = redis.call('HGET', ns .. ':cc:' .. cref, 'k')
   local len, rest = string.match(owner or '', '^(%d+):(.*)$')
-  if not len then return 1 end
-  return tonumber(weights[string.sub(rest, 1, tonumber(len))]) or 1
+  if not len then return nil end
+  return string.sub(rest, 1, tonumber(len))
 end
--- The next request of queue `qk` (member and score), or nil when empty.
--- Serving a crawl counts 1/weight against it.
-local function queue_pop(qk, weights)
-  local qc = ns .. ':qc:' .. qk
-  for _ = 1, 16 do
-    local first = redis.call('ZRANGE', qc, 0, 0, 'WITHSCORES')
-    if #first == 0 then
-      -- A queue written before crawls were kept apart drains as it was.
-      local item = redis.call('ZPOPMIN', ns .. ':q:' .. qk)
-      return item[1], item[2]
+-- Which crawl of queue `qk` (of `domain`) to serve: the least served
+-- whose app is under `app_cap` fetches open on the domain (0 = no cap).
+-- Returns its cref, fetches served and app (app nil without a cap; cref
+-- '' for a queue written before crawls were kept apart), or nil when
+-- every crawl with work there is of an app at its cap.
+local function queue_pick(qk, domain, app_cap)
+  local crawls = redis.call('ZRANGE', ns .. ':qc:' .. qk, 0, app_cap > 0 and 31 or 0, 'WITHSCORES')
+  if #crawls == 0 then return '', 0, nil end
+  if app_cap == 0 then return crawls[1], tonumber(crawls[2]), nil end
+  for i = 1, #crawls, 2 do
+    local app = crawl_app(crawls[i]) or ''
+    if (tonumber(redis.call('HGET', site_key(domain), 'fa:' .. app)) or 0) < app_cap then
+      return crawls[i], tonumber(crawls[i + 1]), app
     end
-    local cref, served = first[1], tonumber(first[2])
-    local cq = crawl_queue(qk, cref)
-    local item = redis.call('ZPOPMIN', cq)
-    if redis.call('EXISTS', cq) == 0 then
-      redis.call('ZREM', qc, cref)
-    else
-      redis.call('ZADD', qc, served + 1 / crawl_weight(cref, weights), cref)
-    end
-    if #item > 0 then return item[1], item[2] end
   end
   return nil
+end
+-- Take the next request of crawl `cref` (queue_pick's) from queue `qk`:
+-- member and score, or nil if it had none after all. Serving a crawl
+-- counts 1/weight against it (`weights`: `throttle.weights` decoded, or
+-- nil: every app weighs 1).
+local function queue_take(qk, cref, served, weights)
+  if cref == '' then
+    local item = redis.call('ZPOPMIN', ns .. ':q:' .. qk)
+    return item[1], item[2]
+  end
+  local qc, cq = ns .. ':qc:' .. qk, crawl_queue(qk, cref)
+  local item = redis.call('ZPOPMIN', cq)
+  if redis.call('EXISTS', cq) == 0 then
+    redis.call('ZREM', qc, cref)
+  else
+    local weight = 1
+    if weights then weight = tonumber(weights[crawl_app(cref) or '']) or 1 end
+    redis.call('ZADD', qc, served + 1 / weight, cref)
+  end
+  return item[1], item[2]
 end
 -- Crawls with requests in queue `qk` (0: it is empty).
 local function queue_crawls(qk)
@@ -80,7 +99,7 @@ local function release(lease)
   redis.call('SREM', ns .. ':cf:' .. cref, id)
   -- Unless a pop was told its fetch is over, its site has one fetch
   -- fewer open now.
-  if not string.find(flags, 'f', 1, true) then fetch_over(qk) end
+  if not fetch_told(flags) then fetch_over(qk, flags) end
   return qk, score, member, cref, id, flags
 end
 -- The fetch of leased `lease` is over (reported with a pop): counted once.
@@ -88,9 +107,10 @@ local function fetched(lease)
   local data = redis.call('HGET', ns .. ':leased', lease)
   if not data then return end
   local qk, score, member, flags = lease_record(data)
-  if string.find(flags, 'f', 1, true) then return end
-  fetch_over(qk)
-  redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. flags .. 'f')
+  if fetch_told(flags) then return end
+  fetch_over(qk, flags)
+  local told = string.gsub(flags, '^([@%dk]*)', '%1f', 1)
+  redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. told)
 end
 -- Retries wait out their backoff in `later` (due time -> queue key,
 -- score and member); due ones join their queues.

@@ -211,6 +211,7 @@ impl RedisFrontier {
                 .arg(if self.card.renders { "1" } else { "0" })
                 .arg(ms(crate::politeness::FULL_RECHECK))
                 .arg(&self.weights)
+                .arg(self.politeness.max_in_flight_per_app)
                 .arg(&over)
                 .invoke_async(&mut con)
                 .await

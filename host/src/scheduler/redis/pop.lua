@@ -5,8 +5,9 @@
 -- lags, ids that workers still hold from the old master), max_in_flight,
 -- renders ('1': this worker renders, so it pops `rready` too), the ms
 -- after which a full site is looked at again, the apps' weights in fair
--- shares (JSON, '' = all 1), then leases of this worker whose fetch is
--- over (their sites may take another).
+-- shares (JSON, '' = all 1), the fetches one app may have open on a
+-- domain (0 = no cap), then leases of this worker whose fetch is over
+-- (their sites may take another).
 -- Returns {lease, cref, payload, spec version, spaced ('1' if the domain's
 -- fetches were spaced: a Crawl-delay or adaptive spacing was known)} or
 -- {'', wait_ms} ('-1' = nothing queued).
@@ -25,7 +26,8 @@ end
 local now = now_ms()
 promote_later(now)
 local weights = ARGV[12] ~= '' and cjson.decode(ARGV[12]) or nil
-for i = 13, #ARGV do fetched(ARGV[i]) end
+local app_cap = tonumber(ARGV[13])
+for i = 14, #ARGV do fetched(ARGV[i]) end
 
 local function lease_from(ready)
   for _ = 1, 32 do
@@ -43,11 +45,21 @@ local function lease_from(ready)
       -- in-flight cap, then the domain's throttle.
       local ok = site_key(origin_of(qk))
       local wait, gap, epoch = site_wait(qk, domain, ok, now, max_fl, recheck)
+      -- The crawl to serve (fair shares), unless every app with work
+      -- here has its fetches open: then ready again when one ends.
+      local pick, served, app
+      if wait == 0 then
+        pick, served, app = queue_pick(qk, domain, app_cap)
+        if not pick then
+          redis.call('SADD', ns .. ':dw:' .. domain, qk)
+          wait = recheck
+        end
+      end
       if wait == 0 then wait = throttle(spider, domain, now, hits0, window0, moderated, tprefix, split, lease) end
       if wait > 0 then
         redis.call('ZADD', ready, now + wait, qk)
       else
-        local member, score = queue_pop(qk, weights)
+        local member, score = queue_take(qk, pick, served, weights)
         local cref, id, payload = '', '', nil
         if member then
           local colon = string.find(member, ':', 1, true)
@@ -57,8 +69,9 @@ local function lease_from(ready)
         if queue_crawls(qk) == 0 then redis.call('ZREM', ready, qk) end
         if payload then
           redis.call('ZADD', ns .. ':leases', now + lease_ms, lease)
-          site_start(domain, ok, now, gap)
-          redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n@' .. epoch)
+          site_start(domain, ok, now, gap, app)
+          local flags = '@' .. epoch .. (app and ('a' .. #app .. ':' .. app) or '')
+          redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. flags)
           counters(cref, -1, 1, 0)
           redis.call('SADD', ns .. ':cf:' .. cref, id)
           local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
