@@ -110,9 +110,10 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
         let info = cluster
             .control(&["info", "--appid", "polite", "--crawlid", "c"])
             .await?;
-        if info["domains"][&host]["paused_for"]
-            .as_f64()
-            .is_some_and(|p| p > 0.0)
+        // The pause, and the slow-down that cut the origin's rate.
+        let domain = &info["domains"][&host];
+        if domain["paused_for"].as_f64().is_some_and(|p| p > 0.0)
+            && domain["slow_downs"].as_u64().is_some_and(|n| n >= 1)
         {
             break;
         }

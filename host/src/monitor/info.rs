@@ -11,7 +11,8 @@ use std::time::Duration;
 /// site asked us to wait still), `crawl_delay` (seconds, robots.txt),
 /// `adaptive_rate` (fetches per second the adaptive throttle allows) and
 /// `learned_rate` (fetches per second its 429s and 503s taught,
-/// `politeness/rate.rs`); `origins` has each origin's own.
+/// `politeness/rate.rs`), and `slow_downs` (429s and 503s that cut a
+/// rate, summed); `origins` has each origin's own.
 fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
     let mut m = Map::new();
     for (d, q) in domains {
@@ -28,6 +29,7 @@ fn domains_json(domains: &BTreeMap<String, DomainQueue>) -> Value {
                     (Some(x), Some(y)) => Some(x.min(y)),
                     (x, y) => x.or(y),
                 },
+                slow_downs: a.slow_downs + o.slow_downs,
             });
         pace_json(&mut v, &strictest);
         if !q.origins.is_empty() {
@@ -61,6 +63,9 @@ fn pace_json(v: &mut Value, site: &SiteView) {
     }
     if let Some(r) = site.rate {
         v["learned_rate"] = ((r * 1000.0).round() / 1000.0).into();
+    }
+    if site.slow_downs > 0 {
+        v["slow_downs"] = site.slow_downs.into();
     }
 }
 

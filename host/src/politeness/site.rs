@@ -128,6 +128,9 @@ pub struct SiteView {
     pub adaptive: Option<Duration>,
     /// The learned rate, fetches per second.
     pub rate: Option<f64>,
+    /// 429s and 503s that cut its rate (answers to fetches started since
+    /// the last cut).
+    pub slow_downs: u64,
 }
 
 #[cfg(test)]

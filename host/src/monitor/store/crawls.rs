@@ -315,17 +315,17 @@ impl MonitorStore {
             _ => None,
         };
         for (k, out) in self.redis.on_shards::<Vec<redis::Value>>(calls).await? {
-            // Three sums, then records of six values: a domain ('d'), then
-            // its origins ('o').
+            // Three sums, then records of seven values: a domain ('d'),
+            // then its origins ('o').
             let bad = || corrupt(format!("info reply of shard {k}: {out:?}"));
-            if out.len() < 3 || (out.len() - 3) % 6 != 0 {
+            if out.len() < 3 || (out.len() - 3) % 7 != 0 {
                 return Err(bad());
             }
             for (sum, v) in sums.iter_mut().zip(&out) {
                 *sum += int(v).max(0) as u64;
             }
             let mut current: Option<String> = None;
-            for r in out[3..].chunks(6) {
+            for r in out[3..].chunks(7) {
                 let (tag, name) = (text(&r[0]).ok_or_else(bad)?, text(&r[1]).ok_or_else(bad)?);
                 let ms = |v| (int(v) > 0).then(|| Duration::from_millis(int(v) as u64));
                 if tag == "d" {
@@ -349,6 +349,7 @@ impl MonitorStore {
                     crawl_delay: ms(&r[3]),
                     adaptive: ms(&r[4]),
                     rate: (int(&r[5]) > 0).then(|| int(&r[5]) as f64 / 1000.0),
+                    slow_downs: int(&r[6]).max(0) as u64,
                 };
                 domain.origins.insert(name, view);
             }

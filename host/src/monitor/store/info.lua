@@ -3,8 +3,9 @@
 -- spider's), in_flight, crawled (the crawl's), then per domain: 'd',
 -- domain, total, high, low, fetches open; after it, per origin of it with
 -- a pace: 'o', origin, ms paused still, crawl delay ms, adaptive spacing
--- ms, learned rate in thousandths (0 = none)}; all zero when another
--- crawl owns cref.
+-- ms, learned rate in thousandths, slow-downs counted (0 = none)}; all
+-- zero when another crawl owns cref. A domain record is padded to the
+-- origins' seven values.
 local cref, spider = ARGV[2], ARGV[4]
 if not owned(cref, ARGV[3]) then return {0, 0, 0} end
 local cc = redis.call('HMGET', ns .. ':cc:' .. cref, 'f', 'd')
@@ -32,8 +33,9 @@ for domain, d in pairs(by) do
   out[#out + 1] = d[2]
   out[#out + 1] = d[3]
   out[#out + 1] = tonumber(redis.call('HGET', site_key(domain), 'fl')) or 0
+  out[#out + 1] = 0
   for _, origin in ipairs(redis.call('SMEMBERS', ns .. ':do:' .. domain)) do
-    local st = redis.call('HMGET', site_key(origin), 'p', 'cd', 'ad', 'rt')
+    local st = redis.call('HMGET', site_key(origin), 'p', 'cd', 'ad', 'rt', 'e')
     out[#out + 1] = 'o'
     out[#out + 1] = origin
     out[#out + 1] = math.max(0, (tonumber(st[1]) or 0) - now)
@@ -41,6 +43,7 @@ for domain, d in pairs(by) do
     out[#out + 1] = tonumber(st[3]) or 0
     -- The learned rate in thousandths (a script's numbers reach Redis as integers).
     out[#out + 1] = math.floor((tonumber(st[4]) or 0) * 1000)
+    out[#out + 1] = tonumber(st[5]) or 0
   end
 end
 return out
