@@ -64,7 +64,14 @@ pub async fn render(stats: &Stats, store: Option<&MonitorStore>) -> String {
             sites
                 .learned
                 .iter()
-                .map(|(d, rate)| (d.as_str(), format!("{rate:.3}"))),
+                .map(|(o, rate, _)| (o.as_str(), format!("{rate:.3}"))),
+        );
+        gauges(
+            &mut out,
+            "spinneret_site_slow_downs",
+            "429 and 503 answers that cut the learned rate of those origins.",
+            "origin",
+            sites.learned.iter().map(|(o, _, n)| (o.as_str(), *n)),
         );
     }
     if let Ok(c) = store.counts().await {

@@ -102,7 +102,9 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
     )
     .await?;
     let config = "[throttle]\nhits = 10\nwindow = 1\nmoderated = true\n";
-    let (_redis, cluster) = start(&site, 3, config).await?;
+    let (_redis, mut cluster) = start(&site, 3, config).await?;
+    let port = crate::harness::free_port()?.to_string();
+    cluster.start_worker_with(&[("SPINNERET_STATS__METRICS_PORT", &port)])?;
     // While paused, `info` says so for its domain.
     let host = site.addrs()[LAST].ip().to_string();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -120,6 +122,27 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
         anyhow::ensure!(Instant::now() < deadline, "no pause in info: {info}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // /metrics names the origin, its learned rate and the slow-down.
+    let origin = format!("http://{}", site.addrs()[LAST]);
+    let cut = format!("spinneret_site_slow_downs{{origin=\"{origin}\"}} 1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let metrics = loop {
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        if let Ok(r) = reqwest::get(&url).await {
+            let text = r.text().await?;
+            if text.contains(&cut) {
+                break text;
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no {cut} in /metrics");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metrics.contains(&format!(
+            "spinneret_site_learned_rate{{origin=\"{origin}\"}}"
+        )),
+        "{metrics}"
+    );
     finish(&site, &cluster, Duration::from_secs(60)).await?;
     let last = page_hits(&site, LAST);
     let refused = last[0].at;

@@ -264,7 +264,7 @@ fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
             .map(|(d, gap)| json!({"domain": d, "rate": (1.0 / gap.as_secs_f64().max(0.001) * 10.0).round() / 10.0}))
             .collect::<Vec<_>>(),
         "learned": st.sites.learned.iter()
-            .map(|(d, rate)| json!({"domain": d, "rate": (rate * 10.0).round() / 10.0}))
+            .map(|(d, rate, cuts)| json!({"domain": d, "rate": (rate * 10.0).round() / 10.0, "slow_downs": cuts}))
             .collect::<Vec<_>>(),
     });
     json!({"crawls": crawls, "workers": workers, "pages_total": st.pages_total,

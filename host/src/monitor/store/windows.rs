@@ -32,8 +32,9 @@ pub struct SitePaces {
     pub paused_for: Vec<(String, Duration)>,
     /// The adaptive throttle's widest spacings: domain and spacing.
     pub adaptive: Vec<(String, Duration)>,
-    /// The slowest learned rates: domain and fetches per second.
-    pub learned: Vec<(String, f64)>,
+    /// The slowest learned rates: origin, fetches per second, and the
+    /// 429s and 503s that cut it.
+    pub learned: Vec<(String, f64, u64)>,
 }
 
 /// Requests queued for one spider on one domain.
@@ -387,22 +388,25 @@ impl MonitorStore {
         &self,
         tag: &str,
         listed: Vec<(String, f64)>,
-    ) -> Result<Vec<(String, f64)>, StoreError> {
+    ) -> Result<Vec<(String, f64, u64)>, StoreError> {
         if listed.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for (d, _) in &listed {
-            pipe.cmd("HGET").arg(format!("{tag}:ds:{d}")).arg("rt");
+            pipe.cmd("HMGET")
+                .arg(format!("{tag}:ds:{d}"))
+                .arg("rt")
+                .arg("e");
         }
-        let now: Vec<Option<f64>> = pipe
+        let now: Vec<(Option<f64>, Option<u64>)> = pipe
             .query_async(&mut self.redis.con())
             .await
             .map_err(unavailable)?;
         Ok(listed
             .into_iter()
             .zip(now)
-            .filter_map(|((d, _), rt)| Some((d, rt?)))
+            .filter_map(|((d, _), (rt, cuts))| Some((d, rt?, cuts.unwrap_or(0))))
             .collect())
     }
 
