@@ -1,11 +1,11 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
 use super::queue::{FairQueue, Queued};
-use super::{Candidate, Counts, DedupStore, Frontier, Lease, Pop, StoreError};
+use super::{Counts, Frontier, Lease, Pop, StoreError};
 use crate::links::domain::{self, origin_of};
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
-use crate::request::{CrawlKey, Job};
+use crate::request::Job;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
@@ -430,78 +430,13 @@ impl Frontier for EmbeddedFrontier {
     }
 }
 
-struct Seen {
-    fingerprints: HashSet<u128>,
-    per_domain: HashMap<String, u32>,
-    touched: Instant,
-}
-
-/// Seen fingerprints and page counts per crawl. A crawl's state is dropped
-/// once no admission has touched it for `idle_ttl`.
-pub struct EmbeddedDedup {
-    crawls: Mutex<HashMap<CrawlKey, Seen>>,
-    idle_ttl: Duration,
-    global_counts: Mutex<HashMap<String, u32>>,
-}
-
-impl EmbeddedDedup {
-    pub fn new(idle_ttl: Duration) -> Self {
-        EmbeddedDedup {
-            crawls: Mutex::new(HashMap::new()),
-            idle_ttl,
-            global_counts: Mutex::new(HashMap::new()),
-        }
-    }
-}
-
-#[async_trait]
-impl DedupStore for EmbeddedDedup {
-    async fn admit(
-        &self,
-        crawl: &CrawlKey,
-        candidates: &[Candidate],
-    ) -> Result<Vec<bool>, StoreError> {
-        let now = Instant::now();
-        let mut crawls = self.crawls.lock();
-        crawls.retain(|_, s| now.duration_since(s.touched) < self.idle_ttl);
-        let seen = crawls.entry(crawl.clone()).or_insert_with(|| Seen {
-            fingerprints: HashSet::new(),
-            per_domain: HashMap::new(),
-            touched: now,
-        });
-        seen.touched = now;
-        let mut global = self.global_counts.lock();
-        let out = candidates
-            .iter()
-            .map(|c| {
-                if !c.force && seen.fingerprints.contains(&c.fingerprint) {
-                    return false;
-                }
-                let count = seen.per_domain.get(&c.domain).copied().unwrap_or(0);
-                if c.domain_cap.is_some_and(|cap| count >= cap) {
-                    return false;
-                }
-                let gcount = global.get(&c.domain).copied().unwrap_or(0);
-                if c.global_cap.is_some_and(|cap| gcount >= cap) {
-                    return false;
-                }
-                seen.fingerprints.insert(c.fingerprint);
-                *seen.per_domain.entry(c.domain.clone()).or_default() += 1;
-                if c.global_cap.is_some() {
-                    *global.entry(c.domain.clone()).or_default() += 1;
-                }
-                true
-            })
-            .collect();
-        Ok(out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::politeness::throttle::EmbeddedThrottle;
+    use crate::request::CrawlKey;
     use crate::request::CrawlRequest;
+    use crate::scheduler::{Candidate, DedupStore, EmbeddedDedup};
 
     fn job(url: &str, priority: i64) -> Job {
         let json =

@@ -11,13 +11,15 @@
 mod embedded;
 mod queue;
 pub mod redis;
+mod seen;
 #[cfg(test)]
 mod twins;
 
 pub use self::redis::{RedisFrontier, WorkerCard};
 use crate::politeness::{Requeue, Sample};
 pub use crate::store::{StoreError, MAX_SHARDS};
-pub use embedded::{EmbeddedDedup, EmbeddedFrontier};
+pub use embedded::EmbeddedFrontier;
+pub use seen::EmbeddedDedup;
 
 use crate::request::{CrawlKey, Job};
 use async_trait::async_trait;
