@@ -369,18 +369,35 @@ pub(super) fn reap_orphans() {
             })
         {
             if start_time(pid) == Some(start) && !exited(pid) {
-                let killed = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if killed {
-                    tracing::info!(pid, "stopped a browser whose worker was killed");
-                }
+                stop_orphan(pid);
             }
         }
+        // A home that will not go (a process of another user still in it)
+        // is tried again by the next reaper: its lock stays free.
         let _ = std::fs::remove_dir_all(&home);
     }
+}
+
+/// Kill an orphaned browser and every process under it, and wait (up to
+/// two seconds) until they are gone: its renderers write to the profile
+/// while they live, and a home emptied under them is not removed.
+fn stop_orphan(pid: u32) {
+    let mut all = descendants(pid);
+    all.push(pid);
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .args(all.iter().map(u32::to_string))
+        .stderr(Stdio::null())
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while !all.iter().all(|p| exited(*p)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    tracing::info!(
+        pid,
+        processes = all.len(),
+        "stopped a browser whose worker was killed"
+    );
 }
 
 fn older_than(p: &Path, age: Duration) -> bool {
