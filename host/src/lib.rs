@@ -25,6 +25,7 @@
 //!   worker's).
 //! - [`cli`]: the `spinneret` command.
 
+pub mod archive;
 pub mod backoff;
 pub mod bus;
 pub mod cli;

@@ -274,6 +274,9 @@ fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Res
         elapsed: Duration::ZERO,
         redirect: None,
         rendered: false,
+        encoded: None,
+        version: "HTTP/1.1",
+        archived: None,
     };
     Ok(Page::new(Arc::new(job), Arc::new(fetched), max_links))
 }

@@ -5,6 +5,7 @@
 
 mod layers;
 mod network;
+mod output;
 mod render;
 mod seconds;
 mod validate;
@@ -12,6 +13,7 @@ pub use network::Network;
 
 /// The most shards a Redis namespace may have (`redis.shards`).
 pub const MAX_SHARDS: u16 = 256;
+pub use output::{Objects, Output, SplitBy, Warc};
 pub use render::Render;
 
 use serde::Deserialize;
@@ -49,6 +51,8 @@ pub struct Settings {
     pub plugins: Plugins,
     pub process: Process,
     pub render: Render,
+    pub warc: Warc,
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Deserialize)]

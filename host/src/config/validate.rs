@@ -19,6 +19,8 @@ impl Settings {
         self.crawl.validate()?;
         self.rest.validate()?;
         self.render.check().map_err(ConfigError::Invalid)?;
+        self.warc.check().map_err(ConfigError::Invalid)?;
+        self.output.objects.check().map_err(ConfigError::Invalid)?;
         self.throttle.validate()?;
         self.plugins.validate()?;
         self.kafka.validate()?;

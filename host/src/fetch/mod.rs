@@ -1,7 +1,9 @@
-//! The fetcher: one reqwest client (rustls, gzip/br/deflate) with connect and
-//! total timeouts, a redirect limit, a body cap, and the address policy
-//! applied after DNS and on every redirect hop.
+//! The fetcher: one reqwest client (rustls) with connect and total
+//! timeouts, a redirect limit, a body cap, the address policy applied
+//! after DNS and on every redirect hop, and content decoding of its own
+//! (`decode.rs`: the bytes as sent are kept for the archive).
 
+pub mod decode;
 mod policy;
 mod robots;
 pub mod sitemap;
@@ -107,6 +109,22 @@ pub struct Fetched {
     /// `body` is the DOM a headless browser built from the response
     /// (UTF-8, `content-type` says so), not the response itself.
     pub rendered: bool,
+    /// The body as the server sent it, when it came content-encoded and
+    /// `body` is decoded (`headers` then lack `content-encoding` and
+    /// `content-length`, which describe these bytes: they are kept here).
+    pub encoded: Option<Encoded>,
+    /// The HTTP version it came in: `HTTP/1.1`, `HTTP/2`.
+    pub version: &'static str,
+    /// Where the archive wrote it ([`crate::archive`]), when one did.
+    pub archived: Option<crate::archive::Archived>,
+}
+
+/// A response body as sent, content-encoded, with the headers about it.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub body: Bytes,
+    pub content_encoding: String,
+    pub content_length: Option<String>,
 }
 
 impl Fetched {
@@ -137,6 +155,10 @@ impl Fetcher {
         let timeout = settings.download_timeout;
         let builder = reqwest::Client::builder()
             .user_agent(settings.user_agent.clone())
+            // Bodies are decoded here, bounded, and kept as sent too.
+            .no_gzip()
+            .no_brotli()
+            .no_deflate()
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.read_timeout)
             .timeout(timeout)
@@ -186,6 +208,13 @@ impl Fetcher {
             for (k, v) in &hop.headers {
                 req = req.header(k.as_str(), v.as_str());
             }
+            if !hop
+                .headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("accept-encoding"))
+            {
+                req = req.header("accept-encoding", decode::ACCEPTED);
+            }
             if let Some(b) = &hop.body {
                 req = req.body(b.clone());
             }
@@ -224,7 +253,14 @@ impl Fetcher {
         redirect: Option<Result<Hop, FetchError>>,
     ) -> Result<Fetched, FetchError> {
         let status = resp.status();
-        let headers = resp
+        let version = match resp.version() {
+            reqwest::Version::HTTP_09 => "HTTP/0.9",
+            reqwest::Version::HTTP_10 => "HTTP/1.0",
+            reqwest::Version::HTTP_2 => "HTTP/2",
+            reqwest::Version::HTTP_3 => "HTTP/3",
+            _ => "HTTP/1.1",
+        };
+        let mut headers: Vec<(String, String)> = resp
             .headers()
             .iter()
             .map(|(k, v)| {
@@ -278,17 +314,66 @@ impl Fetcher {
             }
             body.extend_from_slice(&chunk);
         }
+        let mut body = body.freeze();
+        let encoded = self.decoded(&mut headers, &mut body, out, status.as_u16())?;
         Ok(Fetched {
             status: status.as_u16(),
             reason: status.canonical_reason().unwrap_or("").to_string(),
             response_url,
             request_headers: out.headers.to_vec(),
             headers,
-            body: body.freeze(),
+            body,
             elapsed: started.elapsed(),
             redirect,
             rendered: false,
+            encoded,
+            version,
+            archived: None,
         })
+    }
+
+    /// Decode a content-encoded `body` in place, bounded like a body read
+    /// (`max_body_bytes`, or cut at `truncate_at`), and hand back the bytes
+    /// as sent with the headers that describe them. A coding we do not
+    /// read leaves the body as sent; a corrupt one too, as browsers show it.
+    fn decoded(
+        &self,
+        headers: &mut Vec<(String, String)>,
+        body: &mut Bytes,
+        out: &Outgoing<'_>,
+        status: u16,
+    ) -> Result<Option<Encoded>, FetchError> {
+        let Some(coding) = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+            .map(|(_, v)| v.clone())
+        else {
+            return Ok(None);
+        };
+        let limit = out.truncate_at.unwrap_or(self.max_body);
+        let plain = match decode::decode(&coding, body, limit, out.truncate_at.is_some()) {
+            None | Some(Err(decode::DecodeError::Corrupt(_))) => return Ok(None),
+            Some(Err(decode::DecodeError::TooLarge)) => {
+                return Err(FetchError::TooLarge {
+                    limit: self.max_body,
+                    status,
+                })
+            }
+            Some(Ok(plain)) => plain,
+        };
+        let mut content_length = None;
+        headers.retain(|(k, v)| {
+            if k.eq_ignore_ascii_case("content-length") {
+                content_length = Some(v.clone());
+                return false;
+            }
+            !k.eq_ignore_ascii_case("content-encoding")
+        });
+        Ok(Some(Encoded {
+            body: std::mem::replace(body, plain),
+            content_encoding: coding,
+            content_length,
+        }))
     }
 
     fn classify(&self, e: reqwest::Error) -> FetchError {

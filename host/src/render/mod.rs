@@ -255,6 +255,10 @@ impl Renderer {
             elapsed: main.elapsed + started.elapsed(),
             redirect: None,
             rendered: true,
+            // The DOM is the browser's; the archive holds what was sent.
+            encoded: None,
+            version: main.version,
+            archived: main.archived.clone(),
         })
     }
 

@@ -197,6 +197,9 @@ pub(crate) mod fixture {
                     elapsed: Duration::from_micros(12_345),
                     redirect: None,
                     rendered: true,
+                    encoded: None,
+                    version: "HTTP/1.1",
+                    archived: None,
                 })
             }),
             request_headers: vec![("authorization".into(), "Basic x".into())],

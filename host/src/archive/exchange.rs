@@ -1,0 +1,277 @@
+//! One fetch as records: the response as the server sent it (headers made
+//! true to the stored bytes), the request as sent (credentials redacted),
+//! and what the crawl knew of it.
+
+use super::cdxj;
+use super::record::{http_head, record_id, sha1_of, Record};
+use crate::fetch::Fetched;
+
+/// A fetch and what the crawl knew when it made it.
+pub struct Exchange<'a> {
+    /// The URL asked for (this hop's, not the chain's start).
+    pub url: &'a str,
+    pub method: &'a str,
+    pub request_body: Option<&'a [u8]>,
+    pub fetched: &'a Fetched,
+    pub appid: &'a str,
+    pub crawlid: &'a str,
+    pub spiderid: &'a str,
+    pub depth: u32,
+    /// The page whose render asked for this (a sub-request).
+    pub via: Option<&'a str>,
+}
+
+/// Records ready to append, in order, the first the response.
+pub(super) struct Records {
+    pub members: Vec<Member>,
+}
+
+pub(super) struct Member {
+    pub bytes: Vec<u8>,
+    /// What its index line says, when it has one.
+    pub index: Option<IndexFields>,
+}
+
+pub(super) struct IndexFields {
+    url: String,
+    date: String,
+    mime: String,
+    status: u16,
+    digest: Option<String>,
+    kind: &'static str,
+}
+
+impl IndexFields {
+    pub(super) fn entry(&self) -> cdxj::Entry<'_> {
+        cdxj::Entry {
+            url: &self.url,
+            date: &self.date,
+            mime: &self.mime,
+            status: self.status,
+            digest: self.digest.as_deref(),
+            offset: 0,
+            length: 0,
+            filename: "",
+            kind: self.kind,
+        }
+    }
+}
+
+impl Exchange<'_> {
+    pub(super) fn records(&self, redact: bool) -> Records {
+        let f = self.fetched;
+        let date = warc_date();
+        let (payload, headers) = self.wire();
+        let protocol = f
+            .version
+            .to_ascii_lowercase()
+            .replace("http/2", "h2")
+            .replace("http/3", "h3");
+        let status_line = format!(
+            "{} {} {}",
+            if f.version.starts_with("HTTP/1") {
+                f.version
+            } else {
+                "HTTP/1.1"
+            },
+            f.status,
+            f.reason
+        );
+        let head = http_head(&status_line, &headers);
+        let response_id = record_id();
+        let not_modified = f.status == 304;
+        let digest = sha1_of(&[payload]);
+        let mut warc_headers = vec![("WARC-Protocol", protocol)];
+        let kind = if not_modified {
+            warc_headers.push((
+                "WARC-Profile",
+                "http://netpreserve.org/warc/1.1/revisit/server-not-modified".into(),
+            ));
+            "revisit"
+        } else {
+            warc_headers.push(("WARC-Payload-Digest", digest.clone()));
+            "response"
+        };
+        let block: Vec<&[u8]> = if not_modified {
+            vec![&head]
+        } else {
+            vec![&head, payload]
+        };
+        let response = Record {
+            kind,
+            id: response_id.clone(),
+            date: &date,
+            target: Some(self.url),
+            headers: warc_headers,
+            content_type: "application/http; msgtype=response",
+            block: &block,
+        };
+        let mime = f
+            .header("content-type")
+            .and_then(|t| t.split(';').next())
+            .unwrap_or("unk")
+            .trim()
+            .to_ascii_lowercase();
+        let mut members = vec![Member {
+            bytes: response.gzip(),
+            index: Some(IndexFields {
+                url: self.url.to_string(),
+                date: date.clone(),
+                mime,
+                status: f.status,
+                digest: (!not_modified).then_some(digest),
+                kind,
+            }),
+        }];
+        let request = self.request_block(redact);
+        let body = self.request_body.unwrap_or_default();
+        members.push(Member {
+            bytes: Record {
+                kind: "request",
+                id: record_id(),
+                date: &date,
+                target: Some(self.url),
+                headers: vec![("WARC-Concurrent-To", response_id.clone())],
+                content_type: "application/http; msgtype=request",
+                block: &[&request, body],
+            }
+            .gzip(),
+            index: None,
+        });
+        let meta = self.metadata();
+        members.push(Member {
+            bytes: Record {
+                kind: "metadata",
+                id: record_id(),
+                date: &date,
+                target: Some(self.url),
+                headers: vec![("WARC-Concurrent-To", response_id)],
+                content_type: "application/warc-fields",
+                block: &[meta.as_bytes()],
+            }
+            .gzip(),
+            index: None,
+        });
+        Records { members }
+    }
+
+    /// The payload as sent and headers true to it: `Content-Encoding` and
+    /// the length as received; `Transfer-Encoding` (the client took the
+    /// chunks apart) and a length that does not match kept under
+    /// `X-Crawler-` names, and the true length added, as Heritrix does.
+    fn wire(&self) -> (&[u8], Vec<(String, String)>) {
+        let f = self.fetched;
+        let mut headers = f.headers.clone();
+        let payload: &[u8] = match &f.encoded {
+            Some(e) => {
+                headers.push(("content-encoding".into(), e.content_encoding.clone()));
+                if let Some(l) = &e.content_length {
+                    headers.push(("content-length".into(), l.clone()));
+                }
+                &e.body
+            }
+            None => &f.body,
+        };
+        let mut has_length = false;
+        for (k, v) in headers.iter_mut() {
+            if k.eq_ignore_ascii_case("transfer-encoding") {
+                *k = format!("X-Crawler-{k}");
+            } else if k.eq_ignore_ascii_case("content-length") {
+                if v.trim() == payload.len().to_string() {
+                    has_length = true;
+                } else {
+                    *k = format!("X-Crawler-{k}");
+                }
+            }
+        }
+        if !has_length && f.status != 304 {
+            headers.push(("Content-Length".into(), payload.len().to_string()));
+        }
+        (payload, headers)
+    }
+
+    fn request_block(&self, redact: bool) -> Vec<u8> {
+        let url = url::Url::parse(self.url).ok();
+        let target = url.as_ref().map_or("/".to_string(), |u| match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        });
+        let mut headers = Vec::with_capacity(self.fetched.request_headers.len() + 2);
+        if let Some(u) = &url {
+            let host = match u.port() {
+                Some(p) => format!("{}:{p}", u.host_str().unwrap_or_default()),
+                None => u.host_str().unwrap_or_default().to_string(),
+            };
+            headers.push(("Host".to_string(), host));
+        }
+        let mut encoding = false;
+        for (k, v) in &self.fetched.request_headers {
+            encoding |= k.eq_ignore_ascii_case("accept-encoding");
+            let v = if redact && crate::fetch::is_credential_header(k) {
+                "(redacted)".to_string()
+            } else {
+                v.clone()
+            };
+            headers.push((k.clone(), v));
+        }
+        if !encoding {
+            headers.push((
+                "Accept-Encoding".into(),
+                crate::fetch::decode::ACCEPTED.into(),
+            ));
+        }
+        http_head(&format!("{} {target} HTTP/1.1", self.method), &headers)
+    }
+
+    fn metadata(&self) -> String {
+        let mut m = format!(
+            "appid: {}\r\ncrawlid: {}\r\nspiderid: {}\r\ndepth: {}\r\nfetch-time-ms: {}\r\n",
+            one_line(self.appid),
+            one_line(self.crawlid),
+            one_line(self.spiderid),
+            self.depth,
+            self.fetched.elapsed.as_millis()
+        );
+        if let Some(v) = self.via {
+            m.push_str(&format!("via: {}\r\n", one_line(v)));
+        }
+        m
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// Now, as WARC/1.1 dates are written (microseconds, UTC).
+fn warc_date() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.microsecond()
+    )
+}
+
+/// The `warcinfo` record that opens a file.
+pub(super) fn warcinfo(filename: &str) -> Vec<u8> {
+    let fields = format!(
+        "software: spinneret/{}\r\nformat: WARC File Format 1.1\r\nconformsTo: http://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/\r\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    Record {
+        kind: "warcinfo",
+        id: record_id(),
+        date: &warc_date(),
+        target: None,
+        headers: vec![("WARC-Filename", filename.to_string())],
+        content_type: "application/warc-fields",
+        block: &[fields.as_bytes()],
+    }
+    .gzip()
+}

@@ -1,0 +1,371 @@
+//! The WARC archive (`[warc]`): every fetch written as it happened, as
+//! `response` (or `revisit` for a 304), `request` and `metadata` records,
+//! the payload as the bytes the server sent. Records go to one open file
+//! per split (appid, crawl, or one for all), each a gzip member of its
+//! own, with a CDXJ line per response as it is written.
+//!
+//! Durability is a group commit: [`Archive::durable`] waits until every
+//! record written before the call is fsynced, one `fsync` serving all the
+//! pages that wait for it; a lease is settled only after (the crawl's
+//! `settle`). A file being written is named `*.warc.gz.open`, locked by
+//! its writer; one left by a killed worker is sealed by the next start
+//! (`seal.rs`): cut to its last whole record and indexed again.
+
+mod cdxj;
+mod exchange;
+pub mod record;
+mod seal;
+
+pub use exchange::Exchange;
+pub use seal::{members, read_member};
+
+use crate::config::{SplitBy, Warc};
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone)]
+pub enum ArchiveError {
+    /// Writing or syncing failed (a full disk): the page's lease goes back.
+    #[error("warc: {0}")]
+    Io(String),
+}
+
+fn io(what: &str, p: &Path, e: std::io::Error) -> ArchiveError {
+    ArchiveError::Io(format!("{what} {}: {e}", p.display()))
+}
+
+/// Where a page's response record is: a result's `warc` field. `file` is
+/// relative to `warc.dir` and names the file as sealed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Archived {
+    pub file: String,
+    pub offset: u64,
+    pub length: u64,
+}
+
+pub struct Archive {
+    dir: PathBuf,
+    settings: Warc,
+    /// `<host>-<pid>`: file names never clash between workers sharing a
+    /// directory.
+    worker: String,
+    files: Mutex<HashMap<String, Open>>,
+    serial: AtomicU64,
+    /// Bytes appended so far, and (below) how many of them are fsynced.
+    written: AtomicU64,
+    synced: tokio::sync::watch::Sender<Synced>,
+    kick: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Synced {
+    upto: u64,
+    /// The last sync failed: waiters give up with this.
+    failed: Option<String>,
+}
+
+/// A file being written.
+struct Open {
+    /// Relative to the archive's directory, as it will be when sealed.
+    name: String,
+    /// The file's own name, as its index lines give it (the index lies
+    /// beside it).
+    base: String,
+    path: PathBuf,
+    warc: File,
+    index: std::io::BufWriter<File>,
+    len: u64,
+    opened: Instant,
+}
+
+impl Archive {
+    /// Open the archive in `settings.dir`: files left open by a killed
+    /// worker are sealed first.
+    pub fn open(settings: &Warc) -> Result<Arc<Archive>, ArchiveError> {
+        let dir = PathBuf::from(&settings.dir);
+        std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
+        let sealed = seal::leftovers(&dir)?;
+        if sealed > 0 {
+            tracing::info!(files = sealed, dir = %dir.display(), "sealed WARC files a stopped worker left open");
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "host".into());
+        let host: String = host
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let archive = Arc::new(Archive {
+            dir,
+            settings: settings.clone(),
+            worker: format!("{host}-{}", std::process::id()),
+            files: Mutex::new(HashMap::new()),
+            serial: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            synced: tokio::sync::watch::Sender::new(Synced::default()),
+            kick: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(archive.clone().sync_loop());
+        Ok(archive)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Write one fetch's records; where its response record is.
+    pub fn write(&self, x: &Exchange<'_>) -> Result<Archived, ArchiveError> {
+        let split = match self.settings.split_by {
+            SplitBy::None => String::new(),
+            SplitBy::Appid => safe_name(x.appid),
+            SplitBy::Crawl => format!("{}/{}", safe_name(x.appid), safe_name(x.crawlid)),
+        };
+        // Compressed before the lock: pages are written side by side.
+        let records = x.records(self.settings.redact);
+        let mut files = self.files.lock();
+        let open = match files.get_mut(&split) {
+            Some(o) if !self.full(o) => o,
+            _ => {
+                if let Some(old) = files.remove(&split) {
+                    self.seal(old)?;
+                }
+                let new = self.create(&split)?;
+                files.entry(split).or_insert(new)
+            }
+        };
+        let offset = open.len;
+        let mut at = offset;
+        let mut lines = String::new();
+        for r in &records.members {
+            if let Some(entry) = &r.index {
+                lines.push_str(
+                    &cdxj::Entry {
+                        offset: at,
+                        length: r.bytes.len() as u64,
+                        filename: &open.base,
+                        ..entry.entry()
+                    }
+                    .line(),
+                );
+            }
+            at += r.bytes.len() as u64;
+        }
+        let all: Vec<u8> = records
+            .members
+            .iter()
+            .flat_map(|r| r.bytes.iter().copied())
+            .collect();
+        if let Err(e) = open.warc.write_all(&all) {
+            // A part written would leave a torn record in the middle of
+            // the file: cut it off again.
+            let _ = open.warc.set_len(offset);
+            return Err(io("cannot write", &open.path, e));
+        }
+        open.len = at;
+        open.index
+            .write_all(lines.as_bytes())
+            .map_err(|e| io("cannot index", &open.path, e))?;
+        self.written.fetch_add(all.len() as u64, SeqCst);
+        Ok(Archived {
+            file: open.name.clone(),
+            offset,
+            length: records.members[0].bytes.len() as u64,
+        })
+    }
+
+    /// Wait until every record written before this call is on disk.
+    pub async fn durable(&self) -> Result<(), ArchiveError> {
+        let target = self.written.load(SeqCst);
+        let mut rx = self.synced.subscribe();
+        if rx.borrow().upto >= target {
+            return Ok(());
+        }
+        self.kick.notify_one();
+        let seen = rx
+            .wait_for(|s| s.upto >= target || s.failed.is_some())
+            .await
+            .map_err(|_| ArchiveError::Io("the archive is closed".into()))?;
+        match &seen.failed {
+            Some(e) if seen.upto < target => Err(ArchiveError::Io(e.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seal every open file (the process is stopping): all records whole,
+    /// synced and indexed.
+    pub fn close(&self) -> Result<(), ArchiveError> {
+        let open: Vec<Open> = self.files.lock().drain().map(|(_, o)| o).collect();
+        for o in open {
+            self.seal(o)?;
+        }
+        self.synced
+            .send_modify(|s| s.upto = s.upto.max(self.written.load(SeqCst)));
+        Ok(())
+    }
+
+    /// One fsync for every page waiting; files past their age sealed.
+    async fn sync_loop(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = self.kick.notified() => {}
+                _ = tick.tick() => self.seal_old(),
+            }
+            let target = self.written.load(SeqCst);
+            if self.synced.borrow().upto >= target && self.synced.borrow().failed.is_none() {
+                continue;
+            }
+            let handles: Vec<(PathBuf, std::io::Result<File>)> = self
+                .files
+                .lock()
+                .values()
+                .map(|o| (o.path.clone(), o.warc.try_clone()))
+                .collect();
+            let synced = tokio::task::spawn_blocking(move || {
+                for (path, f) in handles {
+                    f.and_then(|f| f.sync_data())
+                        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+                }
+                Ok::<(), String>(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+            self.synced.send_modify(|s| match synced {
+                Ok(()) => {
+                    s.upto = s.upto.max(target);
+                    s.failed = None;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "WARC records not synced; their pages go back to the queue");
+                    s.failed = Some(e);
+                }
+            });
+            if Arc::strong_count(&self) == 1 {
+                return;
+            }
+        }
+    }
+
+    fn seal_old(&self) {
+        let mut files = self.files.lock();
+        let old: Vec<String> = files
+            .iter()
+            .filter(|(_, o)| o.opened.elapsed() >= self.settings.max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in old {
+            if let Some(o) = files.remove(&k) {
+                if let Err(e) = self.seal(o) {
+                    tracing::error!(error = %e, "cannot seal a WARC file; the next start seals it");
+                }
+            }
+        }
+    }
+
+    fn full(&self, o: &Open) -> bool {
+        o.len >= self.settings.max_bytes || o.opened.elapsed() >= self.settings.max_age
+    }
+
+    fn create(&self, split: &str) -> Result<Open, ArchiveError> {
+        let sub = self.dir.join(split);
+        std::fs::create_dir_all(&sub).map_err(|e| io("cannot create", &sub, e))?;
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = format!(
+            "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
+            now.year(),
+            now.month() as u8,
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.millisecond()
+        );
+        let serial = self.serial.fetch_add(1, SeqCst);
+        let file = format!(
+            "{}-{stamp}-{serial:05}-{}.warc.gz",
+            self.settings.prefix, self.worker
+        );
+        let name = if split.is_empty() {
+            file.clone()
+        } else {
+            format!("{split}/{file}")
+        };
+        let path = sub.join(format!("{file}.open"));
+        let mut warc = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io("cannot create", &path, e))?;
+        // Held for the file's life: the next start's sealer leaves a
+        // locked file to its live writer.
+        warc.try_lock()
+            .map_err(|e| ArchiveError::Io(format!("cannot lock {}: {e}", path.display())))?;
+        let info = exchange::warcinfo(&file);
+        warc.write_all(&info)
+            .map_err(|e| io("cannot write", &path, e))?;
+        let index_path = seal::index_path(&path);
+        let index = File::create(&index_path).map_err(|e| io("cannot create", &index_path, e))?;
+        self.written.fetch_add(info.len() as u64, SeqCst);
+        Ok(Open {
+            name,
+            base: file,
+            path,
+            warc,
+            index: std::io::BufWriter::new(index),
+            len: info.len() as u64,
+            opened: Instant::now(),
+        })
+    }
+
+    /// Sync a file and its index and give them their final names.
+    fn seal(&self, mut o: Open) -> Result<(), ArchiveError> {
+        o.warc
+            .sync_all()
+            .map_err(|e| io("cannot sync", &o.path, e))?;
+        o.index
+            .flush()
+            .map_err(|e| io("cannot index", &o.path, e))?;
+        seal::rename(&o.path)
+    }
+}
+
+/// A file name part from a tenant's string: letters, digits, `-`, `_`,
+/// `.` kept, the rest `_`, with a short hash when anything changed (so
+/// two names never meet in one).
+fn safe_name(s: &str) -> String {
+    let kept: String = s
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if kept == s && !kept.is_empty() {
+        return kept;
+    }
+    format!(
+        "{kept}_{:08x}",
+        xxhash_rust::xxh3::xxh3_64(s.as_bytes()) as u32
+    )
+}
+
+#[cfg(test)]
+mod tests;
