@@ -35,6 +35,7 @@ pub mod fetch;
 pub mod links;
 pub mod metrics;
 pub mod monitor;
+pub mod objects;
 pub mod plugins;
 pub mod politeness;
 pub mod render;

@@ -1,6 +1,7 @@
 //! Black-box integration tests: the real `spinneret` binary, real HTTP from
 //! the local test site, real WebAssembly guests. Build first: `just test`.
 
+mod archive;
 mod cluster;
 mod conformance;
 mod crawl;

@@ -11,6 +11,7 @@
 //! [`Site::expected`] gives the exact set of URLs a crawl to depth `d` must
 //! return, computed from the same link graph the pages are rendered from.
 
+pub mod archived;
 mod graph;
 mod scripted;
 mod server;
@@ -193,6 +194,11 @@ impl Site {
     /// next only.
     pub fn chain_url(&self, n: u64, i: u64) -> String {
         format!("http://{}/walk/{n}/{i}.html", self.addrs[0])
+    }
+
+    /// An archive test page (`archived::PAGES`, `archived::BIG`) on host 0.
+    pub fn archive_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addrs[0])
     }
 
     pub fn hostile_url(&self, name: &str) -> String {

@@ -1,7 +1,7 @@
 //! HTTP/1.1 serving of the pre-rendered pages, with a request log.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::{Request, Response, StatusCode};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -114,29 +114,42 @@ pub async fn serve(
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let robots = req.uri().path() == "/robots.txt";
-                let resp = if robots && !quirks.robots.is_zero() && req.uri().query().is_none() {
+                let inm = req
+                    .headers()
+                    .get("if-none-match")
+                    .and_then(|v| v.to_str().ok());
+                let archived = crate::archived::respond(req.uri().path(), inm);
+                let resp = if let Some(r) = archived {
                     log.push(hit(&req, host));
-                    Response::builder()
-                        .status(StatusCode::MOVED_PERMANENTLY)
-                        .header("location", "/robots.txt?hop=2")
-                        .body(Full::new(Bytes::new()))
-                        .unwrap_or_default()
-                } else if robots && quirks.huge_robots && host + 1 == hosts {
-                    log.push(hit(&req, host));
-                    text(StatusCode::OK, "text/plain", huge_robots())
-                } else if let Some(r) = refusal(&quirks, &log, robots, host + 1 == hosts) {
-                    log.push(hit(&req, host));
-                    r
-                } else if let Some(r) = limited(&quirks, &log, robots, host + 1 == hosts) {
-                    log.push_limited(hit(&req, host));
-                    r
-                } else if robots && host + 1 == hosts && quirks.crawl_delay.is_some() {
-                    log.push(hit(&req, host));
-                    let delay = quirks.crawl_delay.unwrap_or_default();
-                    let txt = format!("User-agent: *\nCrawl-delay: {delay}\nDisallow: /private/\n");
-                    text(StatusCode::OK, "text/plain", txt)
+                    r.map(Either::Right)
                 } else {
-                    respond(&req, (host, hosts), &quirks, &pages, &log)
+                    let full = if robots && !quirks.robots.is_zero() && req.uri().query().is_none()
+                    {
+                        log.push(hit(&req, host));
+                        Response::builder()
+                            .status(StatusCode::MOVED_PERMANENTLY)
+                            .header("location", "/robots.txt?hop=2")
+                            .body(Full::new(Bytes::new()))
+                            .unwrap_or_default()
+                    } else if robots && quirks.huge_robots && host + 1 == hosts {
+                        log.push(hit(&req, host));
+                        text(StatusCode::OK, "text/plain", huge_robots())
+                    } else if let Some(r) = refusal(&quirks, &log, robots, host + 1 == hosts) {
+                        log.push(hit(&req, host));
+                        r
+                    } else if let Some(r) = limited(&quirks, &log, robots, host + 1 == hosts) {
+                        log.push_limited(hit(&req, host));
+                        r
+                    } else if robots && host + 1 == hosts && quirks.crawl_delay.is_some() {
+                        log.push(hit(&req, host));
+                        let delay = quirks.crawl_delay.unwrap_or_default();
+                        let txt =
+                            format!("User-agent: *\nCrawl-delay: {delay}\nDisallow: /private/\n");
+                        text(StatusCode::OK, "text/plain", txt)
+                    } else {
+                        respond(&req, (host, hosts), &quirks, &pages, &log)
+                    };
+                    full.map(Either::Left)
                 };
                 let slow = if robots {
                     quirks.robots

@@ -13,12 +13,18 @@ pub struct Exchange<'a> {
     pub method: &'a str,
     pub request_body: Option<&'a [u8]>,
     pub fetched: &'a Fetched,
-    pub appid: &'a str,
-    pub crawlid: &'a str,
-    pub spiderid: &'a str,
+    pub owner: &'a Owner,
+}
+
+/// Whose fetch it was: the request's crawl, and for a rendered page's
+/// sub-request, the page that asked for it.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    pub appid: String,
+    pub crawlid: String,
+    pub spiderid: String,
     pub depth: u32,
-    /// The page whose render asked for this (a sub-request).
-    pub via: Option<&'a str>,
+    pub via: Option<String>,
 }
 
 /// Records ready to append, in order, the first the response.
@@ -226,13 +232,13 @@ impl Exchange<'_> {
     fn metadata(&self) -> String {
         let mut m = format!(
             "appid: {}\r\ncrawlid: {}\r\nspiderid: {}\r\ndepth: {}\r\nfetch-time-ms: {}\r\n",
-            one_line(self.appid),
-            one_line(self.crawlid),
-            one_line(self.spiderid),
-            self.depth,
+            one_line(&self.owner.appid),
+            one_line(&self.owner.crawlid),
+            one_line(&self.owner.spiderid),
+            self.owner.depth,
             self.fetched.elapsed.as_millis()
         );
-        if let Some(v) = self.via {
+        if let Some(v) = &self.owner.via {
             m.push_str(&format!("via: {}\r\n", one_line(v)));
         }
         m

@@ -16,7 +16,7 @@ mod exchange;
 pub mod record;
 mod seal;
 
-pub use exchange::Exchange;
+pub use exchange::{Exchange, Owner};
 pub use seal::{members, read_member};
 
 use crate::config::{SplitBy, Warc};
@@ -131,8 +131,12 @@ impl Archive {
     pub fn write(&self, x: &Exchange<'_>) -> Result<Archived, ArchiveError> {
         let split = match self.settings.split_by {
             SplitBy::None => String::new(),
-            SplitBy::Appid => safe_name(x.appid),
-            SplitBy::Crawl => format!("{}/{}", safe_name(x.appid), safe_name(x.crawlid)),
+            SplitBy::Appid => safe_name(&x.owner.appid),
+            SplitBy::Crawl => format!(
+                "{}/{}",
+                safe_name(&x.owner.appid),
+                safe_name(&x.owner.crawlid)
+            ),
         };
         // Compressed before the lock: pages are written side by side.
         let records = x.records(self.settings.redact);

@@ -85,11 +85,11 @@ fn recover(path: &Path) -> Result<bool, ArchiveError> {
     Ok(true)
 }
 
-/// The gzip members of a WARC file, each as (offset, length, decompressed
-/// record), until the first that is not whole.
-pub fn members(
-    file: &File,
-) -> std::io::Result<impl Iterator<Item = Result<(u64, u64, Vec<u8>), std::io::Error>>> {
+/// One gzip member of a file: its offset, its length, the record in it.
+pub type Member = (u64, u64, Vec<u8>);
+
+/// The gzip members of a WARC file, until the first that is not whole.
+pub fn members(file: &File) -> std::io::Result<impl Iterator<Item = std::io::Result<Member>>> {
     let mut f = file.try_clone()?;
     f.rewind()?;
     let mut r = BufReader::with_capacity(1 << 16, CountingRead { inner: f, n: 0 });

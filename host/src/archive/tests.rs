@@ -1,6 +1,5 @@
 use super::*;
 use crate::fetch::{Encoded, Fetched};
-use std::io::Write as _;
 use std::time::Duration;
 
 fn fetched(status: u16, body: &'static [u8], encoded: Option<Encoded>) -> Fetched {
@@ -27,16 +26,19 @@ fn fetched(status: u16, body: &'static [u8], encoded: Option<Encoded>) -> Fetche
 }
 
 fn exchange<'a>(url: &'a str, f: &'a Fetched, appid: &'a str) -> Exchange<'a> {
+    let owner = Box::leak(Box::new(Owner {
+        appid: appid.into(),
+        crawlid: "c1".into(),
+        spiderid: "link".into(),
+        depth: 2,
+        via: None,
+    }));
     Exchange {
         url,
         method: "GET",
         request_body: None,
         fetched: f,
-        appid,
-        crawlid: "c1",
-        spiderid: "link",
-        depth: 2,
-        via: None,
+        owner,
     }
 }
 

@@ -6,7 +6,8 @@
 use super::{ResultSink, SinkError};
 use crate::backoff::Backoff;
 use crate::config;
-use crate::result::{CrawlResult, Part};
+use crate::objects::Objects;
+use crate::result::{CrawlResult, Part, ResultJson};
 use crate::timeouts;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -346,18 +347,74 @@ impl KafkaBus {
 }
 
 /// Crawl results on `crawled_firehose` (and `crawled_<appid>`), keyed by
-/// crawlid. A result too large for `kafka.max_message_bytes` is sent
-/// without its body and with an `error`; one too large even so, or a
-/// per-app copy whose topic cannot exist, is a dead letter on
+/// crawlid. A result too large for a message has its body stored in the
+/// object store when there is one (`body_ref` in its place); without one
+/// it is sent without its body and with an `error`. One too large even
+/// so, or a per-app copy whose topic cannot exist, is a dead letter on
 /// `<prefix>.errors`: never silently dropped.
 pub struct KafkaSink {
     bus: Arc<KafkaBus>,
     base64_body: bool,
+    objects: Option<Arc<Objects>>,
+    /// A body was dropped for want of a store: said once.
+    told: std::sync::atomic::AtomicBool,
 }
 
 impl KafkaSink {
-    pub fn new(bus: Arc<KafkaBus>, base64_body: bool) -> KafkaSink {
-        KafkaSink { bus, base64_body }
+    pub fn new(bus: Arc<KafkaBus>, base64_body: bool, objects: Option<Arc<Objects>>) -> KafkaSink {
+        KafkaSink {
+            bus,
+            base64_body,
+            objects,
+            told: false.into(),
+        }
+    }
+
+    /// The message for `result`: by claim check when its body makes it too
+    /// large and a store is there to take the body.
+    async fn payload(&self, result: &CrawlResult) -> Result<Vec<u8>, SinkError> {
+        let limit = self.bus.cfg.max_message_bytes;
+        let mut json = result.json(self.base64_body);
+        let full = json.to_vec();
+        let body = result
+            .fetched
+            .as_ref()
+            .filter(|f| !f.body.is_empty() && !result.fields.contains_key("body"));
+        let (Some(objects), Some(fetched)) = (&self.objects, body) else {
+            if full.len() > limit && !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(bytes = full.len(), limit, "a result too large for kafka.max_message_bytes goes out without its body: set output.objects.url to keep bodies of any size");
+            }
+            return shrink(json, full, limit).map_err(SinkError::Undeliverable);
+        };
+        if full.len() <= objects.offload_bytes.min(limit) {
+            return Ok(full);
+        }
+        let content_type = fetched
+            .header("content-type")
+            .unwrap_or("application/octet-stream");
+        let stored = objects
+            .put_body(&result.appid, &fetched.body, content_type)
+            .await
+            .map_err(|e| SinkError::Retryable(e.to_string()))?;
+        json.offload(&stored);
+        let out = json.to_vec();
+        if out.len() <= limit {
+            return Ok(out);
+        }
+        let size = full.len();
+        for part in [Part::Headers, Part::Links, Part::Attrs] {
+            json.leave_out(part);
+        }
+        json.set_error(format!(
+            "result of {size} bytes exceeds kafka.max_message_bytes ({limit}); body stored (body_ref), headers, links and attrs dropped"
+        ));
+        let out = json.to_vec();
+        if out.len() <= limit {
+            return Ok(out);
+        }
+        Err(SinkError::Undeliverable(format!(
+            "result of {size} bytes exceeds kafka.max_message_bytes ({limit}) even without its body, headers, links and attrs"
+        )))
     }
 }
 
@@ -370,8 +427,14 @@ pub fn fit_result(
     base64_body: bool,
     limit: usize,
 ) -> Result<Vec<u8>, String> {
-    let mut json = result.json(base64_body);
+    let json = result.json(base64_body);
     let full = json.to_vec();
+    shrink(json, full, limit)
+}
+
+/// `full` (the JSON of `json`) if it fits, else the steps of
+/// [`fit_result`].
+fn shrink(mut json: ResultJson<'_>, full: Vec<u8>, limit: usize) -> Result<Vec<u8>, String> {
     if full.len() <= limit {
         return Ok(full);
     }
@@ -438,8 +501,7 @@ fn undeliverable(e: BusError) -> SinkError {
 #[async_trait]
 impl ResultSink for KafkaSink {
     async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
-        let payload = fit_result(result, self.base64_body, self.bus.cfg.max_message_bytes)
-            .map_err(SinkError::Undeliverable)?;
+        let payload = self.payload(result).await?;
         let (sent, per_app) = self
             .bus
             .send_fanned("crawled", &result.crawlid, Some(&result.appid), &payload)

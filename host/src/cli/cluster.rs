@@ -105,7 +105,15 @@ async fn engine(
         );
     }
     let stores = wiring::worker(cluster, settings, stats, Some(registry));
-    let sink = Arc::new(KafkaSink::new(bus.clone(), settings.kafka.base64_body));
+    let objects = crate::objects::Objects::connect(settings)?;
+    if objects.is_none() {
+        tracing::info!("no object store (output.objects.url): a result too large for kafka.max_message_bytes goes out without its body");
+    }
+    let sink = Arc::new(KafkaSink::new(
+        bus.clone(),
+        settings.kafka.base64_body,
+        objects,
+    ));
     tracing::info!(spiders = %spiders.join(","), concurrency = settings.crawl.concurrency, "worker ready");
     wiring::engine(settings, stats, registry, stores, sink)
 }

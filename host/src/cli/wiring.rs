@@ -141,6 +141,13 @@ pub(crate) fn engine(
     sink: Arc<dyn ResultSink>,
 ) -> Result<Arc<Engine>> {
     let fetcher = Fetcher::new(&settings.crawl).context("building the HTTP client")?;
+    let archive = match settings.warc.dir.as_str() {
+        "" => None,
+        dir => Some(
+            crate::archive::Archive::open(&settings.warc)
+                .with_context(|| format!("opening the WARC archive in {dir} (warc.dir)"))?,
+        ),
+    };
     Ok(Engine::new(
         stores.frontier,
         stores.dedup,
@@ -150,6 +157,7 @@ pub(crate) fn engine(
         registry.clone(),
         settings.clone(),
         stats.clone(),
+        archive,
     ))
 }
 

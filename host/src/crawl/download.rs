@@ -3,6 +3,7 @@
 
 use super::page::*;
 use super::Engine;
+use crate::archive::{ArchiveError, Exchange, Owner};
 use crate::config::redact;
 use crate::fetch::{retryable_status, FetchError, Fetched, Hop, Outgoing};
 use crate::plugins::Page;
@@ -27,8 +28,13 @@ impl Engine {
             budget: None,
         };
         let started = Instant::now();
-        let fetched = self.fetcher.fetch(&out).await;
+        let mut fetched = self.fetcher.fetch(&out).await;
         let took = started.elapsed();
+        if let Ok(f) = &mut fetched {
+            if let Err(e) = self.archive_fetch(job, req, f) {
+                return Err(self.unarchived(job, e, took));
+            }
+        }
         if let Ok(f) = &fetched {
             if politeness::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
                 let asked = f
@@ -100,7 +106,7 @@ impl Engine {
         if mode == RenderMode::Auto && !renderer.wants(&fetched.body) {
             return Ok(fetched);
         }
-        match renderer.render(&job.url, fetched.clone()).await {
+        match renderer.render(&job.url, fetched.clone(), owner(job)).await {
             Ok(r) => Ok(Arc::new(r)),
             Err(e) if e.retryable() && job.retries < self.settings.crawl.retries => {
                 Err(self.retry(job, &e.to_string(), Some(fetched.elapsed)))
@@ -114,6 +120,33 @@ impl Engine {
                 )]))
             }
         }
+    }
+
+    /// Write the fetch to the archive, when the crawl keeps one; the
+    /// result then says where (`warc`).
+    fn archive_fetch(&self, job: &Job, req: &Request, f: &mut Fetched) -> Result<(), ArchiveError> {
+        let Some(archive) = &self.archive else {
+            return Ok(());
+        };
+        f.archived = Some(archive.write(&Exchange {
+            url: &req.url,
+            method: &req.method,
+            request_body: job.body.as_deref(),
+            fetched: f,
+            owner: &owner(job),
+        })?);
+        Ok(())
+    }
+
+    /// A fetch the archive could not take (a full disk): fetched again
+    /// later while retries last, then delivered with the reason (the
+    /// result still goes out; only its record is missing).
+    fn unarchived(&self, job: &Job, e: ArchiveError, took: Duration) -> Outcome {
+        if job.retries < self.settings.crawl.retries {
+            return self.retry(job, &e.to_string(), Some(took));
+        }
+        tracing::error!(url = %redact(&job.url), error = %e, "a page could not be archived");
+        unfetched(job, format!("not archived: {e}"))
     }
 
     pub(super) fn retry(&self, job: &Job, reason: &str, took: Option<Duration>) -> Outcome {
@@ -170,6 +203,17 @@ impl Engine {
                 .cloned(),
         );
         h
+    }
+}
+
+/// Whose fetch it is, as the archive records it.
+fn owner(job: &Job) -> Owner {
+    Owner {
+        appid: job.crawl.appid.clone(),
+        crawlid: job.crawl.crawlid.clone(),
+        spiderid: job.spiderid.clone(),
+        depth: job.depth,
+        via: None,
     }
 }
 

@@ -10,6 +10,7 @@ mod spider;
 #[cfg(test)]
 mod tests;
 
+use crate::archive::Archive;
 use crate::backoff::Backoff;
 use crate::bus::ResultSink;
 use crate::config::Settings;
@@ -85,7 +86,8 @@ pub struct Engine {
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
-    /// Work was queued: wakes idle workers.
+    /// Every fetch written as WARC records (`warc.dir`), when on.
+    pub archive: Option<Arc<Archive>>,
     /// The loop's own state: wake-ups, stops, leases held, warnings given.
     state: LoopState,
 }
@@ -125,6 +127,7 @@ impl Engine {
         registry: Arc<Registry>,
         settings: Arc<Settings>,
         stats: Arc<Stats>,
+        archive: Option<Arc<Archive>>,
     ) -> Arc<Engine> {
         let robots = settings.crawl.obey_robots.then(|| {
             Arc::new(RobotsCache::new(
@@ -135,7 +138,7 @@ impl Engine {
                 settings.crawl.robots_cache,
             ))
         });
-        let renderer = Renderer::new(&settings, fetcher.clone(), stats.clone());
+        let renderer = Renderer::new(&settings, fetcher.clone(), stats.clone(), archive.clone());
         Arc::new(Engine {
             frontier,
             dedup,
@@ -147,6 +150,7 @@ impl Engine {
             registry,
             settings,
             stats,
+            archive,
             state: LoopState {
                 wake: Notify::new(),
                 freed: Notify::new(),
@@ -321,6 +325,13 @@ impl Engine {
         }
         if let Some(r) = &self.renderer {
             r.shutdown().await;
+        }
+        // Every lease settled has its records synced: sealing makes the
+        // files whole and indexed for readers.
+        if let Some(a) = &self.archive {
+            if let Err(e) = a.close() {
+                tracing::error!(error = %e, "WARC files not sealed; the next start seals them");
+            }
         }
     }
 

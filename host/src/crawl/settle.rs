@@ -21,6 +21,16 @@ impl Engine {
     pub(crate) async fn settle(&self, lease: Lease, outcome: Outcome) -> Result<(), StoreError> {
         let id = lease.id;
         tracing::debug!(url = %redact(&lease.job.url), from = %lease.job.redirected_from.as_deref().map(redact).unwrap_or_default(), lease = id, outcome = outcome.kind(), "settling");
+        // The fetch's records are on disk before its lease moves on (one
+        // fsync for all the pages settling at once); if they cannot be,
+        // the request goes back to be crawled again.
+        if let Some(a) = &self.archive {
+            if let Err(e) = a.durable().await {
+                tracing::warn!(url = %redact(&lease.job.url), error = %e, "records not on disk; the request goes back to the queue");
+                self.stats.emit(Event::Released);
+                return self.frontier.release(id).await;
+            }
+        }
         match outcome {
             Outcome::Deliver(results) => {
                 let sample = results

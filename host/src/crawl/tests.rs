@@ -166,6 +166,7 @@ async fn rig_with(fail: Fail, spider: Option<&str>, tweak: impl FnOnce(&mut Sett
         registry,
         settings,
         stats,
+        None,
     );
     Rig {
         engine,

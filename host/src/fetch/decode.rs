@@ -81,7 +81,7 @@ fn read_bounded(r: impl Read, limit: usize, truncate: bool) -> Result<Bytes, Dec
     let read = r.take(limit as u64 + 1).read_to_end(&mut out);
     if let Err(e) = read {
         // A body cut at the limit on purpose (robots.txt) ends mid-stream.
-        if !(truncate && !out.is_empty()) {
+        if !truncate || out.is_empty() {
             return Err(DecodeError::Corrupt(e.to_string()));
         }
     }

@@ -12,6 +12,7 @@
 //! goes nowhere.
 
 use super::cdp::{Cdp, Event};
+use crate::archive::{Archive, ArchiveError, Exchange, Owner};
 use crate::fetch::{ByteBudget, FetchError, Fetched, Fetcher, Outgoing};
 use base64::Engine as _;
 use parking_lot::Mutex;
@@ -48,10 +49,14 @@ pub(super) struct Traffic {
     pub sessions: Mutex<Vec<String>>,
     crashed: AtomicBool,
     crash: Notify,
+    /// Where sub-requests are archived, and for whom.
+    archive: Option<(Arc<Archive>, Owner)>,
+    /// A sub-request that could not be archived: the render fails with it.
+    pub unarchived: Mutex<Option<ArchiveError>>,
 }
 
 impl Traffic {
-    pub fn new(limits: &Limits) -> Traffic {
+    pub fn new(limits: &Limits, archive: Option<(Arc<Archive>, Owner)>) -> Traffic {
         Traffic {
             open: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
@@ -62,6 +67,26 @@ impl Traffic {
             sessions: Mutex::new(Vec::new()),
             crashed: AtomicBool::new(false),
             crash: Notify::new(),
+            archive,
+            unarchived: Mutex::new(None),
+        }
+    }
+
+    /// Archive a sub-request's answer, when the crawl archives.
+    fn archive(&self, r: &Request, f: &mut Fetched) {
+        let Some((archive, owner)) = &self.archive else {
+            return;
+        };
+        let written = archive.write(&Exchange {
+            url: &f.response_url.clone(),
+            method: &r.method,
+            request_body: None,
+            fetched: f,
+            owner,
+        });
+        match written {
+            Ok(a) => f.archived = Some(a),
+            Err(e) => *self.unarchived.lock() = Some(e),
         }
     }
 
@@ -199,7 +224,10 @@ pub(super) async fn serve(
                 Answer::Fetch => {
                     let _slot = traffic.fetching.acquire().await.expect("never closed");
                     match fetch(&fetcher, &paused.request, &traffic.budget).await {
-                        Ok(f) => ("Fetch.fulfillRequest", fulfilment(&id, &f)),
+                        Ok(mut f) => {
+                            traffic.archive(&paused.request, &mut f);
+                            ("Fetch.fulfillRequest", fulfilment(&id, &f))
+                        }
                         Err(e) => {
                             if matches!(e, FetchError::Refused(_)) {
                                 traffic.refused.fetch_add(1, SeqCst);

@@ -14,6 +14,7 @@ mod intercept;
 mod procs;
 mod sandbox;
 
+use crate::archive::{Archive, Owner};
 use crate::config::Settings;
 use crate::fetch::{Fetched, Fetcher};
 use crate::telemetry::{Event, Restart, Stats};
@@ -45,11 +46,14 @@ pub enum RenderError {
     Crashed,
     #[error("rendered DOM larger than crawl.max_body_bytes ({0} bytes)")]
     TooLarge(usize),
+    /// A sub-request's records could not be written: rendered again.
+    #[error("{0}")]
+    Archive(#[from] crate::archive::ArchiveError),
 }
 
 impl RenderError {
     pub fn retryable(&self) -> bool {
-        matches!(self, RenderError::Browser(_))
+        matches!(self, RenderError::Browser(_) | RenderError::Archive(_))
     }
 }
 
@@ -92,12 +96,19 @@ pub struct Renderer {
     browser: Mutex<Option<Arc<Browser>>>,
     permits: Semaphore,
     stats: Arc<Stats>,
+    /// Sub-requests are archived as the page's own fetch is.
+    archive: Option<Arc<Archive>>,
 }
 
 impl Renderer {
     /// A renderer, if rendering is on and a browser is installed (it is
     /// started at the first render).
-    pub fn new(settings: &Settings, fetcher: Fetcher, stats: Arc<Stats>) -> Option<Arc<Renderer>> {
+    pub fn new(
+        settings: &Settings,
+        fetcher: Fetcher,
+        stats: Arc<Stats>,
+        archive: Option<Arc<Archive>>,
+    ) -> Option<Arc<Renderer>> {
         let r = &settings.render;
         let plan = match walls(r) {
             Ok(plan) => plan,
@@ -129,6 +140,7 @@ impl Renderer {
             browser: Mutex::new(None),
             permits: Semaphore::new(r.concurrency),
             stats,
+            archive,
         }))
     }
 
@@ -201,14 +213,20 @@ impl Renderer {
 
     /// Render `main` (the fetched response of `url`): the DOM after load
     /// and network idle, as a [`Fetched`] whose `elapsed` includes the
-    /// render.
-    pub async fn render(&self, url: &str, main: Arc<Fetched>) -> Result<Fetched, RenderError> {
+    /// render. With an archive, every sub-request is written to it for
+    /// `owner`.
+    pub async fn render(
+        &self,
+        url: &str,
+        main: Arc<Fetched>,
+        owner: Owner,
+    ) -> Result<Fetched, RenderError> {
         let _permit = self.permits.acquire().await.expect("never closed");
         self.stats.emit(Event::RenderStarted);
         let started = Instant::now();
         let outcome = async {
             let b = self.browser().await?;
-            let dom = self.load(&b, url, main.clone()).await;
+            let dom = self.load(&b, url, main.clone(), owner).await;
             if matches!(
                 dom,
                 Err(RenderError::Page(_) | RenderError::Timeout(_) | RenderError::Crashed)
@@ -270,10 +288,18 @@ impl Renderer {
         b: &Browser,
         url: &str,
         main: Arc<Fetched>,
+        owner: Owner,
     ) -> Result<String, RenderError> {
         let cdp = &b.cdp;
         let (ctx, target) = open_page(cdp).await?;
-        let traffic = Arc::new(Traffic::new(&self.limits));
+        let archive = self.archive.clone().map(|a| {
+            let owner = Owner {
+                via: Some(url.to_string()),
+                ..owner
+            };
+            (a, owner)
+        });
+        let traffic = Arc::new(Traffic::new(&self.limits, archive));
         let dom = self.read_page(b, &target, url, main, &traffic).await;
         let refused = traffic.refused.load(std::sync::atomic::Ordering::SeqCst);
         self.stats.emit(Event::RenderRefused {
@@ -282,6 +308,9 @@ impl Renderer {
         let _ = bounded(cdp.call(None, "Target.closeTarget", json!({"targetId": target}))).await;
         dispose(cdp, &ctx).await;
         cdp.unroute(&traffic.sessions.lock());
+        if let Some(e) = traffic.unarchived.lock().take() {
+            return Err(e.into());
+        }
         dom
     }
 

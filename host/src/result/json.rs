@@ -46,6 +46,8 @@ enum Field<'a> {
     Bool(bool),
     Null,
     Value(&'a Value),
+    /// A value the host made for this writing (`warc`, `body_ref`).
+    Owned(Value),
     /// The body: text in its encoding, or base64 of the raw bytes.
     Body {
         bytes: &'a [u8],
@@ -103,6 +105,9 @@ impl<'a> ResultJson<'a> {
                 if fetched.rendered {
                     f.push(("rendered", Field::Bool(true)));
                 }
+                if let Some(a) = &fetched.archived {
+                    f.push(("warc", Field::Owned(serde_json::json!(a))));
+                }
             }
             None => f.extend([
                 ("response_url", Field::Str(Cow::Borrowed(&r.url))),
@@ -159,6 +164,14 @@ impl<'a> ResultJson<'a> {
             Part::Links => self.set("links", Field::Links(&[])),
             Part::Attrs => self.set("attrs", Field::Null),
         }
+    }
+
+    /// The body stored elsewhere: `body_ref` says where, and `body` is
+    /// not written at all.
+    pub fn offload(&mut self, body_ref: &crate::objects::BodyRef) {
+        self.fields.retain(|(k, _)| *k != "body");
+        self.body_bytes = 0;
+        self.set("body_ref", Field::Owned(serde_json::json!(body_ref)));
     }
 
     /// Set `error` (a sink saying what it left out), replacing any.
@@ -225,6 +238,7 @@ impl Serialize for Field<'_> {
             Field::Bool(v) => s.serialize_bool(*v),
             Field::Null => s.serialize_unit(),
             Field::Value(v) => v.serialize(s),
+            Field::Owned(v) => v.serialize(s),
             Field::Body {
                 bytes,
                 encoding,

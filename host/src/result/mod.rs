@@ -34,6 +34,8 @@ pub const RESERVED: &[&str] = &[
     "error",
     "links_truncated",
     "rendered",
+    "warc",
+    "body_ref",
 ];
 
 /// Drop the reserved names from a plugin's fields; the names it tried.

@@ -1,0 +1,197 @@
+//! The WARC archive (`warc.dir`), checked by warcio (the reader the
+//! archiving world uses) and byte for byte against what the site sent:
+//! encoded, chunked, 304 and redirected pages, and a worker killed
+//! mid-write whose files the next start seals.
+
+use crate::harness::{eventually, tools, Scratch};
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use spinneret_testsite::{archived, Site, SiteSpec};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// `warcio <args>` from the tools the setup installs; its stdout.
+pub(crate) fn warcio(args: &[&str]) -> Result<String> {
+    let out = std::process::Command::new(tools().join("py/bin/warcio"))
+        .args(args)
+        .output()
+        .context("running warcio (scripts/setup --test installs it)")?;
+    ensure!(
+        out.status.success(),
+        "warcio {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Every file under `dir` whose name ends with `suffix`.
+pub(crate) fn files(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// `warcio check` passes on every file; the URLs `warcio index` lists.
+pub(crate) fn checked_urls(dir: &Path) -> Result<BTreeSet<String>> {
+    let warcs = files(dir, ".warc.gz");
+    ensure!(!warcs.is_empty(), "no WARC files in {}", dir.display());
+    let mut urls = BTreeSet::new();
+    for w in &warcs {
+        let w = w.to_string_lossy();
+        warcio(&["check", "-v", &w])?;
+        for line in warcio(&["index", "-f", "warc-type,warc-target-uri", &w])?.lines() {
+            let v: Value = serde_json::from_str(line)?;
+            if matches!(v["warc-type"].as_str(), Some("response" | "revisit")) {
+                urls.insert(
+                    v["warc-target-uri"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                );
+            }
+        }
+    }
+    Ok(urls)
+}
+
+/// The HTTP payload of the record a result's `warc` names.
+fn payload(dir: &Path, r: &Value) -> Result<Vec<u8>> {
+    let w = &r["warc"];
+    let file = dir.join(w["file"].as_str().context("warc.file")?);
+    let record = spinneret::archive::read_member(
+        &file,
+        w["offset"].as_u64().context("offset")?,
+        w["length"].as_u64().context("length")?,
+    )?;
+    let find = |from: usize| {
+        record[from..]
+            .windows(4)
+            .position(|x| x == b"\r\n\r\n")
+            .map(|i| from + i + 4)
+    };
+    let http = find(0).context("WARC head")?;
+    let body = find(http).context("HTTP head")?;
+    ensure!(record.ends_with(b"\r\n\r\n"), "record not closed");
+    Ok(record[body..record.len() - 4].to_vec())
+}
+
+#[tokio::test]
+async fn every_fetch_is_archived_as_sent_and_warcio_reads_it() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let warc = tempfile::tempdir()?;
+    let dir = warc.path();
+    let config = format!("[warc]\ndir = {:?}\n", dir.display().to_string());
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let seed = site.archive_url(archived::INDEX);
+    let run = scratch
+        .run(&["--spider", "link", "--seed", &seed, "--maxdepth", "1"])
+        .await?
+        .ok()?;
+    // Every page's result says where its record is, and the record's
+    // payload is what the site sent, byte for byte (still encoded).
+    let mut seen = BTreeSet::new();
+    for r in &run.results {
+        let url = r["response_url"].as_str().unwrap_or_default();
+        let path = url::Url::parse(url)?.path().to_string();
+        let sent = archived::sent(&path).with_context(|| format!("not an archive page: {url}"))?;
+        if r["status_code"] == 200 {
+            assert_eq!(payload(dir, r)?, sent.to_vec(), "{url}");
+        }
+        seen.insert(path);
+    }
+    for p in archived::PAGES.iter().filter(|p| !p.contains("/hop/")) {
+        assert!(seen.contains(*p), "no result for {p}: {seen:?}");
+    }
+    // warcio checks every digest and lists every URL fetched, the
+    // redirect chain's hops and the 304 among them.
+    let urls = checked_urls(dir)?;
+    for p in archived::PAGES
+        .iter()
+        .chain(&archived::CHAIN)
+        .chain([&archived::INDEX])
+    {
+        let url = site.archive_url(p);
+        assert!(urls.contains(&url), "{url} not in the archive: {urls:?}");
+    }
+    // A CDXJ beside each file, a line per response.
+    let cdxj: String = files(dir, ".cdxj")
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(cdxj.lines().count(), urls.len(), "{cdxj}");
+    assert!(files(dir, ".open").is_empty(), "a file left open at exit");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_write_leaves_files_the_next_start_seals() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 2000,
+        hosts: 2,
+        seed: 11,
+    })
+    .await?;
+    let warc = tempfile::tempdir()?;
+    let dir = warc.path();
+    let config = format!(
+        "[warc]\ndir = {:?}\nsplit_by = \"none\"\n",
+        dir.display().to_string()
+    );
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let (mut child, out, _err) = scratch.spawn_run("link", &site.seed_url(), 20, &[])?;
+    eventually(Duration::from_secs(60), "30 results", || {
+        crate::harness::read_results(&out)
+            .ok()
+            .filter(|r| r.len() >= 30)
+            .map(|_| ())
+    })
+    .await?;
+    child.start_kill()?;
+    child.wait().await?;
+    let delivered = crate::harness::read_results(&out)?;
+    assert!(!files(dir, ".warc.gz.open").is_empty(), "nothing left open");
+    // The next start seals what was left before it crawls.
+    let again = Scratch::new(&[("link", "link")], &config)?;
+    again
+        .run(&[
+            "--spider",
+            "link",
+            "--seed",
+            &site.url(1),
+            "--maxdepth",
+            "0",
+        ])
+        .await?
+        .ok()?;
+    assert!(files(dir, ".open").is_empty(), "still open after a start");
+    let urls = checked_urls(dir)?;
+    // Every result delivered before the kill has its record: the lease
+    // was acked only after its records were synced.
+    for r in &delivered {
+        let url = r["response_url"].as_str().unwrap_or_default();
+        assert!(urls.contains(url), "{url} delivered but not archived");
+    }
+    let indexed: String = files(dir, ".cdxj")
+        .iter()
+        .map(std::fs::read_to_string)
+        .collect::<Result<_, _>>()?;
+    for r in &delivered {
+        let url = r["response_url"].as_str().unwrap_or_default();
+        let line = format!("\"url\":{}", serde_json::to_string(url)?);
+        assert!(indexed.contains(&line), "{url} not indexed");
+    }
+    Ok(())
+}
