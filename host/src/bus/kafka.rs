@@ -395,7 +395,7 @@ impl KafkaSink {
         let stored = objects
             .put_body(&result.appid, &fetched.body, content_type)
             .await
-            .map_err(|e| SinkError::Retryable(e.to_string()))?;
+            .map_err(|e| SinkError::Unavailable(e.to_string()))?;
         json.offload(&stored);
         let out = json.to_vec();
         if out.len() <= limit {

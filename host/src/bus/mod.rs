@@ -18,6 +18,11 @@ pub enum SinkError {
     /// May work later: a full disk, a broker away.
     #[error("{0}")]
     Retryable(String),
+    /// A service the result needs is away (the object store): retried,
+    /// and past `crawl.delivery_timeout` the request goes back to the
+    /// queue to be crawled again, never dropped.
+    #[error("{0}")]
+    Unavailable(String),
     /// Can never be delivered here: too large even without its body, a
     /// topic that cannot be created, an output that is gone.
     #[error("{0}")]
@@ -26,7 +31,7 @@ pub enum SinkError {
 
 impl SinkError {
     pub fn retryable(&self) -> bool {
-        matches!(self, SinkError::Retryable(_))
+        matches!(self, SinkError::Retryable(_) | SinkError::Unavailable(_))
     }
 }
 

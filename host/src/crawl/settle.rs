@@ -4,6 +4,7 @@
 use super::page::*;
 use super::Engine;
 use crate::backoff::Backoff;
+use crate::bus::SinkError;
 use crate::config::redact;
 use crate::fetch::error_chain;
 use crate::plugins::{ItemAction, Kind};
@@ -110,6 +111,10 @@ impl Engine {
                 Err(e) if !e.retryable() => return Delivery::Never(e.to_string()),
                 Err(e) => e,
             };
+            if started.elapsed() >= limit && matches!(e, SinkError::Unavailable(_)) {
+                tracing::warn!(url = %redact(&r.url), error = %e, "result not delivered within crawl.delivery_timeout; the request goes back to the queue");
+                return Delivery::Later;
+            }
             if started.elapsed() >= limit {
                 return Delivery::Never(format!(
                     "{e} (still failing after crawl.delivery_timeout, {limit:?})"

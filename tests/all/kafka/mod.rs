@@ -3,6 +3,7 @@
 //! confluent-kafka in the end-to-end test).
 
 mod bus;
+mod claim_check;
 mod dead_letters;
 mod monitor_group;
 mod python_client;
