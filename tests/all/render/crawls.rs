@@ -160,3 +160,24 @@ async fn a_request_to_render_waits_for_a_worker_that_can() -> Result<()> {
     assert_eq!(page["rendered"], true, "{page}");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_rendered_page_is_archived_with_everything_its_browser_fetched() -> Result<()> {
+    let site = site().await?;
+    let warc = tempfile::tempdir()?;
+    let config = format!("[warc]\ndir = {:?}\n", warc.path().display().to_string());
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let app = site.scripted_url(HOST, "app.html");
+    let rendered = run(&scratch, std::slice::from_ref(&app), 0, "always").await?;
+    let page = result(&rendered, &app)?;
+    assert_eq!(page["rendered"], true);
+    // The result points at the page as sent (the shell), not the DOM.
+    assert!(page["warc"]["file"].is_string(), "{page}");
+    // warcio reads every record; the script the page ran is a response
+    // of its own, so the page replays without a proxy.
+    let urls = crate::archive::checked_urls(warc.path())?;
+    let script = app.replace("app.html", "app.js");
+    assert!(urls.contains(&app), "{urls:?}");
+    assert!(urls.contains(&script), "{urls:?}");
+    Ok(())
+}
