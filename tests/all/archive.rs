@@ -195,3 +195,54 @@ async fn a_worker_killed_mid_write_leaves_files_the_next_start_seals() -> Result
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() -> Result<()> {
+    let site = Site::start(SiteSpec::default()).await?;
+    let s3 = crate::harness::S3Server::start("archive").await?;
+    let warc = tempfile::tempdir()?;
+    let config = format!(
+        "[warc]\ndir = {:?}\nwacz = true\n{}",
+        warc.path().display().to_string(),
+        s3.config("spinneret")
+    );
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let seed = site.archive_url(archived::INDEX);
+    let mut cmd = scratch.command("run");
+    cmd.args(["--spider", "link", "--seed", &seed, "--maxdepth", "1"])
+        .args(["--output", &scratch.path("out.jsonl").to_string_lossy()])
+        .envs(crate::harness::S3Server::env());
+    let out = cmd.output().await?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{log}");
+    let packages = files(&warc.path().join("wacz"), ".wacz");
+    ensure!(packages.len() == 1, "{packages:?}\n{log}");
+    let check = std::process::Command::new(tools().join("py/bin/wacz"))
+        .args(["validate", "-f", &packages[0].to_string_lossy()])
+        .output()?;
+    let said = String::from_utf8_lossy(&check.stdout);
+    ensure!(
+        check.status.success() && said.contains("is valid"),
+        "{said}"
+    );
+    // Its index lists every page of the crawl; its pages list the HTML.
+    let zip = std::fs::read(&packages[0])?;
+    let text = String::from_utf8_lossy(&zip);
+    for p in archived::PAGES.iter().filter(|p| !p.contains("/hop/")) {
+        ensure!(
+            text.contains(&format!("\"url\":\"{}\"", site.archive_url(p))),
+            "{p} not in the WACZ"
+        );
+    }
+    ensure!(text.contains("json-pages-1.0"));
+    // The package and the sealed files went to the object store.
+    let keys = s3.keys("spinneret/").await?;
+    let name = packages[0]
+        .file_name()
+        .unwrap_or_default()
+        .to_string_lossy();
+    ensure!(keys.contains(&format!("spinneret/wacz/{name}")), "{keys:?}");
+    ensure!(keys.iter().any(|k| k.ends_with(".warc.gz")), "{keys:?}");
+    ensure!(keys.iter().any(|k| k.ends_with(".cdxj")), "{keys:?}");
+    Ok(())
+}

@@ -18,6 +18,9 @@ pub struct Entry<'a> {
     pub filename: &'a str,
     /// The record type when it is not a response (`revisit`, `resource`).
     pub kind: &'a str,
+    /// The crawl it was fetched for (appid, crawlid): what a crawl's WACZ
+    /// is cut by.
+    pub crawl: Option<(&'a str, &'a str)>,
 }
 
 impl Entry<'_> {
@@ -35,6 +38,10 @@ impl Entry<'_> {
         }
         if let Some(d) = self.digest {
             fields["digest"] = d.into();
+        }
+        if let Some((appid, crawlid)) = self.crawl {
+            fields["appid"] = appid.into();
+            fields["crawlid"] = crawlid.into();
         }
         format!("{} {} {}\n", surt(self.url), timestamp14(self.date), fields)
     }
@@ -106,6 +113,7 @@ mod tests {
             length: 20,
             filename: "f.warc.gz",
             kind: "response",
+            crawl: None,
         };
         let line = e.line();
         assert!(line.starts_with("test,a)/ 20261206215129 {"), "{line}");

@@ -45,6 +45,8 @@ pub(super) struct IndexFields {
     status: u16,
     digest: Option<String>,
     kind: &'static str,
+    appid: String,
+    crawlid: String,
 }
 
 impl IndexFields {
@@ -59,6 +61,7 @@ impl IndexFields {
             length: 0,
             filename: "",
             kind: self.kind,
+            crawl: Some((&self.appid, &self.crawlid)),
         }
     }
 }
@@ -87,7 +90,13 @@ impl Exchange<'_> {
         let response_id = record_id();
         let not_modified = f.status == 304;
         let digest = sha1_of(&[payload]);
-        let mut warc_headers = vec![("WARC-Protocol", protocol)];
+        // Whose record it is, where readers look for a record's own
+        // metadata (Browsertrix's field): the WACZ of a crawl is cut by it.
+        let crawl = serde_json::json!({"appid": self.owner.appid, "crawlid": self.owner.crawlid});
+        let mut warc_headers = vec![
+            ("WARC-Protocol", protocol),
+            ("WARC-JSON-Metadata", crawl.to_string()),
+        ];
         let kind = if not_modified {
             warc_headers.push((
                 "WARC-Profile",
@@ -127,6 +136,8 @@ impl Exchange<'_> {
                 status: f.status,
                 digest: (!not_modified).then_some(digest),
                 kind,
+                appid: self.owner.appid.clone(),
+                crawlid: self.owner.crawlid.clone(),
             }),
         }];
         let request = self.request_block(redact);
@@ -261,6 +272,20 @@ fn warc_date() -> String {
         now.minute(),
         now.second(),
         now.microsecond()
+    )
+}
+
+/// Now to the second, as datapackage.json dates are written.
+pub(super) fn now_seconds() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
     )
 }
 

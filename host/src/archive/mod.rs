@@ -15,6 +15,8 @@ mod cdxj;
 mod exchange;
 pub mod record;
 mod seal;
+mod upload;
+pub mod wacz;
 
 pub use exchange::{Exchange, Owner};
 pub use seal::{members, read_member};
@@ -63,6 +65,8 @@ pub struct Archive {
     written: AtomicU64,
     synced: tokio::sync::watch::Sender<Synced>,
     kick: tokio::sync::Notify,
+    /// Sealed files on their way to the object store, when there is one.
+    uploads: Option<upload::Uploads>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -88,8 +92,12 @@ struct Open {
 
 impl Archive {
     /// Open the archive in `settings.dir`: files left open by a killed
-    /// worker are sealed first.
-    pub fn open(settings: &Warc) -> Result<Arc<Archive>, ArchiveError> {
+    /// worker are sealed first. With `objects`, sealed files are uploaded
+    /// there (those a stopped worker left too).
+    pub fn open(
+        settings: &Warc,
+        objects: Option<Arc<crate::objects::Objects>>,
+    ) -> Result<Arc<Archive>, ArchiveError> {
         let dir = PathBuf::from(&settings.dir);
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
         let sealed = seal::leftovers(&dir)?;
@@ -110,7 +118,7 @@ impl Archive {
             })
             .collect();
         let archive = Arc::new(Archive {
-            dir,
+            dir: dir.clone(),
             settings: settings.clone(),
             worker: format!("{host}-{}", std::process::id()),
             files: Mutex::new(HashMap::new()),
@@ -118,6 +126,7 @@ impl Archive {
             written: AtomicU64::new(0),
             synced: tokio::sync::watch::Sender::new(Synced::default()),
             kick: tokio::sync::Notify::new(),
+            uploads: objects.map(|o| upload::Uploads::start(&dir, o)),
         });
         tokio::spawn(archive.clone().sync_loop());
         Ok(archive)
@@ -219,6 +228,15 @@ impl Archive {
         self.synced
             .send_modify(|s| s.upto = s.upto.max(self.written.load(SeqCst)));
         Ok(())
+    }
+
+    /// Wait (at most `limit`) for sealed files to reach the object store;
+    /// how many did not (the next start uploads them).
+    pub async fn uploaded(&self, limit: std::time::Duration) -> usize {
+        match &self.uploads {
+            Some(u) => u.drained(limit).await,
+            None => 0,
+        }
     }
 
     /// One fsync for every page waiting; files past their age sealed.
@@ -343,7 +361,11 @@ impl Archive {
         o.index
             .flush()
             .map_err(|e| io("cannot index", &o.path, e))?;
-        seal::rename(&o.path)
+        seal::rename(&o.path)?;
+        if let Some(u) = &self.uploads {
+            u.queue(o.path.with_extension(""));
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,12 @@ pub(super) fn index_path(open: &Path) -> PathBuf {
     open.with_file_name(format!("{stem}.cdxj{OPEN}"))
 }
 
+/// `x.warc.gz` → `x.cdxj`.
+pub(super) fn sealed_index(warc: &Path) -> PathBuf {
+    let name = warc.file_name().unwrap_or_default().to_string_lossy();
+    warc.with_file_name(format!("{}.cdxj", name.trim_end_matches(".warc.gz")))
+}
+
 /// Give an open file and its index their final names.
 pub(super) fn rename(open: &Path) -> Result<(), ArchiveError> {
     let index = index_path(open);
@@ -157,6 +163,11 @@ fn index_line(record: &[u8], offset: u64, length: u64, file: &str) -> Option<Str
     let url = field("WARC-Target-URI")?;
     let date = field("WARC-Date")?;
     let digest = field("WARC-Payload-Digest");
+    let crawl: Option<serde_json::Value> =
+        field("WARC-JSON-Metadata").and_then(|m| serde_json::from_str(&m).ok());
+    let owner = crawl
+        .as_ref()
+        .and_then(|c| Some((c["appid"].as_str()?, c["crawlid"].as_str()?)));
     let http = &record[end + 4..];
     let http_end = memchr::memmem::find(http, b"\r\n\r\n").unwrap_or(http.len());
     let http_head = String::from_utf8_lossy(&http[..http_end]);
@@ -189,6 +200,7 @@ fn index_line(record: &[u8], offset: u64, length: u64, file: &str) -> Option<Str
             length,
             filename: file,
             kind,
+            crawl: owner,
         }
         .line(),
     )

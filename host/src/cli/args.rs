@@ -78,6 +78,17 @@ pub enum Command {
     Dump(DumpArgs),
     /// REST gateway: /feed, /poll, health, OpenAPI and metrics (rest.port).
     Rest(RestArgs),
+    /// Package a crawl's records in warc.dir as a WACZ (and upload it when
+    /// output.objects is set).
+    Wacz(WaczArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct WaczArgs {
+    #[arg(long)]
+    pub appid: String,
+    #[arg(long)]
+    pub crawlid: String,
 }
 
 #[derive(Args, Debug)]

@@ -80,7 +80,32 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Feed(args) => cluster::feed(settings, args).await,
         Command::Dump(args) => cluster::dump(settings, args).await,
         Command::Rest(_) => cluster::rest(settings).await,
+        Command::Wacz(args) => {
+            if settings.warc.dir.is_empty() {
+                bail!("wacz needs warc.dir: the directory the crawl's records were written to");
+            }
+            match wacz(&settings, &args.appid, &args.crawlid).await? {
+                0 => bail!("no records of crawl {}/{} in {}", args.appid, args.crawlid, settings.warc.dir),
+                _ => Ok(0),
+            }
+        }
     }
+}
+
+/// Package a crawl as WACZ, uploaded when there is an object store; how
+/// many records went in.
+async fn wacz(settings: &Settings, appid: &str, crawlid: &str) -> Result<usize> {
+    let dir = std::path::Path::new(&settings.warc.dir);
+    let Some(p) = crate::archive::wacz::package(dir, appid, crawlid)? else {
+        return Ok(0);
+    };
+    tracing::info!(path = %p.path.display(), records = p.records, pages = p.pages, %crawlid, "crawl packaged as WACZ");
+    if let Some(objects) = crate::objects::Objects::connect(settings)? {
+        let name = p.path.file_name().unwrap_or_default().to_string_lossy();
+        let uri = objects.put_file(&format!("wacz/{name}"), &p.path).await?;
+        tracing::info!(%uri, "WACZ uploaded");
+    }
+    Ok(p.records)
 }
 
 async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
@@ -111,6 +136,10 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     let stores = wiring::stores(&settings, Some(&registry), &stats).await?;
     let frontier = stores.frontier.clone();
     let engine = wiring::engine(&settings, &stats, &registry, stores, sink)?;
+    let crawls: std::collections::BTreeSet<(String, String)> = requests
+        .iter()
+        .map(|r| (r.appid.clone(), r.crawlid.clone()))
+        .collect();
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         if engine.submit(r).await? {
@@ -136,6 +165,12 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         Default::default()
     });
     summary(&stats, left);
+    // A run's crawls are complete when it ends (not when stopped early).
+    if settings.warc.wacz && !stop.is_triggered() {
+        for (appid, crawlid) in &crawls {
+            wacz(&settings, appid, crawlid).await?;
+        }
+    }
     // A result that was not delivered is a failed run, whatever else went
     // well: a script must not take a partial output for a whole one.
     let undelivered = stats.crawl.undelivered.get();

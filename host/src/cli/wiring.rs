@@ -144,8 +144,11 @@ pub(crate) fn engine(
     let archive = match settings.warc.dir.as_str() {
         "" => None,
         dir => Some(
-            crate::archive::Archive::open(&settings.warc)
-                .with_context(|| format!("opening the WARC archive in {dir} (warc.dir)"))?,
+            crate::archive::Archive::open(
+                &settings.warc,
+                crate::objects::Objects::connect(settings)?,
+            )
+            .with_context(|| format!("opening the WARC archive in {dir} (warc.dir)"))?,
         ),
     };
     Ok(Engine::new(

@@ -332,6 +332,13 @@ impl Engine {
             if let Err(e) = a.close() {
                 tracing::error!(error = %e, "WARC files not sealed; the next start seals them");
             }
+            let left = a.uploaded(self.settings.process.shutdown_grace).await;
+            if left > 0 {
+                tracing::warn!(
+                    files = left,
+                    "sealed WARC files not uploaded yet; the next start uploads them"
+                );
+            }
         }
     }
 
