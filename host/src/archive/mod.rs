@@ -33,6 +33,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
 
+/// The group commit's pace: a page waits at most this long, plus one
+/// fsync, for its records to be on disk.
+const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 #[derive(Debug, Error, Clone)]
 pub enum ArchiveError {
     /// Writing or syncing failed (a full disk): the page's lease goes back.
@@ -177,11 +181,10 @@ impl Archive {
             }
             at += r.bytes.len() as u64;
         }
-        let all: Vec<u8> = records
-            .members
-            .iter()
-            .flat_map(|r| r.bytes.iter().copied())
-            .collect();
+        let mut all = Vec::with_capacity((at - offset) as usize);
+        for r in &records.members {
+            all.extend_from_slice(&r.bytes);
+        }
         if let Err(e) = open.warc.write_all(&all) {
             // A part written would leave a torn record in the middle of
             // the file: cut it off again.
@@ -242,11 +245,16 @@ impl Archive {
     /// One fsync for every page waiting; files past their age sealed.
     async fn sync_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut last = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = self.kick.notified() => {}
                 _ = tick.tick() => self.seal_old(),
             }
+            // At most one fsync per `SYNC_EVERY`: the pages that come to
+            // wait meanwhile share the next one.
+            tokio::time::sleep_until(last + SYNC_EVERY).await;
+            last = tokio::time::Instant::now();
             let target = self.written.load(SeqCst);
             if self.synced.borrow().upto >= target && self.synced.borrow().failed.is_none() {
                 continue;

@@ -2,8 +2,8 @@
 //! pywb check (`sha1:` in base32), and each record compressed as a gzip
 //! member of its own, so a reader can seek to any record.
 
+use flate2::{Compress, Compression, FlushCompress, Status};
 use sha1::{Digest, Sha1};
-use std::io::Write;
 
 /// One record before compression.
 pub struct Record<'a> {
@@ -43,18 +43,87 @@ impl Record<'_> {
         line("Content-Type", self.content_type);
         line("Content-Length", &len.to_string());
         head.push_str("\r\n");
-        let mut z = flate2::write::GzEncoder::new(
-            Vec::with_capacity(len / 3 + 256),
-            flate2::Compression::new(6),
-        );
-        // Writing to a Vec cannot fail.
-        let _ = z.write_all(head.as_bytes());
-        for b in self.block {
-            let _ = z.write_all(b);
-        }
-        let _ = z.write_all(b"\r\n\r\n");
-        z.finish().unwrap_or_default()
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(self.block.len() + 2);
+        parts.push(head.as_bytes());
+        parts.extend_from_slice(self.block);
+        parts.push(b"\r\n\r\n");
+        gzip_member(&parts)
     }
+}
+
+/// Records up to this size go stored, not compressed (a deflate stored
+/// block holds at most 65,535 bytes).
+const STORED_BELOW: usize = 4096;
+
+thread_local! {
+    /// A deflate stream per thread, reset for each record: a fresh one
+    /// allocates and zeroes its tables every time, which cost more than
+    /// compressing a page.
+    static DEFLATE: std::cell::RefCell<Compress> =
+        std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+}
+
+/// `parts`, as one, compressed as one gzip member (RFC 1952). Level 1:
+/// an archive is written at crawl speed and read far less often.
+pub fn gzip_member(parts: &[&[u8]]) -> Vec<u8> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    // No name, no time, "unknown" system: the same bytes for the same record.
+    let mut out = Vec::with_capacity(total / 2 + 64);
+    out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
+    let mut crc = flate2::Crc::new();
+    if total <= STORED_BELOW {
+        // A small record (a request, metadata) is stored as one block:
+        // compressing it would save a few hundred bytes and cost a reset
+        // of the compressor's tables.
+        out.push(1);
+        out.extend_from_slice(&(total as u16).to_le_bytes());
+        out.extend_from_slice(&(!(total as u16)).to_le_bytes());
+        for p in parts {
+            crc.update(p);
+            out.extend_from_slice(p);
+        }
+        out.extend_from_slice(&crc.sum().to_le_bytes());
+        out.extend_from_slice(&(total as u32).to_le_bytes());
+        return out;
+    }
+    DEFLATE.with(|d| {
+        let mut d = d.borrow_mut();
+        d.reset();
+        let last = parts.len().saturating_sub(1);
+        for (i, part) in parts.iter().enumerate() {
+            crc.update(part);
+            let flush = if i == last {
+                FlushCompress::Finish
+            } else {
+                FlushCompress::None
+            };
+            let mut input = *part;
+            loop {
+                if out.capacity() - out.len() < 1024 {
+                    out.reserve(input.len() / 2 + 4096);
+                }
+                let before = d.total_in();
+                // Only a bug of ours could make deflate fail on a Vec.
+                let status = d
+                    .compress_vec(input, &mut out, flush)
+                    .unwrap_or(Status::StreamEnd);
+                input = &input[(d.total_in() - before) as usize..];
+                let done = match flush {
+                    FlushCompress::Finish => status == Status::StreamEnd,
+                    _ => input.is_empty(),
+                };
+                if done {
+                    break;
+                }
+            }
+        }
+        if parts.is_empty() {
+            let _ = d.compress_vec(&[], &mut out, FlushCompress::Finish);
+        }
+    });
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(total as u32).to_le_bytes());
+    out
 }
 
 /// `sha1:<base32>` of the parts, as one.
@@ -132,6 +201,18 @@ mod tests {
         assert_eq!(base32(b"foobar"), "MZXW6YTBOI======");
         // sha1("") as warcio writes it.
         assert_eq!(sha1_of(&[]), "sha1:3I42H3S6NNFQ2MSVX7XZKYAYSCX5QBYJ");
+    }
+
+    #[test]
+    fn small_and_large_members_read_back_whole() {
+        for size in [0, 1, 4096, 4097, 200_000] {
+            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+            let z = gzip_member(&[&data[..size / 2], &data[size / 2..]]);
+            let mut back = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut back)
+                .expect("gzip");
+            assert_eq!(back, data, "{size}");
+        }
     }
 
     #[test]

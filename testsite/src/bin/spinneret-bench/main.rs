@@ -18,6 +18,8 @@
 //! 8. A rate-limited site (a token bucket, as nginx's `limit_req`) crawled
 //!    by 1 and 3 workers on Redis: the share of the limiter's rate kept and
 //!    of requests answered 429.
+//! 9. The WARC archive: the embedded crawl and one worker on Redis with
+//!    `warc.dir` beside without (ratios), and the bytes written per page.
 //!
 //! With `--against OLD_BINARY` it only sets this build beside another one
 //! (`against`).
@@ -28,6 +30,7 @@
 //! Redis servers.
 
 mod against;
+mod archive;
 mod cluster;
 mod control;
 mod embedded;
@@ -67,6 +70,9 @@ struct Args {
     /// Run only the rendered crawl (headless chromium).
     #[arg(long)]
     render_only: bool,
+    /// Run only the WARC archive's section (on beside off).
+    #[arg(long)]
+    archive_only: bool,
     /// Rounds of each side-by-side comparison (Spinneret then spider-rs;
     /// the Redis-only crawl then the Kafka-fed one); the medians of their
     /// ratios are the figures.
@@ -147,6 +153,11 @@ async fn main() -> Result<()> {
         rendered(&b).await?;
         return b.done();
     }
+    if b.args.archive_only {
+        let r = redis::Redis::start(&b.work)?;
+        archived(&b, r.as_ref()).await?;
+        return b.done();
+    }
     if !b.args.kafka_only && !b.args.cluster_only {
         embedded_sections(&b).await?;
     }
@@ -213,6 +224,22 @@ async fn beside_spider_rs(b: &Bench, first: &Crawl) -> Result<()> {
     )
 }
 
+/// Section 9: the WARC archive on beside off.
+async fn archived(b: &Bench, r: Option<&redis::Redis>) -> Result<()> {
+    report(
+        "WARC archive (warc.dir) on beside off",
+        &archive::section(
+            &b.site,
+            &b.spinneret,
+            &b.plugins,
+            &b.work,
+            (b.args.concurrency, b.args.rounds),
+            r,
+        )
+        .await?,
+    )
+}
+
 /// Section 7: the rendered crawl.
 async fn rendered(b: &Bench) -> Result<()> {
     report(
@@ -256,6 +283,8 @@ async fn redis_sections(b: &Bench, r: &redis::Redis) -> Result<()> {
         "sharded crawl on a Redis Cluster (3 masters + 3 replicas, 16 shards by domain), 2 workers",
         &cluster::sharded_crawl(site, spinneret, plugins, work, args, two_workers).await?,
     )?;
+    archived(b, Some(r)).await?;
+    r.flush()?;
     report(
         "idle workers on Redis (run --serve, nothing queued)",
         &cluster::idle_workers(spinneret, plugins, work, r).await?,

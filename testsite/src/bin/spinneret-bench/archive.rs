@@ -1,0 +1,118 @@
+//! Section 9: what the WARC archive costs. The embedded crawl of the whole
+//! site and one worker on Redis, each with `warc.dir` set beside without,
+//! in alternating rounds: pages/s and CPU per page as ratios (on/off,
+//! medians), and the bytes written per page.
+
+use crate::cluster::cluster_crawl;
+use crate::embedded::{crawl, Scope};
+use crate::redis::Redis;
+use crate::runner::median;
+use anyhow::Result;
+use spinneret_testsite::Site;
+use std::path::Path;
+
+/// The crawls with the archive on: the environment of every process the
+/// bench starts while it runs.
+struct Archiving<'a>(&'a Path);
+
+impl<'a> Archiving<'a> {
+    fn on(dir: &'a Path) -> Archiving<'a> {
+        let _ = std::fs::remove_dir_all(dir);
+        std::env::set_var("SPINNERET_WARC__DIR", dir);
+        Archiving(dir)
+    }
+
+    /// Bytes of WARC files written.
+    fn bytes(&self) -> u64 {
+        let mut total = 0;
+        let mut todo = vec![self.0.to_path_buf()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    todo.push(p);
+                } else if p.to_string_lossy().ends_with(".warc.gz") {
+                    total += e.metadata().map_or(0, |m| m.len());
+                }
+            }
+        }
+        total
+    }
+}
+
+impl Drop for Archiving<'_> {
+    fn drop(&mut self) {
+        std::env::remove_var("SPINNERET_WARC__DIR");
+        let _ = std::fs::remove_dir_all(self.0);
+    }
+}
+
+pub(crate) async fn section(
+    site: &Site,
+    spinneret: &Path,
+    plugins: &Path,
+    work: &Path,
+    (concurrency, rounds): (usize, usize),
+    redis: Option<&Redis>,
+) -> Result<Vec<String>> {
+    let dir = work.join("warc");
+    let (mut speed, mut cpu, mut per_page) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let args = (concurrency, Scope::Whole);
+        let off = crawl(site, spinneret, plugins, work, "link", args, None).await?;
+        let archiving = Archiving::on(&dir);
+        let on = crawl(site, spinneret, plugins, work, "link", args, None).await?;
+        per_page.push(archiving.bytes() as f64 / on.pages.max(1) as f64);
+        drop(archiving);
+        speed.push(on.per_second() / off.per_second());
+        cpu.push(on.cpu_ms_per_page / off.cpu_ms_per_page);
+    }
+    let mut lines = vec![
+        format!(
+            "embedded, WARC on/off: {:.2}x pages/s, {:.2}x CPU per page (medians of {rounds} rounds)",
+            median(speed),
+            median(cpu)
+        ),
+        format!(
+            "written:               {:.1} KiB of WARC per page (gzip per record; pages ~20 KB)",
+            median(per_page.clone()) / 1024.0
+        ),
+    ];
+    let Some(r) = redis else {
+        return Ok(lines);
+    };
+    let mut speed = Vec::new();
+    for _ in 0..rounds {
+        let on_redis = (&[r][..], r.url());
+        let (_, off) = cluster_crawl(
+            site,
+            spinneret,
+            plugins,
+            work,
+            (on_redis.0, &on_redis.1),
+            1,
+            concurrency,
+        )
+        .await?;
+        r.flush()?;
+        let archiving = Archiving::on(&dir);
+        let (_, on) = cluster_crawl(
+            site,
+            spinneret,
+            plugins,
+            work,
+            (on_redis.0, &on_redis.1),
+            1,
+            concurrency,
+        )
+        .await?;
+        drop(archiving);
+        r.flush()?;
+        speed.push(on / off);
+    }
+    lines.push(format!(
+        "one worker on Redis, WARC on/off: {:.2}x pages/s (median of {rounds} rounds)",
+        median(speed)
+    ));
+    Ok(lines)
+}
