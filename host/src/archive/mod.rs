@@ -23,7 +23,6 @@ pub use seal::{members, read_member};
 
 use crate::config::{SplitBy, Warc};
 use parking_lot::Mutex;
-use serde::Serialize;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
@@ -48,14 +47,7 @@ fn io(what: &str, p: &Path, e: std::io::Error) -> ArchiveError {
     ArchiveError::Io(format!("{what} {}: {e}", p.display()))
 }
 
-/// Where a page's response record is: a result's `warc` field. `file` is
-/// relative to `warc.dir` and names the file as sealed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Archived {
-    pub file: String,
-    pub offset: u64,
-    pub length: u64,
-}
+pub use crate::fetch::Archived;
 
 pub struct Archive {
     dir: PathBuf,

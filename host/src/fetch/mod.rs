@@ -115,8 +115,18 @@ pub struct Fetched {
     pub encoded: Option<Encoded>,
     /// The HTTP version it came in: `HTTP/1.1`, `HTTP/2`.
     pub version: &'static str,
-    /// Where the archive wrote it ([`crate::archive`]), when one did.
-    pub archived: Option<crate::archive::Archived>,
+    /// Where the archive wrote it, when one did.
+    pub archived: Option<Archived>,
+}
+
+/// Where a response's record is in the archive (`crate::archive` writes
+/// it; the fetch carries it to its result as `warc`). `file` is relative
+/// to `warc.dir` and names the file as sealed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Archived {
+    pub file: String,
+    pub offset: u64,
+    pub length: u64,
 }
 
 /// A response body as sent, content-encoded, with the headers about it.
