@@ -148,23 +148,10 @@ impl Objects {
             .await
             .map_err(|e| unavailable(e.to_string()))?;
         let mut w = object_store::WriteMultipart::new_with_chunk_size(upload, 8 << 20);
-        let mut f = tokio::fs::File::open(path)
-            .await
-            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            use tokio::io::AsyncReadExt;
-            let n = f
-                .read(&mut buf)
-                .await
-                .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
-            if n == 0 {
-                break;
-            }
-            w.wait_for_capacity(4)
-                .await
-                .map_err(|e| unavailable(e.to_string()))?;
-            w.write(&buf[..n]);
+        if let Err(e) = fill(&mut w, path).await {
+            // No part left behind for the store to keep (and bill).
+            let _ = w.abort().await;
+            return Err(e);
         }
         w.finish().await.map_err(|e| unavailable(e.to_string()))?;
         Ok(self.uri(&key))
@@ -183,6 +170,32 @@ impl Objects {
         got.bytes()
             .await
             .map_err(|e| ObjectsError::Unavailable(e.to_string()))
+    }
+}
+
+/// The file's bytes into an upload, a part at a time.
+async fn fill(
+    w: &mut object_store::WriteMultipart,
+    path: &std::path::Path,
+) -> Result<(), ObjectsError> {
+    use tokio::io::AsyncReadExt;
+    let unavailable = |e: String| ObjectsError::Unavailable(e);
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .await
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        if n == 0 {
+            return Ok(());
+        }
+        w.wait_for_capacity(4)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        w.write(&buf[..n]);
     }
 }
 

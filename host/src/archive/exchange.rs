@@ -69,7 +69,7 @@ impl IndexFields {
 impl Exchange<'_> {
     pub(super) fn records(&self, redact: bool) -> Records {
         let f = self.fetched;
-        let date = warc_date();
+        let date = now(Stamp::Warc);
         let (payload, headers) = self.wire();
         let protocol = f
             .version
@@ -260,33 +260,32 @@ fn one_line(s: &str) -> String {
     s.replace(['\r', '\n'], " ")
 }
 
-/// Now, as WARC/1.1 dates are written (microseconds, UTC).
-fn warc_date() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second(),
-        now.microsecond()
-    )
+/// How the archive writes the time.
+pub(super) enum Stamp {
+    /// A `WARC-Date`: `2026-12-06T21:51:29.123456Z`.
+    Warc,
+    /// `datapackage.json`'s `created`: `2026-12-06T21:51:29Z`.
+    Seconds,
+    /// In a file name: `20261206215129123`.
+    File,
 }
 
-/// Now to the second, as datapackage.json dates are written.
-pub(super) fn now_seconds() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-        now.year(),
-        now.month() as u8,
-        now.day(),
-        now.hour(),
-        now.minute(),
-        now.second()
-    )
+/// Now, in UTC, as `stamp` says.
+pub(super) fn now(stamp: Stamp) -> String {
+    let t = time::OffsetDateTime::now_utc();
+    let (y, mo, d) = (t.year(), t.month() as u8, t.day());
+    let (h, mi, s) = (t.hour(), t.minute(), t.second());
+    match stamp {
+        Stamp::Warc => format!(
+            "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{:06}Z",
+            t.microsecond()
+        ),
+        Stamp::Seconds => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
+        Stamp::File => format!(
+            "{y:04}{mo:02}{d:02}{h:02}{mi:02}{s:02}{:03}",
+            t.millisecond()
+        ),
+    }
 }
 
 /// The `warcinfo` record that opens a file.
@@ -298,7 +297,7 @@ pub(super) fn warcinfo(filename: &str) -> Vec<u8> {
     Record {
         kind: "warcinfo",
         id: record_id(),
-        date: &warc_date(),
+        date: &now(Stamp::Warc),
         target: None,
         headers: vec![("WARC-Filename", filename.to_string())],
         content_type: "application/warc-fields",

@@ -59,6 +59,10 @@ pub struct Archive {
     serial: AtomicU64,
     /// Bytes appended so far, and (below) how many of them are fsynced.
     written: AtomicU64,
+    /// Bytes up to here may not be on disk whatever a later fsync says (a
+    /// sync or a seal failed, a file was retired torn): a page whose
+    /// records lie before it goes back to the queue.
+    lost: AtomicU64,
     synced: tokio::sync::watch::Sender<Synced>,
     kick: tokio::sync::Notify,
     /// Sealed files on their way to the object store, when there is one.
@@ -96,7 +100,7 @@ impl Archive {
     ) -> Result<Arc<Archive>, ArchiveError> {
         let dir = PathBuf::from(&settings.dir);
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
-        let sealed = seal::leftovers(&dir)?;
+        let sealed = seal::leftovers(&dir);
         if sealed > 0 {
             tracing::info!(files = sealed, dir = %dir.display(), "sealed WARC files a stopped worker left open");
         }
@@ -120,6 +124,7 @@ impl Archive {
             files: Mutex::new(HashMap::new()),
             serial: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
             synced: tokio::sync::watch::Sender::new(Synced::default()),
             kick: tokio::sync::Notify::new(),
             uploads: objects.map(|o| upload::Uploads::start(&dir, o)),
@@ -150,10 +155,13 @@ impl Archive {
             Some(o) if !self.full(o) => o,
             _ => {
                 if let Some(old) = files.remove(&split) {
-                    self.seal(old)?;
+                    if let Err(e) = self.seal(old) {
+                        // Left open: the next start seals it.
+                        self.lose(&e);
+                    }
                 }
                 let new = self.create(&split)?;
-                files.entry(split).or_insert(new)
+                files.entry(split.clone()).or_insert(new)
             }
         };
         let offset = open.len;
@@ -177,16 +185,25 @@ impl Archive {
         for r in &records.members {
             all.extend_from_slice(&r.bytes);
         }
-        if let Err(e) = open.warc.write_all(&all) {
-            // A part written would leave a torn record in the middle of
-            // the file: cut it off again.
-            let _ = open.warc.set_len(offset);
-            return Err(io("cannot write", &open.path, e));
+        let written = open
+            .warc
+            .write_all(&all)
+            .map_err(|e| io("cannot write", &open.path, e))
+            .and_then(|()| {
+                open.index
+                    .write_all(lines.as_bytes())
+                    .map_err(|e| io("cannot index", &open.path, e))
+            });
+        if let Err(e) = written {
+            // A part written would leave a torn record (or index line) in
+            // the middle: the file is retired open as it is, for the next
+            // start to cut and index again, and what it held counts as
+            // lost until then.
+            files.remove(&split);
+            self.lose(&e);
+            return Err(e);
         }
         open.len = at;
-        open.index
-            .write_all(lines.as_bytes())
-            .map_err(|e| io("cannot index", &open.path, e))?;
         self.written.fetch_add(all.len() as u64, SeqCst);
         Ok(Archived {
             file: open.name.clone(),
@@ -198,19 +215,30 @@ impl Archive {
     /// Wait until every record written before this call is on disk.
     pub async fn durable(&self) -> Result<(), ArchiveError> {
         let target = self.written.load(SeqCst);
+        let lost = || {
+            (target > 0 && target <= self.lost.load(SeqCst)).then(|| {
+                ArchiveError::Io("records were written to a file that failed; not on disk".into())
+            })
+        };
         let mut rx = self.synced.subscribe();
-        if rx.borrow().upto >= target {
-            return Ok(());
+        if rx.borrow().upto < target {
+            self.kick.notify_one();
+            let seen = rx
+                .wait_for(|s| s.upto >= target || s.failed.is_some())
+                .await
+                .map_err(|_| ArchiveError::Io("the archive is closed".into()))?;
+            if let Some(e) = seen.failed.as_ref().filter(|_| seen.upto < target) {
+                return Err(ArchiveError::Io(e.clone()));
+            }
         }
-        self.kick.notify_one();
-        let seen = rx
-            .wait_for(|s| s.upto >= target || s.failed.is_some())
-            .await
-            .map_err(|_| ArchiveError::Io("the archive is closed".into()))?;
-        match &seen.failed {
-            Some(e) if seen.upto < target => Err(ArchiveError::Io(e.clone())),
-            _ => Ok(()),
-        }
+        lost().map_or(Ok(()), Err)
+    }
+
+    /// Something written may be gone (a failed sync, seal or write): every
+    /// page whose records were written so far goes back to the queue.
+    fn lose(&self, e: &ArchiveError) {
+        tracing::error!(error = %e, "WARC records may be lost; their pages go back to the queue");
+        self.lost.fetch_max(self.written.load(SeqCst), SeqCst);
     }
 
     /// Seal every open file (the process is stopping): all records whole,
@@ -248,7 +276,11 @@ impl Archive {
             tokio::time::sleep_until(last + SYNC_EVERY).await;
             last = tokio::time::Instant::now();
             let target = self.written.load(SeqCst);
-            if self.synced.borrow().upto >= target && self.synced.borrow().failed.is_none() {
+            let idle = {
+                let s = self.synced.borrow();
+                s.upto >= target && s.failed.is_none()
+            };
+            if idle {
                 continue;
             }
             let handles: Vec<(PathBuf, std::io::Result<File>)> = self
@@ -272,7 +304,9 @@ impl Archive {
                     s.failed = None;
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "WARC records not synced; their pages go back to the queue");
+                    // A failed fsync forgets the pages it failed on: a
+                    // later one succeeding says nothing of them.
+                    self.lose(&ArchiveError::Io(e.clone()));
                     s.failed = Some(e);
                 }
             });
@@ -292,7 +326,8 @@ impl Archive {
         for k in old {
             if let Some(o) = files.remove(&k) {
                 if let Err(e) = self.seal(o) {
-                    tracing::error!(error = %e, "cannot seal a WARC file; the next start seals it");
+                    // Left open: the next start seals it.
+                    self.lose(&e);
                 }
             }
         }
@@ -305,17 +340,7 @@ impl Archive {
     fn create(&self, split: &str) -> Result<Open, ArchiveError> {
         let sub = self.dir.join(split);
         std::fs::create_dir_all(&sub).map_err(|e| io("cannot create", &sub, e))?;
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = format!(
-            "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
-            now.year(),
-            now.month() as u8,
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.millisecond()
-        );
+        let stamp = exchange::now(exchange::Stamp::File);
         let serial = self.serial.fetch_add(1, SeqCst);
         let file = format!(
             "{}-{stamp}-{serial:05}-{}.warc.gz",
@@ -341,6 +366,8 @@ impl Archive {
             .map_err(|e| io("cannot write", &path, e))?;
         let index_path = seal::index_path(&path);
         let index = File::create(&index_path).map_err(|e| io("cannot create", &index_path, e))?;
+        // The new names on disk before a record in them is acked.
+        sync_dir(&sub)?;
         self.written.fetch_add(info.len() as u64, SeqCst);
         Ok(Open {
             name,
@@ -354,19 +381,49 @@ impl Archive {
     }
 
     /// Sync a file and its index and give them their final names.
-    fn seal(&self, mut o: Open) -> Result<(), ArchiveError> {
+    fn seal(&self, o: Open) -> Result<(), ArchiveError> {
         o.warc
             .sync_all()
             .map_err(|e| io("cannot sync", &o.path, e))?;
         o.index
-            .flush()
-            .map_err(|e| io("cannot index", &o.path, e))?;
+            .into_inner()
+            .map_err(|e| io("cannot index", &o.path, e.into_error()))?
+            .sync_all()
+            .map_err(|e| io("cannot sync the index of", &o.path, e))?;
         seal::rename(&o.path)?;
         if let Some(u) = &self.uploads {
             u.queue(o.path.with_extension(""));
         }
         Ok(())
     }
+}
+
+/// Sync a directory: the files made or renamed in it stay after a crash.
+fn sync_dir(dir: &Path) -> Result<(), ArchiveError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io("cannot sync", dir, e))
+}
+
+/// The files under `dir` whose names end with `suffix`: in it and in its
+/// splits (`<appid>/`, `<appid>/<crawlid>/`), sorted.
+fn files_in(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if depth < 2 {
+                    todo.push((p, depth + 1));
+                }
+            } else if e.file_name().to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// A file name part from a tenant's string: letters, digits, `-`, `_`,

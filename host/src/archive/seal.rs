@@ -31,29 +31,25 @@ pub(super) fn rename(open: &Path) -> Result<(), ArchiveError> {
     let index = index_path(open);
     let done = |p: &Path| p.with_extension("");
     std::fs::rename(&index, done(&index)).map_err(|e| io("cannot seal", &index, e))?;
-    std::fs::rename(open, done(open)).map_err(|e| io("cannot seal", open, e))
+    std::fs::rename(open, done(open)).map_err(|e| io("cannot seal", open, e))?;
+    open.parent().map_or(Ok(()), super::sync_dir)
 }
 
 /// Seal every open file in `dir` (and its splits, two levels down) whose
 /// writer is gone; how many.
-pub(super) fn leftovers(dir: &Path) -> Result<usize, ArchiveError> {
+pub(super) fn leftovers(dir: &Path) -> usize {
     let mut sealed = 0;
-    let mut dirs = vec![(dir.to_path_buf(), 0)];
-    while let Some((d, depth)) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            let name = e.file_name().to_string_lossy().into_owned();
-            if p.is_dir() && depth < 2 {
-                dirs.push((p, depth + 1));
-            } else if name.ends_with(&format!(".warc.gz{OPEN}")) && recover(&p)? {
-                sealed += 1;
-            }
+    for p in super::files_in(dir, &format!(".warc.gz{OPEN}")) {
+        match recover(&p) {
+            Ok(true) => sealed += 1,
+            Ok(false) => {}
+            // Another worker starting on the directory may have sealed it
+            // first; anything else is said, and tried again next start.
+            Err(_) if !p.exists() => {}
+            Err(e) => tracing::error!(error = %e, "a WARC file left open could not be sealed"),
         }
     }
-    Ok(sealed)
+    sealed
 }
 
 /// Recover one open file unless its writer still holds it.
@@ -63,7 +59,8 @@ fn recover(path: &Path) -> Result<bool, ArchiveError> {
         .write(true)
         .open(path)
         .map_err(|e| io("cannot open", path, e))?;
-    if file.try_lock().is_err() {
+    // Locked: its writer lives. Gone once locked: another start sealed it.
+    if file.try_lock().is_err() || !path.exists() {
         return Ok(false);
     }
     let sealed_name = path
@@ -86,7 +83,12 @@ fn recover(path: &Path) -> Result<bool, ArchiveError> {
     file.set_len(whole).map_err(|e| io("cannot cut", path, e))?;
     file.sync_all().map_err(|e| io("cannot sync", path, e))?;
     let index = index_path(path);
-    std::fs::write(&index, lines).map_err(|e| io("cannot index", &index, e))?;
+    File::create(&index)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, lines.as_bytes())?;
+            f.sync_all()
+        })
+        .map_err(|e| io("cannot index", &index, e))?;
     rename(path)?;
     Ok(true)
 }

@@ -233,3 +233,25 @@ async fn a_file_left_open_is_cut_to_its_last_whole_record_and_indexed_again() {
     assert!(index.contains("test,a)/1 ") && index.contains("test,a)/2 "));
     assert!(text(&sealed, &written).contains("http://a.test/1"));
 }
+
+#[tokio::test]
+async fn pages_written_before_a_failure_go_back_and_later_ones_do_not() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let archive = Archive::open(&settings(tmp.path()), None).expect("open");
+    let f = fetched(200, b"<p>x</p>", None);
+    archive
+        .write(&exchange("http://a.test/1", &f, "app"))
+        .expect("write");
+    archive.durable().await.expect("synced");
+    archive
+        .write(&exchange("http://a.test/2", &f, "app"))
+        .expect("write");
+    // A failed fsync forgets what it failed on: no later sync vouches for it.
+    archive.lose(&ArchiveError::Io("test".into()));
+    assert!(archive.durable().await.is_err());
+    archive
+        .write(&exchange("http://a.test/3", &f, "app"))
+        .expect("write");
+    archive.durable().await.expect("written after the failure");
+    archive.close().expect("close");
+}

@@ -56,7 +56,8 @@ async fn run(
 ) {
     while let Some(warc) = rx.recv().await {
         let mut backoff = Backoff::standard();
-        loop {
+        // A file removed meanwhile (by hand) is not waited for.
+        while warc.exists() {
             match upload(&dir, &objects, &warc).await {
                 Ok(()) => break,
                 Err(e) => {
@@ -102,20 +103,10 @@ fn marker(warc: &Path) -> PathBuf {
     warc.with_file_name(name)
 }
 
-/// Sealed WARC files under `dir` (two levels of splits) with no marker.
+/// Sealed WARC files under `dir` with no marker.
 fn not_uploaded(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![(dir.to_path_buf(), 0)];
-    while let Some((d, depth)) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() && depth < 2 {
-                todo.push((p, depth + 1));
-            } else if p.to_string_lossy().ends_with(".warc.gz") && !marker(&p).exists() {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
+    super::files_in(dir, ".warc.gz")
+        .into_iter()
+        .filter(|p| !marker(p).exists())
+        .collect()
 }

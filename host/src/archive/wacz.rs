@@ -102,7 +102,7 @@ pub fn package(dir: &Path, appid: &str, crawlid: &str) -> Result<Option<Packaged
         "resources": resources,
         "wacz_version": "1.1.1",
         "title": format!("{appid} {crawlid}"),
-        "created": super::exchange::now_seconds(),
+        "created": super::exchange::now(super::exchange::Stamp::Seconds),
         "software": format!("spinneret {}", env!("CARGO_PKG_VERSION")),
     });
     zip.start_file("datapackage.json", stored).map_err(zerr)?;
@@ -122,42 +122,27 @@ pub fn package(dir: &Path, appid: &str, crawlid: &str) -> Result<Option<Packaged
     }))
 }
 
-/// The crawl's index lines from every sealed `.cdxj` under `dir` (and its
-/// splits, two levels down).
+/// The crawl's index lines from every sealed `.cdxj` under `dir`.
 fn crawl_lines(dir: &Path, appid: &str, crawlid: &str) -> Result<Vec<Line>, ArchiveError> {
     let mut out = Vec::new();
-    let mut todo = vec![(dir.to_path_buf(), 0)];
-    while let Some((d, depth)) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() && depth < 2 && e.file_name() != "wacz" {
-                todo.push((p, depth + 1));
+    for p in super::files_in(dir, ".cdxj") {
+        let text = std::fs::read_to_string(&p).map_err(|e| io("cannot read", &p, e))?;
+        for line in text.lines() {
+            let Some((key, json)) = split(line) else {
+                continue;
+            };
+            let Ok(fields) = serde_json::from_str::<Value>(json) else {
+                continue;
+            };
+            if fields["appid"] != appid || fields["crawlid"] != crawlid {
                 continue;
             }
-            if !e.file_name().to_string_lossy().ends_with(".cdxj") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&p).map_err(|e| io("cannot read", &p, e))?;
-            for line in text.lines() {
-                let Some((key, json)) = split(line) else {
-                    continue;
-                };
-                let Ok(fields) = serde_json::from_str::<Value>(json) else {
-                    continue;
-                };
-                if fields["appid"] != appid || fields["crawlid"] != crawlid {
-                    continue;
-                }
-                let file = p.with_file_name(fields["filename"].as_str().unwrap_or_default());
-                out.push(Line {
-                    key: key.to_string(),
-                    fields,
-                    file,
-                });
-            }
+            let file = p.with_file_name(fields["filename"].as_str().unwrap_or_default());
+            out.push(Line {
+                key: key.to_string(),
+                fields,
+                file,
+            });
         }
     }
     Ok(out)

@@ -30,10 +30,21 @@ impl Engine {
         let started = Instant::now();
         let mut fetched = self.fetcher.fetch(&out).await;
         let took = started.elapsed();
-        if let Ok(f) = &mut fetched {
-            if let Err(e) = self.archive_fetch(job, req, f) {
-                return Err(self.unarchived(job, e, took));
+        let archived = match &mut fetched {
+            Ok(f) => self.archive_fetch(job, req, f),
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = archived {
+            // A full disk: fetched again later while retries last, then
+            // the page is delivered with the reason (only its record is
+            // missing).
+            if job.retries < self.settings.crawl.retries {
+                return Err(self.retry(job, &e.to_string(), Some(took)));
             }
+            tracing::error!(url = %redact(&job.url), error = %e, "a page could not be archived");
+            let error = Some(format!("not archived: {e}"));
+            let page = fetched.ok().map(Arc::new);
+            return Err(Outcome::Deliver(vec![CrawlResult::new(job, page, error)]));
         }
         if let Ok(f) = &fetched {
             if politeness::slows_down(f.status) && job.pauses < self.settings.crawl.max_pauses {
@@ -136,17 +147,6 @@ impl Engine {
             owner: &owner(job),
         })?);
         Ok(())
-    }
-
-    /// A fetch the archive could not take (a full disk): fetched again
-    /// later while retries last, then delivered with the reason (the
-    /// result still goes out; only its record is missing).
-    fn unarchived(&self, job: &Job, e: ArchiveError, took: Duration) -> Outcome {
-        if job.retries < self.settings.crawl.retries {
-            return self.retry(job, &e.to_string(), Some(took));
-        }
-        tracing::error!(url = %redact(&job.url), error = %e, "a page could not be archived");
-        unfetched(job, format!("not archived: {e}"))
     }
 
     pub(super) fn retry(&self, job: &Job, reason: &str, took: Option<Duration>) -> Outcome {

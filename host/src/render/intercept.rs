@@ -77,8 +77,10 @@ impl Traffic {
         let Some((archive, owner)) = &self.archive else {
             return;
         };
+        // Under the URL the page asked for: what a replay looks up (the
+        // fetch followed any redirect; its hops are not archived).
         let written = archive.write(&Exchange {
-            url: &f.response_url.clone(),
+            url: &r.url,
             method: &r.method,
             request_body: None,
             fetched: f,

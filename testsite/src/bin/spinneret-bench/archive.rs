@@ -82,33 +82,19 @@ pub(crate) async fn section(
         return Ok(lines);
     };
     let mut speed = Vec::new();
+    let url = r.url();
     for _ in 0..rounds {
-        let on_redis = (&[r][..], r.url());
-        let (_, off) = cluster_crawl(
-            site,
-            spinneret,
-            plugins,
-            work,
-            (on_redis.0, &on_redis.1),
-            1,
-            concurrency,
-        )
-        .await?;
-        r.flush()?;
-        let archiving = Archiving::on(&dir);
-        let (_, on) = cluster_crawl(
-            site,
-            spinneret,
-            plugins,
-            work,
-            (on_redis.0, &on_redis.1),
-            1,
-            concurrency,
-        )
-        .await?;
-        drop(archiving);
-        r.flush()?;
-        speed.push(on / off);
+        let mut per_second = [0.0; 2];
+        for (i, on) in [false, true].into_iter().enumerate() {
+            let archiving = on.then(|| Archiving::on(&dir));
+            let nodes = (&[r][..], url.as_str());
+            let (_, s) =
+                cluster_crawl(site, spinneret, plugins, work, nodes, 1, concurrency).await?;
+            drop(archiving);
+            r.flush()?;
+            per_second[i] = s;
+        }
+        speed.push(per_second[1] / per_second[0]);
     }
     lines.push(format!(
         "one worker on Redis, WARC on/off: {:.2}x pages/s (median of {rounds} rounds)",
