@@ -199,7 +199,7 @@ async fn a_worker_killed_mid_write_leaves_files_the_next_start_seals() -> Result
 #[tokio::test]
 async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() -> Result<()> {
     let site = Site::start(SiteSpec::default()).await?;
-    let s3 = crate::harness::S3Server::start("archive").await?;
+    let s3 = crate::s3::S3Server::start("archive").await?;
     let warc = tempfile::tempdir()?;
     let config = format!(
         "[warc]\ndir = {:?}\nwacz = true\n{}",
@@ -211,7 +211,7 @@ async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() ->
     let mut cmd = scratch.command("run");
     cmd.args(["--spider", "link", "--seed", &seed, "--maxdepth", "1"])
         .args(["--output", &scratch.path("out.jsonl").to_string_lossy()])
-        .envs(crate::harness::S3Server::env());
+        .envs(crate::s3::S3Server::env());
     let out = cmd.output().await?;
     let log = String::from_utf8_lossy(&out.stderr);
     ensure!(out.status.success(), "{log}");

@@ -16,6 +16,7 @@ mod politeness;
 mod redis_cluster;
 mod render;
 mod rest;
+mod s3;
 mod scale;
 mod security;
 mod templates;

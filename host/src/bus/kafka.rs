@@ -3,11 +3,11 @@
 //! consumer settings the monitors and `dump` share. Sends retry until the
 //! broker acknowledges them, so a broker outage delays work but loses none.
 
-use super::{ResultSink, SinkError};
+use super::{fit, ResultSink, SinkError};
 use crate::backoff::Backoff;
 use crate::config;
 use crate::objects::Objects;
-use crate::result::{CrawlResult, Part, ResultJson};
+use crate::result::CrawlResult;
 use crate::timeouts;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -283,7 +283,7 @@ impl KafkaBus {
     /// keyed by its uuid. One too large for the topic is replaced by an
     /// error reply.
     pub async fn reply(&self, reply: &Map<String, Value>) -> Result<(), BusError> {
-        let payload = fit_reply(reply, self.cfg.max_message_bytes);
+        let payload = fit::fit_reply(reply, self.cfg.max_message_bytes);
         let key = reply.get("uuid").and_then(Value::as_str).unwrap_or("");
         let appid = reply.get("appid").and_then(Value::as_str);
         let (sent, per_app) = self.send_fanned("outbound", key, appid, &payload).await;
@@ -384,7 +384,7 @@ impl KafkaSink {
             if full.len() > limit && !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(bytes = full.len(), limit, "a result too large for kafka.max_message_bytes goes out without its body: set output.objects.url to keep bodies of any size");
             }
-            return shrink(json, full, limit).map_err(SinkError::Undeliverable);
+            return fit::shrink(json, full, limit).map_err(SinkError::Undeliverable);
         };
         if full.len() <= objects.offload_bytes.min(limit) {
             return Ok(full);
@@ -401,97 +401,9 @@ impl KafkaSink {
         if out.len() <= limit {
             return Ok(out);
         }
-        let size = full.len();
-        for part in [Part::Headers, Part::Links, Part::Attrs] {
-            json.leave_out(part);
-        }
-        json.set_error(format!(
-            "result of {size} bytes exceeds kafka.max_message_bytes ({limit}); body stored (body_ref), headers, links and attrs dropped"
-        ));
-        let out = json.to_vec();
-        if out.len() <= limit {
-            return Ok(out);
-        }
-        Err(SinkError::Undeliverable(format!(
-            "result of {size} bytes exceeds kafka.max_message_bytes ({limit}) even without its body, headers, links and attrs"
-        )))
+        let what = "body stored (body_ref), headers, links and attrs dropped";
+        fit::without_extras(json, full.len(), limit, what).map_err(SinkError::Undeliverable)
     }
-}
-
-/// The result to send: as is if it fits, else without its body (and
-/// without headers, links and attrs if that is still too large), with an
-/// `error`; `Err` with the reason if even that is over `limit`. The
-/// result is written once when it fits, and once more per step it takes.
-pub fn fit_result(
-    result: &CrawlResult,
-    base64_body: bool,
-    limit: usize,
-) -> Result<Vec<u8>, String> {
-    let json = result.json(base64_body);
-    let full = json.to_vec();
-    shrink(json, full, limit)
-}
-
-/// `full` (the JSON of `json`) if it fits, else the steps of
-/// [`fit_result`].
-fn shrink(mut json: ResultJson<'_>, full: Vec<u8>, limit: usize) -> Result<Vec<u8>, String> {
-    if full.len() <= limit {
-        return Ok(full);
-    }
-    let size = full.len();
-    drop(full);
-    json.leave_out(Part::Body);
-    json.set_error(format!(
-        "result of {size} bytes exceeds kafka.max_message_bytes ({limit}); body dropped"
-    ));
-    let out = json.to_vec();
-    if out.len() <= limit {
-        return Ok(out);
-    }
-    for part in [Part::Headers, Part::Links, Part::Attrs] {
-        json.leave_out(part);
-    }
-    json.set_error(format!(
-        "result of {size} bytes exceeds kafka.max_message_bytes ({limit}); body, headers, links and attrs dropped"
-    ));
-    let out = json.to_vec();
-    if out.len() <= limit {
-        return Ok(out);
-    }
-    Err(format!(
-        "result of {size} bytes exceeds kafka.max_message_bytes ({limit}) even without its body, headers, links and attrs"
-    ))
-}
-
-/// A reply that fits the topic, else an error reply in its place that
-/// still answers the request (same uuid, appid and kind).
-pub fn fit_reply(reply: &Map<String, Value>, limit: usize) -> Vec<u8> {
-    let full = serde_json::to_vec(reply).expect("a JSON map serialises");
-    if full.len() <= limit {
-        return full;
-    }
-    let mut short: Map<String, Value> = [
-        "uuid",
-        "appid",
-        "action",
-        "stats",
-        "spiderid",
-        "crawlid",
-        "domain",
-        "server_time",
-    ]
-    .iter()
-    .filter_map(|k| reply.get(*k).map(|v| (k.to_string(), v.clone())))
-    .collect();
-    short.insert(
-        "error".into(),
-        format!(
-            "reply of {} bytes exceeds kafka.max_message_bytes ({limit}); ask for a narrower scope",
-            full.len()
-        )
-        .into(),
-    );
-    serde_json::to_vec(&short).expect("a JSON map serialises")
 }
 
 fn undeliverable(e: BusError) -> SinkError {
@@ -535,73 +447,6 @@ impl ResultSink for KafkaSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    /// A result of 6.5 KB (7.9 KB with a base64 body): sent whole under a
-    /// large limit, without its body under 5000 bytes, also without
-    /// headers, links and attrs under 2000, not at all under 300. Each
-    /// output pinned byte for byte.
-    #[test]
-    fn an_oversized_result_is_slimmed_and_says_why() {
-        let mut r = crate::result::fixture::every_field(true);
-        r.fields.clear();
-        r.links
-            .push(("http://a.test/long".into(), "t".repeat(2000)));
-        let mut fetched = (**r.fetched.as_ref().expect("fetched")).clone();
-        fetched.body = bytes::Bytes::from(vec![b'x'; 4000]);
-        r.fetched = Some(Arc::new(fetched));
-        let head = r#"{"appid":"app\"1","attrs":{ATTRS},"body":"{BODY}","crawlid":"cé","depth":3,"encoding":"windows-1252","error":"{ERROR}","fetch_ms":12.0,"links":{LINKS},"links_truncated":true,"rendered":true,"request_headers":{REQ},"response_headers":{RESP},"response_url":"http://a.test/x","spiderid":"link","status_code":200,"status_msg":"OK","timestamp":"2026-11-30T00:00:00Z","url":"http://a.test/x?q=<1>"}"#;
-        let attrs = r#"{"a":[true,null,1.5],"z":1}"#;
-        let links = r#"[{"text":"one \\ two","url":"http://a.test/1"},{"text":"T2000","url":"http://a.test/long"}]"#
-            .replace("T2000", &"t".repeat(2000));
-        let req = r#"{"User-Agent":["ua"]}"#;
-        let resp =
-            r#"{"Content-Type":["text/html; charset=iso-8859-1"],"Set-Cookie":["a=1","b=2"]}"#;
-        let want = |attrs: &str, body: &str, error: &str, links: &str, req: &str, resp: &str| {
-            head.replace("{ATTRS}", attrs)
-                .replace("{BODY}", body)
-                .replace("{ERROR}", error)
-                .replace("{LINKS}", links)
-                .replace("{REQ}", req)
-                .replace("{RESP}", resp)
-        };
-        let text = |b64: bool, limit: usize| {
-            fit_result(&r, b64, limit).map(|v| String::from_utf8(v).expect("UTF-8"))
-        };
-        let base64 = format!("{}eA==", "eHh4".repeat(1333));
-        for (b64, body, size) in [(false, "x".repeat(4000), 6570), (true, base64, 7906)] {
-            let full = want(attrs, &body, "boom", &links, req, resp);
-            assert_eq!(full.len(), size);
-            assert_eq!(text(b64, 1 << 20), Ok(full));
-            let error = format!(
-                "result of {size} bytes exceeds kafka.max_message_bytes (5000); body dropped"
-            );
-            assert_eq!(
-                text(b64, 5000),
-                Ok(want(attrs, "", &error, &links, req, resp))
-            );
-            let error = format!("result of {size} bytes exceeds kafka.max_message_bytes (2000); body, headers, links and attrs dropped");
-            assert_eq!(
-                text(b64, 2000),
-                Ok(want("null", "", &error, "[]", "{}", "{}"))
-            );
-            assert_eq!(text(b64, 300), Err(format!("result of {size} bytes exceeds kafka.max_message_bytes (300) even without its body, headers, links and attrs")));
-        }
-    }
-
-    #[test]
-    fn an_oversized_reply_becomes_an_error_reply() {
-        let Value::Object(r) =
-            json!({"uuid": "u1", "appid": "app", "stats": "queue", "queues": "x".repeat(5000)})
-        else {
-            unreachable!()
-        };
-        let out: Value = serde_json::from_slice(&fit_reply(&r, 2048)).expect("json");
-        assert_eq!(out["uuid"], "u1");
-        assert_eq!(out["stats"], "queue");
-        assert!(out.get("queues").is_none());
-        assert!(out["error"].as_str().is_some_and(|e| e.contains("exceeds")));
-    }
 
     #[test]
     fn appids_become_topic_names() {

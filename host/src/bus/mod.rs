@@ -2,6 +2,7 @@
 //! writes JSON lines to stdout or a file; [`kafka::KafkaSink`] publishes
 //! them to the broker behind the same trait.
 
+mod fit;
 pub mod kafka;
 
 use crate::result::CrawlResult;

@@ -4,7 +4,8 @@
 //! the send leaves the page to be crawled again, under the same key.
 
 use super::{crawl_request, one_host_site, Bus};
-use crate::harness::{eventually, S3Server, Site, SiteSpec};
+use crate::harness::{eventually, Site, SiteSpec};
+use crate::s3::S3Server;
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
