@@ -101,13 +101,15 @@ impl Bus {
 
     /// Poll `info` until the crawl reports `done`.
     pub async fn until_done(&self, appid: &str, crawlid: &str) -> Result<Value> {
-        let started = std::time::Instant::now();
-        let deadline = started + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
         // `feed` returns once the broker has the request, maybe before the
-        // ingest monitor stored it; a crawl not stored yet reads as done
+        // ingest monitor stored it (on a loaded machine its consumer group
+        // can take seconds to join); a crawl not stored yet reads as done
         // with nothing in it. So done counts once the crawl was seen with
-        // work, or after 5 s for a crawl that never gets any.
+        // work, or, for a crawl that never gets any, 5 s after the ingest
+        // monitor was given its partitions.
         let mut seen = false;
+        let mut assigned: Option<std::time::Instant> = None;
         loop {
             let out = self
                 .cli(&["info", "--appid", appid, "--crawlid", crawlid])
@@ -117,7 +119,11 @@ impl Bus {
                 .iter()
                 .any(|k| info[*k].as_u64().unwrap_or(0) > 0);
             seen |= work;
-            if info["done"] == true && (seen || started.elapsed() > Duration::from_secs(5)) {
+            if assigned.is_none() && self.logs().contains("partitions assigned") {
+                assigned = Some(std::time::Instant::now());
+            }
+            let settled = assigned.is_some_and(|t| t.elapsed() > Duration::from_secs(5));
+            if info["done"] == true && (seen || settled) {
                 return Ok(info);
             }
             ensure!(
