@@ -63,6 +63,9 @@ pub struct Quirks {
     /// Host 0's robots.txt lists a sitemap index of two sitemaps (the
     /// second gzipped) naming pages no page links to: [`Site::orphans`].
     pub sitemaps: bool,
+    /// Pages go gzip-encoded (level 1, as nginx's `gzip on` sends HTML)
+    /// to clients that accept it.
+    pub gzip: bool,
 }
 
 /// The last host answers its first `times` page requests with `status`,
@@ -143,8 +146,12 @@ impl Site {
             .map(|l| l.local_addr())
             .collect::<Result<_, _>>()?;
         let graph = Arc::new(Graph::new(spec));
-        let pages: Arc<Vec<Bytes>> =
-            Arc::new((0..spec.pages).map(|i| graph.render(i, &addrs)).collect());
+        let plain: Vec<Bytes> = (0..spec.pages).map(|i| graph.render(i, &addrs)).collect();
+        let gzip = match quirks.gzip {
+            true => plain.iter().map(|p| server::gzip(p)).collect(),
+            false => Vec::new(),
+        };
+        let pages = Arc::new(server::Pages { plain, gzip });
         let log = Arc::new(server::Log::default());
         log.set_last_host_delay(quirks.last_host_page);
         let servers = listeners

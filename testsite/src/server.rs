@@ -98,12 +98,26 @@ impl Log {
     }
 }
 
+/// The site's pages, and gzip-encoded when `Quirks::gzip` is set.
+pub struct Pages {
+    pub plain: Vec<Bytes>,
+    pub gzip: Vec<Bytes>,
+}
+
+/// `body` gzip-encoded at level 1.
+pub fn gzip(body: &[u8]) -> Bytes {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = e.write_all(body);
+    e.finish().unwrap_or_default().into()
+}
+
 pub async fn serve(
     listener: tokio::net::TcpListener,
     host: usize,
     hosts: usize,
     quirks: crate::Quirks,
-    pages: Arc<Vec<Bytes>>,
+    pages: Arc<Pages>,
     log: Arc<Log>,
 ) {
     loop {
@@ -225,12 +239,12 @@ fn respond(
     req: &Request<hyper::body::Incoming>,
     (host, hosts): (usize, usize),
     quirks: &crate::Quirks,
-    pages: &[Bytes],
+    pages: &Pages,
     log: &Log,
 ) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     log.push(hit(req, host));
-    let page_on_this_host = |j: usize| j < pages.len() && j % hosts == host;
+    let page_on_this_host = |j: usize| j < pages.plain.len() && j % hosts == host;
     let base = || {
         let h = req.headers().get("host").and_then(|h| h.to_str().ok());
         format!("http://{}", h.unwrap_or("localhost"))
@@ -265,10 +279,20 @@ fn respond(
         .and_then(|n| n.parse().ok())
     {
         if page_on_this_host(j) {
-            return Response::builder()
-                .header("content-type", "text/html; charset=utf-8")
-                .body(Full::new(pages[j].clone()))
-                .unwrap_or_default();
+            let accepts_gzip = req
+                .headers()
+                .get("accept-encoding")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.contains("gzip"));
+            let r = Response::builder().header("content-type", "text/html; charset=utf-8");
+            return match pages.gzip.get(j).filter(|_| accepts_gzip) {
+                Some(gz) => r
+                    .header("content-encoding", "gzip")
+                    .header("vary", "Accept-Encoding")
+                    .body(Full::new(gz.clone())),
+                None => r.body(Full::new(pages.plain[j].clone())),
+            }
+            .unwrap_or_default();
         }
     }
     if let Some(j) = path

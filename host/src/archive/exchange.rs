@@ -67,7 +67,9 @@ impl IndexFields {
 }
 
 impl Exchange<'_> {
-    pub(super) fn records(&self, redact: bool) -> Records {
+    /// The fetch's records, compressed at `level` (a payload that came
+    /// compressed is stored: deflating it again costs and saves nothing).
+    pub(super) fn records(&self, redact: bool, level: u32) -> Records {
         let f = self.fetched;
         let date = now(Stamp::Warc);
         let (payload, headers) = self.wire();
@@ -127,8 +129,9 @@ impl Exchange<'_> {
             .unwrap_or("unk")
             .trim()
             .to_ascii_lowercase();
+        let packed = f.encoded.is_some() || compressed_media(&mime);
         let mut members = vec![Member {
-            bytes: response.gzip(),
+            bytes: response.gzip(if packed { 0 } else { level }),
             index: Some(IndexFields {
                 url: self.url.to_string(),
                 date: date.clone(),
@@ -152,7 +155,7 @@ impl Exchange<'_> {
                 content_type: "application/http; msgtype=request",
                 block: &[&request, body],
             }
-            .gzip(),
+            .gzip(level),
             index: None,
         });
         let meta = self.metadata();
@@ -166,7 +169,7 @@ impl Exchange<'_> {
                 content_type: "application/warc-fields",
                 block: &[meta.as_bytes()],
             }
-            .gzip(),
+            .gzip(level),
             index: None,
         });
         Records { members }
@@ -303,5 +306,29 @@ pub(super) fn warcinfo(filename: &str) -> Vec<u8> {
         content_type: "application/warc-fields",
         block: &[fields.as_bytes()],
     }
-    .gzip()
+    .gzip(1)
+}
+
+/// Media types whose bytes are compressed already (images but the
+/// textual ones, audio, video, fonts, archives): deflate would only cost.
+fn compressed_media(mime: &str) -> bool {
+    let (kind, sub) = mime.split_once('/').unwrap_or((mime, ""));
+    match kind {
+        "image" => !matches!(sub, "svg+xml" | "bmp" | "x-icon" | "vnd.microsoft.icon"),
+        "audio" | "video" => true,
+        "font" => matches!(sub, "woff" | "woff2"),
+        "application" => matches!(
+            sub,
+            "zip"
+                | "gzip"
+                | "x-gzip"
+                | "zstd"
+                | "x-bzip2"
+                | "x-xz"
+                | "x-7z-compressed"
+                | "vnd.rar"
+                | "pdf"
+        ),
+        _ => false,
+    }
 }

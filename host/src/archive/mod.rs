@@ -149,7 +149,7 @@ impl Archive {
             ),
         };
         // Compressed before the lock: pages are written side by side.
-        let records = x.records(self.settings.redact);
+        let records = x.records(self.settings.redact, self.settings.level);
         let mut files = self.files.lock();
         let open = match files.get_mut(&split) {
             Some(o) if !self.full(o) => o,

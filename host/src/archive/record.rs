@@ -19,8 +19,8 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// The record gzip-compressed as one member.
-    pub fn gzip(&self) -> Vec<u8> {
+    /// The record gzip-compressed as one member, at `level` (0: stored).
+    pub fn gzip(&self, level: u32) -> Vec<u8> {
         let len: usize = self.block.iter().map(|b| b.len()).sum();
         let mut head = String::with_capacity(512);
         head.push_str("WARC/1.1\r\n");
@@ -47,51 +47,94 @@ impl Record<'_> {
         parts.push(head.as_bytes());
         parts.extend_from_slice(self.block);
         parts.push(b"\r\n\r\n");
-        gzip_member(&parts)
+        gzip_member(&parts, level)
     }
 }
 
-/// Records up to this size go stored, not compressed (a deflate stored
-/// block holds at most 65,535 bytes).
+/// Records up to this size go stored, not compressed: compressing a
+/// request or a metadata record would save a few hundred bytes and cost a
+/// reset of the compressor's tables.
 const STORED_BELOW: usize = 4096;
 
 thread_local! {
-    /// A deflate stream per thread, reset for each record: a fresh one
-    /// allocates and zeroes its tables every time, which cost more than
-    /// compressing a page.
-    static DEFLATE: std::cell::RefCell<Compress> =
-        std::cell::RefCell::new(Compress::new(Compression::fast(), false));
+    /// A deflate stream per thread and level, reset for each record: a
+    /// fresh one allocates and zeroes its tables every time, which cost
+    /// more than compressing a page.
+    static DEFLATE: std::cell::RefCell<Option<(u32, Compress)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
-/// `parts`, as one, compressed as one gzip member (RFC 1952). Level 1:
-/// an archive is written at crawl speed and read far less often.
-pub fn gzip_member(parts: &[&[u8]]) -> Vec<u8> {
+/// `parts`, as one, as one gzip member (RFC 1952) compressed at `level`
+/// (0: stored blocks, for payloads that arrive compressed).
+pub fn gzip_member(parts: &[&[u8]], level: u32) -> Vec<u8> {
     let total: usize = parts.iter().map(|p| p.len()).sum();
+    let stored = level == 0 || total <= STORED_BELOW;
     // No name, no time, "unknown" system: the same bytes for the same record.
-    let mut out = Vec::with_capacity(total / 2 + 64);
+    let mut out = Vec::with_capacity(if stored {
+        total + total / 8192 + 64
+    } else {
+        total / 2 + 64
+    });
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
     let mut crc = flate2::Crc::new();
-    if total <= STORED_BELOW {
-        // A small record (a request, metadata) is stored as one block:
-        // compressing it would save a few hundred bytes and cost a reset
-        // of the compressor's tables.
-        out.push(1);
-        out.extend_from_slice(&(total as u16).to_le_bytes());
-        out.extend_from_slice(&(!(total as u16)).to_le_bytes());
-        for p in parts {
-            crc.update(p);
-            out.extend_from_slice(p);
-        }
-        out.extend_from_slice(&crc.sum().to_le_bytes());
-        out.extend_from_slice(&(total as u32).to_le_bytes());
-        return out;
+    for p in parts {
+        crc.update(p);
     }
+    if stored {
+        stored_blocks(parts, total, &mut out);
+    } else {
+        deflate(parts, level, &mut out);
+    }
+    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&(total as u32).to_le_bytes());
+    out
+}
+
+/// Deflate stored blocks (RFC 1951 3.2.4) of at most 65,535 bytes each.
+fn stored_blocks(parts: &[&[u8]], total: usize, out: &mut Vec<u8>) {
+    const MAX: usize = u16::MAX as usize;
+    let mut left = total;
+    let mut block = 0;
+    let open = |out: &mut Vec<u8>, left: usize| {
+        let n = left.min(MAX);
+        out.push(u8::from(left <= MAX));
+        out.extend_from_slice(&(n as u16).to_le_bytes());
+        out.extend_from_slice(&(!(n as u16)).to_le_bytes());
+        n
+    };
+    if total == 0 {
+        open(out, 0);
+        return;
+    }
+    for mut p in parts.iter().copied() {
+        while !p.is_empty() {
+            if block == 0 {
+                block = open(out, left);
+            }
+            let n = block.min(p.len());
+            out.extend_from_slice(&p[..n]);
+            (p, block, left) = (&p[n..], block - n, left - n);
+        }
+    }
+}
+
+/// `parts`, as one, as one raw deflate stream at `level`.
+fn deflate(parts: &[&[u8]], level: u32, out: &mut Vec<u8>) {
     DEFLATE.with(|d| {
         let mut d = d.borrow_mut();
-        d.reset();
+        let d = match &mut *d {
+            Some((l, c)) if *l == level => {
+                c.reset();
+                c
+            }
+            slot => {
+                &mut slot
+                    .insert((level, Compress::new(Compression::new(level), false)))
+                    .1
+            }
+        };
         let last = parts.len().saturating_sub(1);
         for (i, part) in parts.iter().enumerate() {
-            crc.update(part);
             let flush = if i == last {
                 FlushCompress::Finish
             } else {
@@ -105,7 +148,7 @@ pub fn gzip_member(parts: &[&[u8]]) -> Vec<u8> {
                 let before = d.total_in();
                 // Only a bug of ours could make deflate fail on a Vec.
                 let status = d
-                    .compress_vec(input, &mut out, flush)
+                    .compress_vec(input, out, flush)
                     .unwrap_or(Status::StreamEnd);
                 input = &input[(d.total_in() - before) as usize..];
                 let done = match flush {
@@ -117,13 +160,7 @@ pub fn gzip_member(parts: &[&[u8]]) -> Vec<u8> {
                 }
             }
         }
-        if parts.is_empty() {
-            let _ = d.compress_vec(&[], &mut out, FlushCompress::Finish);
-        }
     });
-    out.extend_from_slice(&crc.sum().to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out
 }
 
 /// `sha1:<base32>` of the parts, as one.
@@ -205,13 +242,20 @@ mod tests {
 
     #[test]
     fn small_and_large_members_read_back_whole() {
-        for size in [0, 1, 4096, 4097, 200_000] {
-            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            let z = gzip_member(&[&data[..size / 2], &data[size / 2..]]);
-            let mut back = Vec::new();
-            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut back)
-                .expect("gzip");
-            assert_eq!(back, data, "{size}");
+        // Stored (level 0) across block bounds, and compressed at two levels.
+        for level in [0, 1, 6] {
+            for size in [0, 1, 4096, 4097, 65_535, 65_536, 200_000] {
+                let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+                let z = gzip_member(&[&data[..size / 3], &data[size / 3..]], level);
+                let mut gz = flate2::read::GzDecoder::new(&z[..]);
+                let mut back = Vec::new();
+                std::io::Read::read_to_end(&mut gz, &mut back).expect("gzip");
+                assert_eq!(back, data, "{size} at {level}");
+                assert!(gz.into_inner().is_empty(), "one whole member");
+                if level == 0 && size > 0 {
+                    assert!(z.len() > size, "stored, not compressed");
+                }
+            }
         }
     }
 
@@ -228,7 +272,7 @@ mod tests {
             content_type: "text/plain",
             block: &[b"hel", b"lo"],
         };
-        let z = r.gzip();
+        let z = r.gzip(1);
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut text)
             .expect("gzip");

@@ -25,6 +25,10 @@ pub struct Warc {
     pub wacz: bool,
     /// The first word of file names.
     pub prefix: String,
+    /// gzip level of each record, 0-9 (0: stored, fastest, largest).
+    /// Payloads that came compressed (content-encoded, images, video,
+    /// archives) are stored whatever the level.
+    pub level: u32,
 }
 
 impl Default for Warc {
@@ -37,6 +41,7 @@ impl Default for Warc {
             redact: true,
             wacz: false,
             prefix: "spinneret".into(),
+            level: 1,
         }
     }
 }
@@ -51,6 +56,9 @@ pub enum SplitBy {
 
 impl Warc {
     pub(super) fn check(&self) -> Result<(), String> {
+        if self.level > 9 {
+            return Err(format!("warc.level must be 0-9, got {}", self.level));
+        }
         if self.max_bytes < 1 << 20 {
             return Err(format!(
                 "warc.max_bytes must be at least 1048576 (1 MiB), got {}",
