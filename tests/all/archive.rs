@@ -67,6 +67,18 @@ pub(crate) fn checked_urls(dir: &Path) -> Result<BTreeSet<String>> {
     Ok(urls)
 }
 
+/// Every record of the WARC files under `dir`, decompressed, as text.
+pub(crate) fn records_text(dir: &Path) -> Result<String> {
+    let mut text = String::new();
+    for w in files(dir, ".warc.gz") {
+        let mut gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(&w)?);
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut gz, &mut bytes)?;
+        text.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    Ok(text)
+}
+
 /// The HTTP payload of the record a result's `warc` names.
 fn payload(dir: &Path, r: &Value) -> Result<Vec<u8>> {
     let w = &r["warc"];

@@ -18,6 +18,8 @@
 //!   once and writes how many bytes it got.
 //! - `hog.html`: its script allocates without end.
 //! - `posts.html?to=URL`: its script POSTs to `URL` 50 times.
+//! - `archived.html`: its script fetches `moved.html` (a 301 to
+//!   `b.html`) and POSTs `posted=1` to `a.html`.
 //! - `tree/<i>.html` (i < [`TREE`]): app shells whose script `tree.js`
 //!   writes their text and links to pages 2i+1 and 2i+2 (the bench's
 //!   rendered crawl: every page is reached only through a script).
@@ -101,6 +103,18 @@ for (let n = 0; n < 50; n++) fetch(to, {method: 'POST', body: 'n=' + n, mode: 'n
 document.getElementById('root').textContent = 'posted 50';
 </script></body></html>"#;
 
+const ARCHIVED: &str = r#"<!doctype html><html><body><div id="root"></div><script>
+Promise.all([
+  fetch('/js/moved.html').then(r => r.text()),
+  fetch('/js/a.html', {method: 'POST', body: 'posted=1'}).then(r => r.text()),
+]).then(([m]) => { document.getElementById('root').textContent = 'fetched ' + m.length; });
+</script></body></html>"#;
+
+/// Where a scripted path redirects (301): `moved.html` to `b.html`.
+pub fn moved(path: &str) -> Option<&'static str> {
+    (path == "/js/moved.html").then_some("/js/b.html")
+}
+
 /// The body of `big.bin`.
 pub const BIG: usize = 10 << 20;
 
@@ -160,6 +174,7 @@ pub fn page(path: &str) -> Option<(&'static str, Bytes)> {
         "bigfetch.html" => BIGFETCH.to_string(),
         "hog.html" => HOG.to_string(),
         "posts.html" => POSTS.to_string(),
+        "archived.html" => ARCHIVED.to_string(),
         "big.bin" => return Some(("application/octet-stream", Bytes::from(vec![b'a'; BIG]))),
         "slow.js" => {
             return Some((

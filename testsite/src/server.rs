@@ -261,6 +261,13 @@ fn respond(
             return r;
         }
     }
+    if let Some(to) = crate::scripted::moved(&path) {
+        return Response::builder()
+            .status(StatusCode::MOVED_PERMANENTLY)
+            .header("location", to)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default();
+    }
     if let Some((ctype, body)) = crate::scripted::page(&path) {
         return text(StatusCode::OK, ctype, body);
     }

@@ -13,7 +13,7 @@
 
 use super::cdp::{Cdp, Event};
 use crate::archive::{Archive, ArchiveError, Exchange, Owner};
-use crate::fetch::{ByteBudget, FetchError, Fetched, Fetcher, Outgoing};
+use crate::fetch::{ByteBudget, FetchError, Fetched, Fetcher, Hop, Outgoing};
 use base64::Engine as _;
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -49,8 +49,9 @@ pub(super) struct Traffic {
     pub sessions: Mutex<Vec<String>>,
     crashed: AtomicBool,
     crash: Notify,
-    /// Where sub-requests are archived, and for whom.
-    archive: Option<(Arc<Archive>, Owner)>,
+    /// Where sub-requests are archived, and for whom; taken when the
+    /// render ends (see [`Traffic::stop_archiving`]).
+    archive: Mutex<Option<(Arc<Archive>, Owner)>>,
     /// A sub-request that could not be archived: the render fails with it.
     pub unarchived: Mutex<Option<ArchiveError>>,
 }
@@ -67,22 +68,22 @@ impl Traffic {
             sessions: Mutex::new(Vec::new()),
             crashed: AtomicBool::new(false),
             crash: Notify::new(),
-            archive,
+            archive: Mutex::new(archive),
             unarchived: Mutex::new(None),
         }
     }
 
-    /// Archive a sub-request's answer, when the crawl archives.
-    fn archive(&self, r: &Request, f: &mut Fetched) {
-        let Some((archive, owner)) = &self.archive else {
+    /// Archive one hop of a sub-request, when the crawl archives.
+    fn archive(&self, url: &str, method: &str, body: Option<&[u8]>, f: &mut Fetched) {
+        // Held while writing: the render's end waits for it.
+        let archiving = self.archive.lock();
+        let Some((archive, owner)) = &*archiving else {
             return;
         };
-        // Under the URL the page asked for: what a replay looks up (the
-        // fetch followed any redirect; its hops are not archived).
         let written = archive.write(&Exchange {
-            url: &r.url,
-            method: &r.method,
-            request_body: None,
+            url,
+            method,
+            request_body: body,
             fetched: f,
             owner,
         });
@@ -90,6 +91,13 @@ impl Traffic {
             Ok(a) => f.archived = Some(a),
             Err(e) => *self.unarchived.lock() = Some(e),
         }
+    }
+
+    /// The render is over: wait for a write under way, and write no more.
+    /// The page's records must all be written before its settling asks
+    /// for them to be on disk; an answer still being fetched is abandoned.
+    pub fn stop_archiving(&self) {
+        self.archive.lock().take();
     }
 
     fn begin(&self) {
@@ -225,11 +233,8 @@ pub(super) async fn serve(
                 Answer::Fail(reason) => ("Fetch.failRequest", failed(&id, reason)),
                 Answer::Fetch => {
                     let _slot = traffic.fetching.acquire().await.expect("never closed");
-                    match fetch(&fetcher, &paused.request, &traffic.budget).await {
-                        Ok(mut f) => {
-                            traffic.archive(&paused.request, &mut f);
-                            ("Fetch.fulfillRequest", fulfilment(&id, &f))
-                        }
+                    match fetch(&fetcher, &paused.request, &traffic).await {
+                        Ok(f) => ("Fetch.fulfillRequest", fulfilment(&id, &f)),
                         Err(e) => {
                             if matches!(e, FetchError::Refused(_)) {
                                 traffic.refused.fetch_add(1, SeqCst);
@@ -319,9 +324,10 @@ fn decide(
 }
 
 /// A sub-request through our fetcher: redirects followed here, each hop
-/// checked by the address policy; the crawl's credentials never sent;
-/// its body drawn from the render's byte budget as it is read.
-async fn fetch(fetcher: &Fetcher, r: &Request, budget: &ByteBudget) -> Result<Fetched, FetchError> {
+/// checked by the address policy and archived (request body included) as
+/// its own exchange; the crawl's credentials never sent; its body drawn
+/// from the render's byte budget as it is read.
+async fn fetch(fetcher: &Fetcher, r: &Request, traffic: &Traffic) -> Result<Fetched, FetchError> {
     let headers: Vec<(String, String)> = r
         .headers
         .iter()
@@ -337,18 +343,39 @@ async fn fetch(fetcher: &Fetcher, r: &Request, budget: &ByteBudget) -> Result<Fe
             .flatten()
             .collect()
     });
-    fetcher
-        .fetch(&Outgoing {
-            url: &r.url,
-            method: &r.method,
-            headers: &headers,
-            body: body.as_deref(),
-            follow_redirects: true,
-            redirects: 0,
-            truncate_at: None,
-            budget: Some(budget),
-        })
-        .await
+    let mut hop = Hop {
+        url: url::Url::parse(&r.url).map_err(|_| FetchError::InvalidUrl(r.url.clone()))?,
+        method: reqwest::Method::from_bytes(r.method.as_bytes())
+            .map_err(|_| FetchError::InvalidUrl(format!("{} (bad method {})", r.url, r.method)))?,
+        headers,
+        body,
+    };
+    let mut redirects = 0;
+    loop {
+        let mut f = fetcher
+            .fetch(&Outgoing {
+                url: hop.url.as_str(),
+                method: hop.method.as_str(),
+                headers: &hop.headers,
+                body: hop.body.as_deref(),
+                follow_redirects: false,
+                redirects,
+                truncate_at: None,
+                budget: Some(&traffic.budget),
+            })
+            .await?;
+        traffic.archive(
+            hop.url.as_str(),
+            hop.method.as_str(),
+            hop.body.as_deref(),
+            &mut f,
+        );
+        match f.redirect.take() {
+            Some(next) => hop = next?,
+            None => return Ok(f),
+        }
+        redirects += 1;
+    }
 }
 
 /// The browser's own user agent and connection headers give way to ours.

@@ -308,6 +308,7 @@ impl Renderer {
         let _ = bounded(cdp.call(None, "Target.closeTarget", json!({"targetId": target}))).await;
         dispose(cdp, &ctx).await;
         cdp.unroute(&traffic.sessions.lock());
+        traffic.stop_archiving();
         if let Some(e) = traffic.unarchived.lock().take() {
             return Err(e.into());
         }

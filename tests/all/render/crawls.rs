@@ -181,3 +181,35 @@ async fn a_rendered_page_is_archived_with_everything_its_browser_fetched() -> Re
     assert!(urls.contains(&script), "{urls:?}");
     Ok(())
 }
+
+/// A rendered page's sub-requests are archived hop by hop (a redirect is
+/// a response of its own, then its target), and a POST's request record
+/// holds the body it sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendered_pages_redirects_and_posts_are_archived_whole() -> Result<()> {
+    let site = site().await?;
+    let warc = tempfile::tempdir()?;
+    let config = format!("[warc]\ndir = {:?}\n", warc.path().display().to_string());
+    let scratch = Scratch::new(&[("link", "link")], &config)?;
+    let page = site.scripted_url(HOST, "archived.html");
+    let rendered = run(&scratch, std::slice::from_ref(&page), 0, "always").await?;
+    let r = result(&rendered, &page)?;
+    assert!(
+        r["body"].as_str().unwrap_or_default().contains("fetched "),
+        "the script ran to its end: {r}"
+    );
+    let urls = crate::archive::checked_urls(warc.path())?;
+    for name in ["moved.html", "b.html", "a.html"] {
+        let url = page.replace("archived.html", name);
+        assert!(urls.contains(&url), "{url} not in {urls:?}");
+    }
+    // The records as text: the 301 is there, and the POST with its body.
+    let text = crate::archive::records_text(warc.path())?;
+    assert!(text.contains("HTTP/1.1 301 "), "no redirect record");
+    let post = text
+        .split("WARC/1.1\r\n")
+        .find(|r| r.contains("WARC-Type: request") && r.contains("POST /js/a.html"))
+        .context("no POST request record")?;
+    assert!(post.ends_with("posted=1\r\n\r\n"), "{post}");
+    Ok(())
+}
