@@ -157,6 +157,53 @@ impl Objects {
         Ok(self.uri(&key))
     }
 
+    /// The keys under `<prefix>/<rest>` whose names end in `suffix`,
+    /// relative to the prefix (as [`Objects::put_file`] takes them).
+    pub async fn list(&self, rest: &str, suffix: &str) -> Result<Vec<String>, ObjectsError> {
+        use futures::TryStreamExt;
+        let base = self.key("");
+        let metas: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&self.key(rest)))
+            .try_collect()
+            .await
+            .map_err(|e| ObjectsError::Unavailable(e.to_string()))?;
+        Ok(metas
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|k| k.ends_with(suffix))
+            .map(|k| match base.as_ref() {
+                "" => k,
+                b => k.strip_prefix(&format!("{b}/")).unwrap_or(&k).to_string(),
+            })
+            .collect())
+    }
+
+    /// `<prefix>/<rest>` into the file `path`, a chunk at a time.
+    pub async fn get_file(&self, rest: &str, path: &std::path::Path) -> Result<(), ObjectsError> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let unavailable = |e: String| ObjectsError::Unavailable(e);
+        let got = self
+            .store
+            .get(&self.key(rest))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut f = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        let mut chunks = got.into_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| unavailable(e.to_string()))?;
+            f.write_all(&chunk)
+                .await
+                .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        }
+        f.flush()
+            .await
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))
+    }
+
     /// An object's bytes (tests, tools).
     pub async fn get(&self, uri: &str) -> Result<Bytes, ObjectsError> {
         let rest = uri

@@ -258,3 +258,72 @@ async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() ->
     ensure!(keys.iter().any(|k| k.ends_with(".cdxj")), "{keys:?}");
     Ok(())
 }
+
+/// A crawl run by two workers, each archiving to a directory of its own
+/// and uploading what it seals: `wacz --from-store` on a third machine
+/// packages the records of both, and the package validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_run_by_a_cluster_is_packaged_from_the_object_store() -> Result<()> {
+    let redis = crate::harness::RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 60,
+        hosts: 2,
+        seed: 12,
+    })
+    .await?;
+    let s3 = crate::s3::S3Server::start("cluster").await?;
+    let mut cluster = crate::cluster::Cluster::new(&redis, &s3.config("spinneret"))?;
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let [aws_id, aws_key] = crate::s3::S3Server::env();
+    for d in &dirs[..2] {
+        let d = d.path().to_string_lossy();
+        cluster.start_worker_with(&[("SPINNERET_WARC__DIR", &d), aws_id, aws_key])?;
+    }
+    let request = crate::cluster::request(&site, "whole", 3, serde_json::json!({}));
+    cluster.submit(&["--request", &request]).await?;
+    cluster.until_done("ops", "whole").await?;
+    cluster.stop_workers().await?;
+    let results = cluster.results();
+    ensure!(results.len() > 10, "{} results", results.len());
+    let out = cluster
+        .scratch
+        .command("wacz")
+        .args(["--appid", "ops", "--crawlid", "whole", "--from-store"])
+        .env("SPINNERET_WARC__DIR", dirs[2].path())
+        .envs(crate::s3::S3Server::env())
+        .output()
+        .await?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{log}");
+    let packages = files(&dirs[2].path().join("wacz"), ".wacz");
+    ensure!(packages.len() == 1, "{packages:?}\n{log}");
+    let check = std::process::Command::new(tools().join("py/bin/wacz"))
+        .args(["validate", "-f", &packages[0].to_string_lossy()])
+        .output()?;
+    let said = String::from_utf8_lossy(&check.stdout);
+    ensure!(
+        check.status.success() && said.contains("is valid"),
+        "{said}"
+    );
+    // Every page either worker delivered is in the package's index.
+    let text = String::from_utf8_lossy(&std::fs::read(&packages[0])?).into_owned();
+    for r in &results {
+        let url = r["url"].as_str().context("url")?;
+        ensure!(
+            text.contains(&format!("\"url\":{}", serde_json::to_string(url)?)),
+            "{url} not in the WACZ"
+        );
+    }
+    // Nothing was staged for good; the package went to the store.
+    ensure!(
+        files(dirs[2].path(), ".warc.gz").is_empty(),
+        "staged files left behind"
+    );
+    let keys = s3.keys("spinneret/wacz/").await?;
+    ensure!(keys.len() == 1, "{keys:?}");
+    Ok(())
+}

@@ -13,6 +13,7 @@
 
 mod cdxj;
 mod exchange;
+pub mod gather;
 pub mod record;
 mod seal;
 mod upload;

@@ -31,16 +31,21 @@ struct Line {
 }
 
 /// Package the crawl `appid`/`crawlid` from the sealed files under `dir`
-/// as `<dir>/wacz/<appid>-<crawlid>.wacz`. `None` when the archive holds
+/// as `<out>/<appid>-<crawlid>.wacz`. `None` when the archive holds
 /// nothing of it.
-pub fn package(dir: &Path, appid: &str, crawlid: &str) -> Result<Option<Packaged>, ArchiveError> {
+pub fn package(
+    dir: &Path,
+    out: &Path,
+    appid: &str,
+    crawlid: &str,
+) -> Result<Option<Packaged>, ArchiveError> {
     let mut lines = crawl_lines(dir, appid, crawlid)?;
     if lines.is_empty() {
         return Ok(None);
     }
     lines.sort_by(|a, b| a.key.cmp(&b.key));
-    let out_dir = dir.join("wacz");
-    std::fs::create_dir_all(&out_dir).map_err(|e| io("cannot create", &out_dir, e))?;
+    let out_dir = out;
+    std::fs::create_dir_all(out_dir).map_err(|e| io("cannot create", out_dir, e))?;
     let name = format!(
         "{}-{}.wacz",
         super::safe_name(appid),

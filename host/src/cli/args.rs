@@ -79,7 +79,8 @@ pub enum Command {
     /// REST gateway: /feed, /poll, health, OpenAPI and metrics (rest.port).
     Rest(RestArgs),
     /// Package a crawl's records in warc.dir as a WACZ (and upload it when
-    /// output.objects is set).
+    /// output.objects is set); with --from-store, the records every worker
+    /// uploaded.
     Wacz(WaczArgs),
 }
 
@@ -89,6 +90,10 @@ pub struct WaczArgs {
     pub appid: String,
     #[arg(long)]
     pub crawlid: String,
+    /// Package from the sealed files all workers uploaded to the object
+    /// store (a crawl run by a cluster), not from this machine's warc.dir.
+    #[arg(long)]
+    pub from_store: bool,
 }
 
 #[derive(Args, Debug)]

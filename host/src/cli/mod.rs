@@ -82,25 +82,45 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Rest(_) => cluster::rest(settings).await,
         Command::Wacz(args) => {
             if settings.warc.dir.is_empty() {
-                bail!("wacz needs warc.dir: the directory the crawl's records were written to");
+                bail!("wacz needs warc.dir: the directory the crawl's records were written to (with --from-store, where the package is made)");
             }
-            match wacz(&settings, &args.appid, &args.crawlid).await? {
-                0 => bail!("no records of crawl {}/{} in {}", args.appid, args.crawlid, settings.warc.dir),
+            let from = if args.from_store { "the object store's sealed files" } else { settings.warc.dir.as_str() };
+            match wacz(&settings, &args.appid, &args.crawlid, args.from_store).await? {
+                0 => bail!("no records of crawl {}/{} in {from}", args.appid, args.crawlid),
                 _ => Ok(0),
             }
         }
     }
 }
 
-/// Package a crawl as WACZ, uploaded when there is an object store; how
-/// many records went in.
-async fn wacz(settings: &Settings, appid: &str, crawlid: &str) -> Result<usize> {
+/// Package a crawl as WACZ (into `<warc.dir>/wacz/`), uploaded when there
+/// is an object store; how many records went in. `from_store`: from the
+/// sealed files every worker uploaded, not this machine's.
+async fn wacz(settings: &Settings, appid: &str, crawlid: &str, from_store: bool) -> Result<usize> {
     let dir = std::path::Path::new(&settings.warc.dir);
-    let Some(p) = crate::archive::wacz::package(dir, appid, crawlid)? else {
+    let objects = crate::objects::Objects::connect(settings)?;
+    let out = dir.join("wacz");
+    let packaged = if from_store {
+        let objects = objects
+            .as_deref()
+            .context("--from-store needs an object store (output.objects.url)")?;
+        let staging = dir.join(format!(".gathered-{}", std::process::id()));
+        let packaged = async {
+            let g = crate::archive::gather::gather(objects, appid, crawlid, &staging).await?;
+            tracing::info!(files = g.files, indexes = g.indexes, %crawlid, "the crawl's sealed files fetched from the object store");
+            Ok::<_, anyhow::Error>(crate::archive::wacz::package(&staging, &out, appid, crawlid)?)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&staging);
+        packaged?
+    } else {
+        crate::archive::wacz::package(dir, &out, appid, crawlid)?
+    };
+    let Some(p) = packaged else {
         return Ok(0);
     };
     tracing::info!(path = %p.path.display(), records = p.records, pages = p.pages, %crawlid, "crawl packaged as WACZ");
-    if let Some(objects) = crate::objects::Objects::connect(settings)? {
+    if let Some(objects) = objects {
         let name = p.path.file_name().unwrap_or_default().to_string_lossy();
         let uri = objects.put_file(&format!("wacz/{name}"), &p.path).await?;
         tracing::info!(%uri, "WACZ uploaded");
@@ -168,7 +188,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     // A run's crawls are complete when it ends (not when stopped early).
     if settings.warc.wacz && !stop.is_triggered() {
         for (appid, crawlid) in &crawls {
-            wacz(&settings, appid, crawlid).await?;
+            wacz(&settings, appid, crawlid, false).await?;
         }
     }
     // A result that was not delivered is a failed run, whatever else went

@@ -140,6 +140,17 @@ impl Cluster {
         }
     }
 
+    /// SIGTERM to every worker, and wait (at most 30 s each) for it to
+    /// exit: what it holds handed back, its archive sealed and uploaded.
+    pub(crate) async fn stop_workers(&mut self) -> Result<()> {
+        for (child, _) in &mut self.workers {
+            crate::harness::signal(child, "TERM")?;
+            let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+            anyhow::ensure!(status.success(), "a worker exited with {status}");
+        }
+        Ok(())
+    }
+
     /// Every result any worker has written so far.
     pub(crate) fn results(&self) -> Vec<Value> {
         self.workers
