@@ -259,71 +259,146 @@ async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() ->
     Ok(())
 }
 
-/// A crawl run by two workers, each archiving to a directory of its own
-/// and uploading what it seals: `wacz --from-store` on a third machine
-/// packages the records of both, and the package validates.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crawl_run_by_a_cluster_is_packaged_from_the_object_store() -> Result<()> {
-    let redis = crate::harness::RedisServer::start().await?;
-    let site = Site::start(SiteSpec {
-        pages: 60,
-        hosts: 2,
-        seed: 12,
-    })
-    .await?;
-    let s3 = crate::s3::S3Server::start("cluster").await?;
-    let mut cluster = crate::cluster::Cluster::new(&redis, &s3.config("spinneret"))?;
-    let dirs = [
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-        tempfile::tempdir()?,
-    ];
-    let [aws_id, aws_key] = crate::s3::S3Server::env();
-    for d in &dirs[..2] {
-        let d = d.path().to_string_lossy();
-        cluster.start_worker_with(&[("SPINNERET_WARC__DIR", &d), aws_id, aws_key])?;
-    }
-    let request = crate::cluster::request(&site, "whole", 3, serde_json::json!({}));
-    cluster.submit(&["--request", &request]).await?;
-    cluster.until_done("ops", "whole").await?;
-    cluster.stop_workers().await?;
-    let results = cluster.results();
-    ensure!(results.len() > 10, "{} results", results.len());
-    let out = cluster
-        .scratch
-        .command("wacz")
-        .args(["--appid", "ops", "--crawlid", "whole", "--from-store"])
-        .env("SPINNERET_WARC__DIR", dirs[2].path())
-        .envs(crate::s3::S3Server::env())
-        .output()
+/// Two workers on one Redis, each archiving to a directory of its own
+/// and uploading what it seals, with `warc.wacz` and a real S3 server.
+struct ArchivingCluster {
+    _redis: crate::harness::RedisServer,
+    site: Site,
+    s3: crate::s3::S3Server,
+    cluster: crate::cluster::Cluster,
+    dirs: [tempfile::TempDir; 2],
+}
+
+impl ArchivingCluster {
+    async fn start(bucket: &str) -> Result<ArchivingCluster> {
+        let redis = crate::harness::RedisServer::start().await?;
+        let site = Site::start(SiteSpec {
+            pages: 60,
+            hosts: 2,
+            seed: 12,
+        })
         .await?;
-    let log = String::from_utf8_lossy(&out.stderr);
-    ensure!(out.status.success(), "{log}");
-    let packages = files(&dirs[2].path().join("wacz"), ".wacz");
-    ensure!(packages.len() == 1, "{packages:?}\n{log}");
+        let s3 = crate::s3::S3Server::start(bucket).await?;
+        let mut cluster = crate::cluster::Cluster::new(&redis, &s3.config("spinneret"))?;
+        let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+        let [aws_id, aws_key] = crate::s3::S3Server::env();
+        for d in &dirs {
+            let d = d.path().to_string_lossy();
+            let warc = [
+                ("SPINNERET_WARC__DIR", &*d),
+                ("SPINNERET_WARC__WACZ", "true"),
+            ];
+            cluster.start_worker_with(&[warc[0], warc[1], aws_id, aws_key])?;
+        }
+        Ok(ArchivingCluster {
+            _redis: redis,
+            site,
+            s3,
+            cluster,
+            dirs,
+        })
+    }
+
+    /// Crawl the site as `crawlid` until the crawl is done; its results.
+    async fn crawl(&self, crawlid: &str) -> Result<Vec<Value>> {
+        let request = crate::cluster::request(&self.site, crawlid, 3, serde_json::json!({}));
+        self.cluster.submit(&["--request", &request]).await?;
+        self.cluster.until_done("ops", crawlid).await?;
+        let results = self.cluster.results();
+        ensure!(results.len() > 10, "{} results", results.len());
+        Ok(results)
+    }
+}
+
+/// `wacz validate` passes on the package, and its index lists every page
+/// of `results`.
+fn check_package(wacz: &Path, results: &[Value]) -> Result<()> {
     let check = std::process::Command::new(tools().join("py/bin/wacz"))
-        .args(["validate", "-f", &packages[0].to_string_lossy()])
+        .args(["validate", "-f", &wacz.to_string_lossy()])
         .output()?;
     let said = String::from_utf8_lossy(&check.stdout);
     ensure!(
         check.status.success() && said.contains("is valid"),
         "{said}"
     );
-    // Every page either worker delivered is in the package's index.
-    let text = String::from_utf8_lossy(&std::fs::read(&packages[0])?).into_owned();
-    for r in &results {
+    let text = String::from_utf8_lossy(&std::fs::read(wacz)?).into_owned();
+    for r in results {
         let url = r["url"].as_str().context("url")?;
         ensure!(
             text.contains(&format!("\"url\":{}", serde_json::to_string(url)?)),
             "{url} not in the WACZ"
         );
     }
-    // Nothing was staged for good; the package went to the store.
+    Ok(())
+}
+
+/// A crawl two workers ran is packaged by the cluster itself once it has
+/// ended: the workers seal the files holding it at once (not at
+/// `warc.max_age`, 15 minutes), and one of them packages the records of
+/// both from the object store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_run_by_a_cluster_is_packaged_when_it_ends() -> Result<()> {
+    let c = ArchivingCluster::start("ended").await?;
+    let results = c.crawl("whole").await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let keys = loop {
+        let keys = c.s3.keys("spinneret/wacz/").await?;
+        if !keys.is_empty() {
+            break keys;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no WACZ in the store after 60 s:\n{}",
+            c.cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(keys == ["spinneret/wacz/ops-whole.wacz"], "{keys:?}");
+    // One of the workers packaged it, once.
+    let logs = c.cluster.logs();
     ensure!(
-        files(dirs[2].path(), ".warc.gz").is_empty(),
+        logs.matches("crawl packaged as WACZ").count() == 1,
+        "{logs}"
+    );
+    let wacz = c.dirs[0].path().join("ops-whole.wacz");
+    std::fs::write(&wacz, c.s3.get(&format!("s3://ended/{}", keys[0])).await?)?;
+    check_package(&wacz, &results)?;
+    // Nothing was left staged.
+    for d in &c.dirs {
+        let staged: Vec<_> = std::fs::read_dir(d.path())?
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".gathered"))
+            .collect();
+        ensure!(staged.is_empty(), "{staged:?}");
+    }
+    Ok(())
+}
+
+/// `wacz --from-store` packages a cluster's crawl by hand, on a machine
+/// that ran none of it, from the files every worker uploaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_run_by_a_cluster_is_packaged_from_the_object_store() -> Result<()> {
+    let mut c = ArchivingCluster::start("by-hand").await?;
+    let results = c.crawl("whole").await?;
+    c.cluster.stop_workers().await?;
+    let elsewhere = tempfile::tempdir()?;
+    let out = c
+        .cluster
+        .scratch
+        .command("wacz")
+        .args(["--appid", "ops", "--crawlid", "whole", "--from-store"])
+        .env("SPINNERET_WARC__DIR", elsewhere.path())
+        .envs(crate::s3::S3Server::env())
+        .output()
+        .await?;
+    let log = String::from_utf8_lossy(&out.stderr);
+    ensure!(out.status.success(), "{log}");
+    let packages = files(&elsewhere.path().join("wacz"), ".wacz");
+    ensure!(packages.len() == 1, "{packages:?}\n{log}");
+    check_package(&packages[0], &results)?;
+    ensure!(
+        files(elsewhere.path(), ".warc.gz").is_empty(),
         "staged files left behind"
     );
-    let keys = s3.keys("spinneret/wacz/").await?;
-    ensure!(keys.len() == 1, "{keys:?}");
     Ok(())
 }

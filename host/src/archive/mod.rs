@@ -14,6 +14,8 @@
 mod cdxj;
 mod exchange;
 pub mod gather;
+pub mod ledger;
+pub mod packager;
 pub mod record;
 mod seal;
 mod upload;
@@ -68,6 +70,10 @@ pub struct Archive {
     kick: tokio::sync::Notify,
     /// Sealed files on their way to the object store, when there is one.
     uploads: Option<upload::Uploads>,
+    /// In a cluster: where the files holding each crawl are listed, and
+    /// the files that came to hold a crawl since the last group commit.
+    ledger: Option<Arc<ledger::Ledger>>,
+    unlisted: Mutex<Vec<(ledger::CrawlOf, String)>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -89,15 +95,19 @@ struct Open {
     index: std::io::BufWriter<File>,
     len: u64,
     opened: Instant,
+    /// The crawls it holds records of (listed in the ledger, if any).
+    crawls: std::collections::HashSet<ledger::CrawlOf>,
 }
 
 impl Archive {
     /// Open the archive in `settings.dir`: files left open by a killed
     /// worker are sealed first. With `objects`, sealed files are uploaded
-    /// there (those a stopped worker left too).
+    /// there (those a stopped worker left too); with a `ledger` (a
+    /// cluster), the files holding each crawl are listed there.
     pub fn open(
         settings: &Warc,
         objects: Option<Arc<crate::objects::Objects>>,
+        ledger: Option<Arc<ledger::Ledger>>,
     ) -> Result<Arc<Archive>, ArchiveError> {
         let dir = PathBuf::from(&settings.dir);
         std::fs::create_dir_all(&dir).map_err(|e| io("cannot create", &dir, e))?;
@@ -128,7 +138,9 @@ impl Archive {
             lost: AtomicU64::new(0),
             synced: tokio::sync::watch::Sender::new(Synced::default()),
             kick: tokio::sync::Notify::new(),
-            uploads: objects.map(|o| upload::Uploads::start(&dir, o)),
+            uploads: objects.map(|o| upload::Uploads::start(&dir, o, ledger.clone())),
+            ledger,
+            unlisted: Mutex::new(Vec::new()),
         });
         tokio::spawn(archive.clone().sync_loop());
         Ok(archive)
@@ -165,6 +177,14 @@ impl Archive {
                 files.entry(split.clone()).or_insert(new)
             }
         };
+        // Listed before the bytes count as written: the group commit that
+        // covers them lists the file first.
+        if self.ledger.is_some() {
+            let crawl = (x.owner.appid.clone(), x.owner.crawlid.clone());
+            if open.crawls.insert(crawl.clone()) {
+                self.unlisted.lock().push((crawl, open.name.clone()));
+            }
+        }
         let offset = open.len;
         let mut at = offset;
         let mut lines = String::new();
@@ -270,7 +290,10 @@ impl Archive {
         loop {
             tokio::select! {
                 _ = self.kick.notified() => {}
-                _ = tick.tick() => self.seal_old(),
+                _ = tick.tick() => {
+                    self.seal_old();
+                    self.seal_ended().await;
+                }
             }
             // At most one fsync per `SYNC_EVERY`: the pages that come to
             // wait meanwhile share the next one.
@@ -282,6 +305,12 @@ impl Archive {
                 s.upto >= target && s.failed.is_none()
             };
             if idle {
+                continue;
+            }
+            if let Err(e) = self.list_files().await {
+                // The pages waiting go back (a packager would not know of
+                // their records); the files are listed at the next try.
+                self.synced.send_modify(|s| s.failed = Some(e));
                 continue;
             }
             let handles: Vec<(PathBuf, std::io::Result<File>)> = self
@@ -334,6 +363,68 @@ impl Archive {
         }
     }
 
+    /// The files that came to hold a crawl, into the ledger.
+    async fn list_files(&self) -> Result<(), String> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        let entries = std::mem::take(&mut *self.unlisted.lock());
+        if entries.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = ledger.opened(&entries).await {
+            let mut unlisted = self.unlisted.lock();
+            unlisted.extend(entries);
+            return Err(format!("cannot list WARC files in the ledger: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Seal the open files holding a crawl that has ended, so that it is
+    /// packaged now rather than at `warc.max_age`.
+    async fn seal_ended(&self) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        let crawls: Vec<ledger::CrawlOf> = {
+            let files = self.files.lock();
+            let all: std::collections::BTreeSet<&ledger::CrawlOf> =
+                files.values().flat_map(|o| o.crawls.iter()).collect();
+            all.into_iter().cloned().collect()
+        };
+        if crawls.is_empty() {
+            return;
+        }
+        let ended: Vec<&ledger::CrawlOf> = match ledger.seal_asked(&crawls).await {
+            Ok(asked) => crawls
+                .iter()
+                .zip(asked)
+                .filter(|(_, a)| *a)
+                .map(|(c, _)| c)
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read which crawls ended; their files seal at warc.max_age");
+                return;
+            }
+        };
+        if ended.is_empty() {
+            return;
+        }
+        let mut files = self.files.lock();
+        let holding: Vec<String> = files
+            .iter()
+            .filter(|(_, o)| ended.iter().any(|c| o.crawls.contains(*c)))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in holding {
+            if let Some(o) = files.remove(&k) {
+                if let Err(e) = self.seal(o) {
+                    self.lose(&e);
+                }
+            }
+        }
+    }
+
     fn full(&self, o: &Open) -> bool {
         o.len >= self.settings.max_bytes || o.opened.elapsed() >= self.settings.max_age
     }
@@ -378,6 +469,7 @@ impl Archive {
             index: std::io::BufWriter::new(index),
             len: info.len() as u64,
             opened: Instant::now(),
+            crawls: Default::default(),
         })
     }
 

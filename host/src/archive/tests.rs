@@ -56,7 +56,7 @@ fn text(path: &Path, a: &Archived) -> String {
 #[tokio::test]
 async fn a_fetch_is_three_records_with_the_bytes_as_sent_and_an_index_line() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let archive = Archive::open(&settings(tmp.path()), None).expect("open");
+    let archive = Archive::open(&settings(tmp.path()), None, None).expect("open");
     let gz = {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         e.write_all(b"<p>hi</p>").expect("gzip");
@@ -137,7 +137,7 @@ async fn a_304_is_a_revisit_and_files_rotate_past_their_size() {
     let mut s = settings(tmp.path());
     s.max_bytes = 1 << 20;
     s.split_by = SplitBy::None;
-    let archive = Archive::open(&s, None).expect("open");
+    let archive = Archive::open(&s, None, None).expect("open");
     let f = fetched(304, b"", None);
     let a = archive
         .write(&exchange("http://a.test/p", &f, "x"))
@@ -150,7 +150,7 @@ async fn a_304_is_a_revisit_and_files_rotate_past_their_size() {
     );
     assert!(!t.contains("WARC-Payload-Digest"));
     // Incompressible bytes: a file passes 1 MiB in a few pages.
-    let archive = Archive::open(&s, None).expect("open");
+    let archive = Archive::open(&s, None, None).expect("open");
     let noise: &'static [u8] = Box::leak(
         (0..400_000)
             .map(|_| fastrand::u8(..))
@@ -179,7 +179,7 @@ async fn a_file_left_open_is_cut_to_its_last_whole_record_and_indexed_again() {
     let s = settings(tmp.path());
     let f = fetched(200, b"<p>page</p>", None);
     let (open_path, written) = {
-        let archive = Archive::open(&s, None).expect("open");
+        let archive = Archive::open(&s, None, None).expect("open");
         let a = archive
             .write(&exchange("http://a.test/1", &f, "app"))
             .expect("write");
@@ -214,7 +214,7 @@ async fn a_file_left_open_is_cut_to_its_last_whole_record_and_indexed_again() {
         .expect("open");
     tail.write_all(&[0x1f, 0x8b, 8, 0, 0, 0]).expect("tail");
     drop(tail);
-    let _again = Archive::open(&s, None).expect("reopen");
+    let _again = Archive::open(&s, None, None).expect("reopen");
     let sealed = tmp.path().join(&written.file);
     assert!(sealed.exists(), "not sealed: {}", sealed.display());
     assert!(!open_path.exists());
@@ -237,7 +237,7 @@ async fn a_file_left_open_is_cut_to_its_last_whole_record_and_indexed_again() {
 #[tokio::test]
 async fn pages_written_before_a_failure_go_back_and_later_ones_do_not() {
     let tmp = tempfile::tempdir().expect("tmp");
-    let archive = Archive::open(&settings(tmp.path()), None).expect("open");
+    let archive = Archive::open(&settings(tmp.path()), None, None).expect("open");
     let f = fetched(200, b"<p>x</p>", None);
     archive
         .write(&exchange("http://a.test/1", &f, "app"))

@@ -4,6 +4,7 @@
 //! again until it goes; files sealed but not uploaded when a worker
 //! stopped are found by the next start.
 
+use super::ledger::{CrawlOf, Ledger};
 use crate::backoff::Backoff;
 use crate::objects::Objects;
 use std::path::{Path, PathBuf};
@@ -19,14 +20,19 @@ pub(super) struct Uploads {
 impl Uploads {
     /// Start uploading to `objects`; sealed files under `dir` not uploaded
     /// yet are queued first.
-    pub(super) fn start(dir: &Path, objects: Arc<Objects>) -> Uploads {
+    pub(super) fn start(dir: &Path, objects: Arc<Objects>, ledger: Option<Arc<Ledger>>) -> Uploads {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = watch::Sender::new(0);
         let uploads = Uploads { tx, pending };
         for f in not_uploaded(dir) {
             uploads.queue(f);
         }
-        tokio::spawn(run(dir.to_path_buf(), objects, rx, uploads.pending.clone()));
+        tokio::spawn(run(
+            dir.to_path_buf(),
+            (objects, ledger),
+            rx,
+            uploads.pending.clone(),
+        ));
         uploads
     }
 
@@ -50,7 +56,7 @@ impl Uploads {
 
 async fn run(
     dir: PathBuf,
-    objects: Arc<Objects>,
+    (objects, ledger): (Arc<Objects>, Option<Arc<Ledger>>),
     mut rx: mpsc::UnboundedReceiver<PathBuf>,
     pending: watch::Sender<usize>,
 ) {
@@ -58,7 +64,7 @@ async fn run(
         let mut backoff = Backoff::standard();
         // A file removed meanwhile (by hand) is not waited for.
         while warc.exists() {
-            match upload(&dir, &objects, &warc).await {
+            match upload(&dir, &objects, ledger.as_deref(), &warc).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(file = %warc.display(), error = %e, "WARC file not uploaded yet; retrying");
@@ -70,7 +76,12 @@ async fn run(
     }
 }
 
-async fn upload(dir: &Path, objects: &Objects, warc: &Path) -> Result<(), String> {
+async fn upload(
+    dir: &Path,
+    objects: &Objects,
+    ledger: Option<&Ledger>,
+    warc: &Path,
+) -> Result<(), String> {
     let rel = warc
         .strip_prefix(dir)
         .map_err(|e| e.to_string())?
@@ -89,6 +100,29 @@ async fn upload(dir: &Path, objects: &Objects, warc: &Path) -> Result<(), String
             .into_owned();
         objects
             .put_file(&format!("warc/{rel}"), &index)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // In a cluster, the crawls it holds may now be packaged.
+    if let Some(ledger) = ledger {
+        let text = match index.exists() {
+            true => std::fs::read_to_string(&index).map_err(|e| e.to_string())?,
+            false => String::new(),
+        };
+        let crawls: std::collections::BTreeSet<CrawlOf> = text
+            .lines()
+            .filter_map(|l| l.splitn(3, ' ').nth(2))
+            .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+            .filter_map(|v| {
+                Some((
+                    v["appid"].as_str()?.to_string(),
+                    v["crawlid"].as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let crawls: Vec<CrawlOf> = crawls.into_iter().collect();
+        ledger
+            .sealed(&crawls, &rel)
             .await
             .map_err(|e| e.to_string())?;
     }

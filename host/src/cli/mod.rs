@@ -186,9 +186,13 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     });
     summary(&stats, left);
     // A run's crawls are complete when it ends (not when stopped early).
+    // On a cluster with a store, from every worker's uploaded files (the
+    // packagers of the workers still up make it again, whole, if some of
+    // it was in their open files); else from this process's own.
     if settings.warc.wacz && !stop.is_triggered() {
+        let from_store = !settings.redis.url.is_empty() && !settings.output.objects.url.is_empty();
         for (appid, crawlid) in &crawls {
-            wacz(&settings, appid, crawlid, false).await?;
+            wacz(&settings, appid, crawlid, from_store).await?;
         }
     }
     // A result that was not delivered is a failed run, whatever else went

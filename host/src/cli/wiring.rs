@@ -4,6 +4,7 @@
 //! endpoint and the crawl engine. Commands pick the parts they need.
 
 use super::plugins::{publish_plugins, spider_names};
+use crate::archive::{ledger::Ledger, packager::Packager, Archive};
 use crate::bus::kafka::KafkaBus;
 use crate::bus::ResultSink;
 use crate::config::Settings;
@@ -28,6 +29,8 @@ pub(crate) struct Stores {
     pub frontier: Arc<dyn Frontier>,
     pub dedup: Arc<dyn DedupStore>,
     pub throttle: Arc<dyn ThrottleStore>,
+    /// The cluster they are on, if any.
+    pub cluster: Option<Cluster>,
 }
 
 /// A cluster process's store: the shared connection and the monitors'
@@ -78,6 +81,7 @@ pub(crate) fn embedded(settings: &Settings) -> Stores {
             settings.crawl.dupe_idle_ttl,
         ))),
         throttle,
+        cluster: None,
     }
 }
 
@@ -108,6 +112,7 @@ pub(crate) fn worker(
         frontier: frontier.clone(),
         dedup: frontier.clone(),
         throttle: frontier,
+        cluster: Some(cluster.clone()),
     }
 }
 
@@ -144,11 +149,8 @@ pub(crate) fn engine(
     let archive = match settings.warc.dir.as_str() {
         "" => None,
         dir => Some(
-            crate::archive::Archive::open(
-                &settings.warc,
-                crate::objects::Objects::connect(settings)?,
-            )
-            .with_context(|| format!("opening the WARC archive in {dir} (warc.dir)"))?,
+            archive(settings, stores.cluster.as_ref())
+                .with_context(|| format!("opening the WARC archive in {dir} (warc.dir)"))?,
         ),
     };
     Ok(Engine::new(
@@ -162,6 +164,27 @@ pub(crate) fn engine(
         stats.clone(),
         archive,
     ))
+}
+
+/// The WARC archive; in a cluster, its files listed in the ledger, and
+/// with `warc.wacz` and an object store, the crawls packaged as they end.
+fn archive(settings: &Settings, cluster: Option<&Cluster>) -> Result<Arc<Archive>> {
+    let objects = crate::objects::Objects::connect(settings)?;
+    let ledger = cluster.map(|c| Arc::new(Ledger::new(c.redis.clone())));
+    if let (Some(ledger), Some(objects), Some(c)) = (&ledger, &objects, cluster) {
+        if settings.warc.wacz {
+            tokio::spawn(
+                Packager {
+                    ledger: ledger.clone(),
+                    monitors: c.monitors.clone(),
+                    objects: objects.clone(),
+                    dir: settings.warc.dir.clone().into(),
+                }
+                .run(),
+            );
+        }
+    }
+    Ok(Archive::open(&settings.warc, objects, ledger)?)
 }
 
 /// `/metrics` on `stats.metrics_port`, when set; with the cluster's

@@ -151,6 +151,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// What every worker has logged so far.
+    pub(crate) fn logs(&self) -> String {
+        (0..self.workers.len())
+            .map(|i| {
+                std::fs::read_to_string(self.scratch.path(&format!("worker-{i}.log")))
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Every result any worker has written so far.
     pub(crate) fn results(&self) -> Vec<Value> {
         self.workers

@@ -1,0 +1,107 @@
+//! A cluster's crawls packaged as WACZ by themselves (`warc.wacz` with an
+//! object store): every crawling process runs this loop, and for each
+//! crawl in the ledger that has ended (nothing queued, nothing in flight)
+//! it asks the workers to seal the files holding it, waits until the
+//! ledger lists them all sealed and uploaded, then one of them (a lock
+//! per crawl) gathers those files from the store, packages and uploads
+//! `<prefix>/wacz/<appid>-<crawlid>.wacz`. A crawl that runs again later
+//! is listed again and packaged again, whole.
+
+use super::ledger::{CrawlOf, Ledger};
+use crate::monitor::store::MonitorStore;
+use crate::objects::Objects;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How often the ledger is read.
+const EVERY: Duration = Duration::from_secs(1);
+/// How long one packaging may hold its crawl's lock.
+const LOCK: Duration = Duration::from_secs(600);
+
+pub struct Packager {
+    pub ledger: Arc<Ledger>,
+    pub monitors: MonitorStore,
+    pub objects: Arc<Objects>,
+    /// Where packages are made (`<warc.dir>`), staged and kept.
+    pub dir: PathBuf,
+}
+
+impl Packager {
+    /// Run until the process ends.
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(EVERY);
+        loop {
+            tick.tick().await;
+            let crawls = match self.ledger.crawls().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the WARC ledger; trying again");
+                    continue;
+                }
+            };
+            for c in crawls {
+                if let Err(e) = self.consider(&c).await {
+                    tracing::warn!(appid = %c.0, crawlid = %c.1, error = %e, "crawl not packaged yet; trying again");
+                }
+            }
+        }
+    }
+
+    /// Package the crawl if it has ended and its files are all uploaded.
+    async fn consider(&self, c: &CrawlOf) -> anyhow::Result<()> {
+        let info = self.monitors.crawl_info(&c.0, &c.1, "").await?;
+        let ended = info.all_queued == 0 && info.in_flight == 0;
+        self.ledger.ended(c, ended).await?;
+        if !ended {
+            return Ok(());
+        }
+        // None listed: another process has just packaged it.
+        let files = self.ledger.files(c).await?;
+        if files.is_empty() || files.values().any(|state| state != "sealed") {
+            return Ok(());
+        }
+        if !self.ledger.lock(c, LOCK).await? {
+            return Ok(());
+        }
+        let packaged = self.package(c).await;
+        if packaged.is_err() {
+            self.ledger.unlock(c).await?;
+        }
+        packaged?;
+        let names: Vec<String> = files.into_keys().collect();
+        self.ledger.packaged(c, &names).await?;
+        Ok(())
+    }
+
+    async fn package(&self, (appid, crawlid): &CrawlOf) -> anyhow::Result<()> {
+        let staging = self.dir.join(format!(
+            ".gathered-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        let packaged = async {
+            super::gather::gather(&self.objects, appid, crawlid, &staging).await?;
+            Ok::<_, anyhow::Error>(super::wacz::package(
+                &staging,
+                &self.dir.join("wacz"),
+                appid,
+                crawlid,
+            )?)
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(&staging);
+        let Some(p) = packaged? else {
+            // Nothing of it reached the store (every record was lost with
+            // its page, which was crawled again elsewhere): nothing to do.
+            return Ok(());
+        };
+        let name = p.path.file_name().unwrap_or_default().to_string_lossy();
+        let uri = self
+            .objects
+            .put_file(&format!("wacz/{name}"), &p.path)
+            .await?;
+        tracing::info!(%uri, records = p.records, pages = p.pages, %appid, %crawlid, "crawl packaged as WACZ");
+        Ok(())
+    }
+}
