@@ -347,13 +347,18 @@ impl Archive {
     }
 
     fn seal_old(&self) {
+        self.seal_where(|o| o.opened.elapsed() >= self.settings.max_age);
+    }
+
+    /// Seal the open files `which` picks.
+    fn seal_where(&self, which: impl Fn(&Open) -> bool) {
         let mut files = self.files.lock();
-        let old: Vec<String> = files
+        let picked: Vec<String> = files
             .iter()
-            .filter(|(_, o)| o.opened.elapsed() >= self.settings.max_age)
+            .filter(|(_, o)| which(o))
             .map(|(k, _)| k.clone())
             .collect();
-        for k in old {
+        for k in picked {
             if let Some(o) = files.remove(&k) {
                 if let Err(e) = self.seal(o) {
                     // Left open: the next start seals it.
@@ -407,21 +412,8 @@ impl Archive {
                 return;
             }
         };
-        if ended.is_empty() {
-            return;
-        }
-        let mut files = self.files.lock();
-        let holding: Vec<String> = files
-            .iter()
-            .filter(|(_, o)| ended.iter().any(|c| o.crawls.contains(*c)))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in holding {
-            if let Some(o) = files.remove(&k) {
-                if let Err(e) = self.seal(o) {
-                    self.lose(&e);
-                }
-            }
+        if !ended.is_empty() {
+            self.seal_where(|o| ended.iter().any(|c| o.crawls.contains(*c)));
         }
     }
 
