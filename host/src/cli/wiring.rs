@@ -166,23 +166,24 @@ pub(crate) fn engine(
     ))
 }
 
-/// The WARC archive; in a cluster, its files listed in the ledger, and
-/// with `warc.wacz` and an object store, the crawls packaged as they end.
+/// The WARC archive; in a cluster with `warc.wacz` and an object store,
+/// its files listed in the ledger and the crawls packaged as they end (no
+/// ledger otherwise: nothing would ever clear it).
 fn archive(settings: &Settings, cluster: Option<&Cluster>) -> Result<Arc<Archive>> {
     let objects = crate::objects::Objects::connect(settings)?;
-    let ledger = cluster.map(|c| Arc::new(Ledger::new(c.redis.clone())));
-    if let (Some(ledger), Some(objects), Some(c)) = (&ledger, &objects, cluster) {
-        if settings.warc.wacz {
-            tokio::spawn(
-                Packager {
-                    ledger: ledger.clone(),
-                    monitors: c.monitors.clone(),
-                    objects: objects.clone(),
-                    dir: settings.warc.dir.clone().into(),
-                }
-                .run(),
-            );
-        }
+    let mut ledger = None;
+    if let (Some(c), Some(objects), true) = (cluster, &objects, settings.warc.wacz) {
+        let l = Arc::new(Ledger::new(c.redis.clone()));
+        tokio::spawn(
+            Packager {
+                ledger: l.clone(),
+                monitors: c.monitors.clone(),
+                objects: objects.clone(),
+                dir: settings.warc.dir.clone().into(),
+            }
+            .run(),
+        );
+        ledger = Some(l);
     }
     Ok(Archive::open(&settings.warc, objects, ledger)?)
 }
