@@ -2,7 +2,7 @@
 //! `<surt> <yyyymmddhhmmss> {json}`, one per response, revisit or
 //! resource record.
 
-use serde_json::json;
+use serde::Serialize;
 
 /// What an index line says of one record.
 pub struct Entry<'a> {
@@ -26,25 +26,44 @@ pub struct Entry<'a> {
 impl Entry<'_> {
     /// The line, with its newline.
     pub fn line(&self) -> String {
-        let mut fields = json!({
-            "url": self.url,
-            "mime": if self.kind == "revisit" { "warc/revisit" } else { self.mime },
-            "offset": self.offset.to_string(),
-            "length": self.length.to_string(),
-            "filename": self.filename,
-        });
-        if self.status > 0 {
-            fields["status"] = self.status.to_string().into();
-        }
-        if let Some(d) = self.digest {
-            fields["digest"] = d.into();
-        }
-        if let Some((appid, crawlid)) = self.crawl {
-            fields["appid"] = appid.into();
-            fields["crawlid"] = crawlid.into();
-        }
-        format!("{} {} {}\n", surt(self.url), timestamp14(self.date), fields)
+        let (offset, length) = (self.offset.to_string(), self.length.to_string());
+        let status = (self.status > 0).then(|| self.status.to_string());
+        let fields = Fields {
+            url: self.url,
+            mime: if self.kind == "revisit" {
+                "warc/revisit"
+            } else {
+                self.mime
+            },
+            offset: &offset,
+            length: &length,
+            filename: self.filename,
+            status: status.as_deref(),
+            digest: self.digest,
+            appid: self.crawl.map(|c| c.0),
+            crawlid: self.crawl.map(|c| c.1),
+        };
+        let json = serde_json::to_string(&fields).expect("strings serialise");
+        format!("{} {} {json}\n", surt(self.url), timestamp14(self.date))
     }
+}
+
+/// The JSON part of a line, in the order pywb writes it.
+#[derive(Serialize)]
+struct Fields<'a> {
+    url: &'a str,
+    mime: &'a str,
+    offset: &'a str,
+    length: &'a str,
+    filename: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    appid: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    crawlid: Option<&'a str>,
 }
 
 /// `2026-12-06T21:51:29.123456Z` as `20261206215129`.

@@ -39,6 +39,10 @@ use thiserror::Error;
 /// fsync, for its records to be on disk.
 const SYNC_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
 
+/// An open file's buffer: records reach the file at the group commit, or
+/// sooner when this fills.
+const WRITE_BUFFER: usize = 1 << 20;
+
 #[derive(Debug, Error, Clone)]
 pub enum ArchiveError {
     /// Writing or syncing failed (a full disk): the page's lease goes back.
@@ -91,7 +95,8 @@ struct Open {
     /// beside it).
     base: String,
     path: PathBuf,
-    warc: File,
+    /// Records wait here for the next group commit (or a seal).
+    warc: std::io::BufWriter<File>,
     index: std::io::BufWriter<File>,
     len: u64,
     opened: Instant,
@@ -202,13 +207,12 @@ impl Archive {
             }
             at += r.bytes.len() as u64;
         }
-        let mut all = Vec::with_capacity((at - offset) as usize);
-        for r in &records.members {
-            all.extend_from_slice(&r.bytes);
-        }
-        let written = open
-            .warc
-            .write_all(&all)
+        // Into the file's buffer: the group commit writes it out, one
+        // system call for all the pages since the last.
+        let written = records
+            .members
+            .iter()
+            .try_for_each(|r| open.warc.write_all(&r.bytes))
             .map_err(|e| io("cannot write", &open.path, e))
             .and_then(|()| {
                 open.index
@@ -225,7 +229,7 @@ impl Archive {
             return Err(e);
         }
         open.len = at;
-        self.written.fetch_add(all.len() as u64, SeqCst);
+        self.written.fetch_add(at - offset, SeqCst);
         Ok(Archived {
             file: open.name.clone(),
             offset,
@@ -313,12 +317,13 @@ impl Archive {
                 self.synced.send_modify(|s| s.failed = Some(e));
                 continue;
             }
-            let handles: Vec<(PathBuf, std::io::Result<File>)> = self
-                .files
-                .lock()
-                .values()
-                .map(|o| (o.path.clone(), o.warc.try_clone()))
-                .collect();
+            let handles = match self.flush() {
+                Ok(handles) => handles,
+                Err(e) => {
+                    self.synced.send_modify(|s| s.failed = Some(e.to_string()));
+                    continue;
+                }
+            };
             let synced = tokio::task::spawn_blocking(move || {
                 for (path, f) in handles {
                     f.and_then(|f| f.sync_data())
@@ -344,6 +349,29 @@ impl Archive {
                 return;
             }
         }
+    }
+
+    /// Write out every open file's buffer; handles to sync them by.
+    fn flush(&self) -> Result<Vec<(PathBuf, std::io::Result<File>)>, ArchiveError> {
+        let mut files = self.files.lock();
+        let mut failed = None;
+        files.retain(|_, o| match o.warc.flush() {
+            Ok(()) => true,
+            Err(e) => {
+                // Retired open, as a failed write is: the next start cuts
+                // it to its last whole record.
+                failed = Some(io("cannot write", &o.path, e));
+                false
+            }
+        });
+        if let Some(e) = failed {
+            self.lose(&e);
+            return Err(e);
+        }
+        Ok(files
+            .values()
+            .map(|o| (o.path.clone(), o.warc.get_ref().try_clone()))
+            .collect())
     }
 
     fn seal_old(&self) {
@@ -450,6 +478,7 @@ impl Archive {
             .map_err(|e| io("cannot write", &path, e))?;
         let index_path = seal::index_path(&path);
         let index = File::create(&index_path).map_err(|e| io("cannot create", &index_path, e))?;
+        let warc = std::io::BufWriter::with_capacity(WRITE_BUFFER, warc);
         // The new names on disk before a record in them is acked.
         sync_dir(&sub)?;
         self.written.fetch_add(info.len() as u64, SeqCst);
@@ -468,6 +497,8 @@ impl Archive {
     /// Sync a file and its index and give them their final names.
     fn seal(&self, o: Open) -> Result<(), ArchiveError> {
         o.warc
+            .into_inner()
+            .map_err(|e| io("cannot write", &o.path, e.into_error()))?
             .sync_all()
             .map_err(|e| io("cannot sync", &o.path, e))?;
         o.index
