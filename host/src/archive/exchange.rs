@@ -3,7 +3,7 @@
 //! and what the crawl knew of it.
 
 use super::cdxj;
-use super::record::{http_head, record_id, sha1_of, Record};
+use super::record::{digests, http_head, record_id, Record};
 use crate::fetch::Fetched;
 
 /// A fetch and what the crawl knew when it made it.
@@ -91,7 +91,12 @@ impl Exchange<'_> {
         let head = http_head(&status_line, &headers);
         let response_id = record_id();
         let not_modified = f.status == 304;
-        let digest = sha1_of(&[payload]);
+        let (block_digest, digest) = if not_modified {
+            (None, String::new())
+        } else {
+            let (block, payload) = digests(&head, payload);
+            (Some(block), payload)
+        };
         // Whose record it is, where readers look for a record's own
         // metadata (Browsertrix's field): the WACZ of a crawl is cut by it.
         let crawl = serde_json::json!({"appid": self.owner.appid, "crawlid": self.owner.crawlid});
@@ -122,6 +127,7 @@ impl Exchange<'_> {
             headers: warc_headers,
             content_type: "application/http; msgtype=response",
             block: &block,
+            block_digest,
         };
         let mime = f
             .header("content-type")
@@ -154,6 +160,7 @@ impl Exchange<'_> {
                 headers: vec![("WARC-Concurrent-To", response_id.clone())],
                 content_type: "application/http; msgtype=request",
                 block: &[&request, body],
+                block_digest: None,
             }
             .gzip(level),
             index: None,
@@ -168,6 +175,7 @@ impl Exchange<'_> {
                 headers: vec![("WARC-Concurrent-To", response_id)],
                 content_type: "application/warc-fields",
                 block: &[meta.as_bytes()],
+                block_digest: None,
             }
             .gzip(level),
             index: None,
@@ -305,6 +313,7 @@ pub(super) fn warcinfo(filename: &str) -> Vec<u8> {
         headers: vec![("WARC-Filename", filename.to_string())],
         content_type: "application/warc-fields",
         block: &[fields.as_bytes()],
+        block_digest: None,
     }
     .gzip(1)
 }
