@@ -262,7 +262,7 @@ async fn a_finished_crawl_is_packaged_as_a_wacz_that_validates_and_uploaded() ->
 /// Two workers on one Redis, each archiving to a directory of its own
 /// and uploading what it seals, with `warc.wacz` and a real S3 server.
 struct ArchivingCluster {
-    _redis: crate::harness::RedisServer,
+    redis: crate::harness::RedisServer,
     site: Site,
     s3: crate::s3::S3Server,
     cluster: crate::cluster::Cluster,
@@ -291,12 +291,29 @@ impl ArchivingCluster {
             cluster.start_worker_with(&[warc[0], warc[1], aws_id, aws_key])?;
         }
         Ok(ArchivingCluster {
-            _redis: redis,
+            redis,
             site,
             s3,
             cluster,
             dirs,
         })
+    }
+
+    /// The packages in the store once `crawlid`'s is (at most 60 s).
+    async fn packaged(&self, crawlid: &str) -> Result<Vec<String>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let keys = self.s3.keys("spinneret/wacz/").await?;
+            if keys.contains(&format!("spinneret/wacz/ops-{crawlid}.wacz")) {
+                return Ok(keys);
+            }
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "no WACZ of {crawlid} in the store after 60 s ({keys:?}):\n{}",
+                self.cluster.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Crawl the site as `crawlid` until the crawl is done; its results.
@@ -340,19 +357,7 @@ fn check_package(wacz: &Path, results: &[Value]) -> Result<()> {
 async fn a_crawl_run_by_a_cluster_is_packaged_when_it_ends() -> Result<()> {
     let c = ArchivingCluster::start("ended").await?;
     let results = c.crawl("whole").await?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let keys = loop {
-        let keys = c.s3.keys("spinneret/wacz/").await?;
-        if !keys.is_empty() {
-            break keys;
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "no WACZ in the store after 60 s:\n{}",
-            c.cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let keys = c.packaged("whole").await?;
     ensure!(keys == ["spinneret/wacz/ops-whole.wacz"], "{keys:?}");
     // One of the workers packaged it, once.
     let logs = c.cluster.logs();
@@ -372,6 +377,46 @@ async fn a_crawl_run_by_a_cluster_is_packaged_when_it_ends() -> Result<()> {
         ensure!(staged.is_empty(), "{staged:?}");
     }
     Ok(())
+}
+
+/// One process at a time reads the ledger, and its turn passes on when it
+/// stops: a crawl run afterwards is packaged by the worker left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packagers_turn_passes_on_when_its_holder_stops() -> Result<()> {
+    let mut c = ArchivingCluster::start("turn").await?;
+    c.crawl("first").await?;
+    c.packaged("first").await?;
+    let holder = || -> Result<u32> {
+        let mut con = c.redis.connection()?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*warc:packager").query(&mut con)?;
+        ensure!(keys.len() == 1, "{keys:?}");
+        let turn: String = redis::cmd("GET").arg(&keys[0]).query(&mut con)?;
+        Ok(turn.split('-').next().unwrap_or_default().parse()?)
+    };
+    let first = holder()?;
+    let i = (0..2)
+        .find(|&i| c.cluster.worker_pid(i) == Some(first))
+        .context("no worker holds the packager's turn")?;
+    c.cluster.stop_worker(i).await?;
+    let results: Vec<Value> = c
+        .crawl("second")
+        .await?
+        .into_iter()
+        .filter(|r| r["crawlid"] == "second")
+        .collect();
+    let keys = c.packaged("second").await?;
+    ensure!(keys.len() == 2, "{keys:?}");
+    let now = holder()?;
+    ensure!(
+        now != first && c.cluster.worker_pid(1 - i) == Some(now),
+        "the turn is {now}'s, not the remaining worker's"
+    );
+    let wacz = c.dirs[0].path().join("ops-second.wacz");
+    std::fs::write(
+        &wacz,
+        c.s3.get("s3://turn/spinneret/wacz/ops-second.wacz").await?,
+    )?;
+    check_package(&wacz, &results)
 }
 
 /// `wacz --from-store` packages a cluster's crawl by hand, on a machine

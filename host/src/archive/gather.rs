@@ -1,9 +1,11 @@
 //! A crawl's sealed files, back from the object store for packaging: the
 //! records of a crawl run by many workers are in the files each of them
-//! uploaded (`<prefix>/warc/…`, see `upload.rs`). Every index there that
-//! names the crawl is fetched, with its WARC file, into a staging
-//! directory laid out as `warc.dir` is, which [`super::wacz::package`]
-//! then reads like a local archive.
+//! uploaded (`<prefix>/warc/…`, see `upload.rs`). They are fetched, with
+//! their indexes, into a staging directory laid out as `warc.dir` is,
+//! which [`super::wacz::package`] then reads like a local archive. The
+//! packager knows the files from the ledger ([`fetch`]); by hand
+//! (`spinneret wacz --from-store`), every index under the app's folder
+//! is read for the crawl's name ([`gather`]).
 
 use super::{safe_name, ArchiveError};
 use crate::objects::Objects;
@@ -18,7 +20,37 @@ pub struct Gathered {
     pub indexes: usize,
 }
 
-/// Fetch the crawl's sealed files from `objects` into `staging`. Files
+/// Fetch these sealed files (names as in `warc.dir`) and their indexes
+/// from `objects` into `staging`.
+pub async fn fetch(
+    objects: &Objects,
+    files: &[String],
+    staging: &Path,
+) -> Result<Gathered, ArchiveError> {
+    for name in files {
+        let index = format!("warc/{}.cdxj", name.trim_end_matches(".warc.gz"));
+        get(objects, &index, staging).await?;
+        get(objects, &format!("warc/{name}"), staging).await?;
+    }
+    Ok(Gathered {
+        files: files.len(),
+        indexes: files.len(),
+    })
+}
+
+/// One object, to its place under `staging`.
+async fn get(objects: &Objects, key: &str, staging: &Path) -> Result<(), ArchiveError> {
+    let local = staging.join(key.strip_prefix("warc/").unwrap_or(key));
+    if let Some(parent) = local.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| super::io("cannot create", parent, e))?;
+    }
+    objects
+        .get_file(key, &local)
+        .await
+        .map_err(|e| ArchiveError::Io(e.to_string()))
+}
+
+/// Find the crawl's sealed files in `objects` and fetch them into `staging`. Files
 /// split by app (or by crawl) are looked for under the app's folder only;
 /// files not split, at the top.
 pub async fn gather(
@@ -45,17 +77,8 @@ pub async fn gather(
         format!("\"crawlid\":{}", serde_json::Value::from(crawlid)),
     );
     for index in indexes {
-        let Some(rel) = index.strip_prefix("warc/") else {
-            continue;
-        };
-        let local = staging.join(rel);
-        if let Some(parent) = local.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| super::io("cannot create", parent, e))?;
-        }
-        objects
-            .get_file(&index, &local)
-            .await
-            .map_err(unavailable)?;
+        get(objects, &index, staging).await?;
+        let local = staging.join(&index["warc/".len()..]);
         // A cheap look first; `package` reads each line's fields exactly.
         let text =
             std::fs::read_to_string(&local).map_err(|e| super::io("cannot read", &local, e))?;
@@ -66,12 +89,12 @@ pub async fn gather(
             std::fs::remove_file(&local).map_err(|e| super::io("cannot remove", &local, e))?;
             continue;
         }
-        let warc = index.trim_end_matches(".cdxj").to_string() + ".warc.gz";
-        let local_warc = staging.join(&warc["warc/".len()..]);
-        objects
-            .get_file(&warc, &local_warc)
-            .await
-            .map_err(unavailable)?;
+        get(
+            objects,
+            &(index.trim_end_matches(".cdxj").to_string() + ".warc.gz"),
+            staging,
+        )
+        .await?;
         got.files += 1;
     }
     Ok(got)

@@ -7,7 +7,9 @@
 //! - `warc:files:<crawl>`: each file holding the crawl (its name under
 //!   `<prefix>/warc/`) and `open` or `sealed` (uploaded);
 //! - `warc:seal:<crawl>`: the crawl has ended: workers seal the files
-//!   holding it now, not at `warc.max_age`.
+//!   holding it now, not at `warc.max_age`;
+//! - `warc:lock:<crawl>`: one process packages the crawl;
+//! - `warc:packager`: the process whose turn it is to read the ledger.
 //!
 //! A file is registered before any page whose records it holds is acked
 //! (in the archive's group commit), so when a crawl reads as ended every
@@ -34,6 +36,16 @@ if redis.call('HLEN', KEYS[2]) == 0 then
   redis.call('DEL', KEYS[3])
 end
 return 1";
+
+/// Take the packager's turn if nobody holds it, or keep it: the key
+/// names its holder and lives `ARGV[2]` ms past its last renewal.
+const TURN: &str = r"
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0";
 
 fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -124,6 +136,19 @@ impl Ledger {
         redis::cmd("HGETALL")
             .arg(self.key("files", c))
             .query_async(&mut self.redis.con())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Whether it is `me`'s turn to read the ledger, taken or renewed for
+    /// `ttl`: the other processes would only repeat its reads. When the
+    /// holder stops, another takes the turn within `ttl`.
+    pub async fn turn(&self, me: &str, ttl: std::time::Duration) -> Result<bool, StoreError> {
+        redis::Script::new(TURN)
+            .key(self.redis.key("warc:packager"))
+            .arg(me)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.redis.con())
             .await
             .map_err(unavailable)
     }

@@ -1,11 +1,12 @@
 //! A cluster's crawls packaged as WACZ by themselves (`warc.wacz` with an
-//! object store): every crawling process runs this loop, and for each
-//! crawl in the ledger that has ended (nothing queued, nothing in flight)
-//! it asks the workers to seal the files holding it, waits until the
-//! ledger lists them all sealed and uploaded, then one of them (a lock
-//! per crawl) gathers those files from the store, packages and uploads
-//! `<prefix>/wacz/<appid>-<crawlid>.wacz`. A crawl that runs again later
-//! is listed again and packaged again, whole.
+//! object store): every crawling process runs this loop, and the one whose
+//! turn it is (a renewed key in the ledger) reads the ledger: for each
+//! crawl that has ended (nothing queued, nothing in flight) it asks the
+//! workers to seal the files holding it, waits until the ledger lists them
+//! all sealed and uploaded, then (a lock per crawl, which outlives a turn
+//! passing on mid-package) fetches those files from the store, packages
+//! and uploads `<prefix>/wacz/<appid>-<crawlid>.wacz`. A crawl that runs
+//! again later is listed again and packaged again, whole.
 
 use super::ledger::{CrawlOf, Ledger};
 use crate::monitor::store::MonitorStore;
@@ -18,6 +19,8 @@ use std::time::Duration;
 const EVERY: Duration = Duration::from_secs(1);
 /// How long one packaging may hold its crawl's lock.
 const LOCK: Duration = Duration::from_secs(600);
+/// How long a turn outlives its holder's last renewal.
+const TURN: Duration = Duration::from_secs(3);
 
 pub struct Packager {
     pub ledger: Arc<Ledger>,
@@ -30,9 +33,18 @@ pub struct Packager {
 impl Packager {
     /// Run until the process ends.
     pub async fn run(self) {
+        let me = format!("{}-{}", std::process::id(), fastrand::u64(..));
         let mut tick = tokio::time::interval(EVERY);
         loop {
             tick.tick().await;
+            match self.ledger.turn(&me, TURN).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot read the WARC ledger; trying again");
+                    continue;
+                }
+            }
             let crawls = match self.ledger.crawls().await {
                 Ok(c) => c,
                 Err(e) => {
@@ -64,24 +76,25 @@ impl Packager {
         if !self.ledger.lock(c, LOCK).await? {
             return Ok(());
         }
-        let packaged = self.package(c).await;
+        let names: Vec<String> = files.into_keys().collect();
+        let packaged = self.package(c, &names).await;
         if packaged.is_err() {
             self.ledger.unlock(c).await?;
         }
         packaged?;
-        let names: Vec<String> = files.into_keys().collect();
         self.ledger.packaged(c, &names).await?;
         Ok(())
     }
 
-    async fn package(&self, (appid, crawlid): &CrawlOf) -> anyhow::Result<()> {
+    /// Package the crawl from the files the ledger lists for it.
+    async fn package(&self, (appid, crawlid): &CrawlOf, files: &[String]) -> anyhow::Result<()> {
         let staging = self.dir.join(format!(
             ".gathered-{}-{}",
             std::process::id(),
             fastrand::u64(..)
         ));
         let packaged = async {
-            super::gather::gather(&self.objects, appid, crawlid, &staging).await?;
+            super::gather::fetch(&self.objects, files, &staging).await?;
             Ok::<_, anyhow::Error>(super::wacz::package(
                 &staging,
                 &self.dir.join("wacz"),

@@ -143,12 +143,24 @@ impl Cluster {
     /// SIGTERM to every worker, and wait (at most 30 s each) for it to
     /// exit: what it holds handed back, its archive sealed and uploaded.
     pub(crate) async fn stop_workers(&mut self) -> Result<()> {
-        for (child, _) in &mut self.workers {
-            crate::harness::signal(child, "TERM")?;
-            let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
-            anyhow::ensure!(status.success(), "a worker exited with {status}");
+        for i in 0..self.workers.len() {
+            self.stop_worker(i).await?;
         }
         Ok(())
+    }
+
+    /// SIGTERM to worker `i`, and wait (at most 30 s) for it to exit.
+    pub(crate) async fn stop_worker(&mut self, i: usize) -> Result<()> {
+        let (child, _) = &mut self.workers[i];
+        crate::harness::signal(child, "TERM")?;
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        anyhow::ensure!(status.success(), "a worker exited with {status}");
+        Ok(())
+    }
+
+    /// Worker `i`'s process id, while it runs.
+    pub(crate) fn worker_pid(&self, i: usize) -> Option<u32> {
+        self.workers.get(i).and_then(|(c, _)| c.id())
     }
 
     /// What every worker has logged so far.
