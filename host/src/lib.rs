@@ -9,6 +9,7 @@
 //!   index, leases) and the dedup store (seen fingerprints, page caps). Each
 //!   is a trait with an embedded twin.
 //! - [`throttle`]: per-domain politeness, consulted on every pop.
+//! - [`schedule`]: when a recurring crawl's runs fall due.
 //! - [`crawl`]: workers lease a job, then run it through robots, downloader
 //!   middlewares, [`fetch`], the spider, pipelines and the [`bus`] sink, and
 //!   ack the lease only after the result is delivered.
@@ -42,6 +43,7 @@ pub mod render;
 pub mod request;
 pub mod rest;
 pub mod result;
+pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;
 pub mod store;
