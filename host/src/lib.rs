@@ -43,6 +43,7 @@ pub mod render;
 pub mod request;
 pub mod rest;
 pub mod result;
+pub mod revisit;
 pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;

@@ -15,5 +15,6 @@ mod policy;
 mod spec;
 mod times;
 
-pub use policy::{Decision, Skipped, State};
-pub use spec::{Misfire, Overlap, Schedule, ScheduleError, Trigger};
+pub use policy::{decide, jittered, Decision, Skipped, State};
+pub use spec::{Misfire, Overlap, Schedule, ScheduleError};
+pub use times::Trigger;

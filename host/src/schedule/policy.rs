@@ -56,64 +56,75 @@ pub enum Skipped {
     Misfire,
 }
 
-impl Schedule {
-    /// What to do at `now` for the schedule of crawl `key` in state `s`.
-    pub fn decide(&self, s: &State, now: Timestamp, key: &str) -> Decision {
-        if self.max_runs.is_some_and(|m| s.runs >= m) {
-            return Decision::Ended;
-        }
-        if let (Some(due), false) = (s.pending, s.running) {
-            // Queued behind a run that has now ended: it fires, however late.
-            return Decision::Fire {
-                due,
-                replace: false,
-            };
-        }
-        let next = match s.last {
-            None => self.trigger.first(s.anchor),
-            Some(last) => self.trigger.next_after(s.anchor, last),
-        };
-        let Some(due) = next.filter(|d| self.until.is_none_or(|u| *d <= u)) else {
-            return Decision::Ended;
-        };
-        if s.paused || s.pending.is_some() {
-            return Decision::Wait(None);
-        }
-        let starts = self.jittered(due, key);
-        if now < starts {
-            return Decision::Wait(Some(starts));
-        }
-        // One run for every fire time past: the latest is the one it is for.
-        let latest = self
-            .trigger
-            .latest(s.anchor, now)
-            .filter(|l| *l > due && self.until.is_none_or(|u| *l <= u))
-            .unwrap_or(due);
-        let late = latest > due || now.duration_since(starts).unsigned_abs() > LATE;
-        if s.running {
-            return match self.overlap {
-                Overlap::Skip => Decision::Skip {
-                    due: latest,
-                    why: Skipped::Overlap,
-                },
-                Overlap::Queue => Decision::Queue { due: latest },
-                Overlap::Replace => Decision::Fire {
-                    due: latest,
-                    replace: true,
-                },
-            };
-        }
-        if late && self.misfire == Misfire::Skip {
-            return Decision::Skip {
-                due: latest,
-                why: Skipped::Misfire,
-            };
-        }
-        Decision::Fire {
-            due: latest,
-            replace: false,
-        }
+/// What to do at `now` for `schedule`, of crawl `key`, in state `s`.
+pub fn decide(schedule: &Schedule, s: &State, now: Timestamp, key: &str) -> Decision {
+    if schedule.max_runs.is_some_and(|m| s.runs >= m) {
+        return Decision::Ended;
     }
+    if let (Some(due), false) = (s.pending, s.running) {
+        // Queued behind a run that has now ended: it fires, however late.
+        return Decision::Fire {
+            due,
+            replace: false,
+        };
+    }
+    let next = match s.last {
+        None => schedule.trigger.first(s.anchor),
+        Some(last) => schedule.trigger.next_after(s.anchor, last),
+    };
+    let Some(due) = next.filter(|d| schedule.until.is_none_or(|u| *d <= u)) else {
+        return Decision::Ended;
+    };
+    if s.paused || s.pending.is_some() {
+        return Decision::Wait(None);
+    }
+    let starts = jittered(schedule, due, key);
+    if now < starts {
+        return Decision::Wait(Some(starts));
+    }
+    // One run for every fire time past: the latest is the one it is for.
+    let latest = schedule
+        .trigger
+        .latest(s.anchor, now)
+        .filter(|l| *l > due && schedule.until.is_none_or(|u| *l <= u))
+        .unwrap_or(due);
+    let late = latest > due || now.duration_since(starts).unsigned_abs() > LATE;
+    if s.running {
+        return match schedule.overlap {
+            Overlap::Skip => Decision::Skip {
+                due: latest,
+                why: Skipped::Overlap,
+            },
+            Overlap::Queue => Decision::Queue { due: latest },
+            Overlap::Replace => Decision::Fire {
+                due: latest,
+                replace: true,
+            },
+        };
+    }
+    if late && schedule.misfire == Misfire::Skip {
+        return Decision::Skip {
+            due: latest,
+            why: Skipped::Misfire,
+        };
+    }
+    Decision::Fire {
+        due: latest,
+        replace: false,
+    }
+}
+
+/// When the run for fire time `due` starts: up to `jitter` later, by an
+/// offset of its own to `key` (the crawl) and `due`, the same whoever
+/// computes it.
+pub fn jittered(schedule: &Schedule, due: Timestamp, key: &str) -> Timestamp {
+    let span = schedule.jitter.as_millis() as u64;
+    if span == 0 {
+        return due;
+    }
+    let seed = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), due.as_second() as u64);
+    let offset = jiff::SignedDuration::from_millis((seed % span) as i64);
+    due.checked_add(offset).unwrap_or(due)
 }
 
 #[cfg(test)]
@@ -151,18 +162,18 @@ mod tests {
     fn an_interval_fires_at_acceptance_then_on_time() {
         let s = schedule(json!({"every": 60}));
         assert_eq!(
-            s.decide(&state(None), at("2026-12-07T00:00:00Z"), "c"),
+            decide(&s, &state(None), at("2026-12-07T00:00:00Z"), "c"),
             fire("2026-12-07T00:00:00Z")
         );
         let done = state(Some("2026-12-07T00:00:00Z"));
         assert_eq!(
-            s.decide(&done, at("2026-12-07T00:00:30Z"), "c"),
+            decide(&s, &done, at("2026-12-07T00:00:30Z"), "c"),
             Decision::Wait(Some(at("2026-12-07T00:01:00Z")))
         );
         // A few seconds late is on time, whatever misfire says.
         let s = schedule(json!({"every": 60, "misfire": "skip"}));
         assert_eq!(
-            s.decide(&done, at("2026-12-07T00:01:05Z"), "c"),
+            decide(&s, &done, at("2026-12-07T00:01:05Z"), "c"),
             fire("2026-12-07T00:01:00Z")
         );
     }
@@ -172,10 +183,10 @@ mod tests {
         let last = state(Some("2026-12-07T00:00:00Z"));
         let now = at("2026-12-07T00:10:05Z"); // ten fire times past
         let once = schedule(json!({"every": 60}));
-        assert_eq!(once.decide(&last, now, "c"), fire("2026-12-07T00:10:00Z"));
+        assert_eq!(decide(&once, &last, now, "c"), fire("2026-12-07T00:10:00Z"));
         let skip = schedule(json!({"every": 60, "misfire": "skip"}));
         assert_eq!(
-            skip.decide(&last, now, "c"),
+            decide(&skip, &last, now, "c"),
             Decision::Skip {
                 due: at("2026-12-07T00:10:00Z"),
                 why: Skipped::Misfire
@@ -184,21 +195,21 @@ mod tests {
         // Then the next fires on time.
         let after = state(Some("2026-12-07T00:10:00Z"));
         assert_eq!(
-            skip.decide(&after, now, "c"),
+            decide(&skip, &after, now, "c"),
             Decision::Wait(Some(at("2026-12-07T00:11:00Z")))
         );
         // One time, but long past: missed too.
         let daily = schedule(json!({"cron": "0 6 * * *", "misfire": "skip"}));
         let st = state(None);
         assert!(matches!(
-            daily.decide(&st, at("2026-12-07T06:05:00Z"), "c"),
+            decide(&daily, &st, at("2026-12-07T06:05:00Z"), "c"),
             Decision::Skip {
                 why: Skipped::Misfire,
                 ..
             }
         ));
         assert_eq!(
-            daily.decide(&st, at("2026-12-07T06:00:30Z"), "c"),
+            decide(&daily, &st, at("2026-12-07T06:00:30Z"), "c"),
             fire("2026-12-07T06:00:00Z")
         );
     }
@@ -211,27 +222,30 @@ mod tests {
         let due = at("2026-12-07T00:01:00Z");
         let with = |overlap: &str| schedule(json!({"every": 60, "overlap": overlap}));
         assert_eq!(
-            with("skip").decide(&st, now, "c"),
+            decide(&with("skip"), &st, now, "c"),
             Decision::Skip {
                 due,
                 why: Skipped::Overlap
             }
         );
         assert_eq!(
-            with("replace").decide(&st, now, "c"),
+            decide(&with("replace"), &st, now, "c"),
             Decision::Fire { due, replace: true }
         );
-        assert_eq!(with("queue").decide(&st, now, "c"), Decision::Queue { due });
+        assert_eq!(
+            decide(&with("queue"), &st, now, "c"),
+            Decision::Queue { due }
+        );
         // Queued: it waits while the run goes on, then fires however late.
         st.pending = Some(due);
         st.last = Some(due);
         assert_eq!(
-            with("queue").decide(&st, at("2026-12-07T00:30:00Z"), "c"),
+            decide(&with("queue"), &st, at("2026-12-07T00:30:00Z"), "c"),
             Decision::Wait(None)
         );
         st.running = false;
         assert_eq!(
-            with("queue").decide(&st, at("2026-12-07T00:30:00Z"), "c"),
+            decide(&with("queue"), &st, at("2026-12-07T00:30:00Z"), "c"),
             Decision::Fire {
                 due,
                 replace: false
@@ -244,25 +258,25 @@ mod tests {
         let capped = schedule(json!({"every": 60, "max_runs": 1}));
         let st = state(Some("2026-12-07T00:00:00Z"));
         assert_eq!(
-            capped.decide(&st, at("2026-12-07T00:05:00Z"), "c"),
+            decide(&capped, &st, at("2026-12-07T00:05:00Z"), "c"),
             Decision::Ended
         );
         // until: 00:01:30 admits the 00:01 run, not the 00:02 one.
         let until = schedule(json!({"every": 60, "until": at("2026-12-07T00:01:30Z").as_second()}));
         assert_eq!(
-            until.decide(&st, at("2026-12-07T00:01:00Z"), "c"),
+            decide(&until, &st, at("2026-12-07T00:01:00Z"), "c"),
             fire("2026-12-07T00:01:00Z")
         );
         let st = state(Some("2026-12-07T00:01:00Z"));
         assert_eq!(
-            until.decide(&st, at("2026-12-07T00:02:00Z"), "c"),
+            decide(&until, &st, at("2026-12-07T00:02:00Z"), "c"),
             Decision::Ended
         );
         let mut paused = state(Some("2026-12-07T00:00:00Z"));
         paused.paused = true;
         let s = schedule(json!({"every": 60}));
         assert_eq!(
-            s.decide(&paused, at("2026-12-07T00:05:00Z"), "c"),
+            decide(&s, &paused, at("2026-12-07T00:05:00Z"), "c"),
             Decision::Wait(None)
         );
     }
@@ -273,7 +287,7 @@ mod tests {
         let due = at("2026-12-07T01:00:00Z");
         let offsets: Vec<i64> = (0..50)
             .map(|i| {
-                s.jittered(due, &format!("crawl-{i}"))
+                jittered(&s, due, &format!("crawl-{i}"))
                     .duration_since(due)
                     .as_millis() as i64
             })
@@ -286,12 +300,12 @@ mod tests {
             offsets.iter().any(|o| *o != offsets[0]),
             "spread across crawls"
         );
-        assert_eq!(s.jittered(due, "crawl-7"), s.jittered(due, "crawl-7"));
+        assert_eq!(jittered(&s, due, "crawl-7"), jittered(&s, due, "crawl-7"));
         // A run waits for its own offset.
         let st = state(Some("2026-12-07T00:00:00Z"));
-        let starts = s.jittered(due, "c");
+        let starts = jittered(&s, due, "c");
         assert_eq!(
-            s.decide(&st, due, "c"),
+            decide(&s, &st, due, "c"),
             if starts > due {
                 Decision::Wait(Some(starts))
             } else {

@@ -4,6 +4,7 @@
 //! an error that says what to change; the request then goes to the
 //! dead-letter topic like any invalid one.
 
+use super::times::Trigger;
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -21,19 +22,6 @@ pub const MAX_EVERY: Duration = Duration::from_secs(366 * 24 * 3600);
 pub const MAX_JITTER: Duration = Duration::from_secs(3600);
 /// A cron expression longer than this is refused before it is parsed.
 pub const MAX_CRON_LEN: usize = 256;
-
-/// What fires the runs.
-#[derive(Debug, Clone)]
-pub enum Trigger {
-    /// Every so long from the moment the schedule was accepted.
-    Every(Duration),
-    /// A cron expression (5 fields, or 6 with seconds first) read on the
-    /// wall clock of a time zone (UTC unless `tz` says otherwise).
-    Cron {
-        expr: Box<croner::Cron>,
-        tz: TimeZone,
-    },
-}
 
 /// What happens when a run falls due while the last is still running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

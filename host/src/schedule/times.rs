@@ -4,8 +4,22 @@
 //! the spring gap fires just after it, once in the autumn's repeated hour;
 //! an hourly or finer expression fires through both).
 
-use super::{Schedule, Trigger};
+use jiff::tz::TimeZone;
 use jiff::Timestamp;
+use std::time::Duration;
+
+/// What fires the runs.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// Every so long from the moment the schedule was accepted.
+    Every(Duration),
+    /// A cron expression (5 fields, or 6 with seconds first) read on the
+    /// wall clock of a time zone (UTC unless `tz` says otherwise).
+    Cron {
+        expr: Box<croner::Cron>,
+        tz: TimeZone,
+    },
+}
 
 impl Trigger {
     /// The first fire time: the moment of acceptance for an interval, the
@@ -50,26 +64,11 @@ impl Trigger {
 }
 
 /// An interval and the time from `anchor` to `t`, in nanoseconds.
-fn interval(every: std::time::Duration, anchor: Timestamp, t: Timestamp) -> (i128, i128) {
+fn interval(every: Duration, anchor: Timestamp, t: Timestamp) -> (i128, i128) {
     (
         (every.as_nanos() as i128).max(1),
         t.as_nanosecond() - anchor.as_nanosecond(),
     )
-}
-
-impl Schedule {
-    /// When the run for fire time `due` starts: up to `jitter` later, by
-    /// an offset of its own to `key` (the crawl) and `due`, the same
-    /// whoever computes it.
-    pub fn jittered(&self, due: Timestamp, key: &str) -> Timestamp {
-        let span = self.jitter.as_millis() as u64;
-        if span == 0 {
-            return due;
-        }
-        let seed = xxhash_rust::xxh3::xxh3_64_with_seed(key.as_bytes(), due.as_second() as u64);
-        let offset = jiff::SignedDuration::from_millis((seed % span) as i64);
-        due.checked_add(offset).unwrap_or(due)
-    }
 }
 
 #[cfg(test)]
@@ -136,7 +135,7 @@ mod tests {
 
     #[test]
     fn an_interval_counts_from_acceptance() {
-        let every = Trigger::Every(std::time::Duration::from_secs(90));
+        let every = Trigger::Every(Duration::from_secs(90));
         let anchor = at("2026-12-07T00:00:00Z");
         assert_eq!(every.first(anchor), Some(anchor));
         assert_eq!(
