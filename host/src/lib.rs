@@ -32,6 +32,7 @@ pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod crawl;
+pub mod events;
 pub mod fetch;
 pub mod links;
 pub mod metrics;

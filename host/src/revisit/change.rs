@@ -18,6 +18,9 @@ use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
 pub const FUZZY_BITS: u32 = 3;
 /// Words per shingle.
 const SHINGLE: usize = 4;
+/// Shingles read of a page, from its start (512 KiB of hashes): enough
+/// to tell a change, and a 10 MiB page of one-letter words costs no more.
+pub const MAX_SHINGLES: usize = 65_536;
 
 /// How a crawl tells a changed page (`revisit.change`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -79,7 +82,7 @@ fn simhash(body: &[u8]) -> u64 {
     let mut shingles = Vec::new();
     let mut window: [u64; SHINGLE] = [0; SHINGLE];
     let mut seen = 0usize;
-    for word in Words::new(body) {
+    for word in Words::new(body).take(MAX_SHINGLES + SHINGLE - 1) {
         window.rotate_left(1);
         window[SHINGLE - 1] = word;
         seen += 1;
@@ -136,6 +139,10 @@ impl<'a> Words<'a> {
     /// when it is a script or a style).
     fn skip_tag(&mut self) {
         let rest = &self.html[self.at..];
+        if rest.starts_with(b"<!--") {
+            self.at += find_ignoring_case(rest, b"-->").map_or(rest.len(), |i| i + 3);
+            return;
+        }
         let end = memchr::memchr(b'>', rest).map_or(rest.len(), |i| i + 1);
         let name: Vec<u8> = rest[1..end.max(1)]
             .iter()
@@ -285,6 +292,18 @@ mod tests {
         let moved = (a.fuzzy.unwrap_or(0) ^ b.fuzzy.unwrap_or(0)).count_ones();
         assert!(moved > FUZZY_BITS, "{moved} bits moved");
         assert_eq!(a.change_from(Some(&b)), Change::Changed);
+    }
+
+    #[test]
+    fn only_the_first_shingles_of_a_huge_page_are_read() {
+        let mut page: Vec<u8> = (0..MAX_SHINGLES + 10)
+            .flat_map(|i| format!("w{i} ").into_bytes())
+            .collect();
+        let a = Fingerprint::of(&page, ChangeMode::Fuzzy);
+        page.extend_from_slice(b"an ending of other words appended past the bound");
+        let b = Fingerprint::of(&page, ChangeMode::Fuzzy);
+        assert_eq!(a.fuzzy, b.fuzzy);
+        assert_ne!(a.exact, b.exact);
     }
 
     #[test]
