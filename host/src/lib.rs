@@ -45,6 +45,7 @@ pub mod request;
 pub mod rest;
 pub mod result;
 pub mod revisit;
+pub mod runs;
 pub mod schedule;
 pub mod scheduler;
 pub mod shutdown;

@@ -13,6 +13,7 @@ mod kafka;
 mod pace;
 mod plugins;
 mod politeness;
+mod recurring;
 mod redis_cluster;
 mod render;
 mod rest;

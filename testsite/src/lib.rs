@@ -66,6 +66,10 @@ pub struct Quirks {
     /// Pages go gzip-encoded (level 1, as nginx's `gzip on` sends HTML)
     /// to clients that accept it.
     pub gzip: bool,
+    /// Pages carry an `ETag` (a hash of the page as it is now: see
+    /// [`Site::change_page`]) and answer 304 to an `If-None-Match` naming
+    /// it, as nginx does for static files.
+    pub etags: bool,
 }
 
 /// The last host answers its first `times` page requests with `status`,
@@ -175,6 +179,12 @@ impl Site {
             log,
             _servers: servers,
         })
+    }
+
+    /// Page `i` changes: a paragraph is added to it (and its `ETag`
+    /// changes), from now on.
+    pub fn change_page(&self, i: usize) {
+        self.log.change_page(i);
     }
 
     pub fn addrs(&self) -> &[SocketAddr] {

@@ -33,9 +33,21 @@ pub struct Log {
     /// they were counted; and when it answered 429.
     bucket: Mutex<Option<(f64, Instant)>>,
     limited: Mutex<Vec<Instant>>,
+    /// Pages changed since the start (`Site::change_page`).
+    changed: Mutex<std::collections::HashSet<usize>>,
 }
 
 impl Log {
+    pub fn change_page(&self, i: usize) {
+        if let Ok(mut c) = self.changed.lock() {
+            c.insert(i);
+        }
+    }
+
+    fn is_changed(&self, i: usize) -> bool {
+        self.changed.lock().is_ok_and(|c| c.contains(&i))
+    }
+
     pub fn set_last_host_delay(&self, d: Duration) {
         self.last_host_delay_us
             .store(d.as_micros() as u64, Ordering::Relaxed);
@@ -285,6 +297,9 @@ fn respond(
         .and_then(|r| r.strip_suffix(".html"))
         .and_then(|n| n.parse().ok())
     {
+        if page_on_this_host(j) && quirks.etags {
+            return with_etag(req, j, pages, log.is_changed(j));
+        }
         if page_on_this_host(j) {
             let accepts_gzip = req
                 .headers()
@@ -319,6 +334,45 @@ fn respond(
         "text/html",
         "<html><body><h1>Not found</h1></body></html>",
     )
+}
+
+/// Page `j` with its `ETag`, or 304 to a request that names it; a page
+/// changed since the start has a paragraph more.
+fn with_etag(
+    req: &Request<hyper::body::Incoming>,
+    j: usize,
+    pages: &Pages,
+    changed: bool,
+) -> Response<Full<Bytes>> {
+    let body = match changed {
+        false => pages.plain[j].clone(),
+        true => {
+            let mut b = pages.plain[j].to_vec();
+            b.extend_from_slice(b"<p>This paragraph was added since the last visit.</p>\n");
+            Bytes::from(b)
+        }
+    };
+    let etag = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        format!("\"{:016x}\"", h.finish())
+    };
+    let named = req
+        .headers()
+        .get("if-none-match")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    let r = Response::builder()
+        .header("content-type", "text/html; charset=utf-8")
+        .header("etag", &etag);
+    match named {
+        true => r
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Full::new(Bytes::new())),
+        false => r.body(Full::new(body)),
+    }
+    .unwrap_or_default()
 }
 
 /// A hostile page (`Site::hostile_url`) at `path`, if it names one.

@@ -173,6 +173,10 @@ pub struct RunArgs {
     /// Keep running as a worker after the crawl is done.
     #[arg(long)]
     pub serve: bool,
+    /// Write the crawls' lifecycle events here, one JSON object per line
+    /// (`-`: stderr).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
     #[command(flatten)]
     pub worker: WorkerOpts,
 }

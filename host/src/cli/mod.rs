@@ -160,9 +160,14 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         .iter()
         .map(|r| (r.appid.clone(), r.crawlid.clone()))
         .collect();
+    let scheduled = requests.iter().any(|r| r.schedule.is_some());
+    let runs = Arc::new(crate::runs::Runs::new(engine.clone(), events_out(&args)?));
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
-        if engine.submit(r).await? {
+        if r.schedule.is_some() {
+            runs.accept(r).await?;
+            tracing::info!(url = %crate::config::redact(&url), %crawlid, "crawl scheduled");
+        } else if runs.accept(r).await? {
             tracing::info!(url = %crate::config::redact(&url), %crawlid, "crawl submitted");
         } else {
             tracing::warn!(url = %crate::config::redact(&url), %crawlid, "not queued: its domain has reached crawl.global_page_per_domain_limit");
@@ -174,7 +179,36 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         let (stats, frontier) = (stats.clone(), frontier.clone());
         tokio::spawn(async move { progress_line(stats, frontier).await })
     });
-    engine.run(!args.serve, stop.clone()).await;
+    // With schedules, the crawl is over when every schedule has ended (not
+    // when the queue is first empty, between runs).
+    let (engine_stop, finished) = match scheduled && !args.serve {
+        true => (Shutdown::new(), Some(Shutdown::new())),
+        false => (stop.clone(), None),
+    };
+    if let Some(f) = &finished {
+        let (stop, f, engine_stop) = (stop.clone(), f.clone(), engine_stop.clone());
+        tokio::spawn(async move {
+            tokio::select! { _ = stop.wait() => {}, _ = f.wait() => {} }
+            engine_stop.trigger();
+        });
+    }
+    let driver = {
+        let (runs, halt, finished) = (runs.clone(), Shutdown::new(), finished.clone());
+        let handle = {
+            let halt = halt.clone();
+            tokio::spawn(async move { runs.drive(halt, finished).await })
+        };
+        (handle, halt)
+    };
+    engine
+        .run(!args.serve && !scheduled, engine_stop.clone())
+        .await;
+    driver.1.trigger();
+    let _ = driver.0.await;
+    // The last run's end (and its event) was noted by its last ack.
+    if let Err(e) = runs.tick().await {
+        tracing::warn!(error = %e, "the last runs' events were not written");
+    }
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
@@ -210,6 +244,19 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         return Ok(INTERRUPTED);
     }
     Ok(0)
+}
+
+/// Where `run` writes its crawls' events: `--events FILE` (`-`: stderr),
+/// or nowhere.
+fn events_out(args: &RunArgs) -> Result<Arc<dyn crate::events::EventSink>> {
+    let out: Box<dyn Write + Send> = match &args.events {
+        None => Box::new(std::io::sink()),
+        Some(p) if p.as_os_str() == "-" => Box::new(std::io::stderr()),
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+    };
+    Ok(Arc::new(crate::events::JsonlEvents::new(out)))
 }
 
 /// The exit code of a `run` stopped by a signal before its crawl was done.

@@ -202,6 +202,13 @@ impl Engine {
                 .filter(|(k, _)| trusted || !crate::fetch::is_credential_header(k))
                 .cloned(),
         );
+        // A revisited page asks only for a changed body (not a rendered
+        // one: the browser fetches its own way).
+        let conditional =
+            job.crawl.revisit.is_some_and(|r| r.conditional) && job.crawl.render.is_never();
+        if let Some(prior) = job.prior.as_ref().filter(|p| conditional && !p.gone) {
+            h.extend(prior.validators());
+        }
         h
     }
 }

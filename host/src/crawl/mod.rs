@@ -4,6 +4,7 @@
 
 mod download;
 mod page;
+mod revisit;
 mod settle;
 mod sitemaps;
 mod spider;
@@ -64,7 +65,7 @@ pub async fn submit(
         global_cap: (global_cap > 0).then_some(global_cap),
         force: true,
     };
-    let key = job.crawl.key();
+    let key = job.crawl.dedup_key();
     let n = dedup
         .admit_and_push(frontier, &key, &[cand], vec![job], "")
         .await?;
@@ -173,6 +174,51 @@ impl Engine {
         Ok(queued)
     }
 
+    /// Queue run `seed.crawl.run` of a recurring crawl: its seed, and every
+    /// page the last run knew (`known`), so a page that answers 304 still
+    /// leads to those under it. One store call, so the run cannot seem
+    /// over before all of it is queued. Returns how many were queued.
+    pub async fn submit_run(
+        &self,
+        seed: Job,
+        known: &[Arc<crate::revisit::PageState>],
+    ) -> Result<usize, StoreError> {
+        let global = self.settings.crawl.global_page_per_domain_limit;
+        let global_cap = (global > 0).then_some(global);
+        let key = seed.crawl.dedup_key();
+        let pages = known.iter().map(|p| Job {
+            url: p.url.clone(),
+            depth: p.depth,
+            priority: seed.priority - 10 * p.depth.min(10) as i32,
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            ..seed.clone()
+        });
+        let jobs: Vec<Job> = std::iter::once(seed.clone()).chain(pages).collect();
+        let cands: Vec<Candidate> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Candidate {
+                fingerprint: j.fingerprint(),
+                domain: domain::of_url(&j.url),
+                domain_cap: if i == 0 {
+                    None
+                } else {
+                    j.crawl.domain_max_pages
+                },
+                global_cap,
+                force: i == 0,
+            })
+            .collect();
+        let n = self
+            .dedup
+            .admit_and_push(&*self.frontier, &key, &cands, jobs, "")
+            .await?;
+        self.wake_for(n);
+        Ok(n)
+    }
+
     /// `n` requests were queued: wake as many waiting workers (not all of
     /// them: each wakes to a pop, a round trip in cluster mode, and when
     /// sites are at their in-flight cap most would find nothing).
@@ -193,7 +239,7 @@ impl Engine {
         let Some((first, _)) = children.first() else {
             return Ok(0);
         };
-        let key = first.crawl.key();
+        let key = first.crawl.dedup_key();
         let cap = first.crawl.domain_max_pages;
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);

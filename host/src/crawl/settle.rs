@@ -10,7 +10,7 @@ use crate::fetch::error_chain;
 use crate::plugins::{ItemAction, Kind};
 use crate::politeness::{Requeue, Sample};
 use crate::result::CrawlResult;
-use crate::scheduler::{Lease, StoreError};
+use crate::scheduler::{Acked, Lease, StoreError};
 use crate::telemetry::Event;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,13 +33,29 @@ impl Engine {
             }
         }
         match outcome {
-            Outcome::Deliver(results) => {
+            Outcome::Deliver(mut results) => {
                 let sample = results
                     .iter()
                     .find_map(|r| r.fetched.as_ref())
                     .and_then(|f| self.sample(f.elapsed, f.status >= 500));
-                let mut status = None;
+                let revisited = self.revisited(&lease.job, &mut results);
+                let quiet = revisited.as_ref().is_some_and(|r| r.quiet);
+                let mut acked = Acked {
+                    sample,
+                    bytes: results
+                        .iter()
+                        .find_map(|r| r.fetched.as_ref())
+                        .map_or(0, |f| f.body.len() as u64),
+                    error: results.iter().any(|r| r.error.is_some()).then_some("fetch"),
+                    ..Acked::default()
+                };
                 for mut r in results {
+                    if quiet {
+                        // The same as the last run: counted in the run's
+                        // figures, not sent.
+                        acked.status.get_or_insert(r.status());
+                        continue;
+                    }
                     r.redact_credentials =
                         !self.settings.crawl.publish_credentials.contains(&r.appid);
                     let Some(r) = self.pipelines(r).await else {
@@ -49,16 +65,23 @@ impl Engine {
                     match self.deliver(&r).await {
                         Delivery::Done => {
                             self.count_page(&r);
-                            status.get_or_insert(r.status());
+                            acked.status.get_or_insert(r.status());
                         }
-                        Delivery::Never(reason) => self.undeliverable(&r, &reason).await,
+                        Delivery::Never(reason) => {
+                            self.undeliverable(&r, &reason).await;
+                            acked.error = Some("undelivered");
+                        }
                         Delivery::Later => {
                             self.stats.emit(Event::Released);
                             return self.frontier.release(id).await;
                         }
                     }
                 }
-                self.frontier.ack(id, status, sample).await
+                if let Some(r) = revisited {
+                    acked.change = Some(r.change);
+                    acked.page = Some(r.page);
+                }
+                self.frontier.ack(id, acked).await
             }
             // The lease is finished at once: the wait is the frontier's.
             Outcome::Retry { job, after, took } => {
@@ -85,7 +108,16 @@ impl Engine {
                     Dropped::Robots => Event::RobotsDenied { requests: 1 },
                     Dropped::Middleware => Event::Dropped,
                 });
-                self.frontier.ack(id, None, None).await
+                let error = match why {
+                    Dropped::Expired => "expired",
+                    Dropped::Robots => "robots",
+                    Dropped::Middleware => "dropped",
+                };
+                let acked = Acked {
+                    error: Some(error),
+                    ..Acked::default()
+                };
+                self.frontier.ack(id, acked).await
             }
         }
     }

@@ -156,6 +156,7 @@ impl Engine {
             redirects: 0,
             pauses: 0,
             spaced: false,
+            prior: None,
         };
         Some((job, url))
     }

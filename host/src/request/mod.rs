@@ -63,6 +63,13 @@ pub struct CrawlRequest {
     /// Fetch pages in a headless browser (contract §2.1, §3 "Rendering").
     #[serde(default, skip_serializing_if = "RenderMode::is_never")]
     pub render: RenderMode,
+    /// Run the crawl again on a schedule (`schedule::Schedule` says how;
+    /// checked when the request is accepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Value>,
+    /// Compare each run's pages with the last's (`revisit::Revisit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisit: Option<Value>,
 }
 
 /// When a crawl's pages are rendered in a headless browser.
@@ -128,9 +135,29 @@ impl CrawlRequest {
         )
     }
 
-    /// The queued seed request and the crawl it starts.
+    /// The request's schedule (validated when it was accepted; `None`
+    /// if it has none).
+    pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
+        let field = self.schedule.as_ref()?;
+        crate::schedule::Schedule::parse(field, jiff::Timestamp::now()).ok()
+    }
+
+    /// The queued seed request and the crawl it starts, as its first run
+    /// (see [`CrawlRequest::into_run`]).
     pub fn into_seed(self) -> Job {
+        let run = u32::from(self.schedule.is_some() || self.revisit.is_some());
+        self.into_run(run)
+    }
+
+    /// The seed of run `run` of the crawl (0: a crawl without runs).
+    pub fn into_run(self, run: u32) -> Job {
+        let revisit = self
+            .revisit
+            .as_ref()
+            .and_then(|r| crate::revisit::Revisit::parse(r).ok());
         let spec = CrawlSpec {
+            run,
+            revisit,
             appid: self.appid,
             crawlid: self.crawlid,
             maxdepth: self.maxdepth,
@@ -171,6 +198,7 @@ impl CrawlRequest {
             redirects: 0,
             pauses: 0,
             spaced: false,
+            prior: None,
         }
     }
 }
@@ -213,8 +241,19 @@ pub struct CrawlSpec {
     /// Its pages are rendered (always, or when they look script-built).
     #[serde(default, skip_serializing_if = "RenderMode::is_never")]
     pub render: RenderMode,
+    /// The run of a scheduled or revisited crawl (from 1); 0 for a crawl
+    /// without runs. Dedup is per run: each run reads every page again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub run: u32,
+    /// How its pages are compared with the last run's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revisit: Option<crate::revisit::Revisit>,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl CrawlSpec {
@@ -229,6 +268,19 @@ impl CrawlSpec {
         CrawlKey {
             appid: self.appid.clone(),
             crawlid: self.crawlid.clone(),
+        }
+    }
+
+    /// The key its seen set and page caps are kept under: each run after
+    /// the first has its own (the separator is a control character no
+    /// crawlid a client sends has in practice).
+    pub fn dedup_key(&self) -> CrawlKey {
+        match self.run {
+            0 | 1 => self.key(),
+            run => CrawlKey {
+                appid: self.appid.clone(),
+                crawlid: format!("{}\u{1e}{run}", self.crawlid),
+            },
         }
     }
 
@@ -288,6 +340,10 @@ pub struct Job {
     /// Crawl-delay or the adaptive throttle was known then); never stored.
     #[serde(skip)]
     pub spaced: bool,
+    /// What the last run kept of this page, for a revisited crawl: the pop
+    /// brings it (no extra store call); never stored with the job.
+    #[serde(skip)]
+    pub prior: Option<Arc<crate::revisit::PageState>>,
 }
 
 impl Job {

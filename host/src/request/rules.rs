@@ -59,7 +59,15 @@ impl CrawlRequest {
                 return bad(format!("`method` {m:?} is not an HTTP method"));
             }
         }
-        self.check_filters()
+        self.check_filters()?;
+        if let Some(r) = &self.revisit {
+            crate::revisit::Revisit::parse(r).map_err(RequestError::Schema)?;
+        }
+        if let Some(s) = &self.schedule {
+            crate::schedule::Schedule::parse(s, jiff::Timestamp::now())
+                .map_err(|e| RequestError::Schema(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// `url`: trimmed, `http://` when it has no scheme, then an http(s) URL

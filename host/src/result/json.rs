@@ -126,6 +126,12 @@ impl<'a> ResultJson<'a> {
         if r.links_truncated {
             f.push(("links_truncated", Field::Bool(true)));
         }
+        if let Some(run) = r.run {
+            f.push(("run", Field::U64(run.into())));
+        }
+        if let Some(c) = r.change {
+            f.push(("change", Field::Str(Cow::Borrowed(c.name()))));
+        }
         f.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut json = ResultJson {
             fields: f,

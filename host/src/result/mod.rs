@@ -36,6 +36,8 @@ pub const RESERVED: &[&str] = &[
     "rendered",
     "warc",
     "body_ref",
+    "run",
+    "change",
 ];
 
 /// Drop the reserved names from a plugin's fields; the names it tried.
@@ -79,6 +81,10 @@ pub struct CrawlResult {
     /// Leave credentials (`Cookie`, `Authorization`, `Proxy-Authorization`)
     /// out of `request_headers`: results go to a shared firehose.
     pub redact_credentials: bool,
+    /// The run of a scheduled or revisited crawl.
+    pub run: Option<u32>,
+    /// A revisited page's change since the last run.
+    pub change: Option<crate::revisit::Change>,
 }
 
 impl CrawlResult {
@@ -105,6 +111,8 @@ impl CrawlResult {
             status_override: None,
             links_truncated: false,
             redact_credentials: true,
+            run: (c.run > 0).then_some(c.run),
+            change: None,
         }
     }
 
@@ -216,6 +224,8 @@ pub(crate) mod fixture {
             status_override: None,
             links_truncated: true,
             redact_credentials: true,
+            run: None,
+            change: None,
         }
     }
 }

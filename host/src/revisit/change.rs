@@ -23,7 +23,7 @@ const SHINGLE: usize = 4;
 pub const MAX_SHINGLES: usize = 65_536;
 
 /// How a crawl tells a changed page (`revisit.change`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeMode {
     #[default]
@@ -49,6 +49,18 @@ pub enum Change {
     Same,
     /// Seen in an earlier run, gone in this one.
     Removed,
+}
+
+impl Change {
+    /// Its name in results and stats.
+    pub fn name(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::Changed => "changed",
+            Change::Same => "same",
+            Change::Removed => "removed",
+        }
+    }
 }
 
 impl Fingerprint {

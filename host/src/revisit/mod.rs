@@ -1,8 +1,13 @@
 //! Incremental crawls (issue 31, `revisit`): what a run knows of a page
-//! from the last. `change` tells a changed page from the same one, exactly
-//! or ignoring noise. Validators for conditional requests and the page
-//! state the store keeps per URL build on it.
+//! from the last. `spec` is the request's field; `change` tells a changed
+//! page from the same one, exactly or ignoring noise; `page` is the state
+//! kept per page between runs (validators for conditional requests, the
+//! fingerprint) and what one fetch makes of it.
 
 mod change;
+mod page;
+mod spec;
 
 pub use change::{Change, ChangeMode, Fingerprint, FUZZY_BITS};
+pub use page::{observe, PageState, MAX_VALIDATOR};
+pub use spec::{Emit, Revisit};

@@ -1,11 +1,13 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
 use super::queue::{FairQueue, Queued};
-use super::{Counts, Frontier, Lease, Pop, StoreError};
+use super::runs::RunBook;
+use super::{Acked, Counts, Frontier, Lease, Pop, RunNews, StoreError};
 use crate::links::domain::{self, origin_of};
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
-use crate::request::Job;
+use crate::request::{CrawlKey, Job};
+use crate::revisit::PageState;
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use std::cmp::Reverse;
@@ -62,6 +64,8 @@ struct State {
     parked: HashMap<String, Vec<QueueKey>>,
     seq: u64,
     queued: u64,
+    /// Each run's open requests and figures, revisited pages' states.
+    runs: RunBook,
 }
 
 impl State {
@@ -235,6 +239,7 @@ impl Frontier for EmbeddedFrontier {
     async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError> {
         let mut st = self.state.lock();
         for job in jobs {
+            st.runs.pushed(&job);
             Self::enqueue(&mut st, job);
         }
         Ok(())
@@ -331,6 +336,7 @@ impl Frontier for EmbeddedFrontier {
                     let id = st.seq;
                     let mut job = item.job;
                     job.spaced = spaced;
+                    st.runs.popped(&mut job);
                     let held = Held {
                         job: job.clone(),
                         domain,
@@ -347,17 +353,32 @@ impl Frontier for EmbeddedFrontier {
         Ok(Self::nothing_ready(&self.state.lock()))
     }
 
-    async fn ack(
-        &self,
-        lease_id: u64,
-        status: Option<u16>,
-        sample: Option<Sample>,
-    ) -> Result<(), StoreError> {
-        let ok = status.is_some_and(|s| !crate::politeness::slows_down(s));
-        let sample = sample.map(|s| (s, self.politeness.max_crawl_delay));
-        self.state
-            .lock()
-            .end_lease(&self.politeness, lease_id, ok, sample);
+    async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {
+        let ok = acked
+            .status
+            .is_some_and(|s| !crate::politeness::slows_down(s));
+        let sample = acked.sample.map(|s| (s, self.politeness.max_crawl_delay));
+        let mut st = self.state.lock();
+        if let Some(held) = st.end_lease(&self.politeness, lease_id, ok, sample) {
+            st.runs.acked(&held.job, acked);
+        }
+        Ok(())
+    }
+
+    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
+        Ok(self.state.lock().runs.news())
+    }
+
+    async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(self.state.lock().runs.pages(crawl))
+    }
+
+    async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(self.state.lock().runs.sweep(crawl, run))
+    }
+
+    async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
+        self.state.lock().runs.forget(crawl);
         Ok(())
     }
 
@@ -522,7 +543,15 @@ mod tests {
             panic!("no lease")
         };
         assert!(!matches!(f.pop().await.expect("pop"), Pop::Leased(_)));
-        f.ack(first.id, Some(200), None).await.expect("ack");
+        f.ack(
+            first.id,
+            Acked {
+                status: Some(200),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("ack");
         assert_eq!(pop_url(&f).await, "http://a.com/2", "no timer in between");
     }
 

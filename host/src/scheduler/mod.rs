@@ -11,6 +11,7 @@
 mod embedded;
 mod queue;
 pub mod redis;
+mod runs;
 mod seen;
 #[cfg(test)]
 mod twins;
@@ -21,8 +22,11 @@ pub use crate::store::{StoreError, MAX_SHARDS};
 pub use embedded::EmbeddedFrontier;
 pub use seen::EmbeddedDedup;
 
+use crate::events::event::Stats;
 use crate::request::{CrawlKey, Job};
+use crate::revisit::{Change, PageState};
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A request taken from the frontier. It stays leased until acked.
@@ -42,6 +46,39 @@ pub enum Pop {
     Idle,
 }
 
+/// How a leased request ended, as the store counts it.
+#[derive(Debug, Default)]
+pub struct Acked {
+    /// The status code of the result it delivered; `None` if it was
+    /// dropped (robots, expiry, a plugin).
+    pub status: Option<u16>,
+    /// How its fetch went, for the adaptive throttle (given only when that
+    /// is on).
+    pub sample: Option<Sample>,
+    /// Body bytes fetched, for its run's figures.
+    pub bytes: u64,
+    /// Why it failed (`fetch`, `robots`, `expired`, `dropped`,
+    /// `undelivered`), for its run's figures.
+    pub error: Option<&'static str>,
+    /// A revisited page's change since the last run.
+    pub change: Option<Change>,
+    /// What a revisited crawl keeps of the page for its next run.
+    pub page: Option<PageState>,
+}
+
+/// What the store saw of a crawl's runs since it was last asked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunNews {
+    /// The run's first request was leased.
+    Started { crawl: CrawlKey, run: u32 },
+    /// Nothing of the run is queued, leased or waiting to retry.
+    Completed {
+        crawl: CrawlKey,
+        run: u32,
+        stats: Stats,
+    },
+}
+
 /// Queue and lease counts, for progress and "is the crawl done".
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
@@ -55,16 +92,9 @@ pub trait Frontier: Send + Sync {
     async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
     /// Lease the best request of a domain the throttle lets through now.
     async fn pop(&self) -> Result<Pop, StoreError>;
-    /// The leased request is finished: `status` is the status code of the
-    /// result it delivered, `None` if it was dropped (robots, expiry, a
-    /// plugin). Stats count it here. `sample`: how its fetch went, for the
-    /// adaptive throttle (given only when that is on).
-    async fn ack(
-        &self,
-        lease_id: u64,
-        status: Option<u16>,
-        sample: Option<Sample>,
-    ) -> Result<(), StoreError>;
+    /// The leased request is finished, as `acked` says. Stats count it
+    /// here, and its run's figures; a revisited page's state is kept.
+    async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError>;
     /// Finish the lease and queue `retry` in its place, as one step; it is
     /// fetched no sooner than `when` says (and a [`Requeue::PauseSite`]
     /// pauses its whole domain).
@@ -95,6 +125,22 @@ pub trait Frontier: Send + Sync {
     /// Write what the store batches (the stats tally) before the process
     /// exits.
     async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Runs started and completed since the last call (each told once).
+    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The pages a revisited crawl knows from its runs (not those gone).
+    async fn known_pages(&self, _crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The crawl's pages no fetch of `run` reached, now marked gone.
+    async fn sweep(&self, _crawl: &CrawlKey, _run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Drop what a revisited crawl keeps of its pages (its schedule ended).
+    async fn forget_pages(&self, _crawl: &CrawlKey) -> Result<(), StoreError> {
         Ok(())
     }
     /// Notified when another process queues work into an empty frontier,

@@ -103,7 +103,13 @@ impl Twin {
     async fn ack(&mut self, path: &str, status: u16) {
         let id = self.lease(path);
         self.frontier
-            .ack(id, Some(status), None)
+            .ack(
+                id,
+                crate::scheduler::Acked {
+                    status: Some(status),
+                    ..Default::default()
+                },
+            )
             .await
             .expect("ack");
     }

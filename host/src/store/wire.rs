@@ -85,6 +85,7 @@ impl WireJob {
             redirects: self.rc,
             pauses: self.pz,
             spaced: false,
+            prior: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! expired leases. The connection, shards and specs it shares with the
 //! monitors' store: [`crate::store`]. Key layout: `docs/redis-keys.md`.
 
-use super::{Candidate, Counts, Frontier, Lease, Pop, StoreError};
+use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::config::{Settings, Throttle};
 use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
@@ -226,13 +226,13 @@ impl RedisFrontier {
                         Ok(w) => w,
                         Err(e) => {
                             tracing::error!(error = %e, "dropping a corrupt queued request");
-                            self.ack(id, None, None).await?;
+                            self.ack(id, Acked::default()).await?;
                             continue;
                         }
                     };
                     let Some(spec) = self.redis.spec_at(k, cref, version).await? else {
                         tracing::warn!(crawl = %cref, "request of a crawl whose state is gone; dropped");
-                        self.ack(id, None, None).await?;
+                        self.ack(id, Acked::default()).await?;
                         continue;
                     };
                     self.pace.leased();
@@ -338,12 +338,8 @@ impl Frontier for RedisFrontier {
         Ok(wait.map_or(Pop::Idle, Pop::Wait))
     }
 
-    async fn ack(
-        &self,
-        lease_id: u64,
-        status: Option<u16>,
-        sample: Option<Sample>,
-    ) -> Result<(), StoreError> {
+    async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {
+        let Acked { status, sample, .. } = acked;
         let (k, lease) = self.redis.shards().of_lease(lease_id);
         let mut con = self.redis.con();
         let (latency, failed) = self.sample_args(sample);
@@ -382,7 +378,7 @@ impl Frontier for RedisFrontier {
             // queued there first, then the lease is finished without a
             // result (so nothing is lost between).
             self.push(vec![retry]).await?;
-            return self.ack(lease_id, None, None).await;
+            return self.ack(lease_id, Acked::default()).await;
         }
         let (after, pause, sample) = match when {
             Requeue::Now => (0, String::new(), None),

@@ -1,0 +1,195 @@
+//! What a revisited crawl keeps of each page between runs, and what one
+//! fetch makes of it: its change since the last run, the validators for
+//! the next conditional request, and the state to keep.
+//!
+//! A page's state is its URL and depth (a run re-reads every page the last
+//! one knew, so a page answering 304 still leads to the pages under it),
+//! the run that last fetched it, its `ETag` and `Last-Modified` (each kept
+//! only up to [`MAX_VALIDATOR`] bytes), and its fingerprint: 16 bytes, 8
+//! more in fuzzy mode. [`PageState::bytes`] says what one costs.
+
+use super::{Change, ChangeMode, Fingerprint};
+use crate::fetch::Fetched;
+
+/// A validator longer than this is not kept (the page is then fetched
+/// whole each run): real ones are a quoted hash or an HTTP date.
+pub const MAX_VALIDATOR: usize = 128;
+
+/// What a crawl keeps of one page for its next run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageState {
+    pub url: String,
+    pub depth: u32,
+    /// The run that last fetched it.
+    pub run: u32,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub fingerprint: Fingerprint,
+    /// It answered 404 or 410 last: reported `removed` once, and not read
+    /// again unless a page links to it.
+    pub gone: bool,
+}
+
+impl PageState {
+    /// Request headers that make its next fetch conditional.
+    pub fn validators(&self) -> Vec<(String, String)> {
+        let mut h = Vec::new();
+        if let Some(e) = &self.etag {
+            h.push(("If-None-Match".to_string(), e.clone()));
+        }
+        if let Some(m) = &self.last_modified {
+            h.push(("If-Modified-Since".to_string(), m.clone()));
+        }
+        h
+    }
+
+    /// Bytes this state takes, beyond its URL: the figure the docs quote
+    /// (fixed fields, validators, fingerprint).
+    pub fn bytes(&self) -> usize {
+        let validators = self.etag.as_ref().map_or(0, String::len)
+            + self.last_modified.as_ref().map_or(0, String::len);
+        // depth, run (4 each), the flag, the fingerprint.
+        4 + 4 + 1 + 16 + self.fingerprint.fuzzy.map_or(0, |_| 8) + validators
+    }
+}
+
+/// One fetch of a page, beside what the last run kept of it: the page's
+/// change and the state to keep for the next run.
+pub fn observe(
+    prior: Option<&PageState>,
+    (url, depth, run): (&str, u32, u32),
+    fetched: &Fetched,
+    mode: ChangeMode,
+) -> (Change, PageState) {
+    let header = |name: &str| {
+        fetched
+            .header(name)
+            .filter(|v| v.len() <= MAX_VALIDATOR)
+            .map(str::to_string)
+    };
+    let keep = |fingerprint: Fingerprint, gone: bool| PageState {
+        url: url.to_string(),
+        depth: prior.map_or(depth, |p| p.depth.min(depth)),
+        run,
+        etag: header("etag").or_else(|| prior.and_then(|p| p.etag.clone())),
+        last_modified: header("last-modified")
+            .or_else(|| prior.and_then(|p| p.last_modified.clone())),
+        fingerprint,
+        gone,
+    };
+    match (fetched.status, prior) {
+        // Not modified: the page as the last run saw it.
+        (304, Some(p)) => (Change::Same, keep(p.fingerprint, false)),
+        (404 | 410, Some(p)) if p.gone => (Change::Same, keep(p.fingerprint, true)),
+        (404 | 410, Some(p)) => (Change::Removed, keep(p.fingerprint, true)),
+        (404 | 410, None) => {
+            let mut s = keep(Fingerprint::of(&fetched.body, mode), true);
+            (s.etag, s.last_modified) = (None, None);
+            (Change::New, s)
+        }
+        _ => {
+            let now = Fingerprint::of(&fetched.body, mode);
+            let before = prior.filter(|p| !p.gone).map(|p| &p.fingerprint);
+            let change = match (prior, now.change_from(before)) {
+                // Back after it was gone.
+                (Some(p), Change::New) if p.gone => Change::Changed,
+                (_, c) => c,
+            };
+            (change, keep(now, false))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn fetched(status: u16, body: &str, headers: &[(&str, &str)]) -> Fetched {
+        Fetched {
+            status,
+            reason: String::new(),
+            response_url: String::new(),
+            request_headers: Vec::new(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: Bytes::from(body.to_string()),
+            elapsed: std::time::Duration::ZERO,
+            redirect: None,
+            rendered: false,
+            encoded: None,
+            version: "HTTP/1.1",
+            archived: None,
+        }
+    }
+
+    #[test]
+    fn a_page_is_new_then_same_then_changed_then_removed() {
+        let page = ("http://a.test/", 1, 1);
+        let f = fetched(200, "<p>one</p>", &[("etag", "\"v1\"")]);
+        let (c, s1) = observe(None, page, &f, ChangeMode::Exact);
+        assert_eq!(c, Change::New);
+        assert_eq!(
+            s1.validators(),
+            vec![("If-None-Match".to_string(), "\"v1\"".to_string())]
+        );
+        let (c, s2) = observe(
+            Some(&s1),
+            ("http://a.test/", 1, 2),
+            &fetched(304, "", &[]),
+            ChangeMode::Exact,
+        );
+        assert_eq!(
+            (c, s2.run, s2.fingerprint),
+            (Change::Same, 2, s1.fingerprint)
+        );
+        assert_eq!(
+            s2.etag.as_deref(),
+            Some("\"v1\""),
+            "a 304 keeps the validators it had"
+        );
+        let f = fetched(200, "<p>two</p>", &[("etag", "\"v2\"")]);
+        let (c, s3) = observe(Some(&s2), ("http://a.test/", 1, 3), &f, ChangeMode::Exact);
+        assert_eq!((c, s3.etag.as_deref()), (Change::Changed, Some("\"v2\"")));
+        let (c, s4) = observe(
+            Some(&s3),
+            page,
+            &fetched(404, "gone", &[]),
+            ChangeMode::Exact,
+        );
+        assert_eq!((c, s4.gone), (Change::Removed, true));
+        let (c, _) = observe(
+            Some(&s4),
+            page,
+            &fetched(404, "gone", &[]),
+            ChangeMode::Exact,
+        );
+        assert_eq!(c, Change::Same, "removed once, not every run");
+        let (c, _) = observe(
+            Some(&s4),
+            page,
+            &fetched(200, "<p>two</p>", &[]),
+            ChangeMode::Exact,
+        );
+        assert_eq!(c, Change::Changed, "back after it was gone");
+    }
+
+    #[test]
+    fn an_overlong_validator_is_not_kept() {
+        let long = format!("\"{}\"", "x".repeat(MAX_VALIDATOR));
+        let f = fetched(
+            200,
+            "a",
+            &[
+                ("etag", &long),
+                ("last-modified", "Mon, 07 Dec 2026 06:00:00 GMT"),
+            ],
+        );
+        let (_, s) = observe(None, ("http://a.test/", 0, 1), &f, ChangeMode::Fuzzy);
+        assert_eq!(s.etag, None);
+        assert_eq!(s.validators().len(), 1);
+        assert_eq!(s.bytes(), 4 + 4 + 1 + 16 + 8 + 29);
+    }
+}

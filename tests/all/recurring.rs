@@ -1,0 +1,118 @@
+//! Recurring and incremental crawls (`schedule`, `revisit`) and the
+//! events that tell a crawl's life, embedded.
+
+use crate::harness::{read_results, Quirks, Scratch, Site, SiteSpec};
+use anyhow::Result;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+fn by_run(events: &[Value], kind: &str) -> BTreeMap<u64, Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == kind)
+        .map(|e| (e["run"].as_u64().unwrap_or(0), e.clone()))
+        .collect()
+}
+
+/// Three runs of a small site, two seconds apart: the first finds every
+/// page new; the second asks for each with its ETag, every page answers
+/// 304 and no result is sent; one page changed before the third, which
+/// sends exactly that one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Result<()> {
+    let spec = SiteSpec {
+        pages: 30,
+        hosts: 2,
+        seed: 3,
+    };
+    let quirks = Quirks {
+        etags: true,
+        ..Quirks::default()
+    };
+    let site = Site::start_with(spec, quirks).await?;
+    let pages = site.expected(0, Some(1));
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let request = json!({
+        "url": site.seed_url(), "appid": "testapp", "crawlid": "recurring", "maxdepth": 1,
+        "schedule": {"every": 2, "max_runs": 3},
+        "revisit": {"emit": "changed"},
+    });
+    let events = s.path("events.jsonl");
+    let out = s.path("out.jsonl");
+    let mut child = s
+        .command("run")
+        .args(["--spider", "link", "--request", &request.to_string()])
+        .arg("--events")
+        .arg(&events)
+        .arg("--output")
+        .arg(&out)
+        .stderr(std::fs::File::create(s.path("err.log"))?)
+        .spawn()?;
+    // After run 2 is over and before run 3 fires: one page changes.
+    let completed = |n: usize| {
+        let e = read_results(&events).unwrap_or_default();
+        (by_run(&e, "crawl.completed").len() >= n).then_some(e)
+    };
+    crate::harness::eventually(std::time::Duration::from_secs(30), "run 2's end", || {
+        completed(2)
+    })
+    .await?;
+    let changed = (1..spec.pages)
+        .find(|i| pages.contains(&site.url(*i)))
+        .expect("a page under the seed");
+    let changed_url = site.url(changed);
+    site.change_page(changed);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait()).await??;
+    let log = std::fs::read_to_string(s.path("err.log"))?;
+    assert!(status.success(), "run exited {status}: {log}");
+
+    let events = read_results(&events)?;
+    let done = by_run(&events, "crawl.completed");
+    assert_eq!(
+        done.keys().copied().collect::<Vec<_>>(),
+        [1, 2, 3],
+        "{events:?}"
+    );
+    assert_eq!(by_run(&events, "schedule.fired").len(), 3);
+    let n = pages.len() as u64;
+    assert_eq!(done[&1]["stats"]["change"], json!({"new": n}));
+    assert_eq!(done[&2]["stats"]["change"], json!({"same": n}));
+    assert_eq!(
+        done[&2]["stats"]["by_status"],
+        json!({"3xx": n}),
+        "every page answered 304"
+    );
+    assert_eq!(
+        done[&3]["stats"]["change"],
+        json!({"changed": 1, "same": n - 1})
+    );
+    let ids: std::collections::BTreeSet<&str> =
+        events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "one id per event");
+
+    let results = read_results(&out)?;
+    let of_run = |r: u64| -> Vec<&Value> { results.iter().filter(|x| x["run"] == r).collect() };
+    assert_eq!(of_run(1).len() as u64, n);
+    assert!(of_run(1).iter().all(|r| r["change"] == "new"));
+    assert!(of_run(2).is_empty(), "unchanged pages are not sent");
+    let third = of_run(3);
+    assert_eq!(third.len(), 1, "{third:?}");
+    assert_eq!(
+        (third[0]["url"].as_str(), third[0]["change"].as_str()),
+        (Some(changed_url.as_str()), Some("changed"))
+    );
+
+    // Every page request after the first run named the page's ETag.
+    let hits: Vec<_> = site
+        .hits()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/p/"))
+        .collect();
+    let conditional = hits
+        .iter()
+        .filter(|h| h.headers.iter().any(|(k, _)| k == "if-none-match"))
+        .count() as u64;
+    assert_eq!(hits.len() as u64, 3 * n);
+    assert_eq!(conditional, 2 * n);
+    Ok(())
+}
