@@ -65,7 +65,7 @@ pub async fn submit(
         global_cap: (global_cap > 0).then_some(global_cap),
         force: true,
     };
-    let key = job.crawl.dedup_key();
+    let key = job.crawl.key();
     let n = dedup
         .admit_and_push(frontier, &key, &[cand], vec![job], "")
         .await?;
@@ -185,7 +185,7 @@ impl Engine {
     ) -> Result<usize, StoreError> {
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);
-        let key = seed.crawl.dedup_key();
+        let key = seed.crawl.key();
         let pages = known.iter().map(|p| Job {
             url: p.url.clone(),
             depth: p.depth,
@@ -239,7 +239,7 @@ impl Engine {
         let Some((first, _)) = children.first() else {
             return Ok(0);
         };
-        let key = first.crawl.dedup_key();
+        let key = first.crawl.key();
         let cap = first.crawl.domain_max_pages;
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);

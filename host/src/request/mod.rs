@@ -242,7 +242,8 @@ pub struct CrawlSpec {
     #[serde(default, skip_serializing_if = "RenderMode::is_never")]
     pub render: RenderMode,
     /// The run of a scheduled or revisited crawl (from 1); 0 for a crawl
-    /// without runs. Dedup is per run: each run reads every page again.
+    /// without runs. Dedup is per run: the crawl's seen set is emptied as
+    /// a run fires, so each run reads every page again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub run: u32,
     /// How its pages are compared with the last run's.
@@ -268,19 +269,6 @@ impl CrawlSpec {
         CrawlKey {
             appid: self.appid.clone(),
             crawlid: self.crawlid.clone(),
-        }
-    }
-
-    /// The key its seen set and page caps are kept under: each run after
-    /// the first has its own (the separator is a control character no
-    /// crawlid a client sends has in practice).
-    pub fn dedup_key(&self) -> CrawlKey {
-        match self.run {
-            0 | 1 => self.key(),
-            run => CrawlKey {
-                appid: self.appid.clone(),
-                crawlid: format!("{}\u{1e}{run}", self.crawlid),
-            },
         }
     }
 

@@ -232,9 +232,15 @@ impl Runs {
                         s.state.pending = Some(due);
                     }
                 }
-                // Embedded, the current run cannot be cut short: a
-                // replacing run starts beside it (the store's stop does
-                // this in a cluster).
+                // The embedded frontier cannot cut a run short: a run
+                // that would replace the current one waits for its end
+                // instead, as with `overlap: queue`.
+                Decision::Fire { due, replace: true } => {
+                    if let Some(s) = self.schedules.lock().get_mut(&key) {
+                        s.state.last = Some(due);
+                        s.state.pending = Some(due);
+                    }
+                }
                 Decision::Fire { due, .. } => self.fire(&key, due).await?,
             }
         }
@@ -261,6 +267,9 @@ impl Runs {
             Some(_) => self.engine.frontier.known_pages(key).await?,
             None => Vec::new(),
         };
+        if run > 1 {
+            self.engine.dedup.new_run(key).await?;
+        }
         let seed = request.into_run(run);
         let queued = self.engine.submit_run(seed, &known).await?;
         tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, "run fired");

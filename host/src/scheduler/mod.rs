@@ -181,6 +181,13 @@ pub trait DedupStore: Send + Sync {
         candidates: &[Candidate],
     ) -> Result<Vec<bool>, StoreError>;
 
+    /// A new run of `crawl` fires: forget what it has seen and its page
+    /// counts, so the run reads every page again. (Only when no request of
+    /// the last run is open.)
+    async fn new_run(&self, _crawl: &CrawlKey) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Admit `jobs` (described by `candidates`, in the same order) and queue
     /// the admitted ones. A store shared between processes does both in one
     /// atomic step: a worker dying in between must not leave links marked

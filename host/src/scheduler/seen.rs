@@ -74,4 +74,9 @@ impl DedupStore for EmbeddedDedup {
             .collect();
         Ok(out)
     }
+
+    async fn new_run(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
+        self.crawls.lock().remove(crawl);
+        Ok(())
+    }
 }

@@ -2,7 +2,7 @@
 //! with `--expect DEPTH FILE` writes the URLs a crawl to DEPTH must return.
 
 use clap::Parser;
-use spinneret_testsite::{Site, SiteSpec};
+use spinneret_testsite::{Quirks, Site, SiteSpec};
 use std::io::Write;
 
 #[derive(Parser)]
@@ -17,17 +17,24 @@ struct Args {
     /// Write the expected URL set of a crawl to this depth ("all" = unlimited)...
     #[arg(long, num_args = 2, value_names = ["DEPTH", "FILE"])]
     expect: Option<Vec<String>>,
+    /// Pages carry an ETag and answer 304 to a request naming it.
+    #[arg(long)]
+    etags: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let site = Site::start(SiteSpec {
+    let spec = SiteSpec {
         pages: args.pages,
         hosts: args.hosts,
         seed: args.seed,
-    })
-    .await?;
+    };
+    let quirks = Quirks {
+        etags: args.etags,
+        ..Quirks::default()
+    };
+    let site = Site::start_with(spec, quirks).await?;
     if let Some(e) = &args.expect {
         let depth = if e[0] == "all" {
             None
