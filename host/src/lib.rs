@@ -37,6 +37,7 @@ pub mod fetch;
 pub mod links;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod objects;
 pub mod plugins;
 pub mod politeness;

@@ -21,3 +21,4 @@ mod s3;
 mod scale;
 mod security;
 mod templates;
+mod webhooks;

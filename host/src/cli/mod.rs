@@ -161,7 +161,12 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         .map(|r| (r.appid.clone(), r.crawlid.clone()))
         .collect();
     let scheduled = requests.iter().any(|r| r.schedule.is_some());
-    let runs = Arc::new(crate::runs::Runs::new(engine.clone(), events_out(&args)?));
+    let notifier = notifier(&settings, &requests)?;
+    let runs = Arc::new(crate::runs::Runs::new(
+        engine.clone(),
+        events_out(&args)?,
+        notifier.clone(),
+    ));
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
         if r.schedule.is_some() {
@@ -209,6 +214,9 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     if let Err(e) = runs.tick().await {
         tracing::warn!(error = %e, "the last runs' events were not written");
     }
+    if let Some(n) = &notifier {
+        n.close(settings.process.shutdown_grace).await;
+    }
     if let Some(p) = progress {
         p.abort();
         eprint!("\r\x1b[K");
@@ -244,6 +252,47 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         return Ok(INTERRUPTED);
     }
     Ok(0)
+}
+
+/// The notifier of the requests' webhooks (none if no request has one).
+/// A webhook of an app without a signing secret is refused here: nothing
+/// is ever sent unsigned.
+fn notifier(
+    settings: &Settings,
+    requests: &[CrawlRequest],
+) -> Result<Option<Arc<crate::notify::Notifier>>> {
+    let apps: std::collections::BTreeSet<&str> = requests
+        .iter()
+        .filter(|r| r.webhook.is_some())
+        .map(|r| r.appid.as_str())
+        .collect();
+    if apps.is_empty() {
+        return Ok(None);
+    }
+    if let Some(app) = apps
+        .iter()
+        .find(|a| !settings.webhooks.secrets.contains_key(**a))
+    {
+        bail!("a request of app {app} has a webhook, but webhooks.secrets has no secret for {app}");
+    }
+    let secrets = settings
+        .webhooks
+        .secrets
+        .iter()
+        .filter_map(|(app, s)| Some((app.clone(), crate::events::sign::Secret::parse(s).ok()?)))
+        .collect();
+    let dead: crate::notify::DeadLetters = Arc::new(|u: crate::notify::Undelivered| {
+        tracing::error!(webhook = %u.webhook, id = %u.id, reason = %u.reason, "webhook event not delivered");
+        let line = serde_json::json!({"undelivered_event": u});
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+    Ok(Some(crate::notify::Notifier::new(
+        Fetcher::new(&settings.crawl)?,
+        secrets,
+        settings.webhooks.timeout,
+        settings.webhooks.retries(),
+        dead,
+    )))
 }
 
 /// Where `run` writes its crawls' events: `--events FILE` (`-`: stderr),

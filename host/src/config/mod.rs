@@ -9,12 +9,14 @@ mod output;
 mod render;
 mod seconds;
 mod validate;
+mod webhooks;
 pub use network::Network;
 
 /// The most shards a Redis namespace may have (`redis.shards`).
 pub const MAX_SHARDS: u16 = 256;
 pub use output::{Objects, Output, SplitBy, Warc};
 pub use render::Render;
+pub use webhooks::Webhooks;
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -53,6 +55,7 @@ pub struct Settings {
     pub render: Render,
     pub warc: Warc,
     pub output: Output,
+    pub webhooks: Webhooks,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -21,6 +21,7 @@ impl Settings {
         self.render.check().map_err(ConfigError::Invalid)?;
         self.warc.check().map_err(ConfigError::Invalid)?;
         self.output.objects.check().map_err(ConfigError::Invalid)?;
+        self.webhooks.check().map_err(ConfigError::Invalid)?;
         self.throttle.validate()?;
         self.plugins.validate()?;
         self.kafka.validate()?;

@@ -33,6 +33,18 @@ impl Serialize for Kind {
 }
 
 impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Accepted,
+        Kind::Started,
+        Kind::Completed,
+        Kind::Stopped,
+        Kind::Expired,
+        Kind::Failed,
+        Kind::Fired,
+        Kind::Skipped,
+        Kind::DomainPaused,
+    ];
+
     /// The `event` field and the CloudEvents type.
     pub fn name(self) -> &'static str {
         match self {

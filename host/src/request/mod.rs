@@ -70,6 +70,9 @@ pub struct CrawlRequest {
     /// Compare each run's pages with the last's (`revisit::Revisit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revisit: Option<Value>,
+    /// POST the crawl's events here (`notify::Webhook`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Value>,
 }
 
 /// When a crawl's pages are rendered in a headless browser.
@@ -140,6 +143,11 @@ impl CrawlRequest {
     pub fn schedule(&self) -> Option<crate::schedule::Schedule> {
         let field = self.schedule.as_ref()?;
         crate::schedule::Schedule::parse(field, jiff::Timestamp::now()).ok()
+    }
+
+    /// The request's webhook (validated when it was accepted).
+    pub fn webhook(&self) -> Option<crate::notify::Webhook> {
+        crate::notify::Webhook::parse(self.webhook.as_ref()?).ok()
     }
 
     /// The queued seed request and the crawl it starts, as its first run

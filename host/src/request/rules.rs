@@ -63,6 +63,9 @@ impl CrawlRequest {
         if let Some(r) = &self.revisit {
             crate::revisit::Revisit::parse(r).map_err(RequestError::Schema)?;
         }
+        if let Some(w) = &self.webhook {
+            crate::notify::Webhook::parse(w).map_err(RequestError::Schema)?;
+        }
         if let Some(s) = &self.schedule {
             crate::schedule::Schedule::parse(s, jiff::Timestamp::now())
                 .map_err(|e| RequestError::Schema(e.to_string()))?;

@@ -9,6 +9,7 @@
 
 use crate::crawl::Engine;
 use crate::events::{Event, EventSink, Kind, Stats};
+use crate::notify::Notifier;
 use crate::request::{CrawlKey, CrawlRequest};
 use crate::result::now_unix;
 use crate::schedule::{decide, Decision, Schedule, Skipped, State};
@@ -37,6 +38,8 @@ struct Scheduled {
 pub struct Runs {
     engine: Arc<Engine>,
     events: Arc<dyn EventSink>,
+    /// POSTs events to the crawls' webhooks.
+    notifier: Option<Arc<Notifier>>,
     schedules: Mutex<HashMap<CrawlKey, Scheduled>>,
     /// Every crawl's request as accepted (for the seed a removed page's
     /// result is made from, and whether its results carry `run`).
@@ -44,10 +47,15 @@ pub struct Runs {
 }
 
 impl Runs {
-    pub fn new(engine: Arc<Engine>, events: Arc<dyn EventSink>) -> Runs {
+    pub fn new(
+        engine: Arc<Engine>,
+        events: Arc<dyn EventSink>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> Runs {
         Runs {
             engine,
             events,
+            notifier,
             schedules: Mutex::new(HashMap::new()),
             accepted: Mutex::new(HashMap::new()),
         }
@@ -290,6 +298,14 @@ impl Runs {
         if let Err(err) = self.events.send(&e).await {
             // Events tell; they hold no work: the crawl goes on.
             tracing::error!(event = e.event.name(), crawlid = %e.crawlid, error = %err, "event not written");
+        }
+        let key = CrawlKey {
+            appid: e.appid.clone(),
+            crawlid: e.crawlid.clone(),
+        };
+        let webhook = self.accepted.lock().get(&key).and_then(|r| r.webhook());
+        if let (Some(n), Some(w)) = (&self.notifier, webhook) {
+            n.notify(&e, &w);
         }
     }
 }

@@ -1,0 +1,71 @@
+//! `[webhooks]`: how a crawl's `webhook` is called. The signing secrets
+//! live here, per app, and never in a request or a message.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// At most this many retries after the first try.
+pub const MAX_RETRIES: usize = 16;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhooks {
+    /// appid -> signing secret (`whsec_` and the base64 of 24 to 64
+    /// bytes, as Standard Webhooks has it). A crawl may ask for a webhook
+    /// only if its app has one.
+    pub secrets: BTreeMap<String, String>,
+    /// One delivery's time to answer (s).
+    #[serde(deserialize_with = "super::seconds::read")]
+    pub timeout: Duration,
+    /// Seconds before each retry of a failed delivery; after the last, the
+    /// event is dead-lettered. (Standard Webhooks' schedule, shortened.)
+    pub retry: Vec<f64>,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks {
+            secrets: BTreeMap::new(),
+            timeout: Duration::from_secs(10),
+            retry: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+        }
+    }
+}
+
+impl Webhooks {
+    pub(super) fn check(&self) -> Result<(), String> {
+        for (app, secret) in &self.secrets {
+            // The error names the app, never the secret.
+            crate::events::sign::Secret::parse(secret)
+                .map_err(|e| format!("webhooks.secrets.{app}: {e}"))?;
+        }
+        if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.timeout) {
+            return Err("webhooks.timeout must be 1 to 60 seconds".into());
+        }
+        if self.retry.len() > MAX_RETRIES {
+            return Err(format!(
+                "webhooks.retry lists {} waits; at most {MAX_RETRIES}",
+                self.retry.len()
+            ));
+        }
+        if let Some(w) = self
+            .retry
+            .iter()
+            .find(|w| !(w.is_finite() && (0.0..=86_400.0).contains(*w)))
+        {
+            return Err(format!(
+                "webhooks.retry: each wait is 0 to 86400 seconds, got {w}"
+            ));
+        }
+        Ok(())
+    }
+
+    /// The waits before each retry.
+    pub fn retries(&self) -> Vec<Duration> {
+        self.retry
+            .iter()
+            .map(|s| Duration::from_secs_f64(*s))
+            .collect()
+    }
+}
