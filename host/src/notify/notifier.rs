@@ -15,7 +15,6 @@ use super::Webhook;
 use crate::events::sign::{headers, Secret};
 use crate::events::Event;
 use crate::fetch::{FetchError, Fetcher, Outgoing};
-use crate::result::now_unix;
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -195,11 +194,15 @@ impl Notifier {
         let Some(secret) = self.secrets.get(&d.appid) else {
             return Try::Never(format!("no webhooks.secrets entry for app {}", d.appid));
         };
-        let mut h: Vec<(String, String)> =
-            headers(std::slice::from_ref(secret), &d.id, now_unix(), &d.body)
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect();
+        let mut h: Vec<(String, String)> = headers(
+            std::slice::from_ref(secret),
+            &d.id,
+            jiff::Timestamp::now().as_second(),
+            &d.body,
+        )
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
         h.push(("Content-Type".into(), "application/json".into()));
         let out = Outgoing {
             url,
