@@ -20,6 +20,8 @@
 //!    of requests answered 429.
 //! 9. The WARC archive: the embedded crawl and one worker on Redis with
 //!    `warc.dir` beside without (ratios), and the bytes written per page.
+//! 10. A recurring crawl with `revisit`: its second run (every page 304)
+//!    beside its first, pages/s and bytes fetched per page.
 //!
 //! With `--against OLD_BINARY` it only sets this build beside another one
 //! (`against`).
@@ -41,6 +43,7 @@ mod links;
 mod peer;
 mod redis;
 mod render;
+mod revisit;
 mod runner;
 
 use anyhow::Result;
@@ -73,6 +76,9 @@ struct Args {
     /// Run only the WARC archive's section (on beside off).
     #[arg(long)]
     archive_only: bool,
+    /// Run only the recurring crawl's section (run 2 beside run 1).
+    #[arg(long)]
+    revisit_only: bool,
     /// Rounds of each side-by-side comparison (Spinneret then spider-rs;
     /// the Redis-only crawl then the Kafka-fed one); the medians of their
     /// ratios are the figures.
@@ -153,6 +159,10 @@ async fn main() -> Result<()> {
         rendered(&b).await?;
         return b.done();
     }
+    if b.args.revisit_only {
+        revisited(&b).await?;
+        return b.done();
+    }
     if b.args.archive_only {
         let r = redis::Redis::start(&b.work)?;
         archived(&b, r.as_ref()).await?;
@@ -200,6 +210,7 @@ async fn embedded_sections(b: &Bench) -> Result<()> {
     )?;
     if !args.languages_only {
         rendered(b).await?;
+        revisited(b).await?;
     }
     Ok(())
 }
@@ -235,6 +246,21 @@ async fn archived(b: &Bench, r: Option<&redis::Redis>) -> Result<()> {
             &b.work,
             (b.args.concurrency, b.args.rounds),
             r,
+        )
+        .await?,
+    )
+}
+
+/// Section 10: a recurring crawl's second run beside its first.
+async fn revisited(b: &Bench) -> Result<()> {
+    report(
+        "recurring crawl with revisit: run 2 beside run 1",
+        &revisit::section(
+            &b.site,
+            &b.spinneret,
+            &b.plugins,
+            &b.work,
+            (b.args.concurrency, b.args.rounds),
         )
         .await?,
     )
