@@ -21,7 +21,7 @@
 //! 9. The WARC archive: the embedded crawl and one worker on Redis with
 //!    `warc.dir` beside without (ratios), and the bytes written per page.
 //! 10. A recurring crawl with `revisit`: its second run (every page 304)
-//!    beside its first, pages/s and bytes fetched per page.
+//!     beside its first, pages/s and bytes fetched per page.
 //!
 //! With `--against OLD_BINARY` it only sets this build beside another one
 //! (`against`).
