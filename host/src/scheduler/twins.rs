@@ -456,6 +456,31 @@ async fn both_dedup_stores_admit_alike() {
             let got = dedup.admit(&crawl(id), links).await.expect("admit");
             assert_eq!(&got, expected, "round {i} on the {store} store");
         }
+        // A new run of c1 reads its pages again, within its caps again
+        // (the global cap spans runs and crawls: not asked here); c2 keeps
+        // what it saw.
+        dedup.new_run(&crawl("c1")).await.expect("new run");
+        let link = |n: u128, domain: &str, force: bool| Candidate {
+            global_cap: None,
+            ..link(n, domain, force)
+        };
+        let again = [
+            link(1, "a.example", false),
+            link(2, "a.example", false),
+            link(3, "a.example", false),
+            link(6, "a.example", false),
+        ];
+        let got = dedup.admit(&crawl("c1"), &again).await.expect("admit");
+        assert_eq!(
+            got,
+            [true, true, true, false],
+            "after a new run on the {store} store"
+        );
+        let got = dedup
+            .admit(&crawl("c2"), &[link(1, "b.example", false)])
+            .await
+            .expect("admit");
+        assert_eq!(got, [false], "another crawl on the {store} store");
     }
 }
 

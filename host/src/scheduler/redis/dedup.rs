@@ -88,6 +88,24 @@ impl DedupStore for RedisFrontier {
         Ok(admitted)
     }
 
+    async fn new_run(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
+        // Every shard holds part of the crawl's seen set and counts.
+        let calls = self
+            .redis
+            .shards()
+            .all()
+            .map(|k| {
+                let mut inv = self.redis.call(&self.scripts.new_run, k);
+                inv.arg(crawl_ref(crawl)).arg(crawl_owner(crawl));
+                (k, inv)
+            })
+            .collect();
+        for (_, n) in self.redis.on_shards::<i64>(calls).await? {
+            owned_count(n)?;
+        }
+        Ok(())
+    }
+
     async fn admit_and_push(
         &self,
         _frontier: &dyn Frontier,

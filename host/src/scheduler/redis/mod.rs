@@ -42,6 +42,7 @@ struct Scripts {
     renew: Script,
     admit: Script,
     admit_push: Script,
+    new_run: Script,
 }
 
 /// Chores of the whole cluster that any worker may run when its upkeep
@@ -106,6 +107,7 @@ impl RedisFrontier {
                 renew: script(include_str!("renew.lua")),
                 admit: script(include_str!("admit.lua")),
                 admit_push: script(include_str!("admit_push.lua")),
+                new_run: script(include_str!("new_run.lua")),
             },
             throttle: settings.throttle.clone(),
             lifetimes: Lifetimes {
