@@ -116,3 +116,67 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
     assert_eq!(conditional, 2 * n);
     Ok(())
 }
+
+/// A schedule every second, three runs, over two workers on Redis, each
+/// driving the runs: every run fires once and ends once (one
+/// `crawl.completed` per run across both), and each run reads every page
+/// again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> Result<()> {
+    use crate::cluster::{request, spec, Cluster};
+    let redis = crate::harness::RedisServer::start().await?;
+    let site = Site::start(spec(12, 4)).await?;
+    let pages = site.expected(0, Some(1));
+    let mut cluster = Cluster::new(&redis, "")?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    let r = request(
+        &site,
+        "every-second",
+        1,
+        json!({"schedule": {"every": 1, "max_runs": 3}}),
+    );
+    cluster.submit(&["--request", &r]).await?;
+    let events = || -> Vec<Value> {
+        (0..2)
+            .flat_map(|i| {
+                read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let done = crate::harness::eventually(
+        std::time::Duration::from_secs(60),
+        "three runs completed",
+        || {
+            let e = events();
+            (by_run(&e, "crawl.completed").len() >= 3).then_some(e)
+        },
+    )
+    .await?;
+    let count = |kind: &str, run: u64| {
+        done.iter()
+            .filter(|e| e["event"] == kind && e["run"] == run)
+            .count()
+    };
+    for run in 1..=3 {
+        assert_eq!(
+            count("schedule.fired", run),
+            1,
+            "run {run} fired once: {done:?}"
+        );
+        assert_eq!(
+            count("crawl.completed", run),
+            1,
+            "run {run} ended once: {done:?}"
+        );
+        let urls: std::collections::BTreeSet<String> = cluster
+            .results()
+            .iter()
+            .filter(|x| x["run"] == run)
+            .filter_map(|x| x["url"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(urls, pages, "run {run} read every page");
+    }
+    Ok(())
+}

@@ -154,7 +154,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     };
     let settings = Arc::new(settings);
     let stores = wiring::stores(&settings, Some(&registry), &stats).await?;
-    let frontier = stores.frontier.clone();
+    let (frontier, book) = (stores.frontier.clone(), stores.book.clone());
     let engine = wiring::engine(&settings, &stats, &registry, stores, sink)?;
     let crawls: std::collections::BTreeSet<(String, String)> = requests
         .iter()
@@ -166,6 +166,7 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
         engine.clone(),
         events_out(&args)?,
         notifier.clone(),
+        book,
     ));
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
@@ -350,6 +351,21 @@ async fn submit(settings: Settings, args: SubmitArgs) -> Result<i32> {
     let (frontier, dedup) = (stores.frontier, stores.dedup);
     for r in requests {
         let (url, crawlid) = (r.url.clone(), r.crawlid.clone());
+        if r.schedule.is_some() {
+            // Kept in the cluster's schedule book: its runs are fired by
+            // whichever process drives the runs when they fall due.
+            let key = crate::request::CrawlKey {
+                appid: r.appid.clone(),
+                crawlid: crawlid.clone(),
+            };
+            let json = serde_json::to_string(&r)?;
+            stores
+                .book
+                .keep(&key, &json, jiff::Timestamp::now())
+                .await?;
+            tracing::info!(url = %crate::config::redact(&url), %crawlid, "scheduled");
+            continue;
+        }
         let cap = settings.crawl.global_page_per_domain_limit;
         if crate::crawl::submit(&*frontier, &*dedup, r, cap).await? {
             tracing::info!(url = %crate::config::redact(&url), %crawlid, "queued");

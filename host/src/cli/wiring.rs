@@ -15,7 +15,8 @@ use crate::plugins::Registry;
 use crate::politeness::throttle::{EmbeddedThrottle, ThrottleStore};
 use crate::politeness::Politeness;
 use crate::scheduler::{
-    DedupStore, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisFrontier, WorkerCard,
+    DedupStore, EmbeddedBook, EmbeddedDedup, EmbeddedFrontier, Frontier, RedisFrontier,
+    ScheduleBook, WorkerCard,
 };
 use crate::store::Redis;
 use crate::telemetry::Stats;
@@ -31,6 +32,8 @@ pub(crate) struct Stores {
     pub throttle: Arc<dyn ThrottleStore>,
     /// The cluster they are on, if any.
     pub cluster: Option<Cluster>,
+    /// Where scheduled crawls are kept (the monitors' store on a cluster).
+    pub book: Arc<dyn ScheduleBook>,
 }
 
 /// A cluster process's store: the shared connection and the monitors'
@@ -82,6 +85,7 @@ pub(crate) fn embedded(settings: &Settings) -> Stores {
         ))),
         throttle,
         cluster: None,
+        book: Arc::new(EmbeddedBook::default()),
     }
 }
 
@@ -113,6 +117,7 @@ pub(crate) fn worker(
         dedup: frontier.clone(),
         throttle: frontier,
         cluster: Some(cluster.clone()),
+        book: Arc::new(cluster.monitors.clone()),
     }
 }
 

@@ -12,8 +12,8 @@ use crate::events::{Event, EventSink, Kind, Stats};
 use crate::notify::Notifier;
 use crate::request::{CrawlKey, CrawlRequest};
 use crate::result::now_unix;
-use crate::schedule::{decide, Decision, Schedule, Skipped, State};
-use crate::scheduler::{RunNews, StoreError};
+use crate::schedule::{decide, Decision, Skipped};
+use crate::scheduler::{Row, RunNews, ScheduleBook, StoreError};
 use crate::shutdown::Shutdown;
 use jiff::Timestamp;
 use parking_lot::Mutex;
@@ -24,26 +24,20 @@ use std::time::Duration;
 /// How often schedules and the store's news are looked at: an interval
 /// schedule fires within this of its time.
 const TICK: Duration = Duration::from_millis(100);
-
-/// One scheduled crawl.
-struct Scheduled {
-    /// The request as accepted: each run's seed is made from it.
-    request: CrawlRequest,
-    schedule: Schedule,
-    state: State,
-    /// No run will fire again.
-    ended: bool,
-}
+/// A run whose firer stopped before queuing its seeds counts as over
+/// this long after it fired (seeds are queued within a second).
+const FIRING: Duration = Duration::from_secs(30);
 
 pub struct Runs {
     engine: Arc<Engine>,
     events: Arc<dyn EventSink>,
     /// POSTs events to the crawls' webhooks.
     notifier: Option<Arc<Notifier>>,
-    schedules: Mutex<HashMap<CrawlKey, Scheduled>>,
-    /// Every crawl's request as accepted (for the seed a removed page's
-    /// result is made from, and whether its results carry `run`).
+    book: Arc<dyn ScheduleBook>,
+    /// Requests accepted here that are not scheduled (for their webhook).
     accepted: Mutex<HashMap<CrawlKey, CrawlRequest>>,
+    /// Schedules' requests as read from the book, parsed once.
+    requests: Mutex<HashMap<CrawlKey, Arc<CrawlRequest>>>,
 }
 
 impl Runs {
@@ -51,48 +45,37 @@ impl Runs {
         engine: Arc<Engine>,
         events: Arc<dyn EventSink>,
         notifier: Option<Arc<Notifier>>,
+        book: Arc<dyn ScheduleBook>,
     ) -> Runs {
         Runs {
             engine,
             events,
             notifier,
-            schedules: Mutex::new(HashMap::new()),
+            book,
             accepted: Mutex::new(HashMap::new()),
+            requests: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Take a validated request: a scheduled one fires when due (its first
-    /// run at once for an interval); any other is queued now. Returns
-    /// whether it was queued or scheduled.
+    /// Take a validated request: a scheduled one is kept in the book and
+    /// fires when due (its first run at once for an interval); any other
+    /// is queued now. Returns whether it was queued or scheduled.
     pub async fn accept(&self, request: CrawlRequest) -> Result<bool, StoreError> {
         let key = CrawlKey {
             appid: request.appid.clone(),
             crawlid: request.crawlid.clone(),
         };
         let run = u32::from(request.schedule.is_some() || request.revisit.is_some());
-        self.accepted.lock().insert(key.clone(), request.clone());
-        self.emit(event(Kind::Accepted, &key, run)).await;
-        if let Some(schedule) = request.schedule() {
-            let state = State {
-                anchor: Timestamp::now(),
-                last: None,
-                runs: 0,
-                running: false,
-                pending: None,
-                paused: false,
-            };
-            self.schedules.lock().insert(
-                key,
-                Scheduled {
-                    request,
-                    schedule,
-                    state,
-                    ended: false,
-                },
-            );
+        if request.schedule.is_some() {
+            let json = serde_json::to_string(&request).unwrap_or_default();
+            self.requests.lock().insert(key.clone(), Arc::new(request));
+            self.book.keep(&key, &json, Timestamp::now()).await?;
+            self.emit(event(Kind::Accepted, &key, run)).await;
             self.fire_due().await?;
             return Ok(true);
         }
+        self.accepted.lock().insert(key.clone(), request.clone());
+        self.emit(event(Kind::Accepted, &key, run)).await;
         self.engine.submit(request).await
     }
 
@@ -111,119 +94,189 @@ impl Runs {
                 continue;
             }
             if let Some(f) = &finished {
-                if self.all_ended() {
+                if self.all_ended().await.unwrap_or(false) {
                     f.trigger();
                 }
             }
         }
     }
 
-    /// Read the store's news and fire what is due.
+    /// Read the store's news, notice runs over, and fire what is due.
     pub async fn tick(&self) -> Result<(), StoreError> {
         for news in self.engine.frontier.run_news().await? {
             self.news(news).await?;
         }
+        self.notice_ends().await?;
         self.fire_due().await
     }
 
     /// Every schedule has ended and none of their runs is open.
-    pub fn all_ended(&self) -> bool {
-        self.schedules
-            .lock()
-            .values()
-            .all(|s| s.ended && !s.state.running)
+    pub async fn all_ended(&self) -> Result<bool, StoreError> {
+        Ok(self
+            .book
+            .rows()
+            .await?
+            .iter()
+            .all(|r| r.ended && !r.state.running))
+    }
+
+    /// The request of a schedule's row, parsed once.
+    fn request(&self, row: &Row) -> Option<Arc<CrawlRequest>> {
+        let mut requests = self.requests.lock();
+        if let Some(r) = requests.get(&row.key) {
+            return Some(r.clone());
+        }
+        // Validated when it was accepted; one that no longer reads (an
+        // older version's) is left alone, and said so.
+        match serde_json::from_str::<CrawlRequest>(&row.request) {
+            Ok(r) => {
+                let r = Arc::new(r);
+                requests.insert(row.key.clone(), r.clone());
+                Some(r)
+            }
+            Err(e) => {
+                tracing::error!(appid = %row.key.appid, crawlid = %row.key.crawlid, error = %e, "a scheduled request no longer reads; its schedule is not run");
+                None
+            }
+        }
     }
 
     async fn news(&self, news: RunNews) -> Result<(), StoreError> {
         match news {
             RunNews::Started { crawl, run } => self.emit(event(Kind::Started, &crawl, run)).await,
-            RunNews::Completed {
-                crawl,
-                run,
-                mut stats,
-            } => {
-                self.sweep(&crawl, run, &mut stats).await?;
-                let ok = stats
-                    .by_status
-                    .iter()
-                    .any(|(class, n)| *n > 0 && (class == "2xx" || class == "3xx"));
-                let (kind, reason) = if ok {
-                    (Kind::Completed, "done")
-                } else {
-                    (Kind::Failed, "no page succeeded")
-                };
-                let mut e = event(kind, &crawl, run);
-                e.reason = Some(reason.into());
-                e.stats = Some(stats);
-                self.emit(e).await;
-                let ended = {
-                    let mut schedules = self.schedules.lock();
-                    schedules.get_mut(&crawl).map(|s| {
-                        s.state.running = false;
-                        s.ended
-                    })
-                };
-                if ended == Some(true) {
-                    self.engine.frontier.forget_pages(&crawl).await?;
+            RunNews::Completed { crawl, run, stats } => {
+                let row = self.book.rows().await?.into_iter().find(|r| r.key == crawl);
+                match row {
+                    // A scheduled crawl's run: ended once, by whoever sets
+                    // it not running.
+                    Some(row) => self.ended(row, run, stats).await?,
+                    None => self.completed(&crawl, run, stats, None).await?,
                 }
             }
         }
         Ok(())
     }
 
+    /// Stores that tell no news of runs (Redis): a running schedule whose
+    /// crawl has nothing open is over.
+    async fn notice_ends(&self) -> Result<(), StoreError> {
+        for row in self.book.rows().await? {
+            if !row.state.running {
+                continue;
+            }
+            let firing = row
+                .firing
+                .is_some_and(|f| Timestamp::now().duration_since(f).unsigned_abs() < FIRING);
+            if firing {
+                continue;
+            }
+            if self.engine.frontier.open(&row.key).await? == Some(0) {
+                let run = row.state.runs;
+                self.ended(row, run, Stats::default()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Run `run` of a scheduled crawl is over: marked so in the book (one
+    /// process wins), then told.
+    async fn ended(&self, row: Row, run: u32, stats: Stats) -> Result<(), StoreError> {
+        let mut next = row.clone();
+        next.state.running = false;
+        next.firing = None;
+        if !self.book.swap(&row, &next).await? {
+            return Ok(());
+        }
+        let request = self.request(&row);
+        self.completed(&row.key, run, stats, request.as_deref())
+            .await?;
+        if row.ended {
+            self.engine.frontier.forget_pages(&row.key).await?;
+        }
+        Ok(())
+    }
+
+    /// Tell a run's end: pages no fetch of it reached swept first.
+    async fn completed(
+        &self,
+        crawl: &CrawlKey,
+        run: u32,
+        mut stats: Stats,
+        request: Option<&CrawlRequest>,
+    ) -> Result<(), StoreError> {
+        if let Some(r) = request {
+            self.sweep(r, run, &mut stats).await?;
+        }
+        let ok = stats
+            .by_status
+            .iter()
+            .any(|(class, n)| *n > 0 && (class == "2xx" || class == "3xx"));
+        let (kind, reason) = match (ok, stats.pages) {
+            (true, _) => (Kind::Completed, "done"),
+            // A store that tells no figures: the run is over, that is all.
+            (false, 0) if stats.by_status.is_empty() && request.is_some() => {
+                (Kind::Completed, "done")
+            }
+            _ => (Kind::Failed, "no page succeeded"),
+        };
+        let mut e = event(kind, crawl, run);
+        e.reason = Some(reason.into());
+        e.stats = Some(stats);
+        self.emit(e).await;
+        Ok(())
+    }
+
     /// After a later run of a revisited crawl: its pages the run did not
     /// reach are reported `removed`, and counted.
-    async fn sweep(&self, crawl: &CrawlKey, run: u32, stats: &mut Stats) -> Result<(), StoreError> {
-        if run < 2 {
+    async fn sweep(
+        &self,
+        request: &CrawlRequest,
+        run: u32,
+        stats: &mut Stats,
+    ) -> Result<(), StoreError> {
+        if run < 2 || request.revisit.is_none() {
             return Ok(());
         }
-        let Some(request) = self.accepted.lock().get(crawl).cloned() else {
-            return Ok(());
+        let key = CrawlKey {
+            appid: request.appid.clone(),
+            crawlid: request.crawlid.clone(),
         };
-        if request.revisit.is_none() {
-            return Ok(());
-        }
-        let gone = self.engine.frontier.sweep(crawl, run).await?;
+        let gone = self.engine.frontier.sweep(&key, run).await?;
         if gone.is_empty() {
             return Ok(());
         }
-        let seed = request.into_run(run);
+        let seed = request.clone().into_run(run);
         self.engine.deliver_removed(&seed, &gone).await;
         *stats.change.entry("removed".into()).or_default() += gone.len() as u64;
         Ok(())
     }
 
-    /// Carry out each schedule's decision for now.
+    /// Carry out each schedule's decision for now; each change is a
+    /// compare-and-set in the book, so one process acts on it.
     async fn fire_due(&self) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        let keys: Vec<CrawlKey> = self.schedules.lock().keys().cloned().collect();
-        for key in keys {
-            let decision = {
-                let schedules = self.schedules.lock();
-                let Some(s) = schedules.get(&key).filter(|s| !s.ended) else {
-                    continue;
-                };
-                let name = format!("{}/{}", key.appid, key.crawlid);
-                decide(&s.schedule, &s.state, now, &name)
+        for row in self.book.rows().await? {
+            if row.ended {
+                continue;
+            }
+            let Some(request) = self.request(&row) else {
+                continue;
             };
-            match decision {
-                Decision::Wait(_) => {}
+            let Some(schedule) = request.schedule() else {
+                continue;
+            };
+            let name = format!("{}/{}", row.key.appid, row.key.crawlid);
+            let mut next = row.clone();
+            let s = &mut next.state;
+            let told = match decide(&schedule, &row.state, now, &name) {
+                Decision::Wait(_) => continue,
                 Decision::Ended => {
-                    if let Some(s) = self.schedules.lock().get_mut(&key) {
-                        s.ended = true;
-                    }
-                    tracing::info!(appid = %key.appid, crawlid = %key.crawlid, "schedule ended");
+                    next.ended = true;
+                    None
                 }
                 Decision::Skip { due, why } => {
-                    let runs = {
-                        let mut schedules = self.schedules.lock();
-                        let Some(s) = schedules.get_mut(&key) else {
-                            continue;
-                        };
-                        s.state.last = Some(due);
-                        s.state.runs
-                    };
-                    let mut e = event(Kind::Skipped, &key, runs + 1);
+                    s.last = Some(due);
+                    let mut e = event(Kind::Skipped, &row.key, s.runs + 1);
                     e.about = Some(due.as_second().to_string());
                     e.reason = Some(
                         match why {
@@ -232,45 +285,53 @@ impl Runs {
                         }
                         .into(),
                     );
-                    self.emit(e).await;
+                    Some(e)
                 }
-                Decision::Queue { due } => {
-                    if let Some(s) = self.schedules.lock().get_mut(&key) {
-                        s.state.last = Some(due);
-                        s.state.pending = Some(due);
-                    }
+                // The store cannot cut a run short yet: a run that would
+                // replace the current one waits for its end instead, as
+                // with `overlap: queue`.
+                Decision::Queue { due } | Decision::Fire { due, replace: true } => {
+                    s.last = Some(due);
+                    s.pending = Some(due);
+                    None
                 }
-                // The embedded frontier cannot cut a run short: a run
-                // that would replace the current one waits for its end
-                // instead, as with `overlap: queue`.
-                Decision::Fire { due, replace: true } => {
-                    if let Some(s) = self.schedules.lock().get_mut(&key) {
-                        s.state.last = Some(due);
-                        s.state.pending = Some(due);
-                    }
+                Decision::Fire { due, .. } => {
+                    s.runs += 1;
+                    s.last = Some(due);
+                    s.pending = None;
+                    s.running = true;
+                    next.firing = Some(now);
+                    let mut e = event(Kind::Fired, &row.key, s.runs);
+                    e.about = Some(due.as_second().to_string());
+                    Some(e)
                 }
-                Decision::Fire { due, .. } => self.fire(&key, due).await?,
+            };
+            if !self.book.swap(&row, &next).await? {
+                continue; // another process acted first
+            }
+            if next.ended {
+                tracing::info!(appid = %row.key.appid, crawlid = %row.key.crawlid, "schedule ended");
+            }
+            let fired = next.firing.is_some();
+            if let Some(e) = told {
+                self.emit(e).await;
+            }
+            if fired {
+                let was = Row {
+                    version: next.version + 1,
+                    ..next
+                };
+                self.fire(was, &request).await?;
             }
         }
         Ok(())
     }
 
-    /// Fire the next run of `key`'s schedule, for fire time `due`.
-    async fn fire(&self, key: &CrawlKey, due: Timestamp) -> Result<(), StoreError> {
-        let (request, run) = {
-            let mut schedules = self.schedules.lock();
-            let Some(s) = schedules.get_mut(key) else {
-                return Ok(());
-            };
-            s.state.runs += 1;
-            s.state.last = Some(due);
-            s.state.pending = None;
-            s.state.running = true;
-            (s.request.clone(), s.state.runs)
-        };
-        let mut e = event(Kind::Fired, key, run);
-        e.about = Some(due.as_second().to_string());
-        self.emit(e).await;
+    /// Queue run `row.state.runs` of a schedule: its crawl's seen set
+    /// emptied, then its seed and the pages the last run knew. `row` is as
+    /// the book has it now (firing).
+    async fn fire(&self, row: Row, request: &CrawlRequest) -> Result<(), StoreError> {
+        let (key, run) = (&row.key, row.state.runs);
         let known = match request.revisit {
             Some(_) => self.engine.frontier.known_pages(key).await?,
             None => Vec::new(),
@@ -278,19 +339,22 @@ impl Runs {
         if run > 1 {
             self.engine.dedup.new_run(key).await?;
         }
-        let seed = request.into_run(run);
+        let seed = request.clone().into_run(run);
         let queued = self.engine.submit_run(seed, &known).await?;
         tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, "run fired");
+        let mut next = row.clone();
+        next.firing = None;
         if queued == 0 {
             // Nothing could be queued (the global page cap): the run is
             // over as soon as it began.
+            next.state.running = false;
             let mut e = event(Kind::Failed, key, run);
             e.reason = Some("every seed refused".into());
             self.emit(e).await;
-            if let Some(s) = self.schedules.lock().get_mut(key) {
-                s.state.running = false;
-            }
         }
+        // Lost to another process only if this one took longer than
+        // FIRING and the run was taken as over: nothing more to do then.
+        self.book.swap(&row, &next).await?;
         Ok(())
     }
 
@@ -303,7 +367,10 @@ impl Runs {
             appid: e.appid.clone(),
             crawlid: e.crawlid.clone(),
         };
-        let webhook = self.accepted.lock().get(&key).and_then(|r| r.webhook());
+        let webhook = match self.accepted.lock().get(&key) {
+            Some(r) => r.webhook(),
+            None => self.requests.lock().get(&key).and_then(|r| r.webhook()),
+        };
         if let (Some(n), Some(w)) = (&self.notifier, webhook) {
             n.notify(&e, &w);
         }

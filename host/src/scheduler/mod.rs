@@ -8,6 +8,7 @@
 //!
 //! The crawl loop only ever talks to these traits.
 
+mod book;
 mod embedded;
 mod queue;
 pub mod redis;
@@ -19,6 +20,7 @@ mod twins;
 pub use self::redis::{RedisFrontier, WorkerCard};
 use crate::politeness::{Requeue, Sample};
 pub use crate::store::{StoreError, MAX_SHARDS};
+pub use book::{EmbeddedBook, Row, ScheduleBook};
 pub use embedded::EmbeddedFrontier;
 pub use seen::EmbeddedDedup;
 
@@ -126,6 +128,11 @@ pub trait Frontier: Send + Sync {
     /// exits.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Requests of `crawl` queued, leased or waiting to retry, for a store
+    /// that tells no [`RunNews`]; `None` for one that does.
+    async fn open(&self, _crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
+        Ok(None)
     }
     /// Runs started and completed since the last call (each told once).
     async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {

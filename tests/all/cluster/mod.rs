@@ -68,6 +68,11 @@ impl Cluster {
             .args(["--serve", "--spider", "link", "--redis", &self.redis_url])
             .arg("--output")
             .arg(&out)
+            .arg("--events")
+            .arg(
+                self.scratch
+                    .path(&format!("worker-{}.events.jsonl", self.workers.len())),
+            )
             .envs(env.iter().copied())
             .stderr(err)
             .spawn()?;

@@ -19,6 +19,7 @@ mod crawls;
 mod intake;
 mod members;
 mod replies;
+mod schedules;
 mod stream;
 mod windows;
 pub use crawls::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
@@ -34,6 +35,7 @@ struct Scripts {
     info: Script,
     ingest: Script,
     domain: Script,
+    schedules: Script,
 }
 
 /// The monitors' side of the store (see the module's doc). Cheap to
@@ -63,6 +65,7 @@ impl MonitorStore {
                 info: script(include_str!("info.lua")),
                 ingest: script(include_str!("ingest.lua")),
                 domain: script(include_str!("domain.lua")),
+                schedules: script(include_str!("schedules.lua")),
             }),
             blocking: Arc::default(),
             global_cap: settings.crawl.global_page_per_domain_limit,

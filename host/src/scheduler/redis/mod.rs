@@ -9,7 +9,7 @@ use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::config::{Settings, Throttle};
 use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
-use crate::request::Job;
+use crate::request::{CrawlKey, Job};
 use crate::store::{
     corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, script, unavailable, Redis, Reply,
     WireJob,
@@ -43,6 +43,7 @@ struct Scripts {
     admit: Script,
     admit_push: Script,
     new_run: Script,
+    open: Script,
 }
 
 /// Chores of the whole cluster that any worker may run when its upkeep
@@ -108,6 +109,7 @@ impl RedisFrontier {
                 admit: script(include_str!("admit.lua")),
                 admit_push: script(include_str!("admit_push.lua")),
                 new_run: script(include_str!("new_run.lua")),
+                open: script(include_str!("open.lua")),
             },
             throttle: settings.throttle.clone(),
             lifetimes: Lifetimes {
@@ -338,6 +340,28 @@ impl Frontier for RedisFrontier {
             self.redis.shards().asked(k, reply);
         }
         Ok(wait.map_or(Pop::Idle, Pop::Wait))
+    }
+
+    async fn open(&self, crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
+        let cref = crawl_ref(crawl);
+        let calls = self
+            .redis
+            .shards()
+            .all()
+            .map(|k| {
+                let mut inv = self.redis.call(&self.scripts.open, k);
+                inv.arg(&cref);
+                (k, inv)
+            })
+            .collect();
+        let open: i64 = self
+            .redis
+            .on_shards::<i64>(calls)
+            .await?
+            .into_iter()
+            .map(|(_, n)| n.max(0))
+            .sum();
+        Ok(Some(open as u64))
     }
 
     async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {
