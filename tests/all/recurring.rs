@@ -180,3 +180,63 @@ async fn a_scheduled_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
     }
     Ok(())
 }
+
+/// The same fed on Kafka to two workers that are both control planes, one
+/// of them killed (SIGKILL) once run 2 fired: each run still fires once
+/// and ends once, on `<prefix>.events`, and reads every page.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_crawl_fed_on_kafka_ends_each_run_once_when_a_worker_is_killed() -> Result<()> {
+    use crate::kafka::bus::Bus;
+    let mut bus = Bus::start("", "[crawl]\nlease_ttl = 5\n", 1).await?;
+    bus.broker.create_topic("demo.events", 1).await?;
+    let site = Site::start(SiteSpec {
+        pages: 30,
+        hosts: 2,
+        seed: 9,
+    })
+    .await?;
+    let pages = site.expected(0, Some(1));
+    let events = bus.broker.collect("demo.events")?;
+    let results = bus.broker.collect("demo.crawled_firehose")?;
+    bus.role("kafka-monitor", &[])?;
+    bus.role("worker", &["--control-plane"])?;
+    bus.role("worker", &["--control-plane"])?;
+    let request = json!({
+        "url": site.seed_url(), "appid": "testapp", "crawlid": "kafka-every-second", "maxdepth": 1,
+        "schedule": {"every": 1, "max_runs": 3},
+    });
+    bus.produce(&[request.to_string()]).await?;
+    let deadline = std::time::Duration::from_secs(90);
+    events
+        .wait(deadline, "run 2 fired", |e| {
+            e.iter()
+                .any(|e| e["event"] == "schedule.fired" && e["run"] == 2)
+                .then_some(())
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}: {:?}\n{}", events.values(), bus.logs()))?;
+    bus.roles[1].0.start_kill()?;
+    let all = events
+        .wait(deadline, "three runs ended", |e| {
+            (by_run(e, "crawl.completed").len() >= 3).then(|| e.to_vec())
+        })
+        .await;
+    let all = all.map_err(|e| anyhow::anyhow!("{e}\n{}", bus.logs()))?;
+    for run in 1..=3u64 {
+        let n = |kind: &str| {
+            all.iter()
+                .filter(|e| e["event"] == kind && e["run"] == run)
+                .count()
+        };
+        assert_eq!(n("schedule.fired"), 1, "run {run}: {all:?}");
+        assert_eq!(n("crawl.completed"), 1, "run {run}: {all:?}");
+        let urls: std::collections::BTreeSet<String> = results
+            .values()
+            .iter()
+            .filter(|r| r["run"] == run)
+            .filter_map(|r| r["url"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(urls, pages, "run {run} read every page");
+    }
+    Ok(())
+}

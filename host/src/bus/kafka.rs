@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
@@ -216,9 +217,29 @@ impl KafkaBus {
     /// (with a log line) until it is acknowledged; only a message the broker
     /// can never take (too large) is an error.
     pub async fn send(&self, topic: &str, key: &str, payload: &[u8]) -> Result<(), BusError> {
+        self.send_with(topic, key, payload, &[]).await
+    }
+
+    /// [`Self::send`] with message headers.
+    pub async fn send_with(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        headers: &[(&str, String)],
+    ) -> Result<(), BusError> {
         let mut backoff = Backoff::standard();
         loop {
-            let record = FutureRecord::to(topic).key(key).payload(payload);
+            let mut record = FutureRecord::to(topic).key(key).payload(payload);
+            if !headers.is_empty() {
+                let h = headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    })
+                });
+                record = record.headers(h);
+            }
             let producer = self.producer.read().0.clone();
             match producer.send(record, Timeout::Never).await {
                 Ok(_) => return Ok(()),
@@ -297,6 +318,23 @@ impl KafkaBus {
             self.dead_letter(&letter).await?;
         }
         sent
+    }
+
+    /// A lifecycle event on `<prefix>.events` (and, with `appid_topics`,
+    /// `<prefix>.events_<appid>`), keyed by its crawl, with CloudEvents
+    /// binary-mode headers; its JSON is what existing consumers read.
+    pub async fn event(&self, event: &crate::events::Event) -> Result<(), BusError> {
+        let headers = event.cloudevents(&self.cfg.topic_prefix);
+        let (payload, key) = (event.json(), format!("{}/{}", event.appid, event.crawlid));
+        let mut topics = vec![self.topic("events")];
+        if self.cfg.appid_topics {
+            topics.push(self.topic(&format!("events_{}", topic_safe(&event.appid))));
+        }
+        for topic in &topics {
+            self.ensure_topics(std::slice::from_ref(topic)).await?;
+            self.send_with(topic, &key, &payload, &headers).await?;
+        }
+        Ok(())
     }
 
     /// A rejected input on `<prefix>.errors` (contract §2.5).
@@ -408,6 +446,13 @@ impl KafkaSink {
 
 fn undeliverable(e: BusError) -> SinkError {
     SinkError::Undeliverable(e.to_string())
+}
+
+#[async_trait]
+impl crate::events::EventSink for KafkaBus {
+    async fn send(&self, event: &crate::events::Event) -> std::io::Result<()> {
+        self.event(event).await.map_err(std::io::Error::other)
+    }
 }
 
 #[async_trait]

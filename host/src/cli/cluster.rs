@@ -142,6 +142,21 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     // first one on, whoever writes it (the control plane writes it too).
     if crawl {
         let engine = engine(&settings, &stats, &registry, &cluster, &bus).await?;
+        if control {
+            // Scheduled crawls' runs, fired and ended once across every
+            // process that drives them; events to `<prefix>.events`.
+            let runs = crate::runs::Runs::new(
+                engine.clone(),
+                bus.clone(),
+                Some(super::webhook_notifier(&settings, dead_letters(&bus))?),
+                Arc::new(cluster.monitors.clone()),
+            );
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                runs.drive(stop, None).await;
+                Ok(())
+            });
+        }
         let stop = stop.clone();
         tasks.spawn(async move {
             engine.run(false, stop).await;
@@ -182,6 +197,21 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     }
     bus.flush();
     Ok(code)
+}
+
+/// Undelivered webhook events to `<prefix>.errors`.
+fn dead_letters(bus: &Arc<KafkaBus>) -> crate::notify::DeadLetters {
+    let bus = bus.clone();
+    Arc::new(move |u: crate::notify::Undelivered| {
+        tracing::error!(webhook = %u.webhook, id = %u.id, reason = %u.reason, "webhook event not delivered");
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let letter = serde_json::json!({"undelivered_event": u, "server_time": crate::result::now_unix()});
+            if let Err(e) = bus.dead_letter(&letter).await {
+                tracing::error!(error = %e, "dead letter not delivered either");
+            }
+        });
+    })
 }
 
 /// `spinneret feed`: produce requests to the incoming topic and wait for

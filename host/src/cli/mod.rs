@@ -276,24 +276,32 @@ fn notifier(
     {
         bail!("a request of app {app} has a webhook, but webhooks.secrets has no secret for {app}");
     }
+    let dead: crate::notify::DeadLetters = Arc::new(|u: crate::notify::Undelivered| {
+        tracing::error!(webhook = %u.webhook, id = %u.id, reason = %u.reason, "webhook event not delivered");
+        let line = serde_json::json!({"undelivered_event": u});
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    });
+    Ok(Some(webhook_notifier(settings, dead)?))
+}
+
+/// The notifier of `webhooks.*`, its undelivered events to `dead`.
+fn webhook_notifier(
+    settings: &Settings,
+    dead: crate::notify::DeadLetters,
+) -> Result<Arc<crate::notify::Notifier>> {
     let secrets = settings
         .webhooks
         .secrets
         .iter()
         .filter_map(|(app, s)| Some((app.clone(), crate::events::sign::Secret::parse(s).ok()?)))
         .collect();
-    let dead: crate::notify::DeadLetters = Arc::new(|u: crate::notify::Undelivered| {
-        tracing::error!(webhook = %u.webhook, id = %u.id, reason = %u.reason, "webhook event not delivered");
-        let line = serde_json::json!({"undelivered_event": u});
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
-    });
-    Ok(Some(crate::notify::Notifier::new(
+    Ok(crate::notify::Notifier::new(
         Fetcher::new(&settings.crawl)?,
         secrets,
         settings.webhooks.timeout,
         settings.webhooks.retries(),
         dead,
-    )))
+    ))
 }
 
 /// Where `run` writes its crawls' events: `--events FILE` (`-`: stderr),

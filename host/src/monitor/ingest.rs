@@ -263,6 +263,10 @@ impl IngestMonitor {
         for m in batch {
             let (text, outcome) = self.classify_payload(m.payload().unwrap_or_default());
             let (name, what) = match outcome {
+                Ok(Inbound::Crawl(r)) if r.schedule.is_some() => {
+                    self.keep_schedule(&r).await;
+                    ("crawl".to_string(), Ingested::Kept)
+                }
                 Ok(Inbound::Crawl(r)) => (
                     "crawl".to_string(),
                     Ingested::Seed {
@@ -305,6 +309,23 @@ impl IngestMonitor {
             by_partition.entry(h.partition).or_default().push(h.entry);
         }
         by_partition
+    }
+
+    /// Keep a scheduled request in the schedule book, retrying until the
+    /// store answers: its message's offset is committed only after. (A
+    /// request kept already keeps its schedule's state.)
+    async fn keep_schedule(&self, r: &crate::request::CrawlRequest) {
+        use crate::scheduler::ScheduleBook;
+        let key = crate::request::CrawlKey {
+            appid: r.appid.clone(),
+            crawlid: r.crawlid.clone(),
+        };
+        let json = serde_json::to_string(r).unwrap_or_default();
+        let mut backoff = crate::backoff::Backoff::standard();
+        while let Err(e) = self.store.keep(&key, &json, jiff::Timestamp::now()).await {
+            tracing::warn!(error = %e, crawlid = %r.crawlid, "could not keep a schedule; retrying");
+            backoff.wait().await;
+        }
     }
 
     /// Store a classified batch, one atomic step per partition; returns the

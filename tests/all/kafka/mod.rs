@@ -2,7 +2,7 @@
 //! real binary in its roles, and real Kafka clients (rdkafka here, Python's
 //! confluent-kafka in the end-to-end test).
 
-mod bus;
+pub(crate) mod bus;
 mod claim_check;
 mod dead_letters;
 mod monitor_group;

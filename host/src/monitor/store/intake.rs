@@ -25,6 +25,9 @@ pub enum Ingested {
     Stop { key: CrawlKey, json: String },
     /// Rejected (already dead-lettered); only counted.
     Fail,
+    /// A scheduled crawl, already kept in the schedule book (idempotently,
+    /// before its batch is stored): only counted.
+    Kept,
 }
 
 #[derive(Debug)]
@@ -197,7 +200,7 @@ impl MonitorStore {
         for &(i, how) in items {
             let e = &entries[i];
             let kind = match (&e.what, how) {
-                (_, As::Note(_)) => "note",
+                (_, As::Note(_)) | (Ingested::Kept, _) => "note",
                 (_, As::Counted) | (Ingested::Fail, _) => "fail",
                 (Ingested::Seed { .. }, _) => "seed",
                 (Ingested::Control(_), _) => "ctl",
