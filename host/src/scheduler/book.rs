@@ -29,6 +29,25 @@ pub struct Row {
 }
 
 impl Row {
+    /// A schedule just accepted: no run yet.
+    pub fn new(key: &CrawlKey, request: &str, anchor: Timestamp) -> Row {
+        Row {
+            key: key.clone(),
+            request: request.to_string(),
+            state: State {
+                anchor,
+                last: None,
+                runs: 0,
+                running: false,
+                pending: None,
+                paused: false,
+            },
+            ended: false,
+            firing: None,
+            version: 0,
+        }
+    }
+
     /// The row as hash fields (`req`, `a`, `l`, `r`, `run`, `p`, `z`,
     /// `e`, `f`, `v`); times in unix milliseconds.
     pub fn fields(&self) -> Vec<(&'static str, String)> {
@@ -107,21 +126,10 @@ impl ScheduleBook for EmbeddedBook {
         request: &str,
         anchor: Timestamp,
     ) -> Result<(), StoreError> {
-        self.rows.lock().entry(key.clone()).or_insert_with(|| Row {
-            key: key.clone(),
-            request: request.to_string(),
-            state: State {
-                anchor,
-                last: None,
-                runs: 0,
-                running: false,
-                pending: None,
-                paused: false,
-            },
-            ended: false,
-            firing: None,
-            version: 0,
-        });
+        self.rows
+            .lock()
+            .entry(key.clone())
+            .or_insert_with(|| Row::new(key, request, anchor));
         Ok(())
     }
 

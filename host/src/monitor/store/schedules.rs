@@ -5,7 +5,6 @@
 
 use super::MonitorStore;
 use crate::request::CrawlKey;
-use crate::schedule::State;
 use crate::scheduler::{Row, ScheduleBook, StoreError};
 use crate::store::{crawl_ref, unavailable};
 use async_trait::async_trait;
@@ -40,21 +39,7 @@ impl ScheduleBook for MonitorStore {
         request: &str,
         anchor: Timestamp,
     ) -> Result<(), StoreError> {
-        let row = Row {
-            key: key.clone(),
-            request: request.to_string(),
-            state: State {
-                anchor,
-                last: None,
-                runs: 0,
-                running: false,
-                pending: None,
-                paused: false,
-            },
-            ended: false,
-            firing: None,
-            version: 0,
-        };
+        let row = Row::new(key, request, anchor);
         // Already kept: its state stays.
         self.write_row(None, &row).await?;
         Ok(())
