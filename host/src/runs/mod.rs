@@ -27,6 +27,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// A run whose firer stopped before queuing its seeds counts as over
 /// this long after it fired (seeds are queued within a second).
 const FIRING: Duration = Duration::from_secs(30);
+/// With no schedule live (none kept, or all ended), the book is read this
+/// seldom: an idle worker on Redis then costs it a command per 10 s.
+const IDLE: Duration = Duration::from_secs(10);
 
 pub struct Runs {
     engine: Arc<Engine>,
@@ -71,7 +74,7 @@ impl Runs {
             self.requests.lock().insert(key.clone(), Arc::new(request));
             self.book.keep(&key, &json, Timestamp::now()).await?;
             self.emit(event(Kind::Accepted, &key, run)).await;
-            self.fire_due().await?;
+            self.fire_due(None).await?;
             return Ok(true);
         }
         self.accepted.lock().insert(key.clone(), request.clone());
@@ -83,18 +86,34 @@ impl Runs {
     /// `finished`, trigger it once every schedule has ended and no run is
     /// open.
     pub async fn drive(&self, stop: Shutdown, finished: Option<Shutdown>) {
+        let mut live = true;
+        let mut looked = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.wait() => return,
             }
-            if let Err(e) = self.tick().await {
-                // The next tick asks again: news stay in the store until read.
-                tracing::warn!(error = %e, "store unavailable for the runs' news; retrying");
+            for news in self.engine.frontier.run_news().await.unwrap_or_default() {
+                if let Err(e) = self.news(news).await {
+                    tracing::warn!(error = %e, "store unavailable while telling a run's end");
+                }
+            }
+            // A schedule accepted here reads the book at once (`accept`);
+            // one kept by another process is seen within IDLE.
+            if !live && looked.elapsed() < IDLE {
                 continue;
             }
+            looked = tokio::time::Instant::now();
+            match self.look().await {
+                Ok(l) => live = l,
+                Err(e) => {
+                    // The next look asks again: the book is in the store.
+                    tracing::warn!(error = %e, "store unavailable for the schedules; retrying");
+                    continue;
+                }
+            }
             if let Some(f) = &finished {
-                if self.all_ended().await.unwrap_or(false) {
+                if !live {
                     f.trigger();
                 }
             }
@@ -106,18 +125,19 @@ impl Runs {
         for news in self.engine.frontier.run_news().await? {
             self.news(news).await?;
         }
-        self.notice_ends().await?;
-        self.fire_due().await
+        self.look().await.map(|_| ())
     }
 
-    /// Every schedule has ended and none of their runs is open.
-    pub async fn all_ended(&self) -> Result<bool, StoreError> {
-        Ok(self
-            .book
-            .rows()
-            .await?
-            .iter()
-            .all(|r| r.ended && !r.state.running))
+    /// Notice runs over and fire what is due; whether any schedule is
+    /// still live (not ended, or its run still going).
+    async fn look(&self) -> Result<bool, StoreError> {
+        let rows = self.book.rows().await?;
+        let live = rows.iter().any(|r| !r.ended || r.state.running);
+        if live {
+            self.notice_ends(&rows).await?;
+            self.fire_due(Some(rows)).await?;
+        }
+        Ok(live)
     }
 
     /// The request of a schedule's row, parsed once.
@@ -159,8 +179,8 @@ impl Runs {
 
     /// Stores that tell no news of runs (Redis): a running schedule whose
     /// crawl has nothing open is over.
-    async fn notice_ends(&self) -> Result<(), StoreError> {
-        for row in self.book.rows().await? {
+    async fn notice_ends(&self, rows: &[Row]) -> Result<(), StoreError> {
+        for row in rows.iter().cloned() {
             if !row.state.running {
                 continue;
             }
@@ -253,9 +273,13 @@ impl Runs {
 
     /// Carry out each schedule's decision for now; each change is a
     /// compare-and-set in the book, so one process acts on it.
-    async fn fire_due(&self) -> Result<(), StoreError> {
+    async fn fire_due(&self, rows: Option<Vec<Row>>) -> Result<(), StoreError> {
         let now = Timestamp::now();
-        for row in self.book.rows().await? {
+        let rows = match rows {
+            Some(r) => r,
+            None => self.book.rows().await?,
+        };
+        for row in rows {
             if row.ended {
                 continue;
             }
