@@ -174,51 +174,6 @@ impl Engine {
         Ok(queued)
     }
 
-    /// Queue run `seed.crawl.run` of a recurring crawl: its seed, and every
-    /// page the last run knew (`known`), so a page that answers 304 still
-    /// leads to those under it. One store call, so the run cannot seem
-    /// over before all of it is queued. Returns how many were queued.
-    pub async fn submit_run(
-        &self,
-        seed: Job,
-        known: &[Arc<crate::revisit::PageState>],
-    ) -> Result<usize, StoreError> {
-        let global = self.settings.crawl.global_page_per_domain_limit;
-        let global_cap = (global > 0).then_some(global);
-        let key = seed.crawl.key();
-        let pages = known.iter().map(|p| Job {
-            url: p.url.clone(),
-            depth: p.depth,
-            priority: seed.priority - 10 * p.depth.min(10) as i32,
-            method: "GET".into(),
-            headers: Vec::new(),
-            body: None,
-            ..seed.clone()
-        });
-        let jobs: Vec<Job> = std::iter::once(seed.clone()).chain(pages).collect();
-        let cands: Vec<Candidate> = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| Candidate {
-                fingerprint: j.fingerprint(),
-                domain: domain::of_url(&j.url),
-                domain_cap: if i == 0 {
-                    None
-                } else {
-                    j.crawl.domain_max_pages
-                },
-                global_cap,
-                force: i == 0,
-            })
-            .collect();
-        let n = self
-            .dedup
-            .admit_and_push(&*self.frontier, &key, &cands, jobs, "")
-            .await?;
-        self.wake_for(n);
-        Ok(n)
-    }
-
     /// `n` requests were queued: wake as many waiting workers (not all of
     /// them: each wakes to a pop, a round trip in cluster mode, and when
     /// sites are at their in-flight cap most would find nothing).

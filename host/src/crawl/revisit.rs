@@ -1,11 +1,16 @@
-//! A revisited page in its run: its change since the last run, marked on
-//! its results, and the state the store keeps for the next (carried by
-//! the ack, so it costs no call of its own).
+//! A recurring crawl in the loop: a run queued (its seed and the pages the
+//! last run knew), a revisited page's change since the last run marked on
+//! its results with the state the store keeps for the next (carried by
+//! the ack, so it costs no call of its own), and pages a run did not reach
+//! reported `removed`.
 
 use super::Engine;
+use crate::links::domain;
 use crate::request::Job;
 use crate::result::CrawlResult;
 use crate::revisit::{observe, Change, Emit, PageState};
+use crate::scheduler::{Candidate, StoreError};
+use std::sync::Arc;
 
 /// What one fetch of a revisited page made of it.
 pub(super) struct Revisited {
@@ -36,6 +41,51 @@ impl Engine {
 }
 
 impl Engine {
+    /// Queue run `seed.crawl.run` of a recurring crawl: its seed, and every
+    /// page the last run knew (`known`), so a page that answers 304 still
+    /// leads to those under it. One store call, so the run cannot seem
+    /// over before all of it is queued. Returns how many were queued.
+    pub async fn submit_run(
+        &self,
+        seed: Job,
+        known: &[Arc<crate::revisit::PageState>],
+    ) -> Result<usize, StoreError> {
+        let global = self.settings.crawl.global_page_per_domain_limit;
+        let global_cap = (global > 0).then_some(global);
+        let key = seed.crawl.key();
+        let pages = known.iter().map(|p| Job {
+            url: p.url.clone(),
+            depth: p.depth,
+            priority: seed.priority - 10 * p.depth.min(10) as i32,
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: None,
+            ..seed.clone()
+        });
+        let jobs: Vec<Job> = std::iter::once(seed.clone()).chain(pages).collect();
+        let cands: Vec<Candidate> = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| Candidate {
+                fingerprint: j.fingerprint(),
+                domain: domain::of_url(&j.url),
+                domain_cap: if i == 0 {
+                    None
+                } else {
+                    j.crawl.domain_max_pages
+                },
+                global_cap,
+                force: i == 0,
+            })
+            .collect();
+        let n = self
+            .dedup
+            .admit_and_push(&*self.frontier, &key, &cands, jobs, "")
+            .await?;
+        self.wake_for(n);
+        Ok(n)
+    }
+
     /// Report pages the last run knew and run `seed.crawl.run` did not
     /// reach, each as a result marked `removed`; how many were delivered.
     /// (No lease holds them: one that cannot be delivered is reported as
