@@ -117,27 +117,35 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
     Ok(())
 }
 
-/// A schedule every second, three runs, over two workers on Redis, each
-/// driving the runs: every run fires once and ends once (one
-/// `crawl.completed` per run across both), and each run reads every page
-/// again.
+/// Three runs of a revisited crawl over two workers on Redis, each
+/// driving the runs, one of them killed (SIGKILL) in the middle of run 1:
+/// every run fires once and ends once (one `crawl.completed` per run
+/// across both); run 2 asks for every page with its ETag, each answers
+/// 304 and nothing is sent; one page changed before run 3, which sends
+/// that one. The figures of each run come from the store, summed over
+/// both workers' acks.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_scheduled_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> Result<()> {
+async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> Result<()> {
     use crate::cluster::{request, spec, Cluster};
     let redis = crate::harness::RedisServer::start().await?;
-    let site = Site::start(spec(12, 4)).await?;
+    let quirks = Quirks {
+        etags: true,
+        ..Quirks::default()
+    };
+    let site = Site::start_with(spec(24, 4), quirks).await?;
     let pages = site.expected(0, Some(1));
-    let mut cluster = Cluster::new(&redis, "")?;
+    let n = pages.len() as u64;
+    let mut cluster = Cluster::new(&redis, "[crawl]\nlease_ttl = 5\n")?;
     cluster.start_worker()?;
     cluster.start_worker()?;
     let r = request(
         &site,
-        "every-second",
+        "every-two-seconds",
         1,
-        json!({"schedule": {"every": 1, "max_runs": 3}}),
+        json!({"schedule": {"every": 2, "max_runs": 3}, "revisit": {"emit": "changed"}}),
     );
     cluster.submit(&["--request", &r]).await?;
-    let events = || -> Vec<Value> {
+    let events = |cluster: &Cluster| -> Vec<Value> {
         (0..2)
             .flat_map(|i| {
                 read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
@@ -145,39 +153,77 @@ async fn a_scheduled_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
             })
             .collect()
     };
-    let done = crate::harness::eventually(
-        std::time::Duration::from_secs(60),
-        "three runs completed",
-        || {
-            let e = events();
-            (by_run(&e, "crawl.completed").len() >= 3).then_some(e)
-        },
-    )
+    let within = std::time::Duration::from_secs(60);
+    crate::harness::eventually(within, "run 1 under way", || {
+        (cluster.results().len() >= 3).then_some(())
+    })
     .await?;
+    cluster.kill_worker(1).await?;
+    let e = crate::harness::eventually(within, "run 2's end", || {
+        let e = events(&cluster);
+        (by_run(&e, "crawl.completed").len() >= 2).then_some(e)
+    })
+    .await?;
+    anyhow::ensure!(
+        by_run(&e, "schedule.fired").len() == 2,
+        "run 3 fired before the page could change: {e:?}"
+    );
+    let changed = (1..24)
+        .find(|i| pages.contains(&site.url(*i)))
+        .expect("a page under the seed");
+    site.change_page(changed);
+    let done = crate::harness::eventually(within, "three runs completed", || {
+        let e = events(&cluster);
+        (by_run(&e, "crawl.completed").len() >= 3).then_some(e)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster.logs()))?;
     let count = |kind: &str, run: u64| {
         done.iter()
             .filter(|e| e["event"] == kind && e["run"] == run)
             .count()
     };
     for run in 1..=3 {
-        assert_eq!(
-            count("schedule.fired", run),
-            1,
-            "run {run} fired once: {done:?}"
-        );
-        assert_eq!(
-            count("crawl.completed", run),
-            1,
-            "run {run} ended once: {done:?}"
-        );
-        let urls: std::collections::BTreeSet<String> = cluster
-            .results()
-            .iter()
-            .filter(|x| x["run"] == run)
-            .filter_map(|x| x["url"].as_str().map(str::to_string))
-            .collect();
-        assert_eq!(urls, pages, "run {run} read every page");
+        assert_eq!(count("schedule.fired", run), 1, "run {run}: {done:?}");
+        assert_eq!(count("crawl.completed", run), 1, "run {run}: {done:?}");
     }
+    let ended = by_run(&done, "crawl.completed");
+    assert_eq!(ended[&1]["stats"]["change"], json!({"new": n}), "{done:?}");
+    assert_eq!(ended[&1]["stats"]["by_status"], json!({"2xx": n}));
+    assert_eq!(ended[&2]["stats"]["change"], json!({"same": n}), "{done:?}");
+    assert_eq!(
+        ended[&2]["stats"]["by_status"],
+        json!({"3xx": n}),
+        "every page answered 304"
+    );
+    assert_eq!(
+        ended[&3]["stats"]["change"],
+        json!({"changed": 1, "same": n - 1})
+    );
+
+    let results = cluster.results();
+    let of_run = |r: u64| -> Vec<&Value> { results.iter().filter(|x| x["run"] == r).collect() };
+    let first: std::collections::BTreeSet<String> = of_run(1)
+        .iter()
+        .filter_map(|x| x["url"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(first, pages, "run 1 read every page");
+    assert!(of_run(1).iter().all(|r| r["change"] == "new"));
+    assert!(of_run(2).is_empty(), "unchanged pages are not sent");
+    let third = of_run(3);
+    assert_eq!(third.len(), 1, "{third:?}");
+    assert_eq!(
+        (third[0]["url"].as_str(), third[0]["change"].as_str()),
+        (Some(site.url(changed).as_str()), Some("changed"))
+    );
+    // Runs 2 and 3 asked for every page with its ETag, once each.
+    let conditional = site
+        .hits()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/p/"))
+        .filter(|h| h.headers.iter().any(|(k, _)| k == "if-none-match"))
+        .count() as u64;
+    assert_eq!(conditional, 2 * n);
     Ok(())
 }
 

@@ -63,7 +63,7 @@ impl Packager {
     /// Package the crawl if it has ended and its files are all uploaded.
     async fn consider(&self, c: &CrawlOf) -> anyhow::Result<()> {
         let info = self.monitors.crawl_info(&c.0, &c.1, "").await?;
-        let ended = info.all_queued == 0 && info.in_flight == 0;
+        let ended = info.open == 0;
         self.ledger.ended(c, ended).await?;
         if !ended {
             return Ok(());

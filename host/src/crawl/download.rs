@@ -253,6 +253,8 @@ pub(super) fn next_hop(job: &Job, hop: Hop) -> Job {
         .collect();
     next.body = hop.body;
     next.dont_filter = true;
+    // What was kept is the first URL's, not the next hop's.
+    next.prior = None;
     next
 }
 

@@ -53,13 +53,19 @@ impl Engine {
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);
         let key = seed.crawl.key();
-        let pages = known.iter().map(|p| Job {
+        // Each page carries what was kept of it, so its validators reach
+        // the worker that pops it (a shared store keeps no other copy on
+        // the way); the seed is one of the pages.
+        let mut seed = seed;
+        seed.prior = known.iter().find(|p| p.url == seed.url).cloned();
+        let pages = known.iter().filter(|p| p.url != seed.url).map(|p| Job {
             url: p.url.clone(),
             depth: p.depth,
             priority: seed.priority - 10 * p.depth.min(10) as i32,
             method: "GET".into(),
             headers: Vec::new(),
             body: None,
+            prior: Some(p.clone()),
             ..seed.clone()
         });
         let jobs: Vec<Job> = std::iter::once(seed.clone()).chain(pages).collect();

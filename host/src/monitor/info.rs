@@ -81,7 +81,7 @@ pub fn crawl_reply(
         "total_pending": info.queued, "total_domains": info.domains.len(),
         "domains": domains_json(&info.domains),
         "in_flight": info.in_flight, "crawled": info.crawled,
-        "done": info.all_queued == 0 && info.in_flight == 0,
+        "done": info.open == 0,
         "server_time": now,
     });
     if let Some(e) = info.expires {

@@ -53,6 +53,58 @@ impl PageState {
     }
 }
 
+impl PageState {
+    /// The key a shared store keeps it under: 16 bytes of its URL's hash.
+    pub fn key(&self) -> [u8; 16] {
+        xxhash_rust::xxh3::xxh3_128(self.url.as_bytes()).to_be_bytes()
+    }
+
+    /// As a shared store keeps it (and a queued request carries it): one
+    /// line per field, the URL last (validators and URLs hold no line
+    /// breaks: the fetcher refuses them).
+    pub fn encode(&self) -> String {
+        let f = &self.fingerprint;
+        format!(
+            "{}\n{}\n{}\n{:032x}\n{}\n{}\n{}\n{}",
+            self.run,
+            self.depth,
+            u8::from(self.gone),
+            f.exact,
+            f.fuzzy.map(|h| format!("{h:016x}")).unwrap_or_default(),
+            self.etag.as_deref().unwrap_or_default(),
+            self.last_modified.as_deref().unwrap_or_default(),
+            self.url
+        )
+    }
+
+    /// What [`PageState::encode`] wrote; `None` for anything else.
+    pub fn decode(s: &str) -> Option<PageState> {
+        let mut f = s.splitn(8, '\n');
+        let mut next = || f.next();
+        let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        let run = next()?.parse().ok()?;
+        let depth = next()?.parse().ok()?;
+        let gone = next()? == "1";
+        let exact = u128::from_str_radix(next()?, 16).ok()?;
+        let fuzzy = match next()? {
+            "" => None,
+            h => Some(u64::from_str_radix(h, 16).ok()?),
+        };
+        let etag = some(next()?);
+        let last_modified = some(next()?);
+        let url = next()?.to_string();
+        Some(PageState {
+            url,
+            depth,
+            run,
+            etag,
+            last_modified,
+            fingerprint: Fingerprint { exact, fuzzy },
+            gone,
+        })
+    }
+}
+
 /// One fetch of a page, beside what the last run kept of it: the page's
 /// change and the state to keep for the next run.
 pub fn observe(
@@ -174,6 +226,30 @@ mod tests {
             ChangeMode::Exact,
         );
         assert_eq!(c, Change::Changed, "back after it was gone");
+    }
+
+    #[test]
+    fn a_state_reads_back_as_it_was_written() {
+        let f = fetched(
+            200,
+            "<p>a page</p>",
+            &[
+                ("etag", "W/\"x\""),
+                ("last-modified", "Mon, 07 Dec 2026 06:00:00 GMT"),
+            ],
+        );
+        for mode in [ChangeMode::Exact, ChangeMode::Fuzzy] {
+            let (_, s) = observe(None, ("http://a.test/p?q=1", 2, 7), &f, mode);
+            assert_eq!(PageState::decode(&s.encode()), Some(s.clone()));
+            let bare = PageState {
+                etag: None,
+                last_modified: None,
+                gone: true,
+                ..s
+            };
+            assert_eq!(PageState::decode(&bare.encode()), Some(bare));
+        }
+        assert_eq!(PageState::decode("1\n0\nzz"), None);
     }
 
     #[test]

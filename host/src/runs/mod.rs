@@ -192,7 +192,10 @@ impl Runs {
             }
             if self.engine.frontier.open(&row.key).await? == Some(0) {
                 let run = row.state.runs;
-                self.ended(row, run, Stats::default()).await?;
+                // Read before the run is marked over: the next run, free
+                // to fire from then on, starts the figures again.
+                let stats = self.engine.frontier.figures(&row.key).await?;
+                self.ended(row, run, stats.unwrap_or_default()).await?;
             }
         }
         Ok(())
@@ -231,13 +234,9 @@ impl Runs {
             .by_status
             .iter()
             .any(|(class, n)| *n > 0 && (class == "2xx" || class == "3xx"));
-        let (kind, reason) = match (ok, stats.pages) {
-            (true, _) => (Kind::Completed, "done"),
-            // A store that tells no figures: the run is over, that is all.
-            (false, 0) if stats.by_status.is_empty() && request.is_some() => {
-                (Kind::Completed, "done")
-            }
-            _ => (Kind::Failed, "no page succeeded"),
+        let (kind, reason) = match ok {
+            true => (Kind::Completed, "done"),
+            false => (Kind::Failed, "no page succeeded"),
         };
         let mut e = event(kind, crawl, run);
         e.reason = Some(reason.into());
@@ -368,6 +367,11 @@ impl Runs {
         tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, "run fired");
         let mut next = row.clone();
         next.firing = None;
+        // A store that tells no news of runs (Redis) has it started here,
+        // its seeds queued.
+        if queued > 0 && self.engine.frontier.open(key).await?.is_some() {
+            self.emit(event(Kind::Started, key, run)).await;
+        }
         if queued == 0 {
             // Nothing could be queued (the global page cap): the run is
             // over as soon as it began.

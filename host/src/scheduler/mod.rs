@@ -134,6 +134,12 @@ pub trait Frontier: Send + Sync {
     async fn open(&self, _crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }
+    /// The crawl's figures so far (of its current run, for a recurring
+    /// crawl), for a store that tells no [`RunNews`]; `None` for one that
+    /// does.
+    async fn figures(&self, _crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
+        Ok(None)
+    }
     /// Runs started and completed since the last call (each told once).
     async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
         Ok(Vec::new())

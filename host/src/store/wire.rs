@@ -3,6 +3,7 @@
 
 use super::StoreError;
 use crate::request::{CrawlKey, CrawlSpec, Job};
+use crate::revisit::PageState;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -36,6 +37,10 @@ pub(crate) struct WireJob {
     rc: u32,
     #[serde(default, skip_serializing_if = "is_zero")]
     pz: u32,
+    /// A revisited page's state from the last run (`PageState::encode`):
+    /// its validators reach the worker on the pop, with no call of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pg: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -65,6 +70,7 @@ impl WireJob {
             rf: job.redirected_from.clone(),
             rc: job.redirects,
             pz: job.pauses,
+            pg: job.prior.as_ref().map(|p| p.encode()),
         }
     }
 
@@ -85,7 +91,11 @@ impl WireJob {
             redirects: self.rc,
             pauses: self.pz,
             spaced: false,
-            prior: None,
+            prior: self
+                .pg
+                .as_deref()
+                .and_then(PageState::decode)
+                .map(Arc::new),
         }
     }
 }

@@ -163,6 +163,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// SIGKILL to worker `i`: what it holds is left to expire.
+    pub(crate) async fn kill_worker(&mut self, i: usize) -> Result<()> {
+        let (child, _) = &mut self.workers[i];
+        child.start_kill()?;
+        child.wait().await?;
+        Ok(())
+    }
+
     /// Worker `i`'s process id, while it runs.
     pub(crate) fn worker_pid(&self, i: usize) -> Option<u32> {
         self.workers.get(i).and_then(|(c, _)| c.id())

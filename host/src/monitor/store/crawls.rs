@@ -49,8 +49,9 @@ pub struct CrawlInfo {
     /// The whole crawl's.
     pub in_flight: u64,
     pub crawled: u64,
-    /// Queued for any spider.
-    pub all_queued: u64,
+    /// Queued for any spider or in flight, each shard's two counters read
+    /// in one command: 0 only when the crawl has nothing left anywhere.
+    pub open: u64,
     /// The asked spider's queues by domain.
     pub domains: BTreeMap<String, DomainQueue>,
     pub expires: Option<i64>,
@@ -210,7 +211,7 @@ impl MonitorStore {
         let (queued, in_flight, crawled, domains) = self
             .crawl_counts(&cref, &crawl_owner(&key), spiderid)
             .await?;
-        let all_queued = self.crawl_queued(&cref).await?;
+        let open = self.crawl_open(&cref).await?;
         let expires = self
             .redis
             .spec(&cref)
@@ -221,7 +222,7 @@ impl MonitorStore {
             queued,
             in_flight,
             crawled,
-            all_queued,
+            open,
             domains,
             expires,
         })
@@ -268,21 +269,31 @@ impl MonitorStore {
         Ok(crawls)
     }
 
-    /// Everything the crawl has queued, whatever the spider.
-    async fn crawl_queued(&self, cref: &str) -> Result<u64, StoreError> {
-        let mut total = 0;
-        for k in self.redis.shards().all() {
-            let mut con = self.redis.con();
-            let q: Option<i64> = redis::cmd("HGET")
-                .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
-                .arg("q")
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            // A shard where the crawl never queued has no "q" field: 0.
-            total += q.unwrap_or(0).max(0) as u64;
+    /// Everything the crawl has queued (whatever the spider) or in flight.
+    /// A page's links are queued before its lease is acked, so the sum
+    /// never passes through 0 on one shard; across shards a read could fall
+    /// between a push on one and the ack on another, so a 0 is read twice.
+    async fn crawl_open(&self, cref: &str) -> Result<u64, StoreError> {
+        let mut open = 0;
+        for _ in 0..2 {
+            open = 0;
+            for k in self.redis.shards().all() {
+                let mut con = self.redis.con();
+                let (q, f): (Option<i64>, Option<i64>) = redis::cmd("HMGET")
+                    .arg(format!("{}:cc:{cref}", self.redis.shards().tag(k)))
+                    .arg("q")
+                    .arg("f")
+                    .query_async(&mut con)
+                    .await
+                    .map_err(unavailable)?;
+                // A shard where the crawl never queued has neither field.
+                open += (q.unwrap_or(0).max(0) + f.unwrap_or(0).max(0)) as u64;
+            }
+            if open > 0 {
+                break;
+            }
         }
-        Ok(total)
+        Ok(open)
     }
 
     /// The crawl's requests queued for `spider`, per domain, and the

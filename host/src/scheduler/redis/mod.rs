@@ -6,6 +6,8 @@
 //! monitors' store: [`crate::store`]. Key layout: `docs/redis-keys.md`.
 
 use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
+use crate::events::event::Stats;
+use crate::revisit::PageState;
 use crate::config::{Settings, Throttle};
 use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
@@ -24,6 +26,7 @@ use std::time::Duration;
 mod dedup;
 mod heartbeat;
 mod pace;
+mod runs;
 pub use heartbeat::WorkerCard;
 
 /// Leases per shard whose fetch is over, waiting for a pop to tell.
@@ -364,11 +367,43 @@ impl Frontier for RedisFrontier {
         Ok(Some(open as u64))
     }
 
+    async fn figures(&self, crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
+        self.run_figures(crawl).await.map(Some)
+    }
+
+    async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
+        let pages = self.kept_pages(crawl).await?;
+        Ok(pages
+            .into_iter()
+            .filter(|(_, p)| !p.gone)
+            .map(|(_, p)| Arc::new(p))
+            .collect())
+    }
+
+    async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
+        self.sweep_pages(crawl, run).await
+    }
+
+    async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
+        self.drop_pages(crawl).await
+    }
+
     async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {
-        let Acked { status, sample, .. } = acked;
+        let Acked {
+            status,
+            sample,
+            bytes,
+            error,
+            change,
+            page,
+        } = acked;
         let (k, lease) = self.redis.shards().of_lease(lease_id);
         let mut con = self.redis.con();
         let (latency, failed) = self.sample_args(sample);
+        let (page_key, page) = match &page {
+            Some(p) => (p.key().to_vec(), p.encode()),
+            None => (Vec::new(), String::new()),
+        };
         let (found, spider): (i64, String) = self
             .redis
             .call(&self.scripts.ack, k)
@@ -379,6 +414,11 @@ impl Frontier for RedisFrontier {
             .arg(failed)
             .arg(ms(self.politeness.max_crawl_delay))
             .arg(self.politeness.learning.args())
+            .arg(bytes)
+            .arg(error.unwrap_or_default())
+            .arg(change.map(|c| c.name()).unwrap_or_default())
+            .arg(page_key)
+            .arg(page)
             .invoke_async(&mut con)
             .await
             .map_err(unavailable)?;

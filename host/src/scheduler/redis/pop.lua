@@ -73,6 +73,8 @@ local function lease_from(ready)
           local flags = '@' .. epoch .. (app and ('a' .. #app .. ':' .. app) or '')
           redis.call('HSET', ns .. ':leased', lease, qk .. '\n' .. score .. '\n' .. member .. '\n' .. flags)
           counters(cref, -1, 1, 0)
+          -- When the crawl (or its run) first started here, for its figures.
+          redis.call('HSETNX', ns .. ':rf:' .. cref, 't', now)
           redis.call('SADD', ns .. ':cf:' .. cref, id)
           local version = redis.call('HGET', ns .. ':cc:' .. cref, 'v') or '0'
           return {tostring(lease), cref, payload, version, gap and '1' or '0'}

@@ -19,7 +19,7 @@ for _, cref in ipairs(idle) do
       local ok, s = pcall(cjson.decode, spec)
       if ok and s.appid then redis.call('SREM', ns .. ':app:' .. s.appid, cref) end
     end
-    redis.call('DEL', ns .. ':cj:' .. cref, ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref)
+    redis.call('DEL', ns .. ':cj:' .. cref, ns .. ':cf:' .. cref, ns .. ':cc:' .. cref, ns .. ':spec:' .. cref, ns .. ':rf:' .. cref)
     redis.call('ZREM', ns .. ':expires', cref)
     redis.call('ZREM', ns .. ':crawls', cref)
   else
