@@ -91,11 +91,7 @@ impl WireJob {
             redirects: self.rc,
             pauses: self.pz,
             spaced: false,
-            prior: self
-                .pg
-                .as_deref()
-                .and_then(PageState::decode)
-                .map(Arc::new),
+            prior: self.pg.as_deref().and_then(PageState::decode).map(Arc::new),
         }
     }
 }

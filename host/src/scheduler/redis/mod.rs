@@ -6,12 +6,12 @@
 //! monitors' store: [`crate::store`]. Key layout: `docs/redis-keys.md`.
 
 use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
-use crate::events::event::Stats;
-use crate::revisit::PageState;
 use crate::config::{Settings, Throttle};
+use crate::events::event::Stats;
 use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
 use crate::request::{CrawlKey, Job};
+use crate::revisit::PageState;
 use crate::store::{
     corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, script, unavailable, Redis, Reply,
     WireJob,
