@@ -286,3 +286,112 @@ async fn a_scheduled_crawl_fed_on_kafka_ends_each_run_once_when_a_worker_is_kill
     }
     Ok(())
 }
+
+/// The actions on a schedule, sent on the incoming topic as a client
+/// would: `pause` holds the next run back (while `run-now` still fires
+/// one), `info` shows the schedule and the current run's figures,
+/// `resume` lets it go on, `unschedule` ends it, `stop` tells
+/// `crawl.stopped`, and an action on a schedule that has ended says so.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_schedule_is_paused_run_now_resumed_and_ended_by_actions() -> Result<()> {
+    use crate::kafka::bus::Bus;
+    let mut bus = Bus::start("", "", 1).await?;
+    bus.broker.create_topic("demo.events", 1).await?;
+    let site = Site::start(SiteSpec {
+        pages: 12,
+        hosts: 1,
+        seed: 5,
+    })
+    .await?;
+    let n = site.expected(0, Some(1)).len() as u64;
+    let events = bus.broker.collect("demo.events")?;
+    let replies = bus.broker.collect("demo.outbound_firehose")?;
+    bus.role("kafka-monitor", &[])?;
+    bus.role("worker", &["--control-plane"])?;
+    let request = json!({
+        "url": site.seed_url(), "appid": "testapp", "crawlid": "acted", "maxdepth": 1,
+        "schedule": {"every": 3600},
+    });
+    bus.produce(&[request.to_string()]).await?;
+    let deadline = std::time::Duration::from_secs(60);
+    let completed = |run: u64| {
+        let events = &events;
+        async move {
+            events
+                .wait(deadline, "a run's end", |e| {
+                    e.iter()
+                        .find(|e| e["event"] == "crawl.completed" && e["run"] == run)
+                        .cloned()
+                })
+                .await
+        }
+    };
+    let logs = |e: anyhow::Error| anyhow::anyhow!("{e}\n{}", bus.logs());
+    completed(1).await.map_err(logs)?;
+    // One action, and its reply.
+    let act = |action: &str, uuid: &str| {
+        let (bus, replies) = (&bus, &replies);
+        let (action, uuid) = (action.to_string(), uuid.to_string());
+        async move {
+            let a = json!({"action": action, "uuid": uuid, "appid": "testapp",
+                           "spiderid": "link", "crawlid": "acted"});
+            bus.produce(&[a.to_string()]).await?;
+            replies
+                .wait(deadline, "an action's reply", |r| {
+                    r.iter().find(|r| r["uuid"] == uuid.as_str()).cloned()
+                })
+                .await
+        }
+    };
+    let paused = act("pause", "a1").await.map_err(logs)?;
+    assert_eq!(paused["action"], "pause");
+    assert_eq!(paused["schedule"]["paused"], true, "{paused}");
+    // Paused, a run asked for still fires, and the schedule stays paused.
+    act("run-now", "a2").await?;
+    let second = completed(2).await.map_err(logs)?;
+    assert_eq!(second["stats"]["pages"], n, "{second}");
+    let info = act("info", "a3").await?;
+    let schedule = &info["schedule"];
+    assert_eq!(
+        (&schedule["runs"], &schedule["paused"], &schedule["ended"]),
+        (&json!(2), &json!(true), &json!(false)),
+        "{info}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    assert!(
+        schedule["next_at"].as_i64().is_some_and(|t| t > now + 3000),
+        "the next run is an hour after the first: {info}"
+    );
+    assert_eq!(
+        info["stats"]["pages"], n,
+        "the current run's figures: {info}"
+    );
+    let resumed = act("resume", "a4").await?;
+    assert_eq!(resumed["schedule"]["paused"], false, "{resumed}");
+    let ended = act("unschedule", "a5").await?;
+    assert_eq!(
+        (&ended["schedule"]["ended"], &ended["schedule"]["next_at"]),
+        (&json!(true), &Value::Null),
+        "{ended}"
+    );
+    let refused = act("run-now", "a6").await?;
+    assert_eq!(
+        refused["error"], "the crawl's schedule has ended",
+        "{refused}"
+    );
+    act("stop", "a7").await?;
+    let stopped = events
+        .wait(deadline, "crawl.stopped", |e| {
+            e.iter().find(|e| e["event"] == "crawl.stopped").cloned()
+        })
+        .await?;
+    assert_eq!(stopped["crawlid"], "acted");
+    // No third run fired.
+    assert!(!events
+        .values()
+        .iter()
+        .any(|e| e["event"] == "schedule.fired" && e["run"] == 3));
+    Ok(())
+}

@@ -202,3 +202,55 @@ async fn webhooks_are_signed_retried_disabled_by_410_and_kept_off_private_addres
         .all(|d| d["attempts"] == 1));
     Ok(())
 }
+
+/// A worker that is killed (SIGKILL) while a delivery waits for its next
+/// try leaves it kept in Redis: the next worker up takes it over once
+/// its hold lapses, and it goes out with the same `webhook-id`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_delivery_outlives_its_notifier_killed_mid_retry() -> Result<()> {
+    use crate::cluster::{request, Cluster};
+    let redis = crate::harness::RedisServer::start().await?;
+    let site = Site::start(SiteSpec {
+        pages: 6,
+        hosts: 1,
+        seed: 8,
+    })
+    .await?;
+    let (base, posted) = receiver().await?;
+    let config = format!(
+        "[crawl]\nallow_private = false\nallow_networks = [\"127.0.0.0/8\"]\n\n[webhooks]\ntimeout = 2\nretry = [3, 0.5]\n\n[webhooks.secrets]\nops = \"{SECRET}\"\n"
+    );
+    let mut cluster = Cluster::new(&redis, &config)?;
+    cluster.start_worker()?;
+    let r = request(
+        &site,
+        "kept",
+        1,
+        json!({"schedule": {"every": 3600},
+               "webhook": {"url": format!("{base}/flaky"), "events": ["crawl.completed"]}}),
+    );
+    cluster.submit(&["--request", &r]).await?;
+    let tries = |n: usize| {
+        let posted = posted.clone();
+        move || {
+            let p = posted.lock().expect("log").clone();
+            (p.len() >= n).then_some(p)
+        }
+    };
+    let within = std::time::Duration::from_secs(60);
+    crate::harness::eventually(within, "the first try", tries(1))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster.logs()))?;
+    cluster.kill_worker(0).await?;
+    cluster.start_worker()?;
+    let all = crate::harness::eventually(within, "the delivery after the restart", tries(3))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster.logs()))?;
+    assert!(all.iter().all(|p| p.signed && p.id == all[0].id), "{all:?}");
+    assert_eq!(all[0].body["event"], "crawl.completed");
+    assert!(
+        cluster.logs().contains("taking over a webhook delivery"),
+        "the second worker took it over"
+    );
+    Ok(())
+}

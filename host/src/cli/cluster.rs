@@ -145,10 +145,23 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
         if control {
             // Scheduled crawls' runs, fired and ended once across every
             // process that drives them; events to `<prefix>.events`.
+            let kept: Arc<dyn crate::events::EventSink> = Arc::new(cluster.monitors.clone());
+            let notifier = super::webhook_notifier(
+                &settings,
+                dead_letters(&bus),
+                Some(Arc::new(cluster.monitors.clone())),
+            )?;
+            {
+                let (notifier, stop) = (notifier.clone(), stop.clone());
+                tasks.spawn(async move {
+                    notifier.resume(stop).await;
+                    Ok(())
+                });
+            }
             let runs = crate::runs::Runs::new(
                 engine.clone(),
-                bus.clone(),
-                Some(super::webhook_notifier(&settings, dead_letters(&bus))?),
+                Arc::new(crate::events::Tee(vec![bus.clone(), kept])),
+                Some(notifier),
                 Arc::new(cluster.monitors.clone()),
             );
             let stop = stop.clone();

@@ -155,16 +155,28 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     let settings = Arc::new(settings);
     let stores = wiring::stores(&settings, Some(&registry), &stats).await?;
     let (frontier, book) = (stores.frontier.clone(), stores.book.clone());
+    // On a cluster, each crawl's latest events are kept for the status
+    // page and REST too, and webhook deliveries until they are done.
+    let (events, outbox): (_, Option<Arc<dyn crate::notify::Outbox>>) = match &stores.cluster {
+        Some(c) => (
+            Arc::new(crate::events::Tee(vec![
+                events_out(&args)?,
+                Arc::new(c.monitors.clone()),
+            ])) as Arc<dyn crate::events::EventSink>,
+            Some(Arc::new(c.monitors.clone())),
+        ),
+        None => (events_out(&args)?, None),
+    };
     let engine = wiring::engine(&settings, &stats, &registry, stores, sink)?;
     let crawls: std::collections::BTreeSet<(String, String)> = requests
         .iter()
         .map(|r| (r.appid.clone(), r.crawlid.clone()))
         .collect();
     let scheduled = requests.iter().any(|r| r.schedule.is_some());
-    let notifier = notifier(&settings, &requests)?;
+    let notifier = notifier(&settings, &requests, outbox)?;
     let runs = Arc::new(crate::runs::Runs::new(
         engine.clone(),
-        events_out(&args)?,
+        events,
         notifier.clone(),
         book,
     ));
@@ -200,6 +212,10 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
     }
     let driver = {
         let (runs, halt, finished) = (runs.clone(), Shutdown::new(), finished.clone());
+        if let Some(n) = notifier.clone() {
+            let halt = halt.clone();
+            tokio::spawn(async move { n.resume(halt).await });
+        }
         let handle = {
             let halt = halt.clone();
             tokio::spawn(async move { runs.drive(halt, finished).await })
@@ -261,13 +277,18 @@ async fn run(settings: Settings, args: RunArgs) -> Result<i32> {
 fn notifier(
     settings: &Settings,
     requests: &[CrawlRequest],
+    outbox: Option<Arc<dyn crate::notify::Outbox>>,
 ) -> Result<Option<Arc<crate::notify::Notifier>>> {
     let apps: std::collections::BTreeSet<&str> = requests
         .iter()
         .filter(|r| r.webhook.is_some())
         .map(|r| r.appid.as_str())
         .collect();
-    if apps.is_empty() {
+    // On a cluster, any crawl's webhook may come to this process (other
+    // processes' schedules, deliveries taken over): a notifier whenever
+    // there are secrets to sign with.
+    let cluster = outbox.is_some() && !settings.webhooks.secrets.is_empty();
+    if apps.is_empty() && !cluster {
         return Ok(None);
     }
     if let Some(app) = apps
@@ -281,13 +302,14 @@ fn notifier(
         let line = serde_json::json!({"undelivered_event": u});
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     });
-    Ok(Some(webhook_notifier(settings, dead)?))
+    Ok(Some(webhook_notifier(settings, dead, outbox)?))
 }
 
 /// The notifier of `webhooks.*`, its undelivered events to `dead`.
 fn webhook_notifier(
     settings: &Settings,
     dead: crate::notify::DeadLetters,
+    outbox: Option<Arc<dyn crate::notify::Outbox>>,
 ) -> Result<Arc<crate::notify::Notifier>> {
     let secrets = settings
         .webhooks
@@ -301,6 +323,7 @@ fn webhook_notifier(
         settings.webhooks.timeout,
         settings.webhooks.retries(),
         dead,
+        outbox,
     ))
 }
 

@@ -101,6 +101,21 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of `kind` about run `run` of crawl `appid`/`crawlid` (run
+    /// 0, a crawl without runs, is told as 1), sent now.
+    pub fn of(kind: Kind, (appid, crawlid): (&str, &str), run: u32) -> Event {
+        Event {
+            event: kind,
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+            run: run.max(1),
+            server_time: jiff::Timestamp::now().as_second(),
+            reason: None,
+            stats: None,
+            about: None,
+        }
+    }
+
     /// The same for the same (kind, crawl, run, about), whoever sends it.
     pub fn id(&self) -> String {
         let key = serde_json::json!([

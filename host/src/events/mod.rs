@@ -10,4 +10,4 @@ pub mod sign;
 pub mod sink;
 
 pub use event::{Event, Kind, Stats};
-pub use sink::{EventSink, JsonlEvents};
+pub use sink::{EventSink, JsonlEvents, Tee};

@@ -11,9 +11,11 @@ use super::schema::{ActionKind, ActionRequest, DomainConfigKind, DomainConfigReq
 use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{BusError, KafkaBus};
+use crate::events::{Event, EventSink, Kind};
 use crate::monitor::store::DomainAction;
 use crate::monitor::store::MonitorStore;
-use crate::scheduler::StoreError;
+use crate::request::CrawlKey;
+use crate::scheduler::{Ask, Row, ScheduleBook, StoreError};
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use serde_json::{json, Map, Value};
@@ -130,6 +132,7 @@ impl ControlPlane {
                     horizons
                 };
                 let purged = self.store.stop(&a.appid, &c, Some(&horizons)).await?;
+                self.stopped(&a.appid, &c).await?;
                 json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
                        "crawlid": c, "total_purged": purged, "server_time": now})
             }
@@ -174,6 +177,7 @@ impl ControlPlane {
             }
             (ActionKind::Stop, Some(c)) => {
                 let purged = self.store.stop(&a.appid, c, None).await?;
+                self.stopped(&a.appid, c).await?;
                 json!({"action": "stop", "uuid": a.uuid, "appid": a.appid, "spiderid": a.spiderid,
                        "crawlid": c, "total_purged": purged, "server_time": now})
             }
@@ -182,7 +186,81 @@ impl ControlPlane {
                        "total_purged": 0, "server_time": now,
                        "error": "stop needs a `crawlid`: a whole app is never stopped at once"})
             }
+            (kind, crawlid) => {
+                let mut r = json!({"action": kind.name(), "uuid": a.uuid, "appid": a.appid,
+                                   "spiderid": a.spiderid, "server_time": now});
+                match crawlid {
+                    Some(c) => {
+                        r["crawlid"] = c.as_str().into();
+                        match self.schedule_action(&a.appid, c, kind).await? {
+                            Ok(row) => r["schedule"] = info::schedule_json(&row),
+                            Err(e) => r["error"] = e.into(),
+                        }
+                    }
+                    None => r["error"] = format!("{} needs a `crawlid`", kind.name()).into(),
+                }
+                r
+            }
         })
+    }
+
+    /// Pause, resume, run-now or unschedule a crawl's schedule: the
+    /// schedule as it is now, or why nothing was done.
+    async fn schedule_action(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        kind: ActionKind,
+    ) -> Result<Result<Row, String>, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let ask = match kind {
+            ActionKind::Pause => Ask::Pause,
+            ActionKind::Resume => Ask::Resume,
+            ActionKind::RunNow => Ask::RunNow,
+            _ => Ask::Unschedule,
+        };
+        let Some(was) = self.store.row(&key).await? else {
+            return Ok(Err("the crawl has no schedule".into()));
+        };
+        if was.ended {
+            return Ok(Err("the crawl's schedule has ended".into()));
+        }
+        let Some(row) = crate::scheduler::ask(&self.store, &key, ask).await? else {
+            return Ok(Err("the crawl has no schedule".into()));
+        };
+        if row.ended && !row.state.running {
+            // No run's end will drop them.
+            self.store.forget_pages(&key).await?;
+        }
+        Ok(Ok(row))
+    }
+
+    /// A crawl was stopped: its schedule (if any) ended with it, what it
+    /// kept of its pages dropped, and `crawl.stopped` told with its figures.
+    async fn stopped(&self, appid: &str, crawlid: &str) -> Result<(), StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let row = crate::scheduler::ask(&self.store, &key, Ask::Stop).await?;
+        if row.is_some() {
+            self.store.forget_pages(&key).await?;
+        }
+        let run = row.map_or(0, |r| r.state.runs);
+        let mut e = Event::of(Kind::Stopped, (appid, crawlid), run);
+        e.reason = Some("stopped".into());
+        e.stats = Some(self.store.figures(&key).await?);
+        let sinks: [&dyn EventSink; 2] = [&*self.bus, &self.store];
+        for sink in sinks {
+            if let Err(err) = sink.send(&e).await {
+                // Events tell; the stop itself is done and replied to.
+                tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not written");
+            }
+        }
+        Ok(())
     }
 
     /// Store a domain's new throttle or blacklist entry; the ack says

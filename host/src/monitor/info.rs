@@ -1,7 +1,11 @@
 //! The `info` replies (contract §4.2), built from what the store counted.
 
+use crate::events::event::Stats;
 use crate::monitor::store::{AppCrawlInfo, CrawlInfo, DomainQueue};
 use crate::politeness::SiteView;
+use crate::request::CrawlRequest;
+use crate::schedule::next_at;
+use crate::scheduler::Row;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -87,7 +91,36 @@ pub fn crawl_reply(
     if let Some(e) = info.expires {
         reply["expires"] = e.into();
     }
+    if info.figures != Stats::default() {
+        reply["stats"] = json!(info.figures);
+    }
+    if let Some(row) = &info.schedule {
+        reply["schedule"] = schedule_json(row);
+    }
     reply
+}
+
+/// A schedule as `info` and the actions' replies show it: runs so far,
+/// the current one (while it goes on), the last fire time dealt with and
+/// when the next run starts (unix seconds), paused, ended.
+pub fn schedule_json(row: &Row) -> Value {
+    let s = &row.state;
+    let schedule = serde_json::from_str::<CrawlRequest>(&row.request)
+        .ok()
+        .and_then(|r| r.schedule());
+    let next = match (row.ended, schedule) {
+        (false, Some(schedule)) => next_at(&schedule, s, &row.name()),
+        _ => None,
+    };
+    let mut v = json!({
+        "runs": s.runs, "paused": s.paused, "ended": row.ended,
+        "last_run": s.last.map(|t| t.as_second()),
+        "next_at": next.map(|t| t.as_second()),
+    });
+    if s.running {
+        v["run"] = s.runs.into();
+    }
+    v
 }
 
 /// Info on every crawl of an app.

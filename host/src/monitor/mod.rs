@@ -63,10 +63,7 @@ impl ControlRequest {
     /// The name its handling is counted under in the monitors' stats.
     pub fn stat_name(&self) -> &'static str {
         match self {
-            ControlRequest::Action(a) => match a.action {
-                schema::ActionKind::Info => "info",
-                schema::ActionKind::Stop => "stop",
-            },
+            ControlRequest::Action(a) => a.action.name(),
             ControlRequest::Stats(_) => "stats",
             ControlRequest::DomainConfig(_) => "domain-config",
             ControlRequest::Expired { .. } => "expire",

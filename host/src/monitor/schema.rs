@@ -17,7 +17,8 @@ pub enum Inbound {
     DomainConfig(DomainConfigRequest),
 }
 
-/// info / stop (contract §2.2).
+/// info / stop (contract §2.2), and for a scheduled crawl pause, resume,
+/// run-now and unschedule [new].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionRequest {
@@ -30,10 +31,29 @@ pub struct ActionRequest {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum ActionKind {
     Info,
+    /// Stops the crawl's current run, and its schedule.
     Stop,
+    Pause,
+    Resume,
+    RunNow,
+    Unschedule,
+}
+
+impl ActionKind {
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActionKind::Info => "info",
+            ActionKind::Stop => "stop",
+            ActionKind::Pause => "pause",
+            ActionKind::Resume => "resume",
+            ActionKind::RunNow => "run-now",
+            ActionKind::Unschedule => "unschedule",
+        }
+    }
 }
 
 /// Stats (contract §2.3).

@@ -10,7 +10,13 @@
 //! the endpoint; the last failure goes to the dead letters. A 3xx is a
 //! failure (redirects are not followed: the receiver's URL is the one the
 //! client gave).
+//!
+//! With an [`Outbox`] (a cluster), every delivery is kept there until it
+//! is done, and one a stopped or dead notifier held is taken over by the
+//! next notifier that looks ([`Notifier::resume`]): a restart loses no
+//! retry.
 
+use super::outbox::{Kept, Outbox, HOLD};
 use super::Webhook;
 use crate::events::sign::{headers, Secret};
 use crate::events::Event;
@@ -18,7 +24,7 @@ use crate::fetch::{FetchError, Fetcher, Outgoing};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -44,14 +50,10 @@ pub struct Undelivered {
 /// cluster, `<prefix>.errors`).
 pub type DeadLetters = Arc<dyn Fn(Undelivered) + Send + Sync>;
 
-/// One event for one endpoint.
-struct Delivery {
-    id: String,
-    appid: String,
-    crawlid: String,
-    event: String,
-    body: Vec<u8>,
-}
+/// Kept deliveries claimed per look.
+const CLAIMED: usize = 100;
+/// How often kept deliveries are looked for.
+const LOOK: Duration = Duration::from_secs(5);
 
 pub struct Notifier {
     fetcher: Fetcher,
@@ -60,7 +62,10 @@ pub struct Notifier {
     retry: Vec<Duration>,
     dead: DeadLetters,
     /// Each endpoint's queue (its task delivers them in order).
-    endpoints: Mutex<HashMap<String, mpsc::UnboundedSender<Delivery>>>,
+    endpoints: Mutex<HashMap<String, mpsc::UnboundedSender<Kept>>>,
+    outbox: Option<Arc<dyn Outbox>>,
+    /// Deliveries this notifier holds (queued or being tried), by key.
+    held: Mutex<HashSet<String>>,
     tasks: Mutex<tokio::task::JoinSet<()>>,
     /// The process is stopping: no more waiting between tries.
     closing: Shutdown,
@@ -84,6 +89,7 @@ impl Notifier {
         timeout: Duration,
         retry: Vec<Duration>,
         dead: DeadLetters,
+        outbox: Option<Arc<dyn Outbox>>,
     ) -> Arc<Notifier> {
         Arc::new(Notifier {
             fetcher,
@@ -91,6 +97,8 @@ impl Notifier {
             timeout,
             retry,
             dead,
+            outbox,
+            held: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             closing: Shutdown::new(),
@@ -100,22 +108,92 @@ impl Notifier {
     /// Queue `event` for `webhook` if it asked for its kind. An app
     /// without a secret was refused when its request came; one seen here
     /// anyway is dead-lettered, never sent unsigned.
-    pub fn notify(self: &Arc<Self>, event: &Event, webhook: &Webhook) {
+    pub async fn notify(self: &Arc<Self>, event: &Event, webhook: &Webhook) {
         if !webhook.wants(event.event) {
             return;
         }
-        let mut value: Value = serde_json::from_slice(&event.json()).unwrap_or_default();
+        let mut value: Value =
+            serde_json::from_slice(&event.json()).expect("an event reads back as JSON");
         if let Some(m) = &webhook.metadata {
             value["metadata"] = Value::Object(m.clone());
         }
-        let delivery = Delivery {
+        let delivery = Kept {
+            url: webhook.url.to_string(),
             id: event.id(),
             appid: event.appid.clone(),
             crawlid: event.crawlid.clone(),
             event: event.event.name().into(),
-            body: serde_json::to_vec(&value).unwrap_or_default(),
+            body: value.to_string(),
+            attempts: 0,
         };
-        let url = webhook.url.to_string();
+        self.keep(&delivery, Duration::ZERO).await;
+        self.queue(delivery);
+    }
+
+    /// Take over kept deliveries no notifier holds (their notifier
+    /// stopped or died), every few seconds until `stop`.
+    pub async fn resume(self: &Arc<Self>, stop: Shutdown) {
+        let Some(outbox) = &self.outbox else {
+            return;
+        };
+        loop {
+            let now = jiff::Timestamp::now().as_millisecond();
+            let held: Vec<String> = self.held.lock().iter().cloned().collect();
+            let looked = async {
+                if !held.is_empty() {
+                    outbox.hold(&held, now + HOLD.as_millis() as i64).await?;
+                }
+                outbox.claim(now, CLAIMED).await
+            };
+            match looked.await {
+                Ok(kept) => {
+                    for d in kept {
+                        if self.held.lock().contains(&d.key()) {
+                            continue;
+                        }
+                        tracing::info!(webhook = %d.url, id = %d.id, attempts = d.attempts, "taking over a webhook delivery");
+                        self.queue(d);
+                    }
+                }
+                // Kept there: the next look takes them.
+                Err(e) => tracing::warn!(error = %e, "webhook outbox unavailable; retrying"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LOOK) => {}
+                _ = stop.wait() => return,
+            }
+        }
+    }
+
+    /// Keep `d` in the outbox, this notifier's until `wait` plus [`HOLD`]
+    /// from now. An outbox that does not answer loses only the
+    /// durability: the delivery goes on from memory.
+    async fn keep(&self, d: &Kept, wait: Duration) {
+        if let Some(outbox) = &self.outbox {
+            let until = jiff::Timestamp::now().as_millisecond()
+                + (wait + self.timeout + HOLD).as_millis() as i64;
+            if let Err(e) = outbox.keep(d, until).await {
+                tracing::warn!(webhook = %d.url, id = %d.id, error = %e, "webhook delivery not kept in the outbox; delivering from memory");
+            }
+        }
+    }
+
+    /// `d` is over (delivered or dead-lettered).
+    async fn done(&self, d: &Kept) {
+        self.held.lock().remove(&d.key());
+        if let Some(outbox) = &self.outbox {
+            if let Err(e) = outbox.done(d).await {
+                // It comes back once HOLD passes, and is sent again with
+                // the same id: the receiver drops it.
+                tracing::warn!(webhook = %d.url, id = %d.id, error = %e, "webhook delivery not marked done");
+            }
+        }
+    }
+
+    /// Queue `delivery` on its endpoint's task.
+    fn queue(self: &Arc<Self>, delivery: Kept) {
+        self.held.lock().insert(delivery.key());
+        let url = delivery.url.clone();
         let mut endpoints = self.endpoints.lock();
         let queue = endpoints.entry(url.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -141,16 +219,12 @@ impl Notifier {
     }
 
     /// One endpoint's deliveries, in order.
-    async fn endpoint(self: Arc<Self>, url: String, mut queue: mpsc::UnboundedReceiver<Delivery>) {
+    async fn endpoint(self: Arc<Self>, url: String, mut queue: mpsc::UnboundedReceiver<Kept>) {
         let mut gone = false;
         while let Some(d) = queue.recv().await {
             if gone {
-                self.dead(
-                    &url,
-                    &d,
-                    0,
-                    "the endpoint answered 410 Gone earlier: disabled",
-                );
+                self.dead(&d, "the endpoint answered 410 Gone earlier: disabled")
+                    .await;
                 continue;
             }
             gone = self.deliver(&url, &d).await;
@@ -158,39 +232,47 @@ impl Notifier {
     }
 
     /// Every try of one delivery; `true` if the endpoint is gone.
-    async fn deliver(&self, url: &str, d: &Delivery) -> bool {
-        let mut attempts = 0;
+    async fn deliver(&self, url: &str, d: &Kept) -> bool {
+        let mut d = d.clone();
         loop {
-            attempts += 1;
-            let (reason, asked) = match self.attempt(url, d).await {
-                Try::Delivered => return false,
+            d.attempts += 1;
+            let (reason, asked) = match self.attempt(url, &d).await {
+                Try::Delivered => {
+                    self.done(&d).await;
+                    return false;
+                }
                 Try::Gone => {
-                    self.dead(url, d, attempts, "410 Gone: the endpoint is disabled");
+                    self.dead(&d, "410 Gone: the endpoint is disabled").await;
                     return true;
                 }
                 Try::Never(reason) => {
-                    self.dead(url, d, attempts, &reason);
+                    self.dead(&d, &reason).await;
                     return false;
                 }
                 Try::Again(reason, asked) => (reason, asked),
             };
-            let Some(wait) = self.retry.get(attempts - 1) else {
-                self.dead(url, d, attempts, &reason);
+            let Some(wait) = self.retry.get(d.attempts - 1) else {
+                self.dead(&d, &reason).await;
                 return false;
             };
             let wait = asked.map_or(*wait, |a| a.min(MAX_RETRY_AFTER).max(*wait));
-            tracing::warn!(webhook = %url, id = %d.id, attempts, retry_in = ?wait, %reason, "webhook delivery failed; will retry");
+            tracing::warn!(webhook = %url, id = %d.id, attempts = d.attempts, retry_in = ?wait, %reason, "webhook delivery failed; will retry");
+            self.keep(&d, wait).await;
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.closing.wait() => {
-                    self.dead(url, d, attempts, &format!("{reason} (the process stopped before the next try)"));
+                    if self.outbox.is_none() {
+                        self.dead(&d, &format!("{reason} (the process stopped before the next try)")).await;
+                    }
+                    // Kept: another notifier, or this one restarted,
+                    // takes it over.
                     return false;
                 }
             }
         }
     }
 
-    async fn attempt(&self, url: &str, d: &Delivery) -> Try {
+    async fn attempt(&self, url: &str, d: &Kept) -> Try {
         let Some(secret) = self.secrets.get(&d.appid) else {
             return Try::Never(format!("no webhooks.secrets entry for app {}", d.appid));
         };
@@ -198,7 +280,7 @@ impl Notifier {
             std::slice::from_ref(secret),
             &d.id,
             jiff::Timestamp::now().as_second(),
-            &d.body,
+            d.body.as_bytes(),
         )
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -208,7 +290,7 @@ impl Notifier {
             url,
             method: "POST",
             headers: &h,
-            body: Some(&d.body),
+            body: Some(d.body.as_bytes()),
             follow_redirects: false,
             redirects: 0,
             truncate_at: Some(ANSWER_BYTES),
@@ -236,15 +318,16 @@ impl Notifier {
         }
     }
 
-    fn dead(&self, url: &str, d: &Delivery, attempts: usize, reason: &str) {
+    async fn dead(&self, d: &Kept, reason: &str) {
         (self.dead)(Undelivered {
-            webhook: url.into(),
+            webhook: d.url.clone(),
             id: d.id.clone(),
             event: d.event.clone(),
             appid: d.appid.clone(),
             crawlid: d.crawlid.clone(),
-            attempts,
+            attempts: d.attempts,
             reason: reason.into(),
         });
+        self.done(d).await;
     }
 }

@@ -39,6 +39,7 @@ impl Gateway {
             .route("/metrics", get(metrics))
             .route("/ui", get(ui))
             .route("/api/status", get(status))
+            .route("/api/events", get(events))
             .fallback(no_route)
             .method_not_allowed_fallback(no_route)
             .layer(axum::middleware::from_fn_with_state(self.clone(), guard))
@@ -242,9 +243,19 @@ fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
         .crawls
         .into_iter()
         .map(|c| {
-            json!({"appid": c.appid, "crawlid": c.crawlid, "spiderid": c.spiderid,
+            let now_minute = crate::result::now_unix().div_euclid(60);
+            // Pages per minute over the last ten, oldest first, for the chart.
+            let minutes: Vec<u64> = (now_minute - 9..=now_minute)
+                .map(|m| c.figures.minutes.get(&m).copied().unwrap_or(0))
+                .collect();
+            let mut v = json!({"appid": c.appid, "crawlid": c.crawlid, "spiderid": c.spiderid,
                    "queued": c.queued, "in_flight": c.in_flight, "crawled": c.crawled,
-                   "done": c.queued == 0 && c.in_flight == 0})
+                   "done": c.queued == 0 && c.in_flight == 0,
+                   "stats": c.figures.stats, "pages_per_minute": minutes, "events": c.events});
+            if let Some(row) = &c.schedule {
+                v["schedule"] = crate::monitor::info::schedule_json(row);
+            }
+            v
         })
         .collect();
     let workers: Vec<serde_json::Value> = st
@@ -296,6 +307,42 @@ async fn status(State(gw): State<Arc<Gateway>>) -> Response {
         ),
     };
     gw.count("/api/status", r.status());
+    r
+}
+
+/// A crawl's latest events, the newest first (`?appid=&crawlid=`, and
+/// `limit`, at most 50): what a client that was not listening missed.
+async fn events(
+    State(gw): State<Arc<Gateway>>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    let field = |k: &str| {
+        q.get(k)
+            .filter(|v| (1..=40).contains(&v.chars().count()))
+            .cloned()
+    };
+    let limit = q.get("limit").map_or(Ok(50), |l| l.parse::<usize>());
+    let r = match (field("appid"), field("crawlid"), limit) {
+        (Some(appid), Some(crawlid), Ok(n)) => {
+            let key = crate::request::CrawlKey { appid, crawlid };
+            match gw.store.recent_events(&key, n).await {
+                Ok(events) => Json(json!({"appid": key.appid, "crawlid": key.crawlid,
+                                          "events": events}))
+                .into_response(),
+                Err(e) => fail(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    NO_REDIS,
+                    Some(e.to_string()),
+                ),
+            }
+        }
+        _ => fail(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            Some("give ?appid=&crawlid= (1-40 chars each) and optionally limit=N".into()),
+        ),
+    };
+    gw.count("/api/events", r.status());
     r
 }
 

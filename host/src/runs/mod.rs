@@ -11,7 +11,6 @@ use crate::crawl::Engine;
 use crate::events::{Event, EventSink, Kind, Stats};
 use crate::notify::Notifier;
 use crate::request::{CrawlKey, CrawlRequest};
-use crate::result::now_unix;
 use crate::schedule::{decide, Decision, Skipped};
 use crate::scheduler::{Row, RunNews, ScheduleBook, StoreError};
 use crate::shutdown::Shutdown;
@@ -39,8 +38,8 @@ pub struct Runs {
     book: Arc<dyn ScheduleBook>,
     /// Requests accepted here that are not scheduled (for their webhook).
     accepted: Mutex<HashMap<CrawlKey, CrawlRequest>>,
-    /// Schedules' requests as read from the book, parsed once.
-    requests: Mutex<HashMap<CrawlKey, Arc<CrawlRequest>>>,
+    /// Schedules' requests as read from the book (JSON), parsed once.
+    requests: Mutex<HashMap<CrawlKey, (String, Arc<CrawlRequest>)>>,
 }
 
 impl Runs {
@@ -71,7 +70,9 @@ impl Runs {
         let run = u32::from(request.schedule.is_some() || request.revisit.is_some());
         if request.schedule.is_some() {
             let json = serde_json::to_string(&request).unwrap_or_default();
-            self.requests.lock().insert(key.clone(), Arc::new(request));
+            self.requests
+                .lock()
+                .insert(key.clone(), (json.clone(), Arc::new(request)));
             self.book.keep(&key, &json, Timestamp::now()).await?;
             self.emit(event(Kind::Accepted, &key, run)).await;
             self.fire_due(None).await?;
@@ -143,7 +144,9 @@ impl Runs {
     /// The request of a schedule's row, parsed once.
     fn request(&self, row: &Row) -> Option<Arc<CrawlRequest>> {
         let mut requests = self.requests.lock();
-        if let Some(r) = requests.get(&row.key) {
+        // A crawl scheduled again after its schedule ended may have
+        // another request.
+        if let Some((_, r)) = requests.get(&row.key).filter(|(j, _)| *j == row.request) {
             return Some(r.clone());
         }
         // Validated when it was accepted; one that no longer reads (an
@@ -151,7 +154,7 @@ impl Runs {
         match serde_json::from_str::<CrawlRequest>(&row.request) {
             Ok(r) => {
                 let r = Arc::new(r);
-                requests.insert(row.key.clone(), r.clone());
+                requests.insert(row.key.clone(), (row.request.clone(), r.clone()));
                 Some(r)
             }
             Err(e) => {
@@ -288,7 +291,7 @@ impl Runs {
             let Some(schedule) = request.schedule() else {
                 continue;
             };
-            let name = format!("{}/{}", row.key.appid, row.key.crawlid);
+            let name = row.name();
             let mut next = row.clone();
             let s = &mut next.state;
             let told = match decide(&schedule, &row.state, now, &name) {
@@ -397,23 +400,18 @@ impl Runs {
         };
         let webhook = match self.accepted.lock().get(&key) {
             Some(r) => r.webhook(),
-            None => self.requests.lock().get(&key).and_then(|r| r.webhook()),
+            None => self
+                .requests
+                .lock()
+                .get(&key)
+                .and_then(|(_, r)| r.webhook()),
         };
         if let (Some(n), Some(w)) = (&self.notifier, webhook) {
-            n.notify(&e, &w);
+            n.notify(&e, &w).await;
         }
     }
 }
 
 fn event(kind: Kind, crawl: &CrawlKey, run: u32) -> Event {
-    Event {
-        event: kind,
-        appid: crawl.appid.clone(),
-        crawlid: crawl.crawlid.clone(),
-        run: run.max(1),
-        server_time: now_unix(),
-        reason: None,
-        stats: None,
-        about: None,
-    }
+    Event::of(kind, (&crawl.appid, &crawl.crawlid), run)
 }

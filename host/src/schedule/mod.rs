@@ -15,6 +15,6 @@ mod policy;
 mod spec;
 mod times;
 
-pub use policy::{decide, jittered, Decision, Skipped, State};
+pub use policy::{decide, jittered, next_at, Decision, Skipped, State};
 pub use spec::{Misfire, Overlap, Schedule, ScheduleError};
 pub use times::Trigger;

@@ -14,7 +14,7 @@ use std::time::Duration;
 pub const LATE: Duration = Duration::from_secs(60);
 
 /// A schedule as the store keeps it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct State {
     /// When it was accepted: intervals count from here.
     pub anchor: Timestamp,
@@ -112,6 +112,26 @@ pub fn decide(schedule: &Schedule, s: &State, now: Timestamp, key: &str) -> Deci
         due: latest,
         replace: false,
     }
+}
+
+/// When the schedule's next run starts, as `info` tells it: a run asked
+/// for or queued fires when the current one ends (or now); `None` once no
+/// run will fire. A paused schedule tells when it would run.
+pub fn next_at(schedule: &Schedule, s: &State, key: &str) -> Option<Timestamp> {
+    if schedule.max_runs.is_some_and(|m| s.runs >= m) {
+        return None;
+    }
+    if let Some(p) = s.pending {
+        return Some(p);
+    }
+    let next = match s.last {
+        None => schedule.trigger.first(s.anchor),
+        Some(last) => schedule.trigger.next_after(s.anchor, last),
+    }?;
+    if schedule.until.is_some_and(|u| next > u) {
+        return None;
+    }
+    Some(jittered(schedule, next, key))
 }
 
 /// When the run for fire time `due` starts: up to `jitter` later, by an
@@ -311,6 +331,43 @@ mod tests {
             } else {
                 fire("2026-12-07T01:00:00Z")
             }
+        );
+    }
+
+    #[test]
+    fn next_at_tells_the_next_run_or_none_once_over() {
+        let s = schedule(json!({"every": 60, "max_runs": 2}));
+        assert_eq!(
+            next_at(&s, &state(None), "c"),
+            Some(at("2026-12-07T00:00:00Z"))
+        );
+        let one = state(Some("2026-12-07T00:00:00Z"));
+        assert_eq!(next_at(&s, &one, "c"), Some(at("2026-12-07T00:01:00Z")));
+        // A run asked for (run-now) comes first.
+        let mut asked = one.clone();
+        asked.pending = Some(at("2026-12-07T00:00:30Z"));
+        assert_eq!(next_at(&s, &asked, "c"), Some(at("2026-12-07T00:00:30Z")));
+        let mut two = one;
+        two.runs = 2;
+        assert_eq!(next_at(&s, &two, "c"), None, "max_runs reached");
+    }
+
+    #[test]
+    fn run_now_fires_a_paused_schedule_once_without_unpausing_it() {
+        let s = schedule(json!({"every": 3600}));
+        let mut st = state(Some("2026-12-07T00:00:00Z"));
+        st.paused = true;
+        st.pending = Some(at("2026-12-07T00:10:00Z"));
+        assert_eq!(
+            decide(&s, &st, at("2026-12-07T00:10:00Z"), "c"),
+            fire("2026-12-07T00:10:00Z")
+        );
+        st.pending = None;
+        st.last = Some(at("2026-12-07T00:10:00Z"));
+        assert_eq!(
+            decide(&s, &st, at("2026-12-07T02:00:00Z"), "c"),
+            Decision::Wait(None),
+            "still paused"
         );
     }
 }

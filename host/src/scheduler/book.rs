@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 
 /// One scheduled crawl.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Row {
     pub key: CrawlKey,
     /// The request as accepted (JSON): each run's seed is made from it.
@@ -46,6 +46,11 @@ impl Row {
             firing: None,
             version: 0,
         }
+    }
+
+    /// The crawl as its schedule's jitter is keyed: `appid/crawlid`.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.key.appid, self.key.crawlid)
     }
 
     /// The row as hash fields (`req`, `a`, `l`, `r`, `run`, `p`, `z`,
@@ -95,10 +100,75 @@ impl Row {
     }
 }
 
+/// What a client asks of a schedule (actions on the incoming topic and
+/// REST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ask {
+    /// No run fires until resumed (the current one goes on).
+    Pause,
+    /// Runs fire again; times missed meanwhile follow `misfire`.
+    Resume,
+    /// A run fires now, as a queued one does: at once, or when the current
+    /// run ends; paused or not.
+    RunNow,
+    /// No run fires again; the current one goes on to its end.
+    Unschedule,
+    /// No run fires again, and the current one is over (its requests
+    /// purged by the caller).
+    Stop,
+}
+
+impl Row {
+    /// The row once `ask` is carried out at `now`.
+    pub fn asked(&self, ask: Ask, now: Timestamp) -> Row {
+        let mut next = self.clone();
+        let s = &mut next.state;
+        match ask {
+            Ask::Pause => s.paused = true,
+            Ask::Resume => s.paused = false,
+            Ask::RunNow => s.pending = Some(now),
+            Ask::Unschedule => next.ended = true,
+            Ask::Stop => {
+                next.ended = true;
+                s.running = false;
+                s.pending = None;
+                next.firing = None;
+            }
+        }
+        next
+    }
+}
+
+/// Carry out `ask` on `key`'s schedule: a compare-and-set, read again and
+/// retried while other processes change the row. The row as written, or
+/// `None` if the crawl has no schedule.
+pub async fn ask(
+    book: &dyn ScheduleBook,
+    key: &CrawlKey,
+    ask: Ask,
+) -> Result<Option<Row>, StoreError> {
+    for _ in 0..16 {
+        let Some(row) = book.row(key).await? else {
+            return Ok(None);
+        };
+        let next = row.asked(ask, Timestamp::now());
+        if book.swap(&row, &next).await? {
+            return Ok(Some(Row {
+                version: row.version + 1,
+                ..next
+            }));
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the schedule kept changing under this action; send it again".into(),
+    ))
+}
+
 #[async_trait]
 pub trait ScheduleBook: Send + Sync {
     /// Keep a newly accepted scheduled request (one already kept keeps
-    /// its state: a resubmission does not restart the schedule).
+    /// its state: a resubmission does not restart the schedule, unless
+    /// it has ended and no run of it goes on).
     async fn keep(
         &self,
         key: &CrawlKey,
@@ -107,6 +177,10 @@ pub trait ScheduleBook: Send + Sync {
     ) -> Result<(), StoreError>;
     /// Every schedule kept.
     async fn rows(&self) -> Result<Vec<Row>, StoreError>;
+    /// One crawl's schedule, if it has one.
+    async fn row(&self, key: &CrawlKey) -> Result<Option<Row>, StoreError> {
+        Ok(self.rows().await?.into_iter().find(|r| &r.key == key))
+    }
     /// Write `next` (its version one past `was`'s) if the schedule is still
     /// at `was.version`; whether it was written.
     async fn swap(&self, was: &Row, next: &Row) -> Result<bool, StoreError>;
@@ -126,10 +200,21 @@ impl ScheduleBook for EmbeddedBook {
         request: &str,
         anchor: Timestamp,
     ) -> Result<(), StoreError> {
-        self.rows
-            .lock()
-            .entry(key.clone())
-            .or_insert_with(|| Row::new(key, request, anchor));
+        let mut rows = self.rows.lock();
+        let fresh = Row::new(key, request, anchor);
+        match rows.get_mut(key) {
+            // Over, with no run going: scheduled again (see schedules.lua).
+            Some(r) if r.ended && !r.state.running => {
+                *r = Row {
+                    version: r.version + 1,
+                    ..fresh
+                }
+            }
+            Some(_) => {}
+            None => {
+                rows.insert(key.clone(), fresh);
+            }
+        }
         Ok(())
     }
 
@@ -149,5 +234,56 @@ impl ScheduleBook for EmbeddedBook {
             }
             _ => Ok(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn asks_change_the_row_and_an_ended_schedule_can_be_kept_again() {
+        let book = EmbeddedBook::default();
+        let key = CrawlKey {
+            appid: "a".into(),
+            crawlid: "c".into(),
+        };
+        let t = Timestamp::now();
+        assert_eq!(ask(&book, &key, Ask::Pause).await.expect("ask"), None);
+        book.keep(&key, "{}", t).await.expect("keep");
+        let paused = ask(&book, &key, Ask::Pause)
+            .await
+            .expect("ask")
+            .expect("row");
+        assert!(paused.state.paused);
+        let asked = ask(&book, &key, Ask::RunNow)
+            .await
+            .expect("ask")
+            .expect("row");
+        assert!(asked.state.pending.is_some() && asked.state.paused);
+        let mut running = asked.clone();
+        running.state.running = true;
+        assert!(book.swap(&asked, &running).await.expect("swap"));
+        // Still running: a resubmission does not restart it.
+        book.keep(&key, "{\"new\":1}", t).await.expect("keep");
+        assert_eq!(
+            book.row(&key).await.expect("row").expect("row").request,
+            "{}"
+        );
+        let stopped = ask(&book, &key, Ask::Stop)
+            .await
+            .expect("ask")
+            .expect("row");
+        assert!(stopped.ended && !stopped.state.running && stopped.state.pending.is_none());
+        book.keep(&key, "{\"new\":1}", t).await.expect("keep");
+        let again = book.row(&key).await.expect("row").expect("row");
+        assert_eq!(
+            (again.request.as_str(), again.ended),
+            ("{\"new\":1}", false)
+        );
+        assert!(
+            again.version > stopped.version,
+            "a new version, never an old one"
+        );
     }
 }

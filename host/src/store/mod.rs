@@ -20,10 +20,12 @@ use std::time::Duration;
 use thiserror::Error;
 
 mod connection;
+mod runs;
 mod shards;
 mod specs;
 mod wire;
 pub use connection::Con;
+pub use runs::Figures;
 pub use shards::MAX_SHARDS;
 pub(crate) use shards::{Reply, Shards};
 pub(crate) use wire::{

@@ -119,6 +119,11 @@ async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
     let results = bus.broker.collect("demo.crawled_firehose")?;
     bus.cli(&["feed", &crawl_request(&site.url(0), "live-crawl", 2)])
         .await?;
+    // A scheduled crawl of the seed alone beside it: its schedule and
+    // events on the page, and its events replayed over REST.
+    let scheduled = serde_json::json!({"url": site.url(0), "appid": "testapp", "crawlid": "life-crawl",
+                                       "maxdepth": 0, "schedule": {"every": 3600}});
+    bus.cli(&["feed", &scheduled.to_string()]).await?;
     results
         .wait(Duration::from_secs(60), "the first results", |v| {
             (v.len() >= 2).then_some(())
@@ -150,8 +155,42 @@ async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
         second > first,
         "the page did not update: crawled {first} then {second}"
     );
+    // The crawl's life: pages by status class and the last minutes' chart.
+    let life = &second_dom[second_dom
+        .find("id=\"life\"")
+        .context("no crawl life table")?..];
+    ensure!(
+        life.contains("data-status") && life.contains("2xx"),
+        "no pages by status class: {life}"
+    );
+    ensure!(
+        life.contains("data-chart") && life.contains("<rect"),
+        "no chart of pages per minute"
+    );
+    // The scheduled crawl: its next run and its latest events, on the page
+    // and over REST.
+    let names = replayed(&gw, "life-crawl", "crawl.completed")
+        .await
+        .with_context(|| bus.logs())?;
+    ensure!(
+        names.first().map(String::as_str) == Some("crawl.completed")
+            && names.iter().any(|n| n == "schedule.fired"),
+        "events replayed, newest first: {names:?}"
+    );
+    let (code, _) = gw.get("/api/events?appid=testapp").await?;
+    ensure!(code == 400, "events of no crawl: {code}");
+    let third_dom = render(&page, 3000, &["--dump-dom"]).await?;
+    ensure!(
+        third_dom.contains("data-schedule") && third_dom.contains("1 runs, waiting, next"),
+        "no schedule on the page"
+    );
+    ensure!(
+        third_dom.contains("crawl.completed (run 1)"),
+        "no events on the page"
+    );
     for section in [
         "Crawls",
+        "Crawl life",
         "Queues by domain",
         "Workers",
         "Plugins",
@@ -161,6 +200,33 @@ async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
     }
 
     screenshot(&page).await
+}
+
+/// The names of `crawlid`'s events `/api/events` replays (newest first),
+/// once they include `awaited` (at most 30 s).
+async fn replayed(gw: &Gateway, crawlid: &str, awaited: &str) -> Result<Vec<String>> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, r) = gw
+            .get(&format!("/api/events?appid=testapp&crawlid={crawlid}"))
+            .await?;
+        let names: Vec<String> = r["events"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter_map(|e| e["event"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if names.iter().any(|n| n == awaited) {
+            return Ok(names);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "no {awaited} among {crawlid}'s events: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The `crawled` count `/api/status` gives `crawlid`, once it reaches

@@ -53,6 +53,12 @@ async fn tokens_guard_the_routes(gw: &Gateway) -> Result<()> {
     }
     // Health stays open for load balancers.
     ensure!(gw.get("/").await?.0 == 200);
+    // A crawl's events are guarded as the rest.
+    failure(
+        &gw.get("/api/events?appid=a&crawlid=c").await?,
+        401,
+        "A valid bearer token is required.",
+    )?;
     // The status page takes the token from its URL (a browser sends no header).
     failure(
         &gw.get("/ui").await?,
@@ -110,6 +116,7 @@ async fn openapi_lists_the_served_routes(gw: &Gateway) -> Result<()> {
         documented
             == [
                 "get /",
+                "get /api/events",
                 "get /api/status",
                 "get /metrics",
                 "get /openapi.json",

@@ -4,9 +4,11 @@
 //! backlog).
 
 use super::MonitorStore;
+use crate::events::event::Stats;
 use crate::links::domain;
 use crate::politeness::SiteView;
 use crate::request::CrawlKey;
+use crate::scheduler::{Row, ScheduleBook};
 use crate::store::{corrupt, crawl_owner, crawl_ref, unavailable, StoreError};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,6 +57,10 @@ pub struct CrawlInfo {
     /// The asked spider's queues by domain.
     pub domains: BTreeMap<String, DomainQueue>,
     pub expires: Option<i64>,
+    /// Its figures so far (of its current run, if it is scheduled).
+    pub figures: Stats,
+    /// Its schedule, if it has one.
+    pub schedule: Option<Row>,
 }
 
 /// One crawl in an app's info.
@@ -225,6 +231,8 @@ impl MonitorStore {
             open,
             domains,
             expires,
+            figures: self.redis.figures(&key).await?,
+            schedule: self.row(&key).await?,
         })
     }
 

@@ -18,9 +18,11 @@ use std::time::Duration;
 mod crawls;
 mod intake;
 mod members;
+mod outbox;
 mod replies;
 mod schedules;
 mod stream;
+mod timeline;
 mod windows;
 pub use crawls::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
 pub use intake::{IngestEntry, IngestOutcome, Ingested};
@@ -36,6 +38,7 @@ struct Scripts {
     ingest: Script,
     domain: Script,
     schedules: Script,
+    outbox: Script,
 }
 
 /// The monitors' side of the store (see the module's doc). Cheap to
@@ -66,6 +69,7 @@ impl MonitorStore {
                 ingest: script(include_str!("ingest.lua")),
                 domain: script(include_str!("domain.lua")),
                 schedules: script(include_str!("schedules.lua")),
+                outbox: script(include_str!("outbox.lua")),
             }),
             blocking: Arc::default(),
             global_cap: settings.crawl.global_page_per_domain_limit,

@@ -4,6 +4,7 @@
 //! Every change is `schedules.lua`'s compare-and-set on the version.
 
 use super::MonitorStore;
+use crate::events::event::Stats;
 use crate::request::CrawlKey;
 use crate::scheduler::{Row, ScheduleBook, StoreError};
 use crate::store::{crawl_ref, unavailable};
@@ -31,6 +32,42 @@ impl MonitorStore {
     }
 }
 
+impl MonitorStore {
+    /// Drop what a revisited crawl keeps of its pages (its schedule ended
+    /// with no run going: no run's end will).
+    pub async fn forget_pages(&self, key: &CrawlKey) -> Result<(), StoreError> {
+        self.redis.drop_pages(key).await
+    }
+
+    /// The crawl's figures so far, summed over the shards.
+    pub async fn figures(&self, key: &CrawlKey) -> Result<Stats, StoreError> {
+        self.redis.figures(key).await
+    }
+
+    /// The schedule kept under `cref`, if any (one that does not read is
+    /// said so and left alone).
+    async fn read_row(&self, cref: &str) -> Result<Option<Row>, StoreError> {
+        let tag = self.redis.shards().tag(0);
+        let f: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(format!("{tag}:sched:{cref}"))
+            .query_async(&mut self.redis.con())
+            .await
+            .map_err(unavailable)?;
+        let key = match (f.get("ap"), f.get("cr")) {
+            (Some(a), Some(c)) => CrawlKey {
+                appid: a.clone(),
+                crawlid: c.clone(),
+            },
+            _ => return Ok(None),
+        };
+        let row = Row::from_fields(key, &f);
+        if row.is_none() {
+            tracing::error!(%cref, "a schedule in Redis does not read; left alone");
+        }
+        Ok(row)
+    }
+}
+
 #[async_trait]
 impl ScheduleBook for MonitorStore {
     async fn keep(
@@ -47,32 +84,24 @@ impl ScheduleBook for MonitorStore {
 
     async fn rows(&self) -> Result<Vec<Row>, StoreError> {
         let tag = self.redis.shards().tag(0);
-        let mut con = self.redis.con();
         let crefs: Vec<String> = redis::cmd("SMEMBERS")
             .arg(format!("{tag}:sched"))
-            .query_async(&mut con)
+            .query_async(&mut self.redis.con())
             .await
             .map_err(unavailable)?;
         let mut rows = Vec::with_capacity(crefs.len());
         for cref in crefs {
-            let f: HashMap<String, String> = redis::cmd("HGETALL")
-                .arg(format!("{tag}:sched:{cref}"))
-                .query_async(&mut con)
-                .await
-                .map_err(unavailable)?;
-            let key = match (f.get("ap"), f.get("cr")) {
-                (Some(a), Some(c)) => CrawlKey {
-                    appid: a.clone(),
-                    crawlid: c.clone(),
-                },
-                _ => continue,
-            };
-            match Row::from_fields(key, &f) {
-                Some(r) => rows.push(r),
-                None => tracing::error!(%cref, "a schedule in Redis does not read; left alone"),
-            }
+            rows.extend(self.read_row(&cref).await?);
         }
         Ok(rows)
+    }
+
+    async fn row(&self, key: &CrawlKey) -> Result<Option<Row>, StoreError> {
+        // A key that hashes alike but is another crawl's is not this one.
+        Ok(self
+            .read_row(&crawl_ref(key))
+            .await?
+            .filter(|r| &r.key == key))
     }
 
     async fn swap(&self, was: &Row, next: &Row) -> Result<bool, StoreError> {

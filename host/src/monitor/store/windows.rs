@@ -3,7 +3,8 @@
 //! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
 use super::MonitorStore;
-use crate::store::{corrupt, unavailable, unix_now, unix_now_ms, StoreError};
+use crate::scheduler::{Row, ScheduleBook};
+use crate::store::{corrupt, unavailable, unix_now, unix_now_ms, Figures, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -69,7 +70,15 @@ pub struct CrawlStatus {
     pub queued: i64,
     pub in_flight: i64,
     pub crawled: i64,
+    /// Pages by status class, errors, bytes, changes; pages per minute.
+    pub figures: Figures,
+    pub schedule: Option<Row>,
+    /// Its latest events, the newest first.
+    pub events: Vec<Value>,
 }
+
+/// Events the status page shows per crawl.
+const EVENTS_SHOWN: usize = 5;
 
 #[derive(Debug)]
 pub struct WorkerStatus {
@@ -230,6 +239,7 @@ impl MonitorStore {
             f += sf.unwrap_or(0).max(0);
             d += sd.unwrap_or(0);
         }
+        let key = spec.key();
         Ok(Some(CrawlStatus {
             appid: spec.appid.clone(),
             crawlid: spec.crawlid.clone(),
@@ -237,6 +247,9 @@ impl MonitorStore {
             queued: q,
             in_flight: f,
             crawled: d,
+            figures: self.redis.crawl_figures(cref).await?,
+            schedule: self.row(&key).await?,
+            events: self.recent_events(&key, EVENTS_SHOWN).await?,
         }))
     }
 

@@ -17,7 +17,12 @@ counters(cref, 0, -1, status ~= '' and 1 or 0)
 redis.call('ZADD', ns .. ':crawls', now, cref)
 -- The crawl's figures on this shard (a new run starts them again).
 local rf = ns .. ':rf:' .. cref
-if status ~= '' then redis.call('HINCRBY', rf, 's:' .. string.sub(status, 1, 1) .. 'xx', 1) end
+if status ~= '' then
+  redis.call('HINCRBY', rf, 's:' .. string.sub(status, 1, 1) .. 'xx', 1)
+  -- Pages per minute for the status page's chart: the last ten are kept.
+  local minute = math.floor(now / 60000)
+  if redis.call('HINCRBY', rf, 'm:' .. minute, 1) == 1 then redis.call('HDEL', rf, 'm:' .. (minute - 10)) end
+end
 if ARGV[8] ~= '0' then redis.call('HINCRBY', rf, 'b', ARGV[8]) end
 if ARGV[9] ~= '' then redis.call('HINCRBY', rf, 'e:' .. ARGV[9], 1) end
 if ARGV[10] ~= '' then redis.call('HINCRBY', rf, 'c:' .. ARGV[10], 1) end

@@ -26,7 +26,6 @@ use std::time::Duration;
 mod dedup;
 mod heartbeat;
 mod pace;
-mod runs;
 pub use heartbeat::WorkerCard;
 
 /// Leases per shard whose fetch is over, waiting for a pop to tell.
@@ -368,11 +367,11 @@ impl Frontier for RedisFrontier {
     }
 
     async fn figures(&self, crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
-        self.run_figures(crawl).await.map(Some)
+        self.redis.figures(crawl).await.map(Some)
     }
 
     async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
-        let pages = self.kept_pages(crawl).await?;
+        let pages = self.redis.kept_pages(crawl).await?;
         Ok(pages
             .into_iter()
             .filter(|(_, p)| !p.gone)
@@ -381,11 +380,11 @@ impl Frontier for RedisFrontier {
     }
 
     async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
-        self.sweep_pages(crawl, run).await
+        self.redis.sweep_pages(crawl, run).await
     }
 
     async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
-        self.drop_pages(crawl).await
+        self.redis.drop_pages(crawl).await
     }
 
     async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {
