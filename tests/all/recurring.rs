@@ -121,13 +121,26 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
 /// driving the runs, one of them killed (SIGKILL) in the middle of run 1:
 /// every run fires once and ends once (one `crawl.completed` per run
 /// across both); run 2 asks for every page with its ETag, each answers
-/// 304 and nothing is sent; one page changed before run 3, which sends
-/// that one. The figures of each run come from the store, summed over
+/// 304 and nothing is sent; one page changed before run 3 (the schedule
+/// paused meanwhile with `spinneret schedule`), which sends that one. The figures of each run come from the store, summed over
 /// both workers' acks.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> Result<()> {
-    use crate::cluster::{request, spec, Cluster};
     let redis = crate::harness::RedisServer::start().await?;
+    revisited_over_two_workers(redis.url(), true).await
+}
+
+/// The same on the Redis Cluster harness (16 shards over 3 masters), with
+/// both workers up throughout: two control planes firing and ending runs
+/// whose pages, figures and kept states are spread over every shard.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revisited_crawl_on_a_redis_cluster_runs_once_per_fire_time() -> Result<()> {
+    let redis = crate::redis_cluster::RedisCluster::start().await?;
+    revisited_over_two_workers(redis.url(), false).await
+}
+
+async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()> {
+    use crate::cluster::{request, spec, Cluster};
     let quirks = Quirks {
         etags: true,
         ..Quirks::default()
@@ -135,7 +148,7 @@ async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
     let site = Site::start_with(spec(24, 4), quirks).await?;
     let pages = site.expected(0, Some(1));
     let n = pages.len() as u64;
-    let mut cluster = Cluster::new(&redis, "[crawl]\nlease_ttl = 5\n")?;
+    let mut cluster = Cluster::on(redis_url, "[crawl]\nlease_ttl = 5\n")?;
     cluster.start_worker()?;
     cluster.start_worker()?;
     let r = request(
@@ -158,7 +171,30 @@ async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
         (cluster.results().len() >= 3).then_some(())
     })
     .await?;
-    cluster.kill_worker(1).await?;
+    if kill {
+        cluster.kill_worker(1).await?;
+    }
+    // Paused once run 2 fired (it goes on), so that run 3 waits for the
+    // page to change; resumed, it fires at once (`misfire: once`).
+    crate::harness::eventually(within, "run 2 fired", || {
+        let e = events(&cluster);
+        (by_run(&e, "schedule.fired").len() >= 2).then_some(())
+    })
+    .await?;
+    let act = |action: &'static str| {
+        let args = [
+            "schedule",
+            action,
+            "--appid",
+            "ops",
+            "--crawlid",
+            "every-two-seconds",
+        ];
+        let cluster = &cluster;
+        async move { cluster.control(&args).await }
+    };
+    let paused = act("pause").await?;
+    assert_eq!(paused["schedule"]["paused"], true, "{paused}");
     let e = crate::harness::eventually(within, "run 2's end", || {
         let e = events(&cluster);
         (by_run(&e, "crawl.completed").len() >= 2).then_some(e)
@@ -166,12 +202,13 @@ async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
     .await?;
     anyhow::ensure!(
         by_run(&e, "schedule.fired").len() == 2,
-        "run 3 fired before the page could change: {e:?}"
+        "run 3 fired while paused: {e:?}"
     );
     let changed = (1..24)
         .find(|i| pages.contains(&site.url(*i)))
         .expect("a page under the seed");
     site.change_page(changed);
+    act("resume").await?;
     let done = crate::harness::eventually(within, "three runs completed", || {
         let e = events(&cluster);
         (by_run(&e, "crawl.completed").len() >= 3).then_some(e)
@@ -196,12 +233,18 @@ async fn a_revisited_crawl_on_redis_runs_once_per_fire_time_whoever_is_up() -> R
         json!({"3xx": n}),
         "every page answered 304"
     );
+    let results = cluster.results();
     assert_eq!(
         ended[&3]["stats"]["change"],
-        json!({"changed": 1, "same": n - 1})
+        json!({"changed": 1, "same": n - 1}),
+        "{done:?}\n{:?}\n{:?}",
+        site.hits()
+            .into_iter()
+            .filter(|h| h.path == url_path(&site.url(changed)))
+            .collect::<Vec<_>>(),
+        results.iter().filter(|r| r["run"] == 3).collect::<Vec<_>>()
     );
 
-    let results = cluster.results();
     let of_run = |r: u64| -> Vec<&Value> { results.iter().filter(|x| x["run"] == r).collect() };
     let first: std::collections::BTreeSet<String> = of_run(1)
         .iter()
@@ -394,4 +437,11 @@ async fn a_schedule_is_paused_run_now_resumed_and_ended_by_actions() -> Result<(
         .iter()
         .any(|e| e["event"] == "schedule.fired" && e["run"] == 3));
     Ok(())
+}
+
+/// The path of a URL (what the site's hit log records).
+fn url_path(url: &str) -> String {
+    url.splitn(4, '/')
+        .nth(3)
+        .map_or("/".into(), |p| format!("/{p}"))
 }

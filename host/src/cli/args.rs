@@ -58,8 +58,11 @@ pub enum Command {
     Submit(SubmitArgs),
     /// Info on a crawl, or on every crawl of an app (needs --redis).
     Info(CrawlArgs),
-    /// Stop a crawl: purge its queue, refuse its children (needs --redis).
+    /// Stop a crawl: purge its queue, refuse its children, end its
+    /// schedule (needs --redis).
     Stop(CrawlArgs),
+    /// Pause, resume, run-now or unschedule a scheduled crawl (needs --redis).
+    Schedule(ScheduleArgs),
     /// Change a domain's throttle or blacklist it, live (needs --redis).
     Domain(DomainArgs),
     /// Cluster stats: spider, machine, queue or crawler (needs --redis).
@@ -105,6 +108,16 @@ pub struct CrawlArgs {
     pub crawlid: Option<String>,
     #[arg(long, default_value = "link")]
     pub spiderid: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ScheduleArgs {
+    #[arg(value_parser = ["pause", "resume", "run-now", "unschedule"])]
+    pub action: String,
+    #[arg(long)]
+    pub appid: String,
+    #[arg(long)]
+    pub crawlid: String,
 }
 
 #[derive(Args, Debug)]

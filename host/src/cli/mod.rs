@@ -56,7 +56,23 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Stop(args) => control(settings, |s| async move {
             let crawlid = args.crawlid.context("stop needs --crawlid")?;
             let purged = s.stop(&args.appid, &crawlid, None).await?;
+            s.stopped(&args.appid, &crawlid).await?;
             Ok(json!({"action": "stop", "appid": args.appid, "spiderid": args.spiderid, "crawlid": crawlid, "total_purged": purged}))
+        })
+        .await,
+        Command::Schedule(args) => control(settings, |s| async move {
+            use crate::scheduler::Ask;
+            let ask = match args.action.as_str() {
+                "pause" => Ask::Pause,
+                "resume" => Ask::Resume,
+                "run-now" => Ask::RunNow,
+                _ => Ask::Unschedule,
+            };
+            match s.schedule_action(&args.appid, &args.crawlid, ask).await? {
+                Ok(row) => Ok(json!({"action": args.action, "appid": args.appid, "crawlid": args.crawlid,
+                                     "schedule": crate::monitor::info::schedule_json(&row)})),
+                Err(why) => bail!("{why}"),
+            }
         })
         .await,
         Command::Domain(args) => control(settings, |s| async move {

@@ -11,11 +11,10 @@ use super::schema::{ActionKind, ActionRequest, DomainConfigKind, DomainConfigReq
 use super::ControlRequest;
 use crate::backoff::Backoff;
 use crate::bus::kafka::{BusError, KafkaBus};
-use crate::events::{Event, EventSink, Kind};
+use crate::events::EventSink;
 use crate::monitor::store::DomainAction;
 use crate::monitor::store::MonitorStore;
-use crate::request::CrawlKey;
-use crate::scheduler::{Ask, Row, ScheduleBook, StoreError};
+use crate::scheduler::{Ask, StoreError};
 use crate::shutdown::Shutdown;
 use crate::timeouts;
 use serde_json::{json, Map, Value};
@@ -192,7 +191,13 @@ impl ControlPlane {
                 match crawlid {
                     Some(c) => {
                         r["crawlid"] = c.as_str().into();
-                        match self.schedule_action(&a.appid, c, kind).await? {
+                        let ask = match kind {
+                            ActionKind::Pause => Ask::Pause,
+                            ActionKind::Resume => Ask::Resume,
+                            ActionKind::RunNow => Ask::RunNow,
+                            _ => Ask::Unschedule,
+                        };
+                        match self.store.schedule_action(&a.appid, c, ask).await? {
                             Ok(row) => r["schedule"] = info::schedule_json(&row),
                             Err(e) => r["error"] = e.into(),
                         }
@@ -204,61 +209,13 @@ impl ControlPlane {
         })
     }
 
-    /// Pause, resume, run-now or unschedule a crawl's schedule: the
-    /// schedule as it is now, or why nothing was done.
-    async fn schedule_action(
-        &self,
-        appid: &str,
-        crawlid: &str,
-        kind: ActionKind,
-    ) -> Result<Result<Row, String>, StoreError> {
-        let key = CrawlKey {
-            appid: appid.into(),
-            crawlid: crawlid.into(),
-        };
-        let ask = match kind {
-            ActionKind::Pause => Ask::Pause,
-            ActionKind::Resume => Ask::Resume,
-            ActionKind::RunNow => Ask::RunNow,
-            _ => Ask::Unschedule,
-        };
-        let Some(was) = self.store.row(&key).await? else {
-            return Ok(Err("the crawl has no schedule".into()));
-        };
-        if was.ended {
-            return Ok(Err("the crawl's schedule has ended".into()));
-        }
-        let Some(row) = crate::scheduler::ask(&self.store, &key, ask).await? else {
-            return Ok(Err("the crawl has no schedule".into()));
-        };
-        if row.ended && !row.state.running {
-            // No run's end will drop them.
-            self.store.forget_pages(&key).await?;
-        }
-        Ok(Ok(row))
-    }
-
-    /// A crawl was stopped: its schedule (if any) ended with it, what it
-    /// kept of its pages dropped, and `crawl.stopped` told with its figures.
+    /// A crawl was stopped: its schedule ended and its `crawl.stopped`
+    /// kept (`MonitorStore::stopped`), and told on the events topic.
     async fn stopped(&self, appid: &str, crawlid: &str) -> Result<(), StoreError> {
-        let key = CrawlKey {
-            appid: appid.into(),
-            crawlid: crawlid.into(),
-        };
-        let row = crate::scheduler::ask(&self.store, &key, Ask::Stop).await?;
-        if row.is_some() {
-            self.store.forget_pages(&key).await?;
-        }
-        let run = row.map_or(0, |r| r.state.runs);
-        let mut e = Event::of(Kind::Stopped, (appid, crawlid), run);
-        e.reason = Some("stopped".into());
-        e.stats = Some(self.store.figures(&key).await?);
-        let sinks: [&dyn EventSink; 2] = [&*self.bus, &self.store];
-        for sink in sinks {
-            if let Err(err) = sink.send(&e).await {
-                // Events tell; the stop itself is done and replied to.
-                tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not written");
-            }
+        let e = self.store.stopped(appid, crawlid).await?;
+        if let Err(err) = EventSink::send(&*self.bus, &e).await {
+            // Events tell; the stop itself is done and replied to.
+            tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not written");
         }
         Ok(())
     }

@@ -5,8 +5,9 @@
 
 use super::MonitorStore;
 use crate::events::event::Stats;
+use crate::events::{Event, EventSink, Kind};
 use crate::request::CrawlKey;
-use crate::scheduler::{Row, ScheduleBook, StoreError};
+use crate::scheduler::{Ask, Row, ScheduleBook, StoreError};
 use crate::store::{crawl_ref, unavailable};
 use async_trait::async_trait;
 use jiff::Timestamp;
@@ -33,6 +34,58 @@ impl MonitorStore {
 }
 
 impl MonitorStore {
+    /// Pause, resume, run-now or unschedule a crawl's schedule (the
+    /// actions on the incoming topic, and `spinneret schedule`): the
+    /// schedule as it is now, or why nothing was done.
+    pub async fn schedule_action(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        ask: Ask,
+    ) -> Result<Result<Row, String>, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let Some(was) = self.row(&key).await? else {
+            return Ok(Err("the crawl has no schedule".into()));
+        };
+        if was.ended {
+            return Ok(Err("the crawl's schedule has ended".into()));
+        }
+        let Some(row) = crate::scheduler::ask(self, &key, ask).await? else {
+            return Ok(Err("the crawl has no schedule".into()));
+        };
+        if row.ended && !row.state.running {
+            // No run's end will drop them.
+            self.forget_pages(&key).await?;
+        }
+        Ok(Ok(row))
+    }
+
+    /// A crawl was stopped: its schedule (if any) ended with it, what it
+    /// kept of its pages dropped, and its `crawl.stopped` (with its
+    /// figures) kept with its latest events; the event, for the caller
+    /// to send on.
+    pub async fn stopped(&self, appid: &str, crawlid: &str) -> Result<Event, StoreError> {
+        let key = CrawlKey {
+            appid: appid.into(),
+            crawlid: crawlid.into(),
+        };
+        let row = crate::scheduler::ask(self, &key, Ask::Stop).await?;
+        if row.is_some() {
+            self.forget_pages(&key).await?;
+        }
+        let run = row.map_or(0, |r| r.state.runs);
+        let mut e = Event::of(Kind::Stopped, (appid, crawlid), run);
+        e.reason = Some("stopped".into());
+        e.stats = Some(self.figures(&key).await?);
+        if let Err(err) = self.send(&e).await {
+            tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not kept");
+        }
+        Ok(e)
+    }
+
     /// Drop what a revisited crawl keeps of its pages (its schedule ended
     /// with no run going: no run's end will).
     pub async fn forget_pages(&self, key: &CrawlKey) -> Result<(), StoreError> {
