@@ -192,6 +192,9 @@ fn clean(mut v: Value) -> Value {
         for k in ["server_time", "uuid", "expires"] {
             o.remove(k);
         }
+        if let Some(stats) = o.get_mut("stats").and_then(Value::as_object_mut) {
+            stats.remove("duration_ms");
+        }
     }
     v
 }
