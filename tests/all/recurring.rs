@@ -237,12 +237,20 @@ async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()>
     assert_eq!(
         ended[&3]["stats"]["change"],
         json!({"changed": 1, "same": n - 1}),
-        "{done:?}\n{:?}\n{:?}",
+        "{done:?}\n{:?}\n{}",
         site.hits()
             .into_iter()
             .filter(|h| h.path == url_path(&site.url(changed)))
             .collect::<Vec<_>>(),
-        results.iter().filter(|r| r["run"] == 3).collect::<Vec<_>>()
+        cluster
+            .logs()
+            .lines()
+            .filter(|l| l.contains("fired")
+                || l.contains("WARN")
+                || l.contains("ERROR")
+                || l.contains("p/1.html"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     let of_run = |r: u64| -> Vec<&Value> { results.iter().filter(|x| x["run"] == r).collect() };
@@ -444,4 +452,65 @@ fn url_path(url: &str) -> String {
     url.splitn(4, '/')
         .nth(3)
         .map_or("/".into(), |p| format!("/{p}"))
+}
+
+/// A crawl that is not scheduled, on Redis with two workers that both
+/// drive runs: `crawl.accepted` (the same id from each) and exactly one
+/// `crawl.completed`, with the store's figures; a second crawl after it,
+/// told too, shows no second end came for the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crawl_without_a_schedule_is_told_over_once_on_redis() -> Result<()> {
+    use crate::cluster::{request, spec, Cluster};
+    let redis = crate::harness::RedisServer::start().await?;
+    let site = Site::start(spec(20, 6)).await?;
+    let n = site.expected(0, Some(1)).len() as u64;
+    let mut cluster = Cluster::new(&redis, "")?;
+    cluster.start_worker()?;
+    cluster.start_worker()?;
+    let events = |cluster: &Cluster| -> Vec<Value> {
+        (0..2)
+            .flat_map(|i| {
+                read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    };
+    let within = std::time::Duration::from_secs(60);
+    let ended = |crawlid: &'static str| {
+        let cluster = &cluster;
+        move || {
+            let e = events(cluster);
+            e.iter()
+                .any(|e| e["crawlid"] == crawlid && e["event"] == "crawl.completed")
+                .then_some(e)
+        }
+    };
+    for crawlid in ["once", "after"] {
+        let r = request(&site, crawlid, 1, Value::Null);
+        cluster.submit(&["--request", &r]).await?;
+        crate::harness::eventually(within, "the crawl's end", ended(crawlid))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster.logs()))?;
+    }
+    let all = events(&cluster);
+    let of = |kind: &str| -> Vec<&Value> {
+        all.iter()
+            .filter(|e| e["crawlid"] == "once" && e["event"] == kind)
+            .collect()
+    };
+    let done = of("crawl.completed");
+    assert_eq!(done.len(), 1, "{all:?}");
+    assert_eq!(done[0]["stats"]["pages"], n, "{all:?}");
+    let missing = site
+        .expected(0, Some(1))
+        .iter()
+        .filter(|u| u.contains("/missing/"))
+        .count() as u64;
+    assert_eq!(done[0]["stats"]["by_status"]["2xx"], n - missing, "{all:?}");
+    let accepted = of("crawl.accepted");
+    assert!(
+        !accepted.is_empty() && accepted.iter().all(|e| e["id"] == accepted[0]["id"]),
+        "{accepted:?}"
+    );
+    Ok(())
 }

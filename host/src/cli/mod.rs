@@ -414,7 +414,14 @@ async fn submit(settings: Settings, args: SubmitArgs) -> Result<i32> {
             continue;
         }
         let cap = settings.crawl.global_page_per_domain_limit;
+        let key = crate::request::CrawlKey {
+            appid: r.appid.clone(),
+            crawlid: crawlid.clone(),
+        };
+        let webhook = r.webhook.clone();
         if crate::crawl::submit(&*frontier, &*dedup, r, cap).await? {
+            // Noted, so that a control plane tells its end.
+            stores.book.alive(&key, webhook.as_ref()).await?;
             tracing::info!(url = %crate::config::redact(&url), %crawlid, "queued");
         } else {
             tracing::warn!(url = %crate::config::redact(&url), %crawlid, cap, "not queued: its domain has reached crawl.global_page_per_domain_limit");

@@ -148,6 +148,11 @@ impl ControlPlane {
                     tracing::warn!(crawl = %cref, "expired crawl has no stored state; no reply");
                     return Ok(None);
                 };
+                let e = self
+                    .store
+                    .cut_short(&spec.appid, &spec.crawlid, crate::events::Kind::Expired)
+                    .await?;
+                self.tell(&e).await;
                 json!({"action": "expired", "appid": spec.appid, "crawlid": spec.crawlid,
                        "spiderid": spec.spiderid, "total_expired": purged, "server_time": now})
             }
@@ -213,11 +218,16 @@ impl ControlPlane {
     /// kept (`MonitorStore::stopped`), and told on the events topic.
     async fn stopped(&self, appid: &str, crawlid: &str) -> Result<(), StoreError> {
         let e = self.store.stopped(appid, crawlid).await?;
-        if let Err(err) = EventSink::send(&*self.bus, &e).await {
-            // Events tell; the stop itself is done and replied to.
-            tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not written");
-        }
+        self.tell(&e).await;
         Ok(())
+    }
+
+    /// An event on the events topic (the store kept it already).
+    async fn tell(&self, e: &crate::events::Event) {
+        if let Err(err) = EventSink::send(&*self.bus, e).await {
+            // Events tell; what they tell of is done and replied to.
+            tracing::error!(event = e.event.name(), crawlid = %e.crawlid, error = %err, "event not written");
+        }
     }
 
     /// Store a domain's new throttle or blacklist entry; the ack says

@@ -357,6 +357,7 @@ impl IngestMonitor {
                 Ok(IngestOutcome { new, collided }) => {
                     self.store_answered();
                     self.refuse_collided(partition, &entries, &collided).await;
+                    self.note_lives(&entries, &collided).await;
                     if new < entries.len() {
                         tracing::info!(
                             partition,
@@ -384,6 +385,30 @@ impl IngestMonitor {
             .map(|e| e.offset)
             .max()
             .map(|o| (partition, o))
+    }
+
+    /// Note the crawls whose seeds were queued as in progress, so that a
+    /// control plane tells their end (`runs/lives.rs`); retried until the
+    /// store answers, before the batch's offsets are committed.
+    async fn note_lives(&self, entries: &[IngestEntry], collided: &[usize]) {
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, e) in entries.iter().enumerate() {
+            let Ingested::Seed { job, text } = &e.what else {
+                continue;
+            };
+            let key = job.crawl.key();
+            if collided.contains(&i) || !seen.insert(key.clone()) {
+                continue;
+            }
+            // The request was validated: its text reads.
+            let request: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            let webhook = request.get("webhook").filter(|w| !w.is_null());
+            let mut backoff = Backoff::standard();
+            while let Err(err) = self.store.note_alive(&key, webhook).await {
+                tracing::warn!(error = %err, crawlid = %key.crawlid, "could not note a crawl in progress; retrying");
+                backoff.wait().await;
+            }
+        }
     }
 
     /// Dead-letter the seeds the store refused because another crawl holds

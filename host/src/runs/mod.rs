@@ -9,11 +9,13 @@
 
 use crate::crawl::Engine;
 use crate::events::{Event, EventSink, Kind, Stats};
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Webhook};
 use crate::request::{CrawlKey, CrawlRequest};
 use crate::schedule::{decide, Decision, Skipped};
 use crate::scheduler::{Row, RunNews, ScheduleBook, StoreError};
 use crate::shutdown::Shutdown;
+
+mod lives;
 use jiff::Timestamp;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -26,6 +28,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// A run whose firer stopped before queuing its seeds counts as over
 /// this long after it fired (seeds are queued within a second).
 const FIRING: Duration = Duration::from_secs(30);
+/// How often a shared store's crawls in progress are looked at: a crawl
+/// that is not scheduled is told over within this of its end.
+const LIVES: Duration = Duration::from_secs(1);
 /// With no schedule live (none kept, or all ended), the book is read this
 /// seldom: an idle worker on Redis then costs it a command per 10 s.
 const IDLE: Duration = Duration::from_secs(10);
@@ -38,6 +43,8 @@ pub struct Runs {
     book: Arc<dyn ScheduleBook>,
     /// Requests accepted here that are not scheduled (for their webhook).
     accepted: Mutex<HashMap<CrawlKey, CrawlRequest>>,
+    /// Crawls of a shared store's lives told accepted here (`lives.rs`).
+    told: Mutex<std::collections::HashSet<(CrawlKey, i64)>>,
     /// Schedules' requests as read from the book (JSON), parsed once.
     requests: Mutex<HashMap<CrawlKey, (String, Arc<CrawlRequest>)>>,
 }
@@ -55,6 +62,7 @@ impl Runs {
             notifier,
             book,
             accepted: Mutex::new(HashMap::new()),
+            told: Mutex::default(),
             requests: Mutex::new(HashMap::new()),
         }
     }
@@ -79,20 +87,35 @@ impl Runs {
             return Ok(true);
         }
         self.accepted.lock().insert(key.clone(), request.clone());
-        self.emit(event(Kind::Accepted, &key, run)).await;
-        self.engine.submit(request).await
+        let webhook = request.webhook.clone();
+        let queued = self.engine.submit(request).await?;
+        // A shared store notes the crawl: whichever process drives runs
+        // tells its acceptance and its end (`lives.rs`).
+        if !(queued && self.book.alive(&key, webhook.as_ref()).await?) {
+            self.emit(event(Kind::Accepted, &key, run)).await;
+        }
+        Ok(queued)
     }
 
-    /// Look at schedules and the store's news until `stop`; with
+    /// Look at schedules, the store's news and its crawls in progress
+    /// until `stop`; with
     /// `finished`, trigger it once every schedule has ended and no run is
     /// open.
     pub async fn drive(&self, stop: Shutdown, finished: Option<Shutdown>) {
         let mut live = true;
         let mut looked = tokio::time::Instant::now();
+        let mut lives_looked = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.wait() => return,
+            }
+            if lives_looked.elapsed() >= LIVES {
+                lives_looked = tokio::time::Instant::now();
+                if let Err(e) = self.look_lives().await {
+                    // Noted in the store: the next look tells them.
+                    tracing::warn!(error = %e, "store unavailable for the crawls in progress; retrying");
+                }
             }
             for news in self.engine.frontier.run_news().await.unwrap_or_default() {
                 if let Err(e) = self.news(news).await {
@@ -233,14 +256,7 @@ impl Runs {
         if let Some(r) = request {
             self.sweep(r, run, &mut stats).await?;
         }
-        let ok = stats
-            .by_status
-            .iter()
-            .any(|(class, n)| *n > 0 && (class == "2xx" || class == "3xx"));
-        let (kind, reason) = match ok {
-            true => (Kind::Completed, "done"),
-            false => (Kind::Failed, "no page succeeded"),
-        };
+        let (kind, reason) = ending(&stats);
         let mut e = event(kind, crawl, run);
         e.reason = Some(reason.into());
         e.stats = Some(stats);
@@ -294,6 +310,9 @@ impl Runs {
             let name = row.name();
             let mut next = row.clone();
             let s = &mut next.state;
+            // Only a decision to fire fires: the row may carry another
+            // process's firing.
+            let mut fires = false;
             let told = match decide(&schedule, &row.state, now, &name) {
                 Decision::Wait(_) => continue,
                 Decision::Ended => {
@@ -327,6 +346,7 @@ impl Runs {
                     s.pending = None;
                     s.running = true;
                     next.firing = Some(now);
+                    fires = true;
                     let mut e = event(Kind::Fired, &row.key, s.runs);
                     e.about = Some(due.as_second().to_string());
                     Some(e)
@@ -338,11 +358,10 @@ impl Runs {
             if next.ended {
                 tracing::info!(appid = %row.key.appid, crawlid = %row.key.crawlid, "schedule ended");
             }
-            let fired = next.firing.is_some();
             if let Some(e) = told {
                 self.emit(e).await;
             }
-            if fired {
+            if fires {
                 let was = Row {
                     version: next.version + 1,
                     ..next
@@ -368,8 +387,6 @@ impl Runs {
         let seed = request.clone().into_run(run);
         let queued = self.engine.submit_run(seed, &known).await?;
         tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, "run fired");
-        let mut next = row.clone();
-        next.firing = None;
         // A store that tells no news of runs (Redis) has it started here,
         // its seeds queued.
         if queued > 0 && self.engine.frontier.open(key).await?.is_some() {
@@ -378,22 +395,31 @@ impl Runs {
         if queued == 0 {
             // Nothing could be queued (the global page cap): the run is
             // over as soon as it began.
-            next.state.running = false;
             let mut e = event(Kind::Failed, key, run);
             e.reason = Some("every seed refused".into());
             self.emit(e).await;
         }
-        // Lost to another process only if this one took longer than
-        // FIRING and the run was taken as over: nothing more to do then.
-        self.book.swap(&row, &next).await?;
-        Ok(())
+        // No longer firing. An action may have changed the row meanwhile
+        // (a pause): read again and retry while it is still this firing;
+        // otherwise the run was taken as over (after FIRING) or stopped.
+        let mut row = row;
+        loop {
+            let mut next = row.clone();
+            next.firing = None;
+            next.state.running &= queued > 0;
+            if self.book.swap(&row, &next).await? {
+                return Ok(());
+            }
+            // (A shared book keeps times to the millisecond.)
+            let ms = |r: &Row| r.firing.map(|t| t.as_millisecond());
+            match self.book.row(&row.key).await? {
+                Some(now) if now.state.runs == run && ms(&now) == ms(&row) => row = now,
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn emit(&self, e: Event) {
-        if let Err(err) = self.events.send(&e).await {
-            // Events tell; they hold no work: the crawl goes on.
-            tracing::error!(event = e.event.name(), crawlid = %e.crawlid, error = %err, "event not written");
-        }
         let key = CrawlKey {
             appid: e.appid.clone(),
             crawlid: e.crawlid.clone(),
@@ -406,9 +432,31 @@ impl Runs {
                 .get(&key)
                 .and_then(|(_, r)| r.webhook()),
         };
-        if let (Some(n), Some(w)) = (&self.notifier, webhook) {
-            n.notify(&e, &w).await;
+        self.emit_to(e, webhook.as_ref()).await
+    }
+
+    /// Tell `e` to the event sink and to `webhook`.
+    async fn emit_to(&self, e: Event, webhook: Option<&Webhook>) {
+        if let Err(err) = self.events.send(&e).await {
+            // Events tell; they hold no work: the crawl goes on.
+            tracing::error!(event = e.event.name(), crawlid = %e.crawlid, error = %err, "event not written");
         }
+        if let (Some(n), Some(w)) = (&self.notifier, webhook) {
+            n.notify(&e, w).await;
+        }
+    }
+}
+
+/// How a run ended, from its figures: completed if a page answered 2xx
+/// or 3xx, else failed.
+fn ending(stats: &Stats) -> (Kind, &'static str) {
+    let ok = stats
+        .by_status
+        .iter()
+        .any(|(class, n)| *n > 0 && (class == "2xx" || class == "3xx"));
+    match ok {
+        true => (Kind::Completed, "done"),
+        false => (Kind::Failed, "no page succeeded"),
     }
 }
 

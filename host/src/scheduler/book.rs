@@ -164,6 +164,18 @@ pub async fn ask(
     ))
 }
 
+/// A crawl that is not scheduled, queued on a shared store and not yet
+/// told over: what lets any control plane tell its end once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Life {
+    pub key: CrawlKey,
+    /// When it was first queued (unix ms): its events' `about`, so a crawl
+    /// that comes again later is told again.
+    pub since: i64,
+    /// The request's `webhook` field, as sent.
+    pub webhook: Option<serde_json::Value>,
+}
+
 #[async_trait]
 pub trait ScheduleBook: Send + Sync {
     /// Keep a newly accepted scheduled request (one already kept keeps
@@ -184,6 +196,24 @@ pub trait ScheduleBook: Send + Sync {
     /// Write `next` (its version one past `was`'s) if the schedule is still
     /// at `was.version`; whether it was written.
     async fn swap(&self, was: &Row, next: &Row) -> Result<bool, StoreError>;
+    /// Note a crawl that is not scheduled as queued (kept if it is known
+    /// already); whether this book tells such crawls' ends (a shared one:
+    /// the embedded frontier tells them itself, as news).
+    async fn alive(
+        &self,
+        _key: &CrawlKey,
+        _webhook: Option<&serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+    /// The crawls noted by [`ScheduleBook::alive`] and not yet over.
+    async fn lives(&self) -> Result<Vec<Life>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Take the end of `life`: true for the one caller that takes it.
+    async fn over(&self, _life: &Life) -> Result<bool, StoreError> {
+        Ok(false)
+    }
 }
 
 /// The embedded book: schedules live as long as the process.

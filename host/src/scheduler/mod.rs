@@ -20,7 +20,7 @@ mod twins;
 pub use self::redis::{RedisFrontier, WorkerCard};
 use crate::politeness::{Requeue, Sample};
 pub use crate::store::{StoreError, MAX_SHARDS};
-pub use book::{ask, Ask, EmbeddedBook, Row, ScheduleBook};
+pub use book::{ask, Ask, EmbeddedBook, Life, Row, ScheduleBook};
 pub use embedded::EmbeddedFrontier;
 pub use seen::EmbeddedDedup;
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 mod crawls;
 mod intake;
+mod lives;
 mod members;
 mod outbox;
 mod replies;

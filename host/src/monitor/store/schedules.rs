@@ -7,10 +7,11 @@ use super::MonitorStore;
 use crate::events::event::Stats;
 use crate::events::{Event, EventSink, Kind};
 use crate::request::CrawlKey;
-use crate::scheduler::{Ask, Row, ScheduleBook, StoreError};
+use crate::scheduler::{Ask, Life, Row, ScheduleBook, StoreError};
 use crate::store::{crawl_ref, unavailable};
 use async_trait::async_trait;
 use jiff::Timestamp;
+use serde_json::Value;
 use std::collections::HashMap;
 
 impl MonitorStore {
@@ -68,6 +69,17 @@ impl MonitorStore {
     /// figures) kept with its latest events; the event, for the caller
     /// to send on.
     pub async fn stopped(&self, appid: &str, crawlid: &str) -> Result<Event, StoreError> {
+        self.cut_short(appid, crawlid, Kind::Stopped).await
+    }
+
+    /// A crawl ended by a stop or its expiry (`kind`): as
+    /// [`MonitorStore::stopped`] says, its event of `kind`.
+    pub async fn cut_short(
+        &self,
+        appid: &str,
+        crawlid: &str,
+        kind: Kind,
+    ) -> Result<Event, StoreError> {
         let key = CrawlKey {
             appid: appid.into(),
             crawlid: crawlid.into(),
@@ -76,9 +88,18 @@ impl MonitorStore {
         if row.is_some() {
             self.forget_pages(&key).await?;
         }
+        // Its end is told here, not as completed.
+        self.take_end(&key).await?;
         let run = row.map_or(0, |r| r.state.runs);
-        let mut e = Event::of(Kind::Stopped, (appid, crawlid), run);
-        e.reason = Some("stopped".into());
+        let mut e = Event::of(kind, (appid, crawlid), run);
+        e.reason = Some(
+            if kind == Kind::Expired {
+                "expired"
+            } else {
+                "stopped"
+            }
+            .into(),
+        );
         e.stats = Some(self.figures(&key).await?);
         if let Err(err) = self.send(&e).await {
             tracing::error!(event = e.event.name(), %crawlid, error = %err, "event not kept");
@@ -155,6 +176,19 @@ impl ScheduleBook for MonitorStore {
             .read_row(&crawl_ref(key))
             .await?
             .filter(|r| &r.key == key))
+    }
+
+    async fn alive(&self, key: &CrawlKey, webhook: Option<&Value>) -> Result<bool, StoreError> {
+        self.note_alive(key, webhook).await?;
+        Ok(true)
+    }
+
+    async fn lives(&self) -> Result<Vec<Life>, StoreError> {
+        self.noted_lives().await
+    }
+
+    async fn over(&self, life: &Life) -> Result<bool, StoreError> {
+        self.take_end(&life.key).await
     }
 
     async fn swap(&self, was: &Row, next: &Row) -> Result<bool, StoreError> {
