@@ -11,8 +11,10 @@ use crate::notify::Webhook;
 use crate::scheduler::StoreError;
 
 impl Runs {
-    pub(super) async fn look_lives(&self) -> Result<(), StoreError> {
+    /// Tell what is due of the crawls in progress; how many there are.
+    pub(super) async fn look_lives(&self) -> Result<usize, StoreError> {
         let lives = self.book.lives().await?;
+        let n = lives.len();
         // Forget what other processes told over.
         self.told
             .lock()
@@ -43,6 +45,6 @@ impl Runs {
             e.stats = Some(stats);
             self.emit_to(e, webhook.as_ref()).await;
         }
-        Ok(())
+        Ok(n)
     }
 }

@@ -105,16 +105,21 @@ impl Runs {
         let mut live = true;
         let mut looked = tokio::time::Instant::now();
         let mut lives_looked = tokio::time::Instant::now();
+        let mut lives_seen = true;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(TICK) => {}
                 _ = stop.wait() => return,
             }
-            if lives_looked.elapsed() >= LIVES {
+            // Each second while crawls are in progress; as seldom as the
+            // book while none is (an idle worker's cost stays flat).
+            let every = if lives_seen { LIVES } else { IDLE };
+            if lives_looked.elapsed() >= every {
                 lives_looked = tokio::time::Instant::now();
-                if let Err(e) = self.look_lives().await {
+                match self.look_lives().await {
+                    Ok(n) => lives_seen = n > 0,
                     // Noted in the store: the next look tells them.
-                    tracing::warn!(error = %e, "store unavailable for the crawls in progress; retrying");
+                    Err(e) => tracing::warn!(error = %e, "store unavailable for the crawls in progress; retrying"),
                 }
             }
             for news in self.engine.frontier.run_news().await.unwrap_or_default() {
