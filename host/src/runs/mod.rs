@@ -119,7 +119,9 @@ impl Runs {
                 match self.look_lives().await {
                     Ok(n) => lives_seen = n > 0,
                     // Noted in the store: the next look tells them.
-                    Err(e) => tracing::warn!(error = %e, "store unavailable for the crawls in progress; retrying"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "store unavailable for the crawls in progress; retrying")
+                    }
                 }
             }
             for news in self.engine.frontier.run_news().await.unwrap_or_default() {
