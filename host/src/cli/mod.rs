@@ -336,8 +336,7 @@ fn webhook_notifier(
     Ok(crate::notify::Notifier::new(
         Fetcher::new(&settings.crawl)?,
         secrets,
-        settings.webhooks.timeout,
-        settings.webhooks.retries(),
+        &settings.webhooks,
         dead,
         outbox,
     ))

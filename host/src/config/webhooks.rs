@@ -21,6 +21,9 @@ pub struct Webhooks {
     /// Seconds before each retry of a failed delivery; after the last, the
     /// event is dead-lettered. (Standard Webhooks' schedule, shortened.)
     pub retry: Vec<f64>,
+    /// Events waiting per endpoint, at most; past it, an event waits in
+    /// the cluster's outbox or (embedded) is dead-lettered.
+    pub queue: usize,
 }
 
 impl Default for Webhooks {
@@ -29,6 +32,7 @@ impl Default for Webhooks {
             secrets: BTreeMap::new(),
             timeout: Duration::from_secs(10),
             retry: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+            queue: 1000,
         }
     }
 }
@@ -42,6 +46,12 @@ impl Webhooks {
         }
         if !(Duration::from_secs(1)..=Duration::from_secs(60)).contains(&self.timeout) {
             return Err("webhooks.timeout must be 1 to 60 seconds".into());
+        }
+        if !(1..=100_000).contains(&self.queue) {
+            return Err(format!(
+                "webhooks.queue must be 1 to 100000 events, got {}",
+                self.queue
+            ));
         }
         if self.retry.len() > MAX_RETRIES {
             return Err(format!(

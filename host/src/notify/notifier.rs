@@ -3,6 +3,8 @@
 //! a private or refused address is never connected to; no redirect is
 //! followed). Each endpoint has a queue of its own, delivered in order,
 //! one at a time: a slow or failing endpoint delays only its own events.
+//! A queue holds at most `webhooks.queue` events; its task ends once it
+//! is empty, so endpoints no longer called cost nothing.
 //!
 //! A failed delivery is tried again after each wait of `webhooks.retry`,
 //! with the same `webhook-id` (a fresh timestamp and signature each
@@ -24,10 +26,9 @@ use crate::fetch::{FetchError, Fetcher, Outgoing};
 use crate::shutdown::Shutdown;
 use parking_lot::Mutex;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 /// A `Retry-After` longer than this is read as this.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
@@ -54,6 +55,9 @@ pub type DeadLetters = Arc<dyn Fn(Undelivered) + Send + Sync>;
 const CLAIMED: usize = 100;
 /// How often kept deliveries are looked for.
 const LOOK: Duration = Duration::from_secs(5);
+/// Endpoints remembered as disabled (410); past it the list starts
+/// again, and a forgotten endpoint is disabled by its next 410.
+const GONE: usize = 10_000;
 
 pub struct Notifier {
     fetcher: Fetcher,
@@ -61,8 +65,13 @@ pub struct Notifier {
     timeout: Duration,
     retry: Vec<Duration>,
     dead: DeadLetters,
-    /// Each endpoint's queue (its task delivers them in order).
-    endpoints: Mutex<HashMap<String, mpsc::UnboundedSender<Kept>>>,
+    /// Events waiting per endpoint, at most.
+    queue: usize,
+    /// Each endpoint with deliveries waiting, and them: its task delivers
+    /// them in order, and removes the entry once it is empty.
+    endpoints: Mutex<HashMap<String, VecDeque<Kept>>>,
+    /// Endpoints that answered 410 Gone.
+    gone: Mutex<HashSet<String>>,
     outbox: Option<Arc<dyn Outbox>>,
     /// Deliveries this notifier holds (queued or being tried), by key.
     held: Mutex<HashSet<String>>,
@@ -86,20 +95,21 @@ impl Notifier {
     pub fn new(
         fetcher: Fetcher,
         secrets: HashMap<String, Secret>,
-        timeout: Duration,
-        retry: Vec<Duration>,
+        settings: &crate::config::Webhooks,
         dead: DeadLetters,
         outbox: Option<Arc<dyn Outbox>>,
     ) -> Arc<Notifier> {
         Arc::new(Notifier {
             fetcher,
             secrets,
-            timeout,
-            retry,
+            timeout: settings.timeout,
+            retry: settings.retries(),
+            queue: settings.queue,
             dead,
             outbox,
             held: Mutex::new(HashSet::new()),
             endpoints: Mutex::new(HashMap::new()),
+            gone: Mutex::new(HashSet::new()),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             closing: Shutdown::new(),
         })
@@ -127,7 +137,9 @@ impl Notifier {
             attempts: 0,
         };
         self.keep(&delivery, Duration::ZERO).await;
-        self.queue(delivery);
+        if !self.queue(delivery.clone()) {
+            self.full(&delivery).await;
+        }
     }
 
     /// Take over kept deliveries no notifier holds (their notifier
@@ -151,8 +163,11 @@ impl Notifier {
                         if self.held.lock().contains(&d.key()) {
                             continue;
                         }
-                        tracing::info!(webhook = %d.url, id = %d.id, attempts = d.attempts, "taking over a webhook delivery");
-                        self.queue(d);
+                        // A full queue leaves it kept: claimed again
+                        // after HOLD.
+                        if self.queue(d.clone()) {
+                            tracing::info!(webhook = %d.url, id = %d.id, attempts = d.attempts, "taking over a webhook delivery");
+                        }
                     }
                 }
                 // Kept there: the next look takes them.
@@ -190,25 +205,44 @@ impl Notifier {
         }
     }
 
-    /// Queue `delivery` on its endpoint's task.
-    fn queue(self: &Arc<Self>, delivery: Kept) {
-        self.held.lock().insert(delivery.key());
-        let url = delivery.url.clone();
+    /// Queue `delivery` on its endpoint's task (started if there is
+    /// none); `false` if the endpoint's queue is full.
+    fn queue(self: &Arc<Self>, delivery: Kept) -> bool {
         let mut endpoints = self.endpoints.lock();
-        let queue = endpoints.entry(url.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let me = self.clone();
-            self.tasks.lock().spawn(me.endpoint(url, rx));
-            tx
-        });
-        // The task ends only once its queue is closed (`close`).
-        let _ = queue.send(delivery);
+        let key = delivery.key();
+        match endpoints.get_mut(&delivery.url) {
+            Some(waiting) if waiting.len() >= self.queue => return false,
+            Some(waiting) => waiting.push_back(delivery),
+            None => {
+                let url = delivery.url.clone();
+                endpoints.insert(url.clone(), VecDeque::from([delivery]));
+                let mut tasks = self.tasks.lock();
+                while tasks.try_join_next().is_some() {} // reap ended tasks
+                tasks.spawn(self.clone().endpoint(url));
+            }
+        }
+        self.held.lock().insert(key);
+        true
+    }
+
+    /// `d` did not fit its endpoint's queue. Kept in an outbox, it waits
+    /// there (taken up again once its hold passes); without one, it is
+    /// dead-lettered: memory is not spent on an endpoint that is behind.
+    async fn full(&self, d: &Kept) {
+        if self.outbox.is_some() {
+            tracing::warn!(webhook = %d.url, id = %d.id, queue = self.queue, "webhook endpoint behind; the delivery waits in the outbox");
+        } else {
+            let reason = format!(
+                "the endpoint's queue is full ({} events waiting; webhooks.queue)",
+                self.queue
+            );
+            self.dead(d, &reason).await;
+        }
     }
 
     /// Deliver what is queued, waiting at most `grace` for retries; what
-    /// is left then is dead-lettered.
+    /// is left then is dead-lettered (kept, with an outbox).
     pub async fn close(&self, grace: Duration) {
-        self.endpoints.lock().clear();
         let mut tasks = std::mem::take(&mut *self.tasks.lock());
         let all = async { while tasks.join_next().await.is_some() {} };
         tokio::pin!(all);
@@ -218,16 +252,30 @@ impl Notifier {
         }
     }
 
-    /// One endpoint's deliveries, in order.
-    async fn endpoint(self: Arc<Self>, url: String, mut queue: mpsc::UnboundedReceiver<Kept>) {
-        let mut gone = false;
-        while let Some(d) = queue.recv().await {
-            if gone {
+    /// One endpoint's deliveries, in order, until none is waiting.
+    async fn endpoint(self: Arc<Self>, url: String) {
+        loop {
+            let next = {
+                let mut endpoints = self.endpoints.lock();
+                let d = endpoints.get_mut(&url).and_then(|q| q.pop_front());
+                if d.is_none() {
+                    endpoints.remove(&url);
+                }
+                d
+            };
+            let Some(d) = next else { return };
+            if self.gone.lock().contains(&url) {
                 self.dead(&d, "the endpoint answered 410 Gone earlier: disabled")
                     .await;
                 continue;
             }
-            gone = self.deliver(&url, &d).await;
+            if self.deliver(&url, &d).await {
+                let mut gone = self.gone.lock();
+                if gone.len() >= GONE {
+                    gone.clear();
+                }
+                gone.insert(url.clone());
+            }
         }
     }
 
@@ -329,5 +377,115 @@ impl Notifier {
             reason: reason.into(),
         });
         self.done(d).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A hostile receiver: `/slow` never answers, `/huge` answers 200 with
+    /// a body that never ends, anything else 200 at once.
+    async fn receiver() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&head).to_string();
+                    if line.contains(" /slow ") {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    } else if line.contains(" /huge ") {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                            .await;
+                        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                        while s.write_all(chunk.as_bytes()).await.is_ok() {}
+                    } else {
+                        let _ = s
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        base
+    }
+
+    fn notifier(queue: usize) -> (Arc<Notifier>, Arc<Mutex<Vec<Undelivered>>>) {
+        let crawl = crate::config::Crawl {
+            allow_private: true,
+            ..Default::default()
+        };
+        let settings = crate::config::Webhooks {
+            timeout: Duration::from_secs(60),
+            queue,
+            ..Default::default()
+        };
+        let secret = Secret::parse("whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdC1hcHAtMzI=").unwrap();
+        let dead: Arc<Mutex<Vec<Undelivered>>> = Arc::default();
+        let log = dead.clone();
+        let n = Notifier::new(
+            Fetcher::new(&crawl).unwrap(),
+            [("app".to_string(), secret)].into(),
+            &settings,
+            Arc::new(move |u| log.lock().push(u)),
+            None,
+        );
+        (n, dead)
+    }
+
+    fn hook(url: &str) -> Webhook {
+        Webhook::parse(&serde_json::json!({ "url": url })).unwrap()
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while !ok() {
+            assert!(tokio::time::Instant::now() < deadline, "{what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_endpoint_fills_only_its_own_bounded_queue() {
+        let base = receiver().await;
+        let (n, dead) = notifier(3);
+        let slow = hook(&format!("{base}/slow"));
+        // Ten events for an endpoint that never answers: three wait (no
+        // task ran yet), the rest are dead-lettered at once.
+        for run in 1..=10 {
+            n.notify(&Event::of(Kind::Completed, ("app", "c"), run), &slow)
+                .await;
+        }
+        {
+            let dead = dead.lock();
+            assert_eq!(dead.len(), 7, "{dead:?}");
+            assert!(dead[0].reason.contains("queue is full"), "{dead:?}");
+        }
+        // Another endpoint is served meanwhile, and its task ends once
+        // its queue is empty; so does one whose answer never ends (read
+        // up to 4 KiB).
+        for path in ["fast", "huge"] {
+            let url = format!("{base}/{path}");
+            n.notify(&Event::of(Kind::Completed, ("app", path), 1), &hook(&url))
+                .await;
+            until(&format!("/{path} delivered"), || {
+                !n.endpoints.lock().contains_key(&url) && n.held.lock().len() == 3
+            })
+            .await;
+        }
+        assert_eq!(dead.lock().len(), 7);
+        assert!(n.endpoints.lock().contains_key(&slow.url.to_string()));
     }
 }
