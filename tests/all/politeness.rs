@@ -144,6 +144,25 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
         "{metrics}"
     );
     finish(&site, &cluster, Duration::from_secs(60)).await?;
+    // The crawl was told its site paused, once (one fetch met the 429).
+    let paused: Vec<serde_json::Value> = (0..4)
+        .flat_map(|i| {
+            crate::harness::read_results(
+                &cluster.scratch.path(&format!("worker-{i}.events.jsonl")),
+            )
+            .unwrap_or_default()
+        })
+        .filter(|e| e["event"] == "domain.paused")
+        .collect();
+    assert_eq!(paused.len(), 1, "{paused:?}");
+    assert_eq!(paused[0]["crawlid"], "c");
+    assert_eq!(paused[0]["reason"], "429");
+    assert!(
+        paused[0]["about"]
+            .as_str()
+            .is_some_and(|a| a.starts_with(&format!("{origin} "))),
+        "{paused:?}"
+    );
     let last = page_hits(&site, LAST);
     let refused = last[0].at;
     let next = last[1].at - refused;

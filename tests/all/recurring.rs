@@ -455,7 +455,8 @@ fn url_path(url: &str) -> String {
 }
 
 /// A crawl that is not scheduled, on Redis with two workers that both
-/// drive runs: `crawl.accepted` (the same id from each) and exactly one
+/// drive runs: `crawl.accepted` and `crawl.started` (the same id from
+/// each) and exactly one
 /// `crawl.completed`, with the store's figures; a second crawl after it,
 /// told too, shows no second end came for the first.
 #[tokio::test(flavor = "multi_thread")]
@@ -507,10 +508,12 @@ async fn a_crawl_without_a_schedule_is_told_over_once_on_redis() -> Result<()> {
         .filter(|u| u.contains("/missing/"))
         .count() as u64;
     assert_eq!(done[0]["stats"]["by_status"]["2xx"], n - missing, "{all:?}");
-    let accepted = of("crawl.accepted");
-    assert!(
-        !accepted.is_empty() && accepted.iter().all(|e| e["id"] == accepted[0]["id"]),
-        "{accepted:?}"
-    );
+    for kind in ["crawl.accepted", "crawl.started"] {
+        let told = of(kind);
+        assert!(
+            !told.is_empty() && told.iter().all(|e| e["id"] == told[0]["id"]),
+            "{kind}: {all:?}"
+        );
+    }
     Ok(())
 }

@@ -89,6 +89,9 @@ pub struct Engine {
     pub stats: Arc<Stats>,
     /// Every fetch written as WARC records (`warc.dir`), when on.
     pub archive: Option<Arc<Archive>>,
+    /// Site pauses met, to be told as `domain.paused` by whoever drives
+    /// runs (`crate::runs`).
+    pub pauses: crate::events::pauses::Pauses,
     /// The loop's own state: wake-ups, stops, leases held, warnings given.
     state: LoopState,
 }
@@ -152,6 +155,7 @@ impl Engine {
             settings,
             stats,
             archive,
+            pauses: Default::default(),
             state: LoopState {
                 wake: Notify::new(),
                 freed: Notify::new(),

@@ -93,6 +93,9 @@ impl Engine {
             }
             Outcome::SlowDown { job, asked, status } => {
                 self.stats.emit(Event::Paused { status });
+                let origin = crate::links::domain::origin_of(&job.url);
+                self.pauses
+                    .note(job.crawl.key(), job.crawl.run, origin, status);
                 self.frontier
                     .retry(id, *job, Requeue::PauseSite(asked))
                     .await

@@ -43,8 +43,9 @@ pub struct Runs {
     book: Arc<dyn ScheduleBook>,
     /// Requests accepted here that are not scheduled (for their webhook).
     accepted: Mutex<HashMap<CrawlKey, CrawlRequest>>,
-    /// Crawls of a shared store's lives told accepted here (`lives.rs`).
-    told: Mutex<std::collections::HashSet<(CrawlKey, i64)>>,
+    /// Crawls of a shared store's lives told accepted here, by when they
+    /// were noted, with their webhooks (`lives.rs`).
+    told: Mutex<HashMap<CrawlKey, (i64, Option<Webhook>)>>,
     /// Schedules' requests as read from the book (JSON), parsed once.
     requests: Mutex<HashMap<CrawlKey, (String, Arc<CrawlRequest>)>>,
 }
@@ -129,6 +130,7 @@ impl Runs {
                     tracing::warn!(error = %e, "store unavailable while telling a run's end");
                 }
             }
+            self.tell_pauses().await;
             // A schedule accepted here reads the book at once (`accept`);
             // one kept by another process is seen within IDLE.
             if !live && looked.elapsed() < IDLE {
@@ -156,7 +158,15 @@ impl Runs {
         for news in self.engine.frontier.run_news().await? {
             self.news(news).await?;
         }
+        self.tell_pauses().await;
         self.look().await.map(|_| ())
+    }
+
+    /// Tell the site pauses the crawl loop met (`domain.paused`).
+    async fn tell_pauses(&self) {
+        for p in self.engine.pauses.take() {
+            self.emit(p.event()).await;
+        }
     }
 
     /// Notice runs over and fire what is due; whether any schedule is
@@ -437,7 +447,8 @@ impl Runs {
                 .requests
                 .lock()
                 .get(&key)
-                .and_then(|(_, r)| r.webhook()),
+                .and_then(|(_, r)| r.webhook())
+                .or_else(|| self.told.lock().get(&key).and_then(|(_, w)| w.clone())),
         };
         self.emit_to(e, webhook.as_ref()).await
     }
