@@ -147,10 +147,8 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
     // The crawl was told its site paused, once (one fetch met the 429).
     let paused: Vec<serde_json::Value> = (0..4)
         .flat_map(|i| {
-            crate::harness::read_results(
-                &cluster.scratch.path(&format!("worker-{i}.events.jsonl")),
-            )
-            .unwrap_or_default()
+            crate::harness::read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
+                .unwrap_or_default()
         })
         .filter(|e| e["event"] == "domain.paused")
         .collect();

@@ -117,6 +117,69 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
     Ok(())
 }
 
+/// Adaptive intervals: five runs a second apart of a site that never
+/// changes, each page's interval doubling while it stays the same (at most
+/// 4 runs): every page under the seed is read in runs 1, 2 and 4 and rests
+/// in 3 and 5; the seed is read every run; a resting page is never
+/// reported `removed`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adaptive_crawl_rests_pages_that_stay_the_same() -> Result<()> {
+    let spec = SiteSpec {
+        pages: 20,
+        hosts: 1,
+        seed: 5,
+    };
+    let quirks = Quirks {
+        etags: true,
+        ..Quirks::default()
+    };
+    let site = Site::start_with(spec, quirks).await?;
+    let pages = site.expected(0, Some(1));
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let request = json!({
+        "url": site.seed_url(), "appid": "testapp", "crawlid": "adaptive", "maxdepth": 1,
+        "schedule": {"every": 1, "max_runs": 5},
+        "revisit": {"adaptive": {"max_interval": 4, "inc": 1.0, "dec": 0.5}},
+    });
+    let events = s.path("events.jsonl");
+    let status = s
+        .command("run")
+        .args(["--spider", "link", "--request", &request.to_string()])
+        .arg("--events")
+        .arg(&events)
+        .arg("--output")
+        .arg(s.path("out.jsonl"))
+        .stderr(std::fs::File::create(s.path("err.log"))?)
+        .status()
+        .await?;
+    let log = std::fs::read_to_string(s.path("err.log"))?;
+    assert!(status.success(), "run exited {status}: {log}");
+    let events = read_results(&events)?;
+    let done = by_run(&events, "crawl.completed");
+    assert_eq!(done.len(), 5, "{events:?}");
+    assert!(
+        done.values()
+            .all(|e| e["stats"]["change"].get("removed").is_none()),
+        "{done:?}"
+    );
+    let results = read_results(&s.path("out.jsonl"))?;
+    let seed = site.seed_url();
+    for page in &pages {
+        let runs: Vec<u64> = results
+            .iter()
+            .filter(|r| r["url"] == page.as_str())
+            .filter_map(|r| r["run"].as_u64())
+            .collect();
+        let want: &[u64] = if *page == seed {
+            &[1, 2, 3, 4, 5]
+        } else {
+            &[1, 2, 4]
+        };
+        assert_eq!(runs, want, "{page}");
+    }
+    Ok(())
+}
+
 /// Three runs of a revisited crawl over two workers on Redis, each
 /// driving the runs, one of them killed (SIGKILL) in the middle of run 1:
 /// every run fires once and ends once (one `crawl.completed` per run

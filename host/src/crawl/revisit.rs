@@ -28,7 +28,8 @@ impl Engine {
         let revisit = job.crawl.revisit?;
         let fetched = results.iter().find_map(|r| r.fetched.clone())?;
         let page = (job.url.as_str(), job.depth, job.crawl.run);
-        let (change, page) = observe(job.prior.as_deref(), page, &fetched, revisit.change);
+        let how = (revisit.change, revisit.adaptive.as_ref());
+        let (change, page) = observe(job.prior.as_deref(), page, &fetched, how);
         for r in results.iter_mut() {
             r.change = Some(change);
         }
@@ -44,21 +45,19 @@ impl Engine {
     /// Queue run `seed.crawl.run` of a recurring crawl: its seed, and every
     /// page the last run knew (`known`), so a page that answers 304 still
     /// leads to those under it. One store call, so the run cannot seem
-    /// over before all of it is queued. Returns how many were queued.
+    /// over before all of it is queued. Pages `resting` this run
+    /// (`adaptive`) are marked seen first, so no link queues them either.
+    /// Returns how many were queued.
     pub async fn submit_run(
         &self,
         seed: Job,
-        known: &[Arc<crate::revisit::PageState>],
+        known: &[Arc<PageState>],
+        resting: &[Arc<PageState>],
     ) -> Result<usize, StoreError> {
         let global = self.settings.crawl.global_page_per_domain_limit;
         let global_cap = (global > 0).then_some(global);
         let key = seed.crawl.key();
-        // Each page carries what was kept of it, so its validators reach
-        // the worker that pops it (a shared store keeps no other copy on
-        // the way); the seed is one of the pages.
-        let mut seed = seed;
-        seed.prior = known.iter().find(|p| p.url == seed.url).cloned();
-        let pages = known.iter().filter(|p| p.url != seed.url).map(|p| Job {
+        let page_job = |p: &Arc<PageState>| Job {
             url: p.url.clone(),
             depth: p.depth,
             priority: seed.priority - 10 * p.depth.min(10) as i32,
@@ -67,8 +66,29 @@ impl Engine {
             body: None,
             prior: Some(p.clone()),
             ..seed.clone()
-        });
-        let jobs: Vec<Job> = std::iter::once(seed.clone()).chain(pages).collect();
+        };
+        if !resting.is_empty() {
+            let seen: Vec<Candidate> = resting
+                .iter()
+                .map(|p| Candidate {
+                    fingerprint: page_job(p).fingerprint(),
+                    domain: domain::of_url(&p.url),
+                    domain_cap: None,
+                    global_cap: None,
+                    force: true,
+                })
+                .collect();
+            self.dedup.admit(&key, &seen).await?;
+        }
+        // Each page carries what was kept of it, so its validators reach
+        // the worker that pops it (a shared store keeps no other copy on
+        // the way); the seed is one of the pages.
+        let first = Job {
+            prior: known.iter().find(|p| p.url == seed.url).cloned(),
+            ..seed.clone()
+        };
+        let pages = known.iter().filter(|p| p.url != seed.url).map(page_job);
+        let jobs: Vec<Job> = std::iter::once(first).chain(pages).collect();
         let cands: Vec<Candidate> = jobs
             .iter()
             .enumerate()

@@ -59,7 +59,13 @@ struct Inner {
 impl Pauses {
     /// `crawl`'s fetch of `origin` was answered `status` and paused it.
     pub fn note(&self, crawl: CrawlKey, run: u32, origin: String, status: u16) {
-        self.note_at(crawl, run, origin, status, jiff::Timestamp::now().as_second() / 60);
+        self.note_at(
+            crawl,
+            run,
+            origin,
+            status,
+            jiff::Timestamp::now().as_second() / 60,
+        );
     }
 
     fn note_at(&self, crawl: CrawlKey, run: u32, origin: String, status: u16, minute: i64) {

@@ -10,4 +10,4 @@ mod spec;
 
 pub use change::{Change, ChangeMode, Fingerprint, FUZZY_BITS};
 pub use page::{observe, PageState, MAX_VALIDATOR};
-pub use spec::{Emit, Revisit};
+pub use spec::{Adaptive, Emit, Revisit};

@@ -4,11 +4,12 @@
 //!
 //! A page's state is its URL and depth (a run re-reads every page the last
 //! one knew, so a page answering 304 still leads to the pages under it),
-//! the run that last fetched it, its `ETag` and `Last-Modified` (each kept
+//! the run that last fetched it and, with `adaptive`, its interval in
+//! runs, its `ETag` and `Last-Modified` (each kept
 //! only up to [`MAX_VALIDATOR`] bytes), and its fingerprint: 16 bytes, 8
 //! more in fuzzy mode. [`PageState::bytes`] says what one costs.
 
-use super::{Change, ChangeMode, Fingerprint};
+use super::{Adaptive, Change, ChangeMode, Fingerprint};
 use crate::fetch::Fetched;
 
 /// A validator longer than this is not kept (the page is then fetched
@@ -22,6 +23,8 @@ pub struct PageState {
     pub depth: u32,
     /// The run that last fetched it.
     pub run: u32,
+    /// Runs between its reads (`adaptive`; else 1).
+    pub interval: f32,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub fingerprint: Fingerprint,
@@ -43,13 +46,20 @@ impl PageState {
         h
     }
 
+    /// Whether run `run` reads it: its interval has passed since the run
+    /// that last did.
+    pub fn due(&self, run: u32) -> bool {
+        run >= self.run.saturating_add(self.interval.round() as u32)
+    }
+
     /// Bytes this state takes, beyond its URL: the figure the docs quote
     /// (fixed fields, validators, fingerprint).
     pub fn bytes(&self) -> usize {
         let validators = self.etag.as_ref().map_or(0, String::len)
             + self.last_modified.as_ref().map_or(0, String::len);
+        let interval = if self.interval == 1.0 { 0 } else { 4 };
         // depth, run (4 each), the flag, the fingerprint.
-        4 + 4 + 1 + 16 + self.fingerprint.fuzzy.map_or(0, |_| 8) + validators
+        4 + 4 + 1 + 16 + self.fingerprint.fuzzy.map_or(0, |_| 8) + validators + interval
     }
 }
 
@@ -61,12 +71,17 @@ impl PageState {
 
     /// As a shared store keeps it (and a queued request carries it): one
     /// line per field, the URL last (validators and URLs hold no line
-    /// breaks: the fetcher refuses them).
+    /// breaks: the fetcher refuses them); an interval other than 1 after
+    /// the run (`7/2.8`).
     pub fn encode(&self) -> String {
         let f = &self.fingerprint;
+        let run = match self.interval == 1.0 {
+            true => self.run.to_string(),
+            false => format!("{}/{}", self.run, self.interval),
+        };
         format!(
             "{}\n{}\n{}\n{:032x}\n{}\n{}\n{}\n{}",
-            self.run,
+            run,
             self.depth,
             u8::from(self.gone),
             f.exact,
@@ -82,7 +97,11 @@ impl PageState {
         let mut f = s.splitn(8, '\n');
         let mut next = || f.next();
         let some = |v: &str| (!v.is_empty()).then(|| v.to_string());
-        let run = next()?.parse().ok()?;
+        let first = next()?;
+        let (run, interval) = match first.split_once('/') {
+            None => (first.parse().ok()?, 1.0),
+            Some((r, i)) => (r.parse().ok()?, i.parse().ok()?),
+        };
         let depth = next()?.parse().ok()?;
         let gone = next()? == "1";
         let exact = u128::from_str_radix(next()?, 16).ok()?;
@@ -97,6 +116,7 @@ impl PageState {
             url,
             depth,
             run,
+            interval,
             etag,
             last_modified,
             fingerprint: Fingerprint { exact, fuzzy },
@@ -111,7 +131,7 @@ pub fn observe(
     prior: Option<&PageState>,
     (url, depth, run): (&str, u32, u32),
     fetched: &Fetched,
-    mode: ChangeMode,
+    (mode, adaptive): (ChangeMode, Option<&Adaptive>),
 ) -> (Change, PageState) {
     let header = |name: &str| {
         fetched
@@ -123,13 +143,14 @@ pub fn observe(
         url: url.to_string(),
         depth: prior.map_or(depth, |p| p.depth.min(depth)),
         run,
+        interval: 1.0,
         etag: header("etag").or_else(|| prior.and_then(|p| p.etag.clone())),
         last_modified: header("last-modified")
             .or_else(|| prior.and_then(|p| p.last_modified.clone())),
         fingerprint,
         gone,
     };
-    match (fetched.status, prior) {
+    let (change, mut state) = match (fetched.status, prior) {
         // Not modified: the page as the last run saw it.
         (304, Some(p)) => (Change::Same, keep(p.fingerprint, false)),
         (404 | 410, Some(p)) if p.gone => (Change::Same, keep(p.fingerprint, true)),
@@ -149,7 +170,12 @@ pub fn observe(
             };
             (change, keep(now, false))
         }
+    };
+    if let Some(a) = adaptive {
+        let last = prior.map_or(1.0, |p| p.interval);
+        state.interval = a.next(last, matches!(change, Change::New | Change::Changed));
     }
+    (change, state)
 }
 
 #[cfg(test)]
@@ -181,7 +207,7 @@ mod tests {
     fn a_page_is_new_then_same_then_changed_then_removed() {
         let page = ("http://a.test/", 1, 1);
         let f = fetched(200, "<p>one</p>", &[("etag", "\"v1\"")]);
-        let (c, s1) = observe(None, page, &f, ChangeMode::Exact);
+        let (c, s1) = observe(None, page, &f, (ChangeMode::Exact, None));
         assert_eq!(c, Change::New);
         assert_eq!(
             s1.validators(),
@@ -191,7 +217,7 @@ mod tests {
             Some(&s1),
             ("http://a.test/", 1, 2),
             &fetched(304, "", &[]),
-            ChangeMode::Exact,
+            (ChangeMode::Exact, None),
         );
         assert_eq!(
             (c, s2.run, s2.fingerprint),
@@ -203,27 +229,32 @@ mod tests {
             "a 304 keeps the validators it had"
         );
         let f = fetched(200, "<p>two</p>", &[("etag", "\"v2\"")]);
-        let (c, s3) = observe(Some(&s2), ("http://a.test/", 1, 3), &f, ChangeMode::Exact);
+        let (c, s3) = observe(
+            Some(&s2),
+            ("http://a.test/", 1, 3),
+            &f,
+            (ChangeMode::Exact, None),
+        );
         assert_eq!((c, s3.etag.as_deref()), (Change::Changed, Some("\"v2\"")));
         let (c, s4) = observe(
             Some(&s3),
             page,
             &fetched(404, "gone", &[]),
-            ChangeMode::Exact,
+            (ChangeMode::Exact, None),
         );
         assert_eq!((c, s4.gone), (Change::Removed, true));
         let (c, _) = observe(
             Some(&s4),
             page,
             &fetched(404, "gone", &[]),
-            ChangeMode::Exact,
+            (ChangeMode::Exact, None),
         );
         assert_eq!(c, Change::Same, "removed once, not every run");
         let (c, _) = observe(
             Some(&s4),
             page,
             &fetched(200, "<p>two</p>", &[]),
-            ChangeMode::Exact,
+            (ChangeMode::Exact, None),
         );
         assert_eq!(c, Change::Changed, "back after it was gone");
     }
@@ -239,7 +270,7 @@ mod tests {
             ],
         );
         for mode in [ChangeMode::Exact, ChangeMode::Fuzzy] {
-            let (_, s) = observe(None, ("http://a.test/p?q=1", 2, 7), &f, mode);
+            let (_, s) = observe(None, ("http://a.test/p?q=1", 2, 7), &f, (mode, None));
             assert_eq!(PageState::decode(&s.encode()), Some(s.clone()));
             let bare = PageState {
                 etag: None,
@@ -247,9 +278,40 @@ mod tests {
                 gone: true,
                 ..s
             };
-            assert_eq!(PageState::decode(&bare.encode()), Some(bare));
+            assert_eq!(PageState::decode(&bare.encode()), Some(bare.clone()));
+            let bare_bytes = bare.bytes();
+            let resting = PageState {
+                interval: 2.8,
+                ..bare
+            };
+            assert!(resting.encode().starts_with("7/2.8\n"));
+            assert_eq!(PageState::decode(&resting.encode()), Some(resting.clone()));
+            assert_eq!(resting.bytes(), bare_bytes + 4);
+            assert!(!resting.due(9) && resting.due(10), "read again 3 runs on");
         }
         assert_eq!(PageState::decode("1\n0\nzz"), None);
+    }
+
+    #[test]
+    fn an_adaptive_page_rests_longer_while_it_is_the_same() {
+        let a = Adaptive {
+            max_interval: 4,
+            inc: 1.0,
+            dec: 0.5,
+        };
+        let modes = (ChangeMode::Exact, Some(&a));
+        let page = |run| ("http://a.test/", 1, run);
+        let f = fetched(200, "<p>one</p>", &[]);
+        let (_, s1) = observe(None, page(1), &f, modes);
+        assert!(s1.interval == 1.0 && s1.due(2));
+        let (c, s2) = observe(Some(&s1), page(2), &f, modes);
+        assert_eq!((c, s2.interval), (Change::Same, 2.0));
+        assert!(!s2.due(3) && s2.due(4));
+        let (_, s4) = observe(Some(&s2), page(4), &fetched(304, "", &[]), modes);
+        assert_eq!(s4.interval, 4.0);
+        let changed = fetched(200, "<p>two</p>", &[]);
+        let (c, s8) = observe(Some(&s4), page(8), &changed, modes);
+        assert_eq!((c, s8.interval), (Change::Changed, 2.0));
     }
 
     #[test]
@@ -263,7 +325,12 @@ mod tests {
                 ("last-modified", "Mon, 07 Dec 2026 06:00:00 GMT"),
             ],
         );
-        let (_, s) = observe(None, ("http://a.test/", 0, 1), &f, ChangeMode::Fuzzy);
+        let (_, s) = observe(
+            None,
+            ("http://a.test/", 0, 1),
+            &f,
+            (ChangeMode::Fuzzy, None),
+        );
         assert_eq!(s.etag, None);
         assert_eq!(s.validators().len(), 1);
         assert_eq!(s.bytes(), 4 + 4 + 1 + 16 + 8 + 29);

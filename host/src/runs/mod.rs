@@ -402,8 +402,13 @@ impl Runs {
             self.engine.dedup.new_run(key).await?;
         }
         let seed = request.clone().into_run(run);
-        let queued = self.engine.submit_run(seed, &known).await?;
-        tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, "run fired");
+        // With `adaptive`, pages whose interval has not passed rest this
+        // run (the seed is read every run).
+        let (due, resting): (Vec<_>, Vec<_>) = known
+            .into_iter()
+            .partition(|p| p.due(run) || p.url == seed.url);
+        let queued = self.engine.submit_run(seed, &due, &resting).await?;
+        tracing::info!(appid = %key.appid, crawlid = %key.crawlid, run, queued, resting = resting.len(), "run fired");
         // A store that tells no news of runs (Redis) has it started here,
         // its seeds queued.
         if queued > 0 && self.engine.frontier.open(key).await?.is_some() {

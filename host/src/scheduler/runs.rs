@@ -126,14 +126,16 @@ impl RunBook {
             .unwrap_or_default()
     }
 
-    /// Pages no fetch of `run` reached: marked gone, and returned.
+    /// Pages due in `run` that no fetch of it reached: marked gone, and
+    /// returned.
     pub(super) fn sweep(&mut self, crawl: &CrawlKey, run: u32) -> Vec<Arc<PageState>> {
         let Some(pages) = self.pages.get_mut(crawl) else {
             return Vec::new();
         };
         let mut swept = Vec::new();
         for s in pages.values_mut() {
-            if !s.gone && s.run < run {
+            // (A page resting this run, `adaptive`, was not due.)
+            if !s.gone && s.run < run && s.due(run) {
                 let mut gone = (**s).clone();
                 gone.gone = true;
                 *s = Arc::new(gone);

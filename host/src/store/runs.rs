@@ -95,7 +95,8 @@ impl Redis {
         Ok(pages)
     }
 
-    /// Pages no fetch of `run` reached, marked gone where they are kept.
+    /// Pages due in `run` (not resting, `adaptive`) that no fetch of it
+    /// reached, marked gone where they are kept.
     pub async fn sweep_pages(
         &self,
         crawl: &CrawlKey,
@@ -104,7 +105,7 @@ impl Redis {
         let cref = crawl_ref(crawl);
         let mut swept = Vec::new();
         for (k, mut page) in self.kept_pages(crawl).await? {
-            if page.gone || page.run >= run {
+            if page.gone || page.run >= run || !page.due(run) {
                 continue;
             }
             page.gone = true;
