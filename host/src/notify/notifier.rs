@@ -389,8 +389,10 @@ mod tests {
     /// A hostile receiver: `/slow` never answers, `/huge` answers 200 with
     /// a body that never ends, anything else 200 at once.
     async fn receiver() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let base = format!("http://{}", listener.local_addr().expect("an address"));
         tokio::spawn(async move {
             while let Ok((mut s, _)) = listener.accept().await {
                 tokio::spawn(async move {
@@ -432,11 +434,12 @@ mod tests {
             queue,
             ..Default::default()
         };
-        let secret = Secret::parse("whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdC1hcHAtMzI=").unwrap();
+        let secret =
+            Secret::parse("whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdC1hcHAtMzI=").expect("a secret");
         let dead: Arc<Mutex<Vec<Undelivered>>> = Arc::default();
         let log = dead.clone();
         let n = Notifier::new(
-            Fetcher::new(&crawl).unwrap(),
+            Fetcher::new(&crawl).expect("a fetcher"),
             [("app".to_string(), secret)].into(),
             &settings,
             Arc::new(move |u| log.lock().push(u)),
@@ -446,7 +449,7 @@ mod tests {
     }
 
     fn hook(url: &str) -> Webhook {
-        Webhook::parse(&serde_json::json!({ "url": url })).unwrap()
+        Webhook::parse(&serde_json::json!({ "url": url })).expect("a webhook")
     }
 
     async fn until(what: &str, mut ok: impl FnMut() -> bool) {
