@@ -336,7 +336,11 @@ fn webhook_notifier(
     Ok(crate::notify::Notifier::new(
         Fetcher::new(&settings.crawl)?,
         secrets,
-        &settings.webhooks,
+        (
+            settings.webhooks.timeout,
+            settings.webhooks.retries(),
+            settings.webhooks.queue,
+        ),
         dead,
         outbox,
     ))

@@ -94,8 +94,8 @@ impl Engine {
             Outcome::SlowDown { job, asked, status } => {
                 self.stats.emit(Event::Paused { status });
                 let origin = crate::links::domain::origin_of(&job.url);
-                self.pauses
-                    .note(job.crawl.key(), job.crawl.run, origin, status);
+                let crawl = (job.crawl.appid.clone(), job.crawl.crawlid.clone());
+                self.pauses.note(crawl, job.crawl.run, origin, status);
                 self.frontier
                     .retry(id, *job, Requeue::PauseSite(asked))
                     .await

@@ -8,7 +8,6 @@
 //! no work).
 
 use super::{Event, Kind};
-use crate::request::CrawlKey;
 use parking_lot::Mutex;
 use std::collections::HashMap;
 
@@ -20,7 +19,8 @@ pub const TOLD: usize = 10_000;
 /// One pause to tell.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Paused {
-    pub crawl: CrawlKey,
+    /// appid, crawlid.
+    pub crawl: (String, String),
     pub run: u32,
     pub origin: String,
     /// 429 or 503.
@@ -34,11 +34,7 @@ impl Paused {
     /// by two workers in one minute carries one id), the status its
     /// reason.
     pub fn event(&self) -> Event {
-        let mut e = Event::of(
-            Kind::DomainPaused,
-            (&self.crawl.appid, &self.crawl.crawlid),
-            self.run,
-        );
+        let mut e = Event::of(Kind::DomainPaused, (&self.crawl.0, &self.crawl.1), self.run);
         e.about = Some(format!("{} {}", self.origin, self.minute * 60));
         e.reason = Some(self.status.to_string());
         e
@@ -52,13 +48,14 @@ pub struct Pauses {
 
 #[derive(Default)]
 struct Inner {
-    told: HashMap<(CrawlKey, String), i64>,
+    told: HashMap<((String, String), String), i64>,
     pending: Vec<Paused>,
 }
 
 impl Pauses {
-    /// `crawl`'s fetch of `origin` was answered `status` and paused it.
-    pub fn note(&self, crawl: CrawlKey, run: u32, origin: String, status: u16) {
+    /// `crawl`'s (appid, crawlid) fetch of `origin` was answered `status`
+    /// and paused it.
+    pub fn note(&self, crawl: (String, String), run: u32, origin: String, status: u16) {
         self.note_at(
             crawl,
             run,
@@ -68,7 +65,7 @@ impl Pauses {
         );
     }
 
-    fn note_at(&self, crawl: CrawlKey, run: u32, origin: String, status: u16, minute: i64) {
+    fn note_at(&self, crawl: (String, String), run: u32, origin: String, status: u16, minute: i64) {
         let mut i = self.inner.lock();
         let key = (crawl, origin);
         if i.told.get(&key) == Some(&minute) {
@@ -101,11 +98,8 @@ impl Pauses {
 mod tests {
     use super::*;
 
-    fn crawl(id: &str) -> CrawlKey {
-        CrawlKey {
-            appid: "app".into(),
-            crawlid: id.into(),
-        }
+    fn crawl(id: &str) -> (String, String) {
+        ("app".into(), id.into())
     }
 
     #[test]

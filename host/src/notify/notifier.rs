@@ -92,19 +92,21 @@ enum Try {
 }
 
 impl Notifier {
+    /// Each try waits `timeout`; `retry` are the waits between tries; at
+    /// most `queue` events wait per endpoint.
     pub fn new(
         fetcher: Fetcher,
         secrets: HashMap<String, Secret>,
-        settings: &crate::config::Webhooks,
+        (timeout, retry, queue): (Duration, Vec<Duration>, usize),
         dead: DeadLetters,
         outbox: Option<Arc<dyn Outbox>>,
     ) -> Arc<Notifier> {
         Arc::new(Notifier {
             fetcher,
             secrets,
-            timeout: settings.timeout,
-            retry: settings.retries(),
-            queue: settings.queue,
+            timeout,
+            retry,
+            queue,
             dead,
             outbox,
             held: Mutex::new(HashSet::new()),
@@ -429,11 +431,6 @@ mod tests {
             allow_private: true,
             ..Default::default()
         };
-        let settings = crate::config::Webhooks {
-            timeout: Duration::from_secs(60),
-            queue,
-            ..Default::default()
-        };
         let secret =
             Secret::parse("whsec_c2VjcmV0LWtleS1vZi10aGUtdGVzdC1hcHAtMzI=").expect("a secret");
         let dead: Arc<Mutex<Vec<Undelivered>>> = Arc::default();
@@ -441,7 +438,7 @@ mod tests {
         let n = Notifier::new(
             Fetcher::new(&crawl).expect("a fetcher"),
             [("app".to_string(), secret)].into(),
-            &settings,
+            (Duration::from_secs(60), vec![Duration::from_secs(5)], queue),
             Arc::new(move |u| log.lock().push(u)),
             None,
         );
