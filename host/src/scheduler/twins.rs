@@ -314,55 +314,6 @@ fn counting_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
     )]
 }
 
-/// A `redis-server` of our own on a free loopback port, gone with it.
-struct Server {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    async fn start() -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (scripts/setup --test installs it)");
-        let url = format!("redis://127.0.0.1:{port}");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Server {
-            child,
-            url,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A worker's frontier on the test's Redis, as `spinneret worker` wires it.
 async fn redis_frontier(s: &Settings) -> Arc<RedisFrontier> {
     let redis = crate::store::Redis::connect(s, Default::default())
@@ -375,7 +326,7 @@ async fn redis_frontier(s: &Settings) -> Arc<RedisFrontier> {
 
 #[tokio::test]
 async fn both_frontiers_pace_sites_alike() {
-    let server = Server::start().await;
+    let server = crate::store::test_server::Server::start().await;
     for (i, (name, scenario, expected)) in pacing_scenarios()
         .into_iter()
         .chain(counting_scenarios())
@@ -407,7 +358,7 @@ async fn both_frontiers_pace_sites_alike() {
 async fn both_dedup_stores_admit_alike() {
     use super::{Candidate, DedupStore, EmbeddedDedup};
     use crate::request::CrawlKey;
-    let server = Server::start().await;
+    let server = crate::store::test_server::Server::start().await;
     let s = settings(&server.url, "twins-admit");
     let embedded: Arc<dyn DedupStore> = Arc::new(EmbeddedDedup::new(Duration::from_secs(600)));
     let redis: Arc<dyn DedupStore> = redis_frontier(&s).await;
@@ -492,7 +443,7 @@ async fn both_dedup_stores_admit_alike() {
 #[tokio::test]
 async fn the_redis_store_expires_leases_counts_and_stops_crawls() {
     use crate::monitor::store::MonitorStore;
-    let server = Server::start().await;
+    let server = crate::store::test_server::Server::start().await;
     let mut s = settings(&server.url, "twins-redis");
     s.crawl.lease_ttl = Duration::from_millis(300);
     let redis = crate::store::Redis::connect(&s, Default::default())

@@ -23,6 +23,8 @@ mod connection;
 mod runs;
 mod shards;
 mod specs;
+#[cfg(test)]
+pub(crate) mod test_server;
 mod wire;
 pub use connection::Con;
 pub use runs::Figures;

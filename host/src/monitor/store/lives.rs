@@ -84,3 +84,57 @@ impl MonitorStore {
         Ok(removed == 1)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_server::Server;
+
+    #[tokio::test]
+    async fn past_its_bound_a_crawl_is_not_noted() {
+        let server = Server::start().await;
+        let mut s = crate::config::Settings::default();
+        s.redis.url = server.url.clone();
+        s.redis.namespace = "lives".into();
+        let redis = crate::store::Redis::connect(&s, Default::default())
+            .await
+            .expect("redis");
+        let store = MonitorStore::new(redis, &s);
+        let key = |i: usize| CrawlKey {
+            appid: "app".into(),
+            crawlid: format!("c{i}"),
+        };
+        store.note_alive(&key(0), None).await.expect("noted");
+        // Fill the hash to its bound, as a flood of crawls would.
+        let mut pipe = redis::pipe();
+        for i in 1..MAX_LIVES {
+            pipe.cmd("HSET")
+                .arg(store.lives_key())
+                .arg(format!("filler{i}"))
+                .arg("[]")
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut store.redis.con())
+            .await
+            .expect("filled");
+        store.note_alive(&key(1), None).await.expect("not noted");
+        let lives = store.noted_lives().await.expect("lives");
+        // The fillers do not read as lives; the first crawl does, the one
+        // past the bound does not.
+        assert_eq!(
+            lives
+                .iter()
+                .map(|l| l.key.crawlid.as_str())
+                .collect::<Vec<_>>(),
+            ["c0"]
+        );
+        let n: usize = redis::cmd("HLEN")
+            .arg(store.lives_key())
+            .query_async(&mut store.redis.con())
+            .await
+            .expect("HLEN");
+        assert_eq!(n, MAX_LIVES);
+        assert!(store.take_end(&key(0)).await.expect("taken"));
+        assert!(!store.take_end(&key(0)).await.expect("once"));
+    }
+}

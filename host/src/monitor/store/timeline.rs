@@ -66,3 +66,40 @@ impl EventSink for MonitorStore {
             .map_err(std::io::Error::other)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Kind;
+    use crate::store::test_server::Server;
+
+    #[tokio::test]
+    async fn a_crawl_keeps_its_latest_events_only() {
+        let server = Server::start().await;
+        let mut s = crate::config::Settings::default();
+        s.redis.url = server.url.clone();
+        s.redis.namespace = "timeline".into();
+        let redis = crate::store::Redis::connect(&s, Default::default())
+            .await
+            .expect("redis");
+        let store = MonitorStore::new(redis, &s);
+        for run in 1..=(KEPT as u32 + 30) {
+            let e = Event::of(Kind::Completed, ("app", "busy"), run);
+            store.send(&e).await.expect("kept");
+        }
+        let key = CrawlKey {
+            appid: "app".into(),
+            crawlid: "busy".into(),
+        };
+        let kept = store.recent_events(&key, 10_000).await.expect("read");
+        assert_eq!(kept.len(), KEPT);
+        assert_eq!(kept[0]["run"], KEPT + 30, "the newest first");
+        assert_eq!(kept[KEPT - 1]["run"], 31);
+        let ttl: i64 = redis::cmd("TTL")
+            .arg(store.events_key(&key))
+            .query_async(&mut store.redis.con())
+            .await
+            .expect("TTL");
+        assert!(ttl > 0 && ttl <= KEEP_SECS as i64, "{ttl}");
+    }
+}
