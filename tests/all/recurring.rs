@@ -14,6 +14,18 @@ fn by_run(events: &[Value], kind: &str) -> BTreeMap<u64, Value> {
         .collect()
 }
 
+/// A site whose pages carry ETags, the pages a crawl of depth 1 reaches,
+/// and a scratch space with the link spider.
+async fn etag_site(spec: SiteSpec) -> Result<(Site, std::collections::BTreeSet<String>, Scratch)> {
+    let quirks = Quirks {
+        etags: true,
+        ..Quirks::default()
+    };
+    let site = Site::start_with(spec, quirks).await?;
+    let pages = site.expected(0, Some(1));
+    Ok((site, pages, Scratch::new(&[("link", "link")], "")?))
+}
+
 /// Three runs of a small site, two seconds apart: the first finds every
 /// page new; the second asks for each with its ETag, every page answers
 /// 304 and no result is sent; one page changed before the third, which
@@ -25,13 +37,7 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
         hosts: 2,
         seed: 3,
     };
-    let quirks = Quirks {
-        etags: true,
-        ..Quirks::default()
-    };
-    let site = Site::start_with(spec, quirks).await?;
-    let pages = site.expected(0, Some(1));
-    let s = Scratch::new(&[("link", "link")], "")?;
+    let (site, pages, s) = etag_site(spec).await?;
     let request = json!({
         "url": site.seed_url(), "appid": "testapp", "crawlid": "recurring", "maxdepth": 1,
         "schedule": {"every": 2, "max_runs": 3},
@@ -124,18 +130,12 @@ async fn a_scheduled_crawl_sends_only_what_changed_since_its_last_run() -> Resul
 /// reported `removed`.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_adaptive_crawl_rests_pages_that_stay_the_same() -> Result<()> {
-    let spec = SiteSpec {
+    let (site, pages, s) = etag_site(SiteSpec {
         pages: 20,
         hosts: 1,
         seed: 5,
-    };
-    let quirks = Quirks {
-        etags: true,
-        ..Quirks::default()
-    };
-    let site = Site::start_with(spec, quirks).await?;
-    let pages = site.expected(0, Some(1));
-    let s = Scratch::new(&[("link", "link")], "")?;
+    })
+    .await?;
     let request = json!({
         "url": site.seed_url(), "appid": "testapp", "crawlid": "adaptive", "maxdepth": 1,
         "schedule": {"every": 1, "max_runs": 5},

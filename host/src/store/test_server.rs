@@ -52,3 +52,19 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+impl Server {
+    /// Settings on this server under `namespace`, and a store on them.
+    pub async fn store(
+        &self,
+        namespace: &str,
+    ) -> (crate::config::Settings, std::sync::Arc<super::Redis>) {
+        let mut s = crate::config::Settings::default();
+        s.redis.url = self.url.clone();
+        s.redis.namespace = namespace.into();
+        let redis = super::Redis::connect(&s, Default::default())
+            .await
+            .expect("a store on the test's redis-server");
+        (s, redis)
+    }
+}

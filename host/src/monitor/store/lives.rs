@@ -93,12 +93,7 @@ mod tests {
     #[tokio::test]
     async fn past_its_bound_a_crawl_is_not_noted() {
         let server = Server::start().await;
-        let mut s = crate::config::Settings::default();
-        s.redis.url = server.url.clone();
-        s.redis.namespace = "lives".into();
-        let redis = crate::store::Redis::connect(&s, Default::default())
-            .await
-            .expect("redis");
+        let (s, redis) = server.store("lives").await;
         let store = MonitorStore::new(redis, &s);
         let key = |i: usize| CrawlKey {
             appid: "app".into(),

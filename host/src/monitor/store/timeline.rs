@@ -76,12 +76,7 @@ mod tests {
     #[tokio::test]
     async fn a_crawl_keeps_its_latest_events_only() {
         let server = Server::start().await;
-        let mut s = crate::config::Settings::default();
-        s.redis.url = server.url.clone();
-        s.redis.namespace = "timeline".into();
-        let redis = crate::store::Redis::connect(&s, Default::default())
-            .await
-            .expect("redis");
+        let (s, redis) = server.store("timeline").await;
         let store = MonitorStore::new(redis, &s);
         for run in 1..=(KEPT as u32 + 30) {
             let e = Event::of(Kind::Completed, ("app", "busy"), run);
