@@ -12,7 +12,6 @@ mod book;
 mod embedded;
 mod queue;
 pub mod redis;
-mod runs;
 mod seen;
 #[cfg(test)]
 mod twins;
@@ -88,8 +87,44 @@ pub struct Counts {
     pub in_flight: u64,
 }
 
+/// What a frontier knows of crawls' runs, as its push, pop and ack
+/// update it: how much of a crawl is open, its figures, the runs started
+/// and over, and a revisited crawl's pages. Embedded, the frontier's own
+/// book (`embedded/runs.rs`); on Redis, read from the shards
+/// (`redis/runs.rs`, `store/runs.rs`). Driven by `crate::runs`.
 #[async_trait]
-pub trait Frontier: Send + Sync {
+pub trait RunLedger: Send + Sync {
+    /// Requests of `crawl` queued, leased or waiting to retry, for a store
+    /// that tells no [`RunNews`]; `None` for one that does.
+    async fn open(&self, _crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+    /// The crawl's figures so far (of its current run, for a recurring
+    /// crawl), for a store that tells no [`RunNews`]; `None` for one that
+    /// does.
+    async fn figures(&self, _crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
+        Ok(None)
+    }
+    /// Runs started and completed since the last call (each told once).
+    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The pages a revisited crawl knows from its runs (not those gone).
+    async fn known_pages(&self, _crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// The crawl's pages no fetch of `run` reached, now marked gone.
+    async fn sweep(&self, _crawl: &CrawlKey, _run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Drop what a revisited crawl keeps of its pages (its schedule ended).
+    async fn forget_pages(&self, _crawl: &CrawlKey) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+pub trait Frontier: RunLedger + Send + Sync {
     /// Queue requests already admitted by the [`DedupStore`].
     async fn push(&self, jobs: Vec<Job>) -> Result<(), StoreError>;
     /// Lease the best request of a domain the throttle lets through now.
@@ -127,33 +162,6 @@ pub trait Frontier: Send + Sync {
     /// Write what the store batches (the stats tally) before the process
     /// exits.
     async fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    /// Requests of `crawl` queued, leased or waiting to retry, for a store
-    /// that tells no [`RunNews`]; `None` for one that does.
-    async fn open(&self, _crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
-        Ok(None)
-    }
-    /// The crawl's figures so far (of its current run, for a recurring
-    /// crawl), for a store that tells no [`RunNews`]; `None` for one that
-    /// does.
-    async fn figures(&self, _crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
-        Ok(None)
-    }
-    /// Runs started and completed since the last call (each told once).
-    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
-        Ok(Vec::new())
-    }
-    /// The pages a revisited crawl knows from its runs (not those gone).
-    async fn known_pages(&self, _crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
-        Ok(Vec::new())
-    }
-    /// The crawl's pages no fetch of `run` reached, now marked gone.
-    async fn sweep(&self, _crawl: &CrawlKey, _run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
-        Ok(Vec::new())
-    }
-    /// Drop what a revisited crawl keeps of its pages (its schedule ended).
-    async fn forget_pages(&self, _crawl: &CrawlKey) -> Result<(), StoreError> {
         Ok(())
     }
     /// Notified when another process queues work into an empty frontier,

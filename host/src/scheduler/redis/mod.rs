@@ -7,11 +7,9 @@
 
 use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::config::{Settings, Throttle};
-use crate::events::event::Stats;
 use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
-use crate::request::{CrawlKey, Job};
-use crate::revisit::PageState;
+use crate::request::Job;
 use crate::store::{
     corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, script, unavailable, Redis, Reply,
     WireJob,
@@ -26,6 +24,7 @@ use std::time::Duration;
 mod dedup;
 mod heartbeat;
 mod pace;
+mod runs;
 pub use heartbeat::WorkerCard;
 
 /// Leases per shard whose fetch is over, waiting for a pop to tell.
@@ -342,49 +341,6 @@ impl Frontier for RedisFrontier {
             self.redis.shards().asked(k, reply);
         }
         Ok(wait.map_or(Pop::Idle, Pop::Wait))
-    }
-
-    async fn open(&self, crawl: &CrawlKey) -> Result<Option<u64>, StoreError> {
-        let cref = crawl_ref(crawl);
-        let calls = self
-            .redis
-            .shards()
-            .all()
-            .map(|k| {
-                let mut inv = self.redis.call(&self.scripts.open, k);
-                inv.arg(&cref);
-                (k, inv)
-            })
-            .collect();
-        let open: i64 = self
-            .redis
-            .on_shards::<i64>(calls)
-            .await?
-            .into_iter()
-            .map(|(_, n)| n.max(0))
-            .sum();
-        Ok(Some(open as u64))
-    }
-
-    async fn figures(&self, crawl: &CrawlKey) -> Result<Option<Stats>, StoreError> {
-        self.redis.figures(crawl).await.map(Some)
-    }
-
-    async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
-        let pages = self.redis.kept_pages(crawl).await?;
-        Ok(pages
-            .into_iter()
-            .filter(|(_, p)| !p.gone)
-            .map(|(_, p)| Arc::new(p))
-            .collect())
-    }
-
-    async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
-        self.redis.sweep_pages(crawl, run).await
-    }
-
-    async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
-        self.redis.drop_pages(crawl).await
     }
 
     async fn ack(&self, lease_id: u64, acked: Acked) -> Result<(), StoreError> {

@@ -5,11 +5,13 @@
 //! page's last state cost no call of their own (in Redis, the same
 //! scripts will carry them).
 
-use super::{Acked, RunNews};
+use super::EmbeddedFrontier;
 use crate::events::event::Stats;
 use crate::links::domain;
 use crate::request::{CrawlKey, Job};
 use crate::revisit::PageState;
+use crate::scheduler::{Acked, RunLedger, RunNews, StoreError};
+use async_trait::async_trait;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -147,5 +149,27 @@ impl RunBook {
 
     pub(super) fn forget(&mut self, crawl: &CrawlKey) {
         self.pages.remove(crawl);
+    }
+}
+
+/// The frontier answers from its book, under the lock its push, pop and
+/// ack take.
+#[async_trait]
+impl RunLedger for EmbeddedFrontier {
+    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
+        Ok(self.state.lock().runs.news())
+    }
+
+    async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(self.state.lock().runs.pages(crawl))
+    }
+
+    async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
+        Ok(self.state.lock().runs.sweep(crawl, run))
+    }
+
+    async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
+        self.state.lock().runs.forget(crawl);
+        Ok(())
     }
 }

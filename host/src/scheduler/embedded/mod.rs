@@ -1,15 +1,16 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
 
+mod runs;
+
 use super::queue::{FairQueue, Queued};
-use super::runs::RunBook;
-use super::{Acked, Counts, Frontier, Lease, Pop, RunNews, StoreError};
+use super::{Acked, Counts, Frontier, Lease, Pop, StoreError};
 use crate::links::domain::{self, origin_of};
 use crate::politeness::throttle::{Admission, ThrottleStore};
 use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
-use crate::request::{CrawlKey, Job};
-use crate::revisit::PageState;
+use crate::request::Job;
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use runs::RunBook;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -362,23 +363,6 @@ impl Frontier for EmbeddedFrontier {
         if let Some(held) = st.end_lease(&self.politeness, lease_id, ok, sample) {
             st.runs.acked(&held.job, acked);
         }
-        Ok(())
-    }
-
-    async fn run_news(&self) -> Result<Vec<RunNews>, StoreError> {
-        Ok(self.state.lock().runs.news())
-    }
-
-    async fn known_pages(&self, crawl: &CrawlKey) -> Result<Vec<Arc<PageState>>, StoreError> {
-        Ok(self.state.lock().runs.pages(crawl))
-    }
-
-    async fn sweep(&self, crawl: &CrawlKey, run: u32) -> Result<Vec<Arc<PageState>>, StoreError> {
-        Ok(self.state.lock().runs.sweep(crawl, run))
-    }
-
-    async fn forget_pages(&self, crawl: &CrawlKey) -> Result<(), StoreError> {
-        self.state.lock().runs.forget(crawl);
         Ok(())
     }
 
