@@ -31,6 +31,7 @@ test: guests build
     XDG_CACHE_HOME="${SPINNERET_TEST_CACHE:-${TMPDIR:-/tmp}/spinneret-test-cache}" {{target}}/release/spinneret plugins --plugins plugins >/dev/null
     # Some fixtures are invalid on purpose: they are rejected, the rest cached.
     -XDG_CACHE_HOME="${SPINNERET_TEST_CACHE:-${TMPDIR:-/tmp}/spinneret-test-cache}" {{target}}/release/spinneret plugins --plugins tests/fixtures/wasm >/dev/null 2>&1
+    XDG_CACHE_HOME="${SPINNERET_TEST_CACHE:-${TMPDIR:-/tmp}/spinneret-test-cache}" {{target}}/release/spinneret plugins --plugins tests/fixtures/frozen >/dev/null
     cargo test --release --workspace
 
 # Formatting and lints for the host and the guests; no import cycles between the host's modules.

@@ -38,11 +38,14 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// A built guest: `plugins/NAME.wasm` or `tests/fixtures/wasm/NAME.wasm`.
+/// A built guest: `plugins/NAME.wasm`, `tests/fixtures/frozen/NAME.wasm`
+/// (committed, never rebuilt) or `tests/fixtures/wasm/NAME.wasm`.
 pub fn wasm(name: &str) -> PathBuf {
-    let in_plugins = repo().join("plugins").join(format!("{name}.wasm"));
-    if in_plugins.exists() {
-        return in_plugins;
+    for dir in ["plugins", "tests/fixtures/frozen"] {
+        let built = repo().join(dir).join(format!("{name}.wasm"));
+        if built.exists() {
+            return built;
+        }
     }
     let fixture = repo()
         .join("tests/fixtures/wasm")

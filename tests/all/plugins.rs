@@ -176,6 +176,37 @@ async fn unsupported_wit_version_is_rejected_at_load() -> Result<()> {
     Ok(())
 }
 
+/// A spider built against `spinneret:plugin@0.1.0` and committed as it
+/// was (`tests/fixtures/frozen`) loads and crawls on this host: what
+/// plugin authors built keeps working as the WIT grows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_built_against_0_1_0_still_crawls() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 12,
+        hosts: 1,
+        seed: 9,
+    })
+    .await?;
+    let s = Scratch::new(&[("frozen", "link-0.1.0")], "")?;
+    let out = s.command("plugins").arg("--json").output().await?;
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        listed
+            .iter()
+            .any(|r| r["name"] == "frozen" && r["wit"] == "0.1.0" && r["kind"] == "spider"),
+        "{listed:?}"
+    );
+    let run = s.crawl("frozen", &site, 100, &[]).await?;
+    let mut got = run.urls();
+    got.sort();
+    let want: Vec<String> = site.expected(0, None).into_iter().collect();
+    assert_eq!(got, want, "{}", run.stderr);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_command_lists_what_is_loaded() -> Result<()> {
     let s = Scratch::new(
