@@ -145,11 +145,9 @@ async fn a_429_with_retry_after_pauses_its_host_for_every_worker() -> Result<()>
     );
     finish(&site, &cluster, Duration::from_secs(60)).await?;
     // The crawl was told its site paused, once (one fetch met the 429).
-    let paused: Vec<serde_json::Value> = (0..4)
-        .flat_map(|i| {
-            crate::harness::read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
-                .unwrap_or_default()
-        })
+    let paused: Vec<serde_json::Value> = cluster
+        .events()
+        .into_iter()
         .filter(|e| e["event"] == "domain.paused")
         .collect();
     assert_eq!(paused.len(), 1, "{paused:?}");

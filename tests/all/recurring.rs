@@ -221,14 +221,6 @@ async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()>
         json!({"schedule": {"every": 2, "max_runs": 3}, "revisit": {"emit": "changed"}}),
     );
     cluster.submit(&["--request", &r]).await?;
-    let events = |cluster: &Cluster| -> Vec<Value> {
-        (0..2)
-            .flat_map(|i| {
-                read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
     let within = std::time::Duration::from_secs(60);
     crate::harness::eventually(within, "run 1 under way", || {
         (cluster.results().len() >= 3).then_some(())
@@ -240,7 +232,7 @@ async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()>
     // Paused once run 2 fired (it goes on), so that run 3 waits for the
     // page to change; resumed, it fires at once (`misfire: once`).
     crate::harness::eventually(within, "run 2 fired", || {
-        let e = events(&cluster);
+        let e = cluster.events();
         (by_run(&e, "schedule.fired").len() >= 2).then_some(())
     })
     .await?;
@@ -259,7 +251,7 @@ async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()>
     let paused = act("pause").await?;
     assert_eq!(paused["schedule"]["paused"], true, "{paused}");
     let e = crate::harness::eventually(within, "run 2's end", || {
-        let e = events(&cluster);
+        let e = cluster.events();
         (by_run(&e, "crawl.completed").len() >= 2).then_some(e)
     })
     .await?;
@@ -273,7 +265,7 @@ async fn revisited_over_two_workers(redis_url: String, kill: bool) -> Result<()>
     site.change_page(changed);
     act("resume").await?;
     let done = crate::harness::eventually(within, "three runs completed", || {
-        let e = events(&cluster);
+        let e = cluster.events();
         (by_run(&e, "crawl.completed").len() >= 3).then_some(e)
     })
     .await
@@ -531,19 +523,11 @@ async fn a_crawl_without_a_schedule_is_told_over_once_on_redis() -> Result<()> {
     let mut cluster = Cluster::new(&redis, "")?;
     cluster.start_worker()?;
     cluster.start_worker()?;
-    let events = |cluster: &Cluster| -> Vec<Value> {
-        (0..2)
-            .flat_map(|i| {
-                read_results(&cluster.scratch.path(&format!("worker-{i}.events.jsonl")))
-                    .unwrap_or_default()
-            })
-            .collect()
-    };
     let within = std::time::Duration::from_secs(60);
     let ended = |crawlid: &'static str| {
         let cluster = &cluster;
         move || {
-            let e = events(cluster);
+            let e = cluster.events();
             e.iter()
                 .any(|e| e["crawlid"] == crawlid && e["event"] == "crawl.completed")
                 .then_some(e)
@@ -556,7 +540,7 @@ async fn a_crawl_without_a_schedule_is_told_over_once_on_redis() -> Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("{e}\n{}", cluster.logs()))?;
     }
-    let all = events(&cluster);
+    let all = cluster.events();
     let of = |kind: &str| -> Vec<&Value> {
         all.iter()
             .filter(|e| e["crawlid"] == "once" && e["event"] == kind)

@@ -195,6 +195,16 @@ impl Cluster {
             .collect()
     }
 
+    /// Every event any worker has written so far (`--events`).
+    pub(crate) fn events(&self) -> Vec<Value> {
+        (0..self.workers.len())
+            .flat_map(|i| {
+                read_results(&self.scratch.path(&format!("worker-{i}.events.jsonl")))
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     pub(crate) fn per_worker(&self) -> Vec<usize> {
         self.workers
             .iter()
