@@ -143,32 +143,7 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     if crawl {
         let engine = engine(&settings, &stats, &registry, &cluster, &bus).await?;
         if control {
-            // Scheduled crawls' runs, fired and ended once across every
-            // process that drives them; events to `<prefix>.events`.
-            let kept: Arc<dyn crate::events::EventSink> = Arc::new(cluster.monitors.clone());
-            let notifier = super::webhook_notifier(
-                &settings,
-                dead_letters(&bus),
-                Some(Arc::new(cluster.monitors.clone())),
-            )?;
-            {
-                let (notifier, stop) = (notifier.clone(), stop.clone());
-                tasks.spawn(async move {
-                    notifier.resume(stop).await;
-                    Ok(())
-                });
-            }
-            let runs = crate::runs::Runs::new(
-                engine.clone(),
-                Arc::new(crate::events::Tee(vec![bus.clone(), kept])),
-                Some(notifier),
-                Arc::new(cluster.monitors.clone()),
-            );
-            let stop = stop.clone();
-            tasks.spawn(async move {
-                runs.drive(stop, None).await;
-                Ok(())
-            });
+            drive_runs(&mut tasks, &settings, &engine, &cluster, &bus, &stop)?;
         }
         let stop = stop.clone();
         tasks.spawn(async move {
@@ -210,6 +185,43 @@ async fn roles(settings: Settings, ingest: bool, crawl: bool, control: bool) -> 
     }
     bus.flush();
     Ok(code)
+}
+
+/// Scheduled crawls' runs, fired and ended once across every process that
+/// drives them; events to `<prefix>.events` and kept in the store.
+fn drive_runs(
+    tasks: &mut tokio::task::JoinSet<Result<()>>,
+    settings: &Settings,
+    engine: &Arc<Engine>,
+    cluster: &Cluster,
+    bus: &Arc<KafkaBus>,
+    stop: &Shutdown,
+) -> Result<()> {
+    let kept: Arc<dyn crate::events::EventSink> = Arc::new(cluster.monitors.clone());
+    let notifier = super::run::webhook_notifier(
+        settings,
+        dead_letters(bus),
+        Some(Arc::new(cluster.monitors.clone())),
+    )?;
+    {
+        let (notifier, stop) = (notifier.clone(), stop.clone());
+        tasks.spawn(async move {
+            notifier.resume(stop).await;
+            Ok(())
+        });
+    }
+    let runs = crate::runs::Runs::new(
+        engine.clone(),
+        Arc::new(crate::events::Tee(vec![bus.clone(), kept])),
+        Some(notifier),
+        Arc::new(cluster.monitors.clone()),
+    );
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        runs.drive(stop, None).await;
+        Ok(())
+    });
+    Ok(())
 }
 
 /// Undelivered webhook events to `<prefix>.errors`.
