@@ -70,26 +70,22 @@ impl Exchange<'_> {
     /// The fetch's records, compressed at `level` (a payload that came
     /// compressed is stored: deflating it again costs and saves nothing).
     pub(super) fn records(&self, redact: bool, level: u32) -> Records {
-        let f = self.fetched;
         let date = now(Stamp::Warc);
-        let (payload, headers) = self.wire();
-        let protocol = f
-            .version
-            .to_ascii_lowercase()
-            .replace("http/2", "h2")
-            .replace("http/3", "h3");
-        let status_line = format!(
-            "{} {} {}",
-            if f.version.starts_with("HTTP/1") {
-                f.version
-            } else {
-                "HTTP/1.1"
-            },
-            f.status,
-            f.reason
-        );
-        let head = http_head(&status_line, &headers);
         let response_id = record_id();
+        let members = vec![
+            self.response_member(&date, &response_id, level),
+            self.request_member(&date, &response_id, redact, level),
+            self.metadata_member(&date, response_id, level),
+        ];
+        Records { members }
+    }
+
+    /// The response as received (a `revisit` for a 304), with its index
+    /// line's fields.
+    fn response_member(&self, date: &str, id: &str, level: u32) -> Member {
+        let f = self.fetched;
+        let (payload, headers) = self.wire();
+        let head = http_head(&self.status_line(), &headers);
         let not_modified = f.status == 304;
         let (block_digest, digest) = if not_modified {
             (None, String::new())
@@ -101,7 +97,7 @@ impl Exchange<'_> {
         // metadata (Browsertrix's field): the WACZ of a crawl is cut by it.
         let crawl = serde_json::json!({"appid": self.owner.appid, "crawlid": self.owner.crawlid});
         let mut warc_headers = vec![
-            ("WARC-Protocol", protocol),
+            ("WARC-Protocol", self.protocol()),
             ("WARC-JSON-Metadata", crawl.to_string()),
         ];
         let kind = if not_modified {
@@ -121,8 +117,8 @@ impl Exchange<'_> {
         };
         let response = Record {
             kind,
-            id: response_id.clone(),
-            date: &date,
+            id: id.to_string(),
+            date,
             target: Some(self.url),
             headers: warc_headers,
             content_type: "application/http; msgtype=response",
@@ -136,11 +132,11 @@ impl Exchange<'_> {
             .trim()
             .to_ascii_lowercase();
         let packed = f.encoded.is_some() || compressed_media(&mime);
-        let mut members = vec![Member {
+        Member {
             bytes: response.gzip(if packed { 0 } else { level }),
             index: Some(IndexFields {
                 url: self.url.to_string(),
-                date: date.clone(),
+                date: date.to_string(),
                 mime,
                 status: f.status,
                 digest: (!not_modified).then_some(digest),
@@ -148,39 +144,71 @@ impl Exchange<'_> {
                 appid: self.owner.appid.clone(),
                 crawlid: self.owner.crawlid.clone(),
             }),
-        }];
+        }
+    }
+
+    /// The protocol as `WARC-Protocol` names it (`h2`, `http/1.1`).
+    fn protocol(&self) -> String {
+        self.fetched
+            .version
+            .to_ascii_lowercase()
+            .replace("http/2", "h2")
+            .replace("http/3", "h3")
+    }
+
+    /// The status line, in HTTP/1.1 for an HTTP/2 or /3 response (which
+    /// has none), as WARC readers expect one.
+    fn status_line(&self) -> String {
+        let f = self.fetched;
+        format!(
+            "{} {} {}",
+            if f.version.starts_with("HTTP/1") {
+                f.version
+            } else {
+                "HTTP/1.1"
+            },
+            f.status,
+            f.reason
+        )
+    }
+
+    /// The request as sent, concurrent to the response `id`.
+    fn request_member(&self, date: &str, id: &str, redact: bool, level: u32) -> Member {
         let request = self.request_block(redact);
         let body = self.request_body.unwrap_or_default();
-        members.push(Member {
+        Member {
             bytes: Record {
                 kind: "request",
                 id: record_id(),
-                date: &date,
+                date,
                 target: Some(self.url),
-                headers: vec![("WARC-Concurrent-To", response_id.clone())],
+                headers: vec![("WARC-Concurrent-To", id.to_string())],
                 content_type: "application/http; msgtype=request",
                 block: &[&request, body],
                 block_digest: None,
             }
             .gzip(level),
             index: None,
-        });
+        }
+    }
+
+    /// What the crawl knew of the fetch, concurrent to the response `id`.
+    fn metadata_member(&self, date: &str, id: String, level: u32) -> Member {
         let meta = self.metadata();
-        members.push(Member {
+        Member {
             bytes: Record {
                 kind: "metadata",
                 id: record_id(),
-                date: &date,
+                date,
                 target: Some(self.url),
-                headers: vec![("WARC-Concurrent-To", response_id)],
+                headers: vec![("WARC-Concurrent-To", id)],
                 content_type: "application/warc-fields",
                 block: &[meta.as_bytes()],
                 block_digest: None,
             }
             .gzip(level),
             index: None,
-        });
-        Records { members }
+        }
     }
 
     /// The payload as sent and headers true to it: `Content-Encoding` and

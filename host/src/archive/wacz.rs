@@ -59,39 +59,8 @@ pub fn package(
         .compression_method(zip::CompressionMethod::Stored)
         .large_file(true);
     let zerr = |e: zip::result::ZipError| ArchiveError::Io(format!("wacz {}: {e}", path.display()));
-    let mut resources = Vec::new();
-
-    // The records, each copied whole; the index gets their new offsets.
-    zip.start_file("archive/data.warc.gz", stored)
-        .map_err(zerr)?;
-    let mut hash = Sha256::new();
-    let mut at = 0u64;
-    let mut index = String::new();
-    let mut pages =
-        vec![json!({"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}).to_string()];
-    for l in &mut lines {
-        let offset: u64 = str_u64(&l.fields["offset"]);
-        let length: u64 = str_u64(&l.fields["length"]);
-        let bytes = read_range(&l.file, offset, length)?;
-        hash.update(&bytes);
-        zip.write_all(&bytes)
-            .map_err(|e| io("cannot write", &path, e))?;
-        l.fields["offset"] = at.to_string().into();
-        l.fields["filename"] = "data.warc.gz".into();
-        at += length;
-        index.push_str(&format!("{} {}\n", l.key, l.fields));
-        if is_page(&l.fields) {
-            let ts = l.key.split(' ').nth(1).unwrap_or_default();
-            // `id` and `title` given: validators read the list as a table
-            // whose columns the header line names.
-            let id = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(l.key.as_bytes()));
-            pages.push(
-                json!({"id": id, "url": l.fields["url"], "title": l.fields["url"], "ts": iso(ts)})
-                    .to_string(),
-            );
-        }
-    }
-    resources.push(resource("archive/data.warc.gz", at, &hash.finalize()));
+    let (data, index, pages) = copy_records(&mut zip, stored, &path, &mut lines)?;
+    let mut resources = vec![data];
     let pages_text = pages.join("\n") + "\n";
     for (entry, text) in [
         ("indexes/index.cdxj", index.as_str()),
@@ -102,14 +71,7 @@ pub fn package(
             .map_err(|e| io("cannot write", &path, e))?;
         resources.push(resource(entry, text.len() as u64, &Sha256::digest(text)));
     }
-    let package = json!({
-        "profile": "data-package",
-        "resources": resources,
-        "wacz_version": "1.1.1",
-        "title": format!("{appid} {crawlid}"),
-        "created": super::exchange::now(super::exchange::Stamp::Seconds),
-        "software": format!("spinneret {}", env!("CARGO_PKG_VERSION")),
-    });
+    let package = datapackage(resources, appid, crawlid);
     zip.start_file("datapackage.json", stored).map_err(zerr)?;
     zip.write_all(
         serde_json::to_string_pretty(&package)
@@ -125,6 +87,59 @@ pub fn package(
         records: lines.len(),
         pages: pages.len() - 1,
     }))
+}
+
+/// The records, each copied whole into `archive/data.warc.gz`: its
+/// resource line, the index with their new offsets, and the pages list.
+fn copy_records(
+    zip: &mut zip::ZipWriter<File>,
+    stored: SimpleFileOptions,
+    path: &Path,
+    lines: &mut [Line],
+) -> Result<(Value, String, Vec<String>), ArchiveError> {
+    zip.start_file("archive/data.warc.gz", stored)
+        .map_err(|e| ArchiveError::Io(format!("wacz {}: {e}", path.display())))?;
+    let mut hash = Sha256::new();
+    let mut at = 0u64;
+    let mut index = String::new();
+    let mut pages =
+        vec![json!({"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}).to_string()];
+    for l in lines {
+        let offset: u64 = str_u64(&l.fields["offset"]);
+        let length: u64 = str_u64(&l.fields["length"]);
+        let bytes = read_range(&l.file, offset, length)?;
+        hash.update(&bytes);
+        zip.write_all(&bytes)
+            .map_err(|e| io("cannot write", path, e))?;
+        l.fields["offset"] = at.to_string().into();
+        l.fields["filename"] = "data.warc.gz".into();
+        at += length;
+        index.push_str(&format!("{} {}\n", l.key, l.fields));
+        if is_page(&l.fields) {
+            let ts = l.key.split(' ').nth(1).unwrap_or_default();
+            // `id` and `title` given: validators read the list as a table
+            // whose columns the header line names.
+            let id = format!("{:032x}", xxhash_rust::xxh3::xxh3_128(l.key.as_bytes()));
+            pages.push(
+                json!({"id": id, "url": l.fields["url"], "title": l.fields["url"], "ts": iso(ts)})
+                    .to_string(),
+            );
+        }
+    }
+    let data = resource("archive/data.warc.gz", at, &hash.finalize());
+    Ok((data, index, pages))
+}
+
+/// `datapackage.json`: the package's entries with their sizes and hashes.
+fn datapackage(resources: Vec<Value>, appid: &str, crawlid: &str) -> Value {
+    json!({
+        "profile": "data-package",
+        "resources": resources,
+        "wacz_version": "1.1.1",
+        "title": format!("{appid} {crawlid}"),
+        "created": super::exchange::now(super::exchange::Stamp::Seconds),
+        "software": format!("spinneret {}", env!("CARGO_PKG_VERSION")),
+    })
 }
 
 /// The crawl's index lines from every sealed `.cdxj` under `dir`.

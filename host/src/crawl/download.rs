@@ -28,7 +28,7 @@ impl Engine {
             budget: None,
         };
         let started = Instant::now();
-        let mut fetched = self.fetcher.fetch(&out).await;
+        let mut fetched = self.fetching.fetcher.fetch(&out).await;
         let took = started.elapsed();
         let archived = match &mut fetched {
             Ok(f) => self.archive_fetch(job, req, f),
@@ -106,7 +106,7 @@ impl Engine {
         if mode == RenderMode::Never || !renderable(&fetched) {
             return Ok(fetched);
         }
-        let Some(renderer) = &self.renderer else {
+        let Some(renderer) = &self.fetching.renderer else {
             let why = "not rendered: this worker has no browser (render.enabled, render.browser)";
             return Err(Outcome::Deliver(vec![CrawlResult::new(
                 job,
@@ -136,7 +136,7 @@ impl Engine {
     /// Write the fetch to the archive, when the crawl keeps one; the
     /// result then says where (`warc`).
     fn archive_fetch(&self, job: &Job, req: &Request, f: &mut Fetched) -> Result<(), ArchiveError> {
-        let Some(archive) = &self.archive else {
+        let Some(archive) = &self.fetching.archive else {
             return Ok(());
         };
         f.archived = Some(archive.write(&Exchange {

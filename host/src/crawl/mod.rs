@@ -77,23 +77,29 @@ pub struct Engine {
     pub frontier: Arc<dyn Frontier>,
     pub dedup: Arc<dyn DedupStore>,
     pub sink: Arc<dyn ResultSink>,
-    pub fetcher: Fetcher,
     /// Where throttle slots taken for requests never sent are given back.
     pub throttle: Arc<dyn ThrottleStore>,
-    pub robots: Option<Arc<RobotsCache>>,
-    /// The headless browser, if this worker renders (`render.enabled` and
-    /// a browser installed).
-    pub renderer: Option<Arc<Renderer>>,
+    pub fetching: Fetching,
     pub registry: Arc<Registry>,
     pub settings: Arc<Settings>,
     pub stats: Arc<Stats>,
-    /// Every fetch written as WARC records (`warc.dir`), when on.
-    pub archive: Option<Arc<Archive>>,
     /// Site pauses met, to be told as `domain.paused` by whoever drives
     /// runs (`crate::runs`).
     pub pauses: crate::events::pauses::Pauses,
     /// The loop's own state: wake-ups, stops, leases held, warnings given.
     state: LoopState,
+}
+
+/// How a page is got and kept: the HTTP client, robots.txt, the browser,
+/// the WARC archive.
+pub struct Fetching {
+    pub fetcher: Fetcher,
+    pub robots: Option<Arc<RobotsCache>>,
+    /// The headless browser, if this worker renders (`render.enabled` and
+    /// a browser installed).
+    pub renderer: Option<Arc<Renderer>>,
+    /// Every fetch written as WARC records (`warc.dir`), when on.
+    pub archive: Option<Arc<Archive>>,
 }
 
 /// What the crawl loop keeps while it runs.
@@ -147,14 +153,16 @@ impl Engine {
             frontier,
             dedup,
             sink,
-            fetcher,
             throttle,
-            robots,
-            renderer,
+            fetching: Fetching {
+                fetcher,
+                robots,
+                renderer,
+                archive,
+            },
             registry,
             settings,
             stats,
-            archive,
             pauses: Default::default(),
             state: LoopState {
                 wake: Notify::new(),
@@ -248,7 +256,7 @@ impl Engine {
     /// [`INLINE_ROBOTS_RULES`] rule checks it runs on the blocking pool; if
     /// that fails, every link is kept (and checked at fetch time).
     async fn drop_robots_denied(&self, children: &mut Vec<(Job, url::Url)>) {
-        let Some(cache) = &self.robots else {
+        let Some(cache) = &self.fetching.robots else {
             return;
         };
         // Each child's URL with its origin's rules, when known.
@@ -328,12 +336,12 @@ impl Engine {
         if let Err(e) = self.frontier.flush().await {
             tracing::warn!(error = %e, "the stats of the last second were not written");
         }
-        if let Some(r) = &self.renderer {
+        if let Some(r) = &self.fetching.renderer {
             r.shutdown().await;
         }
         // Every lease settled has its records synced: sealing makes the
         // files whole and indexed for readers.
-        if let Some(a) = &self.archive {
+        if let Some(a) = &self.fetching.archive {
             if let Err(e) = a.close() {
                 tracing::error!(error = %e, "WARC files not sealed; the next start seals them");
             }

@@ -119,7 +119,7 @@ impl Engine {
             let error = format!("no spider named `{}` is loaded", job.spiderid);
             return Err(unfetched(job, error));
         }
-        if let Some(robots) = &self.robots {
+        if let Some(robots) = &self.fetching.robots {
             let verdict = robots.allowed(&url).await;
             if !verdict.allowed {
                 tracing::debug!(url = %redact(&job.url), "disallowed by robots.txt");
@@ -156,7 +156,7 @@ impl Engine {
         if let Err(e) = self.frontier.crawl_delay(&origin, delay).await {
             // Read again by the next request, which stores it then.
             tracing::warn!(%origin, error = %e, "could not store the site's Crawl-delay");
-            if let Some(r) = &self.robots {
+            if let Some(r) = &self.fetching.robots {
                 r.forget(url);
             }
         }

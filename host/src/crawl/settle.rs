@@ -9,6 +9,7 @@ use crate::config::redact;
 use crate::fetch::error_chain;
 use crate::plugins::{ItemAction, Kind};
 use crate::politeness::{Requeue, Sample};
+use crate::request::Job;
 use crate::result::CrawlResult;
 use crate::scheduler::{Acked, Lease, StoreError};
 use crate::telemetry::Event;
@@ -25,7 +26,7 @@ impl Engine {
         // The fetch's records are on disk before its lease moves on (one
         // fsync for all the pages settling at once); if they cannot be,
         // the request goes back to be crawled again.
-        if let Some(a) = &self.archive {
+        if let Some(a) = &self.fetching.archive {
             if let Err(e) = a.durable().await {
                 tracing::warn!(url = %redact(&lease.job.url), error = %e, "records not on disk; the request goes back to the queue");
                 self.stats.emit(Event::Released);
@@ -33,56 +34,7 @@ impl Engine {
             }
         }
         match outcome {
-            Outcome::Deliver(mut results) => {
-                let sample = results
-                    .iter()
-                    .find_map(|r| r.fetched.as_ref())
-                    .and_then(|f| self.sample(f.elapsed, f.status >= 500));
-                let revisited = self.revisited(&lease.job, &mut results);
-                let quiet = revisited.as_ref().is_some_and(|r| r.quiet);
-                let mut acked = Acked {
-                    sample,
-                    bytes: results
-                        .iter()
-                        .find_map(|r| r.fetched.as_ref())
-                        .map_or(0, |f| f.body.len() as u64),
-                    error: results.iter().any(|r| r.error.is_some()).then_some("fetch"),
-                    ..Acked::default()
-                };
-                for mut r in results {
-                    if quiet {
-                        // The same as the last run: counted in the run's
-                        // figures, not sent.
-                        acked.status.get_or_insert(r.status());
-                        continue;
-                    }
-                    r.redact_credentials =
-                        !self.settings.crawl.publish_credentials.contains(&r.appid);
-                    let Some(r) = self.pipelines(r).await else {
-                        self.stats.emit(Event::Dropped);
-                        continue;
-                    };
-                    match self.deliver(&r).await {
-                        Delivery::Done => {
-                            self.count_page(&r);
-                            acked.status.get_or_insert(r.status());
-                        }
-                        Delivery::Never(reason) => {
-                            self.undeliverable(&r, &reason).await;
-                            acked.error = Some("undelivered");
-                        }
-                        Delivery::Later => {
-                            self.stats.emit(Event::Released);
-                            return self.frontier.release(id).await;
-                        }
-                    }
-                }
-                if let Some(r) = revisited {
-                    acked.change = Some(r.change);
-                    acked.page = Some(r.page);
-                }
-                self.frontier.ack(id, acked).await
-            }
+            Outcome::Deliver(results) => self.deliver_all(&lease, results).await,
             // The lease is finished at once: the wait is the frontier's.
             Outcome::Retry { job, after, took } => {
                 self.stats.emit(Event::Retried);
@@ -92,37 +44,113 @@ impl Engine {
                     .await
             }
             Outcome::SlowDown { job, asked, status } => {
-                self.stats.emit(Event::Paused { status });
-                let origin = crate::links::domain::origin_of(&job.url);
-                let crawl = (job.crawl.appid.clone(), job.crawl.crawlid.clone());
-                self.pauses.note(crawl, job.crawl.run, origin, status);
-                self.frontier
-                    .retry(id, *job, Requeue::PauseSite(asked))
-                    .await
+                self.slow_down(id, *job, asked, status).await
             }
             Outcome::Redirect(job) | Outcome::Again(job) => {
                 self.frontier.retry(id, *job, Requeue::Now).await?;
                 self.wake_for(1);
                 Ok(())
             }
-            Outcome::Drop(why) => {
-                self.stats.emit(match why {
-                    Dropped::Expired => Event::Expired,
-                    Dropped::Robots => Event::RobotsDenied { requests: 1 },
-                    Dropped::Middleware => Event::Dropped,
-                });
-                let error = match why {
-                    Dropped::Expired => "expired",
-                    Dropped::Robots => "robots",
-                    Dropped::Middleware => "dropped",
-                };
-                let acked = Acked {
-                    error: Some(error),
-                    ..Acked::default()
-                };
-                self.frontier.ack(id, acked).await
+            Outcome::Drop(why) => self.drop_request(id, why).await,
+        }
+    }
+
+    /// Deliver a page's results (through the item pipelines), then ack
+    /// the lease with what the run's figures need; released if a result
+    /// must wait for the sink. A revisited page unchanged (quiet) is acked
+    /// without sending.
+    async fn deliver_all(
+        &self,
+        lease: &Lease,
+        mut results: Vec<CrawlResult>,
+    ) -> Result<(), StoreError> {
+        let id = lease.id;
+        let sample = results
+            .iter()
+            .find_map(|r| r.fetched.as_ref())
+            .and_then(|f| self.sample(f.elapsed, f.status >= 500));
+        let revisited = self.revisited(&lease.job, &mut results);
+        let quiet = revisited.as_ref().is_some_and(|r| r.quiet);
+        let mut acked = Acked {
+            sample,
+            bytes: results
+                .iter()
+                .find_map(|r| r.fetched.as_ref())
+                .map_or(0, |f| f.body.len() as u64),
+            error: results.iter().any(|r| r.error.is_some()).then_some("fetch"),
+            ..Acked::default()
+        };
+        for mut r in results {
+            if quiet {
+                // The same as the last run: counted in the run's
+                // figures, not sent.
+                acked.status.get_or_insert(r.status());
+                continue;
+            }
+            r.redact_credentials = !self.settings.crawl.publish_credentials.contains(&r.appid);
+            let Some(r) = self.pipelines(r).await else {
+                self.stats.emit(Event::Dropped);
+                continue;
+            };
+            match self.deliver(&r).await {
+                Delivery::Done => {
+                    self.count_page(&r);
+                    acked.status.get_or_insert(r.status());
+                }
+                Delivery::Never(reason) => {
+                    self.undeliverable(&r, &reason).await;
+                    acked.error = Some("undelivered");
+                }
+                Delivery::Later => {
+                    self.stats.emit(Event::Released);
+                    return self.frontier.release(id).await;
+                }
             }
         }
+        if let Some(r) = revisited {
+            acked.change = Some(r.change);
+            acked.page = Some(r.page);
+        }
+        self.frontier.ack(id, acked).await
+    }
+
+    /// A 429 or 503: the site paused (for as long as it `asked`, if it
+    /// did), the pause noted for its crawl's event, the request queued
+    /// again.
+    async fn slow_down(
+        &self,
+        id: u64,
+        job: Job,
+        asked: Option<Duration>,
+        status: u16,
+    ) -> Result<(), StoreError> {
+        self.stats.emit(Event::Paused { status });
+        let origin = crate::links::domain::origin_of(&job.url);
+        let crawl = (job.crawl.appid.clone(), job.crawl.crawlid.clone());
+        self.pauses.note(crawl, job.crawl.run, origin, status);
+        self.frontier
+            .retry(id, job, Requeue::PauseSite(asked))
+            .await
+    }
+
+    /// A request not crawled (expired, refused by robots.txt, dropped by
+    /// a middleware): counted, and its lease acked with the reason.
+    async fn drop_request(&self, id: u64, why: Dropped) -> Result<(), StoreError> {
+        self.stats.emit(match why {
+            Dropped::Expired => Event::Expired,
+            Dropped::Robots => Event::RobotsDenied { requests: 1 },
+            Dropped::Middleware => Event::Dropped,
+        });
+        let error = match why {
+            Dropped::Expired => "expired",
+            Dropped::Robots => "robots",
+            Dropped::Middleware => "dropped",
+        };
+        let acked = Acked {
+            error: Some(error),
+            ..Acked::default()
+        };
+        self.frontier.ack(id, acked).await
     }
 
     /// A fetch's sample for the adaptive throttle, when that is on.

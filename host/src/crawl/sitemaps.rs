@@ -38,6 +38,7 @@ impl Engine {
             .domain_max_pages
             .map_or(c.max_sitemap_urls, |m| (m as usize).min(c.max_sitemap_urls));
         let listed = self
+            .fetching
             .robots
             .as_ref()
             .and_then(|r| r.rules(&seed_url))
@@ -99,7 +100,7 @@ impl Engine {
     /// One sitemap file's bytes once its domain's throttle lets it go, or
     /// `None` (the deadline, an error, a status other than 2xx).
     async fn sitemap_file(&self, seed: &Job, url: &Url, deadline: Instant) -> Option<bytes::Bytes> {
-        if let Some(robots) = &self.robots {
+        if let Some(robots) = &self.fetching.robots {
             if !robots.allowed(url).await.allowed {
                 tracing::info!(sitemap = %url, "sitemap not read: its host's robots.txt disallows it");
                 return None;
@@ -137,7 +138,7 @@ impl Engine {
             budget: None,
         };
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, self.fetcher.fetch(&out)).await {
+        match tokio::time::timeout(left, self.fetching.fetcher.fetch(&out)).await {
             Ok(Ok(f)) if (200..300).contains(&f.status) => Some(f.body),
             Ok(Ok(f)) => {
                 tracing::debug!(sitemap = %url, status = f.status, "no sitemap here");

@@ -1,10 +1,12 @@
 //! The fetcher: one reqwest client (rustls) with connect and total
 //! timeouts, a redirect limit, a body cap, the address policy applied
 //! after DNS and on every redirect hop, and content decoding of its own
-//! (`decode.rs`: the bytes as sent are kept for the archive).
+//! (`decode.rs`: the bytes as sent are kept for the archive). A response
+//! is read, bounded and decoded in `read.rs`.
 
 pub mod decode;
 mod policy;
+mod read;
 mod robots;
 pub mod sitemap;
 
@@ -12,7 +14,7 @@ pub use policy::AddressPolicy;
 pub use robots::{Robots, RobotsCache};
 
 use crate::config::Crawl as CrawlSettings;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use thiserror::Error;
@@ -253,137 +255,6 @@ impl Fetcher {
             }
         }
         Err(FetchError::TooManyRedirects(self.max_redirects))
-    }
-
-    async fn read(
-        &self,
-        mut resp: reqwest::Response,
-        out: &Outgoing<'_>,
-        started: Instant,
-        redirect: Option<Result<Hop, FetchError>>,
-    ) -> Result<Fetched, FetchError> {
-        let status = resp.status();
-        let version = match resp.version() {
-            reqwest::Version::HTTP_09 => "HTTP/0.9",
-            reqwest::Version::HTTP_10 => "HTTP/1.0",
-            reqwest::Version::HTTP_2 => "HTTP/2",
-            reqwest::Version::HTTP_3 => "HTTP/3",
-            _ => "HTTP/1.1",
-        };
-        let mut headers: Vec<(String, String)> = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let response_url = resp.url().to_string();
-        let limit = out.truncate_at.unwrap_or(self.max_body);
-        let declared = resp.content_length().map_or(0, |n| n as usize);
-        if out.truncate_at.is_none() && declared > self.max_body {
-            return Err(FetchError::TooLarge {
-                limit: self.max_body,
-                status: status.as_u16(),
-            });
-        }
-        // A declared length is taken from the budget whole, up front: bodies
-        // read side by side must not each take a part and none finish.
-        let mut reserved = 0;
-        if let Some(b) = out.budget {
-            if !b.take(declared) {
-                return Err(FetchError::TooLarge {
-                    limit: b.total,
-                    status: status.as_u16(),
-                });
-            }
-            reserved = declared;
-        }
-        let expected = resp.content_length().unwrap_or(16 * 1024) as usize;
-        let mut body = BytesMut::with_capacity(expected.min(limit));
-        while let Some(chunk) = resp.chunk().await.map_err(|e| self.classify(e))? {
-            if out.truncate_at.is_some() && body.len() + chunk.len() >= limit {
-                body.extend_from_slice(&chunk[..limit - body.len()]);
-                break;
-            }
-            if body.len() + chunk.len() > self.max_body {
-                return Err(FetchError::TooLarge {
-                    limit: self.max_body,
-                    status: status.as_u16(),
-                });
-            }
-            let covered = chunk.len().min(reserved);
-            reserved -= covered;
-            if out.budget.is_some_and(|b| !b.take(chunk.len() - covered)) {
-                return Err(FetchError::TooLarge {
-                    limit: out.budget.map_or(0, |b| b.total),
-                    status: status.as_u16(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let mut body = body.freeze();
-        let encoded = self.decoded(&mut headers, &mut body, out, status.as_u16())?;
-        Ok(Fetched {
-            status: status.as_u16(),
-            reason: status.canonical_reason().unwrap_or("").to_string(),
-            response_url,
-            request_headers: out.headers.to_vec(),
-            headers,
-            body,
-            elapsed: started.elapsed(),
-            redirect,
-            rendered: false,
-            encoded,
-            version,
-            archived: None,
-        })
-    }
-
-    /// Decode a content-encoded `body` in place, bounded like a body read
-    /// (`max_body_bytes`, or cut at `truncate_at`), and hand back the bytes
-    /// as sent with the headers that describe them. A coding we do not
-    /// read leaves the body as sent; a corrupt one too, as browsers show it.
-    fn decoded(
-        &self,
-        headers: &mut Vec<(String, String)>,
-        body: &mut Bytes,
-        out: &Outgoing<'_>,
-        status: u16,
-    ) -> Result<Option<Encoded>, FetchError> {
-        let Some(coding) = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
-            .map(|(_, v)| v.clone())
-        else {
-            return Ok(None);
-        };
-        let limit = out.truncate_at.unwrap_or(self.max_body);
-        let plain = match decode::decode(&coding, body, limit, out.truncate_at.is_some()) {
-            None | Some(Err(decode::DecodeError::Corrupt(_))) => return Ok(None),
-            Some(Err(decode::DecodeError::TooLarge)) => {
-                return Err(FetchError::TooLarge {
-                    limit: self.max_body,
-                    status,
-                })
-            }
-            Some(Ok(plain)) => plain,
-        };
-        let mut content_length = None;
-        headers.retain(|(k, v)| {
-            if k.eq_ignore_ascii_case("content-length") {
-                content_length = Some(v.clone());
-                return false;
-            }
-            !k.eq_ignore_ascii_case("content-encoding")
-        });
-        Ok(Some(Encoded {
-            body: std::mem::replace(body, plain),
-            content_encoding: coding,
-            content_length,
-        }))
     }
 
     fn classify(&self, e: reqwest::Error) -> FetchError {

@@ -5,7 +5,7 @@
 //! written, so reading one field never touches the body.
 
 use super::CrawlResult;
-use crate::fetch::{encoding_of, is_credential_header};
+use crate::fetch::{encoding_of, is_credential_header, Fetched};
 use base64::Engine as _;
 use encoding_rs::Encoding;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -72,55 +72,8 @@ impl<'a> ResultJson<'a> {
             ("status_code", Field::U64(r.status().into())),
         ];
         match &r.fetched {
-            Some(fetched) => {
-                let encoding = encoding_of(fetched.header("content-type"), &fetched.body);
-                f.extend([
-                    (
-                        "response_url",
-                        Field::Str(Cow::Borrowed(&fetched.response_url)),
-                    ),
-                    ("status_msg", Field::Str(Cow::Borrowed(&fetched.reason))),
-                    (
-                        "request_headers",
-                        Field::Headers(&fetched.request_headers, r.redact_credentials),
-                    ),
-                    ("response_headers", Field::Headers(&fetched.headers, false)),
-                    (
-                        "body",
-                        Field::Body {
-                            bytes: &fetched.body,
-                            encoding,
-                            base64: base64_body,
-                        },
-                    ),
-                    (
-                        "encoding",
-                        Field::Str(Cow::Owned(encoding.name().to_ascii_lowercase())),
-                    ),
-                    (
-                        "fetch_ms",
-                        Field::F64((fetched.elapsed.as_secs_f64() * 1000.0).round()),
-                    ),
-                ]);
-                if fetched.rendered {
-                    f.push(("rendered", Field::Bool(true)));
-                }
-                if let Some(a) = &fetched.archived {
-                    f.push(("warc", Field::Owned(serde_json::json!(a))));
-                }
-            }
-            None => f.extend([
-                ("response_url", Field::Str(Cow::Borrowed(&r.url))),
-                ("status_msg", Field::Str(Cow::Borrowed(""))),
-                (
-                    "request_headers",
-                    Field::Headers(&r.request_headers, r.redact_credentials),
-                ),
-                ("response_headers", Field::Headers(&[], false)),
-                ("body", Field::Str(Cow::Borrowed(""))),
-                ("encoding", Field::Null),
-                ("fetch_ms", Field::U64(0)),
-            ]),
+            Some(fetched) => f.extend(fetched_fields(r, fetched, base64_body)),
+            None => f.extend(unfetched_fields(r)),
         }
         f.push(("links", Field::Links(&r.links)));
         if r.links_truncated {
@@ -223,6 +176,67 @@ impl<'a> ResultJson<'a> {
             _ => None,
         }
     }
+}
+
+/// The response's fields of a result that has one.
+fn fetched_fields<'a>(
+    r: &'a CrawlResult,
+    fetched: &'a Fetched,
+    base64: bool,
+) -> Vec<(&'a str, Field<'a>)> {
+    let encoding = encoding_of(fetched.header("content-type"), &fetched.body);
+    let mut f = vec![
+        (
+            "response_url",
+            Field::Str(Cow::Borrowed(&fetched.response_url)),
+        ),
+        ("status_msg", Field::Str(Cow::Borrowed(&fetched.reason))),
+        (
+            "request_headers",
+            Field::Headers(&fetched.request_headers, r.redact_credentials),
+        ),
+        ("response_headers", Field::Headers(&fetched.headers, false)),
+        (
+            "body",
+            Field::Body {
+                bytes: &fetched.body,
+                encoding,
+                base64,
+            },
+        ),
+        (
+            "encoding",
+            Field::Str(Cow::Owned(encoding.name().to_ascii_lowercase())),
+        ),
+        (
+            "fetch_ms",
+            Field::F64((fetched.elapsed.as_secs_f64() * 1000.0).round()),
+        ),
+    ];
+    if fetched.rendered {
+        f.push(("rendered", Field::Bool(true)));
+    }
+    if let Some(a) = &fetched.archived {
+        f.push(("warc", Field::Owned(serde_json::json!(a))));
+    }
+    f
+}
+
+/// The same fields, empty, of a result that never got a response: its
+/// own URL and the request's headers.
+fn unfetched_fields(r: &CrawlResult) -> [(&str, Field<'_>); 7] {
+    [
+        ("response_url", Field::Str(Cow::Borrowed(&r.url))),
+        ("status_msg", Field::Str(Cow::Borrowed(""))),
+        (
+            "request_headers",
+            Field::Headers(&r.request_headers, r.redact_credentials),
+        ),
+        ("response_headers", Field::Headers(&[], false)),
+        ("body", Field::Str(Cow::Borrowed(""))),
+        ("encoding", Field::Null),
+        ("fetch_ms", Field::U64(0)),
+    ]
 }
 
 impl Serialize for ResultJson<'_> {
