@@ -154,8 +154,8 @@ fn job_of(crawlid: &str, path: &str) -> Job {
 /// A scenario: what it does to a frontier, and the steps it must write.
 type Scenario = fn(&mut Twin) -> futures::future::BoxFuture<'_, ()>;
 
-/// Politeness: pauses, backoff, Crawl-delay, the in-flight cap.
-fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
+/// Politeness after a 429: the site's rate cut, its pauses.
+fn slow_down_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
     use Step::*;
     let leased = |p: &str| Leased(p.to_string());
     vec![
@@ -212,29 +212,43 @@ fn pacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
                 leased("/b"),
             ],
         ),
-        (
-            "a crawl joining a site's queue shares it with the crawl already there",
-            |t| {
-                Box::pin(async move {
-                    t.push(&["/a1", "/a2", "/a3"]).await;
+    ]
+}
+
+/// Fairness: crawls share a site's queue.
+fn sharing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
+    use Step::*;
+    let leased = |p: &str| Leased(p.to_string());
+    vec![(
+        "a crawl joining a site's queue shares it with the crawl already there",
+        |t| {
+            Box::pin(async move {
+                t.push(&["/a1", "/a2", "/a3"]).await;
+                t.pop().await;
+                t.ack("/a1", 200).await;
+                t.push_of("d", &["/b1", "/b2"]).await;
+                for _ in 0..4 {
                     t.pop().await;
-                    t.ack("/a1", 200).await;
-                    t.push_of("d", &["/b1", "/b2"]).await;
-                    for _ in 0..4 {
-                        t.pop().await;
-                        let path = t.last_leased();
-                        t.ack(&path, 200).await;
-                    }
-                })
-            },
-            vec![
-                leased("/a1"),
-                leased("/a2"),
-                leased("/b1"),
-                leased("/a3"),
-                leased("/b2"),
-            ],
-        ),
+                    let path = t.last_leased();
+                    t.ack(&path, 200).await;
+                }
+            })
+        },
+        vec![
+            leased("/a1"),
+            leased("/a2"),
+            leased("/b1"),
+            leased("/a3"),
+            leased("/b2"),
+        ],
+    )]
+}
+
+/// Spacing: a retry's backoff, Crawl-delay, the in-flight cap.
+fn spacing_scenarios() -> Vec<(&'static str, Scenario, Vec<Step>)> {
+    use Step::*;
+    let leased = |p: &str| Leased(p.to_string());
+    vec![
         (
             "a retry waits out its backoff",
             |t| {
@@ -327,8 +341,10 @@ async fn redis_frontier(s: &Settings) -> Arc<RedisFrontier> {
 #[tokio::test]
 async fn both_frontiers_pace_sites_alike() {
     let server = crate::store::test_server::Server::start().await;
-    for (i, (name, scenario, expected)) in pacing_scenarios()
+    for (i, (name, scenario, expected)) in slow_down_scenarios()
         .into_iter()
+        .chain(sharing_scenarios())
+        .chain(spacing_scenarios())
         .chain(counting_scenarios())
         .enumerate()
     {

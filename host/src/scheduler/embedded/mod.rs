@@ -1,15 +1,18 @@
 //! In-process frontier and dedup store: the default, needing nothing else.
+//! A pop's steps are in `pop.rs`, the book of runs in `runs.rs`.
 
+mod pop;
 mod runs;
 
 use super::queue::{FairQueue, Queued};
-use super::{Acked, Counts, Frontier, Lease, Pop, StoreError};
+use super::{Acked, Counts, Frontier, Pop, StoreError};
 use crate::links::domain::{self, origin_of};
 use crate::politeness::throttle::{Admission, ThrottleStore};
-use crate::politeness::{Hold, Politeness, Requeue, Sample, Site};
+use crate::politeness::{Politeness, Requeue, Sample, Site};
 use crate::request::Job;
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use pop::Reserved;
 use runs::RunBook;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -53,9 +56,7 @@ struct State {
     /// Queues present in `ready` or `delayed` (never both).
     indexed: HashSet<QueueKey>,
     leases: HashMap<u64, Held>,
-    /// Retries waiting out their backoff (counted as queued), by due time.
-    later: BinaryHeap<Reverse<(Instant, u64)>>,
-    waiting: HashMap<u64, Job>,
+    retries: Retries,
     /// Origins with a pace to keep (see `site.rs`).
     sites: HashMap<String, Site>,
     /// Fetches open per registered domain (`crawl.max_in_flight`).
@@ -67,6 +68,38 @@ struct State {
     queued: u64,
     /// Each run's open requests and figures, revisited pages' states.
     runs: RunBook,
+}
+
+/// Retries waiting out their backoff (counted as queued), by due time.
+#[derive(Default)]
+struct Retries {
+    due: BinaryHeap<Reverse<(Instant, u64)>>,
+    jobs: HashMap<u64, Job>,
+}
+
+impl Retries {
+    fn push(&mut self, id: u64, job: Job, at: Instant) {
+        self.jobs.insert(id, job);
+        self.due.push(Reverse((at, id)));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        self.due.peek().map(|Reverse((at, _))| *at)
+    }
+
+    /// A retry whose backoff is over by `now`, if any.
+    fn pop_due(&mut self, now: Instant) -> Option<Job> {
+        while let Some(Reverse((at, id))) = self.due.peek().copied() {
+            if at > now {
+                return None;
+            }
+            self.due.pop();
+            if let Some(job) = self.jobs.remove(&id) {
+                return Some(job);
+            }
+        }
+        None
+    }
 }
 
 impl State {
@@ -186,53 +219,6 @@ impl EmbeddedFrontier {
             st.ready.push_back(key);
         }
     }
-
-    /// What a pop that leased nothing answers: idle when nothing is
-    /// queued, else how long until a queue may be ready.
-    fn nothing_ready(st: &State) -> Pop {
-        if st.queued == 0 {
-            return Pop::Idle;
-        }
-        let now = Instant::now();
-        // A parked queue is ready when one of its site's fetches ends;
-        // the wait is bounded as the Redis frontier bounds it.
-        let parked = (!st.parked.is_empty()).then(|| now + crate::politeness::FULL_RECHECK);
-        let next = [
-            st.delayed.peek().map(|Reverse((at, _))| *at),
-            st.later.peek().map(|Reverse((at, _))| *at),
-            parked,
-        ];
-        let wait = next
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|at| at.saturating_duration_since(now))
-            .unwrap_or(Duration::from_millis(1));
-        Pop::Wait(wait.max(Duration::from_millis(1)))
-    }
-
-    /// Move delayed queues whose time has come back to `ready`, and
-    /// retries whose backoff is over into their queues.
-    fn promote(st: &mut State, now: Instant) {
-        while let Some(Reverse((at, _))) = st.delayed.peek() {
-            if *at > now {
-                break;
-            }
-            if let Some(Reverse((_, key))) = st.delayed.pop() {
-                st.ready.push_back(key);
-            }
-        }
-        while let Some(Reverse((at, id))) = st.later.peek().copied() {
-            if at > now {
-                break;
-            }
-            st.later.pop();
-            if let Some(job) = st.waiting.remove(&id) {
-                st.queued -= 1;
-                Self::enqueue(st, job);
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -250,104 +236,28 @@ impl Frontier for EmbeddedFrontier {
         // Each ready queue is looked at once per pop at most.
         let budget = self.state.lock().ready.len() + 1;
         for _ in 0..budget {
-            // The site's pace first: its fetch is reserved (in flight,
-            // last start) before the throttle is asked, so no other pop
-            // slips past the cap meanwhile; undone if the throttle says wait.
-            let (key, before, spaced, epoch) = {
-                let mut st = self.state.lock();
-                let now = Instant::now();
-                Self::promote(&mut st, now);
-                let Some(key) = st.ready.pop_front() else {
-                    break;
-                };
-                let cap = self.politeness.max_in_flight;
-                let open = st.open.get(&key.1).map_or(0, |o| o.all);
-                let apps_full = {
-                    let may = self.app_may(&st.open, &key.1);
-                    st.queues.get(&key).is_some_and(|q| !q.can_pop(may))
-                };
-                let site = st.sites.entry(key.2.clone()).or_default();
-                let hold = match site.wait(now) {
-                    None if (cap > 0 && open >= cap) || apps_full => Some(Hold::Full),
-                    hold => hold,
-                };
-                match hold {
-                    Some(Hold::For(wait)) => {
-                        st.delayed.push(Reverse((now + wait, key)));
-                        continue;
-                    }
-                    Some(Hold::Full) => {
-                        st.parked.entry(key.1.clone()).or_default().push(key);
-                        continue;
-                    }
-                    None => {}
-                }
-                let (spaced, epoch) = (site.is_spaced(), site.epoch());
-                let before = site.start(now);
-                st.open.entry(key.1.clone()).or_default().all += 1;
-                (key, before, spaced, epoch)
+            let slot = match self.reserve() {
+                Reserved::Slot(slot) => slot,
+                Reserved::Held => continue,
+                Reserved::NoneReady => break,
             };
-            let admission = self.throttle.acquire(&key.0, &key.1).await;
+            let admission = self.throttle.acquire(&slot.key.0, &slot.key.1).await;
             let mut st = self.state.lock();
             let admission = match admission {
                 Ok(Admission::Go) => Admission::Go,
                 other => {
-                    st.unopen(&key, before);
+                    st.unopen(&slot.key, slot.before);
                     other?
                 }
             };
             match admission {
                 Admission::Wait(d) => {
-                    st.delayed.push(Reverse((Instant::now() + d, key)));
+                    st.delayed.push(Reverse((Instant::now() + d, slot.key)));
                 }
                 Admission::Go => {
-                    let (domain, origin) = (key.1.clone(), key.2.clone());
-                    let weights = &self.weights;
-                    let weight = |app: &str| weights.get(app).copied().unwrap_or(1);
-                    let st = &mut *st;
-                    let may = self.app_may(&st.open, &domain);
-                    let popped = st.queues.get_mut(&key).map(|q| q.pop(weight, may));
-                    let item = match popped {
-                        Some(Some(item)) => item,
-                        // Its apps filled up while the throttle was asked.
-                        Some(None) => {
-                            st.unopen(&key, before);
-                            st.parked.entry(domain).or_default().push(key);
-                            continue;
-                        }
-                        None => {
-                            st.indexed.remove(&key);
-                            st.unopen(&key, before);
-                            continue;
-                        }
-                    };
-                    let app = (self.politeness.max_in_flight_per_app > 0)
-                        .then(|| item.job.crawl.appid.clone());
-                    if let (Some(a), Some(open)) = (&app, st.open.get_mut(&domain)) {
-                        *open.by_app.entry(a.clone()).or_default() += 1;
+                    if let Some(lease) = self.lease(&mut st, slot) {
+                        return Ok(Pop::Leased(lease));
                     }
-                    if st.queues.get(&key).is_none_or(|q| q.is_empty()) {
-                        st.queues.remove(&key);
-                        st.indexed.remove(&key);
-                    } else {
-                        st.ready.push_back(key);
-                    }
-                    st.queued -= 1;
-                    st.seq += 1;
-                    let id = st.seq;
-                    let mut job = item.job;
-                    job.spaced = spaced;
-                    st.runs.popped(&mut job);
-                    let held = Held {
-                        job: job.clone(),
-                        domain,
-                        origin,
-                        fetched: false,
-                        epoch,
-                        app,
-                    };
-                    st.leases.insert(id, held);
-                    return Ok(Pop::Leased(Lease { id, job }));
                 }
             }
         }
@@ -382,8 +292,7 @@ impl Frontier for EmbeddedFrontier {
                 st.seq += 1;
                 st.queued += 1;
                 let id = st.seq;
-                st.waiting.insert(id, retry);
-                st.later.push(Reverse((now + d, id)));
+                st.retries.push(id, retry, now + d);
             }
             Requeue::PauseSite(asked) => {
                 let p = self.politeness;

@@ -17,7 +17,7 @@ impl ThrottleStore for RedisFrontier {
     async fn acquire(&self, spider: &str, domain: &str) -> Result<Admission, StoreError> {
         let mut con = self.redis.con();
         let mut inv = self.with_throttle(
-            &self.scripts.throttle,
+            &self.scripts.sites.throttle,
             self.redis.shards().of_domain(domain),
         );
         let wait: u64 = inv
@@ -68,7 +68,7 @@ impl DedupStore for RedisFrontier {
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
-                let mut inv = self.redis.call(&self.scripts.admit, k);
+                let mut inv = self.redis.call(&self.scripts.admission.admit, k);
                 inv.arg(crawl_ref(crawl))
                     .arg(crawl_owner(crawl))
                     .arg(cap_arg(candidates[0].domain_cap))
@@ -95,7 +95,7 @@ impl DedupStore for RedisFrontier {
             .shards()
             .all()
             .map(|k| {
-                let mut inv = self.redis.call(&self.scripts.new_run, k);
+                let mut inv = self.redis.call(&self.scripts.runs.new_run, k);
                 inv.arg(crawl_ref(crawl)).arg(crawl_owner(crawl));
                 (k, inv)
             })
@@ -126,7 +126,7 @@ impl DedupStore for RedisFrontier {
         let calls = by_shard
             .iter()
             .map(|(&k, idx)| {
-                let mut inv = self.redis.call(&self.scripts.admit_push, k);
+                let mut inv = self.redis.call(&self.scripts.admission.admit_push, k);
                 inv.arg(&cref)
                     .arg(crawl_owner(crawl))
                     .arg(cap_arg(candidates[0].domain_cap))

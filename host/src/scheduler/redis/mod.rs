@@ -4,6 +4,7 @@
 //! admit (dedup and caps for a whole page), and the periodic reclaim of
 //! expired leases. The connection, shards and specs it shares with the
 //! monitors' store: [`crate::store`]. Key layout: `docs/redis-keys.md`.
+//! The scripts, by role: `scripts.rs`.
 
 use super::{Acked, Candidate, Counts, Frontier, Lease, Pop, StoreError};
 use crate::config::{Settings, Throttle};
@@ -11,8 +12,7 @@ use crate::links::domain;
 use crate::politeness::{Politeness, Requeue, Sample};
 use crate::request::Job;
 use crate::store::{
-    corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, script, unavailable, Redis, Reply,
-    WireJob,
+    corrupt, crawl_owner, crawl_ref, ms, owned_count, queue_key, unavailable, Redis, Reply, WireJob,
 };
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -25,27 +25,12 @@ mod dedup;
 mod heartbeat;
 mod pace;
 mod runs;
+mod scripts;
 pub use heartbeat::WorkerCard;
+use scripts::Scripts;
 
 /// Leases per shard whose fetch is over, waiting for a pop to tell.
 const MAX_FETCHES_OVER: usize = 1024;
-
-struct Scripts {
-    push: Script,
-    pop: Script,
-    throttle: Script,
-    ack: Script,
-    count: Script,
-    retry: Script,
-    crawl_delay: Script,
-    reclaim: Script,
-    release: Script,
-    renew: Script,
-    admit: Script,
-    admit_push: Script,
-    new_run: Script,
-    open: Script,
-}
 
 /// Chores of the whole cluster that any worker may run when its upkeep
 /// falls due (expired crawls stopped, old stats trimmed): the monitors'
@@ -96,22 +81,7 @@ impl RedisFrontier {
     ) -> RedisFrontier {
         RedisFrontier {
             redis,
-            scripts: Scripts {
-                push: script(include_str!("push.lua")),
-                pop: script(include_str!("pop.lua")),
-                throttle: script(include_str!("throttle.lua")),
-                ack: script(include_str!("ack.lua")),
-                count: script(include_str!("count.lua")),
-                retry: script(include_str!("retry.lua")),
-                crawl_delay: script(include_str!("crawl_delay.lua")),
-                reclaim: script(include_str!("reclaim.lua")),
-                release: script(include_str!("release.lua")),
-                renew: script(include_str!("renew.lua")),
-                admit: script(include_str!("admit.lua")),
-                admit_push: script(include_str!("admit_push.lua")),
-                new_run: script(include_str!("new_run.lua")),
-                open: script(include_str!("open.lua")),
-            },
+            scripts: Scripts::load(),
             throttle: settings.throttle.clone(),
             lifetimes: Lifetimes {
                 lease: settings.crawl.lease_ttl,
@@ -142,7 +112,7 @@ impl RedisFrontier {
         // The spider's counters and this machine's, per status.
         let mut machine: HashMap<u16, u64> = HashMap::new();
         let ns = self.redis.namespace();
-        let mut call = self.scripts.count.key(format!("{ns}:ready"));
+        let mut call = self.scripts.leases.count.key(format!("{ns}:ready"));
         call.arg(ns);
         for ((spider, status), n) in &tally {
             call.arg(format!("s:{spider}:{status}")).arg(n);
@@ -207,7 +177,7 @@ impl RedisFrontier {
     async fn pop_shard(&self, k: usize) -> Result<Pop, StoreError> {
         loop {
             let mut con = self.redis.con();
-            let mut inv = self.with_throttle(&self.scripts.pop, k);
+            let mut inv = self.with_throttle(&self.scripts.leases.pop, k);
             let over = self.take_fetches_over(k);
             let out: Vec<String> = inv
                 .arg(ms(self.lifetimes.lease))
@@ -302,7 +272,7 @@ impl Frontier for RedisFrontier {
             let jobs = group.iter().map(|(j, _)| j);
             let spec = &group[0].0.crawl;
             let (spec_json, lazy) = self.redis.spec_args(jobs.clone());
-            let mut inv = self.redis.call(&self.scripts.push, k);
+            let mut inv = self.redis.call(&self.scripts.leases.push, k);
             inv.arg(&cref)
                 .arg(crawl_owner(&spec.key()))
                 .arg(spec_json)
@@ -361,7 +331,7 @@ impl Frontier for RedisFrontier {
         };
         let (found, spider): (i64, String) = self
             .redis
-            .call(&self.scripts.ack, k)
+            .call(&self.scripts.leases.ack, k)
             .arg(lease)
             // "" tells the ack script no result was delivered.
             .arg(status.map(|s| s.to_string()).unwrap_or_default())
@@ -423,7 +393,7 @@ impl Frontier for RedisFrontier {
         let mut con = self.redis.con();
         let _: i64 = self
             .redis
-            .call(&self.scripts.retry, k)
+            .call(&self.scripts.leases.retry, k)
             .arg(lease)
             .arg(queue_key(&retry, &d))
             .arg(retry.priority)
@@ -447,7 +417,7 @@ impl Frontier for RedisFrontier {
         let mut con = self.redis.con();
         let _: i64 = self
             .redis
-            .call(&self.scripts.crawl_delay, k)
+            .call(&self.scripts.sites.crawl_delay, k)
             .arg(&domain)
             .arg(origin)
             .arg(delay.map_or(0, |d| d.as_millis() as u64))
@@ -474,7 +444,7 @@ impl Frontier for RedisFrontier {
         let mut con = self.redis.con();
         let _: i64 = self
             .redis
-            .call(&self.scripts.release, k)
+            .call(&self.scripts.leases.release, k)
             .arg(lease)
             .invoke_async(&mut con)
             .await
@@ -494,7 +464,7 @@ impl Frontier for RedisFrontier {
         let calls = by_shard
             .into_iter()
             .map(|(k, leases)| {
-                let mut inv = self.redis.call(&self.scripts.renew, k);
+                let mut inv = self.redis.call(&self.scripts.leases.renew, k);
                 inv.arg(ms(self.lifetimes.lease)).arg(leases);
                 (k, inv)
             })
@@ -530,7 +500,7 @@ impl Frontier for RedisFrontier {
             .shards()
             .all()
             .map(|k| {
-                let mut inv = self.redis.call(&self.scripts.reclaim, k);
+                let mut inv = self.redis.call(&self.scripts.leases.reclaim, k);
                 inv.arg(ms(self.lifetimes.dupe_idle));
                 (k, inv)
             })

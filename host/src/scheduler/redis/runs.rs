@@ -21,7 +21,7 @@ impl RunLedger for RedisFrontier {
             .shards()
             .all()
             .map(|k| {
-                let mut inv = self.redis.call(&self.scripts.open, k);
+                let mut inv = self.redis.call(&self.scripts.runs.open, k);
                 inv.arg(&cref);
                 (k, inv)
             })
