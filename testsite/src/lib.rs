@@ -91,11 +91,17 @@ pub struct Limit {
     pub retry_after: Option<u32>,
 }
 
+/// The span [`LimitFigures::slowest`] is measured over.
+pub const WINDOW: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What [`Site::against_limit`] measured.
 #[derive(Debug, Clone, Copy)]
 pub struct LimitFigures {
     /// Pages served per second after the start.
     pub per_sec: f64,
+    /// The fewest pages served per second in any [`WINDOW`] after the
+    /// start: a stall that the average would hide shows here.
+    pub slowest: f64,
     /// Page requests the limited host saw, and of them answered 429.
     pub requests: usize,
     pub refused: usize,
@@ -301,8 +307,21 @@ impl Site {
             (Some(a), Some(b)) if b > a => (served.len() - 1) as f64 / (**b - **a).as_secs_f64(),
             _ => 0.0,
         };
+        // Every window that starts at a served page and ends before the last.
+        let slowest = served
+            .iter()
+            .take_while(|&&&t| served.last().is_some_and(|&&l| t + WINDOW <= l))
+            .map(|&&t| {
+                served
+                    .iter()
+                    .filter(|&&&s| s >= t && s < t + WINDOW)
+                    .count()
+            })
+            .min()
+            .map_or(per_sec, |n| n as f64 / WINDOW.as_secs_f64());
         LimitFigures {
             per_sec,
+            slowest,
             requests: hits.len(),
             refused: limited.len(),
         }

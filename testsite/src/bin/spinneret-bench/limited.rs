@@ -50,9 +50,10 @@ pub(crate) async fn section(
         r.flush()?;
         let f = site.against_limit(Duration::from_secs(10));
         lines.push(format!(
-            "{workers} worker(s): {:.2} of the limiter's rate from the tenth second ({:.1} pages/s of {RATE}), {} of {} requests answered 429 ({:.1}%)",
+            "{workers} worker(s): {:.2} of the limiter's rate from the tenth second ({:.1} pages/s of {RATE}; slowest 5 s: {:.2}), {} of {} requests answered 429 ({:.1}%)",
             f.per_sec / RATE,
             f.per_sec,
+            f.slowest / RATE,
             f.refused,
             f.requests,
             f.refused_share() * 100.0
