@@ -133,10 +133,44 @@ pub struct SiteView {
     pub slow_downs: u64,
 }
 
+impl SiteView {
+    /// The fetches per second its pace allows, when it has one: the
+    /// slowest of its learned rate, Crawl-delay and adaptive spacing (the
+    /// largest spacing wins, as when a fetch waits).
+    pub fn per_sec(&self) -> Option<f64> {
+        let spaced = |d: Option<Duration>| d.map(|d| 1.0 / d.as_secs_f64().max(0.001));
+        [self.rate, spaced(self.crawl_delay), spaced(self.adaptive)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+    }
+
+    /// Whether anything holds the origin back: a pause or a pace.
+    pub fn holds_back(&self) -> bool {
+        self.paused_for.is_some() || self.per_sec().is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::politeness::Politeness;
+
+    #[test]
+    fn a_view_allows_the_slowest_of_its_paces() {
+        let mut v = SiteView::default();
+        assert_eq!((v.per_sec(), v.holds_back()), (None, false));
+        v.rate = Some(4.0);
+        v.crawl_delay = Some(Duration::from_millis(500));
+        assert_eq!(v.per_sec(), Some(2.0), "a Crawl-delay of 0.5 s: 2/s");
+        v.adaptive = Some(Duration::from_secs(1));
+        assert_eq!(v.per_sec(), Some(1.0));
+        let paused = SiteView {
+            paused_for: Some(Duration::from_secs(2)),
+            ..SiteView::default()
+        };
+        assert!(paused.holds_back());
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_site_waits_for_its_pause_and_its_delay() {

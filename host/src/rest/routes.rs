@@ -237,6 +237,17 @@ async fn ui(State(gw): State<Arc<Gateway>>) -> Response {
     axum::response::Html(include_str!("ui.html")).into_response()
 }
 
+/// An origin holding a crawl back: its pause, the rate it allows (the
+/// slowest of its learned rate, Crawl-delay and adaptive spacing), its
+/// slow-downs.
+fn held_back_json(h: &crate::monitor::store::HeldBack) -> serde_json::Value {
+    let tenth = |x: f64| (x * 10.0).round() / 10.0;
+    json!({"origin": h.origin, "queued": h.queued,
+           "paused_for": h.pace.paused_for.map(|d| tenth(d.as_secs_f64())),
+           "rate": h.pace.per_sec().map(tenth), "learned_rate": h.pace.rate.map(tenth),
+           "slow_downs": h.pace.slow_downs})
+}
+
 /// The status page's document (without the rate and time).
 fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
     let crawls: Vec<serde_json::Value> = st
@@ -251,7 +262,8 @@ fn status_json(st: crate::monitor::store::Status) -> serde_json::Value {
             let mut v = json!({"appid": c.appid, "crawlid": c.crawlid, "spiderid": c.spiderid,
                    "queued": c.queued, "in_flight": c.in_flight, "crawled": c.crawled,
                    "done": c.queued == 0 && c.in_flight == 0,
-                   "stats": c.figures.stats, "pages_per_minute": minutes, "events": c.events});
+                   "stats": c.figures.stats, "pages_per_minute": minutes, "events": c.events,
+                   "held_back": c.held_back.iter().map(held_back_json).collect::<Vec<_>>()});
             if let Some(row) = &c.schedule {
                 v["schedule"] = crate::monitor::info::schedule_json(row);
             }

@@ -202,6 +202,69 @@ async fn the_status_page_shows_a_crawl_live_in_a_browser() -> Result<()> {
     screenshot(&page).await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_names_the_origin_holding_a_crawl_back() -> Result<()> {
+    // A site behind a limiter (5/s, 429 without Retry-After), the
+    // throttle lifted: the origin's learned rate holds the crawl back.
+    let limit = spinneret_testsite::Limit {
+        per_sec: 5.0,
+        burst: 1.0,
+        retry_after: None,
+    };
+    let quirks = crate::harness::Quirks {
+        limit: Some(limit),
+        ..crate::harness::Quirks::default()
+    };
+    let spec = crate::harness::SiteSpec {
+        pages: 300,
+        hosts: 1,
+        seed: 22,
+    };
+    let site = crate::harness::Site::start_with(spec, quirks).await?;
+    let lifted = "[throttle]\nhits = 100000\nwindow = 1\nmoderated = false\n";
+    let mut bus = Bus::start("", lifted, 1).await?;
+    bus.role("up", &["--workers", "2"])?;
+    let gw = Gateway::start(&mut bus, &[]).await?;
+    bus.cli(&["feed", &crawl_request(&site.url(0), "held-crawl", 3)])
+        .await?;
+    let origin = format!("http://{}", site.addrs()[0]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let held = loop {
+        let (_, s) = gw.get("/api/status").await?;
+        let held = s["crawls"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["crawlid"] == "held-crawl"))
+            .and_then(|c| c["held_back"].as_array())
+            .and_then(|h| h.iter().find(|h| h["origin"] == origin.as_str()).cloned());
+        if let Some(h) = held.filter(|h| h["slow_downs"].as_u64() >= Some(1)) {
+            break h;
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{origin} never shown holding the crawl back: {s}\n{}",
+            bus.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    ensure!(
+        held["learned_rate"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0 && r < 20.0),
+        "no learned rate below the site's limit: {held}"
+    );
+    ensure!(
+        held["queued"].as_u64().is_some_and(|q| q > 0),
+        "nothing queued on it: {held}"
+    );
+    let dom = render(&format!("{}/ui", gw.base), 3000, &["--dump-dom"]).await?;
+    let crawls = &dom[dom.find("id=\"crawls\"").context("no crawls table")?..];
+    ensure!(
+        crawls.contains(&origin) && crawls.contains("/s"),
+        "the page does not name {origin} and its rate: {crawls}"
+    );
+    Ok(())
+}
+
 /// The names of `crawlid`'s events `/api/events` replays (newest first),
 /// once they include `awaited` (at most 30 s).
 async fn replayed(gw: &Gateway, crawlid: &str, awaited: &str) -> Result<Vec<String>> {

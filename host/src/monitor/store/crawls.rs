@@ -43,6 +43,19 @@ pub struct DomainQueue {
     pub origins: BTreeMap<String, SiteView>,
 }
 
+/// An origin holding a crawl back: the crawl has requests queued on its
+/// domain, and the origin is paused or paced (status page).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldBack {
+    pub origin: String,
+    /// The crawl's requests queued on the origin's domain.
+    pub queued: i64,
+    pub pace: SiteView,
+}
+
+/// Origins listed as holding one crawl back, the slowest first.
+const HELD_BACK_SHOWN: usize = 5;
+
 /// What the store knows of one crawl (the monitor builds the reply).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CrawlInfo {
@@ -302,6 +315,44 @@ impl MonitorStore {
             }
         }
         Ok(open)
+    }
+
+    /// The origins holding a crawl back (requests queued for `spider` on
+    /// their domain, and a pause or pace), paused ones first, then the
+    /// slowest.
+    pub(super) async fn held_back(
+        &self,
+        cref: &str,
+        owner: &str,
+        spider: &str,
+    ) -> Result<Vec<HeldBack>, StoreError> {
+        let (_, _, _, domains) = self.crawl_counts(cref, owner, spider).await?;
+        let mut held: Vec<HeldBack> = domains
+            .into_values()
+            .filter(|q| q.total > 0)
+            .flat_map(|q| {
+                q.origins
+                    .into_iter()
+                    .filter(|(_, pace)| pace.holds_back())
+                    .map(move |(origin, pace)| HeldBack {
+                        origin,
+                        queued: q.total,
+                        pace,
+                    })
+            })
+            .collect();
+        let key = |h: &HeldBack| {
+            (
+                h.pace.paused_for.is_none(),
+                h.pace.per_sec().unwrap_or(f64::MAX),
+            )
+        };
+        held.sort_by(|a, b| {
+            let (a, b) = (key(a), key(b));
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
+        });
+        held.truncate(HELD_BACK_SHOWN);
+        Ok(held)
     }
 
     /// The crawl's requests queued for `spider`, per domain, and the

@@ -25,7 +25,7 @@ mod schedules;
 mod stream;
 mod timeline;
 mod windows;
-pub use crawls::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired};
+pub use crawls::{AppCrawlInfo, CrawlInfo, DomainAction, DomainQueue, Expired, HeldBack};
 pub use intake::{IngestEntry, IngestOutcome, Ingested};
 pub use members::LiveWorker;
 pub use windows::{

@@ -2,9 +2,10 @@
 //! contract's windows (§4.2), queue depths, and the status page's summary.
 //! The replies' JSON is built from these in `monitor::stats` and `rest`.
 
+use super::crawls::HeldBack;
 use super::MonitorStore;
 use crate::scheduler::{Row, ScheduleBook};
-use crate::store::{corrupt, unavailable, unix_now, unix_now_ms, Figures, StoreError};
+use crate::store::{corrupt, crawl_owner, unavailable, unix_now, unix_now_ms, Figures, StoreError};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -75,6 +76,8 @@ pub struct CrawlStatus {
     pub schedule: Option<Row>,
     /// Its latest events, the newest first.
     pub events: Vec<Value>,
+    /// The origins holding it back, while it has requests queued.
+    pub held_back: Vec<HeldBack>,
 }
 
 /// Events the status page shows per crawl.
@@ -240,6 +243,12 @@ impl MonitorStore {
             d += sd.unwrap_or(0);
         }
         let key = spec.key();
+        let held_back = if q > 0 {
+            self.held_back(cref, &crawl_owner(&key), &spec.spiderid)
+                .await?
+        } else {
+            Vec::new()
+        };
         Ok(Some(CrawlStatus {
             appid: spec.appid.clone(),
             crawlid: spec.crawlid.clone(),
@@ -250,6 +259,7 @@ impl MonitorStore {
             figures: self.redis.crawl_figures(cref).await?,
             schedule: self.row(&key).await?,
             events: self.recent_events(&key, EVENTS_SHOWN).await?,
+            held_back,
         }))
     }
 
