@@ -6,8 +6,8 @@ pub mod spider {
         world: "spider",
         path: "../wit",
         with: {
-            "spinneret:plugin/types.response": crate::plugins::host_api::ResponseRes,
-            "spinneret:plugin/types.crawl-result": crate::plugins::host_api::CrawlResultRes,
+            "spinneret:plugin/types.response": crate::plugins::resources::ResponseRes,
+            "spinneret:plugin/types.crawl-result": crate::plugins::resources::CrawlResultRes,
         },
     });
 }

@@ -3,12 +3,13 @@
 //! and out, and what one call returns counted against the output caps.
 
 use super::bindings::{middleware, monitor, pipeline, types};
-use super::host_api::{CrawlResultRes, Page, ResponseRes, StoreState};
 use super::outputs::{
     CallError, ItemAction, MonitorAction, Output, RequestAction, ResponseAction, SpiderItem,
     SpiderRequest,
 };
 use super::plugin::{field_bytes, first_line, head_bytes, Bound, Plugin, Tally};
+use super::resources::{CrawlResultRes, Page, ResponseRes};
+use super::store_data::StoreState;
 use crate::result::CrawlResult;
 use serde_json::Value;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 
 use super::bindings::spider::Spider;
 use super::cache::CodeCache;
-use super::host_api::StoreState;
+use super::store_data::StoreState;
 use crate::config::Plugins as Settings;
 use crate::telemetry::Stats;
 use std::sync::Arc;

@@ -14,9 +14,9 @@ use super::bindings::{
 use super::cache::Origin;
 use super::engine::Runtime;
 use super::engine::TICK;
-use super::host_api::StoreState;
 use super::kind::{Kind, LoadError};
 use super::outputs::CallError;
+use super::store_data::StoreState;
 use crate::config::Limits;
 use crate::telemetry::Event;
 use parking_lot::Mutex;
@@ -31,10 +31,10 @@ use wasmtime::{Store, Trap};
 const POOL_MAX: usize = 64;
 
 pub(super) enum Pre {
-    Spider(SpiderPre<super::host_api::StoreState>),
-    Middleware(DownloaderMiddlewarePre<super::host_api::StoreState>),
-    Pipeline(ItemPipelinePre<super::host_api::StoreState>),
-    Monitor(MonitorPluginPre<super::host_api::StoreState>),
+    Spider(SpiderPre<StoreState>),
+    Middleware(DownloaderMiddlewarePre<StoreState>),
+    Pipeline(ItemPipelinePre<StoreState>),
+    Monitor(MonitorPluginPre<StoreState>),
 }
 
 /// A loaded, validated component, with its pool of ready instances.

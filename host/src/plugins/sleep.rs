@@ -5,30 +5,14 @@
 //! outlast the call's time limit is cut at the limit, and the call then
 //! fails as timed out.
 
-use super::host_api::StoreState;
-use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use super::store_data::{Clock, StoreState};
+use std::time::Duration;
 use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::p2::{DynPollable, Pollable};
 
 /// The WASI version wasmtime-wasi links; guests importing any 0.2.x
 /// resolve to it.
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
-
-/// The guests' monotonic clock: nanoseconds since the process started, so
-/// `subscribe-instant` can be turned into a duration here.
-pub struct Clock;
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-impl wasmtime_wasi::HostMonotonicClock for Clock {
-    fn resolution(&self) -> u64 {
-        1
-    }
-    fn now(&self) -> u64 {
-        EPOCH.elapsed().as_nanos() as u64
-    }
-}
 
 /// A sleep as a pollable.
 struct Sleep(tokio::time::Instant);
@@ -57,7 +41,7 @@ pub fn bound_sleeps(l: &mut Linker<StoreState>) -> wasmtime::Result<()> {
         Ok((subscribe(store.data_mut(), Duration::from_nanos(nanos))?,))
     })?;
     clock.func_wrap("subscribe-instant", |mut store, (when,): (u64,)| {
-        let now = EPOCH.elapsed().as_nanos() as u64;
+        let now = Clock::nanos();
         let asked = Duration::from_nanos(when.saturating_sub(now));
         Ok((subscribe(store.data_mut(), asked)?,))
     })?;
