@@ -3,7 +3,7 @@
 //! and tested on its own: `spec` turns the field into a [`Schedule`] (or
 //! an error a client can act on), `times` gives its fire times (cron in a
 //! time zone, across daylight saving changes, or a fixed interval; with a
-//! jitter of its own per crawl), and `policy` decides, from what the store
+//! jitter of its own per crawl), and `decide` decides, from what the store
 //! says of the schedule, whether a run fires now, is skipped (overlap,
 //! misfire), replaces the current one, or waits.
 //!
@@ -11,10 +11,10 @@
 //! schedule's last fire time in the store), the actions on the incoming
 //! topic and REST, and `info` build on this.
 
-mod policy;
+mod decide;
 mod spec;
 mod times;
 
-pub use policy::{decide, jittered, next_at, Decision, Skipped, State};
+pub use decide::{decide, jittered, next_at, Decision, Skipped, State};
 pub use spec::{Misfire, Overlap, Schedule, ScheduleError};
 pub use times::Trigger;
