@@ -263,7 +263,7 @@ pub(super) fn webhook_notifier(
         secrets,
         (
             settings.webhooks.timeout,
-            settings.webhooks.retries(),
+            settings.webhooks.retry.clone(),
             settings.webhooks.queue,
         ),
         dead,

@@ -22,6 +22,17 @@ pub fn read<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Ok(Duration::from_secs_f64(v))
 }
 
+/// `#[serde(deserialize_with = "seconds::read_list")]`: a list of
+/// [`read`]'s numbers.
+pub fn read_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    struct Seconds(#[serde(deserialize_with = "read")] Duration);
+    Ok(Vec::<Seconds>::deserialize(d)?
+        .into_iter()
+        .map(|s| s.0)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -31,6 +42,22 @@ mod tests {
     struct T {
         #[serde(deserialize_with = "super::read")]
         t: Duration,
+    }
+
+    #[derive(Deserialize)]
+    struct L {
+        #[serde(deserialize_with = "super::read_list")]
+        l: Vec<Duration>,
+    }
+
+    #[test]
+    fn a_list_of_seconds_reads_each_and_refuses_a_bad_one() {
+        let l = toml::from_str::<L>("l = [3, 0.5]").expect("two waits").l;
+        assert_eq!(l, [Duration::from_secs(3), Duration::from_millis(500)]);
+        let e = toml::from_str::<L>("l = [1, -2]")
+            .err()
+            .expect("a negative wait");
+        assert!(e.to_string().contains("seconds"), "{e}");
     }
 
     fn parse(text: &str) -> Result<Duration, String> {

@@ -18,9 +18,11 @@ pub struct Webhooks {
     /// One delivery's time to answer (s).
     #[serde(deserialize_with = "super::seconds::read")]
     pub timeout: Duration,
-    /// Seconds before each retry of a failed delivery; after the last, the
-    /// event is dead-lettered. (Standard Webhooks' schedule, shortened.)
-    pub retry: Vec<f64>,
+    /// The wait before each retry of a failed delivery (seconds in the
+    /// file); after the last, the event is dead-lettered. (Standard
+    /// Webhooks' schedule, shortened.)
+    #[serde(deserialize_with = "super::seconds::read_list")]
+    pub retry: Vec<Duration>,
     /// Events waiting per endpoint, at most; past it, an event waits in
     /// the cluster's outbox or (embedded) is dead-lettered.
     pub queue: usize,
@@ -31,7 +33,9 @@ impl Default for Webhooks {
         Webhooks {
             secrets: BTreeMap::new(),
             timeout: Duration::from_secs(10),
-            retry: vec![5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0],
+            retry: [5, 300, 1800, 7200, 18000, 36000]
+                .map(Duration::from_secs)
+                .to_vec(),
             queue: 1000,
         }
     }
@@ -59,23 +63,12 @@ impl Webhooks {
                 self.retry.len()
             ));
         }
-        if let Some(w) = self
-            .retry
-            .iter()
-            .find(|w| !(w.is_finite() && (0.0..=86_400.0).contains(*w)))
-        {
+        if let Some(w) = self.retry.iter().find(|w| w.as_secs() > 86_400) {
             return Err(format!(
-                "webhooks.retry: each wait is 0 to 86400 seconds, got {w}"
+                "webhooks.retry: each wait is 0 to 86400 seconds, got {}",
+                w.as_secs_f64()
             ));
         }
         Ok(())
-    }
-
-    /// The waits before each retry.
-    pub fn retries(&self) -> Vec<Duration> {
-        self.retry
-            .iter()
-            .map(|s| Duration::from_secs_f64(*s))
-            .collect()
     }
 }
