@@ -75,7 +75,7 @@ pub fn package(
     zip.start_file("datapackage.json", stored).map_err(zerr)?;
     zip.write_all(
         serde_json::to_string_pretty(&package)
-            .unwrap_or_default()
+            .expect("a JSON value serialises")
             .as_bytes(),
     )
     .map_err(|e| io("cannot write", &path, e))?;
@@ -105,8 +105,8 @@ fn copy_records(
     let mut pages =
         vec![json!({"format": "json-pages-1.0", "id": "pages", "title": "All Pages"}).to_string()];
     for l in lines {
-        let offset: u64 = str_u64(&l.fields["offset"]);
-        let length: u64 = str_u64(&l.fields["length"]);
+        let offset = str_u64(l, "offset")?;
+        let length = str_u64(l, "length")?;
         let bytes = read_range(&l.file, offset, length)?;
         hash.update(&bytes);
         zip.write_all(&bytes)
@@ -157,7 +157,13 @@ fn crawl_lines(dir: &Path, appid: &str, crawlid: &str) -> Result<Vec<Line>, Arch
             if fields["appid"] != appid || fields["crawlid"] != crawlid {
                 continue;
             }
-            let file = p.with_file_name(fields["filename"].as_str().unwrap_or_default());
+            let Some(name) = fields["filename"].as_str() else {
+                return Err(ArchiveError::Io(format!(
+                    "{}: the index line {key} names no file",
+                    p.display()
+                )));
+            };
+            let file = p.with_file_name(name);
             out.push(Line {
                 key: key.to_string(),
                 fields,
@@ -191,8 +197,18 @@ fn read_range(file: &Path, offset: u64, length: u64) -> Result<Vec<u8>, ArchiveE
     Ok(buf)
 }
 
-fn str_u64(v: &Value) -> u64 {
-    v.as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+/// An index line's number, written as a string (`cdxj.rs`).
+fn str_u64(l: &Line, name: &str) -> Result<u64, ArchiveError> {
+    l.fields[name]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| {
+            ArchiveError::Io(format!(
+                "{}: the index line {} has no {name}",
+                l.file.display(),
+                l.key
+            ))
+        })
 }
 
 /// A page a viewer lists: an HTML response that succeeded.

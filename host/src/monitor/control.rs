@@ -124,7 +124,9 @@ impl ControlPlane {
                 horizon,
                 horizons,
             } => {
-                let c = a.crawlid.unwrap_or_default();
+                let c = a
+                    .crawlid
+                    .expect("a queued stop names its crawl (`ingest::action`)");
                 let horizons = if horizons.is_empty() {
                     vec![horizon]
                 } else {

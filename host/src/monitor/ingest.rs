@@ -320,7 +320,7 @@ impl IngestMonitor {
             appid: r.appid.clone(),
             crawlid: r.crawlid.clone(),
         };
-        let json = serde_json::to_string(r).unwrap_or_default();
+        let json = serde_json::to_string(r).expect("plain struct serialises");
         let mut backoff = crate::backoff::Backoff::standard();
         while let Err(e) = self.store.keep(&key, &json, jiff::Timestamp::now()).await {
             tracing::warn!(error = %e, crawlid = %r.crawlid, "could not keep a schedule; retrying");
@@ -400,8 +400,8 @@ impl IngestMonitor {
             if collided.contains(&i) || !seen.insert(key.clone()) {
                 continue;
             }
-            // The request was validated: its text reads.
-            let request: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+            let request: serde_json::Value =
+                serde_json::from_str(text).expect("a validated request's text reads as JSON");
             let webhook = request.get("webhook").filter(|w| !w.is_null());
             let mut backoff = Backoff::standard();
             while let Err(err) = self.store.note_alive(&key, webhook).await {

@@ -291,7 +291,7 @@ impl CrawlSpec {
             )
             // Checked when the request was accepted (`rules.rs`,
             // `check_filters`), by this same code: it cannot fail here.
-            .unwrap_or_default()
+            .expect("link rules checked at submission compile")
         })
     }
 

@@ -107,7 +107,7 @@ impl Gateway {
                 .topics()
                 .first()
                 .map(|t| t.partitions().len())
-                .unwrap_or(0)
+                .ok_or_else(|| anyhow::anyhow!("the broker tells nothing of topic {topic}"))?
         };
         let mut tpl = TopicPartitionList::new();
         for p in 0..parts as i32 {

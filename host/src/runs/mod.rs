@@ -78,7 +78,7 @@ impl Runs {
         };
         let run = u32::from(request.schedule.is_some() || request.revisit.is_some());
         if request.schedule.is_some() {
-            let json = serde_json::to_string(&request).unwrap_or_default();
+            let json = serde_json::to_string(&request).expect("plain struct serialises");
             self.requests
                 .lock()
                 .insert(key.clone(), (json.clone(), Arc::new(request)));
@@ -125,9 +125,17 @@ impl Runs {
                     }
                 }
             }
-            for news in self.engine.frontier.run_news().await.unwrap_or_default() {
-                if let Err(e) = self.news(news).await {
-                    tracing::warn!(error = %e, "store unavailable while telling a run's end");
+            match self.engine.frontier.run_news().await {
+                Ok(all) => {
+                    for news in all {
+                        if let Err(e) = self.news(news).await {
+                            tracing::warn!(error = %e, "store unavailable while telling a run's end");
+                        }
+                    }
+                }
+                // News not read stays in the store: the next tick reads it.
+                Err(e) => {
+                    tracing::warn!(error = %e, "store unavailable for the runs' news; retrying")
                 }
             }
             self.tell_pauses().await;
