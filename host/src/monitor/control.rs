@@ -124,9 +124,12 @@ impl ControlPlane {
                 horizon,
                 horizons,
             } => {
-                let c = a
-                    .crawlid
-                    .expect("a queued stop names its crawl (`ingest::action`)");
+                // Only a stop naming a crawl is queued (`ingest::action`);
+                // an entry without one stops nothing and is not read again.
+                let Some(c) = a.crawlid else {
+                    tracing::warn!(appid = %a.appid, "queued stop names no crawl; nothing stopped");
+                    return Ok(None);
+                };
                 let horizons = if horizons.is_empty() {
                     vec![horizon]
                 } else {
