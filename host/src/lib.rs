@@ -17,6 +17,7 @@
 //!   crawl loop that builds it and the sinks that write it.
 //! - [`fetch`]: HTTP (reqwest, rustls), the address policy, robots.txt.
 //! - [`links`]: native link extraction offered to spiders as a host import.
+//! - [`extract`]: CSS selectors over a page, offered to spiders the same way.
 //! - [`plugins`]: the wasmtime runtime: world detection, limits, instance
 //!   pools, hot swap.
 //! - [`monitor`]: the inbound request kinds of the contract, validated.
@@ -33,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod crawl;
 pub mod events;
+pub mod extract;
 pub mod fetch;
 pub mod links;
 pub mod metrics;

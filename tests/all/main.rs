@@ -6,6 +6,7 @@ mod cluster;
 mod conformance;
 mod crawl;
 mod delivery;
+mod extract;
 mod golden;
 mod harness;
 mod hostile;

@@ -228,7 +228,7 @@ async fn plugins_command_lists_what_is_loaded() -> Result<()> {
         .find(|r| r["name"] == "link")
         .expect("link listed");
     assert_eq!(link["kind"], "spider");
-    assert_eq!(link["wit"], "0.1.0");
+    assert_eq!(link["wit"], "0.1.1");
     assert_eq!(link["hash"].as_str().map(str::len), Some(64));
     let mw = rows
         .iter()

@@ -83,10 +83,25 @@ impl types::HostResponse for StoreState {
         self.with_page(&r, |p| p.page.fetched.body.to_vec())
     }
     fn text(&mut self, r: Resource<ResponseRes>) -> String {
-        self.with_page(&r, |p| {
-            let f = &p.page.fetched;
-            let enc = crate::fetch::encoding_of(f.header("content-type"), &f.body);
-            enc.decode(&f.body).0.into_owned()
+        self.with_page(&r, ResponseRes::text)
+    }
+    fn select(
+        &mut self,
+        r: Resource<ResponseRes>,
+        css: String,
+    ) -> Result<Vec<types::Element>, String> {
+        let found = self.with_page(&r, |p| p.select(&css));
+        found.map_err(|e| e.to_string()).map(|els| {
+            els.into_iter()
+                .map(|e| types::Element {
+                    tag: e.tag,
+                    text: e.text,
+                    texts: e.texts,
+                    attrs: e.attrs,
+                    html: e.html,
+                    truncated: e.truncated,
+                })
+                .collect()
         })
     }
     fn depth(&mut self, r: Resource<ResponseRes>) -> u32 {

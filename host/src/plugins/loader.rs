@@ -8,7 +8,7 @@ use super::bindings::{
     spider::SpiderPre,
 };
 use super::engine::Runtime;
-use super::kind::{Kind, LoadError, PACKAGE, SUPPORTED_VERSION};
+use super::kind::{Kind, LoadError, PACKAGE};
 use super::plugin::{Plugin, Pre};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
@@ -83,7 +83,7 @@ fn detect(
         let Some(kind) = Kind::ALL.into_iter().find(|k| k.interface() == iface) else {
             continue;
         };
-        if version != SUPPORTED_VERSION {
+        if !super::kind::loads(version) {
             return Err(LoadError::UnsupportedVersion {
                 name: name.into(),
                 found: format!("{PACKAGE}@{version} (world {})", kind.world()),

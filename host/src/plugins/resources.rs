@@ -2,11 +2,13 @@
 //! (`response`) and a crawl result (`crawl-result`). Their data stays
 //! here; `host_api` answers the guests' calls on them.
 
+use crate::extract::{Bounds, Document, Element, SelectError};
 use crate::fetch::Fetched;
 use crate::links;
 use crate::request::Job;
 use crate::result::CrawlResult;
 use serde_json::Value;
+use std::cell::OnceCell;
 use std::sync::{Arc, OnceLock};
 
 /// A fetched page and the request that asked for it, as a spider or
@@ -98,11 +100,35 @@ impl Page {
 /// The `response` resource's host side.
 pub struct ResponseRes {
     pub(super) page: Page,
+    /// The page parsed for selectors, once the guest first asks.
+    document: OnceCell<Result<Document, SelectError>>,
 }
 
 impl ResponseRes {
     pub fn new(page: Page) -> Self {
-        ResponseRes { page }
+        ResponseRes {
+            page,
+            document: OnceCell::new(),
+        }
+    }
+
+    /// The body decoded with the page's charset.
+    pub(super) fn text(&self) -> String {
+        let f = &self.page.fetched;
+        let enc = crate::fetch::encoding_of(f.header("content-type"), &f.body);
+        enc.decode(&f.body).0.into_owned()
+    }
+
+    /// The elements `css` matches, the page parsed on the first call.
+    pub(super) fn select(&self, css: &str) -> Result<Vec<Element>, SelectError> {
+        let bounds = Bounds::default();
+        let document = self
+            .document
+            .get_or_init(|| Document::parse(&self.text(), &bounds));
+        document
+            .as_ref()
+            .map_err(Clone::clone)?
+            .select(css, &bounds)
     }
 }
 

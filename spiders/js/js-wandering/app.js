@@ -1,7 +1,7 @@
 // The `wandering` spider in JavaScript (Scrapy Cluster's WanderingSpider):
 // yield the page with its step number in `attrs.step`, then follow one
 // random link.
-import { random } from 'spinneret:plugin/host@0.1.0';
+import { random } from 'spinneret:plugin/host@0.1.1';
 import { item, request } from '../sdk/spinneret.js';
 
 export function* parse(response) {

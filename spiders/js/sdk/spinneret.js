@@ -13,8 +13,11 @@
 //
 // `response` is the host's page: url(), responseUrl(), status(),
 // header(name), headers(), body(), text(), depth(), maxdepth(), meta(name)
-// and links() (extracted natively by the host with the crawl's filters).
-// Host services: `import { log, count, random } from 'spinneret:plugin/host@0.1.0'`.
+// and links() (extracted natively by the host with the crawl's filters);
+// response.select(css) gives the elements a CSS selector matches (tag,
+// text, texts, attrs, html), parsed by the host, and `css(response,
+// 'h2 a::attr(href)')` picks strings from them as parsel does.
+// Host services: `import { log, count, random } from 'spinneret:plugin/host@0.1.1'`.
 // `just guests` builds every spider in spiders/js/ (componentize-js).
 
 /** A request to crawl next. `priority` unset = the parent's minus 10. */
@@ -39,6 +42,28 @@ export function request(url, opts = {}) {
 /** The page's result: the links it followed, and fields added to it. */
 export function item({ links = [], fields: extra } = {}) {
   return { tag: 'item', val: { links, fields: fields(extra) } };
+}
+
+/** The strings a CSS query picks, as parsel's `response.css(query)`: each
+ *  match's outer HTML, or with `::text` its own text nodes, with
+ *  `::attr(name)` that attribute. The array has parsel's `get()` (the
+ *  first, or undefined) and `getall()`. */
+export function css(response, query) {
+  const q = query.trimEnd();
+  let sel = q;
+  let pick = (e) => [e.html];
+  const attr = q.match(/^(.*)::attr\(\s*([^)]*?)\s*\)$/s);
+  if (q.endsWith('::text')) {
+    sel = q.slice(0, -'::text'.length);
+    pick = (e) => e.texts;
+  } else if (attr) {
+    sel = attr[1];
+    pick = (e) => e.attrs.filter(([k]) => k === attr[2]).map(([, v]) => v);
+  }
+  const out = response.select(sel).flatMap(pick);
+  out.get = () => out[0];
+  out.getall = () => [...out];
+  return out;
 }
 
 /** The link spider's rule: a request per link while depth < maxdepth. */

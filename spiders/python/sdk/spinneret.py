@@ -17,7 +17,11 @@ A spider is a class with ``parse(self, response)`` that yields (or returns)
 ``response`` is the host's page: ``url()``, ``response_url()``, ``status()``,
 ``header(name)``, ``headers()``, ``body()``, ``text()``, ``depth()``,
 ``maxdepth()``, ``meta(name)`` and ``links()`` (extracted natively by the
-host with the crawl's filters). Build with ``just guests``.
+host with the crawl's filters), and CSS selectors answered by the host
+as parsel answers them: ``response.css("h2 a::attr(href)").getall()``,
+``response.css("title::text").get()``; ``response.select(css)`` gives
+the matched elements whole (tag, text, texts, attrs, html). Build with
+``just guests``.
 """
 
 import json
@@ -57,6 +61,45 @@ class Item:
         return types.Output_Item(types.Item(
             links=self.links,
             fields=[types.Field(name=k, value=json.dumps(v)) for k, v in self.fields.items()]))
+
+
+class SelectorList(list):
+    """The strings a ``response.css`` query picked, as parsel's."""
+
+    def get(self, default=None):
+        return self[0] if self else default
+
+    def getall(self):
+        return list(self)
+
+
+def _split(query):
+    """A query's CSS and what it picks: ``::text``, ``::attr(name)``, or
+    the outer HTML."""
+    q = query.rstrip()
+    if q.endswith("::text"):
+        return q[: -len("::text")], ("text", None)
+    css, sep, rest = q.rpartition("::attr(")
+    if sep and rest.endswith(")"):
+        return css, ("attr", rest[:-1].strip())
+    return q, ("html", None)
+
+
+def _css(response, query):
+    css, (pick, name) = _split(query)
+    out = SelectorList()
+    for e in response.select(css):
+        if pick == "text":
+            out.extend(e.texts)
+        elif pick == "attr":
+            out.extend(v for k, v in e.attrs if k == name)
+        else:
+            out.append(e.html)
+    return out
+
+
+# parsel's call, on the host's response.
+types.Response.css = _css
 
 
 class Spider:

@@ -34,6 +34,79 @@ pub fn json_string(s: &str) -> String {
     out
 }
 
+/// What a [`css`](spider::Response::css) query picks from each element it
+/// matches: Scrapy's (parsel's) pseudo-elements, at the query's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    /// No pseudo-element: the element's outer HTML.
+    Html,
+    /// `::text`: its own text nodes.
+    Text,
+    /// `::attr(name)`: that attribute's value.
+    Attr(String),
+}
+
+/// A query split into its CSS selector and what to pick:
+/// `"h2 a::attr(href)"` is `("h2 a", Pick::Attr("href"))`.
+pub fn split_query(query: &str) -> (&str, Pick) {
+    let q = query.trim_end();
+    if let Some(css) = q.strip_suffix("::text") {
+        return (css, Pick::Text);
+    }
+    if let Some((css, rest)) = q.rsplit_once("::attr(") {
+        if let Some(name) = rest.strip_suffix(')') {
+            return (css, Pick::Attr(name.trim().to_string()));
+        }
+    }
+    (q, Pick::Html)
+}
+
+/// The strings a `css` query picked, in document order (parsel's
+/// `SelectorList` after `::text`, `::attr()` or as HTML).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selected(pub Vec<String>);
+
+impl Selected {
+    /// The first, if any (parsel's `.get()`).
+    pub fn get(&self) -> Option<&str> {
+        self.0.first().map(String::as_str)
+    }
+
+    /// All of them (parsel's `.getall()`).
+    pub fn getall(self) -> Vec<String> {
+        self.0
+    }
+}
+
+/// CSS selectors on a response (WIT 0.1.1): the host parses the page.
+#[cfg(any(feature = "spider", feature = "middleware"))]
+macro_rules! selectors {
+    () => {
+        pub use self::spinneret::plugin::types::Element;
+
+        impl Response {
+            /// The strings a CSS query picks, as parsel's
+            /// `response.css(query)`: each match's outer HTML, or with
+            /// `::text` its own text nodes, with `::attr(name)` that
+            /// attribute. `response.select(css)` gives the elements whole.
+            pub fn css(&self, query: &str) -> Result<crate::Selected, String> {
+                let (css, pick) = crate::split_query(query);
+                let picked = self.select(css)?.into_iter().flat_map(|e| match &pick {
+                    crate::Pick::Html => vec![e.html],
+                    crate::Pick::Text => e.texts,
+                    crate::Pick::Attr(name) => e
+                        .attrs
+                        .into_iter()
+                        .filter(|(k, _)| k == name)
+                        .map(|(_, v)| v)
+                        .collect(),
+                });
+                Ok(crate::Selected(picked.collect()))
+            }
+        }
+    };
+}
+
 /// Helpers shared by every world's copy of the `types` interface.
 macro_rules! helpers {
     () => {
@@ -110,6 +183,7 @@ pub mod spider {
         default_bindings_module: "spinneret_sdk::spider",
     });
     helpers!();
+    selectors!();
     pub use self::spinneret::plugin::types::{Output, Response};
 
     /// A spider, like a Scrapy spider's `parse` callback.
@@ -164,6 +238,7 @@ pub mod middleware {
         default_bindings_module: "spinneret_sdk::middleware",
     });
     helpers!();
+    selectors!();
     pub use self::exports::spinneret::plugin::middleware::{RequestAction, ResponseAction};
     pub use self::spinneret::plugin::types::{RequestHead, Response};
 
