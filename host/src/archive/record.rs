@@ -82,7 +82,7 @@ pub fn gzip_member(parts: &[&[u8]], level: u32) -> Vec<u8> {
         total / 2 + 64
     });
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-    let mut crc = flate2::Crc::new();
+    let mut crc = crc32fast::Hasher::new();
     for p in parts {
         crc.update(p);
     }
@@ -91,7 +91,7 @@ pub fn gzip_member(parts: &[&[u8]], level: u32) -> Vec<u8> {
     } else {
         deflate(parts, level, &mut out);
     }
-    out.extend_from_slice(&crc.sum().to_le_bytes());
+    out.extend_from_slice(&crc.finalize().to_le_bytes());
     out.extend_from_slice(&(total as u32).to_le_bytes());
     out
 }

@@ -91,8 +91,10 @@ pub(crate) async fn section(
     let Some(r) = redis else {
         return Ok(lines);
     };
-    let mut speed = Vec::new();
+    let (mut speed, mut per_page) = (Vec::new(), Vec::new());
     let url = r.url();
+    // The cluster crawl fetches every page the site has, once.
+    let pages = site.expected(0, None).len().max(1) as f64;
     for _ in 0..rounds {
         let mut per_second = [0.0; 2];
         for (i, on) in [false, true].into_iter().enumerate() {
@@ -100,6 +102,9 @@ pub(crate) async fn section(
             let nodes = (&[r][..], url.as_str());
             let (_, s) =
                 cluster_crawl(site, spinneret, plugins, work, nodes, 1, concurrency).await?;
+            if let Some(a) = &archiving {
+                per_page.push(a.bytes() as f64 / pages);
+            }
             drop(archiving);
             r.flush()?;
             per_second[i] = s;
@@ -107,8 +112,9 @@ pub(crate) async fn section(
         speed.push(per_second[1] / per_second[0]);
     }
     lines.push(format!(
-        "one worker on Redis, WARC on/off: {:.2}x pages/s (median of {rounds} rounds)",
-        median(speed)
+        "one worker on Redis, WARC on/off: {:.2}x pages/s, {:.1} KiB of WARC per page (medians of {rounds} rounds)",
+        median(speed),
+        median(per_page) / 1024.0
     ));
     Ok(lines)
 }
