@@ -55,3 +55,106 @@ async fn a_python_spider_picks_fields_with_css_selectors() -> Result<()> {
 async fn a_javascript_spider_picks_fields_with_css_selectors() -> Result<()> {
     picks_titles_and_headings("js-headings").await
 }
+
+/// A crawl asking for `text`, `metadata` and `jsonld` (main content only,
+/// no `html`) gets them on every article, without the body: the head's
+/// metadata with the canonical URL resolved, the page's JSON-LD, and the
+/// article's text without the site's header, navigation, footer, styles
+/// and scripts.
+#[tokio::test(flavor = "multi_thread")]
+async fn formats_give_text_metadata_and_json_ld_instead_of_the_body() -> Result<()> {
+    use spinneret_testsite::articles;
+    let site = Site::start(SiteSpec {
+        pages: 1,
+        hosts: 1,
+        seed: 52,
+    })
+    .await?;
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let request = serde_json::json!({
+        "url": site.article_url("index.html"), "appid": "test", "crawlid": "formats",
+        "maxdepth": 1, "formats": ["text", "metadata", "jsonld"], "main_content": true,
+    });
+    let run = s
+        .run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()?;
+    let mut seen = 0;
+    for r in &run.results {
+        assert!(r.get("body").is_none(), "no html asked: {r}");
+        let url = r["url"].as_str().unwrap_or_default();
+        let Some(n) = url
+            .rsplit_once("/articles/")
+            .and_then(|(_, p)| p.strip_suffix(".html"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let m = &r["metadata"];
+        assert_eq!(m["title"], format!("Article {n} & more"), "{r}");
+        assert_eq!(m["description"], format!("What article {n} says."));
+        assert_eq!(m["canonical"], site.article_url(&format!("{n}.html")));
+        assert_eq!(m["language"], "en-GB");
+        assert_eq!(
+            m["og"],
+            serde_json::json!({"title": format!("Article {n}"), "type": "article"})
+        );
+        assert_eq!(r["jsonld"][0]["position"], n, "{r}");
+        let text = r["text"].as_str().unwrap_or_default();
+        assert!(
+            text.starts_with(&format!("Article {n}\n{} Next.", articles::paragraph(n))),
+            "{text}"
+        );
+        assert!(text.contains("Nested"), "{text}");
+        for chrome in ["All articles", "Site menu", "Footer", "color", "scripted"] {
+            assert!(!text.contains(chrome), "{chrome} in {text}");
+        }
+        seen += 1;
+    }
+    assert_eq!(
+        seen,
+        articles::ARTICLES,
+        "every article: {:?}",
+        run.results.len()
+    );
+    Ok(())
+}
+
+/// Formats are checked when the crawl is asked for: unknown, repeated or
+/// not yet made ones, and `main_content` without a format it applies to,
+/// are refused with the reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_formats_are_refused_with_the_reason() -> Result<()> {
+    let s = Scratch::new(&[("link", "link")], "")?;
+    let cases = [
+        (serde_json::json!(["pdf"]), false, "unknown variant `pdf`"),
+        (
+            serde_json::json!(["text", "text"]),
+            false,
+            "names `text` twice",
+        ),
+        (
+            serde_json::json!(["markdown"]),
+            false,
+            "not made by this version yet",
+        ),
+        (
+            serde_json::json!(["html"]),
+            true,
+            "`main_content` applies to the `text` format",
+        ),
+    ];
+    for (formats, main_content, reason) in cases {
+        let request = serde_json::json!({
+            "url": "http://127.0.0.1:9/", "appid": "test", "crawlid": "bad",
+            "formats": formats, "main_content": main_content,
+        });
+        let run = s
+            .run(&["--spider", "link", "--request", &request.to_string()])
+            .await?;
+        assert_ne!(run.code, Some(0), "{formats}");
+        assert!(run.stderr.contains(reason), "{formats}: {}", run.stderr);
+        assert!(run.results.is_empty());
+    }
+    Ok(())
+}

@@ -12,6 +12,7 @@
 //! return, computed from the same link graph the pages are rendered from.
 
 pub mod archived;
+pub mod articles;
 mod graph;
 mod scripted;
 mod server;
@@ -222,6 +223,11 @@ impl Site {
     /// An archive test page (`archived::PAGES`, `archived::BIG`) on host 0.
     pub fn archive_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addrs[0])
+    }
+
+    /// An article (`articles.rs`) on host 0: `/articles/<name>`.
+    pub fn article_url(&self, name: &str) -> String {
+        format!("http://{}/articles/{name}", self.addrs[0])
     }
 
     pub fn hostile_url(&self, name: &str) -> String {

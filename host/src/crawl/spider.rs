@@ -4,6 +4,7 @@
 use super::page::*;
 use super::Engine;
 use crate::config::redact;
+use crate::extract::{formats, Format, Formatted};
 use crate::links;
 use crate::links::domain;
 use crate::plugins::{CallError, Kind, Output, Page, SpiderRequest};
@@ -37,6 +38,7 @@ impl Engine {
                 )]));
             }
         };
+        let formatted = self.formatted(job, &page).await;
         let max = self.settings.crawl.max_links_per_page;
         let mut children = Vec::new();
         let mut results = Vec::new();
@@ -73,6 +75,7 @@ impl Engine {
                     let mut r = CrawlResult::new(job, Some(page.fetched.clone()), None);
                     r.links = i.links;
                     r.fields = i.fields.into_iter().collect();
+                    r.formatted = formatted.clone();
                     results.push(r)
                 }
             }
@@ -92,6 +95,27 @@ impl Engine {
             self.enqueue_children(children, &origin).await?;
         }
         Ok(Outcome::Deliver(results))
+    }
+
+    /// The page's `formats`, made once for all its results, off the async
+    /// threads (`text` parses the page). A page that is not HTML has none
+    /// of them (and no body unless `html` is asked for).
+    async fn formatted(&self, job: &Job, page: &Page) -> Option<Arc<Formatted>> {
+        let formats = job.crawl.formats.clone()?;
+        let (fetched, main) = (page.fetched.clone(), job.crawl.main_content);
+        let made = blocking(move || {
+            let ctype = fetched.header("content-type").unwrap_or("text/html");
+            if !ctype.to_ascii_lowercase().contains("html") {
+                return Ok(Formatted {
+                    no_body: !formats.contains(&Format::Html),
+                    ..Formatted::default()
+                });
+            }
+            let enc = crate::fetch::encoding_of(Some(ctype), &fetched.body);
+            let body = enc.decode(&fetched.body).0;
+            Ok(formats::make(&body, &fetched.response_url, &formats, main))
+        });
+        made.await.ok().map(Arc::new)
     }
 
     /// The spider `name`; if it is on its first compile (a new spider, or a

@@ -1,6 +1,13 @@
-//! What the host extracts from a page for spiders, natively and bounded:
-//! `select` answers CSS selectors (`response.select`, WIT 0.1.1).
+//! What the host extracts from a page, natively and bounded:
+//! - `select`: CSS selectors for spiders (`response.select`, WIT 0.1.1);
+//! - `formats`: what a crawl's `formats` ask of each page (`metadata` and
+//!   `jsonld` by a streaming scan, `metadata.rs`; `text` from the parsed
+//!   page, `text.rs`).
 
+pub mod formats;
+pub mod metadata;
 pub mod select;
+mod text;
 
+pub use formats::{Format, Formatted};
 pub use select::{Bounds, Document, Element, SelectError};

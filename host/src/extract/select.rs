@@ -70,7 +70,7 @@ pub struct Element {
 
 /// A page parsed for selection.
 pub struct Document {
-    html: Html,
+    pub(super) html: Html,
 }
 
 impl Document {

@@ -6,7 +6,7 @@
 
 pub mod domain;
 pub mod filter;
-mod scan;
+pub(crate) mod scan;
 
 pub use filter::{LinkFilters, DEFAULT_DENY_EXTENSIONS};
 pub(crate) use scan::decode_entities;

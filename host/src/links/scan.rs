@@ -80,14 +80,28 @@ pub fn scan(html: &[u8], max: usize) -> Scan {
 /// common entities decoded. Advances `pos` past the text.
 fn link_text(html: &[u8], pos: &mut usize) -> String {
     let end = find_ci(html, *pos, b"</a").unwrap_or(html.len());
-    let inner = &html[*pos..end];
+    // A few bytes over, so the cut below lands on a whole character.
+    let text = text_between(&html[*pos..end], MAX_TEXT_BYTES + 8);
     *pos = end;
+    let mut text = decode_entities(&text);
+    if text.len() > MAX_TEXT_BYTES {
+        let mut end = MAX_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// The text in `inner`, tags stripped and whitespace collapsed, up to
+/// about `max` bytes (entities left as they are).
+pub(crate) fn text_between(inner: &[u8], max: usize) -> String {
     let mut text = Vec::with_capacity(inner.len().min(64));
     let mut in_tag = false;
     let mut space = false;
     for &b in inner {
-        // A few bytes over, so the cut below lands on a whole character.
-        if text.len() > MAX_TEXT_BYTES + 8 {
+        if text.len() > max {
             break;
         }
         match b {
@@ -104,19 +118,11 @@ fn link_text(html: &[u8], pos: &mut usize) -> String {
             }
         }
     }
-    let mut text = decode_entities(&String::from_utf8_lossy(&text));
-    if text.len() > MAX_TEXT_BYTES {
-        let mut end = MAX_TEXT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
-    text
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The value of attribute `name` in a tag's attribute text.
-fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
+pub(crate) fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
     let mut i = 0;
     while i < attrs.len() {
         while i < attrs.len() && (attrs[i].is_ascii_whitespace() || attrs[i] == b'/') {
@@ -170,7 +176,7 @@ fn attr(attrs: &[u8], name: &[u8]) -> Option<String> {
 }
 
 /// Case-insensitive search for an ASCII needle from `from`.
-fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+pub(crate) fn find_ci(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
     let first = needle[0];
     let mut pos = from;
     while let Some(off) = memchr(first, &hay[pos..]) {

@@ -1,6 +1,7 @@
 //! Crawl requests: the contract's inbound shape (§2.1), validated with its
 //! exact rules, and the internal [`Job`] the scheduler queues.
 
+use crate::extract::Format;
 use crate::links::LinkFilters;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -73,6 +74,14 @@ pub struct CrawlRequest {
     /// POST the crawl's events here (`notify::Webhook`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Value>,
+    /// What each result carries: `html` (the body, the default), `text`,
+    /// `metadata`, `jsonld` (`extract::formats`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formats: Option<Vec<Format>>,
+    /// `text` of the page's main part only, without its navigation and
+    /// boilerplate.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub main_content: bool,
 }
 
 /// When a crawl's pages are rendered in a headless browser.
@@ -182,6 +191,8 @@ impl CrawlRequest {
             site: crate::links::domain::of_url(&self.url),
             sitemaps: self.sitemaps,
             render: self.render,
+            formats: self.formats,
+            main_content: self.main_content,
             filters: OnceLock::new(),
         };
         let mut headers: Vec<(String, String)> =
@@ -257,6 +268,11 @@ pub struct CrawlSpec {
     /// How its pages are compared with the last run's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revisit: Option<crate::revisit::Revisit>,
+    /// What its results carry besides (or instead of) the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formats: Option<Vec<Format>>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub main_content: bool,
     #[serde(skip)]
     filters: OnceLock<LinkFilters>,
 }

@@ -60,6 +60,7 @@ impl CrawlRequest {
             }
         }
         self.check_filters()?;
+        self.check_formats()?;
         if let Some(r) = &self.revisit {
             crate::revisit::Revisit::parse(r).map_err(RequestError::Schema)?;
         }
@@ -178,6 +179,22 @@ impl CrawlRequest {
                 e => format!("bad regex: {e}"),
             })
         })?;
+        Ok(())
+    }
+
+    /// `formats` names each format once, and `main_content` has a format
+    /// to apply to.
+    fn check_formats(&self) -> Checked {
+        if let Some(f) = &self.formats {
+            crate::extract::formats::check(f).map_err(RequestError::Schema)?;
+        }
+        let text = self
+            .formats
+            .as_ref()
+            .is_some_and(|f| f.contains(&crate::extract::Format::Text));
+        if self.main_content && !text {
+            return bad("`main_content` applies to the `text` format: add it to `formats`".into());
+        }
         Ok(())
     }
 }

@@ -95,10 +95,34 @@ impl<'a> ResultJson<'a> {
         for (k, v) in &r.fields {
             json.set(k, Field::Value(v));
         }
+        if let Some(formatted) = &r.formatted {
+            json.formats(formatted);
+        }
         if let Some(e) = &r.error {
             json.set("error", Field::Str(Cow::Borrowed(e)));
         }
         json
+    }
+
+    /// The formats the crawl asked for (over a plugin's fields of the same
+    /// names); without `html`, no `body`.
+    fn formats(&mut self, f: &'a crate::extract::Formatted) {
+        if f.no_body {
+            self.fields.retain(|(k, _)| *k != "body");
+            self.body_bytes = 0;
+        }
+        if let Some(m) = &f.metadata {
+            self.set("metadata", Field::Value(m));
+        }
+        if let Some(j) = &f.jsonld {
+            self.set("jsonld", Field::Value(j));
+        }
+        if let Some(t) = &f.text {
+            self.set("text", Field::Str(Cow::Borrowed(t)));
+        }
+        if let Some(e) = &f.error {
+            self.set("error", Field::Str(Cow::Borrowed(e)));
+        }
     }
 
     /// Put `value` under `name`, in its place among the sorted names.
@@ -406,5 +430,38 @@ mod tests {
             String::from_utf8(json.to_vec()).expect("UTF-8"),
             r#"{"appid":"app\"1","attrs":null,"body":"","crawlid":"cé","depth":3,"encoding":"windows-1252","error":"cut","fetch_ms":12.0,"links":[],"links_truncated":true,"rendered":true,"request_headers":{},"response_headers":{},"response_url":"http://a.test/x","spiderid":"link","status_code":200,"status_msg":"OK","timestamp":"2026-11-30T00:00:00Z","title":"T","url":"http://a.test/x?q=<1>"}"#
         );
+    }
+
+    /// The crawl's formats are written over a spider's fields of the same
+    /// names; without `html` there is no `body`, and a format that could
+    /// not be made says why in `error`.
+    #[test]
+    fn formats_are_written_and_html_left_out_drops_the_body() {
+        let mut r = every_field(true);
+        r.error = None;
+        r.fields
+            .insert("text".into(), serde_json::json!("spider's"));
+        r.formatted = Some(std::sync::Arc::new(crate::extract::Formatted {
+            no_body: true,
+            metadata: Some(serde_json::json!({"title": "T"})),
+            jsonld: Some(serde_json::json!([])),
+            text: Some("words".into()),
+            error: None,
+        }));
+        let json = r.json(false);
+        let whole: Value = serde_json::from_slice(&json.to_vec()).expect("JSON");
+        assert!(whole.get("body").is_none(), "{whole}");
+        assert_eq!(whole["text"], "words");
+        assert_eq!(whole["metadata"]["title"], "T");
+        assert_eq!(whole["jsonld"], serde_json::json!([]));
+        let mut r = every_field(true);
+        r.error = None;
+        r.formatted = Some(std::sync::Arc::new(crate::extract::Formatted {
+            error: Some("no text: page has more than 5 elements".into()),
+            ..Default::default()
+        }));
+        let whole: Value = serde_json::from_slice(&r.json(false).to_vec()).expect("JSON");
+        assert!(whole.get("body").is_some(), "html is asked: the body stays");
+        assert_eq!(whole["error"], "no text: page has more than 5 elements");
     }
 }

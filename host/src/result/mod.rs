@@ -85,6 +85,8 @@ pub struct CrawlResult {
     pub run: Option<u32>,
     /// A revisited page's change since the last run.
     pub change: Option<crate::revisit::Change>,
+    /// The page's `formats`, when the crawl asked for any.
+    pub formatted: Option<Arc<crate::extract::Formatted>>,
 }
 
 impl CrawlResult {
@@ -113,6 +115,7 @@ impl CrawlResult {
             redact_credentials: true,
             run: (c.run > 0).then_some(c.run),
             change: None,
+            formatted: None,
         }
     }
 
@@ -226,6 +229,7 @@ pub(crate) mod fixture {
             redact_credentials: true,
             run: None,
             change: None,
+            formatted: None,
         }
     }
 }
