@@ -46,13 +46,46 @@ fn article(n: usize) -> String {
 <main><article>
 <h1>Article {n}</h1>
 <p>{para} <a href="/articles/{next}.html">Next</a>.</p>
-<ul><li>Point one<ul><li>Nested {n}</li></ul></li><li>Point two</li></ul>
-<table><tr><th>Key</th><th>Value</th></tr><tr><td>n</td><td>{n}</td></tr></table>
-<pre><code>let n = {n};</code></pre>
+{body}
 <script>document.title = "scripted";</script>
 </article></main>
 <footer>Footer of the site</footer>
 </body></html>"#,
         para = paragraph(n).replace('&', "&amp;"),
+        body = variant(n),
     )
+}
+
+/// The rest of article `n`: one of four shapes, so that together they
+/// hold what a converter must get right.
+fn variant(n: usize) -> String {
+    match n % 4 {
+        0 => format!(
+            r#"<ul><li>Point one<ul><li>Nested {n}</li><li>Deeper<ul><li>Third level</li></ul></li></ul></li><li>Point two</li></ul>
+<table><tr><th>Key</th><th>Value</th></tr><tr><td>n</td><td>{n}</td></tr></table>
+<pre><code>let n = {n};
+println!("{{n}}");</code></pre>"#
+        ),
+        1 => format!(
+            r#"<h2>Steps</h2>
+<ol><li>Spin the <em>thread</em></li><li>Weave it<ul><li>warp</li><li>weft</li></ul></li><li>Cut at <code>len_{n}</code></li></ol>
+<blockquote><p>Silk is strong.</p><p>And <strong>light</strong>.</p></blockquote>
+<p><img src="../img/{n}.png" alt="Loom {n}"></p>"#
+        ),
+        2 => format!(
+            r#"<h2>Prices</h2>
+<table><thead><tr><th>Item</th><th>Price</th><th>Link</th></tr></thead>
+<tbody><tr><td>Silk | raw</td><td>{n}.00</td><td><a href="/shop/{n}">buy</a></td></tr>
+<tr><td>Thread</td><td>1.50</td><td></td></tr></tbody></table>
+<h3>Code</h3>
+<pre>uses ``` fences
+and  spaces</pre>"#
+        ),
+        _ => format!(
+            r#"<p>Entities: 1 &lt; 2 &gt; 0 &amp; &copy; {n}.<br>A new line, with *stars* and _lines_.</p>
+<p><strong>Bold <em>and italic</em></strong> then <a href="https://example.org/x?a=1&amp;b=2">an outside link</a>.</p>
+<hr>
+<p>Last words.</p>"#
+        ),
+    }
 }

@@ -401,6 +401,16 @@ fn hostile(req: &Request<hyper::body::Incoming>, path: &str) -> Option<Response<
     if path == "/hostile/links2k.html" {
         return Some(text(StatusCode::OK, "text/html", links_to_pages(2000)));
     }
+    if path == "/hostile/deep.html" {
+        // 100,000 elements nested in one another.
+        let page = "<div>".repeat(100_000) + "deep";
+        return Some(text(StatusCode::OK, "text/html", page));
+    }
+    if path == "/hostile/nodes.html" {
+        // A million elements (7 MB), under the crawl's body cap.
+        let page = "<title>Many</title>".to_string() + &"<p>x</p>".repeat(1_000_000);
+        return Some(text(StatusCode::OK, "text/html", page));
+    }
     if path == "/hostile/entity.html" {
         // An entity cut inside a multi-byte character, in a link's text
         // and in its href.

@@ -1,8 +1,8 @@
 //! The `formats` a crawl asks for (contract §2.1): what each page's result
 //! carries besides its HTML `body`, or instead of it. `metadata` and
-//! `jsonld` come from a streaming scan (tens of µs a page); `text` from
-//! the page parsed as for selectors, under the same bounds, so only the
-//! crawls that ask pay for a parse.
+//! `jsonld` come from a streaming scan (tens of µs a page); `text` and
+//! `markdown` from the page parsed once as for selectors, under the same
+//! bounds, so only the crawls that ask pay for a parse (ADR 0010).
 
 use super::metadata::{self, Limits};
 use super::select::{Bounds, Document};
@@ -22,9 +22,6 @@ pub enum Format {
 }
 
 impl Format {
-    /// Formats a request may name that this host does not make yet.
-    pub const NOT_YET: &'static [Format] = &[Format::Markdown];
-
     pub fn name(self) -> &'static str {
         match self {
             Format::Html => "html",
@@ -39,17 +36,14 @@ impl Format {
 /// A request's `formats`: each named once, at least one, all made here.
 pub fn check(formats: &[Format]) -> Result<(), String> {
     if formats.is_empty() {
-        return Err("`formats` is empty: name at least one of html, text, metadata, jsonld".into());
+        return Err(
+            "`formats` is empty: name at least one of html, markdown, text, metadata, jsonld"
+                .into(),
+        );
     }
     for (i, f) in formats.iter().enumerate() {
         if formats[..i].contains(f) {
             return Err(format!("`formats` names `{}` twice", f.name()));
-        }
-        if Format::NOT_YET.contains(f) {
-            return Err(format!(
-                "`formats`: `{}` is not made by this version yet (html, text, metadata and jsonld are)",
-                f.name()
-            ));
         }
     }
     Ok(())
@@ -63,6 +57,7 @@ pub struct Formatted {
     pub metadata: Option<Value>,
     pub jsonld: Option<Value>,
     pub text: Option<String>,
+    pub markdown: Option<String>,
     /// Why a format could not be made (a page over the parse bounds);
     /// the others are still there.
     pub error: Option<String>,
@@ -95,10 +90,18 @@ pub fn make(body: &str, url: &str, formats: &[Format], main_content: bool) -> Fo
             out.jsonld = Some(Value::Array(m.jsonld));
         }
     }
-    if wants(Format::Text) {
+    if wants(Format::Text) || wants(Format::Markdown) {
         match Document::parse(body, &Bounds::default()) {
-            Ok(doc) => out.text = Some(doc.text(main_content)),
-            Err(e) => out.error = Some(format!("no text: {e}")),
+            Ok(doc) => {
+                if wants(Format::Text) {
+                    out.text = Some(doc.text(main_content));
+                }
+                if wants(Format::Markdown) {
+                    let base = url::Url::parse(url).ok();
+                    out.markdown = Some(doc.markdown(main_content, base.as_ref()));
+                }
+            }
+            Err(e) => out.error = Some(format!("no text or markdown: {e}")),
         }
     }
     out
@@ -115,7 +118,12 @@ mod tests {
 
     #[test]
     fn each_format_asked_and_only_those() {
-        let all = [Format::Metadata, Format::Jsonld, Format::Text];
+        let all = [
+            Format::Metadata,
+            Format::Jsonld,
+            Format::Text,
+            Format::Markdown,
+        ];
         let f = make(PAGE, "https://example.com/a/b", &all, true);
         assert!(f.no_body);
         assert_eq!(
@@ -127,6 +135,7 @@ mod tests {
         );
         assert_eq!(f.jsonld, Some(json!([{"@type": "Article"}])));
         assert_eq!(f.text.as_deref(), Some("Bonjour"));
+        assert_eq!(f.markdown.as_deref(), Some("Bonjour"));
         let html = make(PAGE, "https://example.com/", &[Format::Html], false);
         assert_eq!(html, Formatted::default());
     }
@@ -149,14 +158,11 @@ mod tests {
     }
 
     #[test]
-    fn requests_name_each_format_once_and_only_made_ones() {
+    fn requests_name_each_format_once() {
         assert!(check(&[Format::Html, Format::Text]).is_ok());
         assert!(check(&[]).expect_err("empty").contains("empty"));
         assert!(check(&[Format::Text, Format::Text])
             .expect_err("twice")
             .contains("twice"));
-        assert!(check(&[Format::Markdown])
-            .expect_err("not yet")
-            .contains("not made"));
     }
 }

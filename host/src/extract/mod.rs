@@ -2,9 +2,10 @@
 //! - `select`: CSS selectors for spiders (`response.select`, WIT 0.1.1);
 //! - `formats`: what a crawl's `formats` ask of each page (`metadata` and
 //!   `jsonld` by a streaming scan, `metadata.rs`; `text` from the parsed
-//!   page, `text.rs`).
+//!   page, `text.rs`; `markdown` from the same, `markdown.rs`).
 
 pub mod formats;
+mod markdown;
 pub mod metadata;
 pub mod select;
 mod text;

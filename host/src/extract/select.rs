@@ -82,6 +82,12 @@ impl Document {
         if memchr::memchr_iter(b'<', text.as_bytes()).count() > bounds.max_nodes {
             return Err(SelectError::TooManyNodes(bounds.max_nodes));
         }
+        // The parser's cost grows with its stack of open elements (each tag
+        // looks down it): a page nested too deep is refused before it is
+        // parsed, by an estimate from its tags, and checked again after.
+        if nesting(text.as_bytes()) > bounds.max_depth {
+            return Err(SelectError::TooDeep(bounds.max_depth));
+        }
         let html = Html::parse_document(text);
         if depth(&html) > bounds.max_depth {
             return Err(SelectError::TooDeep(bounds.max_depth));
@@ -103,6 +109,95 @@ impl Document {
             .map(|e| element(e, bounds.max_field, &mut left))
             .collect())
     }
+}
+
+/// Elements that never hold others (HTML's void elements), and those
+/// whose end tag may be left out (a parser closes them at the next of
+/// their kind): neither deepens the parser's stack.
+const FLAT: &[&[u8]] = &[
+    b"area",
+    b"base",
+    b"br",
+    b"col",
+    b"embed",
+    b"hr",
+    b"img",
+    b"input",
+    b"link",
+    b"meta",
+    b"param",
+    b"source",
+    b"track",
+    b"wbr",
+    b"p",
+    b"li",
+    b"dt",
+    b"dd",
+    b"tr",
+    b"td",
+    b"th",
+    b"option",
+    b"optgroup",
+    b"thead",
+    b"tbody",
+    b"tfoot",
+    b"colgroup",
+    b"rb",
+    b"rt",
+    b"rp",
+    b"html",
+    b"head",
+    b"body",
+];
+
+/// The deepest nesting the page's tags spell out: start tags minus end
+/// tags, leaving out [`FLAT`] elements, self-closed tags, comments and
+/// script and style text. One pass over the bytes, before any parse.
+fn nesting(html: &[u8]) -> usize {
+    use crate::links::scan::find_ci;
+    let (mut depth, mut deepest, mut pos) = (0usize, 0usize, 0usize);
+    while let Some(off) = memchr::memchr(b'<', &html[pos..]) {
+        let start = pos + off + 1;
+        let rest = &html[start..];
+        if rest.starts_with(b"!--") {
+            pos = match memchr::memmem::find(&rest[3..], b"-->") {
+                Some(end) => start + 3 + end + 3,
+                None => break,
+            };
+            continue;
+        }
+        let close = rest.first() == Some(&b'/');
+        let name_at = usize::from(close);
+        let len = rest[name_at..]
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric())
+            .count();
+        pos = start;
+        if len == 0 {
+            continue;
+        }
+        let name = rest[name_at..name_at + len].to_ascii_lowercase();
+        let Some(end) = memchr::memchr(b'>', rest) else {
+            break;
+        };
+        pos = start + end + 1;
+        if FLAT.contains(&name.as_slice()) || rest[..end].ends_with(b"/") {
+            continue;
+        }
+        if close {
+            depth = depth.saturating_sub(1);
+        } else if name == b"script" || name == b"style" || name == b"textarea" || name == b"title" {
+            // Its text is not markup; its end tag is passed over with it.
+            let tail = [b"</".as_slice(), name.as_slice()].concat();
+            pos = find_ci(html, pos, &tail)
+                .and_then(|at| memchr::memchr(b'>', &html[at..]).map(|e| at + e + 1))
+                .unwrap_or(html.len());
+        } else {
+            depth += 1;
+            deepest = deepest.max(depth);
+        }
+    }
+    deepest
 }
 
 /// The deepest nesting of elements, walked without recursion.
@@ -223,6 +318,26 @@ mod tests {
         );
         let ok = format!("{}x{}", "<div>".repeat(50), "</div>".repeat(50));
         assert!(Document::parse(&ok, &b).is_ok());
+    }
+
+    /// Deep nesting is refused before the parse (whose cost grows with
+    /// it: 100,000 nested elements take html5ever half a minute), and no
+    /// script, comment or self-closed tag hides it.
+    #[test]
+    fn deep_nesting_is_estimated_from_the_tags() {
+        assert_eq!(nesting(b"<div><span>x</span><br><img src=a></div>"), 2);
+        assert_eq!(nesting(b"<ul><li>a<li>b<li>c</ul><p>1<p>2<p>3"), 1);
+        assert_eq!(
+            nesting(b"<div><!-- <div><div> --><script>'<div>'</script></div>"),
+            1
+        );
+        let hidden = "<div><script></script><style></style><title></title><x/>".repeat(1000);
+        assert_eq!(nesting(hidden.as_bytes()), 1000);
+        let deep = "<div>".repeat(100_000) + "deep";
+        assert_eq!(
+            Document::parse(&deep, &Bounds::default()).err(),
+            Some(SelectError::TooDeep(512))
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::select::Document;
 use ego_tree::NodeRef;
-use scraper::node::Node;
+use scraper::node::{Element, Node};
 
 /// Bytes of text one page gives at most (cut at a character boundary).
 pub const MAX_TEXT: usize = 2 << 20;
@@ -97,11 +97,7 @@ impl Document {
                         }
                         continue;
                     }
-                    if UNSEEN.contains(&name)
-                        || e.attr("hidden").is_some()
-                        || e.attr("aria-hidden") == Some("true")
-                        || (main_content && is_chrome(name, e.attr("role")))
-                    {
+                    if is_unseen(e) || (main_content && is_chrome(e)) {
                         continue;
                     }
                     if BLOCKS.contains(&name) {
@@ -122,13 +118,21 @@ impl Document {
     }
 }
 
-fn is_chrome(name: &str, role: Option<&str>) -> bool {
-    CHROME.contains(&name) || role.is_some_and(|r| CHROME_ROLES.contains(&r))
+/// An element a reader does not see: scripts, styles, hidden parts.
+pub(super) fn is_unseen(e: &Element) -> bool {
+    UNSEEN.contains(&e.name())
+        || e.attr("hidden").is_some()
+        || e.attr("aria-hidden") == Some("true")
+}
+
+/// An element of the page's chrome (left out with `main_content`).
+pub(super) fn is_chrome(e: &Element) -> bool {
+    CHROME.contains(&e.name()) || e.attr("role").is_some_and(|r| CHROME_ROLES.contains(&r))
 }
 
 /// The page's main part: its `<main>` (or `role=main`), else its only
 /// `<article>`, else its body (the caller's root).
-fn main_part(root: NodeRef<'_, Node>) -> Option<NodeRef<'_, Node>> {
+pub(super) fn main_part(root: NodeRef<'_, Node>) -> Option<NodeRef<'_, Node>> {
     let mut articles = Vec::new();
     for node in root.descendants() {
         let Node::Element(e) = node.value() else {

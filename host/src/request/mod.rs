@@ -74,12 +74,12 @@ pub struct CrawlRequest {
     /// POST the crawl's events here (`notify::Webhook`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Value>,
-    /// What each result carries: `html` (the body, the default), `text`,
-    /// `metadata`, `jsonld` (`extract::formats`).
+    /// What each result carries: `html` (the body, the default),
+    /// `markdown`, `text`, `metadata`, `jsonld` (`extract::formats`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<Format>>,
-    /// `text` of the page's main part only, without its navigation and
-    /// boilerplate.
+    /// `text` and `markdown` of the page's main part only, without its
+    /// navigation and boilerplate.
     #[serde(default, skip_serializing_if = "is_false")]
     pub main_content: bool,
 }

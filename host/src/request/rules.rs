@@ -188,12 +188,16 @@ impl CrawlRequest {
         if let Some(f) = &self.formats {
             crate::extract::formats::check(f).map_err(RequestError::Schema)?;
         }
+        use crate::extract::Format::{Markdown, Text};
         let text = self
             .formats
             .as_ref()
-            .is_some_and(|f| f.contains(&crate::extract::Format::Text));
+            .is_some_and(|f| f.contains(&Text) || f.contains(&Markdown));
         if self.main_content && !text {
-            return bad("`main_content` applies to the `text` format: add it to `formats`".into());
+            return bad(
+                "`main_content` applies to the `text` and `markdown` formats: add one to `formats`"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -120,6 +120,9 @@ impl<'a> ResultJson<'a> {
         if let Some(t) = &f.text {
             self.set("text", Field::Str(Cow::Borrowed(t)));
         }
+        if let Some(m) = &f.markdown {
+            self.set("markdown", Field::Str(Cow::Borrowed(m)));
+        }
         if let Some(e) = &f.error {
             self.set("error", Field::Str(Cow::Borrowed(e)));
         }
@@ -446,12 +449,14 @@ mod tests {
             metadata: Some(serde_json::json!({"title": "T"})),
             jsonld: Some(serde_json::json!([])),
             text: Some("words".into()),
+            markdown: Some("# words".into()),
             error: None,
         }));
         let json = r.json(false);
         let whole: Value = serde_json::from_slice(&json.to_vec()).expect("JSON");
         assert!(whole.get("body").is_none(), "{whole}");
         assert_eq!(whole["text"], "words");
+        assert_eq!(whole["markdown"], "# words");
         assert_eq!(whole["metadata"]["title"], "T");
         assert_eq!(whole["jsonld"], serde_json::json!([]));
         let mut r = every_field(true);
