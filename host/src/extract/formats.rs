@@ -2,7 +2,7 @@
 //! carries besides its HTML `body`, or instead of it. `metadata` and
 //! `jsonld` come from a streaming scan (tens of µs a page); `text` and
 //! `markdown` from the page parsed once as for selectors, under the same
-//! bounds, so only the crawls that ask pay for a parse (ADR 0010).
+//! bounds, so only the crawls that ask pay for a parse (ADR 0012).
 
 use super::metadata::{self, Limits};
 use super::select::{Bounds, Document};

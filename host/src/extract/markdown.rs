@@ -4,7 +4,7 @@
 //! parsed as for selectors ([`Document`]), so the parse bounds hold: the
 //! recursion below is at most the page's nesting, which the parse capped
 //! ([`super::Bounds::max_depth`]). The output stops at [`MAX_TEXT`].
-//! Why here and not in a plugin or a crate: ADR 0010.
+//! Why here and not in a plugin or a crate: ADR 0012.
 
 use super::select::Document;
 use super::text::{is_unseen, main_part, MAX_TEXT};
@@ -188,9 +188,8 @@ impl Writer<'_> {
         }
         let mut words = text.split_whitespace().peekable();
         while let Some(w) = words.next() {
-            let w = escape(w);
             self.left = self.left.saturating_sub(w.len() + 1);
-            out.push_str(&w);
+            escape_into(w, out);
             if words.peek().is_some() {
                 out.push(' ');
             }
@@ -337,13 +336,22 @@ fn wrap(inner: &str, mark: &str, out: &mut String) {
 /// Markdown's inline marks escaped in text.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    escape_into(text, &mut out);
+    out
+}
+
+fn escape_into(text: &str, out: &mut String) {
+    let special = |b: u8| matches!(b, b'\\' | b'*' | b'_' | b'`' | b'[' | b']');
+    if !text.bytes().any(special) {
+        out.push_str(text);
+        return;
+    }
     for c in text.chars() {
-        if matches!(c, '\\' | '*' | '_' | '`' | '[' | ']') {
+        if c.is_ascii() && special(c as u8) {
             out.push('\\');
         }
         out.push(c);
     }
-    out
 }
 
 #[cfg(test)]
