@@ -75,19 +75,12 @@ async fn formats_give_text_metadata_and_json_ld_instead_of_the_body() -> Result<
         "url": site.article_url("index.html"), "appid": "test", "crawlid": "formats",
         "maxdepth": 1, "formats": ["text", "metadata", "jsonld"], "main_content": true,
     });
-    let run = s
-        .run(&["--spider", "link", "--request", &request.to_string()])
-        .await?
-        .ok()?;
+    let run = crawl(&s, &request).await?;
     let mut seen = 0;
     for r in &run.results {
         assert!(r.get("body").is_none(), "no html asked: {r}");
         let url = r["url"].as_str().unwrap_or_default();
-        let Some(n) = url
-            .rsplit_once("/articles/")
-            .and_then(|(_, p)| p.strip_suffix(".html"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(n) = article_number(url) else {
             continue;
         };
         let m = &r["metadata"];
@@ -176,10 +169,7 @@ async fn markdown_matches_the_golden_files() -> Result<()> {
         "url": site.article_url("index.html"), "appid": "test", "crawlid": "markdown",
         "maxdepth": 1, "formats": ["markdown"], "main_content": true,
     });
-    let run = s
-        .run(&["--spider", "link", "--request", &request.to_string()])
-        .await?
-        .ok()?;
+    let run = crawl(&s, &request).await?;
     // The site's address varies from run to run: the files say ORIGIN.
     let origin = site.article_url("");
     let origin = origin.trim_end_matches("/articles/");
@@ -187,11 +177,7 @@ async fn markdown_matches_the_golden_files() -> Result<()> {
     let mut seen = 0;
     for r in &run.results {
         let url = r["url"].as_str().unwrap_or_default();
-        let Some(n) = url
-            .rsplit_once("/articles/")
-            .and_then(|(_, p)| p.strip_suffix(".html"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(n) = article_number(url) else {
             continue;
         };
         let markdown = r["markdown"]
@@ -235,10 +221,7 @@ async fn hostile_pages_hit_the_format_bounds_and_the_crawl_goes_on() -> Result<(
             "url": site.hostile_url(page), "appid": "test", "crawlid": page,
             "formats": ["text", "markdown", "metadata"],
         });
-        let run = s
-            .run(&["--spider", "link", "--request", &request.to_string()])
-            .await?
-            .ok()?;
+        let run = crawl(&s, &request).await?;
         let [r] = run.results.as_slice() else {
             anyhow::bail!("{page}: one result, not {:?}", run.results.len());
         };
@@ -251,4 +234,18 @@ async fn hostile_pages_hit_the_format_bounds_and_the_crawl_goes_on() -> Result<(
         assert!(r["metadata"].is_object(), "{page}: {r}");
     }
     Ok(())
+}
+
+/// The link spider's embedded crawl of one request; it must exit 0.
+async fn crawl(s: &Scratch, request: &serde_json::Value) -> Result<crate::harness::Run> {
+    s.run(&["--spider", "link", "--request", &request.to_string()])
+        .await?
+        .ok()
+}
+
+/// `n` of an article's URL (`/articles/<n>.html`).
+fn article_number(url: &str) -> Option<usize> {
+    url.rsplit_once("/articles/")
+        .and_then(|(_, p)| p.strip_suffix(".html"))
+        .and_then(|n| n.parse().ok())
 }

@@ -5,8 +5,7 @@
 //! `<link rel=canonical>` and the bodies of `<script
 //! type=application/ld+json>`. Every value is bounded ([`Limits`]).
 
-use crate::links::scan::{attr, decode_entities, find_ci, text_between};
-use memchr::{memchr, memmem};
+use crate::links::scan::{attr, decode_entities, find_ci, text_between, Tags};
 use serde_json::{Map, Value};
 
 /// What the scan keeps of a page.
@@ -52,38 +51,23 @@ pub struct Metadata {
 /// Scan `html` for its metadata and JSON-LD.
 pub fn scan(html: &[u8], limits: &Limits) -> Metadata {
     let mut out = Metadata::default();
-    let mut pos = 0;
-    while let Some(off) = memchr(b'<', &html[pos..]) {
-        let start = pos + off + 1;
-        let rest = &html[start..];
-        if rest.starts_with(b"!--") {
-            pos = match memmem::find(&rest[3..], b"-->") {
-                Some(end) => start + 3 + end + 3,
-                None => break,
-            };
+    let mut tags = Tags::new(html);
+    while let Some(tag) = tags.next() {
+        if tag.end {
             continue;
         }
-        let name_len = rest
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
-        let name = rest[..name_len].to_ascii_lowercase();
-        let Some(tag_end) = memchr(b'>', rest).map(|e| start + e) else {
-            break;
-        };
-        let attrs = &html[start + name_len..tag_end];
-        pos = tag_end + 1;
+        let (name, attrs) = (tag.name.to_ascii_lowercase(), tag.attrs);
         match name.as_slice() {
             b"html" if out.language.is_none() => {
                 out.language = attr(attrs, b"lang").map(|v| cut(v.trim(), limits.max_value));
             }
             b"title" => {
-                let end = find_ci(html, pos, b"</title").unwrap_or(html.len());
+                let end = find_ci(html, tags.pos, b"</title").unwrap_or(html.len());
                 if out.title.is_none() {
-                    let text = text_between(&html[pos..end], limits.max_value + 8);
+                    let text = text_between(&html[tags.pos..end], limits.max_value + 8);
                     out.title = Some(cut(&decode_entities(&text), limits.max_value));
                 }
-                pos = end;
+                tags.pos = end;
             }
             b"meta" => meta(attrs, limits, &mut out),
             b"link" if out.canonical.is_none() => {
@@ -95,18 +79,14 @@ pub fn scan(html: &[u8], limits: &Limits) -> Metadata {
                     out.canonical = attr(attrs, b"href").map(|v| cut(v.trim(), limits.max_value));
                 }
             }
-            b"script" | b"style" => {
-                let close: &[u8] = if name.len() == 6 {
-                    b"</script"
-                } else {
-                    b"</style"
-                };
-                let end = find_ci(html, pos, close).unwrap_or(html.len());
-                if name.len() == 6 && is_jsonld(attrs) {
-                    jsonld(&html[pos..end], limits, &mut out);
+            b"script" => {
+                let from = tags.pos;
+                tags.skip_to(b"</script");
+                if is_jsonld(attrs) {
+                    jsonld(&html[from..tags.pos], limits, &mut out);
                 }
-                pos = end;
             }
+            b"style" => tags.skip_to(b"</style"),
             _ => {}
         }
     }

@@ -154,44 +154,19 @@ const FLAT: &[&[u8]] = &[
 /// tags, leaving out [`FLAT`] elements, self-closed tags, comments and
 /// script and style text. One pass over the bytes, before any parse.
 fn nesting(html: &[u8]) -> usize {
-    use crate::links::scan::find_ci;
-    let (mut depth, mut deepest, mut pos) = (0usize, 0usize, 0usize);
-    while let Some(off) = memchr::memchr(b'<', &html[pos..]) {
-        let start = pos + off + 1;
-        let rest = &html[start..];
-        if rest.starts_with(b"!--") {
-            pos = match memchr::memmem::find(&rest[3..], b"-->") {
-                Some(end) => start + 3 + end + 3,
-                None => break,
-            };
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let mut tags = crate::links::scan::Tags::new(html);
+    while let Some(tag) = tags.next() {
+        let name = tag.name.to_ascii_lowercase();
+        if FLAT.contains(&name.as_slice()) || tag.attrs.ends_with(b"/") {
             continue;
         }
-        let close = rest.first() == Some(&b'/');
-        let name_at = usize::from(close);
-        let len = rest[name_at..]
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
-        pos = start;
-        if len == 0 {
-            continue;
-        }
-        let name = rest[name_at..name_at + len].to_ascii_lowercase();
-        let Some(end) = memchr::memchr(b'>', rest) else {
-            break;
-        };
-        pos = start + end + 1;
-        if FLAT.contains(&name.as_slice()) || rest[..end].ends_with(b"/") {
-            continue;
-        }
-        if close {
+        if tag.end {
             depth = depth.saturating_sub(1);
-        } else if name == b"script" || name == b"style" || name == b"textarea" || name == b"title" {
+        } else if RAW.contains(&name.as_slice()) {
             // Its text is not markup; its end tag is passed over with it.
-            let tail = [b"</".as_slice(), name.as_slice()].concat();
-            pos = find_ci(html, pos, &tail)
-                .and_then(|at| memchr::memchr(b'>', &html[at..]).map(|e| at + e + 1))
-                .unwrap_or(html.len());
+            tags.skip_to(&[b"</".as_slice(), &name].concat());
+            tags.next();
         } else {
             depth += 1;
             deepest = deepest.max(depth);
@@ -199,6 +174,9 @@ fn nesting(html: &[u8]) -> usize {
     }
     deepest
 }
+
+/// Elements whose text is not markup.
+const RAW: &[&[u8]] = &[b"script", b"style", b"textarea", b"title"];
 
 /// The deepest nesting of elements, walked without recursion.
 fn depth(html: &Html) -> usize {
@@ -330,6 +308,11 @@ mod tests {
         assert_eq!(
             nesting(b"<div><!-- <div><div> --><script>'<div>'</script></div>"),
             1
+        );
+        assert_eq!(
+            nesting(b"< <div>a < b <div><!doctype x>"),
+            2,
+            "text `<`s hide no tag"
         );
         let hidden = "<div><script></script><style></style><title></title><x/>".repeat(1000);
         assert_eq!(nesting(hidden.as_bytes()), 1000);

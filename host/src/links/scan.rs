@@ -24,30 +24,14 @@ pub struct Scan {
 /// Scan `html` for at most `max` links.
 pub fn scan(html: &[u8], max: usize) -> Scan {
     let mut out = Scan::default();
-    let mut pos = 0;
-    while let Some(off) = memchr(b'<', &html[pos..]) {
-        let start = pos + off + 1;
-        let rest = &html[start..];
-        if rest.starts_with(b"!--") {
-            pos = match memmem::find(&rest[3..], b"-->") {
-                Some(end) => start + 3 + end + 3,
-                None => break,
-            };
+    let mut tags = Tags::new(html);
+    while let Some(tag) = tags.next() {
+        let name = tag.name;
+        if tag.end {
             continue;
         }
-        let name_len = rest
-            .iter()
-            .take_while(|b| b.is_ascii_alphanumeric())
-            .count();
-        let name = &rest[..name_len];
-        let tag_end = match memchr(b'>', rest) {
-            Some(e) => start + e,
-            None => break,
-        };
-        let attrs = &html[start + name_len..tag_end];
-        pos = tag_end + 1;
         if name.eq_ignore_ascii_case(b"a") || name.eq_ignore_ascii_case(b"area") {
-            let Some(href) = attr(attrs, b"href") else {
+            let Some(href) = attr(tag.attrs, b"href") else {
                 continue;
             };
             if out.links.len() == max {
@@ -55,25 +39,88 @@ pub fn scan(html: &[u8], max: usize) -> Scan {
                 break;
             }
             let text = if name.len() == 1 {
-                link_text(html, &mut pos)
+                link_text(html, &mut tags.pos)
             } else {
                 String::new()
             };
             out.links.push(RawLink { href, text });
         } else if name.eq_ignore_ascii_case(b"base") {
             if out.base.is_none() {
-                out.base = attr(attrs, b"href");
+                out.base = attr(tag.attrs, b"href");
             }
-        } else if name.eq_ignore_ascii_case(b"script") || name.eq_ignore_ascii_case(b"style") {
-            let close: &[u8] = if name.len() == 6 {
-                b"</script"
-            } else {
-                b"</style"
-            };
-            pos = find_ci(html, pos, close).unwrap_or(html.len());
+        } else if name.eq_ignore_ascii_case(b"script") {
+            tags.skip_to(b"</script");
+        } else if name.eq_ignore_ascii_case(b"style") {
+            tags.skip_to(b"</style");
         }
     }
     out
+}
+
+/// One tag as the streaming scans read it.
+pub(crate) struct Tag<'a> {
+    /// As written (compare without case).
+    pub name: &'a [u8],
+    /// `</name>`.
+    pub end: bool,
+    /// The text between the name and the `>`.
+    pub attrs: &'a [u8],
+}
+
+/// A page's tags in order, comments passed over, no tree built: the one
+/// tag reader of the link scan, the metadata scan and the nesting
+/// estimate. `pos` is where the next tag is looked for; a scan moves it
+/// past text it reads or skips.
+pub(crate) struct Tags<'a> {
+    html: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Tags<'a> {
+    pub fn new(html: &'a [u8]) -> Self {
+        Tags { html, pos: 0 }
+    }
+
+    /// Past raw text (a script's, a style's) to its end tag `close`
+    /// (`</script`, without case), which is read next.
+    pub fn skip_to(&mut self, close: &[u8]) {
+        self.pos = find_ci(self.html, self.pos, close).unwrap_or(self.html.len());
+    }
+}
+
+impl<'a> Iterator for Tags<'a> {
+    type Item = Tag<'a>;
+
+    fn next(&mut self) -> Option<Tag<'a>> {
+        let html = self.html;
+        loop {
+            let start = self.pos + memchr(b'<', &html[self.pos..])? + 1;
+            let rest = &html[start..];
+            if rest.starts_with(b"!--") {
+                self.pos = start + 3 + memmem::find(&rest[3..], b"-->")? + 3;
+                continue;
+            }
+            let end = rest.first() == Some(&b'/');
+            let at = usize::from(end);
+            let len = rest[at..]
+                .iter()
+                .take_while(|b| b.is_ascii_alphanumeric())
+                .count();
+            if len == 0 {
+                // Text, as a parser reads it (`a < b`, `<!doctype`): the
+                // next tag may start right after.
+                self.pos = start;
+                continue;
+            }
+            let close = memchr(b'>', rest)?;
+            self.pos = start + close + 1;
+            return Some(Tag {
+                name: &rest[at..at + len],
+                end,
+                attrs: &rest[at + len..close],
+            });
+        }
+    }
 }
 
 /// Text of an `<a>` up to its `</a>`, tags stripped, whitespace collapsed,
