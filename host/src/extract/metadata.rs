@@ -130,7 +130,11 @@ fn jsonld(body: &[u8], limits: &Limits, out: &mut Metadata) {
 
 /// `s` cut to at most `max` bytes, at a character boundary.
 fn cut(s: &str, max: usize) -> String {
-    s[..s.floor_char_boundary(max)].to_string()
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
 }
 
 #[cfg(test)]

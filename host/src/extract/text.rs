@@ -104,10 +104,12 @@ impl Document {
                         out.end_line();
                     }
                     stack.push((node, false));
-                    stack.extend(node.children().rev().map(|c| (c, true)));
+                    let children: Vec<_> = node.children().collect();
+                    stack.extend(children.into_iter().rev().map(|c| (c, true)));
                 }
                 Node::Document | Node::Fragment if entering => {
-                    stack.extend(node.children().rev().map(|c| (c, true)));
+                    let children: Vec<_> = node.children().collect();
+                    stack.extend(children.into_iter().rev().map(|c| (c, true)));
                 }
                 _ => {}
             }
@@ -185,7 +187,13 @@ impl Lines {
     }
 
     fn finish(mut self) -> String {
-        self.out.truncate(self.out.floor_char_boundary(MAX_TEXT));
+        if self.out.len() > MAX_TEXT {
+            let mut at = MAX_TEXT;
+            while !self.out.is_char_boundary(at) {
+                at -= 1;
+            }
+            self.out.truncate(at);
+        }
         let trimmed = self.out.trim_end().len();
         self.out.truncate(trimmed);
         self.out
