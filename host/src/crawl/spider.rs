@@ -115,7 +115,12 @@ impl Engine {
             let body = enc.decode(&fetched.body).0;
             Ok(formats::make(&body, &fetched.response_url, &formats, main))
         });
-        made.await.ok().map(Arc::new)
+        // A panic in the writers costs the formats, not the page: the
+        // result goes out with the reason in `error`.
+        Some(Arc::new(made.await.unwrap_or_else(|e| Formatted {
+            error: Some(format!("no formats: {e}")),
+            ..Formatted::default()
+        })))
     }
 
     /// The spider `name`; if it is on its first compile (a new spider, or a

@@ -28,13 +28,7 @@ impl Document {
             left: MAX_TEXT,
         };
         let mut out = w.blocks(start);
-        if out.len() > MAX_TEXT {
-            let mut at = MAX_TEXT;
-            while !out.is_char_boundary(at) {
-                at -= 1;
-            }
-            out.truncate(at);
-        }
+        out.truncate(out.floor_char_boundary(MAX_TEXT));
         out
     }
 }

@@ -225,11 +225,7 @@ fn element(e: ElementRef<'_>, max_field: usize, left: &mut usize) -> Element {
 
 /// `s` cut to at most `max` bytes at a character boundary.
 fn cut(mut s: String, max: usize) -> String {
-    let mut at = max;
-    while !s.is_char_boundary(at) {
-        at -= 1;
-    }
-    s.truncate(at);
+    s.truncate(s.floor_char_boundary(max));
     s
 }
 

@@ -104,12 +104,10 @@ impl Document {
                         out.end_line();
                     }
                     stack.push((node, false));
-                    let children: Vec<_> = node.children().collect();
-                    stack.extend(children.into_iter().rev().map(|c| (c, true)));
+                    stack.extend(node.children().rev().map(|c| (c, true)));
                 }
                 Node::Document | Node::Fragment if entering => {
-                    let children: Vec<_> = node.children().collect();
-                    stack.extend(children.into_iter().rev().map(|c| (c, true)));
+                    stack.extend(node.children().rev().map(|c| (c, true)));
                 }
                 _ => {}
             }
@@ -187,13 +185,7 @@ impl Lines {
     }
 
     fn finish(mut self) -> String {
-        if self.out.len() > MAX_TEXT {
-            let mut at = MAX_TEXT;
-            while !self.out.is_char_boundary(at) {
-                at -= 1;
-            }
-            self.out.truncate(at);
-        }
+        self.out.truncate(self.out.floor_char_boundary(MAX_TEXT));
         let trimmed = self.out.trim_end().len();
         self.out.truncate(trimmed);
         self.out

@@ -131,13 +131,7 @@ fn link_text(html: &[u8], pos: &mut usize) -> String {
     let text = text_between(&html[*pos..end], MAX_TEXT_BYTES + 8);
     *pos = end;
     let mut text = decode_entities(&text);
-    if text.len() > MAX_TEXT_BYTES {
-        let mut end = MAX_TEXT_BYTES;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-    }
+    text.truncate(text.floor_char_boundary(MAX_TEXT_BYTES));
     text
 }
 

@@ -285,11 +285,7 @@ impl Plugin {
 pub(super) fn first_line(s: &str) -> String {
     let line = s.lines().next().unwrap_or("");
     if line.len() > 300 {
-        let mut end = 300;
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}…", &line[..end])
+        format!("{}…", &line[..line.floor_char_boundary(300)])
     } else {
         line.to_string()
     }

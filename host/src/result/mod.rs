@@ -138,11 +138,7 @@ impl CrawlResult {
     pub fn summary(&self) -> Value {
         let mut url = self.url.clone();
         if url.len() > 2048 {
-            let mut cut = 2048;
-            while !url.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            url.truncate(cut);
+            url.truncate(url.floor_char_boundary(2048));
             url.push_str("...");
         }
         json!({
