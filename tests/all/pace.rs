@@ -262,7 +262,9 @@ async fn two_origins(
     for _ in 0..2 {
         cluster.start_worker()?;
     }
-    for (site, crawlid) in [(&a, "a"), (&b, "b")] {
+    // B, the origin whose pace the tests watch, starts first: A's
+    // refusals then fall inside B's crawl however slowly workers start.
+    for (site, crawlid) in [(&b, "b"), (&a, "a")] {
         let request = serde_json::json!({"url": site.seed_url(), "appid": "pace", "crawlid": crawlid, "maxdepth": 100});
         cluster.submit(&["--request", &request.to_string()]).await?;
     }
