@@ -14,6 +14,7 @@ mod kafka;
 mod pace;
 mod plugins;
 mod politeness;
+mod records;
 mod recurring;
 mod redis_cluster;
 mod render;

@@ -93,6 +93,18 @@ async fn a_guest_yielding_a_million_items_fails_that_page_only() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_guest_sending_records_past_its_cap_fails_that_page_only() -> Result<()> {
+    // The host refuses the 101st record; the guest carries on regardless,
+    // and the call fails with none of its records sent.
+    crawl_survives(
+        "record-flood",
+        "[plugins.limits]\nmax_items = 100\n",
+        "the limit is 100 (max_items)",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_logging_past_its_cap_fails_that_page_only() -> Result<()> {
     crawl_survives(
         "chatty",

@@ -13,6 +13,7 @@
 
 pub mod archived;
 pub mod articles;
+pub mod catalogue;
 mod graph;
 mod scripted;
 mod server;
@@ -228,6 +229,11 @@ impl Site {
     /// An article (`articles.rs`) on host 0: `/articles/<name>`.
     pub fn article_url(&self, name: &str) -> String {
         format!("http://{}/articles/{name}", self.addrs[0])
+    }
+
+    /// A catalogue page (`catalogue.rs`) on host 0: `/catalogue/<name>`.
+    pub fn catalogue_url(&self, name: &str) -> String {
+        format!("http://{}/catalogue/{name}", self.addrs[0])
     }
 
     pub fn hostile_url(&self, name: &str) -> String {

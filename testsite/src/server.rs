@@ -280,6 +280,9 @@ fn respond(
             .body(Full::new(Bytes::new()))
             .unwrap_or_default();
     }
+    if let Some((ctype, body)) = crate::catalogue::page(&path) {
+        return text(StatusCode::OK, ctype, body);
+    }
     if let Some(body) = crate::articles::page(&path) {
         return text(StatusCode::OK, "text/html; charset=utf-8", body);
     }

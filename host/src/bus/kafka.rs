@@ -149,8 +149,9 @@ impl KafkaBus {
     pub fn standard_topics(&self) -> Vec<String> {
         vec![
             self.cfg.incoming_topic.clone(),
-            self.topic("crawled_firehose"),
-            self.topic("outbound_firehose"),
+            self.topic(CRAWLED.0),
+            self.topic(ITEMS.0),
+            self.topic(OUTBOUND.0),
             self.topic("errors"),
         ]
     }
@@ -275,22 +276,23 @@ impl KafkaBus {
         }
     }
 
-    /// Send a JSON object (keys sorted) to the firehose topic `suffix` and,
-    /// with `appid_topics`, to its per-app twin. The firehose copy is what
-    /// the contract guarantees, so its outcome is the result; a per-app copy
-    /// that cannot be sent (its topic cannot be created) comes back as the
-    /// topic and why, for the caller to dead-letter.
+    /// Send a JSON object (keys sorted) to the topic every app shares
+    /// (`<prefix>.<shared>`) and, with `appid_topics`, to its per-app twin
+    /// (`<prefix>.<per_app>_<appid>`). The shared copy is what the contract
+    /// guarantees, so its outcome is the result; a per-app copy that cannot
+    /// be sent (its topic cannot be created) comes back as the topic and
+    /// why, for the caller to dead-letter.
     async fn send_fanned(
         &self,
-        suffix: &str,
+        (shared, per_app): (&str, &str),
         key: &str,
         appid: Option<&str>,
         payload: &[u8],
     ) -> (Result<(), BusError>, Option<(String, BusError)>) {
-        let firehose = self.topic(&format!("{suffix}_firehose"));
+        let firehose = self.topic(shared);
         let per_app = async {
             let app = appid.filter(|_| self.cfg.appid_topics)?;
-            let topic = self.topic(&format!("{suffix}_{}", topic_safe(app)));
+            let topic = self.topic(&format!("{per_app}_{}", topic_safe(app)));
             let sent = async {
                 self.ensure_topics(std::slice::from_ref(&topic)).await?;
                 self.send(&topic, key, payload).await
@@ -307,7 +309,7 @@ impl KafkaBus {
         let payload = fit::fit_reply(reply, self.cfg.max_message_bytes);
         let key = reply.get("uuid").and_then(Value::as_str).unwrap_or("");
         let appid = reply.get("appid").and_then(Value::as_str);
-        let (sent, per_app) = self.send_fanned("outbound", key, appid, &payload).await;
+        let (sent, per_app) = self.send_fanned(OUTBOUND, key, appid, &payload).await;
         if let Some((topic, e)) = per_app {
             let letter = serde_json::json!({
                 "error": format!("per-app copy not delivered to {topic}: {e}"),
@@ -384,7 +386,13 @@ impl KafkaBus {
     }
 }
 
-/// Crawl results on `crawled_firehose` (and `crawled_<appid>`), keyed by
+/// The topics of each kind of message (shared, per-app prefix).
+const CRAWLED: (&str, &str) = ("crawled_firehose", "crawled");
+const ITEMS: (&str, &str) = ("items", "items");
+const OUTBOUND: (&str, &str) = ("outbound_firehose", "outbound");
+
+/// Crawl results on `crawled_firehose` (and `crawled_<appid>`), and
+/// spiders' data records on `items` (and `items_<appid>`), keyed by
 /// crawlid. A result too large for a message has its body stored in the
 /// object store when there is one (`body_ref` in its place); without one
 /// it is sent without its body and with an `error`. One too large even
@@ -406,6 +414,19 @@ impl KafkaSink {
             objects,
             told: false.into(),
         }
+    }
+
+    /// A data record's message: it has no body to leave out, so one too
+    /// large for a message can never be sent.
+    fn record(&self, record: &CrawlResult) -> Result<Vec<u8>, SinkError> {
+        let (out, limit) = (record.json(false).to_vec(), self.bus.cfg.max_message_bytes);
+        if out.len() > limit {
+            return Err(SinkError::Undeliverable(format!(
+                "a record of {} bytes is larger than kafka.max_message_bytes ({limit})",
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 
     /// The message for `result`: by claim check when its body makes it too
@@ -458,10 +479,13 @@ impl crate::events::EventSink for KafkaBus {
 #[async_trait]
 impl ResultSink for KafkaSink {
     async fn publish(&self, result: &CrawlResult) -> Result<(), SinkError> {
-        let payload = self.payload(result).await?;
+        let (payload, topics) = match result.record {
+            true => (self.record(result)?, ITEMS),
+            false => (self.payload(result).await?, CRAWLED),
+        };
         let (sent, per_app) = self
             .bus
-            .send_fanned("crawled", &result.crawlid, Some(&result.appid), &payload)
+            .send_fanned(topics, &result.crawlid, Some(&result.appid), &payload)
             .await;
         if let Some((topic, e)) = per_app {
             self.undeliverable(
@@ -477,7 +501,7 @@ impl ResultSink for KafkaSink {
         let letter = serde_json::json!({
             "error": reason,
             "result": result.summary(),
-            "topic": self.bus.topic("crawled_firehose"),
+            "topic": self.bus.topic(if result.record { ITEMS.0 } else { CRAWLED.0 }),
             "server_time": crate::result::now_unix(),
         });
         self.bus.dead_letter(&letter).await.map_err(undeliverable)

@@ -205,7 +205,7 @@ pub(super) async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
     let rec: Value = serde_json::from_str(&text).context("the recorded response is not JSON")?;
     let page = recorded_page(&rec, &name, &settings.crawl)?;
     let outputs = tokio::task::spawn_blocking(move || spider.parse(page)).await??;
-    let (mut items, mut requests) = (Vec::new(), Vec::new());
+    let (mut items, mut requests, mut records) = (Vec::new(), Vec::new(), Vec::new());
     for o in outputs {
         match o {
             Output::Item(i) => items.push(json!({
@@ -217,9 +217,13 @@ pub(super) async fn parse(settings: Settings, args: ParseArgs) -> Result<i32> {
                 "meta": r.meta.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<serde_json::Map<_, _>>(),
                 "dont_filter": r.dont_filter,
             })),
+            Output::Record(fields) => {
+                records.push(fields.into_iter().collect::<serde_json::Map<_, _>>())
+            }
         }
     }
-    let out = serde_json::to_string_pretty(&json!({"items": items, "requests": requests}))?;
+    let out = json!({"items": items, "requests": requests, "records": records});
+    let out = serde_json::to_string_pretty(&out)?;
     writeln!(std::io::stdout().lock(), "{out}")?;
     Ok(0)
 }

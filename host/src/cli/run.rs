@@ -328,6 +328,7 @@ fn summary(stats: &Stats, left: Counts) {
         ),
         peak_rss_mb = usage.peak_rss_bytes / (1 << 20),
         statuses = statuses.join(", "),
+        records = stats.crawl.records.get(),
         errors = stats.crawl.errors.get(),
         retries = stats.crawl.retries.get(),
         paused = stats.crawl.paused.get(),

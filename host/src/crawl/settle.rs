@@ -83,8 +83,10 @@ impl Engine {
         for mut r in results {
             if quiet {
                 // The same as the last run: counted in the run's
-                // figures, not sent.
-                acked.status.get_or_insert(r.status());
+                // figures, not sent (nor are its records).
+                if !r.record {
+                    acked.status.get_or_insert(r.status());
+                }
                 continue;
             }
             r.redact_credentials = !self.settings.crawl.publish_credentials.contains(&r.appid);
@@ -93,6 +95,7 @@ impl Engine {
                 continue;
             };
             match self.deliver(&r).await {
+                Delivery::Done if r.record => self.stats.emit(Event::RecordSent),
                 Delivery::Done => {
                     self.count_page(&r);
                     acked.status.get_or_insert(r.status());

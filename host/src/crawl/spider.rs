@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 impl Engine {
     /// The spider: its requests are queued here (a store error is the
-    /// caller's), its items become results.
+    /// caller's), its items become results, its records results of their
+    /// own (`CrawlResult::record`).
     pub(super) async fn parse(&self, job: &Job, page: Page) -> Result<Outcome, StoreError> {
         let outputs = match self.spider(&job.spiderid).await {
             Some(spider) => {
@@ -41,7 +42,7 @@ impl Engine {
         let formatted = self.formatted(job, &page).await;
         let max = self.settings.crawl.max_links_per_page;
         let mut children = Vec::new();
-        let mut results = Vec::new();
+        let (mut results, mut records) = (Vec::new(), Vec::new());
         let (mut refused, mut truncated) = (0, page.links_truncated());
         // Parsed once, for requests that are not among the page's links.
         let mut base: Option<Option<url::Url>> = None;
@@ -78,6 +79,10 @@ impl Engine {
                     r.formatted = formatted.clone();
                     results.push(r)
                 }
+                Output::Record(mut fields) => {
+                    self.reserved_fields(&job.spiderid, &mut fields);
+                    records.push(CrawlResult::record(job, fields.into_iter().collect()));
+                }
             }
         }
         if refused > 0 {
@@ -86,6 +91,9 @@ impl Engine {
         for r in &mut results {
             r.links_truncated = truncated;
         }
+        // The page's records go out before its own result.
+        records.append(&mut results);
+        let results = records;
         // `maxdepth: 0` is the seed alone: no sitemap is read.
         if job.depth == 0 && job.crawl.sitemaps && job.crawl.maxdepth > 0 {
             children.extend(self.sitemap_children(job).await);

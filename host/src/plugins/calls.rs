@@ -23,12 +23,20 @@ impl Plugin {
             let Bound::Spider(s) = bound else {
                 return Err(self.wrong_kind());
             };
-            let out = self.with_resource(store, ResponseRes::new(page), |store, r| {
+            let (out, res) = self.lend(store, ResponseRes::parsing(page), |store, r| {
                 s.spinneret_plugin_parser().call_parse(store, r)
             })?;
             let out = self.outcome(store, out)?;
-            self.check_output(out.iter().map(Tally::of_output).sum())?;
-            out.into_iter().map(|o| self.convert_output(o)).collect()
+            let records = res.map(|r| (r.records, r.record_bytes));
+            let (records, record_bytes) = records.unwrap_or_default();
+            let sent = Tally::records(records.len(), record_bytes);
+            self.check_output(out.iter().map(Tally::of_output).sum::<Tally>() + sent)?;
+            let out: Result<Vec<Output>, CallError> =
+                out.into_iter().map(|o| self.convert_output(o)).collect();
+            Ok(out?
+                .into_iter()
+                .chain(records.into_iter().map(Output::Record))
+                .collect())
         })
     }
 
@@ -172,14 +180,26 @@ impl Plugin {
         value: V,
         call: impl FnOnce(&mut Store<StoreState>, Resource<V>) -> R,
     ) -> Result<R, CallError> {
+        Ok(self.lend(store, value, call)?.0)
+    }
+
+    /// [`Self::with_resource`], with the value back as the call left it
+    /// (`None` only if the guest dropped a handle it did not own, which
+    /// wasmtime refuses).
+    fn lend<V: Send + 'static, R>(
+        &self,
+        store: &mut Store<StoreState>,
+        value: V,
+        call: impl FnOnce(&mut Store<StoreState>, Resource<V>) -> R,
+    ) -> Result<(R, Option<V>), CallError> {
         let owned = store
             .data_mut()
             .table
             .push(value)
             .map_err(|e| self.host_err(e))?;
         let out = call(store, Resource::new_borrow(owned.rep()));
-        let _ = store.data_mut().table.delete(owned);
-        Ok(out)
+        let back = store.data_mut().table.delete(owned).ok();
+        Ok((out, back))
     }
 
     /// A guest call's outcome: its `err` and traps become [`CallError`]s.

@@ -3,6 +3,7 @@
 //! from their host side (`resources.rs`).
 
 use super::bindings::{host, types};
+use super::plugin::field_bytes;
 use super::resources::{CrawlResultRes, ResponseRes};
 use super::store_data::StoreState;
 use crate::links::{self, LinkFilters};
@@ -103,6 +104,35 @@ impl types::HostResponse for StoreState {
                 })
                 .collect()
         })
+    }
+    fn emit(&mut self, r: Resource<ResponseRes>, fields: Vec<types::Field>) -> Result<(), String> {
+        let bytes: u64 = fields.iter().map(|f| field_bytes(f) as u64).sum();
+        let (max, max_bytes) = (self.limits.max_items, self.limits.max_output_bytes);
+        let page = self
+            .table
+            .get_mut(&r)
+            .expect("the host holds the page of its call");
+        if !page.parsing {
+            return Err("only a spider's parse can send records".into());
+        }
+        let over = if page.records.len() as u64 >= max {
+            format!("more than {max} records (max_items)")
+        } else if page.record_bytes + bytes > max_bytes {
+            format!("more than {max_bytes} bytes of records (max_output_bytes)")
+        } else {
+            let mut record = Vec::with_capacity(fields.len());
+            for f in fields {
+                let value = serde_json::from_str(&f.value)
+                    .map_err(|e| format!("record field `{}` is not JSON: {e}", f.name))?;
+                record.push((f.name, value));
+            }
+            page.records.push(record);
+            page.record_bytes += bytes;
+            return Ok(());
+        };
+        let reason = format!("too many outputs: {over}");
+        self.budget.exceed(|| reason.clone());
+        Err(reason)
     }
     fn depth(&mut self, r: Resource<ResponseRes>) -> u32 {
         self.with_page(&r, |p| p.page.job.depth)

@@ -31,6 +31,8 @@ pub enum CallError {
 pub enum Output {
     Request(SpiderRequest),
     Item(SpiderItem),
+    /// A data record's fields (`response.emit`): sent apart from the page.
+    Record(Vec<(String, Value)>),
 }
 
 #[derive(Debug, Clone)]

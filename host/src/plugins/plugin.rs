@@ -352,6 +352,14 @@ impl Tally {
             ..Tally::bytes(bytes)
         }
     }
+    /// `n` data records of `bytes` in all (`response.emit`): items.
+    pub(super) fn records(n: usize, bytes: u64) -> Tally {
+        Tally {
+            items: n as u64,
+            requests: 0,
+            bytes,
+        }
+    }
     pub(super) fn of_output(o: &types::Output) -> Tally {
         match o {
             types::Output::Request(r) => Tally::request(
@@ -373,12 +381,19 @@ impl Tally {
     }
 }
 
+impl std::ops::Add for Tally {
+    type Output = Tally;
+    fn add(self, b: Tally) -> Tally {
+        Tally {
+            items: self.items + b.items,
+            requests: self.requests + b.requests,
+            bytes: self.bytes + b.bytes,
+        }
+    }
+}
+
 impl std::iter::Sum for Tally {
     fn sum<I: Iterator<Item = Tally>>(iter: I) -> Tally {
-        iter.fold(Tally::default(), |a, b| Tally {
-            items: a.items + b.items,
-            requests: a.requests + b.requests,
-            bytes: a.bytes + b.bytes,
-        })
+        iter.fold(Tally::default(), |a, b| a + b)
     }
 }

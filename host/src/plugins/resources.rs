@@ -102,6 +102,12 @@ pub struct ResponseRes {
     pub(super) page: Page,
     /// The page parsed for selectors, once the guest first asks.
     document: OnceCell<Result<Document, SelectError>>,
+    /// Data records the guest sent (`emit`) during the call, and their
+    /// bytes (names and JSON texts), counted against the output caps.
+    pub(super) records: Vec<Vec<(String, Value)>>,
+    pub(super) record_bytes: u64,
+    /// Lent to a spider's `parse`, the one call whose records are sent.
+    pub(super) parsing: bool,
 }
 
 impl ResponseRes {
@@ -109,6 +115,17 @@ impl ResponseRes {
         ResponseRes {
             page,
             document: OnceCell::new(),
+            records: Vec::new(),
+            record_bytes: 0,
+            parsing: false,
+        }
+    }
+
+    /// The page as a spider's `parse` gets it: it may send records.
+    pub fn parsing(page: Page) -> Self {
+        ResponseRes {
+            parsing: true,
+            ..Self::new(page)
         }
     }
 

@@ -61,6 +61,9 @@ enum Field<'a> {
 
 impl<'a> ResultJson<'a> {
     pub fn new(r: &'a CrawlResult, base64_body: bool) -> ResultJson<'a> {
+        if r.record {
+            return Self::record(r);
+        }
         let mut f: Vec<(&'a str, Field<'a>)> = vec![
             ("appid", Field::Str(Cow::Borrowed(&r.appid))),
             ("crawlid", Field::Str(Cow::Borrowed(&r.crawlid))),
@@ -100,6 +103,28 @@ impl<'a> ResultJson<'a> {
         }
         if let Some(e) = &r.error {
             json.set("error", Field::Str(Cow::Borrowed(e)));
+        }
+        json
+    }
+
+    /// A data record: its fields, then the names the host writes over
+    /// them (`type` is `item`; `url` is the page's).
+    fn record(r: &'a CrawlResult) -> ResultJson<'a> {
+        let mut json = ResultJson {
+            fields: Vec::with_capacity(r.fields.len() + 7),
+            body_bytes: 0,
+        };
+        for (k, v) in &r.fields {
+            json.set(k, Field::Value(v));
+        }
+        json.set("type", Field::Str(Cow::Borrowed("item")));
+        json.set("appid", Field::Str(Cow::Borrowed(&r.appid)));
+        json.set("crawlid", Field::Str(Cow::Borrowed(&r.crawlid)));
+        json.set("spiderid", Field::Str(Cow::Borrowed(&r.spiderid)));
+        json.set("url", Field::Str(Cow::Borrowed(&r.url)));
+        json.set("timestamp", Field::Str(Cow::Borrowed(&r.timestamp)));
+        if let Some(run) = r.run {
+            json.set("run", Field::U64(run.into()));
         }
         json
     }
@@ -468,5 +493,23 @@ mod tests {
         let whole: Value = serde_json::from_slice(&r.json(false).to_vec()).expect("JSON");
         assert!(whole.get("body").is_some(), "html is asked: the body stays");
         assert_eq!(whole["error"], "no text: page has more than 5 elements");
+    }
+
+    /// A record is its fields and the page's names, the host's over the
+    /// spider's: no body, headers, links or status.
+    #[test]
+    fn a_record_is_its_fields_and_the_pages_names() {
+        let mut r = every_field(true);
+        r.record = true;
+        r.fields.insert("type".into(), serde_json::json!("page"));
+        let whole: Value = serde_json::from_slice(&r.json(false).to_vec()).expect("JSON");
+        assert_eq!(
+            whole,
+            serde_json::json!({
+                "type": "item", "appid": "app\"1", "crawlid": "c\u{e9}", "spiderid": "link",
+                "url": "http://a.test/x?q=<1>", "timestamp": "2026-11-30T00:00:00Z",
+                "title": "T", "body": {"replaced": true},
+            })
+        );
     }
 }

@@ -87,6 +87,10 @@ pub struct CrawlResult {
     pub change: Option<crate::revisit::Change>,
     /// The page's `formats`, when the crawl asked for any.
     pub formatted: Option<Arc<crate::extract::Formatted>>,
+    /// A data record a spider sent (`response.emit`), not a page: written
+    /// as `type: "item"` with the page's names and its own fields only,
+    /// sent on `<prefix>.items`.
+    pub record: bool,
 }
 
 impl CrawlResult {
@@ -116,6 +120,18 @@ impl CrawlResult {
             run: (c.run > 0).then_some(c.run),
             change: None,
             formatted: None,
+            record: false,
+        }
+    }
+
+    /// A data record drawn from the page `job` fetched: its fields, the
+    /// page's names, no body.
+    pub fn record(job: &Job, fields: Map<String, Value>) -> CrawlResult {
+        CrawlResult {
+            fields,
+            record: true,
+            request_headers: Vec::new(),
+            ..CrawlResult::new(job, None, None)
         }
     }
 
@@ -226,6 +242,7 @@ pub(crate) mod fixture {
             run: None,
             change: None,
             formatted: None,
+            record: false,
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum Event<'a> {
         url: &'a str,
         spiderid: &'a str,
     },
+    /// A spider's data record was published (`<prefix>.items`).
+    RecordSent,
     /// A request put back to be fetched again later.
     Retried,
     /// A request put back because its site answered 429 or 503.
@@ -241,6 +243,8 @@ impl Default for Started {
 #[derive(Debug, Default)]
 pub struct CrawlCounts {
     pub pages: Count,
+    /// Spiders' data records published.
+    pub records: Count,
     pub errors: Count,
     pub retries: Count,
     pub paused: Count,
@@ -318,6 +322,7 @@ impl Stats {
                 }
                 tracing::info!(target: CRAWL, crawlid = %crawlid, url = %url, status_code = status, spiderid = %spiderid, "page crawled");
             }
+            Event::RecordSent => self.crawl.records.add(1),
             Event::Retried => self.crawl.retries.add(1),
             Event::Paused { status } => {
                 self.crawl.paused.add(1);

@@ -124,6 +124,12 @@ const CRAWLER: &[Family] = &[
         },
     },
     Family {
+        name: "spinneret_records_total",
+        kind: COUNTER,
+        help: "Data records spiders sent, published on <prefix>.items.",
+        samples: |s, out, name| sample(out, name, &[], s.crawl.records.get()),
+    },
+    Family {
         name: "spinneret_site_pauses_total",
         kind: COUNTER,
         help: "Requests put back because their site answered 429 or 503.",
@@ -300,6 +306,8 @@ mod tests {
                 failed,
             });
         }
+        s.emit(Event::RecordSent);
+        s.emit(Event::RecordSent);
         s.emit(Event::Paused { status: 429 });
         s.emit(Event::Paused { status: 503 });
         for reason in ["not_json", "not_json", "invalid"] {

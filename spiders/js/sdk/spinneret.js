@@ -1,7 +1,8 @@
 // Write Spinneret spiders in JavaScript.
 //
 // A spider is a module that exports `parse(response)`, returning (or
-// yielding, from a generator) requests and items:
+// yielding, from a generator) requests, items and data records
+// (`record({ name, price })`, sent apart from the page's result):
 //
 //     import { request, item } from '../sdk/spinneret.js';
 //
@@ -44,6 +45,12 @@ export function item({ links = [], fields: extra } = {}) {
   return { tag: 'item', val: { links, fields: fields(extra) } };
 }
 
+/** A data record drawn from the page (its fields, any JSON values): sent
+ *  apart from the page's result, on `<prefix>.items`. */
+export function record(values) {
+  return { tag: 'record', values };
+}
+
 /** The strings a CSS query picks, as parsel's `response.css(query)`: each
  *  match's outer HTML, or with `::text` its own text nodes, with
  *  `::attr(name)` that attribute. The array has parsel's `get()` (the
@@ -79,7 +86,12 @@ export function parser(parse) {
   return {
     parse(response) {
       try {
-        return Array.from(parse(response) ?? []);
+        const out = [];
+        for (const o of parse(response) ?? []) {
+          if (o.tag === 'record') response.emit(fields(o.values));
+          else out.push(o);
+        }
+        return out;
       } catch (e) {
         throw `${e?.name ?? 'Error'}: ${e?.message ?? e}`;
       }

@@ -1,7 +1,8 @@
 """Write Spinneret spiders in Python, like Scrapy spiders.
 
 A spider is a class with ``parse(self, response)`` that yields (or returns)
-``Request`` and ``Item`` objects::
+``Request`` and ``Item`` objects, and ``Record(name=..., price=...)`` data
+records, sent apart from the page's result::
 
     from spinneret import Spider, Request, Item, export
 
@@ -61,6 +62,17 @@ class Item:
         return types.Output_Item(types.Item(
             links=self.links,
             fields=[types.Field(name=k, value=json.dumps(v)) for k, v in self.fields.items()]))
+
+
+class Record:
+    """A data record drawn from the page: its fields (any JSON values),
+    sent apart from the page's result, on ``<prefix>.items``."""
+
+    def __init__(self, **fields):
+        self.fields = fields
+
+    def _emit(self, response):
+        response.emit([types.Field(name=k, value=json.dumps(v)) for k, v in self.fields.items()])
 
 
 class SelectorList(list):
@@ -124,8 +136,13 @@ def export(spider_class):
     class Parser(exports.Parser):
         def parse(self, response):
             try:
-                out = spider.parse(response) or []
-                return [o._wit() for o in out]
+                out = []
+                for o in spider.parse(response) or []:
+                    if isinstance(o, Record):
+                        o._emit(response)
+                    else:
+                        out.append(o._wit())
+                return out
             except Exception as e:  # the page gets a result with this error
                 raise Err(f"{type(e).__name__}: {e}")
 

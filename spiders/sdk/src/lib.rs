@@ -186,6 +186,40 @@ pub mod spider {
     selectors!();
     pub use self::spinneret::plugin::types::{Output, Response};
 
+    /// A data record drawn from a page, sent apart from the page's result
+    /// (on `<prefix>.items`) by [`Response::emit_record`]:
+    /// `Record::new().text("name", name).json("price", "12.5")`.
+    #[derive(Debug, Clone, Default)]
+    pub struct Record(pub Vec<Field>);
+
+    impl Record {
+        pub fn new() -> Self {
+            Record::default()
+        }
+
+        /// Add a field whose value is JSON text.
+        pub fn json(mut self, name: &str, json: impl Into<String>) -> Self {
+            self.0.push(Field {
+                name: name.to_string(),
+                value: json.into(),
+            });
+            self
+        }
+
+        /// Add a string field.
+        pub fn text(self, name: &str, value: &str) -> Self {
+            self.json(name, crate::json_string(value))
+        }
+    }
+
+    impl Response {
+        /// Send a data record (WIT `response.emit`); an error past the
+        /// call's caps or for a field that is not JSON.
+        pub fn emit_record(&self, record: Record) -> Result<(), String> {
+            self.emit(&record.0)
+        }
+    }
+
     /// A spider, like a Scrapy spider's `parse` callback.
     pub trait Spider {
         fn parse(response: &Response) -> Result<Vec<Output>, String>;
