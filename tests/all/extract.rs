@@ -236,6 +236,56 @@ async fn hostile_pages_hit_the_format_bounds_and_the_crawl_goes_on() -> Result<(
     Ok(())
 }
 
+/// Hostile pages asked for by a spider's selectors (the `headings`
+/// spider in each language): a million elements and 100,000 nested fail
+/// that page with the bound in `error`; a 50 MB attribute comes back cut
+/// to 64 KiB. The crawl goes on to the next page each time.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_pages_hit_the_selector_bounds_and_the_crawl_goes_on() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 1,
+        hosts: 1,
+        seed: 55,
+    })
+    .await?;
+    for spider in ["headings", "py-headings", "js-headings"] {
+        let s = Scratch::new(&[(spider, spider)], "[crawl]\nmax_body_bytes = 67108864\n")?;
+        let mut args = vec!["--spider", spider];
+        let requests: Vec<String> = ["nodes", "deep", "attribute"]
+            .iter()
+            .map(|page| {
+                serde_json::json!({"url": site.hostile_url(page), "appid": "test", "crawlid": page})
+                    .to_string()
+            })
+            .collect();
+        for r in &requests {
+            args.extend(["--request", r]);
+        }
+        let run = s.run(&args).await?.ok()?;
+        assert_eq!(run.results.len(), 3, "{spider}: a result per page");
+        for r in &run.results {
+            let (crawlid, error) = (r["crawlid"].as_str(), r["error"].as_str());
+            match crawlid {
+                Some("nodes") => assert!(
+                    error.is_some_and(|e| e.contains("more than 200000 elements")),
+                    "{spider}: {error:?}"
+                ),
+                Some("deep") => assert!(
+                    error.is_some_and(|e| e.contains("deeper than 512")),
+                    "{spider}: {error:?}"
+                ),
+                _ => {
+                    assert_eq!(error, None, "{spider}");
+                    let description = r["description"].as_str().unwrap_or_default();
+                    assert_eq!(description.len(), 64 * 1024, "{spider}: cut at 64 KiB");
+                    assert_eq!(r["title"], "Big", "{spider}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The link spider's embedded crawl of one request; it must exit 0.
 async fn crawl(s: &Scratch, request: &serde_json::Value) -> Result<crate::harness::Run> {
     s.run(&["--spider", "link", "--request", &request.to_string()])

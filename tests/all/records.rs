@@ -62,7 +62,8 @@ fn request(url: &str, crawlid: &str, maxdepth: u32) -> String {
 }
 
 /// `spider` crawls the whole catalogue: its records are exactly the
-/// products (entities unescaped, windows-1252 pages decoded), one each,
+/// products (entities unescaped, windows-1252 pages decoded, malformed
+/// pages read as a browser reads them), one each,
 /// and every page (listings and products) has its one result, without
 /// the records' fields.
 async fn the_catalogue_spider_sends_every_product(spider: &str, seed: u64) -> Result<()> {

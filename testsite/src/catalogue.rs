@@ -4,7 +4,8 @@
 //! - `/catalogue/index.html` is listing page 1; `/catalogue/page-<k>.html`
 //!   links to page k+1 while there is one (`rel="next"`);
 //! - `/catalogue/item-<n>.html` (n < [`PRODUCTS`]): the product's page;
-//!   every fourth is served in windows-1252, as old shops still do;
+//!   every fourth is served in windows-1252, as old shops still do, and
+//!   every fifth is malformed (`sloppy`);
 //! - `/catalogue/prices.html`: a table of the first [`PER_PAGE`] products
 //!   (SKU, name, price), linked from nowhere.
 //!
@@ -124,6 +125,9 @@ fn listing(k: usize) -> String {
 }
 
 fn detail(n: usize) -> String {
+    if n % 5 == 4 {
+        return sloppy(n);
+    }
     let p = product(n);
     let stock = match p.in_stock {
         true => "<p class=\"stock in\">In stock</p>",
@@ -141,6 +145,30 @@ fn detail(n: usize) -> String {
             price = p.price(),
             description = escape(&p.description),
         ),
+    )
+}
+
+/// Product `n`'s page as careless hands write it: upper-case tags,
+/// unquoted attributes, end tags left out or stray, an entity without
+/// its semicolon, a comment inside the text, wrappers nested deep. A
+/// browser (and so the host's parser) reads the same product from it.
+fn sloppy(n: usize) -> String {
+    let p = product(n);
+    let stock = match p.in_stock {
+        true => "<P class=\"stock in\">In stock",
+        false => "<P class='stock out'>Sold out",
+    };
+    format!(
+        "<!doctype html><HTML lang=en><head><meta charset=utf-8><title>{name}</title>\
+         <body><div><div><div class=wrap><section>\n\
+         <ARTICLE class=product data-sku={sku}><H1>{name}</h1>\n\
+         <p class=price>&pound{price}\n{stock}\n\
+         <div class=description><p>{description}<!-- no more --></div>\n\
+         <p class=sku>SKU: <span>{sku}</span>\n</article></b></section></div></div>",
+        sku = p.sku,
+        name = escape(&p.name),
+        price = p.price(),
+        description = escape(&p.description),
     )
 }
 
@@ -172,6 +200,7 @@ fn latin1(s: &str) -> Vec<u8> {
         "<meta charset=\"utf-8\">",
         "<meta charset=\"windows-1252\">",
     )
+    .replace("<meta charset=utf-8>", "<meta charset=windows-1252>")
     .chars()
     .map(|c| u8::try_from(u32::from(c)).expect("the catalogue writes Latin-1 only"))
     .collect()

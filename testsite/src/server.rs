@@ -414,6 +414,15 @@ fn hostile(req: &Request<hyper::body::Incoming>, path: &str) -> Option<Response<
         let page = "<title>Many</title>".to_string() + &"<p>x</p>".repeat(1_000_000);
         return Some(text(StatusCode::OK, "text/html", page));
     }
+    if path == "/hostile/attribute.html" {
+        // A 50 MB attribute (a crawl must raise its body cap to read it).
+        let page = format!(
+            "<html><head><meta name=\"description\" content=\"{}\"><title>Big</title></head>\
+             <body><h1>Big</h1></body></html>",
+            "x".repeat(50_000_000)
+        );
+        return Some(text(StatusCode::OK, "text/html", page));
+    }
     if path == "/hostile/entity.html" {
         // An entity cut inside a multi-byte character, in a link's text
         // and in its href.

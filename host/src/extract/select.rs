@@ -190,43 +190,97 @@ fn depth(html: &Html) -> usize {
     deepest
 }
 
+/// What one match hands back, each string cut to `max_field` and all of
+/// them together to what is `left` of the selection's bytes. Nothing is
+/// built past its cap: text is gathered a node at a time and the outer
+/// HTML serialized into a writer that stops at its cap, so an element
+/// holding most of a 10 MiB page costs its cap, not the page.
 fn element(e: ElementRef<'_>, max_field: usize, left: &mut usize) -> Element {
     let mut truncated = false;
-    let mut take = |s: String| {
+    let mut take = |pieces: &mut dyn Iterator<Item = &str>| {
         let cap = max_field.min(*left);
-        let s = if s.len() > cap {
-            truncated = true;
-            cut(s, cap)
-        } else {
-            s
-        };
-        *left -= s.len();
-        s
+        let mut out = String::new();
+        for piece in pieces {
+            if out.len() + piece.len() > cap {
+                out.push_str(&piece[..piece.floor_char_boundary(cap - out.len())]);
+                truncated = true;
+                break;
+            }
+            out.push_str(piece);
+        }
+        *left -= out.len();
+        out
     };
-    let text = take(e.text().collect());
+    let text = take(&mut e.text());
     let texts = e
         .children()
-        .filter_map(|c| c.value().as_text().map(|t| take(t.to_string())))
+        .filter_map(|c| {
+            c.value()
+                .as_text()
+                .map(|t| take(&mut std::iter::once(&**t)))
+        })
         .collect();
-    let html = take(e.html());
+    let attrs = e
+        .value()
+        .attrs()
+        .map(|(k, v)| (k.to_string(), take(&mut std::iter::once(v))))
+        .collect();
+    let cap = max_field.min(*left);
+    let (html, cut) = outer_html(e, cap);
+    *left -= html.len();
     Element {
         tag: e.value().name().to_string(),
         text,
         texts,
-        attrs: e
-            .value()
-            .attrs()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
+        attrs,
         html,
-        truncated,
+        truncated: truncated || cut,
     }
 }
 
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut(mut s: String, max: usize) -> String {
-    s.truncate(s.floor_char_boundary(max));
-    s
+/// `e`'s outer HTML, at most `cap` bytes (cut at a character boundary),
+/// and whether it was cut.
+fn outer_html(e: ElementRef<'_>, cap: usize) -> (String, bool) {
+    use html5ever::serialize::{serialize, SerializeOpts, TraversalScope};
+    let mut w = Capped {
+        buf: Vec::new(),
+        cap,
+        full: false,
+    };
+    let opts = SerializeOpts {
+        traversal_scope: TraversalScope::IncludeNode,
+        ..SerializeOpts::default()
+    };
+    // An error is the writer full: what it holds is the cut HTML.
+    let _ = serialize(&mut w, &e, opts);
+    let mut bytes = w.buf;
+    if let Err(bad) = std::str::from_utf8(&bytes) {
+        bytes.truncate(bad.valid_up_to());
+    }
+    (String::from_utf8(bytes).unwrap_or_default(), w.full)
+}
+
+/// A writer that takes `cap` bytes, then fails, so a serializer stops.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let room = self.cap - self.buf.len();
+        if b.len() > room {
+            self.buf.extend_from_slice(&b[..room]);
+            self.full = true;
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -239,6 +293,38 @@ mod tests {
 
     fn doc(text: &str) -> Document {
         Document::parse(text, &Bounds::default()).expect("a small page parses")
+    }
+
+    /// An element holding most of the page costs its caps: text,
+    /// attributes and outer HTML are cut as they are gathered, and the
+    /// selection stops handing bytes back at its total.
+    #[test]
+    fn big_elements_cost_their_caps_not_their_size() {
+        let big = "\u{e9}".repeat(3 << 20);
+        let page = format!("<div title=\"{big}\"><div><p>{big}</p></div></div>");
+        let bounds = Bounds {
+            max_field: 1001,
+            max_total: 2500,
+            ..Bounds::default()
+        };
+        let els = doc(&page).select("div", &bounds).expect("a valid selector");
+        assert_eq!(els.len(), 2);
+        let bytes = |e: &Element| {
+            e.text.len()
+                + e.html.len()
+                + e.texts.iter().map(String::len).sum::<usize>()
+                + e.attrs.iter().map(|(_, v)| v.len()).sum::<usize>()
+        };
+        assert!(els.iter().map(bytes).sum::<usize>() <= 2500);
+        assert!(els[0].truncated);
+        assert_eq!(els[0].text.len(), 1000, "cut at a character boundary");
+        assert_eq!(els[0].attrs[0].1.len(), 1000);
+        assert!(
+            els[0].html.starts_with("<div title=\""),
+            "{}",
+            &els[0].html[..20]
+        );
+        assert_eq!(els[1].text, "", "nothing left for the second");
     }
 
     #[test]
