@@ -36,6 +36,7 @@ mod archive;
 mod cluster;
 mod control;
 mod embedded;
+mod extraction;
 mod kafka;
 mod languages;
 mod limited;
@@ -76,6 +77,10 @@ struct Args {
     /// Run only the WARC archive's section (on beside off).
     #[arg(long)]
     archive_only: bool,
+    /// Run only the extraction section (selectors and markdown per page,
+    /// beside parsel and markdownify).
+    #[arg(long)]
+    extract_only: bool,
     /// Run only the recurring crawl's section (run 2 beside run 1).
     #[arg(long)]
     revisit_only: bool,
@@ -159,6 +164,10 @@ async fn main() -> Result<()> {
         rendered(&b).await?;
         return b.done();
     }
+    if b.args.extract_only {
+        extracted(&b).await?;
+        return b.done();
+    }
     if b.args.revisit_only {
         revisited(&b).await?;
         return b.done();
@@ -184,12 +193,23 @@ async fn main() -> Result<()> {
     b.done()
 }
 
+/// Selectors and the markdown format per page, beside parsel and
+/// markdownify.
+async fn extracted(b: &Bench) -> Result<()> {
+    let lines = extraction::extraction(&b.site, &b.repo, &b.work).await?;
+    report(
+        "extraction (selectors, markdown) beside parsel, markdownify",
+        &lines,
+    )
+}
+
 /// Sections 1-3 and 7: link extraction, the embedded crawl beside
 /// spider-rs, the spiders by language, the rendered crawl.
 async fn embedded_sections(b: &Bench) -> Result<()> {
     let args = &b.args;
     if !args.languages_only {
         report("link extraction", &links::link_extraction(&b.site))?;
+        extracted(b).await?;
     }
     let rust = b.whole_crawl().await?;
     if !args.languages_only {
