@@ -286,6 +286,64 @@ async fn hostile_pages_hit_the_selector_bounds_and_the_crawl_goes_on() -> Result
     Ok(())
 }
 
+/// `spinneret shell`: a page fetched once answers parsel's queries and
+/// `:commands` (a windows-1252, malformed product page of the test
+/// site's shop), and saved with `--save`, feeds `spinneret parse`, whose
+/// spider sends the product's record from it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shell_answers_selectors_and_saves_the_page_for_parse() -> Result<()> {
+    let site = Site::start(SiteSpec {
+        pages: 1,
+        hosts: 1,
+        seed: 56,
+    })
+    .await?;
+    let s = Scratch::new(&[("catalogue", "catalogue")], "")?;
+    let n = 19;
+    let p = spinneret_testsite::catalogue::product(n);
+    let saved = s.path("item.json");
+    let out = s
+        .command("shell")
+        .arg(site.catalogue_url(&format!("item-{n}.html")))
+        .args([
+            "--query",
+            "h1::text",
+            "--query",
+            "article.product::attr(data-sku)",
+        ])
+        .args(["--query", ":elements .sku span", "--query", ":metadata"])
+        .arg("--save")
+        .arg(&saved)
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("charset=windows-1252"), "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], p.name, "decoded and unescaped");
+    assert_eq!(lines[1], p.sku);
+    let span: serde_json::Value = serde_json::from_str(lines[2])?;
+    assert_eq!(span["html"], format!("<span>{}</span>", p.sku));
+    let metadata: serde_json::Value = serde_json::from_str(lines[3])?;
+    assert_eq!(metadata["title"], p.name.as_str());
+    let parsed = s
+        .command("parse")
+        .args(["--spider", "catalogue", "--response"])
+        .arg(&saved)
+        .output()
+        .await?;
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let parsed: serde_json::Value = serde_json::from_slice(&parsed.stdout)?;
+    assert_eq!(parsed["records"][0]["name"], p.name.as_str(), "{parsed}");
+    assert_eq!(parsed["records"][0]["sku"], p.sku.as_str(), "{parsed}");
+    Ok(())
+}
+
 /// The link spider's embedded crawl of one request; it must exit 0.
 async fn crawl(s: &Scratch, request: &serde_json::Value) -> Result<crate::harness::Run> {
     s.run(&["--spider", "link", "--request", &request.to_string()])

@@ -54,6 +54,8 @@ pub enum Command {
     Plugins(PluginsArgs),
     /// Run a spider on one recorded response and print what it yields.
     Parse(ParseArgs),
+    /// Fetch one page and try selectors on it interactively (as `scrapy shell`).
+    Shell(ShellArgs),
     /// Queue crawl requests in the cluster (needs --redis) and exit.
     Submit(SubmitArgs),
     /// Info on a crawl, or on every crawl of an app (needs --redis).
@@ -241,6 +243,18 @@ pub struct ParseArgs {
     /// Recorded response (JSON: url, status, headers, body, depth, request).
     #[arg(long)]
     pub response: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ShellArgs {
+    /// The page to fetch (once, through the crawl's fetcher and address policy).
+    pub url: String,
+    /// Answer these lines (queries or `:commands`) and exit, instead of reading stdin.
+    #[arg(long)]
+    pub query: Vec<String>,
+    /// Write the page as `spinneret parse --response` reads it.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
 }
 
 impl Global {

@@ -6,6 +6,7 @@ mod args;
 mod cluster;
 mod plugins;
 mod run;
+mod shell;
 mod wiring;
 
 pub use args::*;
@@ -32,6 +33,7 @@ pub async fn main(cli: Cli) -> Result<i32> {
         Command::Run(args) => run::run(settings, args).await,
         Command::Plugins(args) => plugins::plugins(settings, args),
         Command::Parse(args) => plugins::parse(settings, args).await,
+        Command::Shell(args) => shell::shell(settings, args).await,
         Command::Submit(args) => submit(settings, args).await,
         Command::Info(args) => control(settings, |s| info(s, args)).await,
         Command::Stop(args) => control(settings, |s| stop(s, args)).await,

@@ -11,4 +11,4 @@ pub mod select;
 mod text;
 
 pub use formats::{Format, Formatted};
-pub use select::{Bounds, Document, Element, SelectError};
+pub use select::{split_query, Bounds, Document, Element, Pick, SelectError};

@@ -111,6 +111,47 @@ impl Document {
     }
 }
 
+/// What a parsel query (`response.css` in the SDKs, and the shell)
+/// picks from each element it matches: its outer HTML, `::text` its own
+/// text nodes, `::attr(name)` that attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    Html,
+    Text,
+    Attr(String),
+}
+
+/// A parsel query split into its CSS and what it picks:
+/// `"h2 a::attr(href)"` is `("h2 a", Pick::Attr("href"))`.
+pub fn split_query(query: &str) -> (&str, Pick) {
+    let q = query.trim_end();
+    if let Some(css) = q.strip_suffix("::text") {
+        return (css, Pick::Text);
+    }
+    if let Some((css, rest)) = q.rsplit_once("::attr(") {
+        if let Some(name) = rest.strip_suffix(')') {
+            return (css, Pick::Attr(name.trim().to_string()));
+        }
+    }
+    (q, Pick::Html)
+}
+
+impl Element {
+    /// The strings `pick` takes from this element.
+    pub fn picked(self, pick: &Pick) -> Vec<String> {
+        match pick {
+            Pick::Html => vec![self.html],
+            Pick::Text => self.texts,
+            Pick::Attr(name) => self
+                .attrs
+                .into_iter()
+                .filter(|(k, _)| k == name)
+                .map(|(_, v)| v)
+                .collect(),
+        }
+    }
+}
+
 /// Elements that never hold others (HTML's void elements), and those
 /// whose end tag may be left out (a parser closes them at the next of
 /// their kind): neither deepens the parser's stack.
