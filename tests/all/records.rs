@@ -151,6 +151,43 @@ async fn a_page_of_fifty_records_is_fifty_records_and_one_page_result() -> Resul
     Ok(())
 }
 
+/// Item pipelines see records: one dropping records under a price and
+/// marking the rest leaves the price list's records at or over it,
+/// marked, and the page's result as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn item_pipelines_see_records() -> Result<()> {
+    let site = shop(66).await?;
+    let plugins = [("catalogue", "catalogue"), ("price-floor", "price-floor")];
+    let s = Scratch::new(&plugins, "")?;
+    let url = site.catalogue_url("prices.html");
+    let run = s
+        .run(&[
+            "--spider",
+            "catalogue",
+            "--pipeline",
+            "price-floor",
+            "--request",
+            &request(&url, "floor", 0),
+        ])
+        .await?
+        .ok()?;
+    let (records, pages): (Vec<&Value>, Vec<&Value>) =
+        run.results.iter().partition(|r| r["type"] == "item");
+    let want: Vec<String> = (0..PER_PAGE)
+        .map(product)
+        .filter(|p| p.pence >= 500)
+        .map(|p| p.sku)
+        .collect();
+    let got: Vec<String> = records
+        .iter()
+        .filter_map(|r| r["sku"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(got, want, "records under the floor dropped");
+    assert!(records.iter().all(|r| r["checked"] == true));
+    assert!(pages.len() == 1 && pages[0].get("checked").is_none());
+    Ok(())
+}
+
 /// Through Kafka, records go to `<prefix>.items` and, with
 /// `appid_topics`, `<prefix>.items_<appid>`, keyed by crawlid; the page
 /// results stay on `crawled_firehose`, one per page.
