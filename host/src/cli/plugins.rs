@@ -263,24 +263,16 @@ fn recorded_page(rec: &Value, spider: &str, crawl: &crate::config::Crawl) -> Res
                 .collect()
         })
         .unwrap_or_default();
-    let fetched = Fetched {
-        status: rec["status"].as_u64().unwrap_or(200) as u16,
-        reason: String::new(),
-        response_url: rec["response_url"].as_str().unwrap_or(url).to_string(),
-        request_headers: Vec::new(),
+    let fetched = Fetched::recorded(
+        rec["status"].as_u64().unwrap_or(200) as u16,
+        rec["response_url"].as_str().unwrap_or(url).to_string(),
         headers,
-        body: rec["body"]
+        rec["body"]
             .as_str()
             .unwrap_or_default()
             .as_bytes()
             .to_vec()
             .into(),
-        elapsed: Duration::ZERO,
-        redirect: None,
-        rendered: false,
-        encoded: None,
-        version: "HTTP/1.1",
-        archived: None,
-    };
+    );
     Ok(Page::new(Arc::new(job), Arc::new(fetched), max_links))
 }

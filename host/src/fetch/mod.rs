@@ -140,6 +140,30 @@ pub struct Encoded {
 }
 
 impl Fetched {
+    /// A response made without a fetch (a recorded page, a bench's or a
+    /// test's): plain HTTP/1.1, not redirected, rendered or encoded.
+    pub fn recorded(
+        status: u16,
+        response_url: String,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    ) -> Fetched {
+        Fetched {
+            status,
+            reason: String::new(),
+            response_url,
+            request_headers: Vec::new(),
+            headers,
+            body,
+            elapsed: Duration::ZERO,
+            redirect: None,
+            rendered: false,
+            encoded: None,
+            version: "HTTP/1.1",
+            archived: None,
+        }
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -184,23 +184,16 @@ mod tests {
     use bytes::Bytes;
 
     fn fetched(status: u16, body: &str, headers: &[(&str, &str)]) -> Fetched {
-        Fetched {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Fetched::recorded(
             status,
-            reason: String::new(),
-            response_url: String::new(),
-            request_headers: Vec::new(),
-            headers: headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            body: Bytes::from(body.to_string()),
-            elapsed: std::time::Duration::ZERO,
-            redirect: None,
-            rendered: false,
-            encoded: None,
-            version: "HTTP/1.1",
-            archived: None,
-        }
+            String::new(),
+            headers,
+            Bytes::from(body.to_string()),
+        )
     }
 
     #[test]

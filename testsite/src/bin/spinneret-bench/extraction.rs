@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The selectors a spider typically asks of a page (the `select-cost`
-/// fixture's, in the same order).
+/// The selectors a spider typically asks of a page (handed to the
+/// `select-cost` fixture in its request's meta).
 const SELECTORS: [&str; 10] = [
     "title",
     "h1",
@@ -178,23 +178,15 @@ fn page(url: &str, html: &str, bundled: bool, calls: usize) -> Result<Page> {
         json!({"url": url, "appid": "bench", "crawlid": "extract", "spiderid": "select-cost"});
     let mut job = spinneret::request::CrawlRequest::from_value(request, 10)?.into_seed();
     job.meta = vec![
-        ("calls".into(), calls.to_string()),
+        ("selectors".into(), json!(SELECTORS[..calls]).to_string()),
         ("bundled".into(), bundled.to_string()),
     ];
-    let fetched = spinneret::fetch::Fetched {
-        status: 200,
-        reason: "OK".into(),
-        response_url: url.into(),
-        request_headers: Vec::new(),
-        headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
-        body: html.as_bytes().to_vec().into(),
-        elapsed: Duration::ZERO,
-        redirect: None,
-        rendered: false,
-        encoded: None,
-        version: "HTTP/1.1",
-        archived: None,
-    };
+    let fetched = spinneret::fetch::Fetched::recorded(
+        200,
+        url.into(),
+        vec![("content-type".into(), "text/html; charset=utf-8".into())],
+        html.as_bytes().to_vec().into(),
+    );
     Ok(Page::new(Arc::new(job), Arc::new(fetched), 5000))
 }
 
