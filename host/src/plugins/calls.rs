@@ -27,8 +27,10 @@ impl Plugin {
                 s.spinneret_plugin_parser().call_parse(store, r)
             })?;
             let out = self.outcome(store, out)?;
-            let records = res.map(|r| (r.records, r.record_bytes));
-            let (records, record_bytes) = records.unwrap_or_default();
+            // The page comes back with the records the guest sent; were it
+            // gone, they would be lost, so the call fails instead.
+            let res = res.ok_or_else(|| self.host_err("the page's records are gone"))?;
+            let (records, record_bytes) = (res.records, res.record_bytes);
             let sent = Tally::records(records.len(), record_bytes);
             self.check_output(out.iter().map(Tally::of_output).sum::<Tally>() + sent)?;
             let out: Result<Vec<Output>, CallError> =
